@@ -1,0 +1,8 @@
+//! `trove gateway`.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::bail!("`trove gateway` is not built yet")
+}

@@ -1,0 +1,48 @@
+//! trove: the one binary: `gateway`, `server`, `up`, `cert`, `admin`, `doctor`.
+//!
+//! Each subcommand lives in its own module with its own `clap::Args` and `run`; this file only
+//! dispatches, so the commands can grow independently.
+
+mod cmd_admin;
+mod cmd_cert;
+mod cmd_gateway;
+mod cmd_server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "trove", version, about = "A self-hosted Git server and the TLS reverse proxy in front of it, in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reverse proxy (Apache httpd's part): `--config FILE` or `--check FILE`.
+    Gateway(cmd_gateway::Args),
+    /// Run the Git server (Stash's part).
+    Server(cmd_server::Args),
+    /// Make and inspect certificates (replaces the seed's openssl steps).
+    #[command(subcommand)]
+    Cert(cmd_cert::Command),
+    /// Offline administration of a data directory.
+    Admin(cmd_admin::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Gateway(a) => cmd_gateway::run(a),
+        Command::Server(a) => cmd_server::run(a),
+        Command::Cert(c) => cmd_cert::run(c),
+        Command::Admin(a) => cmd_admin::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("trove: error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

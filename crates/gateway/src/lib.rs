@@ -1,0 +1,1 @@
+//! trove-gateway: the reverse proxy and TLS terminator that plays Apache httpd's part.

@@ -1,0 +1,1 @@
+//! trove-store: bare repositories on disk and the metadata database.
