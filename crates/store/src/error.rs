@@ -1,0 +1,45 @@
+//! The store's one error type; each variant names what was at fault.
+
+use std::path::PathBuf;
+
+use crate::names::NameError;
+use crate::password::PasswordError;
+use crate::settings::SettingError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("metadata database {path}: {source}")]
+    Database { path: PathBuf, source: rusqlite::Error },
+    #[error("metadata database {path} has schema version {found}, newer than this trove knows ({known}); run a newer trove")]
+    SchemaTooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("user {0} does not exist; create it with `trove admin user add {0}`")]
+    NoSuchUser(String),
+    #[error("project {0} already exists")]
+    ProjectExists(String),
+    #[error("project {0} does not exist; create it with `trove admin project add {0}`")]
+    NoSuchProject(String),
+    #[error("repository {0} already exists")]
+    RepoExists(String),
+    #[error("repository {0} does not exist")]
+    NoSuchRepo(String),
+    #[error("cannot create repository directory {path}: {source}")]
+    RepoDir { path: PathBuf, source: std::io::Error },
+    #[error("`git init` for {path} failed: {detail}")]
+    GitInit { path: PathBuf, detail: String },
+}
+
+impl StoreError {
+    pub(crate) fn db(path: &std::path::Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Database { path: path.to_owned(), source }
+    }
+}

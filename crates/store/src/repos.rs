@@ -1,0 +1,81 @@
+//! Bare repositories on disk, one directory per numeric id under `<data>/repositories`.
+//!
+//! Numeric ids make renames and moves a metadata-only change, and keep user-chosen names out of
+//! file-system paths entirely.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::StoreError;
+
+/// Settings written into every new repository's `config`:
+/// - `receive.fsckObjects`: refuse corrupt or malicious objects at push time;
+/// - `uploadpack.allowFilter`: partial clone (`--filter=blob:none`);
+/// - `uploadpack.keepAlive`: keep proxies from timing out while a pack is prepared;
+/// - `repack.writeBitmaps`, `core.commitGraph`, `gc.writeCommitGraph`, `fetch.writeCommitGraph`:
+///   the structures that make counting objects for a clone fast;
+/// - `core.logAllRefUpdates`: reflogs in a bare repository record who pushed what;
+/// - `receive.denyNonFastForwards = false`: force-push is decided by permissions, not config.
+pub(crate) const REPO_CONFIG: &str = "[receive]\n\tfsckObjects = true\n\tdenyNonFastForwards = false\n\tdenyDeletes = false\n\
+[uploadpack]\n\tallowFilter = true\n\tkeepAlive = 5\n\
+[repack]\n\twriteBitmaps = true\n\
+[core]\n\tcommitGraph = true\n\tlogAllRefUpdates = true\n\
+[gc]\n\twriteCommitGraph = true\n\
+[fetch]\n\twriteCommitGraph = true\n\
+[transfer]\n\tfsckObjects = true\n";
+
+/// The minimal environment every git child of ours gets: no inherited `GIT_*` variables, no
+/// system or user config, `HOME` pointing at an empty directory we own.
+pub fn git_env(git_home: &Path) -> Vec<(OsString, OsString)> {
+    let mut env = vec![
+        ("HOME".into(), git_home.as_os_str().to_owned()),
+        ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
+        ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+        ("LANG".into(), "C".into()),
+    ];
+    if let Some(path) = std::env::var_os("PATH") {
+        env.push(("PATH".into(), path));
+    }
+    env
+}
+
+pub(crate) fn repos_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("repositories")
+}
+
+/// Creates the bare repository for `id`: `git init` into a temporary directory beside the final
+/// one, write our config, then rename, so a half-made repository never sits at a live path.
+pub(crate) fn init_bare(data_dir: &Path, git_home: &Path, id: i64) -> Result<PathBuf, StoreError> {
+    let dir = repos_dir(data_dir);
+    let final_path = dir.join(id.to_string());
+    let tmp = dir.join(format!(".init-{id}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = Command::new("git")
+        .env_clear()
+        .envs(git_env(git_home))
+        .args(["init", "--bare", "--quiet", "--template=", "--initial-branch=main"])
+        .arg(&tmp)
+        .output()
+        .map_err(|e| StoreError::GitInit { path: final_path.clone(), detail: e.to_string() })?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(StoreError::GitInit {
+            path: final_path,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(tmp.join("config"))?;
+        f.write_all(REPO_CONFIG.as_bytes())?;
+        std::fs::create_dir_all(tmp.join("info"))?;
+        std::fs::create_dir_all(tmp.join("hooks"))?;
+        std::fs::rename(&tmp, &final_path)
+    };
+    write().map_err(|source| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        StoreError::RepoDir { path: final_path.clone(), source }
+    })?;
+    Ok(final_path)
+}

@@ -1,0 +1,250 @@
+//! Server settings an administrator sets once: the base URL and the context path.
+//!
+//! Both are parsed into types that are valid by construction, so the server can build URLs by
+//! plain concatenation: a `BaseUrl` never ends in `/`, a `ContextPath` is empty or starts with
+//! `/` and never ends with one.
+
+use std::fmt;
+
+/// Why a base URL or context path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("base URL {input:?} is invalid: {reason}; give the public URL users type, like `https://mycompany.com/stash`")]
+    BaseUrl { input: String, reason: &'static str },
+    #[error("context path {input:?} is invalid: {reason}; give a path like `/stash`, or `` (empty) for none")]
+    ContextPath { input: String, reason: &'static str },
+}
+
+/// The public URL of the server, context path included (`https://mycompany.com/stash`).
+/// Authoritative for every absolute URL the server generates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    full: String,
+    scheme_len: usize,
+    authority_end: usize,
+}
+
+impl BaseUrl {
+    pub fn parse(input: &str) -> Result<Self, SettingError> {
+        let err = |reason| SettingError::BaseUrl { input: input.to_owned(), reason };
+        let trimmed = input.trim();
+        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(err("it contains whitespace"));
+        }
+        let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| err("it has no `http://` or `https://`"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(err("the scheme is not `http` or `https`"));
+        }
+        if rest.contains(['?', '#']) {
+            return Err(err("it has a query or fragment"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(err("it has a user name in it"));
+        }
+        let (host, port) = if authority.starts_with('[') {
+            match authority.find(']') {
+                Some(i) if authority[i + 1..].is_empty() => (&authority[..=i], None),
+                Some(i) => match authority[i + 1..].strip_prefix(':') {
+                    Some(p) => (&authority[..=i], Some(p)),
+                    None => return Err(err("something other than a port follows the IPv6 address")),
+                },
+                None => return Err(err("an IPv6 address has no closing `]`")),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if let Some(port) = port {
+            if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+                return Err(err("the port is not a number from 1 to 65535"));
+            }
+        }
+        if host.is_empty() {
+            return Err(err("it has no host name"));
+        }
+        if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':')) {
+            return Err(err("the host name has characters a host name cannot have"));
+        }
+        let path = ContextPath::parse(path).map_err(|_| err("its path is not a valid context path"))?;
+        let authority = authority.to_ascii_lowercase();
+        let full = format!("{scheme}://{authority}{}", path.as_str());
+        Ok(Self { scheme_len: scheme.len(), authority_end: scheme.len() + 3 + authority.len(), full })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &str {
+        &self.full[..self.scheme_len]
+    }
+
+    /// `host[:port]` as written (lower-cased).
+    pub fn authority(&self) -> &str {
+        &self.full[self.scheme_len + 3..self.authority_end]
+    }
+
+    /// The context path part: `` or `/stash`.
+    pub fn path(&self) -> &str {
+        &self.full[self.authority_end..]
+    }
+
+    /// `scheme://authority` with the default port left out, for comparing with what a request
+    /// says about itself.
+    pub fn normalized_origin(&self) -> String {
+        normalize_origin(self.scheme(), self.authority())
+    }
+}
+
+/// `scheme://host[:port]`, leaving out the scheme's default port (`:80` for http, `:443` for
+/// https), so `https://a:443` and `https://a` compare equal.
+pub fn normalize_origin(scheme: &str, authority: &str) -> String {
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = authority.to_ascii_lowercase();
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default).unwrap_or(&authority);
+    format!("{scheme}://{authority}")
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+/// The prefix under which the server answers, like `/stash`; empty for the root.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContextPath(String);
+
+impl ContextPath {
+    /// Accepts `` and `/` (both meaning the root), or `/seg[/seg…]` with an optional trailing `/`.
+    pub fn parse(input: &str) -> Result<Self, SettingError> {
+        let err = |reason| SettingError::ContextPath { input: input.to_owned(), reason };
+        if input.is_empty() || input == "/" {
+            return Ok(Self(String::new()));
+        }
+        if !input.starts_with('/') {
+            return Err(err("it does not start with `/`"));
+        }
+        let trimmed = input.strip_suffix('/').unwrap_or(input);
+        for seg in trimmed[1..].split('/') {
+            if seg.is_empty() {
+                return Err(err("it has an empty segment (`//`)"));
+            }
+            if seg == "." || seg == ".." {
+                return Err(err("it has a `.` or `..` segment"));
+            }
+            if !seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~')) {
+                return Err(err("it has a character other than a letter, digit, `.`, `_`, `-` or `~`"));
+            }
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The rest of `path` after this context path, or `None` when `path` is outside it.
+    /// `/stash` → `Some("")`, `/stash/scm/x` → `Some("/scm/x")`, `/stashy` → `None`.
+    pub fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let rest = path.strip_prefix(self.0.as_str())?;
+        if rest.is_empty() || rest.starts_with('/') { Some(rest) } else { None }
+    }
+}
+
+impl fmt::Display for ContextPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_normalized_or_refused() {
+        let cases: &[(&str, Option<(&str, &str, &str, &str)>)] = &[
+            ("https://mycompany.com/stash", Some(("https://mycompany.com/stash", "https", "mycompany.com", "/stash"))),
+            ("https://mycompany.com/stash/", Some(("https://mycompany.com/stash", "https", "mycompany.com", "/stash"))),
+            ("HTTP://Example.COM:7990", Some(("http://example.com:7990", "http", "example.com:7990", ""))),
+            ("http://localhost:7990/", Some(("http://localhost:7990", "http", "localhost:7990", ""))),
+            ("http://[::1]:7990/x", Some(("http://[::1]:7990/x", "http", "[::1]:7990", "/x"))),
+            ("ftp://example.com", None),
+            ("example.com", None),
+            ("https://", None),
+            ("https://user@example.com", None),
+            ("https://example.com/a?b", None),
+            ("https://example.com/a#b", None),
+            ("https://example.com:99999", None),
+            ("https://example.com:", None),
+            ("https://exa mple.com", None),
+            ("https://example.com/../x", None),
+            ("https://example.com//x", None),
+        ];
+        for (input, want) in cases {
+            let got = BaseUrl::parse(input).ok();
+            let got = got.as_ref().map(|b| (b.as_str(), b.scheme(), b.authority(), b.path()));
+            assert_eq!(got, *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn context_paths_are_normalized_or_refused() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("", Some("")),
+            ("/", Some("")),
+            ("/stash", Some("/stash")),
+            ("/stash/", Some("/stash")),
+            ("/a/b", Some("/a/b")),
+            ("stash", None),
+            ("//", None),
+            ("/a//b", None),
+            ("/..", None),
+            ("/a/./b", None),
+            ("/a b", None),
+            ("/a?b", None),
+        ];
+        for (input, want) in cases {
+            let got = ContextPath::parse(input).ok();
+            assert_eq!(got.as_ref().map(|c| c.as_str()), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn context_path_strip_only_matches_whole_segments() {
+        let ctx = ContextPath::parse("/stash").unwrap();
+        let cases: &[(&str, Option<&str>)] = &[
+            ("/stash", Some("")),
+            ("/stash/", Some("/")),
+            ("/stash/scm/TP/test.git", Some("/scm/TP/test.git")),
+            ("/stashy", None),
+            ("/scm/TP/test.git", None),
+            ("/", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(ctx.strip(input), *want, "input {input:?}");
+        }
+        assert_eq!(ContextPath::default().strip("/scm/x"), Some("/scm/x"));
+    }
+
+    #[test]
+    fn origins_drop_default_ports() {
+        assert_eq!(normalize_origin("https", "A.example:443"), "https://a.example");
+        assert_eq!(normalize_origin("http", "a:80"), "http://a");
+        assert_eq!(normalize_origin("http", "a:443"), "http://a:443");
+    }
+}
