@@ -1,1 +1,215 @@
 //! trove-server: the Git server (smart HTTP, REST, web UI) that knows it lives behind a proxy.
+//!
+//! [`Server::open`] validates a [`ServerConfig`], opens the data directory and checks git;
+//! [`app`] builds the axum router (so handler tests need no socket); [`Server::serve`] and
+//! [`run`] put it on a listener. `trove server` and `trove up` both go through these.
+
+mod auth;
+mod config;
+mod error;
+mod git_http;
+mod maintenance;
+mod pktline;
+pub mod public_url;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderValue, StatusCode, header};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use trove_store::Store;
+
+pub use config::{AuthSettings, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, GitSettings, RawConfig, ServerConfig};
+pub use error::ServerError;
+pub use public_url::{Connector, PublicUrlSettings, PublicUrls, RequestView, Scheme};
+
+use crate::error::HttpError;
+
+/// State shared by every request.
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) urls: PublicUrls,
+    pub(crate) limiter: auth::LoginLimiter,
+    pub(crate) packs: Arc<Semaphore>,
+    pub(crate) git: GitSettings,
+    pub(crate) maintenance: Arc<maintenance::Maintenance>,
+}
+
+pub(crate) type AppState = Arc<Shared>;
+
+/// An opened server: configuration validated, data directory open, git found.
+#[derive(Clone)]
+pub struct Server {
+    shared: AppState,
+    listen: SocketAddr,
+}
+
+impl Server {
+    /// Opens the data directory (applying migrations), merges the settings stored there with
+    /// the configuration (the configuration wins), and checks that git runs.
+    pub fn open(config: ServerConfig) -> Result<Server, ServerError> {
+        let store = Store::open(&config.data_dir)?;
+        let version = std::process::Command::new(&config.git.binary)
+            .env_clear()
+            .envs(trove_store::git_env(store.git_home()))
+            .arg("--version")
+            .output()
+            .map_err(|e| ServerError::Git { binary: config.git.binary.display().to_string(), detail: e.to_string() })?;
+        if !version.status.success() {
+            return Err(ServerError::Git {
+                binary: config.git.binary.display().to_string(),
+                detail: String::from_utf8_lossy(&version.stderr).trim().to_owned(),
+            });
+        }
+        tracing::debug!(version = %String::from_utf8_lossy(&version.stdout).trim(), "found git");
+        let base_url = match config.base_url {
+            Some(b) => Some(b),
+            None => store.base_url()?,
+        };
+        let context_path = match config.context_path {
+            Some(c) => c,
+            None => store.context_path()?.unwrap_or_default(),
+        };
+        if let Some(b) = &base_url {
+            if b.path() != context_path.as_str() {
+                tracing::warn!(
+                    base_url = %b,
+                    context_path = %context_path,
+                    "the base URL's path differs from the context path; that is right only when the proxy rewrites paths (ProxyPass /x http://…/y)"
+                );
+            }
+        }
+        let urls = PublicUrls::new(PublicUrlSettings {
+            base_url,
+            context_path,
+            connector: config.connector,
+            trusted_proxies: config.trusted_proxies,
+        });
+        let maintenance = Arc::new(maintenance::Maintenance::new(
+            config.git.maintenance_after_push,
+            config.git.binary.clone(),
+            trove_store::git_env(store.git_home()),
+        ));
+        let shared = Shared {
+            limiter: auth::LoginLimiter::new(config.auth.max_failed_logins, config.auth.failed_login_window),
+            packs: Arc::new(Semaphore::new(config.git.max_concurrent_packs)),
+            git: config.git,
+            store,
+            urls,
+            maintenance,
+        };
+        Ok(Server { shared: Arc::new(shared), listen: config.listen })
+    }
+
+    /// The data directory's store, for administration in-process.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The public URL settings in effect (base URL, context path, connector, trusted proxies).
+    pub fn public_urls(&self) -> &PublicUrls {
+        &self.shared.urls
+    }
+
+    /// The configured listen address (what [`run`] binds).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The first `(request URL, base URL)` mismatch seen on a proxied request, if any.
+    pub fn base_url_mismatch(&self) -> Option<(String, String)> {
+        self.shared.urls.mismatch()
+    }
+
+    /// Resolves once no background maintenance is running (for tests and orderly shutdown).
+    pub async fn maintenance_idle(&self) {
+        self.shared.maintenance.idle().await
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets open requests finish.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            %addr,
+            context_path = %self.shared.urls.context_path(),
+            base_url = self.shared.urls.settings().base_url.as_ref().map(|b| b.as_str()).unwrap_or("(from each request)"),
+            "trove server listening"
+        );
+        let router = app(self);
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Opens the server described by `config`, binds its listen address and serves until
+/// `shutdown` resolves.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let server = Server::open(config)?;
+    let addr = server.listen;
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    server.serve(listener, shutdown).await
+}
+
+/// The router: every route lives under the context path; anything else is 404.
+pub fn app(server: &Server) -> Router {
+    let state = server.shared.clone();
+    let ctx = state.urls.context_path().as_str().to_owned();
+    let mut router = Router::new()
+        .route(&format!("{ctx}/status"), get(status))
+        .route(&format!("{ctx}/"), get(landing));
+    if !ctx.is_empty() {
+        router = router.route(&ctx, get(context_root));
+    }
+    for prefix in ["scm", "git"] {
+        let base = format!("{ctx}/{prefix}/{{owner}}/{{repo}}");
+        router = router
+            .route(&format!("{base}/info/refs"), get(git_http::info_refs))
+            .route(&format!("{base}/git-upload-pack"), post(git_http::upload_pack))
+            .route(&format!("{base}/git-receive-pack"), post(git_http::receive_pack))
+            .route(&base, get(git_http::repo_page));
+    }
+    router
+        .fallback(|| async { HttpError::NoRoute })
+        .layer(middleware::from_fn_with_state(state.clone(), observe_request))
+        .with_state(state)
+}
+
+/// Works out how the request looked to its sender (trusted proxies, connector settings), warns
+/// once if that differs from the base URL, and hands the view to the handlers.
+async fn observe_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let view = public_url::view(state.urls.settings(), peer, req.headers());
+    state.urls.observe(&view);
+    tracing::debug!(method = %req.method(), path = %req.uri().path(), client = ?view.client_ip, "request");
+    req.extensions_mut().insert(view);
+    next.run(req).await
+}
+
+/// `GET /status`, as Bitbucket answers it: for load balancers and `trove up`'s health checks.
+async fn status() -> Response {
+    let mut r = Response::new(axum::body::Body::from("{\"state\":\"RUNNING\"}"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `GET /stash` → `/stash/`, as Tomcat does for a context root, built from the base URL.
+async fn context_root(State(state): State<AppState>, axum::Extension(view): axum::Extension<RequestView>) -> Response {
+    git_http::redirect(&format!("{}/", state.urls.base_url(&view)))
+}
+
+/// `GET /`: a plain page saying where clones live, until the web UI takes this over.
+async fn landing(State(state): State<AppState>, axum::Extension(view): axum::Extension<RequestView>) -> Response {
+    let base = state.urls.base_url(&view);
+    let mut r = (StatusCode::OK, format!("Trove is running.\nClone URLs look like {base}/scm/KEY/slug.git\n")).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

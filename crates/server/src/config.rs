@@ -1,0 +1,292 @@
+//! `trove.toml`: parsed into [`RawConfig`] exactly as written, then validated into
+//! [`ServerConfig`], once. docs/server.md documents every key and its default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use trove_store::{BaseUrl, ContextPath};
+
+use crate::public_url::{Connector, Scheme};
+
+/// Default listen address: Stash's port, loopback only until an administrator says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7990";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "trove-data";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Toml { path: PathBuf, source: toml::de::Error },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid { path: PathBuf, key: &'static str, message: String },
+}
+
+/// `trove.toml` as written. Unknown keys are refused, so a typo is an error, not a silent default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub base_url: Option<String>,
+    pub context_path: Option<String>,
+    pub proxy_name: Option<String>,
+    pub proxy_port: Option<u16>,
+    pub scheme: Option<String>,
+    pub secure: Option<bool>,
+    pub trusted_proxies: Option<Vec<String>>,
+    #[serde(default)]
+    pub git: RawGit,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGit {
+    pub binary: Option<PathBuf>,
+    pub max_concurrent_packs: Option<usize>,
+    pub max_inflated_request_bytes: Option<u64>,
+    pub maintenance_after_push: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub max_failed_logins: Option<u32>,
+    pub failed_login_window_secs: Option<u64>,
+}
+
+/// Git-serving settings.
+#[derive(Debug, Clone)]
+pub struct GitSettings {
+    /// The git executable. Default `git` (looked up on `PATH`).
+    pub binary: PathBuf,
+    /// Upper bound on `git upload-pack` processes generating packs at once; more requests wait
+    /// their turn. Default: twice the number of CPUs. `0` is refused.
+    pub max_concurrent_packs: usize,
+    /// Cap on a gzip-encoded request body after inflation; larger bodies get 413. Default
+    /// 64 MiB (git gzips only fetch negotiation, which is far smaller). Unencoded bodies are
+    /// streamed and not capped.
+    pub max_inflated_request_bytes: u64,
+    /// Run `git commit-graph write` and `git gc --auto` in the background after each push.
+    /// Default `true`.
+    pub maintenance_after_push: bool,
+}
+
+/// Login settings.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Failed logins per user and per address within the window before further attempts get
+    /// 429. Default 10; `0` disables the limit.
+    pub max_failed_logins: u32,
+    /// Length of the failed-login window. Default 300 seconds.
+    pub failed_login_window: Duration,
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Overrides the base URL stored in the data directory (`trove admin settings base-url`).
+    pub base_url: Option<BaseUrl>,
+    /// Overrides the context path stored in the data directory.
+    pub context_path: Option<ContextPath>,
+    pub connector: Connector,
+    pub trusted_proxies: Vec<IpNet>,
+    pub git: GitSettings,
+    pub auth: AuthSettings,
+}
+
+impl ServerConfig {
+    /// Defaults for everything, with the given data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        ServerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            data_dir: data_dir.into(),
+            base_url: None,
+            context_path: None,
+            connector: Connector::default(),
+            trusted_proxies: Vec::new(),
+            git: GitSettings {
+                binary: PathBuf::from("git"),
+                max_concurrent_packs: cpus * 2,
+                max_inflated_request_bytes: 64 << 20,
+                maintenance_after_push: true,
+            },
+            auth: AuthSettings { max_failed_logins: 10, failed_login_window: Duration::from_secs(300) },
+        }
+    }
+
+    /// Reads and validates a `trove.toml`. A relative `data_dir` is taken relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` names the file in errors and anchors a relative
+    /// `data_dir`.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Toml { path: path.to_owned(), source })?;
+        Self::from_raw(raw, path)
+    }
+
+    pub fn from_raw(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let mut c = ServerConfig::new(
+            raw.data_dir.map(|d| if d.is_relative() { base_dir.join(d) } else { d }).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        );
+        if let Some(l) = raw.listen {
+            c.listen = l.parse().map_err(|_| invalid("listen", format!("{l:?} is not an address:port like 127.0.0.1:7990")))?;
+        }
+        if let Some(b) = raw.base_url {
+            c.base_url = Some(BaseUrl::parse(&b).map_err(|e| invalid("base_url", e.to_string()))?);
+        }
+        if let Some(p) = raw.context_path {
+            c.context_path = Some(ContextPath::parse(&p).map_err(|e| invalid("context_path", e.to_string()))?);
+        }
+        if let Some(name) = raw.proxy_name {
+            if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '[' | ']' | ':')) {
+                return Err(invalid("proxy_name", format!("{name:?} is not a host name")));
+            }
+            c.connector.proxy_name = Some(name.to_ascii_lowercase());
+        }
+        if let Some(p) = raw.proxy_port {
+            if p == 0 {
+                return Err(invalid("proxy_port", "0 is not a port; leave the key out to use the request's port".into()));
+            }
+            c.connector.proxy_port = Some(p);
+        }
+        if let Some(s) = raw.scheme {
+            c.connector.scheme = Some(match s.to_ascii_lowercase().as_str() {
+                "http" => Scheme::Http,
+                "https" => Scheme::Https,
+                _ => return Err(invalid("scheme", format!("{s:?} is not `http` or `https`"))),
+            });
+        }
+        c.connector.secure = raw.secure.unwrap_or(false);
+        for t in raw.trusted_proxies.unwrap_or_default() {
+            let net = t
+                .parse::<IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| invalid("trusted_proxies", format!("{t:?} is not an IP address or CIDR like 10.0.0.0/8")))?;
+            c.trusted_proxies.push(net);
+        }
+        if let Some(b) = raw.git.binary {
+            c.git.binary = b;
+        }
+        if let Some(n) = raw.git.max_concurrent_packs {
+            if n == 0 {
+                return Err(invalid("git.max_concurrent_packs", "0 would refuse every clone; use at least 1".into()));
+            }
+            c.git.max_concurrent_packs = n;
+        }
+        if let Some(n) = raw.git.max_inflated_request_bytes {
+            c.git.max_inflated_request_bytes = n;
+        }
+        if let Some(m) = raw.git.maintenance_after_push {
+            c.git.maintenance_after_push = m;
+        }
+        if let Some(n) = raw.auth.max_failed_logins {
+            c.auth.max_failed_logins = n;
+        }
+        if let Some(s) = raw.auth.failed_login_window_secs {
+            if s == 0 {
+                return Err(invalid("auth.failed_login_window_secs", "must be at least 1; set max_failed_logins = 0 to disable".into()));
+            }
+            c.auth.failed_login_window = Duration::from_secs(s);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::from_toml_str(text, Path::new("/etc/trove/trove.toml"))
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7990");
+        assert_eq!(c.data_dir, PathBuf::from("trove-data"));
+        assert!(c.base_url.is_none() && c.context_path.is_none());
+        assert_eq!(c.connector, Connector::default());
+        assert_eq!(c.auth.max_failed_logins, 10);
+        assert_eq!(c.git.max_inflated_request_bytes, 64 << 20);
+        assert!(c.git.maintenance_after_push);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = parse(
+            r#"
+            listen = "0.0.0.0:7991"
+            data_dir = "data"
+            base_url = "https://mycompany.com/stash/"
+            context_path = "/stash"
+            proxy_name = "MyCompany.com"
+            proxy_port = 443
+            scheme = "https"
+            secure = true
+            trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]
+            [git]
+            binary = "/usr/bin/git"
+            max_concurrent_packs = 3
+            max_inflated_request_bytes = 1000
+            maintenance_after_push = false
+            [auth]
+            max_failed_logins = 0
+            failed_login_window_secs = 60
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:7991");
+        assert_eq!(c.data_dir, PathBuf::from("/etc/trove/data"));
+        assert_eq!(c.base_url.unwrap().as_str(), "https://mycompany.com/stash");
+        assert_eq!(c.context_path.unwrap().as_str(), "/stash");
+        assert_eq!(c.connector.proxy_name.as_deref(), Some("mycompany.com"));
+        assert_eq!(c.connector.proxy_port, Some(443));
+        assert_eq!(c.connector.scheme, Some(Scheme::Https));
+        assert!(c.connector.secure);
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert_eq!(c.git.binary, PathBuf::from("/usr/bin/git"));
+        assert_eq!(c.git.max_concurrent_packs, 3);
+        assert_eq!(c.git.max_inflated_request_bytes, 1000);
+        assert!(!c.git.maintenance_after_push);
+        assert_eq!(c.auth.max_failed_logins, 0);
+        assert_eq!(c.auth.failed_login_window, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        let cases: &[(&str, &str)] = &[
+            ("listen = \"7990\"", "listen"),
+            ("base_url = \"mycompany.com\"", "base_url"),
+            ("context_path = \"stash\"", "context_path"),
+            ("proxy_name = \"a b\"", "proxy_name"),
+            ("proxy_port = 0", "proxy_port"),
+            ("scheme = \"ftp\"", "scheme"),
+            ("trusted_proxies = [\"everyone\"]", "trusted_proxies"),
+            ("[git]\nmax_concurrent_packs = 0", "git.max_concurrent_packs"),
+            ("[auth]\nfailed_login_window_secs = 0", "auth.failed_login_window_secs"),
+            ("lisen = \"x\"", "lisen"),
+            ("proxy_port = 70000", "proxy_port"),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} gave {err}");
+            assert!(err.contains("/etc/trove/trove.toml"), "{err}");
+        }
+    }
+}

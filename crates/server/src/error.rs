@@ -1,0 +1,110 @@
+//! Everything that can go wrong serving a request, and the one place that turns it into an
+//! HTTP status. Internal details go to the log; the response says only what the caller can act on.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+/// The `WWW-Authenticate` challenge git clients expect before they send credentials.
+pub(crate) const CHALLENGE: &str = "Basic realm=\"Trove\"";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpError {
+    /// No route: outside the context path, or a path we do not serve.
+    #[error("no route")]
+    NoRoute,
+    /// No such repository, or the caller may not read it: the same answer for both, so a
+    /// private repository's existence does not leak.
+    #[error("repository not found")]
+    NotFound,
+    #[error("authentication required")]
+    AuthRequired,
+    #[error("wrong user name, password or token")]
+    BadCredentials,
+    #[error("too many failed logins")]
+    TooManyFailedLogins { retry_after: Duration },
+    #[error("{user} may not push to {repo}")]
+    PushForbidden { user: String, repo: String },
+    #[error("{0}")]
+    ServiceForbidden(&'static str),
+    #[error("request content type must be {expected}")]
+    UnsupportedMediaType { expected: String },
+    #[error("content encoding {0:?} is not supported")]
+    UnsupportedEncoding(String),
+    #[error("request body inflates to more than {limit} bytes")]
+    RequestTooLarge { limit: u64 },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn text(status: StatusCode, msg: String) -> Response {
+    let mut r = Response::new(Body::from(msg));
+    *r.status_mut() = status;
+    // git prints text/plain error bodies to the user as `remote: …` (remote-curl.c
+    // show_http_message), so every message here is written for a person at a terminal.
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        match self {
+            HttpError::NoRoute => text(StatusCode::NOT_FOUND, "Not found.\n".into()),
+            HttpError::NotFound => text(StatusCode::NOT_FOUND, "Repository not found, or you may not read it.\n".into()),
+            HttpError::AuthRequired | HttpError::BadCredentials => {
+                let msg = if matches!(self, HttpError::AuthRequired) {
+                    "Authentication required.\n"
+                } else {
+                    "Wrong user name, password or token.\n"
+                };
+                let mut r = text(StatusCode::UNAUTHORIZED, msg.into());
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+                r
+            }
+            HttpError::TooManyFailedLogins { retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                let mut r = text(StatusCode::TOO_MANY_REQUESTS, format!("Too many failed logins; try again in {secs} seconds.\n"));
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                r
+            }
+            HttpError::PushForbidden { user, repo } => text(
+                StatusCode::FORBIDDEN,
+                format!("User {user} may not push to {repo}: write permission is required. Ask a project or repository administrator for it.\n"),
+            ),
+            HttpError::ServiceForbidden(msg) => text(StatusCode::FORBIDDEN, format!("{msg}\n")),
+            HttpError::UnsupportedMediaType { expected } => {
+                text(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Request content type must be {expected}.\n"))
+            }
+            HttpError::UnsupportedEncoding(e) => {
+                text(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Encoding {e} is not supported; use gzip or none.\n"))
+            }
+            HttpError::RequestTooLarge { limit } => {
+                text(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body inflates to more than {limit} bytes.\n"))
+            }
+            HttpError::BadRequest(msg) => text(StatusCode::BAD_REQUEST, format!("{msg}\n")),
+            HttpError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error; the server log has details.\n".into())
+            }
+        }
+    }
+}
+
+/// Errors opening or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] trove_store::StoreError),
+    #[error("cannot run git ({binary}): {detail}; install git 2.31 or newer or set [git] binary in trove.toml")]
+    Git { binary: String, detail: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("server stopped: {0}")]
+    Io(#[from] std::io::Error),
+}

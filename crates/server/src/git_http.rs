@@ -1,0 +1,473 @@
+//! Git smart HTTP (gitprotocol-http): `info/refs`, `git-upload-pack` and `git-receive-pack` on
+//! `/scm/{KEY}/{slug}.git`, `/git/{KEY}/{slug}.git` and `/scm/~{user}/{slug}.git`.
+//!
+//! The packs themselves come from `git upload-pack` / `git receive-pack --stateless-rpc`, spawned
+//! with a fixed argv and an environment we build from nothing; request and response bodies
+//! stream through them, so a multi-gigabyte push never sits in memory.
+
+use std::ffi::OsString;
+use std::io::Read as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::Command;
+use trove_store::{Authenticated, NameError, Owner, Permission, Repo, RepoSlug};
+
+use crate::AppState;
+use crate::auth;
+use crate::error::HttpError;
+use crate::pktline;
+use crate::public_url::RequestView;
+
+/// The two smart-HTTP services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    UploadPack,
+    ReceivePack,
+}
+
+impl Service {
+    pub(crate) fn from_query(query: Option<&str>) -> Option<Service> {
+        let query = query?;
+        query.split('&').find_map(|pair| match pair {
+            "service=git-upload-pack" => Some(Service::UploadPack),
+            "service=git-receive-pack" => Some(Service::ReceivePack),
+            _ => None,
+        })
+    }
+
+    /// `git-upload-pack` / `git-receive-pack`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Service::UploadPack => "git-upload-pack",
+            Service::ReceivePack => "git-receive-pack",
+        }
+    }
+
+    /// The git subcommand.
+    fn subcommand(self) -> &'static str {
+        &self.name()[4..]
+    }
+
+    fn needs(self) -> Permission {
+        match self {
+            Service::UploadPack => Permission::Read,
+            Service::ReceivePack => Permission::Write,
+        }
+    }
+}
+
+/// Parses the owner and repository segments of a clone URL: `TP` + `test.git`, `~justme` + `dots`.
+/// The `.git` suffix is optional, as on Bitbucket.
+pub(crate) fn parse_repo_segments(owner: &str, repo: &str) -> Result<(Owner, RepoSlug), NameError> {
+    let owner = Owner::parse(owner)?;
+    let slug = RepoSlug::parse(repo.strip_suffix(".git").unwrap_or(repo))?;
+    Ok((owner, slug))
+}
+
+/// A caller allowed to do what they asked with a repository.
+pub(crate) struct Access {
+    pub(crate) repo: Repo,
+    pub(crate) who: Option<Authenticated>,
+}
+
+/// Authenticates the caller and checks they may do `need` with the repository; decides
+/// between 401 (no credentials yet: git retries with some), 404 (may not read, or does not
+/// exist) and 403 (may read but not write).
+pub(crate) async fn authorize(
+    state: &AppState,
+    owner: &str,
+    repo: &str,
+    headers: &HeaderMap,
+    view: &RequestView,
+    need: Permission,
+) -> Result<Access, HttpError> {
+    let (owner, slug) = parse_repo_segments(owner, repo).map_err(|e| {
+        tracing::debug!(error = %e, "refused repository name in URL");
+        HttpError::NotFound
+    })?;
+    let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let who = auth::authenticate(&state.store, &state.limiter, header, view.client_ip).await?;
+    let store = state.store.clone();
+    let who_for_lookup = who.clone();
+    let (repo, perm) = tokio::task::spawn_blocking(move || -> Result<_, trove_store::StoreError> {
+        let repo = store.repo(&owner, &slug)?;
+        let perm = match &repo {
+            Some(r) => store.permission(who_for_lookup.as_ref(), r)?,
+            None => None,
+        };
+        Ok((repo, perm))
+    })
+    .await
+    .map_err(|e| HttpError::Internal(format!("permission lookup panicked: {e}")))?
+    .map_err(|e| HttpError::Internal(format!("permission lookup: {e}")))?;
+    match (repo, perm, &who) {
+        (Some(repo), Some(p), _) if p >= need => Ok(Access { repo, who }),
+        // Anonymous callers get a challenge whatever the reason: with credentials they may
+        // be allowed, and git only sends credentials after a 401.
+        (_, _, None) => Err(HttpError::AuthRequired),
+        (Some(repo), Some(_), Some(a)) => Err(HttpError::PushForbidden { user: a.user.name.to_string(), repo: repo.display_path() }),
+        (_, _, Some(_)) => Err(HttpError::NotFound),
+    }
+}
+
+/// The validated `Git-Protocol` header, if any; anything invalid is dropped, as git
+/// http-backend does.
+fn git_protocol(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("git-protocol")?.to_str().ok()?;
+    pktline::valid_git_protocol(v).then(|| v.to_owned())
+}
+
+fn child_env(state: &AppState, protocol: Option<&str>, pusher: Option<(&Authenticated, Option<IpAddr>)>) -> Vec<(OsString, OsString)> {
+    let mut env = trove_store::git_env(state.store.git_home());
+    if let Some(p) = protocol {
+        env.push(("GIT_PROTOCOL".into(), p.into()));
+    }
+    if let Some((a, ip)) = pusher {
+        // As git http-backend does, so reflogs record who pushed.
+        let email = a.user.email.clone().unwrap_or_else(|| match ip {
+            Some(ip) => format!("{}@http.{ip}", a.user.name),
+            None => format!("{}@http", a.user.name),
+        });
+        env.push(("GIT_COMMITTER_NAME".into(), a.user.display_name.clone().into()));
+        env.push(("GIT_COMMITTER_EMAIL".into(), email.into()));
+        env.push(("TROVE_USER".into(), a.user.name.as_str().into()));
+    }
+    env
+}
+
+fn no_cache(headers: &mut HeaderMap) {
+    headers.insert(header::EXPIRES, HeaderValue::from_static("Fri, 01 Jan 1980 00:00:00 GMT"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, max-age=0, must-revalidate"));
+}
+
+fn git_command(state: &AppState, env: Vec<(OsString, OsString)>) -> Command {
+    let mut cmd = Command::new(&state.git.binary);
+    cmd.env_clear().envs(env).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// `GET …/info/refs?service=git-upload-pack|git-receive-pack`.
+pub(crate) async fn info_refs(
+    State(state): State<AppState>,
+    Extension(view): Extension<RequestView>,
+    Path((owner, repo)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let service = Service::from_query(query.as_deref())
+        .ok_or(HttpError::ServiceForbidden("Only smart HTTP is served: ask for ?service=git-upload-pack or git-receive-pack."))?;
+    let access = authorize(&state, &owner, &repo, &headers, &view, service.needs()).await?;
+    let protocol = git_protocol(&headers);
+    let v2 = service == Service::UploadPack && protocol.as_deref().is_some_and(pktline::wants_v2);
+    let path = state.store.repo_path(&access.repo);
+    let out = git_command(&state, child_env(&state, protocol.as_deref(), None))
+        .arg(service.subcommand())
+        .args(["--stateless-rpc", "--advertise-refs"])
+        .arg(&path)
+        .output()
+        .await
+        .map_err(|e| HttpError::Internal(format!("spawn git {} for {}: {e}", service.subcommand(), path.display())))?;
+    if !out.status.success() {
+        return Err(HttpError::Internal(format!(
+            "git {} --advertise-refs for {} exited with {}: {}",
+            service.subcommand(),
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    // In protocol v2 the preamble is left out, as git http-backend does.
+    let mut body = if v2 { Vec::new() } else { pktline::service_preamble(service.name()) };
+    body.extend_from_slice(&out.stdout);
+    let mut resp = Response::new(Body::from(body));
+    let ct = format!("application/x-{}-advertisement", service.name());
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).expect("ascii"));
+    no_cache(resp.headers_mut());
+    Ok(resp)
+}
+
+pub(crate) async fn upload_pack(
+    state: State<AppState>,
+    view: Extension<RequestView>,
+    path: Path<(String, String)>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    rpc(state, view, path, req, Service::UploadPack).await
+}
+
+pub(crate) async fn receive_pack(
+    state: State<AppState>,
+    view: Extension<RequestView>,
+    path: Path<(String, String)>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    rpc(state, view, path, req, Service::ReceivePack).await
+}
+
+/// Where the child's stdin comes from.
+enum Input {
+    /// Already read (a gzip body, inflated; or a short body read to spot the probe).
+    Buffered(Bytes),
+    /// Streamed as it arrives.
+    Stream(Body),
+}
+
+/// Reads a whole body, refusing more than `limit` bytes.
+async fn read_capped(body: Body, limit: u64) -> Result<Bytes, HttpError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| HttpError::BadRequest(format!("request body: {e}")))?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(HttpError::RequestTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Inflates a gzip body, refusing output beyond `limit` (a small gzip body can inflate to
+/// gigabytes).
+pub(crate) fn gunzip_capped(compressed: &[u8], limit: u64) -> Result<Bytes, HttpError> {
+    let mut out = Vec::new();
+    let decoder = flate2::read::GzDecoder::new(compressed);
+    decoder
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| HttpError::BadRequest(format!("request body is not valid gzip: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(HttpError::RequestTooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+/// `POST …/git-upload-pack` and `POST …/git-receive-pack`.
+async fn rpc(
+    State(state): State<AppState>,
+    Extension(view): Extension<RequestView>,
+    Path((owner, repo)): Path<(String, String)>,
+    req: Request,
+    service: Service,
+) -> Result<Response, HttpError> {
+    let (parts, body) = req.into_parts();
+    let expected = format!("application/x-{}-request", service.name());
+    if parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return Err(HttpError::UnsupportedMediaType { expected });
+    }
+    let access = authorize(&state, &owner, &repo, &parts.headers, &view, service.needs()).await?;
+    let limit = state.git.max_inflated_request_bytes;
+    let encoding = parts.headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let input = match encoding.as_deref() {
+        // git gzips only fetch negotiation (remote-curl.c post_rpc), which is small: reading
+        // it whole lets an oversized one get a clean 413 before any process starts.
+        Some("gzip" | "x-gzip") => Input::Buffered(gunzip_capped(&read_capped(body, limit).await?, limit)?),
+        None | Some("identity") => {
+            let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+            if len == Some(4) { Input::Buffered(read_capped(body, 4).await?) } else { Input::Stream(body) }
+        }
+        Some(other) => return Err(HttpError::UnsupportedEncoding(other.to_owned())),
+    };
+    let content_type = HeaderValue::from_str(&format!("application/x-{}-result", service.name())).expect("ascii");
+    if let Input::Buffered(b) = &input {
+        if pktline::is_probe(b) {
+            // The probe only asks "would a real request be accepted?"; authorisation above
+            // already answered, so no process is needed.
+            let mut resp = StatusCode::OK.into_response();
+            resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
+            no_cache(resp.headers_mut());
+            return Ok(resp);
+        }
+    }
+
+    // Bound concurrent pack generation: pack-objects is CPU- and memory-heavy, and a queue is
+    // kinder to everyone than a thundering herd. Pushes only index what they receive.
+    let permit = match service {
+        Service::UploadPack => Some(state.packs.clone().acquire_owned().await.map_err(|e| HttpError::Internal(e.to_string()))?),
+        Service::ReceivePack => None,
+    };
+
+    let protocol = git_protocol(&parts.headers);
+    let pusher = match (service, &access.who) {
+        (Service::ReceivePack, Some(a)) => Some((a, view.client_ip)),
+        (Service::ReceivePack, None) => return Err(HttpError::AuthRequired),
+        _ => None,
+    };
+    let path = state.store.repo_path(&access.repo);
+    let mut cmd = git_command(&state, child_env(&state, protocol.as_deref(), pusher));
+    cmd.arg(service.subcommand()).arg("--stateless-rpc").arg(&path).stdin(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| HttpError::Internal(format!("spawn git {}: {e}", service.subcommand())))?;
+    let stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+
+    let repo_name = access.repo.display_path();
+    tokio::spawn(feed(stdin, input, repo_name.clone()));
+    tokio::spawn(supervise(state.clone(), child, stderr, permit, service, access.repo.id, path, repo_name));
+
+    let mut resp = Response::new(Body::from_stream(stream_stdout(stdout)));
+    resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    no_cache(resp.headers_mut());
+    Ok(resp)
+}
+
+/// Copies the request body into git's stdin. When the body ends early (the client went away
+/// mid-push), stdin is closed: git sees a truncated pack, refuses it, updates no ref and
+/// removes its quarantine, which is exactly "the repository is unchanged".
+async fn feed(mut stdin: tokio::process::ChildStdin, input: Input, repo: String) {
+    match input {
+        Input::Buffered(b) => {
+            if let Err(e) = stdin.write_all(&b).await {
+                tracing::debug!(%repo, error = %e, "git closed its input early");
+            }
+        }
+        Input::Stream(body) => {
+            let mut stream = body.into_data_stream();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(c) => {
+                        if let Err(e) = stdin.write_all(&c).await {
+                            tracing::debug!(%repo, error = %e, "git closed its input early");
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%repo, error = %e, "request body ended early; git will discard the partial request");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = stdin.shutdown().await;
+}
+
+fn stream_stdout(stdout: tokio::process::ChildStdout) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures_util::stream::unfold(Some(stdout), |state| async move {
+        let mut out = state?;
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        match out.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), Some(out))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// Waits for the git child, releases its pack permit, logs failures and schedules maintenance
+/// after a successful push. Dropping the response (client gone) closes git's stdout, so an
+/// abandoned upload-pack dies of EPIPE on its next write rather than being killed mid-way.
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    state: AppState,
+    mut child: tokio::process::Child,
+    mut stderr: tokio::process::ChildStderr,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    service: Service,
+    repo_id: i64,
+    path: PathBuf,
+    repo: String,
+) {
+    let collect = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stderr.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) if buf.len() < 16 * 1024 => buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
+            }
+        }
+        buf
+    });
+    let status = child.wait().await;
+    drop(permit);
+    let err = collect.await.unwrap_or_default();
+    match status {
+        Ok(s) if s.success() => {
+            if service == Service::ReceivePack {
+                state.maintenance.after_push(repo_id, path);
+            }
+        }
+        Ok(s) => tracing::warn!(%repo, service = service.name(), status = %s, stderr = %String::from_utf8_lossy(&err).trim(), "git exited with failure"),
+        Err(e) => tracing::error!(%repo, service = service.name(), error = %e, "cannot wait for git"),
+    }
+}
+
+/// `GET /scm/{KEY}/{slug}.git` in a browser: Bitbucket sends people to the repository's page.
+pub(crate) async fn repo_page(
+    State(state): State<AppState>,
+    Extension(view): Extension<RequestView>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let access = authorize(&state, &owner, &repo, &headers, &view, Permission::Read).await?;
+    let base = state.urls.base_url(&view);
+    let location = match &access.repo.owner {
+        Owner::Project(k) => format!("{base}/projects/{k}/repos/{}/browse", access.repo.slug),
+        Owner::User(u) => format!("{base}/users/{u}/repos/{}/browse", access.repo.slug),
+    };
+    Ok(redirect(&location))
+}
+
+pub(crate) fn redirect(location: &str) -> Response {
+    let mut resp = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_come_only_from_the_exact_query_value() {
+        let cases: &[(Option<&str>, Option<Service>)] = &[
+            (Some("service=git-upload-pack"), Some(Service::UploadPack)),
+            (Some("service=git-receive-pack"), Some(Service::ReceivePack)),
+            (Some("x=1&service=git-receive-pack"), Some(Service::ReceivePack)),
+            (Some("service=git-upload-archive"), None),
+            (Some("service=upload-pack"), None),
+            (None, None),
+        ];
+        for (q, want) in cases {
+            assert_eq!(Service::from_query(*q), *want, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn repo_segments_accept_optional_dot_git_and_refuse_escapes() {
+        let ok: &[(&str, &str, &str)] = &[("TP", "test.git", "TP/test"), ("tp", "test", "TP/test"), ("~JustMe", "dots.git", "~justme/dots")];
+        for (o, r, want) in ok {
+            let (owner, slug) = parse_repo_segments(o, r).unwrap();
+            assert_eq!(format!("{owner}/{slug}"), *want);
+        }
+        let bad: &[(&str, &str)] = &[("..", "test.git"), ("TP", "..git"), ("TP", ".git"), ("TP", "-x.git"), ("~", "a"), ("TP", "a.git.git"), ("T P", "a")];
+        for (o, r) in bad {
+            assert!(parse_repo_segments(o, r).is_err(), "{o}/{r}");
+        }
+    }
+
+    #[test]
+    fn gzip_bodies_inflate_up_to_the_cap_and_no_further() {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&[b'a'; 1000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(gunzip_capped(&gz, 1000).unwrap().len(), 1000);
+        assert!(matches!(gunzip_capped(&gz, 999), Err(HttpError::RequestTooLarge { limit: 999 })));
+        assert!(matches!(gunzip_capped(b"not gzip", 1000), Err(HttpError::BadRequest(_))));
+    }
+}

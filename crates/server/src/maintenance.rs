@@ -1,0 +1,92 @@
+//! Background repository maintenance after pushes: commit-graph and `git gc --auto` (which
+//! repacks with bitmaps once enough packs or loose objects pile up).
+//!
+//! At most one maintenance run per repository at a time; pushes that land while one runs ask
+//! for one more run afterwards instead of piling up processes.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::process::Command;
+use tokio::sync::Notify;
+
+pub(crate) struct Maintenance {
+    enabled: bool,
+    git: PathBuf,
+    env: Vec<(OsString, OsString)>,
+    /// Repository id → "another run was requested while this one ran".
+    running: Mutex<HashMap<i64, bool>>,
+    idle: Notify,
+}
+
+impl Maintenance {
+    pub(crate) fn new(enabled: bool, git: PathBuf, env: Vec<(OsString, OsString)>) -> Self {
+        Self { enabled, git, env, running: Mutex::default(), idle: Notify::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, bool>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn after_push(self: &Arc<Self>, repo_id: i64, path: PathBuf) {
+        if !self.enabled {
+            return;
+        }
+        {
+            let mut m = self.lock();
+            if let Some(again) = m.get_mut(&repo_id) {
+                *again = true;
+                return;
+            }
+            m.insert(repo_id, false);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                this.run_once(&path).await;
+                let mut m = this.lock();
+                if m.get(&repo_id) == Some(&true) {
+                    m.insert(repo_id, false);
+                    continue;
+                }
+                m.remove(&repo_id);
+                if m.is_empty() {
+                    this.idle.notify_waiters();
+                }
+                break;
+            }
+        });
+    }
+
+    async fn run_once(&self, path: &Path) {
+        let steps: [&[&str]; 2] = [&["commit-graph", "write", "--reachable", "--split", "--no-progress"], &["gc", "--auto", "--quiet"]];
+        for args in steps {
+            let out = Command::new(&self.git)
+                .env_clear()
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env("GIT_DIR", path)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await;
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => tracing::warn!(repo = %path.display(), step = args[0], status = %o.status, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "maintenance step failed"),
+                Err(e) => tracing::warn!(repo = %path.display(), step = args[0], error = %e, "cannot run maintenance"),
+            }
+        }
+    }
+
+    /// Resolves once no maintenance is running.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.lock().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
