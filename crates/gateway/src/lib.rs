@@ -1,1 +1,21 @@
 //! trove-gateway: the reverse proxy and TLS terminator that plays Apache httpd's part.
+//!
+//! `config` reads our TOML or an Apache httpd.conf into one validated `GatewayConfig`;
+//! `server::Gateway` binds and serves it. The pure parts (routing, rewriting, header rules,
+//! access, framing guard) are public for tests and benchmarks.
+
+pub mod access;
+pub mod config;
+pub mod forward;
+pub mod guard;
+pub mod log;
+pub mod metrics;
+pub mod proxy;
+pub mod rewrite;
+pub mod routing;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+pub use config::{ConfigError, Diagnostic, Diagnostics, GatewayConfig, Severity};
+pub use server::{Current, Gateway, GatewayError};

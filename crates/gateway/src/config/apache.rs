@@ -1,0 +1,1446 @@
+//! The Apache httpd.conf front-end: reads the directives the seed has administrators write
+//! (and the rest of a whole httpd.conf) into the one gateway model.
+//!
+//! Every directive is either honoured, accepted with a note (it cannot change proxy behaviour),
+//! or an error naming file and line; nothing is silently ignored.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{
+    ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, HeaderEditOp, ListenerConfig, LogConfig, LogDest,
+    Origin, PassphraseSetting, ProxySection, ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer,
+    parse_apache_duration, split_origin_url,
+};
+use crate::access::{AccessPolicy, Order, Require, parse_host_match, parse_net};
+
+/// A directive with its arguments, after continuation joining and Include expansion.
+#[derive(Clone, Debug)]
+struct Line {
+    origin: Origin,
+    /// `<Name` for a section opener, `</Name` for a closer, else the directive name.
+    name: String,
+    args: Vec<String>,
+}
+
+/// Modules whose directives we emulate (or that carry no behaviour of their own).
+const EMULATED_MODULES: &[&str] = &[
+    "proxy_module",
+    "proxy_http_module",
+    "proxy_wstunnel_module",
+    "ssl_module",
+    "headers_module",
+    "log_config_module",
+    "access_compat_module",
+    "authz_core_module",
+    "authz_host_module",
+    "socache_shmcb_module",
+    "unixd_module",
+    "mpm_event_module",
+    "mpm_worker_module",
+    "mpm_prefork_module",
+    "reqtimeout_module",
+    "http2_module",
+    "version_module",
+    "logio_module",
+];
+
+/// Core directives that cannot change proxy behaviour: accepted with a note.
+const NOTED: &[&str] = &[
+    "serverroot",
+    "pidfile",
+    "user",
+    "group",
+    "serveradmin",
+    "servertokens",
+    "serversignature",
+    "startservers",
+    "minsparethreads",
+    "maxsparethreads",
+    "minspareservers",
+    "maxspareservers",
+    "threadlimit",
+    "threadsperchild",
+    "maxrequestworkers",
+    "maxclients",
+    "serverlimit",
+    "maxconnectionsperchild",
+    "maxrequestsperchild",
+    "mutex",
+    "defaultruntimedir",
+    "hostnamelookups",
+    "accessfilename",
+    "adddefaultcharset",
+    "traceenable",
+    "enablesendfile",
+    "enablemmap",
+    "documentroot",
+    "directoryindex",
+    "typesconfig",
+    "addtype",
+    "usecanonicalname",
+    "sslrandomseed",
+    "sslsessioncache",
+    "sslsessioncachetimeout",
+    "sslstaplingcache",
+    "sslhonorcipherorder",
+    "sslcompression",
+    "sslsessiontickets",
+    "protocols",
+    "h2direct",
+    "acceptfilter",
+    "listenbacklog",
+    "requestreadtimeout",
+    "scriptalias",
+    "sslproxyengine",
+];
+
+/// Sections whose contents govern local files, not proxying: skipped with a note.
+const SKIPPED_SECTIONS: &[&str] = &["directory", "directorymatch", "files", "filesmatch", "limit", "limitexcept"];
+
+struct Reader<'a> {
+    diags: &'a mut Diagnostics,
+    server_root: Option<PathBuf>,
+    seen: HashSet<PathBuf>,
+    depth: usize,
+}
+
+impl Reader<'_> {
+    fn read_file(&mut self, path: &Path, out: &mut Vec<Line>, from: Option<&Origin>) -> Result<(), ConfigError> {
+        let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if self.depth > 16 || self.seen.contains(&canon) {
+            let o = from.cloned().unwrap_or_default();
+            self.diags.error(&o, format!("Include of {} loops back on itself", path.display()), "remove the circular Include");
+            return Ok(());
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(o) = from {
+                    self.diags.error(o, format!("cannot read included file {}: {e}", path.display()), "fix the path or use IncludeOptional");
+                    return Ok(());
+                }
+                return Err(ConfigError::Read { path: path.to_path_buf(), source: e });
+            }
+        };
+        self.seen.insert(canon.clone());
+        self.depth += 1;
+        let mut pending = String::new();
+        let mut start_line = 0;
+        for (i, raw) in text.lines().enumerate() {
+            let lineno = i + 1;
+            if pending.is_empty() {
+                start_line = lineno;
+            }
+            let raw = raw.trim_end_matches('\r');
+            // Apache: a backslash as the last character continues the line.
+            if let Some(stripped) = raw.strip_suffix('\\') {
+                pending.push_str(stripped);
+                pending.push(' ');
+                continue;
+            }
+            pending.push_str(raw);
+            let logical = std::mem::take(&mut pending);
+            let trimmed = logical.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let origin = Origin { file: path.to_path_buf(), line: start_line };
+            let tokens = match tokenize(trimmed) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.diags.error(&origin, e, "close the quote");
+                    continue;
+                }
+            };
+            let mut tokens = tokens.into_iter();
+            let Some(first) = tokens.next() else { continue };
+            let mut args: Vec<String> = tokens.collect();
+            let name = if let Some(sec) = first.strip_prefix('<') {
+                // `<VirtualHost *:443>`: the closing '>' ends the last argument (or the name).
+                let mut name = format!("<{sec}");
+                if name.ends_with('>') {
+                    name.pop();
+                } else if let Some(last) = args.last_mut() {
+                    if last.ends_with('>') {
+                        last.pop();
+                        if last.is_empty() {
+                            args.pop();
+                        }
+                    } else {
+                        self.diags.error(&origin, format!("section opener '{trimmed}' has no closing '>'"), "end the line with '>'");
+                        continue;
+                    }
+                } else {
+                    self.diags.error(&origin, format!("section opener '{trimmed}' has no closing '>'"), "end the line with '>'");
+                    continue;
+                }
+                name
+            } else {
+                first
+            };
+            let lname = name.to_ascii_lowercase();
+            if lname == "include" || lname == "includeoptional" {
+                let optional = lname == "includeoptional";
+                for pat in &args {
+                    let files = self.expand_include(pat, &origin, optional);
+                    for f in files {
+                        self.read_file(&f, out, Some(&origin))?;
+                    }
+                }
+                continue;
+            }
+            if lname == "serverroot" {
+                if let Some(a) = args.first() {
+                    self.server_root = Some(PathBuf::from(a));
+                }
+            }
+            out.push(Line { origin, name, args });
+        }
+        self.depth -= 1;
+        self.seen.remove(&canon);
+        Ok(())
+    }
+
+    fn resolve(&self, p: &str, from: &Origin) -> PathBuf {
+        let pb = PathBuf::from(p);
+        if pb.is_absolute() {
+            return pb;
+        }
+        match &self.server_root {
+            Some(root) => root.join(pb),
+            None => from.file.parent().map(|d| d.join(&pb)).unwrap_or(pb),
+        }
+    }
+
+    fn expand_include(&mut self, pat: &str, origin: &Origin, optional: bool) -> Vec<PathBuf> {
+        let full = self.resolve(pat, origin);
+        let has_wild = full.to_string_lossy().contains(['*', '?', '[']);
+        if !has_wild {
+            if full.is_dir() {
+                let mut v: Vec<PathBuf> = std::fs::read_dir(&full)
+                    .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+                    .unwrap_or_default();
+                v.sort();
+                return v;
+            }
+            if !full.exists() && optional {
+                return vec![];
+            }
+            return vec![full];
+        }
+        let dir = full.parent().map(Path::to_path_buf).unwrap_or_default();
+        let file_pat = full.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut v: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .filter(|e| wildcard_match(&file_pat, &e.file_name().to_string_lossy()))
+                .map(|e| e.path())
+                .collect(),
+            Err(e) => {
+                if !optional {
+                    self.diags.error(origin, format!("cannot list {} for Include: {e}", dir.display()), "fix the path or use IncludeOptional");
+                }
+                vec![]
+            }
+        };
+        v.sort();
+        if v.is_empty() && !optional {
+            // Apache 2.4 accepts a wildcard that matches nothing.
+            self.diags.note(origin, format!("Include {pat} matched no files"));
+        }
+        v
+    }
+}
+
+/// Shell-style `*` and `?` matching for Include file names.
+pub(crate) fn wildcard_match(pat: &str, s: &str) -> bool {
+    fn rec(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => rec(&p[1..], s) || (!s.is_empty() && rec(p, &s[1..])),
+            (Some(b'?'), Some(_)) => rec(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    rec(pat.as_bytes(), s.as_bytes())
+}
+
+/// Split a directive line into words; double or single quotes group, backslash escapes a quote.
+fn tokenize(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        if c == '"' || c == '\'' {
+            let q = c;
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                if c == '\\' && matches!(chars.peek(), Some(&n) if n == q || n == '\\') {
+                    word.push(chars.next().unwrap());
+                } else if c == q {
+                    closed = true;
+                    break;
+                } else {
+                    word.push(c);
+                }
+            }
+            if !closed {
+                return Err(format!("unterminated quote in '{s}'"));
+            }
+            // A quoted word may be followed directly by '>' in a section opener.
+            if chars.peek() == Some(&'>') {
+                chars.next();
+                word.push('>');
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+        }
+        out.push(word);
+    }
+    Ok(out)
+}
+
+fn on_off(l: &Line, d: &mut Diagnostics) -> Option<bool> {
+    match l.args.first().map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("on") if l.args.len() == 1 => Some(true),
+        Some("off") if l.args.len() == 1 => Some(false),
+        _ => {
+            d.error(&l.origin, format!("{} takes On or Off", l.name), format!("write '{} On' or '{} Off'", l.name, l.name));
+            None
+        }
+    }
+}
+
+fn seconds(l: &Line, d: &mut Diagnostics) -> Option<Duration> {
+    match l.args.first().and_then(|a| parse_apache_duration(a)) {
+        Some(v) if l.args.len() == 1 => Some(v),
+        _ => {
+            d.error(&l.origin, format!("{} takes a number of seconds", l.name), format!("write for example '{} 60'", l.name));
+            None
+        }
+    }
+}
+
+/// Settings a virtual server may leave unset to inherit from the main server.
+#[derive(Default, Clone)]
+struct ServerDraft {
+    addrs: Vec<VhostAddr>,
+    server_name: Option<String>,
+    aliases: Vec<String>,
+    routes: Vec<RouteDraft>,
+    reverse: Vec<ReverseRule>,
+    cookie_paths: Vec<(String, String)>,
+    cookie_domains: Vec<(String, String)>,
+    preserve_host: Option<bool>,
+    add_headers: Option<bool>,
+    via: Option<Via>,
+    proxy_timeout: Option<Duration>,
+    proxy_sections: Vec<ProxySection>,
+    request_headers: Vec<HeaderEdit>,
+    ssl_engine: Option<bool>,
+    tls: TlsDraft,
+    origin: Origin,
+}
+
+#[derive(Default, Clone)]
+struct TlsDraft {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    chain: Option<PathBuf>,
+    protocol: Option<String>,
+    cipher: Option<String>,
+    origin: Option<Origin>,
+}
+
+#[derive(Clone)]
+struct RouteDraft {
+    path: String,
+    target: Option<String>,
+    params: Vec<(String, String, Origin)>,
+    nocanon: bool,
+    noquery: bool,
+    origin: Origin,
+}
+
+enum Ctx {
+    Main,
+    VirtualHost,
+    Proxy { pattern: String, policy: AccessPolicy, origin: Origin },
+    Location { path: String },
+    RequireAll(Vec<Require>),
+    RequireAny(Vec<Require>),
+    IfModule { active: bool },
+    Skip { name: String },
+}
+
+/// Read an httpd.conf (and everything it includes) into a `GatewayConfig`.
+pub fn load(path: &Path) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
+    let mut diags = Diagnostics::default();
+    let mut lines = Vec::new();
+    {
+        let mut r = Reader { diags: &mut diags, server_root: None, seen: HashSet::new(), depth: 0 };
+        r.read_file(path, &mut lines, None)?;
+    }
+    let cfg = compile(path, &lines, &mut diags);
+    Ok((cfg, diags))
+}
+
+/// Parse httpd.conf text held in memory (for tests); Includes resolve against `path`'s folder.
+pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
+    let dir = tempdir_for_text(path, text);
+    let (cfg, mut d) = load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    // Report findings against the name the caller gave.
+    for item in &mut d.items {
+        if item.origin.file == dir {
+            item.origin.file = path.to_path_buf();
+        }
+    }
+    let _ = std::fs::remove_file(&dir);
+    (cfg, d)
+}
+
+fn tempdir_for_text(path: &Path, text: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let p = std::env::temp_dir().join(format!(
+        "trove-conf-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    std::fs::write(&p, text).expect("write temp config");
+    p
+}
+
+fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
+    let mut main = ServerDraft { origin: Origin { file: path.to_path_buf(), line: 1 }, ..Default::default() };
+    let mut vhosts: Vec<ServerDraft> = Vec::new();
+    let mut stack: Vec<Ctx> = vec![Ctx::Main];
+    let mut listens: Vec<(SocketAddr, Option<String>, Origin)> = Vec::new();
+    let mut limits = ConnLimits::default();
+    let mut log = LogConfig::default();
+    let mut formats: Vec<(String, String)> = vec![
+        ("combined".into(), super::COMBINED.into()),
+        ("common".into(), super::COMMON.into()),
+    ];
+    let mut custom_log: Option<(String, String, Origin)> = None;
+    let mut loaded: HashSet<String> = EMULATED_MODULES.iter().map(|s| s.to_string()).collect();
+    let mut passphrase = PassphraseSetting::None;
+    let mut server_root_noted = false;
+
+    for l in lines {
+        let lname = l.name.to_ascii_lowercase();
+        // Inside a skipped section, only track nesting.
+        if let Some(Ctx::Skip { name }) = stack.last() {
+            if lname == format!("</{name}") {
+                stack.pop();
+            } else if lname.starts_with('<') && !lname.starts_with("</") {
+                let inner = lname.trim_start_matches('<').to_string();
+                stack.push(Ctx::Skip { name: inner });
+            }
+            continue;
+        }
+        if let Some(Ctx::IfModule { active: false }) = stack.last() {
+            if lname == "</ifmodule" {
+                stack.pop();
+            } else if lname == "<ifmodule" {
+                stack.push(Ctx::IfModule { active: false });
+            }
+            continue;
+        }
+        let in_vhost = stack.iter().any(|c| matches!(c, Ctx::VirtualHost));
+        macro_rules! server {
+            () => {
+                if in_vhost { vhosts.last_mut().expect("in vhost") } else { &mut main }
+            };
+        }
+        match lname.as_str() {
+            "<ifmodule" => {
+                let arg = l.args.first().cloned().unwrap_or_default();
+                let (neg, m) = match arg.strip_prefix('!') {
+                    Some(m) => (true, m.to_string()),
+                    None => (false, arg),
+                };
+                let m = module_id(&m);
+                let present = loaded.contains(&m);
+                stack.push(Ctx::IfModule { active: present != neg });
+            }
+            "</ifmodule" => pop(&mut stack, l, d, |c| matches!(c, Ctx::IfModule { .. })),
+            "<ifdefine" | "<ifversion" => {
+                d.note(&l.origin, format!("{}> contents are read unconditionally", l.name));
+                stack.push(Ctx::IfModule { active: true });
+            }
+            "</ifdefine" | "</ifversion" => pop(&mut stack, l, d, |c| matches!(c, Ctx::IfModule { .. })),
+            "<virtualhost" => {
+                if in_vhost {
+                    d.error(&l.origin, "<VirtualHost> cannot be nested", "close the outer </VirtualHost> first");
+                }
+                let mut v = ServerDraft { origin: l.origin.clone(), ..Default::default() };
+                if l.args.is_empty() {
+                    d.error(&l.origin, "<VirtualHost> needs an address", "write for example <VirtualHost *:443>");
+                }
+                for a in &l.args {
+                    match parse_vhost_addr(a) {
+                        Ok(va) => v.addrs.push(va),
+                        Err(e) => d.error(&l.origin, e, "write the address as *:PORT, IP:PORT or _default_:PORT"),
+                    }
+                }
+                vhosts.push(v);
+                stack.push(Ctx::VirtualHost);
+            }
+            "</virtualhost" => pop(&mut stack, l, d, |c| matches!(c, Ctx::VirtualHost)),
+            "<proxy" | "<proxymatch" => {
+                if lname == "<proxymatch" {
+                    d.error(&l.origin, "<ProxyMatch> (regular expressions) is not supported", "use <Proxy URL-prefix> or <Proxy *>");
+                }
+                let pattern = l.args.first().cloned().unwrap_or_else(|| "*".into());
+                stack.push(Ctx::Proxy { pattern, policy: AccessPolicy::default(), origin: l.origin.clone() });
+            }
+            "</proxy" | "</proxymatch" => {
+                if let Some(Ctx::Proxy { pattern, policy, .. }) = stack.last() {
+                    let sec = ProxySection { pattern: pattern.clone(), policy: policy.clone() };
+                    stack.pop();
+                    server!().proxy_sections.push(sec);
+                } else {
+                    d.error(&l.origin, format!("{}> without a matching opener", l.name), "remove it or add the opening section");
+                }
+            }
+            "<location" => {
+                let p = l.args.first().cloned().unwrap_or_default();
+                if !p.starts_with('/') {
+                    d.error(&l.origin, format!("<Location {p}> must name a path starting with '/'"), "write for example <Location /stash>");
+                }
+                stack.push(Ctx::Location { path: p });
+            }
+            "</location" => pop(&mut stack, l, d, |c| matches!(c, Ctx::Location { .. })),
+            "<requireall" => stack.push(Ctx::RequireAll(vec![])),
+            "<requireany" => stack.push(Ctx::RequireAny(vec![])),
+            "</requireall" | "</requireany" => {
+                let done = match stack.pop() {
+                    Some(Ctx::RequireAll(v)) if lname == "</requireall" => Require::All(v),
+                    Some(Ctx::RequireAny(v)) if lname == "</requireany" => Require::Any(v),
+                    other => {
+                        if let Some(o) = other {
+                            stack.push(o);
+                        }
+                        d.error(&l.origin, format!("{}> without a matching opener", l.name), "balance the Require sections");
+                        continue;
+                    }
+                };
+                add_require(&mut stack, done, l, d);
+            }
+            "<requirenone" => {
+                d.error(&l.origin, "<RequireNone> is not supported", "use <RequireAll> with 'Require not ip …'");
+                stack.push(Ctx::Skip { name: "requirenone".into() });
+            }
+            n if n.starts_with("</") => {
+                d.error(&l.origin, format!("{}> without a matching opener", l.name), "remove it or add the opening section");
+            }
+            n if n.starts_with('<') && SKIPPED_SECTIONS.contains(&&n[1..]) => {
+                d.note(&l.origin, format!("{}> governs local files, which the gateway does not serve; its contents are skipped", l.name));
+                stack.push(Ctx::Skip { name: n[1..].to_string() });
+            }
+            n if n.starts_with('<') => {
+                d.error(&l.origin, format!("unknown section {}>", l.name), "remove it; see docs/gateway.md for the supported directives");
+                stack.push(Ctx::Skip { name: n[1..].to_string() });
+            }
+            "loadmodule" => {
+                let Some(m) = l.args.first() else {
+                    d.error(&l.origin, "LoadModule needs a module name and a file", "write for example 'LoadModule proxy_module modules/mod_proxy.so'");
+                    continue;
+                };
+                if !EMULATED_MODULES.contains(&m.as_str()) {
+                    d.warn(&l.origin, format!("module {m} is not emulated by trove; its directives will be refused"), "remove the LoadModule line if you do not need it");
+                }
+                loaded.insert(m.clone());
+            }
+            "listen" => {
+                let Some(a) = l.args.first() else {
+                    d.error(&l.origin, "Listen needs a port or address:port", "write for example 'Listen 443'");
+                    continue;
+                };
+                match parse_listen(a) {
+                    Ok(addr) => listens.push((addr, l.args.get(1).map(|s| s.to_ascii_lowercase()), l.origin.clone())),
+                    Err(e) => d.error(&l.origin, e, "write 'Listen PORT' or 'Listen IP:PORT'"),
+                }
+            }
+            "servername" => match l.args.first() {
+                Some(n) => {
+                    let host = n.split("://").last().unwrap_or(n);
+                    let host = host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host }).unwrap_or(host);
+                    server!().server_name = Some(host.to_ascii_lowercase());
+                }
+                None => d.error(&l.origin, "ServerName needs a host name", "write for example 'ServerName mycompany.com'"),
+            },
+            "serveralias" => {
+                let v = server!();
+                v.aliases.extend(l.args.iter().map(|a| a.to_ascii_lowercase()));
+            }
+            "proxyrequests" => {
+                if on_off(l, d) == Some(true) {
+                    d.error(&l.origin, "ProxyRequests On would make an open forward proxy, which trove never is", "remove the line or write 'ProxyRequests Off'");
+                }
+            }
+            "proxypass" => {
+                let loc = current_location(&stack);
+                let (path, rest) = match &loc {
+                    Some(p) => (Some(p.clone()), &l.args[..]),
+                    None => (l.args.first().cloned(), l.args.get(1..).unwrap_or(&[])),
+                };
+                let (Some(path), Some(target)) = (path, rest.first()) else {
+                    d.error(&l.origin, "ProxyPass needs a path and a URL (or !)", "write for example 'ProxyPass /stash http://localhost:7990/stash'");
+                    continue;
+                };
+                let mut rd = RouteDraft {
+                    path,
+                    target: if target == "!" { None } else { Some(target.clone()) },
+                    params: vec![],
+                    nocanon: false,
+                    noquery: false,
+                    origin: l.origin.clone(),
+                };
+                for p in &rest[1..] {
+                    match p.as_str() {
+                        "nocanon" => rd.nocanon = true,
+                        "noquery" => rd.noquery = true,
+                        "interpolate" => d.error(&l.origin, "ProxyPass interpolate is not supported", "write the values literally"),
+                        kv => match kv.split_once('=') {
+                            Some((k, v)) => rd.params.push((k.to_ascii_lowercase(), v.to_string(), l.origin.clone())),
+                            None => d.error(&l.origin, format!("unknown ProxyPass flag '{kv}'"), "worker parameters are written key=value"),
+                        },
+                    }
+                }
+                if !rd.path.starts_with('/') {
+                    d.error(&l.origin, format!("ProxyPass path '{}' must start with '/'", rd.path), "write for example 'ProxyPass /stash …'");
+                }
+                if let Some(t) = &rd.target {
+                    // Apache warns nowhere; we do: `/mis/` → `http://b:29000` glues path and host.
+                    if rd.path.ends_with('/') != t.ends_with('/') && split_origin_url(t).map(|(_, _, p)| !p.is_empty() || rd.path.ends_with('/')).unwrap_or(false) {
+                        d.warn(&l.origin, format!("ProxyPass {} {}: trailing slashes differ, so request paths will be glued wrongly (Apache turns /mis/echo into …echo)", rd.path, t), "end both the path and the URL with '/', or neither");
+                    }
+                }
+                server!().routes.push(rd);
+            }
+            "proxypassmatch" => d.error(&l.origin, "ProxyPassMatch (regular expressions) is not supported", "use prefix ProxyPass rules; they are tried in order"),
+            "proxypassreverse" => {
+                let loc = current_location(&stack);
+                let (path, url) = match &loc {
+                    Some(p) => (Some(p.clone()), l.args.first().cloned()),
+                    None => (l.args.first().cloned(), l.args.get(1).cloned()),
+                };
+                match (path, url) {
+                    (Some(p), Some(u)) => server!().reverse.push(ReverseRule { public_path: p, origin_url: u }),
+                    _ => d.error(&l.origin, "ProxyPassReverse needs a path and a URL", "write for example 'ProxyPassReverse /stash http://localhost:7990/stash'"),
+                }
+            }
+            "proxypassreversecookiepath" | "proxypassreversecookiedomain" => {
+                if l.args.len() < 2 {
+                    d.error(&l.origin, format!("{} needs the internal and the public value", l.name), format!("write '{} INTERNAL PUBLIC'", l.name));
+                    continue;
+                }
+                let pair = (l.args[0].clone(), l.args[1].clone());
+                if lname.ends_with("path") {
+                    server!().cookie_paths.push(pair);
+                } else {
+                    server!().cookie_domains.push(pair);
+                }
+            }
+            "proxypreservehost" => {
+                if let Some(v) = on_off(l, d) {
+                    server!().preserve_host = Some(v);
+                }
+            }
+            "proxyaddheaders" => {
+                if let Some(v) = on_off(l, d) {
+                    server!().add_headers = Some(v);
+                }
+            }
+            "proxytimeout" => {
+                if let Some(v) = seconds(l, d) {
+                    server!().proxy_timeout = Some(v);
+                }
+            }
+            "proxyvia" => {
+                let v = match l.args.first().map(|s| s.to_ascii_lowercase()).as_deref() {
+                    Some("off") => Via::Off,
+                    Some("on") => Via::On,
+                    Some("full") => Via::Full,
+                    Some("block") => Via::Block,
+                    _ => {
+                        d.error(&l.origin, "ProxyVia takes Off, On, Full or Block", "write for example 'ProxyVia On'");
+                        continue;
+                    }
+                };
+                server!().via = Some(v);
+            }
+            "proxyerroroverride" | "proxybadheader" | "proxyiobuffersize" | "proxyreceivebuffersize" => {
+                d.note(&l.origin, format!("{} is accepted and has no effect in trove", l.name));
+            }
+            "order" => {
+                let o = match l.args.first().map(|s| s.to_ascii_lowercase()).as_deref() {
+                    Some("deny,allow") if l.args.len() == 1 => Order::DenyAllow,
+                    Some("allow,deny") if l.args.len() == 1 => Order::AllowDeny,
+                    Some("mutual-failure") if l.args.len() == 1 => Order::MutualFailure,
+                    _ => {
+                        d.error(&l.origin, format!("Order '{}' is not valid (Order takes no spaces)", l.args.join(" ")), "write 'Order Deny,Allow', 'Order Allow,Deny' or 'Order Mutual-failure'");
+                        continue;
+                    }
+                };
+                if let Some(p) = proxy_policy(&mut stack, l, d) {
+                    p.order = o;
+                }
+            }
+            "allow" | "deny" => {
+                if l.args.first().map(|s| s.eq_ignore_ascii_case("from")) != Some(true) || l.args.len() < 2 {
+                    d.error(&l.origin, format!("{} needs 'from' and addresses", l.name), format!("write for example '{} from all'", l.name));
+                    continue;
+                }
+                let mut ms = Vec::new();
+                for a in &l.args[1..] {
+                    if a.starts_with("env=") {
+                        d.error(&l.origin, format!("'{a}' (environment-variable access) is not supported"), "use addresses or CIDR ranges");
+                        continue;
+                    }
+                    match parse_host_match(a) {
+                        Ok(m) => ms.push(m),
+                        Err(e) => d.error(&l.origin, e, "write an IP, a partial IP like 10.1, a CIDR like 10.0.0.0/8, or 'all'"),
+                    }
+                }
+                if let Some(p) = proxy_policy(&mut stack, l, d) {
+                    if lname == "allow" {
+                        p.allow.extend(ms);
+                    } else {
+                        p.deny.extend(ms);
+                    }
+                }
+            }
+            "satisfy" => d.note(&l.origin, "Satisfy is accepted; trove always requires both Order/Allow/Deny and Require to pass"),
+            "require" => {
+                let r = match parse_require(&l.args) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        d.error(&l.origin, e, "supported: Require all granted|denied, Require ip …, Require local, Require not ip … (inside <RequireAll>)");
+                        continue;
+                    }
+                };
+                if matches!(r, Require::NotIp(_)) && !matches!(stack.last(), Some(Ctx::RequireAll(_))) {
+                    d.error(&l.origin, "'Require not' only works inside <RequireAll>", "wrap it: <RequireAll> Require all granted / Require not ip … </RequireAll>");
+                    continue;
+                }
+                add_require(&mut stack, r, l, d);
+            }
+            "timeout" => {
+                if let Some(v) = seconds(l, d) {
+                    limits.timeout = v;
+                }
+            }
+            "keepalive" => {
+                if let Some(v) = on_off(l, d) {
+                    limits.keep_alive = v;
+                }
+            }
+            "keepalivetimeout" => {
+                if let Some(v) = seconds(l, d) {
+                    limits.keep_alive_timeout = v;
+                }
+            }
+            "maxkeepaliverequests" => match l.args.first().and_then(|a| a.parse::<u32>().ok()) {
+                Some(v) => limits.max_keep_alive_requests = v,
+                None => d.error(&l.origin, "MaxKeepAliveRequests takes a number (0 = unlimited)", "write for example 'MaxKeepAliveRequests 100'"),
+            },
+            "limitrequestfieldsize" => match l.args.first().and_then(|a| a.parse::<usize>().ok()) {
+                Some(v) => limits.max_header_bytes = v.max(1024) * 8,
+                None => d.error(&l.origin, "LimitRequestFieldSize takes a number of bytes", "write for example 'LimitRequestFieldSize 8190'"),
+            },
+            "errorlog" => match l.args.first() {
+                Some(p) => log.error = log_dest(p, &l.origin),
+                None => d.error(&l.origin, "ErrorLog needs a file", "write for example 'ErrorLog /var/log/trove/error.log'"),
+            },
+            "customlog" | "transferlog" => {
+                let Some(p) = l.args.first() else {
+                    d.error(&l.origin, format!("{} needs a file", l.name), "write for example 'CustomLog /var/log/trove/access.log combined'");
+                    continue;
+                };
+                let fmt = l.args.get(1).cloned().unwrap_or_else(|| "common".into());
+                if l.args.len() > 2 {
+                    d.warn(&l.origin, "conditional CustomLog (env=…) is not supported; every request is logged", "remove the condition");
+                }
+                if custom_log.is_some() {
+                    d.warn(&l.origin, "only one access log is supported; this CustomLog replaces the earlier one", "keep one CustomLog line");
+                }
+                custom_log = Some((p.clone(), fmt, l.origin.clone()));
+            }
+            "logformat" => match (l.args.first(), l.args.get(1)) {
+                (Some(f), Some(nick)) => formats.push((nick.clone(), f.clone())),
+                (Some(f), None) => formats.push(("".into(), f.clone())),
+                _ => d.error(&l.origin, "LogFormat needs a format", "write for example 'LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" common'"),
+            },
+            "loglevel" => {
+                let Some(first) = l.args.first() else {
+                    d.error(&l.origin, "LogLevel needs a level", "write for example 'LogLevel warn'");
+                    continue;
+                };
+                let lvl = first.to_ascii_lowercase();
+                let known = ["emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"];
+                if known.contains(&lvl.as_str()) || lvl.starts_with("trace") {
+                    log.level = lvl;
+                } else if lvl.contains(':') {
+                    d.note(&l.origin, format!("per-module LogLevel '{first}' applies to the whole gateway"));
+                    log.level = lvl.split(':').nth(1).unwrap_or("warn").to_string();
+                } else {
+                    d.error(&l.origin, format!("unknown LogLevel '{first}'"), "use emerg, alert, crit, error, warn, notice, info, debug or trace1…8");
+                }
+                if l.args.len() > 1 {
+                    d.note(&l.origin, "per-module LogLevel settings apply to the whole gateway");
+                }
+            }
+            "requestheader" => match parse_header_edit(&l.args) {
+                Ok(e) => server!().request_headers.push(e),
+                Err(e) => d.error(&l.origin, e, "write for example 'RequestHeader set X-Forwarded-Proto \"https\"'"),
+            },
+            "sslengine" => {
+                if let Some(v) = on_off(l, d) {
+                    if !in_vhost && v {
+                        d.error(&l.origin, "SSLEngine On belongs inside a <VirtualHost>", "move it into <VirtualHost *:443>");
+                    }
+                    server!().ssl_engine = Some(v);
+                }
+            }
+            "sslcertificatefile" | "sslcertificatekeyfile" | "sslcertificatechainfile" | "sslprotocol" | "sslciphersuite" => {
+                let Some(a) = l.args.first() else {
+                    d.error(&l.origin, format!("{} needs a value", l.name), "see docs/tls.md");
+                    continue;
+                };
+                let value = l.args.join(" ");
+                let t = &mut server!().tls;
+                t.origin.get_or_insert_with(|| l.origin.clone());
+                match lname.as_str() {
+                    "sslcertificatefile" => t.cert = Some(PathBuf::from(a)),
+                    "sslcertificatekeyfile" => t.key = Some(PathBuf::from(a)),
+                    "sslcertificatechainfile" => t.chain = Some(PathBuf::from(a)),
+                    "sslprotocol" => t.protocol = Some(value),
+                    _ => t.cipher = Some(value),
+                }
+            }
+            "sslpassphrasedialog" => {
+                let a = l.args.first().cloned().unwrap_or_default();
+                passphrase = if a.eq_ignore_ascii_case("builtin") {
+                    PassphraseSetting::Builtin
+                } else if let Some(p) = a.strip_prefix("exec:") {
+                    PassphraseSetting::Exec(PathBuf::from(p))
+                } else {
+                    d.error(&l.origin, format!("SSLPassPhraseDialog '{a}' is not supported"), "use 'builtin' or 'exec:/path/to/program'");
+                    continue;
+                };
+            }
+            "header" => {
+                d.warn(&l.origin, "response Header edits are not supported yet and are ignored", "remove the line; use the TOML 'hsts' setting for Strict-Transport-Security");
+            }
+            n if NOTED.contains(&n) => {
+                if n == "serverroot" {
+                    if server_root_noted {
+                        continue;
+                    }
+                    server_root_noted = true;
+                }
+                d.note(&l.origin, format!("{} is accepted; it does not change how trove proxies", l.name));
+            }
+            _ => {
+                d.error(&l.origin, format!("unknown directive '{}'", l.name), "remove it or check the spelling; docs/gateway.md lists every supported directive");
+            }
+        }
+    }
+    for c in stack.iter().skip(1) {
+        let what = match c {
+            Ctx::VirtualHost => "<VirtualHost>",
+            Ctx::Proxy { .. } => "<Proxy>",
+            Ctx::Location { .. } => "<Location>",
+            Ctx::IfModule { .. } => "<IfModule>",
+            Ctx::RequireAll(_) => "<RequireAll>",
+            Ctx::RequireAny(_) => "<RequireAny>",
+            _ => "section",
+        };
+        let o = Origin { file: path.to_path_buf(), line: lines.last().map(|l| l.origin.line).unwrap_or(1) };
+        d.error(&o, format!("{what} is never closed"), format!("add the closing {}", what.replace('<', "</")));
+    }
+    if let Some(Ctx::Proxy { origin, .. }) = stack.get(1) {
+        let _ = origin;
+    }
+
+    // Access log.
+    if let Some((p, fmt, _o)) = custom_log {
+        log.access = log_dest(&p, &_o);
+        log.access_format = formats.iter().rev().find(|(n, _)| *n == fmt).map(|(_, f)| f.clone()).unwrap_or(fmt);
+    } else {
+        log.access = LogDest::Off;
+    }
+
+    // Listeners.
+    let mut listeners: Vec<ListenerConfig> = Vec::new();
+    for (addr, proto, origin) in &listens {
+        if listeners.iter().any(|l| l.addr == *addr) {
+            d.error(origin, format!("Listen {addr} appears twice"), "remove the duplicate Listen line");
+            continue;
+        }
+        let tls_vhost = vhosts.iter().any(|v| v.ssl_engine == Some(true) && v.addrs.iter().any(|a| a.port.is_none_or(|p| p == addr.port())));
+        let tls = proto.as_deref() == Some("https") || tls_vhost;
+        listeners.push(ListenerConfig { addr: *addr, tls, origin: origin.clone() });
+    }
+    if listeners.is_empty() {
+        d.error(&Origin { file: path.to_path_buf(), line: 1 }, "no Listen directive: the gateway would accept nothing", "add for example 'Listen 80'");
+    }
+
+    // Virtual servers: vhosts inherit what they leave unset from the main server.
+    let main_timeout = main.proxy_timeout.unwrap_or(limits.timeout);
+    let mut tls_sites = Vec::new();
+    let mut servers = Vec::new();
+    let build = |draft: &ServerDraft, is_main: bool, d: &mut Diagnostics, tls_sites: &mut Vec<TlsSite>| -> VirtualServer {
+        let mut v = VirtualServer::new(draft.origin.clone());
+        v.addrs = draft.addrs.clone();
+        v.server_name = draft.server_name.clone().or_else(|| main.server_name.clone());
+        v.aliases = draft.aliases.clone();
+        v.preserve_host = draft.preserve_host.or(main.preserve_host).unwrap_or(false);
+        v.add_forwarded = draft.add_headers.or(main.add_headers).unwrap_or(true);
+        v.via = draft.via.or(main.via).unwrap_or(Via::Off);
+        let timeout = draft.proxy_timeout.unwrap_or(main_timeout);
+        let mut route_drafts: Vec<&RouteDraft> = Vec::new();
+        let mut rev = Vec::new();
+        let mut cp = Vec::new();
+        let mut cd = Vec::new();
+        let mut access = Vec::new();
+        let mut rh = Vec::new();
+        if !is_main {
+            // mod_proxy merge_proxy_config: the main server's rules come first.
+            route_drafts.extend(main.routes.iter());
+            rev.extend(main.reverse.iter().cloned());
+            cp.extend(main.cookie_paths.iter().cloned());
+            cd.extend(main.cookie_domains.iter().cloned());
+            access.extend(main.proxy_sections.iter().cloned());
+            rh.extend(main.request_headers.iter().cloned());
+        }
+        route_drafts.extend(draft.routes.iter());
+        rev.extend(draft.reverse.iter().cloned());
+        cp.extend(draft.cookie_paths.iter().cloned());
+        cd.extend(draft.cookie_domains.iter().cloned());
+        access.extend(draft.proxy_sections.iter().cloned());
+        rh.extend(draft.request_headers.iter().cloned());
+        let mut workers: Vec<Upstream> = Vec::new();
+        for rd in route_drafts {
+            let upstream = match &rd.target {
+                None => None,
+                Some(t) => match build_upstream(t, &rd.params, timeout, d) {
+                    Ok(u) => {
+                        // Apache shares a worker whose URL prefixes a later one's, silently
+                        // dropping the later parameters. We keep each route's own and warn.
+                        if let Some(w) = workers.iter().find(|w| u.url.starts_with(&w.url) && w.url != u.url && !rd.params.is_empty()) {
+                            d.warn(&rd.origin, format!("Apache would silently reuse the worker for {} and ignore these parameters; trove honours them", w.url), "give both routes the same parameters to behave the same under Apache");
+                        }
+                        workers.push(u.clone());
+                        Some(u)
+                    }
+                    Err(e) => {
+                        d.error(&rd.origin, e, "write the origin as http://host:port/path");
+                        None
+                    }
+                },
+            };
+            if rd.target.is_some() && upstream.is_none() {
+                continue;
+            }
+            v.routes.push(Route { path: rd.path.clone(), upstream, nocanon: rd.nocanon, noquery: rd.noquery, origin: rd.origin.clone() });
+        }
+        v.reverse = rev;
+        v.cookie_paths = cp;
+        v.cookie_domains = cd;
+        v.proxy_access = access;
+        v.request_headers = rh;
+        if draft.ssl_engine == Some(true) {
+            let t = &draft.tls;
+            let o = t.origin.clone().unwrap_or_else(|| draft.origin.clone());
+            match &t.cert {
+                None => d.error(&o, "SSLEngine On without SSLCertificateFile", "add SSLCertificateFile (or run 'trove cert self-signed --host NAME --out DIR')"),
+                Some(cert) => {
+                    let mut names: Vec<String> = v.server_name.iter().cloned().collect();
+                    names.extend(v.aliases.iter().cloned());
+                    tls_sites.push(TlsSite {
+                        names,
+                        cert: cert.clone(),
+                        key: t.key.clone(),
+                        chain: t.chain.clone(),
+                        protocol: t.protocol.clone(),
+                        cipher_suite: t.cipher.clone(),
+                        passphrase: PassphraseSetting::None,
+                        origin: o,
+                    });
+                    v.tls_site = Some(tls_sites.len() - 1);
+                }
+            }
+        } else if draft.tls.cert.is_some() {
+            let o = draft.tls.origin.clone().unwrap_or_else(|| draft.origin.clone());
+            d.warn(&o, "SSL certificate set but SSLEngine is not On: this server speaks plain HTTP", "add 'SSLEngine On' to the <VirtualHost>");
+        }
+        v
+    };
+    for vh in &vhosts {
+        let v = build(vh, false, d, &mut tls_sites);
+        servers.push(v);
+    }
+    let main_server = build(&main, true, d, &mut tls_sites);
+    servers.push(main_server);
+    for s in &mut tls_sites {
+        s.passphrase = passphrase.clone();
+    }
+    for v in &servers {
+        for a in &v.addrs {
+            if let Some(p) = a.port {
+                if !listeners.iter().any(|l| l.addr.port() == p) {
+                    d.warn(&v.origin, format!("<VirtualHost> on port {p} has no matching Listen; it will never be used"), format!("add 'Listen {p}'"));
+                }
+            }
+        }
+    }
+
+    GatewayConfig {
+        source: path.to_path_buf(),
+        listeners,
+        servers,
+        limits,
+        log,
+        admin_listen: None,
+        tls_sites,
+        drain_timeout: Duration::from_secs(30),
+    }
+}
+
+fn pop(stack: &mut Vec<Ctx>, l: &Line, d: &mut Diagnostics, f: impl Fn(&Ctx) -> bool) {
+    if stack.len() > 1 && stack.last().is_some_and(&f) {
+        stack.pop();
+    } else {
+        d.error(&l.origin, format!("{}> without a matching opener", l.name), "remove it or add the opening section");
+    }
+}
+
+fn current_location(stack: &[Ctx]) -> Option<String> {
+    stack.iter().rev().find_map(|c| if let Ctx::Location { path } = c { Some(path.clone()) } else { None })
+}
+
+fn proxy_policy<'a>(stack: &'a mut [Ctx], l: &Line, d: &mut Diagnostics) -> Option<&'a mut AccessPolicy> {
+    let found = stack.iter_mut().rev().find_map(|c| if let Ctx::Proxy { policy, .. } = c { Some(policy) } else { None });
+    if found.is_none() {
+        d.error(&l.origin, format!("{} outside <Proxy> has no effect on proxied requests", l.name), "put access rules inside <Proxy *> … </Proxy>");
+    }
+    found
+}
+
+fn add_require(stack: &mut [Ctx], r: Require, l: &Line, d: &mut Diagnostics) {
+    match stack.last_mut() {
+        Some(Ctx::RequireAll(v)) | Some(Ctx::RequireAny(v)) => v.push(r),
+        _ => {
+            if let Some(p) = proxy_policy(stack, l, d) {
+                p.require = Some(match p.require.take() {
+                    None => r,
+                    Some(Require::Any(mut v)) => {
+                        v.push(r);
+                        Require::Any(v)
+                    }
+                    Some(prev) => Require::Any(vec![prev, r]),
+                });
+            }
+        }
+    }
+}
+
+fn parse_require(args: &[String]) -> Result<Require, String> {
+    let lower: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let (neg, rest) = if lower.first().map(String::as_str) == Some("not") { (true, &args[1..]) } else { (false, args) };
+    let kind = rest.first().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    let r = match kind.as_str() {
+        "all" => match rest.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
+            Some("granted") => Require::AllGranted,
+            Some("denied") => Require::AllDenied,
+            _ => return Err("Require all takes 'granted' or 'denied'".into()),
+        },
+        "ip" => {
+            if rest.len() < 2 {
+                return Err("Require ip needs at least one address".into());
+            }
+            let nets = rest[1..].iter().map(|a| parse_net(a)).collect::<Result<Vec<_>, _>>()?;
+            Require::Ip(nets)
+        }
+        "local" => Require::Ip(vec![parse_net("127.0.0.0/8").unwrap(), parse_net("::1").unwrap()]),
+        other => return Err(format!("Require {other} is not supported")),
+    };
+    if neg {
+        return match r {
+            Require::Ip(n) => Ok(Require::NotIp(n)),
+            _ => Err("only 'Require not ip …' is supported among the negations".into()),
+        };
+    }
+    Ok(r)
+}
+
+fn parse_header_edit(args: &[String]) -> Result<HeaderEdit, String> {
+    let mut a = args.iter();
+    let mut op = a.next().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    if op == "early" || op == "always" {
+        op = a.next().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    }
+    let op = match op.as_str() {
+        "set" => HeaderEditOp::Set,
+        "unset" => HeaderEditOp::Unset,
+        "append" => HeaderEditOp::Append,
+        "add" => HeaderEditOp::Add,
+        other => return Err(format!("RequestHeader action '{other}' is not supported (set, unset, append, add are)")),
+    };
+    let name = a.next().ok_or("RequestHeader needs a header name")?;
+    let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("'{name}' is not a valid header name"))?;
+    let value = match op {
+        HeaderEditOp::Unset => None,
+        _ => {
+            let v = a.next().ok_or("RequestHeader needs a value")?;
+            if v.contains('%') && v.contains('{') {
+                return Err(format!("RequestHeader value '{v}' uses %{{…}} expansions, which are not supported"));
+            }
+            Some(http::HeaderValue::from_str(v).map_err(|_| format!("'{v}' is not a valid header value"))?)
+        }
+    };
+    if let Some(extra) = a.next() {
+        return Err(format!("RequestHeader condition '{extra}' is not supported"));
+    }
+    Ok(HeaderEdit { op, name, value })
+}
+
+fn build_upstream(url: &str, params: &[(String, String, Origin)], default_timeout: Duration, d: &mut Diagnostics) -> Result<Upstream, String> {
+    let (host, port, path) = split_origin_url(url)?;
+    let mut u = Upstream {
+        url: url.to_string(),
+        host,
+        port,
+        path,
+        connect_timeout: default_timeout,
+        timeout: default_timeout,
+        retry: Duration::from_secs(60),
+        tcp_keepalive: false,
+        disable_reuse: false,
+        ttl: None,
+        max: 0,
+        upgrade: Some("websocket".into()),
+    };
+    let mut connect_set = false;
+    for (k, v, o) in params {
+        let dur = || parse_apache_duration(v).ok_or_else(|| format!("{k}={v}: not a number of seconds (or NNNms)"));
+        let bad = |what: &str| format!("{k}={v}: {what}");
+        match k.as_str() {
+            "connectiontimeout" => {
+                u.connect_timeout = dur()?;
+                connect_set = true;
+            }
+            "timeout" => u.timeout = dur()?,
+            "retry" => u.retry = dur()?,
+            "keepalive" => {
+                u.tcp_keepalive = match v.to_ascii_lowercase().as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad("takes On or Off")),
+                }
+            }
+            "disablereuse" => {
+                u.disable_reuse = match v.to_ascii_lowercase().as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad("takes On or Off")),
+                }
+            }
+            "enablereuse" => {
+                u.disable_reuse = match v.to_ascii_lowercase().as_str() {
+                    "on" => false,
+                    "off" => true,
+                    _ => return Err(bad("takes On or Off")),
+                }
+            }
+            "ttl" => u.ttl = Some(dur()?),
+            "max" => u.max = v.parse().map_err(|_| bad("takes a number"))?,
+            "upgrade" => u.upgrade = Some(v.to_ascii_lowercase()),
+            "min" | "smax" | "acquire" | "flushpackets" | "flushwait" | "iobuffersize" | "receivebuffersize" | "ping" | "responsefieldsize" | "lbset" | "route" | "redirect" | "status" | "loadfactor" => {
+                d.note(o, format!("worker parameter {k} is accepted and has no effect in trove"));
+            }
+            _ => return Err(format!("unknown ProxyPass parameter '{k}' (Apache refuses it too)")),
+        }
+    }
+    if !connect_set {
+        u.connect_timeout = u.timeout;
+    }
+    Ok(u)
+}
+
+fn parse_listen(a: &str) -> Result<SocketAddr, String> {
+    if let Ok(p) = a.parse::<u16>() {
+        // Apache's `Listen 80` binds every address; we bind IPv4 and IPv6 any.
+        return Ok(SocketAddr::from(([0, 0, 0, 0], p)));
+    }
+    if let Ok(sa) = a.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Some((h, p)) = a.rsplit_once(':') {
+        if h == "localhost" {
+            if let Ok(p) = p.parse::<u16>() {
+                return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
+            }
+        }
+    }
+    Err(format!("Listen '{a}' is not a port or IP:port"))
+}
+
+fn parse_vhost_addr(a: &str) -> Result<VhostAddr, String> {
+    let (host, port) = match a.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (p == "*" || p.chars().all(|c| c.is_ascii_digit())) => (h, Some(p)),
+        _ => (a, None),
+    };
+    let port = match port {
+        None | Some("*") => None,
+        Some(p) => Some(p.parse::<u16>().map_err(|_| format!("bad port in '{a}'"))?),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match host {
+        "*" | "_default_" => None,
+        "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
+        h => Some(h.parse::<IpAddr>().map_err(|_| format!("VirtualHost address '{a}' must be an IP, * or _default_ (host names need DNS at start)"))?),
+    };
+    Ok(VhostAddr { ip, port })
+}
+
+fn log_dest(p: &str, _o: &Origin) -> LogDest {
+    match p {
+        "/dev/stderr" => LogDest::Stderr,
+        "/dev/stdout" => LogDest::Stdout,
+        "off" | "/dev/null" => LogDest::Off,
+        p if p.starts_with('|') => LogDest::Stderr,
+        p => LogDest::File(PathBuf::from(p)),
+    }
+}
+
+/// `mod_proxy.c` / `proxy_module` both name the same module in `<IfModule>`.
+fn module_id(m: &str) -> String {
+    let m = m.trim();
+    if let Some(stem) = m.strip_prefix("mod_").and_then(|s| s.strip_suffix(".c")) {
+        return format!("{stem}_module");
+    }
+    m.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Severity;
+
+    fn parse(text: &str) -> (GatewayConfig, Diagnostics) {
+        parse_str(Path::new("httpd.conf"), text)
+    }
+
+    fn errors(d: &Diagnostics) -> Vec<String> {
+        d.errors().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn the_seeds_config_loads() {
+        let (c, d) = parse(
+            "LoadModule proxy_module modules/mod_proxy.so\n\
+             LoadModule proxy_http_module modules/mod_proxy_http.so\n\
+             Listen 8080\n\
+             ProxyRequests Off\n\
+             <Proxy *>\n    Order Deny,Allow\n    Allow from all\n</Proxy>\n\
+             ProxyPass        /stash http://localhost:7990/stash connectiontimeout=5 timeout=300\n\
+             ProxyPassReverse /stash http://localhost:7990/stash\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let s = c.servers.last().unwrap();
+        assert_eq!(s.routes.len(), 1);
+        let u = s.routes[0].upstream.as_ref().unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("localhost", 7990, "/stash"));
+        assert_eq!(u.connect_timeout, Duration::from_secs(5));
+        assert_eq!(u.timeout, Duration::from_secs(300));
+        assert_eq!(s.reverse[0].origin_url, "http://localhost:7990/stash");
+        assert_eq!(s.proxy_access.len(), 1);
+        assert_eq!(c.listeners[0].addr.port(), 8080);
+    }
+
+    #[test]
+    fn unknown_directive_is_an_error_with_file_and_line() {
+        let (_, d) = parse("Listen 80\n\nFrobnicate yes\n");
+        let e = errors(&d);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("httpd.conf:3: error: unknown directive 'Frobnicate'"), "{}", e[0]);
+        assert!(e[0].contains(" — "), "has a fix: {}", e[0]);
+    }
+
+    #[test]
+    fn continuation_lines_join_and_keep_the_first_line_number() {
+        let (c, d) = parse("Listen 80\nProxyPass /a \\\n   http://127.0.0.1:9/a \\\n   timeout=7\nBogus\n");
+        assert_eq!(c.servers[0].routes[0].upstream.as_ref().unwrap().timeout, Duration::from_secs(7));
+        assert!(errors(&d)[0].starts_with("httpd.conf:5:"), "{:?}", errors(&d));
+    }
+
+    #[test]
+    fn worker_parameter_table() {
+        // (params, Ok(connect_ms, timeout_ms, disable_reuse, max) or Err substring)
+        let rows: Vec<(&str, Result<(u128, u128, bool, usize), &str>)> = vec![
+            ("", Ok((60000, 60000, false, 0))),
+            ("timeout=300", Ok((300000, 300000, false, 0))),
+            ("connectiontimeout=5 timeout=300", Ok((5000, 300000, false, 0))),
+            ("connectiontimeout=250ms", Ok((250, 60000, false, 0))),
+            ("disablereuse=On max=20 ttl=30 retry=0 keepalive=On", Ok((60000, 60000, true, 20))),
+            ("enablereuse=off", Ok((60000, 60000, true, 0))),
+            ("bogus=1", Err("unknown ProxyPass parameter 'bogus'")),
+            ("timeout=abc", Err("not a number")),
+            ("keepalive=maybe", Err("On or Off")),
+        ];
+        for (params, want) in rows {
+            let (c, d) = parse(&format!("Listen 80\nProxyPass / http://127.0.0.1:9/ {params}\n"));
+            match want {
+                Ok((cm, tm, dr, max)) => {
+                    assert!(errors(&d).is_empty(), "{params}: {:?}", errors(&d));
+                    let u = c.servers[0].routes[0].upstream.as_ref().unwrap();
+                    assert_eq!((u.connect_timeout.as_millis(), u.timeout.as_millis(), u.disable_reuse, u.max), (cm, tm, dr, max), "{params}");
+                }
+                Err(s) => assert!(errors(&d).iter().any(|e| e.contains(s)), "{params}: {:?}", errors(&d)),
+            }
+        }
+    }
+
+    #[test]
+    fn proxy_timeout_and_timeout_feed_the_worker_default() {
+        let (c, _) = parse("Listen 80\nTimeout 300\nProxyPass / http://127.0.0.1:9/\n");
+        assert_eq!(c.servers[0].routes[0].upstream.as_ref().unwrap().timeout, Duration::from_secs(300));
+        let (c, _) = parse("Listen 80\nTimeout 300\nProxyTimeout 42\nProxyPass / http://127.0.0.1:9/\n");
+        assert_eq!(c.servers[0].routes[0].upstream.as_ref().unwrap().timeout, Duration::from_secs(42));
+    }
+
+    #[test]
+    fn exclusions_and_location_form() {
+        let (c, d) = parse("Listen 80\nProxyPass /static !\nProxyPass / http://127.0.0.1:9/\n<Location /app>\nProxyPass http://127.0.0.1:9/app\nProxyPassReverse http://127.0.0.1:9/app\n</Location>\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let r = &c.servers[0].routes;
+        assert!(r[0].upstream.is_none());
+        assert_eq!(r[2].path, "/app");
+        assert_eq!(c.servers[0].reverse[0].public_path, "/app");
+    }
+
+    #[test]
+    fn proxy_requests_on_is_refused() {
+        let (_, d) = parse("Listen 80\nProxyRequests On\n");
+        assert!(errors(&d)[0].contains("open forward proxy"));
+    }
+
+    #[test]
+    fn core_directives_are_noted_and_unemulated_modules_warned() {
+        let (_, d) = parse("ServerRoot /etc/apache2\nPidFile /run/a.pid\nUser www-data\nGroup www-data\nLoadModule rewrite_module m.so\nLoadModule proxy_module m.so\nListen 80\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let notes = d.items.iter().filter(|i| i.severity == Severity::Note).count();
+        assert!(notes >= 3);
+        assert!(d.items.iter().any(|i| i.severity == Severity::Warning && i.message.contains("rewrite_module")));
+    }
+
+    #[test]
+    fn access_sections_parse_every_form() {
+        let (c, d) = parse(
+            "Listen 80\n<Proxy *>\nOrder Allow,Deny\nAllow from 10.1 192.168.0.0/255.255.0.0 ::1\nDeny from 10.1.2.3\n</Proxy>\n\
+             <Proxy http://127.0.0.1:9/admin>\n<RequireAll>\nRequire all granted\nRequire not ip 10.0.0.0/8\n</RequireAll>\n</Proxy>\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let p = &c.servers[0].proxy_access;
+        assert_eq!(p.len(), 2);
+        assert!(p[0].policy.allows("10.1.9.9".parse().unwrap()));
+        assert!(!p[0].policy.allows("10.1.2.3".parse().unwrap()));
+        assert!(!p[0].policy.allows("8.8.8.8".parse().unwrap()));
+        assert!(!p[1].policy.allows("10.1.1.1".parse().unwrap()));
+        assert!(p[1].policy.allows("11.1.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_order_and_require_not_outside_requireall() {
+        let (_, d) = parse("Listen 80\n<Proxy *>\nOrder Deny, Allow\nRequire not ip 10.0.0.1\n</Proxy>\n");
+        let e = errors(&d);
+        assert!(e.iter().any(|e| e.contains("takes no spaces")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("only works inside <RequireAll>")), "{e:?}");
+    }
+
+    #[test]
+    fn vhost_inherits_main_server_settings_and_routes_come_main_first() {
+        let (c, d) = parse(
+            "Listen 80\nListen 443\nServerName example.test\nProxyPreserveHost On\nProxyPass /a http://127.0.0.1:1/a\n\
+             <VirtualHost *:443>\nProxyPass / http://127.0.0.1:2/\n</VirtualHost>\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let vh = &c.servers[0];
+        assert_eq!(vh.server_name.as_deref(), Some("example.test"));
+        assert!(vh.preserve_host);
+        assert_eq!(vh.routes.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/a", "/"]);
+    }
+
+    #[test]
+    fn includes_are_followed_and_loops_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        std::fs::write(dir.path().join("conf.d/a.conf"), "ProxyPass /a http://127.0.0.1:1/a\n").unwrap();
+        std::fs::write(dir.path().join("conf.d/b.conf"), "ProxyPass /b http://127.0.0.1:1/b\n").unwrap();
+        std::fs::write(dir.path().join("loop.conf"), "Include loop.conf\n").unwrap();
+        let main = dir.path().join("httpd.conf");
+        std::fs::write(&main, "Listen 80\nInclude conf.d/*.conf\nIncludeOptional nothing/*.conf\n").unwrap();
+        let (c, d) = load(&main).unwrap();
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.servers[0].routes.len(), 2);
+        std::fs::write(&main, "Listen 80\nInclude loop.conf\n").unwrap();
+        let (_, d) = load(&main).unwrap();
+        assert!(errors(&d).iter().any(|e| e.contains("loops back")), "{:?}", errors(&d));
+    }
+
+    #[test]
+    fn unclosed_and_stray_sections_are_errors() {
+        let (_, d) = parse("Listen 80\n<Proxy *>\nAllow from all\n");
+        assert!(errors(&d).iter().any(|e| e.contains("never closed")));
+        let (_, d) = parse("Listen 80\n</VirtualHost>\n");
+        assert!(errors(&d).iter().any(|e| e.contains("without a matching opener")));
+    }
+
+    #[test]
+    fn trailing_slash_mismatch_warns() {
+        let (_, d) = parse("Listen 80\nProxyPass /mis/ http://127.0.0.1:9\n");
+        assert!(d.items.iter().any(|i| i.severity == Severity::Warning && i.message.contains("trailing slashes")), "{:?}", d.items);
+    }
+
+    #[test]
+    fn log_settings() {
+        let (c, d) = parse("Listen 80\nLogFormat \"%h %>s\" short\nCustomLog /tmp/x.log short\nErrorLog /dev/stderr\nLogLevel debug\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.log.access_format, "%h %>s");
+        assert_eq!(c.log.access, LogDest::File("/tmp/x.log".into()));
+        assert_eq!(c.log.level, "debug");
+    }
+
+    #[test]
+    fn ssl_vhost_makes_a_tls_listener_and_site() {
+        let (c, d) = parse(
+            "Listen 443\n<VirtualHost *:443>\nServerName git.example\nSSLEngine On\nSSLCertificateFile \"/etc/s.crt\"\nSSLCertificateKeyFile /etc/s.key\nProxyPass / http://127.0.0.1:7990/\n</VirtualHost>\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert!(c.listeners[0].tls);
+        assert_eq!(c.tls_sites[0].names, ["git.example"]);
+        assert_eq!(c.tls_sites[0].cert, PathBuf::from("/etc/s.crt"));
+        assert_eq!(c.servers[0].tls_site, Some(0));
+    }
+}

@@ -1,0 +1,488 @@
+//! One validated gateway model, compiled from either front-end (our TOML or Apache httpd.conf).
+//!
+//! Front-ends produce `Diagnostics` (errors, warnings, notes, each with file and line) and a
+//! `GatewayConfig`; a config with any error is never run.
+
+pub mod apache;
+pub mod toml;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::access::AccessPolicy;
+
+/// Where a setting came from, for messages: `file:line`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Note,
+    Warning,
+    Error,
+}
+
+/// One finding about a config file: what is wrong and how to fix it.
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub origin: Origin,
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Note => "note",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        write!(f, "{}: {sev}: {}", self.origin, self.message)?;
+        if let Some(fix) = &self.fix {
+            write!(f, " — {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn push(&mut self, severity: Severity, origin: &Origin, message: impl Into<String>, fix: Option<String>) {
+        self.items.push(Diagnostic { severity, origin: origin.clone(), message: message.into(), fix });
+    }
+    pub fn error(&mut self, origin: &Origin, message: impl Into<String>, fix: impl Into<String>) {
+        self.push(Severity::Error, origin, message, Some(fix.into()));
+    }
+    pub fn warn(&mut self, origin: &Origin, message: impl Into<String>, fix: impl Into<String>) {
+        self.push(Severity::Warning, origin, message, Some(fix.into()));
+    }
+    pub fn note(&mut self, origin: &Origin, message: impl Into<String>) {
+        self.push(Severity::Note, origin, message, None);
+    }
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items.iter().filter(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Failure to produce a runnable config: every error found, not only the first.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}", .diagnostics.errors().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid { diagnostics: Diagnostics },
+}
+
+/// The validated model the runtime uses.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub source: PathBuf,
+    pub listeners: Vec<ListenerConfig>,
+    /// Virtual servers in config order; for an address, the first that listens there is the default.
+    pub servers: Vec<VirtualServer>,
+    pub limits: ConnLimits,
+    pub log: LogConfig,
+    /// Optional admin listener serving `/metrics` (Prometheus text format). `None` disables it.
+    pub admin_listen: Option<SocketAddr>,
+    pub tls_sites: Vec<TlsSite>,
+    /// Seconds SIGTERM waits for in-flight requests before closing. Default 30.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    /// `true` when any virtual server on this address has TLS on.
+    pub tls: bool,
+    pub origin: Origin,
+}
+
+/// Connection-level settings (Apache `Timeout`, `KeepAlive*`, plus a header read timeout).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnLimits {
+    /// Apache `Timeout`: default for upstream I/O when neither `timeout=` nor `ProxyTimeout` is set. Default 60 s.
+    pub timeout: Duration,
+    /// Apache `KeepAlive`. Default on.
+    pub keep_alive: bool,
+    /// Apache `KeepAliveTimeout`: idle time between requests on a connection. Default 5 s.
+    pub keep_alive_timeout: Duration,
+    /// Apache `MaxKeepAliveRequests`; `0` means unlimited. Default 100.
+    pub max_keep_alive_requests: u32,
+    /// Time a downstream has to send a complete request head; then 408 and close. Default 20 s
+    /// (Apache's mod_reqtimeout `header=20-40`).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted; larger gets 431. Default 64 KiB.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            timeout: Duration::from_secs(60),
+            keep_alive: true,
+            keep_alive_timeout: Duration::from_secs(5),
+            max_keep_alive_requests: 100,
+            header_read_timeout: Duration::from_secs(20),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LogDest {
+    Stderr,
+    Stdout,
+    File(PathBuf),
+    Off,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// Access log destination. Default stdout.
+    pub access: LogDest,
+    /// Apache `LogFormat` string. Default `combined`.
+    pub access_format: String,
+    /// Error log destination. Default stderr.
+    pub error: LogDest,
+    /// Apache `LogLevel`. Default `warn`.
+    pub level: String,
+    /// `--log-format json`: one JSON object per access-log line instead of `access_format`.
+    pub json: bool,
+}
+
+pub const COMBINED: &str = "%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"";
+pub const COMMON: &str = "%h %l %u %t \"%r\" %>s %O";
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            access: LogDest::Stdout,
+            access_format: COMBINED.to_string(),
+            error: LogDest::Stderr,
+            level: "warn".into(),
+            json: false,
+        }
+    }
+}
+
+/// `ProxyVia`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Off,
+    On,
+    Full,
+    Block,
+}
+
+/// A virtual server: Apache's main server or one `<VirtualHost>`.
+#[derive(Clone, Debug)]
+pub struct VirtualServer {
+    /// Addresses this server answers on; empty = every listener (the main server).
+    pub addrs: Vec<VhostAddr>,
+    pub server_name: Option<String>,
+    pub aliases: Vec<String>,
+    pub routes: Vec<Route>,
+    pub reverse: Vec<ReverseRule>,
+    pub cookie_paths: Vec<(String, String)>,
+    pub cookie_domains: Vec<(String, String)>,
+    /// `ProxyPreserveHost`. Default off: the origin sees its own host:port.
+    pub preserve_host: bool,
+    /// `ProxyAddHeaders`. Default on: X-Forwarded-For/Host/Server.
+    pub add_forwarded: bool,
+    /// Trove's addition, default on: X-Forwarded-Proto, X-Forwarded-Port and RFC 7239 `Forwarded`.
+    pub add_forwarded_proto: bool,
+    pub via: Via,
+    /// `<Proxy …>` sections in order.
+    pub proxy_access: Vec<ProxySection>,
+    /// Request header edits (mod_headers `RequestHeader set|unset|append|add`).
+    pub request_headers: Vec<HeaderEdit>,
+    /// TLS: index into `GatewayConfig::tls_sites` when `SSLEngine on`.
+    pub tls_site: Option<usize>,
+    /// Answer every request with a 301 to this https base (scheme://host[:port]). Default off.
+    pub redirect_https: Option<String>,
+    /// `Strict-Transport-Security` max-age in seconds on TLS responses; `None` (default) sends none.
+    pub hsts: Option<u64>,
+    pub origin: Origin,
+}
+
+impl VirtualServer {
+    pub fn new(origin: Origin) -> Self {
+        VirtualServer {
+            addrs: vec![],
+            server_name: None,
+            aliases: vec![],
+            routes: vec![],
+            reverse: vec![],
+            cookie_paths: vec![],
+            cookie_domains: vec![],
+            preserve_host: false,
+            add_forwarded: true,
+            add_forwarded_proto: true,
+            via: Via::Off,
+            proxy_access: vec![],
+            request_headers: vec![],
+            tls_site: None,
+            redirect_https: None,
+            hsts: None,
+            origin,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VhostAddr {
+    /// `None` for `*` / `_default_`.
+    pub ip: Option<std::net::IpAddr>,
+    /// `None` for any port.
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum HeaderEditOp {
+    Set,
+    Unset,
+    Append,
+    Add,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderEdit {
+    pub op: HeaderEditOp,
+    pub name: http::HeaderName,
+    pub value: Option<http::HeaderValue>,
+}
+
+/// A `<Proxy pattern>` section: the access rules for origin URLs it matches.
+#[derive(Clone, Debug)]
+pub struct ProxySection {
+    /// `*` wildcard pattern or a URL prefix.
+    pub pattern: String,
+    pub policy: AccessPolicy,
+}
+
+/// One `ProxyPass`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// The local path prefix, as written.
+    pub path: String,
+    /// `None` for `ProxyPass /path !` (exclusion).
+    pub upstream: Option<Upstream>,
+    /// `nocanon`: send the raw remainder instead of the canonicalised one.
+    pub nocanon: bool,
+    /// `noquery`: drop the query string.
+    pub noquery: bool,
+    pub origin: Origin,
+}
+
+/// Where and how to reach an origin (one Apache "worker").
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    /// The URL as written, e.g. `http://localhost:7990/stash`.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// Path part of the URL (may be empty).
+    pub path: String,
+    /// `connectiontimeout`: default = `timeout`.
+    pub connect_timeout: Duration,
+    /// `timeout`: per read/write with the origin. Default `ProxyTimeout`, else `Timeout`.
+    pub timeout: Duration,
+    /// `retry`: seconds; accepted, see docs (a plain worker reconnects every request).
+    pub retry: Duration,
+    /// `keepalive`: TCP SO_KEEPALIVE on origin connections. Default off.
+    pub tcp_keepalive: bool,
+    /// `disablereuse`: a new origin connection per request. Default off.
+    pub disable_reuse: bool,
+    /// `ttl`: idle pooled connections older than this are closed. `None` = no limit (default 60 s in practice).
+    pub ttl: Option<Duration>,
+    /// `max`: most connections to this origin at once; `0` = unlimited (default).
+    pub max: usize,
+    /// `upgrade=websocket|ANY`: tunnel after 101. Default websocket (Apache needs it set; we allow it).
+    pub upgrade: Option<String>,
+}
+
+/// One `ProxyPassReverse public origin`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReverseRule {
+    pub public_path: String,
+    pub origin_url: String,
+}
+
+/// TLS material for one or more virtual servers (parsed; loading is the tls module's job).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsSite {
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: Option<PathBuf>,
+    pub chain: Option<PathBuf>,
+    pub protocol: Option<String>,
+    pub cipher_suite: Option<String>,
+    pub passphrase: PassphraseSetting,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PassphraseSetting {
+    None,
+    Builtin,
+    Exec(PathBuf),
+    File(PathBuf),
+    Env(String),
+}
+
+/// Parse a config file by its extension (`.toml` → TOML, anything else → Apache httpd.conf).
+pub fn load(path: &Path) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
+    let is_toml = path.extension().is_some_and(|e| e == "toml");
+    let (cfg, diags) = if is_toml { toml::load(path)? } else { apache::load(path)? };
+    if diags.has_errors() {
+        return Err(ConfigError::Invalid { diagnostics: diags });
+    }
+    Ok((cfg, diags))
+}
+
+/// Parse a duration as Apache writes it: seconds, or with an `ms` suffix.
+pub(crate) fn parse_apache_duration(s: &str) -> Option<Duration> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse::<u64>().ok().map(Duration::from_millis);
+    }
+    let s = s.strip_suffix('s').unwrap_or(s);
+    s.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Split `http://host[:port][/path]` into (host, port, path). Only `http` origins are supported.
+pub(crate) fn split_origin_url(url: &str) -> Result<(String, u16, String), String> {
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if url.contains("://") {
+        return Err(format!("origin scheme of '{url}' is not supported; use http:// (TLS to the origin is not needed on loopback, as the seed notes)"));
+    } else {
+        return Err(format!("'{url}' is not an absolute http:// URL"));
+    };
+    if url.contains('?') {
+        return Err(format!("origin URL '{url}' may not carry a query"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("origin URL '{url}' has no usable host"));
+    }
+    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
+        let end = h.find(']').ok_or_else(|| format!("bad IPv6 literal in '{url}'"))?;
+        let host = &h[..end];
+        let after = &h[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse::<u16>().map_err(|_| format!("bad port in '{url}'"))?,
+            None if after.is_empty() => 80,
+            None => return Err(format!("bad authority in '{url}'")),
+        };
+        (format!("[{host}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| format!("bad port in '{url}'"))?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    Ok((host.to_ascii_lowercase(), port, path.to_string()))
+}
+
+impl GatewayConfig {
+    /// A readable normalised rendering, printed by `trove gateway --check`.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "# normalised from {}", self.source.display());
+        for l in &self.listeners {
+            let _ = writeln!(s, "listen {}{}", l.addr, if l.tls { " tls" } else { "" });
+        }
+        let _ = writeln!(
+            s,
+            "timeout {}s keepalive {} keepalive_timeout {}s max_keepalive_requests {} header_read_timeout {}s",
+            self.limits.timeout.as_secs(),
+            if self.limits.keep_alive { "on" } else { "off" },
+            self.limits.keep_alive_timeout.as_secs(),
+            self.limits.max_keep_alive_requests,
+            self.limits.header_read_timeout.as_secs()
+        );
+        for (i, v) in self.servers.iter().enumerate() {
+            let addrs: Vec<String> = v
+                .addrs
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}:{}",
+                        a.ip.map(|i| i.to_string()).unwrap_or_else(|| "*".into()),
+                        a.port.map(|p| p.to_string()).unwrap_or_else(|| "*".into())
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "server #{i} ({}) name={} aliases={:?} addrs=[{}] tls={} preserve_host={} add_forwarded={} forwarded_proto={} via={:?}",
+                v.origin,
+                v.server_name.as_deref().unwrap_or("-"),
+                v.aliases,
+                addrs.join(", "),
+                v.tls_site.is_some(),
+                v.preserve_host,
+                v.add_forwarded,
+                v.add_forwarded_proto,
+                v.via
+            );
+            for r in &v.routes {
+                match &r.upstream {
+                    Some(u) => {
+                        let _ = writeln!(
+                            s,
+                            "  route {} -> {} connect_timeout={}ms timeout={}ms reuse={} max={}{}{}",
+                            r.path,
+                            u.url,
+                            u.connect_timeout.as_millis(),
+                            u.timeout.as_millis(),
+                            !u.disable_reuse,
+                            u.max,
+                            if r.nocanon { " nocanon" } else { "" },
+                            if r.noquery { " noquery" } else { "" }
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(s, "  route {} -> ! (not proxied)", r.path);
+                    }
+                }
+            }
+            for rr in &v.reverse {
+                let _ = writeln!(s, "  reverse {} <- {}", rr.public_path, rr.origin_url);
+            }
+            for (a, b) in &v.cookie_paths {
+                let _ = writeln!(s, "  cookie-path {a} -> {b}");
+            }
+            for (a, b) in &v.cookie_domains {
+                let _ = writeln!(s, "  cookie-domain {a} -> {b}");
+            }
+            for p in &v.proxy_access {
+                let _ = writeln!(s, "  access <Proxy {}> {}", p.pattern, p.policy.describe());
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,229 @@
+//! Header rules on the proxy path, pure: what the origin is told (hop-by-hop removal,
+//! X-Forwarded-*, RFC 7239 `Forwarded`, Host, Via, Max-Forwards) and what the downstream
+//! gets back.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{HeaderEdit, HeaderEditOp, Via};
+
+/// RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones Apache strips.
+const HOP_BY_HOP: &[&str] = &["connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
+
+/// A `Connection` header that names something not a token is malformed (Apache: 400).
+pub fn connection_tokens(headers: &HeaderMap) -> Result<Vec<String>, ()> {
+    let mut out = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        let s = v.to_str().map_err(|_| ())?;
+        for t in s.split(',') {
+            let t = t.trim();
+            if t.is_empty() {
+                continue;
+            }
+            if !t.bytes().all(is_tchar) {
+                return Err(());
+            }
+            out.push(t.to_ascii_lowercase());
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Remove hop-by-hop headers and those named in `Connection`. `keep_upgrade` keeps
+/// `Upgrade` (and a `Connection: upgrade`) for a WebSocket handshake.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, named: &[String], keep_upgrade: bool) {
+    for n in named {
+        if keep_upgrade && n == "upgrade" {
+            continue;
+        }
+        if let Ok(h) = HeaderName::from_bytes(n.as_bytes()) {
+            headers.remove(h);
+        }
+    }
+    for h in HOP_BY_HOP {
+        if keep_upgrade && (*h == "upgrade" || *h == "connection") {
+            continue;
+        }
+        headers.remove(*h);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Everything the request-side rules need to know about one request.
+pub struct RequestFacts<'a> {
+    pub peer: IpAddr,
+    /// The downstream `Host` (or `:authority`) as sent.
+    pub host: Option<&'a HeaderValue>,
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// The local port the request arrived on.
+    pub local_port: u16,
+    /// `ServerName` (or the machine's name).
+    pub server_name: &'a str,
+    /// The origin's `host[:port]` for the Host header when not preserving.
+    pub upstream_authority: &'a str,
+}
+
+pub struct RequestRules<'a> {
+    pub preserve_host: bool,
+    pub add_forwarded: bool,
+    pub add_forwarded_proto: bool,
+    pub via: Via,
+    pub edits: &'a [HeaderEdit],
+}
+
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    // apr_table_mergen: join to the existing value with ", ".
+    let merged = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
+        _ => value.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&merged) {
+        headers.insert(name, v);
+    }
+}
+
+/// Apply the request rules in Apache's order: hop-by-hop already stripped, then the proxy's
+/// own headers (so `Connection: close, X-Forwarded-For` cannot remove ours; CVE-2022-31813).
+pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, rules: &RequestRules<'_>) {
+    // Host.
+    let host_value = if rules.preserve_host {
+        facts.host.cloned()
+    } else {
+        HeaderValue::from_str(facts.upstream_authority).ok()
+    };
+    if let Some(h) = host_value {
+        headers.insert(header::HOST, h);
+    }
+    if rules.add_forwarded {
+        let peer = facts.peer.to_string();
+        append(headers, HeaderName::from_static("x-forwarded-for"), &peer);
+        if let Some(h) = facts.host.and_then(|h| h.to_str().ok()) {
+            append(headers, HeaderName::from_static("x-forwarded-host"), h);
+        }
+        append(headers, HeaderName::from_static("x-forwarded-server"), facts.server_name);
+    }
+    if rules.add_forwarded_proto {
+        // We are the edge: what a downstream claims about scheme and port is not believed.
+        headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(if facts.scheme == "https" { "https" } else { "http" }));
+        headers.insert(HeaderName::from_static("x-forwarded-port"), HeaderValue::from(facts.local_port));
+        // RFC 7239 §4: quote IPv6 and host values that are not tokens.
+        let for_ = match facts.peer {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let mut elem = format!("for={for_};proto={}", facts.scheme);
+        if let Some(h) = facts.host.and_then(|h| h.to_str().ok()) {
+            if h.bytes().all(is_tchar) {
+                elem.push_str(&format!(";host={h}"));
+            } else if !h.contains(['"', '\\']) {
+                elem.push_str(&format!(";host=\"{h}\""));
+            }
+        }
+        append(headers, header::FORWARDED, &elem);
+    }
+    match rules.via {
+        Via::Off => {}
+        Via::Block => {
+            headers.remove(header::VIA);
+        }
+        Via::On | Via::Full => {
+            let mut v = format!("1.1 {}:{}", facts.server_name, facts.local_port);
+            if rules.via == Via::Full {
+                v.push_str(concat!(" (trove/", env!("CARGO_PKG_VERSION"), ")"));
+            }
+            append(headers, header::VIA, &v);
+        }
+    }
+    if let Some(mf) = headers.get(header::MAX_FORWARDS).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok()) {
+        headers.insert(header::MAX_FORWARDS, HeaderValue::from(mf.saturating_sub(1)));
+    }
+    for e in rules.edits {
+        match e.op {
+            HeaderEditOp::Set => {
+                headers.insert(e.name.clone(), e.value.clone().expect("set has a value"));
+            }
+            HeaderEditOp::Unset => {
+                headers.remove(&e.name);
+            }
+            HeaderEditOp::Add => {
+                headers.append(e.name.clone(), e.value.clone().expect("add has a value"));
+            }
+            HeaderEditOp::Append => {
+                if let Some(v) = e.value.as_ref().and_then(|v| v.to_str().ok()) {
+                    append(headers, e.name.clone(), v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn connection_named_headers_are_removed_but_ours_are_added_after() {
+        let mut h = hm(&[("connection", "close, X-Forwarded-For, x-secret"), ("x-forwarded-for", "6.6.6.6"), ("x-secret", "1"), ("keep-alive", "5"), ("te", "trailers"), ("accept", "*/*")]);
+        let named = connection_tokens(&h).unwrap();
+        strip_hop_by_hop(&mut h, &named, false);
+        let host = HeaderValue::from_static("public.example");
+        let facts = RequestFacts { peer: "10.0.0.7".parse().unwrap(), host: Some(&host), scheme: "https", local_port: 443, server_name: "gw", upstream_authority: "localhost:7990" };
+        let rules = RequestRules { preserve_host: false, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
+        apply_request_rules(&mut h, &facts, &rules);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none() && h.get("connection").is_none());
+        assert_eq!(h["host"], "localhost:7990");
+        assert_eq!(h["x-forwarded-host"], "public.example");
+        assert_eq!(h["x-forwarded-server"], "gw");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["forwarded"], "for=10.0.0.7;proto=https;host=public.example");
+        assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn forwarded_headers_append_and_proto_replaces() {
+        let mut h = hm(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("forwarded", "for=1.1.1.1")]);
+        let host = HeaderValue::from_static("h:8080");
+        let facts = RequestFacts { peer: "::1".parse().unwrap(), host: Some(&host), scheme: "http", local_port: 8080, server_name: "gw", upstream_authority: "o" };
+        let rules = RequestRules { preserve_host: true, add_forwarded: true, add_forwarded_proto: true, via: Via::On, edits: &[] };
+        apply_request_rules(&mut h, &facts, &rules);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, ::1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["forwarded"], "for=1.1.1.1, for=\"[::1]\";proto=http;host=\"h:8080\"");
+        assert_eq!(h["host"], "h:8080");
+        assert_eq!(h["via"], "1.1 gw:8080");
+    }
+
+    #[test]
+    fn switches_off_and_max_forwards() {
+        let mut h = hm(&[("max-forwards", "3"), ("via", "1.0 x")]);
+        let facts = RequestFacts { peer: "127.0.0.1".parse().unwrap(), host: None, scheme: "http", local_port: 80, server_name: "gw", upstream_authority: "o:81" };
+        let rules = RequestRules { preserve_host: false, add_forwarded: false, add_forwarded_proto: false, via: Via::Block, edits: &[] };
+        apply_request_rules(&mut h, &facts, &rules);
+        assert!(h.get("x-forwarded-for").is_none() && h.get("forwarded").is_none() && h.get("via").is_none());
+        assert_eq!(h["max-forwards"], "2");
+    }
+
+    #[test]
+    fn malformed_connection_header_is_detected() {
+        assert!(connection_tokens(&hm(&[("connection", "close, a b")])).is_err());
+        assert_eq!(connection_tokens(&hm(&[("connection", "Keep-Alive, Upgrade")])).unwrap(), ["keep-alive", "upgrade"]);
+    }
+}

@@ -1,0 +1,510 @@
+//! Request-framing guard: reads every HTTP/1 request head on a connection before hyper does
+//! and decides whether its framing is unambiguous (RFC 9112 §6). hyper alone accepts some
+//! shapes an origin could read differently (it drops `Content-Length` when
+//! `Transfer-Encoding` is present); the gateway refuses them instead of forwarding.
+//!
+//! The guard follows message framing (Content-Length and chunked bodies) to find each next
+//! head, and hands one `Verdict` per request head, in order, to the request handler.
+
+use std::collections::VecDeque;
+use std::io;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use std::task::{Context, Poll};
+
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// What the guard decided about one request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Reject(StatusCode, &'static str),
+}
+
+#[derive(Debug)]
+enum State {
+    Head(Vec<u8>),
+    Body(u64),
+    ChunkSize(Vec<u8>),
+    ChunkData(u64),
+    ChunkDataEnd(u8),
+    Trailers(Vec<u8>),
+    /// HTTP/2, a tunnel after an upgrade, or framing we could not follow: nothing more is
+    /// inspected and later HTTP/1 requests find no verdict (the handler then refuses them).
+    Passthrough,
+}
+
+/// Per-connection state shared by the guard, the request handler and the response bodies.
+#[derive(Default, Debug)]
+pub struct ConnShared {
+    verdicts: Mutex<VecDeque<Verdict>>,
+    h2: AtomicBool,
+    /// Requests whose response body is not finished yet.
+    pub in_flight: AtomicUsize,
+    /// Requests started on this connection.
+    pub served: AtomicU64,
+}
+
+impl ConnShared {
+    /// The verdict for the next HTTP/1 request; `None` means the guard lost track (refuse).
+    pub fn next_verdict(&self) -> Option<Verdict> {
+        self.verdicts.lock().expect("verdicts").pop_front()
+    }
+    /// Whether the connection turned out to be HTTP/2 (prior knowledge).
+    pub fn is_h2(&self) -> bool {
+        self.h2.load(Ordering::Acquire)
+    }
+    fn push(&self, v: Verdict) {
+        self.verdicts.lock().expect("verdicts").push_back(v);
+    }
+    fn set_h2(&self) {
+        self.h2.store(true, Ordering::Release);
+    }
+}
+
+pub type Verdicts = Arc<ConnShared>;
+
+/// The pure state machine: feed it the bytes read from the downstream, in order.
+#[derive(Debug)]
+pub struct Inspector {
+    state: State,
+    max_head: usize,
+    verdicts: Verdicts,
+    first: bool,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+impl Inspector {
+    pub fn new(max_head: usize, verdicts: Verdicts) -> Self {
+        Inspector { state: State::Head(Vec::new()), max_head, verdicts, first: true }
+    }
+
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match &mut self.state {
+                State::Passthrough => return,
+                State::Head(buf) => {
+                    // Leading CRLFs between requests are allowed (RFC 9112 §2.2).
+                    if buf.is_empty() {
+                        let skip = data.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+                        data = &data[skip..];
+                        if data.is_empty() {
+                            return;
+                        }
+                    }
+                    let start = buf.len();
+                    buf.extend_from_slice(data);
+                    if self.first && buf.len() >= H2_PREFACE.len().min(buf.len()) && H2_PREFACE.starts_with(&buf[..buf.len().min(H2_PREFACE.len())]) {
+                        if buf.len() >= H2_PREFACE.len() {
+                            self.verdicts.set_h2();
+                            self.state = State::Passthrough;
+                            return;
+                        }
+                        return;
+                    }
+                    let search_from = start.saturating_sub(3);
+                    let Some(end) = find_head_end(&buf[search_from..]).map(|e| e + search_from) else {
+                        if buf.len() > self.max_head {
+                            self.verdicts.push(Verdict::Reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"));
+                            self.state = State::Passthrough;
+                        }
+                        return;
+                    };
+                    self.first = false;
+                    let consumed_here = end - start;
+                    let head = std::mem::take(buf);
+                    let (verdict, next) = judge(&head[..end]);
+                    self.verdicts.push(verdict);
+                    self.state = next;
+                    data = &data[consumed_here..];
+                }
+                State::Body(n) => {
+                    let take = (*n).min(data.len() as u64) as usize;
+                    *n -= take as u64;
+                    data = &data[take..];
+                    if *n == 0 {
+                        self.state = State::Head(Vec::new());
+                    }
+                }
+                State::ChunkSize(line) => {
+                    let Some(pos) = data.iter().position(|&b| b == b'\n') else {
+                        line.extend_from_slice(data);
+                        if line.len() > 4096 {
+                            self.state = State::Passthrough;
+                        }
+                        return;
+                    };
+                    line.extend_from_slice(&data[..=pos]);
+                    data = &data[pos + 1..];
+                    match parse_chunk_size(line) {
+                        Some(0) => self.state = State::Trailers(Vec::new()),
+                        Some(n) => self.state = State::ChunkData(n),
+                        None => self.state = State::Passthrough,
+                    }
+                }
+                State::ChunkData(n) => {
+                    let take = (*n).min(data.len() as u64) as usize;
+                    *n -= take as u64;
+                    data = &data[take..];
+                    if *n == 0 {
+                        self.state = State::ChunkDataEnd(0);
+                    }
+                }
+                State::ChunkDataEnd(seen) => {
+                    let want: &[u8] = b"\r\n";
+                    if data[0] != want[*seen as usize] {
+                        self.state = State::Passthrough;
+                        return;
+                    }
+                    *seen += 1;
+                    data = &data[1..];
+                    if *seen == 2 {
+                        self.state = State::ChunkSize(Vec::new());
+                    }
+                }
+                State::Trailers(line) => {
+                    let Some(pos) = data.iter().position(|&b| b == b'\n') else {
+                        line.extend_from_slice(data);
+                        if line.len() > self.max_head {
+                            self.state = State::Passthrough;
+                        }
+                        return;
+                    };
+                    line.extend_from_slice(&data[..=pos]);
+                    data = &data[pos + 1..];
+                    if line.as_slice() == b"\r\n" {
+                        self.state = State::Head(Vec::new());
+                    } else {
+                        line.clear();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn find_head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// `1a;ext=v\r\n` → 26. Strict: hex digits only, at most 16, CRLF terminated.
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r\n")?;
+    let size = match line.iter().position(|&b| b == b';') {
+        Some(p) => &line[..p],
+        None => line,
+    };
+    let size = size.strip_suffix(b" ").unwrap_or(size);
+    if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+}
+
+/// Judge one complete head (request line + fields + blank line).
+fn judge(head: &[u8]) -> (Verdict, State) {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    let bad = |why| (Verdict::Reject(StatusCode::BAD_REQUEST, why), State::Passthrough);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return bad("incomplete request head"),
+        Err(httparse::Error::TooManyHeaders) => return (Verdict::Reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"), State::Passthrough),
+        Err(_) => return bad("malformed request head"),
+    }
+    let http11 = req.version == Some(1);
+    let mut hosts = 0;
+    let mut cls: Vec<&[u8]> = Vec::new();
+    let mut tes: Vec<&[u8]> = Vec::new();
+    let mut upgrade = false;
+    for h in req.headers.iter() {
+        let v = h.value;
+        if v.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n') {
+            return bad("control character in a header value");
+        }
+        if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            cls.push(v);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            tes.push(v);
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
+        }
+    }
+    if http11 && hosts == 0 {
+        return bad("HTTP/1.1 request without Host");
+    }
+    if hosts > 1 {
+        return bad("more than one Host header");
+    }
+    if !tes.is_empty() && !cls.is_empty() {
+        return bad("both Content-Length and Transfer-Encoding");
+    }
+    let next = if !tes.is_empty() {
+        if !http11 {
+            return bad("Transfer-Encoding in an HTTP/1.0 request");
+        }
+        let codings: Vec<String> = tes
+            .iter()
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
+            .collect();
+        let chunked = codings.iter().filter(|c| *c == "chunked").count();
+        if codings.iter().any(|c| c.is_empty()) {
+            return bad("empty transfer coding");
+        }
+        if codings.iter().any(|c| c != "chunked") {
+            if codings.last().map(String::as_str) != Some("chunked") {
+                return bad("chunked is not the final transfer coding");
+            }
+            return (Verdict::Reject(StatusCode::NOT_IMPLEMENTED, "transfer coding not implemented"), State::Passthrough);
+        }
+        if chunked != 1 {
+            return bad("chunked applied more than once");
+        }
+        State::ChunkSize(Vec::new())
+    } else if !cls.is_empty() {
+        if cls.len() > 1 {
+            return bad("more than one Content-Length");
+        }
+        let v = cls[0];
+        if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+            return bad("malformed Content-Length");
+        }
+        let n: u64 = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if n == 0 { State::Head(Vec::new()) } else { State::Body(n) }
+    } else {
+        State::Head(Vec::new())
+    };
+    if upgrade || req.method == Some("CONNECT") {
+        // What follows may be a tunnel; the handler closes the connection if it is not.
+        return (Verdict::Ok, State::Passthrough);
+    }
+    (Verdict::Ok, next)
+}
+
+/// Timeouts the guard enforces on reads from the downstream.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadTimeouts {
+    /// A started request head must be complete within this: else 408 and close.
+    pub header: Duration,
+    /// Idle time allowed between requests (KeepAliveTimeout): then close quietly.
+    pub keep_alive: Duration,
+    /// A stalled request body read: then the connection fails (Apache `Timeout`).
+    pub body: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum TimerKind {
+    Head,
+    Idle,
+    Body,
+}
+
+/// A downstream stream whose reads pass through an `Inspector`, with Apache-like read
+/// timeouts (mod_reqtimeout's header timeout, KeepAliveTimeout, Timeout).
+pub struct Guarded<T> {
+    inner: T,
+    inspector: Inspector,
+    shared: Arc<ConnShared>,
+    timeouts: ReadTimeouts,
+    timer: Option<(TimerKind, Pin<Box<Sleep>>)>,
+    timed_out: bool,
+}
+
+impl<T> Guarded<T> {
+    pub fn new(inner: T, max_head: usize, timeouts: ReadTimeouts) -> (Self, Arc<ConnShared>) {
+        let shared = Arc::new(ConnShared::default());
+        let g = Guarded { inner, inspector: Inspector::new(max_head, shared.clone()), shared: shared.clone(), timeouts, timer: None, timed_out: false };
+        (g, shared)
+    }
+
+    fn timer_kind(&self) -> Option<TimerKind> {
+        match &self.inspector.state {
+            State::Head(buf) if !buf.is_empty() => Some(TimerKind::Head),
+            State::Head(_) if self.shared.in_flight.load(Ordering::Acquire) == 0 => Some(TimerKind::Idle),
+            State::Body(_) | State::ChunkSize(_) | State::ChunkData(_) | State::ChunkDataEnd(_) | State::Trailers(_) => Some(TimerKind::Body),
+            _ => None,
+        }
+    }
+}
+
+const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 33\r\n\r\nrequest head not received in time";
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.timed_out {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match r {
+            Poll::Ready(Ok(())) => {
+                let this = &mut *self;
+                let new = &buf.filled()[before..];
+                if !new.is_empty() {
+                    this.inspector.feed(new);
+                    // Progress resets the idle and body timers; the head deadline stands.
+                    if !matches!(this.timer, Some((TimerKind::Head, _))) || this.timer_kind() != Some(TimerKind::Head) {
+                        this.timer = None;
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let this = &mut *self;
+                let Some(kind) = this.timer_kind() else {
+                    this.timer = None;
+                    return Poll::Pending;
+                };
+                let served = this.shared.served.load(Ordering::Acquire);
+                let dur = match kind {
+                    TimerKind::Head => this.timeouts.header,
+                    TimerKind::Idle if served == 0 => this.timeouts.header,
+                    TimerKind::Idle => this.timeouts.keep_alive,
+                    TimerKind::Body => this.timeouts.body,
+                };
+                if this.timer.as_ref().is_none_or(|(k, _)| *k != kind) {
+                    this.timer = Some((kind, Box::pin(tokio::time::sleep(dur))));
+                }
+                let fired = this.timer.as_mut().is_some_and(|(_, t)| t.as_mut().poll(cx).is_ready());
+                if !fired {
+                    return Poll::Pending;
+                }
+                this.timer = None;
+                match kind {
+                    TimerKind::Head => {
+                        // Best effort: the downstream is told why before the close.
+                        let _ = Pin::new(&mut this.inner).poll_write(cx, TIMEOUT_408);
+                        let _ = Pin::new(&mut this.inner).poll_flush(cx);
+                        this.timed_out = true;
+                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request head timeout")))
+                    }
+                    TimerKind::Idle => {
+                        this.timed_out = true;
+                        Poll::Ready(Ok(()))
+                    }
+                    TimerKind::Body => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request body read timeout"))),
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, b)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(bytes: &[u8]) -> Vec<Verdict> {
+        let v = Arc::new(ConnShared::default());
+        let mut i = Inspector::new(8192, v.clone());
+        // Feed byte by byte too, to exercise split reads.
+        i.feed(bytes);
+        let mut out = vec![];
+        while let Some(x) = v.next_verdict() {
+            out.push(x);
+        }
+        let v2 = Arc::new(ConnShared::default());
+        let mut i2 = Inspector::new(8192, v2.clone());
+        for b in bytes {
+            i2.feed(std::slice::from_ref(b));
+        }
+        let mut out2 = vec![];
+        while let Some(x) = v2.next_verdict() {
+            out2.push(x);
+        }
+        assert_eq!(out, out2, "split reads agree");
+        out
+    }
+
+    fn st(v: &Verdict) -> u16 {
+        match v {
+            Verdict::Ok => 200,
+            Verdict::Reject(s, _) => s.as_u16(),
+        }
+    }
+
+    #[test]
+    fn framing_table() {
+        let rows: &[(&str, &[u16])] = &[
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200]),
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 200]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 200]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: y\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 200]),
+            ("GET / HTTP/1.1\r\n\r\n", &[400]),
+            ("GET / HTTP/1.0\r\n\r\n", &[200]),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", &[501]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", &[400]),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n", &[400]),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", &[400]),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", &[400]),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", &[400]),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", &[400]),
+        ];
+        for (req, want) in rows {
+            let got: Vec<u16> = run(req.as_bytes()).iter().map(st).collect();
+            assert_eq!(&got, want, "{req:?}");
+        }
+    }
+
+    #[test]
+    fn h2_preface_switches_to_passthrough() {
+        let v = Arc::new(ConnShared::default());
+        let mut i = Inspector::new(8192, v.clone());
+        i.feed(H2_PREFACE);
+        i.feed(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(v.is_h2());
+        assert_eq!(v.next_verdict(), None);
+    }
+
+    #[test]
+    fn bad_chunk_size_stops_inspection_so_later_requests_are_refused() {
+        let got = run(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(got, vec![Verdict::Ok]);
+    }
+
+    #[test]
+    fn chunk_size_table() {
+        let rows: &[(&[u8], Option<u64>)] = &[(b"5\r\n", Some(5)), (b"1a;x=y\r\n", Some(26)), (b"0\r\n", Some(0)), (b"\r\n", None), (b"5\n", None), (b"-5\r\n", None), (b"11111111111111111\r\n", None)];
+        for (l, want) in rows {
+            assert_eq!(parse_chunk_size(l), *want, "{l:?}");
+        }
+    }
+}

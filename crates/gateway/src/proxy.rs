@@ -1,0 +1,619 @@
+//! The request path through the gateway: validate, pick the virtual server and route, check
+//! access, forward with streaming bodies, rewrite the response. HTTP status for every failure
+//! is decided here, in `error_status`, and nowhere else.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+
+use crate::config::{GatewayConfig, Upstream, VirtualServer};
+use crate::forward::{self, RequestFacts, RequestRules};
+use crate::guard::{ConnShared, Verdict};
+use crate::log::{AccessLog, Entry};
+use crate::metrics::Metrics;
+use crate::rewrite::{self, PublicBase};
+use crate::routing::{self, PathError};
+use crate::upstream::{BoxError, Conn, Pool, ProxyBody, SignalEnd, UpstreamError};
+
+/// Everything a request needs; swapped whole on reload.
+pub struct Shared {
+    pub config: GatewayConfig,
+    pub pool: Arc<Pool>,
+    pub log: Arc<AccessLog>,
+    pub metrics: Arc<Metrics>,
+    /// The name used for X-Forwarded-Server and Via when no ServerName is set.
+    pub hostname: String,
+}
+
+/// Facts about the downstream connection a request arrived on.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    pub shared: Arc<ConnShared>,
+}
+
+/// Requests whose whole chunked body fits are sent with Content-Length (as Apache does for
+/// bodies up to 16 KiB), so a malformed small chunked body never reaches the origin.
+const PREBUFFER: usize = 16 * 1024;
+
+/// A failure on the proxy path, with what was at fault.
+#[derive(Debug)]
+enum Failure {
+    /// The downstream sent something we refuse (400, 404, 405, 431, 501…).
+    Downstream(StatusCode, &'static str),
+    Denied,
+    NoRoute,
+    Upstream(UpstreamError),
+}
+
+/// The one place that maps failures to status codes (see docs/gateway.md for Apache's).
+fn error_status(f: &Failure) -> StatusCode {
+    match f {
+        Failure::Downstream(s, _) => *s,
+        Failure::Denied => StatusCode::FORBIDDEN,
+        Failure::NoRoute => StatusCode::NOT_FOUND,
+        Failure::Upstream(e) => match e {
+            // Apache: DNS failure is a 500 "Proxy Error".
+            UpstreamError::Resolve(..) => StatusCode::INTERNAL_SERVER_ERROR,
+            UpstreamError::Connect(..) | UpstreamError::ConnectTimeout(..) | UpstreamError::PoolExhausted(..) => StatusCode::SERVICE_UNAVAILABLE,
+            // Apache answers 502 here; RFC 9110 §15.6.5 says 504, as nginx and Caddy do.
+            UpstreamError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Closed(..) | UpstreamError::Protocol(..) => StatusCode::BAD_GATEWAY,
+        },
+    }
+}
+
+fn error_page(status: StatusCode) -> Bytes {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let what = match status.as_u16() {
+        502 => "The proxy server received an invalid response from an upstream server.",
+        503 => "The server is temporarily unable to service your request.",
+        504 => "The upstream server did not answer in time.",
+        403 => "You don't have permission to access this resource.",
+        404 => "The requested URL was not found on this server.",
+        400 => "Your browser sent a request that this server could not understand.",
+        _ => reason,
+    };
+    Bytes::from(format!(
+        "<!DOCTYPE html>\n<html><head><title>{} {reason}</title></head><body>\n<h1>{reason}</h1>\n<p>{what}</p>\n</body></html>\n",
+        status.as_u16()
+    ))
+}
+
+fn boxed<B>(b: B) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    b.map_err(Into::into).boxed_unsync()
+}
+
+/// Per-request bookkeeping carried into the response body so the access log line and metrics
+/// are written when the body is done, with the bytes actually sent.
+struct Done {
+    entry: Entry,
+    log: Arc<AccessLog>,
+    metrics: Arc<Metrics>,
+    conn_shared: Arc<ConnShared>,
+    started: Instant,
+    upstream_return: Option<(Conn, Upstream, Arc<Pool>)>,
+}
+
+/// The response body: counts bytes, and when finished logs, records metrics and returns the
+/// origin connection to the pool.
+pub struct Tracked {
+    inner: ProxyBody,
+    bytes: u64,
+    ended: bool,
+    done: Option<Done>,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.ended = true;
+                }
+            }
+            Poll::Ready(None) => self.ended = true,
+            _ => {}
+        }
+        r
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let ended = self.ended || self.inner.is_end_stream();
+        if let Some(mut d) = self.done.take() {
+            d.entry.bytes = self.bytes;
+            d.entry.elapsed = d.started.elapsed();
+            d.metrics.record(&d.entry);
+            d.log.write(&d.entry);
+            d.conn_shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if let Some((conn, u, pool)) = d.upstream_return.take() {
+                if ended {
+                    pool.checkin(conn, &u);
+                }
+            }
+        }
+    }
+}
+
+/// A request body whose first bytes were read ahead (see `PREBUFFER`).
+struct Prefixed {
+    prefix: Option<Bytes>,
+    rest: Incoming,
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(p) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(p))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+}
+
+/// Choose the virtual server for a request: by local address, then by Host (Apache's
+/// name-based virtual hosting); the first candidate is the default.
+pub fn select_server<'a>(cfg: &'a GatewayConfig, local: SocketAddr, host: Option<&str>) -> &'a VirtualServer {
+    let matches_addr = |v: &VirtualServer| {
+        v.addrs.iter().any(|a| a.ip.is_none_or(|ip| ip == local.ip()) && a.port.is_none_or(|p| p == local.port()))
+    };
+    let by_addr: Vec<&VirtualServer> = cfg.servers.iter().filter(|v| matches_addr(v)).collect();
+    let candidates: Vec<&VirtualServer> = if by_addr.is_empty() { cfg.servers.iter().filter(|v| v.addrs.is_empty()).collect() } else { by_addr };
+    if let Some(h) = host {
+        let name = strip_port(h).to_ascii_lowercase();
+        if let Some(v) = candidates.iter().find(|v| {
+            v.server_name.as_deref() == Some(name.as_str()) || v.aliases.iter().any(|a| a == &name || (a.starts_with("*.") && name.ends_with(&a[1..])))
+        }) {
+            return v;
+        }
+    }
+    candidates.first().copied().unwrap_or_else(|| cfg.servers.last().expect("at least one server"))
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split_once(']').map(|(a, _)| &h[..a.len() + 1]).unwrap_or(h);
+    }
+    h.rsplit_once(':').map(|(a, p)| if p.bytes().all(|b| b.is_ascii_digit()) { a } else { h }).unwrap_or(h)
+}
+
+/// RFC 9110 §7.2 host = uri-host [ ":" port ]; anything else is a 400.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]~!$&'()*+,;=%".contains(&b))
+        && !h.starts_with(':')
+}
+
+fn local_response(status: StatusCode, close: bool) -> Response<ProxyBody> {
+    let body = error_page(status);
+    let mut r = Response::new(boxed(Full::new(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    if close {
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
+    }
+    r
+}
+
+/// Serve one downstream request.
+pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<Tracked> {
+    let (mut req, body_in) = req.into_parts();
+    let started = Instant::now();
+    conn.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+    let served = conn.shared.served.fetch_add(1, Ordering::AcqRel) + 1;
+    let cfg = &shared.config;
+    let is_h2 = req.version == Version::HTTP_2;
+    let host_hdr: Option<HeaderValue> = req.headers.get(header::HOST).cloned().or_else(|| {
+        if is_h2 { req.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) } else { None }
+    });
+    let host_str = host_hdr.as_ref().and_then(|h| h.to_str().ok()).map(str::to_owned);
+    let vhost = select_server(cfg, conn.local, host_str.as_deref());
+    let server_name = vhost.server_name.clone().unwrap_or_else(|| shared.hostname.clone());
+    let mut entry = Entry::start(&shared.log, &req, conn.peer.ip(), conn.local.port(), &server_name, SystemTime::now());
+
+    let (mut resp, upstream_return, close) = match proxy(&shared, &conn, vhost, &mut req, body_in, host_hdr.as_ref(), &server_name, is_h2, &mut entry).await {
+        Ok((resp, ret)) => (resp, ret, false),
+        Err(f) => {
+            let status = error_status(&f);
+            match &f {
+                Failure::Upstream(e) => tracing::error!(peer = %conn.peer, uri = %req.uri, "proxy error: {e}"),
+                Failure::Denied => tracing::error!(peer = %conn.peer, uri = %req.uri, "AH01797: client denied by server configuration"),
+                Failure::Downstream(_, why) => tracing::info!(peer = %conn.peer, "bad request: {why}"),
+                Failure::NoRoute => tracing::debug!(uri = %req.uri, "no route"),
+            }
+            let close = matches!(f, Failure::Downstream(..));
+            (local_response(status, close), None, close)
+        }
+    };
+    // MaxKeepAliveRequests: close after that many requests on one HTTP/1 connection.
+    let max = cfg.limits.max_keep_alive_requests;
+    if !is_h2 && (close || !cfg.limits.keep_alive || (max > 0 && served >= max as u64)) {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if conn.tls {
+        if let Some(age) = vhost.hsts {
+            if let Ok(v) = HeaderValue::from_str(&format!("max-age={age}")) {
+                resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+            }
+        }
+    }
+    entry.finish_headers(&shared.log, &resp);
+    let (parts, body) = resp.into_parts();
+    let done = Done { entry, log: shared.log.clone(), metrics: shared.metrics.clone(), conn_shared: conn.shared.clone(), started, upstream_return };
+    Response::from_parts(parts, Tracked { inner: body, bytes: 0, ended: false, done: Some(done) })
+}
+
+type Proxied = (Response<ProxyBody>, Option<(Conn, Upstream, Arc<Pool>)>);
+
+#[allow(clippy::too_many_arguments)]
+async fn proxy(
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
+    vhost: &VirtualServer,
+    req: &mut http::request::Parts,
+    body_in: Incoming,
+    host: Option<&HeaderValue>,
+    server_name: &str,
+    is_h2: bool,
+    entry: &mut Entry,
+) -> Result<Proxied, Failure> {
+    // 1. Framing, judged on the raw head by the guard (HTTP/1 only).
+    if !is_h2 {
+        match conn.shared.next_verdict() {
+            Some(Verdict::Ok) => {}
+            Some(Verdict::Reject(s, why)) => return Err(Failure::Downstream(s, why)),
+            None => return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "request framing could not be verified")),
+        }
+    }
+    // 2. Method and request target. ProxyRequests Off: never a forward proxy.
+    if req.method == Method::CONNECT {
+        return Err(Failure::Downstream(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served"));
+    }
+    let uri = req.uri.clone();
+    if !is_h2 {
+        if let Some(s) = uri.scheme_str() {
+            if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") {
+                return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI with a scheme other than http"));
+            }
+            if uri.authority().is_none_or(|a| a.host().is_empty()) {
+                return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI without a host"));
+            }
+        }
+    }
+    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+        if !valid_host(h) {
+            return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Host"));
+        }
+    } else if host.is_some() {
+        return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Host"));
+    }
+    let raw_path = uri.path();
+    if raw_path == "*" {
+        if req.method == Method::OPTIONS {
+            let mut r = Response::new(boxed(Empty::<Bytes>::new()));
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
+            return Ok((r, None));
+        }
+        return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "'*' target is only for OPTIONS"));
+    }
+    // 3. HTTP → HTTPS redirect (Tomcat's redirectPort idea).
+    if let Some(base) = &vhost.redirect_https {
+        let loc = format!("{base}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        let mut r = Response::new(boxed(Empty::<Bytes>::new()));
+        *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok((r, None));
+    }
+    // 4. Canonical path and route.
+    let decoded = routing::canonical_path(raw_path).map_err(|e| match e {
+        PathError::BadRequest => Failure::Downstream(StatusCode::BAD_REQUEST, "invalid URI path"),
+        PathError::EncodedSlash => Failure::Downstream(StatusCode::NOT_FOUND, "encoded slash in path"),
+    })?;
+    let (route, matched) = routing::select(&vhost.routes, &decoded, raw_path).ok_or(Failure::NoRoute)?;
+    let Some(up) = &route.upstream else { return Err(Failure::NoRoute) };
+    entry.route = Some(route.path.clone());
+    let target = routing::upstream_target(route, &up.path, &decoded, raw_path, matched, uri.query());
+    // 5. Access control: the last <Proxy> section matching the origin URL decides.
+    let origin_url = format!("http://{}:{}{}", up.host, up.port, target);
+    if let Some(sec) = vhost.proxy_access.iter().rev().find(|s| proxy_section_matches(&s.pattern, &origin_url, up)) {
+        if !sec.policy.allows(conn.peer.ip()) {
+            return Err(Failure::Denied);
+        }
+    }
+    // 6. Headers for the origin.
+    let named = forward::connection_tokens(&req.headers).map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Connection header"))?;
+    let wants_upgrade = !is_h2 && named.iter().any(|t| t == "upgrade") && req.headers.get(header::UPGRADE).is_some_and(|u| {
+        match up.upgrade.as_deref() {
+            Some("any") => true,
+            Some(proto) => u.to_str().is_ok_and(|s| s.eq_ignore_ascii_case(proto)),
+            None => false,
+        }
+    });
+    let down_upgrade = if wants_upgrade { req.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
+    let mut headers: HeaderMap = req.headers.clone();
+    forward::strip_hop_by_hop(&mut headers, &named, wants_upgrade);
+    // We answer 100-continue ourselves when the body is first read (hyper does).
+    headers.remove(header::EXPECT);
+    let authority = if up.port == 80 { up.host.clone() } else { format!("{}:{}", up.host, up.port) };
+    let scheme = if conn.tls { "https" } else { "http" };
+    let facts = RequestFacts { peer: conn.peer.ip(), host, scheme, local_port: conn.local.port(), server_name, upstream_authority: &authority };
+    let rules = RequestRules { preserve_host: vhost.preserve_host, add_forwarded: vhost.add_forwarded, add_forwarded_proto: vhost.add_forwarded_proto, via: vhost.via, edits: &vhost.request_headers };
+    forward::apply_request_rules(&mut headers, &facts, &rules);
+    if is_h2 {
+        // An h2 request carries no Content-Length necessarily; let hyper frame it.
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+
+    // 7. Body: stream, except small chunked bodies which are sent with a length.
+    let method = req.method.clone();
+    let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    let body: BodyPlan = if body_in.is_end_stream() {
+        if !has_length && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        BodyPlan::Empty
+    } else if has_length {
+        BodyPlan::Stream(Prefixed { prefix: None, rest: body_in })
+    } else {
+        prebuffer(body_in, &mut headers).await.map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body"))?
+    };
+    let target_uri: Uri = target.parse().map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "unforwardable path"))?;
+    let retry_template = matches!(body, BodyPlan::Empty | BodyPlan::Full(_)).then(|| (method.clone(), target_uri.clone(), headers.clone(), body.bytes()));
+
+    let mut conn_up = shared.pool.checkout(up, true).await.map_err(Failure::Upstream)?;
+    let build = |plan: BodyPlan, c: &Conn, method: Method, uri: Uri, headers: HeaderMap| -> Request<ProxyBody> {
+        let state = c.state.clone();
+        let body = match plan {
+            BodyPlan::Empty => {
+                state.expect_read.store(true, Ordering::Release);
+                boxed(Empty::<Bytes>::new())
+            }
+            BodyPlan::Full(b) => boxed(SignalEnd { inner: Full::new(b), state }),
+            BodyPlan::Stream(p) => boxed(SignalEnd { inner: p, state }),
+        };
+        let mut r = Request::new(body);
+        *r.method_mut() = method;
+        *r.uri_mut() = uri;
+        *r.version_mut() = Version::HTTP_11;
+        *r.headers_mut() = headers;
+        r
+    };
+    let up_started = Instant::now();
+    let first = build(body, &conn_up, method.clone(), target_uri, headers);
+    let mut resp = match conn_up.send(first).await {
+        Ok(r) => r,
+        Err((e, back)) => {
+            // Retry only when safe: the request never left, or it had no streamed body and
+            // failed on a reused connection before any answer.
+            if !conn_up.reused {
+                return Err(Failure::Upstream(e));
+            }
+            let retry = match (back, retry_template) {
+                (Some(r), _) => Some(r),
+                (None, Some((m, u, h, b))) if is_idempotent(&m) => Some((m, u, h, b)).map(|(m, u, h, b)| {
+                    let plan = match b {
+                        Some(b) => BodyPlan::Full(b),
+                        None => BodyPlan::Empty,
+                    };
+                    (plan, m, u, h)
+                }).map(|(plan, m, u, h)| {
+                    // Rebuilt below on the fresh connection.
+                    let mut r = Request::new(match plan { BodyPlan::Full(b) => boxed(Full::new(b)), _ => boxed(Empty::<Bytes>::new()) });
+                    *r.method_mut() = m;
+                    *r.uri_mut() = u;
+                    *r.headers_mut() = h;
+                    r
+                }),
+                _ => None,
+            };
+            let Some(retry) = retry else { return Err(Failure::Upstream(e)) };
+            tracing::debug!("retrying on a fresh origin connection after: {e}");
+            conn_up = shared.pool.checkout(up, false).await.map_err(Failure::Upstream)?;
+            conn_up.state.expect_read.store(true, Ordering::Release);
+            let (parts, body) = retry.into_parts();
+            let body = boxed(SignalEnd { inner: body, state: conn_up.state.clone() });
+            let retry = Request::from_parts(parts, body);
+            conn_up.send(retry).await.map_err(|(e, _)| Failure::Upstream(e))?
+        }
+    };
+    shared.metrics.observe_upstream(up_started.elapsed());
+    entry.upstream = Some(up.url.clone());
+
+    // 8. The response.
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(down) = down_upgrade {
+            let up_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                match tokio::try_join!(down, up_upgrade) {
+                    Ok((d, u)) => {
+                        let mut d = hyper_util::rt::TokioIo::new(d);
+                        let mut u = hyper_util::rt::TokioIo::new(u);
+                        let _ = tokio::io::copy_bidirectional(&mut d, &mut u).await;
+                    }
+                    Err(e) => tracing::debug!("upgrade failed: {e}"),
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Ok((Response::from_parts(parts, boxed(Empty::<Bytes>::new())), None));
+        }
+        return Err(Failure::Upstream(UpstreamError::Closed(format!("{} answered 101 without an upgrade request", up.url))));
+    }
+    let (mut parts, body) = resp.into_parts();
+    let resp_named = forward::connection_tokens(&parts.headers).unwrap_or_default();
+    forward::strip_hop_by_hop(&mut parts.headers, &resp_named, false);
+    if wants_upgrade {
+        // The origin refused the upgrade; the guard stopped inspecting, so do not keep the
+        // connection.
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    rewrite_response_headers(&mut parts.headers, vhost, host, conn, scheme);
+    let keep = (parts, conn_up, up.clone(), shared.pool.clone());
+    let (parts, conn_up, upc, pool) = keep;
+    Ok((Response::from_parts(parts, boxed(body)), Some((conn_up, upc, pool))))
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+enum BodyPlan {
+    Empty,
+    Full(Bytes),
+    Stream(Prefixed),
+}
+
+impl BodyPlan {
+    fn bytes(&self) -> Option<Bytes> {
+        match self {
+            BodyPlan::Full(b) => Some(b.clone()),
+            _ => None,
+        }
+    }
+}
+
+async fn prebuffer(mut body: Incoming, headers: &mut HeaderMap) -> Result<BodyPlan, hyper::Error> {
+    let mut buf = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(buf.len()));
+                return Ok(BodyPlan::Full(buf.freeze()));
+            }
+            Some(Err(e)) => return Err(e),
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+                if buf.len() > PREBUFFER {
+                    return Ok(BodyPlan::Stream(Prefixed { prefix: Some(buf.freeze()), rest: body }));
+                }
+            }
+        }
+    }
+}
+
+fn proxy_section_matches(pattern: &str, origin_url: &str, up: &Upstream) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let p = pattern.strip_prefix("proxy:").unwrap_or(pattern);
+    if p.contains(['*', '?']) {
+        return crate::config::apache::wildcard_match(p, origin_url);
+    }
+    // Apache compares against the worker URL as written too (`http://localhost:7990/`).
+    origin_url.starts_with(p) || up.url.starts_with(p) || format!("{}{}", up.url.trim_end_matches('/'), "/").starts_with(p)
+}
+
+fn rewrite_response_headers(h: &mut HeaderMap, vhost: &VirtualServer, host: Option<&HeaderValue>, conn: &ConnInfo, scheme: &str) {
+    if !vhost.reverse.is_empty() {
+        // ap_construct_url: the Host's name, and its port, else the port we were reached on.
+        let host_s = host.and_then(|h| h.to_str().ok()).unwrap_or("");
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let authority = if host_s.is_empty() {
+            let ip = conn.local.ip();
+            if conn.local.port() == default_port { ip.to_string() } else { format!("{ip}:{}", conn.local.port()) }
+        } else if strip_port(host_s).len() != host_s.len() {
+            let port: Option<u16> = host_s[strip_port(host_s).len() + 1..].parse().ok();
+            if port == Some(default_port) { strip_port(host_s).to_string() } else { host_s.to_string() }
+        } else if conn.local.port() == default_port {
+            host_s.to_string()
+        } else {
+            format!("{host_s}:{}", conn.local.port())
+        };
+        let base = PublicBase { scheme, authority: &authority };
+        for name in [header::LOCATION, header::CONTENT_LOCATION, http::HeaderName::from_static("uri")] {
+            if let Some(v) = h.get(&name).and_then(|v| v.to_str().ok()) {
+                if let Some(new) = rewrite::reverse_map(&vhost.reverse, v, &base) {
+                    if let Ok(nv) = HeaderValue::from_str(&new) {
+                        h.insert(name, nv);
+                    }
+                }
+            }
+        }
+    }
+    if !vhost.cookie_paths.is_empty() || !vhost.cookie_domains.is_empty() {
+        let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+        if !cookies.is_empty() {
+            h.remove(header::SET_COOKIE);
+            for c in cookies {
+                let out = c
+                    .to_str()
+                    .ok()
+                    .and_then(|s| rewrite::rewrite_cookie(s, &vhost.cookie_paths, &vhost.cookie_domains))
+                    .and_then(|s| HeaderValue::from_str(&s).ok())
+                    .unwrap_or(c);
+                h.append(header::SET_COOKIE, out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_for_each_failure() {
+        let rows: Vec<(Failure, u16)> = vec![
+            (Failure::Downstream(StatusCode::BAD_REQUEST, "x"), 400),
+            (Failure::Denied, 403),
+            (Failure::NoRoute, 404),
+            (Failure::Upstream(UpstreamError::Connect("o".into(), std::io::Error::from(std::io::ErrorKind::ConnectionRefused))), 503),
+            (Failure::Upstream(UpstreamError::ConnectTimeout("o".into(), std::time::Duration::from_secs(1))), 503),
+            (Failure::Upstream(UpstreamError::Timeout("o".into(), std::time::Duration::from_secs(1))), 504),
+            (Failure::Upstream(UpstreamError::Closed("o".into())), 502),
+        ];
+        for (f, want) in rows {
+            assert_eq!(error_status(&f).as_u16(), want, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn host_validation() {
+        for ok in ["a", "example.com:8443", "[::1]:80", "127.0.0.1"] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "a@b", ":80"] {
+            assert!(!valid_host(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The running gateway: bound listeners, per-connection tasks (HTTP/1.1 and HTTP/2, plain or
+//! TLS), reload without dropping connections, drain on shutdown, and the admin listener.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::GatewayConfig;
+use crate::guard::{Guarded, ReadTimeouts};
+use crate::log::AccessLog;
+use crate::metrics::Metrics;
+use crate::proxy::{self, ConnInfo, Shared};
+use crate::upstream::Pool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr} (from {origin}): {source} — is another server using the port? pick another in Listen/listen")]
+    Bind { addr: SocketAddr, origin: String, source: std::io::Error },
+    #[error("{0}")]
+    Log(String),
+    #[error("listener {0} needs TLS but no certificate was configured for it")]
+    NoTls(SocketAddr),
+}
+
+/// The live configuration, swapped whole on reload; each request reads the current one.
+#[derive(Clone)]
+pub struct Current(Arc<RwLock<Arc<Shared>>>);
+
+impl Current {
+    pub fn get(&self) -> Arc<Shared> {
+        self.0.read().expect("current config").clone()
+    }
+    /// Apply a new config: routes, servers and logs change; listeners stay as bound, and
+    /// connections in progress keep the config they started with.
+    pub fn apply(&self, cfg: GatewayConfig) -> Result<(), GatewayError> {
+        let old = self.get();
+        let log = Arc::new(AccessLog::new(&cfg.log).map_err(GatewayError::Log)?);
+        let new = Shared { config: cfg, pool: old.pool.clone(), log, metrics: old.metrics.clone(), hostname: old.hostname.clone() };
+        *self.0.write().expect("current config") = Arc::new(new);
+        Ok(())
+    }
+}
+
+pub struct Gateway {
+    current: Current,
+    listeners: Vec<(TcpListener, bool)>,
+    admin: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+impl Gateway {
+    /// Bind every listener now (so the caller learns ports chosen by the OS with port 0).
+    pub async fn bind(cfg: GatewayConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Gateway, GatewayError> {
+        let mut listeners = Vec::new();
+        for l in &cfg.listeners {
+            if l.tls && tls.is_none() {
+                return Err(GatewayError::NoTls(l.addr));
+            }
+            let sock = bind_reuse(l.addr).map_err(|e| GatewayError::Bind { addr: l.addr, origin: l.origin.to_string(), source: e })?;
+            listeners.push((sock, l.tls));
+        }
+        let admin = match cfg.admin_listen {
+            Some(a) => Some(bind_reuse(a).map_err(|e| GatewayError::Bind { addr: a, origin: "admin_listen".into(), source: e })?),
+            None => None,
+        };
+        let log = Arc::new(AccessLog::new(&cfg.log).map_err(GatewayError::Log)?);
+        let shared = Shared { config: cfg, pool: Pool::new(), log, metrics: Arc::new(Metrics::default()), hostname: machine_hostname() };
+        Ok(Gateway { current: Current(Arc::new(RwLock::new(Arc::new(shared)))), listeners, admin, tls: tls.map(tokio_rustls::TlsAcceptor::from) })
+    }
+
+    /// Addresses actually bound, in config order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn current(&self) -> Current {
+        self.current.clone()
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests for
+    /// up to the config's `drain_timeout`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let graceful = Arc::new(GracefulShutdown::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (listener, tls) in self.listeners {
+            let current = self.current.clone();
+            let acceptor = if tls { self.tls.clone() } else { None };
+            let graceful = graceful.clone();
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let accepted = tokio::select! {
+                        a = listener.accept() => a,
+                        _ = stop.changed() => break,
+                    };
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::error!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().unwrap_or(peer);
+                    let current = current.clone();
+                    let acceptor = acceptor.clone();
+                    let graceful = graceful.clone();
+                    tokio::spawn(async move {
+                        serve_connection(stream, peer, local, current, acceptor, graceful).await;
+                    });
+                }
+            }));
+        }
+        if let Some(admin) = self.admin {
+            let current = self.current.clone();
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let (stream, _) = tokio::select! {
+                        a = admin.accept() => match a { Ok(x) => x, Err(_) => continue },
+                        _ = stop.changed() => break,
+                    };
+                    let current = current.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req: Request<Incoming>| {
+                            let shared = current.get();
+                            async move {
+                                let (status, body) = match req.uri().path() {
+                                    "/metrics" => (StatusCode::OK, shared.metrics.render()),
+                                    "/healthz" => (StatusCode::OK, "ok\n".to_string()),
+                                    _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+                                };
+                                let mut r = Response::new(Full::new(Bytes::from(body)));
+                                *r.status_mut() = status;
+                                r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+                                Ok::<_, Infallible>(r)
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    });
+                }
+            }));
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let drain = self.current.get().config.drain_timeout;
+        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        tokio::select! {
+            _ = graceful.shutdown() => tracing::info!("all connections drained"),
+            _ = tokio::time::sleep(drain) => tracing::warn!("drain deadline of {drain:?} passed; closing remaining connections"),
+        }
+    }
+}
+
+fn bind_reuse(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(4096)
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    current: Current,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let shared_cfg = current.get();
+    let limits = shared_cfg.config.limits.clone();
+    let metrics = shared_cfg.metrics.clone();
+    drop(shared_cfg);
+    metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+    let timeouts = ReadTimeouts { header: limits.header_read_timeout, keep_alive: limits.keep_alive_timeout, body: limits.timeout };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(limits.keep_alive)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .half_close(false);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256).keep_alive_interval(Some(Duration::from_secs(60)));
+    match acceptor {
+        None => {
+            let (io, conn_shared) = Guarded::new(stream, limits.max_header_bytes, timeouts);
+            let info = Arc::new(ConnInfo { peer, local, tls: false, shared: conn_shared });
+            let svc = service_fn(move |req| {
+                let shared = current.get();
+                let info = info.clone();
+                async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+            let conn = graceful.watch(conn.into_owned());
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        }
+        Some(acc) => {
+            let tls = match tokio::time::timeout(limits.header_read_timeout, acc.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, "TLS handshake failed: {e}");
+                    metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            let (io, conn_shared) = Guarded::new(tls, limits.max_header_bytes, timeouts);
+            let info = Arc::new(ConnInfo { peer, local, tls: true, shared: conn_shared });
+            let svc = service_fn(move |req| {
+                let shared = current.get();
+                let info = info.clone();
+                async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+            let conn = graceful.watch(conn.into_owned());
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        }
+    }
+    metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
