@@ -229,7 +229,11 @@ pub fn issue(ca: &CertAuthority, hosts: &[String], ips: &[IpAddr], days: u32, ke
 pub fn csr_for_key(key: &PrivateKeyDer<'_>, kind: KeyType, hosts: &[String]) -> Result<String, TlsError> {
     let bad = |reason: String| TlsError::KeyGeneration { kind: kind.to_string(), reason };
     let key_pair = key_pair_from(key, kind).map_err(bad)?;
-    let params = server_params(hosts, &[], 1, &key_pair)?;
+    let mut params = server_params(hosts, &[], 1, &key_pair)?;
+    // The CA chooses these; a CSR cannot carry them (PKCS#10 has no place for a serial).
+    params.serial_number = None;
+    params.is_ca = IsCa::NoCa;
+    params.use_authority_key_identifier_extension = false;
     params.serialize_request(&key_pair).and_then(|r| r.pem()).map_err(TlsError::Generate)
 }
 

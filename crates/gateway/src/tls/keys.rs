@@ -143,7 +143,11 @@ fn decrypt_pkcs8(der_bytes: &[u8], pass: &[u8]) -> Result<Vec<u8>, KeyDecodeErro
         .map_err(|e| KeyDecodeError::Malformed(format!("encrypted PKCS#8: {e}")))?;
     match info.decrypt(pass) {
         Ok(doc) => Ok(doc.as_bytes().to_vec()),
-        Err(pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::DecryptFailed)) => Err(KeyDecodeError::WrongPassphrase),
+        // pkcs5 0.7 reports bad CBC padding after decryption as `EncryptFailed`; bad padding
+        // means the key derived from the passphrase was wrong.
+        Err(pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed)) => {
+            Err(KeyDecodeError::WrongPassphrase)
+        }
         Err(pkcs8::Error::EncryptedPrivateKey(e)) => {
             Err(KeyDecodeError::UnsupportedEncryption(format!("{} ({e})", scheme_name(&info.encryption_algorithm))))
         }

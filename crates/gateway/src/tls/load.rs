@@ -270,3 +270,37 @@ pub(crate) fn load_identity_with(
         warnings,
     })
 }
+
+/// What a private key file is, as far as can be told without its passphrase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyFileInfo {
+    /// Whether a passphrase is needed to read the key.
+    pub encrypted: bool,
+    /// The key's type; `None` when it is encrypted.
+    pub key_type: Option<KeyType>,
+    /// Permission bits of the file.
+    pub mode: u32,
+}
+
+/// Describes the private key in `path` without decrypting it (for `trove cert show`).
+/// `Ok(None)` when the file holds no private key.
+pub fn describe_key_file(path: &Path) -> Result<Option<KeyFileInfo>, TlsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bytes = read_file(path, FileRole::PrivateKey, false)?;
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0);
+    let Some(block) = KeyBlock::find(&bytes)
+        .map_err(|reason| TlsError::BadKey { path: path.to_path_buf(), reason: format!("not valid PEM: {reason}") })?
+    else {
+        return Ok(None);
+    };
+    if block.is_encrypted() {
+        return Ok(Some(KeyFileInfo { encrypted: true, key_type: None, mode }));
+    }
+    let key_type = match block.decode(None) {
+        Ok((_, kind)) => kind,
+        Err(KeyDecodeError::Unsupported(kind)) => kind,
+        Err(KeyDecodeError::Malformed(reason)) => return Err(TlsError::BadKey { path: path.to_path_buf(), reason }),
+        Err(_) => KeyType::Other,
+    };
+    Ok(Some(KeyFileInfo { encrypted: false, key_type: Some(key_type), mode }))
+}
