@@ -307,6 +307,8 @@ async fn rpc(
     let mut cmd = git_command(&state, child_env(&state, protocol.as_deref(), pusher));
     cmd.arg(service.subcommand()).arg("--stateless-rpc").arg(&path).stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| HttpError::Internal(format!("spawn git {}: {e}", service.subcommand())))?;
+    state.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    state.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -392,6 +394,7 @@ async fn supervise(
     });
     let status = child.wait().await;
     drop(permit);
+    state.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     let err = collect.await.unwrap_or_default();
     match status {
         Ok(s) if s.success() => {

@@ -40,6 +40,10 @@ pub(crate) struct Shared {
     pub(crate) packs: Arc<Semaphore>,
     pub(crate) git: GitSettings,
     pub(crate) maintenance: Arc<maintenance::Maintenance>,
+    /// git upload-pack/receive-pack processes serving requests right now.
+    pub(crate) running: std::sync::atomic::AtomicUsize,
+    /// git upload-pack/receive-pack processes started since the server opened.
+    pub(crate) started: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -104,6 +108,8 @@ impl Server {
             store,
             urls,
             maintenance,
+            running: std::sync::atomic::AtomicUsize::new(0),
+            started: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(Server { shared: Arc::new(shared), listen: config.listen })
     }
@@ -126,6 +132,16 @@ impl Server {
     /// The first `(request URL, base URL)` mismatch seen on a proxied request, if any.
     pub fn base_url_mismatch(&self) -> Option<(String, String)> {
         self.shared.urls.mismatch()
+    }
+
+    /// How many git upload-pack/receive-pack processes are serving requests right now.
+    pub fn running_git_processes(&self) -> usize {
+        self.shared.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many git upload-pack/receive-pack processes have been started for requests so far.
+    pub fn git_processes_started(&self) -> u64 {
+        self.shared.started.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Resolves once no background maintenance is running (for tests and orderly shutdown).

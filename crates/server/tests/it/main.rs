@@ -1,0 +1,9 @@
+//! Integration tests: the real `git` CLI (and dulwich) against a real server on 127.0.0.1.
+
+mod auth;
+mod clone_fetch;
+mod context_path;
+mod dulwich;
+mod http;
+mod push;
+mod support;
