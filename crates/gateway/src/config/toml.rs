@@ -1,1 +1,440 @@
-pub fn load(_p: &std::path::Path) -> Result<(super::GatewayConfig, super::Diagnostics), super::ConfigError> { unimplemented!() }
+//! The TOML front-end: Trove's own gateway config (documented key by key in docs/gateway.md).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    ConfigError, ConnLimits, Diagnostics, GatewayConfig, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting,
+    ProxySection, ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
+};
+use crate::access::{AccessPolicy, Order, parse_host_match};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGatewayConfig {
+    #[serde(default)]
+    gateway: RawGlobal,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    listen: Vec<RawListen>,
+    #[serde(default)]
+    server: Vec<RawServer>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    timeout: Option<u64>,
+    keep_alive: Option<bool>,
+    keep_alive_timeout: Option<u64>,
+    max_keep_alive_requests: Option<u32>,
+    header_read_timeout: Option<u64>,
+    max_header_bytes: Option<usize>,
+    admin_listen: Option<Spanned<String>>,
+    drain_timeout: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    access: Option<String>,
+    format: Option<String>,
+    error: Option<String>,
+    level: Option<String>,
+    json: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    addr: Spanned<String>,
+    #[serde(default)]
+    tls: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    listen: Vec<Spanned<String>>,
+    preserve_host: Option<bool>,
+    forwarded_headers: Option<bool>,
+    forwarded_proto: Option<bool>,
+    via: Option<String>,
+    redirect_https: Option<Spanned<String>>,
+    hsts: Option<u64>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+    #[serde(default)]
+    reverse: Vec<RawReverse>,
+    #[serde(default)]
+    cookie_path: Vec<[String; 2]>,
+    #[serde(default)]
+    cookie_domain: Vec<[String; 2]>,
+    #[serde(default)]
+    access: Vec<RawAccess>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: Spanned<String>,
+    upstream: Option<Spanned<String>>,
+    #[serde(default)]
+    exclude: bool,
+    connect_timeout: Option<f64>,
+    timeout: Option<f64>,
+    #[serde(default = "yes")]
+    reverse: bool,
+    #[serde(default)]
+    disable_reuse: bool,
+    #[serde(default)]
+    max: usize,
+    ttl: Option<u64>,
+    #[serde(default)]
+    tcp_keepalive: bool,
+    #[serde(default)]
+    nocanon: bool,
+    #[serde(default)]
+    noquery: bool,
+    upgrade: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReverse {
+    path: String,
+    upstream: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    #[serde(default = "star")]
+    pattern: String,
+    order: Option<Spanned<String>>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+}
+
+fn star() -> String {
+    "*".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: Option<PathBuf>,
+    chain: Option<PathBuf>,
+    protocols: Option<String>,
+    ciphers: Option<String>,
+    passphrase_file: Option<PathBuf>,
+    passphrase_env: Option<String>,
+    passphrase_exec: Option<PathBuf>,
+    #[serde(default)]
+    passphrase_prompt: bool,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+pub fn load(path: &Path) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_path_buf(), source: e })?;
+    Ok(parse_str(path, &text))
+}
+
+pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
+    let mut d = Diagnostics::default();
+    let at = |off: usize| Origin { file: path.to_path_buf(), line: line_of(text, off) };
+    let raw: RawGatewayConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let o = at(e.span().map(|s| s.start).unwrap_or(0));
+            let msg = e.message().to_string();
+            let fix = if msg.contains("unknown field") { "check the spelling; docs/gateway.md lists every key" } else { "fix the value's type or syntax" };
+            d.error(&o, msg, fix);
+            RawGatewayConfig::default()
+        }
+    };
+    let file_origin = Origin { file: path.to_path_buf(), line: 1 };
+    let g = &raw.gateway;
+    let defaults = ConnLimits::default();
+    let limits = ConnLimits {
+        timeout: g.timeout.map(Duration::from_secs).unwrap_or(defaults.timeout),
+        keep_alive: g.keep_alive.unwrap_or(defaults.keep_alive),
+        keep_alive_timeout: g.keep_alive_timeout.map(Duration::from_secs).unwrap_or(defaults.keep_alive_timeout),
+        max_keep_alive_requests: g.max_keep_alive_requests.unwrap_or(defaults.max_keep_alive_requests),
+        header_read_timeout: g.header_read_timeout.map(Duration::from_secs).unwrap_or(defaults.header_read_timeout),
+        max_header_bytes: g.max_header_bytes.unwrap_or(defaults.max_header_bytes),
+    };
+    let admin_listen = g.admin_listen.as_ref().and_then(|a| match a.get_ref().parse::<SocketAddr>() {
+        Ok(s) => Some(s),
+        Err(_) => {
+            d.error(&at(a.span().start), format!("admin_listen '{}' is not IP:port", a.get_ref()), "write for example admin_listen = \"127.0.0.1:9100\"");
+            None
+        }
+    });
+    let dest = |s: &str| match s {
+        "stdout" => LogDest::Stdout,
+        "stderr" => LogDest::Stderr,
+        "off" => LogDest::Off,
+        p => LogDest::File(PathBuf::from(p)),
+    };
+    let mut log = LogConfig::default();
+    if let Some(a) = &raw.log.access {
+        log.access = dest(a);
+    }
+    if let Some(e) = &raw.log.error {
+        log.error = dest(e);
+    }
+    if let Some(f) = &raw.log.format {
+        log.access_format = match f.as_str() {
+            "combined" => super::COMBINED.into(),
+            "common" => super::COMMON.into(),
+            other => other.into(),
+        };
+        if let Err(e) = crate::log::check_format(&log.access_format) {
+            d.error(&file_origin, format!("log.format: {e}"), "use 'combined', 'common' or Apache LogFormat codes");
+        }
+    }
+    if let Some(l) = &raw.log.level {
+        log.level = l.clone();
+    }
+    log.json = raw.log.json.unwrap_or(false);
+
+    let mut listeners = Vec::new();
+    for l in &raw.listen {
+        let o = at(l.addr.span().start);
+        match l.addr.get_ref().parse::<SocketAddr>() {
+            Ok(a) => listeners.push(ListenerConfig { addr: a, tls: l.tls, origin: o }),
+            Err(_) => d.error(&o, format!("listen address '{}' is not IP:port", l.addr.get_ref()), "write for example addr = \"127.0.0.1:8080\" (use port 0 to let the OS choose)"),
+        }
+    }
+    if listeners.is_empty() && !d.has_errors() {
+        d.error(&file_origin, "no [[listen]] section: the gateway would accept nothing", "add [[listen]] with addr = \"127.0.0.1:8080\"");
+    }
+
+    let mut servers = Vec::new();
+    let mut tls_sites = Vec::new();
+    for s in &raw.server {
+        let mut v = VirtualServer::new(file_origin.clone());
+        v.server_name = s.names.first().map(|n| n.to_ascii_lowercase());
+        v.aliases = s.names.iter().skip(1).map(|n| n.to_ascii_lowercase()).collect();
+        for a in &s.listen {
+            match a.get_ref().parse::<SocketAddr>() {
+                Ok(sa) => v.addrs.push(VhostAddr { ip: if sa.ip().is_unspecified() { None } else { Some(sa.ip()) }, port: Some(sa.port()) }),
+                Err(_) => d.error(&at(a.span().start), format!("server listen '{}' is not IP:port", a.get_ref()), "name one of the [[listen]] addresses"),
+            }
+        }
+        v.preserve_host = s.preserve_host.unwrap_or(false);
+        v.add_forwarded = s.forwarded_headers.unwrap_or(true);
+        v.add_forwarded_proto = s.forwarded_proto.unwrap_or(true);
+        v.via = match s.via.as_deref().unwrap_or("off") {
+            "off" => Via::Off,
+            "on" => Via::On,
+            "full" => Via::Full,
+            "block" => Via::Block,
+            other => {
+                d.error(&file_origin, format!("via = '{other}' is not one of off, on, full, block"), "write via = \"off\"");
+                Via::Off
+            }
+        };
+        if let Some(r) = &s.redirect_https {
+            if !r.get_ref().starts_with("https://") || r.get_ref().ends_with('/') {
+                d.error(&at(r.span().start), format!("redirect_https '{}' must be https://host[:port] without a trailing slash", r.get_ref()), "write for example redirect_https = \"https://localhost:8443\"");
+            }
+            v.redirect_https = Some(r.get_ref().clone());
+        }
+        v.hsts = s.hsts;
+        for r in &s.route {
+            let o = at(r.path.span().start);
+            let path = r.path.get_ref().clone();
+            if !path.starts_with('/') {
+                d.error(&o, format!("route path '{path}' must start with '/'"), "write for example path = \"/stash\"");
+                continue;
+            }
+            if r.exclude {
+                v.routes.push(Route { path, upstream: None, nocanon: false, noquery: false, origin: o });
+                continue;
+            }
+            let Some(url) = &r.upstream else {
+                d.error(&o, format!("route {path} has no upstream"), "add upstream = \"http://127.0.0.1:7990/…\" or exclude = true");
+                continue;
+            };
+            let uo = at(url.span().start);
+            let (host, port, upath) = match split_origin_url(url.get_ref()) {
+                Ok(x) => x,
+                Err(e) => {
+                    d.error(&uo, e, "write the origin as http://host:port/path");
+                    continue;
+                }
+            };
+            if path.ends_with('/') != upath.ends_with('/') && !(upath.is_empty() && path == "/") {
+                d.warn(&uo, format!("route {path} → {}: trailing slashes differ, so request paths will be glued wrongly", url.get_ref()), "end both with '/', or neither");
+            }
+            let secs = |f: f64| Duration::from_secs_f64(f.max(0.0));
+            let timeout = r.timeout.map(secs).unwrap_or(limits.timeout);
+            let up = Upstream {
+                url: url.get_ref().clone(),
+                host,
+                port,
+                path: upath,
+                connect_timeout: r.connect_timeout.map(secs).unwrap_or(timeout),
+                timeout,
+                retry: Duration::from_secs(60),
+                tcp_keepalive: r.tcp_keepalive,
+                disable_reuse: r.disable_reuse,
+                ttl: r.ttl.map(Duration::from_secs),
+                max: r.max,
+                upgrade: Some(r.upgrade.clone().unwrap_or_else(|| "websocket".into()).to_ascii_lowercase()),
+            };
+            if r.reverse {
+                v.reverse.push(ReverseRule { public_path: path.clone(), origin_url: url.get_ref().clone() });
+            }
+            v.routes.push(Route { path, upstream: Some(up), nocanon: r.nocanon, noquery: r.noquery, origin: o });
+        }
+        for r in &s.reverse {
+            v.reverse.push(ReverseRule { public_path: r.path.clone(), origin_url: r.upstream.clone() });
+        }
+        v.cookie_paths = s.cookie_path.iter().map(|[a, b]| (a.clone(), b.clone())).collect();
+        v.cookie_domains = s.cookie_domain.iter().map(|[a, b]| (a.clone(), b.clone())).collect();
+        for a in &s.access {
+            let mut p = AccessPolicy::default();
+            if let Some(o) = &a.order {
+                p.order = match o.get_ref().to_ascii_lowercase().as_str() {
+                    "deny,allow" => Order::DenyAllow,
+                    "allow,deny" => Order::AllowDeny,
+                    "mutual-failure" => Order::MutualFailure,
+                    other => {
+                        d.error(&at(o.span().start), format!("order '{other}' is not deny,allow / allow,deny / mutual-failure"), "write order = \"deny,allow\"");
+                        Order::DenyAllow
+                    }
+                };
+            }
+            for (list, into) in [(&a.allow, &mut p.allow), (&a.deny, &mut p.deny)] {
+                for item in list {
+                    match parse_host_match(item.get_ref()) {
+                        Ok(m) => into.push(m),
+                        Err(e) => d.error(&at(item.span().start), e, "write an IP, partial IP, CIDR, network/netmask or \"all\""),
+                    }
+                }
+            }
+            v.proxy_access.push(ProxySection { pattern: a.pattern.clone(), policy: p });
+        }
+        if let Some(t) = &s.tls {
+            let passphrase = if let Some(p) = &t.passphrase_file {
+                PassphraseSetting::File(p.clone())
+            } else if let Some(e) = &t.passphrase_env {
+                PassphraseSetting::Env(e.clone())
+            } else if let Some(x) = &t.passphrase_exec {
+                PassphraseSetting::Exec(x.clone())
+            } else if t.passphrase_prompt {
+                PassphraseSetting::Builtin
+            } else {
+                PassphraseSetting::None
+            };
+            let mut names: Vec<String> = v.server_name.iter().cloned().collect();
+            names.extend(v.aliases.iter().cloned());
+            tls_sites.push(TlsSite {
+                names,
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                chain: t.chain.clone(),
+                protocol: t.protocols.clone(),
+                cipher_suite: t.ciphers.clone(),
+                passphrase,
+                origin: file_origin.clone(),
+            });
+            v.tls_site = Some(tls_sites.len() - 1);
+        }
+        servers.push(v);
+    }
+    if servers.is_empty() && !d.has_errors() {
+        d.error(&file_origin, "no [[server]] section: nothing would be proxied", "add [[server]] with a [[server.route]]");
+        servers.push(VirtualServer::new(file_origin.clone()));
+    }
+    if servers.is_empty() {
+        servers.push(VirtualServer::new(file_origin.clone()));
+    }
+    let cfg = GatewayConfig {
+        source: path.to_path_buf(),
+        listeners,
+        servers,
+        limits,
+        log,
+        admin_listen,
+        tls_sites,
+        drain_timeout: g.drain_timeout.map(Duration::from_secs).unwrap_or(Duration::from_secs(30)),
+    };
+    (cfg, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> (GatewayConfig, Diagnostics) {
+        parse_str(Path::new("gw.toml"), t)
+    }
+
+    #[test]
+    fn the_seeds_setup_in_toml() {
+        let (c, d) = parse(
+            r#"
+[[listen]]
+addr = "127.0.0.1:8080"
+
+[[server]]
+names = ["mycompany.com"]
+
+[[server.route]]
+path = "/stash"
+upstream = "http://localhost:7990/stash"
+connect_timeout = 5
+timeout = 300
+
+[[server.access]]
+allow = ["all"]
+"#,
+        );
+        assert!(!d.has_errors(), "{:?}", d.items);
+        let s = &c.servers[0];
+        let u = s.routes[0].upstream.as_ref().unwrap();
+        assert_eq!(u.connect_timeout, Duration::from_secs(5));
+        assert_eq!(u.timeout, Duration::from_secs(300));
+        assert_eq!(s.reverse[0].origin_url, "http://localhost:7990/stash");
+        assert!(s.add_forwarded_proto);
+    }
+
+    #[test]
+    fn unknown_key_names_the_line() {
+        let (_, d) = parse("[[listen]]\naddr = \"127.0.0.1:1\"\n\n[[server]]\nnames = []\nbogus = 1\n");
+        let e: Vec<String> = d.errors().map(|e| e.to_string()).collect();
+        assert!(e[0].starts_with("gw.toml:6:"), "{e:?}");
+        assert!(e[0].contains("unknown field"), "{e:?}");
+    }
+
+    #[test]
+    fn bad_upstream_and_address_are_errors_with_lines() {
+        let (_, d) = parse("[[listen]]\naddr = \"nope\"\n[[server]]\n[[server.route]]\npath = \"/\"\nupstream = \"https://x/\"\n");
+        let e: Vec<String> = d.errors().map(|e| e.to_string()).collect();
+        assert!(e.iter().any(|e| e.starts_with("gw.toml:2:") && e.contains("not IP:port")), "{e:?}");
+        assert!(e.iter().any(|e| e.starts_with("gw.toml:6:") && e.contains("not supported")), "{e:?}");
+    }
+}

@@ -1,0 +1,321 @@
+//! What the gateway does for well-formed traffic: routing, headers, rewriting, errors,
+//! streaming, keep-alive, upgrades, access control.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::origin::Origin;
+use crate::*;
+
+fn seed_conf(o: &Origin, extra: &str) -> String {
+    format!(
+        "Listen 127.0.0.1:0\nServerName gw.test\nProxyRequests Off\n<Proxy *>\n  Order Deny,Allow\n  Allow from all\n</Proxy>\n\
+         ProxyPass /static !\n\
+         ProxyPass /stash http://{a}/stash connectiontimeout=5 timeout=2\n\
+         ProxyPassReverse /stash http://{a}/stash\n\
+         ProxyPassReverseCookiePath /internal /stash\n\
+         ProxyPassReverseCookieDomain backend.local public.example\n{extra}",
+        a = o.addr
+    )
+}
+
+#[tokio::test]
+async fn routes_by_prefix_and_appends_path_and_query() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let r = get(gw.addr, "/stash/scm/TP/test.git/info/refs?service=git-upload-pack", "X-Test-Id: a\r\n").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = o.by_id("a");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/stash/scm/TP/test.git/info/refs?service=git-upload-pack");
+    // Outside the prefix, look-alike prefix, and exclusions: 404, never forwarded.
+    for p in ["/other", "/stashx/y", "/static/x"] {
+        let r = get(gw.addr, p, "X-Test-Id: b\r\n").await;
+        assert_eq!(r.status, 404, "{p}");
+    }
+    assert!(o.by_id("b").is_empty());
+}
+
+#[tokio::test]
+async fn origin_sees_host_forwarded_headers_and_no_hop_by_hop() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let r = get(gw.addr, "/stash/x", "X-Test-Id: h\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nConnection: X-Secret\r\nX-Secret: 1\r\nTE: trailers\r\n").await;
+    assert_eq!(r.status, 200);
+    let seen = &o.by_id("h")[0];
+    assert_eq!(seen.header("host"), Some(o.addr.to_string().as_str()));
+    assert_eq!(seen.header("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("public.example"));
+    assert_eq!(seen.header("x-forwarded-server"), Some("gw.test"));
+    // Ours, not the downstream's claim.
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-port"), Some(gw.addr.port().to_string().as_str()));
+    assert!(seen.header("forwarded").unwrap().starts_with("for=127.0.0.1;proto=http;host=public.example"));
+    assert!(seen.header("x-secret").is_none() && seen.header("te").is_none());
+    assert!(seen.raw_head.starts_with("GET /stash/x HTTP/1.1\r\n"));
+}
+
+#[tokio::test]
+async fn preserve_host_sends_the_downstream_host() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, "ProxyPreserveHost On\n"))).await;
+    get(gw.addr, "/stash/x", "X-Test-Id: p\r\n").await;
+    assert_eq!(o.by_id("p")[0].header("host"), Some("public.example"));
+}
+
+#[tokio::test]
+async fn location_and_cookies_are_rewritten_to_the_public_url() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let to = format!("http://{}/stash/projects?x=1", o.addr);
+    let r = get(gw.addr, &format!("/stash/redirect?to={to}"), "").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some(format!("http://public.example:{}/stash/projects?x=1", gw.addr.port()).as_str()));
+    assert_eq!(r.header("content-location"), r.header("location"));
+    // A look-alike host is not rewritten.
+    let evil = format!("http://{}.evil.com/stash/x", o.addr);
+    let r = get(gw.addr, &format!("/stash/redirect?to={evil}"), "").await;
+    assert_eq!(r.header("location"), Some(evil.as_str()));
+    let r = get(gw.addr, "/stash/cookie", "").await;
+    let cookies: Vec<&str> = r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect();
+    assert_eq!(cookies, ["s=1; Path=/stash; Domain=public.example; HttpOnly", "t=2; path=/other"]);
+}
+
+#[tokio::test]
+async fn response_hop_by_hop_headers_are_removed() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let r = get(gw.addr, "/stash/hop", "").await;
+    assert!(r.header("x-private").is_none() && r.header("keep-alive").is_none());
+    assert_eq!(r.header("server"), Some("test-origin"));
+}
+
+#[tokio::test]
+async fn refused_connection_is_503_and_silent_origin_is_504() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let o = Origin::start().await;
+    let conf = format!("Listen 127.0.0.1:0\nProxyPass /dead http://{dead_addr}/dead\nProxyPass /stash http://{}/stash timeout=1\n", o.addr);
+    let gw = start(parse_apache(&conf)).await;
+    assert_eq!(get(gw.addr, "/dead/x", "").await.status, 503);
+    assert_eq!(get(gw.addr, "/stash/slow", "").await.status, 504);
+    assert_eq!(get(gw.addr, "/stash/close", "").await.status, 502);
+    assert_eq!(get(gw.addr, "/stash/badheader", "").await.status, 502);
+}
+
+#[tokio::test]
+async fn connect_timeout_is_503() {
+    // A loopback listener that never accepts, with its backlog filled: further SYNs are
+    // dropped, so connecting hangs until the connect timeout.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = sock.listen(0).unwrap();
+    let full = l.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(200), s.connect(full)).await {
+            fillers.push(c);
+        }
+    }
+    let conf = format!("Listen 127.0.0.1:0\nProxyPass / http://{full}/ connectiontimeout=300ms\n");
+    let gw = start(parse_apache(&conf)).await;
+    let r = get(gw.addr, "/x", "").await;
+    assert!(r.status == 503, "{r:?}");
+}
+
+#[tokio::test]
+async fn access_rules_deny_with_403_and_never_forward() {
+    let o = Origin::start().await;
+    let conf = format!("Listen 127.0.0.1:0\nProxyPass / http://{}/\n<Proxy *>\nOrder Allow,Deny\nAllow from 10.0.0.0/8\n</Proxy>\n", o.addr);
+    let gw = start(parse_apache(&conf)).await;
+    assert_eq!(get(gw.addr, "/x", "X-Test-Id: d\r\n").await.status, 403);
+    assert!(o.by_id("d").is_empty());
+    let conf = format!("Listen 127.0.0.1:0\nProxyPass / http://{}/\n<Proxy *>\n<RequireAll>\nRequire all granted\nRequire not ip 127.0.0.1\n</RequireAll>\n</Proxy>\n", o.addr);
+    let gw = start(parse_apache(&conf)).await;
+    assert_eq!(get(gw.addr, "/x", "").await.status, 403);
+    let conf = format!("Listen 127.0.0.1:0\nProxyPass / http://{}/\n<Proxy *>\nRequire ip 127.0.0.1\n</Proxy>\n", o.addr);
+    let gw = start(parse_apache(&conf)).await;
+    assert_eq!(get(gw.addr, "/x", "").await.status, 200);
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways_with_the_right_framing() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    // Content-Length body passes with its length.
+    let req = b"POST /stash/p HTTP/1.1\r\nHost: a\r\nX-Test-Id: cl\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(raw(gw.addr, req).await[0].status, 200);
+    let seen = &o.by_id("cl")[0];
+    assert_eq!(seen.body, b"hello");
+    assert_eq!(seen.header("content-length"), Some("5"));
+    // A small chunked body goes with a Content-Length (as Apache does up to 16 KiB).
+    let req = b"POST /stash/p HTTP/1.1\r\nHost: a\r\nX-Test-Id: ch\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(raw(gw.addr, req).await[0].status, 200);
+    let seen = &o.by_id("ch")[0];
+    assert_eq!((seen.body.as_slice(), seen.chunked, seen.header("content-length")), (&b"hello"[..], false, Some("5")));
+    // A large chunked body streams chunked.
+    let mut req = b"POST /stash/p HTTP/1.1\r\nHost: a\r\nX-Test-Id: big\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..64 {
+        req.extend_from_slice(b"400\r\n");
+        req.extend_from_slice(&[b'z'; 1024]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(raw(gw.addr, &req).await[0].status, 200);
+    let seen = &o.by_id("big")[0];
+    assert_eq!(seen.body.len(), 64 * 1024);
+    assert!(seen.chunked);
+    // A large response streams back whole.
+    let r = get(gw.addr, "/stash/big/3000000", "").await;
+    assert_eq!(r.body.len(), 3_000_000);
+    // HEAD gets headers only.
+    let r = raw(gw.addr, b"HEAD /stash/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(r[0].status, 200);
+    assert!(r[0].body.is_empty());
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_and_the_body_forwarded() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"PUT /stash/e HTTP/1.1\r\nHost: a\r\nX-Test-Id: ex\r\nContent-Length: 4\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    s.write_all(b"data").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(String::from_utf8_lossy(&rest).contains("200"));
+    assert_eq!(o.by_id("ex")[0].body, b"data");
+}
+
+#[tokio::test]
+async fn keep_alive_reuses_and_max_keepalive_requests_closes() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, "MaxKeepAliveRequests 2\n"))).await;
+    let two = b"GET /stash/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /stash/2 HTTP/1.1\r\nHost: a\r\n\r\nGET /stash/3 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let r = raw(gw.addr, two).await;
+    assert_eq!(r.len(), 2, "third request not served after MaxKeepAliveRequests");
+    assert_eq!(r[1].header("connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn slow_request_head_gets_408_and_idle_connection_closes() {
+    let o = Origin::start().await;
+    let mut cfg = parse_apache(&seed_conf(&o, ""));
+    cfg.limits.header_read_timeout = Duration::from_millis(300);
+    cfg.limits.keep_alive_timeout = Duration::from_millis(300);
+    let gw = start(cfg).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stash/x HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.expect("closed by the gateway");
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&buf));
+    // Idle after a response: closed quietly.
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stash/x HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.expect("idle connection closed");
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_tunnelled() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stash/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    s.write_all(b"ping").await.unwrap();
+    let mut got = vec![0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"echo:ping");
+}
+
+#[tokio::test]
+async fn absolute_form_and_connect_never_reach_another_host() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let r = raw(gw.addr, b"GET http://evil.example/stash/x HTTP/1.1\r\nHost: evil.example\r\nX-Test-Id: abs\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(r[0].status, 200);
+    assert_eq!(o.by_id("abs")[0].target, "/stash/x");
+    let r = raw(gw.addr, b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n").await;
+    assert_eq!(r[0].status, 405);
+    assert!(r[0].header("allow").is_some());
+    let r = raw(gw.addr, b"GET ftp://evil.example/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(r[0].status, 400);
+}
+
+#[tokio::test]
+async fn paths_are_canonicalised_like_apache() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let r = get(gw.addr, "/stash/%41%7e%22/x/../y?q=%41", "X-Test-Id: c\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(o.by_id("c")[0].target, "/stash/A~%22/y?q=%41");
+    assert_eq!(get(gw.addr, "/stash/a%2Fb", "").await.status, 404);
+    assert_eq!(get(gw.addr, "/stash/%2e%2e/%2e%2e/etc", "").await.status, 400);
+    // CVE-2023-25690 / CVE-2024-38473: decoded CR LF ? # are re-encoded.
+    let r = get(gw.addr, "/stash/a%0d%0aX-Injected:%20yes%3Fz", "X-Test-Id: inj\r\n").await;
+    assert_eq!(r.status, 200);
+    let seen = &o.by_id("inj")[0];
+    assert!(seen.header("x-injected").is_none());
+    assert_eq!(seen.target, "/stash/a%0D%0AX-Injected:%20yes%3Fz");
+    // CVE-2021-40438: a unix: socket path in the query is just a query.
+    let r = get(gw.addr, "/stash/q?unix:AAAA|http://internal/", "X-Test-Id: unix\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(o.by_id("unix")[0].target, "/stash/q?unix:AAAA|http://internal/");
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_served() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--http2-prior-knowledge", "-H", "X-Test-Id: h2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
+        .arg(format!("http://{}/stash/h2", gw.addr))
+        .output()
+        .await
+        .expect("curl must be installed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
+    assert_eq!(o.by_id("h2")[0].target, "/stash/h2");
+}
+
+#[tokio::test]
+async fn toml_config_routes_the_same_way() {
+    let o = Origin::start().await;
+    let t = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\n[[server]]\nnames = [\"gw.test\"]\n[[server.route]]\npath = \"/stash\"\nupstream = \"http://{}/stash\"\ntimeout = 5\n",
+        o.addr
+    );
+    let gw = start(parse_toml(&t)).await;
+    let r = get(gw.addr, "/stash/t", "X-Test-Id: toml\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(o.by_id("toml")[0].target, "/stash/t");
+}
+
+#[tokio::test]
+async fn metrics_listener_counts_requests() {
+    let o = Origin::start().await;
+    let mut cfg = parse_apache(&seed_conf(&o, ""));
+    cfg.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let gw = Gateway::bind(cfg, None).await.unwrap();
+    let addr = gw.local_addrs()[0];
+    let admin = gw.admin_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gw.serve(async {
+        let _ = rx.await;
+    }));
+    get(addr, "/stash/m", "").await;
+    let m = raw(admin, b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    let body = m[0].body_str();
+    assert!(body.contains("trove_gateway_requests_total{route=\"/stash\",status=\"200\"} 1"), "{body}");
+    assert!(body.contains("trove_gateway_upstream_response_seconds_count 1"), "{body}");
+    let _ = tx.send(());
+}
