@@ -7,6 +7,7 @@ mod cmd_admin;
 mod cmd_cert;
 mod cmd_gateway;
 mod cmd_server;
+mod logging;
 
 use clap::{Parser, Subcommand};
 

@@ -15,6 +15,7 @@ pub mod rewrite;
 pub mod routing;
 pub mod server;
 pub mod tls;
+pub mod tls_setup;
 pub mod upstream;
 
 pub use config::{ConfigError, Diagnostic, Diagnostics, GatewayConfig, Severity};
