@@ -1,0 +1,143 @@
+//! Helpers: running openssl and curl, making key and certificate files, a tiny TLS server.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trove_gateway::tls::{PassphraseSource, TlsSiteConfig};
+
+pub const PASS: &str = "correct horse";
+
+/// Environment variables this machine presets that would make a child trust the system bundle
+/// (or ignore our CA); every child that verifies certificates runs without them.
+pub const CA_ENV: &[&str] = &["SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "GIT_SSL_NO_VERIFY"];
+
+fn tool(name: &str) -> Command {
+    let mut c = Command::new(name);
+    for v in CA_ENV {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn run_checked(mut cmd: Command, what: &str) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}; these tests need it installed (apt-get install openssl curl)"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `openssl ARGS` in `dir`; panics (failing the test) if openssl is missing or fails.
+pub fn openssl(dir: &Path, args: &[&str]) -> Output {
+    let mut c = tool("openssl");
+    c.current_dir(dir).args(args);
+    run_checked(c, &format!("openssl {}", args.join(" ")))
+}
+
+pub fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A self-signed certificate for `localhost` made by `openssl req -x509` with the key `key`.
+pub fn openssl_cert_for(dir: &Path, key: &str, cert: &str, pass: Option<&str>, cn: &str) -> PathBuf {
+    let passin = pass.map(|p| format!("pass:{p}"));
+    let subj = format!("/CN={cn}");
+    let mut args =
+        vec!["req", "-x509", "-new", "-key", key, "-subj", &subj, "-addext", "subjectAltName=DNS:localhost", "-days", "30", "-out", cert];
+    if let Some(p) = &passin {
+        args.push("-passin");
+        args.push(p);
+    }
+    openssl(dir, &args);
+    dir.join(cert)
+}
+
+/// Writes `PASS` to a 0600 file and returns a `File` passphrase source for it.
+pub fn pass_file(dir: &Path, pass: &str) -> PassphraseSource {
+    let p = dir.join(format!("pass-{}.txt", pass.replace(' ', "_")));
+    std::fs::write(&p, format!("{pass}\n")).unwrap();
+    chmod(&p, 0o600);
+    PassphraseSource::File(p)
+}
+
+pub fn site(name: &str, cert: &Path, key: &Path, pass: PassphraseSource) -> TlsSiteConfig {
+    let mut s = TlsSiteConfig::new(name, 443, cert, key);
+    s.passphrase = pass;
+    s
+}
+
+/// A tokio TLS server on 127.0.0.1:0 answering every HTTP/1.1 request with
+/// `sni=<name>;alpn=<proto>`. Returns the port. Lives as long as the runtime.
+pub async fn serve(config: Arc<rustls::ServerConfig>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let (_, conn) = tls.get_ref();
+                let body = format!(
+                    "sni={};alpn={}",
+                    conn.server_name().unwrap_or("-"),
+                    conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or("-".into())
+                );
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = tls.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}", body.len());
+                        if tls.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// `curl` with our CA only; returns the output (status not checked).
+pub async fn curl(args: &[String]) -> Output {
+    let mut c = tokio::process::Command::new("curl");
+    for v in CA_ENV {
+        c.env_remove(v);
+    }
+    c.args(["-sS", "--max-time", "20"]).args(args).stdin(Stdio::null());
+    c.output().await.unwrap_or_else(|e| panic!("cannot run curl: {e}; these tests need it installed (apt-get install curl)"))
+}
+
+/// `openssl s_client` against 127.0.0.1:`port` with extra args; returns (success, stdout+stderr).
+pub async fn s_client(port: u16, extra: &[&str]) -> (bool, String) {
+    let mut c = tokio::process::Command::new("openssl");
+    for v in CA_ENV {
+        c.env_remove(v);
+    }
+    c.arg("s_client").arg("-connect").arg(format!("127.0.0.1:{port}")).args(extra).stdin(Stdio::null());
+    let out = c.output().await.unwrap_or_else(|e| panic!("cannot run openssl: {e}; these tests need it installed"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The `subject=` line s_client prints for the server's certificate.
+pub fn subject_line(s_client_output: &str) -> String {
+    s_client_output.lines().find(|l| l.starts_with("subject=")).unwrap_or("").to_string()
+}
