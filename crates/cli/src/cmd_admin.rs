@@ -1,8 +1,246 @@
-//! `trove admin`.
+//! `trove admin`: offline administration of a data directory (users, tokens, projects,
+//! repositories, permissions, settings). Works while the server runs (SQLite handles the
+//! locking); settings changes take effect when the server restarts.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use trove_server::DEFAULT_DATA_DIR;
+use trove_store::{BaseUrl, ContextPath, GlobalPermission, Owner, Password, Permission, ProjectKey, RepoSlug, Store, UserName};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Data directory to administer.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR, global = true)]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("`trove admin` is not built yet")
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Users: `add NAME [--admin] [--password-stdin]`, `passwd NAME [--password-stdin]`.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Personal access tokens: `add USER [--label L] [--scope read|write|admin]`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Projects: `add KEY [--name NAME] [--public]`.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Repositories: `add KEY/slug [--public]` (or `~user/slug` for a personal repository).
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Give USER read, write or admin on a project (`KEY`) or a repository (`KEY/slug`).
+    Grant {
+        user: String,
+        /// `KEY` for the whole project, `KEY/slug` or `~user/slug` for one repository.
+        target: String,
+        /// `read`, `write` or `admin`.
+        permission: String,
+    },
+    /// Server settings: `base-url URL`, `context-path PATH`, `show`.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum UserCommand {
+    /// Create a user (a licensed user; with --admin, a system administrator).
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum TokenCommand {
+    /// Create a personal access token; it is printed once, on standard output.
+    Add {
+        user: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        label: String,
+        /// The most the token may do: read, write or admin.
+        #[arg(long, default_value = "write")]
+        scope: String,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum ProjectCommand {
+    /// Create a project.
+    Add {
+        key: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Anyone, even without logging in, may read the project's repositories.
+        #[arg(long)]
+        public: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum RepoCommand {
+    /// Create a repository.
+    Add {
+        /// `KEY/slug`, or `~user/slug` for a personal repository.
+        path: String,
+        /// Anyone, even without logging in, may read it.
+        #[arg(long)]
+        public: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum SettingsCommand {
+    /// Set the base URL (the public URL users type, context path included), or `none` to clear.
+    BaseUrl { url: String },
+    /// Set the context path (like `/stash`), or `/` for none.
+    ContextPath { path: String },
+    /// Show the stored settings.
+    Show,
+}
+
+fn parse_repo_path(s: &str) -> anyhow::Result<(Owner, RepoSlug)> {
+    let (owner, slug) = s.split_once('/').with_context(|| format!("{s:?} is not KEY/slug (like TP/test) or ~user/slug"))?;
+    Ok((Owner::parse(owner)?, RepoSlug::parse(slug.strip_suffix(".git").unwrap_or(slug))?))
+}
+
+fn read_password(name: &UserName, from_stdin: bool) -> anyhow::Result<Password> {
+    let stdin = std::io::stdin();
+    if !from_stdin && !stdin.is_terminal() {
+        bail!("standard input is not a terminal: pass --password-stdin to read the password from it");
+    }
+    if !from_stdin {
+        eprint!("Password for {name} (shown as you type): ");
+        std::io::stderr().flush().ok();
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Ok(Password::new(line)?)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&args.data).with_context(|| format!("cannot open data directory {}", args.data.display()))?;
+    match args.command {
+        Command::User(UserCommand::Add { name, admin, password_stdin }) => {
+            let name = UserName::parse(&name)?;
+            if store.user(&name)?.is_some() {
+                bail!("user {name} already exists; use `trove admin user passwd {name}` to change the password");
+            }
+            let password = read_password(&name, password_stdin)?;
+            let global = if admin { GlobalPermission::SysAdmin } else { GlobalPermission::LicensedUser };
+            store.create_user(&name, &password, global)?;
+            eprintln!("created user {name} ({global})");
+        }
+        Command::User(UserCommand::Passwd { name, password_stdin }) => {
+            let name = UserName::parse(&name)?;
+            if store.user(&name)?.is_none() {
+                bail!("user {name} does not exist; create it with `trove admin user add {name}`");
+            }
+            let password = read_password(&name, password_stdin)?;
+            store.set_password(&name, &password)?;
+            eprintln!("password for {name} changed");
+        }
+        Command::Token(TokenCommand::Add { user, label, scope }) => {
+            let user = UserName::parse(&user)?;
+            let scope: Permission = scope.parse()?;
+            let token = store.create_token(&user, &label, scope)?;
+            println!("{}", token.secret);
+            eprintln!(
+                "created {scope} token {label:?} for {user}; it is shown only now. Use it as the password with git, or as `Authorization: Bearer …`"
+            );
+        }
+        Command::Project(ProjectCommand::Add { key, name, public }) => {
+            let key = ProjectKey::parse(&key)?;
+            store.create_project(&key, name.as_deref(), public)?;
+            eprintln!("created project {key}{}", if public { " (public)" } else { "" });
+        }
+        Command::Repo(RepoCommand::Add { path, public }) => {
+            let (owner, slug) = parse_repo_path(&path)?;
+            let repo = store.create_repo(&owner, &slug, public)?;
+            eprintln!(
+                "created repository {owner}/{slug} at {}; clone it from <base URL>/scm/{}/{slug}.git",
+                store.repo_path(&repo).display(),
+                owner.to_string().to_ascii_lowercase()
+            );
+        }
+        Command::Grant { user, target, permission } => {
+            let user = UserName::parse(&user)?;
+            let permission: Permission = permission.parse()?;
+            if target.contains('/') {
+                let (owner, slug) = parse_repo_path(&target)?;
+                store.grant_repo(&user, &owner, &slug, permission)?;
+                eprintln!("{user} now has {permission} on repository {owner}/{slug}");
+            } else {
+                let key = ProjectKey::parse(&target)?;
+                store.grant_project(&user, &key, permission)?;
+                eprintln!("{user} now has {permission} on project {key}");
+            }
+        }
+        Command::Settings(SettingsCommand::BaseUrl { url }) => {
+            if url == "none" {
+                store.set_base_url(None)?;
+                eprintln!("base URL cleared; restart the server for it to take effect");
+            } else {
+                let url = BaseUrl::parse(&url)?;
+                store.set_base_url(Some(&url))?;
+                eprintln!("base URL set to {url}; restart the server for it to take effect");
+                if let Some(ctx) = store.context_path()? {
+                    if ctx.as_str() != url.path() {
+                        eprintln!("note: the context path is {ctx:?} but the base URL's path is {:?}", url.path());
+                    }
+                }
+            }
+        }
+        Command::Settings(SettingsCommand::ContextPath { path }) => {
+            let ctx = ContextPath::parse(&path)?;
+            store.set_context_path(Some(&ctx))?;
+            eprintln!("context path set to {:?}; restart the server for it to take effect", ctx.as_str());
+            if let Some(url) = store.base_url()? {
+                if ctx.as_str() != url.path() {
+                    eprintln!("note: the base URL is {url}; its path should usually be the context path");
+                }
+            }
+        }
+        Command::Settings(SettingsCommand::Show) => {
+            let base = store.base_url()?.map(|b| b.to_string()).unwrap_or_else(|| "(not set: taken from each request)".into());
+            let ctx = store.context_path()?.map(|c| format!("{:?}", c.as_str())).unwrap_or_else(|| "(not set: the root)".into());
+            println!("base_url = {base}");
+            println!("context_path = {ctx}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_paths_need_an_owner_and_a_valid_slug() {
+        let ok = [("TP/test", "TP/test"), ("tp/test.git", "TP/test"), ("~alice/dots", "~alice/dots")];
+        for (input, want) in ok {
+            let (o, s) = parse_repo_path(input).unwrap();
+            assert_eq!(format!("{o}/{s}"), want);
+        }
+        for bad in ["TP", "TP/../x", "TP/-x", "../TP/x", "TP/a/b", "/test"] {
+            assert!(parse_repo_path(bad).is_err(), "{bad}");
+        }
+    }
 }

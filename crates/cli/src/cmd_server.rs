@@ -1,8 +1,90 @@
-//! `trove server`.
+//! `trove server`: run the Git server (Stash's part) until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use trove_server::{DEFAULT_DATA_DIR, ServerConfig};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Configuration file (trove.toml; every key is documented in docs/server.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory: repositories and the metadata database. Overrides `data_dir` in the
+    /// configuration. Default ./trove-data.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Address to listen on, `IP:PORT` or just `PORT` (on 127.0.0.1). Overrides `listen` in the
+    /// configuration. Default 127.0.0.1:7990.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("`trove server` is not built yet")
+/// `7990` → `127.0.0.1:7990`; `0.0.0.0:7990` as is.
+fn parse_listen(s: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().with_context(|| format!("--listen {s:?} is not IP:PORT (like 127.0.0.1:7990) or a port number"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::new(DEFAULT_DATA_DIR),
+    };
+    if let Some(d) = args.data {
+        config.data_dir = d;
+    }
+    if let Some(l) = &args.listen {
+        config.listen = parse_listen(l)?;
+    }
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    rt.block_on(trove_server::run(config, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TROVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hyper=warn,h2=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM; open requests then finish before the server stops.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down; waiting for open requests to finish");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_accepts_a_port_or_an_address() {
+        assert_eq!(parse_listen("7990").unwrap().to_string(), "127.0.0.1:7990");
+        assert_eq!(parse_listen("0.0.0.0:8080").unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(parse_listen("[::1]:7990").unwrap().to_string(), "[::1]:7990");
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("99999").is_err());
+    }
 }

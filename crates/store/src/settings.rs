@@ -11,7 +11,7 @@ use std::fmt;
 pub enum SettingError {
     #[error("base URL {input:?} is invalid: {reason}; give the public URL users type, like `https://mycompany.com/stash`")]
     BaseUrl { input: String, reason: &'static str },
-    #[error("context path {input:?} is invalid: {reason}; give a path like `/stash`, or `` (empty) for none")]
+    #[error("context path {input:?} is invalid: {reason}; give a path like `/stash`, or `/` for none")]
     ContextPath { input: String, reason: &'static str },
 }
 
