@@ -226,6 +226,7 @@ fn local_response(status: StatusCode, close: bool) -> Response<ProxyBody> {
     if close {
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    r.headers_mut().insert(header::SERVER, HeaderValue::from_static("trove"));
     if status == StatusCode::METHOD_NOT_ALLOWED {
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
     }
@@ -545,19 +546,18 @@ fn proxy_section_matches(pattern: &str, origin_url: &str, up: &Upstream) -> bool
 
 fn rewrite_response_headers(h: &mut HeaderMap, vhost: &VirtualServer, host: Option<&HeaderValue>, conn: &ConnInfo, scheme: &str) {
     if !vhost.reverse.is_empty() {
-        // ap_construct_url: the Host's name, and its port, else the port we were reached on.
+        // ap_construct_url with UseCanonicalName Off: the downstream Host as sent (a default
+        // port dropped); without a Host, the server name. Apache does not add the port the
+        // request arrived on when Host carries none, and neither do we.
         let host_s = host.and_then(|h| h.to_str().ok()).unwrap_or("");
         let default_port = if scheme == "https" { 443 } else { 80 };
         let authority = if host_s.is_empty() {
-            let ip = conn.local.ip();
-            if conn.local.port() == default_port { ip.to_string() } else { format!("{ip}:{}", conn.local.port()) }
+            vhost.server_name.clone().unwrap_or_else(|| conn.local.ip().to_string())
         } else if strip_port(host_s).len() != host_s.len() {
             let port: Option<u16> = host_s[strip_port(host_s).len() + 1..].parse().ok();
             if port == Some(default_port) { strip_port(host_s).to_string() } else { host_s.to_string() }
-        } else if conn.local.port() == default_port {
-            host_s.to_string()
         } else {
-            format!("{host_s}:{}", conn.local.port())
+            host_s.to_string()
         };
         let base = PublicBase { scheme, authority: &authority };
         for name in [header::LOCATION, header::CONTENT_LOCATION, http::HeaderName::from_static("uri")] {

@@ -71,7 +71,7 @@ async fn location_and_cookies_are_rewritten_to_the_public_url() {
     let to = format!("http://{}/stash/projects?x=1", o.addr);
     let r = get(gw.addr, &format!("/stash/redirect?to={to}"), "").await;
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location"), Some(format!("http://public.example:{}/stash/projects?x=1", gw.addr.port()).as_str()));
+    assert_eq!(r.header("location"), Some("http://public.example/stash/projects?x=1"));
     assert_eq!(r.header("content-location"), r.header("location"));
     // A look-alike host is not rewritten.
     let evil = format!("http://{}.evil.com/stash/x", o.addr);

@@ -1,1 +1,291 @@
-pub fn _placeholder() {}
+//! Differential suite: the same httpd.conf runs in a real Apache 2.4 (Debian `apache2`) and in
+//! `trove gateway`; the same requests go to both; what the origin received and what the
+//! downstream got are compared field by field. Every allowed difference is listed below with
+//! its reason. Apache must be installed (`.ci/run` does): without it these tests fail.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::origin::{Origin, Received};
+use crate::*;
+
+const APACHE: &str = "/usr/sbin/apache2";
+
+/// Headers the origin may see differently, and why.
+const ORIGIN_HEADER_DIFFS: &[(&str, &str)] = &[
+    ("x-forwarded-proto", "trove tells the origin the scheme (docs/gateway.md: better than Apache, switchable off)"),
+    ("x-forwarded-port", "likewise the public port"),
+    ("forwarded", "likewise RFC 7239 Forwarded"),
+    ("connection", "Apache announces Keep-Alive/close to the origin; trove's HTTP/1.1 origin connections are persistent by default and say nothing"),
+    ("x-test-id", "each side's requests are tagged to tell them apart"),
+];
+
+/// Cases where trove may send the origin one request more than Apache, and why.
+const RETRY_DIFFS: &[(&str, &str)] = &[(
+    "origin closes",
+    "an idempotent request that dies on a reused keep-alive connection is retried once on a fresh one; Apache answers 502 to that race",
+)];
+
+/// Statuses that differ on purpose.
+fn allowed_status_diff(apache: u16, trove: u16) -> bool {
+    // Origin too slow: Apache 502, trove 504 (RFC 9110 §15.6.5; nginx and Caddy agree).
+    apache == 502 && trove == 504
+}
+
+struct Apache {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The lines every test config starts with: modules and the files Apache needs. Trove reads
+/// them too (accepting them, with notes), so both run the very same file.
+fn prelude(dir: &std::path::Path, listen: &str) -> String {
+    let d = dir.display();
+    format!(
+        "ServerRoot \"/usr/lib/apache2\"\n\
+         DefaultRuntimeDir {d}\n\
+         PidFile {d}/httpd.pid\n\
+         Mutex file:{d} default\n\
+         LoadModule mpm_event_module modules/mod_mpm_event.so\n\
+         LoadModule authz_core_module modules/mod_authz_core.so\n\
+         LoadModule authz_host_module modules/mod_authz_host.so\n\
+         LoadModule access_compat_module modules/mod_access_compat.so\n\
+         LoadModule proxy_module modules/mod_proxy.so\n\
+         LoadModule proxy_http_module modules/mod_proxy_http.so\n\
+         User www-data\n\
+         Group www-data\n\
+         DocumentRoot {d}/htdocs\n\
+         ErrorLog {d}/error.log\n\
+         LogLevel warn\n\
+         ServerName gw.test\n\
+         Listen {listen}\n"
+    )
+}
+
+fn start_apache(body: &str) -> Apache {
+    assert!(std::path::Path::new(APACHE).exists(), "Apache httpd is required for the differential suite: apt-get install apache2 (.ci/run does)");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("htdocs")).unwrap();
+    // www-data must reach the folder to serve (nothing from) DocumentRoot.
+    let _ = Command::new("chmod").args(["755", dir.path().to_str().unwrap()]).status();
+    let port = free_port();
+    let conf = format!("{}{body}", prelude(dir.path(), &format!("127.0.0.1:{port}")));
+    let path = dir.path().join("httpd.conf");
+    std::fs::write(&path, &conf).unwrap();
+    let child = Command::new(APACHE).args(["-f", path.to_str().unwrap(), "-DFOREGROUND"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start apache2");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+            panic!("apache did not start on {port}: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Apache { child, port, dir }
+}
+
+async fn start_trove(body: &str, dir: &std::path::Path) -> Running {
+    let text = format!("{}{body}", prelude(dir, "127.0.0.1:0"));
+    start(parse_apache(&text)).await
+}
+
+/// One request template; `{ID}` becomes the side's test id.
+struct Case {
+    name: &'static str,
+    raw: String,
+}
+
+fn case(name: &'static str, raw: &str) -> Case {
+    Case { name, raw: raw.to_string() }
+}
+
+fn comparable_origin_headers(r: &Received) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .filter(|(k, _)| !ORIGIN_HEADER_DIFFS.iter().any(|(d, _)| d == k))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Response headers compared; others (Date, Content-Length of error pages…) may differ.
+const RESPONSE_HEADERS: &[&str] = &["location", "content-location", "set-cookie", "x-origin-saw-host", "server", "x-private", "keep-alive"];
+
+async fn compare(o: &Origin, apache: SocketAddr, trove: SocketAddr, cases: &[Case]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let ida = format!("ap-{i}");
+        let idt = format!("tr-{i}");
+        // Host carries each side's own port, as a browser would send it.
+        let ra = raw(apache, c.raw.replace("{ID}", &ida).replace("{PORT}", &apache.port().to_string()).as_bytes()).await;
+        let rt = raw(trove, c.raw.replace("{ID}", &idt).replace("{PORT}", &trove.port().to_string()).as_bytes()).await;
+        let sa: Vec<u16> = ra.iter().map(|r| r.status).collect();
+        let st: Vec<u16> = rt.iter().map(|r| r.status).collect();
+        let status_ok = sa.len() == st.len() && sa.iter().zip(&st).all(|(a, t)| a == t || allowed_status_diff(*a, *t));
+        if !status_ok {
+            problems.push(format!("{}: status apache {sa:?} trove {st:?}", c.name));
+            continue;
+        }
+        for (a, t) in ra.iter().zip(&rt) {
+            for h in RESPONSE_HEADERS {
+                // Responses made by the proxy itself name the proxy.
+                if *h == "server" && a.header("server").is_some_and(|v| v.starts_with("Apache/")) {
+                    if t.header("server") != Some("trove") {
+                        problems.push(format!("{}: local response without Server: trove", c.name));
+                    }
+                    continue;
+                }
+                let va: Vec<String> = a.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.replace(&apache.port().to_string(), "PORT")).collect();
+                let vt: Vec<String> = t.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.replace(&trove.port().to_string(), "PORT")).collect();
+                if va != vt {
+                    problems.push(format!("{}: response {h}: apache {va:?} trove {vt:?}", c.name));
+                }
+            }
+            if a.status < 300 && a.body != t.body {
+                problems.push(format!("{}: body differs: apache {:?} trove {:?}", c.name, a.body_str(), t.body_str()));
+            }
+        }
+        let oa = o.by_id(&ida);
+        let ot = o.by_id(&idt);
+        let retried = RETRY_DIFFS.iter().any(|(n, _)| *n == c.name) && ot.len() == oa.len() + 1;
+        if oa.len() != ot.len() && !retried {
+            problems.push(format!("{}: origin got {} requests from apache, {} from trove", c.name, oa.len(), ot.len()));
+            continue;
+        }
+        for (a, t) in oa.iter().zip(&ot) {
+            if (a.method.as_str(), a.target.as_str(), &a.body) != (t.method.as_str(), t.target.as_str(), &t.body) {
+                problems.push(format!("{}: origin saw apache {} {} {:?} / trove {} {} {:?}", c.name, a.method, a.target, String::from_utf8_lossy(&a.body), t.method, t.target, String::from_utf8_lossy(&t.body)));
+            }
+            let ha: Vec<(String, String)> = comparable_origin_headers(a).into_iter().map(|(k, v)| (k, v.replace(&apache.port().to_string(), "PORT"))).collect();
+            let ht: Vec<(String, String)> = comparable_origin_headers(t).into_iter().map(|(k, v)| (k, v.replace(&trove.port().to_string(), "PORT"))).collect();
+            if ha != ht {
+                problems.push(format!("{}: origin headers differ:\n  apache {ha:?}\n  trove  {ht:?}", c.name));
+            }
+        }
+    }
+    problems
+}
+
+fn common_cases() -> Vec<Case> {
+    vec![
+        case("plain get", "GET /stash/x?q=1 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nUser-Agent: t/1\r\nConnection: close\r\n\r\n"),
+        case("host with port", "GET /stash/x HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("canonicalised path", "GET /stash/%41%7e%22/a/../b?x=%41 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("encoded non-ascii", "GET /stash/%C3%BC HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("outside prefix", "GET /other HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("look-alike prefix", "GET /stashx HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("encoded slash", "GET /stash/a%2Fb HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("dot-dot above root", "GET /stash/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("existing forwarded-for", "GET /stash/x HTTP/1.1\r\nHost: public.example\r\nX-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Host: first.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("connection-named headers", "GET /stash/x HTTP/1.1\r\nHost: public.example\r\nConnection: close, X-Forwarded-For, X-Drop\r\nX-Drop: 1\r\nX-Test-Id: {ID}\r\n\r\n"),
+        case("redirect to origin url", "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/projects HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("redirect to origin url, host with port", "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/p?a=1 HTTP/1.1\r\nHost: public.example:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("redirect elsewhere", "GET /stash/redirect?to=http://other.example/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("cookies", "GET /stash/cookie HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("response hop-by-hop", "GET /stash/hop HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("post with length", "POST /stash/p HTTP/1.1\r\nHost: public.example\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\nhello"),
+        case("small chunked post", "POST /stash/p HTTP/1.1\r\nHost: public.example\r\nTransfer-Encoding: chunked\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        case("head", "HEAD /stash/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("max-forwards", "GET /stash/x HTTP/1.1\r\nHost: public.example\r\nMax-Forwards: 5\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("absolute form", "GET http://evil.example/stash/abs HTTP/1.1\r\nHost: evil.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("connect", "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nX-Test-Id: {ID}\r\n\r\n"),
+        case("missing host", "GET /stash/x HTTP/1.1\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("origin closes", "GET /stash/close HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("origin bad header", "GET /stash/badheader HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("origin 404 passes", "GET /stash/status/404 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("origin 500 passes", "GET /stash/status/500 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("keep-alive pair", "GET /stash/1 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\n\r\nGET /stash/2 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+    ]
+}
+
+fn seed_body(o: &Origin, extra: &str) -> String {
+    // The seed's Step 5-7, context path /stash, with the origin's port.
+    format!(
+        "ProxyRequests Off\n<Proxy *>\n    Order Deny,Allow\n    Allow from all\n</Proxy>\n\
+         ProxyPass        /stash http://localhost:{p}/stash connectiontimeout=5 timeout=2\n\
+         ProxyPassReverse /stash http://localhost:{p}/stash\n\
+         ProxyPassReverseCookiePath /internal /stash\n\
+         ProxyPassReverseCookieDomain backend.local public.example\n{extra}",
+        p = o.addr.port()
+    )
+}
+
+async fn run_differential(body: &str, cases: Vec<Case>, o: &Origin) {
+    let apache = start_apache(body);
+    let tdir = tempfile::tempdir().unwrap();
+    let trove = start_trove(body, tdir.path()).await;
+    let cases: Vec<Case> = cases.into_iter().map(|c| Case { name: c.name, raw: c.raw.replace("ORIGINPORT", &o.addr.port().to_string()) }).collect();
+    let problems = compare(o, SocketAddr::from(([127, 0, 0, 1], apache.port)), trove.addr, &cases).await;
+    if !problems.is_empty() {
+        let log = std::fs::read_to_string(apache.dir.path().join("error.log")).unwrap_or_default();
+        panic!("{} differences from Apache:\n{}\n--- apache error.log ---\n{log}", problems.len(), problems.join("\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_config_with_context_path_matches_apache() {
+    let o = Origin::start().await;
+    run_differential(&seed_body(&o, ""), common_cases(), &o).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preserve_host_and_via_match_apache() {
+    let o = Origin::start().await;
+    let cases = vec![
+        case("preserved host", "GET /stash/x HTTP/1.1\r\nHost: public.example:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("redirect with preserved host", "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/y HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+    ];
+    run_differential(&seed_body(&o, "ProxyPreserveHost On\n"), cases, &o).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_mapping_exclusions_and_access_match_apache() {
+    let o = Origin::start().await;
+    let body = format!(
+        "ProxyPass /static !\nProxyPass / http://localhost:{p}/ connectiontimeout=5 timeout=300\nProxyPassReverse / http://localhost:{p}/\n\
+         <Proxy http://localhost:{p}/admin>\n<RequireAll>\nRequire all granted\nRequire not ip 127.0.0.1\n</RequireAll>\n</Proxy>\n",
+        p = o.addr.port()
+    );
+    let cases = vec![
+        case("root", "GET / HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("deep", "GET /scm/tp/test.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("excluded", "GET /static/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("denied by require not ip", "GET /admin/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("redirect at root", "GET /redirect?to=http://localhost:ORIGINPORT/login HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+    ];
+    run_differential(&body, cases, &o).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_match_apache() {
+    let o = Origin::start().await;
+    let dead = free_port();
+    let body = format!(
+        "ProxyPass /dead http://127.0.0.1:{dead}/dead\nProxyPass /slow http://127.0.0.1:{p}/slow timeout=1\n\
+         <Proxy http://127.0.0.1:{p}/denied>\nOrder Allow,Deny\nAllow from 10.0.0.0/8\n</Proxy>\nProxyPass /denied http://127.0.0.1:{p}/denied\n",
+        p = o.addr.port()
+    );
+    let _ = PathBuf::new();
+    let cases = vec![
+        case("refused", "GET /dead/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("too slow", "GET /slow/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("denied", "GET /denied/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+    ];
+    run_differential(&body, cases, &o).await;
+}
