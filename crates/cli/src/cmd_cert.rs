@@ -147,12 +147,23 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn example_host(hosts: &[String], ips: &[IpAddr]) -> String {
-    hosts.first().cloned().or_else(|| ips.first().map(|i| i.to_string())).unwrap_or_else(|| "HOST".into())
+    hosts
+        .first()
+        .cloned()
+        .or_else(|| ips.first().map(|i| i.to_string()))
+        .unwrap_or_else(|| "HOST".into())
 }
 
 fn self_signed(a: SelfSignedArgs) -> anyhow::Result<ExitCode> {
     let made = tls::self_signed(&a.hosts, &a.ips, a.days, a.key.into())?;
-    let (cert, key) = tls::write_pair(&a.out, "server.crt", "server.key", &made.cert_pem, &made.key_pem, a.force)?;
+    let (cert, key) = tls::write_pair(
+        &a.out,
+        "server.crt",
+        "server.key",
+        &made.cert_pem,
+        &made.key_pem,
+        a.force,
+    )?;
     println!("wrote {} (certificate, valid {} days)", cert.display(), a.days);
     println!("wrote {} (private key, mode 0600)", key.display());
     println!();
@@ -172,18 +183,40 @@ fn self_signed(a: SelfSignedArgs) -> anyhow::Result<ExitCode> {
 fn ca(a: CaArgs) -> anyhow::Result<ExitCode> {
     let made = tls::make_ca(&a.name, a.days)?;
     let (cert, key) = tls::write_pair(&a.out, "ca.crt", "ca.key", &made.cert_pem, &made.key_pem, a.force)?;
-    println!("wrote {} (certificate authority, valid {} days: give this file to clients)", cert.display(), a.days);
-    println!("wrote {} (its private key, mode 0600: keep it secret, it can sign for any name)", key.display());
+    println!(
+        "wrote {} (certificate authority, valid {} days: give this file to clients)",
+        cert.display(),
+        a.days
+    );
+    println!(
+        "wrote {} (its private key, mode 0600: keep it secret, it can sign for any name)",
+        key.display()
+    );
     println!();
-    println!("Next: trove cert issue --ca {} --host git.example.com --out DIR", a.out.display());
+    println!(
+        "Next: trove cert issue --ca {} --host git.example.com --out DIR",
+        a.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     let authority = tls::load_ca(&a.ca)?;
     let made = tls::issue(&authority, &a.hosts, &a.ips, a.days, a.key.into())?;
-    let (cert, key) = tls::write_pair(&a.out, "server.crt", "server.key", &made.cert_pem, &made.key_pem, a.force)?;
-    println!("wrote {} (certificate signed by {}, valid {} days)", cert.display(), a.ca.join("ca.crt").display(), a.days);
+    let (cert, key) = tls::write_pair(
+        &a.out,
+        "server.crt",
+        "server.key",
+        &made.cert_pem,
+        &made.key_pem,
+        a.force,
+    )?;
+    println!(
+        "wrote {} (certificate signed by {}, valid {} days)",
+        cert.display(),
+        a.ca.join("ca.crt").display(),
+        a.days
+    );
     println!("wrote {} (private key, mode 0600)", key.display());
     println!();
     println!("Clients trust it through the CA certificate, with verification on:");
@@ -204,7 +237,11 @@ fn csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
     let (key, kind) = tls::load_private_key(&a.key, &source, &a.hosts[0], 443)?;
     let request = tls::csr_for_key(&key, kind, &a.hosts)?;
     tls::write_file(&a.out, request.as_bytes(), false, a.force)?;
-    println!("wrote {} (signing request for {}, {kind} key)", a.out.display(), a.hosts.join(", "));
+    println!(
+        "wrote {} (signing request for {}, {kind} key)",
+        a.out.display(),
+        a.hosts.join(", ")
+    );
     println!("Send it to your certificate authority; install what it returns as SSLCertificateFile.");
     Ok(ExitCode::SUCCESS)
 }
@@ -231,13 +268,18 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
         print_cert(&info, now);
         if i == 0 {
             if info.is_ca && certs.len() == 1 {
-                println!("  trove:       a certificate authority: give it to clients (http.sslCAInfo), not to the gateway");
+                println!(
+                    "  trove:       a certificate authority: give it to clients (http.sslCAInfo), not to the gateway"
+                );
             } else {
                 let mut refusals = info.refusals(now);
-                if let Some(host) = &a.host {
-                    if !info.covers(host) {
-                        refusals.push(format!("it is not valid for host {host:?} (it names {:?})", info.names()));
-                    }
+                if let Some(host) = &a.host
+                    && !info.covers(host)
+                {
+                    refusals.push(format!(
+                        "it is not valid for host {host:?} (it names {:?})",
+                        info.names()
+                    ));
                 }
                 if refusals.is_empty() {
                     println!("  trove:       would serve it");
@@ -263,10 +305,21 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
 
 fn print_cert(info: &CertInfo, now: i64) {
     println!("  subject:     {}", info.subject);
-    println!("  issuer:      {}{}", info.issuer, if info.self_signed { " (self-signed)" } else { "" });
+    println!(
+        "  issuer:      {}{}",
+        info.issuer,
+        if info.self_signed { " (self-signed)" } else { "" }
+    );
     let mut names: Vec<String> = info.dns_names.iter().map(|n| format!("DNS:{n}")).collect();
     names.extend(info.ip_addresses.iter().map(|i| format!("IP:{i}")));
-    println!("  names:       {}", if names.is_empty() { "(no subjectAltName)".to_string() } else { names.join(", ") });
+    println!(
+        "  names:       {}",
+        if names.is_empty() {
+            "(no subjectAltName)".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
     let days_left = (info.not_after - now) / 86_400;
     let state = if info.is_expired_at(now) {
         "EXPIRED".to_string()
@@ -288,11 +341,21 @@ fn print_cert(info: &CertInfo, now: i64) {
 
 fn show_key(path: &Path) -> anyhow::Result<ExitCode> {
     let Some(info) = tls::describe_key_file(path)? else {
-        anyhow::bail!("{} holds neither a certificate nor a private key (expected PEM blocks)", path.display());
+        anyhow::bail!(
+            "{} holds neither a certificate nor a private key (expected PEM blocks)",
+            path.display()
+        );
     };
     println!("{}: private key", path.display());
     println!("  mode:        {:04o}", info.mode);
-    println!("  encrypted:   {}", if info.encrypted { "yes (a passphrase is needed to serve it)" } else { "no" });
+    println!(
+        "  encrypted:   {}",
+        if info.encrypted {
+            "yes (a passphrase is needed to serve it)"
+        } else {
+            "no"
+        }
+    );
     let mut refusals = Vec::new();
     match info.key_type {
         Some(kind) => {
@@ -304,7 +367,10 @@ fn show_key(path: &Path) -> anyhow::Result<ExitCode> {
         None => println!("  key:         (encrypted: type and size not visible without the passphrase)"),
     }
     if info.mode & 0o077 != 0 {
-        refusals.push(format!("it can be read by group or others: run `chmod 600 {}`", path.display()));
+        refusals.push(format!(
+            "it can be read by group or others: run `chmod 600 {}`",
+            path.display()
+        ));
     }
     if refusals.is_empty() {
         println!("  trove:       would use it");

@@ -59,7 +59,11 @@ pub enum TlsError {
     NoCertificate { path: PathBuf },
 
     #[error("certificate {index} in {path} is not a valid X.509 certificate: {reason}")]
-    BadCertificate { path: PathBuf, index: usize, reason: String },
+    BadCertificate {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
 
     #[error(
         "no private key in {path}; expected a PEM block such as `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY`, `BEGIN EC PRIVATE KEY` or `BEGIN ENCRYPTED PRIVATE KEY`"
@@ -69,7 +73,9 @@ pub enum TlsError {
     #[error("private key {path} is malformed: {reason}")]
     BadKey { path: PathBuf, reason: String },
 
-    #[error("private key {path} is a {kind} key, which trove cannot serve; make an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key, e.g. `{GOOD_KEY_COMMAND}`")]
+    #[error(
+        "private key {path} is a {kind} key, which trove cannot serve; make an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key, e.g. `{GOOD_KEY_COMMAND}`"
+    )]
     UnsupportedKey { path: PathBuf, kind: String },
 
     #[error("private key {path} is encrypted with {scheme}, which trove cannot decrypt; re-encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in {path} -out new.key`", path = path.display())]
@@ -85,7 +91,11 @@ pub enum TlsError {
     PassphraseNeeded { path: PathBuf },
 
     #[error("cannot get the passphrase for private key {path} from {from}: {reason}")]
-    PassphraseUnavailable { path: PathBuf, from: String, reason: String },
+    PassphraseUnavailable {
+        path: PathBuf,
+        from: String,
+        reason: String,
+    },
 
     #[error(
         "private key {key} does not belong to certificate {cert} (their public keys differ); configure the key the certificate was made for, or make a new certificate for this key"
@@ -130,7 +140,9 @@ pub enum TlsError {
         source: std::io::Error,
     },
 
-    #[error("{name:?} is not a valid host name for a certificate; use letters, digits, '-' and '.', optionally starting with `*.`")]
+    #[error(
+        "{name:?} is not a valid host name for a certificate; use letters, digits, '-' and '.', optionally starting with `*.`"
+    )]
     InvalidHost { name: String },
 
     #[error("a certificate needs at least one --host or --ip")]
@@ -155,12 +167,18 @@ pub enum TlsWarning {
     #[error(
         "certificate {path} names {names:?} but serves site {site:?}; clients that verify the host name will refuse it: make a certificate for {site:?}"
     )]
-    NameNotInCertificate { path: PathBuf, site: String, names: Vec<String> },
+    NameNotInCertificate {
+        path: PathBuf,
+        site: String,
+        names: Vec<String>,
+    },
 
     #[error("SSLProtocol asks for {protocol}, which trove does not speak (it speaks TLS 1.2 and 1.3 only); ignored")]
     ProtocolNotSupported { protocol: String },
 
-    #[error("SSLProtocol {value:?}: {protocol:?} has no + or - prefix and replaces the protocols named before it; is a prefix missing?")]
+    #[error(
+        "SSLProtocol {value:?}: {protocol:?} has no + or - prefix and replaces the protocols named before it; is a prefix missing?"
+    )]
     ProtocolOverride { value: String, protocol: String },
 
     #[error("SSLCipherSuite asks for {name:?}, which trove does not offer ({reason}); ignored")]

@@ -90,7 +90,11 @@ impl KeyBlock {
     /// Whether a passphrase is needed to read the key.
     pub(crate) fn is_encrypted(&self) -> bool {
         self.pem.tag() == "ENCRYPTED PRIVATE KEY"
-            || self.pem.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED"))
+            || self
+                .pem
+                .headers()
+                .get("Proc-Type")
+                .is_some_and(|v| v.contains("ENCRYPTED"))
     }
 
     /// The algorithm word Apache passes to an `exec:` passphrase program (`RSA`, `EC`, ...).
@@ -103,7 +107,10 @@ impl KeyBlock {
     }
 
     /// Decrypts (when encrypted) and decodes the key. `passphrase` is ignored for plain keys.
-    pub(crate) fn decode(&self, passphrase: Option<&[u8]>) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
+    pub(crate) fn decode(
+        &self,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
         let tag = self.pem.tag();
         let contents = self.pem.contents();
         if tag == "ENCRYPTED PRIVATE KEY" {
@@ -148,9 +155,10 @@ fn decrypt_pkcs8(der_bytes: &[u8], pass: &[u8]) -> Result<Vec<u8>, KeyDecodeErro
         Err(pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed)) => {
             Err(KeyDecodeError::WrongPassphrase)
         }
-        Err(pkcs8::Error::EncryptedPrivateKey(e)) => {
-            Err(KeyDecodeError::UnsupportedEncryption(format!("{} ({e})", scheme_name(&info.encryption_algorithm))))
-        }
+        Err(pkcs8::Error::EncryptedPrivateKey(e)) => Err(KeyDecodeError::UnsupportedEncryption(format!(
+            "{} ({e})",
+            scheme_name(&info.encryption_algorithm)
+        ))),
         // The decrypted bytes are not DER: the key stream was wrong.
         Err(pkcs8::Error::Asn1(_)) => Err(KeyDecodeError::WrongPassphrase),
         Err(e) => Err(KeyDecodeError::Malformed(e.to_string())),
@@ -199,7 +207,10 @@ fn decrypt_legacy(dek_info: &str, data: &[u8], pass: &[u8]) -> Result<Zeroizing<
         other => return Err(KeyDecodeError::UnsupportedEncryption(format!("legacy PEM {other}"))),
     };
     if iv.len() != iv_len {
-        return Err(KeyDecodeError::Malformed(format!("DEK-Info IV has {} bytes, {cipher} needs {iv_len}", iv.len())));
+        return Err(KeyDecodeError::Malformed(format!(
+            "DEK-Info IV has {} bytes, {cipher} needs {iv_len}",
+            iv.len()
+        )));
     }
     let key = evp_bytes_to_key(pass, &iv[..8], key_len);
     let out = match cipher.as_str() {
@@ -221,15 +232,18 @@ fn decrypt_legacy(dek_info: &str, data: &[u8], pass: &[u8]) -> Result<Zeroizing<
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn rsa_bits(pkcs1_der: &[u8]) -> Result<usize, KeyDecodeError> {
-    let key = pkcs1::RsaPrivateKey::from_der(pkcs1_der)
-        .map_err(|e| KeyDecodeError::Malformed(format!("RSA key: {e}")))?;
+    let key =
+        pkcs1::RsaPrivateKey::from_der(pkcs1_der).map_err(|e| KeyDecodeError::Malformed(format!("RSA key: {e}")))?;
     Ok(uint_bits(key.modulus.as_bytes()))
 }
 
@@ -283,12 +297,20 @@ fn classify_pkcs8(der_bytes: Vec<u8>) -> Result<(PrivateKeyDer<'static>, KeyType
 
 fn classify_pkcs1(der_bytes: Vec<u8>) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
     let bits = rsa_bits(&der_bytes)?;
-    Ok((PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der_bytes)), KeyType::Rsa(bits)))
+    Ok((
+        PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der_bytes)),
+        KeyType::Rsa(bits),
+    ))
 }
 
 fn classify_sec1(der_bytes: Vec<u8>) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
-    let key = sec1::EcPrivateKey::from_der(&der_bytes).map_err(|e| KeyDecodeError::Malformed(format!("EC key: {e}")))?;
-    let curve = key.parameters.and_then(|p| p.named_curve()).map(|o| o.to_string()).unwrap_or_default();
+    let key =
+        sec1::EcPrivateKey::from_der(&der_bytes).map_err(|e| KeyDecodeError::Malformed(format!("EC key: {e}")))?;
+    let curve = key
+        .parameters
+        .and_then(|p| p.named_curve())
+        .map(|o| o.to_string())
+        .unwrap_or_default();
     let kind = curve_type(&curve);
     Ok((PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der_bytes)), kind))
 }
@@ -301,7 +323,10 @@ pub(crate) fn to_pkcs8(key: &PrivateKeyDer<'_>) -> Result<Zeroizing<Vec<u8>>, St
         PrivateKeyDer::Pkcs1(k) => {
             let null = der::asn1::AnyRef::NULL;
             let info = pkcs8::PrivateKeyInfo::new(
-                AlgorithmIdentifierRef { oid: OID_RSA.parse().expect("valid oid"), parameters: Some(null) },
+                AlgorithmIdentifierRef {
+                    oid: OID_RSA.parse().expect("valid oid"),
+                    parameters: Some(null),
+                },
                 k.secret_pkcs1_der(),
             );
             info.to_der().map(Zeroizing::new).map_err(|e| e.to_string())
@@ -315,7 +340,10 @@ pub(crate) fn to_pkcs8(key: &PrivateKeyDer<'_>) -> Result<Zeroizing<Vec<u8>>, St
             let curve_der = curve.to_der().map_err(|e| e.to_string())?;
             let params = der::asn1::AnyRef::try_from(curve_der.as_slice()).map_err(|e| e.to_string())?;
             let info = pkcs8::PrivateKeyInfo::new(
-                AlgorithmIdentifierRef { oid: OID_EC.parse().expect("valid oid"), parameters: Some(params) },
+                AlgorithmIdentifierRef {
+                    oid: OID_EC.parse().expect("valid oid"),
+                    parameters: Some(params),
+                },
                 k.secret_sec1_der(),
             );
             info.to_der().map(Zeroizing::new).map_err(|e| e.to_string())
@@ -332,7 +360,10 @@ mod tests {
     fn evp_bytes_to_key_matches_openssl_for_known_vector() {
         // `openssl enc -des-ede3-cbc -P -md md5 -S 0102030405060708 -pass pass:secret`
         let key = evp_bytes_to_key(b"secret", &[1, 2, 3, 4, 5, 6, 7, 8], 24);
-        assert_eq!(key.as_slice(), decode_hex("C9E5A1BD216DBE1317E230CEF48F38EE7F0E17AD64022144").unwrap());
+        assert_eq!(
+            key.as_slice(),
+            decode_hex("C9E5A1BD216DBE1317E230CEF48F38EE7F0E17AD64022144").unwrap()
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ impl TlsSiteConfig {
 
     /// `server_name` then `aliases`: the names that choose this site by SNI.
     pub fn names(&self) -> Vec<String> {
-        std::iter::once(self.server_name.clone()).chain(self.aliases.iter().cloned()).filter(|n| !n.is_empty()).collect()
+        std::iter::once(self.server_name.clone())
+            .chain(self.aliases.iter().cloned())
+            .filter(|n| !n.is_empty())
+            .collect()
     }
 }
 
@@ -74,22 +77,37 @@ pub(crate) fn check_private_mode(meta: &Metadata, role: FileRole, path: &Path) -
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o7777;
     if meta.is_file() && mode & 0o077 != 0 {
-        return Err(TlsError::TooOpen { role, path: path.to_path_buf(), mode });
+        return Err(TlsError::TooOpen {
+            role,
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     Ok(())
 }
 
 fn read_file(path: &Path, role: FileRole, private: bool) -> Result<Zeroizing<Vec<u8>>, TlsError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => TlsError::MissingFile { role, path: path.to_path_buf() },
-        _ => TlsError::UnreadableFile { role, path: path.to_path_buf(), source: e },
+        std::io::ErrorKind::NotFound => TlsError::MissingFile {
+            role,
+            path: path.to_path_buf(),
+        },
+        _ => TlsError::UnreadableFile {
+            role,
+            path: path.to_path_buf(),
+            source: e,
+        },
     })?;
     if private {
         check_private_mode(&meta, role, path)?;
     }
     std::fs::read(path)
         .map(Zeroizing::new)
-        .map_err(|e| TlsError::UnreadableFile { role, path: path.to_path_buf(), source: e })
+        .map_err(|e| TlsError::UnreadableFile {
+            role,
+            path: path.to_path_buf(),
+            source: e,
+        })
 }
 
 /// Every certificate in a PEM file, in order; `NoCertificate` when there is none.
@@ -106,7 +124,9 @@ pub fn load_certificates(path: &Path, role: FileRole) -> Result<Vec<CertificateD
         .map(|b| CertificateDer::from(b.into_contents()))
         .collect();
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate { path: path.to_path_buf() });
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
@@ -132,20 +152,46 @@ pub(crate) fn load_private_key_with(
 ) -> Result<(PrivateKeyDer<'static>, KeyType), TlsError> {
     let bytes = read_file(path, FileRole::PrivateKey, true)?;
     let block = KeyBlock::find(&bytes)
-        .map_err(|reason| TlsError::BadKey { path: path.to_path_buf(), reason: format!("not valid PEM: {reason}") })?
-        .ok_or_else(|| TlsError::NoKey { path: path.to_path_buf() })?;
-    let req = Request { key_path: path, server, port, algorithm: block.algorithm_hint() };
+        .map_err(|reason| TlsError::BadKey {
+            path: path.to_path_buf(),
+            reason: format!("not valid PEM: {reason}"),
+        })?
+        .ok_or_else(|| TlsError::NoKey {
+            path: path.to_path_buf(),
+        })?;
+    let req = Request {
+        key_path: path,
+        server,
+        port,
+        algorithm: block.algorithm_hint(),
+    };
     let map_err = |e: KeyDecodeError| match e {
-        KeyDecodeError::WrongPassphrase => TlsError::WrongPassphrase { path: path.to_path_buf(), from: source.describe() },
-        KeyDecodeError::Malformed(reason) => TlsError::BadKey { path: path.to_path_buf(), reason },
-        KeyDecodeError::UnsupportedEncryption(scheme) => TlsError::UnsupportedEncryption { path: path.to_path_buf(), scheme },
-        KeyDecodeError::Unsupported(kind) => TlsError::UnsupportedKey { path: path.to_path_buf(), kind: kind.to_string() },
+        KeyDecodeError::WrongPassphrase => TlsError::WrongPassphrase {
+            path: path.to_path_buf(),
+            from: source.describe(),
+        },
+        KeyDecodeError::Malformed(reason) => TlsError::BadKey {
+            path: path.to_path_buf(),
+            reason,
+        },
+        KeyDecodeError::UnsupportedEncryption(scheme) => TlsError::UnsupportedEncryption {
+            path: path.to_path_buf(),
+            scheme,
+        },
+        KeyDecodeError::Unsupported(kind) => TlsError::UnsupportedKey {
+            path: path.to_path_buf(),
+            kind: kind.to_string(),
+        },
     };
     let (key, kind) = if !block.is_encrypted() {
         block.decode(None).map_err(map_err)?
     } else {
         match source {
-            PassphraseSource::None => return Err(TlsError::PassphraseNeeded { path: path.to_path_buf() }),
+            PassphraseSource::None => {
+                return Err(TlsError::PassphraseNeeded {
+                    path: path.to_path_buf(),
+                });
+            }
             PassphraseSource::Builtin => {
                 let mut found = None;
                 // Phrases that already worked (other keys, or the start before a reload) first.
@@ -163,13 +209,17 @@ pub(crate) fn load_private_key_with(
                     return Err(TlsError::PassphraseUnavailable {
                         path: path.to_path_buf(),
                         from: source.describe(),
-                        reason: "no terminal prompt while reloading, and no earlier pass phrase fits; restart trove".into(),
+                        reason: "no terminal prompt while reloading, and no earlier pass phrase fits; restart trove"
+                            .into(),
                     });
                 }
                 let mut tries = 0;
                 while found.is_none() {
                     if tries == BUILTIN_TRIES {
-                        return Err(TlsError::WrongPassphrase { path: path.to_path_buf(), from: source.describe() });
+                        return Err(TlsError::WrongPassphrase {
+                            path: path.to_path_buf(),
+                            from: source.describe(),
+                        });
                     }
                     let phrase = passphrase::prompt(&req, tries > 0)?;
                     tries += 1;
@@ -196,9 +246,15 @@ pub(crate) fn load_private_key_with(
 
 fn check_key_type(path: &Path, kind: KeyType) -> Result<(), TlsError> {
     match kind {
-        KeyType::Rsa(bits) if bits < 2048 => Err(TlsError::WeakRsaKey { path: path.to_path_buf(), bits }),
+        KeyType::Rsa(bits) if bits < 2048 => Err(TlsError::WeakRsaKey {
+            path: path.to_path_buf(),
+            bits,
+        }),
         KeyType::Rsa(_) | KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::Ed25519 => Ok(()),
-        other => Err(TlsError::UnsupportedKey { path: path.to_path_buf(), kind: other.to_string() }),
+        other => Err(TlsError::UnsupportedKey {
+            path: path.to_path_buf(),
+            kind: other.to_string(),
+        }),
     }
 }
 
@@ -221,43 +277,72 @@ pub(crate) fn load_identity_with(
         reason,
     })?;
     for (i, c) in chain.iter().enumerate().skip(1) {
-        CertInfo::from_der(c).map_err(|reason| TlsError::BadCertificate { path: site.cert.clone(), index: i + 1, reason })?;
+        CertInfo::from_der(c).map_err(|reason| TlsError::BadCertificate {
+            path: site.cert.clone(),
+            index: i + 1,
+            reason,
+        })?;
     }
     // Checked before asking for a passphrase: no point unlocking a key that will be refused.
-    if let KeyType::Rsa(bits) = leaf.key_type {
-        if bits < 2048 {
-            return Err(TlsError::WeakRsaKey { path: site.cert.clone(), bits });
-        }
+    if let KeyType::Rsa(bits) = leaf.key_type
+        && bits < 2048
+    {
+        return Err(TlsError::WeakRsaKey {
+            path: site.cert.clone(),
+            bits,
+        });
     }
     let now = now_unix();
     if leaf.is_not_yet_valid_at(now) {
-        return Err(TlsError::NotYetValid { path: site.cert.clone(), not_before: format_time(leaf.not_before) });
+        return Err(TlsError::NotYetValid {
+            path: site.cert.clone(),
+            not_before: format_time(leaf.not_before),
+        });
     }
     let mut warnings = Vec::new();
     if leaf.is_expired_at(now) {
-        warnings.push(TlsWarning::CertificateExpired { path: site.cert.clone(), not_after: format_time(leaf.not_after) });
+        warnings.push(TlsWarning::CertificateExpired {
+            path: site.cert.clone(),
+            not_after: format_time(leaf.not_after),
+        });
     }
     if let Some(chain_path) = &site.chain {
         chain.extend(load_certificates(chain_path, FileRole::Chain)?);
     }
 
-    let (key, key_type) =
-        load_private_key_with(&site.key, &site.passphrase, &site.server_name, site.port, cache, interactive)?;
+    let (key, key_type) = load_private_key_with(
+        &site.key,
+        &site.passphrase,
+        &site.server_name,
+        site.port,
+        cache,
+        interactive,
+    )?;
     let provider = rustls::crypto::ring::default_provider();
-    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| TlsError::UnsupportedKey {
-        path: site.key.clone(),
-        kind: format!("{key_type} ({e})"),
-    })?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::UnsupportedKey {
+            path: site.key.clone(),
+            kind: format!("{key_type} ({e})"),
+        })?;
     let certified = CertifiedKey::new(chain.clone(), signing_key);
     match certified.keys_match() {
         Ok(()) => {}
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            return Err(TlsError::KeyMismatch { key: site.key.clone(), cert: site.cert.clone() });
+            return Err(TlsError::KeyMismatch {
+                key: site.key.clone(),
+                cert: site.cert.clone(),
+            });
         }
         // The ring provider knows the public key of every key type it loads, so "unknown" does
         // not happen; a certificate rustls cannot parse does.
         Err(e) => {
-            return Err(TlsError::BadCertificate { path: site.cert.clone(), index: 1, reason: e.to_string() });
+            return Err(TlsError::BadCertificate {
+                path: site.cert.clone(),
+                index: 1,
+                reason: e.to_string(),
+            });
         }
     }
     Ok(Identity {
@@ -287,20 +372,37 @@ pub struct KeyFileInfo {
 pub fn describe_key_file(path: &Path) -> Result<Option<KeyFileInfo>, TlsError> {
     use std::os::unix::fs::PermissionsExt;
     let bytes = read_file(path, FileRole::PrivateKey, false)?;
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0);
-    let Some(block) = KeyBlock::find(&bytes)
-        .map_err(|reason| TlsError::BadKey { path: path.to_path_buf(), reason: format!("not valid PEM: {reason}") })?
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0);
+    let Some(block) = KeyBlock::find(&bytes).map_err(|reason| TlsError::BadKey {
+        path: path.to_path_buf(),
+        reason: format!("not valid PEM: {reason}"),
+    })?
     else {
         return Ok(None);
     };
     if block.is_encrypted() {
-        return Ok(Some(KeyFileInfo { encrypted: true, key_type: None, mode }));
+        return Ok(Some(KeyFileInfo {
+            encrypted: true,
+            key_type: None,
+            mode,
+        }));
     }
     let key_type = match block.decode(None) {
         Ok((_, kind)) => kind,
         Err(KeyDecodeError::Unsupported(kind)) => kind,
-        Err(KeyDecodeError::Malformed(reason)) => return Err(TlsError::BadKey { path: path.to_path_buf(), reason }),
+        Err(KeyDecodeError::Malformed(reason)) => {
+            return Err(TlsError::BadKey {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
         Err(_) => KeyType::Other,
     };
-    Ok(Some(KeyFileInfo { encrypted: false, key_type: Some(key_type), mode }))
+    Ok(Some(KeyFileInfo {
+        encrypted: false,
+        key_type: Some(key_type),
+        mode,
+    }))
 }

@@ -15,14 +15,21 @@ use super::policy::TlsOptions;
 use super::sni::{SiteIdentity, SniResolver};
 
 /// The ring provider narrowed to the configured suites, plus the protocol versions to enable.
-fn provider_for(opts: &TlsOptions) -> Result<(CryptoProvider, Vec<&'static rustls::SupportedProtocolVersion>), TlsError> {
+fn provider_for(
+    opts: &TlsOptions,
+) -> Result<(CryptoProvider, Vec<&'static rustls::SupportedProtocolVersion>), TlsError> {
     let mut provider = rustls::crypto::ring::default_provider();
     let all = provider.cipher_suites.clone();
     let pick = |wanted: &Option<Vec<rustls::CipherSuite>>, tls13: bool| -> Vec<rustls::SupportedCipherSuite> {
-        let of_version = all.iter().filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_)) == tls13);
+        let of_version = all
+            .iter()
+            .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_)) == tls13);
         match wanted {
             None => of_version.cloned().collect(),
-            Some(list) => list.iter().filter_map(|id| of_version.clone().find(|s| s.suite() == *id).cloned()).collect(),
+            Some(list) => list
+                .iter()
+                .filter_map(|id| of_version.clone().find(|s| s.suite() == *id).cloned())
+                .collect(),
         }
     };
     let mut suites = Vec::new();
@@ -42,7 +49,9 @@ fn provider_for(opts: &TlsOptions) -> Result<(CryptoProvider, Vec<&'static rustl
         }
     }
     if versions.is_empty() {
-        return Err(TlsError::NoUsableCipherSuite { value: format!("{opts:?}") });
+        return Err(TlsError::NoUsableCipherSuite {
+            value: format!("{opts:?}"),
+        });
     }
     provider.cipher_suites = suites;
     Ok((provider, versions))
@@ -115,7 +124,10 @@ fn load_all(
 ) -> Result<(SniResolver, Vec<TlsWarning>), TlsError> {
     let mut sites = Vec::with_capacity(configs.len());
     for c in configs {
-        sites.push(SiteIdentity { names: c.names(), identity: load_identity_with(c, cache, interactive)? });
+        sites.push(SiteIdentity {
+            names: c.names(),
+            identity: load_identity_with(c, cache, interactive)?,
+        });
     }
     let resolver = SniResolver::new(&sites).ok_or(TlsError::NoSites)?;
     Ok((resolver, site_warnings(&sites)))
@@ -126,7 +138,14 @@ impl ReloadableCerts {
     pub fn load(configs: Vec<TlsSiteConfig>) -> Result<(Arc<ReloadableCerts>, Vec<TlsWarning>), TlsError> {
         let cache = PassphraseCache::default();
         let (resolver, warnings) = load_all(&configs, &cache, true)?;
-        Ok((Arc::new(ReloadableCerts { configs, cache, current: RwLock::new(Arc::new(resolver)) }), warnings))
+        Ok((
+            Arc::new(ReloadableCerts {
+                configs,
+                cache,
+                current: RwLock::new(Arc::new(resolver)),
+            }),
+            warnings,
+        ))
     }
 
     /// Loads the files again. On success new handshakes use them; on error the certificates in

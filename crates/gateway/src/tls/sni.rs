@@ -48,7 +48,10 @@ impl SniResolver {
             return None;
         }
         Some(SniResolver {
-            sites: sites.iter().map(|s| (s.names.clone(), s.identity.certified.clone())).collect(),
+            sites: sites
+                .iter()
+                .map(|s| (s.names.clone(), s.identity.certified.clone()))
+                .collect(),
         })
     }
 
@@ -60,7 +63,11 @@ impl SniResolver {
             .iter()
             .position(|(names, _)| names.iter().any(|n| !n.starts_with("*.") && name_matches(n, host)));
         exact
-            .or_else(|| self.sites.iter().position(|(names, _)| names.iter().any(|n| name_matches(n, host))))
+            .or_else(|| {
+                self.sites
+                    .iter()
+                    .position(|(names, _)| names.iter().any(|n| name_matches(n, host)))
+            })
             .unwrap_or(0)
     }
 

@@ -40,21 +40,48 @@ const FORMS: &[Form] = &[
     },
     Form {
         name: "genrsa -traditional -des3 (legacy Proc-Type, DES-EDE3-CBC)",
-        make: &[&["genrsa", "-traditional", "-des3", "-passout", "pass:PASS", "-out", "KEY", "2048"]],
+        make: &[&[
+            "genrsa",
+            "-traditional",
+            "-des3",
+            "-passout",
+            "pass:PASS",
+            "-out",
+            "KEY",
+            "2048",
+        ]],
         encrypted: true,
         pem_marker: "DEK-Info: DES-EDE3-CBC",
         kind: KeyType::Rsa(2048),
     },
     Form {
         name: "genrsa -traditional -aes128 (legacy Proc-Type, AES-128-CBC)",
-        make: &[&["genrsa", "-traditional", "-aes128", "-passout", "pass:PASS", "-out", "KEY", "2048"]],
+        make: &[&[
+            "genrsa",
+            "-traditional",
+            "-aes128",
+            "-passout",
+            "pass:PASS",
+            "-out",
+            "KEY",
+            "2048",
+        ]],
         encrypted: true,
         pem_marker: "DEK-Info: AES-128-CBC",
         kind: KeyType::Rsa(2048),
     },
     Form {
         name: "genrsa -traditional -aes256 (legacy Proc-Type, AES-256-CBC)",
-        make: &[&["genrsa", "-traditional", "-aes256", "-passout", "pass:PASS", "-out", "KEY", "3072"]],
+        make: &[&[
+            "genrsa",
+            "-traditional",
+            "-aes256",
+            "-passout",
+            "pass:PASS",
+            "-out",
+            "KEY",
+            "3072",
+        ]],
         encrypted: true,
         pem_marker: "DEK-Info: AES-256-CBC",
         kind: KeyType::Rsa(3072),
@@ -73,7 +100,16 @@ const FORMS: &[Form] = &[
         name: "pkcs8 -topk8 (default PBES2 AES-256-CBC)",
         make: &[
             &["genrsa", "-traditional", "-out", "KEY.src", "2048"],
-            &["pkcs8", "-topk8", "-in", "KEY.src", "-passout", "pass:PASS", "-out", "KEY"],
+            &[
+                "pkcs8",
+                "-topk8",
+                "-in",
+                "KEY.src",
+                "-passout",
+                "pass:PASS",
+                "-out",
+                "KEY",
+            ],
         ],
         encrypted: true,
         pem_marker: "BEGIN ENCRYPTED PRIVATE KEY",
@@ -83,7 +119,20 @@ const FORMS: &[Form] = &[
         name: "pkcs8 -topk8 -v2 des3 -v2prf hmacWithSHA1 (older OpenSSL defaults)",
         make: &[
             &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "KEY.src"],
-            &["pkcs8", "-topk8", "-v2", "des3", "-v2prf", "hmacWithSHA1", "-in", "KEY.src", "-passout", "pass:PASS", "-out", "KEY"],
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "des3",
+                "-v2prf",
+                "hmacWithSHA1",
+                "-in",
+                "KEY.src",
+                "-passout",
+                "pass:PASS",
+                "-out",
+                "KEY",
+            ],
         ],
         encrypted: true,
         pem_marker: "BEGIN ENCRYPTED PRIVATE KEY",
@@ -93,7 +142,17 @@ const FORMS: &[Form] = &[
         name: "pkcs8 -topk8 -scrypt",
         make: &[
             &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "KEY.src"],
-            &["pkcs8", "-topk8", "-scrypt", "-in", "KEY.src", "-passout", "pass:PASS", "-out", "KEY"],
+            &[
+                "pkcs8",
+                "-topk8",
+                "-scrypt",
+                "-in",
+                "KEY.src",
+                "-passout",
+                "pass:PASS",
+                "-out",
+                "KEY",
+            ],
         ],
         encrypted: true,
         pem_marker: "BEGIN ENCRYPTED PRIVATE KEY",
@@ -132,7 +191,16 @@ const FORMS: &[Form] = &[
     },
     Form {
         name: "genpkey ed25519 -aes256",
-        make: &[&["genpkey", "-algorithm", "ed25519", "-aes256", "-pass", "pass:PASS", "-out", "KEY"]],
+        make: &[&[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-aes256",
+            "-pass",
+            "pass:PASS",
+            "-out",
+            "KEY",
+        ]],
         encrypted: true,
         pem_marker: "BEGIN ENCRYPTED PRIVATE KEY",
         kind: KeyType::Ed25519,
@@ -143,16 +211,29 @@ const FORMS: &[Form] = &[
 fn make(dir: &Path, i: usize, form: &Form) -> (std::path::PathBuf, std::path::PathBuf) {
     let key = format!("key{i}.pem");
     for step in form.make {
-        let args: Vec<String> =
-            step.iter().map(|a| a.replace("KEY", &key).replace("pass:PASS", &format!("pass:{PASS}"))).collect();
+        let args: Vec<String> = step
+            .iter()
+            .map(|a| a.replace("KEY", &key).replace("pass:PASS", &format!("pass:{PASS}")))
+            .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         openssl(dir, &args);
     }
     let key_path = dir.join(&key);
     chmod(&key_path, 0o600);
     let text = std::fs::read_to_string(&key_path).unwrap();
-    assert!(text.contains(form.pem_marker), "{}: expected {:?} in\n{text}", form.name, form.pem_marker);
-    let cert = openssl_cert_for(dir, &key, &format!("cert{i}.pem"), form.encrypted.then_some(PASS), "localhost");
+    assert!(
+        text.contains(form.pem_marker),
+        "{}: expected {:?} in\n{text}",
+        form.name,
+        form.pem_marker
+    );
+    let cert = openssl_cert_for(
+        dir,
+        &key,
+        &format!("cert{i}.pem"),
+        form.encrypted.then_some(PASS),
+        "localhost",
+    );
     (cert, key_path)
 }
 
@@ -180,7 +261,8 @@ fn keys_in_every_openssl_form_load_with_the_right_passphrase_and_fail_with_a_wro
             }
         } else {
             // A passphrase configured for a plain key is simply not needed.
-            load_identity(&site("localhost", &cert, &key, bad.clone())).unwrap_or_else(|e| panic!("{}: {e}", form.name));
+            load_identity(&site("localhost", &cert, &key, bad.clone()))
+                .unwrap_or_else(|e| panic!("{}: {e}", form.name));
         }
     }
 }
@@ -191,18 +273,28 @@ fn passphrase_comes_from_an_exec_program_called_with_server_port_and_rsa() {
     let (cert, key) = make(dir.path(), 0, &FORMS[0]);
     let args_file = dir.path().join("args.txt");
     let program = dir.path().join("askpass.sh");
-    std::fs::write(&program, format!("#!/bin/sh\necho \"$@\" > '{}'\necho '{PASS}'\n", args_file.display())).unwrap();
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\necho \"$@\" > '{}'\necho '{PASS}'\n", args_file.display()),
+    )
+    .unwrap();
     chmod(&program, 0o755);
     let mut cfg = site("git.example.test", &cert, &key, PassphraseSource::Exec(program.clone()));
     cfg.port = 8443;
     load_identity(&cfg).unwrap();
-    assert_eq!(std::fs::read_to_string(&args_file).unwrap().trim(), "git.example.test:8443 RSA");
+    assert_eq!(
+        std::fs::read_to_string(&args_file).unwrap().trim(),
+        "git.example.test:8443 RSA"
+    );
 
     let failing = dir.path().join("fail.sh");
     std::fs::write(&failing, "#!/bin/sh\nexit 3\n").unwrap();
     chmod(&failing, 0o755);
     cfg.passphrase = PassphraseSource::Exec(failing);
-    assert!(matches!(load_identity(&cfg), Err(TlsError::PassphraseUnavailable { .. })));
+    assert!(matches!(
+        load_identity(&cfg),
+        Err(TlsError::PassphraseUnavailable { .. })
+    ));
 }
 
 #[test]
@@ -225,21 +317,39 @@ fn passphrase_file_readable_by_others_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make(dir.path(), 0, &FORMS[0]);
     let source = pass_file(dir.path(), PASS);
-    let PassphraseSource::File(p) = &source else { unreachable!() };
+    let PassphraseSource::File(p) = &source else {
+        unreachable!()
+    };
     chmod(p, 0o644);
-    assert!(matches!(load_identity(&site("localhost", &cert, &key, source)), Err(TlsError::TooOpen { .. })));
+    assert!(matches!(
+        load_identity(&site("localhost", &cert, &key, source)),
+        Err(TlsError::TooOpen { .. })
+    ));
 }
 
 #[test]
 fn seed_1024_bit_key_is_refused_with_the_command_that_makes_a_good_one() {
     let dir = tempfile::tempdir().unwrap();
     // Exactly the seed's step 8(c), non-interactively.
-    openssl(dir.path(), &["genrsa", "-des3", "-passout", &format!("pass:{PASS}"), "-out", "server.key", "1024"]);
+    openssl(
+        dir.path(),
+        &[
+            "genrsa",
+            "-des3",
+            "-passout",
+            &format!("pass:{PASS}"),
+            "-out",
+            "server.key",
+            "1024",
+        ],
+    );
     chmod(&dir.path().join("server.key"), 0o600);
     let cert = openssl_cert_for(dir.path(), "server.key", "server.crt", Some(PASS), "localhost");
     let key = dir.path().join("server.key");
     let err = load_identity(&site("localhost", &cert, &key, pass_file(dir.path(), PASS))).unwrap_err();
-    let TlsError::WeakRsaKey { bits, .. } = &err else { panic!("{err:?}") };
+    let TlsError::WeakRsaKey { bits, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(*bits, 1024);
     let msg = err.to_string();
     assert!(msg.contains("openssl genrsa -aes256 -out server.key 3072"), "{msg}");
@@ -261,7 +371,10 @@ fn key_of_another_certificate_is_refused() {
     match load_identity(&site("localhost", &cert_a, &key_b, PassphraseSource::None)) {
         Err(e @ TlsError::KeyMismatch { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains(&*key_b.to_string_lossy()) && msg.contains(&*cert_a.to_string_lossy()), "{msg}");
+            assert!(
+                msg.contains(&*key_b.to_string_lossy()) && msg.contains(&*cert_a.to_string_lossy()),
+                "{msg}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -347,7 +460,10 @@ fn cert_with_validity(dir: &Path, from: i64, to: i64) -> (std::path::PathBuf, st
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[test]
@@ -379,8 +495,15 @@ fn chain_file_is_served_after_the_leaf() {
     let dir = tempfile::tempdir().unwrap();
     let ca = trove_gateway::tls::make_ca("Test CA", 30).unwrap();
     let made = trove_gateway::tls::issue(&ca, &["localhost".into()], &[], 30, Default::default()).unwrap();
-    let (cert, key) =
-        trove_gateway::tls::write_pair(dir.path(), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
+    let (cert, key) = trove_gateway::tls::write_pair(
+        dir.path(),
+        "server.crt",
+        "server.key",
+        &made.cert_pem,
+        &made.key_pem,
+        false,
+    )
+    .unwrap();
     std::fs::write(dir.path().join("chain.pem"), &ca.cert_pem).unwrap();
     let mut cfg = site("localhost", &cert, &key, PassphraseSource::None);
     cfg.chain = Some(dir.path().join("chain.pem"));
