@@ -393,8 +393,6 @@ async fn supervise(
         buf
     });
     let status = child.wait().await;
-    drop(permit);
-    state.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     let err = collect.await.unwrap_or_default();
     match status {
         Ok(s) if s.success() => {
@@ -405,6 +403,9 @@ async fn supervise(
         Ok(s) => tracing::warn!(%repo, service = service.name(), status = %s, stderr = %String::from_utf8_lossy(&err).trim(), "git exited with failure"),
         Err(e) => tracing::error!(%repo, service = service.name(), error = %e, "cannot wait for git"),
     }
+    drop(permit);
+    // Last, so that "no git process running" also means "maintenance already scheduled".
+    state.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// `GET /scm/{KEY}/{slug}.git` in a browser: Bitbucket sends people to the repository's page.

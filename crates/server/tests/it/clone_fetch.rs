@@ -6,7 +6,7 @@ use crate::support::TestServer;
 fn clone_over_protocol_v0_and_v2_gets_the_pushed_history() {
     let t = TestServer::start();
     let (_, tip) = t.seed("scm/TP/test.git", 3);
-    for version in ["0", "2"] {
+    for version in ["0", "1", "2"] {
         let dir = t.dir(&format!("v{version}"));
         let out = t
             .git_cmd(&dir, &["-c", &format!("protocol.version={version}"), "clone", &t.url_as("reader", "scm/tp/test.git"), "c"])
@@ -19,6 +19,8 @@ fn clone_over_protocol_v0_and_v2_gets_the_pushed_history() {
         assert_eq!(t.git_ok(&dir.join("c"), &["rev-list", "--count", "HEAD"]), "3");
         let spoke_v2 = trace.contains("git< version 2");
         assert_eq!(spoke_v2, version == "2", "v{version} negotiation, trace:\n{trace}");
+        let spoke_v1 = trace.contains("git< version 1");
+        assert_eq!(spoke_v1, version == "1", "v{version} negotiation, trace:\n{trace}");
     }
 }
 
@@ -99,4 +101,24 @@ fn cloning_an_empty_repository_warns_but_succeeds() {
     let out = t.git(&dir, &["clone", &t.url_as("reader", "scm/TP/test.git"), "c"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty repository"));
+}
+
+#[test]
+fn clones_beyond_the_pack_concurrency_bound_wait_their_turn_and_all_succeed() {
+    let t = TestServer::start_with(|c| c.git.max_concurrent_packs = 1);
+    let (_, tip) = t.seed("scm/TP/test.git", 3);
+    let tips: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let t = &t;
+                s.spawn(move || {
+                    let dir = t.dir(&format!("queue{i}"));
+                    t.git_ok(&dir, &["clone", "-q", &t.url_as("reader", "scm/TP/test.git"), "c"]);
+                    t.git_ok(&dir.join("c"), &["rev-parse", "HEAD"])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(tips.iter().all(|x| *x == tip), "{tips:?}");
 }

@@ -201,3 +201,36 @@ fn personal_repositories_belong_to_their_owner() {
     let err = t.git_fails(&dir, &["clone", &t.url_as("reader", "scm/~writer/dots.git"), "theirs"]);
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn pushes_with_malformed_objects_are_refused_by_fsck() {
+    let t = TestServer::start();
+    let (work, tip) = t.seed("scm/TP/test.git", 1);
+    let tree = t.git_ok(&work, &["rev-parse", "HEAD^{tree}"]);
+    // An author line without the closing `>`: git itself would never write this commit.
+    let commit = format!("tree {tree}\nparent {tip}\nauthor Bad <bad@example.com 1700000000 +0000\ncommitter Bad <bad@example.com> 1700000000 +0000\n\nbad\n");
+    let mut hash = t.git_cmd(&work, &["hash-object", "-t", "commit", "-w", "--literally", "--stdin"]);
+    hash.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = hash.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(commit.as_bytes()).unwrap();
+    let bad = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_owned();
+    t.git_ok(&work, &["update-ref", "refs/heads/bad", &bad]);
+    let err = t.git_fails(&work, &["push", "origin", "bad"]);
+    assert!(err.contains("remote: error") || err.contains("unpack"), "{err}");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/bad"), None);
+    t.fsck("TP", "test");
+}
+
+#[test]
+fn pushes_are_followed_by_background_commit_graph_maintenance_unless_disabled() {
+    let chain = "objects/info/commit-graphs/commit-graph-chain";
+    let t = TestServer::start();
+    t.seed("scm/TP/test.git", 3);
+    t.wait_maintenance();
+    assert!(t.repo_dir("TP", "test").join(chain).is_file(), "commit-graph written after the push");
+
+    let t = TestServer::start_with(|c| c.git.maintenance_after_push = false);
+    t.seed("scm/TP/test.git", 3);
+    t.wait_maintenance();
+    assert!(!t.repo_dir("TP", "test").join(chain).exists(), "no maintenance when disabled");
+}

@@ -210,7 +210,13 @@ impl TestServer {
         self.git_ok(&dir, &["fsck", "--strict", "--no-progress"]);
     }
 
+    /// Waits until no git process serves a request and background maintenance is done.
     pub fn wait_maintenance(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.server.running_git_processes() != 0 {
+            assert!(Instant::now() < deadline, "git processes did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let s = self.server.clone();
         self.runtime.block_on(async move { s.maintenance_idle().await });
     }
