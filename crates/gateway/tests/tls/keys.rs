@@ -516,3 +516,35 @@ fn chain_file_is_served_after_the_leaf() {
     cfg.chain = None;
     assert_eq!(load_identity(&cfg).unwrap().chain.len(), 2);
 }
+
+/// Runs in a child of this test binary started by `setsid`, which has no controlling terminal,
+/// as under systemd: `builtin` must fail at once with a clear message, never wait for input.
+#[test]
+fn builtin_prompt_without_a_terminal_fails_at_once_instead_of_hanging() {
+    const NAME: &str = "keys::builtin_prompt_without_a_terminal_fails_at_once_instead_of_hanging";
+    if let Some(dir) = std::env::var_os("TROVE_TLS_TEST_NO_TTY_DIR") {
+        let dir = Path::new(&dir);
+        let (cert, key) = (dir.join("cert0.pem"), dir.join("key0.pem"));
+        match load_identity(&site("localhost", &cert, &key, PassphraseSource::Builtin)) {
+            Err(e @ TlsError::PassphraseUnavailable { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("no terminal") && msg.contains("exec:"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    make(dir.path(), 0, &FORMS[0]);
+    let out = std::process::Command::new("setsid")
+        .arg("--wait")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env("TROVE_TLS_TEST_NO_TTY_DIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setsid (util-linux) is needed");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the child did not run the test: {text}");
+}
