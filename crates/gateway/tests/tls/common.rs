@@ -19,6 +19,7 @@ pub const CA_ENV: &[&str] = &[
     "REQUESTS_CA_BUNDLE",
     "GIT_SSL_CAINFO",
     "GIT_SSL_NO_VERIFY",
+    "NIX_SSL_CERT_FILE",
 ];
 
 fn tool(name: &str) -> Command {
@@ -125,11 +126,26 @@ pub async fn serve(config: Arc<rustls::ServerConfig>) -> u16 {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
-                            body.len()
-                        );
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        let resp = if head.starts_with(b"GET ")
+                            && String::from_utf8_lossy(&head).contains("/info/refs?service=git-upload-pack")
+                        {
+                            // An empty repository's smart-HTTP advertisement (gitprotocol-http(5)), so
+                            // that `git ls-remote` succeeds once TLS has.
+                            let adv = format!(
+                                "001e# service=git-upload-pack\n0000003e{} capabilities^{{}}\0\n0000",
+                                "0".repeat(40)
+                            );
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/x-git-upload-pack-advertisement\r\nCache-Control: no-cache\r\n\r\n{adv}",
+                                adv.len()
+                            )
+                        } else {
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+                                body.len()
+                            )
+                        };
                         if tls.write_all(resp.as_bytes()).await.is_err() {
                             return;
                         }
@@ -183,4 +199,26 @@ pub fn subject_line(s_client_output: &str) -> String {
         .find(|l| l.starts_with("subject="))
         .unwrap_or("")
         .to_string()
+}
+
+/// `git` with a private HOME and no system config, our CA variables cleared, and
+/// `http.curloptResolve` pointing `host:port` at loopback (like curl's `--resolve`).
+pub async fn git(home: &Path, resolve: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = tokio::process::Command::new("git");
+    for v in CA_ENV {
+        c.env_remove(v);
+    }
+    c.env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    c.envs(env.iter().copied());
+    // The test server speaks HTTP/1.1 only; git would otherwise negotiate h2 through ALPN.
+    c.args(["-c", "http.version=HTTP/1.1"]);
+    c.arg("-c")
+        .arg(format!("http.curloptResolve={resolve}"))
+        .args(args)
+        .stdin(Stdio::null());
+    c.output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run git: {e}; these tests need it installed"))
 }

@@ -7,7 +7,7 @@ use trove_gateway::tls::{
     load_identity, make_ca, parse_ssl_cipher_suite, parse_ssl_protocol, write_pair,
 };
 
-use crate::common::{curl, s_client, serve, site, subject_line};
+use crate::common::{curl, git, s_client, serve, site, subject_line};
 
 /// A Trove-made CA in `dir/ca` and a site certificate for `hosts` signed by it in `dir/<name>`.
 fn ca_and_site(dir: &Path, ca: &CertAuthority, name: &str, hosts: &[&str], key: KeyKind) -> SiteIdentity {
@@ -224,5 +224,42 @@ fn site_names_missing_from_the_certificate_are_warned_about() {
     assert!(
         matches!(&warnings[..], [TlsWarning::NameNotInCertificate { site, .. }] if site == "other.example.test"),
         "{warnings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_verifies_a_trove_ca_with_http_sslcainfo_and_needs_no_verify_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_crt) = write_ca(dir.path());
+    let site = ca_and_site(dir.path(), &ca, "git", &["git.example.test"], KeyKind::EcdsaP256);
+    let (config, _) = build_server_config(&[site], &TlsOptions::default()).unwrap();
+    let port = serve(config).await;
+    let home = dir.path();
+    let cainfo = format!("http.sslCAInfo={}", ca_crt.display());
+    let good = format!("git.example.test:{port}:127.0.0.1");
+    let url = format!("https://git.example.test:{port}/git/TP/test.git");
+
+    // The safe way (docs/tls.md): trust the Trove CA, verification on.
+    let out = git(home, &good, &["-c", &cainfo, "ls-remote", &url], &[]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Without the CA, git refuses the certificate, as in the seed...
+    let out = git(home, &good, &["ls-remote", &url], &[("GIT_SSL_CAINFO", "/dev/null")]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("ssl") || err.contains("certificate"), "{err}");
+    // ...and the seed's last resort works, as it says.
+    let out = git(home, &good, &["ls-remote", &url], &[("GIT_SSL_NO_VERIFY", "true")]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A name the certificate does not hold fails even with the CA.
+    let wrong = format!("wrong.example.test:{port}:127.0.0.1");
+    let wrong_url = format!("https://wrong.example.test:{port}/git/TP/test.git");
+    let out = git(home, &wrong, &["-c", &cainfo, "ls-remote", &wrong_url], &[]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("ssl") || err.contains("certificate") || err.contains("subject"),
+        "{err}"
     );
 }

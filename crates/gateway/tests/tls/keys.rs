@@ -544,7 +544,11 @@ fn builtin_prompt_without_a_terminal_fails_at_once_instead_of_hanging() {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("setsid (util-linux) is needed");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "the child did not run the test: {text}");
 }
