@@ -149,7 +149,8 @@ impl Server {
         self.shared.maintenance.idle().await
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then lets open requests finish.
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting, asks every open
+    /// connection to finish its current request, and waits for them.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
         tracing::info!(
@@ -159,10 +160,61 @@ impl Server {
             "trove server listening"
         );
         let router = app(self);
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut conns = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(serve_connection(router.clone(), stream, peer, stop_rx.clone()));
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        let _ = stop_tx.send(true);
+        while conns.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// How long a client may take to send a request's headers (slowloris protection). hyper only
+/// enforces this with a timer set on the builder.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn serve_connection(router: Router, stream: tokio::net::TcpStream, peer: SocketAddr, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = router.clone();
+        // Router is always ready; `call` alone is what axum::serve does too.
+        async move { tower::Service::call(&mut router, req).await }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

@@ -203,8 +203,9 @@ impl Store {
                 let global: Option<String> = r.get(4)?;
                 Ok(User {
                     id: r.get(0)?,
-                    // Names were validated when stored; a row that no longer parses is refused below.
-                    name: UserName::parse(&name).unwrap_or_else(|_| UserName::parse("invalid").expect("literal")),
+                    // Names were validated when stored; a row that no longer parses is corrupt.
+                    name: UserName::parse(&name)
+                        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?,
                     display_name: r.get(2)?,
                     email: r.get(3)?,
                     global: global.and_then(|g| g.parse().ok()),

@@ -172,3 +172,24 @@ fn status_answers_running() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "{\"state\":\"RUNNING\"}");
 }
+
+#[test]
+fn serve_returns_after_shutdown_once_open_connections_finish() {
+    let data = tempfile::tempdir().unwrap();
+    let server = trove_server::Server::open(trove_server::ServerConfig::new(data.path())).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn({
+            let server = server.clone();
+            async move { server.serve(listener, async move { let _ = stopped.await; }).await }
+        });
+        let r = tokio::task::spawn_blocking(move || crate::support::http(addr, "GET", "/status", &[], b"")).await.unwrap();
+        assert_eq!(r.status, 200);
+        stop.send(()).unwrap();
+        serving.await.unwrap().unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    });
+}
