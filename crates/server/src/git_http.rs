@@ -279,15 +279,15 @@ async fn rpc(
         Some(other) => return Err(HttpError::UnsupportedEncoding(other.to_owned())),
     };
     let content_type = HeaderValue::from_str(&format!("application/x-{}-result", service.name())).expect("ascii");
-    if let Input::Buffered(b) = &input {
-        if pktline::is_probe(b) {
-            // The probe only asks "would a real request be accepted?"; authorisation above
-            // already answered, so no process is needed.
-            let mut resp = StatusCode::OK.into_response();
-            resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
-            no_cache(resp.headers_mut());
-            return Ok(resp);
-        }
+    if let Input::Buffered(b) = &input
+        && pktline::is_probe(b)
+    {
+        // The probe only asks "would a real request be accepted?"; authorisation above
+        // already answered, so no process is needed.
+        let mut resp = StatusCode::OK.into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        no_cache(resp.headers_mut());
+        return Ok(resp);
     }
 
     // Bound concurrent pack generation: pack-objects is CPU- and memory-heavy, and a queue is

@@ -81,14 +81,14 @@ impl Server {
             Some(c) => c,
             None => store.context_path()?.unwrap_or_default(),
         };
-        if let Some(b) = &base_url {
-            if b.path() != context_path.as_str() {
-                tracing::warn!(
-                    base_url = %b,
-                    context_path = %context_path,
-                    "the base URL's path differs from the context path; that is right only when the proxy rewrites paths (ProxyPass /x http://…/y)"
-                );
-            }
+        if let Some(b) = &base_url
+            && b.path() != context_path.as_str()
+        {
+            tracing::warn!(
+                base_url = %b,
+                context_path = %context_path,
+                "the base URL's path differs from the context path; that is right only when the proxy rewrites paths (ProxyPass /x http://…/y)"
+            );
         }
         let urls = PublicUrls::new(PublicUrlSettings {
             base_url,

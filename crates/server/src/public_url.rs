@@ -258,11 +258,11 @@ fn valid_authority(s: &str) -> bool {
 
 fn split_host_port(s: &str) -> (String, Option<u16>) {
     let lower = s.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix('[') {
-        if let Some((h, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (format!("[{h}]"), port);
-        }
+    if let Some(rest) = lower.strip_prefix('[')
+        && let Some((h, after)) = rest.split_once(']')
+    {
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (format!("[{h}]"), port);
     }
     match lower.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => match p.parse() {
@@ -366,7 +366,8 @@ mod tests {
         let proxy: SocketAddr = "10.0.0.5:40000".parse().unwrap();
         let stranger: SocketAddr = "203.0.113.9:40000".parse().unwrap();
         let trusted = ["10.0.0.0/8"];
-        let cases: Vec<(&str, PublicUrlSettings, SocketAddr, HeaderMap, (&str, &str, &str, bool))> = vec![
+        type Case<'a> = (&'a str, PublicUrlSettings, SocketAddr, HeaderMap, (&'a str, &'a str, &'a str, bool));
+        let cases: Vec<Case> = vec![
             ("direct", settings(&trusted, Connector::default()), stranger, headers(&[("host", "localhost:7990")]), ("http", "localhost:7990", "203.0.113.9", false)),
             (
                 "untrusted peer's X-Forwarded-* are ignored",

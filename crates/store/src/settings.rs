@@ -61,10 +61,10 @@ impl BaseUrl {
                 None => (authority, None),
             }
         };
-        if let Some(port) = port {
-            if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
-                return Err(err("the port is not a number from 1 to 65535"));
-            }
+        if let Some(port) = port
+            && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+        {
+            return Err(err("the port is not a number from 1 to 65535"));
         }
         if host.is_empty() {
             return Err(err("it has no host name"));
@@ -177,7 +177,8 @@ mod tests {
 
     #[test]
     fn base_urls_are_normalized_or_refused() {
-        let cases: &[(&str, Option<(&str, &str, &str, &str)>)] = &[
+        type Parts<'a> = (&'a str, &'a str, &'a str, &'a str);
+        let cases: &[(&str, Option<Parts>)] = &[
             ("https://mycompany.com/stash", Some(("https://mycompany.com/stash", "https", "mycompany.com", "/stash"))),
             ("https://mycompany.com/stash/", Some(("https://mycompany.com/stash", "https", "mycompany.com", "/stash"))),
             ("HTTP://Example.COM:7990", Some(("http://example.com:7990", "http", "example.com:7990", ""))),

@@ -281,10 +281,10 @@ impl Store {
         if !u.active {
             return Ok(None);
         }
-        if let Some(expected) = user {
-            if UserName::parse(expected).ok().as_ref() != Some(&u.name) {
-                return Ok(None);
-            }
+        if let Some(expected) = user
+            && UserName::parse(expected).ok().as_ref() != Some(&u.name)
+        {
+            return Ok(None);
         }
         let _ = self.conn().execute("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2", params![now(), id]);
         Ok(Some(Authenticated { user: u, token_scope: Some(scope.parse().unwrap_or(Permission::Read)) }))

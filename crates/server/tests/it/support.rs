@@ -301,8 +301,7 @@ pub fn parse_response(raw: &[u8]) -> RawResponse {
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = data.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(nl) = data.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(String::from_utf8_lossy(&data[..nl]).split(';').next().unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
