@@ -7,6 +7,7 @@ mod cmd_admin;
 mod cmd_cert;
 mod cmd_gateway;
 mod cmd_server;
+mod cmd_up;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Cert(cmd_cert::Command),
     /// Offline administration of a data directory.
     Admin(cmd_admin::Args),
+    /// The Git server and the TLS gateway together, on safe defaults: the seed's set-up in one command.
+    Up(cmd_up::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(a) => cmd_server::run(a),
         Command::Cert(c) => cmd_cert::run(c),
         Command::Admin(a) => cmd_admin::run(a),
+        Command::Up(a) => cmd_up::run(a),
     };
     match result {
         Ok(code) => code,

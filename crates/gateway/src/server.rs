@@ -15,7 +15,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -102,13 +101,13 @@ impl Gateway {
     /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests for
     /// up to the config's `drain_timeout`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let graceful = Arc::new(GracefulShutdown::new());
         let (stop_tx, stop_rx) = watch::channel(false);
+        let active = Arc::new(Active::default());
         let mut tasks = Vec::new();
         for (listener, tls) in self.listeners {
             let current = self.current.clone();
             let acceptor = if tls { self.tls.clone() } else { None };
-            let graceful = graceful.clone();
+            let active = active.clone();
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -129,9 +128,14 @@ impl Gateway {
                     let local = stream.local_addr().unwrap_or(peer);
                     let current = current.clone();
                     let acceptor = acceptor.clone();
-                    let graceful = graceful.clone();
+                    let stop = stop.clone();
+                    active.count.fetch_add(1, Ordering::AcqRel);
+                    let active = active.clone();
                     tokio::spawn(async move {
-                        serve_connection(stream, peer, local, current, acceptor, graceful).await;
+                        serve_connection(stream, peer, local, current, acceptor, stop).await;
+                        if active.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            active.idle.notify_waiters();
+                        }
                     });
                 }
             }));
@@ -172,12 +176,27 @@ impl Gateway {
             let _ = t.await;
         }
         let drain = self.current.get().config.drain_timeout;
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        let drained = async {
+            loop {
+                let notified = active.idle.notified();
+                if active.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
         tokio::select! {
-            _ = graceful.shutdown() => tracing::info!("all connections drained"),
+            _ = drained => tracing::info!("all connections drained"),
             _ = tokio::time::sleep(drain) => tracing::warn!("drain deadline of {drain:?} passed; closing remaining connections"),
         }
     }
+}
+
+/// Open downstream connections, for draining.
+#[derive(Default)]
+struct Active {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
 }
 
 fn bind_reuse(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -193,7 +212,7 @@ async fn serve_connection(
     local: SocketAddr,
     current: Current,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let shared_cfg = current.get();
     let limits = shared_cfg.config.limits.clone();
@@ -219,10 +238,7 @@ async fn serve_connection(
                 async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-            let conn = graceful.watch(conn.into_owned());
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
+            drive(conn, &mut stop, peer).await;
         }
         Some(acc) => {
             let tls = match tokio::time::timeout(limits.header_read_timeout, acc.accept(stream)).await {
@@ -246,11 +262,51 @@ async fn serve_connection(
                 async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-            let conn = graceful.watch(conn.into_owned());
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
+            drive(conn, &mut stop, peer).await;
         }
     }
     metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Run a connection; on shutdown, let it finish the request in flight and close.
+async fn drive<C, E>(conn: C, stop: &mut watch::Receiver<bool>, peer: SocketAddr)
+where
+    C: Future<Output = Result<(), E>> + GracefulConn,
+    E: std::fmt::Display,
+{
+    let mut conn = std::pin::pin!(conn);
+    let r = if *stop.borrow() {
+        conn.as_mut().shutdown_gracefully();
+        conn.await
+    } else {
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stop.changed() => {
+                conn.as_mut().shutdown_gracefully();
+                conn.await
+            }
+        }
+    };
+    if let Err(e) = r {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// hyper-util's connection types' graceful shutdown, behind one name.
+trait GracefulConn {
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E> GracefulConn for auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+    S::ResBody: hyper::body::Body + Send + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
 }

@@ -1,0 +1,163 @@
+//! `trove gateway` as a process: `--check`, logs, SIGHUP reload, SIGTERM drain.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::*;
+
+#[test]
+fn check_reports_every_error_with_file_line_and_fix() {
+    let d = tmp();
+    let conf = d.path().join("httpd.conf");
+    std::fs::write(&conf, "Listen 8080\nProxyPass /stash http://localhost:7990/stash bogus=1\nFrobnicate on\n<Proxy *>\nOrder Deny, Allow\n</Proxy>\n").unwrap();
+    let out = trove().args(["gateway", "--check", conf.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let c = conf.display();
+    assert!(err.contains(&format!("{c}:2: error: unknown ProxyPass parameter 'bogus'")), "{err}");
+    assert!(err.contains(&format!("{c}:3: error: unknown directive 'Frobnicate'")), "{err}");
+    assert!(err.contains(&format!("{c}:5: error: Order 'Deny, Allow'")), "{err}");
+    assert!(err.lines().filter(|l| l.contains(": error: ")).all(|l| l.contains(" — ")), "every error says how to fix it: {err}");
+    assert!(err.contains("3 errors"), "{err}");
+}
+
+#[test]
+fn check_prints_the_normalised_config_of_the_seeds_file() {
+    let d = tmp();
+    let conf = d.path().join("httpd.conf");
+    std::fs::write(
+        &conf,
+        "LoadModule proxy_module modules/mod_proxy.so\nLoadModule proxy_http_module modules/mod_proxy_http.so\nListen 80\nProxyRequests Off\n<Proxy *>\n    Order Deny,Allow\n    Allow from all\n</Proxy>\nProxyPass        /stash http://localhost:7990/stash connectiontimeout=5 timeout=300\nProxyPassReverse /stash http://localhost:7990/stash\n",
+    )
+    .unwrap();
+    let out = trove().args(["gateway", "--check", conf.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("route /stash -> http://localhost:7990/stash connect_timeout=5000ms timeout=300000ms"), "{s}");
+    assert!(s.contains("reverse /stash <- http://localhost:7990/stash"), "{s}");
+}
+
+#[test]
+fn check_refuses_the_seeds_1024_bit_key_and_says_what_to_run() {
+    let d = tmp();
+    let key = d.path().join("server.key");
+    let crt = d.path().join("server.crt");
+    let st = std::process::Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "1024"]).stderr(Stdio::null()).status().expect("openssl must be installed");
+    assert!(st.success());
+    let st = std::process::Command::new("openssl")
+        .args(["req", "-new", "-x509", "-key", key.to_str().unwrap(), "-out", crt.to_str().unwrap(), "-days", "365", "-subj", "/CN=mycompany.com"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let conf = d.path().join("httpd.conf");
+    std::fs::write(
+        &conf,
+        format!("Listen 8443\n<VirtualHost *:8443>\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\nProxyPass / http://localhost:7990/\n</VirtualHost>\n", crt.display(), key.display()),
+    )
+    .unwrap();
+    let out = trove().args(["gateway", "--check", conf.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1024"), "{err}");
+    assert!(err.contains("openssl genrsa") || err.contains("trove cert"), "{err}");
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: public.example\r\nUser-Agent: t/1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let status = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, buf)
+}
+
+/// A tiny origin: answers 200 after `delay_ms` from the path `/slow`, at once otherwise.
+fn origin() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                if head.contains("/slow") {
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
+                let body = head.lines().next().unwrap_or("").to_string();
+                let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn running_gateway_logs_reloads_on_sighup_and_drains_on_sigterm() {
+    let o = origin();
+    let port = free_port();
+    let d = tmp();
+    let access = d.path().join("access.log");
+    let conf = d.path().join("gw.toml");
+    let write_conf = |prefix: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "[log]\naccess = \"{}\"\n[[listen]]\naddr = \"127.0.0.1:{port}\"\n[[server]]\n[[server.route]]\npath = \"{prefix}\"\nupstream = \"http://127.0.0.1:{o}{prefix}\"\n",
+                access.display()
+            ),
+        )
+        .unwrap()
+    };
+    write_conf("/one");
+    let mut g = Guard(Some(trove().args(["gateway", "--config", conf.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
+    wait_port(port, g.child(), "trove gateway");
+    assert_eq!(http_get(port, "/one/x").0, 200);
+    assert_eq!(http_get(port, "/two/x").0, 404);
+    // A broken config on SIGHUP keeps the old one.
+    std::fs::write(&conf, "this is [not toml").unwrap();
+    std::process::Command::new("kill").args(["-HUP", &g.child().id().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(http_get(port, "/one/x").0, 200);
+    // A good one replaces it.
+    write_conf("/two");
+    std::process::Command::new("kill").args(["-HUP", &g.child().id().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(http_get(port, "/two/x").0, 200);
+    assert_eq!(http_get(port, "/one/x").0, 404);
+    // SIGTERM while a slow request is in flight: it still completes.
+    let slow = std::thread::spawn(move || http_get(port, "/two/slow"));
+    std::thread::sleep(Duration::from_millis(300));
+    let st = g.signal_and_wait("TERM");
+    assert!(st.success(), "{st}");
+    let (status, body) = slow.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let log = std::fs::read_to_string(&access).unwrap();
+    let first = log.lines().next().unwrap();
+    // combined: %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i"
+    assert!(first.starts_with("127.0.0.1 - - ["), "{first}");
+    assert!(first.contains("] \"GET /one/x HTTP/1.1\" 200 "), "{first}");
+    assert!(first.ends_with(" \"-\" \"t/1\""), "{first}");
+}
+
+#[test]
+fn json_access_log_with_log_format_flag() {
+    let o = origin();
+    let port = free_port();
+    let d = tmp();
+    let access = d.path().join("access.log");
+    let conf = d.path().join("httpd.conf");
+    std::fs::write(&conf, format!("Listen 127.0.0.1:{port}\nCustomLog {} combined\nProxyPass / http://127.0.0.1:{o}/\n", access.display())).unwrap();
+    let mut g = Guard(Some(trove().args(["gateway", "--config", conf.to_str().unwrap(), "--log-format", "json"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
+    wait_port(port, g.child(), "trove gateway");
+    assert_eq!(http_get(port, "/j").0, 200);
+    g.signal_and_wait("TERM");
+    let log = std::fs::read_to_string(&access).unwrap();
+    let line = log.lines().next().unwrap();
+    assert!(line.starts_with('{') && line.contains("\"status\":200") && line.contains("\"uri\":\"/j\""), "{line}");
+}

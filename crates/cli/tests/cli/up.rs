@@ -1,0 +1,161 @@
+//! `trove up` as a new user runs it, and the seed's topology end to end.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::*;
+
+struct Up {
+    guard: Guard,
+    stdout: Vec<String>,
+    https: u16,
+    http: u16,
+}
+
+fn start_up(dir: &std::path::Path, extra: &[&str], https: u16, http: u16, server: u16) -> Up {
+    let mut cmd = trove();
+    cmd.current_dir(dir)
+        .args(["up", "--https", &format!("127.0.0.1:{https}"), "--http", &format!("127.0.0.1:{http}"), "--server", &format!("127.0.0.1:{server}")])
+        .args(extra)
+        .env_remove("TROVE_ADMIN_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut guard = Guard(Some(child));
+    wait_port(https, guard.child(), "trove up");
+    // Read what it printed, up to the last line of the banner.
+    let mut lines = Vec::new();
+    let mut r = BufReader::new(out);
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap() == 0 {
+            break;
+        }
+        let done = l.starts_with("Data: ");
+        lines.push(l.trim_end().to_string());
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = std::io::Read::read_to_string(&mut r, &mut sink);
+    });
+    Up { guard, stdout: lines, https, http }
+}
+
+fn printed(up: &Up, prefix: &str) -> String {
+    up.stdout.iter().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_else(|| panic!("no '{prefix}' in {:?}", up.stdout)).trim().to_string()
+}
+
+fn sh(line: &str, dir: &std::path::Path, home: &std::path::Path) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .current_dir(dir)
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("CURL_CA_BUNDLE")
+        .env("PATH", format!("{}:{}", std::path::Path::new(env!("CARGO_BIN_EXE_trove")).parent().unwrap().display(), std::env::var("PATH").unwrap()))
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", "T")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "T")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_new_user_starts_clones_with_the_printed_command_restarts_and_clones_again() {
+    let work = tmp();
+    let home = tmp();
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let mut up = start_up(work.path(), &[], https, http, server);
+    assert_eq!(printed(&up, "URL:"), format!("URL:          https://localhost:{https}"));
+    let login = printed(&up, "Admin login:");
+    let password = login.split_whitespace().nth(4).unwrap().to_string();
+    assert!(password.len() >= 16, "{login}");
+    // The printed commands, run as printed (with the password given to git's credential prompt
+    // by URL, as a user would type it).
+    let project = printed(&up, "trove admin --data");
+    let repo = up.stdout.iter().filter(|l| l.trim_start().starts_with("trove admin --data")).nth(1).unwrap().trim().to_string();
+    ok(&sh(&project, work.path(), home.path()), "project add");
+    ok(&sh(&repo, work.path(), home.path()), "repo add");
+    let clone = printed(&up, "git clone -c http.sslCAInfo=");
+    let clone = clone.replace("https://admin@", &format!("https://admin:{password}@"));
+    ok(&sh(&clone, work.path(), home.path()), "printed clone command");
+    let wc = work.path().join("test");
+    ok(&git(&wc, home.path(), &["commit", "--allow-empty", "-m", "first"]), "commit");
+    ok(&git(&wc, home.path(), &["push", "origin", "HEAD:main"]), "push");
+    // Plain HTTP redirects to the public HTTPS URL.
+    let out = std::process::Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", &format!("http://127.0.0.1:{}/scm/tp/test.git", up.http)]).output().expect("curl must be installed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("301 https://localhost:{https}/scm/tp/test.git"));
+    // Without trusting the CA, git refuses; GIT_SSL_NO_VERIFY (the seed's way) works.
+    let url = format!("https://admin:{password}@localhost:{https}/scm/tp/test.git");
+    let o = git(work.path(), home.path(), &["ls-remote", &url]);
+    assert!(!o.status.success(), "an untrusted certificate must fail");
+    let o = std::process::Command::new("git").args(["ls-remote", &url]).env("GIT_SSL_NO_VERIFY", "true").env_remove("GIT_SSL_CAINFO").env("HOME", home.path()).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("refs/heads/main"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Ctrl-C stops cleanly; a second start reuses everything.
+    let st = up.guard.signal_and_wait("INT");
+    assert!(st.success(), "{st}");
+    let up2 = start_up(work.path(), &[], https, http, server);
+    assert_eq!(printed(&up2, "Admin login:"), "Admin login:  admin (password as set before)");
+    let again = work.path().join("again");
+    let ca = work.path().join("trove-data/tls/ca.crt");
+    ok(&git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "clone", &url, again.to_str().unwrap()]), "clone after restart");
+    assert!(again.join(".git").exists());
+    let _ = up2.https;
+}
+
+#[test]
+fn the_seeds_topology_under_stash_with_justme() {
+    let work = tmp();
+    let home = tmp();
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let public = format!("https://localhost:{https}/stash");
+    let data = work.path().join("d");
+    let mut up = start_up(work.path(), &["--data", data.to_str().unwrap(), "--public-url", &public], https, http, server);
+    let admin = |args: &[&str]| {
+        let mut c = trove();
+        c.args(["admin", "--data", data.to_str().unwrap()]).args(args);
+        c
+    };
+    let mut c = admin(&["user", "add", "justme", "--password-stdin"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut ch = c.spawn().unwrap();
+    std::io::Write::write_all(ch.stdin.as_mut().unwrap(), b"justme-secret-pw\n").unwrap();
+    ok(&ch.wait_with_output().unwrap(), "user add");
+    ok(&admin(&["project", "add", "TP"]).output().unwrap(), "project add");
+    ok(&admin(&["repo", "add", "TP/test"]).output().unwrap(), "repo add");
+    ok(&admin(&["grant", "justme", "TP/test", "write"]).output().unwrap(), "grant");
+    // The seed's clone command, with GIT_SSL_NO_VERIFY, under the context path and /git/.
+    let url = format!("https://justme:justme-secret-pw@localhost:{https}/stash/git/TP/test.git");
+    let w1 = work.path().join("w1");
+    let o = std::process::Command::new("git")
+        .args(["clone", &url, w1.to_str().unwrap()])
+        .env("GIT_SSL_NO_VERIFY", "true")
+        .env_remove("GIT_SSL_CAINFO")
+        .env("HOME", home.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    ok(&o, "clone with GIT_SSL_NO_VERIFY");
+    ok(&git(&w1, home.path(), &["commit", "--allow-empty", "-m", "from justme"]), "commit");
+    ok(&git(&w1, home.path(), &["-c", "http.sslVerify=false", "push", "origin", "HEAD:main"]), "push");
+    // The safe way: trust the Trove CA.
+    let ca = data.join("tls/ca.crt");
+    let w2 = work.path().join("w2");
+    ok(&git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "clone", &url, w2.to_str().unwrap()]), "clone with the CA");
+    let log = ok(&git(&w2, home.path(), &["log", "--format=%s"]), "log");
+    assert_eq!(log.trim(), "from justme");
+    // Outside the context path: nothing.
+    let o = git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "ls-remote", &format!("https://justme:justme-secret-pw@localhost:{https}/git/TP/test.git")]);
+    assert!(!o.status.success());
+    up.guard.signal_and_wait("TERM");
+}
