@@ -201,10 +201,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let url = BaseUrl::parse(&url)?;
                 store.set_base_url(Some(&url))?;
                 eprintln!("base URL set to {url}; restart the server for it to take effect");
-                if let Some(ctx) = store.context_path()? {
-                    if ctx.as_str() != url.path() {
-                        eprintln!("note: the context path is {ctx:?} but the base URL's path is {:?}", url.path());
-                    }
+                if let Some(ctx) = store.context_path()?
+                    && ctx.as_str() != url.path()
+                {
+                    eprintln!("note: the context path is {:?} but the base URL's path is {:?}", ctx.as_str(), url.path());
                 }
             }
         }
@@ -212,10 +212,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let ctx = ContextPath::parse(&path)?;
             store.set_context_path(Some(&ctx))?;
             eprintln!("context path set to {:?}; restart the server for it to take effect", ctx.as_str());
-            if let Some(url) = store.base_url()? {
-                if ctx.as_str() != url.path() {
-                    eprintln!("note: the base URL is {url}; its path should usually be the context path");
-                }
+            if let Some(url) = store.base_url()?
+                && ctx.as_str() != url.path()
+            {
+                eprintln!("note: the base URL is {url}; its path should usually be the context path");
             }
         }
         Command::Settings(SettingsCommand::Show) => {
