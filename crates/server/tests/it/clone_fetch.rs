@@ -122,3 +122,46 @@ fn clones_beyond_the_pack_concurrency_bound_wait_their_turn_and_all_succeed() {
     });
     assert!(tips.iter().all(|x| *x == tip), "{tips:?}");
 }
+
+#[test]
+fn an_abandoned_clone_does_not_leave_git_running() {
+    use std::io::{Read as _, Write as _};
+    let t = TestServer::start();
+    let work = t.work_repo("abandon", 1);
+    // Enough incompressible data that the pack cannot fit in the pipe and socket buffers.
+    let mut seed = 0x2545f4914f6cdd1d_u64;
+    let data: Vec<u8> = (0..(8 << 20) / 8)
+        .flat_map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(work.join("big.bin"), data).unwrap();
+    t.git_ok(&work, &["add", "big.bin"]);
+    t.git_ok(&work, &["commit", "-q", "-m", "big"]);
+    let tip = t.git_ok(&work, &["rev-parse", "HEAD"]);
+    t.git_ok(&work, &["push", "-q", &t.url_as("writer", "scm/TP/test.git"), "main"]);
+    t.wait_maintenance();
+
+    let mut body = crate::support::pkt(&format!("want {tip} side-band-64k\n"));
+    body.extend_from_slice(b"0000");
+    body.extend_from_slice(&crate::support::pkt("done\n"));
+    let before = t.server.git_processes_started();
+    let mut s = std::net::TcpStream::connect(t.addr).unwrap();
+    let head = format!(
+        "POST /scm/TP/test.git/git-upload-pack HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/x-git-upload-pack-request\r\nContent-Length: {}\r\n\r\n",
+        t.addr,
+        crate::support::basic("reader", &crate::support::password("reader")),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut first = [0u8; 1024];
+    let n = s.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"), "the pack started");
+    drop(s);
+    t.wait_git_idle_after(before);
+    assert_eq!(t.server.running_git_processes(), 0);
+}
