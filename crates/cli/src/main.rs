@@ -4,6 +4,7 @@
 //! dispatches, so the commands can grow independently.
 
 mod cmd_admin;
+mod cmd_apache_config;
 mod cmd_cert;
 mod cmd_gateway;
 mod cmd_server;
@@ -32,6 +33,8 @@ enum Command {
     Admin(cmd_admin::Args),
     /// The Git server and the TLS gateway together, on safe defaults: the seed's set-up in one command.
     Up(cmd_up::Args),
+    /// Print the Apache httpd.conf for keeping Apache in front of the Trove server.
+    ApacheConfig(cmd_apache_config::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Cert(c) => cmd_cert::run(c),
         Command::Admin(a) => cmd_admin::run(a),
         Command::Up(a) => cmd_up::run(a),
+        Command::ApacheConfig(a) => cmd_apache_config::run(a),
     };
     match result {
         Ok(code) => code,

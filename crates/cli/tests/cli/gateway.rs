@@ -161,3 +161,39 @@ fn json_access_log_with_log_format_flag() {
     let line = log.lines().next().unwrap();
     assert!(line.starts_with('{') && line.contains("\"status\":200") && line.contains("\"uri\":\"/j\""), "{line}");
 }
+
+#[test]
+fn apache_config_is_accepted_by_trove_gateway_and_by_apache() {
+    let d = tmp();
+    let data = d.path().join("data");
+    let ok_admin = |args: &[&str]| {
+        let o = trove().args(["admin", "--data", data.to_str().unwrap()]).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    ok_admin(&["settings", "base-url", "https://git.example.com/stash"]);
+    ok_admin(&["settings", "context-path", "/stash"]);
+    let out = trove().args(["apache-config", "--data", data.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let conf = d.path().join("apache.conf");
+    std::fs::write(&conf, &out.stdout).unwrap();
+    let mk = trove().args(["cert", "self-signed", "--host", "git.example.com", "--out", data.join("tls").to_str().unwrap()]).output().unwrap();
+    assert!(mk.status.success(), "{}", String::from_utf8_lossy(&mk.stderr));
+    let check = trove().args(["gateway", "--check", conf.to_str().unwrap()]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ProxyPass        /stash http://127.0.0.1:7990/stash connectiontimeout=5 timeout=300"), "{text}");
+    // Real Apache's syntax check accepts it (with the lines Debian's apache2.conf would add).
+    assert!(std::path::Path::new("/usr/sbin/apache2").exists(), "apache2 is required: apt-get install apache2");
+    let full = d.path().join("full.conf");
+    std::fs::write(
+        &full,
+        format!(
+            "ServerRoot /usr/lib/apache2\nDefaultRuntimeDir {r}\nPidFile {r}/p.pid\nErrorLog {r}/e.log\nLoadModule mpm_event_module modules/mod_mpm_event.so\nLoadModule authz_core_module modules/mod_authz_core.so\n{}",
+            text.replace("SSLCertificateFile", "#SSLCertificateFile").replace("SSLCertificateKeyFile", "#SSLCertificateKeyFile").replace("SSLEngine On", "#SSLEngine On"),
+            r = d.path().display()
+        ),
+    )
+    .unwrap();
+    let t = std::process::Command::new("/usr/sbin/apache2").args(["-t", "-f", full.to_str().unwrap()]).output().unwrap();
+    assert!(t.status.success(), "apache2 -t: {}", String::from_utf8_lossy(&t.stderr));
+}
