@@ -257,9 +257,24 @@ async fn observe_request(State(state): State<AppState>, mut req: Request, next: 
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let view = public_url::view(state.urls.settings(), peer, req.headers());
     state.urls.observe(&view);
-    tracing::debug!(method = %req.method(), path = %req.uri().path(), client = ?view.client_ip, "request");
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let client = view.client_ip;
+    let started = std::time::Instant::now();
     req.extensions_mut().insert(view);
-    next.run(req).await
+    let resp = next.run(req).await;
+    // The access log: one line per request, with the client address as trusted proxies
+    // reported it. For streamed git responses this is when the headers go out.
+    tracing::info!(
+        target: "trove::access",
+        %method,
+        %path,
+        status = resp.status().as_u16(),
+        client = client.map(|c| c.to_string()).as_deref().unwrap_or("-"),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
 }
 
 /// `GET /status`, as Bitbucket answers it: for load balancers and `trove up`'s health checks.
