@@ -289,4 +289,20 @@ mod tests {
             assert!(err.contains("/etc/trove/trove.toml"), "{err}");
         }
     }
+
+    #[test]
+    fn the_example_in_docs_server_md_is_valid_and_mentions_every_key() {
+        let doc = include_str!("../../../docs/server.md");
+        let section = doc.split("## trove.toml").nth(1).expect("docs/server.md has a trove.toml section");
+        let example = section.split("```toml").nth(1).and_then(|s| s.split("```").next()).expect("a toml example");
+        parse(example).unwrap();
+        let keys = [
+            "listen", "data_dir", "base_url", "context_path", "proxy_name", "proxy_port", "scheme", "secure", "trusted_proxies", "[git]",
+            "binary", "max_concurrent_packs", "max_inflated_request_bytes", "maintenance_after_push", "[auth]", "max_failed_logins",
+            "failed_login_window_secs",
+        ];
+        for key in keys {
+            assert!(example.contains(key), "docs/server.md's example lacks {key}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ use std::process::Stdio;
 
 use axum::Extension;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -120,6 +121,15 @@ pub(crate) async fn authorize(
     }
 }
 
+/// The owner and repository path segments; a path that does not even decode (bad
+/// percent-encoding) names no repository, so it is 404 like any other unknown name.
+fn segments(path: Result<Path<(String, String)>, PathRejection>) -> Result<(String, String), HttpError> {
+    path.map(|Path(p)| p).map_err(|e| {
+        tracing::debug!(error = %e, "undecodable repository path");
+        HttpError::NotFound
+    })
+}
+
 /// The validated `Git-Protocol` header, if any; anything invalid is dropped, as git
 /// http-backend does.
 fn git_protocol(headers: &HeaderMap) -> Option<String> {
@@ -161,10 +171,11 @@ fn git_command(state: &AppState, env: Vec<(OsString, OsString)>) -> Command {
 pub(crate) async fn info_refs(
     State(state): State<AppState>,
     Extension(view): Extension<RequestView>,
-    Path((owner, repo)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
+    let (owner, repo) = segments(path)?;
     let service = Service::from_query(query.as_deref())
         .ok_or(HttpError::ServiceForbidden("Only smart HTTP is served: ask for ?service=git-upload-pack or git-receive-pack."))?;
     let access = authorize(&state, &owner, &repo, &headers, &view, service.needs()).await?;
@@ -200,7 +211,7 @@ pub(crate) async fn info_refs(
 pub(crate) async fn upload_pack(
     state: State<AppState>,
     view: Extension<RequestView>,
-    path: Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     req: Request,
 ) -> Result<Response, HttpError> {
     rpc(state, view, path, req, Service::UploadPack).await
@@ -209,7 +220,7 @@ pub(crate) async fn upload_pack(
 pub(crate) async fn receive_pack(
     state: State<AppState>,
     view: Extension<RequestView>,
-    path: Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     req: Request,
 ) -> Result<Response, HttpError> {
     rpc(state, view, path, req, Service::ReceivePack).await
@@ -256,10 +267,11 @@ pub(crate) fn gunzip_capped(compressed: &[u8], limit: u64) -> Result<Bytes, Http
 async fn rpc(
     State(state): State<AppState>,
     Extension(view): Extension<RequestView>,
-    Path((owner, repo)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     req: Request,
     service: Service,
 ) -> Result<Response, HttpError> {
+    let (owner, repo) = segments(path)?;
     let (parts, body) = req.into_parts();
     let expected = format!("application/x-{}-request", service.name());
     if parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
@@ -412,9 +424,10 @@ async fn supervise(
 pub(crate) async fn repo_page(
     State(state): State<AppState>,
     Extension(view): Extension<RequestView>,
-    Path((owner, repo)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
+    let (owner, repo) = segments(path)?;
     let access = authorize(&state, &owner, &repo, &headers, &view, Permission::Read).await?;
     let base = state.urls.base_url(&view);
     let location = match &access.repo.owner {

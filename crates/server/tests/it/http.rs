@@ -145,6 +145,8 @@ fn names_that_could_escape_the_data_directory_are_404() {
         "/scm/~..%2Fadmin/test.git/info/refs?service=git-upload-pack",
         "/scm/TP/test.git/../../../etc/passwd",
         "/scm/TP/a%00b.git/info/refs?service=git-upload-pack",
+        "/scm/TP/a%FFb.git/info/refs?service=git-upload-pack",
+        "/scm/TP%/test.git/info/refs?service=git-upload-pack",
     ] {
         let r = t.http("GET", path, &[("Authorization", &admin)], b"");
         assert_eq!(r.status, 404, "{path}: {}", r.text());
