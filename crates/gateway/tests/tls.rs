@@ -11,3 +11,5 @@ mod handshake;
 mod keys;
 #[path = "tls/reload.rs"]
 mod reload;
+#[path = "tls/testssl.rs"]
+mod testssl;

@@ -591,7 +591,7 @@ impl Alpn {
 }
 
 /// Everything about the TLS handshake except the certificates.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsOptions {
     /// Default: TLS 1.2 and 1.3.
     pub protocols: ProtocolSetting,
@@ -601,6 +601,21 @@ pub struct TlsOptions {
     /// TLS 1.3 suites in preference order. `None`: all three (AES-256-GCM, ChaCha20, AES-128-GCM).
     pub tls13_suites: Option<Vec<CipherSuite>>,
     pub alpn: Alpn,
+    /// Choose the suite by our order, not the downstream's (Apache's `SSLHonorCipherOrder on`).
+    /// Default: `true`; every suite offered is strong, so this only makes the choice predictable.
+    pub honor_cipher_order: bool,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            protocols: ProtocolSetting::default(),
+            tls12_suites: None,
+            tls13_suites: None,
+            alpn: Alpn::default(),
+            honor_cipher_order: true,
+        }
+    }
 }
 
 impl TlsOptions {

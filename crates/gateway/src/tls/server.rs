@@ -70,6 +70,7 @@ pub fn build_server_config_with_resolver(
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = opts.alpn.protocols();
+    config.ignore_client_order = opts.honor_cipher_order;
     Ok(Arc::new(config))
 }
 
