@@ -1,5 +1,6 @@
-//! Background repository maintenance after pushes: commit-graph and `git gc --auto` (which
-//! repacks with bitmaps once enough packs or loose objects pile up).
+//! Background repository maintenance after pushes: a first full repack with a reachability
+//! bitmap, then commit-graph and `git gc --auto` (which repacks with bitmaps once enough packs or
+//! loose objects pile up).
 //!
 //! At most one maintenance run per repository at a time; pushes that land while one runs ask
 //! for one more run afterwards instead of piling up processes.
@@ -61,7 +62,15 @@ impl Maintenance {
     }
 
     async fn run_once(&self, path: &Path) {
-        let steps: [&[&str]; 2] = [&["commit-graph", "write", "--reachable", "--split", "--no-progress"], &["gc", "--auto", "--quiet"]];
+        let mut steps: Vec<&[&str]> = Vec::new();
+        // A repository's first packs arrive without a reachability bitmap; until one exists,
+        // every clone counts objects the slow way. Write one with a full repack, once; after
+        // that `git gc --auto` keeps it current as packs accumulate.
+        if !has_bitmap(path) {
+            steps.push(&["repack", "-a", "-d", "-b", "-q"]);
+        }
+        steps.push(&["commit-graph", "write", "--reachable", "--split", "--no-progress"]);
+        steps.push(&["gc", "--auto", "--quiet"]);
         for args in steps {
             let out = Command::new(&self.git)
                 .env_clear()
@@ -89,4 +98,12 @@ impl Maintenance {
             notified.await;
         }
     }
+}
+
+/// Whether the repository has a pack bitmap (or a multi-pack-index bitmap).
+fn has_bitmap(repo: &Path) -> bool {
+    let pack_dir = repo.join("objects").join("pack");
+    std::fs::read_dir(&pack_dir)
+        .map(|entries| entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".bitmap")))
+        .unwrap_or(false)
 }

@@ -148,19 +148,16 @@ impl Store {
     pub fn create_user(&self, name: &UserName, password: &Password, global: GlobalPermission) -> Result<User, StoreError> {
         let hash = password::hash_password(password.expose());
         let conn = self.conn();
-        let exists: bool = conn
-            .query_row("SELECT 1 FROM users WHERE name = ?1", [name.as_str()], |_| Ok(true))
-            .optional()
-            .map_err(self.db())?
-            .unwrap_or(false);
-        if exists {
+        // INSERT OR IGNORE + row count, so two concurrent creations cannot both pass a check.
+        let n = conn
+            .execute(
+                "INSERT OR IGNORE INTO users (name, display_name, password_hash, global_permission, created_at) VALUES (?1, ?1, ?2, ?3, ?4)",
+                params![name.as_str(), hash, global.as_str(), now()],
+            )
+            .map_err(self.db())?;
+        if n == 0 {
             return Err(StoreError::UserExists(name.to_string()));
         }
-        conn.execute(
-            "INSERT INTO users (name, display_name, password_hash, global_permission, created_at) VALUES (?1, ?1, ?2, ?3, ?4)",
-            params![name.as_str(), hash, global.as_str(), now()],
-        )
-        .map_err(self.db())?;
         drop(conn);
         self.user(name)?.ok_or_else(|| StoreError::NoSuchUser(name.to_string()))
     }

@@ -228,9 +228,17 @@ fn pushes_are_followed_by_background_commit_graph_maintenance_unless_disabled() 
     t.seed("scm/TP/test.git", 3);
     t.wait_maintenance();
     assert!(t.repo_dir("TP", "test").join(chain).is_file(), "commit-graph written after the push");
+    let bitmaps = |t: &TestServer| {
+        std::fs::read_dir(t.repo_dir("TP", "test").join("objects/pack"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".bitmap"))
+            .count()
+    };
+    assert_eq!(bitmaps(&t), 1, "a reachability bitmap is written");
 
     let t = TestServer::start_with(|c| c.git.maintenance_after_push = false);
     t.seed("scm/TP/test.git", 3);
     t.wait_maintenance();
     assert!(!t.repo_dir("TP", "test").join(chain).exists(), "no maintenance when disabled");
+    assert_eq!(bitmaps(&t), 0);
 }
