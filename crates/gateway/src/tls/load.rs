@@ -276,13 +276,6 @@ pub(crate) fn load_identity_with(
         index: 1,
         reason,
     })?;
-    for (i, c) in chain.iter().enumerate().skip(1) {
-        CertInfo::from_der(c).map_err(|reason| TlsError::BadCertificate {
-            path: site.cert.clone(),
-            index: i + 1,
-            reason,
-        })?;
-    }
     // Checked before asking for a passphrase: no point unlocking a key that will be refused.
     if let KeyType::Rsa(bits) = leaf.key_type
         && bits < 2048
@@ -306,8 +299,31 @@ pub(crate) fn load_identity_with(
             not_after: format_time(leaf.not_after),
         });
     }
+    let in_cert_file = chain.len();
     if let Some(chain_path) = &site.chain {
         chain.extend(load_certificates(chain_path, FileRole::Chain)?);
+    }
+    // Every chain certificate must parse; an expired one breaks verification like an expired leaf.
+    for (i, c) in chain.iter().enumerate().skip(1) {
+        let (path, index) = match &site.chain {
+            Some(chain_path) if i >= in_cert_file => (chain_path, i - in_cert_file + 1),
+            _ => (&site.cert, i + 1),
+        };
+        let info = CertInfo::from_der(c).map_err(|reason| TlsError::BadCertificate {
+            path: path.clone(),
+            index,
+            reason,
+        })?;
+        if info.is_expired_at(now) {
+            warnings.push(TlsWarning::CertificateExpired {
+                path: path.clone(),
+                not_after: format!(
+                    "{} (certificate {index} in the file: {})",
+                    format_time(info.not_after),
+                    info.subject
+                ),
+            });
+        }
     }
 
     let (key, key_type) = load_private_key_with(

@@ -552,3 +552,47 @@ fn builtin_prompt_without_a_terminal_fails_at_once_instead_of_hanging() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "the child did not run the test: {text}");
 }
+
+#[test]
+fn expired_chain_certificate_gives_a_warning_naming_the_chain_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Old Intermediate");
+    ca_params.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 800 * 86_400).unwrap();
+    ca_params.not_after = time::OffsetDateTime::from_unix_timestamp(now() - 86_400).unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let (cert, key, chain) = (
+        dir.path().join("leaf.pem"),
+        dir.path().join("leaf.key"),
+        dir.path().join("chain.pem"),
+    );
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    chmod(&key, 0o600);
+    std::fs::write(&chain, ca.pem()).unwrap();
+    let mut cfg = site("localhost", &cert, &key, PassphraseSource::None);
+    cfg.chain = Some(chain.clone());
+    let identity = load_identity(&cfg).unwrap();
+    match &identity.warnings[..] {
+        [w @ TlsWarning::CertificateExpired { path, .. }] => {
+            assert_eq!(path, &chain);
+            assert!(w.to_string().contains("Old Intermediate"), "{w}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A damaged chain file is refused, naming it.
+    std::fs::write(&chain, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    match load_identity(&cfg) {
+        Err(TlsError::BadCertificate { path, index: 1, .. }) => assert_eq!(path, chain),
+        other => panic!("{other:?}"),
+    }
+}
