@@ -402,18 +402,29 @@ impl Cipher {
     }
 
     /// Why rustls does not offer this cipher.
-    fn why_not(&self) -> &'static str {
+    fn why_not(&self) -> String {
+        let mut reasons = Vec::new();
         if self.enc == E::Null {
-            "it does not encrypt"
-        } else if self.au == A::Null {
-            "it does not authenticate the server"
-        } else if matches!(self.kx, K::Rsa | K::Psk) {
-            "it has no forward secrecy"
-        } else if self.kx == K::Dhe {
-            "finite-field DHE key exchange is not implemented by rustls; ECDHE is used instead"
-        } else {
-            "it is not an AEAD cipher; CBC, RC4 and 3DES modes are broken or fragile"
+            reasons.push("it does not encrypt");
         }
+        if self.au == A::Null {
+            reasons.push("it does not authenticate the server");
+        }
+        if matches!(self.kx, K::Rsa | K::Psk) {
+            reasons.push("it has no forward secrecy");
+        }
+        if self.kx == K::Dhe && self.au != A::Null {
+            reasons.push("finite-field DHE key exchange is not implemented by rustls (ECDHE is used instead)");
+        }
+        match self.enc {
+            E::Rc4 => reasons.push("RC4 is broken"),
+            E::TripleDes | E::Des => reasons.push("DES and 3DES are broken or too weak"),
+            E::Aes128Cbc | E::Aes256Cbc | E::Camellia128 | E::Camellia256 => {
+                reasons.push("it is not an AEAD cipher (CBC mode is fragile)")
+            }
+            _ => {}
+        }
+        reasons.join(" and ")
     }
 }
 
@@ -554,9 +565,9 @@ fn eval_cipher_string(spec: &str, warnings: &mut Vec<TlsWarning>) -> Vec<CipherS
                     }
                 }
                 if !added.is_empty() && added.iter().all(|&i| CIPHERS[i].rustls.is_none()) {
-                    let reasons: Vec<&str> = added.iter().map(|&i| CIPHERS[i].why_not()).collect();
+                    let reasons: Vec<String> = added.iter().map(|&i| CIPHERS[i].why_not()).collect();
                     let reason = if added.len() == 1 || reasons.iter().all(|r| *r == reasons[0]) {
-                        reasons[0].to_string()
+                        reasons[0].clone()
                     } else {
                         "none of the suites it names is an AEAD suite with forward secrecy".to_string()
                     };
@@ -818,6 +829,28 @@ mod tests {
                 matches!(parse_ssl_cipher_suite(value), Err(TlsError::NoUsableCipherSuite { .. })),
                 "{value}"
             );
+        }
+    }
+
+    #[test]
+    fn warnings_say_every_reason_a_named_suite_is_not_offered() {
+        let cases: &[(&str, &[&str])] = &[
+            ("RC4-SHA", &["forward secrecy", "RC4"]),
+            ("ECDHE-RSA-AES128-SHA", &["CBC"]),
+            ("DHE-RSA-AES128-GCM-SHA256", &["DHE"]),
+            ("DES-CBC3-SHA", &["forward secrecy", "3DES"]),
+            ("NULL-SHA256", &["does not encrypt"]),
+            ("ADH-AES256-GCM-SHA384", &["does not authenticate"]),
+        ];
+        for (name, words) in cases {
+            let (_, w) = parse_ssl_cipher_suite(&format!("HIGH:{name}")).unwrap();
+            let [TlsWarning::CipherNotSupported { name: n, reason }] = &w[..] else {
+                panic!("{name}: {w:?}")
+            };
+            assert_eq!(n, name);
+            for word in *words {
+                assert!(reason.contains(word), "{name}: {reason}");
+            }
         }
     }
 
