@@ -383,3 +383,136 @@ fn show_key(path: &Path) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        c: Command,
+    }
+
+    fn cert(args: &[&str]) -> anyhow::Result<ExitCode> {
+        let cli = Cli::try_parse_from(std::iter::once("cert").chain(args.iter().copied()))?;
+        run(cli.c)
+    }
+
+    fn ok(code: ExitCode) -> bool {
+        format!("{code:?}") == format!("{:?}", ExitCode::SUCCESS)
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("trove-cmd-cert-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn ca_issue_csr_and_show_work_together_and_keys_are_private() {
+        let d = scratch("flow");
+        let (ca, site) = (d.join("ca"), d.join("site"));
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        assert!(ok(cert(&["ca", "--out", &s(&ca)]).unwrap()));
+        assert!(ok(cert(&[
+            "issue",
+            "--ca",
+            &s(&ca),
+            "--host",
+            "git.example.test",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            &s(&site),
+            "--key",
+            "rsa2048"
+        ])
+        .unwrap()));
+        for key in [ca.join("ca.key"), site.join("server.key")] {
+            assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(ok(cert(&[
+            "show",
+            &s(&site.join("server.crt")),
+            "--host",
+            "git.example.test"
+        ])
+        .unwrap()));
+        assert!(!ok(cert(&[
+            "show",
+            &s(&site.join("server.crt")),
+            "--host",
+            "other.example.test"
+        ])
+        .unwrap()));
+        assert!(ok(cert(&["show", &s(&ca.join("ca.crt"))]).unwrap()));
+        let csr = d.join("server.csr");
+        assert!(ok(cert(&[
+            "csr",
+            "--key",
+            &s(&site.join("server.key")),
+            "--host",
+            "git.example.test",
+            "--out",
+            &s(&csr)
+        ])
+        .unwrap()));
+        assert!(
+            std::fs::read_to_string(&csr)
+                .unwrap()
+                .contains("BEGIN CERTIFICATE REQUEST")
+        );
+
+        // Again without --force: nothing is overwritten.
+        let err = cert(&[
+            "issue",
+            "--ca",
+            &s(&ca),
+            "--host",
+            "git.example.test",
+            "--out",
+            &s(&site),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+
+        // A key others can read is reported as refused.
+        std::fs::set_permissions(site.join("server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!ok(cert(&["show", &s(&site.join("server.key"))]).unwrap()));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn self_signed_needs_a_name_and_knows_its_key_types() {
+        let d = scratch("ss");
+        let out = d.to_str().unwrap();
+        assert!(cert(&["self-signed", "--out", out]).is_err());
+        assert!(
+            cert(&[
+                "self-signed",
+                "--host",
+                "a.example.test",
+                "--out",
+                out,
+                "--key",
+                "rsa1024"
+            ])
+            .is_err()
+        );
+        assert!(ok(cert(&[
+            "self-signed",
+            "--host",
+            "a.example.test",
+            "--out",
+            out,
+            "--key",
+            "ecdsa-p256"
+        ])
+        .unwrap()));
+        assert!(ok(cert(&["show", d.join("server.crt").to_str().unwrap()]).unwrap()));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
