@@ -66,6 +66,9 @@ pub(crate) fn parse_authorization(value: &[u8]) -> Result<Credentials, AuthHeade
 /// reaches the limit, further attempts are refused without checking the password until the
 /// window ends, so guessing costs the attacker time and us no argon2 work.
 pub(crate) struct LoginLimiter {
+    /// Bounds concurrent argon2 checks: each takes ~19 MiB and a core for a while, so a burst
+    /// of logins must queue rather than exhaust memory on the blocking thread pool.
+    hashing: tokio::sync::Semaphore,
     max_failures: u32,
     window: Duration,
     by_user: Mutex<HashMap<String, Window>>,
@@ -85,7 +88,8 @@ const SWEEP_AT: usize = 10_000;
 impl LoginLimiter {
     /// `max_failures = 0` disables the limit.
     pub(crate) fn new(max_failures: u32, window: Duration) -> Self {
-        Self { max_failures, window, by_user: Mutex::default(), by_addr: Mutex::default() }
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self { hashing: tokio::sync::Semaphore::new(cpus), max_failures, window, by_user: Mutex::default(), by_addr: Mutex::default() }
     }
 
     /// How long until `user`/`addr` may try again, or `None` if they may try now.
@@ -162,6 +166,7 @@ pub(crate) async fn authenticate(
         return Err(HttpError::TooManyFailedLogins { retry_after: wait });
     }
     let store = store.clone();
+    let _permit = limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
     // argon2 is deliberately slow: keep it off the async worker threads.
     let result = tokio::task::spawn_blocking(move || match creds {
         Credentials::Basic { user, secret } if Store::looks_like_token(&secret) => store.verify_token(&secret, Some(&user)),
