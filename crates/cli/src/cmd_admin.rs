@@ -21,7 +21,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Users: `add NAME [--admin] [--password-stdin]`, `passwd NAME [--password-stdin]`.
+    /// Users: `add NAME [--admin] [--password-stdin]`, `passwd NAME [--password-stdin]`,
+    /// `global NAME PERMISSION`.
     #[command(subcommand)]
     User(UserCommand),
     /// Personal access tokens: `add USER [--label L] [--scope read|write|admin]`.
@@ -63,6 +64,9 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Set a user's global permission: LICENSED_USER, PROJECT_CREATE, ADMIN, SYS_ADMIN, or
+    /// `none` (the user may no longer log in).
+    Global { name: String, permission: String },
 }
 
 #[derive(clap::Subcommand)]
@@ -156,6 +160,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let password = read_password(&name, password_stdin)?;
             store.set_password(&name, &password)?;
             eprintln!("password for {name} changed");
+        }
+        Command::User(UserCommand::Global { name, permission }) => {
+            let name = UserName::parse(&name)?;
+            let global = match permission.to_ascii_lowercase().as_str() {
+                "none" => None,
+                _ => Some(permission.parse::<GlobalPermission>()?),
+            };
+            store.set_global_permission(&name, global)?;
+            match global {
+                Some(g) => eprintln!("{name} now has global permission {g}"),
+                None => eprintln!("{name} has no global permission and may no longer log in"),
+            }
         }
         Command::Token(TokenCommand::Add { user, label, scope }) => {
             let user = UserName::parse(&user)?;

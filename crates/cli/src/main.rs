@@ -6,6 +6,7 @@
 mod cmd_admin;
 mod cmd_apache_config;
 mod cmd_cert;
+mod cmd_doctor;
 mod cmd_gateway;
 mod cmd_server;
 mod cmd_up;
@@ -33,6 +34,8 @@ enum Command {
     Admin(cmd_admin::Args),
     /// The Git server and the TLS gateway together, on safe defaults: the seed's set-up in one command.
     Up(cmd_up::Args),
+    /// Check a running set-up end to end and say what to fix (the seed's troubleshooting list).
+    Doctor(cmd_doctor::Args),
     /// Print the Apache httpd.conf for keeping Apache in front of the Trove server.
     ApacheConfig(cmd_apache_config::Args),
 }
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Admin(a) => cmd_admin::run(a),
         Command::Up(a) => cmd_up::run(a),
         Command::ApacheConfig(a) => cmd_apache_config::run(a),
+        Command::Doctor(a) => cmd_doctor::run(a),
     };
     match result {
         Ok(code) => code,

@@ -145,7 +145,12 @@ pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, ru
     if let Some(mf) = headers.get(header::MAX_FORWARDS).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok()) {
         headers.insert(header::MAX_FORWARDS, HeaderValue::from(mf.saturating_sub(1)));
     }
-    for e in rules.edits {
+    apply_edits(headers, rules.edits);
+}
+
+/// mod_headers' set/unset/add/append, in order.
+pub fn apply_edits(headers: &mut HeaderMap, edits: &[HeaderEdit]) {
+    for e in edits {
         match e.op {
             HeaderEditOp::Set => {
                 headers.insert(e.name.clone(), e.value.clone().expect("set has a value"));

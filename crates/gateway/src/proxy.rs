@@ -268,6 +268,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     if !is_h2 && (close || !cfg.limits.keep_alive || (max > 0 && served >= max as u64)) {
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    forward::apply_edits(resp.headers_mut(), &vhost.response_headers);
     if conn.tls {
         if let Some(age) = vhost.hsts {
             if let Ok(v) = HeaderValue::from_str(&format!("max-age={age}")) {

@@ -352,6 +352,7 @@ struct ServerDraft {
     proxy_timeout: Option<Duration>,
     proxy_sections: Vec<ProxySection>,
     request_headers: Vec<HeaderEdit>,
+    response_headers: Vec<HeaderEdit>,
     ssl_engine: Option<bool>,
     tls: TlsDraft,
     origin: Origin,
@@ -848,9 +849,10 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     continue;
                 };
             }
-            "header" => {
-                d.warn(&l.origin, "response Header edits are not supported yet and are ignored", "remove the line; use the TOML 'hsts' setting for Strict-Transport-Security");
-            }
+            "header" => match parse_header_edit(&l.args) {
+                Ok(e) => server!().response_headers.push(e),
+                Err(e) => d.error(&l.origin, e.replace("RequestHeader", "Header"), "write for example 'Header always set Strict-Transport-Security \"max-age=31536000\"'"),
+            },
             n if NOTED.contains(&n) => {
                 if n == "serverroot" {
                     if server_root_noted {
@@ -924,6 +926,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
         let mut cd = Vec::new();
         let mut access = Vec::new();
         let mut rh = Vec::new();
+        let mut resp_h = Vec::new();
         if !is_main {
             // mod_proxy merge_proxy_config: the main server's rules come first.
             route_drafts.extend(main.routes.iter());
@@ -932,6 +935,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
             cd.extend(main.cookie_domains.iter().cloned());
             access.extend(main.proxy_sections.iter().cloned());
             rh.extend(main.request_headers.iter().cloned());
+            resp_h.extend(main.response_headers.iter().cloned());
         }
         route_drafts.extend(draft.routes.iter());
         rev.extend(draft.reverse.iter().cloned());
@@ -939,6 +943,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
         cd.extend(draft.cookie_domains.iter().cloned());
         access.extend(draft.proxy_sections.iter().cloned());
         rh.extend(draft.request_headers.iter().cloned());
+        resp_h.extend(draft.response_headers.iter().cloned());
         let mut workers: Vec<Upstream> = Vec::new();
         for rd in route_drafts {
             let upstream = match &rd.target {
@@ -969,6 +974,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
         v.cookie_domains = cd;
         v.proxy_access = access;
         v.request_headers = rh;
+        v.response_headers = resp_h;
         if draft.ssl_engine == Some(true) {
             let t = &draft.tls;
             let o = t.origin.clone().unwrap_or_else(|| draft.origin.clone());
@@ -1421,6 +1427,16 @@ mod tests {
     fn trailing_slash_mismatch_warns() {
         let (_, d) = parse("Listen 80\nProxyPass /mis/ http://127.0.0.1:9\n");
         assert!(d.items.iter().any(|i| i.severity == Severity::Warning && i.message.contains("trailing slashes")), "{:?}", d.items);
+    }
+
+    #[test]
+    fn header_edits_parse_for_requests_and_responses() {
+        let (c, d) = parse("Listen 80\nRequestHeader set X-Forwarded-Proto \"https\"\nHeader always set Strict-Transport-Security \"max-age=600\"\nHeader unset Server\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.servers[0].request_headers.len(), 1);
+        assert_eq!(c.servers[0].response_headers.len(), 2);
+        let (_, d) = parse("Listen 80\nHeader edit X a b\n");
+        assert!(errors(&d).iter().any(|e| e.contains("Header action 'edit'")), "{:?}", errors(&d));
     }
 
     #[test]

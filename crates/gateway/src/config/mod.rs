@@ -215,6 +215,8 @@ pub struct VirtualServer {
     pub proxy_access: Vec<ProxySection>,
     /// Request header edits (mod_headers `RequestHeader set|unset|append|add`).
     pub request_headers: Vec<HeaderEdit>,
+    /// Response header edits (mod_headers `Header [always] set|unset|append|add`).
+    pub response_headers: Vec<HeaderEdit>,
     /// TLS: index into `GatewayConfig::tls_sites` when `SSLEngine on`.
     pub tls_site: Option<usize>,
     /// Answer every request with a 301 to this https base (scheme://host[:port]). Default off.
@@ -240,6 +242,7 @@ impl VirtualServer {
             via: Via::Off,
             proxy_access: vec![],
             request_headers: vec![],
+            response_headers: vec![],
             tls_site: None,
             redirect_https: None,
             hsts: None,
