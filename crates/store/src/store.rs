@@ -31,6 +31,13 @@ pub struct User {
     pub active: bool,
 }
 
+impl User {
+    /// Active and holding a global permission (at least LICENSED_USER), as Bitbucket requires.
+    pub fn may_log_in(&self) -> bool {
+        self.active && self.global.is_some()
+    }
+}
+
 /// A project (`TP`) or a user's personal project (`~justme`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {
@@ -213,8 +220,8 @@ impl Store {
             .map_err(self.db())
     }
 
-    /// Checks a user name and password; `Ok(None)` for an unknown user, a wrong password or an
-    /// inactive account (the caller must not be told which). Slow by design (argon2).
+    /// Checks a user name and password; `Ok(None)` for an unknown user, a wrong password, or an
+    /// account that may not log in (the caller must not be told which). Slow by design (argon2).
     pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>, StoreError> {
         let Ok(name) = UserName::parse(name) else { return Ok(None) };
         let hash: Option<Option<String>> = self
@@ -231,7 +238,7 @@ impl Store {
         if !password::verify(password, &hash) {
             return Ok(None);
         }
-        Ok(self.user(&name)?.filter(|u| u.active))
+        Ok(self.user(&name)?.filter(User::may_log_in))
     }
 
     // ---- tokens ----
@@ -275,7 +282,7 @@ impl Store {
             return Ok(None);
         }
         let Some(u) = self.user_where("id = ?1", rusqlite::types::Value::Integer(user_id))? else { return Ok(None) };
-        if !u.active {
+        if !u.may_log_in() {
             return Ok(None);
         }
         if let Some(expected) = user
@@ -577,6 +584,9 @@ mod tests {
         forged.pop();
         forged.push(if t.secret.ends_with('A') { 'B' } else { 'A' });
         assert!(s.verify_token(&forged, None).unwrap().is_none());
+        s.set_global_permission(&name("alice"), None).unwrap();
+        assert!(s.verify_password("alice", "alice-password").unwrap().is_none(), "no global permission, no login");
+        assert!(s.verify_token(&t.secret, None).unwrap().is_none());
     }
 
     #[test]
