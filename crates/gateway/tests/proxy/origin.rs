@@ -98,6 +98,8 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
         buf.drain(..head_end);
         let chunked = get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         let mut body = Vec::new();
+        let sink = target.contains("/sink");
+        let mut sunk: u64 = 0;
         if chunked {
             loop {
                 let line_end = loop {
@@ -134,7 +136,11 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
                         return Ok(());
                     }
                 }
-                body.extend_from_slice(&buf[..size]);
+                if sink {
+                    sunk += size as u64;
+                } else {
+                    body.extend_from_slice(&buf[..size]);
+                }
                 buf.drain(..size + 2);
             }
         } else if let Some(cl) = get("content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
@@ -182,7 +188,13 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
         }
         let mut extra = String::new();
         let mut status = 200u16;
-        let mut resp_body: Vec<u8> = format!("ok {method} {target} len={}", body.len()).into_bytes();
+        let mut resp_body: Vec<u8> = format!("ok {method} {target} len={}", if sink { sunk as usize } else { body.len() }).into_bytes();
+        if target.contains("/eof") {
+            // A close-delimited response: no Content-Length, no chunking.
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n").await?;
+            s.write_all(&vec![b'e'; 100_000]).await?;
+            return Ok(());
+        }
         if let Some(i) = target.find("/status/") {
             status = target[i + 8..i + 11].parse().unwrap_or(500);
         }
