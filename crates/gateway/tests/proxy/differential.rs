@@ -77,13 +77,18 @@ fn prelude(dir: &std::path::Path, listen: &str) -> String {
 }
 
 fn start_apache(body: &str) -> Apache {
+    start_apache_with(body, "")
+}
+
+fn start_apache_with(body: &str, vhost: &str) -> Apache {
     assert!(std::path::Path::new(APACHE).exists(), "Apache httpd is required for the differential suite: apt-get install apache2 (.ci/run does)");
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("htdocs")).unwrap();
     // www-data must reach the folder to serve (nothing from) DocumentRoot.
     let _ = Command::new("chmod").args(["755", dir.path().to_str().unwrap()]).status();
     let port = free_port();
-    let conf = format!("{}{body}", prelude(dir.path(), &format!("127.0.0.1:{port}")));
+    let vh = if vhost.is_empty() { String::new() } else { format!("<VirtualHost *:{port}>\n{vhost}</VirtualHost>\n") };
+    let conf = format!("{}{body}{vh}", prelude(dir.path(), &format!("127.0.0.1:{port}")));
     let path = dir.path().join("httpd.conf");
     std::fs::write(&path, &conf).unwrap();
     let child = Command::new(APACHE).args(["-f", path.to_str().unwrap(), "-DFOREGROUND"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start apache2");
@@ -98,9 +103,28 @@ fn start_apache(body: &str) -> Apache {
     Apache { child, port, dir }
 }
 
-async fn start_trove(body: &str, dir: &std::path::Path) -> Running {
-    let text = format!("{}{body}", prelude(dir, "127.0.0.1:0"));
-    start(parse_apache(&text)).await
+async fn start_trove_with(body: &str, vhost: &str, dir: &std::path::Path, tls: bool) -> Running {
+    // Port 0 for trove; the vhost then matches any port.
+    let vh = if vhost.is_empty() { String::new() } else { format!("<VirtualHost *:*>\n{vhost}</VirtualHost>\n") };
+    let text = format!("{}{body}{vh}", prelude(dir, "127.0.0.1:0"));
+    let mut cfg = parse_apache(&text);
+    if !tls {
+        return start(cfg).await;
+    }
+    for l in &mut cfg.listeners {
+        l.tls = true;
+    }
+    let setup = trove_gateway::tls_setup::tls_for(&cfg).expect("TLS set-up").expect("a TLS site");
+    let gw = trove_gateway::Gateway::bind(cfg, Some(setup.server_config)).await.expect("bind");
+    let addr = gw.local_addrs()[0];
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        gw.serve(async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Running::new(addr, tx, task)
 }
 
 /// One request template; `{ID}` becomes the side's test id.
@@ -127,14 +151,21 @@ fn comparable_origin_headers(r: &Received) -> Vec<(String, String)> {
 /// Response headers compared; others (Date, Content-Length of error pages…) may differ.
 const RESPONSE_HEADERS: &[&str] = &["location", "content-location", "set-cookie", "x-origin-saw-host", "server", "x-private", "keep-alive"];
 
-async fn compare(o: &Origin, apache: SocketAddr, trove: SocketAddr, cases: &[Case]) -> Vec<String> {
+async fn send(addr: SocketAddr, ca: Option<&str>, bytes: &[u8]) -> Vec<Resp> {
+    match ca {
+        Some(ca) => raw_tls(addr, ca, bytes).await,
+        None => raw(addr, bytes).await,
+    }
+}
+
+async fn compare(o: &Origin, apache: SocketAddr, trove: SocketAddr, cases: &[Case], ca: Option<&str>) -> Vec<String> {
     let mut problems = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let ida = format!("ap-{i}");
         let idt = format!("tr-{i}");
         // Host carries each side's own port, as a browser would send it.
-        let ra = raw(apache, c.raw.replace("{ID}", &ida).replace("{PORT}", &apache.port().to_string()).as_bytes()).await;
-        let rt = raw(trove, c.raw.replace("{ID}", &idt).replace("{PORT}", &trove.port().to_string()).as_bytes()).await;
+        let ra = send(apache, ca, c.raw.replace("{ID}", &ida).replace("{PORT}", &apache.port().to_string()).as_bytes()).await;
+        let rt = send(trove, ca, c.raw.replace("{ID}", &idt).replace("{PORT}", &trove.port().to_string()).as_bytes()).await;
         let sa: Vec<u16> = ra.iter().map(|r| r.status).collect();
         let st: Vec<u16> = rt.iter().map(|r| r.status).collect();
         let status_ok = sa.len() == st.len() && sa.iter().zip(&st).all(|(a, t)| a == t || allowed_status_diff(*a, *t));
@@ -227,11 +258,17 @@ fn seed_body(o: &Origin, extra: &str) -> String {
 }
 
 async fn run_differential(body: &str, cases: Vec<Case>, o: &Origin) {
-    let apache = start_apache(body);
+    run_differential_with(body, "", cases, o, None).await
+}
+
+/// `vhost`: lines wrapped in a `<VirtualHost>` on the listener (for TLS); `ca`: trust this CA
+/// and speak TLS to both.
+async fn run_differential_with(body: &str, vhost: &str, cases: Vec<Case>, o: &Origin, ca: Option<&str>) {
+    let apache = start_apache_with(body, vhost);
     let tdir = tempfile::tempdir().unwrap();
-    let trove = start_trove(body, tdir.path()).await;
+    let trove = start_trove_with(body, vhost, tdir.path(), ca.is_some()).await;
     let cases: Vec<Case> = cases.into_iter().map(|c| Case { name: c.name, raw: c.raw.replace("ORIGINPORT", &o.addr.port().to_string()) }).collect();
-    let problems = compare(o, SocketAddr::from(([127, 0, 0, 1], apache.port)), trove.addr, &cases).await;
+    let problems = compare(o, SocketAddr::from(([127, 0, 0, 1], apache.port)), trove.addr, &cases, ca).await;
     if !problems.is_empty() {
         let log = std::fs::read_to_string(apache.dir.path().join("error.log")).unwrap_or_default();
         panic!("{} differences from Apache:\n{}\n--- apache error.log ---\n{log}", problems.len(), problems.join("\n"));
@@ -288,4 +325,31 @@ async fn failures_match_apache() {
         case("denied", "GET /denied/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
     ];
     run_differential(&body, cases, &o).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_vhost_with_the_same_certificate_matches_apache() {
+    let o = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A CA and a localhost certificate of the test's own; both servers load the same files.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(vec![]).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let (crt, keyf) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&crt, leaf.pem()).unwrap();
+    std::fs::write(&keyf, key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&keyf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let body = format!("LoadModule ssl_module modules/mod_ssl.so\n{}", seed_body(&o, ""));
+    let vhost = format!("ServerName localhost\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n", crt.display(), keyf.display());
+    let cases = vec![
+        case("https get", "GET /stash/x?q=1 HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("https redirect is rewritten to https", "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/projects HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("https cookies", "GET /stash/cookie HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case("https post", "POST /stash/p HTTP/1.1\r\nHost: localhost:{PORT}\r\nContent-Length: 3\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\nabc"),
+        case("https outside prefix", "GET /nope HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+    ];
+    run_differential_with(&body, &vhost, cases, &o, Some(&ca.pem())).await;
 }

@@ -31,6 +31,10 @@ impl Drop for Running {
 }
 
 impl Running {
+    pub fn new(addr: SocketAddr, stop: tokio::sync::oneshot::Sender<()>, task: tokio::task::JoinHandle<()>) -> Running {
+        Running { addr, stop: Some(stop), task }
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -87,6 +91,27 @@ impl Resp {
 /// Send raw bytes, read until the peer closes (or 10 s), and parse every response in order.
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<Resp> {
     let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    parse_responses(&buf)
+}
+
+/// The same over TLS, trusting `ca_pem`, with SNI `localhost`.
+pub async fn raw_tls(addr: SocketAddr, ca_pem: &str, bytes: &[u8]) -> Vec<Resp> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.expect("TLS handshake");
     s.write_all(bytes).await.expect("write");
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
