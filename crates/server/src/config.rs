@@ -69,9 +69,9 @@ pub struct GitSettings {
     /// Upper bound on `git upload-pack` processes generating packs at once; more requests wait
     /// their turn. Default: twice the number of CPUs. `0` is refused.
     pub max_concurrent_packs: usize,
-    /// Cap on a gzip-encoded request body after inflation; larger bodies get 413. Default
-    /// 64 MiB (git gzips only fetch negotiation, which is far smaller). Unencoded bodies are
-    /// streamed and not capped.
+    /// Cap on a fetch request body (wants and haves; after inflation when gzip-encoded) and on
+    /// any gzip-encoded body; larger bodies get 413. Default 64 MiB, far more than any real
+    /// negotiation. Push bodies without encoding are streamed and not capped.
     pub max_inflated_request_bytes: u64,
     /// Run `git commit-graph write` and `git gc --auto` in the background after each push.
     /// Default `true`.

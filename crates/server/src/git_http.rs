@@ -283,10 +283,19 @@ async fn rpc(
     let input = match encoding.as_deref() {
         // git gzips only fetch negotiation (remote-curl.c post_rpc), which is small: reading
         // it whole lets an oversized one get a clean 413 before any process starts.
+        // (A gzip-encoded push would be read whole too, within the same cap.)
         Some("gzip" | "x-gzip") => Input::Buffered(gunzip_capped(&read_capped(body, limit).await?, limit)?),
         None | Some("identity") => {
             let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-            if len == Some(4) { Input::Buffered(read_capped(body, 4).await?) } else { Input::Stream(body) }
+            match service {
+                // A fetch request is only wants and haves, and it must be read whole before a
+                // pack slot is taken: otherwise a client that sends half a request and stalls
+                // holds a slot, and a few such clients stop every clone. Capped like gzip bodies.
+                Service::UploadPack => Input::Buffered(read_capped(body, limit).await?),
+                // A push is the pack itself, of any size: streamed, never buffered.
+                Service::ReceivePack if len == Some(4) => Input::Buffered(read_capped(body, 4).await?),
+                Service::ReceivePack => Input::Stream(body),
+            }
         }
         Some(other) => return Err(HttpError::UnsupportedEncoding(other.to_owned())),
     };

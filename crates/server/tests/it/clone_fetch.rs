@@ -165,3 +165,25 @@ fn an_abandoned_clone_does_not_leave_git_running() {
     t.wait_git_idle_after(before);
     assert_eq!(t.server.running_git_processes(), 0);
 }
+
+#[test]
+fn a_stalled_fetch_request_does_not_hold_a_pack_slot() {
+    use std::io::Write as _;
+    let t = TestServer::start_with(|c| c.git.max_concurrent_packs = 1);
+    let (_, tip) = t.seed("scm/PUB/open.git", 1);
+    // Half a request that promises more and never sends it.
+    let mut stalled = std::net::TcpStream::connect(t.addr).unwrap();
+    let head = format!(
+        "POST /scm/PUB/open.git/git-upload-pack HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-git-upload-pack-request\r\nContent-Length: 100000\r\n\r\n",
+        t.addr
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&crate::support::pkt(&format!("want {tip}\n"))).unwrap();
+    stalled.flush().unwrap();
+    // The one slot is free: this clone goes through. (The low-speed limit only turns a
+    // regression into a failure instead of a hang.)
+    let dir = t.dir("unblocked");
+    t.git_ok(&dir, &["-c", "http.lowSpeedLimit=1", "-c", "http.lowSpeedTime=60", "clone", "-q", &t.url(None, "scm/PUB/open.git"), "c"]);
+    assert_eq!(t.git_ok(&dir.join("c"), &["rev-parse", "HEAD"]), tip);
+    drop(stalled);
+}
