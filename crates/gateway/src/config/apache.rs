@@ -354,6 +354,7 @@ struct ServerDraft {
     request_headers: Vec<HeaderEdit>,
     response_headers: Vec<HeaderEdit>,
     ssl_engine: Option<bool>,
+    redirect: Option<String>,
     tls: TlsDraft,
     origin: Origin,
 }
@@ -849,6 +850,19 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     continue;
                 };
             }
+            "redirect" | "redirectpermanent" => {
+                // mod_alias: only the whole-site form that sends plain HTTP to HTTPS.
+                let a: Vec<&str> = l.args.iter().map(String::as_str).collect();
+                let rest: &[&str] = match (lname.as_str(), a.first().map(|s| s.to_ascii_lowercase())) {
+                    ("redirectpermanent", _) => &a[..],
+                    (_, Some(ref k)) if k == "permanent" || k == "301" => &a[1..],
+                    _ => &[],
+                };
+                match rest {
+                    ["/", url] if url.starts_with("https://") => server!().redirect = Some(url.trim_end_matches('/').to_string()),
+                    _ => d.error(&l.origin, format!("{} {} is not supported", l.name, l.args.join(" ")), "only the whole-site HTTPS redirect is: 'Redirect permanent / https://host[:port]/'"),
+                }
+            }
             "header" => match parse_header_edit(&l.args) {
                 Ok(e) => server!().response_headers.push(e),
                 Err(e) => d.error(&l.origin, e.replace("RequestHeader", "Header"), "write for example 'Header always set Strict-Transport-Security \"max-age=31536000\"'"),
@@ -975,6 +989,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
         v.proxy_access = access;
         v.request_headers = rh;
         v.response_headers = resp_h;
+        v.redirect_https = draft.redirect.clone();
         if draft.ssl_engine == Some(true) {
             let t = &draft.tls;
             let o = t.origin.clone().unwrap_or_else(|| draft.origin.clone());
@@ -1437,6 +1452,15 @@ mod tests {
         assert_eq!(c.servers[0].response_headers.len(), 2);
         let (_, d) = parse("Listen 80\nHeader edit X a b\n");
         assert!(errors(&d).iter().any(|e| e.contains("Header action 'edit'")), "{:?}", errors(&d));
+    }
+
+    #[test]
+    fn whole_site_redirect_to_https() {
+        let (c, d) = parse("Listen 80\n<VirtualHost *:80>\nRedirect permanent / https://git.example/\n</VirtualHost>\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.servers[0].redirect_https.as_deref(), Some("https://git.example"));
+        let (_, d) = parse("Listen 80\nRedirect /old http://x/\n");
+        assert!(errors(&d).iter().any(|e| e.contains("only the whole-site HTTPS redirect")), "{:?}", errors(&d));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `testssl.sh` against the server configuration trove builds: no SSLv2/SSLv3/TLS 1.0/TLS 1.1,
+//! `testssl.sh` against a running `trove gateway` (TLS listener, HSTS on, as an administrator
+//! would configure it): no SSLv2/SSLv3/TLS 1.0/TLS 1.1,
 //! no NULL/EXPORT/LOW/3DES/CBC ciphers, forward secrecy, h2 by ALPN, and no MEDIUM, HIGH or
 //! CRITICAL finding except those listed in `EXPECTED`.
 
@@ -19,7 +20,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("cert_revocation", "a private CA publishes no CRL or OCSP responder"),
     (
         "security_headers",
-        "HTTP response headers are the gateway's, not TLS's; the test server sends none",
+        "X-Frame-Options, CSP and the like are the application's to send; behind this gateway is no application (503)",
     ),
 ];
 
@@ -51,13 +52,19 @@ async fn testssl_finds_only_what_a_private_ca_must_raise() {
         false,
     )
     .unwrap();
-    let identity = load_identity(&site("localhost", &cert, &key, PassphraseSource::None)).unwrap();
-    let sites = [SiteIdentity {
-        names: vec!["localhost".into()],
-        identity,
-    }];
-    let (config, _) = build_server_config(&sites, &TlsOptions::default()).unwrap();
-    let port = serve(config).await;
+    let _ = (load_identity, site, build_server_config, TlsOptions::default, serve, |_: PassphraseSource, _: SiteIdentity| ());
+    // The real gateway, from its TOML, with HSTS switched on.
+    let toml = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\ntls = true\n[[server]]\nnames = [\"localhost\"]\nhsts = 31536000\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n[[server.route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9/\"\n",
+        cert.display(),
+        key.display()
+    );
+    let (cfg, d) = trove_gateway::config::toml::parse_str(std::path::Path::new("gw.toml"), &toml);
+    assert!(!d.has_errors(), "{:?}", d.items);
+    let setup = trove_gateway::tls_setup::tls_for(&cfg).unwrap().unwrap();
+    let gw = trove_gateway::Gateway::bind(cfg, Some(setup.server_config)).await.unwrap();
+    let port = gw.local_addrs()[0].port();
+    tokio::spawn(gw.serve(std::future::pending()));
 
     let json = dir.path().join("testssl.json");
     let mut c = tokio::process::Command::new("testssl");
@@ -101,6 +108,7 @@ async fn testssl_finds_only_what_a_private_ca_must_raise() {
     }
     assert_eq!(finding(&all, "PFS"), "offered");
     assert_eq!(finding(&all, "ALPN_HTTP2"), "h2");
+    assert!(finding(&all, "HSTS_time").contains("31536000"), "HSTS: {}", finding(&all, "HSTS_time"));
 
     let bad: Vec<String> = all
         .iter()
