@@ -228,44 +228,44 @@ async fn serve_connection(
         .max_buf_size(limits.max_header_bytes.max(8192))
         .half_close(false);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256).keep_alive_interval(Some(Duration::from_secs(60)));
+    let ctx = ConnCtx { peer, local, current, builder, max_header: limits.max_header_bytes, timeouts };
     match acceptor {
-        None => {
-            let (io, conn_shared) = Guarded::new(stream, limits.max_header_bytes, timeouts);
-            let info = Arc::new(ConnInfo { peer, local, tls: false, shared: conn_shared });
-            let svc = service_fn(move |req| {
-                let shared = current.get();
-                let info = info.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-            drive(conn, &mut stop, peer).await;
-        }
-        Some(acc) => {
-            let tls = match tokio::time::timeout(limits.header_read_timeout, acc.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, "TLS handshake failed: {e}");
-                    metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
-                    return;
-                }
-            };
-            let (io, conn_shared) = Guarded::new(tls, limits.max_header_bytes, timeouts);
-            let info = Arc::new(ConnInfo { peer, local, tls: true, shared: conn_shared });
-            let svc = service_fn(move |req| {
-                let shared = current.get();
-                let info = info.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-            drive(conn, &mut stop, peer).await;
-        }
+        None => ctx.serve(stream, false, &mut stop).await,
+        Some(acc) => match tokio::time::timeout(limits.header_read_timeout, acc.accept(stream)).await {
+            Ok(Ok(tls)) => ctx.serve(tls, true, &mut stop).await,
+            Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+        },
     }
     metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// What serving one downstream connection needs, plain or TLS alike.
+struct ConnCtx {
+    peer: SocketAddr,
+    local: SocketAddr,
+    current: Current,
+    builder: auto::Builder<TokioExecutor>,
+    max_header: usize,
+    timeouts: ReadTimeouts,
+}
+
+impl ConnCtx {
+    async fn serve<S>(self, stream: S, tls: bool, stop: &mut watch::Receiver<bool>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (io, conn_shared) = Guarded::new(stream, self.max_header, self.timeouts);
+        let info = Arc::new(ConnInfo { peer: self.peer, local: self.local, tls, shared: conn_shared });
+        let current = self.current;
+        let svc = service_fn(move |req| {
+            let shared = current.get();
+            let info = info.clone();
+            async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
+        });
+        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        drive(conn, stop, self.peer).await;
+    }
 }
 
 /// Run a connection; on shutdown, let it finish the request in flight and close.

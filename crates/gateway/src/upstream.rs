@@ -90,16 +90,16 @@ impl AsyncRead for TimedIo {
     }
 }
 
-impl AsyncWrite for TimedIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, b) {
+impl TimedIo {
+    /// A write that waits longer than `timeout` for the origin to take bytes fails.
+    fn timed_write(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match r {
             Poll::Ready(r) => {
                 self.write_timer = None;
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let t = self.state.timeout;
-                if poll_timer(&mut self.write_timer, t, cx) {
+                if poll_timer(&mut self.write_timer, self.state.timeout, cx) {
                     self.write_timer = None;
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "origin write timed out")));
                 }
@@ -107,21 +107,16 @@ impl AsyncWrite for TimedIo {
             }
         }
     }
+}
+
+impl AsyncWrite for TimedIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, b);
+        self.timed_write(cx, r)
+    }
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                self.write_timer = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                let t = self.state.timeout;
-                if poll_timer(&mut self.write_timer, t, cx) {
-                    self.write_timer = None;
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "origin write timed out")));
-                }
-                Poll::Pending
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.timed_write(cx, r)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
