@@ -67,23 +67,25 @@ impl Guard {
 
 /// git with nothing of the machine's or user's configuration, and no preset CA bundle.
 pub fn git(dir: &Path, home: &Path, args: &[&str]) -> Output {
-    Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env_remove("GIT_SSL_CAINFO")
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("CURL_CA_BUNDLE")
-        .env_remove("GIT_SSL_NO_VERIFY")
-        .env("HOME", home)
+    let mut c = Command::new("git");
+    c.current_dir(dir).args(args);
+    clean_git_env(&mut c, home);
+    c.output().expect("git must be installed")
+}
+
+/// No machine or user git configuration, no preset CA bundle, a fixed identity, no prompts.
+pub fn clean_git_env(c: &mut Command, home: &Path) {
+    for v in ["GIT_SSL_CAINFO", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "GIT_SSL_NO_VERIFY"] {
+        c.env_remove(v);
+    }
+    c.env("HOME", home)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_AUTHOR_NAME", "T")
         .env("GIT_AUTHOR_EMAIL", "t@example.com")
         .env("GIT_COMMITTER_NAME", "T")
         .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .stdin(Stdio::null())
-        .output()
-        .expect("git must be installed")
+        .stdin(Stdio::null());
 }
 
 pub fn ok(o: &Output, what: &str) -> String {

@@ -50,24 +50,11 @@ fn printed(up: &Up, prefix: &str) -> String {
 }
 
 fn sh(line: &str, dir: &std::path::Path, home: &std::path::Path) -> std::process::Output {
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(line)
-        .current_dir(dir)
-        .env_remove("GIT_SSL_CAINFO")
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("CURL_CA_BUNDLE")
-        .env("PATH", format!("{}:{}", std::path::Path::new(env!("CARGO_BIN_EXE_trove")).parent().unwrap().display(), std::env::var("PATH").unwrap()))
-        .env("HOME", home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_AUTHOR_NAME", "T")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "T")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(line).current_dir(dir);
+    clean_git_env(&mut c, home);
+    c.env("PATH", format!("{}:{}", std::path::Path::new(env!("CARGO_BIN_EXE_trove")).parent().unwrap().display(), std::env::var("PATH").unwrap()));
+    c.output().unwrap()
 }
 
 #[test]

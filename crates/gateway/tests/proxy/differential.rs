@@ -115,16 +115,7 @@ async fn start_trove_with(body: &str, vhost: &str, dir: &std::path::Path, tls: b
         l.tls = true;
     }
     let setup = trove_gateway::tls_setup::tls_for(&cfg).expect("TLS set-up").expect("a TLS site");
-    let gw = trove_gateway::Gateway::bind(cfg, Some(setup.server_config)).await.expect("bind");
-    let addr = gw.local_addrs()[0];
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        gw.serve(async {
-            let _ = rx.await;
-        })
-        .await
-    });
-    Running::new(addr, tx, task)
+    start_tls(cfg, Some(setup.server_config)).await
 }
 
 /// One request template; `{ID}` becomes the side's test id.

@@ -31,9 +31,6 @@ impl Drop for Running {
 }
 
 impl Running {
-    pub fn new(addr: SocketAddr, stop: tokio::sync::oneshot::Sender<()>, task: tokio::task::JoinHandle<()>) -> Running {
-        Running { addr, stop: Some(stop), task }
-    }
 
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
@@ -59,7 +56,11 @@ pub fn parse_toml(text: &str) -> GatewayConfig {
 }
 
 pub async fn start(cfg: GatewayConfig) -> Running {
-    let gw = Gateway::bind(cfg, None).await.expect("bind gateway");
+    start_tls(cfg, None).await
+}
+
+pub async fn start_tls(cfg: GatewayConfig, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> Running {
+    let gw = Gateway::bind(cfg, tls).await.expect("bind gateway");
     let addr = gw.local_addrs()[0];
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
