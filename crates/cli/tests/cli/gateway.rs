@@ -197,3 +197,68 @@ fn apache_config_is_accepted_by_trove_gateway_and_by_apache() {
     let t = std::process::Command::new("/usr/sbin/apache2").args(["-t", "-f", full.to_str().unwrap()]).output().unwrap();
     assert!(t.status.success(), "apache2 -t: {}", String::from_utf8_lossy(&t.stderr));
 }
+
+fn curl_status(port: u16, ca: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--cacert", ca.to_str().unwrap(), "--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(extra)
+        .arg(format!("https://localhost:{port}/x"))
+        .env_remove("CURL_CA_BUNDLE")
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .expect("curl must be installed");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn tls_gateway_speaks_h2_and_reloads_its_certificate_on_sighup() {
+    let o = origin();
+    let port = free_port();
+    let d = tmp();
+    let (ca1, ca2, site) = (d.path().join("ca1"), d.path().join("ca2"), d.path().join("site"));
+    let run = |args: &[&str]| ok(&trove().args(args).output().unwrap(), &format!("{args:?}"));
+    run(&["cert", "ca", "--out", ca1.to_str().unwrap()]);
+    run(&["cert", "ca", "--out", ca2.to_str().unwrap()]);
+    run(&["cert", "issue", "--ca", ca1.to_str().unwrap(), "--host", "localhost", "--out", site.to_str().unwrap()]);
+    let conf = d.path().join("gw.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[log]\naccess = \"off\"\n[[listen]]\naddr = \"127.0.0.1:{port}\"\ntls = true\n[[server]]\nnames = [\"localhost\"]\n[server.tls]\ncert = \"{c}\"\nkey = \"{k}\"\n[[server.route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:{o}/\"\n",
+            c = site.join("server.crt").display(),
+            k = site.join("server.key").display()
+        ),
+    )
+    .unwrap();
+    let mut g = Guard(Some(trove().args(["gateway", "--config", conf.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
+    wait_port(port, g.child(), "trove gateway");
+    // HTTP/2 by ALPN, and HTTP/1.1 when asked.
+    assert_eq!(curl_status(port, &ca1.join("ca.crt"), &["--http2"]), (true, "200 2".to_string()));
+    assert_eq!(curl_status(port, &ca1.join("ca.crt"), &["--http1.1"]), (true, "200 1.1".to_string()));
+    // A connection opened before the reload keeps working after it.
+    let mut before = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl must be installed");
+    std::thread::sleep(Duration::from_millis(300));
+    // A broken new key: the old certificate stays.
+    std::fs::write(site.join("server.key"), "not a key").unwrap();
+    std::process::Command::new("kill").args(["-HUP", &g.child().id().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(curl_status(port, &ca1.join("ca.crt"), &[]).0, "old certificate still served");
+    // A good new certificate from another CA: served from now on.
+    run(&["cert", "issue", "--ca", ca2.to_str().unwrap(), "--host", "localhost", "--out", site.to_str().unwrap(), "--force"]);
+    std::process::Command::new("kill").args(["-HUP", &g.child().id().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(curl_status(port, &ca2.join("ca.crt"), &[]).0, "new certificate served after SIGHUP");
+    assert!(!curl_status(port, &ca1.join("ca.crt"), &[]).0, "old certificate no longer served");
+    {
+        let stdin = before.stdin.as_mut().unwrap();
+        stdin.write_all(b"GET /before HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    }
+    let out = before.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -88,13 +88,18 @@ fn a_new_user_starts_clones_with_the_printed_command_restarts_and_clones_again()
     assert!(!o.status.success(), "an untrusted certificate must fail");
     let o = std::process::Command::new("git").args(["ls-remote", &url]).env("GIT_SSL_NO_VERIFY", "true").env_remove("GIT_SSL_CAINFO").env("HOME", home.path()).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("refs/heads/main"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Verification on against a wrong host name must fail, even with the CA trusted.
+    let ca = work.path().join("trove-data/tls/ca.crt");
+    let wrong = format!("https://admin:{password}@wrong.example:{https}/scm/tp/test.git");
+    let o = git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "-c", &format!("http.curloptResolve=wrong.example:{https}:127.0.0.1"), "ls-remote", &wrong]);
+    assert!(!o.status.success(), "a certificate for another host must be refused");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("certificate") || String::from_utf8_lossy(&o.stderr).contains("SSL"), "{}", String::from_utf8_lossy(&o.stderr));
     // Ctrl-C stops cleanly; a second start reuses everything.
     let st = up.guard.signal_and_wait("INT");
     assert!(st.success(), "{st}");
     let up2 = start_up(work.path(), &[], https, http, server);
     assert_eq!(printed(&up2, "Admin login:"), "Admin login:  admin (password as set before)");
     let again = work.path().join("again");
-    let ca = work.path().join("trove-data/tls/ca.crt");
     ok(&git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "clone", &url, again.to_str().unwrap()]), "clone after restart");
     assert!(again.join(".git").exists());
     let _ = up2.https;
