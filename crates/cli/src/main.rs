@@ -23,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The Git server and the TLS gateway together, on safe defaults: the seed's set-up in one command.
+    Up(cmd_up::Args),
     /// Run the reverse proxy (Apache httpd's part): `--config FILE` or `--check FILE`.
     Gateway(cmd_gateway::Args),
     /// Run the Git server (Stash's part).
@@ -30,10 +32,8 @@ enum Command {
     /// Make and inspect certificates (replaces the seed's openssl steps).
     #[command(subcommand)]
     Cert(cmd_cert::Command),
-    /// Offline administration of a data directory.
+    /// Administration of a data directory (works while `trove up` or `trove server` runs).
     Admin(cmd_admin::Args),
-    /// The Git server and the TLS gateway together, on safe defaults: the seed's set-up in one command.
-    Up(cmd_up::Args),
     /// Check a running set-up end to end and say what to fix (the seed's troubleshooting list).
     Doctor(cmd_doctor::Args),
     /// Print the Apache httpd.conf for keeping Apache in front of the Trove server.
