@@ -11,6 +11,7 @@ mod git_http;
 mod maintenance;
 mod pktline;
 pub mod public_url;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,9 +20,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use trove_store::Store;
@@ -29,8 +30,6 @@ use trove_store::Store;
 pub use config::{AuthSettings, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, GitSettings, RawConfig, ServerConfig};
 pub use error::ServerError;
 pub use public_url::{Connector, PublicUrlSettings, PublicUrls, RequestView, Scheme};
-
-use crate::error::HttpError;
 
 /// State shared by every request.
 pub(crate) struct Shared {
@@ -231,9 +230,8 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
 pub fn app(server: &Server) -> Router {
     let state = server.shared.clone();
     let ctx = state.urls.context_path().as_str().to_owned();
-    let mut router = Router::new()
-        .route(&format!("{ctx}/status"), get(status))
-        .route(&format!("{ctx}/"), get(landing));
+    // The web UI owns `{ctx}/` (the dashboard) and the Bitbucket page URLs.
+    let mut router = web::router(&ctx).route(&format!("{ctx}/status"), get(status));
     if !ctx.is_empty() {
         router = router.route(&ctx, get(context_root));
     }
@@ -246,7 +244,7 @@ pub fn app(server: &Server) -> Router {
             .route(&base, get(git_http::repo_page));
     }
     router
-        .fallback(|| async { HttpError::NoRoute })
+        .fallback(web::fallback)
         .layer(middleware::from_fn_with_state(state.clone(), observe_request))
         .with_state(state)
 }
@@ -287,12 +285,4 @@ async fn status() -> Response {
 /// `GET /stash` → `/stash/`, as Tomcat does for a context root, built from the base URL.
 async fn context_root(State(state): State<AppState>, axum::Extension(view): axum::Extension<RequestView>) -> Response {
     git_http::redirect(&format!("{}/", state.urls.base_url(&view)))
-}
-
-/// `GET /`: a plain page saying where clones live, until the web UI takes this over.
-async fn landing(State(state): State<AppState>, axum::Extension(view): axum::Extension<RequestView>) -> Response {
-    let base = state.urls.base_url(&view);
-    let mut r = (StatusCode::OK, format!("Trove is running.\nClone URLs look like {base}/scm/KEY/slug.git\n")).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
 }

@@ -15,7 +15,7 @@
 //! clone URLs point at the wrong place.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use http::HeaderMap;
 use ipnet::IpNet;
@@ -276,16 +276,33 @@ fn split_host_port(s: &str) -> (String, Option<u16>) {
 /// Public URLs for one running server, and the once-only mismatch warning.
 pub struct PublicUrls {
     settings: PublicUrlSettings,
+    /// The base URL in force: `settings.base_url` at start, then whatever the administrator
+    /// saves in Server settings, which takes effect for the next request.
+    base: RwLock<Option<BaseUrl>>,
     mismatch: Mutex<Option<(String, String)>>,
 }
 
 impl PublicUrls {
     pub fn new(settings: PublicUrlSettings) -> Self {
-        Self { settings, mismatch: Mutex::new(None) }
+        Self { base: RwLock::new(settings.base_url.clone()), settings, mismatch: Mutex::new(None) }
     }
 
+    /// The settings as the server started with them; the base URL may have changed since
+    /// (see [`PublicUrls::configured_base_url`]).
     pub fn settings(&self) -> &PublicUrlSettings {
         &self.settings
+    }
+
+    /// The base URL in force now, if one is set.
+    pub fn configured_base_url(&self) -> Option<BaseUrl> {
+        self.base.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the base URL for every later request (`None`: follow each request), and
+    /// forgets a recorded mismatch so a new one is reported.
+    pub fn set_base_url(&self, base: Option<BaseUrl>) {
+        *self.base.write().unwrap_or_else(|e| e.into_inner()) = base;
+        *self.mismatch.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn context_path(&self) -> &ContextPath {
@@ -299,7 +316,7 @@ impl PublicUrls {
 
     /// The base URL for generated links: the configured one, else what the request says.
     pub fn base_url(&self, view: &RequestView) -> String {
-        match &self.settings.base_url {
+        match &*self.base.read().unwrap_or_else(|e| e.into_inner()) {
             Some(b) => b.as_str().to_owned(),
             None => self.request_url(view),
         }
@@ -312,10 +329,10 @@ impl PublicUrls {
 
     /// Compares a proxied request's URL with `base_url` and warns the first time they differ.
     pub fn observe(&self, view: &RequestView) {
-        let Some(base) = &self.settings.base_url else { return };
         if !view.via_proxy {
             return;
         }
+        let Some(base) = self.configured_base_url() else { return };
         let seen = self.request_url(view);
         let expected = format!("{}{}", base.normalized_origin(), base.path());
         if seen == expected {

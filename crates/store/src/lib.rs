@@ -13,6 +13,7 @@ mod permissions;
 mod repos;
 mod settings;
 mod store;
+mod web;
 
 pub use error::StoreError;
 pub use names::{MAX_NAME_LEN, NameError, Owner, ProjectKey, RepoSlug, UserName};
@@ -21,3 +22,4 @@ pub use permissions::{GlobalPermission, GlobalPermissionError, Permission, Permi
 pub use repos::git_env;
 pub use settings::{BaseUrl, ContextPath, SettingError, normalize_origin};
 pub use store::{Authenticated, NewToken, Project, Repo, Store, TokenScope, User};
+pub use web::{Session, TokenInfo};

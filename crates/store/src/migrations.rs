@@ -62,4 +62,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: web UI sessions (the session id is stored only as its SHA-256).
+    r#"
+    CREATE TABLE web_sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX web_sessions_user ON web_sessions (user_id);
+    "#,
 ];

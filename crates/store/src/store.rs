@@ -99,11 +99,11 @@ struct Inner {
     conn: Mutex<Connection>,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn parse_perm(s: Option<String>) -> Option<Permission> {
+pub(crate) fn parse_perm(s: Option<String>) -> Option<Permission> {
     s.and_then(|s| s.parse().ok())
 }
 
@@ -140,13 +140,13 @@ impl Store {
         repos::repos_dir(&self.inner.data_dir).join(repo.id.to_string())
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back on drop), so a poisoned lock is safe to keep using.
         self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn db(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn db(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
         StoreError::db(&self.inner.db_path)
     }
 
@@ -199,7 +199,7 @@ impl Store {
         self.user_where("name = ?1", rusqlite::types::Value::Text(name.to_string()))
     }
 
-    fn user_where(&self, cond: &str, arg: rusqlite::types::Value) -> Result<Option<User>, StoreError> {
+    pub(crate) fn user_where(&self, cond: &str, arg: rusqlite::types::Value) -> Result<Option<User>, StoreError> {
         let sql = format!("SELECT id, name, display_name, email, global_permission, active FROM users WHERE {cond}");
         self.conn()
             .query_row(&sql, [arg], |r| {

@@ -1,0 +1,199 @@
+//! Logging in and out, and the account page: change password, personal access tokens.
+
+use std::collections::HashMap;
+
+use axum::extract::Query;
+use axum::response::Response;
+use base64::Engine as _;
+use http::{StatusCode, header};
+use maud::html;
+use rand::RngCore;
+use trove_store::{Password, Permission, Store};
+
+use super::view::{Notice, csrf_field, done_notice, notice, page};
+use super::{Form, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_SECS, Web, WebError, WebResult, constant_time_eq, safe_next, see_other};
+use crate::auth;
+use crate::error::HttpError;
+
+fn random_token() -> String {
+    let mut raw = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// `GET /login`.
+pub(crate) async fn login_page(w: Web, Query(q): Query<HashMap<String, String>>) -> WebResult {
+    let next = q.get("next").and_then(|n| safe_next(w.ctx(), n));
+    if w.user().is_some() {
+        return Ok(see_other(&next.unwrap_or_else(|| w.link("/"))));
+    }
+    Ok(login_form(&w, next.as_deref().unwrap_or(""), "", None, StatusCode::OK))
+}
+
+fn login_form(w: &Web, next: &str, username: &str, note: Option<Notice>, status: StatusCode) -> Response {
+    let token = random_token();
+    let body = html! {
+        div style="max-width:380px;margin:40px auto" {
+            h1 { "Log in" }
+            (notice(&note))
+            form.card method="post" action=(w.link("/login")) {
+                input type="hidden" name="csrf" value=(token);
+                input type="hidden" name="next" value=(next);
+                div.field { label for="username" { "Username" } input #username type="text" name="username" value=(username) autocomplete="username" required autofocus; }
+                div.field { label for="password" { "Password" } input #password type="password" name="password" autocomplete="current-password" required; }
+                button type="submit" { "Log in" }
+            }
+        }
+    };
+    let mut r = page(w, "Log in", body);
+    *r.status_mut() = status;
+    r.headers_mut().append(header::SET_COOKIE, w.cookie(LOGIN_CSRF_COOKIE, &token, Some(3600)));
+    r
+}
+
+/// `POST /login`: checks the login form's CSRF cookie, then the password through the same
+/// rate limiter and argon2 queue as git's Basic auth; on success starts a new session (a new
+/// id every time, so a planted cookie is worthless).
+pub(crate) async fn login(w: Web, form: Form) -> WebResult {
+    let expected = w.cookies.get(LOGIN_CSRF_COOKIE).map(String::as_str).unwrap_or("");
+    if !constant_time_eq(form.get("csrf").as_bytes(), expected.as_bytes()) {
+        return Err(WebError::Csrf);
+    }
+    let next = safe_next(w.ctx(), form.get("next"));
+    let (user, pass) = (form.get("username").trim(), form.get("password"));
+    let failed =
+        |w: &Web| login_form(w, next.as_deref().unwrap_or(""), user, Some(Notice::Err("Wrong username or password.".into())), StatusCode::UNAUTHORIZED);
+    // Tokens are for git and scripts; the browser takes passwords only. User names never hold
+    // `:`, so the Basic encoding is unambiguous.
+    if user.is_empty() || user.contains(':') || Store::looks_like_token(pass) {
+        return Ok(failed(&w));
+    }
+    let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")));
+    match auth::authenticate(&w.state.store, &w.state.limiter, Some(header.as_bytes()), w.view.client_ip).await {
+        Ok(Some(a)) => {
+            let (id, _csrf) = w.state.store.create_session(a.user.id, SESSION_TTL_SECS)?;
+            if let Some(old) = &w.session_id {
+                let _ = w.state.store.delete_session(old);
+            }
+            let mut r = see_other(&next.unwrap_or_else(|| w.link("/")));
+            r.headers_mut().append(header::SET_COOKIE, w.cookie(SESSION_COOKIE, &id, None));
+            r.headers_mut().append(header::SET_COOKIE, w.cookie(LOGIN_CSRF_COOKIE, "", Some(0)));
+            Ok(r)
+        }
+        Ok(None) | Err(HttpError::BadCredentials) => Ok(failed(&w)),
+        Err(HttpError::TooManyFailedLogins { retry_after }) => Err(WebError::TooManyFailedLogins(retry_after)),
+        Err(e) => Err(WebError::Internal(e.to_string())),
+    }
+}
+
+/// `POST /logout`: ends the session and clears the cookie.
+pub(crate) async fn logout(w: Web, form: Form) -> WebResult {
+    if w.session.is_some() {
+        w.check_csrf(&form)?;
+    }
+    if let Some(id) = &w.session_id {
+        w.state.store.delete_session(id)?;
+    }
+    let mut r = see_other(&w.link("/login"));
+    r.headers_mut().append(header::SET_COOKIE, w.cookie(SESSION_COOKIE, "", Some(0)));
+    Ok(r)
+}
+
+/// `GET /account`.
+pub(crate) async fn account_page(w: Web, Query(q): Query<HashMap<String, String>>) -> WebResult {
+    render_account(&w, done_notice(q.get("done").map(String::as_str)), None, StatusCode::OK)
+}
+
+fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, String)>, status: StatusCode) -> WebResult {
+    let user = w.require_user()?;
+    let tokens = w.state.store.tokens(user)?;
+    let action = w.link("/account");
+    let body = html! {
+        h1 { "Account: " (user.name) }
+        (notice(&note))
+        @if let Some((name, secret)) = &new_token {
+            div.notice.ok #new-token {
+                p { "Token " strong { (name) } " created. Copy it now: it is shown only once." }
+                div.clone { input #token-secret.secret type="text" readonly value=(secret); button.secondary type="button" data-copy="token-secret" { "Copy" } }
+            }
+        }
+        h2 { "Change password" }
+        form.card method="post" action=(action) {
+            (csrf_field(w))
+            input type="hidden" name="action" value="password";
+            div.field { label for="current" { "Current password" } input #current type="password" name="current" autocomplete="current-password" required; }
+            div.field { label for="new" { "New password" } input #new type="password" name="new" autocomplete="new-password" required; div.help { "At least 8 characters." } }
+            div.field { label for="confirm" { "Confirm new password" } input #confirm type="password" name="confirm" autocomplete="new-password" required; }
+            button type="submit" { "Change password" }
+        }
+        h2 { "Personal access tokens" }
+        p.muted { "Use a token instead of your password for git over HTTPS and the REST API." }
+        table.list #tokens {
+            thead { tr { th { "Name" } th { "Permission" } th { "Created" } th { "Last used" } th {} } }
+            tbody {
+                @if tokens.is_empty() { tr { td colspan="5" .muted { "No tokens." } } }
+                @for t in &tokens {
+                    tr {
+                        td { (t.name) } td { (t.scope) } td.muted { (super::view::utc(t.created_at)) }
+                        td.muted { @if let Some(u) = t.last_used_at { (super::view::utc(u)) } @else { "never" } }
+                        td { form.inline method="post" action=(action) { (csrf_field(w)) input type="hidden" name="action" value="revoke-token"; input type="hidden" name="id" value=(t.id); button.secondary type="submit" { "Revoke" } } }
+                    }
+                }
+            }
+        }
+        form.card.inline method="post" action=(action) style="margin-top:10px" {
+            (csrf_field(w))
+            input type="hidden" name="action" value="create-token";
+            input type="text" name="name" placeholder="token name" required aria-label="Token name";
+            select name="scope" aria-label="Token permission" { option value="read" { "read" } option value="write" { "write" } option value="admin" { "admin" } }
+            button type="submit" { "Create token" }
+        }
+    };
+    let mut r = page(w, "Account", body);
+    *r.status_mut() = status;
+    Ok(r)
+}
+
+/// `POST /account`: change password, create or revoke a token.
+pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
+    let user = w.check_csrf(&form)?.clone();
+    let bad = |msg: &str| render_account(&w, Some(Notice::Err(msg.to_owned())), None, StatusCode::BAD_REQUEST);
+    match form.get("action") {
+        "password" => {
+            if form.get("new") != form.get("confirm") {
+                return bad("The new passwords do not match.");
+            }
+            let new = match Password::new(form.get("new")) {
+                Ok(p) => p,
+                Err(e) => return bad(&e.to_string()),
+            };
+            let store = w.state.store.clone();
+            let (name, current) = (user.name.to_string(), form.get("current").to_owned());
+            let ok = tokio::task::spawn_blocking(move || store.verify_password(&name, &current)).await.map_err(|e| WebError::Internal(e.to_string()))??;
+            if ok.is_none() {
+                return bad("The current password is wrong.");
+            }
+            let store = w.state.store.clone();
+            let name = user.name.clone();
+            tokio::task::spawn_blocking(move || store.set_password(&name, &new)).await.map_err(|e| WebError::Internal(e.to_string()))??;
+            Ok(see_other(&w.link("/account?done=password")))
+        }
+        "create-token" => {
+            let name = form.get("name").trim();
+            if name.is_empty() || name.len() > 100 {
+                return bad("Give the token a name of at most 100 characters.");
+            }
+            let scope: Permission = form.get("scope").parse().map_err(|e: trove_store::PermissionError| WebError::BadRequest(e.to_string()))?;
+            let t = w.state.store.create_token(&user.name, name, scope)?;
+            render_account(&w, None, Some((name.to_owned(), t.secret)), StatusCode::OK)
+        }
+        "revoke-token" => {
+            let id: i64 = form.get("id").parse().map_err(|_| WebError::BadRequest("bad token id".into()))?;
+            if !w.state.store.revoke_token(&user, id)? {
+                return Err(WebError::NotFound);
+            }
+            Ok(see_other(&w.link("/account?done=token-revoked")))
+        }
+        other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
+    }
+}

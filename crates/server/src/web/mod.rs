@@ -1,0 +1,378 @@
+//! The web UI: server-rendered pages at Bitbucket Server's URLs (`/login`, `/projects/{KEY}`,
+//! `/projects/{KEY}/repos/{slug}/browse`, `/admin/server-settings`, …), all under the context
+//! path, with a session cookie, a CSRF token in every form, and no external assets.
+//!
+//! Links and redirects are path-absolute (`{context path}/…`), so the pages work whatever host
+//! and scheme the browser used, behind the gateway or not; only clone URLs use the base URL,
+//! because they are copied out of the browser. Templates are `maud` macros, checked at compile
+//! time.
+
+mod account;
+mod admin;
+mod git;
+mod markdown;
+mod repo;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use trove_store::{Authenticated, GlobalPermission, Session, StoreError, User};
+
+use crate::AppState;
+use crate::public_url::RequestView;
+
+/// The session cookie. `Path` is the context path, so two Trove servers under different
+/// context paths on one host keep separate sessions.
+pub(crate) const SESSION_COOKIE: &str = "trove_session";
+/// The double-submit cookie that protects the login form (there is no session yet to bind a
+/// CSRF token to).
+const LOGIN_CSRF_COOKIE: &str = "trove_login_csrf";
+/// How long a session lasts after logging in. Default 12 hours; there is no "remember me".
+const SESSION_TTL_SECS: i64 = 12 * 3600;
+
+/// The web UI's routes, all under the context path `ctx` (empty or `/stash`).
+pub(crate) fn router(ctx: &str) -> Router<AppState> {
+    let r = |p: &str| format!("{ctx}{p}");
+    let repo = |p: &str| format!("{ctx}/projects/{{key}}/repos/{{slug}}{p}");
+    let ctx_owned = ctx.to_owned();
+    Router::new()
+        .route(&r("/"), get(repo::dashboard))
+        .route(&r("/projects"), get(repo::dashboard))
+        .route(&r("/static/trove.css"), get(view::css))
+        .route(&r("/static/trove.js"), get(view::js))
+        .route(&r("/login"), get(account::login_page).post(account::login))
+        .route(&r("/logout"), post(account::logout))
+        .route(&r("/account"), get(account::account_page).post(account::account_post))
+        .route(&r("/projects/{key}"), get(repo::project_page).post(repo::create_repo))
+        .route(&r("/projects/{key}/settings"), get(repo::project_settings).post(repo::project_settings_post))
+        .route(&repo(""), get(repo::repo_root))
+        .route(&repo("/browse"), get(repo::browse_root))
+        .route(&repo("/browse/{*path}"), get(repo::browse_path))
+        .route(&repo("/raw/{*path}"), get(repo::raw))
+        .route(&repo("/commits"), get(repo::commits))
+        .route(&repo("/commits/{id}"), get(repo::commit))
+        .route(&repo("/settings"), get(repo::repo_settings).post(repo::repo_settings_post))
+        .route(&r("/admin"), get(admin::index))
+        .route(&r("/admin/server-settings"), get(admin::server_settings).post(admin::server_settings_post))
+        .route(&r("/admin/users"), get(admin::users).post(admin::users_post))
+        .route(&r("/admin/projects"), get(admin::projects).post(admin::projects_post))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+            let ctx = ctx_owned.clone();
+            async move { finish(&ctx, next.run(req).await) }
+        }))
+}
+
+/// `fallback` for the whole server: browsers get the 404 page, git and scripts plain text.
+pub(crate) async fn fallback(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let wants_html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if wants_html { finish(state.urls.context_path().as_str(), WebError::NotFound.into_response()) } else { crate::error::HttpError::NoRoute.into_response() }
+}
+
+/// Turns an error marker into its page and adds the headers every page gets: no caching of
+/// pages that may hold private data (the seed warns about mod_cache serving one user's page
+/// to another), a CSP that allows only our own CSS and script, and no framing.
+fn finish(ctx: &str, mut resp: Response) -> Response {
+    if let Some(e) = resp.extensions_mut().remove::<ErrorPage>() {
+        let mut page = view::error_page(ctx, e.status, &e.title, &e.detail);
+        if let Some(v) = resp.headers().get(header::RETRY_AFTER) {
+            page.headers_mut().insert(header::RETRY_AFTER, v.clone());
+        }
+        resp = page;
+    }
+    let h = resp.headers_mut();
+    let is_html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// What a handler can fail with; [`finish`] renders it as a page in the same look.
+#[derive(Debug)]
+pub(crate) enum WebError {
+    NotFound,
+    Forbidden,
+    /// Anonymous on a page that needs a login: redirect to `/login?next=…`.
+    LoginRequired {
+        next: String,
+    },
+    BadRequest(String),
+    /// A form without the right CSRF token (an old tab, or another site posting).
+    Csrf,
+    TooManyFailedLogins(std::time::Duration),
+    Internal(String),
+}
+
+#[derive(Clone)]
+struct ErrorPage {
+    status: StatusCode,
+    title: String,
+    detail: String,
+}
+
+impl From<StoreError> for WebError {
+    fn from(e: StoreError) -> Self {
+        WebError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, title, detail) = match self {
+            WebError::LoginRequired { next } => {
+                let mut r = StatusCode::FOUND.into_response();
+                if let Ok(v) = HeaderValue::from_str(&next) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                return r;
+            }
+            WebError::NotFound => (StatusCode::NOT_FOUND, "Page not found", "It does not exist, or you may not see it.".to_owned()),
+            WebError::Forbidden => (StatusCode::FORBIDDEN, "Access denied", "You do not have permission to see this page.".to_owned()),
+            WebError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "Bad request", msg),
+            WebError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "The form was not sent from this site's current page. Go back, reload the page and try again.".to_owned(),
+            ),
+            WebError::TooManyFailedLogins(wait) => {
+                let secs = wait.as_secs().max(1);
+                let mut r = StatusCode::TOO_MANY_REQUESTS.into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                r.extensions_mut().insert(ErrorPage {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    title: "Too many failed logins".into(),
+                    detail: format!("Try again in {secs} seconds."),
+                });
+                return r;
+            }
+            WebError::Internal(detail) => {
+                tracing::error!(%detail, "internal error in the web UI");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server log has the details.".to_owned())
+            }
+        };
+        let mut r = status.into_response();
+        r.extensions_mut().insert(ErrorPage { status, title: title.to_owned(), detail });
+        r
+    }
+}
+
+pub(crate) type WebResult = Result<Response, WebError>;
+
+/// One page request: the server, how the request looked, and who is logged in.
+pub(crate) struct Web {
+    pub(crate) state: AppState,
+    pub(crate) view: RequestView,
+    pub(crate) session: Option<Session>,
+    session_id: Option<String>,
+    /// The request's path and query, for `/login?next=`.
+    here: String,
+    cookies: HashMap<String, String>,
+}
+
+impl FromRequestParts<AppState> for Web {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let view = parts.extensions.get::<RequestView>().cloned().ok_or_else(|| WebError::Internal("no request view".into()))?;
+        let cookies = parse_cookies(&parts.headers);
+        let session_id = cookies.get(SESSION_COOKIE).cloned();
+        let session = match &session_id {
+            Some(id) => state.store.session(id)?.filter(|s| s.user.may_log_in()),
+            None => None,
+        };
+        let here = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+        Ok(Web { state: state.clone(), view, session, session_id, here, cookies })
+    }
+}
+
+impl Web {
+    pub(crate) fn user(&self) -> Option<&User> {
+        self.session.as_ref().map(|s| &s.user)
+    }
+
+    pub(crate) fn is_admin(&self) -> bool {
+        is_admin(self.user())
+    }
+
+    /// The caller as the permission rules see them (a session is never token-capped).
+    pub(crate) fn who(&self) -> Option<Authenticated> {
+        self.user().map(|u| Authenticated { user: u.clone(), token_scope: None })
+    }
+
+    pub(crate) fn ctx(&self) -> &str {
+        self.state.urls.context_path().as_str()
+    }
+
+    /// A path-absolute link under the context path.
+    pub(crate) fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.ctx())
+    }
+
+    pub(crate) fn csrf(&self) -> &str {
+        self.session.as_ref().map(|s| s.csrf.as_str()).unwrap_or("")
+    }
+
+    pub(crate) fn require_user(&self) -> Result<&User, WebError> {
+        self.user().ok_or_else(|| WebError::LoginRequired { next: format!("{}/login?next={}", self.ctx(), url_encode(&self.here)) })
+    }
+
+    /// Global administrators only: anonymous callers are sent to log in, others get 403.
+    pub(crate) fn require_admin(&self) -> Result<&User, WebError> {
+        let u = self.require_user()?;
+        if is_admin(Some(u)) { Ok(u) } else { Err(WebError::Forbidden) }
+    }
+
+    /// Checks a form's CSRF token against the session's (constant time).
+    pub(crate) fn check_csrf(&self, form: &Form) -> Result<&User, WebError> {
+        let Some(s) = &self.session else { return Err(WebError::Csrf) };
+        if !constant_time_eq(form.get("csrf").as_bytes(), s.csrf.as_bytes()) {
+            return Err(WebError::Csrf);
+        }
+        Ok(&s.user)
+    }
+
+    /// `Secure` on cookies when the public URL is https: behind the gateway the server itself
+    /// speaks plain HTTP, so the base URL (or the forwarded scheme) decides, not the socket.
+    pub(crate) fn secure(&self) -> bool {
+        self.state.urls.base_url(&self.view).starts_with("https://")
+    }
+
+    pub(crate) fn cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+        let path = if self.ctx().is_empty() { "/" } else { self.ctx() };
+        let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+        if let Some(a) = max_age {
+            c.push_str(&format!("; Max-Age={a}"));
+        }
+        if self.secure() {
+            c.push_str("; Secure");
+        }
+        HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+    }
+}
+
+pub(crate) fn is_admin(u: Option<&User>) -> bool {
+    matches!(u.and_then(|u| u.global), Some(GlobalPermission::Admin | GlobalPermission::SysAdmin))
+}
+
+/// Form fields by name; a missing field reads as empty (an unchecked checkbox).
+pub(crate) struct Form(pub(crate) HashMap<String, String>);
+
+impl Form {
+    pub(crate) fn get(&self, k: &str) -> &str {
+        self.0.get(k).map(String::as_str).unwrap_or("")
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Form {
+    type Rejection = WebError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
+        let axum::Form(map) = axum::Form::<HashMap<String, String>>::from_request(req, state)
+            .await
+            .map_err(|e| WebError::BadRequest(format!("the form could not be read: {e}")))?;
+        Ok(Form(map))
+    }
+}
+
+fn parse_cookies(headers: &HeaderMap) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        for pair in v.split(';') {
+            if let Some((k, val)) = pair.trim().split_once('=') {
+                out.entry(k.trim().to_owned()).or_insert_with(|| val.trim().to_owned());
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && !a.is_empty() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
+pub(crate) fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `303 See Other` to a path under the context path (the answer to a successful POST).
+pub(crate) fn see_other(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// A `next=` target is followed only when it is a path on this server under the context path:
+/// anything else (`//evil.example`, `https://…`, `/\evil`) would be an open redirect.
+pub(crate) fn safe_next(ctx: &str, next: &str) -> Option<String> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control())
+        && (next == ctx || ctx.is_empty() || next.starts_with(&format!("{ctx}/")) || next.starts_with(&format!("{ctx}?")));
+    ok.then(|| next.to_owned())
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn next_targets_stay_on_this_server_under_the_context_path() {
+        let cases = [
+            ("", "/projects/TP", true),
+            ("", "//evil.example/x", false),
+            ("", "https://evil.example/", false),
+            ("", "/\\evil.example", false),
+            ("/stash", "/stash/admin", true),
+            ("/stash", "/stashed/admin", false),
+            ("/stash", "/admin", false),
+            ("", "relative", false),
+        ];
+        for (ctx, next, ok) in cases {
+            assert_eq!(safe_next(ctx, next).is_some(), ok, "{ctx} {next}");
+        }
+    }
+
+    #[test]
+    fn cookies_parse_and_csrf_compares_only_equal_nonempty_tokens() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; trove_session=abc".parse().unwrap());
+        h.append(header::COOKIE, "b=2".parse().unwrap());
+        let c = parse_cookies(&h);
+        assert_eq!(c.get("trove_session").map(String::as_str), Some("abc"));
+        assert_eq!(c.get("b").map(String::as_str), Some("2"));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"", b""));
+        assert_eq!(url_encode("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
+    }
+}

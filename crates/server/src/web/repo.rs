@@ -1,0 +1,719 @@
+//! Projects and repositories: the dashboard, a project's repositories, browsing files at a
+//! branch or tag, history, a commit's diff, and the project and repository settings pages.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Query};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use maud::{Markup, PreEscaped, html};
+use trove_store::{Owner, Permission, Project, ProjectKey, Repo, RepoSlug, UserName};
+
+use super::git::{self, Git, Refs, Resolved};
+use super::view::{Notice, csrf_field, done_notice, notice, page};
+use super::{Form, Web, WebError, WebResult, markdown, see_other, url_encode};
+
+type Q = Query<HashMap<String, String>>;
+
+fn seg<T>(p: Result<Path<T>, PathRejection>) -> Result<T, WebError> {
+    p.map(|Path(t)| t).map_err(|_| WebError::NotFound)
+}
+
+fn project_link(w: &Web, owner: &Owner) -> String {
+    w.link(&format!("/projects/{}", url_encode(&owner.to_string())))
+}
+
+fn repo_link(w: &Web, repo: &Repo, rest: &str) -> String {
+    w.link(&format!("/projects/{}/repos/{}{rest}", url_encode(&repo.owner.to_string()), repo.slug))
+}
+
+/// The project `key`, if the caller may see it; 404 otherwise (also for a malformed key), or a
+/// login redirect for anonymous callers, who may see more once logged in.
+fn visible_project(w: &Web, key: &str) -> Result<Project, WebError> {
+    let owner = Owner::parse(key).map_err(|_| WebError::NotFound)?;
+    match w.state.store.visible_project(&owner, w.user(), w.is_admin())? {
+        Some(p) => Ok(p),
+        None if w.user().is_none() => Err(w.require_user().err().unwrap_or(WebError::NotFound)),
+        None => Err(WebError::NotFound),
+    }
+}
+
+/// Whether the caller administers the project: a global admin, a project admin grant, or the
+/// owner of a personal project.
+fn project_admin(w: &Web, project: &Project) -> Result<bool, WebError> {
+    let Some(u) = w.user() else { return Ok(false) };
+    if w.is_admin() || matches!(&project.owner, Owner::User(n) if n == &u.name) {
+        return Ok(true);
+    }
+    Ok(w.state.store.project_grant(u, project)? == Some(Permission::Admin))
+}
+
+/// The repository and the caller's permission on it, if at least `need`. Anonymous callers
+/// are sent to log in; logged-in callers without read get 404 (a private repository's
+/// existence does not leak), with read but not `need` get 403.
+fn repo_access(w: &Web, key: &str, slug: &str, need: Permission) -> Result<(Repo, Permission), WebError> {
+    let owner = Owner::parse(key).map_err(|_| WebError::NotFound)?;
+    let slug = RepoSlug::parse(slug).map_err(|_| WebError::NotFound)?;
+    let repo = w.state.store.repo(&owner, &slug)?;
+    let perm = match &repo {
+        Some(r) => w.state.store.permission(w.who().as_ref(), r)?,
+        None => None,
+    };
+    match (repo, perm) {
+        (Some(r), Some(p)) if p >= need => Ok((r, p)),
+        (Some(_), Some(_)) if w.user().is_some() => Err(WebError::Forbidden),
+        _ if w.user().is_none() => Err(w.require_user().err().unwrap_or(WebError::NotFound)),
+        _ => Err(WebError::NotFound),
+    }
+}
+
+fn visibility(public: bool) -> Markup {
+    html! { @if public { span.badge.public { "public" } } @else { span.badge { "private" } } }
+}
+
+// ---- dashboard and projects ----
+
+/// `GET /` and `/projects`: the projects the caller may see.
+pub(crate) async fn dashboard(w: Web) -> WebResult {
+    let projects = w.state.store.visible_projects(w.user(), w.is_admin())?;
+    let base = w.state.urls.base_url(&w.view);
+    let body = html! {
+        h1 { "Projects" }
+        @if projects.is_empty() {
+            div.card { p.muted { "No projects to show." @if w.user().is_none() { " " a href=(w.link("/login")) { "Log in" } " to see yours." } } }
+        } @else {
+            table.list #projects {
+                thead { tr { th { "Key" } th { "Project" } th { "Visibility" } } }
+                tbody {
+                    @for p in &projects {
+                        tr {
+                            td.mono { a href=(project_link(&w, &p.owner)) { (p.owner) } }
+                            td { a href=(project_link(&w, &p.owner)) { (p.name) } }
+                            td { (visibility(p.public)) }
+                        }
+                    }
+                }
+            }
+        }
+        p.muted { "Clone URLs look like " code.clone-hint { (base) "/scm/KEY/slug.git" } }
+        @if w.is_admin() { p { a href=(w.link("/admin/projects")) { "Create a project" } } }
+    };
+    Ok(page(&w, "Projects", body))
+}
+
+/// `GET /projects/{KEY}`: the project's repositories the caller may read.
+pub(crate) async fn project_page(w: Web, key: Result<Path<String>, PathRejection>, Query(q): Q) -> WebResult {
+    let key = seg(key)?;
+    render_project(&w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+}
+
+fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
+    let project = visible_project(w, key)?;
+    let who = w.who();
+    let mut repos = Vec::new();
+    for r in w.state.store.project_repos(&project)? {
+        if w.state.store.permission(who.as_ref(), &r)?.is_some() {
+            repos.push(r);
+        }
+    }
+    let admin = project_admin(w, &project)?;
+    let body = html! {
+        div.crumbs { a href=(w.link("/projects")) { "Projects" } }
+        h1 { (project.name) " " span.muted.mono { "(" (project.owner) ")" } " " (visibility(project.public)) }
+        (notice(&note))
+        @if repos.is_empty() {
+            div.card { p.muted { "This project has no repositories you can see." } }
+        } @else {
+            table.list #repos {
+                thead { tr { th { "Repository" } th { "Visibility" } } }
+                tbody {
+                    @for r in &repos {
+                        tr { td { a href=(repo_link(w, r, "/browse")) { (r.name) } } td { (visibility(r.public || r.project_public)) } }
+                    }
+                }
+            }
+        }
+        @if admin {
+            h2 { "Create repository" }
+            form.card method="post" action=(project_link(w, &project.owner)) {
+                (csrf_field(w))
+                div.field { label for="slug" { "Name" } input #slug type="text" name="slug" required pattern="[A-Za-z0-9][A-Za-z0-9._-]*" placeholder="my-repo";
+                    div.help { "Letters, digits, '.', '-' and '_'. It becomes part of the clone URL." } }
+                div.field { label { input type="checkbox" name="public" value="1"; " Public (anyone can read and clone it)" } }
+                button type="submit" { "Create repository" }
+            }
+            p { a href=(w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())))) { "Project settings and permissions" } }
+        }
+    };
+    let mut r = page(w, &project.name, body);
+    *r.status_mut() = status;
+    Ok(r)
+}
+
+/// `POST /projects/{KEY}`: create a repository (project administrators).
+pub(crate) async fn create_repo(w: Web, key: Result<Path<String>, PathRejection>, form: Form) -> WebResult {
+    let key = seg(key)?;
+    w.check_csrf(&form)?;
+    let project = visible_project(&w, &key)?;
+    if !project_admin(&w, &project)? {
+        return Err(WebError::Forbidden);
+    }
+    let slug = match RepoSlug::parse(form.get("slug").trim()) {
+        Ok(s) => s,
+        Err(e) => return render_project(&w, &key, Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST),
+    };
+    match w.state.store.create_repo(&project.owner, &slug, form.get("public") == "1") {
+        Ok(repo) => Ok(see_other(&repo_link(&w, &repo, "/browse"))),
+        Err(e @ trove_store::StoreError::RepoExists(_)) => render_project(&w, &key, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The permissions table and grant form shared by project and repository settings.
+fn permissions_section(w: &Web, action: &str, grants: &[(UserName, Permission)]) -> Markup {
+    html! {
+        h2 { "Permissions" }
+        table.list #permissions {
+            thead { tr { th { "User" } th { "Permission" } th {} } }
+            tbody {
+                @if grants.is_empty() { tr { td colspan="3" .muted { "No one has been granted a permission here." } } }
+                @for (u, p) in grants {
+                    tr {
+                        td { (u) } td { (p) }
+                        td { form.inline method="post" action=(action) { (csrf_field(w)) input type="hidden" name="action" value="revoke"; input type="hidden" name="user" value=(u); button.secondary type="submit" { "Revoke" } } }
+                    }
+                }
+            }
+        }
+        form.card.inline method="post" action=(action) style="margin-top:10px" {
+            (csrf_field(w))
+            input type="hidden" name="action" value="grant";
+            input type="text" name="user" placeholder="user name" required aria-label="User name";
+            select name="permission" aria-label="Permission" { option value="read" { "read" } option value="write" { "write" } option value="admin" { "admin" } }
+            button type="submit" { "Grant" }
+        }
+    }
+}
+
+fn danger_zone(w: &Web, action: &str, what: &str, confirm: &str) -> Markup {
+    html! {
+        h2 { "Delete" }
+        form.card method="post" action=(action) {
+            (csrf_field(w))
+            input type="hidden" name="action" value="delete";
+            p { "Deleting the " (what) " removes its repositories and their history for good." }
+            div.field { label for="confirm" { "Type " code { (confirm) } " to confirm" } input #confirm type="text" name="confirm" autocomplete="off"; }
+            button.danger type="submit" { "Delete " (what) }
+        }
+    }
+}
+
+fn visibility_form(w: &Web, action: &str, public: bool, what: &str) -> Markup {
+    html! {
+        h2 { "Visibility" }
+        form.card method="post" action=(action) {
+            (csrf_field(w))
+            input type="hidden" name="action" value="visibility";
+            div.field { label { input type="checkbox" name="public" value="1" checked[public]; " Public: anyone, even without logging in, can read this " (what) } }
+            button type="submit" { "Save" }
+        }
+    }
+}
+
+/// `GET /projects/{KEY}/settings` (project administrators).
+pub(crate) async fn project_settings(w: Web, key: Result<Path<String>, PathRejection>, Query(q): Q) -> WebResult {
+    let key = seg(key)?;
+    render_project_settings(&w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+}
+
+fn render_project_settings(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
+    w.require_user()?;
+    let project = visible_project(w, key)?;
+    if !project_admin(w, &project)? {
+        return Err(WebError::Forbidden);
+    }
+    let action = w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())));
+    let grants = w.state.store.project_permissions(&project)?;
+    let body = html! {
+        div.crumbs { a href=(w.link("/projects")) { "Projects" } " / " a href=(project_link(w, &project.owner)) { (project.name) } }
+        h1 { "Project settings" }
+        (notice(&note))
+        (visibility_form(w, &action, project.public, "project's repositories"))
+        (permissions_section(w, &action, &grants))
+        @if matches!(project.owner, Owner::Project(_)) { (danger_zone(w, &action, "project", &project.owner.to_string())) }
+    };
+    let mut r = page(w, "Project settings", body);
+    *r.status_mut() = status;
+    Ok(r)
+}
+
+fn parse_grant(form: &Form) -> Result<(UserName, Permission), String> {
+    let user = UserName::parse(form.get("user").trim()).map_err(|e| e.to_string())?;
+    let perm = form.get("permission").parse::<Permission>().map_err(|e| e.to_string())?;
+    Ok((user, perm))
+}
+
+/// `POST /projects/{KEY}/settings`: visibility, grants, deletion.
+pub(crate) async fn project_settings_post(w: Web, key: Result<Path<String>, PathRejection>, form: Form) -> WebResult {
+    let key = seg(key)?;
+    w.check_csrf(&form)?;
+    let project = visible_project(&w, &key)?;
+    if !project_admin(&w, &project)? {
+        return Err(WebError::Forbidden);
+    }
+    let here = w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())));
+    let bad = |msg: String| render_project_settings(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+    let Owner::Project(pkey) = &project.owner else {
+        return bad("personal projects have no project settings here".into());
+    };
+    match form.get("action") {
+        "visibility" => {
+            w.state.store.set_project_public(pkey, form.get("public") == "1")?;
+            Ok(see_other(&format!("{here}?done=saved")))
+        }
+        "grant" => match parse_grant(&form) {
+            Ok((u, p)) => match w.state.store.grant_project(&u, pkey, p) {
+                Ok(()) => Ok(see_other(&format!("{here}?done=granted"))),
+                Err(e @ trove_store::StoreError::NoSuchUser(_)) => bad(e.to_string()),
+                Err(e) => Err(e.into()),
+            },
+            Err(msg) => bad(msg),
+        },
+        "revoke" => {
+            let u = UserName::parse(form.get("user")).map_err(|e| WebError::BadRequest(e.to_string()))?;
+            w.state.store.revoke_project(&u, &project)?;
+            Ok(see_other(&format!("{here}?done=revoked")))
+        }
+        "delete" => {
+            if form.get("confirm") != pkey.as_str() {
+                return bad(format!("type {pkey} to confirm the deletion"));
+            }
+            w.state.store.delete_project(pkey)?;
+            Ok(see_other(&w.link("/projects")))
+        }
+        other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
+    }
+}
+
+// ---- repositories ----
+
+/// `GET /projects/{KEY}/repos/{slug}` → the browse page.
+pub(crate) async fn repo_root(w: Web, p: Result<Path<(String, String)>, PathRejection>) -> WebResult {
+    let (key, slug) = seg(p)?;
+    let (repo, _) = repo_access(&w, &key, &slug, Permission::Read)?;
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(&repo_link(&w, &repo, "/browse")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+pub(crate) async fn browse_root(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
+    let (key, slug) = seg(p)?;
+    browse(&w, &key, &slug, "", &q).await
+}
+
+pub(crate) async fn browse_path(w: Web, p: Result<Path<(String, String, String)>, PathRejection>, Query(q): Q) -> WebResult {
+    let (key, slug, path) = seg(p)?;
+    browse(&w, &key, &slug, path.trim_end_matches('/'), &q).await
+}
+
+/// The clone URL from the base URL, with the caller's name in it as Bitbucket shows it.
+fn clone_url(w: &Web, repo: &Repo) -> String {
+    let url = w.state.urls.clone_url(&w.view, &repo.owner, &repo.slug);
+    match w.user() {
+        Some(u) => url.replacen("://", &format!("://{}@", url_encode(u.name.as_str())), 1),
+        None => url,
+    }
+}
+
+/// The header every repository page shares: name, clone URL with copy button, tabs.
+fn repo_header(w: &Web, repo: &Repo, perm: Permission, tab: &str) -> Markup {
+    let clone = clone_url(w, repo);
+    html! {
+        div.crumbs { a href=(w.link("/projects")) { "Projects" } " / " a href=(project_link(w, &repo.owner)) { (repo.owner) } }
+        h1 { (repo.name) " " (visibility(repo.public || repo.project_public)) }
+        div.clone {
+            label for="clone-url" { "Clone" }
+            input #clone-url.clone-url type="text" readonly value=(clone);
+            button.secondary type="button" data-copy="clone-url" { "Copy" }
+        }
+        nav.tabs {
+            a.on[tab == "browse"] href=(repo_link(w, repo, "/browse")) { "Source" }
+            a.on[tab == "commits"] href=(repo_link(w, repo, "/commits")) { "Commits" }
+            @if perm >= Permission::Admin { a.on[tab == "settings"] href=(repo_link(w, repo, "/settings")) { "Settings" } }
+        }
+    }
+}
+
+/// The branch and tag switcher: a GET form, submitted on change by the page script.
+fn switcher(refs: &Refs, current: &Resolved, action: &str) -> Markup {
+    html! {
+        form.inline method="get" action=(action) {
+            select name="at" data-autosubmit aria-label="Branch or tag" {
+                optgroup label="Branches" { @for (s, f, _) in &refs.branches { option value=(f) selected[f == &current.at] { (s) } } }
+                @if !refs.tags.is_empty() { optgroup label="Tags" { @for (s, f, _) in &refs.tags { option value=(f) selected[f == &current.at] { (s) } } } }
+                @if !refs.branches.iter().chain(&refs.tags).any(|(_, f, _)| f == &current.at) { option value=(current.at) selected { (current.label) } }
+            }
+            noscript { button.secondary type="submit" { "Go" } }
+        }
+    }
+}
+
+fn at_query(r: &Resolved) -> String {
+    format!("?at={}", url_encode(&r.at))
+}
+
+async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, String>) -> WebResult {
+    let (repo, perm) = repo_access(w, key, slug, Permission::Read)?;
+    if !git::valid_path(path) {
+        return Err(WebError::NotFound);
+    }
+    let g = Git::new(&w.state, w.state.store.repo_path(&repo));
+    let refs = g.refs().await?;
+    let default_branch = refs.head.as_deref().and_then(|h| h.strip_prefix("refs/heads/")).unwrap_or("main").to_owned();
+    let head = repo_header(w, &repo, perm, "browse");
+    let Some(at) = g.resolve(&refs, q.get("at").map(String::as_str)).await? else {
+        if refs.branches.is_empty() && q.get("at").is_none() {
+            let clone = clone_url(w, &repo);
+            let body = html! {
+                (head)
+                div.card #empty-repo {
+                    h2 { "This repository is empty" }
+                    p { "Push an existing repository to it:" }
+                    pre { "git remote add origin " (clone) "\ngit push -u origin " (default_branch) }
+                }
+            };
+            return Ok(page(w, &repo.name, body));
+        }
+        return Err(WebError::NotFound);
+    };
+    let Some(kind) = g.kind(&at.commit, path).await? else { return Err(WebError::NotFound) };
+    let browse_base = repo_link(w, &repo, "/browse");
+    let here = if path.is_empty() { browse_base.clone() } else { format!("{browse_base}/{}", url_encode(path)) };
+    // Breadcrumbs through the path.
+    let mut crumbs = vec![(repo.slug.to_string(), browse_base.clone())];
+    let mut acc = String::new();
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        if !acc.is_empty() {
+            acc.push('/');
+        }
+        acc.push_str(c);
+        crumbs.push((c.to_owned(), format!("{browse_base}/{}", url_encode(&acc))));
+    }
+    let bar = html! {
+        div.repo-bar {
+            (switcher(&refs, &at, &here))
+            span.muted { "Default branch: " strong #default-branch { (default_branch) } }
+            span.mono { @for (i, (name, link)) in crumbs.iter().enumerate() { @if i > 0 { " / " } a href={ (link) (at_query(&at)) } { (name) } } }
+        }
+    };
+    let content = if kind == "tree" {
+        let entries = g.tree(&at.commit, path).await?;
+        let readme = entries.iter().find(|e| e.kind == "blob" && e.name.eq_ignore_ascii_case("readme.md")).map(|e| e.name.clone());
+        let readme_html = match readme {
+            Some(name) => {
+                let p = if path.is_empty() { name } else { format!("{path}/{name}") };
+                g.blob(&at.commit, &p).await?.map(|b| markdown::render(&String::from_utf8_lossy(&b)))
+            }
+            None => None,
+        };
+        html! {
+            table.list #files {
+                thead { tr { th { "Name" } th { "Size" } } }
+                tbody {
+                    @for e in &entries {
+                        @let child = if path.is_empty() { e.name.clone() } else { format!("{path}/{}", e.name) };
+                        tr {
+                            td {
+                                @if e.kind == "commit" { span.mono { (e.name) " (submodule)" } }
+                                @else { a href={ (browse_base) "/" (url_encode(&child)) (at_query(&at)) } { (e.name) @if e.kind == "tree" { "/" } } }
+                            }
+                            td.muted { @if let Some(s) = e.size { (human_size(s)) } }
+                        }
+                    }
+                }
+            }
+            @if let Some(h) = readme_html { h2 { "README.md" } div.readme #readme { (PreEscaped(h)) } }
+        }
+    } else if kind == "blob" {
+        let size = g.blob_size(&at.commit, path).await?.unwrap_or(0);
+        let raw = format!("{}/{}{}", repo_link(w, &repo, "/raw"), url_encode(path), at_query(&at));
+        let data = if size <= git::VIEW_LIMIT { g.blob(&at.commit, path).await? } else { None };
+        let text = data.filter(|d| !d[..d.len().min(8000)].contains(&0)).map(|d| String::from_utf8_lossy(&d).into_owned());
+        html! {
+            div.codebox #file {
+                div.head { span.mono { (path) " " span.muted { "(" (human_size(size)) ")" } } a href=(raw) { "Raw" } }
+                @match text {
+                    Some(t) => table.code { tbody { @for (i, line) in t.lines().enumerate() {
+                        tr { td.ln id={ "L" (i + 1) } { a href={ "#L" (i + 1) } { (i + 1) } } td { (line) } }
+                    } } },
+                    None => p.muted style="padding:10px" { "This file is binary or too large to show. " a href=(raw) { "Download it" } "." },
+                }
+            }
+        }
+    } else {
+        html! { div.card { p.muted { "A submodule." } } }
+    };
+    let body = html! { (head) (bar) (content) };
+    Ok(page(w, &format!("{} - {}", repo.name, path), body))
+}
+
+fn human_size(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+/// `GET …/raw/{path}?at=`: the file's bytes, streamed. Served as text or octet-stream with a
+/// sandboxing CSP, so an HTML file in a repository cannot run script on our origin.
+pub(crate) async fn raw(w: Web, p: Result<Path<(String, String, String)>, PathRejection>, Query(q): Q) -> WebResult {
+    let (key, slug, path) = seg(p)?;
+    let (repo, _) = repo_access(&w, &key, &slug, Permission::Read)?;
+    if !git::valid_path(&path) || path.is_empty() {
+        return Err(WebError::NotFound);
+    }
+    let g = Git::new(&w.state, w.state.store.repo_path(&repo));
+    let refs = g.refs().await?;
+    let at = g.resolve(&refs, q.get("at").map(String::as_str)).await?.ok_or(WebError::NotFound)?;
+    if g.kind(&at.commit, &path).await?.as_deref() != Some("blob") {
+        return Err(WebError::NotFound);
+    }
+    let size = g.blob_size(&at.commit, &path).await?.unwrap_or(0);
+    let head = g.run_head(&at.commit, &path).await?;
+    let ctype = if head.contains(&0) { "application/octet-stream" } else { "text/plain; charset=utf-8" };
+    let mut child = g.blob_stream(&at.commit, &path)?;
+    let stdout = child.stdout.take().ok_or_else(|| WebError::Internal("git stdout".into()))?;
+    let stream = futures_util::stream::unfold((stdout, child), |(mut out, child)| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 64 * 1024];
+        match out.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), (out, child)))
+            }
+            Err(e) => Some((Err(e), (out, child))),
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    Ok(r)
+}
+
+impl Git {
+    /// The first 8000 bytes of a blob, to tell text from binary.
+    async fn run_head(&self, commit: &str, path: &str) -> Result<Vec<u8>, WebError> {
+        let mut b = self.blob(commit, path).await?.unwrap_or_default();
+        b.truncate(8000);
+        Ok(b)
+    }
+}
+
+/// `GET …/commits?until=&start=`: history, 50 a page.
+pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
+    const PER_PAGE: usize = 50;
+    let (key, slug) = seg(p)?;
+    let (repo, perm) = repo_access(&w, &key, &slug, Permission::Read)?;
+    let g = Git::new(&w.state, w.state.store.repo_path(&repo));
+    let refs = g.refs().await?;
+    let want = q.get("until").or(q.get("at")).map(String::as_str);
+    let head = repo_header(&w, &repo, perm, "commits");
+    let Some(at) = g.resolve(&refs, want).await? else {
+        if refs.branches.is_empty() {
+            return Ok(page(&w, &repo.name, html! { (head) div.card { p.muted { "No commits yet." } } }));
+        }
+        return Err(WebError::NotFound);
+    };
+    let start: usize = q.get("start").and_then(|s| s.parse().ok()).unwrap_or(0).min(1_000_000);
+    let mut list = g.log(&at.commit, start, PER_PAGE + 1).await?;
+    let more = list.len() > PER_PAGE;
+    list.truncate(PER_PAGE);
+    let here = repo_link(&w, &repo, "/commits");
+    let body = html! {
+        (head)
+        div.repo-bar { (switcher(&refs, &at, &here)) }
+        table.list #commits {
+            thead { tr { th { "Commit" } th { "Message" } th { "Author" } th { "Date" } } }
+            tbody {
+                @for c in &list {
+                    tr {
+                        td.sha { a href={ (here) "/" (c.id) } { (c.short) } }
+                        td { (c.subject) }
+                        td { (c.author) }
+                        td.muted { (c.date) }
+                    }
+                }
+            }
+        }
+        p {
+            @if start > 0 { a href={ (here) "?until=" (url_encode(&at.at)) "&start=" (start.saturating_sub(PER_PAGE)) } { "Newer" } " " }
+            @if more { a href={ (here) "?until=" (url_encode(&at.at)) "&start=" (start + PER_PAGE) } { "Older" } }
+        }
+    };
+    Ok(page(&w, &format!("Commits - {}", repo.name), body))
+}
+
+/// `GET …/commits/{id}`: the commit and its diff against its first parent.
+pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, PathRejection>) -> WebResult {
+    let (key, slug, id) = seg(p)?;
+    let (repo, perm) = repo_access(&w, &key, &slug, Permission::Read)?;
+    let g = Git::new(&w.state, w.state.store.repo_path(&repo));
+    let refs = g.refs().await?;
+    if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(WebError::NotFound);
+    }
+    let at = g.resolve(&refs, Some(&id)).await?.ok_or(WebError::NotFound)?;
+    let c = g.commit(&at.commit).await?.ok_or(WebError::NotFound)?;
+    let (diff, cut) = g.diff(c.parents.first().map(String::as_str), &c.id).await?;
+    let files = parse_diff(&diff);
+    let commits = repo_link(&w, &repo, "/commits");
+    let (subject, rest) = c.message.split_once('\n').unwrap_or((&c.message, ""));
+    let body = html! {
+        (repo_header(&w, &repo, perm, "commits"))
+        div.card #commit {
+            h2 style="margin-top:0" { (subject) }
+            @if !rest.trim().is_empty() { pre { (rest.trim()) } }
+            p.muted {
+                (c.author) " <" (c.email) "> committed " span.sha { (c.id) } " on " (c.date)
+                @for p in &c.parents { " · parent " a.sha href={ (commits) "/" (p) } { (p[..12.min(p.len())]) } }
+            }
+            p { a href={ (repo_link(&w, &repo, "/browse")) "?at=" (c.id) } { "Browse the files at this commit" } }
+        }
+        @if cut { div.notice.warn { "This diff is too large to show whole; it has been cut." } }
+        @if files.is_empty() { p.muted { "No changes." } }
+        @for f in &files {
+            div.codebox.diff style="margin-bottom:14px" {
+                div.head { span.mono { (f.name) } span { span style="color:#006644" { "+" (f.added) } " " span style="color:#bf2600" { "-" (f.removed) } } }
+                table.code { tbody {
+                    @for (class, line) in &f.lines { tr class=(class) { td { (line) } } }
+                } }
+            }
+        }
+    };
+    Ok(page(&w, &format!("{} - {}", &c.id[..12.min(c.id.len())], repo.name), body))
+}
+
+struct FileDiff {
+    name: String,
+    added: usize,
+    removed: usize,
+    lines: Vec<(&'static str, String)>,
+}
+
+/// Splits a `git diff-tree -p` patch into files, classifying each line for colouring.
+fn parse_diff(diff: &str) -> Vec<FileDiff> {
+    let mut files: Vec<FileDiff> = Vec::new();
+    let mut in_hunk = false;
+    for line in diff.lines() {
+        if let Some(rest) = line.strip_prefix("diff --git ") {
+            let name = rest.rsplit_once(" b/").map(|(_, b)| b.to_owned()).unwrap_or_else(|| rest.to_owned());
+            files.push(FileDiff { name, added: 0, removed: 0, lines: Vec::new() });
+            in_hunk = false;
+            continue;
+        }
+        let Some(f) = files.last_mut() else { continue };
+        if line.starts_with("@@") {
+            in_hunk = true;
+            f.lines.push(("hunk", line.to_owned()));
+        } else if !in_hunk {
+            // Header lines (index, ---/+++, rename, mode, Binary files differ).
+            if line.starts_with("Binary files") || line.starts_with("rename ") || line.starts_with("new file") || line.starts_with("deleted file") {
+                f.lines.push(("hunk", line.to_owned()));
+            }
+        } else if line.starts_with('+') {
+            f.added += 1;
+            f.lines.push(("add", line.to_owned()));
+        } else if line.starts_with('-') {
+            f.removed += 1;
+            f.lines.push(("del", line.to_owned()));
+        } else {
+            f.lines.push(("ctx", line.to_owned()));
+        }
+    }
+    files
+}
+
+/// `GET …/settings` (repository administrators): visibility, permissions, deletion.
+pub(crate) async fn repo_settings(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
+    let (key, slug) = seg(p)?;
+    render_repo_settings(&w, &key, &slug, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+}
+
+fn render_repo_settings(w: &Web, key: &str, slug: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
+    let (repo, perm) = repo_access(w, key, slug, Permission::Admin)?;
+    let action = repo_link(w, &repo, "/settings");
+    let grants = w.state.store.repo_permissions(&repo)?;
+    let body = html! {
+        (repo_header(w, &repo, perm, "settings"))
+        (notice(&note))
+        (visibility_form(w, &action, repo.public, "repository"))
+        (permissions_section(w, &action, &grants))
+        (danger_zone(w, &action, "repository", repo.slug.as_str()))
+    };
+    let mut r = page(w, &format!("Settings - {}", repo.name), body);
+    *r.status_mut() = status;
+    Ok(r)
+}
+
+pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>, PathRejection>, form: Form) -> WebResult {
+    let (key, slug) = seg(p)?;
+    w.check_csrf(&form)?;
+    let (repo, _) = repo_access(&w, &key, &slug, Permission::Admin)?;
+    let here = repo_link(&w, &repo, "/settings");
+    let bad = |msg: String| render_repo_settings(&w, &key, &slug, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+    match form.get("action") {
+        "visibility" => {
+            w.state.store.set_repo_public(&repo.owner, &repo.slug, form.get("public") == "1")?;
+            Ok(see_other(&format!("{here}?done=saved")))
+        }
+        "grant" => match parse_grant(&form) {
+            Ok((u, p)) => match w.state.store.grant_repo(&u, &repo.owner, &repo.slug, p) {
+                Ok(()) => Ok(see_other(&format!("{here}?done=granted"))),
+                Err(e @ trove_store::StoreError::NoSuchUser(_)) => bad(e.to_string()),
+                Err(e) => Err(e.into()),
+            },
+            Err(msg) => bad(msg),
+        },
+        "revoke" => {
+            let u = UserName::parse(form.get("user")).map_err(|e| WebError::BadRequest(e.to_string()))?;
+            w.state.store.revoke_repo(&u, &repo)?;
+            Ok(see_other(&format!("{here}?done=revoked")))
+        }
+        "delete" => {
+            if form.get("confirm") != repo.slug.as_str() {
+                return bad(format!("type {} to confirm the deletion", repo.slug));
+            }
+            w.state.store.delete_repo(&repo)?;
+            Ok(see_other(&format!("{}?done=deleted", project_link(&w, &repo.owner))))
+        }
+        other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
+    }
+}
+
+/// Used by the admin projects page: a project key from a form.
+pub(crate) fn parse_key(s: &str) -> Result<ProjectKey, String> {
+    ProjectKey::parse(s.trim()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn diffs_split_into_files_with_counts() {
+        let d = "diff --git a/x.txt b/x.txt\nindex 1..2 100644\n--- a/x.txt\n+++ b/x.txt\n@@ -1,2 +1,2 @@\n same\n-old\n+new\n+more\ndiff --git a/bin b/bin\nBinary files a/bin and b/bin differ\n";
+        let f = super::parse_diff(d);
+        assert_eq!(f.len(), 2);
+        assert_eq!((f[0].name.as_str(), f[0].added, f[0].removed), ("x.txt", 2, 1));
+        assert_eq!(f[0].lines.len(), 5);
+        assert_eq!(f[1].lines[0].0, "hunk");
+        assert_eq!(super::human_size(1536), "1.5 KiB");
+    }
+}

@@ -1,0 +1,310 @@
+//! Handler tests: every page's permission rules, CSRF, sessions and the login limit, through
+//! `app()` with `oneshot` (no sockets).
+
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use tower::ServiceExt as _;
+use trove_store::{GlobalPermission, Owner, Password, Permission, ProjectKey, RepoSlug, UserName};
+
+use crate::{Server, ServerConfig, app};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    server: Server,
+    ctx: String,
+}
+
+fn name(s: &str) -> UserName {
+    UserName::parse(s).unwrap()
+}
+
+/// Users `admin` (SYS_ADMIN), `reader` (read on TP), `owner` (admin on TP), `outsider`;
+/// private project TP with `test`, public project PUB with `open`.
+fn fixture(ctx: &str, base_url: Option<&str>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path());
+    if !ctx.is_empty() {
+        config.context_path = Some(trove_store::ContextPath::parse(ctx).unwrap());
+    }
+    config.base_url = base_url.map(|b| trove_store::BaseUrl::parse(b).unwrap());
+    config.auth.max_failed_logins = 3;
+    let server = Server::open(config).unwrap();
+    let s = server.store();
+    for (n, g) in [
+        ("admin", GlobalPermission::SysAdmin),
+        ("reader", GlobalPermission::LicensedUser),
+        ("owner", GlobalPermission::LicensedUser),
+        ("outsider", GlobalPermission::LicensedUser),
+    ] {
+        s.create_user(&name(n), &Password::new(&format!("{n}-password")).unwrap(), g).unwrap();
+    }
+    let tp = ProjectKey::parse("TP").unwrap();
+    s.create_project(&tp, Some("Test Project"), false).unwrap();
+    s.create_repo(&Owner::Project(tp.clone()), &RepoSlug::parse("test").unwrap(), false).unwrap();
+    s.grant_project(&name("reader"), &tp, Permission::Read).unwrap();
+    s.grant_project(&name("owner"), &tp, Permission::Admin).unwrap();
+    let pubk = ProjectKey::parse("PUB").unwrap();
+    s.create_project(&pubk, None, true).unwrap();
+    s.create_repo(&Owner::Project(pubk), &RepoSlug::parse("open").unwrap(), false).unwrap();
+    Fixture { _dir: dir, server, ctx: ctx.to_owned() }
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Resp {
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+impl Fixture {
+    /// A session for `user` (no login round trip): `(cookie header, csrf)`.
+    fn session(&self, user: &str) -> (String, String) {
+        let u = self.server.store().user(&name(user)).unwrap().unwrap();
+        let (id, csrf) = self.server.store().create_session(u.id, 3600).unwrap();
+        (format!("{}={id}", super::SESSION_COOKIE), csrf)
+    }
+
+    async fn send(&self, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> Resp {
+        let mut b =
+            Request::builder().method(method).uri(format!("{}{path}", self.ctx)).header(header::HOST, "localhost:7990").header(header::ACCEPT, "text/html");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        let req = match form {
+            Some(f) => b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from(f.to_owned())).unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let resp = app(&self.server).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 16 << 20).await.unwrap();
+        Resp { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    async fn get_as(&self, user: Option<&str>, path: &str) -> Resp {
+        let cookie = user.map(|u| self.session(u).0);
+        self.send("GET", path, cookie.as_deref(), None).await
+    }
+
+    /// POSTs a form as `user` with their session's CSRF token appended.
+    async fn post_as(&self, user: &str, path: &str, form: &str) -> Resp {
+        let (cookie, csrf) = self.session(user);
+        self.send("POST", path, Some(&cookie), Some(&format!("{form}&csrf={csrf}"))).await
+    }
+}
+
+#[tokio::test]
+async fn every_page_follows_the_permission_rules() {
+    let f = fixture("", None);
+    use StatusCode as S;
+    // (path, anonymous, outsider, reader, owner (TP admin), admin)
+    let login = S::FOUND;
+    let cases: &[(&str, [S; 5])] = &[
+        ("/", [S::OK; 5]),
+        ("/projects", [S::OK; 5]),
+        ("/login", [S::OK, S::SEE_OTHER, S::SEE_OTHER, S::SEE_OTHER, S::SEE_OTHER]),
+        ("/account", [login, S::OK, S::OK, S::OK, S::OK]),
+        ("/projects/PUB", [S::OK; 5]),
+        ("/projects/PUB/repos/open/browse", [S::OK; 5]),
+        ("/projects/PUB/repos/open/settings", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
+        ("/projects/TP", [login, S::NOT_FOUND, S::OK, S::OK, S::OK]),
+        ("/projects/TP/settings", [login, S::NOT_FOUND, S::FORBIDDEN, S::OK, S::OK]),
+        ("/projects/TP/repos/test", [login, S::NOT_FOUND, S::FOUND, S::FOUND, S::FOUND]),
+        ("/projects/TP/repos/test/browse", [login, S::NOT_FOUND, S::OK, S::OK, S::OK]),
+        ("/projects/TP/repos/test/commits", [login, S::NOT_FOUND, S::OK, S::OK, S::OK]),
+        ("/projects/TP/repos/test/settings", [login, S::NOT_FOUND, S::FORBIDDEN, S::OK, S::OK]),
+        ("/projects/TP/repos/test/raw/README.md", [login, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND]),
+        ("/projects/TP/repos/nope/browse", [login, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND]),
+        ("/projects/NOPE", [login, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND]),
+        ("/admin", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
+        ("/admin/server-settings", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
+        ("/admin/users", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
+        ("/admin/projects", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
+        ("/no/such/page", [S::NOT_FOUND; 5]),
+    ];
+    let users = [None, Some("outsider"), Some("reader"), Some("owner"), Some("admin")];
+    for (path, want) in cases {
+        for (user, want) in users.iter().zip(want) {
+            let r = f.get_as(*user, path).await;
+            assert_eq!(r.status, *want, "GET {path} as {user:?}: {}", &r.body[..r.body.len().min(400)]);
+            if r.status == S::FOUND && user.is_none() {
+                assert!(r.location().starts_with("/login?next="), "{path}: {}", r.location());
+            }
+            if matches!(r.status, S::NOT_FOUND | S::FORBIDDEN) {
+                assert!(r.body.contains("<!DOCTYPE html>") && r.body.contains("trove.css"), "error pages share the look: {path}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn forms_need_the_sessions_csrf_token_and_the_right_permission() {
+    let f = fixture("", None);
+    // No token, or another session's token: refused even for an administrator.
+    let (cookie, _) = f.session("admin");
+    let r = f.send("POST", "/admin/projects", Some(&cookie), Some("key=NEW")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let (_, other_csrf) = f.session("admin");
+    let r = f.send("POST", "/admin/projects", Some(&cookie), Some(&format!("key=NEW&csrf={other_csrf}"))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("Form expired"));
+    // Non-admins cannot use admin forms even with a valid token.
+    for (path, form) in [
+        ("/admin/projects", "key=NEW"),
+        ("/admin/users", "action=create&user=eve&password=eve-password"),
+        ("/admin/server-settings", "base_url=https://evil.example"),
+    ] {
+        assert_eq!(f.post_as("reader", path, form).await.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(f.post_as("reader", "/projects/TP", "slug=new").await.status, StatusCode::FORBIDDEN, "read is not project admin");
+    assert_eq!(f.post_as("outsider", "/projects/TP/repos/test/settings", "action=visibility&public=1").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.post_as("reader", "/projects/TP/repos/test/settings", "action=visibility&public=1").await.status, StatusCode::FORBIDDEN);
+    // The project admin creates a repository; the admin creates a project.
+    let r = f.post_as("owner", "/projects/TP", "slug=created&public=1").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/repos/created/browse"));
+    let r = f.post_as("admin", "/admin/projects", "key=NEW&name=New+one").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/NEW?done=created"));
+    let r = f.post_as("admin", "/admin/projects", "key=NEW").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // Deleting needs the name typed.
+    let r = f.post_as("owner", "/projects/TP/repos/created/settings", "action=delete&confirm=wrong").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = f.post_as("owner", "/projects/TP/repos/created/settings", "action=delete&confirm=created").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("created").unwrap()).unwrap().is_none());
+    // Grants through the settings page take effect.
+    let r = f.post_as("owner", "/projects/TP/settings", "action=grant&user=outsider&permission=read").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.get_as(Some("outsider"), "/projects/TP/repos/test/browse").await.status, StatusCode::OK);
+    let r = f.post_as("owner", "/projects/TP/settings", "action=grant&user=ghost&permission=read").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn saving_the_base_url_changes_clone_urls_at_once_and_bad_ones_are_refused() {
+    let f = fixture("/stash", Some("http://localhost:7990/stash"));
+    let page = f.get_as(Some("reader"), "/projects/TP/repos/test/browse").await;
+    assert!(page.body.contains("http://reader@localhost:7990/stash/scm/tp/test.git"), "{}", page.body);
+    for bad in ["ftp://x.example", "https://", "https://a.example:99999/stash", "https://a.example/st ash", "https://user@a.example"] {
+        let r = f.post_as("admin", "/admin/server-settings", &format!("base_url={}", super::url_encode(bad))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(r.body.contains("is invalid"), "{bad}: {}", r.body);
+    }
+    let r = f.post_as("admin", "/admin/server-settings", "base_url=https%3A%2F%2Fgit.example.com%2Fstash").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/stash/admin/server-settings?done=saved"));
+    let page = f.get_as(Some("reader"), "/projects/TP/repos/test/browse").await;
+    assert!(page.body.contains("https://reader@git.example.com/stash/scm/tp/test.git"), "{}", page.body);
+    assert_eq!(f.server.store().base_url().unwrap().unwrap().as_str(), "https://git.example.com/stash");
+    let settings = f.get_as(Some("admin"), "/admin/server-settings").await;
+    assert!(settings.body.contains("http://localhost:7990/stash") && settings.body.contains("id=\"mismatch\""), "the request URL and the mismatch are shown");
+    // Cookies are Secure now that the base URL is https.
+    let r = f.get_as(None, "/login").await;
+    let c = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(c.contains("Secure") && c.contains("Path=/stash"), "{c}");
+}
+
+#[tokio::test]
+async fn logging_in_sets_a_strict_cookie_and_failures_are_rate_limited() {
+    let f = fixture("/stash", None);
+    let r = f.get_as(None, "/login?next=/stash/projects/TP").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    let token = set.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let login_cookie = format!("trove_login_csrf={token}");
+    // Without the form's token: refused.
+    let r = f.send("POST", "/login", Some(&login_cookie), Some("username=admin&password=admin-password&csrf=wrong")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Right password: a session cookie that scripts cannot read, scoped to the context path.
+    let form = format!("username=reader&password=reader-password&csrf={token}&next=%2Fstash%2Fprojects%2FTP");
+    let r = f.send("POST", "/login", Some(&login_cookie), Some(&form)).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/stash/projects/TP"));
+    let session = r.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).find(|c| c.starts_with("trove_session=")).unwrap();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/stash"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(!session.contains("Secure"), "plain http base: {session}");
+    let cookie = session.split(';').next().unwrap().to_owned();
+    assert_eq!(f.send("GET", "/projects/TP", Some(&cookie), None).await.status, StatusCode::OK);
+    // An open redirect in next= is ignored.
+    let r =
+        f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=reader&password=reader-password&csrf={token}&next=%2F%2Fevil.example"))).await;
+    assert_eq!(r.location(), "/stash/");
+    // Wrong passwords: 401 until the limit, then 429 even with the right one.
+    for _ in 0..3 {
+        let r = f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=owner&password=wrong-password&csrf={token}"))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.body.contains("Wrong username or password"));
+    }
+    let r = f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=owner&password=owner-password&csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // Tokens do not log a browser in.
+    let t = f.server.store().create_token(&name("admin"), "x", Permission::Read).unwrap();
+    let r = f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=admin&password={}&csrf={token}", t.secret))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn logout_and_disabling_end_sessions() {
+    let f = fixture("", None);
+    let (cookie, csrf) = f.session("reader");
+    assert_eq!(f.send("GET", "/account", Some(&cookie), None).await.status, StatusCode::OK);
+    let r = f.send("POST", "/logout", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/login"));
+    assert!(r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(f.send("GET", "/account", Some(&cookie), None).await.status, StatusCode::FOUND, "the old cookie is dead");
+    let (cookie, _) = f.session("reader");
+    let r = f.post_as("admin", "/admin/users", "action=disable&user=reader").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.send("GET", "/account", Some(&cookie), None).await.status, StatusCode::FOUND);
+    assert!(f.server.store().verify_password("reader", "reader-password").unwrap().is_none());
+    // Admins cannot disable themselves; they can create users and make them admin.
+    assert_eq!(f.post_as("admin", "/admin/users", "action=disable&user=admin").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.post_as("admin", "/admin/users", "action=create&user=newbie&password=short").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.post_as("admin", "/admin/users", "action=create&user=newbie&password=newbie-password").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.post_as("admin", "/admin/users", "action=make-admin&user=newbie").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.get_as(Some("newbie"), "/admin").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_and_revoked_by_their_owner_only() {
+    let f = fixture("", None);
+    let r = f.post_as("reader", "/account", "action=create-token&name=laptop&scope=read").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let secret = r.body.split("value=\"trv_").nth(1).map(|s| format!("trv_{}", s.split('"').next().unwrap())).expect("secret shown");
+    assert!(f.server.store().verify_token(&secret, Some("reader")).unwrap().is_some());
+    let page = f.get_as(Some("reader"), "/account").await;
+    assert!(page.body.contains("laptop") && !page.body.contains(&secret), "listed, never shown again");
+    let id = f.server.store().tokens(&f.server.store().user(&name("reader")).unwrap().unwrap()).unwrap()[0].id;
+    assert_eq!(f.post_as("outsider", "/account", &format!("action=revoke-token&id={id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.post_as("reader", "/account", &format!("action=revoke-token&id={id}")).await.status, StatusCode::SEE_OTHER);
+    assert!(f.server.store().verify_token(&secret, None).unwrap().is_none());
+    // Password change needs the current one.
+    let r = f.post_as("reader", "/account", "action=password&current=nope&new=another-password&confirm=another-password").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = f.post_as("reader", "/account", "action=password&current=reader-password&new=another-password&confirm=another-password").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(f.server.store().verify_password("reader", "another-password").unwrap().is_some());
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_git_clients_still_get_plain_404s() {
+    let f = fixture("", None);
+    let r = f.get_as(Some("reader"), "/projects/TP").await;
+    for h in [header::CONTENT_SECURITY_POLICY, header::X_FRAME_OPTIONS, header::X_CONTENT_TYPE_OPTIONS] {
+        assert!(r.headers.contains_key(&h), "{h}");
+    }
+    assert_eq!(r.headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+    let req = Request::builder().uri("/no/such").body(Body::empty()).unwrap();
+    let resp = app(&f.server).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(resp.headers().get(header::CONTENT_TYPE).unwrap().to_str().unwrap().starts_with("text/plain"));
+    let css = f.get_as(None, "/static/trove.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.headers.get(header::CONTENT_TYPE).unwrap().to_str().unwrap().starts_with("text/css"));
+}

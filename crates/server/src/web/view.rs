@@ -1,0 +1,215 @@
+//! The look shared by every page: the layout, the style sheet and the one small script (copy
+//! buttons, auto-submitting selects), all served by us so pages need no network.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use maud::{DOCTYPE, Markup, html};
+
+use super::Web;
+
+const CSS: &str = r#"
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;color:#172b4d;background:#f4f5f7}
+a{color:#0052cc;text-decoration:none}a:hover{text-decoration:underline}
+header.top{background:#0747a6;color:#fff;display:flex;align-items:center;gap:18px;padding:0 20px;height:48px}
+header.top a{color:#fff}header.top .brand{font-weight:700;font-size:17px;letter-spacing:.3px}
+header.top nav{display:flex;gap:14px;flex:1}header.top .me{display:flex;gap:12px;align-items:center}
+header.top form{margin:0}header.top button{background:none;border:1px solid #ffffff80;color:#fff;border-radius:3px;padding:3px 10px;cursor:pointer}
+main{max-width:1100px;margin:20px auto;padding:0 20px}
+h1{font-size:22px;margin:8px 0 16px}h2{font-size:17px;margin:22px 0 10px}
+.crumbs{color:#5e6c84;margin-bottom:4px}.crumbs a{color:#5e6c84}
+.card{background:#fff;border:1px solid #dfe1e6;border-radius:4px;padding:16px;margin-bottom:16px}
+table.list{width:100%;border-collapse:collapse;background:#fff;border:1px solid #dfe1e6;border-radius:4px}
+table.list th,table.list td{padding:7px 10px;border-bottom:1px solid #ebecf0;text-align:left;vertical-align:middle}
+table.list th{background:#fafbfc;color:#5e6c84;font-weight:600;font-size:12px;text-transform:uppercase}
+table.list tr:last-child td{border-bottom:none}
+.badge{display:inline-block;font-size:11px;padding:1px 6px;border-radius:3px;background:#dfe1e6;color:#42526e;font-weight:600}
+.badge.public{background:#e3fcef;color:#006644}.badge.admin{background:#eae6ff;color:#403294}.badge.off{background:#ffebe6;color:#bf2600}
+form.inline{display:inline-flex;gap:6px;align-items:center;margin:0}
+input[type=text],input[type=password],input[type=url],select{font:inherit;padding:5px 8px;border:1px solid #c1c7d0;border-radius:3px;background:#fff}
+input[type=text]:focus,input[type=password]:focus,input[type=url]:focus{outline:2px solid #4c9aff;border-color:#4c9aff}
+button,.button{font:inherit;background:#0052cc;color:#fff;border:0;border-radius:3px;padding:6px 12px;cursor:pointer}
+button.secondary{background:#ebecf0;color:#42526e}button.danger{background:#de350b}
+.field{margin-bottom:12px}.field label{display:block;font-weight:600;margin-bottom:4px}.field .help{color:#5e6c84;font-size:12px;margin-top:3px}
+.field input[type=text],.field input[type=password],.field input[type=url]{width:100%;max-width:460px}
+.notice{padding:10px 14px;border-radius:4px;margin-bottom:14px}.notice.ok{background:#e3fcef;border:1px solid #79f2c0}.notice.err{background:#ffebe6;border:1px solid #ff8f73}
+.notice.warn{background:#fffae6;border:1px solid #ffe380}
+.clone{display:flex;gap:6px;align-items:center;margin:6px 0 14px}.clone input{flex:1;font-family:monospace}
+.repo-bar{display:flex;gap:10px;align-items:center;flex-wrap:wrap;margin-bottom:12px}
+.tabs{display:flex;gap:2px;margin-bottom:14px;border-bottom:2px solid #dfe1e6}.tabs a{padding:6px 12px;color:#42526e}.tabs a.on{border-bottom:2px solid #0052cc;margin-bottom:-2px;color:#0052cc;font-weight:600}
+code,pre,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
+table.code{border-collapse:collapse;width:100%;background:#fff}
+table.code td{padding:0 10px;white-space:pre;vertical-align:top}
+table.code td.ln{width:1%;text-align:right;color:#97a0af;user-select:none;border-right:1px solid #ebecf0}table.code td.ln a{color:#97a0af}
+.codebox{border:1px solid #dfe1e6;border-radius:4px;overflow:auto;background:#fff}
+.codebox .head{background:#fafbfc;border-bottom:1px solid #dfe1e6;padding:6px 10px;display:flex;justify-content:space-between}
+tr.add td{background:#e3fcef}tr.del td{background:#ffebe6}tr.hunk td{background:#deebff;color:#5e6c84}
+.readme{background:#fff;border:1px solid #dfe1e6;border-radius:4px;padding:6px 24px}
+.readme pre{background:#f4f5f7;padding:10px;overflow:auto}.readme img{max-width:100%}
+.readme table{border-collapse:collapse}.readme td,.readme th{border:1px solid #dfe1e6;padding:4px 8px}
+.muted{color:#5e6c84}.sha{font-family:monospace;font-size:12px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:12px}
+.grid .card{margin:0}.grid .card h3{margin:0 0 4px;font-size:15px}
+.secret{font-family:monospace;background:#fffae6;padding:8px;border:1px dashed #ff991f;word-break:break-all}
+.error-page{text-align:center;padding:50px 20px}.error-page .code{font-size:64px;font-weight:700;color:#c1c7d0}
+footer{max-width:1100px;margin:30px auto;padding:0 20px;color:#97a0af;font-size:12px}
+"#;
+
+const JS: &str = r#"
+document.addEventListener('click', function (e) {
+  var b = e.target.closest('[data-copy]');
+  if (!b) return;
+  var el = document.getElementById(b.getAttribute('data-copy'));
+  var done = function () { b.textContent = 'Copied'; setTimeout(function () { b.textContent = 'Copy'; }, 1500); };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(el.value).then(done, function () { el.select(); document.execCommand('copy'); done(); });
+  } else { el.select(); document.execCommand('copy'); done(); }
+});
+document.addEventListener('change', function (e) {
+  if (e.target.matches('select[data-autosubmit]')) e.target.form.submit();
+});
+"#;
+
+fn asset(body: &'static str, ctype: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
+}
+
+pub(crate) async fn css() -> Response {
+    asset(CSS, "text/css; charset=utf-8")
+}
+
+pub(crate) async fn js() -> Response {
+    asset(JS, "text/javascript; charset=utf-8")
+}
+
+pub(crate) fn html_response(status: StatusCode, m: Markup) -> Response {
+    let mut r = (status, m.into_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+fn shell(ctx: &str, title: &str, nav: Markup, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " - Trove" }
+                link rel="stylesheet" href={ (ctx) "/static/trove.css" };
+                script src={ (ctx) "/static/trove.js" } defer {}
+            }
+            body {
+                header.top {
+                    a.brand href={ (ctx) "/" } { "Trove" }
+                    (nav)
+                }
+                main { (body) }
+                footer { "Trove " (env!("CARGO_PKG_VERSION")) }
+            }
+        }
+    }
+}
+
+/// A full page for the logged-in (or anonymous) caller.
+pub(crate) fn page(w: &Web, title: &str, body: Markup) -> Response {
+    let ctx = w.ctx();
+    let nav = html! {
+        nav {
+            a href={ (ctx) "/projects" } { "Projects" }
+            @if w.is_admin() { a href={ (ctx) "/admin" } { "Administration" } }
+        }
+        div.me {
+            @if let Some(u) = w.user() {
+                a href={ (ctx) "/account" } title="Account" { (u.display_name) }
+                form method="post" action={ (ctx) "/logout" } {
+                    input type="hidden" name="csrf" value=(w.csrf());
+                    button type="submit" { "Log out" }
+                }
+            } @else {
+                a href={ (ctx) "/login" } { "Log in" }
+            }
+        }
+    };
+    html_response(StatusCode::OK, shell(ctx, title, nav, body))
+}
+
+/// The 404/403/500 page: same look, no details beyond what the caller can act on.
+pub(crate) fn error_page(ctx: &str, status: StatusCode, title: &str, detail: &str) -> Response {
+    let nav = html! { nav { a href={ (ctx) "/projects" } { "Projects" } } div.me { a href={ (ctx) "/login" } { "Log in" } } };
+    let body = html! {
+        div.error-page {
+            div.code { (status.as_u16()) }
+            h1 { (title) }
+            p.muted { (detail) }
+            p { a href={ (ctx) "/" } { "Go to the dashboard" } }
+        }
+    };
+    html_response(status, shell(ctx, title, nav, body))
+}
+
+/// A success or error message at the top of a page.
+pub(crate) enum Notice {
+    Ok(String),
+    Err(String),
+}
+
+pub(crate) fn notice(n: &Option<Notice>) -> Markup {
+    html! {
+        @match n {
+            Some(Notice::Ok(t)) => div.notice.ok role="status" { (t) },
+            Some(Notice::Err(t)) => div.notice.err role="alert" { (t) },
+            None => {},
+        }
+    }
+}
+
+/// The notice for a `?done=` code set by a redirect after a successful form.
+pub(crate) fn done_notice(code: Option<&str>) -> Option<Notice> {
+    let text = match code? {
+        "saved" => "Saved.",
+        "created" => "Created.",
+        "deleted" => "Deleted.",
+        "granted" => "Permission granted.",
+        "revoked" => "Permission revoked.",
+        "password" => "Password changed.",
+        "token-revoked" => "Token revoked.",
+        "user-updated" => "User updated.",
+        _ => return None,
+    };
+    Some(Notice::Ok(text.to_owned()))
+}
+
+/// The hidden CSRF field every form carries.
+pub(crate) fn csrf_field(w: &Web) -> Markup {
+    html! { input type="hidden" name="csrf" value=(w.csrf()); }
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from Unix seconds (civil-from-days, Howard Hinnant's algorithm).
+pub(crate) fn utc(ts: i64) -> String {
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates_format_like_the_calendar() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(super::utc(1_796_000_000), "2026-11-30 00:53 UTC");
+    }
+}
