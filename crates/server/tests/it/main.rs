@@ -7,3 +7,4 @@ mod dulwich;
 mod http;
 mod push;
 mod support;
+mod web_ui;
