@@ -4,6 +4,7 @@
 mod doctor;
 mod gateway;
 mod up;
+mod web_ui;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

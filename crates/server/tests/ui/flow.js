@@ -187,9 +187,12 @@ async function main() {
       await shot(page, 'file');
       const raw = await page.getAttribute('#file .head a', 'href');
       assert.ok(raw.startsWith(CTX + '/projects/'), raw);
-      const resp = await page.request.get(new URL(raw, ROOT).toString());
-      assert.equal(resp.status(), 200);
-      assert.match(await resp.text(), /^fn main\(\) \{/);
+      // Opened by the browser itself, so its TLS trust and cookies apply.
+      const resp = await page.goto(new URL(raw, ROOT).toString());
+      const [status, ctype, text] = [resp.status(), resp.headers()['content-type'], await resp.text()];
+      assert.equal(status, 200);
+      assert.equal(ctype, 'text/plain; charset=utf-8');
+      assert.match(text, /^fn main\(\) \{/);
     });
 
     await step('the branch switcher shows another branch and a tag', async () => {
