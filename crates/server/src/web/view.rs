@@ -38,7 +38,7 @@ button.secondary{background:#ebecf0;color:#42526e}button.danger{background:#de35
 .repo-bar{display:flex;gap:10px;align-items:center;flex-wrap:wrap;margin-bottom:12px}
 .tabs{display:flex;gap:2px;margin-bottom:14px;border-bottom:2px solid #dfe1e6}.tabs a{padding:6px 12px;color:#42526e}.tabs a.on{border-bottom:2px solid #0052cc;margin-bottom:-2px;color:#0052cc;font-weight:600}
 code,pre,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
-table.code{border-collapse:collapse;width:100%;background:#fff}
+table.code{border-collapse:collapse;width:100%;background:#fff;font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
 table.code td{padding:0 10px;white-space:pre;vertical-align:top}
 table.code td.ln{width:1%;text-align:right;color:#97a0af;user-select:none;border-right:1px solid #ebecf0}table.code td.ln a{color:#97a0af}
 .codebox{border:1px solid #dfe1e6;border-radius:4px;overflow:auto;background:#fff}
