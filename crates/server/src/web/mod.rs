@@ -61,6 +61,8 @@ pub(crate) fn router(ctx: &str) -> Router<AppState> {
         .route(&repo("/commits"), get(repo::commits))
         .route(&repo("/commits/{id}"), get(repo::commit))
         .route(&repo("/settings"), get(repo::repo_settings).post(repo::repo_settings_post))
+        .route(&r("/users/{user}"), get(repo::user_alias))
+        .route(&r("/users/{user}/{*rest}"), get(repo::user_alias))
         .route(&r("/admin"), get(admin::index))
         .route(&r("/admin/server-settings"), get(admin::server_settings).post(admin::server_settings_post))
         .route(&r("/admin/users"), get(admin::users).post(admin::users_post))

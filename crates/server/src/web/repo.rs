@@ -297,6 +297,19 @@ pub(crate) async fn project_settings_post(w: Web, key: Result<Path<String>, Path
     }
 }
 
+/// `GET /users/{user}[/…]`: Bitbucket's URLs for personal projects (the git side redirects
+/// browsers there) lead to the same pages as `/projects/~{user}[/…]`.
+pub(crate) async fn user_alias(w: Web, uri: http::Uri) -> WebResult {
+    let rest = uri.path().strip_prefix(&w.link("/users/")).ok_or(WebError::NotFound)?;
+    let (user, tail) = rest.split_once('/').map(|(u, t)| (u, format!("/{t}"))).unwrap_or((rest, String::new()));
+    let user = UserName::parse(user).map_err(|_| WebError::NotFound)?;
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let mut r = StatusCode::FOUND.into_response();
+    let location = w.link(&format!("/projects/~{user}{tail}{query}"));
+    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).map_err(|_| WebError::NotFound)?);
+    Ok(r)
+}
+
 // ---- repositories ----
 
 /// `GET /projects/{KEY}/repos/{slug}` → the browse page.

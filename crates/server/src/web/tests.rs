@@ -143,6 +143,19 @@ async fn every_page_follows_the_permission_rules() {
 }
 
 #[tokio::test]
+async fn personal_repositories_are_their_owners_and_bitbuckets_user_urls_lead_to_them() {
+    let f = fixture("/stash", None);
+    f.server.store().create_repo(&Owner::User(name("owner")), &RepoSlug::parse("dots").unwrap(), false).unwrap();
+    let r = f.get_as(Some("owner"), "/users/owner/repos/dots/browse?at=main").await;
+    assert_eq!((r.status, r.location()), (StatusCode::FOUND, "/stash/projects/~owner/repos/dots/browse?at=main"));
+    assert_eq!(f.get_as(Some("owner"), "/projects/~owner/repos/dots/browse").await.status, StatusCode::OK);
+    assert_eq!(f.get_as(Some("owner"), "/projects/~owner/repos/dots/settings").await.status, StatusCode::OK);
+    assert_eq!(f.get_as(Some("outsider"), "/projects/~owner/repos/dots/browse").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get_as(Some("outsider"), "/projects/~owner").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get_as(Some("owner"), "/users/no%0Aone").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn forms_need_the_sessions_csrf_token_and_the_right_permission() {
     let f = fixture("", None);
     // No token, or another session's token: refused even for an administrator.
