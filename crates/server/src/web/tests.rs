@@ -321,3 +321,82 @@ async fn pages_carry_security_headers_and_git_clients_still_get_plain_404s() {
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.headers.get(header::CONTENT_TYPE).unwrap().to_str().unwrap().starts_with("text/css"));
 }
+
+/// Commits a README and `src/lib.rs` on `main` straight into the fixture's `TP/test` on disk.
+fn push_locally(f: &Fixture) -> String {
+    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let bare = f.server.store().repo_path(&repo);
+    let work = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", work.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .current_dir(work.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(work.path().join("README.md"), "# Title\n\n<b>bold?</b>\n").unwrap();
+    std::fs::create_dir(work.path().join("src")).unwrap();
+    std::fs::write(work.path().join("src/lib.rs"), "<html><script>alert(1)</script>\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+    git(&["push", "-q", bare.to_str().unwrap(), "main"]);
+    git(&["rev-parse", "HEAD"])
+}
+
+#[tokio::test]
+async fn browsing_takes_only_the_repositorys_refs_hex_ids_and_plain_paths() {
+    let f = fixture("", None);
+    let tip = push_locally(&f);
+    let base = "/projects/TP/repos/test";
+    for (path, want) in [
+        (format!("{base}/browse"), StatusCode::OK),
+        (format!("{base}/browse?at=refs/heads/main"), StatusCode::OK),
+        (format!("{base}/browse?at=main"), StatusCode::OK),
+        (format!("{base}/browse?at={}", &tip[..10]), StatusCode::OK),
+        (format!("{base}/browse/src"), StatusCode::OK),
+        (format!("{base}/browse/src/lib.rs"), StatusCode::OK),
+        (format!("{base}/browse?at=--output=/tmp/x"), StatusCode::NOT_FOUND),
+        (format!("{base}/browse?at=HEAD~1"), StatusCode::NOT_FOUND),
+        (format!("{base}/browse?at=refs/heads/nope"), StatusCode::NOT_FOUND),
+        (format!("{base}/browse/src/%2E%2E/README.md"), StatusCode::NOT_FOUND),
+        (format!("{base}/browse/nope.txt"), StatusCode::NOT_FOUND),
+        (format!("{base}/commits/{tip}"), StatusCode::OK),
+        (format!("{base}/commits/{}", "0".repeat(40)), StatusCode::NOT_FOUND),
+        (format!("{base}/commits/--all"), StatusCode::NOT_FOUND),
+        (format!("{base}/commits?until=--all"), StatusCode::NOT_FOUND),
+        (format!("{base}/raw/src"), StatusCode::NOT_FOUND),
+    ] {
+        let r = f.get_as(Some("reader"), &path).await;
+        assert_eq!(r.status, want, "{path}");
+    }
+    let page = f.get_as(Some("reader"), &format!("{base}/browse")).await;
+    assert!(page.body.contains("<h1>Title</h1>") && page.body.contains("&lt;b&gt;bold?&lt;/b&gt;"), "{}", page.body);
+    let file = f.get_as(Some("reader"), &format!("{base}/browse/src/lib.rs")).await;
+    assert!(file.body.contains("&lt;script&gt;") && !file.body.contains("<script>alert"), "file contents are escaped");
+    let raw = f.get_as(Some("reader"), &format!("{base}/raw/src/lib.rs?at=main")).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.body, "<html><script>alert(1)</script>\n");
+    assert_eq!(raw.headers.get(header::CONTENT_TYPE).unwrap(), "text/plain; charset=utf-8");
+    assert!(raw.headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().starts_with("sandbox"));
+    let commit = f.get_as(Some("reader"), &format!("{base}/commits/{tip}")).await;
+    assert!(commit.body.contains("+# Title") && commit.body.contains("class=\"add\""), "{}", commit.body);
+}
+
+#[tokio::test]
+async fn internal_errors_are_a_page_without_details() {
+    use axum::response::IntoResponse as _;
+    let r = super::finish("/stash", super::WebError::Internal("database /secret/path is locked".into()).into_response());
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("Something went wrong") && body.contains("/stash/static/trove.css"));
+    assert!(!body.contains("/secret/path"));
+}
