@@ -2,7 +2,7 @@
 //! https://localhost:PORT/stash`, headless Chromium trusting Trove's local CA (through an NSS
 //! database in its HOME, as a person would import it), every page through the HTTPS gateway
 //! under `/stash`. The same flow (`crates/server/tests/ui/flow.js`) also runs directly against
-//! the server in the server's tests. This run saves the screenshots in `docs/screenshots/`.
+//! the server in the server's tests. This run saves the screenshots in `docs/screenshots/` when `TROVE_UPDATE_SCREENSHOTS` is set.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -78,7 +78,13 @@ fn the_web_ui_works_through_the_https_gateway_under_stash_in_headless_chromium()
     g(&["-c", &format!("http.sslCAInfo={}", ca.display()), "push", "-q", &url, "main", "feature", "v1.0"]);
 
     trust_ca_in_nssdb(chrome_home.path(), &ca);
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    // The README's screenshots are refreshed on request only, so a test run leaves the tree
+    // clean: TROVE_UPDATE_SCREENSHOTS=1 scripts/test.
+    let shots = if std::env::var_os("TROVE_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    } else {
+        work.path().join("screenshots")
+    };
     let out = Command::new("node")
         .arg(dir.join("flow.js"))
         .current_dir(&dir)
