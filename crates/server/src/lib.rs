@@ -4,6 +4,7 @@
 //! [`app`] builds the axum router (so handler tests need no socket); [`Server::serve`] and
 //! [`run`] put it on a listener. `trove server` and `trove up` both go through these.
 
+mod api;
 mod auth;
 mod config;
 mod error;
@@ -231,7 +232,7 @@ pub fn app(server: &Server) -> Router {
     let state = server.shared.clone();
     let ctx = state.urls.context_path().as_str().to_owned();
     // The web UI owns `{ctx}/` (the dashboard) and the Bitbucket page URLs.
-    let mut router = web::router(&ctx).route(&format!("{ctx}/status"), get(status));
+    let mut router = web::router(&ctx).merge(api::router(&ctx, state.clone())).route(&format!("{ctx}/status"), get(status));
     if !ctx.is_empty() {
         router = router.route(&ctx, get(context_root));
     }

@@ -1,0 +1,203 @@
+//! The REST API's errors and the one place that turns them into a status and Bitbucket's error
+//! body, `{"errors":[{"context","message","exceptionName"}]}`.
+//!
+//! Clients key on the status (stashy raises `NotFoundException` for 404, `AuthenticationException`
+//! for 401) and show the `message` (atlassian-python-api joins them into its `HTTPError`), so each
+//! message is written for a person and says what to do about it.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use trove_store::StoreError;
+
+use crate::error::{CHALLENGE, HttpError};
+
+/// `Content-Type` of every REST response: atlassian-python-api reads a 401 body only when the
+/// header is exactly this.
+pub(crate) const JSON: &str = "application/json;charset=UTF-8";
+
+const VALIDATION: &str = "com.atlassian.bitbucket.validation.ArgumentValidationException";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("authentication is required: log in with a user name and password or an access token")]
+    AuthRequired,
+    #[error("wrong user name, password or token")]
+    BadCredentials,
+    #[error("too many failed logins")]
+    TooManyFailedLogins(Duration),
+    /// The caller may see the thing but not do this with it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Does not exist, or the caller may not see it (the same answer, so nothing leaks).
+    #[error("{message}")]
+    NotFound { exception: &'static str, message: String },
+    /// A field or parameter is missing or invalid; `context` names it.
+    #[error("{message}")]
+    Invalid { context: Option<String>, message: String },
+    /// The body is not the JSON we expect.
+    #[error("{0}")]
+    Malformed(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// Already exists, or conflicts with the current state.
+    #[error("{message}")]
+    Conflict { exception: &'static str, message: String },
+    #[error("no such REST resource: {0}")]
+    NoRoute(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub(crate) fn invalid(context: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid { context: Some(context.to_owned()), message: message.into() }
+    }
+
+    pub(crate) fn no_project(key: &str) -> ApiError {
+        ApiError::NotFound {
+            exception: "com.atlassian.bitbucket.project.NoSuchProjectException",
+            message: format!("Project {key} does not exist."),
+        }
+    }
+
+    pub(crate) fn no_repo(slug: &str) -> ApiError {
+        ApiError::NotFound {
+            exception: "com.atlassian.bitbucket.repository.NoSuchRepositoryException",
+            message: format!("Repository {slug} does not exist."),
+        }
+    }
+
+    pub(crate) fn no_user(name: &str) -> ApiError {
+        ApiError::NotFound { exception: "com.atlassian.bitbucket.user.NoSuchUserException", message: format!("User {name} does not exist.") }
+    }
+
+    pub(crate) fn no_group(name: &str) -> ApiError {
+        ApiError::NotFound {
+            exception: "com.atlassian.bitbucket.user.NoSuchGroupException",
+            message: format!("Group {name} does not exist; Trove has no groups, grant permissions to users instead."),
+        }
+    }
+
+    pub(crate) fn no_commit(rev: &str) -> ApiError {
+        ApiError::NotFound {
+            exception: "com.atlassian.bitbucket.commit.NoSuchCommitException",
+            message: format!("Commit {rev} does not exist in this repository."),
+        }
+    }
+
+    pub(crate) fn no_path(path: &str, rev: &str) -> ApiError {
+        ApiError::NotFound {
+            exception: "com.atlassian.bitbucket.content.NoSuchPathException",
+            message: format!("The path \"{path}\" does not exist at revision \"{rev}\"."),
+        }
+    }
+
+    pub(crate) fn forbidden(what: &str) -> ApiError {
+        ApiError::Forbidden(format!("You are not permitted to {what}."))
+    }
+
+    fn parts(&self) -> (StatusCode, Option<String>, String, &'static str) {
+        let msg = self.to_string();
+        match self {
+            ApiError::AuthRequired => (StatusCode::UNAUTHORIZED, None, msg, "com.atlassian.bitbucket.auth.AuthenticationRequiredException"),
+            ApiError::BadCredentials => {
+                (StatusCode::UNAUTHORIZED, None, msg, "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException")
+            }
+            ApiError::TooManyFailedLogins(d) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                format!("Too many failed logins; try again in {} seconds.", d.as_secs().max(1)),
+                "com.atlassian.bitbucket.auth.LoginRateLimitedException",
+            ),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None, msg, "com.atlassian.bitbucket.AuthorisationException"),
+            ApiError::NotFound { exception, .. } => (StatusCode::NOT_FOUND, None, msg, exception),
+            ApiError::Invalid { context, .. } => (StatusCode::BAD_REQUEST, context.clone(), msg, VALIDATION),
+            ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, None, msg, "com.atlassian.bitbucket.rest.exception.UnmarshalException"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None, msg, VALIDATION),
+            ApiError::Conflict { exception, .. } => (StatusCode::CONFLICT, None, msg, exception),
+            ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, None, msg, "com.sun.jersey.api.NotFoundException"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                "This method is not allowed on this resource; see docs/api.md for what is served.".into(),
+                "com.sun.jersey.api.MethodNotAllowedException",
+            ),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error in the REST API");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "Internal server error; the server log has details.".into(),
+                    "com.atlassian.bitbucket.ServiceException",
+                )
+            }
+        }
+    }
+}
+
+/// A JSON response with the REST API's content type.
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut r = Response::new(Body::from(value.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    r
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, context, message, exception) = self.parts();
+        let body = serde_json::json!({"errors": [{"context": context, "message": message, "exceptionName": exception}]});
+        let mut r = json_response(status, &body);
+        match self {
+            ApiError::AuthRequired | ApiError::BadCredentials => {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+            }
+            ApiError::TooManyFailedLogins(d) => {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        match e {
+            HttpError::AuthRequired => ApiError::AuthRequired,
+            HttpError::BadCredentials => ApiError::BadCredentials,
+            HttpError::TooManyFailedLogins { retry_after } => ApiError::TooManyFailedLogins(retry_after),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoSuchUser(n) => ApiError::no_user(&n),
+            StoreError::NoSuchProject(k) => ApiError::no_project(&k),
+            StoreError::NoSuchRepo(r) => ApiError::no_repo(&r),
+            StoreError::UserExists(n) => ApiError::Conflict {
+                exception: "com.atlassian.bitbucket.user.DuplicateUserException",
+                message: format!("A user named {n} already exists; choose another name."),
+            },
+            StoreError::ProjectExists(k) => ApiError::Conflict {
+                exception: "com.atlassian.bitbucket.project.DuplicateProjectKeyException",
+                message: format!("Project key {k} is already taken; choose another key."),
+            },
+            StoreError::RepoExists(r) => ApiError::Conflict {
+                exception: "com.atlassian.bitbucket.repository.DuplicateRepositoryNameException",
+                message: format!("Repository {r} already exists; choose another name."),
+            },
+            StoreError::Password(p) => ApiError::invalid("password", p.to_string()),
+            StoreError::Name(n) => ApiError::Invalid { context: None, message: n.to_string() },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

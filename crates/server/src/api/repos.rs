@@ -1,0 +1,165 @@
+//! Repositories: per project, all the caller may see, personal ones; get, create (the slug is
+//! made from the name), update (a new name renames the slug), delete (the directory is moved
+//! aside, then removed).
+
+use axum::extract::Path;
+use axum::extract::rejection::BytesRejection;
+use axum::response::Response;
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Deserialize;
+use trove_store::{Owner, Permission, ProjectInfo, Repo, RepoSlug, RepoUpdate};
+
+use super::{Api, ApiError, matches_filter, ok, paged, parse_body, parse_optional_body, slugify};
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RepoBody {
+    name: Option<String>,
+    scm_id: Option<String>,
+    forkable: Option<bool>,
+    public: Option<bool>,
+    project: Option<ProjectRef>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ProjectRef {
+    key: Option<String>,
+}
+
+/// A repository name and the slug made from it.
+fn name_and_slug(name: &str) -> Result<(String, RepoSlug), ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::invalid("name", "The repository name must not be empty."));
+    }
+    if name.len() > trove_store::MAX_NAME_LEN {
+        return Err(ApiError::invalid("name", format!("The repository name is longer than {} characters.", trove_store::MAX_NAME_LEN)));
+    }
+    let slug = RepoSlug::parse(&slugify(name)).map_err(|e| ApiError::invalid("name", format!("The name {name:?} makes no valid slug: {e}.")))?;
+    Ok((name.to_owned(), slug))
+}
+
+/// The repositories of `project` the caller may read, as JSON.
+fn readable(api: &Api, project: &ProjectInfo, name: Option<&str>) -> Result<Vec<serde_json::Value>, ApiError> {
+    let mut out = Vec::new();
+    for repo in api.store().project_repos(&project.as_project())? {
+        if !matches_filter(name, &[&repo.name, repo.slug.as_str()]) {
+            continue;
+        }
+        if api.store().permission(api.who.as_ref(), &repo)?.is_some() {
+            out.push(api.repo_json(&repo, project)?);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /projects/{key}/repos`.
+pub(crate) async fn list(api: Api, Path(key): Path<String>) -> Result<Response, ApiError> {
+    let page = api.q.page()?;
+    let project = api.project(&key, None, "see this project")?;
+    Ok(ok(StatusCode::OK, paged(readable(&api, &project, None)?, page)))
+}
+
+/// `GET /users/{user}/repos` (also `~user`): a user's personal repositories.
+pub(crate) async fn list_personal(api: Api, Path(user): Path<String>) -> Result<Response, ApiError> {
+    let page = api.q.page()?;
+    let user = user.strip_prefix('~').unwrap_or(&user);
+    let key = format!("~{user}");
+    let owner = Owner::parse(&key).map_err(|_| api.hidden(ApiError::no_user(user)))?;
+    let Owner::User(name) = &owner else { return Err(ApiError::no_user(user)) };
+    if api.store().user(name)?.is_none() {
+        return Err(api.hidden(ApiError::no_user(user)));
+    }
+    let values = match api.store().project_info(&owner)? {
+        Some(project) => readable(&api, &project, None)?,
+        None => Vec::new(),
+    };
+    Ok(ok(StatusCode::OK, paged(values, page)))
+}
+
+/// `GET /repos?name=&projectname=&permission=`: every repository the caller may read.
+pub(crate) async fn list_all(api: Api) -> Result<Response, ApiError> {
+    let page = api.q.page()?;
+    let name = api.q.get("name");
+    let project_name = api.q.get("projectname");
+    let need = api.q.get("permission").map(|p| super::parse_level("REPO", p)).transpose()?;
+    let mut values = Vec::new();
+    for p in api.store().visible_projects(api.user(), api.is_admin())? {
+        let Some(info) = api.store().project_info(&p.owner)? else { continue };
+        if !matches_filter(project_name, &[&info.name]) {
+            continue;
+        }
+        for repo in api.store().project_repos(&p)? {
+            if !matches_filter(name, &[&repo.name, repo.slug.as_str()]) {
+                continue;
+            }
+            let Some(have) = api.store().permission(api.who.as_ref(), &repo)? else { continue };
+            if need.is_some_and(|n| have < n) {
+                continue;
+            }
+            values.push(api.repo_json(&repo, &info)?);
+        }
+    }
+    Ok(ok(StatusCode::OK, paged(values, page)))
+}
+
+/// `GET /projects/{key}/repos/{slug}`.
+pub(crate) async fn get(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let (repo, project) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    Ok(ok(StatusCode::OK, api.repo_json(&repo, &project)?))
+}
+
+/// `POST /projects/{key}/repos` `{name, scmId: "git", forkable, public}` → 201. Needs project
+/// admin (or being the owner of the personal project).
+pub(crate) async fn create(api: Api, Path(key): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    api.require_login()?;
+    let owner = Owner::parse(&key).map_err(|_| api.hidden(ApiError::no_project(&key)))?;
+    // A personal project is made on its first repository, so it may not exist yet.
+    let own_personal = matches!(&owner, Owner::User(u) if api.user().is_some_and(|me| &me.name == u));
+    if !(own_personal || api.is_admin() && matches!(owner, Owner::User(_))) {
+        api.project(&key, Some(Permission::Admin), "create repositories in this project")?;
+    } else if let Owner::User(u) = &owner
+        && api.store().user(u)?.is_none()
+    {
+        return Err(ApiError::no_user(u.as_str()));
+    }
+    let b: RepoBody = parse_body(body)?;
+    let (name, slug) = name_and_slug(b.name.as_deref().ok_or_else(|| ApiError::invalid("name", "The repository name is required."))?)?;
+    if let Some(scm) = &b.scm_id
+        && scm != "git"
+    {
+        return Err(ApiError::invalid("scmId", format!("{scm:?} is not a supported SCM; only \"git\" is.")));
+    }
+    let repo = api.store().create_repo(&owner, &slug, b.public.unwrap_or(false))?;
+    let repo = api.store().update_repo(&repo, &RepoUpdate { name: Some((name, slug)), forkable: b.forkable, public: None })?;
+    let project = api.store().project_info(&owner)?.ok_or_else(|| ApiError::no_project(&key))?;
+    Ok(ok(StatusCode::CREATED, api.repo_json(&repo, &project)?))
+}
+
+/// `PUT /projects/{key}/repos/{slug}` `{name?, forkable?, public?}`: a new name renames the
+/// slug. Moving to another project is not supported (400).
+pub(crate) async fn update(api: Api, Path((key, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let (repo, project) = api.repo(&key, &slug, Permission::Admin, "change this repository")?;
+    let b: RepoBody = parse_optional_body(body)?;
+    if let Some(k) = b.project.and_then(|p| p.key)
+        && !k.eq_ignore_ascii_case(&project.owner.to_string())
+    {
+        return Err(ApiError::invalid("project", "Moving a repository to another project is not supported."));
+    }
+    let name = b.name.as_deref().map(name_and_slug).transpose()?;
+    let update = RepoUpdate { name, forkable: b.forkable, public: b.public };
+    let repo: Repo = api.store().update_repo(&repo, &update)?;
+    Ok(ok(StatusCode::OK, api.repo_json(&repo, &project)?))
+}
+
+/// `DELETE /projects/{key}/repos/{slug}` → 202, as Bitbucket answers (the deletion is done by
+/// then: the row is gone and the directory was moved aside and removed).
+pub(crate) async fn delete(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let (repo, _) = api.repo(&key, &slug, Permission::Admin, "delete this repository")?;
+    api.store().delete_repo(&repo)?;
+    Ok(ok(
+        StatusCode::ACCEPTED,
+        serde_json::json!({"context": null, "message": format!("Repository {} has been deleted.", repo.display_path()), "exceptionName": null}),
+    ))
+}

@@ -1,0 +1,173 @@
+//! Users (`/users`), their administration (`/admin/users`) and global permissions
+//! (`/admin/permissions/users`).
+
+use axum::extract::Path;
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::json;
+use trove_store::{GlobalPermission, Password, User, UserName};
+
+use super::{Api, ApiError, matches_filter, no_content, ok, paged};
+
+fn parse_user(context: &str, raw: &str) -> Result<UserName, ApiError> {
+    UserName::parse(raw).map_err(|e| ApiError::invalid(context, format!("{e}.")))
+}
+
+fn filtered(api: &Api) -> Result<Vec<User>, ApiError> {
+    let filter = api.q.get("filter");
+    Ok(api
+        .store()
+        .users()?
+        .into_iter()
+        .filter(|u| matches_filter(filter, &[u.name.as_str(), &u.display_name, u.email.as_deref().unwrap_or("")]))
+        .collect())
+}
+
+/// `GET /users?filter=`: for logged-in callers, as in Bitbucket.
+pub(crate) async fn list(api: Api) -> Result<Response, ApiError> {
+    api.require_login()?;
+    let page = api.q.page()?;
+    let values = filtered(&api)?.iter().map(|u| api.user_json(u)).collect();
+    Ok(ok(StatusCode::OK, paged(values, page)))
+}
+
+/// `GET /users/{slug}`.
+pub(crate) async fn get(api: Api, Path(slug): Path<String>) -> Result<Response, ApiError> {
+    api.require_login()?;
+    let name = UserName::parse(&slug).map_err(|_| ApiError::no_user(&slug))?;
+    let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(&slug))?;
+    Ok(ok(StatusCode::OK, api.user_json(&u)))
+}
+
+/// `GET /admin/users?filter=`: the users with their administrative details.
+pub(crate) async fn admin_list(api: Api) -> Result<Response, ApiError> {
+    api.require_admin("administer users")?;
+    let page = api.q.page()?;
+    let values = filtered(&api)?
+        .iter()
+        .map(|u| {
+            let mut v = api.user_json(u);
+            v["deletable"] = json!(true);
+            v["mutableDetails"] = json!(true);
+            v["mutableGroups"] = json!(false);
+            v["directoryName"] = json!("Trove Internal Directory");
+            v
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, paged(values, page)))
+}
+
+/// `POST /admin/users?name=&password=&displayName=&emailAddress=&addToDefaultGroup=&notify=` →
+/// 204. The new user is a licensed user (may log in), as Bitbucket's default group makes them.
+pub(crate) async fn admin_create(api: Api) -> Result<Response, ApiError> {
+    api.require_admin("create users")?;
+    let name = parse_user("name", api.q.required("name")?)?;
+    let display = api.q.get("displayName").filter(|d| !d.trim().is_empty()).unwrap_or(name.as_str()).trim().to_owned();
+    let email = api.q.required("emailAddress").ok().map(str::to_owned);
+    if let Some(e) = &email
+        && (!e.contains('@') || e.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        return Err(ApiError::invalid("emailAddress", format!("{e:?} is not an e-mail address.")));
+    }
+    if display.chars().any(char::is_control) || display.len() > 255 {
+        return Err(ApiError::invalid("displayName", "The display name must be at most 255 characters, without control characters."));
+    }
+    if api.q.bool("notify")? == Some(true) {
+        return Err(ApiError::invalid("notify", "Trove sends no e-mail; give a password and leave notify unset."));
+    }
+    api.q.bool("addToDefaultGroup")?;
+    let password = Password::new(api.q.required("password")?).map_err(|e| ApiError::invalid("password", format!("{e}.")))?;
+    let store = api.store().clone();
+    // argon2 is deliberately slow: keep it off the async worker threads.
+    tokio::task::spawn_blocking(move || -> Result<(), trove_store::StoreError> {
+        store.create_user(&name, &password, GlobalPermission::LicensedUser)?;
+        store.set_user_details(&name, Some(&display), email.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("creating a user panicked: {e}")))??;
+    Ok(no_content())
+}
+
+/// `DELETE /admin/users?name=` → 200 with the deleted user. Callers cannot delete themselves,
+/// and only a SYS_ADMIN may delete a SYS_ADMIN.
+pub(crate) async fn admin_delete(api: Api) -> Result<Response, ApiError> {
+    let me = api.require_admin("delete users")?.user.clone();
+    let raw = api.q.required("name")?;
+    let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
+    let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
+    if u.id == me.id {
+        return Err(ApiError::invalid("name", "You cannot delete your own account; ask another administrator."));
+    }
+    if u.global == Some(GlobalPermission::SysAdmin) && me.global != Some(GlobalPermission::SysAdmin) {
+        return Err(ApiError::forbidden("delete a system administrator"));
+    }
+    let body = api.user_json(&u);
+    api.store().delete_user(&name)?;
+    Ok(ok(StatusCode::OK, body))
+}
+
+/// `GET /admin/permissions/users?filter=`: users holding a global permission.
+pub(crate) async fn global_list(api: Api) -> Result<Response, ApiError> {
+    api.require_admin("see global permissions")?;
+    let page = api.q.page()?;
+    let values = filtered(&api)?
+        .iter()
+        .filter_map(|u| u.global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()})))
+        .collect();
+    Ok(ok(StatusCode::OK, paged(values, page)))
+}
+
+/// A global permission change must not touch the caller's own permission, nor SYS_ADMIN
+/// unless the caller is one.
+fn check_global_change(api: &Api, target: &User, to: Option<GlobalPermission>) -> Result<(), ApiError> {
+    let me = &api.require_admin("change global permissions")?.user;
+    if me.id == target.id {
+        return Err(ApiError::invalid("name", "You cannot change your own global permission; ask another administrator."));
+    }
+    let sys = |g: Option<GlobalPermission>| g == Some(GlobalPermission::SysAdmin);
+    if (sys(to) || sys(target.global)) && !sys(me.global) {
+        return Err(ApiError::forbidden("grant or revoke SYS_ADMIN: only a system administrator may"));
+    }
+    Ok(())
+}
+
+/// `PUT /admin/permissions/users?name=&permission=LICENSED_USER|PROJECT_CREATE|ADMIN|SYS_ADMIN` → 204.
+pub(crate) async fn global_grant(api: Api) -> Result<Response, ApiError> {
+    api.require_admin("change global permissions")?;
+    let perm: GlobalPermission = {
+        let raw = api.q.required("permission")?;
+        match raw {
+            "LICENSED_USER" | "PROJECT_CREATE" | "ADMIN" | "SYS_ADMIN" => raw.parse().map_err(|e: trove_store::GlobalPermissionError| ApiError::invalid("permission", format!("{e}.")))?,
+            _ => {
+                return Err(ApiError::invalid("permission", format!("{raw:?} is not a global permission; use LICENSED_USER, PROJECT_CREATE, ADMIN or SYS_ADMIN.")));
+            }
+        }
+    };
+    let names = api.q.all("name");
+    if names.is_empty() {
+        return Err(ApiError::invalid("name", "The query parameter name is required."));
+    }
+    // Check every name first, so a bad one changes nothing.
+    let mut users = Vec::new();
+    for raw in names {
+        let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
+        let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
+        check_global_change(&api, &u, Some(perm))?;
+        users.push(u);
+    }
+    for u in users {
+        api.store().set_global_permission(&u.name, Some(perm))?;
+    }
+    Ok(no_content())
+}
+
+/// `DELETE /admin/permissions/users?name=` → 204: the user may no longer log in.
+pub(crate) async fn global_revoke(api: Api) -> Result<Response, ApiError> {
+    api.require_admin("change global permissions")?;
+    let raw = api.q.required("name")?;
+    let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
+    let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
+    check_global_change(&api, &u, None)?;
+    api.store().set_global_permission(&name, None)?;
+    Ok(no_content())
+}
