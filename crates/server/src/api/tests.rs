@@ -1,1 +1,666 @@
-//! Handler tests for the REST API.
+//! Handler tests for the REST API through `app()` with `oneshot` (no sockets): every endpoint's
+//! success and failure paths, the envelope, the error shape, and the permission rules.
+
+use axum::body::Body;
+use base64::Engine as _;
+use http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use trove_store::{GlobalPermission, Owner, Password, Permission, ProjectKey, RepoSlug, UserName};
+
+use crate::{Server, ServerConfig, app};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    server: Server,
+    ctx: String,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The first error's `(message, exceptionName, context)`, after checking Bitbucket's shape.
+    fn error(&self) -> (String, String, Value) {
+        assert_eq!(self.header("content-type"), Some("application/json;charset=UTF-8"));
+        let v = self.json();
+        let e = &v["errors"][0];
+        assert!(e["message"].is_string() && e["exceptionName"].is_string() && e.get("context").is_some(), "error shape: {v}");
+        (e["message"].as_str().unwrap().to_owned(), e["exceptionName"].as_str().unwrap().to_owned(), e["context"].clone())
+    }
+
+    fn exception(&self) -> String {
+        self.error().1
+    }
+}
+
+fn name(s: &str) -> UserName {
+    UserName::parse(s).unwrap()
+}
+
+/// Users `admin` (SYS_ADMIN), `reader` (read on TP), `owner` (admin on TP), `outsider`;
+/// private project TP with `test`, public project PUB with `open`.
+fn fixture(ctx: &str, base_url: Option<&str>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path());
+    if !ctx.is_empty() {
+        config.context_path = Some(trove_store::ContextPath::parse(ctx).unwrap());
+    }
+    config.base_url = base_url.map(|b| trove_store::BaseUrl::parse(b).unwrap());
+    let server = Server::open(config).unwrap();
+    let s = server.store();
+    for (n, g) in [
+        ("admin", GlobalPermission::SysAdmin),
+        ("reader", GlobalPermission::LicensedUser),
+        ("owner", GlobalPermission::LicensedUser),
+        ("outsider", GlobalPermission::LicensedUser),
+    ] {
+        s.create_user(&name(n), &Password::new(&format!("{n}-password")).unwrap(), g).unwrap();
+    }
+    let tp = ProjectKey::parse("TP").unwrap();
+    s.create_project(&tp, Some("Test Project"), false).unwrap();
+    s.create_repo(&Owner::Project(tp.clone()), &RepoSlug::parse("test").unwrap(), false).unwrap();
+    s.grant_project(&name("reader"), &tp, Permission::Read).unwrap();
+    s.grant_project(&name("owner"), &tp, Permission::Admin).unwrap();
+    let pubk = ProjectKey::parse("PUB").unwrap();
+    s.create_project(&pubk, None, true).unwrap();
+    s.create_repo(&Owner::Project(pubk), &RepoSlug::parse("open").unwrap(), false).unwrap();
+    Fixture { _dir: dir, server, ctx: ctx.to_owned() }
+}
+
+fn basic(user: &str, secret: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
+}
+
+impl Fixture {
+    async fn send(&self, method: &str, path: &str, auth: Option<String>, body: Option<Vec<u8>>) -> Resp {
+        let uri = format!("{}/rest/api/1.0{path}", self.ctx);
+        self.raw(method, &uri, auth, body).await
+    }
+
+    async fn raw(&self, method: &str, uri: &str, auth: Option<String>, body: Option<Vec<u8>>) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri).header(header::HOST, "localhost:7990");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        let req = match body {
+            Some(body) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let resp = app(&self.server).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap().to_vec();
+        Resp { status, headers, body }
+    }
+
+    /// A request as fixture user `who` (`None`: anonymous) with an optional JSON body.
+    async fn as_(&self, who: Option<&str>, method: &str, path: &str, body: Option<Value>) -> Resp {
+        let auth = who.map(|u| basic(u, &format!("{u}-password")));
+        self.send(method, path, auth, body.map(|b| b.to_string().into_bytes())).await
+    }
+
+    async fn get(&self, who: Option<&str>, path: &str) -> Resp {
+        self.as_(who, "GET", path, None).await
+    }
+
+    fn git(&self, cwd: &std::path::Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .env_clear()
+            .envs(trove_store::git_env(self.server.store().git_home()))
+            .env("GIT_AUTHOR_NAME", "Ann Author")
+            .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+            .env("GIT_COMMITTER_NAME", "Ann Author")
+            .env("GIT_COMMITTER_EMAIL", "ann@example.com")
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Pushes three commits on `main` (README.md, src/lib.rs, docs/a.txt), a `feature` branch
+    /// and an annotated tag `v1` to TP/test; returns the commit ids, oldest first.
+    fn seed(&self) -> Vec<String> {
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        self.git(w, &["init", "-q", "-b", "main"]);
+        let mut ids = Vec::new();
+        for (file, content) in [("README.md", "# Test\nline two\nline three\n"), ("src/lib.rs", "pub fn f() {}\n"), ("docs/a.txt", "a\n")] {
+            let p = w.join(file);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+            self.git(w, &["add", file]);
+            self.git(w, &["commit", "-q", "-m", &format!("add {file}")]);
+            ids.push(self.git(w, &["rev-parse", "HEAD"]));
+        }
+        self.git(w, &["branch", "feature", &ids[1]]);
+        self.git(w, &["tag", "-a", "v1", "-m", "version 1", &ids[0]]);
+        let repo = self.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+        let dir = self.server.store().repo_path(&repo);
+        self.git(w, &["push", "-q", dir.to_str().unwrap(), "main", "feature", "v1"]);
+        ids
+    }
+}
+
+#[tokio::test]
+async fn application_properties_and_the_rest_probe_answer_anyone_as_json() {
+    let f = fixture("/stash", None);
+    let r = f.get(None, "/application-properties").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some("application/json;charset=UTF-8"));
+    assert_eq!(r.json(), json!({"version": "8.15.0", "buildNumber": "8015000", "buildDate": "1697764661289", "displayName": "Bitbucket"}));
+    for (method, uri) in [("HEAD", "/stash/rest/"), ("GET", "/stash/rest"), ("HEAD", "/stash/rest/")] {
+        // Even wrong credentials do not delay or fail the probe.
+        let r = f.raw(method, uri, Some(basic("admin", "wrong")), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{method} {uri}");
+        assert_eq!(r.header("content-type"), Some("application/json;charset=UTF-8"));
+    }
+    assert_eq!(f.raw("GET", "/rest/api/1.0/application-properties", None, None).await.status, StatusCode::NOT_FOUND, "outside the context path");
+}
+
+#[tokio::test]
+async fn unknown_resources_and_methods_get_bitbucket_errors() {
+    let f = fixture("", None);
+    let r = f.get(Some("admin"), "/no/such/thing").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    r.error();
+    let r = f.as_(Some("admin"), "PATCH", "/projects", None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.exception().contains("MethodNotAllowed"));
+    let r = f.raw("GET", "/rest/other", None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    r.error();
+}
+
+#[tokio::test]
+async fn credentials_are_checked_and_the_user_is_named_in_x_ausername() {
+    let f = fixture("", None);
+    let r = f.get(Some("reader"), "/projects/TP").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-ausername"), Some("reader"));
+    let r = f.send("GET", "/projects/PUB", Some(basic("reader", "wrong")), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.header("www-authenticate").is_some());
+    assert!(r.exception().contains("IncorrectPassword"));
+    assert!(r.header("x-ausername").is_none());
+    // A token works as Bearer and as a Basic password; its scope caps what it may do.
+    let token = f.server.store().create_token(&name("owner"), "ci", Permission::Read).unwrap().secret;
+    let r = f.send("GET", "/projects/TP", Some(format!("Bearer {token}")), None).await;
+    assert_eq!((r.status, r.header("x-ausername")), (StatusCode::OK, Some("owner")));
+    let body = json!({"name": "made by token"}).to_string().into_bytes();
+    let r = f.send("POST", "/projects/TP/repos", Some(basic("owner", &token)), Some(body)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a read token cannot create repositories");
+    assert!(r.exception().contains("AuthorisationException"));
+}
+
+#[tokio::test]
+async fn private_projects_are_401_for_anonymous_and_404_for_outsiders() {
+    let f = fixture("", None);
+    for path in ["/projects/TP", "/projects/TP/repos", "/projects/TP/repos/test", "/projects/TP/repos/test/branches", "/projects/NOPE"] {
+        let r = f.get(None, path).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "anonymous {path}");
+        assert_eq!(r.header("content-type"), Some("application/json;charset=UTF-8"));
+        assert!(r.header("www-authenticate").is_some());
+        let r = f.get(Some("outsider"), path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "outsider {path}");
+        let ex = r.exception();
+        assert!(ex.ends_with("NoSuchProjectException") || ex.ends_with("NoSuchRepositoryException"), "{path}: {ex}");
+    }
+    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test").await.error().0, f.get(Some("outsider"), "/projects/TP/repos/nope").await.error().0.replace("nope", "test"));
+    assert_eq!(f.get(None, "/projects/PUB").await.status, StatusCode::OK);
+    assert_eq!(f.get(None, "/projects/PUB/repos/open").await.status, StatusCode::OK);
+    let keys = |r: Resp| r.json()["values"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(keys(f.get(None, "/projects").await), ["PUB"]);
+    assert_eq!(keys(f.get(Some("outsider"), "/projects").await), ["PUB"]);
+    assert_eq!(keys(f.get(Some("reader"), "/projects").await), ["PUB", "TP"]);
+    let slugs = |r: Resp| r.json()["values"].as_array().unwrap().iter().map(|p| p["slug"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(slugs(f.get(Some("outsider"), "/repos").await), ["open"]);
+    assert_eq!(slugs(f.get(Some("admin"), "/repos").await), ["open", "test"]);
+    assert_eq!(slugs(f.get(Some("admin"), "/repos?name=TES").await), ["test"]);
+}
+
+#[tokio::test]
+async fn projects_page_with_next_page_start_only_before_the_last_page() {
+    let f = fixture("", None);
+    for i in 0..30 {
+        let r = f.as_(Some("admin"), "POST", "/projects", Some(json!({"key": format!("P{i:02}"), "name": format!("Project {i}")}))).await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let first = f.get(Some("admin"), "/projects").await.json();
+    assert_eq!((first["size"].clone(), first["limit"].clone(), first["start"].clone()), (json!(25), json!(25), json!(0)));
+    assert_eq!((first["isLastPage"].clone(), first["nextPageStart"].clone()), (json!(false), json!(25)));
+    let second = f.get(Some("admin"), "/projects?start=25").await.json();
+    assert_eq!((second["size"].clone(), second["isLastPage"].clone()), (json!(7), json!(true)));
+    assert!(second.get("nextPageStart").is_none());
+    let capped = f.get(Some("admin"), "/projects?limit=100000").await.json();
+    assert_eq!(capped["limit"], json!(1000));
+    for bad in ["/projects?limit=abc", "/projects?start=-1"] {
+        let r = f.get(Some("admin"), bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(r.exception().ends_with("ArgumentValidationException"));
+    }
+    let filtered = f.get(Some("admin"), "/projects?name=project%201").await.json();
+    assert_eq!(filtered["size"], json!(11), "Project 1 and 10-19");
+}
+
+#[tokio::test]
+async fn creating_projects_validates_everything_and_changes_nothing_on_error() {
+    let f = fixture("", None);
+    let count = |f: &Fixture| f.server.store().visible_projects(None, true).unwrap().len();
+    let before = count(&f);
+    let cases: Vec<(Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+        (Some("admin"), br#"{"name":"No key"}"#.to_vec(), StatusCode::BAD_REQUEST, "key"),
+        (Some("admin"), br#"{"key":"1BAD","name":"x"}"#.to_vec(), StatusCode::BAD_REQUEST, "key"),
+        (Some("admin"), br#"{"key":"OK"}"#.to_vec(), StatusCode::BAD_REQUEST, "name"),
+        (Some("admin"), br#"{"key":"OK","name":"   "}"#.to_vec(), StatusCode::BAD_REQUEST, "name"),
+        (Some("admin"), br#"{"key":"OK","name":"x""#.to_vec(), StatusCode::BAD_REQUEST, ""),
+        (Some("admin"), br#"{"key":5,"name":"x"}"#.to_vec(), StatusCode::BAD_REQUEST, ""),
+        (Some("admin"), Vec::new(), StatusCode::BAD_REQUEST, ""),
+        (Some("admin"), br#"{"key":"TP","name":"dup"}"#.to_vec(), StatusCode::CONFLICT, ""),
+        (Some("admin"), br#"{"key":"tp","name":"dup"}"#.to_vec(), StatusCode::CONFLICT, ""),
+        (Some("outsider"), br#"{"key":"MINE","name":"x"}"#.to_vec(), StatusCode::FORBIDDEN, ""),
+        (None, br#"{"key":"ANON","name":"x"}"#.to_vec(), StatusCode::UNAUTHORIZED, ""),
+    ];
+    for (who, body, want, context) in cases {
+        let auth = who.map(|u| basic(u, &format!("{u}-password")));
+        let r = f.send("POST", "/projects", auth, Some(body.clone())).await;
+        assert_eq!(r.status, want, "{}", String::from_utf8_lossy(&body));
+        let (_, _, ctx) = r.error();
+        if !context.is_empty() {
+            assert_eq!(ctx, json!(context), "{}", String::from_utf8_lossy(&body));
+        }
+    }
+    let big = format!(r#"{{"key":"BIG","name":"x","description":"{}"}}"#, "a".repeat(super::BODY_LIMIT + 10));
+    let r = f.send("POST", "/projects", Some(basic("admin", "admin-password")), Some(big.into_bytes())).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    r.error();
+    assert_eq!(count(&f), before, "nothing was created");
+
+    let r = f.as_(Some("admin"), "POST", "/projects", Some(json!({"key": "plat", "name": "Platform", "description": "the platform"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let v = r.json();
+    assert_eq!((v["key"].as_str(), v["name"].as_str(), v["description"].as_str(), v["type"].as_str()), (Some("PLAT"), Some("Platform"), Some("the platform"), Some("NORMAL")));
+    assert_eq!(v["links"]["self"][0]["href"], "http://localhost:7990/projects/PLAT");
+    // A PROJECT_CREATE user may create projects and administers what they create.
+    f.server.store().set_global_permission(&name("outsider"), Some(GlobalPermission::ProjectCreate)).unwrap();
+    assert_eq!(f.as_(Some("outsider"), "POST", "/projects", Some(json!({"key": "MINE", "name": "Mine"}))).await.status, StatusCode::CREATED);
+    assert_eq!(f.as_(Some("outsider"), "POST", "/projects/MINE/repos", Some(json!({"name": "r"}))).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn projects_update_and_delete_need_project_admin() {
+    let f = fixture("", None);
+    let up = json!({"name": "Renamed", "description": "new words", "public": true});
+    assert_eq!(f.as_(Some("reader"), "PUT", "/projects/TP", Some(up.clone())).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("outsider"), "PUT", "/projects/TP", Some(up.clone())).await.status, StatusCode::NOT_FOUND);
+    let r = f.as_(Some("owner"), "PUT", "/projects/TP", Some(up)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!((r.json()["name"].as_str(), r.json()["public"].as_bool()), (Some("Renamed"), Some(true)));
+    assert_eq!(f.get(None, "/projects/TP").await.status, StatusCode::OK, "now public");
+    let r = f.as_(Some("owner"), "PUT", "/projects/TP", Some(json!({"key": "PUB"}))).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = f.as_(Some("owner"), "PUT", "/projects/TP", Some(json!({"key": "NEWKEY"}))).await;
+    assert_eq!((r.status, r.json()["key"].as_str()), (StatusCode::OK, Some("NEWKEY")));
+    assert_eq!(f.get(Some("owner"), "/projects/TP").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get(Some("owner"), "/projects/NEWKEY/repos/test").await.status, StatusCode::OK, "repositories move with the key");
+    let r = f.as_(Some("owner"), "DELETE", "/projects/NEWKEY", None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "a project with repositories is not deleted");
+    assert_eq!(f.as_(Some("reader"), "DELETE", "/projects/NEWKEY/repos/test", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("owner"), "DELETE", "/projects/NEWKEY/repos/test", None).await.status, StatusCode::ACCEPTED);
+    let r = f.as_(Some("owner"), "DELETE", "/projects/NEWKEY", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.header("content-type"), Some("application/json;charset=UTF-8"));
+    assert_eq!(f.get(Some("admin"), "/projects/NEWKEY").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn repositories_get_slugs_from_names_and_links_from_the_base_url() {
+    let f = fixture("/stash", Some("https://git.example.com/stash"));
+    let r = f.as_(Some("owner"), "POST", "/projects/TP/repos", Some(json!({"name": "TEST REPO", "scmId": "git", "forkable": false}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let v = r.json();
+    assert_eq!((v["slug"].as_str(), v["name"].as_str(), v["forkable"].as_bool()), (Some("test-repo"), Some("TEST REPO"), Some(false)));
+    assert_eq!((v["scmId"].as_str(), v["state"].as_str(), v["project"]["key"].as_str()), (Some("git"), Some("AVAILABLE"), Some("TP")));
+    assert_eq!(v["links"]["clone"][0], json!({"href": "https://owner@git.example.com/stash/scm/tp/test-repo.git", "name": "http"}));
+    assert_eq!(v["links"]["self"][0]["href"], "https://git.example.com/stash/projects/TP/repos/test-repo/browse");
+    let r = f.get(Some("reader"), "/projects/TP/repos/test-repo").await;
+    assert_eq!(r.json()["links"]["clone"][0]["href"], "https://reader@git.example.com/stash/scm/tp/test-repo.git", "the caller's own name");
+    let r = f.get(None, "/projects/PUB/repos/open").await;
+    assert_eq!(r.json()["links"]["clone"][0]["href"], "https://git.example.com/stash/scm/pub/open.git", "no name for anonymous");
+    let dir = f.server.store().repo_path(&f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test-repo").unwrap()).unwrap().unwrap());
+    assert!(dir.join("HEAD").is_file(), "a bare repository on disk");
+
+    for (body, want) in [
+        (json!({"name": "TEST REPO"}), StatusCode::CONFLICT),
+        (json!({"name": "test-repo"}), StatusCode::CONFLICT),
+        (json!({"scmId": "git"}), StatusCode::BAD_REQUEST),
+        (json!({"name": "x", "scmId": "hg"}), StatusCode::BAD_REQUEST),
+        (json!({"name": "..."}), StatusCode::BAD_REQUEST),
+        (json!({"name": "a.git"}), StatusCode::BAD_REQUEST),
+        (json!({"name": "x".repeat(200)}), StatusCode::BAD_REQUEST),
+    ] {
+        let r = f.as_(Some("owner"), "POST", "/projects/TP/repos", Some(body.clone())).await;
+        assert_eq!(r.status, want, "{body}");
+        r.error();
+    }
+    assert_eq!(f.as_(Some("reader"), "POST", "/projects/TP/repos", Some(json!({"name": "r"}))).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("outsider"), "POST", "/projects/TP/repos", Some(json!({"name": "r"}))).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get(Some("admin"), "/projects/TP/repos").await.json()["size"], json!(2), "nothing else was created");
+
+    // Rename: a new name is a new slug; the directory stays (it is named by id).
+    let r = f.as_(Some("owner"), "PUT", "/projects/TP/repos/test-repo", Some(json!({"name": "Other Name", "forkable": true}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!((r.json()["slug"].as_str(), r.json()["forkable"].as_bool()), (Some("other-name"), Some(true)));
+    assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/other-name", Some(json!({"name": "test"}))).await.status, StatusCode::CONFLICT);
+    assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/other-name", Some(json!({"project": {"key": "PUB"}}))).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.as_(Some("reader"), "PUT", "/projects/TP/repos/other-name", Some(json!({"name": "x"}))).await.status, StatusCode::FORBIDDEN);
+    assert!(dir.is_dir());
+    let r = f.as_(Some("owner"), "DELETE", "/projects/TP/repos/other-name", None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(!dir.exists(), "the directory is removed");
+    assert!(!std::fs::read_dir(dir.parent().unwrap()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".deleted")), "nothing left aside");
+    assert_eq!(f.get(Some("owner"), "/projects/TP/repos/other-name").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn personal_repositories_belong_to_their_user() {
+    let f = fixture("", None);
+    let r = f.as_(Some("reader"), "POST", "/projects/~reader/repos", Some(json!({"name": "Dots"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let v = r.json();
+    assert_eq!((v["project"]["key"].as_str(), v["project"]["type"].as_str()), (Some("~READER"), Some("PERSONAL")));
+    assert_eq!(v["links"]["clone"][0]["href"], "http://reader@localhost:7990/scm/~reader/dots.git");
+    assert_eq!(v["links"]["self"][0]["href"], "http://localhost:7990/users/reader/repos/dots/browse");
+    assert_eq!(f.as_(Some("outsider"), "POST", "/projects/~reader/repos", Some(json!({"name": "x"}))).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.as_(Some("admin"), "POST", "/projects/~nobody/repos", Some(json!({"name": "x"}))).await.status, StatusCode::NOT_FOUND);
+    for path in ["/users/~reader/repos", "/users/reader/repos"] {
+        let r = f.get(Some("reader"), path).await;
+        assert_eq!(r.json()["values"][0]["slug"], "dots", "{path}");
+        assert_eq!(f.get(Some("outsider"), path).await.json()["size"], json!(0), "{path}: private to others");
+    }
+    assert_eq!(f.get(Some("reader"), "/users/nobody/repos").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get(Some("outsider"), "/projects/~reader/repos/dots").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn users_are_listed_for_logged_in_callers_and_administered_by_admins() {
+    let f = fixture("", None);
+    assert_eq!(f.get(None, "/users").await.status, StatusCode::UNAUTHORIZED);
+    let r = f.get(Some("reader"), "/users?filter=OUT").await.json();
+    assert_eq!((r["size"].clone(), r["values"][0]["name"].clone(), r["values"][0]["type"].clone()), (json!(1), json!("outsider"), json!("NORMAL")));
+    assert_eq!(f.get(Some("reader"), "/users/owner").await.json()["slug"], "owner");
+    assert!(f.get(Some("reader"), "/users/nobody").await.exception().ends_with("NoSuchUserException"));
+
+    let create = "/admin/users?name=newbie&password=newbie-password&displayName=New%20Bie&emailAddress=new%40example.com&addToDefaultGroup=true";
+    assert_eq!(f.as_(Some("owner"), "POST", create, None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(None, "POST", create, None).await.status, StatusCode::UNAUTHORIZED);
+    for (bad, context) in [
+        ("/admin/users?password=longenough", "name"),
+        ("/admin/users?name=-x&password=longenough", "name"),
+        ("/admin/users?name=nopw", "password"),
+        ("/admin/users?name=shortpw&password=short", "password"),
+        ("/admin/users?name=mail&password=longenough&emailAddress=nope", "emailAddress"),
+        ("/admin/users?name=bool&password=longenough&addToDefaultGroup=maybe", "addToDefaultGroup"),
+    ] {
+        let r = f.as_(Some("admin"), "POST", bad, None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.error().2, json!(context), "{bad}");
+    }
+    assert_eq!(f.server.store().users().unwrap().len(), 4, "no user was created");
+    assert_eq!(f.as_(Some("admin"), "POST", create, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.as_(Some("admin"), "POST", create, None).await.status, StatusCode::CONFLICT);
+    let me = f.get(Some("newbie"), "/users/newbie").await;
+    assert_eq!(me.status, StatusCode::OK, "the new user may log in");
+    assert_eq!((me.json()["displayName"].as_str(), me.json()["emailAddress"].as_str()), (Some("New Bie"), Some("new@example.com")));
+    let listed = f.get(Some("admin"), "/admin/users?filter=newbie").await.json();
+    assert_eq!(listed["values"][0]["deletable"], json!(true));
+
+    assert_eq!(f.as_(Some("owner"), "DELETE", "/admin/users?name=newbie", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("admin"), "DELETE", "/admin/users?name=admin", None).await.status, StatusCode::BAD_REQUEST, "not yourself");
+    assert_eq!(f.as_(Some("admin"), "DELETE", "/admin/users?name=nobody", None).await.status, StatusCode::NOT_FOUND);
+    let r = f.as_(Some("admin"), "DELETE", "/admin/users?name=newbie", None).await;
+    assert_eq!((r.status, r.json()["name"].as_str()), (StatusCode::OK, Some("newbie")));
+    assert_eq!(f.get(Some("admin"), "/users/newbie").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn global_permissions_are_listed_granted_and_revoked_by_admins() {
+    let f = fixture("", None);
+    let r = f.get(Some("admin"), "/admin/permissions/users").await.json();
+    assert_eq!(r["size"], json!(4));
+    assert_eq!(f.get(Some("reader"), "/admin/permissions/users").await.status, StatusCode::FORBIDDEN);
+    let r = f.as_(Some("admin"), "PUT", "/admin/permissions/users?name=outsider&permission=PROJECT_OWNER", None).await;
+    assert_eq!((r.status, r.error().2), (StatusCode::BAD_REQUEST, json!("permission")));
+    assert_eq!(f.as_(Some("admin"), "PUT", "/admin/permissions/users?name=nobody&permission=ADMIN", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.as_(Some("admin"), "PUT", "/admin/permissions/users?name=outsider&permission=ADMIN", None).await.status, StatusCode::NO_CONTENT);
+    let r = f.get(Some("admin"), "/admin/permissions/users?filter=outsider").await.json();
+    assert_eq!(r["values"][0]["permission"], "ADMIN");
+    // An ADMIN is not a SYS_ADMIN: it may not touch SYS_ADMIN, nor change itself.
+    assert_eq!(f.as_(Some("outsider"), "PUT", "/admin/permissions/users?name=reader&permission=SYS_ADMIN", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("outsider"), "DELETE", "/admin/permissions/users?name=admin", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("outsider"), "DELETE", "/admin/permissions/users?name=outsider", None).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::OK, "admins see every project");
+    assert_eq!(f.as_(Some("admin"), "DELETE", "/admin/permissions/users?name=reader", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("reader"), "/projects/TP").await.status, StatusCode::UNAUTHORIZED, "without a global permission no login");
+    assert_eq!(f.get(Some("admin"), "/admin/permissions/groups").await.json()["size"], json!(0));
+}
+
+#[tokio::test]
+async fn project_and_repository_permissions_are_granted_listed_and_revoked() {
+    let f = fixture("", None);
+    let perms = "/projects/TP/permissions/users";
+    let r = f.get(Some("owner"), perms).await.json();
+    let got: Vec<(String, String)> =
+        r["values"].as_array().unwrap().iter().map(|v| (v["user"]["name"].as_str().unwrap().into(), v["permission"].as_str().unwrap().into())).collect();
+    assert_eq!(got, [("owner".to_owned(), "PROJECT_ADMIN".to_owned()), ("reader".into(), "PROJECT_READ".into())]);
+    assert_eq!(f.get(Some("reader"), perms).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.get(Some("outsider"), perms).await.status, StatusCode::NOT_FOUND);
+    for (q, want) in [
+        ("?name=outsider&permission=REPO_READ", StatusCode::BAD_REQUEST),
+        ("?name=outsider&permission=PROJECT_OWNER", StatusCode::BAD_REQUEST),
+        ("?name=outsider", StatusCode::BAD_REQUEST),
+        ("?permission=PROJECT_READ", StatusCode::BAD_REQUEST),
+        ("?name=nobody&permission=PROJECT_READ", StatusCode::NOT_FOUND),
+        ("?name=outsider&name=nobody&permission=PROJECT_READ", StatusCode::NOT_FOUND),
+    ] {
+        let r = f.as_(Some("owner"), "PUT", &format!("{perms}{q}"), None).await;
+        assert_eq!(r.status, want, "{q}");
+        r.error();
+    }
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::NOT_FOUND, "a failed grant changes nothing");
+    assert_eq!(f.as_(Some("reader"), "PUT", &format!("{perms}?name=outsider&permission=PROJECT_READ"), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("owner"), "PUT", &format!("{perms}?name=outsider&permission=PROJECT_WRITE"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test").await.status, StatusCode::OK);
+    assert_eq!(f.as_(Some("owner"), "DELETE", &format!("{perms}?name=outsider"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test").await.status, StatusCode::NOT_FOUND);
+
+    let rperms = "/projects/TP/repos/test/permissions/users";
+    assert_eq!(f.as_(Some("owner"), "PUT", &format!("{rperms}?name=outsider&permission=PROJECT_READ"), None).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.as_(Some("reader"), "PUT", &format!("{rperms}?name=outsider&permission=REPO_READ"), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("owner"), "PUT", &format!("{rperms}?name=outsider&permission=REPO_ADMIN"), None).await.status, StatusCode::NO_CONTENT);
+    let r = f.get(Some("outsider"), rperms).await.json();
+    assert_eq!((r["values"][0]["user"]["name"].as_str(), r["values"][0]["permission"].as_str()), (Some("outsider"), Some("REPO_ADMIN")));
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::OK, "a repository grant shows the project");
+    assert_eq!(f.get(Some("outsider"), perms).await.status, StatusCode::FORBIDDEN, "but not its permissions");
+    assert_eq!(f.as_(Some("owner"), "DELETE", &format!("{rperms}?name=outsider"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test").await.status, StatusCode::NOT_FOUND);
+
+    assert_eq!(f.get(Some("owner"), "/projects/TP/permissions/groups").await.json()["size"], json!(0));
+    let r = f.as_(Some("owner"), "PUT", "/projects/TP/repos/test/permissions/groups?name=devs&permission=REPO_READ", None).await;
+    assert!(r.exception().ends_with("NoSuchGroupException"));
+}
+
+#[tokio::test]
+async fn the_project_default_permission_reaches_every_licensed_user() {
+    let f = fixture("", None);
+    let all = "/projects/TP/permissions/PROJECT_WRITE/all";
+    assert_eq!(f.get(Some("owner"), all).await.json(), json!({"permitted": false}));
+    assert_eq!(f.as_(Some("owner"), "POST", all, None).await.error().2, json!("allow"));
+    assert_eq!(f.as_(Some("owner"), "POST", &format!("{all}?allow=perhaps"), None).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.as_(Some("owner"), "POST", "/projects/TP/permissions/REPO_WRITE/all?allow=true", None).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.as_(Some("reader"), "POST", &format!("{all}?allow=true"), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.as_(Some("owner"), "POST", &format!("{all}?allow=true"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("owner"), all).await.json(), json!({"permitted": true}));
+    assert_eq!(f.get(Some("owner"), "/projects/TP/permissions/PROJECT_READ/all").await.json(), json!({"permitted": true}));
+    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let outsider = trove_store::Authenticated { user: f.server.store().user(&name("outsider")).unwrap().unwrap(), token_scope: None };
+    assert_eq!(f.server.store().permission(Some(&outsider), &repo).unwrap(), Some(Permission::Write));
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::OK);
+    assert_eq!(f.get(None, "/projects/TP").await.status, StatusCode::UNAUTHORIZED, "not public");
+    assert_eq!(f.as_(Some("owner"), "POST", &format!("{all}?allow=false"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.server.store().permission(Some(&outsider), &repo).unwrap(), Some(Permission::Read), "write revoked, read kept");
+    assert_eq!(f.as_(Some("owner"), "POST", "/projects/TP/permissions/PROJECT_READ/all?allow=false", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn branches_tags_and_commits_come_from_the_repository() {
+    let f = fixture("", None);
+    let empty = f.get(Some("reader"), "/projects/TP/repos/test/commits").await.json();
+    assert_eq!((empty["size"].clone(), empty["isLastPage"].clone()), (json!(0), json!(true)));
+    assert!(f.get(Some("reader"), "/projects/TP/repos/test/branches/default").await.exception().ends_with("NoDefaultBranchException"));
+    let ids = f.seed();
+    let b = f.get(Some("reader"), "/projects/TP/repos/test/branches").await.json();
+    assert_eq!(b["size"], json!(2));
+    assert_eq!(b["values"][0], json!({"id": "refs/heads/main", "displayId": "main", "type": "BRANCH", "latestCommit": ids[2], "latestChangeset": ids[2], "isDefault": true}));
+    assert_eq!((b["values"][1]["displayId"].as_str(), b["values"][1]["latestCommit"].as_str()), (Some("feature"), Some(ids[1].as_str())));
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/branches?filterText=feat").await.json()["size"], json!(1));
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/branches?orderBy=RANDOM").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/branches/default").await.json()["displayId"], "main");
+    let t = f.get(Some("reader"), "/projects/TP/repos/test/tags").await.json();
+    assert_eq!((t["values"][0]["id"].as_str(), t["values"][0]["latestCommit"].as_str(), t["values"][0]["type"].as_str()), (Some("refs/tags/v1"), Some(ids[0].as_str()), Some("TAG")));
+    assert!(t["values"][0]["hash"].as_str().is_some_and(|h| h != ids[0]), "annotated: the tag object");
+
+    let c = f.get(Some("reader"), "/projects/TP/repos/test/commits?limit=2").await.json();
+    assert_eq!((c["size"].clone(), c["isLastPage"].clone(), c["nextPageStart"].clone()), (json!(2), json!(false), json!(2)));
+    assert_eq!((c["values"][0]["id"].as_str(), c["values"][1]["id"].as_str()), (Some(ids[2].as_str()), Some(ids[1].as_str())));
+    assert_eq!(c["values"][0]["author"], json!({"name": "Ann Author", "emailAddress": "ann@example.com"}));
+    assert_eq!(c["values"][0]["parents"][0]["id"], json!(ids[1]));
+    let c = f.get(Some("reader"), "/projects/TP/repos/test/commits?limit=2&start=2").await.json();
+    assert_eq!((c["size"].clone(), c["isLastPage"].clone()), (json!(1), json!(true)));
+    assert!(c.get("nextPageStart").is_none());
+    let c = f.get(Some("reader"), "/projects/TP/repos/test/commits?until=feature&path=src").await.json();
+    assert_eq!(c["values"].as_array().unwrap().iter().map(|v| v["id"].clone()).collect::<Vec<_>>(), [json!(ids[1])]);
+    let c = f.get(Some("reader"), &format!("/projects/TP/repos/test/commits?since={}", ids[0])).await.json();
+    assert_eq!(c["size"], json!(2));
+    let one = f.get(Some("reader"), &format!("/projects/TP/repos/test/commits/{}", &ids[1][..12])).await.json();
+    assert_eq!((one["id"].as_str(), one["message"].as_str()), (Some(ids[1].as_str()), Some("add src/lib.rs")));
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/commits/v1").await.json()["id"], json!(ids[0]));
+    // Revisions that are not refs or hex ids are refused, never passed to git as options.
+    for bad in ["/commits/--all", "/commits/deadbeef", "/commits/HEAD~1", "/commits?until=--output=/tmp/x", "/commits?since=nope", "/browse?at=--all"] {
+        let r = f.get(Some("reader"), &format!("/projects/TP/repos/test{bad}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
+        assert!(r.exception().ends_with("NoSuchCommitException"), "{bad}");
+    }
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/commits?path=../x").await.status, StatusCode::BAD_REQUEST);
+
+    assert_eq!(f.as_(Some("reader"), "PUT", "/projects/TP/repos/test/branches/default", Some(json!({"id": "refs/heads/feature"}))).await.status, StatusCode::FORBIDDEN);
+    for bad in [json!({"id": "refs/heads/-x"}), json!({"id": "a..b"}), json!({})] {
+        assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/test/branches/default", Some(bad.clone())).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/test/branches/default", Some(json!({"id": "refs/heads/feature"}))).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/branches/default").await.json()["latestCommit"], json!(ids[1]));
+    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test/commits").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn browse_and_raw_show_trees_and_files_at_a_revision() {
+    let f = fixture("", None);
+    let ids = f.seed();
+    let root = f.get(Some("reader"), "/projects/TP/repos/test/browse").await.json();
+    let names: Vec<(String, String)> = root["children"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["path"]["name"].as_str().unwrap().into(), c["type"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(names, [("docs".to_owned(), "DIRECTORY".to_owned()), ("src".into(), "DIRECTORY".into()), ("README.md".into(), "FILE".into())]);
+    assert_eq!(root["revision"], "refs/heads/main");
+    let at_first = f.get(Some("reader"), &format!("/projects/TP/repos/test/browse?at={}", ids[0])).await.json();
+    assert_eq!(at_first["children"]["size"], json!(1));
+    let src = f.get(Some("reader"), "/projects/TP/repos/test/browse/src?at=refs/heads/feature").await.json();
+    assert_eq!(src["children"]["values"][0]["path"]["toString"], "lib.rs");
+    assert_eq!(src["path"]["components"], json!(["src"]));
+    let file = f.get(Some("reader"), "/projects/TP/repos/test/browse/README.md?limit=2").await.json();
+    assert_eq!(file["lines"], json!([{"text": "# Test"}, {"text": "line two"}]));
+    assert_eq!((file["isLastPage"].clone(), file["nextPageStart"].clone()), (json!(false), json!(2)));
+    let r = f.get(Some("reader"), "/projects/TP/repos/test/browse/nope.txt").await;
+    assert!(r.exception().ends_with("NoSuchPathException"));
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/browse/docs/a.txt?at=feature").await.status, StatusCode::NOT_FOUND);
+
+    let raw = f.get(Some("reader"), "/projects/TP/repos/test/raw/README.md").await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.body, b"# Test\nline two\nline three\n");
+    assert_eq!(raw.header("content-type"), Some("text/plain;charset=UTF-8"));
+    assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(raw.header("x-ausername"), Some("reader"));
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/raw/src").await.status, StatusCode::NOT_FOUND, "a directory has no raw form");
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/raw/src/lib.rs?at=v1").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test/raw/README.md").await.status, StatusCode::NOT_FOUND);
+    let r = f.get(None, "/projects/TP/repos/test/raw/README.md").await;
+    assert_eq!((r.status, r.header("content-type")), (StatusCode::UNAUTHORIZED, Some("application/json;charset=UTF-8")));
+    let r = f.get(Some("reader"), "/projects/TP/repos/test/raw/src/%2E%2E/README.md").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "no `..` in paths");
+}
+
+/// The OpenAPI description documents every route, and every documented path is served.
+#[test]
+fn the_openapi_description_matches_the_routes() {
+    let doc: Value = serde_json::from_str(include_str!("../../../../docs/openapi.json")).expect("docs/openapi.json is JSON");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut served = std::collections::BTreeSet::new();
+    for (methods, path) in super::ROUTES {
+        let documented = paths.get(*path).unwrap_or_else(|| panic!("{path} is served but not documented in docs/openapi.json"));
+        for m in *methods {
+            assert!(documented.get(m.to_ascii_lowercase()).is_some(), "{m} {path} is served but not documented");
+            served.insert(format!("{m} {path}"));
+        }
+    }
+    for (path, item) in paths {
+        for m in item.as_object().unwrap().keys().filter(|k| ["get", "put", "post", "delete", "head", "patch"].contains(&k.as_str())) {
+            let key = format!("{} {path}", m.to_ascii_uppercase());
+            assert!(served.contains(&key), "{key} is documented but not served");
+        }
+    }
+    assert_eq!(doc["servers"][0]["url"], "/rest/api/1.0");
+}
+
+/// ROUTES (the list the OpenAPI test checks) and the router agree: every listed method and
+/// path answers with something other than "no such resource" or 405.
+#[tokio::test]
+async fn every_listed_route_is_routed() {
+    let f = fixture("", None);
+    f.seed();
+    for (methods, path) in super::ROUTES {
+        let concrete = path
+            .replace("{projectKey}", "TP")
+            .replace("{repositorySlug}", "test")
+            .replace("{permission}", "PROJECT_READ")
+            .replace("{commitId}", "main")
+            .replace("{path}", "README.md")
+            .replace("{userSlug}", "reader");
+        for m in *methods {
+            // Reads as admin; writes as an anonymous caller, which is refused before anything changes.
+            let who = if *m == "GET" { Some("admin") } else { None };
+            let r = f.as_(who, m, &concrete, None).await;
+            assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m} {concrete}");
+            if r.status == StatusCode::NOT_FOUND {
+                assert!(!r.exception().contains("jersey"), "{m} {concrete} is not routed");
+            }
+        }
+    }
+}
