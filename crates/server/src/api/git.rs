@@ -396,6 +396,31 @@ async fn browse(api: Api, key: String, slug: String, path: String) -> Result<Res
     }
 }
 
+pub(crate) async fn files_root(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
+    files(api, key, slug, String::new()).await
+}
+
+pub(crate) async fn files_path(api: Api, Path((key, slug, path)): Path<(String, String, String)>) -> Result<Response, ApiError> {
+    files(api, key, slug, path).await
+}
+
+/// `GET …/files[/{path}]?at=`: every file below a directory, recursively, as paths relative
+/// to it (a page of strings, as Bitbucket lists them).
+async fn files(api: Api, key: String, slug: String, path: String) -> Result<Response, ApiError> {
+    let page = api.q.page()?;
+    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let path = checked_path(Some(&path))?.to_owned();
+    let git = Git::new(&api, &repo);
+    let (commit, label) = locate(&api, &git, &path).await?;
+    let object = format!("{commit}:{path}");
+    if git.text(&["cat-file", "-t", &object]).await?.as_deref().map(str::trim) != Some("tree") {
+        return Err(ApiError::no_path(&path, &label));
+    }
+    let out = git.run(&["ls-tree", "-r", "-z", "--name-only", &object]).await?.ok_or_else(|| ApiError::no_path(&path, &label))?;
+    let values = out.split(|b| *b == 0).filter(|e| !e.is_empty()).map(|e| json!(String::from_utf8_lossy(e))).collect();
+    Ok(ok(StatusCode::OK, paged(values, page)))
+}
+
 /// `GET …/raw/{path}?at=`: the file's bytes, streamed from `git cat-file`. Text is served as
 /// `text/plain;charset=UTF-8`, anything else as `application/octet-stream`; never as HTML.
 pub(crate) async fn raw(api: Api, Path((key, slug, path)): Path<(String, String, String)>) -> Result<Response, ApiError> {

@@ -52,7 +52,7 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/permissions/users"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/permissions/groups"),
-    (&["GET", "POST"], "/projects/{projectKey}/permissions/{permission}/all"),
+    (&["GET", "POST", "DELETE"], "/projects/{projectKey}/permissions/{permission}/all"),
     (&["GET", "POST"], "/projects/{projectKey}/repos"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/permissions/users"),
@@ -65,11 +65,14 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/browse"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/browse/{path}"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/raw/{path}"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/files"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/files/{path}"),
     (&["GET"], "/repos"),
     (&["GET"], "/users"),
     (&["GET"], "/users/{userSlug}"),
-    (&["GET"], "/users/{userSlug}/repos"),
-    (&["GET", "POST", "DELETE"], "/admin/users"),
+    (&["GET", "POST"], "/users/{userSlug}/repos"),
+    (&["GET", "PUT", "DELETE"], "/users/{userSlug}/repos/{repositorySlug}"),
+    (&["GET", "POST", "PUT", "DELETE"], "/admin/users"),
     (&["GET", "PUT", "DELETE"], "/admin/permissions/users"),
     (&["GET"], "/admin/permissions/groups"),
 ];
@@ -87,7 +90,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
             get(permissions::project_users).put(permissions::project_grant).delete(permissions::project_revoke),
         )
         .route(&p("/projects/{key}/permissions/groups"), get(permissions::no_groups).put(permissions::group_change).delete(permissions::group_change))
-        .route(&p("/projects/{key}/permissions/{perm}/all"), get(permissions::default_get).post(permissions::default_set))
+        .route(&p("/projects/{key}/permissions/{perm}/all"), get(permissions::default_get).post(permissions::default_set).delete(permissions::default_revoke))
         .route(&p("/projects/{key}/repos"), get(repos::list).post(repos::create))
         .route(&repo(""), get(repos::get).put(repos::update).delete(repos::delete))
         .route(&repo("/permissions/users"), get(permissions::repo_users).put(permissions::repo_grant).delete(permissions::repo_revoke))
@@ -100,11 +103,14 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/browse"), get(git::browse_root))
         .route(&repo("/browse/{*path}"), get(git::browse_path))
         .route(&repo("/raw/{*path}"), get(git::raw))
+        .route(&repo("/files"), get(git::files_root))
+        .route(&repo("/files/{*path}"), get(git::files_path))
         .route(&p("/repos"), get(repos::list_all))
         .route(&p("/users"), get(users::list))
         .route(&p("/users/{user}"), get(users::get))
-        .route(&p("/users/{user}/repos"), get(repos::list_personal))
-        .route(&p("/admin/users"), get(users::admin_list).post(users::admin_create).delete(users::admin_delete))
+        .route(&p("/users/{user}/repos"), get(repos::list_personal).post(repos::create_personal))
+        .route(&p("/users/{user}/repos/{slug}"), get(repos::get_personal).put(repos::update_personal).delete(repos::delete_personal))
+        .route(&p("/admin/users"), get(users::admin_list).post(users::admin_create).put(users::admin_update).delete(users::admin_delete))
         .route(&p("/admin/permissions/users"), get(users::global_list).put(users::global_grant).delete(users::global_revoke))
         .route(&p("/admin/permissions/groups"), get(permissions::no_groups))
         .route(&format!("{ctx}/rest/{{*rest}}"), any(no_route))

@@ -118,14 +118,24 @@ pub(crate) async fn default_get(api: Api, Path((key, perm)): Path<(String, Strin
     Ok(ok(StatusCode::OK, json!({"permitted": permitted})))
 }
 
+/// `DELETE /projects/{key}/permissions/{perm}/all` → 204: as `allow=false` (stashy's `revoke`).
+pub(crate) async fn default_revoke(api: Api, Path((key, perm)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let info = api.project(&key, Some(Permission::Admin), "change this project's permissions")?;
+    change_default(&api, &info, &perm, false)
+}
+
 /// `POST /projects/{key}/permissions/{perm}/all?allow=true|false` → 204. Allowing a level gives
 /// it to every licensed user; disallowing it leaves the level below (so revoking PROJECT_WRITE
 /// keeps PROJECT_READ, as Bitbucket's separate flags would).
 pub(crate) async fn default_set(api: Api, Path((key, perm)): Path<(String, String)>) -> Result<Response, ApiError> {
     let info = api.project(&key, Some(Permission::Admin), "change this project's permissions")?;
-    let k = project_key(&info.owner)?;
-    let perm = parse_level("PROJECT", &perm)?;
     let allow = api.q.bool("allow")?.ok_or_else(|| ApiError::invalid("allow", "The query parameter allow (true or false) is required."))?;
+    change_default(&api, &info, &perm, allow)
+}
+
+fn change_default(api: &Api, info: &trove_store::ProjectInfo, perm: &str, allow: bool) -> Result<Response, ApiError> {
+    let k = project_key(&info.owner)?;
+    let perm = parse_level("PROJECT", perm)?;
     let current = info.default_permission;
     let new = if allow {
         Some(current.map_or(perm, |c| c.max(perm)))

@@ -163,3 +163,28 @@ pub(crate) async fn delete(api: Api, Path((key, slug)): Path<(String, String)>) 
         serde_json::json!({"context": null, "message": format!("Repository {} has been deleted.", repo.display_path()), "exceptionName": null}),
     ))
 }
+
+/// `~user` from the `{user}` of `/users/{user}/repos…` (with or without the `~`).
+fn personal_key(user: &str) -> String {
+    format!("~{}", user.strip_prefix('~').unwrap_or(user))
+}
+
+/// `POST /users/{user}/repos`: as `POST /projects/~user/repos`.
+pub(crate) async fn create_personal(api: Api, Path(user): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    create(api, Path(personal_key(&user)), body).await
+}
+
+/// `GET /users/{user}/repos/{slug}`.
+pub(crate) async fn get_personal(api: Api, Path((user, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
+    get(api, Path((personal_key(&user), slug))).await
+}
+
+/// `PUT /users/{user}/repos/{slug}`.
+pub(crate) async fn update_personal(api: Api, Path((user, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    update(api, Path((personal_key(&user), slug)), body).await
+}
+
+/// `DELETE /users/{user}/repos/{slug}`.
+pub(crate) async fn delete_personal(api: Api, Path((user, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
+    delete(api, Path((personal_key(&user), slug))).await
+}

@@ -652,7 +652,7 @@ async fn every_listed_route_is_routed() {
             .replace("{permission}", "PROJECT_READ")
             .replace("{commitId}", "main")
             .replace("{path}", "README.md")
-            .replace("{userSlug}", "reader");
+            .replace("{userSlug}", "~reader");
         for m in *methods {
             // Reads as admin; writes as an anonymous caller, which is refused before anything changes.
             let who = if *m == "GET" { Some("admin") } else { None };
@@ -663,4 +663,55 @@ async fn every_listed_route_is_routed() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn personal_repositories_answer_under_users_too() {
+    let f = fixture("", None);
+    let r = f.as_(Some("reader"), "POST", "/users/~reader/repos", Some(json!({"name": "Notes"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(f.get(Some("reader"), "/users/~reader/repos/notes").await.json()["slug"], "notes");
+    assert_eq!(f.get(Some("reader"), "/users/reader/repos/notes").await.json()["project"]["key"], "~READER");
+    assert_eq!(f.get(Some("outsider"), "/users/~reader/repos/notes").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.as_(Some("outsider"), "POST", "/users/~reader/repos", Some(json!({"name": "x"}))).await.status, StatusCode::NOT_FOUND);
+    let r = f.as_(Some("reader"), "PUT", "/users/~reader/repos/notes", Some(json!({"name": "Journal"}))).await;
+    assert_eq!(r.json()["slug"], "journal");
+    assert_eq!(f.as_(Some("outsider"), "DELETE", "/users/~reader/repos/journal", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.as_(Some("reader"), "DELETE", "/users/~reader/repos/journal", None).await.status, StatusCode::ACCEPTED);
+    assert_eq!(f.get(Some("reader"), "/users/~reader/repos").await.json()["size"], json!(0));
+}
+
+#[tokio::test]
+async fn the_default_permission_is_revoked_by_delete_as_stashy_does() {
+    let f = fixture("", None);
+    assert_eq!(f.as_(Some("owner"), "POST", "/projects/TP/permissions/PROJECT_READ/all?allow=True", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::OK);
+    assert_eq!(f.as_(Some("reader"), "DELETE", "/projects/TP/permissions/PROJECT_READ/all", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("owner"), "DELETE", "/projects/TP/permissions/PROJECT_READ/all?allow=False", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.as_(Some("owner"), "DELETE", "/projects/TP/permissions/READ/all", None).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn files_lists_every_path_below_a_directory() {
+    let f = fixture("", None);
+    f.seed();
+    let all = f.get(Some("reader"), "/projects/TP/repos/test/files").await.json();
+    assert_eq!(all["values"], json!(["README.md", "docs/a.txt", "src/lib.rs"]));
+    let src = f.get(Some("reader"), "/projects/TP/repos/test/files/src?at=feature").await.json();
+    assert_eq!(src["values"], json!(["lib.rs"]));
+    assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/files/README.md").await.status, StatusCode::NOT_FOUND, "a file is not a directory");
+    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test/files").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn admins_change_user_details() {
+    let f = fixture("", None);
+    let r = f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "reader", "displayName": "Rita Reader", "emailAddress": "rita@example.com"}))).await;
+    assert_eq!((r.status, r.json()["displayName"].as_str(), r.json()["emailAddress"].as_str()), (StatusCode::OK, Some("Rita Reader"), Some("rita@example.com")));
+    assert_eq!(f.as_(Some("owner"), "PUT", "/admin/users", Some(json!({"name": "reader", "displayName": "x"}))).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "nobody"}))).await.status, StatusCode::NOT_FOUND);
+    let r = f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "reader", "emailAddress": "no at sign"}))).await;
+    assert_eq!((r.status, r.error().2), (StatusCode::BAD_REQUEST, json!("emailAddress")));
+    assert_eq!(f.get(Some("reader"), "/users/reader").await.json()["emailAddress"], "rita@example.com", "the refused change changed nothing");
 }

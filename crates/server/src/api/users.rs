@@ -88,6 +88,35 @@ pub(crate) async fn admin_create(api: Api) -> Result<Response, ApiError> {
     Ok(no_content())
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UserDetails {
+    name: Option<String>,
+    display_name: Option<String>,
+    email_address: Option<String>,
+}
+
+/// `PUT /admin/users` `{name, displayName?, emailAddress?}` → 200 with the user.
+pub(crate) async fn admin_update(api: Api, body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+    api.require_admin("change users")?;
+    let b: UserDetails = super::parse_body(body)?;
+    let raw = b.name.ok_or_else(|| ApiError::invalid("name", "The user name is required."))?;
+    let name = UserName::parse(&raw).map_err(|_| ApiError::no_user(&raw))?;
+    if let Some(d) = &b.display_name
+        && (d.trim().is_empty() || d.chars().any(char::is_control) || d.len() > 255)
+    {
+        return Err(ApiError::invalid("displayName", "The display name must be 1 to 255 characters, without control characters."));
+    }
+    if let Some(e) = &b.email_address
+        && (!e.contains('@') || e.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        return Err(ApiError::invalid("emailAddress", format!("{e:?} is not an e-mail address.")));
+    }
+    api.store().set_user_details(&name, b.display_name.as_deref().map(str::trim), b.email_address.as_deref())?;
+    let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(&raw))?;
+    Ok(ok(StatusCode::OK, api.user_json(&u)))
+}
+
 /// `DELETE /admin/users?name=` → 200 with the deleted user. Callers cannot delete themselves,
 /// and only a SYS_ADMIN may delete a SYS_ADMIN.
 pub(crate) async fn admin_delete(api: Api) -> Result<Response, ApiError> {
