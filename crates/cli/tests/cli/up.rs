@@ -146,6 +146,19 @@ fn the_seeds_topology_under_stash_with_justme() {
     ok(&git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "clone", &url, w2.to_str().unwrap()]), "clone with the CA");
     let log = ok(&git(&w2, home.path(), &["log", "--format=%s"]), "log");
     assert_eq!(log.trim(), "from justme");
+    // The REST API's clone links are the public ones: https, the public port, /stash, the user.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert", ca.to_str().unwrap(), "-u", "justme:justme-secret-pw"])
+        .arg(format!("https://localhost:{https}/stash/rest/api/1.0/projects/TP/repos/test"))
+        .env_remove("CURL_CA_BUNDLE")
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .expect("curl must be installed");
+    let repo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let clone: Vec<&str> = repo["links"]["clone"].as_array().unwrap().iter().filter(|l| l["name"] == "http").map(|l| l["href"].as_str().unwrap()).collect();
+    assert_eq!(clone, [format!("https://justme@localhost:{https}/stash/scm/tp/test.git")]);
+    let self_link = repo["links"]["self"][0]["href"].as_str().unwrap();
+    assert_eq!(self_link, format!("https://localhost:{https}/stash/projects/TP/repos/test/browse"));
     // Outside the context path: nothing.
     let o = git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "ls-remote", &format!("https://justme:justme-secret-pw@localhost:{https}/git/TP/test.git")]);
     assert!(!o.status.success());
