@@ -100,10 +100,13 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/tags"), get(git::tags))
         .route(&repo("/commits"), get(git::commits))
         .route(&repo("/commits/{id}"), get(git::commit))
+        // stashy asks for `browse/` and `files/` with an empty path.
         .route(&repo("/browse"), get(git::browse_root))
+        .route(&repo("/browse/"), get(git::browse_root))
         .route(&repo("/browse/{*path}"), get(git::browse_path))
         .route(&repo("/raw/{*path}"), get(git::raw))
         .route(&repo("/files"), get(git::files_root))
+        .route(&repo("/files/"), get(git::files_root))
         .route(&repo("/files/{*path}"), get(git::files_path))
         .route(&p("/repos"), get(repos::list_all))
         .route(&p("/users"), get(users::list))
