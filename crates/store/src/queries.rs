@@ -57,33 +57,23 @@ impl Store {
     pub fn project_info(&self, owner: &Owner) -> Result<Option<ProjectInfo>, StoreError> {
         let key = owner.project_key();
         self.conn()
-            .query_row(
-                "SELECT id, name, description, public, default_permission, owner_user_id FROM projects WHERE key = ?1",
-                [&key],
-                |r| {
-                    Ok(ProjectInfo {
-                        id: r.get(0)?,
-                        owner: owner.clone(),
-                        name: r.get(1)?,
-                        description: r.get(2)?,
-                        public: r.get(3)?,
-                        default_permission: parse_perm(r.get(4)?),
-                        owner_user_id: r.get(5)?,
-                    })
-                },
-            )
+            .query_row("SELECT id, name, description, public, default_permission, owner_user_id FROM projects WHERE key = ?1", [&key], |r| {
+                Ok(ProjectInfo {
+                    id: r.get(0)?,
+                    owner: owner.clone(),
+                    name: r.get(1)?,
+                    description: r.get(2)?,
+                    public: r.get(3)?,
+                    default_permission: parse_perm(r.get(4)?),
+                    owner_user_id: r.get(5)?,
+                })
+            })
             .optional()
             .map_err(self.db())
     }
 
     /// Creates a project with a name and description; `ProjectExists` if the key is taken.
-    pub fn create_project_described(
-        &self,
-        key: &ProjectKey,
-        name: &str,
-        description: Option<&str>,
-        public: bool,
-    ) -> Result<ProjectInfo, StoreError> {
+    pub fn create_project_described(&self, key: &ProjectKey, name: &str, description: Option<&str>, public: bool) -> Result<ProjectInfo, StoreError> {
         let p = self.create_project(key, Some(name), public)?;
         self.conn().execute("UPDATE projects SET description = ?1 WHERE id = ?2", params![description, p.id]).map_err(self.db())?;
         self.project_info(&p.owner)?.ok_or_else(|| StoreError::NoSuchProject(key.to_string()))
@@ -135,9 +125,7 @@ impl Store {
             facts.project_default = if project.owner_user_id.is_none() { project.default_permission } else { None };
             let grant: Option<String> = self
                 .conn()
-                .query_row("SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2", [project.id, a.user.id], |r| {
-                    r.get(0)
-                })
+                .query_row("SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2", [project.id, a.user.id], |r| r.get(0))
                 .optional()
                 .map_err(self.db())?;
             facts.project_grant = parse_perm(grant);

@@ -59,17 +59,11 @@ impl ApiError {
     }
 
     pub(crate) fn no_project(key: &str) -> ApiError {
-        ApiError::NotFound {
-            exception: "com.atlassian.bitbucket.project.NoSuchProjectException",
-            message: format!("Project {key} does not exist."),
-        }
+        ApiError::NotFound { exception: "com.atlassian.bitbucket.project.NoSuchProjectException", message: format!("Project {key} does not exist.") }
     }
 
     pub(crate) fn no_repo(slug: &str) -> ApiError {
-        ApiError::NotFound {
-            exception: "com.atlassian.bitbucket.repository.NoSuchRepositoryException",
-            message: format!("Repository {slug} does not exist."),
-        }
+        ApiError::NotFound { exception: "com.atlassian.bitbucket.repository.NoSuchRepositoryException", message: format!("Repository {slug} does not exist.") }
     }
 
     pub(crate) fn no_user(name: &str) -> ApiError {
@@ -105,9 +99,7 @@ impl ApiError {
         let msg = self.to_string();
         match self {
             ApiError::AuthRequired => (StatusCode::UNAUTHORIZED, None, msg, "com.atlassian.bitbucket.auth.AuthenticationRequiredException"),
-            ApiError::BadCredentials => {
-                (StatusCode::UNAUTHORIZED, None, msg, "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException")
-            }
+            ApiError::BadCredentials => (StatusCode::UNAUTHORIZED, None, msg, "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException"),
             ApiError::TooManyFailedLogins(d) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 None,

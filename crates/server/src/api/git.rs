@@ -129,7 +129,9 @@ impl Git {
             }
         };
         let all = || refs.branches.iter().chain(refs.tags.iter());
-        if let Some(r) = all().find(|r| r.full == rev).or_else(|| refs.branches.iter().find(|r| r.short == rev)).or_else(|| refs.tags.iter().find(|r| r.short == rev)) {
+        if let Some(r) =
+            all().find(|r| r.full == rev).or_else(|| refs.branches.iter().find(|r| r.short == rev)).or_else(|| refs.tags.iter().find(|r| r.short == rev))
+        {
             return Ok(Some(r.commit.clone()));
         }
         if !is_hex_id(rev) {
@@ -191,11 +193,7 @@ pub(crate) struct BranchBody {
 
 /// `PUT …/branches/default` `{"id": "refs/heads/main"}` → 204. Needs repository admin. The
 /// branch need not exist yet (an empty repository gets its first push there).
-pub(crate) async fn set_default_branch(
-    api: Api,
-    Path((key, slug)): Path<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn set_default_branch(api: Api, Path((key, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let (repo, _) = api.repo(&key, &slug, Permission::Admin, "change this repository's default branch")?;
     let b: BranchBody = parse_body(body)?;
     let id = b.id.ok_or_else(|| ApiError::invalid("id", "The branch id (like refs/heads/main) is required."))?;
@@ -204,10 +202,7 @@ pub(crate) async fn set_default_branch(
         return Err(ApiError::invalid("id", format!("{id:?} is not a valid branch name.")));
     }
     let full = format!("refs/heads/{short}");
-    Git::new(&api, &repo)
-        .run(&["symbolic-ref", "HEAD", &full])
-        .await?
-        .ok_or_else(|| ApiError::Internal(format!("git symbolic-ref HEAD {full} failed")))?;
+    Git::new(&api, &repo).run(&["symbolic-ref", "HEAD", &full]).await?.ok_or_else(|| ApiError::Internal(format!("git symbolic-ref HEAD {full} failed")))?;
     Ok(no_content())
 }
 
@@ -378,7 +373,10 @@ async fn browse(api: Api, key: String, slug: String, path: String) -> Result<Res
                 None => PageReq { start: api.q.page()?.start, limit: DEFAULT_LINES },
             };
             if binary {
-                return Ok(ok(StatusCode::OK, json!({"binary": true, "path": path_json(&path), "size": 0, "start": page.start, "limit": page.limit, "isLastPage": true, "lines": []})));
+                return Ok(ok(
+                    StatusCode::OK,
+                    json!({"binary": true, "path": path_json(&path), "size": 0, "start": page.start, "limit": page.limit, "isLastPage": true, "lines": []}),
+                ));
             }
             let text = String::from_utf8_lossy(&data);
             let lines: Vec<&str> = if text.is_empty() { Vec::new() } else { text.strip_suffix('\n').unwrap_or(&text).split('\n').collect() };
@@ -444,7 +442,8 @@ pub(crate) async fn raw(api: Api, Path((key, slug, path)): Path<(String, String,
         filled += n;
     }
     first.truncate(filled);
-    let text = !first.contains(&0) && (std::str::from_utf8(&first).is_ok() || filled == 8192);
+    // UTF-8 without NUL bytes is text; a character cut at the end of the first chunk still is.
+    let text = !first.contains(&0) && std::str::from_utf8(&first).map_or_else(|e| e.error_len().is_none(), |_| true);
     let rest = futures_util::stream::unfold((stdout, child), |(mut out, child)| async move {
         let mut buf = vec![0u8; 64 * 1024];
         match out.read(&mut buf).await {

@@ -85,10 +85,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&p("/application-properties"), get(application_properties))
         .route(&p("/projects"), get(projects::list).post(projects::create))
         .route(&p("/projects/{key}"), get(projects::get).put(projects::update).delete(projects::delete))
-        .route(
-            &p("/projects/{key}/permissions/users"),
-            get(permissions::project_users).put(permissions::project_grant).delete(permissions::project_revoke),
-        )
+        .route(&p("/projects/{key}/permissions/users"), get(permissions::project_users).put(permissions::project_grant).delete(permissions::project_revoke))
         .route(&p("/projects/{key}/permissions/groups"), get(permissions::no_groups).put(permissions::group_change).delete(permissions::group_change))
         .route(&p("/projects/{key}/permissions/{perm}/all"), get(permissions::default_get).post(permissions::default_set).delete(permissions::default_revoke))
         .route(&p("/projects/{key}/repos"), get(repos::list).post(repos::create))
@@ -190,10 +187,7 @@ async fn rest_root() -> Response {
 
 /// `GET /application-properties`: who we are, in Bitbucket's words (all strings).
 async fn application_properties() -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({"version": "8.15.0", "buildNumber": "8015000", "buildDate": "1697764661289", "displayName": "Bitbucket"}),
-    )
+    json_response(StatusCode::OK, &json!({"version": "8.15.0", "buildNumber": "8015000", "buildDate": "1697764661289", "displayName": "Bitbucket"}))
 }
 
 /// Query parameters, in order; a name may repeat (`?name=a&name=b`).
@@ -439,7 +433,11 @@ impl Api {
 /// before the body has parsed.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::TooLarge(BODY_LIMIT) } else { ApiError::Malformed(format!("The request body could not be read: {e}.")) }
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(BODY_LIMIT)
+        } else {
+            ApiError::Malformed(format!("The request body could not be read: {e}."))
+        }
     })?;
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::Malformed("The request needs a JSON body.".into()));
@@ -481,9 +479,7 @@ pub(crate) fn no_content() -> Response {
 
 /// `permission=PROJECT_READ|PROJECT_WRITE|PROJECT_ADMIN` (or `REPO_…` with `prefix = "REPO"`).
 pub(crate) fn parse_level(prefix: &str, value: &str) -> Result<Permission, ApiError> {
-    let bad = || {
-        ApiError::invalid("permission", format!("{value:?} is not a permission here; use one of {prefix}_READ, {prefix}_WRITE or {prefix}_ADMIN."))
-    };
+    let bad = || ApiError::invalid("permission", format!("{value:?} is not a permission here; use one of {prefix}_READ, {prefix}_WRITE or {prefix}_ADMIN."));
     let rest = value.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).ok_or_else(bad)?;
     match rest {
         "READ" => Ok(Permission::Read),

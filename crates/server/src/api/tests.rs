@@ -219,7 +219,10 @@ async fn private_projects_are_401_for_anonymous_and_404_for_outsiders() {
         let ex = r.exception();
         assert!(ex.ends_with("NoSuchProjectException") || ex.ends_with("NoSuchRepositoryException"), "{path}: {ex}");
     }
-    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test").await.error().0, f.get(Some("outsider"), "/projects/TP/repos/nope").await.error().0.replace("nope", "test"));
+    assert_eq!(
+        f.get(Some("outsider"), "/projects/TP/repos/test").await.error().0,
+        f.get(Some("outsider"), "/projects/TP/repos/nope").await.error().0.replace("nope", "test")
+    );
     assert_eq!(f.get(None, "/projects/PUB").await.status, StatusCode::OK);
     assert_eq!(f.get(None, "/projects/PUB/repos/open").await.status, StatusCode::OK);
     let keys = |r: Resp| r.json()["values"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
@@ -292,7 +295,10 @@ async fn creating_projects_validates_everything_and_changes_nothing_on_error() {
     let r = f.as_(Some("admin"), "POST", "/projects", Some(json!({"key": "plat", "name": "Platform", "description": "the platform"}))).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let v = r.json();
-    assert_eq!((v["key"].as_str(), v["name"].as_str(), v["description"].as_str(), v["type"].as_str()), (Some("PLAT"), Some("Platform"), Some("the platform"), Some("NORMAL")));
+    assert_eq!(
+        (v["key"].as_str(), v["name"].as_str(), v["description"].as_str(), v["type"].as_str()),
+        (Some("PLAT"), Some("Platform"), Some("the platform"), Some("NORMAL"))
+    );
     assert_eq!(v["links"]["self"][0]["href"], "http://localhost:7990/projects/PLAT");
     // A PROJECT_CREATE user may create projects and administers what they create.
     f.server.store().set_global_permission(&name("outsider"), Some(GlobalPermission::ProjectCreate)).unwrap();
@@ -392,6 +398,7 @@ async fn personal_repositories_belong_to_their_user() {
         assert_eq!(f.get(Some("outsider"), path).await.json()["size"], json!(0), "{path}: private to others");
     }
     assert_eq!(f.get(Some("reader"), "/users/nobody/repos").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get(Some("reader"), "/projects/~READER/repos/dots").await.status, StatusCode::OK, "the key as the API shows it");
     assert_eq!(f.get(Some("outsider"), "/projects/~reader/repos/dots").await.status, StatusCode::NOT_FOUND);
 }
 
@@ -536,13 +543,19 @@ async fn branches_tags_and_commits_come_from_the_repository() {
     let ids = f.seed();
     let b = f.get(Some("reader"), "/projects/TP/repos/test/branches").await.json();
     assert_eq!(b["size"], json!(2));
-    assert_eq!(b["values"][0], json!({"id": "refs/heads/main", "displayId": "main", "type": "BRANCH", "latestCommit": ids[2], "latestChangeset": ids[2], "isDefault": true}));
+    assert_eq!(
+        b["values"][0],
+        json!({"id": "refs/heads/main", "displayId": "main", "type": "BRANCH", "latestCommit": ids[2], "latestChangeset": ids[2], "isDefault": true})
+    );
     assert_eq!((b["values"][1]["displayId"].as_str(), b["values"][1]["latestCommit"].as_str()), (Some("feature"), Some(ids[1].as_str())));
     assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/branches?filterText=feat").await.json()["size"], json!(1));
     assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/branches?orderBy=RANDOM").await.status, StatusCode::BAD_REQUEST);
     assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/branches/default").await.json()["displayId"], "main");
     let t = f.get(Some("reader"), "/projects/TP/repos/test/tags").await.json();
-    assert_eq!((t["values"][0]["id"].as_str(), t["values"][0]["latestCommit"].as_str(), t["values"][0]["type"].as_str()), (Some("refs/tags/v1"), Some(ids[0].as_str()), Some("TAG")));
+    assert_eq!(
+        (t["values"][0]["id"].as_str(), t["values"][0]["latestCommit"].as_str(), t["values"][0]["type"].as_str()),
+        (Some("refs/tags/v1"), Some(ids[0].as_str()), Some("TAG"))
+    );
     assert!(t["values"][0]["hash"].as_str().is_some_and(|h| h != ids[0]), "annotated: the tag object");
 
     let c = f.get(Some("reader"), "/projects/TP/repos/test/commits?limit=2").await.json();
@@ -568,11 +581,17 @@ async fn branches_tags_and_commits_come_from_the_repository() {
     }
     assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/commits?path=../x").await.status, StatusCode::BAD_REQUEST);
 
-    assert_eq!(f.as_(Some("reader"), "PUT", "/projects/TP/repos/test/branches/default", Some(json!({"id": "refs/heads/feature"}))).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        f.as_(Some("reader"), "PUT", "/projects/TP/repos/test/branches/default", Some(json!({"id": "refs/heads/feature"}))).await.status,
+        StatusCode::FORBIDDEN
+    );
     for bad in [json!({"id": "refs/heads/-x"}), json!({"id": "a..b"}), json!({})] {
         assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/test/branches/default", Some(bad.clone())).await.status, StatusCode::BAD_REQUEST, "{bad}");
     }
-    assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/test/branches/default", Some(json!({"id": "refs/heads/feature"}))).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        f.as_(Some("owner"), "PUT", "/projects/TP/repos/test/branches/default", Some(json!({"id": "refs/heads/feature"}))).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(f.get(Some("reader"), "/projects/TP/repos/test/branches/default").await.json()["latestCommit"], json!(ids[1]));
     assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test/commits").await.status, StatusCode::NOT_FOUND);
 }
@@ -707,8 +726,12 @@ async fn files_lists_every_path_below_a_directory() {
 #[tokio::test]
 async fn admins_change_user_details() {
     let f = fixture("", None);
-    let r = f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "reader", "displayName": "Rita Reader", "emailAddress": "rita@example.com"}))).await;
-    assert_eq!((r.status, r.json()["displayName"].as_str(), r.json()["emailAddress"].as_str()), (StatusCode::OK, Some("Rita Reader"), Some("rita@example.com")));
+    let r =
+        f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "reader", "displayName": "Rita Reader", "emailAddress": "rita@example.com"}))).await;
+    assert_eq!(
+        (r.status, r.json()["displayName"].as_str(), r.json()["emailAddress"].as_str()),
+        (StatusCode::OK, Some("Rita Reader"), Some("rita@example.com"))
+    );
     assert_eq!(f.as_(Some("owner"), "PUT", "/admin/users", Some(json!({"name": "reader", "displayName": "x"}))).await.status, StatusCode::FORBIDDEN);
     assert_eq!(f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "nobody"}))).await.status, StatusCode::NOT_FOUND);
     let r = f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "reader", "emailAddress": "no at sign"}))).await;

@@ -15,12 +15,7 @@ fn parse_user(context: &str, raw: &str) -> Result<UserName, ApiError> {
 
 fn filtered(api: &Api) -> Result<Vec<User>, ApiError> {
     let filter = api.q.get("filter");
-    Ok(api
-        .store()
-        .users()?
-        .into_iter()
-        .filter(|u| matches_filter(filter, &[u.name.as_str(), &u.display_name, u.email.as_deref().unwrap_or("")]))
-        .collect())
+    Ok(api.store().users()?.into_iter().filter(|u| matches_filter(filter, &[u.name.as_str(), &u.display_name, u.email.as_deref().unwrap_or("")])).collect())
 }
 
 /// `GET /users?filter=`: for logged-in callers, as in Bitbucket.
@@ -139,10 +134,7 @@ pub(crate) async fn admin_delete(api: Api) -> Result<Response, ApiError> {
 pub(crate) async fn global_list(api: Api) -> Result<Response, ApiError> {
     api.require_admin("see global permissions")?;
     let page = api.q.page()?;
-    let values = filtered(&api)?
-        .iter()
-        .filter_map(|u| u.global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()})))
-        .collect();
+    let values = filtered(&api)?.iter().filter_map(|u| u.global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()}))).collect();
     Ok(ok(StatusCode::OK, paged(values, page)))
 }
 
@@ -166,9 +158,14 @@ pub(crate) async fn global_grant(api: Api) -> Result<Response, ApiError> {
     let perm: GlobalPermission = {
         let raw = api.q.required("permission")?;
         match raw {
-            "LICENSED_USER" | "PROJECT_CREATE" | "ADMIN" | "SYS_ADMIN" => raw.parse().map_err(|e: trove_store::GlobalPermissionError| ApiError::invalid("permission", format!("{e}.")))?,
+            "LICENSED_USER" | "PROJECT_CREATE" | "ADMIN" | "SYS_ADMIN" => {
+                raw.parse().map_err(|e: trove_store::GlobalPermissionError| ApiError::invalid("permission", format!("{e}.")))?
+            }
             _ => {
-                return Err(ApiError::invalid("permission", format!("{raw:?} is not a global permission; use LICENSED_USER, PROJECT_CREATE, ADMIN or SYS_ADMIN.")));
+                return Err(ApiError::invalid(
+                    "permission",
+                    format!("{raw:?} is not a global permission; use LICENSED_USER, PROJECT_CREATE, ADMIN or SYS_ADMIN."),
+                ));
             }
         }
     };
