@@ -22,11 +22,11 @@ const VALIDATION: &str = "com.atlassian.bitbucket.validation.ArgumentValidationE
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
-    #[error("authentication is required: log in with a user name and password or an access token")]
+    #[error("Authentication is required: log in with a user name and password, or an access token.")]
     AuthRequired,
-    #[error("wrong user name, password or token")]
+    #[error("Authentication failed: wrong user name, password or token.")]
     BadCredentials,
-    #[error("too many failed logins")]
+    #[error("Too many failed logins.")]
     TooManyFailedLogins(Duration),
     /// The caller may see the thing but not do this with it.
     #[error("{0}")]
@@ -40,14 +40,14 @@ pub(crate) enum ApiError {
     /// The body is not the JSON we expect.
     #[error("{0}")]
     Malformed(String),
-    #[error("the request body is larger than {0} bytes")]
+    #[error("The request body is larger than {0} bytes; send a smaller one.")]
     TooLarge(usize),
     /// Already exists, or conflicts with the current state.
     #[error("{message}")]
     Conflict { exception: &'static str, message: String },
-    #[error("no such REST resource: {0}")]
+    #[error("No REST resource answers at {0}; see docs/api.md for what is served.")]
     NoRoute(String),
-    #[error("method not allowed")]
+    #[error("Method not allowed.")]
     MethodNotAllowed,
     #[error("internal error: {0}")]
     Internal(String),

@@ -738,3 +738,20 @@ async fn admins_change_user_details() {
     assert_eq!((r.status, r.error().2), (StatusCode::BAD_REQUEST, json!("emailAddress")));
     assert_eq!(f.get(Some("reader"), "/users/reader").await.json()["emailAddress"], "rita@example.com", "the refused change changed nothing");
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_are_429_with_retry_after_in_bitbucket_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path());
+    config.auth.max_failed_logins = 2;
+    let server = Server::open(config).unwrap();
+    server.store().create_user(&name("alice"), &Password::new("alice-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
+    let f = Fixture { _dir: dir, server, ctx: String::new() };
+    for _ in 0..2 {
+        assert_eq!(f.send("GET", "/users", Some(basic("alice", "wrong")), None).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = f.send("GET", "/users", Some(basic("alice", "alice-password")), None).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+    assert!(r.error().0.starts_with("Too many failed logins"));
+}
