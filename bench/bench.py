@@ -94,6 +94,18 @@ def tree_pids(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process tree so far, in seconds."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def memory_kib(pid):
     """Resident memory of a process tree: PSS summed (RSS for a single process), KiB."""
     total = 0
@@ -378,7 +390,13 @@ def proxy_bench(args, res):
             p, ps = ports[name]
             http = f"http://127.0.0.1:{p}"
             https = f"https://127.0.0.1:{ps}" if ps else None
-            add("small", name, wrk(f"{http}/small", args.secs))
+            c0 = cpu_seconds(procs[name].pid)
+            small = wrk(f"{http}/small", args.secs)
+            if small:
+                # CPU per request steadies the comparison on a shared machine: throughput
+                # moves with the neighbours' load, the work a request costs much less.
+                small["cpu_us_per_req"] = (cpu_seconds(procs[name].pid) - c0) * 1e6 / (small["rps"] * args.secs)
+            add("small", name, small)
             add("download", name, curl_down(http, args.big))
             add("upload", name, curl_up(http, upload, args.big))
             if https:
@@ -392,7 +410,7 @@ def proxy_bench(args, res):
 
 def _short(v):
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}={round(x, 2) if isinstance(x, float) else x}" for k, x in v.items() if k in ("rps", "p99_ms", "mib", "held")) + "}"
+        return "{" + ", ".join(f"{k}={round(x, 2) if isinstance(x, float) else x}" for k, x in v.items() if k in ("rps", "p99_ms", "mib", "held", "cpu_us_per_req")) + "}"
     return round(v, 1) if isinstance(v, float) else v
 
 
@@ -536,6 +554,12 @@ ScriptAlias /git/ {backend}/
             for _ in range(args.lsremote):
                 git(env, "ls-remote", url)
             add("ls_remote_per_s", side, args.lsremote / (time.monotonic() - t))
+            # The server's capacity rather than one client's latency: 4 clients at once.
+            t = time.monotonic()
+            clients = [subprocess.Popen(["sh", "-c", f'for i in $(seq {args.lsremote}); do git ls-remote "$0" >/dev/null || exit 1; done', url], env=env) for _ in range(4)]
+            if any(c.wait() for c in clients):
+                raise SystemExit(f"concurrent ls-remote against {side} failed")
+            add("ls_remote_4_per_s", side, 4 * args.lsremote / (time.monotonic() - t))
             if rnd > 0:
                 fresh_push, _ = new_remote(side)
                 add("push", side, timed(env, "-C", str(src), "push", "-q", fresh_push, "main"))
