@@ -294,7 +294,7 @@ impl Api {
     }
 
     /// What a token allows at most; administration needs a token with admin scope.
-    fn cap_allows(&self, need: Permission) -> bool {
+    pub(crate) fn cap_allows(&self, need: Permission) -> bool {
         self.who.as_ref().is_some_and(|a| a.token_scope.is_none_or(|cap| cap >= need))
     }
 

@@ -82,7 +82,7 @@ pub(crate) async fn get(api: Api, Path(key): Path<String>) -> Result<Response, A
 pub(crate) async fn create(api: Api, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     api.require_login()?;
     let may = matches!(api.global(), Some(GlobalPermission::ProjectCreate | GlobalPermission::Admin | GlobalPermission::SysAdmin))
-        && api.who.as_ref().is_some_and(|a| a.token_scope.is_none_or(|c| c == Permission::Admin));
+        && api.cap_allows(Permission::Admin);
     if !may {
         return Err(ApiError::forbidden("create projects: the PROJECT_CREATE global permission is required"));
     }

@@ -116,7 +116,7 @@ pub(crate) async fn create(api: Api, Path(key): Path<String>, body: Result<Bytes
     api.require_login()?;
     let owner = Owner::parse(&key).map_err(|_| api.hidden(ApiError::no_project(&key)))?;
     // A personal project is made on its first repository, so it may not exist yet.
-    let own_personal = matches!(&owner, Owner::User(u) if api.user().is_some_and(|me| &me.name == u));
+    let own_personal = matches!(&owner, Owner::User(u) if api.user().is_some_and(|me| &me.name == u)) && api.cap_allows(Permission::Admin);
     if !(own_personal || api.is_admin() && matches!(owner, Owner::User(_))) {
         api.project(&key, Some(Permission::Admin), "create repositories in this project")?;
     } else if let Owner::User(u) = &owner

@@ -392,6 +392,10 @@ async fn personal_repositories_belong_to_their_user() {
     assert_eq!(v["links"]["self"][0]["href"], "http://localhost:7990/users/reader/repos/dots/browse");
     assert_eq!(f.as_(Some("outsider"), "POST", "/projects/~reader/repos", Some(json!({"name": "x"}))).await.status, StatusCode::NOT_FOUND);
     assert_eq!(f.as_(Some("admin"), "POST", "/projects/~nobody/repos", Some(json!({"name": "x"}))).await.status, StatusCode::NOT_FOUND);
+    let token = f.server.store().create_token(&name("reader"), "rw", Permission::Write).unwrap().secret;
+    let body = json!({"name": "by-token"}).to_string().into_bytes();
+    let r = f.send("POST", "/projects/~reader/repos", Some(format!("Bearer {token}")), Some(body)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a write token does not administer even its owner's personal project");
     for path in ["/users/~reader/repos", "/users/reader/repos"] {
         let r = f.get(Some("reader"), path).await;
         assert_eq!(r.json()["values"][0]["slug"], "dots", "{path}");
