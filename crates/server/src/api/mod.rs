@@ -429,6 +429,12 @@ impl Api {
     }
 }
 
+/// Runs a slow store call (argon2 hashing, removing a repository's directory) off the async
+/// worker threads.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, trove_store::StoreError> + Send + 'static) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("store task panicked: {e}")))??)
+}
+
 /// Reads a JSON body: too large is 413, missing or malformed is 400; nothing is changed
 /// before the body has parsed.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {

@@ -157,7 +157,9 @@ pub(crate) async fn update(api: Api, Path((key, slug)): Path<(String, String)>, 
 /// then: the row is gone and the directory was moved aside and removed).
 pub(crate) async fn delete(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (repo, _) = api.repo(&key, &slug, Permission::Admin, "delete this repository")?;
-    api.store().delete_repo(&repo)?;
+    let store = api.store().clone();
+    let doomed = repo.clone();
+    super::blocking(move || store.delete_repo(&doomed)).await?;
     Ok(ok(
         StatusCode::ACCEPTED,
         serde_json::json!({"context": null, "message": format!("Repository {} has been deleted.", repo.display_path()), "exceptionName": null}),

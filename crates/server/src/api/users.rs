@@ -74,12 +74,11 @@ pub(crate) async fn admin_create(api: Api) -> Result<Response, ApiError> {
     let password = Password::new(api.q.required("password")?).map_err(|e| ApiError::invalid("password", format!("{e}.")))?;
     let store = api.store().clone();
     // argon2 is deliberately slow: keep it off the async worker threads.
-    tokio::task::spawn_blocking(move || -> Result<(), trove_store::StoreError> {
+    super::blocking(move || {
         store.create_user(&name, &password, GlobalPermission::LicensedUser)?;
         store.set_user_details(&name, Some(&display), email.as_deref())
     })
-    .await
-    .map_err(|e| ApiError::Internal(format!("creating a user panicked: {e}")))??;
+    .await?;
     Ok(no_content())
 }
 
@@ -126,7 +125,8 @@ pub(crate) async fn admin_delete(api: Api) -> Result<Response, ApiError> {
         return Err(ApiError::forbidden("delete a system administrator"));
     }
     let body = api.user_json(&u);
-    api.store().delete_user(&name)?;
+    let store = api.store().clone();
+    super::blocking(move || store.delete_user(&name)).await?;
     Ok(ok(StatusCode::OK, body))
 }
 
