@@ -144,10 +144,10 @@ impl Store {
     pub fn update_repo(&self, repo: &Repo, update: &RepoUpdate) -> Result<Repo, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.db())?;
-        if let Some((name, slug)) = &update.name {
-            if let Err(e) = tx.execute("UPDATE repositories SET name = ?1, slug = ?2 WHERE id = ?3", params![name, slug.as_str(), repo.id]) {
-                return Err(if is_unique_violation(&e) { StoreError::RepoExists(format!("{}/{slug}", repo.owner)) } else { self.db()(e) });
-            }
+        if let Some((name, slug)) = &update.name
+            && let Err(e) = tx.execute("UPDATE repositories SET name = ?1, slug = ?2 WHERE id = ?3", params![name, slug.as_str(), repo.id])
+        {
+            return Err(if is_unique_violation(&e) { StoreError::RepoExists(format!("{}/{slug}", repo.owner)) } else { self.db()(e) });
         }
         if let Some(f) = update.forkable {
             tx.execute("UPDATE repositories SET forkable = ?1 WHERE id = ?2", params![f, repo.id]).map_err(self.db())?;
