@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// What the guard decided about one request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,14 +315,18 @@ pub struct Guarded<T> {
     inspector: Inspector,
     shared: Arc<ConnShared>,
     timeouts: ReadTimeouts,
-    timer: Option<(TimerKind, Pin<Box<Sleep>>)>,
+    /// The running deadline: which kind, and since when.
+    timer: Option<(TimerKind, Instant)>,
+    /// One sleep per connection, re-armed lazily: progress only clears `timer` (no timer-wheel
+    /// work per request); when the sleep fires early for a moved deadline it is reset then.
+    sleep: Option<Pin<Box<Sleep>>>,
     timed_out: bool,
 }
 
 impl<T> Guarded<T> {
     pub fn new(inner: T, max_head: usize, timeouts: ReadTimeouts) -> (Self, Arc<ConnShared>) {
         let shared = Arc::new(ConnShared::default());
-        let g = Guarded { inner, inspector: Inspector::new(max_head, shared.clone()), shared: shared.clone(), timeouts, timer: None, timed_out: false };
+        let g = Guarded { inner, inspector: Inspector::new(max_head, shared.clone()), shared: shared.clone(), timeouts, timer: None, sleep: None, timed_out: false };
         (g, shared)
     }
 
@@ -372,11 +376,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
                     TimerKind::Idle => this.timeouts.keep_alive,
                     TimerKind::Body => this.timeouts.body,
                 };
-                if this.timer.as_ref().is_none_or(|(k, _)| *k != kind) {
-                    this.timer = Some((kind, Box::pin(tokio::time::sleep(dur))));
+                let since = match this.timer {
+                    Some((k, since)) if k == kind => since,
+                    _ => {
+                        let now = Instant::now();
+                        this.timer = Some((kind, now));
+                        now
+                    }
+                };
+                let deadline = since + dur;
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.deadline() > deadline {
+                    sleep.as_mut().reset(deadline);
                 }
-                let fired = this.timer.as_mut().is_some_and(|(_, t)| t.as_mut().poll(cx).is_ready());
-                if !fired {
+                if sleep.as_mut().poll(cx).is_ready() && Instant::now() < deadline {
+                    // Armed for an earlier deadline that progress has since moved: re-arm
+                    // (this poll registers the waker for the new deadline).
+                    sleep.as_mut().reset(deadline);
+                    let _ = sleep.as_mut().poll(cx);
+                }
+                if Instant::now() < deadline {
                     return Poll::Pending;
                 }
                 this.timer = None;

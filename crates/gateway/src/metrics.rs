@@ -13,7 +13,8 @@ const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<HashMap<(String, u16), u64>>,
+    /// route → status → count; looked up by `&str` so a request allocates nothing here.
+    requests: Mutex<HashMap<String, HashMap<u16, u64>>>,
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
     latency_count: AtomicU64,
@@ -23,8 +24,13 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn record(&self, e: &Entry) {
-        let route = e.route.clone().unwrap_or_else(|| "-".into());
-        *self.requests.lock().expect("metrics").entry((route, e.status)).or_default() += 1;
+        let route = e.route.as_deref().unwrap_or("-");
+        let mut requests = self.requests.lock().expect("metrics");
+        let by_status = match requests.get_mut(route) {
+            Some(m) => m,
+            None => requests.entry(route.to_string()).or_default(),
+        };
+        *by_status.entry(e.status).or_default() += 1;
         self.bytes_sent.fetch_add(e.bytes + e.header_bytes, Ordering::Relaxed);
     }
 
@@ -39,7 +45,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         s.push_str("# HELP trove_gateway_requests_total Requests answered, by route and status.\n# TYPE trove_gateway_requests_total counter\n");
-        let mut rows: Vec<_> = self.requests.lock().expect("metrics").iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut rows: Vec<_> = self.requests.lock().expect("metrics").iter().flat_map(|(r, m)| m.iter().map(move |(s, n)| ((r.clone(), *s), *n))).collect();
         rows.sort();
         for ((route, status), n) in rows {
             let route = route.replace('\\', "\\\\").replace('"', "\\\"");

@@ -187,20 +187,24 @@ impl Body for Prefixed {
 /// Choose the virtual server for a request: by local address, then by Host (Apache's
 /// name-based virtual hosting); the first candidate is the default.
 pub fn select_server<'a>(cfg: &'a GatewayConfig, local: SocketAddr, host: Option<&str>) -> &'a VirtualServer {
-    let matches_addr = |v: &VirtualServer| {
-        v.addrs.iter().any(|a| a.ip.is_none_or(|ip| ip == local.ip()) && a.port.is_none_or(|p| p == local.port()))
-    };
-    let by_addr: Vec<&VirtualServer> = cfg.servers.iter().filter(|v| matches_addr(v)).collect();
-    let candidates: Vec<&VirtualServer> = if by_addr.is_empty() { cfg.servers.iter().filter(|v| v.addrs.is_empty()).collect() } else { by_addr };
+    // Allocation-free: this runs on every request.
+    let matches_addr = |v: &VirtualServer| v.addrs.iter().any(|a| a.ip.is_none_or(|ip| ip == local.ip()) && a.port.is_none_or(|p| p == local.port()));
+    let by_addr = cfg.servers.iter().any(matches_addr);
+    let candidates = || cfg.servers.iter().filter(move |v| if by_addr { matches_addr(v) } else { v.addrs.is_empty() });
     if let Some(h) = host {
-        let name = strip_port(h).to_ascii_lowercase();
-        if let Some(v) = candidates.iter().find(|v| {
-            v.server_name.as_deref() == Some(name.as_str()) || v.aliases.iter().any(|a| a == &name || (a.starts_with("*.") && name.ends_with(&a[1..])))
+        let name = strip_port(h).as_bytes();
+        // `configured == name.to_ascii_lowercase()`, without making the lower-case copy.
+        let is_lower_of = |configured: &[u8], name: &[u8]| configured.len() == name.len() && configured.iter().zip(name).all(|(c, n)| *c == n.to_ascii_lowercase());
+        if let Some(v) = candidates().find(|v| {
+            v.server_name.as_deref().is_some_and(|n| is_lower_of(n.as_bytes(), name))
+                || v.aliases.iter().any(|a| {
+                    is_lower_of(a.as_bytes(), name) || (a.starts_with("*.") && name.len() >= a.len() - 1 && is_lower_of(&a.as_bytes()[1..], &name[name.len() - (a.len() - 1)..]))
+                })
         }) {
             return v;
         }
     }
-    candidates.first().copied().unwrap_or_else(|| cfg.servers.last().expect("at least one server"))
+    candidates().next().unwrap_or_else(|| cfg.servers.last().expect("at least one server"))
 }
 
 fn strip_port(h: &str) -> &str {
@@ -244,8 +248,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     let host_hdr: Option<HeaderValue> = req.headers.get(header::HOST).cloned().or_else(|| {
         if is_h2 { req.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) } else { None }
     });
-    let host_str = host_hdr.as_ref().and_then(|h| h.to_str().ok()).map(str::to_owned);
-    let vhost = select_server(cfg, conn.local, host_str.as_deref());
+    let vhost = select_server(cfg, conn.local, host_hdr.as_ref().and_then(|h| h.to_str().ok()));
     let server_name = vhost.server_name.clone().unwrap_or_else(|| shared.hostname.clone());
     let mut entry = Entry::start(&shared.log, &req, conn.peer.ip(), conn.local.port(), &server_name, SystemTime::now());
 
@@ -355,10 +358,12 @@ async fn proxy(
     entry.route = Some(route.path.clone());
     let target = routing::upstream_target(route, &up.path, &decoded, raw_path, matched, uri.query());
     // 5. Access control: the last <Proxy> section matching the origin URL decides.
-    let origin_url = format!("http://{}:{}{}", up.host, up.port, target);
-    if let Some(sec) = vhost.proxy_access.iter().rev().find(|s| proxy_section_matches(&s.pattern, &origin_url, up)) {
-        if !sec.policy.allows(conn.peer.ip()) {
-            return Err(Failure::Denied);
+    if !vhost.proxy_access.is_empty() {
+        let origin_url = format!("http://{}:{}{}", up.host, up.port, target);
+        if let Some(sec) = vhost.proxy_access.iter().rev().find(|s| proxy_section_matches(&s.pattern, &origin_url, up)) {
+            if !sec.policy.allows(conn.peer.ip()) {
+                return Err(Failure::Denied);
+            }
         }
     }
     // 6. Headers for the origin.
@@ -546,7 +551,8 @@ fn proxy_section_matches(pattern: &str, origin_url: &str, up: &Upstream) -> bool
 }
 
 fn rewrite_response_headers(h: &mut HeaderMap, vhost: &VirtualServer, host: Option<&HeaderValue>, conn: &ConnInfo, scheme: &str) {
-    if !vhost.reverse.is_empty() {
+    let reversible = [header::LOCATION, header::CONTENT_LOCATION, http::HeaderName::from_static("uri")];
+    if !vhost.reverse.is_empty() && reversible.iter().any(|n| h.contains_key(n)) {
         // ap_construct_url with UseCanonicalName Off: the downstream Host as sent (a default
         // port dropped); without a Host, the server name. Apache does not add the port the
         // request arrived on when Host carries none, and neither do we.
@@ -561,7 +567,7 @@ fn rewrite_response_headers(h: &mut HeaderMap, vhost: &VirtualServer, host: Opti
             host_s.to_string()
         };
         let base = PublicBase { scheme, authority: &authority };
-        for name in [header::LOCATION, header::CONTENT_LOCATION, http::HeaderName::from_static("uri")] {
+        for name in reversible {
             if let Some(v) = h.get(&name).and_then(|v| v.to_str().ok()) {
                 if let Some(new) = rewrite::reverse_map(&vhost.reverse, v, &base) {
                     if let Ok(nv) = HeaderValue::from_str(&new) {

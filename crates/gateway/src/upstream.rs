@@ -58,31 +58,60 @@ pub struct ConnState {
 pub struct TimedIo {
     inner: TcpStream,
     state: Arc<ConnState>,
-    read_timer: Option<Pin<Box<Sleep>>>,
-    write_timer: Option<Pin<Box<Sleep>>>,
+    read_timer: LazyTimer,
+    write_timer: LazyTimer,
 }
 
-fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, timeout: Duration, cx: &mut Context<'_>) -> bool {
-    let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-    t.as_mut().poll(cx).is_ready()
+/// A wait deadline that costs nothing per I/O: progress only forgets when the wait started;
+/// the one sleep per connection is re-armed when it fires for a deadline that has moved.
+/// (Allocating a sleep per wait put two timer-wheel updates and an allocation on every
+/// request.)
+#[derive(Default)]
+struct LazyTimer {
+    since: Option<tokio::time::Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl LazyTimer {
+    fn progress(&mut self) {
+        self.since = None;
+    }
+
+    /// Whether the wait that is going on has lasted `timeout`; registers the waker if not.
+    fn expired(&mut self, timeout: Duration, cx: &mut Context<'_>) -> bool {
+        let now = tokio::time::Instant::now();
+        let deadline = *self.since.get_or_insert(now) + timeout;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        if sleep.as_mut().poll(cx).is_ready() && now < deadline {
+            sleep.as_mut().reset(deadline);
+            let _ = sleep.as_mut().poll(cx);
+        }
+        if now < deadline {
+            return false;
+        }
+        self.since = None;
+        true
+    }
 }
 
 impl AsyncRead for TimedIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                self.read_timer = None;
+                self.read_timer.progress();
                 Poll::Ready(r)
             }
             Poll::Pending => {
                 if self.state.expect_read.load(Ordering::Acquire) {
                     let t = self.state.timeout;
-                    if poll_timer(&mut self.read_timer, t, cx) {
-                        self.read_timer = None;
+                    if self.read_timer.expired(t, cx) {
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "origin read timed out")));
                     }
                 } else {
-                    self.read_timer = None;
+                    self.read_timer.progress();
                 }
                 Poll::Pending
             }
@@ -95,12 +124,11 @@ impl TimedIo {
     fn timed_write(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         match r {
             Poll::Ready(r) => {
-                self.write_timer = None;
+                self.write_timer.progress();
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                if poll_timer(&mut self.write_timer, self.state.timeout, cx) {
-                    self.write_timer = None;
+                if self.write_timer.expired(self.state.timeout, cx) {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "origin write timed out")));
                 }
                 Poll::Pending
@@ -235,7 +263,7 @@ async fn connect(u: &Upstream) -> Result<(http1::SendRequest<ProxyBody>, Arc<Con
     };
     let _ = stream.set_nodelay(true);
     let state = Arc::new(ConnState { expect_read: AtomicBool::new(false), timeout: u.timeout });
-    let io = TimedIo { inner: stream, state: state.clone(), read_timer: None, write_timer: None };
+    let io = TimedIo { inner: stream, state: state.clone(), read_timer: LazyTimer::default(), write_timer: LazyTimer::default() };
     let (sender, conn) = http1::Builder::new()
         .preserve_header_case(false)
         .max_buf_size(256 * 1024)
@@ -255,9 +283,10 @@ impl Conn {
     /// Send a request. On a reused connection that turns out dead before the request was
     /// written, hand the request back so the caller can retry on a fresh connection.
     pub async fn send(&mut self, req: Request<ProxyBody>) -> Result<Response<Incoming>, (UpstreamError, Option<Request<ProxyBody>>)> {
-        let target = format!("{}:{}", self.key.host, self.key.port);
+        // Built only on failure: a formatted string per request showed in profiles.
+        let target = || format!("{}:{}", self.key.host, self.key.port);
         if self.sender.ready().await.is_err() {
-            return Err((UpstreamError::Closed(target), Some(req)));
+            return Err((UpstreamError::Closed(target()), Some(req)));
         }
         match self.sender.try_send_request(req).await {
             Ok(r) => Ok(r),
@@ -268,9 +297,9 @@ impl Conn {
                     .and_then(|s| s.downcast_ref::<io::Error>())
                     .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut);
                 if timed_out {
-                    return Err((UpstreamError::Timeout(target, self.state.timeout), back));
+                    return Err((UpstreamError::Timeout(target(), self.state.timeout), back));
                 }
-                Err((UpstreamError::Protocol(target, err), back))
+                Err((UpstreamError::Protocol(target(), err), back))
             }
         }
     }
