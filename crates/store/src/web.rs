@@ -212,11 +212,19 @@ impl Store {
     pub fn delete_repo(&self, repo: &Repo) -> Result<(), StoreError> {
         let path = self.repo_path(repo);
         self.conn().execute("DELETE FROM repositories WHERE id = ?1", [repo.id]).map_err(self.db())?;
-        let trash = path.with_file_name(format!(".deleted-{}-{}", repo.id, now()));
-        if std::fs::rename(&path, &trash).is_ok()
-            && let Err(e) = std::fs::remove_dir_all(&trash)
-        {
-            tracing::warn!(path = %trash.display(), error = %e, "could not remove a deleted repository's directory");
+        // A trash name no other deletion can take (ids are reused once the newest repository
+        // is deleted), so a removal that fails never blocks a later one.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let trash = path.with_file_name(format!(".deleted-{}-{}-{}-{seq}", repo.id, now(), std::process::id()));
+        match std::fs::rename(&path, &trash) {
+            Ok(()) => {
+                if let Err(e) = std::fs::remove_dir_all(&trash) {
+                    tracing::warn!(path = %trash.display(), error = %e, "could not remove a deleted repository's directory; remove it by hand");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not move a deleted repository's directory aside; remove it by hand"),
         }
         Ok(())
     }
