@@ -178,9 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let scope: Permission = scope.parse()?;
             let token = store.create_token(&user, &label, scope)?;
             println!("{}", token.secret);
-            eprintln!(
-                "created {scope} token {label:?} for {user}; it is shown only now. Use it as the password with git, or as `Authorization: Bearer …`"
-            );
+            eprintln!("created {scope} token {label:?} for {user}; it is shown only now. Use it as the password with git, or as `Authorization: Bearer …`");
         }
         Command::Project(ProjectCommand::Add { key, name, public }) => {
             let key = ProjectKey::parse(&key)?;

@@ -147,23 +147,12 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn example_host(hosts: &[String], ips: &[IpAddr]) -> String {
-    hosts
-        .first()
-        .cloned()
-        .or_else(|| ips.first().map(|i| i.to_string()))
-        .unwrap_or_else(|| "HOST".into())
+    hosts.first().cloned().or_else(|| ips.first().map(|i| i.to_string())).unwrap_or_else(|| "HOST".into())
 }
 
 fn self_signed(a: SelfSignedArgs) -> anyhow::Result<ExitCode> {
     let made = tls::self_signed(&a.hosts, &a.ips, a.days, a.key.into())?;
-    let (cert, key) = tls::write_pair(
-        &a.out,
-        "server.crt",
-        "server.key",
-        &made.cert_pem,
-        &made.key_pem,
-        a.force,
-    )?;
+    let (cert, key) = tls::write_pair(&a.out, "server.crt", "server.key", &made.cert_pem, &made.key_pem, a.force)?;
     println!("wrote {} (certificate, valid {} days)", cert.display(), a.days);
     println!("wrote {} (private key, mode 0600)", key.display());
     println!();
@@ -171,11 +160,7 @@ fn self_signed(a: SelfSignedArgs) -> anyhow::Result<ExitCode> {
     println!("    SSLCertificateFile    \"{}\"", abs(&cert).display());
     println!("    SSLCertificateKeyFile \"{}\"", abs(&key).display());
     println!("Clients must be told to trust it, e.g.:");
-    println!(
-        "    git -c http.sslCAInfo={} clone https://{}/git/TP/test.git",
-        abs(&cert).display(),
-        example_host(&a.hosts, &a.ips)
-    );
+    println!("    git -c http.sslCAInfo={} clone https://{}/git/TP/test.git", abs(&cert).display(), example_host(&a.hosts, &a.ips));
     println!("For several servers, a local CA is easier: `trove cert ca` then `trove cert issue`.");
     Ok(ExitCode::SUCCESS)
 }
@@ -183,48 +168,22 @@ fn self_signed(a: SelfSignedArgs) -> anyhow::Result<ExitCode> {
 fn ca(a: CaArgs) -> anyhow::Result<ExitCode> {
     let made = tls::make_ca(&a.name, a.days)?;
     let (cert, key) = tls::write_pair(&a.out, "ca.crt", "ca.key", &made.cert_pem, &made.key_pem, a.force)?;
-    println!(
-        "wrote {} (certificate authority, valid {} days: give this file to clients)",
-        cert.display(),
-        a.days
-    );
-    println!(
-        "wrote {} (its private key, mode 0600: keep it secret, it can sign for any name)",
-        key.display()
-    );
+    println!("wrote {} (certificate authority, valid {} days: give this file to clients)", cert.display(), a.days);
+    println!("wrote {} (its private key, mode 0600: keep it secret, it can sign for any name)", key.display());
     println!();
-    println!(
-        "Next: trove cert issue --ca {} --host git.example.com --out DIR",
-        a.out.display()
-    );
+    println!("Next: trove cert issue --ca {} --host git.example.com --out DIR", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     let authority = tls::load_ca(&a.ca)?;
     let made = tls::issue(&authority, &a.hosts, &a.ips, a.days, a.key.into())?;
-    let (cert, key) = tls::write_pair(
-        &a.out,
-        "server.crt",
-        "server.key",
-        &made.cert_pem,
-        &made.key_pem,
-        a.force,
-    )?;
-    println!(
-        "wrote {} (certificate signed by {}, valid {} days)",
-        cert.display(),
-        a.ca.join("ca.crt").display(),
-        a.days
-    );
+    let (cert, key) = tls::write_pair(&a.out, "server.crt", "server.key", &made.cert_pem, &made.key_pem, a.force)?;
+    println!("wrote {} (certificate signed by {}, valid {} days)", cert.display(), a.ca.join("ca.crt").display(), a.days);
     println!("wrote {} (private key, mode 0600)", key.display());
     println!();
     println!("Clients trust it through the CA certificate, with verification on:");
-    println!(
-        "    git -c http.sslCAInfo={} clone https://{}/git/TP/test.git",
-        abs(&a.ca.join("ca.crt")).display(),
-        example_host(&a.hosts, &a.ips)
-    );
+    println!("    git -c http.sslCAInfo={} clone https://{}/git/TP/test.git", abs(&a.ca.join("ca.crt")).display(), example_host(&a.hosts, &a.ips));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -237,11 +196,7 @@ fn csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
     let (key, kind) = tls::load_private_key(&a.key, &source, &a.hosts[0], 443)?;
     let request = tls::csr_for_key(&key, kind, &a.hosts)?;
     tls::write_file(&a.out, request.as_bytes(), false, a.force)?;
-    println!(
-        "wrote {} (signing request for {}, {kind} key)",
-        a.out.display(),
-        a.hosts.join(", ")
-    );
+    println!("wrote {} (signing request for {}, {kind} key)", a.out.display(), a.hosts.join(", "));
     println!("Send it to your certificate authority; install what it returns as SSLCertificateFile.");
     Ok(ExitCode::SUCCESS)
 }
@@ -256,30 +211,21 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
         Err(tls::TlsError::NoCertificate { .. }) => return show_key(&a.file),
         Err(e) => return Err(e.into()),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let mut accepted = true;
     for (i, der) in certs.iter().enumerate() {
-        let info = CertInfo::from_der(der)
-            .map_err(|e| anyhow::anyhow!("certificate {} in {} is not valid X.509: {e}", i + 1, a.file.display()))?;
+        let info = CertInfo::from_der(der).map_err(|e| anyhow::anyhow!("certificate {} in {} is not valid X.509: {e}", i + 1, a.file.display()))?;
         println!("{}: certificate {} of {}", a.file.display(), i + 1, certs.len());
         print_cert(&info, now);
         if i == 0 {
             if info.is_ca && certs.len() == 1 {
-                println!(
-                    "  trove:       a certificate authority: give it to clients (http.sslCAInfo), not to the gateway"
-                );
+                println!("  trove:       a certificate authority: give it to clients (http.sslCAInfo), not to the gateway");
             } else {
                 let mut refusals = info.refusals(now);
                 if let Some(host) = &a.host
                     && !info.covers(host)
                 {
-                    refusals.push(format!(
-                        "it is not valid for host {host:?} (it names {:?})",
-                        info.names()
-                    ));
+                    refusals.push(format!("it is not valid for host {host:?} (it names {:?})", info.names()));
                 }
                 if refusals.is_empty() {
                     println!("  trove:       would serve it");
@@ -305,21 +251,10 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
 
 fn print_cert(info: &CertInfo, now: i64) {
     println!("  subject:     {}", info.subject);
-    println!(
-        "  issuer:      {}{}",
-        info.issuer,
-        if info.self_signed { " (self-signed)" } else { "" }
-    );
+    println!("  issuer:      {}{}", info.issuer, if info.self_signed { " (self-signed)" } else { "" });
     let mut names: Vec<String> = info.dns_names.iter().map(|n| format!("DNS:{n}")).collect();
     names.extend(info.ip_addresses.iter().map(|i| format!("IP:{i}")));
-    println!(
-        "  names:       {}",
-        if names.is_empty() {
-            "(no subjectAltName)".to_string()
-        } else {
-            names.join(", ")
-        }
-    );
+    println!("  names:       {}", if names.is_empty() { "(no subjectAltName)".to_string() } else { names.join(", ") });
     let days_left = (info.not_after - now) / 86_400;
     let state = if info.is_expired_at(now) {
         "EXPIRED".to_string()
@@ -328,11 +263,7 @@ fn print_cert(info: &CertInfo, now: i64) {
     } else {
         format!("expires in {days_left} days")
     };
-    println!(
-        "  valid:       {} to {} ({state})",
-        tls::format_time(info.not_before),
-        tls::format_time(info.not_after)
-    );
+    println!("  valid:       {} to {} ({state})", tls::format_time(info.not_before), tls::format_time(info.not_after));
     println!("  key:         {}", info.key_type);
     println!("  signature:   {}", info.signature_algorithm);
     println!("  CA:          {}", if info.is_ca { "yes" } else { "no" });
@@ -341,21 +272,11 @@ fn print_cert(info: &CertInfo, now: i64) {
 
 fn show_key(path: &Path) -> anyhow::Result<ExitCode> {
     let Some(info) = tls::describe_key_file(path)? else {
-        anyhow::bail!(
-            "{} holds neither a certificate nor a private key (expected PEM blocks)",
-            path.display()
-        );
+        anyhow::bail!("{} holds neither a certificate nor a private key (expected PEM blocks)", path.display());
     };
     println!("{}: private key", path.display());
     println!("  mode:        {:04o}", info.mode);
-    println!(
-        "  encrypted:   {}",
-        if info.encrypted {
-            "yes (a passphrase is needed to serve it)"
-        } else {
-            "no"
-        }
-    );
+    println!("  encrypted:   {}", if info.encrypted { "yes (a passphrase is needed to serve it)" } else { "no" });
     let mut refusals = Vec::new();
     match info.key_type {
         Some(kind) => {
@@ -367,10 +288,7 @@ fn show_key(path: &Path) -> anyhow::Result<ExitCode> {
         None => println!("  key:         (encrypted: type and size not visible without the passphrase)"),
     }
     if info.mode & 0o077 != 0 {
-        refusals.push(format!(
-            "it can be read by group or others: run `chmod 600 {}`",
-            path.display()
-        ));
+        refusals.push(format!("it can be read by group or others: run `chmod 600 {}`", path.display()));
     }
     if refusals.is_empty() {
         println!("  trove:       would use it");
@@ -417,66 +335,19 @@ mod tests {
         let (ca, site) = (d.join("ca"), d.join("site"));
         let s = |p: &Path| p.to_str().unwrap().to_string();
         assert!(ok(cert(&["ca", "--out", &s(&ca)]).unwrap()));
-        assert!(ok(cert(&[
-            "issue",
-            "--ca",
-            &s(&ca),
-            "--host",
-            "git.example.test",
-            "--ip",
-            "127.0.0.1",
-            "--out",
-            &s(&site),
-            "--key",
-            "rsa2048"
-        ])
-        .unwrap()));
+        assert!(ok(cert(&["issue", "--ca", &s(&ca), "--host", "git.example.test", "--ip", "127.0.0.1", "--out", &s(&site), "--key", "rsa2048"]).unwrap()));
         for key in [ca.join("ca.key"), site.join("server.key")] {
             assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        assert!(ok(cert(&[
-            "show",
-            &s(&site.join("server.crt")),
-            "--host",
-            "git.example.test"
-        ])
-        .unwrap()));
-        assert!(!ok(cert(&[
-            "show",
-            &s(&site.join("server.crt")),
-            "--host",
-            "other.example.test"
-        ])
-        .unwrap()));
+        assert!(ok(cert(&["show", &s(&site.join("server.crt")), "--host", "git.example.test"]).unwrap()));
+        assert!(!ok(cert(&["show", &s(&site.join("server.crt")), "--host", "other.example.test"]).unwrap()));
         assert!(ok(cert(&["show", &s(&ca.join("ca.crt"))]).unwrap()));
         let csr = d.join("server.csr");
-        assert!(ok(cert(&[
-            "csr",
-            "--key",
-            &s(&site.join("server.key")),
-            "--host",
-            "git.example.test",
-            "--out",
-            &s(&csr)
-        ])
-        .unwrap()));
-        assert!(
-            std::fs::read_to_string(&csr)
-                .unwrap()
-                .contains("BEGIN CERTIFICATE REQUEST")
-        );
+        assert!(ok(cert(&["csr", "--key", &s(&site.join("server.key")), "--host", "git.example.test", "--out", &s(&csr)]).unwrap()));
+        assert!(std::fs::read_to_string(&csr).unwrap().contains("BEGIN CERTIFICATE REQUEST"));
 
         // Again without --force: nothing is overwritten.
-        let err = cert(&[
-            "issue",
-            "--ca",
-            &s(&ca),
-            "--host",
-            "git.example.test",
-            "--out",
-            &s(&site),
-        ])
-        .unwrap_err();
+        let err = cert(&["issue", "--ca", &s(&ca), "--host", "git.example.test", "--out", &s(&site)]).unwrap_err();
         assert!(err.to_string().contains("--force"), "{err}");
 
         // A key others can read is reported as refused.
@@ -490,28 +361,8 @@ mod tests {
         let d = scratch("ss");
         let out = d.to_str().unwrap();
         assert!(cert(&["self-signed", "--out", out]).is_err());
-        assert!(
-            cert(&[
-                "self-signed",
-                "--host",
-                "a.example.test",
-                "--out",
-                out,
-                "--key",
-                "rsa1024"
-            ])
-            .is_err()
-        );
-        assert!(ok(cert(&[
-            "self-signed",
-            "--host",
-            "a.example.test",
-            "--out",
-            out,
-            "--key",
-            "ecdsa-p256"
-        ])
-        .unwrap()));
+        assert!(cert(&["self-signed", "--host", "a.example.test", "--out", out, "--key", "rsa1024"]).is_err());
+        assert!(ok(cert(&["self-signed", "--host", "a.example.test", "--out", out, "--key", "ecdsa-p256"]).unwrap()));
         assert!(ok(cert(&["show", d.join("server.crt").to_str().unwrap()]).unwrap()));
         std::fs::remove_dir_all(&d).unwrap();
     }

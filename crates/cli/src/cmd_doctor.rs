@@ -123,7 +123,14 @@ struct Recorder {
 }
 
 impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(&self, end: &CertificateDer<'_>, inter: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+    fn verify_server_cert(
+        &self,
+        end: &CertificateDer<'_>,
+        inter: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
         let mut v = self.seen.lock().unwrap();
         v.clear();
         v.push(end.clone().into_owned());
@@ -147,7 +154,10 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 /// One HTTP/1.1 request, headers only read back (the body is not needed by any check).
 async fn fetch(u: &Url, method: &str, path: &str, extra: &[(String, String)]) -> anyhow::Result<Resp> {
     let addr = format!("{}:{}", u.host.trim_start_matches('[').trim_end_matches(']'), u.port);
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await.with_context(|| format!("connecting to {addr} timed out"))?.with_context(|| format!("cannot connect to {addr}"))?;
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr))
+        .await
+        .with_context(|| format!("connecting to {addr} timed out"))?
+        .with_context(|| format!("cannot connect to {addr}"))?;
     let seen: Arc<Mutex<Vec<CertificateDer<'static>>>> = Arc::default();
     let mut stream: Box<dyn Io> = if u.scheme == "https" {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -157,7 +167,10 @@ async fn fetch(u: &Url, method: &str, path: &str, extra: &[(String, String)]) ->
             .with_custom_certificate_verifier(Arc::new(Recorder { seen: seen.clone(), provider }))
             .with_no_client_auth();
         let name = ServerName::try_from(u.host.trim_start_matches('[').trim_end_matches(']').to_string()).context("bad host name")?;
-        let tls = tokio::time::timeout(Duration::from_secs(5), tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp)).await.context("TLS handshake timed out")?.context("TLS handshake failed")?;
+        let tls = tokio::time::timeout(Duration::from_secs(5), tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp))
+            .await
+            .context("TLS handshake timed out")?
+            .context("TLS handshake failed")?;
         Box::new(tls)
     } else {
         Box::new(tcp)
@@ -247,23 +260,57 @@ impl Doctor {
         // 1. The server answers directly (the seed: "works when running directly from Tomcat").
         let direct_status = format!("{}/status", self.server.path);
         match fetch(&self.server, "GET", &direct_status, &[]).await {
-            Ok(r) if r.status == 200 => self.add("server", Outcome::Pass, format!("the server answers directly at {}{direct_status}", self.server.origin()), None),
-            Ok(r) => self.add("server", Outcome::Fail, format!("{}{direct_status} answered {}", self.server.origin(), r.status), Some("check the server's context path: `trove admin settings context-path` must match the path of --server".into())),
-            Err(e) => self.add("server", Outcome::Fail, format!("{}: {e:#}", self.server.origin()), Some("start the server (`trove server` or `trove up`) or fix --server".into())),
+            Ok(r) if r.status == 200 => {
+                self.add("server", Outcome::Pass, format!("the server answers directly at {}{direct_status}", self.server.origin()), None)
+            }
+            Ok(r) => self.add(
+                "server",
+                Outcome::Fail,
+                format!("{}{direct_status} answered {}", self.server.origin(), r.status),
+                Some("check the server's context path: `trove admin settings context-path` must match the path of --server".into()),
+            ),
+            Err(e) => self.add(
+                "server",
+                Outcome::Fail,
+                format!("{}: {e:#}", self.server.origin()),
+                Some("start the server (`trove server` or `trove up`) or fix --server".into()),
+            ),
         }
         // 2. Through the proxy.
         let public_status = format!("{ctx}/status");
         match fetch(&self.public, "GET", &public_status, &[]).await {
-            Ok(r) if r.status == 200 => self.add("proxy", Outcome::Pass, format!("the public URL answers through the proxy: {}{public_status}", self.public.origin()), None),
-            Ok(r) => self.add("proxy", Outcome::Fail, format!("{}{public_status} answered {} through the proxy", self.public.origin(), r.status), Some(format!("the proxy must route {ctx}/ to the server's {}/ (ProxyPass {} http://SERVER{})", self.server.path, if ctx.is_empty() { "/" } else { &ctx }, self.server.path))),
-            Err(e) => self.add("proxy", Outcome::Fail, format!("{}: {e:#}", self.public.origin()), Some("start the gateway, or check --url (scheme, host, port)".into())),
+            Ok(r) if r.status == 200 => {
+                self.add("proxy", Outcome::Pass, format!("the public URL answers through the proxy: {}{public_status}", self.public.origin()), None)
+            }
+            Ok(r) => self.add(
+                "proxy",
+                Outcome::Fail,
+                format!("{}{public_status} answered {} through the proxy", self.public.origin(), r.status),
+                Some(format!(
+                    "the proxy must route {ctx}/ to the server's {}/ (ProxyPass {} http://SERVER{})",
+                    self.server.path,
+                    if ctx.is_empty() { "/" } else { &ctx },
+                    self.server.path
+                )),
+            ),
+            Err(e) => self.add(
+                "proxy",
+                Outcome::Fail,
+                format!("{}: {e:#}", self.public.origin()),
+                Some("start the gateway, or check --url (scheme, host, port)".into()),
+            ),
         }
         // 3. Base URL and context path, as the server reports them in the redirects it makes.
         let base_from_server = match self.redirect_probe(&self.server.clone()).await {
             Some((_, loc)) => self.base_from_location(&loc),
             None => None,
         };
-        let stored = self.data.as_ref().and_then(|d| trove_store::Store::open(d).ok()).and_then(|s| s.base_url().ok().flatten()).map(|b| b.as_str().trim_end_matches('/').to_string());
+        let stored = self
+            .data
+            .as_ref()
+            .and_then(|d| trove_store::Store::open(d).ok())
+            .and_then(|s| s.base_url().ok().flatten())
+            .map(|b| b.as_str().trim_end_matches('/').to_string());
         match stored.or(base_from_server) {
             Some(b) => match Url::parse(&b) {
                 Ok(bu) if bu.same(&self.public) => self.add("base-url", Outcome::Pass, format!("the base URL is the public URL: {b}"), None),
@@ -282,12 +329,32 @@ impl Doctor {
                         what.push(format!("context path '{}' ≠ '{}'", bu.path, self.public.path));
                     }
                     let data = self.data.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "DIR".into());
-                    self.add("base-url", Outcome::Fail, format!("the server's base URL {b} differs from the public URL {}: {}", self.public.to_string_full(), what.join(", ")), Some(format!("trove admin --data {data} settings base-url {}  (the seed's Step 2)", self.public.to_string_full())));
+                    self.add(
+                        "base-url",
+                        Outcome::Fail,
+                        format!("the server's base URL {b} differs from the public URL {}: {}", self.public.to_string_full(), what.join(", ")),
+                        Some(format!("trove admin --data {data} settings base-url {}  (the seed's Step 2)", self.public.to_string_full())),
+                    );
                 }
-                Err(e) => self.add("base-url", Outcome::Fail, format!("the server's base URL {b:?} is unusable: {e}"), Some("set it: trove admin settings base-url https://…".into())),
+                Err(e) => self.add(
+                    "base-url",
+                    Outcome::Fail,
+                    format!("the server's base URL {b:?} is unusable: {e}"),
+                    Some("set it: trove admin settings base-url https://…".into()),
+                ),
             },
-            None if self.data.is_some() => self.add("base-url", Outcome::Fail, "the server has no base URL, so it guesses links from each request".to_string(), Some(format!("trove admin --data DIR settings base-url {}", self.public.to_string_full()))),
-            None => self.add("base-url", Outcome::Skip, "the server made no redirect to learn its base URL from; give --repo KEY/slug or --data DIR".to_string(), None),
+            None if self.data.is_some() => self.add(
+                "base-url",
+                Outcome::Fail,
+                "the server has no base URL, so it guesses links from each request".to_string(),
+                Some(format!("trove admin --data DIR settings base-url {}", self.public.to_string_full())),
+            ),
+            None => self.add(
+                "base-url",
+                Outcome::Skip,
+                "the server made no redirect to learn its base URL from; give --repo KEY/slug or --data DIR".to_string(),
+                None,
+            ),
         }
         if self.server.path == self.public.path {
             self.add("context-path", Outcome::Pass, format!("server and proxy agree on the context path '{}'", if ctx.is_empty() { "/" } else { &ctx }), None);
@@ -296,7 +363,10 @@ impl Doctor {
                 "context-path",
                 Outcome::Fail,
                 format!("the proxy serves '{}' but the server lives under '{}'", self.public.path, self.server.path),
-                Some(format!("use the same path on both sides: ProxyPass {0} http://SERVER{0} and `trove admin settings context-path {0}` (the seed's Steps 3 and 5)", if ctx.is_empty() { "/" } else { &ctx })),
+                Some(format!(
+                    "use the same path on both sides: ProxyPass {0} http://SERVER{0} and `trove admin settings context-path {0}` (the seed's Steps 3 and 5)",
+                    if ctx.is_empty() { "/" } else { &ctx }
+                )),
             );
         }
         // 4. A redirect made by the server comes back through the proxy with a public Location.
@@ -306,7 +376,12 @@ impl Doctor {
                 if abs.starts_with(&self.public.to_string_full()) {
                     self.add("redirect", Outcome::Pass, format!("a redirect from the server ({path}) comes back through the proxy as {loc}"), None);
                 } else {
-                    self.add("redirect", Outcome::Fail, format!("a redirect through the proxy ({path}) points at {loc}, not at {}", self.public.to_string_full()), Some("set the base URL to the public URL, and rewrite Location at the proxy (ProxyPassReverse, or reverse = true on the route)".into()));
+                    self.add(
+                        "redirect",
+                        Outcome::Fail,
+                        format!("a redirect through the proxy ({path}) points at {loc}, not at {}", self.public.to_string_full()),
+                        Some("set the base URL to the public URL, and rewrite Location at the proxy (ProxyPassReverse, or reverse = true on the route)".into()),
+                    );
                 }
             }
             None => self.add("redirect", Outcome::Skip, "no redirect to inspect; give --repo KEY/slug".to_string(), None),
@@ -318,15 +393,31 @@ impl Doctor {
                     let missing: Vec<String> = cfg
                         .servers
                         .iter()
-                        .flat_map(|s| s.routes.iter().filter(|r| r.upstream.is_some()).filter(move |r| !s.reverse.iter().any(|rr| rr.public_path == r.path)).map(|r| r.path.clone()))
+                        .flat_map(|s| {
+                            s.routes
+                                .iter()
+                                .filter(|r| r.upstream.is_some())
+                                .filter(move |r| !s.reverse.iter().any(|rr| rr.public_path == r.path))
+                                .map(|r| r.path.clone())
+                        })
                         .collect();
                     if missing.is_empty() {
                         self.add("proxy-reverse", Outcome::Pass, format!("every route in {} rewrites Location back (ProxyPassReverse)", p.display()), None);
                     } else {
-                        self.add("proxy-reverse", Outcome::Fail, format!("routes {} in {} do not rewrite Location back", missing.join(", "), p.display()), Some("add `ProxyPassReverse PATH URL` (Apache) or remove `reverse = false` (TOML) for them (the seed's Step 5)".into()));
+                        self.add(
+                            "proxy-reverse",
+                            Outcome::Fail,
+                            format!("routes {} in {} do not rewrite Location back", missing.join(", "), p.display()),
+                            Some("add `ProxyPassReverse PATH URL` (Apache) or remove `reverse = false` (TOML) for them (the seed's Step 5)".into()),
+                        );
                     }
                 }
-                Err(e) => self.add("proxy-reverse", Outcome::Fail, format!("{} does not load: {e}", p.display()), Some(format!("run `trove gateway --check {}`", p.display()))),
+                Err(e) => self.add(
+                    "proxy-reverse",
+                    Outcome::Fail,
+                    format!("{} does not load: {e}", p.display()),
+                    Some(format!("run `trove gateway --check {}`", p.display())),
+                ),
             }
         }
         // 6. The certificate.
@@ -420,16 +511,29 @@ impl Doctor {
             (true, Ok(())) => self.add(
                 "certificate",
                 Outcome::Pass,
-                format!("certificate for {} ({}, {}) valid until {}{}", info.names().join(", "), info.key_type, if self.ca.is_some() { "signed by the given CA" } else { "trusted by the system" }, trove_gateway::tls::format_time(info.not_after), ""),
+                format!(
+                    "certificate for {} ({}, {}) valid until {}{}",
+                    info.names().join(", "),
+                    info.key_type,
+                    if self.ca.is_some() { "signed by the given CA" } else { "trusted by the system" },
+                    trove_gateway::tls::format_time(info.not_after),
+                    ""
+                ),
                 None,
             ),
             (true, Err(e)) => {
                 let why = if info.self_signed { "self-signed".to_string() } else { format!("not trusted: {e}") };
-                self.add("certificate", Outcome::Fail, format!("the certificate for {} is {why}", info.names().join(", ")), Some(format!("{trust_fix}; or pass --ca if a private CA signed it")));
+                self.add(
+                    "certificate",
+                    Outcome::Fail,
+                    format!("the certificate for {} is {why}", info.names().join(", ")),
+                    Some(format!("{trust_fix}; or pass --ca if a private CA signed it")),
+                );
             }
             (false, _) => {
                 let fix = if problems.iter().any(|p| p.contains("expire")) {
-                    "renew it: trove cert issue --ca CA_DIR --host NAME --out DIR (or restart `trove up`, which renews its own), then SIGHUP the gateway".to_string()
+                    "renew it: trove cert issue --ca CA_DIR --host NAME --out DIR (or restart `trove up`, which renews its own), then SIGHUP the gateway"
+                        .to_string()
                 } else if problems.iter().any(|p| p.contains("does not name")) {
                     format!("issue one that names {host}: trove cert issue --ca CA_DIR --host {host} --out DIR")
                 } else {
@@ -442,7 +546,12 @@ impl Doctor {
 
     async fn check_caching(&mut self) {
         let Some(repo) = self.repo.clone() else {
-            self.add("caching", Outcome::Skip, "give --repo KEY/slug (and --user with TROVE_PASSWORD) to check that authenticated answers are not cacheable", None);
+            self.add(
+                "caching",
+                Outcome::Skip,
+                "give --repo KEY/slug (and --user with TROVE_PASSWORD) to check that authenticated answers are not cacheable",
+                None,
+            );
             return;
         };
         let path = format!("{}/scm/{}.git/info/refs?service=git-upload-pack", self.public.path, repo.to_ascii_lowercase());
@@ -456,11 +565,22 @@ impl Doctor {
                 let cache_signs: Vec<String> = ["age", "x-cache", "x-cache-lookup", "cf-cache-status", "x-varnish"]
                     .iter()
                     .filter_map(|h| b.header(h).map(|v| format!("{h}: {v}")))
-                    .chain(b.header("via").filter(|v| v.to_ascii_lowercase().contains("cache") || v.to_ascii_lowercase().contains("varnish")).map(|v| format!("via: {v}")))
+                    .chain(
+                        b.header("via")
+                            .filter(|v| v.to_ascii_lowercase().contains("cache") || v.to_ascii_lowercase().contains("varnish"))
+                            .map(|v| format!("via: {v}")),
+                    )
                     .collect();
-                let public_cc = cc.contains("public") || cc.contains("s-maxage") || cc.split(',').any(|p| p.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0));
+                let public_cc = cc.contains("public")
+                    || cc.contains("s-maxage")
+                    || cc.split(',').any(|p| p.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0));
                 if cache_signs.is_empty() && private && !public_cc {
-                    self.add("caching", Outcome::Pass, format!("authenticated answers are not cacheable (Cache-Control: {cc}) and no cache answers in between"), None);
+                    self.add(
+                        "caching",
+                        Outcome::Pass,
+                        format!("authenticated answers are not cacheable (Cache-Control: {cc}) and no cache answers in between"),
+                        None,
+                    );
                 } else {
                     let mut what = Vec::new();
                     if !private || public_cc {

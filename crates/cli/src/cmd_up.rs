@@ -260,7 +260,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("trove up: WARNING: {w}");
         }
         let certs = tls.certs.clone();
-        let gw = trove_gateway::Gateway::bind(gw_cfg, Some(tls.server_config)).await.context("cannot start the gateway; use --https/--http to pick other ports")?;
+        let gw =
+            trove_gateway::Gateway::bind(gw_cfg, Some(tls.server_config)).await.context("cannot start the gateway; use --https/--http to pick other ports")?;
         let https_addr = gw.local_addrs()[0];
 
         let public_s = public.as_str().trim_end_matches('/').to_string();
@@ -336,7 +337,12 @@ mod tests {
 
     #[test]
     fn generated_gateway_config_is_valid_and_routes_the_context_path() {
-        let state = UpState { public_url: "https://localhost:8443/stash".into(), http: Some("127.0.0.1:8080".into()), https: "127.0.0.1:8443".into(), server: "127.0.0.1:7990".into() };
+        let state = UpState {
+            public_url: "https://localhost:8443/stash".into(),
+            http: Some("127.0.0.1:8080".into()),
+            https: "127.0.0.1:8443".into(),
+            server: "127.0.0.1:7990".into(),
+        };
         let public = BaseUrl::parse(&state.public_url).unwrap();
         let text = gateway_toml(&state, Path::new("/d/server.crt"), Path::new("/d/server.key"), &public, "/stash");
         let (cfg, d) = trove_gateway::config::toml::parse_str(Path::new("gateway.toml"), &text);

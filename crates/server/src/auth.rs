@@ -98,8 +98,7 @@ impl LoginLimiter {
             return None;
         }
         let check = |w: Option<&Window>| {
-            w.filter(|w| w.failures >= self.max_failures && now.duration_since(w.start) < self.window)
-                .map(|w| self.window - now.duration_since(w.start))
+            w.filter(|w| w.failures >= self.max_failures && now.duration_since(w.start) < self.window).map(|w| self.window - now.duration_since(w.start))
         };
         let u = user.and_then(|u| check(lock(&self.by_user).get(&u.to_ascii_lowercase())));
         let a = addr.and_then(|a| check(lock(&self.by_addr).get(&a)));
@@ -170,9 +169,7 @@ pub(crate) async fn authenticate(
     // argon2 is deliberately slow: keep it off the async worker threads.
     let result = tokio::task::spawn_blocking(move || match creds {
         Credentials::Basic { user, secret } if Store::looks_like_token(&secret) => store.verify_token(&secret, Some(&user)),
-        Credentials::Basic { user, secret } => {
-            Ok(store.verify_password(&user, &secret)?.map(|user| Authenticated { user, token_scope: None }))
-        }
+        Credentials::Basic { user, secret } => Ok(store.verify_password(&user, &secret)?.map(|user| Authenticated { user, token_scope: None })),
         Credentials::Bearer(token) => store.verify_token(&token, None),
     })
     .await

@@ -140,9 +140,8 @@ impl ServerConfig {
     pub fn from_raw(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
         let base_dir = path.parent().unwrap_or(Path::new("."));
-        let mut c = ServerConfig::new(
-            raw.data_dir.map(|d| if d.is_relative() { base_dir.join(d) } else { d }).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        );
+        let mut c =
+            ServerConfig::new(raw.data_dir.map(|d| if d.is_relative() { base_dir.join(d) } else { d }).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)));
         if let Some(l) = raw.listen {
             c.listen = l.parse().map_err(|_| invalid("listen", format!("{l:?} is not an address:port like 127.0.0.1:7990")))?;
         }
@@ -297,8 +296,22 @@ mod tests {
         let example = section.split("```toml").nth(1).and_then(|s| s.split("```").next()).expect("a toml example");
         parse(example).unwrap();
         let keys = [
-            "listen", "data_dir", "base_url", "context_path", "proxy_name", "proxy_port", "scheme", "secure", "trusted_proxies", "[git]",
-            "binary", "max_concurrent_packs", "max_inflated_request_bytes", "maintenance_after_push", "[auth]", "max_failed_logins",
+            "listen",
+            "data_dir",
+            "base_url",
+            "context_path",
+            "proxy_name",
+            "proxy_port",
+            "scheme",
+            "secure",
+            "trusted_proxies",
+            "[git]",
+            "binary",
+            "max_concurrent_packs",
+            "max_inflated_request_bytes",
+            "maintenance_after_push",
+            "[auth]",
+            "max_failed_logins",
             "failed_login_window_secs",
         ];
         for key in keys {

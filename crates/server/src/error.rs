@@ -56,11 +56,7 @@ impl IntoResponse for HttpError {
             HttpError::NoRoute => text(StatusCode::NOT_FOUND, "Not found.\n".into()),
             HttpError::NotFound => text(StatusCode::NOT_FOUND, "Repository not found, or you may not read it.\n".into()),
             HttpError::AuthRequired | HttpError::BadCredentials => {
-                let msg = if matches!(self, HttpError::AuthRequired) {
-                    "Authentication required.\n"
-                } else {
-                    "Wrong user name, password or token.\n"
-                };
+                let msg = if matches!(self, HttpError::AuthRequired) { "Authentication required.\n" } else { "Wrong user name, password or token.\n" };
                 let mut r = text(StatusCode::UNAUTHORIZED, msg.into());
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
                 r
@@ -76,15 +72,11 @@ impl IntoResponse for HttpError {
                 format!("User {user} may not push to {repo}: write permission is required. Ask a project or repository administrator for it.\n"),
             ),
             HttpError::ServiceForbidden(msg) => text(StatusCode::FORBIDDEN, format!("{msg}\n")),
-            HttpError::UnsupportedMediaType { expected } => {
-                text(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Request content type must be {expected}.\n"))
-            }
+            HttpError::UnsupportedMediaType { expected } => text(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Request content type must be {expected}.\n")),
             HttpError::UnsupportedEncoding(e) => {
                 text(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Encoding {e} is not supported; use gzip or none.\n"))
             }
-            HttpError::RequestTooLarge { limit } => {
-                text(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body inflates to more than {limit} bytes.\n"))
-            }
+            HttpError::RequestTooLarge { limit } => text(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body inflates to more than {limit} bytes.\n")),
             HttpError::BadRequest(msg) => text(StatusCode::BAD_REQUEST, format!("{msg}\n")),
             HttpError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

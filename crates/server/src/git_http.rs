@@ -253,10 +253,7 @@ async fn read_capped(body: Body, limit: u64) -> Result<Bytes, HttpError> {
 pub(crate) fn gunzip_capped(compressed: &[u8], limit: u64) -> Result<Bytes, HttpError> {
     let mut out = Vec::new();
     let decoder = flate2::read::GzDecoder::new(compressed);
-    decoder
-        .take(limit + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| HttpError::BadRequest(format!("request body is not valid gzip: {e}")))?;
+    decoder.take(limit + 1).read_to_end(&mut out).map_err(|e| HttpError::BadRequest(format!("request body is not valid gzip: {e}")))?;
     if out.len() as u64 > limit {
         return Err(HttpError::RequestTooLarge { limit });
     }

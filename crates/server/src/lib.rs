@@ -90,17 +90,9 @@ impl Server {
                 "the base URL's path differs from the context path; that is right only when the proxy rewrites paths (ProxyPass /x http://…/y)"
             );
         }
-        let urls = PublicUrls::new(PublicUrlSettings {
-            base_url,
-            context_path,
-            connector: config.connector,
-            trusted_proxies: config.trusted_proxies,
-        });
-        let maintenance = Arc::new(maintenance::Maintenance::new(
-            config.git.maintenance_after_push,
-            config.git.binary.clone(),
-            trove_store::git_env(store.git_home()),
-        ));
+        let urls = PublicUrls::new(PublicUrlSettings { base_url, context_path, connector: config.connector, trusted_proxies: config.trusted_proxies });
+        let maintenance =
+            Arc::new(maintenance::Maintenance::new(config.git.maintenance_after_push, config.git.binary.clone(), trove_store::git_env(store.git_home())));
         let shared = Shared {
             limiter: auth::LoginLimiter::new(config.auth.max_failed_logins, config.auth.failed_login_window),
             packs: Arc::new(Semaphore::new(config.git.max_concurrent_packs)),
@@ -244,10 +236,7 @@ pub fn app(server: &Server) -> Router {
             .route(&format!("{base}/git-receive-pack"), post(git_http::receive_pack))
             .route(&base, get(git_http::repo_page));
     }
-    router
-        .fallback(web::fallback)
-        .layer(middleware::from_fn_with_state(state.clone(), observe_request))
-        .with_state(state)
+    router.fallback(web::fallback).layer(middleware::from_fn_with_state(state.clone(), observe_request)).with_state(state)
 }
 
 /// Works out how the request looked to its sender (trusted proxies, connector settings), warns

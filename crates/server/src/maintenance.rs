@@ -82,7 +82,9 @@ impl Maintenance {
                 .await;
             match out {
                 Ok(o) if o.status.success() => {}
-                Ok(o) => tracing::warn!(repo = %path.display(), step = args[0], status = %o.status, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "maintenance step failed"),
+                Ok(o) => {
+                    tracing::warn!(repo = %path.display(), step = args[0], status = %o.status, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "maintenance step failed")
+                }
                 Err(e) => tracing::warn!(repo = %path.display(), step = args[0], error = %e, "cannot run maintenance"),
             }
         }
@@ -103,7 +105,5 @@ impl Maintenance {
 /// Whether the repository has a pack bitmap (or a multi-pack-index bitmap).
 fn has_bitmap(repo: &Path) -> bool {
     let pack_dir = repo.join("objects").join("pack");
-    std::fs::read_dir(&pack_dir)
-        .map(|entries| entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".bitmap")))
-        .unwrap_or(false)
+    std::fs::read_dir(&pack_dir).map(|entries| entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".bitmap"))).unwrap_or(false)
 }

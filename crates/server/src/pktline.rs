@@ -54,11 +54,7 @@ mod tests {
 
     #[test]
     fn pkt_lines_carry_their_length_in_hex() {
-        let cases: &[(&[u8], &[u8])] = &[
-            (b"", b"0004"),
-            (b"a\n", b"0006a\n"),
-            (b"# service=git-upload-pack\n", b"001e# service=git-upload-pack\n"),
-        ];
+        let cases: &[(&[u8], &[u8])] = &[(b"", b"0004"), (b"a\n", b"0006a\n"), (b"# service=git-upload-pack\n", b"001e# service=git-upload-pack\n")];
         for (input, want) in cases {
             assert_eq!(encode(input).unwrap(), *want, "input {input:?}");
         }

@@ -230,12 +230,7 @@ pub fn view(settings: &PublicUrlSettings, peer: Option<SocketAddr>, headers: &He
     let fwd_port = fwd_port.and_then(|p| p.parse::<u16>().ok());
 
     let c = &settings.connector;
-    let scheme = c
-        .scheme
-        .map(|s| s.as_str().to_owned())
-        .or_else(|| c.secure.then(|| "https".to_owned()))
-        .or(fwd_proto)
-        .unwrap_or_else(|| "http".to_owned());
+    let scheme = c.scheme.map(|s| s.as_str().to_owned()).or_else(|| c.secure.then(|| "https".to_owned())).or(fwd_proto).unwrap_or_else(|| "http".to_owned());
 
     let own_host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).filter(|h| valid_authority(h)).map(str::to_owned);
     let (host, host_port) = match (&c.proxy_name, fwd_host, own_host) {
@@ -385,7 +380,13 @@ mod tests {
         let trusted = ["10.0.0.0/8"];
         type Case<'a> = (&'a str, PublicUrlSettings, SocketAddr, HeaderMap, (&'a str, &'a str, &'a str, bool));
         let cases: Vec<Case> = vec![
-            ("direct", settings(&trusted, Connector::default()), stranger, headers(&[("host", "localhost:7990")]), ("http", "localhost:7990", "203.0.113.9", false)),
+            (
+                "direct",
+                settings(&trusted, Connector::default()),
+                stranger,
+                headers(&[("host", "localhost:7990")]),
+                ("http", "localhost:7990", "203.0.113.9", false),
+            ),
             (
                 "untrusted peer's X-Forwarded-* are ignored",
                 settings(&trusted, Connector::default()),
@@ -397,7 +398,12 @@ mod tests {
                 "trusted peer's X-Forwarded-*",
                 settings(&trusted, Connector::default()),
                 proxy,
-                headers(&[("host", "localhost:7990"), ("x-forwarded-host", "mycompany.com"), ("x-forwarded-proto", "https"), ("x-forwarded-for", "198.51.100.7")]),
+                headers(&[
+                    ("host", "localhost:7990"),
+                    ("x-forwarded-host", "mycompany.com"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-for", "198.51.100.7"),
+                ]),
                 ("https", "mycompany.com", "198.51.100.7", true),
             ),
             (
@@ -468,8 +474,14 @@ mod tests {
         assert_eq!(e[0].for_.as_deref(), Some("192.0.2.43"));
         assert_eq!(e[1].proto.as_deref(), Some("https"));
         assert_eq!(e[2].host.as_deref(), Some("a,b"));
-        let nodes: &[(&str, Option<&str>)] =
-            &[("192.0.2.1", Some("192.0.2.1")), ("192.0.2.1:80", Some("192.0.2.1")), ("[2001:db8::1]:4711", Some("2001:db8::1")), ("[2001:db8::1]", Some("2001:db8::1")), ("unknown", None), ("_hidden", None)];
+        let nodes: &[(&str, Option<&str>)] = &[
+            ("192.0.2.1", Some("192.0.2.1")),
+            ("192.0.2.1:80", Some("192.0.2.1")),
+            ("[2001:db8::1]:4711", Some("2001:db8::1")),
+            ("[2001:db8::1]", Some("2001:db8::1")),
+            ("unknown", None),
+            ("_hidden", None),
+        ];
         for (input, want) in nodes {
             assert_eq!(parse_node(input).map(|i| i.to_string()).as_deref(), *want, "{input}");
         }
@@ -485,7 +497,11 @@ mod tests {
         let direct = view(urls.settings(), Some(peer), &headers(&[("host", "localhost:7990")]));
         urls.observe(&direct);
         assert_eq!(urls.mismatch(), None, "direct requests are not compared");
-        let good = view(urls.settings(), Some(peer), &headers(&[("host", "x"), ("x-forwarded-host", "mycompany.com"), ("x-forwarded-proto", "https"), ("x-forwarded-port", "443")]));
+        let good = view(
+            urls.settings(),
+            Some(peer),
+            &headers(&[("host", "x"), ("x-forwarded-host", "mycompany.com"), ("x-forwarded-proto", "https"), ("x-forwarded-port", "443")]),
+        );
         urls.observe(&good);
         assert_eq!(urls.mismatch(), None, "same URL, default port spelled out");
         let bad = view(urls.settings(), Some(peer), &headers(&[("host", "x"), ("x-forwarded-host", "mycompany.com"), ("x-forwarded-proto", "http")]));

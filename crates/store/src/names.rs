@@ -15,7 +15,9 @@ pub const MAX_NAME_LEN: usize = 128;
 pub enum NameError {
     #[error("project key {input:?} is invalid: {reason}; a key starts with a letter and has only letters, digits and `_` (like `TP`)")]
     ProjectKey { input: String, reason: &'static str },
-    #[error("repository slug {input:?} is invalid: {reason}; a slug starts with a letter or digit and has only letters, digits, `.`, `_` and `-` (like `test`)")]
+    #[error(
+        "repository slug {input:?} is invalid: {reason}; a slug starts with a letter or digit and has only letters, digits, `.`, `_` and `-` (like `test`)"
+    )]
     RepoSlug { input: String, reason: &'static str },
     #[error("user name {input:?} is invalid: {reason}; a user name starts with a letter or digit and has only letters, digits, `.`, `_`, `-` and `@`")]
     UserName { input: String, reason: &'static str },

@@ -54,10 +54,7 @@ pub(crate) fn hash_password(password: &str) -> String {
 pub(crate) fn hash_token_secret(secret: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
     let params = Params::new(Params::MIN_M_COST.max(64), 1, 1, None).expect("valid argon2 params");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password(secret.as_bytes(), &salt)
-        .expect("argon2 with fixed params cannot fail")
-        .to_string()
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(secret.as_bytes(), &salt).expect("argon2 with fixed params cannot fail").to_string()
 }
 
 /// Verifies against any PHC string we wrote (the parameters are read from the hash).

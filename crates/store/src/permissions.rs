@@ -119,8 +119,7 @@ pub fn effective_permission(f: &PermissionFacts) -> Option<Permission> {
         best = Some(Permission::Read);
     }
     if f.authenticated && f.global.is_some() {
-        let admin = matches!(f.global, Some(GlobalPermission::Admin | GlobalPermission::SysAdmin))
-            || f.owns_personal_project;
+        let admin = matches!(f.global, Some(GlobalPermission::Admin | GlobalPermission::SysAdmin)) || f.owns_personal_project;
         let granted = [f.project_grant, f.repo_grant, f.project_default, admin.then_some(Permission::Admin)];
         best = granted.into_iter().flatten().chain(best).max();
     }
@@ -157,7 +156,11 @@ mod tests {
             ("personal project owner", PermissionFacts { owns_personal_project: true, ..user() }, Some(Admin)),
             ("token read cap", PermissionFacts { global: Some(SysAdmin), cap: Some(Read), ..user() }, Some(Read)),
             ("token cap does not grant", PermissionFacts { cap: Some(Admin), ..user() }, None),
-            ("user without global permission gets only public", PermissionFacts { global: None, repo_grant: Some(Write), repo_public: true, ..user() }, Some(Read)),
+            (
+                "user without global permission gets only public",
+                PermissionFacts { global: None, repo_grant: Some(Write), repo_public: true, ..user() },
+                Some(Read),
+            ),
         ];
         for (name, facts, want) in cases {
             assert_eq!(effective_permission(&facts), want, "{name}");

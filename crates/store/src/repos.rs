@@ -60,10 +60,7 @@ pub(crate) fn init_bare(data_dir: &Path, git_home: &Path, id: i64) -> Result<Pat
         .map_err(|e| StoreError::GitInit { path: final_path.clone(), detail: e.to_string() })?;
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(StoreError::GitInit {
-            path: final_path,
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
+        return Err(StoreError::GitInit { path: final_path, detail: String::from_utf8_lossy(&out.stderr).trim().to_owned() });
     }
     let write = || -> std::io::Result<()> {
         use std::io::Write;

@@ -171,10 +171,7 @@ impl Store {
 
     pub fn set_password(&self, name: &UserName, password: &Password) -> Result<(), StoreError> {
         let hash = password::hash_password(password.expose());
-        let n = self
-            .conn()
-            .execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name.as_str()])
-            .map_err(self.db())?;
+        let n = self.conn().execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name.as_str()]).map_err(self.db())?;
         if n == 0 {
             return Err(StoreError::NoSuchUser(name.to_string()));
         }
@@ -184,10 +181,7 @@ impl Store {
     pub fn set_global_permission(&self, name: &UserName, global: Option<GlobalPermission>) -> Result<(), StoreError> {
         let n = self
             .conn()
-            .execute(
-                "UPDATE users SET global_permission = ?1 WHERE name = ?2",
-                params![global.map(|g| g.as_str()), name.as_str()],
-            )
+            .execute("UPDATE users SET global_permission = ?1 WHERE name = ?2", params![global.map(|g| g.as_str()), name.as_str()])
             .map_err(self.db())?;
         if n == 0 {
             return Err(StoreError::NoSuchUser(name.to_string()));
@@ -208,8 +202,7 @@ impl Store {
                 Ok(User {
                     id: r.get(0)?,
                     // Names were validated when stored; a row that no longer parses is corrupt.
-                    name: UserName::parse(&name)
-                        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?,
+                    name: UserName::parse(&name).map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?,
                     display_name: r.get(2)?,
                     email: r.get(3)?,
                     global: global.and_then(|g| g.parse().ok()),
@@ -224,11 +217,8 @@ impl Store {
     /// account that may not log in (the caller must not be told which). Slow by design (argon2).
     pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>, StoreError> {
         let Ok(name) = UserName::parse(name) else { return Ok(None) };
-        let hash: Option<Option<String>> = self
-            .conn()
-            .query_row("SELECT password_hash FROM users WHERE name = ?1", [name.as_str()], |r| r.get(0))
-            .optional()
-            .map_err(self.db())?;
+        let hash: Option<Option<String>> =
+            self.conn().query_row("SELECT password_hash FROM users WHERE name = ?1", [name.as_str()], |r| r.get(0)).optional().map_err(self.db())?;
         let Some(Some(hash)) = hash else {
             // Spend the same time as a real check so response timing does not reveal which
             // user names exist.
@@ -272,9 +262,7 @@ impl Store {
         let Some((id, secret_part)) = parse_token(secret) else { return Ok(None) };
         let row: Option<(i64, String, String)> = self
             .conn()
-            .query_row("SELECT user_id, secret_hash, scope FROM tokens WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row("SELECT user_id, secret_hash, scope FROM tokens WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()
             .map_err(self.db())?;
         let Some((user_id, hash, scope)) = row else { return Ok(None) };
@@ -331,10 +319,7 @@ impl Store {
     }
 
     fn project_id(&self, owner: &Owner) -> Result<Option<i64>, StoreError> {
-        self.conn()
-            .query_row("SELECT id FROM projects WHERE key = ?1", [owner.project_key()], |r| r.get(0))
-            .optional()
-            .map_err(self.db())
+        self.conn().query_row("SELECT id FROM projects WHERE key = ?1", [owner.project_key()], |r| r.get(0)).optional().map_err(self.db())
     }
 
     /// The project row for `owner`, creating a user's personal project on first use.
@@ -450,27 +435,19 @@ impl Store {
             facts.global = a.user.global;
             facts.cap = a.token_scope;
             let (owner_id, default): (Option<i64>, Option<String>) = conn
-                .query_row("SELECT owner_user_id, default_permission FROM projects WHERE id = ?1", [repo.project_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row("SELECT owner_user_id, default_permission FROM projects WHERE id = ?1", [repo.project_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(self.db())?;
             facts.owns_personal_project = owner_id == Some(a.user.id);
             facts.project_default = parse_perm(default);
             facts.project_grant = parse_perm(
-                conn.query_row(
-                    "SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2",
-                    [repo.project_id, a.user.id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(self.db())?,
+                conn.query_row("SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2", [repo.project_id, a.user.id], |r| r.get(0))
+                    .optional()
+                    .map_err(self.db())?,
             );
             facts.repo_grant = parse_perm(
-                conn.query_row("SELECT permission FROM repo_permissions WHERE repo_id = ?1 AND user_id = ?2", [repo.id, a.user.id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(self.db())?,
+                conn.query_row("SELECT permission FROM repo_permissions WHERE repo_id = ?1 AND user_id = ?2", [repo.id, a.user.id], |r| r.get(0))
+                    .optional()
+                    .map_err(self.db())?,
             );
         }
         Ok(permissions::effective_permission(&facts))
@@ -485,10 +462,9 @@ impl Store {
     fn set_setting(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
         let conn = self.conn();
         match value {
-            Some(v) => conn.execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, v],
-            ),
+            Some(v) => {
+                conn.execute("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", params![key, v])
+            }
             None => conn.execute("DELETE FROM settings WHERE key = ?1", [key]),
         }
         .map_err(self.db())?;

@@ -42,8 +42,21 @@ fn setup(server_ctx: &str, public_ctx: &str) -> Setup {
     }
     let tls = dir.path().join("tls");
     ok(&trove().args(["cert", "ca", "--out", tls.to_str().unwrap()]).output().unwrap(), "cert ca");
-    ok(&trove().args(["cert", "issue", "--ca", tls.to_str().unwrap(), "--host", "localhost", "--ip", "127.0.0.1", "--out", tls.to_str().unwrap()]).output().unwrap(), "cert issue");
-    let mut s = Guard(Some(trove().args(["server", "--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{server}")]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
+    ok(
+        &trove()
+            .args(["cert", "issue", "--ca", tls.to_str().unwrap(), "--host", "localhost", "--ip", "127.0.0.1", "--out", tls.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        "cert issue",
+    );
+    let mut s = Guard(Some(
+        trove()
+            .args(["server", "--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{server}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     wait_port(server, s.child(), "trove server");
     let gw_conf = dir.path().join("gateway.conf");
     Setup { ca: tls.join("ca.crt"), tls, data, https, server, _server: s, _gateway: None, gw_conf, _dir: dir }
@@ -57,7 +70,9 @@ impl Setup {
             format!("http://127.0.0.1:{}/", self.server)
         } else if server_ctx.is_empty() {
             format!("http://127.0.0.1:{}", self.server)
-        } else { format!("http://127.0.0.1:{}{server_ctx}", self.server) };
+        } else {
+            format!("http://127.0.0.1:{}{server_ctx}", self.server)
+        };
         let conf = format!(
             "Listen 127.0.0.1:{https}\n<VirtualHost *:{https}>\nServerName localhost\nSSLEngine on\nSSLCertificateFile {crt}\nSSLCertificateKeyFile {key}\nProxyPass {p} {t}\n{rev}{extra}</VirtualHost>\n",
             https = self.https,
@@ -66,16 +81,24 @@ impl Setup {
             rev = if reverse { format!("ProxyPassReverse {p} {t}\n") } else { String::new() },
         );
         std::fs::write(&self.gw_conf, conf).unwrap();
-        let mut g = Guard(Some(trove().args(["gateway", "--config", self.gw_conf.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
+        let mut g =
+            Guard(Some(trove().args(["gateway", "--config", self.gw_conf.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
         wait_port(self.https, g.child(), "trove gateway");
         self._gateway = Some(g);
     }
 
     fn doctor(&self, public_ctx: &str, server_ctx: &str, with_repo: bool) -> (bool, Vec<serde_json::Value>) {
         let mut c = trove();
-        c.args(["doctor", "--json", "--url", &format!("https://localhost:{}{public_ctx}", self.https), "--server", &format!("http://127.0.0.1:{}{server_ctx}", self.server)])
-            .args(["--ca", self.ca.to_str().unwrap(), "--gateway-config", self.gw_conf.to_str().unwrap()])
-            .env("TROVE_PASSWORD", PW);
+        c.args([
+            "doctor",
+            "--json",
+            "--url",
+            &format!("https://localhost:{}{public_ctx}", self.https),
+            "--server",
+            &format!("http://127.0.0.1:{}{server_ctx}", self.server),
+        ])
+        .args(["--ca", self.ca.to_str().unwrap(), "--gateway-config", self.gw_conf.to_str().unwrap()])
+        .env("TROVE_PASSWORD", PW);
         if with_repo {
             c.args(["--user", "admin", "--repo", "TP/test"]);
         }
@@ -113,9 +136,18 @@ fn a_wrong_base_url_fails_only_the_base_url_check() {
     // stored setting (what the next start uses) is wrong.
     admin(&s.data, &["settings", "base-url", "https://wrong.example:9999/stash"]);
     let mut c = trove();
-    c.args(["doctor", "--json", "--data", s.data.to_str().unwrap(), "--url", &format!("https://localhost:{}/stash", s.https), "--server", &format!("http://127.0.0.1:{}/stash", s.server)])
-        .args(["--ca", s.ca.to_str().unwrap(), "--gateway-config", s.gw_conf.to_str().unwrap(), "--user", "admin", "--repo", "TP/test"])
-        .env("TROVE_PASSWORD", PW);
+    c.args([
+        "doctor",
+        "--json",
+        "--data",
+        s.data.to_str().unwrap(),
+        "--url",
+        &format!("https://localhost:{}/stash", s.https),
+        "--server",
+        &format!("http://127.0.0.1:{}/stash", s.server),
+    ])
+    .args(["--ca", s.ca.to_str().unwrap(), "--gateway-config", s.gw_conf.to_str().unwrap(), "--user", "admin", "--repo", "TP/test"])
+    .env("TROVE_PASSWORD", PW);
     let out = c.output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let checks = v["checks"].as_array().unwrap();

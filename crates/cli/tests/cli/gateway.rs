@@ -11,7 +11,8 @@ use crate::*;
 fn check_reports_every_error_with_file_line_and_fix() {
     let d = tmp();
     let conf = d.path().join("httpd.conf");
-    std::fs::write(&conf, "Listen 8080\nProxyPass /stash http://localhost:7990/stash bogus=1\nFrobnicate on\n<Proxy *>\nOrder Deny, Allow\n</Proxy>\n").unwrap();
+    std::fs::write(&conf, "Listen 8080\nProxyPass /stash http://localhost:7990/stash bogus=1\nFrobnicate on\n<Proxy *>\nOrder Deny, Allow\n</Proxy>\n")
+        .unwrap();
     let out = trove().args(["gateway", "--check", conf.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -44,7 +45,11 @@ fn check_refuses_the_seeds_1024_bit_key_and_says_what_to_run() {
     let d = tmp();
     let key = d.path().join("server.key");
     let crt = d.path().join("server.crt");
-    let st = std::process::Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "1024"]).stderr(Stdio::null()).status().expect("openssl must be installed");
+    let st = std::process::Command::new("openssl")
+        .args(["genrsa", "-out", key.to_str().unwrap(), "1024"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl must be installed");
     assert!(st.success());
     let st = std::process::Command::new("openssl")
         .args(["req", "-new", "-x509", "-key", key.to_str().unwrap(), "-out", crt.to_str().unwrap(), "-days", "365", "-subj", "/CN=mycompany.com"])
@@ -153,7 +158,9 @@ fn json_access_log_with_log_format_flag() {
     let access = d.path().join("access.log");
     let conf = d.path().join("httpd.conf");
     std::fs::write(&conf, format!("Listen 127.0.0.1:{port}\nCustomLog {} combined\nProxyPass / http://127.0.0.1:{o}/\n", access.display())).unwrap();
-    let mut g = Guard(Some(trove().args(["gateway", "--config", conf.to_str().unwrap(), "--log-format", "json"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()));
+    let mut g = Guard(Some(
+        trove().args(["gateway", "--config", conf.to_str().unwrap(), "--log-format", "json"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(),
+    ));
     wait_port(port, g.child(), "trove gateway");
     assert_eq!(http_get(port, "/j").0, 200);
     g.signal_and_wait("TERM");
@@ -200,7 +207,17 @@ fn apache_config_is_accepted_by_trove_gateway_and_by_apache() {
 
 fn curl_status(port: u16, ca: &std::path::Path, extra: &[&str]) -> (bool, String) {
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--cacert", ca.to_str().unwrap(), "--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+        ])
         .args(extra)
         .arg(format!("https://localhost:{port}/x"))
         .env_remove("CURL_CA_BUNDLE")

@@ -80,20 +80,37 @@ fn a_new_user_starts_clones_with_the_printed_command_restarts_and_clones_again()
     ok(&git(&wc, home.path(), &["commit", "--allow-empty", "-m", "first"]), "commit");
     ok(&git(&wc, home.path(), &["push", "origin", "HEAD:main"]), "push");
     // Plain HTTP redirects to the public HTTPS URL.
-    let out = std::process::Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", &format!("http://127.0.0.1:{}/scm/tp/test.git", up.http)]).output().expect("curl must be installed");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", &format!("http://127.0.0.1:{}/scm/tp/test.git", up.http)])
+        .output()
+        .expect("curl must be installed");
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("301 https://localhost:{https}/scm/tp/test.git"));
     // Without trusting the CA, git refuses; GIT_SSL_NO_VERIFY (the seed's way) works.
     let url = format!("https://admin:{password}@localhost:{https}/scm/tp/test.git");
     let o = git(work.path(), home.path(), &["ls-remote", &url]);
     assert!(!o.status.success(), "an untrusted certificate must fail");
-    let o = std::process::Command::new("git").args(["ls-remote", &url]).env("GIT_SSL_NO_VERIFY", "true").env_remove("GIT_SSL_CAINFO").env("HOME", home.path()).output().unwrap();
+    let o = std::process::Command::new("git")
+        .args(["ls-remote", &url])
+        .env("GIT_SSL_NO_VERIFY", "true")
+        .env_remove("GIT_SSL_CAINFO")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("refs/heads/main"), "{}", String::from_utf8_lossy(&o.stderr));
     // Verification on against a wrong host name must fail, even with the CA trusted.
     let ca = work.path().join("trove-data/tls/ca.crt");
     let wrong = format!("https://admin:{password}@wrong.example:{https}/scm/tp/test.git");
-    let o = git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "-c", &format!("http.curloptResolve=wrong.example:{https}:127.0.0.1"), "ls-remote", &wrong]);
+    let o = git(
+        work.path(),
+        home.path(),
+        &["-c", &format!("http.sslCAInfo={}", ca.display()), "-c", &format!("http.curloptResolve=wrong.example:{https}:127.0.0.1"), "ls-remote", &wrong],
+    );
     assert!(!o.status.success(), "a certificate for another host must be refused");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("certificate") || String::from_utf8_lossy(&o.stderr).contains("SSL"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("certificate") || String::from_utf8_lossy(&o.stderr).contains("SSL"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Ctrl-C stops cleanly; a second start reuses everything.
     let st = up.guard.signal_and_wait("INT");
     assert!(st.success(), "{st}");
@@ -160,7 +177,11 @@ fn the_seeds_topology_under_stash_with_justme() {
     let self_link = repo["links"]["self"][0]["href"].as_str().unwrap();
     assert_eq!(self_link, format!("https://localhost:{https}/stash/projects/TP/repos/test/browse"));
     // Outside the context path: nothing.
-    let o = git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "ls-remote", &format!("https://justme:justme-secret-pw@localhost:{https}/git/TP/test.git")]);
+    let o = git(
+        work.path(),
+        home.path(),
+        &["-c", &format!("http.sslCAInfo={}", ca.display()), "ls-remote", &format!("https://justme:justme-secret-pw@localhost:{https}/git/TP/test.git")],
+    );
     assert!(!o.status.success());
     up.guard.signal_and_wait("TERM");
 }

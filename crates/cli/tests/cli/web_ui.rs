@@ -20,7 +20,10 @@ fn trust_ca_in_nssdb(home: &Path, ca: &Path) {
     std::fs::create_dir_all(&db).unwrap();
     let db_arg = format!("sql:{}", db.display());
     let run = |args: &[&str]| {
-        let o = Command::new("certutil").args(args).output().unwrap_or_else(|e| panic!("cannot run certutil ({e}): apt-get install libnss3-tools (scripts/test does)"));
+        let o = Command::new("certutil")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run certutil ({e}): apt-get install libnss3-tools (scripts/test does)"));
         ok(&o, &format!("certutil {args:?}"));
     };
     run(&["-N", "-d", &db_arg, "--empty-password"]);
@@ -100,7 +103,12 @@ fn the_web_ui_works_through_the_https_gateway_under_stash_in_headless_chromium()
     let stdout = String::from_utf8_lossy(&out.stdout);
     let server_log = std::fs::read_to_string(work.path().join("up.log")).unwrap_or_default();
     let tail: String = server_log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-    assert!(out.status.success(), "browser flow failed ({}):\n{stdout}\n{}\n--- trove up log (tail) ---\n{tail}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "browser flow failed ({}):\n{stdout}\n{}\n--- trove up log (tail) ---\n{tail}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.lines().last().is_some_and(|l| l.ends_with(" passed, 0 failed")), "{stdout}");
     println!("{stdout}");
     // The base URL the browser saved back is the public one, and git agrees.

@@ -74,10 +74,7 @@ fn a_proxied_request_under_a_different_url_than_the_base_url_is_reported_once() 
     assert_eq!(t.server.base_url_mismatch(), None);
     // The seed's classic mistake: the proxy talks plain http and passes its own host.
     t.http("GET", "/stash/status", &[("X-Forwarded-Host", "localhost:7990"), ("X-Forwarded-Proto", "http")], b"");
-    assert_eq!(
-        t.server.base_url_mismatch(),
-        Some(("http://localhost:7990/stash".to_owned(), "https://mycompany.com/stash".to_owned()))
-    );
+    assert_eq!(t.server.base_url_mismatch(), Some(("http://localhost:7990/stash".to_owned(), "https://mycompany.com/stash".to_owned())));
     t.http("GET", "/stash/status", &[("X-Forwarded-Host", "other.example")], b"");
     assert_eq!(t.server.base_url_mismatch().unwrap().0, "http://localhost:7990/stash", "only the first is kept");
 }

@@ -59,7 +59,12 @@ fn the_probe_is_answered_without_running_git() {
     assert!(r.body.is_empty());
     assert_eq!(t.server.git_processes_started(), before);
     // Without write permission the probe gets the same answer as the push would.
-    let r = t.http("POST", "/scm/TP/test.git/git-receive-pack", &[("Authorization", &reader()), ("Content-Type", "application/x-git-receive-pack-request")], b"0000");
+    let r = t.http(
+        "POST",
+        "/scm/TP/test.git/git-receive-pack",
+        &[("Authorization", &reader()), ("Content-Type", "application/x-git-receive-pack-request")],
+        b"0000",
+    );
     assert_eq!(r.status, 403);
 }
 
@@ -98,12 +103,7 @@ fn gzip_request_bodies_are_inflated() {
     let r = t.http(
         "POST",
         "/scm/TP/test.git/git-upload-pack",
-        &[
-            ("Authorization", &reader()),
-            ("Content-Type", "application/x-git-upload-pack-request"),
-            ("Content-Encoding", "gzip"),
-            ("Git-Protocol", "version=2"),
-        ],
+        &[("Authorization", &reader()), ("Content-Type", "application/x-git-upload-pack-request"), ("Content-Encoding", "gzip"), ("Git-Protocol", "version=2")],
         &gzip(&ls_refs_request()),
     );
     assert_eq!(r.status, 200);
@@ -186,7 +186,13 @@ fn serve_returns_after_shutdown_once_open_connections_finish() {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn({
             let server = server.clone();
-            async move { server.serve(listener, async move { let _ = stopped.await; }).await }
+            async move {
+                server
+                    .serve(listener, async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            }
         });
         let r = tokio::task::spawn_blocking(move || crate::support::http(addr, "GET", "/status", &[], b"")).await.unwrap();
         assert_eq!(r.status, 200);

@@ -177,11 +177,8 @@ fn push_interrupted_mid_stream_leaves_the_repository_unchanged() {
     let dir = t.repo_dir("TP", "test");
     let has_new = t.git(&dir, &["cat-file", "-e", &new]).status.success();
     assert!(!has_new, "no object from the half pack is visible");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.join("objects"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("incoming-"))
-        .collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir.join("objects")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("incoming-")).collect();
     assert!(leftovers.is_empty(), "quarantine removed: {leftovers:?}");
     t.fsck("TP", "test");
     // And the same push, complete, goes through afterwards.
