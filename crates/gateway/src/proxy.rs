@@ -401,7 +401,8 @@ async fn proxy(
     } else if has_length {
         BodyPlan::Stream(Prefixed { prefix: None, rest: body_in })
     } else {
-        prebuffer(body_in, &mut headers).await.map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body"))?
+        // Boxed for the same reason as connecting: rare, and large inline.
+        Box::pin(prebuffer(body_in, &mut headers)).await.map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body"))?
     };
     let target_uri: Uri = target.parse().map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "unforwardable path"))?;
     let retry_template = matches!(body, BodyPlan::Empty | BodyPlan::Full(_)).then(|| (method.clone(), target_uri.clone(), headers.clone(), body.bytes()));

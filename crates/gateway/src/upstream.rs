@@ -220,7 +220,9 @@ impl Pool {
                 }
             }
         }
-        let (sender, state) = connect(u).await?;
+        // Boxed: connecting (resolve, connect, handshake) is a large future and the rare path;
+        // inline it would enlarge every request's future, which hyper keeps per connection.
+        let (sender, state) = Box::pin(connect(u)).await?;
         Ok(Conn { sender, state, reused: false, key, _permit: permit })
     }
 
