@@ -127,7 +127,9 @@ def markdown(res):
             L.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join("–" if x is None else f"{x:.2f}" for x in rs) + " |")
         held = ", ".join(f"{n} {f[n]['held']}" for n in NAMES if f[n]["held"] is not None)
         base = ", ".join(f"{n} {fmt(f[n]['mem_before'], 1)}" for n in NAMES if f[n]["mem_before"] is not None)
-        L.append(f"\nIdle connections actually held open (of {res['idle_conns']}): {held}. Memory before they opened (MiB): {base}. "
+        rounds = "; ".join(n + " " + ", ".join(f"{v['before_mib']:.0f}→{v['mib']:.0f}" for v in res["proxy"].get("idle_memory", {}).get(n, []) if v) for n in NAMES)
+        L.append(f"\nIdle connections actually held open (of {res['idle_conns']}): {held}. Memory before they opened (MiB, median): {base}; "
+                 f"before→during, round by round (MiB): {rounds} (a process keeps what its allocator did not give back, so later rounds start higher; round 1 is a fresh process). "
                  "Memory is PSS summed over the contender's processes (for one process, its RSS). "
                  "\"direct\" has no TLS, so the TLS rows are empty for it.\n")
     if g:
