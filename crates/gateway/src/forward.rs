@@ -9,7 +9,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::config::{HeaderEdit, HeaderEditOp, Via};
 
 /// RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones Apache strips.
-const HOP_BY_HOP: &[&str] = &["connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
+const HOP_BY_HOP: &[&str] =
+    &["connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
 
 /// `HOP_BY_HOP` as parsed names, made once (parsing nine names per request showed in profiles).
 fn hop_by_hop_names() -> &'static [HeaderName] {
@@ -100,11 +101,7 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 /// own headers (so `Connection: close, X-Forwarded-For` cannot remove ours; CVE-2022-31813).
 pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, rules: &RequestRules<'_>) {
     // Host.
-    let host_value = if rules.preserve_host {
-        facts.host.cloned()
-    } else {
-        HeaderValue::from_str(facts.upstream_authority).ok()
-    };
+    let host_value = if rules.preserve_host { facts.host.cloned() } else { HeaderValue::from_str(facts.upstream_authority).ok() };
     if let Some(h) = host_value {
         headers.insert(header::HOST, h);
     }
@@ -190,11 +187,25 @@ mod tests {
 
     #[test]
     fn connection_named_headers_are_removed_but_ours_are_added_after() {
-        let mut h = hm(&[("connection", "close, X-Forwarded-For, x-secret"), ("x-forwarded-for", "6.6.6.6"), ("x-secret", "1"), ("keep-alive", "5"), ("te", "trailers"), ("accept", "*/*")]);
+        let mut h = hm(&[
+            ("connection", "close, X-Forwarded-For, x-secret"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-secret", "1"),
+            ("keep-alive", "5"),
+            ("te", "trailers"),
+            ("accept", "*/*"),
+        ]);
         let named = connection_tokens(&h).unwrap();
         strip_hop_by_hop(&mut h, &named, false);
         let host = HeaderValue::from_static("public.example");
-        let facts = RequestFacts { peer: "10.0.0.7".parse().unwrap(), host: Some(&host), scheme: "https", local_port: 443, server_name: "gw", upstream_authority: "localhost:7990" };
+        let facts = RequestFacts {
+            peer: "10.0.0.7".parse().unwrap(),
+            host: Some(&host),
+            scheme: "https",
+            local_port: 443,
+            server_name: "gw",
+            upstream_authority: "localhost:7990",
+        };
         let rules = RequestRules { preserve_host: false, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
         apply_request_rules(&mut h, &facts, &rules);
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
@@ -212,7 +223,8 @@ mod tests {
     fn forwarded_headers_append_and_proto_replaces() {
         let mut h = hm(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("forwarded", "for=1.1.1.1")]);
         let host = HeaderValue::from_static("h:8080");
-        let facts = RequestFacts { peer: "::1".parse().unwrap(), host: Some(&host), scheme: "http", local_port: 8080, server_name: "gw", upstream_authority: "o" };
+        let facts =
+            RequestFacts { peer: "::1".parse().unwrap(), host: Some(&host), scheme: "http", local_port: 8080, server_name: "gw", upstream_authority: "o" };
         let rules = RequestRules { preserve_host: true, add_forwarded: true, add_forwarded_proto: true, via: Via::On, edits: &[] };
         apply_request_rules(&mut h, &facts, &rules);
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, ::1");
@@ -225,7 +237,8 @@ mod tests {
     #[test]
     fn switches_off_and_max_forwards() {
         let mut h = hm(&[("max-forwards", "3"), ("via", "1.0 x")]);
-        let facts = RequestFacts { peer: "127.0.0.1".parse().unwrap(), host: None, scheme: "http", local_port: 80, server_name: "gw", upstream_authority: "o:81" };
+        let facts =
+            RequestFacts { peer: "127.0.0.1".parse().unwrap(), host: None, scheme: "http", local_port: 80, server_name: "gw", upstream_authority: "o:81" };
         let rules = RequestRules { preserve_host: false, add_forwarded: false, add_forwarded_proto: false, via: Via::Block, edits: &[] };
         apply_request_rules(&mut h, &facts, &rules);
         assert!(h.get("x-forwarded-for").is_none() && h.get("forwarded").is_none() && h.get("via").is_none());

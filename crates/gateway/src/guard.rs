@@ -7,13 +7,13 @@
 //! head, and hands one `Verdict` per request head, in order, to the request handler.
 
 use std::collections::VecDeque;
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -215,7 +215,9 @@ fn judge(head: &[u8]) -> (Verdict, State) {
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return bad("incomplete request head"),
-        Err(httparse::Error::TooManyHeaders) => return (Verdict::Reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"), State::Passthrough),
+        Err(httparse::Error::TooManyHeaders) => {
+            return (Verdict::Reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"), State::Passthrough);
+        }
         Err(_) => return bad("malformed request head"),
     }
     let http11 = req.version == Some(1);
@@ -251,11 +253,7 @@ fn judge(head: &[u8]) -> (Verdict, State) {
         if !http11 {
             return bad("Transfer-Encoding in an HTTP/1.0 request");
         }
-        let codings: Vec<String> = tes
-            .iter()
-            .flat_map(|v| v.split(|&b| b == b','))
-            .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
-            .collect();
+        let codings: Vec<String> = tes.iter().flat_map(|v| v.split(|&b| b == b',')).map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase()).collect();
         let chunked = codings.iter().filter(|c| *c == "chunked").count();
         if codings.iter().any(|c| c.is_empty()) {
             return bad("empty transfer coding");
@@ -326,7 +324,15 @@ pub struct Guarded<T> {
 impl<T> Guarded<T> {
     pub fn new(inner: T, max_head: usize, timeouts: ReadTimeouts) -> (Self, Arc<ConnShared>) {
         let shared = Arc::new(ConnShared::default());
-        let g = Guarded { inner, inspector: Inspector::new(max_head, shared.clone()), shared: shared.clone(), timeouts, timer: None, sleep: None, timed_out: false };
+        let g = Guarded {
+            inner,
+            inspector: Inspector::new(max_head, shared.clone()),
+            shared: shared.clone(),
+            timeouts,
+            timer: None,
+            sleep: None,
+            timed_out: false,
+        };
         (g, shared)
     }
 
@@ -340,7 +346,8 @@ impl<T> Guarded<T> {
     }
 }
 
-const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 33\r\n\r\nrequest head not received in time";
+const TIMEOUT_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 33\r\n\r\nrequest head not received in time";
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -521,7 +528,15 @@ mod tests {
 
     #[test]
     fn chunk_size_table() {
-        let rows: &[(&[u8], Option<u64>)] = &[(b"5\r\n", Some(5)), (b"1a;x=y\r\n", Some(26)), (b"0\r\n", Some(0)), (b"\r\n", None), (b"5\n", None), (b"-5\r\n", None), (b"11111111111111111\r\n", None)];
+        let rows: &[(&[u8], Option<u64>)] = &[
+            (b"5\r\n", Some(5)),
+            (b"1a;x=y\r\n", Some(26)),
+            (b"0\r\n", Some(0)),
+            (b"\r\n", None),
+            (b"5\n", None),
+            (b"-5\r\n", None),
+            (b"11111111111111111\r\n", None),
+        ];
         for (l, want) in rows {
             assert_eq!(parse_chunk_size(l), *want, "{l:?}");
         }

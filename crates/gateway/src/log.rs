@@ -382,7 +382,9 @@ impl AccessLog {
                 Tok::Secs => {
                     let _ = write!(s, "{}", e.elapsed.as_secs());
                 }
-                Tok::ReqHeader(i) => s.push_str(e.req_vals.get(*i).and_then(|v| v.as_deref()).map(|v| v.escape_default().to_string()).as_deref().unwrap_or("-")),
+                Tok::ReqHeader(i) => {
+                    s.push_str(e.req_vals.get(*i).and_then(|v| v.as_deref()).map(|v| v.escape_default().to_string()).as_deref().unwrap_or("-"))
+                }
                 Tok::RespHeader(i) => s.push_str(e.resp_vals.get(*i).and_then(|v| v.as_deref()).unwrap_or("-")),
                 Tok::ServerName => s.push_str(&e.server_name),
                 Tok::Port => {
@@ -443,13 +445,7 @@ mod tests {
     fn combined_line_matches_apache() {
         let cfg = LogConfig { access: LogDest::Off, ..Default::default() };
         let log = AccessLog::new(&cfg).unwrap();
-        let req = http::Request::builder()
-            .method("GET")
-            .uri("/app/echo?q=1")
-            .header("referer", "http://ref/")
-            .header("user-agent", "UA/1")
-            .body(())
-            .unwrap();
+        let req = http::Request::builder().method("GET").uri("/app/echo?q=1").header("referer", "http://ref/").header("user-agent", "UA/1").body(()).unwrap();
         let (parts, _) = req.into_parts();
         let t = UNIX_EPOCH + Duration::from_secs(1_795_882_403); // 2026-11-28 16:13:23 UTC
         let mut e = Entry::start(&log, &parts, "127.0.0.1".parse().unwrap(), 80, "gw", t);

@@ -51,7 +51,9 @@ impl Metrics {
             let route = route.replace('\\', "\\\\").replace('"', "\\\"");
             let _ = writeln!(s, "trove_gateway_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
         }
-        s.push_str("# HELP trove_gateway_upstream_response_seconds Time to the origin's response head.\n# TYPE trove_gateway_upstream_response_seconds histogram\n");
+        s.push_str(
+            "# HELP trove_gateway_upstream_response_seconds Time to the origin's response head.\n# TYPE trove_gateway_upstream_response_seconds histogram\n",
+        );
         let mut cum = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
             cum += self.latency[i].load(Ordering::Relaxed);

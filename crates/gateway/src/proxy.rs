@@ -194,11 +194,13 @@ pub fn select_server<'a>(cfg: &'a GatewayConfig, local: SocketAddr, host: Option
     if let Some(h) = host {
         let name = strip_port(h).as_bytes();
         // `configured == name.to_ascii_lowercase()`, without making the lower-case copy.
-        let is_lower_of = |configured: &[u8], name: &[u8]| configured.len() == name.len() && configured.iter().zip(name).all(|(c, n)| *c == n.to_ascii_lowercase());
+        let is_lower_of =
+            |configured: &[u8], name: &[u8]| configured.len() == name.len() && configured.iter().zip(name).all(|(c, n)| *c == n.to_ascii_lowercase());
         if let Some(v) = candidates().find(|v| {
             v.server_name.as_deref().is_some_and(|n| is_lower_of(n.as_bytes(), name))
                 || v.aliases.iter().any(|a| {
-                    is_lower_of(a.as_bytes(), name) || (a.starts_with("*.") && name.len() >= a.len() - 1 && is_lower_of(&a.as_bytes()[1..], &name[name.len() - (a.len() - 1)..]))
+                    is_lower_of(a.as_bytes(), name)
+                        || (a.starts_with("*.") && name.len() >= a.len() - 1 && is_lower_of(&a.as_bytes()[1..], &name[name.len() - (a.len() - 1)..]))
                 })
         }) {
             return v;
@@ -216,10 +218,7 @@ fn strip_port(h: &str) -> &str {
 
 /// RFC 9110 §7.2 host = uri-host [ ":" port ]; anything else is a 400.
 fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 255
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]~!$&'()*+,;=%".contains(&b))
-        && !h.starts_with(':')
+    !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]~!$&'()*+,;=%".contains(&b)) && !h.starts_with(':')
 }
 
 fn local_response(status: StatusCode, close: bool) -> Response<ProxyBody> {
@@ -245,9 +244,8 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     let served = conn.shared.served.fetch_add(1, Ordering::AcqRel) + 1;
     let cfg = &shared.config;
     let is_h2 = req.version == Version::HTTP_2;
-    let host_hdr: Option<HeaderValue> = req.headers.get(header::HOST).cloned().or_else(|| {
-        if is_h2 { req.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) } else { None }
-    });
+    let host_hdr: Option<HeaderValue> =
+        req.headers.get(header::HOST).cloned().or_else(|| if is_h2 { req.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) } else { None });
     let vhost = select_server(cfg, conn.local, host_hdr.as_ref().and_then(|h| h.to_str().ok()));
     let server_name = vhost.server_name.clone().unwrap_or_else(|| shared.hostname.clone());
     let mut entry = Entry::start(&shared.log, &req, conn.peer.ip(), conn.local.port(), &server_name, SystemTime::now());
@@ -368,13 +366,13 @@ async fn proxy(
     }
     // 6. Headers for the origin.
     let named = forward::connection_tokens(&req.headers).map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Connection header"))?;
-    let wants_upgrade = !is_h2 && named.iter().any(|t| t == "upgrade") && req.headers.get(header::UPGRADE).is_some_and(|u| {
-        match up.upgrade.as_deref() {
+    let wants_upgrade = !is_h2
+        && named.iter().any(|t| t == "upgrade")
+        && req.headers.get(header::UPGRADE).is_some_and(|u| match up.upgrade.as_deref() {
             Some("any") => true,
             Some(proto) => u.to_str().is_ok_and(|s| s.eq_ignore_ascii_case(proto)),
             None => false,
-        }
-    });
+        });
     let down_upgrade = if wants_upgrade { req.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
     let mut headers: HeaderMap = req.headers.clone();
     forward::strip_hop_by_hop(&mut headers, &named, wants_upgrade);
@@ -383,7 +381,13 @@ async fn proxy(
     let authority = if up.port == 80 { up.host.clone() } else { format!("{}:{}", up.host, up.port) };
     let scheme = if conn.tls { "https" } else { "http" };
     let facts = RequestFacts { peer: conn.peer.ip(), host, scheme, local_port: conn.local.port(), server_name, upstream_authority: &authority };
-    let rules = RequestRules { preserve_host: vhost.preserve_host, add_forwarded: vhost.add_forwarded, add_forwarded_proto: vhost.add_forwarded_proto, via: vhost.via, edits: &vhost.request_headers };
+    let rules = RequestRules {
+        preserve_host: vhost.preserve_host,
+        add_forwarded: vhost.add_forwarded,
+        add_forwarded_proto: vhost.add_forwarded_proto,
+        via: vhost.via,
+        edits: &vhost.request_headers,
+    };
     forward::apply_request_rules(&mut headers, &facts, &rules);
     if is_h2 {
         // An h2 request carries no Content-Length necessarily; let hyper frame it.
@@ -437,20 +441,25 @@ async fn proxy(
             }
             let retry = match (back, retry_template) {
                 (Some(r), _) => Some(r),
-                (None, Some((m, u, h, b))) if is_idempotent(&m) => Some((m, u, h, b)).map(|(m, u, h, b)| {
-                    let plan = match b {
-                        Some(b) => BodyPlan::Full(b),
-                        None => BodyPlan::Empty,
-                    };
-                    (plan, m, u, h)
-                }).map(|(plan, m, u, h)| {
-                    // Rebuilt below on the fresh connection.
-                    let mut r = Request::new(match plan { BodyPlan::Full(b) => boxed(Full::new(b)), _ => boxed(Empty::<Bytes>::new()) });
-                    *r.method_mut() = m;
-                    *r.uri_mut() = u;
-                    *r.headers_mut() = h;
-                    r
-                }),
+                (None, Some((m, u, h, b))) if is_idempotent(&m) => Some((m, u, h, b))
+                    .map(|(m, u, h, b)| {
+                        let plan = match b {
+                            Some(b) => BodyPlan::Full(b),
+                            None => BodyPlan::Empty,
+                        };
+                        (plan, m, u, h)
+                    })
+                    .map(|(plan, m, u, h)| {
+                        // Rebuilt below on the fresh connection.
+                        let mut r = Request::new(match plan {
+                            BodyPlan::Full(b) => boxed(Full::new(b)),
+                            _ => boxed(Empty::<Bytes>::new()),
+                        });
+                        *r.method_mut() = m;
+                        *r.uri_mut() = u;
+                        *r.headers_mut() = h;
+                        r
+                    }),
                 _ => None,
             };
             let Some(retry) = retry else { return Err(Failure::Upstream(e)) };

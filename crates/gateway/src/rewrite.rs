@@ -64,7 +64,10 @@ pub fn rewrite_cookie(value: &str, paths: &[(String, String)], domains: &[(Strin
                         continue;
                     }
                 } else if key.eq_ignore_ascii_case("domain") {
-                    if let Some((_, public)) = domains.iter().find(|(internal, _)| v.len() >= internal.len() && v.as_bytes()[..internal.len()].eq_ignore_ascii_case(internal.as_bytes())) {
+                    if let Some((_, public)) = domains
+                        .iter()
+                        .find(|(internal, _)| v.len() >= internal.len() && v.as_bytes()[..internal.len()].eq_ignore_ascii_case(internal.as_bytes()))
+                    {
                         parts.push(format!("{lead}{k}={public}"));
                         changed = true;
                         continue;

@@ -295,9 +295,8 @@ impl Conn {
             Err(mut e) => {
                 let back = e.take_message();
                 let err = e.into_error();
-                let timed_out = std::error::Error::source(&err)
-                    .and_then(|s| s.downcast_ref::<io::Error>())
-                    .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut);
+                let timed_out =
+                    std::error::Error::source(&err).and_then(|s| s.downcast_ref::<io::Error>()).is_some_and(|io| io.kind() == io::ErrorKind::TimedOut);
                 if timed_out {
                     return Err((UpstreamError::Timeout(target(), self.state.timeout), back));
                 }

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, HeaderEditOp, ListenerConfig, LogConfig, LogDest,
-    Origin, PassphraseSetting, ProxySection, ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer,
-    parse_apache_duration, split_origin_url,
+    ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, HeaderEditOp, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection,
+    ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
 };
 use crate::access::{AccessPolicy, Order, Require, parse_host_match, parse_net};
 
@@ -220,9 +219,8 @@ impl Reader<'_> {
         let has_wild = full.to_string_lossy().contains(['*', '?', '[']);
         if !has_wild {
             if full.is_dir() {
-                let mut v: Vec<PathBuf> = std::fs::read_dir(&full)
-                    .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
-                    .unwrap_or_default();
+                let mut v: Vec<PathBuf> =
+                    std::fs::read_dir(&full).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect()).unwrap_or_default();
                 v.sort();
                 return v;
             }
@@ -234,11 +232,7 @@ impl Reader<'_> {
         let dir = full.parent().map(Path::to_path_buf).unwrap_or_default();
         let file_pat = full.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let mut v: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .filter(|e| wildcard_match(&file_pat, &e.file_name().to_string_lossy()))
-                .map(|e| e.path())
-                .collect(),
+            Ok(rd) => rd.filter_map(|e| e.ok()).filter(|e| wildcard_match(&file_pat, &e.file_name().to_string_lossy())).map(|e| e.path()).collect(),
             Err(e) => {
                 if !optional {
                     self.diags.error(origin, format!("cannot list {} for Include: {e}", dir.display()), "fix the path or use IncludeOptional");
@@ -436,10 +430,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
     let mut listens: Vec<(SocketAddr, Option<String>, Origin)> = Vec::new();
     let mut limits = ConnLimits::default();
     let mut log = LogConfig::default();
-    let mut formats: Vec<(String, String)> = vec![
-        ("combined".into(), super::COMBINED.into()),
-        ("common".into(), super::COMMON.into()),
-    ];
+    let mut formats: Vec<(String, String)> = vec![("combined".into(), super::COMBINED.into()), ("common".into(), super::COMMON.into())];
     let mut custom_log: Option<(String, String, Origin)> = None;
     let mut loaded: HashSet<String> = EMULATED_MODULES.iter().map(|s| s.to_string()).collect();
     let mut passphrase = PassphraseSetting::None;
@@ -567,7 +558,11 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     continue;
                 };
                 if !EMULATED_MODULES.contains(&m.as_str()) {
-                    d.warn(&l.origin, format!("module {m} is not emulated by trove; its directives will be refused"), "remove the LoadModule line if you do not need it");
+                    d.warn(
+                        &l.origin,
+                        format!("module {m} is not emulated by trove; its directives will be refused"),
+                        "remove the LoadModule line if you do not need it",
+                    );
                 }
                 loaded.insert(m.clone());
             }
@@ -595,7 +590,11 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
             }
             "proxyrequests" => {
                 if on_off(l, d) == Some(true) {
-                    d.error(&l.origin, "ProxyRequests On would make an open forward proxy, which trove never is", "remove the line or write 'ProxyRequests Off'");
+                    d.error(
+                        &l.origin,
+                        "ProxyRequests On would make an open forward proxy, which trove never is",
+                        "remove the line or write 'ProxyRequests Off'",
+                    );
                 }
             }
             "proxypass" => {
@@ -632,13 +631,24 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                 }
                 if let Some(t) = &rd.target {
                     // Apache warns nowhere; we do: `/mis/` → `http://b:29000` glues path and host.
-                    if rd.path.ends_with('/') != t.ends_with('/') && split_origin_url(t).map(|(_, _, p)| !p.is_empty() || rd.path.ends_with('/')).unwrap_or(false) {
-                        d.warn(&l.origin, format!("ProxyPass {} {}: trailing slashes differ, so request paths will be glued wrongly (Apache turns /mis/echo into …echo)", rd.path, t), "end both the path and the URL with '/', or neither");
+                    if rd.path.ends_with('/') != t.ends_with('/')
+                        && split_origin_url(t).map(|(_, _, p)| !p.is_empty() || rd.path.ends_with('/')).unwrap_or(false)
+                    {
+                        d.warn(
+                            &l.origin,
+                            format!(
+                                "ProxyPass {} {}: trailing slashes differ, so request paths will be glued wrongly (Apache turns /mis/echo into …echo)",
+                                rd.path, t
+                            ),
+                            "end both the path and the URL with '/', or neither",
+                        );
                     }
                 }
                 server!().routes.push(rd);
             }
-            "proxypassmatch" => d.error(&l.origin, "ProxyPassMatch (regular expressions) is not supported", "use prefix ProxyPass rules; they are tried in order"),
+            "proxypassmatch" => {
+                d.error(&l.origin, "ProxyPassMatch (regular expressions) is not supported", "use prefix ProxyPass rules; they are tried in order")
+            }
             "proxypassreverse" => {
                 let loc = current_location(&stack);
                 let (path, url) = match &loc {
@@ -647,7 +657,9 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                 };
                 match (path, url) {
                     (Some(p), Some(u)) => server!().reverse.push(ReverseRule { public_path: p, origin_url: u }),
-                    _ => d.error(&l.origin, "ProxyPassReverse needs a path and a URL", "write for example 'ProxyPassReverse /stash http://localhost:7990/stash'"),
+                    _ => {
+                        d.error(&l.origin, "ProxyPassReverse needs a path and a URL", "write for example 'ProxyPassReverse /stash http://localhost:7990/stash'")
+                    }
                 }
             }
             "proxypassreversecookiepath" | "proxypassreversecookiedomain" => {
@@ -699,7 +711,11 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     Some("allow,deny") if l.args.len() == 1 => Order::AllowDeny,
                     Some("mutual-failure") if l.args.len() == 1 => Order::MutualFailure,
                     _ => {
-                        d.error(&l.origin, format!("Order '{}' is not valid (Order takes no spaces)", l.args.join(" ")), "write 'Order Deny,Allow', 'Order Allow,Deny' or 'Order Mutual-failure'");
+                        d.error(
+                            &l.origin,
+                            format!("Order '{}' is not valid (Order takes no spaces)", l.args.join(" ")),
+                            "write 'Order Deny,Allow', 'Order Allow,Deny' or 'Order Mutual-failure'",
+                        );
                         continue;
                     }
                 };
@@ -741,7 +757,11 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     }
                 };
                 if matches!(r, Require::NotIp(_)) && !matches!(stack.last(), Some(Ctx::RequireAll(_))) {
-                    d.error(&l.origin, "'Require not' only works inside <RequireAll>", "wrap it: <RequireAll> Require all granted / Require not ip … </RequireAll>");
+                    d.error(
+                        &l.origin,
+                        "'Require not' only works inside <RequireAll>",
+                        "wrap it: <RequireAll> Require all granted / Require not ip … </RequireAll>",
+                    );
                     continue;
                 }
                 add_require(&mut stack, r, l, d);
@@ -860,12 +880,20 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                 };
                 match rest {
                     ["/", url] if url.starts_with("https://") => server!().redirect = Some(url.trim_end_matches('/').to_string()),
-                    _ => d.error(&l.origin, format!("{} {} is not supported", l.name, l.args.join(" ")), "only the whole-site HTTPS redirect is: 'Redirect permanent / https://host[:port]/'"),
+                    _ => d.error(
+                        &l.origin,
+                        format!("{} {} is not supported", l.name, l.args.join(" ")),
+                        "only the whole-site HTTPS redirect is: 'Redirect permanent / https://host[:port]/'",
+                    ),
                 }
             }
             "header" => match parse_header_edit(&l.args) {
                 Ok(e) => server!().response_headers.push(e),
-                Err(e) => d.error(&l.origin, e.replace("RequestHeader", "Header"), "write for example 'Header always set Strict-Transport-Security \"max-age=31536000\"'"),
+                Err(e) => d.error(
+                    &l.origin,
+                    e.replace("RequestHeader", "Header"),
+                    "write for example 'Header always set Strict-Transport-Security \"max-age=31536000\"'",
+                ),
             },
             n if NOTED.contains(&n) => {
                 if n == "serverroot" {
@@ -877,7 +905,11 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                 d.note(&l.origin, format!("{} is accepted; it does not change how trove proxies", l.name));
             }
             _ => {
-                d.error(&l.origin, format!("unknown directive '{}'", l.name), "remove it or check the spelling; docs/gateway.md lists every supported directive");
+                d.error(
+                    &l.origin,
+                    format!("unknown directive '{}'", l.name),
+                    "remove it or check the spelling; docs/gateway.md lists every supported directive",
+                );
             }
         }
     }
@@ -967,7 +999,11 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                         // Apache shares a worker whose URL prefixes a later one's, silently
                         // dropping the later parameters. We keep each route's own and warn.
                         if let Some(w) = workers.iter().find(|w| u.url.starts_with(&w.url) && w.url != u.url && !rd.params.is_empty()) {
-                            d.warn(&rd.origin, format!("Apache would silently reuse the worker for {} and ignore these parameters; trove honours them", w.url), "give both routes the same parameters to behave the same under Apache");
+                            d.warn(
+                                &rd.origin,
+                                format!("Apache would silently reuse the worker for {} and ignore these parameters; trove honours them", w.url),
+                                "give both routes the same parameters to behave the same under Apache",
+                            );
                         }
                         workers.push(u.clone());
                         Some(u)
@@ -994,7 +1030,9 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
             let t = &draft.tls;
             let o = t.origin.clone().unwrap_or_else(|| draft.origin.clone());
             match &t.cert {
-                None => d.error(&o, "SSLEngine On without SSLCertificateFile", "add SSLCertificateFile (or run 'trove cert self-signed --host NAME --out DIR')"),
+                None => {
+                    d.error(&o, "SSLEngine On without SSLCertificateFile", "add SSLCertificateFile (or run 'trove cert self-signed --host NAME --out DIR')")
+                }
                 Some(cert) => {
                     let mut names: Vec<String> = v.server_name.iter().cloned().collect();
                     names.extend(v.aliases.iter().cloned());
@@ -1036,16 +1074,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
         }
     }
 
-    GatewayConfig {
-        source: path.to_path_buf(),
-        listeners,
-        servers,
-        limits,
-        log,
-        admin_listen: None,
-        tls_sites,
-        drain_timeout: Duration::from_secs(30),
-    }
+    GatewayConfig { source: path.to_path_buf(), listeners, servers, limits, log, admin_listen: None, tls_sites, drain_timeout: Duration::from_secs(30) }
 }
 
 fn pop(stack: &mut Vec<Ctx>, l: &Line, d: &mut Diagnostics, f: impl Fn(&Ctx) -> bool) {
@@ -1197,7 +1226,8 @@ fn build_upstream(url: &str, params: &[(String, String, Origin)], default_timeou
             "ttl" => u.ttl = Some(dur()?),
             "max" => u.max = v.parse().map_err(|_| bad("takes a number"))?,
             "upgrade" => u.upgrade = Some(v.to_ascii_lowercase()),
-            "min" | "smax" | "acquire" | "flushpackets" | "flushwait" | "iobuffersize" | "receivebuffersize" | "ping" | "responsefieldsize" | "lbset" | "route" | "redirect" | "status" | "loadfactor" => {
+            "min" | "smax" | "acquire" | "flushpackets" | "flushwait" | "iobuffersize" | "receivebuffersize" | "ping" | "responsefieldsize" | "lbset"
+            | "route" | "redirect" | "status" | "loadfactor" => {
                 d.note(o, format!("worker parameter {k} is accepted and has no effect in trove"));
             }
             _ => return Err(format!("unknown ProxyPass parameter '{k}' (Apache refuses it too)")),
@@ -1353,7 +1383,9 @@ mod tests {
 
     #[test]
     fn exclusions_and_location_form() {
-        let (c, d) = parse("Listen 80\nProxyPass /static !\nProxyPass / http://127.0.0.1:9/\n<Location /app>\nProxyPass http://127.0.0.1:9/app\nProxyPassReverse http://127.0.0.1:9/app\n</Location>\n");
+        let (c, d) = parse(
+            "Listen 80\nProxyPass /static !\nProxyPass / http://127.0.0.1:9/\n<Location /app>\nProxyPass http://127.0.0.1:9/app\nProxyPassReverse http://127.0.0.1:9/app\n</Location>\n",
+        );
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
         let r = &c.servers[0].routes;
         assert!(r[0].upstream.is_none());
@@ -1369,7 +1401,9 @@ mod tests {
 
     #[test]
     fn core_directives_are_noted_and_unemulated_modules_warned() {
-        let (_, d) = parse("ServerRoot /etc/apache2\nPidFile /run/a.pid\nUser www-data\nGroup www-data\nLoadModule rewrite_module m.so\nLoadModule proxy_module m.so\nListen 80\n");
+        let (_, d) = parse(
+            "ServerRoot /etc/apache2\nPidFile /run/a.pid\nUser www-data\nGroup www-data\nLoadModule rewrite_module m.so\nLoadModule proxy_module m.so\nListen 80\n",
+        );
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
         let notes = d.items.iter().filter(|i| i.severity == Severity::Note).count();
         assert!(notes >= 3);
@@ -1446,7 +1480,9 @@ mod tests {
 
     #[test]
     fn header_edits_parse_for_requests_and_responses() {
-        let (c, d) = parse("Listen 80\nRequestHeader set X-Forwarded-Proto \"https\"\nHeader always set Strict-Transport-Security \"max-age=600\"\nHeader unset Server\n");
+        let (c, d) = parse(
+            "Listen 80\nRequestHeader set X-Forwarded-Proto \"https\"\nHeader always set Strict-Transport-Security \"max-age=600\"\nHeader unset Server\n",
+        );
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
         assert_eq!(c.servers[0].request_headers.len(), 1);
         assert_eq!(c.servers[0].response_headers.len(), 2);

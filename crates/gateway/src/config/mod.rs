@@ -174,13 +174,7 @@ pub const COMMON: &str = "%h %l %u %t \"%r\" %>s %O";
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            access: LogDest::Stdout,
-            access_format: COMBINED.to_string(),
-            error: LogDest::Stderr,
-            level: "warn".into(),
-            json: false,
-        }
+        LogConfig { access: LogDest::Stdout, access_format: COMBINED.to_string(), error: LogDest::Stderr, level: "warn".into(), json: false }
     }
 }
 
@@ -432,11 +426,7 @@ impl GatewayConfig {
                 .addrs
                 .iter()
                 .map(|a| {
-                    format!(
-                        "{}:{}",
-                        a.ip.map(|i| i.to_string()).unwrap_or_else(|| "*".into()),
-                        a.port.map(|p| p.to_string()).unwrap_or_else(|| "*".into())
-                    )
+                    format!("{}:{}", a.ip.map(|i| i.to_string()).unwrap_or_else(|| "*".into()), a.port.map(|p| p.to_string()).unwrap_or_else(|| "*".into()))
                 })
                 .collect();
             let _ = writeln!(

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    ConfigError, ConnLimits, Diagnostics, GatewayConfig, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting,
-    ProxySection, ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
+    ConfigError, ConnLimits, Diagnostics, GatewayConfig, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection, ReverseRule, Route,
+    TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
 };
 use crate::access::{AccessPolicy, Order, parse_host_match};
 
@@ -223,7 +223,11 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
         let o = at(l.addr.span().start);
         match l.addr.get_ref().parse::<SocketAddr>() {
             Ok(a) => listeners.push(ListenerConfig { addr: a, tls: l.tls, origin: o }),
-            Err(_) => d.error(&o, format!("listen address '{}' is not IP:port", l.addr.get_ref()), "write for example addr = \"127.0.0.1:8080\" (use port 0 to let the OS choose)"),
+            Err(_) => d.error(
+                &o,
+                format!("listen address '{}' is not IP:port", l.addr.get_ref()),
+                "write for example addr = \"127.0.0.1:8080\" (use port 0 to let the OS choose)",
+            ),
         }
     }
     if listeners.is_empty() && !d.has_errors() {
@@ -257,7 +261,11 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
         };
         if let Some(r) = &s.redirect_https {
             if !r.get_ref().starts_with("https://") || r.get_ref().ends_with('/') {
-                d.error(&at(r.span().start), format!("redirect_https '{}' must be https://host[:port] without a trailing slash", r.get_ref()), "write for example redirect_https = \"https://localhost:8443\"");
+                d.error(
+                    &at(r.span().start),
+                    format!("redirect_https '{}' must be https://host[:port] without a trailing slash", r.get_ref()),
+                    "write for example redirect_https = \"https://localhost:8443\"",
+                );
             }
             v.redirect_https = Some(r.get_ref().clone());
         }
@@ -286,7 +294,11 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
                 }
             };
             if path.ends_with('/') != upath.ends_with('/') && !(upath.is_empty() && path == "/") {
-                d.warn(&uo, format!("route {path} → {}: trailing slashes differ, so request paths will be glued wrongly", url.get_ref()), "end both with '/', or neither");
+                d.warn(
+                    &uo,
+                    format!("route {path} → {}: trailing slashes differ, so request paths will be glued wrongly", url.get_ref()),
+                    "end both with '/', or neither",
+                );
             }
             let secs = |f: f64| Duration::from_secs_f64(f.max(0.0));
             let timeout = r.timeout.map(secs).unwrap_or(limits.timeout);
@@ -322,7 +334,11 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
                     "allow,deny" => Order::AllowDeny,
                     "mutual-failure" => Order::MutualFailure,
                     other => {
-                        d.error(&at(o.span().start), format!("order '{other}' is not deny,allow / allow,deny / mutual-failure"), "write order = \"deny,allow\"");
+                        d.error(
+                            &at(o.span().start),
+                            format!("order '{other}' is not deny,allow / allow,deny / mutual-failure"),
+                            "write order = \"deny,allow\"",
+                        );
                         Order::DenyAllow
                     }
                 };

@@ -53,17 +53,11 @@ pub enum TlsError {
     )]
     TooOpen { role: FileRole, path: PathBuf, mode: u32 },
 
-    #[error(
-        "no certificate in {path}; it must hold PEM `-----BEGIN CERTIFICATE-----` blocks, the server's own certificate first, then the chain"
-    )]
+    #[error("no certificate in {path}; it must hold PEM `-----BEGIN CERTIFICATE-----` blocks, the server's own certificate first, then the chain")]
     NoCertificate { path: PathBuf },
 
     #[error("certificate {index} in {path} is not a valid X.509 certificate: {reason}")]
-    BadCertificate {
-        path: PathBuf,
-        index: usize,
-        reason: String,
-    },
+    BadCertificate { path: PathBuf, index: usize, reason: String },
 
     #[error(
         "no private key in {path}; expected a PEM block such as `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY`, `BEGIN EC PRIVATE KEY` or `BEGIN ENCRYPTED PRIVATE KEY`"
@@ -91,11 +85,7 @@ pub enum TlsError {
     PassphraseNeeded { path: PathBuf },
 
     #[error("cannot get the passphrase for private key {path} from {from}: {reason}")]
-    PassphraseUnavailable {
-        path: PathBuf,
-        from: String,
-        reason: String,
-    },
+    PassphraseUnavailable { path: PathBuf, from: String, reason: String },
 
     #[error(
         "private key {key} does not belong to certificate {cert} (their public keys differ); configure the key the certificate was made for, or make a new certificate for this key"
@@ -114,9 +104,7 @@ pub enum TlsError {
     #[error("SSLProtocol {value:?}: {reason}")]
     InvalidProtocol { value: String, reason: String },
 
-    #[error(
-        "SSLProtocol {value:?} leaves no protocol trove can speak; trove speaks TLS 1.2 and TLS 1.3 only: use `SSLProtocol -all +TLSv1.2 +TLSv1.3`"
-    )]
+    #[error("SSLProtocol {value:?} leaves no protocol trove can speak; trove speaks TLS 1.2 and TLS 1.3 only: use `SSLProtocol -all +TLSv1.2 +TLSv1.3`")]
     NoUsableProtocol { value: String },
 
     #[error(
@@ -140,9 +128,7 @@ pub enum TlsError {
         source: std::io::Error,
     },
 
-    #[error(
-        "{name:?} is not a valid host name for a certificate; use letters, digits, '-' and '.', optionally starting with `*.`"
-    )]
+    #[error("{name:?} is not a valid host name for a certificate; use letters, digits, '-' and '.', optionally starting with `*.`")]
     InvalidHost { name: String },
 
     #[error("a certificate needs at least one --host or --ip")]
@@ -164,21 +150,13 @@ pub enum TlsWarning {
     )]
     CertificateExpired { path: PathBuf, not_after: String },
 
-    #[error(
-        "certificate {path} names {names:?} but serves site {site:?}; clients that verify the host name will refuse it: make a certificate for {site:?}"
-    )]
-    NameNotInCertificate {
-        path: PathBuf,
-        site: String,
-        names: Vec<String>,
-    },
+    #[error("certificate {path} names {names:?} but serves site {site:?}; clients that verify the host name will refuse it: make a certificate for {site:?}")]
+    NameNotInCertificate { path: PathBuf, site: String, names: Vec<String> },
 
     #[error("SSLProtocol asks for {protocol}, which trove does not speak (it speaks TLS 1.2 and 1.3 only); ignored")]
     ProtocolNotSupported { protocol: String },
 
-    #[error(
-        "SSLProtocol {value:?}: {protocol:?} has no + or - prefix and replaces the protocols named before it; is a prefix missing?"
-    )]
+    #[error("SSLProtocol {value:?}: {protocol:?} has no + or - prefix and replaces the protocols named before it; is a prefix missing?")]
     ProtocolOverride { value: String, protocol: String },
 
     #[error("SSLCipherSuite asks for {name:?}, which trove does not offer ({reason}); ignored")]

@@ -5,10 +5,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
@@ -33,9 +30,7 @@ impl std::str::FromStr for KeyKind {
             "ecdsa-p256" | "ecdsa" | "p256" => Ok(KeyKind::EcdsaP256),
             "rsa2048" => Ok(KeyKind::Rsa2048),
             "rsa3072" => Ok(KeyKind::Rsa3072),
-            other => Err(format!(
-                "unknown key kind {other:?}; use ecdsa-p256, rsa2048 or rsa3072"
-            )),
+            other => Err(format!("unknown key kind {other:?}; use ecdsa-p256, rsa2048 or rsa3072")),
         }
     }
 }
@@ -69,14 +64,10 @@ pub fn generate_key(kind: KeyKind) -> Result<KeyPair, TlsError> {
         KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
             use rsa::pkcs8::EncodePrivateKey;
             let bits = if kind == KeyKind::Rsa2048 { 2048 } else { 3072 };
-            let err = |reason: String| TlsError::KeyGeneration {
-                kind: kind.to_string(),
-                reason,
-            };
+            let err = |reason: String| TlsError::KeyGeneration { kind: kind.to_string(), reason };
             let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).map_err(|e| err(e.to_string()))?;
             let der = key.to_pkcs8_der().map_err(|e| err(e.to_string()))?;
-            KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der.as_bytes()), &rcgen::PKCS_RSA_SHA256)
-                .map_err(TlsError::Generate)
+            KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der.as_bytes()), &rcgen::PKCS_RSA_SHA256).map_err(TlsError::Generate)
         }
     }
 }
@@ -85,9 +76,7 @@ pub fn generate_key(kind: KeyKind) -> Result<KeyPair, TlsError> {
 fn random_serial() -> SerialNumber {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system random generator works");
+    ring::rand::SystemRandom::new().fill(&mut bytes).expect("the system random generator works");
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
     SerialNumber::from_slice(&bytes)
@@ -105,9 +94,7 @@ pub fn validate_host(name: &str) -> Result<(), TlsError> {
             || label.len() > 63
             || label.starts_with('-')
             || label.ends_with('-')
-            || !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(bad());
         }
@@ -135,8 +122,7 @@ fn server_params(hosts: &[String], ips: &[IpAddr], days: u32, key: &KeyPair) -> 
             continue;
         }
         validate_host(h)?;
-        let name = rcgen::Ia5String::try_from(h.to_ascii_lowercase())
-            .map_err(|_| TlsError::InvalidHost { name: h.clone() })?;
+        let name = rcgen::Ia5String::try_from(h.to_ascii_lowercase()).map_err(|_| TlsError::InvalidHost { name: h.clone() })?;
         sans.push(SanType::DnsName(name));
     }
     for ip in &all_ips {
@@ -168,10 +154,7 @@ pub fn self_signed(hosts: &[String], ips: &[IpAddr], days: u32, key_kind: KeyKin
     let mut params = server_params(hosts, ips, days, &key)?;
     params.use_authority_key_identifier_extension = false;
     let cert = params.self_signed(&key).map_err(TlsError::Generate)?;
-    Ok(GeneratedCert {
-        cert_pem: cert.pem(),
-        key_pem: Zeroizing::new(key.serialize_pem()),
-    })
+    Ok(GeneratedCert { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
 }
 
 /// A new certificate authority (ECDSA P-256) named `common_name`, valid for `days`, allowed to
@@ -185,17 +168,10 @@ pub fn make_ca(common_name: &str, days: u32) -> Result<CertAuthority, TlsError> 
     params.distinguished_name = dn;
     params.serial_number = Some(random_serial());
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     validity(&mut params, days);
     let cert = params.self_signed(&key).map_err(TlsError::Generate)?;
-    Ok(CertAuthority {
-        cert_pem: cert.pem(),
-        key_pem: Zeroizing::new(key.serialize_pem()),
-    })
+    Ok(CertAuthority { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
 }
 
 /// Reads `ca.crt` and `ca.key` from `dir` (the key must be private to its owner).
@@ -204,10 +180,7 @@ pub fn load_ca(dir: &Path) -> Result<CertAuthority, TlsError> {
     let key_path = dir.join("ca.key");
     let certs = load_certificates(&cert_path, FileRole::CertificateAuthority)?;
     let (key, _) = load_private_key(&key_path, &PassphraseSource::Builtin, "trove-ca", 0)?;
-    let key_pem = pkcs8_pem(&key).map_err(|reason| TlsError::BadKey {
-        path: key_path.clone(),
-        reason,
-    })?;
+    let key_pem = pkcs8_pem(&key).map_err(|reason| TlsError::BadKey { path: key_path.clone(), reason })?;
     let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", certs[0].to_vec()));
     Ok(CertAuthority { cert_pem, key_pem })
 }
@@ -235,13 +208,7 @@ fn key_pair_from(key: &PrivateKeyDer<'_>, kind: KeyType) -> Result<KeyPair, Stri
 }
 
 /// A server certificate for `hosts` and `ips`, signed by `ca`, with a new key.
-pub fn issue(
-    ca: &CertAuthority,
-    hosts: &[String],
-    ips: &[IpAddr],
-    days: u32,
-    key_kind: KeyKind,
-) -> Result<GeneratedCert, TlsError> {
+pub fn issue(ca: &CertAuthority, hosts: &[String], ips: &[IpAddr], days: u32, key_kind: KeyKind) -> Result<GeneratedCert, TlsError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(TlsError::Generate)?;
     let ca_params = CertificateParams::from_ca_cert_pem(&ca.cert_pem).map_err(TlsError::Generate)?;
     // rcgen signs with a `Certificate`; re-making the CA's from its own parameters and key gives
@@ -250,51 +217,32 @@ pub fn issue(
     let key = generate_key(key_kind)?;
     let params = server_params(hosts, ips, days, &key)?;
     let cert = params.signed_by(&key, &issuer, &ca_key).map_err(TlsError::Generate)?;
-    Ok(GeneratedCert {
-        cert_pem: cert.pem(),
-        key_pem: Zeroizing::new(key.serialize_pem()),
-    })
+    Ok(GeneratedCert { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
 }
 
 /// A PKCS#10 certificate signing request (PEM) for `hosts` with the given key (any form
 /// [`load_private_key`] reads), to send to a certificate authority.
 pub fn csr_for_key(key: &PrivateKeyDer<'_>, kind: KeyType, hosts: &[String]) -> Result<String, TlsError> {
-    let bad = |reason: String| TlsError::KeyGeneration {
-        kind: kind.to_string(),
-        reason,
-    };
+    let bad = |reason: String| TlsError::KeyGeneration { kind: kind.to_string(), reason };
     let key_pair = key_pair_from(key, kind).map_err(bad)?;
     let mut params = server_params(hosts, &[], 1, &key_pair)?;
     // The CA chooses these; a CSR cannot carry them (PKCS#10 has no place for a serial).
     params.serial_number = None;
     params.is_ca = IsCa::NoCa;
     params.use_authority_key_identifier_extension = false;
-    params
-        .serialize_request(&key_pair)
-        .and_then(|r| r.pem())
-        .map_err(TlsError::Generate)
+    params.serialize_request(&key_pair).and_then(|r| r.pem()).map_err(TlsError::Generate)
 }
 
 /// A certificate signing request for `hosts` with the unencrypted PEM key `key_pem`.
 pub fn csr(key_pem: &str, hosts: &[String]) -> Result<String, TlsError> {
     let block = super::keys::KeyBlock::find(key_pem.as_bytes())
-        .map_err(|reason| TlsError::BadKey {
-            path: PathBuf::from("(key)"),
-            reason,
-        })?
-        .ok_or_else(|| TlsError::NoKey {
-            path: PathBuf::from("(key)"),
-        })?;
-    let (key, kind) = block.decode(None).map_err(|_| TlsError::PassphraseNeeded {
-        path: PathBuf::from("(key)"),
-    })?;
+        .map_err(|reason| TlsError::BadKey { path: PathBuf::from("(key)"), reason })?
+        .ok_or_else(|| TlsError::NoKey { path: PathBuf::from("(key)") })?;
+    let (key, kind) = block.decode(None).map_err(|_| TlsError::PassphraseNeeded { path: PathBuf::from("(key)") })?;
     if let KeyType::Rsa(bits) = kind
         && bits < 2048
     {
-        return Err(TlsError::WeakRsaKey {
-            path: PathBuf::from("(key)"),
-            bits,
-        });
+        return Err(TlsError::WeakRsaKey { path: PathBuf::from("(key)"), bits });
     }
     csr_for_key(&key, kind, hosts)
 }
@@ -303,23 +251,12 @@ pub fn csr(key_pem: &str, hosts: &[String]) -> Result<String, TlsError> {
 /// readable by others), others 0644. Refuses to overwrite unless `force`.
 pub fn write_file(path: &Path, contents: &[u8], private: bool, force: bool) -> Result<(), TlsError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let werr = |source: std::io::Error| TlsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+    let werr = |source: std::io::Error| TlsError::Write { path: path.to_path_buf(), source };
     if !force && path.exists() {
-        return Err(TlsError::AlreadyExists {
-            path: path.to_path_buf(),
-        });
+        return Err(TlsError::AlreadyExists { path: path.to_path_buf() });
     }
     let mode = if private { 0o600 } else { 0o644 };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(werr)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path).map_err(werr)?;
     // An existing file keeps its old mode when opened; set it explicitly.
     f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(werr)?;
     f.write_all(contents).map_err(werr)?;
@@ -327,18 +264,8 @@ pub fn write_file(path: &Path, contents: &[u8], private: bool, force: bool) -> R
 }
 
 /// Writes `cert_name` (0644) and `key_name` (0600) into `dir`, creating `dir` if needed.
-pub fn write_pair(
-    dir: &Path,
-    cert_name: &str,
-    key_name: &str,
-    cert_pem: &str,
-    key_pem: &str,
-    force: bool,
-) -> Result<(PathBuf, PathBuf), TlsError> {
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+pub fn write_pair(dir: &Path, cert_name: &str, key_name: &str, cert_pem: &str, key_pem: &str, force: bool) -> Result<(PathBuf, PathBuf), TlsError> {
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.to_path_buf(), source })?;
     let cert_path = dir.join(cert_name);
     let key_path = dir.join(key_name);
     if !force {
@@ -362,16 +289,7 @@ mod tests {
         for ok in ["git.example.com", "*.example.com", "localhost", "a-b.c_d.example"] {
             assert!(validate_host(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "*.",
-            "a..b",
-            "-a.com",
-            "a-.com",
-            "exa mple.com",
-            "*.*.example.com",
-            "a*.example.com",
-        ] {
+        for bad in ["", "*.", "a..b", "-a.com", "a-.com", "exa mple.com", "*.*.example.com", "a*.example.com"] {
             assert!(validate_host(bad).is_err(), "{bad}");
         }
     }

@@ -32,24 +32,13 @@ pub struct CertInfo {
 
 /// Seconds since the Unix epoch, now.
 pub(crate) fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// `2026-11-29 04:35:21 UTC`.
 pub fn format_time(unix: i64) -> String {
     match ::time::OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
+        Ok(t) => format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second()),
         Err(_) => unix.to_string(),
     }
 }
@@ -80,13 +69,7 @@ pub(crate) fn spki_key_type(spki: &SubjectPublicKeyInfo<'_>) -> KeyType {
             _ => KeyType::Rsa(0),
         },
         "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string())
-                .unwrap_or_default();
+            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string()).unwrap_or_default();
             match curve.as_str() {
                 "1.2.840.10045.3.1.7" => KeyType::EcdsaP256,
                 "1.3.132.0.34" => KeyType::EcdsaP384,
@@ -121,20 +104,10 @@ impl CertInfo {
                 }
             }
         }
-        let common_name = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_string);
+        let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
         let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
         let digest = ring::digest::digest(&ring::digest::SHA256, der);
-        let sha256_fingerprint = digest
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":");
+        let sha256_fingerprint = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
         Ok(CertInfo {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
@@ -166,11 +139,7 @@ impl CertInfo {
         if self.dns_names.is_empty() && self.ip_addresses.is_empty() {
             self.common_name.iter().cloned().collect()
         } else {
-            self.dns_names
-                .iter()
-                .cloned()
-                .chain(self.ip_addresses.iter().map(|i| i.to_string()))
-                .collect()
+            self.dns_names.iter().cloned().chain(self.ip_addresses.iter().map(|i| i.to_string())).collect()
         }
     }
 
@@ -196,10 +165,7 @@ impl CertInfo {
     pub fn concerns(&self, now: i64) -> Vec<String> {
         let mut out = Vec::new();
         if self.is_expired_at(now) {
-            out.push(format!(
-                "expired on {}: verifying clients refuse it (trove serves it with a loud warning)",
-                format_time(self.not_after)
-            ));
+            out.push(format!("expired on {}: verifying clients refuse it (trove serves it with a loud warning)", format_time(self.not_after)));
         }
         if self.dns_names.is_empty() && self.ip_addresses.is_empty() {
             out.push("no subjectAltName: modern clients ignore the common name and will refuse it".into());
@@ -207,14 +173,8 @@ impl CertInfo {
         if self.self_signed && !self.is_ca {
             out.push("self-signed: clients must be given this file to trust (`git -c http.sslCAInfo=FILE`)".into());
         }
-        if self.signature_algorithm.contains("SHA1")
-            || self.signature_algorithm.contains("sha1")
-            || self.signature_algorithm.contains("md5")
-        {
-            out.push(format!(
-                "signed with {}, which clients refuse",
-                self.signature_algorithm
-            ));
+        if self.signature_algorithm.contains("SHA1") || self.signature_algorithm.contains("sha1") || self.signature_algorithm.contains("md5") {
+            out.push(format!("signed with {}, which clients refuse", self.signature_algorithm));
         }
         out
     }

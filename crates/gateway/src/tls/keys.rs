@@ -81,20 +81,12 @@ impl KeyBlock {
     /// Finds the first private key block in `text`; `Ok(None)` when there is none.
     pub(crate) fn find(text: &[u8]) -> Result<Option<KeyBlock>, String> {
         let blocks = pem::parse_many(text).map_err(|e| e.to_string())?;
-        Ok(blocks
-            .into_iter()
-            .find(|b| b.tag().ends_with("PRIVATE KEY"))
-            .map(|pem| KeyBlock { pem }))
+        Ok(blocks.into_iter().find(|b| b.tag().ends_with("PRIVATE KEY")).map(|pem| KeyBlock { pem }))
     }
 
     /// Whether a passphrase is needed to read the key.
     pub(crate) fn is_encrypted(&self) -> bool {
-        self.pem.tag() == "ENCRYPTED PRIVATE KEY"
-            || self
-                .pem
-                .headers()
-                .get("Proc-Type")
-                .is_some_and(|v| v.contains("ENCRYPTED"))
+        self.pem.tag() == "ENCRYPTED PRIVATE KEY" || self.pem.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED"))
     }
 
     /// The algorithm word Apache passes to an `exec:` passphrase program (`RSA`, `EC`, ...).
@@ -107,10 +99,7 @@ impl KeyBlock {
     }
 
     /// Decrypts (when encrypted) and decodes the key. `passphrase` is ignored for plain keys.
-    pub(crate) fn decode(
-        &self,
-        passphrase: Option<&[u8]>,
-    ) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
+    pub(crate) fn decode(&self, passphrase: Option<&[u8]>) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
         let tag = self.pem.tag();
         let contents = self.pem.contents();
         if tag == "ENCRYPTED PRIVATE KEY" {
@@ -146,19 +135,13 @@ impl KeyBlock {
 
 /// Decrypts an `EncryptedPrivateKeyInfo` (RFC 5958 section 3) into PKCS#8 DER.
 fn decrypt_pkcs8(der_bytes: &[u8], pass: &[u8]) -> Result<Vec<u8>, KeyDecodeError> {
-    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der_bytes)
-        .map_err(|e| KeyDecodeError::Malformed(format!("encrypted PKCS#8: {e}")))?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der_bytes).map_err(|e| KeyDecodeError::Malformed(format!("encrypted PKCS#8: {e}")))?;
     match info.decrypt(pass) {
         Ok(doc) => Ok(doc.as_bytes().to_vec()),
         // pkcs5 0.7 reports bad CBC padding after decryption as `EncryptFailed`; bad padding
         // means the key derived from the passphrase was wrong.
-        Err(pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed)) => {
-            Err(KeyDecodeError::WrongPassphrase)
-        }
-        Err(pkcs8::Error::EncryptedPrivateKey(e)) => Err(KeyDecodeError::UnsupportedEncryption(format!(
-            "{} ({e})",
-            scheme_name(&info.encryption_algorithm)
-        ))),
+        Err(pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed)) => Err(KeyDecodeError::WrongPassphrase),
+        Err(pkcs8::Error::EncryptedPrivateKey(e)) => Err(KeyDecodeError::UnsupportedEncryption(format!("{} ({e})", scheme_name(&info.encryption_algorithm)))),
         // The decrypted bytes are not DER: the key stream was wrong.
         Err(pkcs8::Error::Asn1(_)) => Err(KeyDecodeError::WrongPassphrase),
         Err(e) => Err(KeyDecodeError::Malformed(e.to_string())),
@@ -193,11 +176,8 @@ fn evp_bytes_to_key(pass: &[u8], salt: &[u8], len: usize) -> Zeroizing<Vec<u8>> 
 /// Decrypts the body of a legacy `Proc-Type: 4,ENCRYPTED` block given its `DEK-Info` value.
 fn decrypt_legacy(dek_info: &str, data: &[u8], pass: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyDecodeError> {
     use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
-    let (cipher, iv_hex) = dek_info
-        .split_once(',')
-        .ok_or_else(|| KeyDecodeError::Malformed(format!("DEK-Info {dek_info:?} has no IV")))?;
-    let iv = decode_hex(iv_hex.trim())
-        .ok_or_else(|| KeyDecodeError::Malformed(format!("DEK-Info IV {iv_hex:?} is not hex")))?;
+    let (cipher, iv_hex) = dek_info.split_once(',').ok_or_else(|| KeyDecodeError::Malformed(format!("DEK-Info {dek_info:?} has no IV")))?;
+    let iv = decode_hex(iv_hex.trim()).ok_or_else(|| KeyDecodeError::Malformed(format!("DEK-Info IV {iv_hex:?} is not hex")))?;
     let cipher = cipher.trim().to_ascii_uppercase();
     let (key_len, iv_len) = match cipher.as_str() {
         "DES-EDE3-CBC" => (24, 8),
@@ -207,10 +187,7 @@ fn decrypt_legacy(dek_info: &str, data: &[u8], pass: &[u8]) -> Result<Zeroizing<
         other => return Err(KeyDecodeError::UnsupportedEncryption(format!("legacy PEM {other}"))),
     };
     if iv.len() != iv_len {
-        return Err(KeyDecodeError::Malformed(format!(
-            "DEK-Info IV has {} bytes, {cipher} needs {iv_len}",
-            iv.len()
-        )));
+        return Err(KeyDecodeError::Malformed(format!("DEK-Info IV has {} bytes, {cipher} needs {iv_len}", iv.len())));
     }
     let key = evp_bytes_to_key(pass, &iv[..8], key_len);
     let out = match cipher.as_str() {
@@ -235,15 +212,11 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 fn rsa_bits(pkcs1_der: &[u8]) -> Result<usize, KeyDecodeError> {
-    let key =
-        pkcs1::RsaPrivateKey::from_der(pkcs1_der).map_err(|e| KeyDecodeError::Malformed(format!("RSA key: {e}")))?;
+    let key = pkcs1::RsaPrivateKey::from_der(pkcs1_der).map_err(|e| KeyDecodeError::Malformed(format!("RSA key: {e}")))?;
     Ok(uint_bits(key.modulus.as_bytes()))
 }
 
@@ -266,8 +239,7 @@ fn curve_type(oid: &str) -> KeyType {
 }
 
 fn classify_pkcs8(der_bytes: Vec<u8>) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
-    let info = pkcs8::PrivateKeyInfo::try_from(der_bytes.as_slice())
-        .map_err(|e| KeyDecodeError::Malformed(format!("PKCS#8: {e}")))?;
+    let info = pkcs8::PrivateKeyInfo::try_from(der_bytes.as_slice()).map_err(|e| KeyDecodeError::Malformed(format!("PKCS#8: {e}")))?;
     let oid = info.algorithm.oid.to_string();
     let kind = match oid.as_str() {
         OID_RSA => KeyType::Rsa(rsa_bits(info.private_key)?),
@@ -297,20 +269,12 @@ fn classify_pkcs8(der_bytes: Vec<u8>) -> Result<(PrivateKeyDer<'static>, KeyType
 
 fn classify_pkcs1(der_bytes: Vec<u8>) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
     let bits = rsa_bits(&der_bytes)?;
-    Ok((
-        PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der_bytes)),
-        KeyType::Rsa(bits),
-    ))
+    Ok((PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der_bytes)), KeyType::Rsa(bits)))
 }
 
 fn classify_sec1(der_bytes: Vec<u8>) -> Result<(PrivateKeyDer<'static>, KeyType), KeyDecodeError> {
-    let key =
-        sec1::EcPrivateKey::from_der(&der_bytes).map_err(|e| KeyDecodeError::Malformed(format!("EC key: {e}")))?;
-    let curve = key
-        .parameters
-        .and_then(|p| p.named_curve())
-        .map(|o| o.to_string())
-        .unwrap_or_default();
+    let key = sec1::EcPrivateKey::from_der(&der_bytes).map_err(|e| KeyDecodeError::Malformed(format!("EC key: {e}")))?;
+    let curve = key.parameters.and_then(|p| p.named_curve()).map(|o| o.to_string()).unwrap_or_default();
     let kind = curve_type(&curve);
     Ok((PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der_bytes)), kind))
 }
@@ -322,30 +286,17 @@ pub(crate) fn to_pkcs8(key: &PrivateKeyDer<'_>) -> Result<Zeroizing<Vec<u8>>, St
         PrivateKeyDer::Pkcs8(k) => Ok(Zeroizing::new(k.secret_pkcs8_der().to_vec())),
         PrivateKeyDer::Pkcs1(k) => {
             let null = der::asn1::AnyRef::NULL;
-            let info = pkcs8::PrivateKeyInfo::new(
-                AlgorithmIdentifierRef {
-                    oid: OID_RSA.parse().expect("valid oid"),
-                    parameters: Some(null),
-                },
-                k.secret_pkcs1_der(),
-            );
+            let info =
+                pkcs8::PrivateKeyInfo::new(AlgorithmIdentifierRef { oid: OID_RSA.parse().expect("valid oid"), parameters: Some(null) }, k.secret_pkcs1_der());
             info.to_der().map(Zeroizing::new).map_err(|e| e.to_string())
         }
         PrivateKeyDer::Sec1(k) => {
             let ec = sec1::EcPrivateKey::from_der(k.secret_sec1_der()).map_err(|e| e.to_string())?;
-            let curve = ec
-                .parameters
-                .and_then(|p| p.named_curve())
-                .ok_or_else(|| "EC key names no curve".to_string())?;
+            let curve = ec.parameters.and_then(|p| p.named_curve()).ok_or_else(|| "EC key names no curve".to_string())?;
             let curve_der = curve.to_der().map_err(|e| e.to_string())?;
             let params = der::asn1::AnyRef::try_from(curve_der.as_slice()).map_err(|e| e.to_string())?;
-            let info = pkcs8::PrivateKeyInfo::new(
-                AlgorithmIdentifierRef {
-                    oid: OID_EC.parse().expect("valid oid"),
-                    parameters: Some(params),
-                },
-                k.secret_sec1_der(),
-            );
+            let info =
+                pkcs8::PrivateKeyInfo::new(AlgorithmIdentifierRef { oid: OID_EC.parse().expect("valid oid"), parameters: Some(params) }, k.secret_sec1_der());
             info.to_der().map(Zeroizing::new).map_err(|e| e.to_string())
         }
         _ => Err("unknown private key form".into()),
@@ -360,10 +311,7 @@ mod tests {
     fn evp_bytes_to_key_matches_openssl_for_known_vector() {
         // `openssl enc -des-ede3-cbc -P -md md5 -S 0102030405060708 -pass pass:secret`
         let key = evp_bytes_to_key(b"secret", &[1, 2, 3, 4, 5, 6, 7, 8], 24);
-        assert_eq!(
-            key.as_slice(),
-            decode_hex("C9E5A1BD216DBE1317E230CEF48F38EE7F0E17AD64022144").unwrap()
-        );
+        assert_eq!(key.as_slice(), decode_hex("C9E5A1BD216DBE1317E230CEF48F38EE7F0E17AD64022144").unwrap());
     }
 
     #[test]

@@ -50,10 +50,7 @@ impl TlsSiteConfig {
 
     /// `server_name` then `aliases`: the names that choose this site by SNI.
     pub fn names(&self) -> Vec<String> {
-        std::iter::once(self.server_name.clone())
-            .chain(self.aliases.iter().cloned())
-            .filter(|n| !n.is_empty())
-            .collect()
+        std::iter::once(self.server_name.clone()).chain(self.aliases.iter().cloned()).filter(|n| !n.is_empty()).collect()
     }
 }
 
@@ -77,68 +74,41 @@ pub(crate) fn check_private_mode(meta: &Metadata, role: FileRole, path: &Path) -
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o7777;
     if meta.is_file() && mode & 0o077 != 0 {
-        return Err(TlsError::TooOpen {
-            role,
-            path: path.to_path_buf(),
-            mode,
-        });
+        return Err(TlsError::TooOpen { role, path: path.to_path_buf(), mode });
     }
     Ok(())
 }
 
 fn read_file(path: &Path, role: FileRole, private: bool) -> Result<Zeroizing<Vec<u8>>, TlsError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => TlsError::MissingFile {
-            role,
-            path: path.to_path_buf(),
-        },
-        _ => TlsError::UnreadableFile {
-            role,
-            path: path.to_path_buf(),
-            source: e,
-        },
+        std::io::ErrorKind::NotFound => TlsError::MissingFile { role, path: path.to_path_buf() },
+        _ => TlsError::UnreadableFile { role, path: path.to_path_buf(), source: e },
     })?;
     if private {
         check_private_mode(&meta, role, path)?;
     }
-    std::fs::read(path)
-        .map(Zeroizing::new)
-        .map_err(|e| TlsError::UnreadableFile {
-            role,
-            path: path.to_path_buf(),
-            source: e,
-        })
+    std::fs::read(path).map(Zeroizing::new).map_err(|e| TlsError::UnreadableFile { role, path: path.to_path_buf(), source: e })
 }
 
 /// Every certificate in a PEM file, in order; `NoCertificate` when there is none.
 pub fn load_certificates(path: &Path, role: FileRole) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read_file(path, role, false)?;
-    let blocks = pem::parse_many(&*bytes).map_err(|e| TlsError::BadCertificate {
-        path: path.to_path_buf(),
-        index: 1,
-        reason: format!("not valid PEM: {e}"),
-    })?;
+    let blocks =
+        pem::parse_many(&*bytes).map_err(|e| TlsError::BadCertificate { path: path.to_path_buf(), index: 1, reason: format!("not valid PEM: {e}") })?;
     let certs: Vec<CertificateDer<'static>> = blocks
         .into_iter()
         .filter(|b| b.tag() == "CERTIFICATE" || b.tag() == "X509 CERTIFICATE" || b.tag() == "TRUSTED CERTIFICATE")
         .map(|b| CertificateDer::from(b.into_contents()))
         .collect();
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: path.to_path_buf(),
-        });
+        return Err(TlsError::NoCertificate { path: path.to_path_buf() });
     }
     Ok(certs)
 }
 
 /// Loads and decrypts the private key in `path`, checks its mode and refuses weak or unsupported
 /// keys. `server`/`port` name the site in the passphrase prompt and the `exec:` arguments.
-pub fn load_private_key(
-    path: &Path,
-    source: &PassphraseSource,
-    server: &str,
-    port: u16,
-) -> Result<(PrivateKeyDer<'static>, KeyType), TlsError> {
+pub fn load_private_key(path: &Path, source: &PassphraseSource, server: &str, port: u16) -> Result<(PrivateKeyDer<'static>, KeyType), TlsError> {
     load_private_key_with(path, source, server, port, &PassphraseCache::default(), true)
 }
 
@@ -152,45 +122,21 @@ pub(crate) fn load_private_key_with(
 ) -> Result<(PrivateKeyDer<'static>, KeyType), TlsError> {
     let bytes = read_file(path, FileRole::PrivateKey, true)?;
     let block = KeyBlock::find(&bytes)
-        .map_err(|reason| TlsError::BadKey {
-            path: path.to_path_buf(),
-            reason: format!("not valid PEM: {reason}"),
-        })?
-        .ok_or_else(|| TlsError::NoKey {
-            path: path.to_path_buf(),
-        })?;
-    let req = Request {
-        key_path: path,
-        server,
-        port,
-        algorithm: block.algorithm_hint(),
-    };
+        .map_err(|reason| TlsError::BadKey { path: path.to_path_buf(), reason: format!("not valid PEM: {reason}") })?
+        .ok_or_else(|| TlsError::NoKey { path: path.to_path_buf() })?;
+    let req = Request { key_path: path, server, port, algorithm: block.algorithm_hint() };
     let map_err = |e: KeyDecodeError| match e {
-        KeyDecodeError::WrongPassphrase => TlsError::WrongPassphrase {
-            path: path.to_path_buf(),
-            from: source.describe(),
-        },
-        KeyDecodeError::Malformed(reason) => TlsError::BadKey {
-            path: path.to_path_buf(),
-            reason,
-        },
-        KeyDecodeError::UnsupportedEncryption(scheme) => TlsError::UnsupportedEncryption {
-            path: path.to_path_buf(),
-            scheme,
-        },
-        KeyDecodeError::Unsupported(kind) => TlsError::UnsupportedKey {
-            path: path.to_path_buf(),
-            kind: kind.to_string(),
-        },
+        KeyDecodeError::WrongPassphrase => TlsError::WrongPassphrase { path: path.to_path_buf(), from: source.describe() },
+        KeyDecodeError::Malformed(reason) => TlsError::BadKey { path: path.to_path_buf(), reason },
+        KeyDecodeError::UnsupportedEncryption(scheme) => TlsError::UnsupportedEncryption { path: path.to_path_buf(), scheme },
+        KeyDecodeError::Unsupported(kind) => TlsError::UnsupportedKey { path: path.to_path_buf(), kind: kind.to_string() },
     };
     let (key, kind) = if !block.is_encrypted() {
         block.decode(None).map_err(map_err)?
     } else {
         match source {
             PassphraseSource::None => {
-                return Err(TlsError::PassphraseNeeded {
-                    path: path.to_path_buf(),
-                });
+                return Err(TlsError::PassphraseNeeded { path: path.to_path_buf() });
             }
             PassphraseSource::Builtin => {
                 let mut found = None;
@@ -209,17 +155,13 @@ pub(crate) fn load_private_key_with(
                     return Err(TlsError::PassphraseUnavailable {
                         path: path.to_path_buf(),
                         from: source.describe(),
-                        reason: "no terminal prompt while reloading, and no earlier pass phrase fits; restart trove"
-                            .into(),
+                        reason: "no terminal prompt while reloading, and no earlier pass phrase fits; restart trove".into(),
                     });
                 }
                 let mut tries = 0;
                 while found.is_none() {
                     if tries == BUILTIN_TRIES {
-                        return Err(TlsError::WrongPassphrase {
-                            path: path.to_path_buf(),
-                            from: source.describe(),
-                        });
+                        return Err(TlsError::WrongPassphrase { path: path.to_path_buf(), from: source.describe() });
                     }
                     let phrase = passphrase::prompt(&req, tries > 0)?;
                     tries += 1;
@@ -246,15 +188,9 @@ pub(crate) fn load_private_key_with(
 
 fn check_key_type(path: &Path, kind: KeyType) -> Result<(), TlsError> {
     match kind {
-        KeyType::Rsa(bits) if bits < 2048 => Err(TlsError::WeakRsaKey {
-            path: path.to_path_buf(),
-            bits,
-        }),
+        KeyType::Rsa(bits) if bits < 2048 => Err(TlsError::WeakRsaKey { path: path.to_path_buf(), bits }),
         KeyType::Rsa(_) | KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::Ed25519 => Ok(()),
-        other => Err(TlsError::UnsupportedKey {
-            path: path.to_path_buf(),
-            kind: other.to_string(),
-        }),
+        other => Err(TlsError::UnsupportedKey { path: path.to_path_buf(), kind: other.to_string() }),
     }
 }
 
@@ -265,39 +201,22 @@ pub fn load_identity(site: &TlsSiteConfig) -> Result<Identity, TlsError> {
     load_identity_with(site, &PassphraseCache::default(), true)
 }
 
-pub(crate) fn load_identity_with(
-    site: &TlsSiteConfig,
-    cache: &PassphraseCache,
-    interactive: bool,
-) -> Result<Identity, TlsError> {
+pub(crate) fn load_identity_with(site: &TlsSiteConfig, cache: &PassphraseCache, interactive: bool) -> Result<Identity, TlsError> {
     let mut chain = load_certificates(&site.cert, FileRole::Certificate)?;
-    let leaf = CertInfo::from_der(&chain[0]).map_err(|reason| TlsError::BadCertificate {
-        path: site.cert.clone(),
-        index: 1,
-        reason,
-    })?;
+    let leaf = CertInfo::from_der(&chain[0]).map_err(|reason| TlsError::BadCertificate { path: site.cert.clone(), index: 1, reason })?;
     // Checked before asking for a passphrase: no point unlocking a key that will be refused.
     if let KeyType::Rsa(bits) = leaf.key_type
         && bits < 2048
     {
-        return Err(TlsError::WeakRsaKey {
-            path: site.cert.clone(),
-            bits,
-        });
+        return Err(TlsError::WeakRsaKey { path: site.cert.clone(), bits });
     }
     let now = now_unix();
     if leaf.is_not_yet_valid_at(now) {
-        return Err(TlsError::NotYetValid {
-            path: site.cert.clone(),
-            not_before: format_time(leaf.not_before),
-        });
+        return Err(TlsError::NotYetValid { path: site.cert.clone(), not_before: format_time(leaf.not_before) });
     }
     let mut warnings = Vec::new();
     if leaf.is_expired_at(now) {
-        warnings.push(TlsWarning::CertificateExpired {
-            path: site.cert.clone(),
-            not_after: format_time(leaf.not_after),
-        });
+        warnings.push(TlsWarning::CertificateExpired { path: site.cert.clone(), not_after: format_time(leaf.not_after) });
     }
     let in_cert_file = chain.len();
     if let Some(chain_path) = &site.chain {
@@ -309,67 +228,32 @@ pub(crate) fn load_identity_with(
             Some(chain_path) if i >= in_cert_file => (chain_path, i - in_cert_file + 1),
             _ => (&site.cert, i + 1),
         };
-        let info = CertInfo::from_der(c).map_err(|reason| TlsError::BadCertificate {
-            path: path.clone(),
-            index,
-            reason,
-        })?;
+        let info = CertInfo::from_der(c).map_err(|reason| TlsError::BadCertificate { path: path.clone(), index, reason })?;
         if info.is_expired_at(now) {
             warnings.push(TlsWarning::CertificateExpired {
                 path: path.clone(),
-                not_after: format!(
-                    "{} (certificate {index} in the file: {})",
-                    format_time(info.not_after),
-                    info.subject
-                ),
+                not_after: format!("{} (certificate {index} in the file: {})", format_time(info.not_after), info.subject),
             });
         }
     }
 
-    let (key, key_type) = load_private_key_with(
-        &site.key,
-        &site.passphrase,
-        &site.server_name,
-        site.port,
-        cache,
-        interactive,
-    )?;
+    let (key, key_type) = load_private_key_with(&site.key, &site.passphrase, &site.server_name, site.port, cache, interactive)?;
     let provider = rustls::crypto::ring::default_provider();
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| TlsError::UnsupportedKey {
-            path: site.key.clone(),
-            kind: format!("{key_type} ({e})"),
-        })?;
+    let signing_key =
+        provider.key_provider.load_private_key(key).map_err(|e| TlsError::UnsupportedKey { path: site.key.clone(), kind: format!("{key_type} ({e})") })?;
     let certified = CertifiedKey::new(chain.clone(), signing_key);
     match certified.keys_match() {
         Ok(()) => {}
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            return Err(TlsError::KeyMismatch {
-                key: site.key.clone(),
-                cert: site.cert.clone(),
-            });
+            return Err(TlsError::KeyMismatch { key: site.key.clone(), cert: site.cert.clone() });
         }
         // The ring provider knows the public key of every key type it loads, so "unknown" does
         // not happen; a certificate rustls cannot parse does.
         Err(e) => {
-            return Err(TlsError::BadCertificate {
-                path: site.cert.clone(),
-                index: 1,
-                reason: e.to_string(),
-            });
+            return Err(TlsError::BadCertificate { path: site.cert.clone(), index: 1, reason: e.to_string() });
         }
     }
-    Ok(Identity {
-        chain,
-        certified: Arc::new(certified),
-        leaf,
-        key_type,
-        cert_path: site.cert.clone(),
-        key_path: site.key.clone(),
-        warnings,
-    })
+    Ok(Identity { chain, certified: Arc::new(certified), leaf, key_type, cert_path: site.cert.clone(), key_path: site.key.clone(), warnings })
 }
 
 /// What a private key file is, as far as can be told without its passphrase.
@@ -388,37 +272,21 @@ pub struct KeyFileInfo {
 pub fn describe_key_file(path: &Path) -> Result<Option<KeyFileInfo>, TlsError> {
     use std::os::unix::fs::PermissionsExt;
     let bytes = read_file(path, FileRole::PrivateKey, false)?;
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0);
-    let Some(block) = KeyBlock::find(&bytes).map_err(|reason| TlsError::BadKey {
-        path: path.to_path_buf(),
-        reason: format!("not valid PEM: {reason}"),
-    })?
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0);
+    let Some(block) = KeyBlock::find(&bytes).map_err(|reason| TlsError::BadKey { path: path.to_path_buf(), reason: format!("not valid PEM: {reason}") })?
     else {
         return Ok(None);
     };
     if block.is_encrypted() {
-        return Ok(Some(KeyFileInfo {
-            encrypted: true,
-            key_type: None,
-            mode,
-        }));
+        return Ok(Some(KeyFileInfo { encrypted: true, key_type: None, mode }));
     }
     let key_type = match block.decode(None) {
         Ok((_, kind)) => kind,
         Err(KeyDecodeError::Unsupported(kind)) => kind,
         Err(KeyDecodeError::Malformed(reason)) => {
-            return Err(TlsError::BadKey {
-                path: path.to_path_buf(),
-                reason,
-            });
+            return Err(TlsError::BadKey { path: path.to_path_buf(), reason });
         }
         Err(_) => KeyType::Other,
     };
-    Ok(Some(KeyFileInfo {
-        encrypted: false,
-        key_type: Some(key_type),
-        mode,
-    }))
+    Ok(Some(KeyFileInfo { encrypted: false, key_type: Some(key_type), mode }))
 }

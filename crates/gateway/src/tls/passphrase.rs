@@ -83,15 +83,9 @@ fn first_line(s: &str) -> &str {
 
 /// Gets one passphrase from a non-interactive source (everything but `Builtin` and `None`).
 pub(crate) fn fetch(source: &PassphraseSource, req: &Request<'_>) -> Result<Zeroizing<String>, TlsError> {
-    let unavailable = |reason: String| TlsError::PassphraseUnavailable {
-        path: req.key_path.to_path_buf(),
-        from: source.describe(),
-        reason,
-    };
+    let unavailable = |reason: String| TlsError::PassphraseUnavailable { path: req.key_path.to_path_buf(), from: source.describe(), reason };
     match source {
-        PassphraseSource::None => Err(TlsError::PassphraseNeeded {
-            path: req.key_path.to_path_buf(),
-        }),
+        PassphraseSource::None => Err(TlsError::PassphraseNeeded { path: req.key_path.to_path_buf() }),
         PassphraseSource::Builtin => Err(unavailable("the terminal prompt is handled by the loader".into())),
         PassphraseSource::Exec(program) => {
             let out = std::process::Command::new(program)
@@ -104,22 +98,13 @@ pub(crate) fn fetch(source: &PassphraseSource, req: &Request<'_>) -> Result<Zero
             if !out.status.success() {
                 return Err(unavailable(format!("it exited with {}", out.status)));
             }
-            let text = Zeroizing::new(
-                String::from_utf8(out.stdout).map_err(|_| unavailable("its output is not UTF-8".into()))?,
-            );
+            let text = Zeroizing::new(String::from_utf8(out.stdout).map_err(|_| unavailable("its output is not UTF-8".into()))?);
             Ok(Zeroizing::new(first_line(&text).to_string()))
         }
         PassphraseSource::File(path) => {
             let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => TlsError::MissingFile {
-                    role: FileRole::PassphraseFile,
-                    path: path.clone(),
-                },
-                _ => TlsError::UnreadableFile {
-                    role: FileRole::PassphraseFile,
-                    path: path.clone(),
-                    source: e,
-                },
+                std::io::ErrorKind::NotFound => TlsError::MissingFile { role: FileRole::PassphraseFile, path: path.clone() },
+                _ => TlsError::UnreadableFile { role: FileRole::PassphraseFile, path: path.clone(), source: e },
             })?;
             super::load::check_private_mode(&meta, FileRole::PassphraseFile, path)?;
             let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| TlsError::UnreadableFile {
@@ -143,29 +128,18 @@ pub(crate) fn prompt(req: &Request<'_>, retry: bool) -> Result<Zeroizing<String>
     let mut tty = std::fs::OpenOptions::new().write(true).open("/dev/tty").map_err(|e| TlsError::PassphraseUnavailable {
         path: req.key_path.to_path_buf(),
         from: PassphraseSource::Builtin.describe(),
-        reason: format!(
-            "there is no terminal ({e}); for a service use `SSLPassPhraseDialog exec:/path` or a passphrase file or environment variable"
-        ),
+        reason: format!("there is no terminal ({e}); for a service use `SSLPassPhraseDialog exec:/path` or a passphrase file or environment variable"),
     })?;
     if retry {
         let _ = writeln!(tty, "Wrong pass phrase, try again.");
     }
-    let _ = writeln!(
-        tty,
-        "Server {}:{} ({}), key {}",
-        req.server,
-        req.port,
-        req.algorithm,
-        req.key_path.display()
-    );
+    let _ = writeln!(tty, "Server {}:{} ({}), key {}", req.server, req.port, req.algorithm, req.key_path.display());
     let text = format!("Enter pass phrase for {}:{} ({}):", req.server, req.port, req.algorithm);
-    rpassword::prompt_password(text)
-        .map(Zeroizing::new)
-        .map_err(|e| TlsError::PassphraseUnavailable {
-            path: req.key_path.to_path_buf(),
-            from: PassphraseSource::Builtin.describe(),
-            reason: e.to_string(),
-        })
+    rpassword::prompt_password(text).map(Zeroizing::new).map_err(|e| TlsError::PassphraseUnavailable {
+        path: req.key_path.to_path_buf(),
+        from: PassphraseSource::Builtin.describe(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

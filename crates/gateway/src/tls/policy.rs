@@ -18,10 +18,7 @@ pub struct ProtocolSetting {
 
 impl Default for ProtocolSetting {
     fn default() -> Self {
-        ProtocolSetting {
-            tls12: true,
-            tls13: true,
-        }
+        ProtocolSetting { tls12: true, tls13: true }
     }
 }
 
@@ -81,46 +78,24 @@ pub fn parse_ssl_protocol(value: &str) -> Result<(ProtocolSetting, Vec<TlsWarnin
             }
             None => {
                 if set != 0 {
-                    warnings.push(TlsWarning::ProtocolOverride {
-                        value: value.to_string(),
-                        protocol: word.to_string(),
-                    });
+                    warnings.push(TlsWarning::ProtocolOverride { value: value.to_string(), protocol: word.to_string() });
                 }
                 set = bit;
-                named_old = if canonical == "all" {
-                    0
-                } else {
-                    bit & !(P_TLS12 | P_TLS13)
-                };
+                named_old = if canonical == "all" { 0 } else { bit & !(P_TLS12 | P_TLS13) };
             }
         }
     }
     if !any {
-        return Err(TlsError::InvalidProtocol {
-            value: value.to_string(),
-            reason: "no protocol given".into(),
-        });
+        return Err(TlsError::InvalidProtocol { value: value.to_string(), reason: "no protocol given".into() });
     }
-    for (bit, name) in [
-        (P_SSL2, "SSLv2"),
-        (P_SSL3, "SSLv3"),
-        (P_TLS1, "TLSv1"),
-        (P_TLS11, "TLSv1.1"),
-    ] {
+    for (bit, name) in [(P_SSL2, "SSLv2"), (P_SSL3, "SSLv3"), (P_TLS1, "TLSv1"), (P_TLS11, "TLSv1.1")] {
         if named_old & set & bit != 0 {
-            warnings.push(TlsWarning::ProtocolNotSupported {
-                protocol: name.to_string(),
-            });
+            warnings.push(TlsWarning::ProtocolNotSupported { protocol: name.to_string() });
         }
     }
-    let setting = ProtocolSetting {
-        tls12: set & P_TLS12 != 0,
-        tls13: set & P_TLS13 != 0,
-    };
+    let setting = ProtocolSetting { tls12: set & P_TLS12 != 0, tls13: set & P_TLS13 != 0 };
     if !setting.tls12 && !setting.tls13 {
-        return Err(TlsError::NoUsableProtocol {
-            value: value.to_string(),
-        });
+        return Err(TlsError::NoUsableProtocol { value: value.to_string() });
     }
     Ok((setting, warnings))
 }
@@ -189,14 +164,7 @@ struct Cipher {
 }
 
 const fn c(name: &'static str, kx: Kx, au: Au, enc: Enc, mac: Mac, rustls: Option<CipherSuite>) -> Cipher {
-    Cipher {
-        name,
-        kx,
-        au,
-        enc,
-        mac,
-        rustls,
-    }
+    Cipher { name, kx, au, enc, mac, rustls }
 }
 
 use Au as A;
@@ -206,109 +174,25 @@ use Mac as M;
 
 /// In OpenSSL's default preference order; the suites rustls implements carry their rustls id.
 static CIPHERS: &[Cipher] = &[
-    c(
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        K::Ecdhe,
-        A::Ecdsa,
-        E::AesGcm256,
-        M::Aead,
-        Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
-    ),
-    c(
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        K::Ecdhe,
-        A::Rsa,
-        E::AesGcm256,
-        M::Aead,
-        Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
-    ),
+    c("ECDHE-ECDSA-AES256-GCM-SHA384", K::Ecdhe, A::Ecdsa, E::AesGcm256, M::Aead, Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)),
+    c("ECDHE-RSA-AES256-GCM-SHA384", K::Ecdhe, A::Rsa, E::AesGcm256, M::Aead, Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)),
     c("DHE-RSA-AES256-GCM-SHA384", K::Dhe, A::Rsa, E::AesGcm256, M::Aead, None),
-    c(
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        K::Ecdhe,
-        A::Ecdsa,
-        E::Chacha20,
-        M::Aead,
-        Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
-    ),
-    c(
-        "ECDHE-RSA-CHACHA20-POLY1305",
-        K::Ecdhe,
-        A::Rsa,
-        E::Chacha20,
-        M::Aead,
-        Some(CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
-    ),
+    c("ECDHE-ECDSA-CHACHA20-POLY1305", K::Ecdhe, A::Ecdsa, E::Chacha20, M::Aead, Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)),
+    c("ECDHE-RSA-CHACHA20-POLY1305", K::Ecdhe, A::Rsa, E::Chacha20, M::Aead, Some(CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256)),
     c("DHE-RSA-CHACHA20-POLY1305", K::Dhe, A::Rsa, E::Chacha20, M::Aead, None),
-    c(
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        K::Ecdhe,
-        A::Ecdsa,
-        E::AesGcm128,
-        M::Aead,
-        Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
-    ),
-    c(
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        K::Ecdhe,
-        A::Rsa,
-        E::AesGcm128,
-        M::Aead,
-        Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
-    ),
+    c("ECDHE-ECDSA-AES128-GCM-SHA256", K::Ecdhe, A::Ecdsa, E::AesGcm128, M::Aead, Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)),
+    c("ECDHE-RSA-AES128-GCM-SHA256", K::Ecdhe, A::Rsa, E::AesGcm128, M::Aead, Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)),
     c("DHE-RSA-AES128-GCM-SHA256", K::Dhe, A::Rsa, E::AesGcm128, M::Aead, None),
-    c(
-        "ECDHE-ECDSA-AES256-SHA384",
-        K::Ecdhe,
-        A::Ecdsa,
-        E::Aes256Cbc,
-        M::Sha384,
-        None,
-    ),
-    c(
-        "ECDHE-RSA-AES256-SHA384",
-        K::Ecdhe,
-        A::Rsa,
-        E::Aes256Cbc,
-        M::Sha384,
-        None,
-    ),
+    c("ECDHE-ECDSA-AES256-SHA384", K::Ecdhe, A::Ecdsa, E::Aes256Cbc, M::Sha384, None),
+    c("ECDHE-RSA-AES256-SHA384", K::Ecdhe, A::Rsa, E::Aes256Cbc, M::Sha384, None),
     c("DHE-RSA-AES256-SHA256", K::Dhe, A::Rsa, E::Aes256Cbc, M::Sha256, None),
-    c(
-        "ECDHE-ECDSA-AES128-SHA256",
-        K::Ecdhe,
-        A::Ecdsa,
-        E::Aes128Cbc,
-        M::Sha256,
-        None,
-    ),
-    c(
-        "ECDHE-RSA-AES128-SHA256",
-        K::Ecdhe,
-        A::Rsa,
-        E::Aes128Cbc,
-        M::Sha256,
-        None,
-    ),
+    c("ECDHE-ECDSA-AES128-SHA256", K::Ecdhe, A::Ecdsa, E::Aes128Cbc, M::Sha256, None),
+    c("ECDHE-RSA-AES128-SHA256", K::Ecdhe, A::Rsa, E::Aes128Cbc, M::Sha256, None),
     c("DHE-RSA-AES128-SHA256", K::Dhe, A::Rsa, E::Aes128Cbc, M::Sha256, None),
-    c(
-        "ECDHE-ECDSA-AES256-SHA",
-        K::Ecdhe,
-        A::Ecdsa,
-        E::Aes256Cbc,
-        M::Sha1,
-        None,
-    ),
+    c("ECDHE-ECDSA-AES256-SHA", K::Ecdhe, A::Ecdsa, E::Aes256Cbc, M::Sha1, None),
     c("ECDHE-RSA-AES256-SHA", K::Ecdhe, A::Rsa, E::Aes256Cbc, M::Sha1, None),
     c("DHE-RSA-AES256-SHA", K::Dhe, A::Rsa, E::Aes256Cbc, M::Sha1, None),
-    c(
-        "ECDHE-ECDSA-AES128-SHA",
-        K::Ecdhe,
-        A::Ecdsa,
-        E::Aes128Cbc,
-        M::Sha1,
-        None,
-    ),
+    c("ECDHE-ECDSA-AES128-SHA", K::Ecdhe, A::Ecdsa, E::Aes128Cbc, M::Sha1, None),
     c("ECDHE-RSA-AES128-SHA", K::Ecdhe, A::Rsa, E::Aes128Cbc, M::Sha1, None),
     c("DHE-RSA-AES128-SHA", K::Dhe, A::Rsa, E::Aes128Cbc, M::Sha1, None),
     c("AES256-GCM-SHA384", K::Rsa, A::Rsa, E::AesGcm256, M::Aead, None),
@@ -351,16 +235,7 @@ impl Cipher {
             "COMPLEMENTOFALL" | "eNULL" | "NULL" => self.enc == E::Null,
             "DEFAULT" => self.enc != E::Null && self.au != A::Null,
             "COMPLEMENTOFDEFAULT" => self.au == A::Null,
-            "HIGH" => matches!(
-                self.enc,
-                E::AesGcm128
-                    | E::AesGcm256
-                    | E::Chacha20
-                    | E::Aes128Cbc
-                    | E::Aes256Cbc
-                    | E::Camellia128
-                    | E::Camellia256
-            ),
+            "HIGH" => matches!(self.enc, E::AesGcm128 | E::AesGcm256 | E::Chacha20 | E::Aes128Cbc | E::Aes256Cbc | E::Camellia128 | E::Camellia256),
             "MEDIUM" => matches!(self.enc, E::TripleDes | E::Rc4),
             "LOW" => self.enc == E::Des,
             "EXP" | "EXPORT" | "EXPORT40" | "EXPORT56" => false,
@@ -376,9 +251,7 @@ impl Cipher {
             "aNULL" => self.au == A::Null,
             "kPSK" | "PSK" => self.kx == K::Psk,
             "aPSK" => self.au == A::Psk,
-            "aDSS" | "DSS" | "kSRP" | "SRP" | "aGOST" | "kGOST" | "ARIA" | "SEED" | "IDEA" | "AESCCM" | "AESCCM8" => {
-                false
-            }
+            "aDSS" | "DSS" | "kSRP" | "SRP" | "aGOST" | "kGOST" | "ARIA" | "SEED" | "IDEA" | "AESCCM" | "AESCCM8" => false,
             "AES" => matches!(self.enc, E::AesGcm128 | E::AesGcm256 | E::Aes128Cbc | E::Aes256Cbc),
             "AES128" => matches!(self.enc, E::AesGcm128 | E::Aes128Cbc),
             "AES256" => matches!(self.enc, E::AesGcm256 | E::Aes256Cbc),
@@ -419,9 +292,7 @@ impl Cipher {
         match self.enc {
             E::Rc4 => reasons.push("RC4 is broken"),
             E::TripleDes | E::Des => reasons.push("DES and 3DES are broken or too weak"),
-            E::Aes128Cbc | E::Aes256Cbc | E::Camellia128 | E::Camellia256 => {
-                reasons.push("it is not an AEAD cipher (CBC mode is fragile)")
-            }
+            E::Aes128Cbc | E::Aes256Cbc | E::Camellia128 | E::Camellia256 => reasons.push("it is not an AEAD cipher (CBC mode is fragile)"),
             _ => {}
         }
         reasons.join(" and ")
@@ -429,23 +300,15 @@ impl Cipher {
 }
 
 fn find_cipher(name: &str) -> Option<usize> {
-    CIPHERS
-        .iter()
-        .position(|c| c.name.eq_ignore_ascii_case(name))
-        .or_else(|| {
-            // IANA names, as rustls spells them (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`).
-            CIPHERS
-                .iter()
-                .position(|c| c.rustls.is_some_and(|s| format!("{s:?}").eq_ignore_ascii_case(name)))
-        })
+    CIPHERS.iter().position(|c| c.name.eq_ignore_ascii_case(name)).or_else(|| {
+        // IANA names, as rustls spells them (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`).
+        CIPHERS.iter().position(|c| c.rustls.is_some_and(|s| format!("{s:?}").eq_ignore_ascii_case(name)))
+    })
 }
 
 const TLS13_SUITES: &[(&str, Option<CipherSuite>)] = &[
     ("TLS_AES_256_GCM_SHA384", Some(CipherSuite::TLS13_AES_256_GCM_SHA384)),
-    (
-        "TLS_CHACHA20_POLY1305_SHA256",
-        Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256),
-    ),
+    ("TLS_CHACHA20_POLY1305_SHA256", Some(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256)),
     ("TLS_AES_128_GCM_SHA256", Some(CipherSuite::TLS13_AES_128_GCM_SHA256)),
     ("TLS_AES_128_CCM_SHA256", None),
     ("TLS_AES_128_CCM_8_SHA256", None),
@@ -477,10 +340,9 @@ pub fn parse_ssl_cipher_suite(value: &str) -> Result<(CipherSetting, Vec<TlsWarn
                             suites.push(*s)
                         }
                     }
-                    Some((n, None)) => warnings.push(TlsWarning::CipherNotSupported {
-                        name: n.to_string(),
-                        reason: "AES-CCM suites are not implemented by rustls".into(),
-                    }),
+                    Some((n, None)) => {
+                        warnings.push(TlsWarning::CipherNotSupported { name: n.to_string(), reason: "AES-CCM suites are not implemented by rustls".into() })
+                    }
                     None => warnings.push(TlsWarning::UnknownCipher { name: name.to_string() }),
                 }
             }
@@ -489,9 +351,7 @@ pub fn parse_ssl_cipher_suite(value: &str) -> Result<(CipherSetting, Vec<TlsWarn
         CipherScope::Tls12 => eval_cipher_string(spec, &mut warnings),
     };
     if suites.is_empty() {
-        return Err(TlsError::NoUsableCipherSuite {
-            value: value.to_string(),
-        });
+        return Err(TlsError::NoUsableCipherSuite { value: value.to_string() });
     }
     Ok((CipherSetting { scope, suites }, warnings))
 }
@@ -532,10 +392,7 @@ fn eval_cipher_string(spec: &str, warnings: &mut Vec<TlsWarning>) -> Vec<CipherS
                     None
                 };
                 warnings.push(match reason {
-                    Some(r) => TlsWarning::CipherNotSupported {
-                        name: part.to_string(),
-                        reason: r.into(),
-                    },
+                    Some(r) => TlsWarning::CipherNotSupported { name: part.to_string(), reason: r.into() },
                     None => TlsWarning::UnknownCipher { name: part.to_string() },
                 });
             }
@@ -571,10 +428,7 @@ fn eval_cipher_string(spec: &str, warnings: &mut Vec<TlsWarning>) -> Vec<CipherS
                     } else {
                         "none of the suites it names is an AEAD suite with forward secrecy".to_string()
                     };
-                    warnings.push(TlsWarning::CipherNotSupported {
-                        name: body.to_string(),
-                        reason,
-                    });
+                    warnings.push(TlsWarning::CipherNotSupported { name: body.to_string(), reason });
                 }
             }
         }
@@ -619,13 +473,7 @@ pub struct TlsOptions {
 
 impl Default for TlsOptions {
     fn default() -> Self {
-        TlsOptions {
-            protocols: ProtocolSetting::default(),
-            tls12_suites: None,
-            tls13_suites: None,
-            alpn: Alpn::default(),
-            honor_cipher_order: true,
-        }
+        TlsOptions { protocols: ProtocolSetting::default(), tls12_suites: None, tls13_suites: None, alpn: Alpn::default(), honor_cipher_order: true }
     }
 }
 
@@ -667,12 +515,7 @@ mod tests {
             ("tlsv1.2 +TLSV1.3", true, true, &[]),
             ("all -TLSv1 -TLSv1.1", true, true, &[]),
             ("all -TLSv1.3", true, false, &[]),
-            (
-                "+TLSv1 +TLSv1.1 +TLSv1.2",
-                true,
-                false,
-                &["unsupported:TLSv1", "unsupported:TLSv1.1"],
-            ),
+            ("+TLSv1 +TLSv1.1 +TLSv1.2", true, false, &["unsupported:TLSv1", "unsupported:TLSv1.1"]),
             ("-all +TLSv1.1 +TLSv1.2 -TLSv1.1", true, false, &[]),
             ("SSLv3 TLSv1.2", true, false, &["override:TLSv1.2"]),
             ("all +SSLv3", true, true, &["unsupported:SSLv3"]),
@@ -687,20 +530,14 @@ mod tests {
     #[test]
     fn ssl_protocol_without_tls12_or_tls13_is_refused() {
         for value in ["TLSv1", "-all +TLSv1 +TLSv1.1", "all -TLSv1.2 -TLSv1.3", "SSLv3"] {
-            assert!(
-                matches!(parse_ssl_protocol(value), Err(TlsError::NoUsableProtocol { .. })),
-                "{value}"
-            );
+            assert!(matches!(parse_ssl_protocol(value), Err(TlsError::NoUsableProtocol { .. })), "{value}");
         }
     }
 
     #[test]
     fn ssl_protocol_with_unknown_word_or_nothing_is_invalid() {
         for value in ["TLSv1.4", "all -SSLv4", "", "   "] {
-            assert!(
-                matches!(parse_ssl_protocol(value), Err(TlsError::InvalidProtocol { .. })),
-                "{value:?}"
-            );
+            assert!(matches!(parse_ssl_protocol(value), Err(TlsError::InvalidProtocol { .. })), "{value:?}");
         }
     }
 
@@ -744,22 +581,11 @@ mod tests {
             ),
             (
                 "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
-                vec![
-                    S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-                    S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-                ],
+                vec![S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384],
                 vec![],
             ),
-            (
-                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-                vec![S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256],
-                vec![],
-            ),
-            (
-                "ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA:RC4-SHA",
-                vec![S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256],
-                vec!["cipher:AES128-SHA", "cipher:RC4-SHA"],
-            ),
+            ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", vec![S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256], vec![]),
+            ("ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA:RC4-SHA", vec![S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256], vec!["cipher:AES128-SHA", "cipher:RC4-SHA"]),
             ("HIGH:MEDIUM:!aNULL", all6.clone(), vec!["cipher:MEDIUM"]),
             (
                 "HIGH:+CHACHA20",
@@ -773,14 +599,7 @@ mod tests {
                 ],
                 vec![],
             ),
-            (
-                "HIGH:!ECDSA:-CHACHA20:ECDSA",
-                vec![
-                    S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-                    S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-                ],
-                vec![],
-            ),
+            ("HIGH:!ECDSA:-CHACHA20:ECDSA", vec![S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256], vec![]),
             (
                 "HIGH:-CHACHA20:CHACHA20",
                 vec![
@@ -793,14 +612,7 @@ mod tests {
                 ],
                 vec![],
             ),
-            (
-                "SSL ECDHE+CHACHA20",
-                vec![
-                    S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-                    S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-                ],
-                vec![],
-            ),
+            ("SSL ECDHE+CHACHA20", vec![S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256], vec![]),
             ("HIGH:FROBNICATE:!aNULL", all6.clone(), vec!["unknown:FROBNICATE"]),
             ("HIGH:kRSA", all6.clone(), vec!["cipher:kRSA"]),
             ("\"HIGH:!aNULL:@SECLEVEL=2\"", all6.clone(), vec![]),
@@ -815,20 +627,8 @@ mod tests {
 
     #[test]
     fn cipher_strings_naming_only_weak_suites_are_refused() {
-        for value in [
-            "RC4-SHA",
-            "AES128-SHA:AES256-SHA",
-            "kRSA",
-            "HIGH:!ECDHE",
-            "MEDIUM:LOW",
-            "eNULL",
-            "!ALL",
-            "NOPE",
-        ] {
-            assert!(
-                matches!(parse_ssl_cipher_suite(value), Err(TlsError::NoUsableCipherSuite { .. })),
-                "{value}"
-            );
+        for value in ["RC4-SHA", "AES128-SHA:AES256-SHA", "kRSA", "HIGH:!ECDHE", "MEDIUM:LOW", "eNULL", "!ALL", "NOPE"] {
+            assert!(matches!(parse_ssl_cipher_suite(value), Err(TlsError::NoUsableCipherSuite { .. })), "{value}");
         }
     }
 
@@ -844,9 +644,7 @@ mod tests {
         ];
         for (name, words) in cases {
             let (_, w) = parse_ssl_cipher_suite(&format!("HIGH:{name}")).unwrap();
-            let [TlsWarning::CipherNotSupported { name: n, reason }] = &w[..] else {
-                panic!("{name}: {w:?}")
-            };
+            let [TlsWarning::CipherNotSupported { name: n, reason }] = &w[..] else { panic!("{name}: {w:?}") };
             assert_eq!(n, name);
             for word in *words {
                 assert!(reason.contains(word), "{name}: {reason}");
@@ -856,28 +654,17 @@ mod tests {
 
     #[test]
     fn tls13_cipher_lines_select_tls13_suites() {
-        let (s, w) = parse_ssl_cipher_suite(
-            "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:TLS_AES_256_GCM_SHA384",
-        )
-        .unwrap();
+        let (s, w) = parse_ssl_cipher_suite("TLSv1.3 TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:TLS_AES_256_GCM_SHA384").unwrap();
         assert_eq!(s.scope, CipherScope::Tls13);
-        assert_eq!(
-            s.suites,
-            vec![S::TLS13_CHACHA20_POLY1305_SHA256, S::TLS13_AES_256_GCM_SHA384]
-        );
+        assert_eq!(s.suites, vec![S::TLS13_CHACHA20_POLY1305_SHA256, S::TLS13_AES_256_GCM_SHA384]);
         assert_eq!(names(&w), vec!["cipher:TLS_AES_128_CCM_SHA256"]);
-        assert!(matches!(
-            parse_ssl_cipher_suite("TLSv1.3 TLS_AES_128_CCM_8_SHA256"),
-            Err(TlsError::NoUsableCipherSuite { .. })
-        ));
+        assert!(matches!(parse_ssl_cipher_suite("TLSv1.3 TLS_AES_128_CCM_8_SHA256"), Err(TlsError::NoUsableCipherSuite { .. })));
     }
 
     #[test]
     fn tls13_suite_names_in_the_tls12_line_are_pointed_to_the_right_directive() {
         let (s, w) = parse_ssl_cipher_suite("TLS_AES_256_GCM_SHA384:HIGH").unwrap();
         assert_eq!(s.suites.len(), 6);
-        assert!(
-            matches!(&w[..], [TlsWarning::CipherNotSupported { name, reason }] if name == "TLS_AES_256_GCM_SHA384" && reason.contains("TLSv1.3"))
-        );
+        assert!(matches!(&w[..], [TlsWarning::CipherNotSupported { name, reason }] if name == "TLS_AES_256_GCM_SHA384" && reason.contains("TLSv1.3")));
     }
 }

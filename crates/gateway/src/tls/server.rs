@@ -15,21 +15,14 @@ use super::policy::TlsOptions;
 use super::sni::{SiteIdentity, SniResolver};
 
 /// The ring provider narrowed to the configured suites, plus the protocol versions to enable.
-fn provider_for(
-    opts: &TlsOptions,
-) -> Result<(CryptoProvider, Vec<&'static rustls::SupportedProtocolVersion>), TlsError> {
+fn provider_for(opts: &TlsOptions) -> Result<(CryptoProvider, Vec<&'static rustls::SupportedProtocolVersion>), TlsError> {
     let mut provider = rustls::crypto::ring::default_provider();
     let all = provider.cipher_suites.clone();
     let pick = |wanted: &Option<Vec<rustls::CipherSuite>>, tls13: bool| -> Vec<rustls::SupportedCipherSuite> {
-        let of_version = all
-            .iter()
-            .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_)) == tls13);
+        let of_version = all.iter().filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_)) == tls13);
         match wanted {
             None => of_version.cloned().collect(),
-            Some(list) => list
-                .iter()
-                .filter_map(|id| of_version.clone().find(|s| s.suite() == *id).cloned())
-                .collect(),
+            Some(list) => list.iter().filter_map(|id| of_version.clone().find(|s| s.suite() == *id).cloned()).collect(),
         }
     };
     let mut suites = Vec::new();
@@ -49,9 +42,7 @@ fn provider_for(
         }
     }
     if versions.is_empty() {
-        return Err(TlsError::NoUsableCipherSuite {
-            value: format!("{opts:?}"),
-        });
+        return Err(TlsError::NoUsableCipherSuite { value: format!("{opts:?}") });
     }
     provider.cipher_suites = suites;
     Ok((provider, versions))
@@ -59,10 +50,7 @@ fn provider_for(
 
 /// Builds the server configuration from a certificate resolver: TLS 1.2 and 1.3 only, AEAD suites
 /// with forward secrecy only (ECDHE over X25519, P-256 or P-384), ALPN as `opts.alpn` says.
-pub fn build_server_config_with_resolver(
-    resolver: Arc<dyn ResolvesServerCert>,
-    opts: &TlsOptions,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn build_server_config_with_resolver(resolver: Arc<dyn ResolvesServerCert>, opts: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
     let (provider, versions) = provider_for(opts)?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&versions)
@@ -80,17 +68,10 @@ fn site_warnings(sites: &[SiteIdentity]) -> Vec<TlsWarning> {
     for site in sites {
         out.extend(site.identity.warnings.iter().cloned());
         for name in &site.names {
-            let covered = if name.starts_with("*.") {
-                site.identity.leaf.names().iter().any(|n| n.eq_ignore_ascii_case(name))
-            } else {
-                site.identity.leaf.covers(name)
-            };
+            let covered =
+                if name.starts_with("*.") { site.identity.leaf.names().iter().any(|n| n.eq_ignore_ascii_case(name)) } else { site.identity.leaf.covers(name) };
             if !covered {
-                out.push(TlsWarning::NameNotInCertificate {
-                    path: site.identity.cert_path.clone(),
-                    site: name.clone(),
-                    names: site.identity.leaf.names(),
-                });
+                out.push(TlsWarning::NameNotInCertificate { path: site.identity.cert_path.clone(), site: name.clone(), names: site.identity.leaf.names() });
             }
         }
     }
@@ -99,10 +80,7 @@ fn site_warnings(sites: &[SiteIdentity]) -> Vec<TlsWarning> {
 
 /// Builds the server configuration for fixed sites; the first site is the default. Returns the
 /// sites' warnings (expired certificates, names the certificate does not cover) to be logged.
-pub fn build_server_config(
-    sites: &[SiteIdentity],
-    opts: &TlsOptions,
-) -> Result<(Arc<ServerConfig>, Vec<TlsWarning>), TlsError> {
+pub fn build_server_config(sites: &[SiteIdentity], opts: &TlsOptions) -> Result<(Arc<ServerConfig>, Vec<TlsWarning>), TlsError> {
     let resolver = SniResolver::new(sites).ok_or(TlsError::NoSites)?;
     let config = build_server_config_with_resolver(Arc::new(resolver), opts)?;
     Ok((config, site_warnings(sites)))
@@ -118,17 +96,10 @@ pub struct ReloadableCerts {
     current: RwLock<Arc<SniResolver>>,
 }
 
-fn load_all(
-    configs: &[TlsSiteConfig],
-    cache: &PassphraseCache,
-    interactive: bool,
-) -> Result<(SniResolver, Vec<TlsWarning>), TlsError> {
+fn load_all(configs: &[TlsSiteConfig], cache: &PassphraseCache, interactive: bool) -> Result<(SniResolver, Vec<TlsWarning>), TlsError> {
     let mut sites = Vec::with_capacity(configs.len());
     for c in configs {
-        sites.push(SiteIdentity {
-            names: c.names(),
-            identity: load_identity_with(c, cache, interactive)?,
-        });
+        sites.push(SiteIdentity { names: c.names(), identity: load_identity_with(c, cache, interactive)? });
     }
     let resolver = SniResolver::new(&sites).ok_or(TlsError::NoSites)?;
     Ok((resolver, site_warnings(&sites)))
@@ -139,14 +110,7 @@ impl ReloadableCerts {
     pub fn load(configs: Vec<TlsSiteConfig>) -> Result<(Arc<ReloadableCerts>, Vec<TlsWarning>), TlsError> {
         let cache = PassphraseCache::default();
         let (resolver, warnings) = load_all(&configs, &cache, true)?;
-        Ok((
-            Arc::new(ReloadableCerts {
-                configs,
-                cache,
-                current: RwLock::new(Arc::new(resolver)),
-            }),
-            warnings,
-        ))
+        Ok((Arc::new(ReloadableCerts { configs, cache, current: RwLock::new(Arc::new(resolver)) }), warnings))
     }
 
     /// Loads the files again. On success new handshakes use them; on error the certificates in

@@ -47,28 +47,14 @@ impl SniResolver {
         if sites.is_empty() {
             return None;
         }
-        Some(SniResolver {
-            sites: sites
-                .iter()
-                .map(|s| (s.names.clone(), s.identity.certified.clone()))
-                .collect(),
-        })
+        Some(SniResolver { sites: sites.iter().map(|s| (s.names.clone(), s.identity.certified.clone())).collect() })
     }
 
     /// The index of the site that answers `server_name`.
     pub fn pick_index(&self, server_name: Option<&str>) -> usize {
         let Some(host) = server_name else { return 0 };
-        let exact = self
-            .sites
-            .iter()
-            .position(|(names, _)| names.iter().any(|n| !n.starts_with("*.") && name_matches(n, host)));
-        exact
-            .or_else(|| {
-                self.sites
-                    .iter()
-                    .position(|(names, _)| names.iter().any(|n| name_matches(n, host)))
-            })
-            .unwrap_or(0)
+        let exact = self.sites.iter().position(|(names, _)| names.iter().any(|n| !n.starts_with("*.") && name_matches(n, host)));
+        exact.or_else(|| self.sites.iter().position(|(names, _)| names.iter().any(|n| name_matches(n, host)))).unwrap_or(0)
     }
 
     /// The certificate for `server_name`.

@@ -41,7 +41,12 @@ async fn routes_by_prefix_and_appends_path_and_query() {
 async fn origin_sees_host_forwarded_headers_and_no_hop_by_hop() {
     let o = Origin::start().await;
     let gw = start(parse_apache(&seed_conf(&o, ""))).await;
-    let r = get(gw.addr, "/stash/x", "X-Test-Id: h\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nConnection: X-Secret\r\nX-Secret: 1\r\nTE: trailers\r\n").await;
+    let r = get(
+        gw.addr,
+        "/stash/x",
+        "X-Test-Id: h\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nConnection: X-Secret\r\nX-Secret: 1\r\nTE: trailers\r\n",
+    )
+    .await;
     assert_eq!(r.status, 200);
     let seen = &o.by_id("h")[0];
     assert_eq!(seen.header("host"), Some(o.addr.to_string().as_str()));
@@ -133,7 +138,10 @@ async fn access_rules_deny_with_403_and_never_forward() {
     let gw = start(parse_apache(&conf)).await;
     assert_eq!(get(gw.addr, "/x", "X-Test-Id: d\r\n").await.status, 403);
     assert!(o.by_id("d").is_empty());
-    let conf = format!("Listen 127.0.0.1:0\nProxyPass / http://{}/\n<Proxy *>\n<RequireAll>\nRequire all granted\nRequire not ip 127.0.0.1\n</RequireAll>\n</Proxy>\n", o.addr);
+    let conf = format!(
+        "Listen 127.0.0.1:0\nProxyPass / http://{}/\n<Proxy *>\n<RequireAll>\nRequire all granted\nRequire not ip 127.0.0.1\n</RequireAll>\n</Proxy>\n",
+        o.addr
+    );
     let gw = start(parse_apache(&conf)).await;
     assert_eq!(get(gw.addr, "/x", "").await.status, 403);
     let conf = format!("Listen 127.0.0.1:0\nProxyPass / http://{}/\n<Proxy *>\nRequire ip 127.0.0.1\n</Proxy>\n", o.addr);

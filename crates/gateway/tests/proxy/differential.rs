@@ -23,10 +23,8 @@ const ORIGIN_HEADER_DIFFS: &[(&str, &str)] = &[
 ];
 
 /// Cases where trove may send the origin one request more than Apache, and why.
-const RETRY_DIFFS: &[(&str, &str)] = &[(
-    "origin closes",
-    "an idempotent request that dies on a reused keep-alive connection is retried once on a fresh one; Apache answers 502 to that race",
-)];
+const RETRY_DIFFS: &[(&str, &str)] =
+    &[("origin closes", "an idempotent request that dies on a reused keep-alive connection is retried once on a fresh one; Apache answers 502 to that race")];
 
 /// Statuses that differ on purpose.
 fn allowed_status_diff(apache: u16, trove: u16) -> bool {
@@ -91,7 +89,8 @@ fn start_apache_with(body: &str, vhost: &str) -> Apache {
     let conf = format!("{}{body}{vh}", prelude(dir.path(), &format!("127.0.0.1:{port}")));
     let path = dir.path().join("httpd.conf");
     std::fs::write(&path, &conf).unwrap();
-    let child = Command::new(APACHE).args(["-f", path.to_str().unwrap(), "-DFOREGROUND"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start apache2");
+    let child =
+        Command::new(APACHE).args(["-f", path.to_str().unwrap(), "-DFOREGROUND"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start apache2");
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -129,12 +128,8 @@ fn case(name: &'static str, raw: &str) -> Case {
 }
 
 fn comparable_origin_headers(r: &Received) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .filter(|(k, _)| !ORIGIN_HEADER_DIFFS.iter().any(|(d, _)| d == k))
-        .collect();
+    let mut v: Vec<(String, String)> =
+        r.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).filter(|(k, _)| !ORIGIN_HEADER_DIFFS.iter().any(|(d, _)| d == k)).collect();
     v.sort();
     v
 }
@@ -173,8 +168,10 @@ async fn compare(o: &Origin, apache: SocketAddr, trove: SocketAddr, cases: &[Cas
                     }
                     continue;
                 }
-                let va: Vec<String> = a.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.replace(&apache.port().to_string(), "PORT")).collect();
-                let vt: Vec<String> = t.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.replace(&trove.port().to_string(), "PORT")).collect();
+                let va: Vec<String> =
+                    a.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.replace(&apache.port().to_string(), "PORT")).collect();
+                let vt: Vec<String> =
+                    t.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.replace(&trove.port().to_string(), "PORT")).collect();
                 if va != vt {
                     problems.push(format!("{}: response {h}: apache {va:?} trove {vt:?}", c.name));
                 }
@@ -192,7 +189,16 @@ async fn compare(o: &Origin, apache: SocketAddr, trove: SocketAddr, cases: &[Cas
         }
         for (a, t) in oa.iter().zip(&ot) {
             if (a.method.as_str(), a.target.as_str(), &a.body) != (t.method.as_str(), t.target.as_str(), &t.body) {
-                problems.push(format!("{}: origin saw apache {} {} {:?} / trove {} {} {:?}", c.name, a.method, a.target, String::from_utf8_lossy(&a.body), t.method, t.target, String::from_utf8_lossy(&t.body)));
+                problems.push(format!(
+                    "{}: origin saw apache {} {} {:?} / trove {} {} {:?}",
+                    c.name,
+                    a.method,
+                    a.target,
+                    String::from_utf8_lossy(&a.body),
+                    t.method,
+                    t.target,
+                    String::from_utf8_lossy(&t.body)
+                ));
             }
             let ha: Vec<(String, String)> = comparable_origin_headers(a).into_iter().map(|(k, v)| (k, v.replace(&apache.port().to_string(), "PORT"))).collect();
             let ht: Vec<(String, String)> = comparable_origin_headers(t).into_iter().map(|(k, v)| (k, v.replace(&trove.port().to_string(), "PORT"))).collect();
@@ -214,15 +220,36 @@ fn common_cases() -> Vec<Case> {
         case("look-alike prefix", "GET /stashx HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("encoded slash", "GET /stash/a%2Fb HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("dot-dot above root", "GET /stash/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("existing forwarded-for", "GET /stash/x HTTP/1.1\r\nHost: public.example\r\nX-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Host: first.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("connection-named headers", "GET /stash/x HTTP/1.1\r\nHost: public.example\r\nConnection: close, X-Forwarded-For, X-Drop\r\nX-Drop: 1\r\nX-Test-Id: {ID}\r\n\r\n"),
-        case("redirect to origin url", "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/projects HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("redirect to origin url, host with port", "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/p?a=1 HTTP/1.1\r\nHost: public.example:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("redirect elsewhere", "GET /stash/redirect?to=http://other.example/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case(
+            "existing forwarded-for",
+            "GET /stash/x HTTP/1.1\r\nHost: public.example\r\nX-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Host: first.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n",
+        ),
+        case(
+            "connection-named headers",
+            "GET /stash/x HTTP/1.1\r\nHost: public.example\r\nConnection: close, X-Forwarded-For, X-Drop\r\nX-Drop: 1\r\nX-Test-Id: {ID}\r\n\r\n",
+        ),
+        case(
+            "redirect to origin url",
+            "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/projects HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n",
+        ),
+        case(
+            "redirect to origin url, host with port",
+            "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/p?a=1 HTTP/1.1\r\nHost: public.example:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n",
+        ),
+        case(
+            "redirect elsewhere",
+            "GET /stash/redirect?to=http://other.example/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n",
+        ),
         case("cookies", "GET /stash/cookie HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("response hop-by-hop", "GET /stash/hop HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("post with length", "POST /stash/p HTTP/1.1\r\nHost: public.example\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\nhello"),
-        case("small chunked post", "POST /stash/p HTTP/1.1\r\nHost: public.example\r\nTransfer-Encoding: chunked\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        case(
+            "post with length",
+            "POST /stash/p HTTP/1.1\r\nHost: public.example\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\nhello",
+        ),
+        case(
+            "small chunked post",
+            "POST /stash/p HTTP/1.1\r\nHost: public.example\r\nTransfer-Encoding: chunked\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        ),
         case("head", "HEAD /stash/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("max-forwards", "GET /stash/x HTTP/1.1\r\nHost: public.example\r\nMax-Forwards: 5\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("absolute form", "GET http://evil.example/stash/abs HTTP/1.1\r\nHost: evil.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
@@ -232,7 +259,10 @@ fn common_cases() -> Vec<Case> {
         case("origin bad header", "GET /stash/badheader HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("origin 404 passes", "GET /stash/status/404 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("origin 500 passes", "GET /stash/status/500 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("keep-alive pair", "GET /stash/1 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\n\r\nGET /stash/2 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case(
+            "keep-alive pair",
+            "GET /stash/1 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\n\r\nGET /stash/2 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n",
+        ),
     ]
 }
 
@@ -277,7 +307,10 @@ async fn preserve_host_and_via_match_apache() {
     let o = Origin::start().await;
     let cases = vec![
         case("preserved host", "GET /stash/x HTTP/1.1\r\nHost: public.example:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("redirect with preserved host", "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/y HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case(
+            "redirect with preserved host",
+            "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/y HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n",
+        ),
     ];
     run_differential(&seed_body(&o, "ProxyPreserveHost On\n"), cases, &o).await;
 }
@@ -295,7 +328,10 @@ async fn root_mapping_exclusions_and_access_match_apache() {
         case("deep", "GET /scm/tp/test.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("excluded", "GET /static/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("denied by require not ip", "GET /admin/x HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("redirect at root", "GET /redirect?to=http://localhost:ORIGINPORT/login HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case(
+            "redirect at root",
+            "GET /redirect?to=http://localhost:ORIGINPORT/login HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n",
+        ),
     ];
     run_differential(&body, cases, &o).await;
 }
@@ -337,7 +373,10 @@ async fn https_vhost_with_the_same_certificate_matches_apache() {
     let vhost = format!("ServerName localhost\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n", crt.display(), keyf.display());
     let cases = vec![
         case("https get", "GET /stash/x?q=1 HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
-        case("https redirect is rewritten to https", "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/projects HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
+        case(
+            "https redirect is rewritten to https",
+            "GET /stash/redirect?to=http://localhost:ORIGINPORT/stash/projects HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n",
+        ),
         case("https cookies", "GET /stash/cookie HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),
         case("https post", "POST /stash/p HTTP/1.1\r\nHost: localhost:{PORT}\r\nContent-Length: 3\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\nabc"),
         case("https outside prefix", "GET /nope HTTP/1.1\r\nHost: localhost:{PORT}\r\nX-Test-Id: {ID}\r\nConnection: close\r\n\r\n"),

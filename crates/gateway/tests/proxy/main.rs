@@ -31,7 +31,6 @@ impl Drop for Running {
 }
 
 impl Running {
-
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());

@@ -12,7 +12,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, bool)> {
     vec![
         ("cl-then-te", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{s}")), 400, false),
         ("te-then-cl", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{s}")), 400, false),
-        ("cl-zero-te", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n{s}")), 400, false),
+        (
+            "cl-zero-te",
+            v(format!("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n{s}")),
+            400,
+            false,
+        ),
         ("duplicate-cl-same", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc{s}")), 400, false),
         ("duplicate-cl-different", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc{s}")), 400, false),
         ("cl-list", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc{s}")), 400, false),
@@ -38,7 +43,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, bool)> {
         ("bare-cr-in-value", v(format!("GET /p HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n{s}")), 400, false),
         ("space-in-target", v(format!("GET /p q HTTP/1.1\r\nHost: a\r\n\r\n{s}")), 400, false),
         ("bad-chunk-size", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n{s}")), 400, false),
-        ("chunk-size-overflow", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\nhello\r\n0\r\n\r\n{s}")), 400, false),
+        (
+            "chunk-size-overflow",
+            v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\nhello\r\n0\r\n\r\n{s}")),
+            400,
+            false,
+        ),
         ("chunk-missing-crlf", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n{s}")), 400, false),
         ("chunk-size-lf-only", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n{s}")), 400, false),
         ("chunk-negative", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n{s}")), 400, false),
@@ -46,7 +56,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, bool)> {
         ("connect", v(format!("CONNECT internal:22 HTTP/1.1\r\nHost: internal:22\r\n\r\n{s}")), 405, false),
         ("huge-header", v(format!("GET /p HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n{s}", "a".repeat(100_000))), 431, false),
         ("malformed-connection", v(format!("GET /p HTTP/1.1\r\nHost: a\r\nConnection: close, a b\r\n\r\n{s}")), 400, false),
-        ("pipelined-good-then-cl-te", v(format!("GET /p HTTP/1.1\r\nHost: a\r\n\r\nPOST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{s}")), 200, true),
+        (
+            "pipelined-good-then-cl-te",
+            v(format!("GET /p HTTP/1.1\r\nHost: a\r\n\r\nPOST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{s}")),
+            200,
+            true,
+        ),
         ("underscore-te-is-not-te", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n{s}")), 200, true),
     ]
 }

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use trove_gateway::tls::{
-    Alpn, CertAuthority, KeyKind, PassphraseSource, SiteIdentity, TlsOptions, TlsWarning, build_server_config, issue,
-    load_identity, make_ca, parse_ssl_cipher_suite, parse_ssl_protocol, write_pair,
+    Alpn, CertAuthority, KeyKind, PassphraseSource, SiteIdentity, TlsOptions, TlsWarning, build_server_config, issue, load_identity, make_ca,
+    parse_ssl_cipher_suite, parse_ssl_protocol, write_pair,
 };
 
 use crate::common::{curl, git, s_client, serve, site, subject_line};
@@ -13,15 +13,7 @@ use crate::common::{curl, git, s_client, serve, site, subject_line};
 fn ca_and_site(dir: &Path, ca: &CertAuthority, name: &str, hosts: &[&str], key: KeyKind) -> SiteIdentity {
     let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
     let made = issue(ca, &hosts, &[], 30, key).unwrap();
-    let (cert, key) = write_pair(
-        &dir.join(name),
-        "server.crt",
-        "server.key",
-        &made.cert_pem,
-        &made.key_pem,
-        false,
-    )
-    .unwrap();
+    let (cert, key) = write_pair(&dir.join(name), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
     let identity = load_identity(&site(&hosts[0], &cert, &key, PassphraseSource::None)).unwrap();
     SiteIdentity { names: hosts, identity }
 }
@@ -50,15 +42,8 @@ async fn curl_trusts_a_trove_ca_for_the_right_host_and_refuses_a_wrong_one() {
         format!("https://git.example.test:{port}/git/TP/test.git/info/refs"),
     ])
     .await;
-    assert!(
-        ok.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ok.stdout),
-        "sni=git.example.test;alpn=http/1.1"
-    );
+    assert!(ok.status.success(), "curl failed: {}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "sni=git.example.test;alpn=http/1.1");
 
     // Same server, a name the certificate does not hold: verification must fail (curl exit 60).
     let wrong = curl(&[
@@ -69,12 +54,7 @@ async fn curl_trusts_a_trove_ca_for_the_right_host_and_refuses_a_wrong_one() {
         format!("https://wrong.example.test:{port}/"),
     ])
     .await;
-    assert_eq!(
-        wrong.status.code(),
-        Some(60),
-        "stderr: {}",
-        String::from_utf8_lossy(&wrong.stderr)
-    );
+    assert_eq!(wrong.status.code(), Some(60), "stderr: {}", String::from_utf8_lossy(&wrong.stderr));
     assert!(wrong.stdout.is_empty());
 
     // Without our CA (no system bundle either: the env is cleared) the certificate is untrusted.
@@ -94,13 +74,7 @@ async fn sni_chooses_the_certificate_of_the_named_site_and_the_first_is_the_defa
     let dir = tempfile::tempdir().unwrap();
     let (ca, ca_crt) = write_ca(dir.path());
     let a = ca_and_site(dir.path(), &ca, "a", &["a.example.test"], KeyKind::EcdsaP256);
-    let b = ca_and_site(
-        dir.path(),
-        &ca,
-        "b",
-        &["b.example.test", "*.b.example.test"],
-        KeyKind::Rsa2048,
-    );
+    let b = ca_and_site(dir.path(), &ca, "b", &["b.example.test", "*.b.example.test"], KeyKind::Rsa2048);
     let (config, _) = build_server_config(&[a, b], &TlsOptions::default()).unwrap();
     let port = serve(config).await;
 
@@ -129,10 +103,7 @@ async fn sni_chooses_the_certificate_of_the_named_site_and_the_first_is_the_defa
     ])
     .await;
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&res.stdout),
-        "sni=www.b.example.test;alpn=http/1.1"
-    );
+    assert_eq!(String::from_utf8_lossy(&res.stdout), "sni=www.b.example.test;alpn=http/1.1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,10 +119,7 @@ async fn alpn_negotiates_h2_when_offered_and_http11_when_configured() {
     let (_, out) = s_client(port, &["-servername", "h.example.test", "-alpn", "http/1.1"]).await;
     assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
 
-    let opts = TlsOptions {
-        alpn: Alpn::Http11Only,
-        ..TlsOptions::default()
-    };
+    let opts = TlsOptions { alpn: Alpn::Http11Only, ..TlsOptions::default() };
     let (config, _) = build_server_config(&[s], &opts).unwrap();
     let port = serve(config).await;
     let (_, out) = s_client(port, &["-servername", "h.example.test", "-alpn", "h2,http/1.1"]).await;
@@ -174,11 +142,7 @@ async fn only_tls12_and_tls13_with_aead_forward_secret_suites_are_offered() {
     for args in [
         &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"][..],
         &["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"][..],
-        &[
-            "-tls1_2",
-            "-cipher",
-            "ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256:AES256-SHA",
-        ][..],
+        &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256:AES256-SHA"][..],
         &["-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256"][..],
     ] {
         let (ok, out) = s_client(port, args).await;
@@ -188,10 +152,7 @@ async fn only_tls12_and_tls13_with_aead_forward_secret_suites_are_offered() {
     // Apache settings narrow what is offered.
     let (protocols, w) = parse_ssl_protocol("-all +TLSv1.3").unwrap();
     assert!(w.is_empty());
-    let opts = TlsOptions {
-        protocols,
-        ..TlsOptions::default()
-    };
+    let opts = TlsOptions { protocols, ..TlsOptions::default() };
     let (config, _) = build_server_config(std::slice::from_ref(&s), &opts).unwrap();
     let port = serve(config).await;
     let (ok, _) = s_client(port, &["-tls1_2"]).await;
@@ -200,10 +161,7 @@ async fn only_tls12_and_tls13_with_aead_forward_secret_suites_are_offered() {
     assert!(ok);
 
     let (ciphers, w) = parse_ssl_cipher_suite("ECDHE+CHACHA20:AES128-SHA").unwrap();
-    assert!(
-        matches!(&w[..], [TlsWarning::CipherNotSupported { name, .. }] if name == "AES128-SHA"),
-        "{w:?}"
-    );
+    assert!(matches!(&w[..], [TlsWarning::CipherNotSupported { name, .. }] if name == "AES128-SHA"), "{w:?}");
     let mut opts = TlsOptions::default();
     opts.apply_cipher_setting(ciphers);
     let (config, _) = build_server_config(&[s], &opts).unwrap();
@@ -221,10 +179,7 @@ fn site_names_missing_from_the_certificate_are_warned_about() {
     let mut s = ca_and_site(dir.path(), &ca, "n", &["n.example.test"], KeyKind::EcdsaP256);
     s.names.push("other.example.test".into());
     let (_, warnings) = build_server_config(&[s], &TlsOptions::default()).unwrap();
-    assert!(
-        matches!(&warnings[..], [TlsWarning::NameNotInCertificate { site, .. }] if site == "other.example.test"),
-        "{warnings:?}"
-    );
+    assert!(matches!(&warnings[..], [TlsWarning::NameNotInCertificate { site, .. }] if site == "other.example.test"), "{warnings:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,8 +213,5 @@ async fn git_verifies_a_trove_ca_with_http_sslcainfo_and_needs_no_verify_otherwi
     let out = git(home, &wrong, &["-c", &cainfo, "ls-remote", &wrong_url], &[]).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
-    assert!(
-        err.contains("ssl") || err.contains("certificate") || err.contains("subject"),
-        "{err}"
-    );
+    assert!(err.contains("ssl") || err.contains("certificate") || err.contains("subject"), "{err}");
 }

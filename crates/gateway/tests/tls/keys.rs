@@ -40,77 +40,35 @@ const FORMS: &[Form] = &[
     },
     Form {
         name: "genrsa -traditional -des3 (legacy Proc-Type, DES-EDE3-CBC)",
-        make: &[&[
-            "genrsa",
-            "-traditional",
-            "-des3",
-            "-passout",
-            "pass:PASS",
-            "-out",
-            "KEY",
-            "2048",
-        ]],
+        make: &[&["genrsa", "-traditional", "-des3", "-passout", "pass:PASS", "-out", "KEY", "2048"]],
         encrypted: true,
         pem_marker: "DEK-Info: DES-EDE3-CBC",
         kind: KeyType::Rsa(2048),
     },
     Form {
         name: "genrsa -traditional -aes128 (legacy Proc-Type, AES-128-CBC)",
-        make: &[&[
-            "genrsa",
-            "-traditional",
-            "-aes128",
-            "-passout",
-            "pass:PASS",
-            "-out",
-            "KEY",
-            "2048",
-        ]],
+        make: &[&["genrsa", "-traditional", "-aes128", "-passout", "pass:PASS", "-out", "KEY", "2048"]],
         encrypted: true,
         pem_marker: "DEK-Info: AES-128-CBC",
         kind: KeyType::Rsa(2048),
     },
     Form {
         name: "genrsa -traditional -aes256 (legacy Proc-Type, AES-256-CBC)",
-        make: &[&[
-            "genrsa",
-            "-traditional",
-            "-aes256",
-            "-passout",
-            "pass:PASS",
-            "-out",
-            "KEY",
-            "3072",
-        ]],
+        make: &[&["genrsa", "-traditional", "-aes256", "-passout", "pass:PASS", "-out", "KEY", "3072"]],
         encrypted: true,
         pem_marker: "DEK-Info: AES-256-CBC",
         kind: KeyType::Rsa(3072),
     },
     Form {
         name: "pkcs8 -topk8 -nocrypt",
-        make: &[
-            &["genrsa", "-traditional", "-out", "KEY.src", "2048"],
-            &["pkcs8", "-topk8", "-nocrypt", "-in", "KEY.src", "-out", "KEY"],
-        ],
+        make: &[&["genrsa", "-traditional", "-out", "KEY.src", "2048"], &["pkcs8", "-topk8", "-nocrypt", "-in", "KEY.src", "-out", "KEY"]],
         encrypted: false,
         pem_marker: "BEGIN PRIVATE KEY",
         kind: KeyType::Rsa(2048),
     },
     Form {
         name: "pkcs8 -topk8 (default PBES2 AES-256-CBC)",
-        make: &[
-            &["genrsa", "-traditional", "-out", "KEY.src", "2048"],
-            &[
-                "pkcs8",
-                "-topk8",
-                "-in",
-                "KEY.src",
-                "-passout",
-                "pass:PASS",
-                "-out",
-                "KEY",
-            ],
-        ],
+        make: &[&["genrsa", "-traditional", "-out", "KEY.src", "2048"], &["pkcs8", "-topk8", "-in", "KEY.src", "-passout", "pass:PASS", "-out", "KEY"]],
         encrypted: true,
         pem_marker: "BEGIN ENCRYPTED PRIVATE KEY",
         kind: KeyType::Rsa(2048),
@@ -119,20 +77,7 @@ const FORMS: &[Form] = &[
         name: "pkcs8 -topk8 -v2 des3 -v2prf hmacWithSHA1 (older OpenSSL defaults)",
         make: &[
             &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "KEY.src"],
-            &[
-                "pkcs8",
-                "-topk8",
-                "-v2",
-                "des3",
-                "-v2prf",
-                "hmacWithSHA1",
-                "-in",
-                "KEY.src",
-                "-passout",
-                "pass:PASS",
-                "-out",
-                "KEY",
-            ],
+            &["pkcs8", "-topk8", "-v2", "des3", "-v2prf", "hmacWithSHA1", "-in", "KEY.src", "-passout", "pass:PASS", "-out", "KEY"],
         ],
         encrypted: true,
         pem_marker: "BEGIN ENCRYPTED PRIVATE KEY",
@@ -142,17 +87,7 @@ const FORMS: &[Form] = &[
         name: "pkcs8 -topk8 -scrypt",
         make: &[
             &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "KEY.src"],
-            &[
-                "pkcs8",
-                "-topk8",
-                "-scrypt",
-                "-in",
-                "KEY.src",
-                "-passout",
-                "pass:PASS",
-                "-out",
-                "KEY",
-            ],
+            &["pkcs8", "-topk8", "-scrypt", "-in", "KEY.src", "-passout", "pass:PASS", "-out", "KEY"],
         ],
         encrypted: true,
         pem_marker: "BEGIN ENCRYPTED PRIVATE KEY",
@@ -191,16 +126,7 @@ const FORMS: &[Form] = &[
     },
     Form {
         name: "genpkey ed25519 -aes256",
-        make: &[&[
-            "genpkey",
-            "-algorithm",
-            "ed25519",
-            "-aes256",
-            "-pass",
-            "pass:PASS",
-            "-out",
-            "KEY",
-        ]],
+        make: &[&["genpkey", "-algorithm", "ed25519", "-aes256", "-pass", "pass:PASS", "-out", "KEY"]],
         encrypted: true,
         pem_marker: "BEGIN ENCRYPTED PRIVATE KEY",
         kind: KeyType::Ed25519,
@@ -211,29 +137,15 @@ const FORMS: &[Form] = &[
 fn make(dir: &Path, i: usize, form: &Form) -> (std::path::PathBuf, std::path::PathBuf) {
     let key = format!("key{i}.pem");
     for step in form.make {
-        let args: Vec<String> = step
-            .iter()
-            .map(|a| a.replace("KEY", &key).replace("pass:PASS", &format!("pass:{PASS}")))
-            .collect();
+        let args: Vec<String> = step.iter().map(|a| a.replace("KEY", &key).replace("pass:PASS", &format!("pass:{PASS}"))).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         openssl(dir, &args);
     }
     let key_path = dir.join(&key);
     chmod(&key_path, 0o600);
     let text = std::fs::read_to_string(&key_path).unwrap();
-    assert!(
-        text.contains(form.pem_marker),
-        "{}: expected {:?} in\n{text}",
-        form.name,
-        form.pem_marker
-    );
-    let cert = openssl_cert_for(
-        dir,
-        &key,
-        &format!("cert{i}.pem"),
-        form.encrypted.then_some(PASS),
-        "localhost",
-    );
+    assert!(text.contains(form.pem_marker), "{}: expected {:?} in\n{text}", form.name, form.pem_marker);
+    let cert = openssl_cert_for(dir, &key, &format!("cert{i}.pem"), form.encrypted.then_some(PASS), "localhost");
     (cert, key_path)
 }
 
@@ -244,8 +156,7 @@ fn keys_in_every_openssl_form_load_with_the_right_passphrase_and_fail_with_a_wro
     let bad = pass_file(dir.path(), "wrong horse");
     for (i, form) in FORMS.iter().enumerate() {
         let (cert, key) = make(dir.path(), i, form);
-        let identity = load_identity(&site("localhost", &cert, &key, good.clone()))
-            .unwrap_or_else(|e| panic!("{}: {e}", form.name));
+        let identity = load_identity(&site("localhost", &cert, &key, good.clone())).unwrap_or_else(|e| panic!("{}: {e}", form.name));
         assert_eq!(identity.key_type, form.kind, "{}", form.name);
         assert!(identity.warnings.is_empty(), "{}: {:?}", form.name, identity.warnings);
         assert_eq!(identity.chain.len(), 1);
@@ -261,8 +172,7 @@ fn keys_in_every_openssl_form_load_with_the_right_passphrase_and_fail_with_a_wro
             }
         } else {
             // A passphrase configured for a plain key is simply not needed.
-            load_identity(&site("localhost", &cert, &key, bad.clone()))
-                .unwrap_or_else(|e| panic!("{}: {e}", form.name));
+            load_identity(&site("localhost", &cert, &key, bad.clone())).unwrap_or_else(|e| panic!("{}: {e}", form.name));
         }
     }
 }
@@ -273,28 +183,18 @@ fn passphrase_comes_from_an_exec_program_called_with_server_port_and_rsa() {
     let (cert, key) = make(dir.path(), 0, &FORMS[0]);
     let args_file = dir.path().join("args.txt");
     let program = dir.path().join("askpass.sh");
-    std::fs::write(
-        &program,
-        format!("#!/bin/sh\necho \"$@\" > '{}'\necho '{PASS}'\n", args_file.display()),
-    )
-    .unwrap();
+    std::fs::write(&program, format!("#!/bin/sh\necho \"$@\" > '{}'\necho '{PASS}'\n", args_file.display())).unwrap();
     chmod(&program, 0o755);
     let mut cfg = site("git.example.test", &cert, &key, PassphraseSource::Exec(program.clone()));
     cfg.port = 8443;
     load_identity(&cfg).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(&args_file).unwrap().trim(),
-        "git.example.test:8443 RSA"
-    );
+    assert_eq!(std::fs::read_to_string(&args_file).unwrap().trim(), "git.example.test:8443 RSA");
 
     let failing = dir.path().join("fail.sh");
     std::fs::write(&failing, "#!/bin/sh\nexit 3\n").unwrap();
     chmod(&failing, 0o755);
     cfg.passphrase = PassphraseSource::Exec(failing);
-    assert!(matches!(
-        load_identity(&cfg),
-        Err(TlsError::PassphraseUnavailable { .. })
-    ));
+    assert!(matches!(load_identity(&cfg), Err(TlsError::PassphraseUnavailable { .. })));
 }
 
 #[test]
@@ -317,39 +217,21 @@ fn passphrase_file_readable_by_others_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make(dir.path(), 0, &FORMS[0]);
     let source = pass_file(dir.path(), PASS);
-    let PassphraseSource::File(p) = &source else {
-        unreachable!()
-    };
+    let PassphraseSource::File(p) = &source else { unreachable!() };
     chmod(p, 0o644);
-    assert!(matches!(
-        load_identity(&site("localhost", &cert, &key, source)),
-        Err(TlsError::TooOpen { .. })
-    ));
+    assert!(matches!(load_identity(&site("localhost", &cert, &key, source)), Err(TlsError::TooOpen { .. })));
 }
 
 #[test]
 fn seed_1024_bit_key_is_refused_with_the_command_that_makes_a_good_one() {
     let dir = tempfile::tempdir().unwrap();
     // Exactly the seed's step 8(c), non-interactively.
-    openssl(
-        dir.path(),
-        &[
-            "genrsa",
-            "-des3",
-            "-passout",
-            &format!("pass:{PASS}"),
-            "-out",
-            "server.key",
-            "1024",
-        ],
-    );
+    openssl(dir.path(), &["genrsa", "-des3", "-passout", &format!("pass:{PASS}"), "-out", "server.key", "1024"]);
     chmod(&dir.path().join("server.key"), 0o600);
     let cert = openssl_cert_for(dir.path(), "server.key", "server.crt", Some(PASS), "localhost");
     let key = dir.path().join("server.key");
     let err = load_identity(&site("localhost", &cert, &key, pass_file(dir.path(), PASS))).unwrap_err();
-    let TlsError::WeakRsaKey { bits, .. } = &err else {
-        panic!("{err:?}")
-    };
+    let TlsError::WeakRsaKey { bits, .. } = &err else { panic!("{err:?}") };
     assert_eq!(*bits, 1024);
     let msg = err.to_string();
     assert!(msg.contains("openssl genrsa -aes256 -out server.key 3072"), "{msg}");
@@ -371,20 +253,14 @@ fn key_of_another_certificate_is_refused() {
     match load_identity(&site("localhost", &cert_a, &key_b, PassphraseSource::None)) {
         Err(e @ TlsError::KeyMismatch { .. }) => {
             let msg = e.to_string();
-            assert!(
-                msg.contains(&*key_b.to_string_lossy()) && msg.contains(&*cert_a.to_string_lossy()),
-                "{msg}"
-            );
+            assert!(msg.contains(&*key_b.to_string_lossy()) && msg.contains(&*cert_a.to_string_lossy()), "{msg}");
         }
         other => panic!("{other:?}"),
     }
     // Same for RSA keys of the same size.
     let (cert_r, _) = make(dir.path(), 12, &FORMS[2]);
     let (_, key_r) = make(dir.path(), 13, &FORMS[2]);
-    assert!(matches!(
-        load_identity(&site("localhost", &cert_r, &key_r, PassphraseSource::None)),
-        Err(TlsError::KeyMismatch { .. })
-    ));
+    assert!(matches!(load_identity(&site("localhost", &cert_r, &key_r, PassphraseSource::None)), Err(TlsError::KeyMismatch { .. })));
 }
 
 #[test]
@@ -460,10 +336,7 @@ fn cert_with_validity(dir: &Path, from: i64, to: i64) -> (std::path::PathBuf, st
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 #[test]
@@ -495,15 +368,7 @@ fn chain_file_is_served_after_the_leaf() {
     let dir = tempfile::tempdir().unwrap();
     let ca = trove_gateway::tls::make_ca("Test CA", 30).unwrap();
     let made = trove_gateway::tls::issue(&ca, &["localhost".into()], &[], 30, Default::default()).unwrap();
-    let (cert, key) = trove_gateway::tls::write_pair(
-        dir.path(),
-        "server.crt",
-        "server.key",
-        &made.cert_pem,
-        &made.key_pem,
-        false,
-    )
-    .unwrap();
+    let (cert, key) = trove_gateway::tls::write_pair(dir.path(), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
     std::fs::write(dir.path().join("chain.pem"), &ca.cert_pem).unwrap();
     let mut cfg = site("localhost", &cert, &key, PassphraseSource::None);
     cfg.chain = Some(dir.path().join("chain.pem"));
@@ -544,11 +409,7 @@ fn builtin_prompt_without_a_terminal_fails_at_once_instead_of_hanging() {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("setsid (util-linux) is needed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "the child did not run the test: {text}");
 }
@@ -559,22 +420,13 @@ fn expired_chain_certificate_gives_a_warning_naming_the_chain_file() {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Old Intermediate");
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Old Intermediate");
     ca_params.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 800 * 86_400).unwrap();
     ca_params.not_after = time::OffsetDateTime::from_unix_timestamp(now() - 86_400).unwrap();
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let (cert, key, chain) = (
-        dir.path().join("leaf.pem"),
-        dir.path().join("leaf.key"),
-        dir.path().join("chain.pem"),
-    );
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (cert, key, chain) = (dir.path().join("leaf.pem"), dir.path().join("leaf.key"), dir.path().join("chain.pem"));
     std::fs::write(&cert, leaf.pem()).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
     chmod(&key, 0o600);

@@ -11,9 +11,7 @@ use trove_gateway::tls::{KeyKind, ReloadableCerts, TlsError, TlsOptions, TlsSite
 use crate::common::{s_client, serve, subject_line};
 
 async fn request(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: r.example.test\r\n\r\n")
-        .await
-        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: r.example.test\r\n\r\n").await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !String::from_utf8_lossy(&buf).contains("alpn=") {
@@ -36,18 +34,9 @@ async fn reload_serves_new_files_keeps_the_old_on_error_and_leaves_connections_a
     let ca_one = make_ca("First CA", 30).unwrap();
     let ca_two = make_ca("Second CA", 30).unwrap();
     let one = issue(&ca_one, &hosts, &[], 30, KeyKind::EcdsaP256).unwrap();
-    let (cert, key) = write_pair(
-        &site_dir,
-        "server.crt",
-        "server.key",
-        &one.cert_pem,
-        &one.key_pem,
-        false,
-    )
-    .unwrap();
+    let (cert, key) = write_pair(&site_dir, "server.crt", "server.key", &one.cert_pem, &one.key_pem, false).unwrap();
 
-    let (certs, warnings) =
-        ReloadableCerts::load(vec![TlsSiteConfig::new("r.example.test", 443, &cert, &key)]).unwrap();
+    let (certs, warnings) = ReloadableCerts::load(vec![TlsSiteConfig::new("r.example.test", 443, &cert, &key)]).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let config = certs.server_config(&TlsOptions::default()).unwrap();
     let port = serve(config).await;
@@ -58,19 +47,14 @@ async fn reload_serves_new_files_keeps_the_old_on_error_and_leaves_connections_a
 
     // A connection made before the reload, by a client that trusts only the first CA.
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_one.cert_pem.as_bytes()).unwrap())
-        .unwrap();
+    roots.add(CertificateDer::from_pem_slice(ca_one.cert_pem.as_bytes()).unwrap()).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut early = tokio_rustls::TlsConnector::from(Arc::new(client))
-        .connect("r.example.test".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut early = tokio_rustls::TlsConnector::from(Arc::new(client)).connect("r.example.test".try_into().unwrap(), tcp).await.unwrap();
     assert!(request(&mut early).await.contains("sni=r.example.test"));
 
     // New files, signed by another CA: new handshakes see them.
@@ -87,15 +71,7 @@ async fn reload_serves_new_files_keeps_the_old_on_error_and_leaves_connections_a
 
     // A key that does not match: reload fails, the second certificate stays in service.
     let stray = issue(&ca_one, &hosts, &[], 30, KeyKind::EcdsaP256).unwrap();
-    write_pair(
-        &site_dir,
-        "ignored.crt",
-        "server.key",
-        &stray.cert_pem,
-        &stray.key_pem,
-        true,
-    )
-    .unwrap();
+    write_pair(&site_dir, "ignored.crt", "server.key", &stray.cert_pem, &stray.key_pem, true).unwrap();
     assert!(matches!(certs.reload(), Err(TlsError::KeyMismatch { .. })));
     let (ok, out) = s_client(port, &["-servername", "r.example.test"]).await;
     assert!(ok, "{out}");

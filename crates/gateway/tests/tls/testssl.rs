@@ -5,53 +5,27 @@
 
 use std::process::Stdio;
 
-use trove_gateway::tls::{
-    KeyKind, PassphraseSource, SiteIdentity, TlsOptions, build_server_config, issue, load_identity, make_ca, write_pair,
-};
+use trove_gateway::tls::{KeyKind, PassphraseSource, SiteIdentity, TlsOptions, build_server_config, issue, load_identity, make_ca, write_pair};
 
 use crate::common::{CA_ENV, serve, site};
 
 /// Findings that say nothing about trove's TLS, with why they must appear here.
 const EXPECTED: &[(&str, &str)] = &[
-    (
-        "cert_chain_of_trust",
-        "the test CA is private: testssl does not trust it",
-    ),
+    ("cert_chain_of_trust", "the test CA is private: testssl does not trust it"),
     ("cert_revocation", "a private CA publishes no CRL or OCSP responder"),
-    (
-        "security_headers",
-        "X-Frame-Options, CSP and the like are the application's to send; behind this gateway is no application (503)",
-    ),
+    ("security_headers", "X-Frame-Options, CSP and the like are the application's to send; behind this gateway is no application (503)"),
 ];
 
 fn finding<'a>(all: &'a [serde_json::Value], id: &str) -> &'a str {
-    all.iter()
-        .find(|f| f["id"] == id)
-        .and_then(|f| f["finding"].as_str())
-        .unwrap_or_else(|| panic!("testssl reported no {id}"))
+    all.iter().find(|f| f["id"] == id).and_then(|f| f["finding"].as_str()).unwrap_or_else(|| panic!("testssl reported no {id}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testssl_finds_only_what_a_private_ca_must_raise() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_ca("Trove test CA", 365).unwrap();
-    let made = issue(
-        &ca,
-        &["localhost".into()],
-        &["127.0.0.1".parse().unwrap()],
-        365,
-        KeyKind::Rsa2048,
-    )
-    .unwrap();
-    let (cert, key) = write_pair(
-        dir.path(),
-        "server.crt",
-        "server.key",
-        &made.cert_pem,
-        &made.key_pem,
-        false,
-    )
-    .unwrap();
+    let made = issue(&ca, &["localhost".into()], &["127.0.0.1".parse().unwrap()], 365, KeyKind::Rsa2048).unwrap();
+    let (cert, key) = write_pair(dir.path(), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
     let _ = (load_identity, site, build_server_config, TlsOptions::default, serve, |_: PassphraseSource, _: SiteIdentity| ());
     // The real gateway, from its TOML, with HSTS switched on.
     let toml = format!(
@@ -78,17 +52,9 @@ async fn testssl_finds_only_what_a_private_ca_must_raise() {
         .arg(&json)
         .arg(format!("127.0.0.1:{port}"))
         .stdin(Stdio::null());
-    let out = c
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run testssl: {e}; install the Debian package testssl.sh"));
-    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
-        panic!(
-            "testssl wrote no JSON ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let out = c.output().await.unwrap_or_else(|e| panic!("cannot run testssl: {e}; install the Debian package testssl.sh"));
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("testssl wrote no JSON ({e}): {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
     let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
 
     for id in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
@@ -96,14 +62,7 @@ async fn testssl_finds_only_what_a_private_ca_must_raise() {
     }
     assert_eq!(finding(&all, "TLS1_2"), "offered");
     assert!(finding(&all, "TLS1_3").starts_with("offered"));
-    for id in [
-        "cipherlist_NULL",
-        "cipherlist_aNULL",
-        "cipherlist_EXPORT",
-        "cipherlist_LOW",
-        "cipherlist_3DES_IDEA",
-        "cipherlist_AVERAGE",
-    ] {
+    for id in ["cipherlist_NULL", "cipherlist_aNULL", "cipherlist_EXPORT", "cipherlist_LOW", "cipherlist_3DES_IDEA", "cipherlist_AVERAGE"] {
         assert_eq!(finding(&all, id), "not offered", "{id}");
     }
     assert_eq!(finding(&all, "PFS"), "offered");
