@@ -236,7 +236,80 @@ pub fn app(server: &Server) -> Router {
             .route(&format!("{base}/git-receive-pack"), post(git_http::receive_pack))
             .route(&base, get(git_http::repo_page));
     }
-    router.fallback(web::fallback).layer(middleware::from_fn_with_state(state.clone(), observe_request)).with_state(state)
+    router
+        .fallback(web::fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), catch_panics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe_request))
+        .with_state(state)
+}
+
+/// A handler that panics answers 500 (the error page for browsers, Bitbucket's error shape under
+/// `/rest`) instead of dropping the connection; the panic goes to the log, never to the caller.
+/// `catch_unwind` on the same task keeps cancellation as it was: a caller that leaves still
+/// drops the handler (and the git process it may be running).
+async fn catch_panics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use futures_util::FutureExt as _;
+    let rest = req.uri().path().starts_with(&format!("{}/rest/", state.urls.context_path().as_str()));
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!("a request handler panicked; answered 500 (the panic message is above)");
+            let ctx = state.urls.context_path().as_str().to_owned();
+            if rest {
+                let body = r#"{"errors":[{"context":null,"message":"An internal error occurred; the server log has the details.","exceptionName":"com.atlassian.bitbucket.ServerException"}]}"#;
+                let mut r = Response::new(axum::body::Body::from(body));
+                *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+                r
+            } else {
+                web::internal_error_page(&ctx)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        let bug: Option<&'static str> = None;
+        bug.expect("handler bug with /secret/detail")
+    }
+
+    fn router(dir: &std::path::Path) -> Router {
+        let server = Server::open(ServerConfig::new(dir)).unwrap();
+        Router::new()
+            .route("/boom", get(boom))
+            .route("/rest/api/1.0/boom", get(boom))
+            .layer(middleware::from_fn_with_state(server.shared.clone(), catch_panics))
+            .with_state(server.shared.clone())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_page_without_details() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = router(dir.path()).oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("Something went wrong") && !body.contains("/secret/detail"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_rest_handler_answers_in_bitbuckets_error_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = router(dir.path()).oneshot(Request::get("/rest/api/1.0/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json;charset=UTF-8");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("internal error"));
+    }
 }
 
 /// Works out how the request looked to its sender (trusted proxies, connector settings), warns

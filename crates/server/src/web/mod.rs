@@ -178,6 +178,11 @@ impl IntoResponse for WebError {
 
 pub(crate) type WebResult = Result<Response, WebError>;
 
+/// The 500 page for a request whose handler failed outright (a panic): no details.
+pub(crate) fn internal_error_page(ctx: &str) -> Response {
+    view::error_page(ctx, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server log has the details.")
+}
+
 /// One page request: the server, how the request looked, and who is logged in.
 pub(crate) struct Web {
     pub(crate) state: AppState,
