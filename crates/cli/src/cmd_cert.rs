@@ -42,8 +42,9 @@ impl From<KeyArg> for KeyKind {
     }
 }
 
+/// What a server certificate is for and where it goes: shared by `self-signed` and `issue`.
 #[derive(clap::Args)]
-pub struct SelfSignedArgs {
+pub struct LeafArgs {
     /// A host name the certificate is for (repeat for more; `*.example.com` allowed).
     #[arg(long = "host", value_name = "NAME")]
     hosts: Vec<String>,
@@ -62,6 +63,12 @@ pub struct SelfSignedArgs {
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SelfSignedArgs {
+    #[command(flatten)]
+    leaf: LeafArgs,
 }
 
 #[derive(clap::Args)]
@@ -85,24 +92,8 @@ pub struct IssueArgs {
     /// Directory holding ca.crt and ca.key from `trove cert ca`.
     #[arg(long, value_name = "DIR")]
     ca: PathBuf,
-    /// A host name the certificate is for (repeat for more).
-    #[arg(long = "host", value_name = "NAME")]
-    hosts: Vec<String>,
-    /// An IP address the certificate is for (repeat for more).
-    #[arg(long = "ip", value_name = "ADDR")]
-    ips: Vec<IpAddr>,
-    /// Directory to write server.crt and server.key into (created if missing).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Days the certificate is valid.
-    #[arg(long, default_value_t = 365)]
-    days: u32,
-    /// Key type.
-    #[arg(long, value_enum, default_value = "ecdsa-p256")]
-    key: KeyArg,
-    /// Overwrite existing files.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    leaf: LeafArgs,
 }
 
 #[derive(clap::Args)]
@@ -150,7 +141,7 @@ fn example_host(hosts: &[String], ips: &[IpAddr]) -> String {
     hosts.first().cloned().or_else(|| ips.first().map(|i| i.to_string())).unwrap_or_else(|| "HOST".into())
 }
 
-fn self_signed(a: SelfSignedArgs) -> anyhow::Result<ExitCode> {
+fn self_signed(SelfSignedArgs { leaf: a }: SelfSignedArgs) -> anyhow::Result<ExitCode> {
     let made = tls::self_signed(&a.hosts, &a.ips, a.days, a.key.into())?;
     let (cert, key) = tls::write_pair(&a.out, "server.crt", "server.key", &made.cert_pem, &made.key_pem, a.force)?;
     println!("wrote {} (certificate, valid {} days)", cert.display(), a.days);
@@ -160,7 +151,7 @@ fn self_signed(a: SelfSignedArgs) -> anyhow::Result<ExitCode> {
     println!("    SSLCertificateFile    \"{}\"", abs(&cert).display());
     println!("    SSLCertificateKeyFile \"{}\"", abs(&key).display());
     println!("Clients must be told to trust it, e.g.:");
-    println!("    git -c http.sslCAInfo={} clone https://{}/git/TP/test.git", abs(&cert).display(), example_host(&a.hosts, &a.ips));
+    println!("    git clone -c http.sslCAInfo={} https://{}/git/TP/test.git", abs(&cert).display(), example_host(&a.hosts, &a.ips));
     println!("For several servers, a local CA is easier: `trove cert ca` then `trove cert issue`.");
     Ok(ExitCode::SUCCESS)
 }
@@ -175,15 +166,16 @@ fn ca(a: CaArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
-    let authority = tls::load_ca(&a.ca)?;
+fn issue(IssueArgs { ca, leaf: a }: IssueArgs) -> anyhow::Result<ExitCode> {
+    let authority = tls::load_ca(&ca)?;
     let made = tls::issue(&authority, &a.hosts, &a.ips, a.days, a.key.into())?;
     let (cert, key) = tls::write_pair(&a.out, "server.crt", "server.key", &made.cert_pem, &made.key_pem, a.force)?;
-    println!("wrote {} (certificate signed by {}, valid {} days)", cert.display(), a.ca.join("ca.crt").display(), a.days);
+    println!("wrote {} (certificate signed by {}, valid {} days)", cert.display(), ca.join("ca.crt").display(), a.days);
     println!("wrote {} (private key, mode 0600)", key.display());
     println!();
     println!("Clients trust it through the CA certificate, with verification on:");
-    println!("    git -c http.sslCAInfo={} clone https://{}/git/TP/test.git", abs(&a.ca.join("ca.crt")).display(), example_host(&a.hosts, &a.ips));
+    println!("    git clone -c http.sslCAInfo={} https://{}/git/TP/test.git", abs(&ca.join("ca.crt")).display(), example_host(&a.hosts, &a.ips));
+    println!("(`clone -c` keeps the setting in the clone, so fetch and push verify too.)");
     Ok(ExitCode::SUCCESS)
 }
 
