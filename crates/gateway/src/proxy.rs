@@ -374,7 +374,8 @@ async fn proxy(
             None => false,
         });
     let down_upgrade = if wants_upgrade { req.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
-    let mut headers: HeaderMap = req.headers.clone();
+    // The downstream's headers become the origin's; the request's own copy is not needed again.
+    let mut headers: HeaderMap = std::mem::take(&mut req.headers);
     forward::strip_hop_by_hop(&mut headers, &named, wants_upgrade);
     // We answer 100-continue ourselves when the body is first read (hyper does).
     headers.remove(header::EXPECT);
@@ -409,9 +410,11 @@ async fn proxy(
         Box::pin(prebuffer(body_in, &mut headers)).await.map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body"))?
     };
     let target_uri: Uri = target.parse().map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "unforwardable path"))?;
-    let retry_template = matches!(body, BodyPlan::Empty | BodyPlan::Full(_)).then(|| (method.clone(), target_uri.clone(), headers.clone(), body.bytes()));
-
     let mut conn_up = shared.pool.checkout(up, true).await.map_err(Failure::Upstream)?;
+    // A retry is only ever made after a failure on a reused connection: keep a copy for it
+    // then, not on every request.
+    let retry_template = (conn_up.reused && matches!(body, BodyPlan::Empty | BodyPlan::Full(_)))
+        .then(|| (method.clone(), target_uri.clone(), headers.clone(), body.bytes()));
     let build = |plan: BodyPlan, c: &Conn, method: Method, uri: Uri, headers: HeaderMap| -> Request<ProxyBody> {
         let state = c.state.clone();
         let body = match plan {
