@@ -413,8 +413,8 @@ async fn proxy(
     let mut conn_up = shared.pool.checkout(up, true).await.map_err(Failure::Upstream)?;
     // A retry is only ever made after a failure on a reused connection: keep a copy for it
     // then, not on every request.
-    let retry_template = (conn_up.reused && matches!(body, BodyPlan::Empty | BodyPlan::Full(_)))
-        .then(|| (method.clone(), target_uri.clone(), headers.clone(), body.bytes()));
+    let retry_template =
+        (conn_up.reused && matches!(body, BodyPlan::Empty | BodyPlan::Full(_))).then(|| (method.clone(), target_uri.clone(), headers.clone(), body.bytes()));
     let build = |plan: BodyPlan, c: &Conn, method: Method, uri: Uri, headers: HeaderMap| -> Request<ProxyBody> {
         let state = c.state.clone();
         let body = match plan {
