@@ -78,7 +78,7 @@ pub struct Inspector {
     first: bool,
 }
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl Inspector {
     pub fn new(max_head: usize, verdicts: Verdicts) -> Self {
@@ -194,7 +194,7 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
 }
 
 /// `1a;ext=v\r\n` → 26. Strict: hex digits only, at most 16, CRLF terminated.
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+pub(crate) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r\n")?;
     let size = match line.iter().position(|&b| b == b';') {
         Some(p) => &line[..p],
@@ -205,6 +205,16 @@ fn parse_chunk_size(line: &[u8]) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+}
+
+/// How a judged request's body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// An upgrade or CONNECT: what follows may be a tunnel.
+    Tunnel,
 }
 
 /// Judge one complete head (request line + fields + blank line).
@@ -220,10 +230,23 @@ fn judge(head: &[u8]) -> (Verdict, State) {
         }
         Err(_) => return bad("malformed request head"),
     }
+    match judge_parsed(&req) {
+        (v @ Verdict::Reject(..), _) => (v, State::Passthrough),
+        (v, Framing::None) => (v, State::Head(Vec::new())),
+        (v, Framing::Length(n)) => (v, State::Body(n)),
+        (v, Framing::Chunked) => (v, State::ChunkSize(Vec::new())),
+        (v, Framing::Tunnel) => (v, State::Passthrough),
+    }
+}
+
+/// The framing rules on a parsed head (RFC 9112 §6): one verdict and the body's framing.
+pub(crate) fn judge_parsed(req: &httparse::Request<'_, '_>) -> (Verdict, Framing) {
+    let bad = |why| (Verdict::Reject(StatusCode::BAD_REQUEST, why), Framing::None);
     let http11 = req.version == Some(1);
     let mut hosts = 0;
-    let mut cls: Vec<&[u8]> = Vec::new();
-    let mut tes: Vec<&[u8]> = Vec::new();
+    let mut cl: Option<&[u8]> = None;
+    let mut cls = 0;
+    let mut tes = 0;
     let mut upgrade = false;
     for h in req.headers.iter() {
         let v = h.value;
@@ -233,9 +256,10 @@ fn judge(head: &[u8]) -> (Verdict, State) {
         if h.name.eq_ignore_ascii_case("host") {
             hosts += 1;
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            cls.push(v);
+            cls += 1;
+            cl = Some(v);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            tes.push(v);
+            tes += 1;
         } else if h.name.eq_ignore_ascii_case("upgrade") {
             upgrade = true;
         }
@@ -246,14 +270,20 @@ fn judge(head: &[u8]) -> (Verdict, State) {
     if hosts > 1 {
         return bad("more than one Host header");
     }
-    if !tes.is_empty() && !cls.is_empty() {
+    if tes > 0 && cls > 0 {
         return bad("both Content-Length and Transfer-Encoding");
     }
-    let next = if !tes.is_empty() {
+    let framing = if tes > 0 {
         if !http11 {
             return bad("Transfer-Encoding in an HTTP/1.0 request");
         }
-        let codings: Vec<String> = tes.iter().flat_map(|v| v.split(|&b| b == b',')).map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase()).collect();
+        let codings: Vec<String> = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
+            .collect();
         let chunked = codings.iter().filter(|c| *c == "chunked").count();
         if codings.iter().any(|c| c.is_empty()) {
             return bad("empty transfer coding");
@@ -262,30 +292,29 @@ fn judge(head: &[u8]) -> (Verdict, State) {
             if codings.last().map(String::as_str) != Some("chunked") {
                 return bad("chunked is not the final transfer coding");
             }
-            return (Verdict::Reject(StatusCode::NOT_IMPLEMENTED, "transfer coding not implemented"), State::Passthrough);
+            return (Verdict::Reject(StatusCode::NOT_IMPLEMENTED, "transfer coding not implemented"), Framing::None);
         }
         if chunked != 1 {
             return bad("chunked applied more than once");
         }
-        State::ChunkSize(Vec::new())
-    } else if !cls.is_empty() {
-        if cls.len() > 1 {
+        Framing::Chunked
+    } else if let Some(v) = cl {
+        if cls > 1 {
             return bad("more than one Content-Length");
         }
-        let v = cls[0];
         if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
             return bad("malformed Content-Length");
         }
         let n: u64 = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if n == 0 { State::Head(Vec::new()) } else { State::Body(n) }
+        if n == 0 { Framing::None } else { Framing::Length(n) }
     } else {
-        State::Head(Vec::new())
+        Framing::None
     };
     if upgrade || req.method == Some("CONNECT") {
         // What follows may be a tunnel; the handler closes the connection if it is not.
-        return (Verdict::Ok, State::Passthrough);
+        return (Verdict::Ok, Framing::Tunnel);
     }
-    (Verdict::Ok, next)
+    (Verdict::Ok, framing)
 }
 
 /// Timeouts the guard enforces on reads from the downstream.
@@ -346,7 +375,7 @@ impl<T> Guarded<T> {
     }
 }
 
-const TIMEOUT_408: &[u8] =
+pub(crate) const TIMEOUT_408: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 33\r\n\r\nrequest head not received in time";
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {

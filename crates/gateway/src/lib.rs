@@ -8,6 +8,7 @@ pub mod access;
 pub mod config;
 pub mod forward;
 pub mod guard;
+mod h1;
 pub mod log;
 pub mod metrics;
 pub mod proxy;

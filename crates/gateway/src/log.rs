@@ -227,10 +227,14 @@ impl Entry {
     }
 
     pub fn finish_headers<B>(&mut self, log: &AccessLog, resp: &http::Response<B>) {
-        self.status = resp.status().as_u16();
-        self.resp_vals = log.resp_h.iter().map(|n| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned)).collect();
+        self.finish_head(log, resp.status(), resp.headers());
+    }
+
+    pub fn finish_head(&mut self, log: &AccessLog, status: http::StatusCode, headers: &http::HeaderMap) {
+        self.status = status.as_u16();
+        self.resp_vals = log.resp_h.iter().map(|n| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned)).collect();
         // %O counts headers too; estimate them as written on the wire.
-        self.header_bytes = 17 + resp.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() as u64 + 2;
+        self.header_bytes = 17 + headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() as u64 + 2;
     }
 }
 

@@ -45,11 +45,11 @@ pub struct ConnInfo {
 
 /// Requests whose whole chunked body fits are sent with Content-Length (as Apache does for
 /// bodies up to 16 KiB), so a malformed small chunked body never reaches the origin.
-const PREBUFFER: usize = 16 * 1024;
+pub(crate) const PREBUFFER: usize = 16 * 1024;
 
 /// A failure on the proxy path, with what was at fault.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// The downstream sent something we refuse (400, 404, 405, 431, 501…).
     Downstream(StatusCode, &'static str),
     Denied,
@@ -58,7 +58,7 @@ enum Failure {
 }
 
 /// The one place that maps failures to status codes (see docs/gateway.md for Apache's).
-fn error_status(f: &Failure) -> StatusCode {
+pub(crate) fn error_status(f: &Failure) -> StatusCode {
     match f {
         Failure::Downstream(s, _) => *s,
         Failure::Denied => StatusCode::FORBIDDEN,
@@ -69,7 +69,7 @@ fn error_status(f: &Failure) -> StatusCode {
             UpstreamError::Connect(..) | UpstreamError::ConnectTimeout(..) | UpstreamError::PoolExhausted(..) => StatusCode::SERVICE_UNAVAILABLE,
             // Apache answers 502 here; RFC 9110 §15.6.5 says 504, as nginx and Caddy do.
             UpstreamError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamError::Closed(..) | UpstreamError::Protocol(..) => StatusCode::BAD_GATEWAY,
+            UpstreamError::Closed(..) | UpstreamError::Protocol(..) | UpstreamError::Invalid(..) | UpstreamError::Io(..) => StatusCode::BAD_GATEWAY,
         },
     }
 }
@@ -222,8 +222,14 @@ fn valid_host(h: &str) -> bool {
 }
 
 fn local_response(status: StatusCode, close: bool) -> Response<ProxyBody> {
+    let (parts, body) = local_parts(status, close);
+    Response::from_parts(parts, boxed(Full::new(body)))
+}
+
+/// The gateway's own answer for a failure: Apache-like error page.
+pub(crate) fn local_parts(status: StatusCode, close: bool) -> (http::response::Parts, Bytes) {
     let body = error_page(status);
-    let mut r = Response::new(boxed(Full::new(body)));
+    let mut r = Response::new(());
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     if close {
@@ -233,7 +239,7 @@ fn local_response(status: StatusCode, close: bool) -> Response<ProxyBody> {
     if status == StatusCode::METHOD_NOT_ALLOWED {
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
     }
-    r
+    (r.into_parts().0, body)
 }
 
 /// Serve one downstream request.
@@ -254,33 +260,49 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
         Ok((resp, ret)) => (resp, ret, false),
         Err(f) => {
             let status = error_status(&f);
-            match &f {
-                Failure::Upstream(e) => tracing::error!(peer = %conn.peer, uri = %req.uri, "proxy error: {e}"),
-                Failure::Denied => tracing::error!(peer = %conn.peer, uri = %req.uri, "AH01797: client denied by server configuration"),
-                Failure::Downstream(_, why) => tracing::info!(peer = %conn.peer, "bad request: {why}"),
-                Failure::NoRoute => tracing::debug!(uri = %req.uri, "no route"),
-            }
+            log_failure(&f, conn.peer, &req.uri);
             let close = matches!(f, Failure::Downstream(..));
             (local_response(status, close), None, close)
         }
     };
-    // MaxKeepAliveRequests: close after that many requests on one HTTP/1 connection.
-    let max = cfg.limits.max_keep_alive_requests;
-    if !is_h2 && (close || !cfg.limits.keep_alive || (max > 0 && served >= max as u64)) {
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    forward::apply_edits(resp.headers_mut(), &vhost.response_headers);
-    if conn.tls {
-        if let Some(age) = vhost.hsts {
-            if let Ok(v) = HeaderValue::from_str(&format!("max-age={age}")) {
-                resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
-            }
-        }
-    }
+    let close = !is_h2 && must_close(cfg, close, served);
+    final_headers(resp.headers_mut(), vhost, conn.tls, close);
     entry.finish_headers(&shared.log, &resp);
     let (parts, body) = resp.into_parts();
     let done = Done { entry, log: shared.log.clone(), metrics: shared.metrics.clone(), conn_shared: conn.shared.clone(), started, upstream_return };
     Response::from_parts(parts, Tracked { inner: body, bytes: 0, ended: false, done: Some(done) })
+}
+
+/// The error log line for a failed request.
+pub(crate) fn log_failure(f: &Failure, peer: SocketAddr, uri: &Uri) {
+    match f {
+        Failure::Upstream(e) => tracing::error!(%peer, %uri, "proxy error: {e}"),
+        Failure::Denied => tracing::error!(%peer, %uri, "AH01797: client denied by server configuration"),
+        Failure::Downstream(_, why) => tracing::info!(%peer, "bad request: {why}"),
+        Failure::NoRoute => tracing::debug!(%uri, "no route"),
+    }
+}
+
+/// MaxKeepAliveRequests, KeepAlive Off, or a refused request: close this HTTP/1 connection
+/// after the response.
+pub(crate) fn must_close(cfg: &GatewayConfig, refused: bool, served: u64) -> bool {
+    let max = cfg.limits.max_keep_alive_requests;
+    refused || !cfg.limits.keep_alive || (max > 0 && served >= max as u64)
+}
+
+/// The last touches on every response: `Connection: close`, the configured header edits, HSTS.
+pub(crate) fn final_headers(h: &mut HeaderMap, vhost: &VirtualServer, tls: bool, close: bool) {
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    forward::apply_edits(h, &vhost.response_headers);
+    if tls {
+        if let Some(age) = vhost.hsts {
+            if let Ok(v) = HeaderValue::from_str(&format!("max-age={age}")) {
+                h.insert(header::STRICT_TRANSPORT_SECURITY, v);
+            }
+        }
+    }
 }
 
 type Proxied = (Response<ProxyBody>, Option<(Conn, Upstream, Arc<Pool>)>);
@@ -305,91 +327,12 @@ async fn proxy(
             None => return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "request framing could not be verified")),
         }
     }
-    // 2. Method and request target. ProxyRequests Off: never a forward proxy.
-    if req.method == Method::CONNECT {
-        return Err(Failure::Downstream(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served"));
-    }
-    let uri = req.uri.clone();
-    if !is_h2 {
-        if let Some(s) = uri.scheme_str() {
-            if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") {
-                return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI with a scheme other than http"));
-            }
-            if uri.authority().is_none_or(|a| a.host().is_empty()) {
-                return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI without a host"));
-            }
-        }
-    }
-    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
-        if !valid_host(h) {
-            return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Host"));
-        }
-    } else if host.is_some() {
-        return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Host"));
-    }
-    let raw_path = uri.path();
-    if raw_path == "*" {
-        if req.method == Method::OPTIONS {
-            let mut r = Response::new(boxed(Empty::<Bytes>::new()));
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
-            return Ok((r, None));
-        }
-        return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "'*' target is only for OPTIONS"));
-    }
-    // 3. HTTP → HTTPS redirect (Tomcat's redirectPort idea).
-    if let Some(base) = &vhost.redirect_https {
-        let loc = format!("{base}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-        let mut r = Response::new(boxed(Empty::<Bytes>::new()));
-        *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
-        if let Ok(v) = HeaderValue::from_str(&loc) {
-            r.headers_mut().insert(header::LOCATION, v);
-        }
-        return Ok((r, None));
-    }
-    // 4. Canonical path and route.
-    let decoded = routing::canonical_path(raw_path).map_err(|e| match e {
-        PathError::BadRequest => Failure::Downstream(StatusCode::BAD_REQUEST, "invalid URI path"),
-        PathError::EncodedSlash => Failure::Downstream(StatusCode::NOT_FOUND, "encoded slash in path"),
-    })?;
-    let (route, matched) = routing::select(&vhost.routes, &decoded, raw_path).ok_or(Failure::NoRoute)?;
-    let Some(up) = &route.upstream else { return Err(Failure::NoRoute) };
-    entry.route = Some(route.path.clone());
-    let target = routing::upstream_target(route, &up.path, &decoded, raw_path, matched, uri.query());
-    // 5. Access control: the last <Proxy> section matching the origin URL decides.
-    if !vhost.proxy_access.is_empty() {
-        let origin_url = format!("http://{}:{}{}", up.host, up.port, target);
-        if let Some(sec) = vhost.proxy_access.iter().rev().find(|s| proxy_section_matches(&s.pattern, &origin_url, up)) {
-            if !sec.policy.allows(conn.peer.ip()) {
-                return Err(Failure::Denied);
-            }
-        }
-    }
-    // 6. Headers for the origin.
-    let named = forward::connection_tokens(&req.headers).map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Connection header"))?;
-    let wants_upgrade = !is_h2
-        && named.iter().any(|t| t == "upgrade")
-        && req.headers.get(header::UPGRADE).is_some_and(|u| match up.upgrade.as_deref() {
-            Some("any") => true,
-            Some(proto) => u.to_str().is_ok_and(|s| s.eq_ignore_ascii_case(proto)),
-            None => false,
-        });
-    let down_upgrade = if wants_upgrade { req.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
-    // The downstream's headers become the origin's; the request's own copy is not needed again.
-    let mut headers: HeaderMap = std::mem::take(&mut req.headers);
-    forward::strip_hop_by_hop(&mut headers, &named, wants_upgrade);
-    // We answer 100-continue ourselves when the body is first read (hyper does).
-    headers.remove(header::EXPECT);
-    let authority = if up.port == 80 { up.host.clone() } else { format!("{}:{}", up.host, up.port) };
-    let scheme = if conn.tls { "https" } else { "http" };
-    let facts = RequestFacts { peer: conn.peer.ip(), host, scheme, local_port: conn.local.port(), server_name, upstream_authority: &authority };
-    let rules = RequestRules {
-        preserve_host: vhost.preserve_host,
-        add_forwarded: vhost.add_forwarded,
-        add_forwarded_proto: vhost.add_forwarded_proto,
-        via: vhost.via,
-        edits: &vhost.request_headers,
+    let fwd = match prepare(conn, vhost, req, host, server_name, is_h2, entry)? {
+        Prepared::Local(parts, body) => return Ok((Response::from_parts(parts, boxed(Full::new(body))), None)),
+        Prepared::Forward(f) => f,
     };
-    forward::apply_request_rules(&mut headers, &facts, &rules);
+    let Forward { up, mut headers, target, wants_upgrade, scheme } = fwd;
+    let down_upgrade = if wants_upgrade { req.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
     if is_h2 {
         // An h2 request carries no Content-Length necessarily; let hyper frame it.
         headers.remove(header::TRANSFER_ENCODING);
@@ -498,20 +441,127 @@ async fn proxy(
         return Err(Failure::Upstream(UpstreamError::Closed(format!("{} answered 101 without an upgrade request", up.url))));
     }
     let (mut parts, body) = resp.into_parts();
-    let resp_named = forward::connection_tokens(&parts.headers).unwrap_or_default();
-    forward::strip_hop_by_hop(&mut parts.headers, &resp_named, false);
-    if wants_upgrade {
-        // The origin refused the upgrade; the guard stopped inspecting, so do not keep the
-        // connection.
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    rewrite_response_headers(&mut parts.headers, vhost, host, conn, scheme);
+    origin_response_headers(&mut parts.headers, vhost, host, conn, scheme, wants_upgrade);
     let keep = (parts, conn_up, up.clone(), shared.pool.clone());
     let (parts, conn_up, upc, pool) = keep;
     Ok((Response::from_parts(parts, boxed(body)), Some((conn_up, upc, pool))))
 }
 
-fn is_idempotent(m: &Method) -> bool {
+/// What `prepare` decided: answer here, or forward to an origin.
+pub(crate) enum Prepared<'a> {
+    Local(http::response::Parts, Bytes),
+    Forward(Forward<'a>),
+}
+
+/// A request ready for its origin: the route's upstream, the target, the origin's headers.
+pub(crate) struct Forward<'a> {
+    pub up: &'a Upstream,
+    pub headers: HeaderMap,
+    pub target: String,
+    pub wants_upgrade: bool,
+    pub scheme: &'static str,
+}
+
+/// Steps 2-6 of the proxy path, the same for every protocol and engine: method and target
+/// checks, Host, redirect, canonical path and route, access control, the origin's headers.
+/// The request's headers are moved into the result.
+pub(crate) fn prepare<'a>(
+    conn: &ConnInfo,
+    vhost: &'a VirtualServer,
+    req: &mut http::request::Parts,
+    host: Option<&HeaderValue>,
+    server_name: &str,
+    is_h2: bool,
+    entry: &mut Entry,
+) -> Result<Prepared<'a>, Failure> {
+    // 2. Method and request target. ProxyRequests Off: never a forward proxy.
+    if req.method == Method::CONNECT {
+        return Err(Failure::Downstream(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served"));
+    }
+    let uri = req.uri.clone();
+    if !is_h2 {
+        if let Some(s) = uri.scheme_str() {
+            if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") {
+                return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI with a scheme other than http"));
+            }
+            if uri.authority().is_none_or(|a| a.host().is_empty()) {
+                return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI without a host"));
+            }
+        }
+    }
+    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+        if !valid_host(h) {
+            return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Host"));
+        }
+    } else if host.is_some() {
+        return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Host"));
+    }
+    let raw_path = uri.path();
+    if raw_path == "*" {
+        if req.method == Method::OPTIONS {
+            let mut r = Response::new(());
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
+            return Ok(Prepared::Local(r.into_parts().0, Bytes::new()));
+        }
+        return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "'*' target is only for OPTIONS"));
+    }
+    // 3. HTTP → HTTPS redirect (Tomcat's redirectPort idea).
+    if let Some(base) = &vhost.redirect_https {
+        let loc = format!("{base}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        let mut r = Response::new(());
+        *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(Prepared::Local(r.into_parts().0, Bytes::new()));
+    }
+    // 4. Canonical path and route.
+    let decoded = routing::canonical_path(raw_path).map_err(|e| match e {
+        PathError::BadRequest => Failure::Downstream(StatusCode::BAD_REQUEST, "invalid URI path"),
+        PathError::EncodedSlash => Failure::Downstream(StatusCode::NOT_FOUND, "encoded slash in path"),
+    })?;
+    let (route, matched) = routing::select(&vhost.routes, &decoded, raw_path).ok_or(Failure::NoRoute)?;
+    let Some(up) = &route.upstream else { return Err(Failure::NoRoute) };
+    entry.route = Some(route.path.clone());
+    let target = routing::upstream_target(route, &up.path, &decoded, raw_path, matched, uri.query());
+    // 5. Access control: the last <Proxy> section matching the origin URL decides.
+    if !vhost.proxy_access.is_empty() {
+        let origin_url = format!("http://{}:{}{}", up.host, up.port, target);
+        if let Some(sec) = vhost.proxy_access.iter().rev().find(|s| proxy_section_matches(&s.pattern, &origin_url, up)) {
+            if !sec.policy.allows(conn.peer.ip()) {
+                return Err(Failure::Denied);
+            }
+        }
+    }
+    // 6. Headers for the origin.
+    let named = forward::connection_tokens(&req.headers).map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Connection header"))?;
+    let wants_upgrade = !is_h2
+        && named.iter().any(|t| t == "upgrade")
+        && req.headers.get(header::UPGRADE).is_some_and(|u| match up.upgrade.as_deref() {
+            Some("any") => true,
+            Some(proto) => u.to_str().is_ok_and(|s| s.eq_ignore_ascii_case(proto)),
+            None => false,
+        });
+    // The downstream's headers become the origin's; the request's own copy is not needed again.
+    let mut headers: HeaderMap = std::mem::take(&mut req.headers);
+    forward::strip_hop_by_hop(&mut headers, &named, wants_upgrade);
+    // We answer 100-continue ourselves when the body is first read (hyper does).
+    headers.remove(header::EXPECT);
+    let authority = if up.port == 80 { up.host.clone() } else { format!("{}:{}", up.host, up.port) };
+    let scheme = if conn.tls { "https" } else { "http" };
+    let facts = RequestFacts { peer: conn.peer.ip(), host, scheme, local_port: conn.local.port(), server_name, upstream_authority: &authority };
+    let rules = RequestRules {
+        preserve_host: vhost.preserve_host,
+        add_forwarded: vhost.add_forwarded,
+        add_forwarded_proto: vhost.add_forwarded_proto,
+        via: vhost.via,
+        edits: &vhost.request_headers,
+    };
+    forward::apply_request_rules(&mut headers, &facts, &rules);
+    Ok(Prepared::Forward(Forward { up, headers, target, wants_upgrade, scheme }))
+}
+
+pub(crate) fn is_idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
 
@@ -561,6 +611,26 @@ fn proxy_section_matches(pattern: &str, origin_url: &str, up: &Upstream) -> bool
     }
     // Apache compares against the worker URL as written too (`http://localhost:7990/`).
     origin_url.starts_with(p) || up.url.starts_with(p) || format!("{}{}", up.url.trim_end_matches('/'), "/").starts_with(p)
+}
+
+/// The origin's response headers as the downstream gets them: hop-by-hop fields removed,
+/// ProxyPassReverse and cookie rewriting applied.
+pub(crate) fn origin_response_headers(
+    h: &mut HeaderMap,
+    vhost: &VirtualServer,
+    host: Option<&HeaderValue>,
+    conn: &ConnInfo,
+    scheme: &str,
+    wants_upgrade: bool,
+) {
+    let resp_named = forward::connection_tokens(h).unwrap_or_default();
+    forward::strip_hop_by_hop(h, &resp_named, false);
+    if wants_upgrade {
+        // The origin refused the upgrade; the guard stopped inspecting, so do not keep the
+        // connection.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    rewrite_response_headers(h, vhost, host, conn, scheme);
 }
 
 fn rewrite_response_headers(h: &mut HeaderMap, vhost: &VirtualServer, host: Option<&HeaderValue>, conn: &ConnInfo, scheme: &str) {

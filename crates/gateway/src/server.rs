@@ -18,8 +18,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::GatewayConfig;
-use crate::guard::{Guarded, ReadTimeouts};
+use crate::config::{ConnLimits, GatewayConfig};
+use crate::guard::{ConnShared, Guarded, ReadTimeouts};
+use crate::h1;
 use crate::log::AccessLog;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo, Shared};
@@ -221,22 +222,12 @@ async fn serve_connection(
     let metrics = shared_cfg.metrics.clone();
     drop(shared_cfg);
     metrics.open_connections.fetch_add(1, Ordering::Relaxed);
-    let timeouts = ReadTimeouts { header: limits.header_read_timeout, keep_alive: limits.keep_alive_timeout, body: limits.timeout };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // The guard enforces `header_read_timeout` on the raw bytes (408 and close); hyper's
-        // own 30 s default would only add a timer per request and could cut in first.
-        .header_read_timeout(None)
-        .keep_alive(limits.keep_alive)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .half_close(false);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256).keep_alive_interval(Some(Duration::from_secs(60)));
-    let ctx = ConnCtx { peer, local, current, builder, max_header: limits.max_header_bytes, timeouts };
+    let ctx = ConnCtx { peer, local, current, limits };
     match acceptor {
+        None if h1::enabled() => ctx.serve_h1(stream, false, &mut stop).await,
         None => ctx.serve(stream, false, &mut stop).await,
-        Some(acc) => match tokio::time::timeout(limits.header_read_timeout, acc.accept(stream)).await {
+        Some(acc) => match tokio::time::timeout(ctx.limits.header_read_timeout, acc.accept(stream)).await {
+            Ok(Ok(tls)) if h1::enabled() && tls.get_ref().1.alpn_protocol() != Some(b"h2") => ctx.serve_h1(tls, true, &mut stop).await,
             Ok(Ok(tls)) => ctx.serve(tls, true, &mut stop).await,
             Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
             Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
@@ -250,17 +241,38 @@ struct ConnCtx {
     peer: SocketAddr,
     local: SocketAddr,
     current: Current,
-    builder: auto::Builder<TokioExecutor>,
-    max_header: usize,
-    timeouts: ReadTimeouts,
+    limits: ConnLimits,
 }
 
 impl ConnCtx {
+    /// HTTP/1 on the gateway's own engine; what it hands over goes on with hyper.
+    async fn serve_h1<S: h1::DownIo>(self, stream: S, tls: bool, stop: &mut watch::Receiver<bool>) {
+        let info = ConnInfo { peer: self.peer, local: self.local, tls, shared: Arc::new(ConnShared::default()) };
+        match h1::serve(stream, &info, &self.current, stop).await {
+            h1::Outcome::Done => {}
+            h1::Outcome::Handover(s, prefix) => self.serve(h1::Rewind::new(s, prefix), tls, stop).await,
+        }
+    }
+
+    /// hyper's HTTP/1.1 and HTTP/2, behind the framing guard.
     async fn serve<S>(self, stream: S, tls: bool, stop: &mut watch::Receiver<bool>)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (io, conn_shared) = Guarded::new(stream, self.max_header, self.timeouts);
+        let limits = &self.limits;
+        let timeouts = ReadTimeouts { header: limits.header_read_timeout, keep_alive: limits.keep_alive_timeout, body: limits.timeout };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // The guard enforces `header_read_timeout` on the raw bytes (408 and close); hyper's
+            // own 30 s default would only add a timer per request and could cut in first.
+            .header_read_timeout(None)
+            .keep_alive(limits.keep_alive)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .half_close(false);
+        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256).keep_alive_interval(Some(Duration::from_secs(60)));
+        let (io, conn_shared) = Guarded::new(stream, limits.max_header_bytes, timeouts);
         let info = Arc::new(ConnInfo { peer: self.peer, local: self.local, tls, shared: conn_shared });
         let current = self.current;
         let svc = service_fn(move |req| {
@@ -272,7 +284,7 @@ impl ConnCtx {
             // ~1.5% CPU in glibc's malloc_consolidate (allocations over 1 KiB).
             async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
         });
-        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
         drive(conn, stop, self.peer).await;
     }
 }

@@ -44,6 +44,10 @@ pub enum UpstreamError {
     Closed(String),
     #[error("origin {0} failed: {1}")]
     Protocol(String, hyper::Error),
+    #[error("origin {0} sent an invalid response: {1}")]
+    Invalid(String, &'static str),
+    #[error("origin {0}: {1}")]
+    Io(String, io::Error),
 }
 
 /// Shared between a connection's I/O wrapper and whoever uses the connection.
@@ -173,7 +177,21 @@ struct Key {
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    /// Connections of the HTTP/1 engine (`h1`): plain sockets, keyed by the origin URL.
+    raw_idle: Mutex<HashMap<String, Vec<RawIdle>>>,
     limits: Mutex<HashMap<Key, Arc<Semaphore>>>,
+}
+
+struct RawIdle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// An origin connection of the HTTP/1 engine, checked out for one exchange.
+pub struct RawConn {
+    pub stream: TcpStream,
+    pub reused: bool,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// A connection checked out for one exchange.
@@ -196,18 +214,60 @@ impl Pool {
         Key { host: u.host.clone(), port: u.port }
     }
 
+    async fn permit(&self, u: &Upstream) -> Result<Option<OwnedSemaphorePermit>, UpstreamError> {
+        if u.max == 0 {
+            return Ok(None);
+        }
+        let sem = self.limits.lock().expect("pool").entry(Self::key(u)).or_insert_with(|| Arc::new(Semaphore::new(u.max))).clone();
+        match tokio::time::timeout(u.timeout, sem.acquire_owned()).await {
+            Ok(Ok(p)) => Ok(Some(p)),
+            _ => Err(UpstreamError::PoolExhausted(u.url.clone(), u.timeout)),
+        }
+    }
+
+    /// A pooled plain connection if one is alive, else a new one (HTTP/1 engine).
+    pub async fn checkout_raw(&self, u: &Upstream, allow_reuse: bool) -> Result<RawConn, UpstreamError> {
+        let permit = self.permit(u).await?;
+        if allow_reuse && !u.disable_reuse {
+            let ttl = u.ttl.unwrap_or(DEFAULT_IDLE);
+            let mut idle = self.raw_idle.lock().expect("pool");
+            if let Some(list) = idle.get_mut(u.url.as_str()) {
+                while let Some(c) = list.pop() {
+                    // An idle origin connection must have nothing to say: EOF or stray bytes
+                    // mean it is closing (tokio answers from its readiness, usually without a
+                    // system call).
+                    let mut probe = [0u8; 1];
+                    let alive = matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+                    if alive && c.since.elapsed() < ttl {
+                        return Ok(RawConn { stream: c.stream, reused: true, _permit: permit });
+                    }
+                }
+            }
+        }
+        let stream = Box::pin(connect_tcp(u)).await?;
+        Ok(RawConn { stream, reused: false, _permit: permit })
+    }
+
+    /// Return a plain connection whose exchange completed cleanly.
+    pub fn checkin_raw(&self, c: RawConn, u: &Upstream) {
+        if u.disable_reuse {
+            return;
+        }
+        let mut idle = self.raw_idle.lock().expect("pool");
+        let list = match idle.get_mut(u.url.as_str()) {
+            Some(l) => l,
+            None => idle.entry(u.url.clone()).or_default(),
+        };
+        if list.len() >= 256 {
+            list.remove(0);
+        }
+        list.push(RawIdle { stream: c.stream, since: Instant::now() });
+    }
+
     /// A pooled connection if one is alive, else a new one.
     pub async fn checkout(&self, u: &Upstream, allow_reuse: bool) -> Result<Conn, UpstreamError> {
         let key = Self::key(u);
-        let permit = if u.max > 0 {
-            let sem = self.limits.lock().expect("pool").entry(key.clone()).or_insert_with(|| Arc::new(Semaphore::new(u.max))).clone();
-            match tokio::time::timeout(u.timeout, sem.acquire_owned()).await {
-                Ok(Ok(p)) => Some(p),
-                _ => return Err(UpstreamError::PoolExhausted(u.url.clone(), u.timeout)),
-            }
-        } else {
-            None
-        };
+        let permit = self.permit(u).await?;
         if allow_reuse && !u.disable_reuse {
             let ttl = u.ttl.unwrap_or(DEFAULT_IDLE);
             let mut idle = self.idle.lock().expect("pool");
@@ -242,7 +302,8 @@ impl Pool {
     }
 }
 
-async fn connect(u: &Upstream) -> Result<(http1::SendRequest<ProxyBody>, Arc<ConnState>), UpstreamError> {
+/// Resolve and connect within `connect_timeout`.
+async fn connect_tcp(u: &Upstream) -> Result<TcpStream, UpstreamError> {
     let target = format!("{}:{}", u.host.trim_start_matches('[').trim_end_matches(']'), u.port);
     let fut = async {
         let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&target).await.map_err(|e| UpstreamError::Resolve(target.clone(), e))?.collect();
@@ -264,6 +325,12 @@ async fn connect(u: &Upstream) -> Result<(http1::SendRequest<ProxyBody>, Arc<Con
         Err(_) => return Err(UpstreamError::ConnectTimeout(target, u.connect_timeout)),
     };
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(u: &Upstream) -> Result<(http1::SendRequest<ProxyBody>, Arc<ConnState>), UpstreamError> {
+    let target = format!("{}:{}", u.host.trim_start_matches('[').trim_end_matches(']'), u.port);
+    let stream = connect_tcp(u).await?;
     let state = Arc::new(ConnState { expect_read: AtomicBool::new(false), timeout: u.timeout });
     let io = TimedIo { inner: stream, state: state.clone(), read_timer: LazyTimer::default(), write_timer: LazyTimer::default() };
     let (sender, conn) = http1::Builder::new()
