@@ -8,8 +8,8 @@
 use std::ffi::OsString;
 use std::io::Read as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path as FsPath, PathBuf};
+use std::process::{Output, Stdio};
 
 use axum::Extension;
 use axum::body::Body;
@@ -167,6 +167,79 @@ fn git_command(state: &AppState, env: Vec<(OsString, OsString)>) -> Command {
     cmd
 }
 
+/// Counts one git process serving a request, from spawn until it is reaped or abandoned.
+struct Running(AppState);
+
+impl Running {
+    fn start(state: &AppState) -> Running {
+        state.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        state.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(state.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs `git <args> <repo>` to the end with `input` on its stdin, for the short, read-only
+/// advertisements. A request that goes away takes the process with it.
+async fn run_git(state: &AppState, env: Vec<(OsString, OsString)>, args: &[&str], repo: &FsPath, input: Option<Bytes>) -> Result<Output, HttpError> {
+    let mut cmd = git_command(state, env);
+    cmd.args(args).arg(repo).kill_on_drop(true);
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let _running = Running::start(state);
+    let mut child = cmd.spawn().map_err(|e| HttpError::Internal(format!("spawn git {} for {}: {e}", args[0], repo.display())))?;
+    let stdin = child.stdin.take();
+    let feed = async move {
+        if let (Some(mut w), Some(b)) = (stdin, input) {
+            // git stops reading only on a request it refuses; its answer says why.
+            let _ = w.write_all(&b).await;
+            let _ = w.shutdown().await;
+        }
+    };
+    let (_, out) = tokio::join!(feed, child.wait_with_output());
+    out.map_err(|e| HttpError::Internal(format!("wait for git {} for {}: {e}", args[0], repo.display())))
+}
+
+/// git's answer to an advertisement `question` (which says everything about the request that git
+/// sees: the endpoint, `GIT_PROTOCOL`, the body) about the repository at `repo`: remembered while
+/// the repository's refs and configuration are byte for byte what they were when git gave it,
+/// otherwise from `git` (and remembered when git succeeded and the refs did not change while it
+/// ran). `Err(output)` when git failed.
+async fn advertised(
+    state: &AppState,
+    repo: &FsPath,
+    question: Vec<u8>,
+    git: impl std::future::Future<Output = Result<Output, HttpError>>,
+) -> Result<Result<Bytes, Output>, HttpError> {
+    let read_state = || {
+        let (state, repo) = (state.clone(), repo.to_owned());
+        async move { tokio::task::spawn_blocking(move || state.adverts.state(&repo)).await.unwrap_or(None) }
+    };
+    let before = read_state().await;
+    if let Some(s) = &before
+        && let Some(answer) = state.adverts.get(repo, s, &question)
+    {
+        return Ok(Ok(answer));
+    }
+    let out = git.await?;
+    if !out.status.success() {
+        return Ok(Err(out));
+    }
+    let answer = Bytes::from(out.stdout);
+    if let Some(s) = before
+        && read_state().await.as_ref() == Some(&s)
+    {
+        state.adverts.put(repo, s, question, answer.clone());
+    }
+    Ok(Ok(answer))
+}
+
 /// `GET …/info/refs?service=git-upload-pack|git-receive-pack`.
 pub(crate) async fn info_refs(
     State(state): State<AppState>,
@@ -182,25 +255,33 @@ pub(crate) async fn info_refs(
     let protocol = git_protocol(&headers);
     let v2 = service == Service::UploadPack && protocol.as_deref().is_some_and(pktline::wants_v2);
     let path = state.store.repo_path(&access.repo);
-    let out = git_command(&state, child_env(&state, protocol.as_deref(), None))
-        .arg(service.subcommand())
-        .args(["--stateless-rpc", "--advertise-refs"])
-        .arg(&path)
-        .output()
-        .await
-        .map_err(|e| HttpError::Internal(format!("spawn git {} for {}: {e}", service.subcommand(), path.display())))?;
-    if !out.status.success() {
-        return Err(HttpError::Internal(format!(
+    let env = child_env(&state, protocol.as_deref(), None);
+    let args = [service.subcommand(), "--stateless-rpc", "--advertise-refs"];
+    let answer = match service {
+        // git ls-remote, and the first request of every clone and fetch: answered from memory
+        // while the refs are unchanged (advert.rs).
+        Service::UploadPack => {
+            let mut question = b"info/refs upload-pack\0".to_vec();
+            question.extend_from_slice(protocol.as_deref().unwrap_or("").as_bytes());
+            advertised(&state, &path, question, run_git(&state, env, &args, &path, None)).await?
+        }
+        // Pushes are rarer, and git receive-pack also advertises the alternates' refs.
+        Service::ReceivePack => {
+            run_git(&state, env, &args, &path, None).await.map(|out| if out.status.success() { Ok(Bytes::from(out.stdout)) } else { Err(out) })?
+        }
+    };
+    let stdout = answer.map_err(|out| {
+        HttpError::Internal(format!(
             "git {} --advertise-refs for {} exited with {}: {}",
             service.subcommand(),
             path.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+        ))
+    })?;
     // In protocol v2 the preamble is left out, as git http-backend does.
     let mut body = if v2 { Vec::new() } else { pktline::service_preamble(service.name()) };
-    body.extend_from_slice(&out.stdout);
+    body.extend_from_slice(&stdout);
     let mut resp = Response::new(Body::from(body));
     let ct = format!("application/x-{}-advertisement", service.name());
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).expect("ascii"));
@@ -307,6 +388,34 @@ async fn rpc(
         no_cache(resp.headers_mut());
         return Ok(resp);
     }
+    let protocol = git_protocol(&parts.headers);
+    let path = state.store.repo_path(&access.repo);
+    if let (Service::UploadPack, Input::Buffered(b)) = (service, &input)
+        && pktline::is_ls_refs(b)
+    {
+        // A protocol v2 `ls-refs` (git ls-remote, the start of every v2 fetch): only refs, no
+        // pack, so no pack slot; answered from memory while the refs are unchanged.
+        let mut question = b"ls-refs\0".to_vec();
+        question.extend_from_slice(protocol.as_deref().unwrap_or("").as_bytes());
+        question.push(0);
+        question.extend_from_slice(b);
+        let env = child_env(&state, protocol.as_deref(), None);
+        let args = [service.subcommand(), "--stateless-rpc"];
+        let git = run_git(&state, env, &args, &path, Some(b.clone()));
+        let body = match advertised(&state, &path, question, git).await? {
+            Ok(answer) => answer,
+            Err(out) => {
+                // As with a streamed answer: what git wrote (an ERR packet, say) goes back.
+                let repo = access.repo.display_path();
+                tracing::warn!(%repo, service = service.name(), status = %out.status, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "git exited with failure");
+                Bytes::from(out.stdout)
+            }
+        };
+        let mut resp = Response::new(Body::from(body));
+        resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        no_cache(resp.headers_mut());
+        return Ok(resp);
+    }
 
     // Bound concurrent pack generation: pack-objects is CPU- and memory-heavy, and a queue is
     // kinder to everyone than a thundering herd. Pushes only index what they receive.
@@ -315,13 +424,11 @@ async fn rpc(
         Service::ReceivePack => None,
     };
 
-    let protocol = git_protocol(&parts.headers);
     let pusher = match (service, &access.who) {
         (Service::ReceivePack, Some(a)) => Some((a, view.client_ip)),
         (Service::ReceivePack, None) => return Err(HttpError::AuthRequired),
         _ => None,
     };
-    let path = state.store.repo_path(&access.repo);
     let mut cmd = git_command(&state, child_env(&state, protocol.as_deref(), pusher));
     cmd.arg(service.subcommand()).arg("--stateless-rpc").arg(&path).stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| HttpError::Internal(format!("spawn git {}: {e}", service.subcommand())))?;

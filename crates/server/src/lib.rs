@@ -4,6 +4,7 @@
 //! [`app`] builds the axum router (so handler tests need no socket); [`Server::serve`] and
 //! [`run`] put it on a listener. `trove server` and `trove up` both go through these.
 
+mod advert;
 mod api;
 mod auth;
 mod config;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) packs: Arc<Semaphore>,
     pub(crate) git: GitSettings,
     pub(crate) maintenance: Arc<maintenance::Maintenance>,
+    /// Ref advertisements git gave, kept while the repository's refs stay as they were.
+    pub(crate) adverts: advert::Adverts,
     /// git upload-pack/receive-pack processes serving requests right now.
     pub(crate) running: std::sync::atomic::AtomicUsize,
     /// git upload-pack/receive-pack processes started since the server opened.
@@ -93,7 +96,9 @@ impl Server {
         let urls = PublicUrls::new(PublicUrlSettings { base_url, context_path, connector: config.connector, trusted_proxies: config.trusted_proxies });
         let maintenance =
             Arc::new(maintenance::Maintenance::new(config.git.maintenance_after_push, config.git.binary.clone(), trove_store::git_env(store.git_home())));
+        let adverts = advert::Adverts::new(&config.git.binary, store.git_home());
         let shared = Shared {
+            adverts,
             limiter: auth::LoginLimiter::new(config.auth.max_failed_logins, config.auth.failed_login_window),
             packs: Arc::new(Semaphore::new(config.git.max_concurrent_packs)),
             git: config.git,

@@ -29,6 +29,18 @@ pub(crate) fn is_probe(body: &[u8]) -> bool {
     body == FLUSH
 }
 
+/// Whether a request body is a protocol v2 `ls-refs` command: its first pkt-line is
+/// `command=ls-refs` (gitprotocol-v2, "Command Request"; the newline is optional).
+pub(crate) fn is_ls_refs(body: &[u8]) -> bool {
+    let Some(len) = body.get(..4).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| usize::from_str_radix(h, 16).ok()) else {
+        return false;
+    };
+    let Some(payload) = (len >= 4).then(|| body.get(4..len)).flatten() else {
+        return false;
+    };
+    payload == b"command=ls-refs\n" || payload == b"command=ls-refs"
+}
+
 /// Whether a `Git-Protocol` header value may be passed on as `GIT_PROTOCOL`: colon-separated
 /// `key=value` pairs of alphanumerics only, as git http-backend requires, so nothing a client
 /// sends can smuggle other syntax into the child's environment.
@@ -68,6 +80,26 @@ mod tests {
         let cases: &[(&[u8], bool)] = &[(b"0000", true), (b"", false), (b"00000000", false), (b"0004", false), (b"0000\n", false)];
         for (input, want) in cases {
             assert_eq!(is_probe(input), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_first_pkt_line_of_command_ls_refs_is_ls_refs() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"0014command=ls-refs\n0014agent=git/2.47.300010009peel\n0000", true),
+            (b"0013command=ls-refs0000", true),
+            (b"0012command=fetch\n0000", false),
+            (b"0014command=ls-refs\n", true),
+            (b"0015command=ls-refsx\n0000", false),
+            (b"0032want 0123456789012345678901234567890123456789\n0000", false),
+            (b"0014command=ls-ref", false),
+            (b"0000", false),
+            (b"0003", false),
+            (b"zzzz", false),
+            (b"", false),
+        ];
+        for (input, want) in cases {
+            assert_eq!(is_ls_refs(input), *want, "input {:?}", String::from_utf8_lossy(input));
         }
     }
 

@@ -6,6 +6,7 @@ mod clone_fetch;
 mod context_path;
 mod dulwich;
 mod http;
+mod ls_remote;
 mod push;
 mod support;
 mod web_ui;
