@@ -160,7 +160,7 @@ async fn fetch(u: &Url, method: &str, path: &str, extra: &[(String, String)]) ->
         .with_context(|| format!("cannot connect to {addr}"))?;
     let seen: Arc<Mutex<Vec<CertificateDer<'static>>>> = Arc::default();
     let mut stream: Box<dyn Io> = if u.scheme == "https" {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
@@ -221,7 +221,7 @@ fn load_roots(ca: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
 
 fn verify_chain(chain: &[CertificateDer<'static>], host: &str, ca: Option<&Path>) -> anyhow::Result<()> {
     let roots = load_roots(ca)?;
-    let v = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(rustls::crypto::ring::default_provider())).build()?;
+    let v = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(rustls::crypto::aws_lc_rs::default_provider())).build()?;
     let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())?;
     v.verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now()).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())

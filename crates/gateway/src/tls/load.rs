@@ -238,7 +238,7 @@ pub(crate) fn load_identity_with(site: &TlsSiteConfig, cache: &PassphraseCache, 
     }
 
     let (key, key_type) = load_private_key_with(&site.key, &site.passphrase, &site.server_name, site.port, cache, interactive)?;
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing_key =
         provider.key_provider.load_private_key(key).map_err(|e| TlsError::UnsupportedKey { path: site.key.clone(), kind: format!("{key_type} ({e})") })?;
     let certified = CertifiedKey::new(chain.clone(), signing_key);
@@ -247,7 +247,7 @@ pub(crate) fn load_identity_with(site: &TlsSiteConfig, cache: &PassphraseCache, 
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
             return Err(TlsError::KeyMismatch { key: site.key.clone(), cert: site.cert.clone() });
         }
-        // The ring provider knows the public key of every key type it loads, so "unknown" does
+        // The aws-lc-rs provider knows the public key of every key type it loads, so "unknown" does
         // not happen; a certificate rustls cannot parse does.
         Err(e) => {
             return Err(TlsError::BadCertificate { path: site.cert.clone(), index: 1, reason: e.to_string() });

@@ -14,9 +14,10 @@ use super::passphrase::PassphraseCache;
 use super::policy::TlsOptions;
 use super::sni::{SiteIdentity, SniResolver};
 
-/// The ring provider narrowed to the configured suites, plus the protocol versions to enable.
+/// The aws-lc-rs provider narrowed to the configured suites, plus the protocol versions to enable.
+/// aws-lc-rs is the provider rather than ring: its X25519 takes half of ring's time (docs/tls.md).
 fn provider_for(opts: &TlsOptions) -> Result<(CryptoProvider, Vec<&'static rustls::SupportedProtocolVersion>), TlsError> {
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     let all = provider.cipher_suites.clone();
     let pick = |wanted: &Option<Vec<rustls::CipherSuite>>, tls13: bool| -> Vec<rustls::SupportedCipherSuite> {
         let of_version = all.iter().filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_)) == tls13);

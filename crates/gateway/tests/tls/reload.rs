@@ -48,7 +48,7 @@ async fn reload_serves_new_files_keeps_the_old_on_error_and_leaves_connections_a
     // A connection made before the reload, by a client that trusts only the first CA.
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(ca_one.cert_pem.as_bytes()).unwrap()).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
