@@ -18,6 +18,32 @@ fn hop_by_hop_names() -> &'static [HeaderName] {
     NAMES.get_or_init(|| HOP_BY_HOP.iter().map(|h| HeaderName::from_static(h)).collect())
 }
 
+/// Append an address as text. IPv4 is written by hand: `Ipv4Addr`'s `Display` (padding
+/// support, a formatter per octet) cost ~8% of the gateway's instructions per request when
+/// called three times a request (X-Forwarded-For, Forwarded, the access log).
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if o >= 100 {
+                    out.push((b'0' + o / 100) as char);
+                }
+                if o >= 10 {
+                    out.push((b'0' + (o / 10) % 10) as char);
+                }
+                out.push((b'0' + o % 10) as char);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// A `Connection` header that names something not a token is malformed (Apache: 400).
 pub fn connection_tokens(headers: &HeaderMap) -> Result<Vec<String>, ()> {
     let mut out = Vec::new();
@@ -87,12 +113,19 @@ pub struct RequestRules<'a> {
 }
 
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    // apr_table_mergen: join to the existing value with ", ".
-    let merged = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
-        _ => value.to_string(),
+    // apr_table_mergen: join to the existing value with ", ". One allocation either way (this
+    // runs four times a request).
+    let v = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            let mut merged = String::with_capacity(prev.len() + 2 + value.len());
+            merged.push_str(prev);
+            merged.push_str(", ");
+            merged.push_str(value);
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(merged))
+        }
+        _ => HeaderValue::from_str(value),
     };
-    if let Ok(v) = HeaderValue::from_str(&merged) {
+    if let Ok(v) = v {
         headers.insert(name, v);
     }
 }
@@ -106,7 +139,8 @@ pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, ru
         headers.insert(header::HOST, h);
     }
     if rules.add_forwarded {
-        let peer = facts.peer.to_string();
+        let mut peer = String::with_capacity(16);
+        push_ip(&mut peer, facts.peer);
         append(headers, HeaderName::from_static("x-forwarded-for"), &peer);
         if let Some(h) = facts.host.and_then(|h| h.to_str().ok()) {
             append(headers, HeaderName::from_static("x-forwarded-host"), h);
@@ -118,11 +152,17 @@ pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, ru
         headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(if facts.scheme == "https" { "https" } else { "http" }));
         headers.insert(HeaderName::from_static("x-forwarded-port"), HeaderValue::from(facts.local_port));
         // RFC 7239 §4: quote IPv6 and host values that are not tokens.
-        let for_ = match facts.peer {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        };
-        let mut elem = format!("for={for_};proto={}", facts.scheme);
+        let mut elem = String::with_capacity(64);
+        elem.push_str("for=");
+        match facts.peer {
+            IpAddr::V4(_) => push_ip(&mut elem, facts.peer),
+            IpAddr::V6(v6) => {
+                use std::fmt::Write;
+                let _ = write!(elem, "\"[{v6}]\"");
+            }
+        }
+        elem.push_str(";proto=");
+        elem.push_str(facts.scheme);
         if let Some(h) = facts.host.and_then(|h| h.to_str().ok()) {
             if h.bytes().all(is_tchar) {
                 elem.push_str(&format!(";host={h}"));
@@ -183,6 +223,16 @@ mod tests {
             h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.20.30.40", "255.255.255.255", "1.100.99.9", "::1", "fe80::1:2"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
     }
 
     #[test]

@@ -119,6 +119,9 @@ fn take_buffer() -> BytesMut {
 fn give_buffer(buf: &mut BytesMut) {
     let mut b = std::mem::take(buf);
     b.clear();
+    // Heads were split off the front; once their header values are gone this takes the whole
+    // allocation back without allocating.
+    b.reserve(READ_BUF);
     if b.capacity() >= READ_BUF && b.capacity() <= BODY_BUF * 2 {
         SPARE.with(|s| {
             let mut s = s.borrow_mut();
@@ -129,51 +132,135 @@ fn give_buffer(buf: &mut BytesMut) {
     }
 }
 
+thread_local! {
+    static SPARE_VECS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A scratch vector for serialising heads (allocations over 1 KiB are the expensive kind in
+/// glibc's malloc: they consolidate its fast bins).
+fn take_vec() -> Vec<u8> {
+    SPARE_VECS.with(|s| s.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(4096))
+}
+
+fn give_vec(mut v: Vec<u8>) {
+    if v.capacity() <= 64 * 1024 {
+        v.clear();
+        SPARE_VECS.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 64 {
+                s.push(v);
+            }
+        });
+    }
+}
+
 /// Serve HTTP/1 requests on `io` until the connection ends or needs the hyper path.
-pub(crate) async fn serve<S: DownIo>(mut io: S, conn: &ConnInfo, current: &Current, stop: &mut watch::Receiver<bool>) -> Outcome<S> {
+pub(crate) async fn serve<S: DownIo>(io: S, conn: &ConnInfo, current: &Current, stop: &mut watch::Receiver<bool>) -> Outcome<S> {
+    serve_loop(io, conn, current, stop).await
+}
+
+/// A boxed future, for what continues elsewhere.
+pub(crate) type Continue = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A whole plain connection as one task: the engine, then `handover` for what it hands on;
+/// `guard` is dropped at the end. One async fn, so its arguments are stored once in the task
+/// (an outer wrapper awaiting the engine would store them twice).
+pub(crate) async fn serve_task<S: DownIo, G: Send>(
+    io: S,
+    conn: ConnInfo,
+    current: Current,
+    mut stop: watch::Receiver<bool>,
+    guard: G,
+    handover: impl FnOnce(S, Bytes, Current, watch::Receiver<bool>) -> Continue + Send,
+) {
+    if let Outcome::Handover(io, prefix) = serve_loop(io, &conn, &current, &mut stop).await {
+        handover(io, prefix, current, stop).await;
+    }
+    drop(guard);
+}
+
+async fn serve_loop<S: DownIo>(mut io: S, conn: &ConnInfo, current: &Current, stop: &mut watch::Receiver<bool>) -> Outcome<S> {
     let mut buf = BytesMut::new();
     let mut served = 0u64;
     loop {
-        let shared = current.get();
-        let limits = &shared.config.limits;
-        let end = match read_head(&mut io, &mut buf, served == 0, limits, stop).await {
-            Head::Complete(end) => end,
-            Head::Closed => return Outcome::Done,
-            Head::H2 => return Outcome::Handover(io, buf.freeze()),
-            Head::TooLarge => {
-                let _ = write_local_only(&mut io, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, limits.timeout).await;
-                return Outcome::Done;
-            }
-            Head::TimedOut => {
-                let _ = timeout(limits.timeout, async {
-                    io.write_all(guard::TIMEOUT_408).await?;
-                    io.flush().await
-                })
-                .await;
-                return Outcome::Done;
-            }
+        let idle_deadline = {
+            let shared = current.get();
+            let limits = &shared.config.limits;
+            Instant::now() + if served == 0 { limits.header_read_timeout } else { limits.keep_alive_timeout }
         };
-        let req = match parse_request(&mut buf, end) {
-            Parsed::Request(r) => r,
-            Parsed::Handover => return Outcome::Handover(io, buf.freeze()),
-            Parsed::Bad(status) => {
-                let _ = write_local_only(&mut io, status, limits.timeout).await;
+        if buf.is_empty() {
+            // Idle: wait for the next request with nothing but this small future, no buffer.
+            if *stop.borrow() {
                 return Outcome::Done;
             }
-        };
-        served += 1;
-        let stopping = *stop.borrow();
-        // Boxed: the exchange's state is large and lives only while a request is in flight;
-        // inline, every idle connection's task would carry it.
-        let keep = Box::pin(exchange(&shared, conn, &mut io, &mut buf, req, served, stopping)).await;
-        if !keep {
-            let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
-            return Outcome::Done;
+            tokio::select! {
+                r = timeout_at(idle_deadline, io.ready()) => if !matches!(r, Ok(Ok(()))) { return Outcome::Done },
+                _ = stop.changed() => return Outcome::Done,
+            }
+        }
+        // Boxed: a request's state is large and lives only while it is in flight; inline,
+        // every idle connection's task would keep room for it.
+        match Box::pin(one_request(&mut io, &mut buf, conn, current, &mut served, idle_deadline, stop)).await {
+            Next::Continue => {}
+            Next::Done => return Outcome::Done,
+            Next::Handover => return Outcome::Handover(io, buf.freeze()),
         }
         if buf.is_empty() {
             give_buffer(&mut buf);
         }
     }
+}
+
+enum Next {
+    Continue,
+    Done,
+    Handover,
+}
+
+/// Read, judge and serve one request.
+async fn one_request<S: DownIo>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    conn: &ConnInfo,
+    current: &Current,
+    served: &mut u64,
+    idle_deadline: Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Next {
+    let shared = current.get();
+    let limits = &shared.config.limits;
+    let end = match read_head(io, buf, *served == 0, limits, idle_deadline, stop).await {
+        Head::Complete(end) => end,
+        Head::Closed => return Next::Done,
+        Head::H2 => return Next::Handover,
+        Head::TooLarge => {
+            let _ = write_local_only(io, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, limits.timeout).await;
+            return Next::Done;
+        }
+        Head::TimedOut => {
+            let _ = timeout(limits.timeout, async {
+                io.write_all(guard::TIMEOUT_408).await?;
+                io.flush().await
+            })
+            .await;
+            return Next::Done;
+        }
+    };
+    let req = match parse_request(buf, end) {
+        Parsed::Request(r) => r,
+        Parsed::Handover => return Next::Handover,
+        Parsed::Bad(status) => {
+            let _ = write_local_only(io, status, limits.timeout).await;
+            return Next::Done;
+        }
+    };
+    *served += 1;
+    let stopping = *stop.borrow();
+    if !exchange(&shared, conn, io, buf, req, *served, stopping).await {
+        let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
+        return Next::Done;
+    }
+    Next::Continue
 }
 
 enum Head {
@@ -199,9 +286,14 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
     None
 }
 
-async fn read_head<S: DownIo>(io: &mut S, buf: &mut BytesMut, first: bool, limits: &ConnLimits, stop: &mut watch::Receiver<bool>) -> Head {
-    let idle = if first { limits.header_read_timeout } else { limits.keep_alive_timeout };
-    let idle_deadline = Instant::now() + idle;
+async fn read_head<S: DownIo>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    first: bool,
+    limits: &ConnLimits,
+    idle_deadline: Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Head {
     let mut head_deadline: Option<Instant> = None;
     loop {
         // Empty lines before a request line are allowed (RFC 9112 §2.2).
@@ -229,11 +321,6 @@ async fn read_head<S: DownIo>(io: &mut S, buf: &mut BytesMut, first: bool, limit
         }
         let deadline = head_deadline.unwrap_or(idle_deadline);
         if buf.capacity() == 0 {
-            // Idle: wait for the next request without holding a buffer.
-            tokio::select! {
-                r = timeout_at(deadline, io.ready()) => if !matches!(r, Ok(Ok(()))) { return Head::Closed },
-                _ = stop.changed() => return Head::Closed,
-            }
             *buf = take_buffer();
         }
         if buf.capacity() - buf.len() < 1024 {
@@ -308,7 +395,8 @@ fn parse_request(buf: &mut BytesMut, end: usize) -> Parsed {
     drop(req);
     let head = buf.split_to(end).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1)) else { return Parsed::Bad(StatusCode::BAD_REQUEST) };
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // Room for what forwarding adds (X-Forwarded-*, Forwarded, Via): no growth, no rehash.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 8);
     for (name, at, len) in fields {
         let Ok(v) = HeaderValue::from_maybe_shared(head.slice(at..at + len)) else { return Parsed::Bad(StatusCode::BAD_REQUEST) };
         headers.append(name, v);
@@ -401,8 +489,11 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
         headers.insert(header::DATE, http_date());
     }
     entry.finish_head(&shared.log, status, &headers);
-    let mut out = Vec::with_capacity(256 + headers.len() * 48);
+    let mut out = take_vec();
     write_status_and_headers(&mut out, status, &headers);
+    // The response head's values share the origin read buffer: let it go before that buffer
+    // is given back.
+    drop(headers);
     let limits = &cfg.limits;
     let sent = match body {
         Body::Local(b) => {
@@ -410,7 +501,9 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
                 out.extend_from_slice(&b);
             }
             let n = if is_head { 0 } else { b.len() as u64 };
-            write_down(io, &out, limits.timeout).await.map(|_| n).map_err(|_| ())
+            let r = write_down(io, &out, limits.timeout).await.map(|_| n).map_err(|_| ());
+            give_vec(out);
+            r
         }
         Body::Origin(o) => {
             let kind = if is_head { OriginBody::None } else { o.body };
@@ -554,10 +647,12 @@ async fn copy_response<S: DownIo>(
             }
         }
     }
+    give_vec(out);
     // The whole response was read: the origin connection can serve another request, unless
     // the origin sent more than it framed.
     if keep && kind != OriginBody::UntilClose && up_buf.is_empty() {
         shared.pool.checkin_raw(up_conn, up);
+        give_buffer(&mut up_buf);
     }
     Ok(sent)
 }
@@ -708,7 +803,7 @@ impl<'a> Exchange<'a> {
                 plan
             }
         };
-        let mut head = Vec::with_capacity(128 + target.len() + headers.len() * 48);
+        let mut head = take_vec();
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
         head.extend_from_slice(target.as_bytes());
@@ -723,7 +818,7 @@ impl<'a> Exchange<'a> {
         let idempotent = proxy::is_idempotent(&parts.method);
         let up_started = std::time::Instant::now();
         let mut up_conn = self.shared.pool.checkout_raw(up, true).await.map_err(Failure::Upstream)?;
-        let mut up_buf = BytesMut::new();
+        let mut up_buf = take_buffer();
         let resp = loop {
             match self.send(&mut up_conn, &mut up_buf, &head, &mut plan, io, buf, up, idempotent, parts.method == Method::HEAD).await {
                 Ok(r) => break r,
@@ -740,6 +835,7 @@ impl<'a> Exchange<'a> {
                 }
             }
         };
+        give_vec(head);
         self.shared.metrics.observe_upstream(up_started.elapsed());
         entry.upstream = Some(up.url.clone());
         let RespHead { status, mut headers, body, keep } = resp;
@@ -1003,7 +1099,7 @@ fn parse_response(buf: &mut BytesMut, end: usize, head_method: bool) -> Result<O
     let keep = !(te && length.is_some()) && if http10 { keep_alive } else { !close };
     drop(resp);
     let head = buf.split_to(end).freeze();
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut headers = HeaderMap::with_capacity(fields.len() + 4);
     for (name, at, len) in fields {
         let v = HeaderValue::from_maybe_shared(head.slice(at..at + len)).map_err(|_| "invalid header value")?;
         headers.append(name, v);

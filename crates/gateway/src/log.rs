@@ -332,7 +332,11 @@ impl AccessLog {
             let _ = write!(s, "\"time\":");
             json_escape(&clf_time(e.time.unwrap_or(UNIX_EPOCH)), &mut s);
             s.push_str(",\"remote\":");
-            json_escape(&e.peer.map(|p| p.to_string()).unwrap_or_default(), &mut s);
+            let mut peer = String::new();
+            if let Some(p) = e.peer {
+                crate::forward::push_ip(&mut peer, p);
+            }
+            json_escape(&peer, &mut s);
             s.push_str(",\"method\":");
             json_escape(&e.method, &mut s);
             s.push_str(",\"uri\":");
@@ -352,9 +356,10 @@ impl AccessLog {
         for t in &self.toks {
             match t {
                 Tok::Lit(l) => s.push_str(l),
-                Tok::RemoteHost => {
-                    let _ = write!(s, "{}", e.peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into()));
-                }
+                Tok::RemoteHost => match e.peer {
+                    Some(p) => crate::forward::push_ip(&mut s, p),
+                    None => s.push('-'),
+                },
                 Tok::Ident | Tok::User => s.push('-'),
                 Tok::Time => push_clf_time(&mut s, e.time.unwrap_or(UNIX_EPOCH)),
                 Tok::RequestLine => {
