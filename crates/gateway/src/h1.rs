@@ -36,11 +36,16 @@ use crate::upstream::{RawConn, UpstreamError};
 pub(crate) trait DownIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Wait until the next request's first bytes can be read, holding no buffer meanwhile.
     fn ready(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// The plain socket, for splicing large bodies (none under TLS).
+    fn tcp(&self) -> Option<&TcpStream>;
 }
 
 impl DownIo for TcpStream {
     fn ready(&self) -> impl Future<Output = io::Result<()>> + Send {
         self.readable()
+    }
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
     }
 }
 
@@ -48,6 +53,9 @@ impl DownIo for tokio_rustls::server::TlsStream<TcpStream> {
     fn ready(&self) -> impl Future<Output = io::Result<()>> + Send {
         // rustls may hold decrypted bytes already; the read itself waits.
         std::future::ready(Ok(()))
+    }
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
     }
 }
 
@@ -582,6 +590,17 @@ async fn copy_response<S: DownIo>(
                     write_down(io, &out, limits.timeout).await.map_err(|_| ())?;
                     out.clear();
                 }
+                if left >= crate::splice::MIN {
+                    if let Some(tcp) = io.tcp() {
+                        // Large and plain: the rest goes origin → client inside the kernel.
+                        let pipe = crate::splice::Pipe::new().map_err(|e| tracing::debug!("pipe: {e}"))?;
+                        crate::splice::copy(&pipe, &up_conn.stream, tcp, left, up.timeout, limits.timeout)
+                            .await
+                            .map_err(|e| tracing::debug!("origin {}: body splice stopped: {e:?}", up.url))?;
+                        sent += left;
+                        break;
+                    }
+                }
                 read_origin(&mut up_conn, &mut up_buf, up, left).await?;
             }
             if !out.is_empty() {
@@ -964,6 +983,20 @@ impl<'a> Exchange<'a> {
                 write_up(&mut c.stream, head, t).await.map_err(|e| up_err(e, true))?;
                 let mut left = *n;
                 while left > 0 {
+                    if buf.is_empty() && left >= crate::splice::MIN && io.tcp().is_some() {
+                        // Large and plain: the rest goes client → origin inside the kernel.
+                        self.send_continue(io).await?;
+                        let pipe = crate::splice::Pipe::new().map_err(|e| up_err(e, false))?;
+                        let tcp = io.tcp().expect("plain");
+                        return match crate::splice::copy(&pipe, tcp, &c.stream, left, self.limits.timeout, t).await {
+                            Ok(()) => self.read_response_head(c, up_buf, up, false, idempotent, head_method).await,
+                            Err(crate::splice::SpliceError::Source(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                                Err(SendFail::Down(StatusCode::REQUEST_TIMEOUT, "request body read timed out"))
+                            }
+                            Err(crate::splice::SpliceError::Source(_)) => Err(SendFail::Down(StatusCode::BAD_REQUEST, "request body cut short")),
+                            Err(crate::splice::SpliceError::Sink(e)) => Err(up_err(e, false)),
+                        };
+                    }
                     if buf.is_empty() {
                         self.read_down(io, buf).await?;
                     }
@@ -994,7 +1027,28 @@ impl<'a> Exchange<'a> {
                 write_up(&mut c.stream, b"0\r\n\r\n", t).await.map_err(|e| up_err(e, false))?;
             }
         }
-        // The response head; informational answers (100, 103) are skipped.
+        self.read_response_head(c, up_buf, up, resendable, idempotent, head_method).await
+    }
+
+    /// Read the origin's response head; informational answers (100, 103) are skipped.
+    async fn read_response_head(
+        &mut self,
+        c: &mut RawConn,
+        up_buf: &mut BytesMut,
+        up: &Upstream,
+        resendable: bool,
+        idempotent: bool,
+        head_method: bool,
+    ) -> Result<RespHead, SendFail> {
+        let t = up.timeout;
+        let target = || format!("{}:{}", up.host, up.port);
+        let up_err = |e: io::Error, retryable: bool| {
+            if e.kind() == io::ErrorKind::TimedOut {
+                SendFail::Up(UpstreamError::Timeout(target(), t), false)
+            } else {
+                SendFail::Up(UpstreamError::Io(target(), e), retryable)
+            }
+        };
         loop {
             if let Some(end) = find_head_end(up_buf) {
                 match parse_response(up_buf, end, head_method) {

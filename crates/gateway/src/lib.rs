@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod rewrite;
 pub mod routing;
 pub mod server;
+mod splice;
 pub mod tls;
 pub mod tls_setup;
 pub mod upstream;

@@ -378,3 +378,26 @@ async fn a_large_chunked_upload_streams_with_flat_memory() {
     // 128 MiB went through; the whole process (test client, gateway, origin) grew far less.
     assert!(grown < 24 * 1024, "peak memory grew by {grown} KiB while streaming 128 MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_with_a_length_arrives_whole_and_the_next_request_after_it_is_served() {
+    // Large enough for the engine to splice it socket to socket.
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    const TOTAL: usize = 5 << 20;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("POST /stash/upload HTTP/1.1\r\nHost: a\r\nX-Test-Id: big-cl\r\nContent-Length: {TOTAL}\r\n\r\n").as_bytes()).await.unwrap();
+    let body = vec![b'u'; TOTAL];
+    s.write_all(&body).await.unwrap();
+    // Pipelined right behind the body: it must not be swallowed into the upload.
+    s.write_all(b"GET /stash/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(&format!("len={TOTAL}")), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    let got = o.by_id("big-cl");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body.len() == TOTAL && got[0].body.iter().all(|b| *b == b'u'), "the origin got {} bytes", got[0].body.len());
+}
