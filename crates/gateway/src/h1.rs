@@ -130,10 +130,12 @@ fn give_buffer(buf: &mut BytesMut) {
     // Heads were split off the front; once their header values are gone this takes the whole
     // allocation back without allocating.
     b.reserve(READ_BUF);
-    if b.capacity() >= READ_BUF && b.capacity() <= BODY_BUF * 2 {
+    // Only head-sized buffers are kept: a body's 64 KiB ones would make the pool, not the
+    // connections, the gateway's memory after a large transfer.
+    if b.capacity() >= READ_BUF && b.capacity() <= 2 * READ_BUF {
         SPARE.with(|s| {
             let mut s = s.borrow_mut();
-            if s.len() < 64 {
+            if s.len() < 32 {
                 s.push(b);
             }
         });
@@ -151,11 +153,11 @@ fn take_vec() -> Vec<u8> {
 }
 
 fn give_vec(mut v: Vec<u8>) {
-    if v.capacity() <= 64 * 1024 {
+    if v.capacity() <= 16 * 1024 {
         v.clear();
         SPARE_VECS.with(|s| {
             let mut s = s.borrow_mut();
-            if s.len() < 64 {
+            if s.len() < 32 {
                 s.push(v);
             }
         });
