@@ -74,10 +74,6 @@ fn prelude(dir: &std::path::Path, listen: &str) -> String {
     )
 }
 
-fn start_apache(body: &str) -> Apache {
-    start_apache_with(body, "")
-}
-
 fn start_apache_with(body: &str, vhost: &str) -> Apache {
     assert!(std::path::Path::new(APACHE).exists(), "Apache httpd is required for the differential suite: apt-get install apache2 (.ci/run does)");
     let dir = tempfile::tempdir().unwrap();
