@@ -603,7 +603,10 @@ async fn copy_response<S: DownIo>(
                         break;
                     }
                 }
-                read_origin(&mut up_conn, &mut up_buf, up, left).await?;
+                if !read_origin(&mut up_conn, &mut up_buf, up, left).await? {
+                    tracing::debug!("origin {} closed {left} bytes before the end of its response", up.url);
+                    return Err(());
+                }
             }
             if !out.is_empty() {
                 write_down(io, &out, limits.timeout).await.map_err(|_| ())?;
@@ -652,10 +655,12 @@ async fn copy_response<S: DownIo>(
                             write_down(io, &out, limits.timeout).await.map_err(|_| ())?;
                             out.clear();
                         }
-                        match read_origin(&mut up_conn, &mut up_buf, up, BODY_BUF as u64).await {
-                            Ok(()) => {}
-                            Err(()) if kind == OriginBody::UntilClose => break,
-                            Err(()) => return Err(()),
+                        // Only a clean EOF ends a close-delimited body; a reset or a
+                        // timeout must not look like a complete answer downstream.
+                        match read_origin(&mut up_conn, &mut up_buf, up, BODY_BUF as u64).await? {
+                            true => {}
+                            false if kind == OriginBody::UntilClose => break,
+                            false => return Err(()),
                         }
                     }
                 }
@@ -678,16 +683,16 @@ async fn copy_response<S: DownIo>(
     Ok(sent)
 }
 
-/// Read more of an origin's response body (at most about `want` bytes). `Err` on EOF, a
-/// failure or the origin's `timeout`.
-async fn read_origin(c: &mut RawConn, buf: &mut BytesMut, up: &Upstream, want: u64) -> Result<(), ()> {
+/// Read more of an origin's response body (at most about `want` bytes): `Ok(true)` for
+/// bytes, `Ok(false)` at EOF, `Err` on a failure or the origin's `timeout`.
+async fn read_origin(c: &mut RawConn, buf: &mut BytesMut, up: &Upstream, want: u64) -> Result<bool, ()> {
     if buf.capacity() - buf.len() < 4096 {
         let room = (want as usize).clamp(4096, BODY_BUF);
         buf.reserve(room);
     }
     match timeout(up.timeout, c.stream.read_buf(buf)).await {
-        Ok(Ok(n)) if n > 0 => Ok(()),
-        Ok(Ok(_)) => Err(()),
+        Ok(Ok(n)) if n > 0 => Ok(true),
+        Ok(Ok(_)) => Ok(false),
         Ok(Err(e)) => {
             tracing::debug!("origin {} read failed: {e}", up.url);
             Err(())

@@ -401,3 +401,20 @@ async fn a_large_upload_with_a_length_arrives_whole_and_the_next_request_after_i
     assert_eq!(got.len(), 1);
     assert!(got[0].body.len() == TOTAL && got[0].body.iter().all(|b| *b == b'u'), "the origin got {} bytes", got[0].body.len());
 }
+
+#[tokio::test]
+async fn an_origin_going_silent_mid_body_never_looks_like_a_complete_answer() {
+    // Close-delimited from the origin, chunked to the client: the timeout must cut the
+    // connection, not end the chunked body cleanly.
+    let o = Origin::start().await;
+    let conf = format!("Listen 127.0.0.1:0\nProxyPass /stash http://{}/stash timeout=1\n", o.addr);
+    let gw = start(parse_apache(&conf)).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stash/stall-mid-body HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("the gateway closes the connection");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("partial-"), "{text}");
+    assert!(!text.ends_with("0\r\n\r\n"), "a truncated body was terminated as if complete: {text:?}");
+}

@@ -161,6 +161,12 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
         if target.contains("/close") {
             return Ok(());
         }
+        if target.contains("/stall-mid-body") {
+            // A close-delimited body that stops coming, then the origin goes quiet.
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\npartial-").await?;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return Ok(());
+        }
         if target.contains("/slow") {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
