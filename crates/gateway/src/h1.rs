@@ -834,13 +834,7 @@ impl<'a> Exchange<'a> {
         head.push(b' ');
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        for (n, v) in headers.iter() {
-            head.extend_from_slice(n.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(v.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
-        head.extend_from_slice(b"\r\n");
+        write_fields(&mut head, &headers);
         let idempotent = proxy::is_idempotent(&parts.method);
         let up_started = std::time::Instant::now();
         let mut up_conn = self.shared.pool.checkout_raw(up, true).await.map_err(Failure::Upstream)?;
@@ -970,14 +964,8 @@ impl<'a> Exchange<'a> {
         head_method: bool,
     ) -> Result<RespHead, SendFail> {
         let t = up.timeout;
-        let target = || format!("{}:{}", up.host, up.port);
-        let up_err = |e: io::Error, retryable: bool| {
-            if e.kind() == io::ErrorKind::TimedOut {
-                SendFail::Up(UpstreamError::Timeout(target(), t), false)
-            } else {
-                SendFail::Up(UpstreamError::Io(target(), e), retryable)
-            }
-        };
+        let target = || origin_name(up);
+        let up_err = |e: io::Error, retryable: bool| up_fail(up, e, retryable);
         // A body we still hold can be sent again; a streamed one cannot, once begun.
         let resendable = matches!(plan, Plan::Empty | Plan::Full(_));
         match plan {
@@ -1048,14 +1036,8 @@ impl<'a> Exchange<'a> {
         head_method: bool,
     ) -> Result<RespHead, SendFail> {
         let t = up.timeout;
-        let target = || format!("{}:{}", up.host, up.port);
-        let up_err = |e: io::Error, retryable: bool| {
-            if e.kind() == io::ErrorKind::TimedOut {
-                SendFail::Up(UpstreamError::Timeout(target(), t), false)
-            } else {
-                SendFail::Up(UpstreamError::Io(target(), e), retryable)
-            }
-        };
+        let target = || origin_name(up);
+        let up_err = |e: io::Error, retryable: bool| up_fail(up, e, retryable);
         loop {
             if let Some(end) = find_head_end(up_buf) {
                 match parse_response(up_buf, end, head_method) {
@@ -1081,6 +1063,21 @@ impl<'a> Exchange<'a> {
                 Err(_) => return Err(SendFail::Up(UpstreamError::Timeout(target(), t), false)),
             }
         }
+    }
+}
+
+/// `host:port` of an origin, for errors (built only when one happens).
+fn origin_name(up: &Upstream) -> String {
+    format!("{}:{}", up.host, up.port)
+}
+
+/// An I/O failure with the origin: a timeout (504, never retried) or a broken connection
+/// (502, retried on a fresh connection when `retryable`).
+fn up_fail(up: &Upstream, e: io::Error, retryable: bool) -> SendFail {
+    if e.kind() == io::ErrorKind::TimedOut {
+        SendFail::Up(UpstreamError::Timeout(origin_name(up), up.timeout), false)
+    } else {
+        SendFail::Up(UpstreamError::Io(origin_name(up), e), retryable)
     }
 }
 
@@ -1177,6 +1174,11 @@ fn write_status_and_headers(out: &mut Vec<u8>, status: StatusCode, headers: &Hea
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    write_fields(out, headers);
+}
+
+/// Header fields and the empty line that ends a head.
+fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
     for (n, v) in headers.iter() {
         out.extend_from_slice(n.as_str().as_bytes());
         out.extend_from_slice(b": ");
