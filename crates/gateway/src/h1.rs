@@ -457,7 +457,7 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
     let mut entry = Entry::start(&shared.log, &parts, conn.peer.ip(), conn.local.port(), server_name, SystemTime::now());
     let is_head = parts.method == Method::HEAD;
     let http10 = parts.version == Version::HTTP_10;
-    let mut ctx = Exchange { shared, conn, vhost, framing, expect_continue, sent_continue: false, limits: &cfg.limits };
+    let mut ctx = Exchange { shared, conn, vhost, framing, expect_continue, sent_continue: false, must_close: false, limits: &cfg.limits };
     let answer = ctx.run(verdict, &mut parts, host.as_ref(), server_name, io, buf, &mut entry).await;
     let (status, mut headers, body, refused) = match answer {
         Ok(Answer::Local(p, b)) => {
@@ -490,7 +490,7 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
     } else if close_delimited {
         headers.remove(header::CONTENT_LENGTH);
     }
-    let close = stopping || client_close || close_delimited || proxy::must_close(cfg, refused, served);
+    let close = stopping || client_close || close_delimited || ctx.must_close || proxy::must_close(cfg, refused, served);
     proxy::final_headers(&mut headers, vhost, conn.tls, close);
     if http10 && !close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
@@ -758,6 +758,8 @@ struct Exchange<'a> {
     framing: Framing,
     expect_continue: bool,
     sent_continue: bool,
+    /// The connection cannot go on after this answer (a body was left unread).
+    must_close: bool,
     limits: &'a ConnLimits,
 }
 
@@ -920,6 +922,12 @@ impl<'a> Exchange<'a> {
             SendFail::Down(s, why) => Failure::Downstream(s, why),
             SendFail::Up(e, _) => Failure::Upstream(e),
         };
+        if self.expect_continue && !self.sent_continue && buf.is_empty() && matches!(self.framing, Framing::Length(_) | Framing::Chunked) {
+            // The client holds its body back until a 100 Continue: answer now and close
+            // rather than invite a body only to throw it away (RFC 9110 §10.1.1).
+            self.must_close = true;
+            return Ok(());
+        }
         match self.framing {
             Framing::None | Framing::Tunnel => Ok(()),
             Framing::Length(mut n) => {

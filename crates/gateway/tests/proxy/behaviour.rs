@@ -418,3 +418,18 @@ async fn an_origin_going_silent_mid_body_never_looks_like_a_complete_answer() {
     assert!(text.contains("partial-"), "{text}");
     assert!(!text.ends_with("0\r\n\r\n"), "a truncated body was terminated as if complete: {text:?}");
 }
+
+#[tokio::test]
+async fn a_local_answer_to_a_client_waiting_for_100_continue_comes_at_once_and_closes() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // The body is held back, as curl does, until a 100 Continue that must not come.
+    s.write_all(b"OPTIONS * HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.expect("answered and closed without the body").unwrap();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(!text.contains("100 continue"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+}
