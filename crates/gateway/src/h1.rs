@@ -164,11 +164,6 @@ fn give_vec(mut v: Vec<u8>) {
     }
 }
 
-/// Serve HTTP/1 requests on `io` until the connection ends or needs the hyper path.
-pub(crate) async fn serve<S: DownIo>(io: S, conn: &ConnInfo, current: &Current, stop: &mut watch::Receiver<bool>) -> Outcome<S> {
-    serve_loop(io, conn, current, stop).await
-}
-
 /// A boxed future, for what continues elsewhere.
 pub(crate) type Continue = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -183,13 +178,14 @@ pub(crate) async fn serve_task<S: DownIo, G: Send>(
     guard: G,
     handover: impl FnOnce(S, Bytes, Current, watch::Receiver<bool>) -> Continue + Send,
 ) {
-    if let Outcome::Handover(io, prefix) = serve_loop(io, &conn, &current, &mut stop).await {
+    if let Outcome::Handover(io, prefix) = serve(io, &conn, &current, &mut stop).await {
         handover(io, prefix, current, stop).await;
     }
     drop(guard);
 }
 
-async fn serve_loop<S: DownIo>(mut io: S, conn: &ConnInfo, current: &Current, stop: &mut watch::Receiver<bool>) -> Outcome<S> {
+/// Serve HTTP/1 requests on `io` until the connection ends or needs the hyper path.
+pub(crate) async fn serve<S: DownIo>(mut io: S, conn: &ConnInfo, current: &Current, stop: &mut watch::Receiver<bool>) -> Outcome<S> {
     let mut buf = BytesMut::new();
     let mut served = 0u64;
     loop {
@@ -972,7 +968,6 @@ impl<'a> Exchange<'a> {
         head_method: bool,
     ) -> Result<RespHead, SendFail> {
         let t = up.timeout;
-        let target = || origin_name(up);
         let up_err = |e: io::Error, retryable: bool| up_fail(up, e, retryable);
         // A body we still hold can be sent again; a streamed one cannot, once begun.
         let resendable = matches!(plan, Plan::Empty | Plan::Full(_));
