@@ -392,20 +392,24 @@ def proxy_bench(args, res):
             p, ps = ports[name]
             http = f"http://127.0.0.1:{p}"
             https = f"https://127.0.0.1:{ps}" if ps else None
-            c0 = cpu_seconds(procs[name].pid)
-            small = wrk(f"{http}/small", args.secs)
-            if small:
-                # CPU per request steadies the comparison on a shared machine: throughput
-                # moves with the neighbours' load, the work a request costs much less.
-                small["cpu_us_per_req"] = (cpu_seconds(procs[name].pid) - c0) * 1e6 / (small["rps"] * args.secs)
-            add("small", name, small)
-            add("download", name, curl_down(http, args.big))
-            add("upload", name, curl_up(http, upload, args.big))
-            if https:
+            if "small" in args.figures:
+                c0 = cpu_seconds(procs[name].pid)
+                small = wrk(f"{http}/small", args.secs)
+                if small:
+                    # CPU per request steadies the comparison on a shared machine: throughput
+                    # moves with the neighbours' load, the work a request costs much less.
+                    small["cpu_us_per_req"] = (cpu_seconds(procs[name].pid) - c0) * 1e6 / (small["rps"] * args.secs)
+                add("small", name, small)
+            if "download" in args.figures:
+                add("download", name, curl_down(http, args.big))
+            if "upload" in args.figures:
+                add("upload", name, curl_up(http, upload, args.big))
+            if https and "https" in args.figures:
                 add("https_keepalive", name, wrk(f"{https}/small", args.secs))
                 add("https_handshakes", name, wrk(f"{https}/small", args.secs, headers=["Connection: close"]))
                 add("h2", name, h2load(f"{https}/small", args.secs))
-            add("idle_memory", name, idle_memory(procs[name].pid, p, args.idle))
+            if "idle" in args.figures:
+                add("idle_memory", name, idle_memory(procs[name].pid, p, args.idle))
             log(f"  {name}: " + ", ".join(f"{k}={_short(v[name][-1])}" for k, v in figures.items() if name in v))
     stop_all()
 
@@ -621,7 +625,9 @@ def main():
     ap.add_argument("--only", choices=["proxy", "git"])
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--rounds", type=int)
+    ap.add_argument("--figures", help="comma-separated proxy figures to run (small, download, upload, https, idle); default all")
     args = ap.parse_args()
+    args.figures = set(args.figures.split(",")) if args.figures else {"small", "download", "upload", "https", "idle"}
     ROOT = Path(args.root).resolve()
     WORK = ROOT / "bench/.work"
     shutil.rmtree(WORK, ignore_errors=True)

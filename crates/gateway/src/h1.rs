@@ -28,32 +28,38 @@ use tokio::time::{Instant, timeout, timeout_at};
 use crate::config::{ConnLimits, Upstream, VirtualServer};
 use crate::guard::{self, Framing, Verdict};
 use crate::log::Entry;
+use crate::parked;
 use crate::proxy::{self, ConnInfo, Failure, Forward, Prepared, Shared};
 use crate::server::Current;
 use crate::upstream::{RawConn, UpstreamError};
 
-/// A downstream connection the engine can serve.
-pub(crate) trait DownIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// Wait until the next request's first bytes can be read, holding no buffer meanwhile.
-    fn ready(&self) -> impl Future<Output = io::Result<()>> + Send;
+/// A downstream connection the engine can serve. Idle, it waits to be readable holding no
+/// buffer (`parked::Ready`).
+pub(crate) trait DownIo: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static + parked::Ready {
     /// The plain socket, for splicing large bodies (none under TLS).
     fn tcp(&self) -> Option<&TcpStream>;
 }
 
-impl DownIo for TcpStream {
-    fn ready(&self) -> impl Future<Output = io::Result<()>> + Send {
-        self.readable()
+impl parked::Ready for TcpStream {
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
     }
+}
+
+impl DownIo for TcpStream {
     fn tcp(&self) -> Option<&TcpStream> {
         Some(self)
     }
 }
 
-impl DownIo for tokio_rustls::server::TlsStream<TcpStream> {
-    fn ready(&self) -> impl Future<Output = io::Result<()>> + Send {
+impl parked::Ready for tokio_rustls::server::TlsStream<TcpStream> {
+    fn poll_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         // rustls may hold decrypted bytes already; the read itself waits.
-        std::future::ready(Ok(()))
+        Poll::Ready(Ok(()))
     }
+}
+
+impl DownIo for tokio_rustls::server::TlsStream<TcpStream> {
     fn tcp(&self) -> Option<&TcpStream> {
         None
     }
@@ -167,52 +173,61 @@ fn give_vec(mut v: Vec<u8>) {
 /// A boxed future, for what continues elsewhere.
 pub(crate) type Continue = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// What continues a connection the engine hands over (on the hyper path).
+pub(crate) type Handover<S> = fn(S, Bytes, ConnInfo, Current, watch::Receiver<bool>) -> Continue;
+
 /// A whole plain connection as one task: the engine, then `handover` for what it hands on;
-/// `guard` is dropped at the end. One async fn, so its arguments are stored once in the task
-/// (an outer wrapper awaiting the engine would store them twice).
-pub(crate) async fn serve_task<S: DownIo, G: Send>(
+/// `guard` is dropped at the end. An `async move` block rather than an `async fn`: an async
+/// fn moves its arguments into locals, and the task would keep room for both copies.
+pub(crate) fn serve_task<S: DownIo, G: Send>(
     io: S,
     conn: ConnInfo,
     current: Current,
     mut stop: watch::Receiver<bool>,
     guard: G,
-    handover: impl FnOnce(S, Bytes, Current, watch::Receiver<bool>) -> Continue + Send,
-) {
-    if let Outcome::Handover(io, prefix) = serve(io, &conn, &current, &mut stop).await {
-        handover(io, prefix, current, stop).await;
+    handover: Handover<S>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        if let Outcome::Handover(io, prefix) = serve(io, &conn, &current, &mut stop).await {
+            handover(io, prefix, conn, current, stop).await;
+        }
+        drop(guard);
     }
-    drop(guard);
 }
 
 /// Serve HTTP/1 requests on `io` until the connection ends or needs the hyper path.
-pub(crate) async fn serve<S: DownIo>(mut io: S, conn: &ConnInfo, current: &Current, stop: &mut watch::Receiver<bool>) -> Outcome<S> {
-    let mut buf = BytesMut::new();
-    let mut served = 0u64;
-    loop {
-        let idle_deadline = {
-            let shared = current.get();
-            let limits = &shared.config.limits;
-            Instant::now() + if served == 0 { limits.header_read_timeout } else { limits.keep_alive_timeout }
-        };
-        if buf.is_empty() {
-            // Idle: wait for the next request with nothing but this small future, no buffer.
-            if *stop.borrow() {
-                return Outcome::Done;
+pub(crate) fn serve<'a, S: DownIo>(
+    mut io: S,
+    conn: &'a ConnInfo,
+    current: &'a Current,
+    stop: &'a mut watch::Receiver<bool>,
+) -> impl Future<Output = Outcome<S>> + Send + 'a {
+    async move {
+        let mut buf = BytesMut::new();
+        let mut served = 0u64;
+        loop {
+            let (idle_deadline, parked) = {
+                let shared = current.get();
+                let limits = &shared.config.limits;
+                (Instant::now() + if served == 0 { limits.header_read_timeout } else { limits.keep_alive_timeout }, shared.parked.clone())
+            };
+            if buf.is_empty() {
+                // Idle: parked with no buffer, no timer and no future of its own (`parked`).
+                if parked.wait(&io, idle_deadline).await != parked::Idle::Readable {
+                    return Outcome::Done;
+                }
             }
-            tokio::select! {
-                r = timeout_at(idle_deadline, io.ready()) => if !matches!(r, Ok(Ok(()))) { return Outcome::Done },
-                _ = stop.changed() => return Outcome::Done,
+            drop(parked);
+            // Boxed: a request's state is large and lives only while it is in flight; inline,
+            // every idle connection's task would keep room for it.
+            match Box::pin(one_request(&mut io, &mut buf, conn, current, &mut served, idle_deadline, stop)).await {
+                Next::Continue => {}
+                Next::Done => return Outcome::Done,
+                Next::Handover => return Outcome::Handover(io, buf.freeze()),
             }
-        }
-        // Boxed: a request's state is large and lives only while it is in flight; inline,
-        // every idle connection's task would keep room for it.
-        match Box::pin(one_request(&mut io, &mut buf, conn, current, &mut served, idle_deadline, stop)).await {
-            Next::Continue => {}
-            Next::Done => return Outcome::Done,
-            Next::Handover => return Outcome::Handover(io, buf.freeze()),
-        }
-        if buf.is_empty() {
-            give_buffer(&mut buf);
+            if buf.is_empty() {
+                give_buffer(&mut buf);
+            }
         }
     }
 }

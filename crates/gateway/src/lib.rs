@@ -11,6 +11,7 @@ pub mod guard;
 mod h1;
 pub mod log;
 pub mod metrics;
+mod parked;
 pub mod proxy;
 pub mod rewrite;
 pub mod routing;

@@ -31,6 +31,8 @@ pub struct Shared {
     pub pool: Arc<Pool>,
     pub log: Arc<AccessLog>,
     pub metrics: Arc<Metrics>,
+    /// Idle keep-alive connections of the engine, waiting for their next request.
+    pub(crate) parked: Arc<crate::parked::Parked>,
     /// The name used for X-Forwarded-Server and Via when no ServerName is set.
     pub hostname: String,
 }
