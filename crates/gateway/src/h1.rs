@@ -179,6 +179,7 @@ pub(crate) type Handover<S> = fn(S, Bytes, ConnInfo, Current, watch::Receiver<bo
 /// A whole plain connection as one task: the engine, then `handover` for what it hands on;
 /// `guard` is dropped at the end. An `async move` block rather than an `async fn`: an async
 /// fn moves its arguments into locals, and the task would keep room for both copies.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
 pub(crate) fn serve_task<S: DownIo, G: Send>(
     io: S,
     conn: ConnInfo,
@@ -195,7 +196,9 @@ pub(crate) fn serve_task<S: DownIo, G: Send>(
     }
 }
 
-/// Serve HTTP/1 requests on `io` until the connection ends or needs the hyper path.
+/// Serve HTTP/1 requests on `io` until the connection ends or needs the hyper path. Not an
+/// `async fn`, for the same reason as `serve_task`.
+#[allow(clippy::manual_async_fn)]
 pub(crate) fn serve<'a, S: DownIo>(
     mut io: S,
     conn: &'a ConnInfo,
