@@ -23,6 +23,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// A number that grows with every response sent: whether the gateway has been busy.
+    pub fn activity(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
+    }
+
     pub fn record(&self, e: &Entry) {
         let route = e.route.as_deref().unwrap_or("-");
         let mut requests = self.requests.lock().expect("metrics");

@@ -174,7 +174,7 @@ impl Gateway {
                 }
             }));
         }
-        tasks.push(tokio::spawn(give_back_memory(stop_rx.clone())));
+        tasks.push(tokio::spawn(give_back_memory(self.current.clone(), stop_rx.clone())));
         let parked = self.current.get().parked.clone();
         let sweeper = tokio::spawn({
             let parked = parked.clone();
@@ -206,15 +206,30 @@ impl Gateway {
     }
 }
 
-/// Every few seconds, hand freed heap pages back to the system (glibc's `malloc_trim`). A burst
-/// of requests leaves its buffers freed between long-lived connection tasks, where glibc would
-/// otherwise keep them resident for good; nginx avoids this with per-request pools.
-async fn give_back_memory(mut stop: watch::Receiver<bool>) {
+/// Hand freed heap pages back to the system (glibc's `malloc_trim`) when a burst of requests
+/// has just ended, and every 5 s while the gateway stays busy. A burst leaves its buffers freed
+/// between long-lived connection tasks, where glibc would otherwise keep them resident for
+/// good; nginx avoids this with per-request pools.
+async fn give_back_memory(current: Current, mut stop: watch::Receiver<bool>) {
+    const TICK: Duration = Duration::from_millis(250);
+    const BUSY_EVERY: Duration = Duration::from_secs(5);
+    let mut seen = current.get().metrics.activity();
+    let mut dirty = false;
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => return,
         }
+        let now = current.get().metrics.activity();
+        let busy = now != seen;
+        seen = now;
+        dirty |= busy;
+        if !dirty || (busy && last.elapsed() < BUSY_EVERY) {
+            continue;
+        }
+        dirty = false;
+        last = tokio::time::Instant::now();
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         let _ = tokio::task::spawn_blocking(|| {
             // SAFETY: malloc_trim only walks glibc's own heap structures, under their locks.
