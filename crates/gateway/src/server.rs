@@ -106,44 +106,35 @@ impl Gateway {
         let (stop_tx, stop_rx) = watch::channel(false);
         let active = Arc::new(Active::default());
         let mut tasks = Vec::new();
-        for (listener, tls) in self.listeners {
-            let current = self.current.clone();
-            let acceptor = if tls { self.tls.clone() } else { None };
-            let active = active.clone();
-            let mut stop = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let accepted = tokio::select! {
-                        a = listener.accept() => a,
-                        _ = stop.changed() => break,
-                    };
-                    let (stream, peer) = match accepted {
-                        Ok(x) => x,
-                        Err(e) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            tracing::error!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let local = stream.local_addr().unwrap_or(peer);
-                    let current = current.clone();
-                    let acceptor = acceptor.clone();
-                    let stop = stop.clone();
-                    active.count.fetch_add(1, Ordering::AcqRel);
-                    let active = active.clone();
-                    if acceptor.is_none() && h1::enabled() {
-                        spawn_plain_h1(stream, peer, local, current, stop, active);
-                    } else {
-                        tokio::spawn(async move {
-                            serve_connection(stream, peer, local, current, acceptor, stop).await;
-                            active.release();
-                        });
-                    }
+        // Connections are served by one single-threaded runtime per core, as nginx's workers:
+        // a connection, its origin socket and its timers stay on one thread, with no work
+        // stealing and no cross-thread wake-ups. Every worker accepts from every listener.
+        let listeners: Vec<(std::net::TcpListener, bool)> = self.listeners.into_iter().filter_map(|(l, tls)| l.into_std().ok().map(|l| (l, tls))).collect();
+        let (release_tx, release_rx) = watch::channel(false);
+        let mut workers = Vec::new();
+        for n in 0..worker_threads() {
+            let mut mine = Vec::new();
+            for (l, tls) in &listeners {
+                match l.try_clone() {
+                    Ok(l) => mine.push((l, *tls)),
+                    Err(e) => tracing::error!("cannot share a listener with worker {n}: {e}"),
                 }
-            }));
+            }
+            let w = Worker {
+                n,
+                listeners: mine,
+                current: self.current.clone(),
+                tls: self.tls.clone(),
+                active: active.clone(),
+                stop: stop_rx.clone(),
+                release: release_rx.clone(),
+            };
+            match std::thread::Builder::new().name(format!("trove-gw-{n}")).spawn(move || w.run()) {
+                Ok(h) => workers.push(h),
+                Err(e) => tracing::error!("cannot start gateway worker {n}: {e}"),
+            }
         }
+        drop(listeners);
         if let Some(admin) = self.admin {
             let current = self.current.clone();
             let mut stop = stop_rx.clone();
@@ -201,8 +192,107 @@ impl Gateway {
             _ = drained => tracing::info!("all connections drained"),
             _ = tokio::time::sleep(drain) => tracing::warn!("drain deadline of {drain:?} passed; closing remaining connections"),
         }
+        // Workers end now; what they still hold (connections past the drain deadline) closes.
+        let _ = release_tx.send(true);
+        let _ = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await;
         // The access log is written in batches; what is gathered goes out before we return.
         self.current.get().log.flush();
+    }
+}
+
+/// How many connection-serving threads: one per core, or `TROVE_GATEWAY_THREADS`.
+fn worker_threads() -> usize {
+    std::env::var("TROVE_GATEWAY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread's worker number (0 outside the workers): per-worker state is kept apart.
+pub(crate) fn worker_index() -> usize {
+    WORKER.with(|w| w.get())
+}
+
+/// One connection-serving thread and its single-threaded runtime.
+struct Worker {
+    n: usize,
+    listeners: Vec<(std::net::TcpListener, bool)>,
+    current: Current,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    active: Arc<Active>,
+    stop: watch::Receiver<bool>,
+    /// Set once draining is over: the worker ends, closing what it still holds.
+    release: watch::Receiver<bool>,
+}
+
+impl Worker {
+    fn run(self) {
+        WORKER.with(|w| w.set(self.n));
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return tracing::error!("gateway worker {}: cannot start its runtime: {e}", self.n),
+        };
+        let Worker { listeners, current, tls, active, stop, mut release, .. } = self;
+        rt.block_on(async move {
+            let mut loops = Vec::new();
+            for (l, is_tls) in listeners {
+                match TcpListener::from_std(l) {
+                    Ok(l) => loops.push(tokio::spawn(accept_loop(l, current.clone(), if is_tls { tls.clone() } else { None }, active.clone(), stop.clone()))),
+                    Err(e) => tracing::error!("gateway worker: cannot use a listener: {e}"),
+                }
+            }
+            for l in loops {
+                let _ = l.await;
+            }
+            let _ = release.wait_for(|r| *r).await;
+        });
+    }
+}
+
+/// Accept connections on one listener until the gateway stops.
+async fn accept_loop(
+    listener: TcpListener,
+    current: Current,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    active: Arc<Active>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            // Another worker took it first.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let current = current.clone();
+        let acceptor = acceptor.clone();
+        let stop = stop.clone();
+        active.count.fetch_add(1, Ordering::AcqRel);
+        let active = active.clone();
+        if acceptor.is_none() && h1::enabled() {
+            spawn_plain_h1(stream, peer, local, current, stop, active);
+        } else {
+            tokio::spawn(async move {
+                serve_connection(stream, peer, local, current, acceptor, stop).await;
+                active.release();
+            });
+        }
     }
 }
 

@@ -177,8 +177,9 @@ struct Key {
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
-    /// Connections of the HTTP/1 engine (`h1`): plain sockets, keyed by the origin URL.
-    raw_idle: Mutex<HashMap<String, Vec<RawIdle>>>,
+    /// Connections of the HTTP/1 engine (`h1`): plain sockets, keyed by the origin URL, one
+    /// table per gateway worker thread: a socket is used by the thread whose runtime polls it.
+    raw_idle: [Mutex<HashMap<String, Vec<RawIdle>>>; RAW_SHARDS],
     limits: Mutex<HashMap<Key, Arc<Semaphore>>>,
 }
 
@@ -204,6 +205,7 @@ pub struct Conn {
 }
 
 const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+const RAW_SHARDS: usize = 16;
 
 impl Pool {
     pub fn new() -> Arc<Self> {
@@ -225,12 +227,16 @@ impl Pool {
         }
     }
 
+    fn raw_shard(&self) -> &Mutex<HashMap<String, Vec<RawIdle>>> {
+        &self.raw_idle[crate::server::worker_index() % RAW_SHARDS]
+    }
+
     /// A pooled plain connection if one is alive, else a new one (HTTP/1 engine).
     pub async fn checkout_raw(&self, u: &Upstream, allow_reuse: bool) -> Result<RawConn, UpstreamError> {
         let permit = self.permit(u).await?;
         if allow_reuse && !u.disable_reuse {
             let ttl = u.ttl.unwrap_or(DEFAULT_IDLE);
-            let mut idle = self.raw_idle.lock().expect("pool");
+            let mut idle = self.raw_shard().lock().expect("pool");
             if let Some(list) = idle.get_mut(u.url.as_str()) {
                 while let Some(c) = list.pop() {
                     // An idle origin connection must have nothing to say: EOF or stray bytes
@@ -253,7 +259,7 @@ impl Pool {
         if u.disable_reuse {
             return;
         }
-        let mut idle = self.raw_idle.lock().expect("pool");
+        let mut idle = self.raw_shard().lock().expect("pool");
         let list = match idle.get_mut(u.url.as_str()) {
             Some(l) => l,
             None => idle.entry(u.url.clone()).or_default(),
