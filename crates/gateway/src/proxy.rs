@@ -549,9 +549,8 @@ pub(crate) fn prepare<'a>(
     forward::strip_hop_by_hop(&mut headers, &named, wants_upgrade);
     // We answer 100-continue ourselves when the body is first read (hyper does).
     headers.remove(header::EXPECT);
-    let authority = if up.port == 80 { up.host.clone() } else { format!("{}:{}", up.host, up.port) };
     let scheme = if conn.tls { "https" } else { "http" };
-    let facts = RequestFacts { peer: conn.peer.ip(), host, scheme, local_port: conn.local.port(), server_name, upstream_authority: &authority };
+    let facts = RequestFacts { peer: conn.peer.ip(), host, scheme, local_port: conn.local.port(), server_name, upstream_authority: &up.authority };
     let rules = RequestRules {
         preserve_host: vhost.preserve_host,
         add_forwarded: vhost.add_forwarded,

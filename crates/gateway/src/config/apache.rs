@@ -1179,6 +1179,7 @@ fn build_upstream(url: &str, params: &[(String, String, Origin)], default_timeou
     let (host, port, path) = split_origin_url(url)?;
     let mut u = Upstream {
         url: url.to_string(),
+        authority: Upstream::authority_of(&host, port)?,
         host,
         port,
         path,

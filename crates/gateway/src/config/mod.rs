@@ -315,6 +315,18 @@ pub struct Upstream {
     pub max: usize,
     /// `upgrade=websocket|ANY`: tunnel after 101. Default websocket (Apache needs it set; we allow it).
     pub upgrade: Option<String>,
+    /// `host` or `host:port` (without `:80`): the origin's `Host` unless the downstream's is
+    /// kept. Made once here, so a request only takes a reference to it.
+    pub authority: http::HeaderValue,
+}
+
+impl Upstream {
+    /// The `Host` header for an origin (`host` as `split_origin_url` gives it: an IPv6
+    /// address keeps its brackets).
+    pub fn authority_of(host: &str, port: u16) -> Result<http::HeaderValue, String> {
+        let a = if port == 80 { host.to_string() } else { format!("{host}:{port}") };
+        http::HeaderValue::from_maybe_shared(bytes::Bytes::from(a)).map_err(|_| format!("origin host '{host}' cannot be a Host header"))
+    }
 }
 
 /// One `ProxyPassReverse public origin`.
@@ -477,5 +489,22 @@ impl GatewayConfig {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_authority_brackets_ipv6_and_drops_port_80() {
+        let a = |url: &str| {
+            let (h, p, _) = split_origin_url(url).unwrap();
+            Upstream::authority_of(&h, p).unwrap()
+        };
+        assert_eq!(a("http://localhost:7990/stash"), "localhost:7990");
+        assert_eq!(a("http://origin.example/"), "origin.example");
+        assert_eq!(a("http://[::1]:7990/"), "[::1]:7990");
+        assert_eq!(a("http://[::1]/"), "[::1]");
     }
 }

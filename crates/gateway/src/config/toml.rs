@@ -286,13 +286,14 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
                 continue;
             };
             let uo = at(url.span().start);
-            let (host, port, upath) = match split_origin_url(url.get_ref()) {
-                Ok(x) => x,
-                Err(e) => {
-                    d.error(&uo, e, "write the origin as http://host:port/path");
-                    continue;
-                }
-            };
+            let (host, port, upath, authority) =
+                match split_origin_url(url.get_ref()).and_then(|(h, p, path)| Upstream::authority_of(&h, p).map(|a| (h, p, path, a))) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        d.error(&uo, e, "write the origin as http://host:port/path");
+                        continue;
+                    }
+                };
             if path.ends_with('/') != upath.ends_with('/') && !(upath.is_empty() && path == "/") {
                 d.warn(
                     &uo,
@@ -304,6 +305,7 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
             let timeout = r.timeout.map(secs).unwrap_or(limits.timeout);
             let up = Upstream {
                 url: url.get_ref().clone(),
+                authority,
                 host,
                 port,
                 path: upath,
