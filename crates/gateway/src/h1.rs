@@ -170,6 +170,52 @@ fn give_vec(mut v: Vec<u8>) {
     }
 }
 
+thread_local! {
+    static SPARE_MAPS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+    static SPARE_FIELDS: RefCell<Vec<Vec<Field>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A parsed header field: its name and where its value lies in the head.
+type Field = (HeaderName, usize, usize);
+
+/// A header map with room for `n` fields, reused: a request's two maps and their field lists
+/// were six allocations, two of them over 1 KiB (the kind that makes glibc consolidate).
+fn take_map(n: usize) -> HeaderMap {
+    let mut m = SPARE_MAPS.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    m.reserve(n);
+    m
+}
+
+fn give_map(mut m: HeaderMap) {
+    if m.capacity() <= 128 {
+        m.clear();
+        SPARE_MAPS.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 32 {
+                s.push(m);
+            }
+        });
+    }
+}
+
+fn take_fields(n: usize) -> Vec<Field> {
+    let mut v = SPARE_FIELDS.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    v.reserve(n);
+    v
+}
+
+fn give_fields(mut v: Vec<Field>) {
+    if v.capacity() <= 256 {
+        v.clear();
+        SPARE_FIELDS.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 32 {
+                s.push(v);
+            }
+        });
+    }
+}
+
 /// A boxed future, for what continues elsewhere.
 pub(crate) type Continue = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -400,11 +446,14 @@ fn parse_request(buf: &mut BytesMut, end: usize) -> Parsed {
     let base = buf.as_ptr() as usize;
     let path = req.path.unwrap_or("");
     let path_at = (path.as_ptr() as usize - base, path.len());
-    let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(req.headers.len());
+    let mut fields = take_fields(req.headers.len());
     let mut expect_continue = false;
     let (mut close, mut keep_alive) = (false, false);
     for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else { return Parsed::Bad(StatusCode::BAD_REQUEST) };
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            give_fields(fields);
+            return Parsed::Bad(StatusCode::BAD_REQUEST);
+        };
         if name == header::EXPECT {
             expect_continue |= h.value.eq_ignore_ascii_case(b"100-continue");
         } else if name == header::CONNECTION {
@@ -418,12 +467,22 @@ fn parse_request(buf: &mut BytesMut, end: usize) -> Parsed {
     }
     drop(req);
     let head = buf.split_to(end).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1)) else { return Parsed::Bad(StatusCode::BAD_REQUEST) };
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1)) else {
+        give_fields(fields);
+        return Parsed::Bad(StatusCode::BAD_REQUEST);
+    };
     // Room for what forwarding adds (X-Forwarded-*, Forwarded, Via): no growth, no rehash.
-    let mut headers = HeaderMap::with_capacity(fields.len() + 8);
-    for (name, at, len) in fields {
-        let Ok(v) = HeaderValue::from_maybe_shared(head.slice(at..at + len)) else { return Parsed::Bad(StatusCode::BAD_REQUEST) };
-        headers.append(name, v);
+    let mut headers = take_map(fields.len() + 8);
+    let mut bad = false;
+    for (name, at, len) in fields.drain(..) {
+        match HeaderValue::from_maybe_shared(head.slice(at..at + len)) {
+            Ok(v) => _ = headers.append(name, v),
+            Err(_) => bad = true,
+        }
+    }
+    give_fields(fields);
+    if bad {
+        return Parsed::Bad(StatusCode::BAD_REQUEST);
     }
     let mut parts = Request::new(()).into_parts().0;
     parts.method = method;
@@ -517,7 +576,7 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
     write_status_and_headers(&mut out, status, &headers);
     // The response head's values share the origin read buffer: let it go before that buffer
     // is given back.
-    drop(headers);
+    give_map(headers);
     let limits = &cfg.limits;
     let sent = match body {
         Body::Local(b) => {
@@ -851,6 +910,7 @@ impl<'a> Exchange<'a> {
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         write_fields(&mut head, &headers);
+        give_map(headers);
         let idempotent = proxy::is_idempotent(&parts.method);
         let up_started = std::time::Instant::now();
         let mut up_conn = self.shared.pool.checkout_raw(up, true).await.map_err(Failure::Upstream)?;
@@ -1136,7 +1196,7 @@ fn parse_response(buf: &mut BytesMut, end: usize, head_method: bool) -> Result<O
     }
     let http10 = resp.version == Some(0);
     let base = buf.as_ptr() as usize;
-    let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
+    let mut fields = take_fields(resp.headers.len());
     let (mut close, mut keep_alive, mut chunked, mut te) = (false, false, false, false);
     let mut length: Option<u64> = None;
     for h in resp.headers.iter() {
@@ -1178,10 +1238,17 @@ fn parse_response(buf: &mut BytesMut, end: usize, head_method: bool) -> Result<O
     let keep = !(te && length.is_some()) && if http10 { keep_alive } else { !close };
     drop(resp);
     let head = buf.split_to(end).freeze();
-    let mut headers = HeaderMap::with_capacity(fields.len() + 4);
-    for (name, at, len) in fields {
-        let v = HeaderValue::from_maybe_shared(head.slice(at..at + len)).map_err(|_| "invalid header value")?;
-        headers.append(name, v);
+    let mut headers = take_map(fields.len() + 4);
+    let mut bad = false;
+    for (name, at, len) in fields.drain(..) {
+        match HeaderValue::from_maybe_shared(head.slice(at..at + len)) {
+            Ok(v) => _ = headers.append(name, v),
+            Err(_) => bad = true,
+        }
+    }
+    give_fields(fields);
+    if bad {
+        return Err("invalid header value");
     }
     if te {
         headers.remove(header::CONTENT_LENGTH);
