@@ -297,15 +297,14 @@ async fn accept_loop(
 }
 
 /// Hand freed heap pages back to the system (glibc's `malloc_trim`) when a burst of requests
-/// has just ended, and every 5 s while the gateway stays busy. A burst leaves its buffers freed
-/// between long-lived connection tasks, where glibc would otherwise keep them resident for
-/// good; nginx avoids this with per-request pools.
+/// has just ended: a burst leaves its buffers freed between long-lived connection tasks, where
+/// glibc would otherwise keep them resident for good (nginx avoids this with per-request
+/// pools). Not while requests flow: trimming holds the allocator's locks, which would show in
+/// the latency, and under steady traffic the freed memory is soon used again.
 async fn give_back_memory(current: Current, mut stop: watch::Receiver<bool>) {
     const TICK: Duration = Duration::from_millis(250);
-    const BUSY_EVERY: Duration = Duration::from_secs(5);
     let mut seen = current.get().metrics.activity();
     let mut dirty = false;
-    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -314,12 +313,14 @@ async fn give_back_memory(current: Current, mut stop: watch::Receiver<bool>) {
         let now = current.get().metrics.activity();
         let busy = now != seen;
         seen = now;
-        dirty |= busy;
-        if !dirty || (busy && last.elapsed() < BUSY_EVERY) {
+        if busy {
+            dirty = true;
+            continue;
+        }
+        if !dirty {
             continue;
         }
         dirty = false;
-        last = tokio::time::Instant::now();
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         let _ = tokio::task::spawn_blocking(|| {
             // SAFETY: malloc_trim only walks glibc's own heap structures, under their locks.
