@@ -171,6 +171,9 @@ struct Idle {
 struct Key {
     host: String,
     port: u16,
+    /// The gateway worker whose runtime drives the connection: a connection is reused by
+    /// requests on that worker only, so no request waits on another thread's runtime.
+    worker: usize,
 }
 
 /// Idle connections kept after a response, per origin. Default idle lifetime 60 s.
@@ -213,7 +216,7 @@ impl Pool {
     }
 
     fn key(u: &Upstream) -> Key {
-        Key { host: u.host.clone(), port: u.port }
+        Key { host: u.host.clone(), port: u.port, worker: 0 }
     }
 
     async fn permit(&self, u: &Upstream) -> Result<Option<OwnedSemaphorePermit>, UpstreamError> {
@@ -272,7 +275,7 @@ impl Pool {
 
     /// A pooled connection if one is alive, else a new one.
     pub async fn checkout(&self, u: &Upstream, allow_reuse: bool) -> Result<Conn, UpstreamError> {
-        let key = Self::key(u);
+        let key = Key { worker: crate::server::worker_index(), ..Self::key(u) };
         let permit = self.permit(u).await?;
         if allow_reuse && !u.disable_reuse {
             let ttl = u.ttl.unwrap_or(DEFAULT_IDLE);
