@@ -124,21 +124,57 @@ pub struct RequestRules<'a> {
 }
 
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    // apr_table_mergen: join to the existing value with ", ". One allocation either way (this
-    // runs four times a request).
-    let v = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => {
-            let mut merged = String::with_capacity(prev.len() + 2 + value.len());
-            merged.push_str(prev);
-            merged.push_str(", ");
-            merged.push_str(value);
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(merged))
-        }
-        _ => HeaderValue::from_str(value),
-    };
-    if let Ok(v) = v {
-        headers.insert(name, v);
+    if let Ok(v) = HeaderValue::from_str(value) {
+        append_value(headers, name, v);
     }
+}
+
+/// apr_table_mergen: join to the existing value with ", ". When the header is absent (the
+/// usual case) `value` goes in as it is: no copy, one lookup.
+fn append_value(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    match headers.entry(name) {
+        header::Entry::Vacant(e) => {
+            e.insert(value);
+        }
+        header::Entry::Occupied(mut e) => {
+            let prev = e.get().as_bytes();
+            if prev.is_empty() {
+                e.insert(value);
+                return;
+            }
+            let mut merged = Vec::with_capacity(prev.len() + 2 + value.len());
+            merged.extend_from_slice(prev);
+            merged.extend_from_slice(b", ");
+            merged.extend_from_slice(value.as_bytes());
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(merged)) {
+                e.insert(v);
+            }
+        }
+    }
+}
+
+/// Text made for a header (an address, a `Forwarded` element) as a value, without a copy.
+fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
+}
+
+/// `X-Forwarded-Server`'s value: the same server name request after request, so it is made
+/// once per worker thread and shared.
+fn server_name_value(name: &str) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        if let Some((n, v)) = l.as_ref() {
+            if n == name {
+                return Some(v.clone());
+            }
+        }
+        let v = HeaderValue::from_str(name).ok()?;
+        *l = Some((name.to_string(), v.clone()));
+        Some(v)
+    })
 }
 
 /// Apply the request rules in Apache's order: hop-by-hop already stripped, then the proxy's
@@ -152,11 +188,15 @@ pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, ru
     if rules.add_forwarded {
         let mut peer = String::with_capacity(16);
         push_ip(&mut peer, facts.peer);
-        append(headers, X_FORWARDED_FOR, &peer);
-        if let Some(h) = facts.host.and_then(|h| h.to_str().ok()) {
-            append(headers, X_FORWARDED_HOST, h);
+        if let Some(v) = owned_value(peer) {
+            append_value(headers, X_FORWARDED_FOR, v);
         }
-        append(headers, X_FORWARDED_SERVER, facts.server_name);
+        if let Some(h) = facts.host.filter(|h| h.to_str().is_ok()) {
+            append_value(headers, X_FORWARDED_HOST, h.clone());
+        }
+        if let Some(v) = server_name_value(facts.server_name) {
+            append_value(headers, X_FORWARDED_SERVER, v);
+        }
     }
     if rules.add_forwarded_proto {
         // We are the edge: what a downstream claims about scheme and port is not believed.
@@ -184,7 +224,9 @@ pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, ru
                 elem.push('"');
             }
         }
-        append(headers, header::FORWARDED, &elem);
+        if let Some(v) = owned_value(elem) {
+            append_value(headers, header::FORWARDED, v);
+        }
     }
     match rules.via {
         Via::Off => {}

@@ -327,68 +327,74 @@ impl AccessLog {
 
     pub fn format(&self, e: &Entry) -> String {
         let mut s = String::with_capacity(160);
+        self.format_into(e, &mut s);
+        s
+    }
+
+    /// `format`, appending to `s`.
+    fn format_into(&self, e: &Entry, s: &mut String) {
         if self.json {
             s.push('{');
             let _ = write!(s, "\"time\":");
-            json_escape(&clf_time(e.time.unwrap_or(UNIX_EPOCH)), &mut s);
+            json_escape(&clf_time(e.time.unwrap_or(UNIX_EPOCH)), s);
             s.push_str(",\"remote\":");
             let mut peer = String::new();
             if let Some(p) = e.peer {
                 crate::forward::push_ip(&mut peer, p);
             }
-            json_escape(&peer, &mut s);
+            json_escape(&peer, s);
             s.push_str(",\"method\":");
-            json_escape(&e.method, &mut s);
+            json_escape(&e.method, s);
             s.push_str(",\"uri\":");
-            json_escape(&e.target, &mut s);
+            json_escape(&e.target, s);
             let _ = write!(s, ",\"proto\":\"{}\",\"status\":{},\"bytes\":{},\"duration_us\":{}", e.version, e.status, e.bytes, e.elapsed.as_micros());
             s.push_str(",\"server\":");
-            json_escape(&e.server_name, &mut s);
+            json_escape(&e.server_name, s);
             for (k, v) in [("route", &e.route), ("upstream", &e.upstream), ("referer", &e.referer), ("user_agent", &e.user_agent)] {
                 if let Some(v) = v {
                     let _ = write!(s, ",\"{k}\":");
-                    json_escape(v, &mut s);
+                    json_escape(v, s);
                 }
             }
             s.push('}');
-            return s;
+            return;
         }
         for t in &self.toks {
             match t {
                 Tok::Lit(l) => s.push_str(l),
                 Tok::RemoteHost => match e.peer {
-                    Some(p) => crate::forward::push_ip(&mut s, p),
+                    Some(p) => crate::forward::push_ip(s, p),
                     None => s.push('-'),
                 },
                 Tok::Ident | Tok::User => s.push('-'),
-                Tok::Time => push_clf_time(&mut s, e.time.unwrap_or(UNIX_EPOCH)),
+                Tok::Time => push_clf_time(s, e.time.unwrap_or(UNIX_EPOCH)),
                 Tok::RequestLine => {
                     s.push_str(&e.method);
                     s.push(' ');
-                    push_escaped(&mut s, &e.target);
+                    push_escaped(s, &e.target);
                     s.push(' ');
                     s.push_str(e.version);
                 }
-                Tok::FinalStatus | Tok::Status => push_u64(&mut s, e.status.into()),
+                Tok::FinalStatus | Tok::Status => push_u64(s, e.status.into()),
                 Tok::BytesClf => {
                     if e.bytes == 0 {
                         s.push('-');
                     } else {
-                        push_u64(&mut s, e.bytes);
+                        push_u64(s, e.bytes);
                     }
                 }
-                Tok::Bytes => push_u64(&mut s, e.bytes),
-                Tok::BytesOut => push_u64(&mut s, e.bytes + e.header_bytes),
+                Tok::Bytes => push_u64(s, e.bytes),
+                Tok::BytesOut => push_u64(s, e.bytes + e.header_bytes),
                 Tok::BytesIn => s.push('-'),
-                Tok::Micros => push_u64(&mut s, e.elapsed.as_micros() as u64),
-                Tok::Millis => push_u64(&mut s, e.elapsed.as_millis() as u64),
-                Tok::Secs => push_u64(&mut s, e.elapsed.as_secs()),
+                Tok::Micros => push_u64(s, e.elapsed.as_micros() as u64),
+                Tok::Millis => push_u64(s, e.elapsed.as_millis() as u64),
+                Tok::Secs => push_u64(s, e.elapsed.as_secs()),
                 Tok::ReqHeader(i) => {
                     s.push_str(e.req_vals.get(*i).and_then(|v| v.as_deref()).map(|v| v.escape_default().to_string()).as_deref().unwrap_or("-"))
                 }
                 Tok::RespHeader(i) => s.push_str(e.resp_vals.get(*i).and_then(|v| v.as_deref()).unwrap_or("-")),
                 Tok::ServerName => s.push_str(&e.server_name),
-                Tok::Port => push_u64(&mut s, e.port.into()),
+                Tok::Port => push_u64(s, e.port.into()),
                 Tok::Method => s.push_str(&e.method),
                 Tok::UrlPath => s.push_str(&e.path),
                 Tok::Query => {
@@ -404,20 +410,26 @@ impl AccessLog {
                 }
             }
         }
-        s
     }
 
     pub fn write(&self, e: &Entry) {
         let Some(sink) = &self.out else { return };
-        let line = self.format(e);
-        let full = match sink.buf.lock() {
-            Ok(mut b) => {
-                b.extend_from_slice(line.as_bytes());
-                b.push(b'\n');
-                b.len() >= FLUSH_BYTES
+        thread_local! {
+            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        let full = LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            self.format_into(e, &mut line);
+            line.push('\n');
+            match sink.buf.lock() {
+                Ok(mut b) => {
+                    b.extend_from_slice(line.as_bytes());
+                    b.len() >= FLUSH_BYTES
+                }
+                Err(_) => false,
             }
-            Err(_) => false,
-        };
+        });
         if full {
             sink.flush();
         }
