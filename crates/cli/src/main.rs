@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module with its own `clap::Args` and `run`; this file only
 //! dispatches, so the commands can grow independently.
 
+mod alloc;
 mod cmd_admin;
 mod cmd_apache_config;
 mod cmd_cert;
@@ -13,6 +14,10 @@ mod cmd_up;
 mod logging;
 
 use clap::{Parser, Subcommand};
+
+/// glibc's malloc, with 128-byte-aligned blocks (tokio's tasks) served from slabs: see `alloc`.
+#[global_allocator]
+static ALLOC: alloc::TroveAlloc = alloc::TroveAlloc;
 
 #[derive(Parser)]
 #[command(name = "trove", version, about = "A self-hosted Git server and the TLS reverse proxy in front of it, in one binary")]
