@@ -166,10 +166,10 @@ fn server_name_value(name: &str) -> Option<HeaderValue> {
     }
     LAST.with(|l| {
         let mut l = l.borrow_mut();
-        if let Some((n, v)) = l.as_ref() {
-            if n == name {
-                return Some(v.clone());
-            }
+        if let Some((n, v)) = l.as_ref()
+            && n == name
+        {
+            return Some(v.clone());
         }
         let v = HeaderValue::from_str(name).ok()?;
         *l = Some((name.to_string(), v.clone()));

@@ -216,6 +216,21 @@ fn give_fields(mut v: Vec<Field>) {
     }
 }
 
+/// A (reused) header map of `fields`, whose values share `head`'s bytes, with room for
+/// `extra` more; `None` if a value is not a valid header value. The field list goes back.
+fn fields_to_map(head: &Bytes, mut fields: Vec<Field>, extra: usize) -> Option<HeaderMap> {
+    let mut headers = take_map(fields.len() + extra);
+    let mut bad = false;
+    for (name, at, len) in fields.drain(..) {
+        match HeaderValue::from_maybe_shared(head.slice(at..at + len)) {
+            Ok(v) => _ = headers.append(name, v),
+            Err(_) => bad = true,
+        }
+    }
+    give_fields(fields);
+    (!bad).then_some(headers)
+}
+
 /// A boxed future, for what continues elsewhere.
 pub(crate) type Continue = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -472,18 +487,7 @@ fn parse_request(buf: &mut BytesMut, end: usize) -> Parsed {
         return Parsed::Bad(StatusCode::BAD_REQUEST);
     };
     // Room for what forwarding adds (X-Forwarded-*, Forwarded, Via): no growth, no rehash.
-    let mut headers = take_map(fields.len() + 8);
-    let mut bad = false;
-    for (name, at, len) in fields.drain(..) {
-        match HeaderValue::from_maybe_shared(head.slice(at..at + len)) {
-            Ok(v) => _ = headers.append(name, v),
-            Err(_) => bad = true,
-        }
-    }
-    give_fields(fields);
-    if bad {
-        return Parsed::Bad(StatusCode::BAD_REQUEST);
-    }
+    let Some(headers) = fields_to_map(&head, fields, 8) else { return Parsed::Bad(StatusCode::BAD_REQUEST) };
     let mut parts = Request::new(()).into_parts().0;
     parts.method = method;
     parts.uri = uri;
@@ -1238,18 +1242,7 @@ fn parse_response(buf: &mut BytesMut, end: usize, head_method: bool) -> Result<O
     let keep = !(te && length.is_some()) && if http10 { keep_alive } else { !close };
     drop(resp);
     let head = buf.split_to(end).freeze();
-    let mut headers = take_map(fields.len() + 4);
-    let mut bad = false;
-    for (name, at, len) in fields.drain(..) {
-        match HeaderValue::from_maybe_shared(head.slice(at..at + len)) {
-            Ok(v) => _ = headers.append(name, v),
-            Err(_) => bad = true,
-        }
-    }
-    give_fields(fields);
-    if bad {
-        return Err("invalid header value");
-    }
+    let mut headers = fields_to_map(&head, fields, 4).ok_or("invalid header value")?;
     if te {
         headers.remove(header::CONTENT_LENGTH);
     }

@@ -109,7 +109,14 @@ impl Gateway {
         // Connections are served by one single-threaded runtime per core, as nginx's workers:
         // a connection, its origin socket and its timers stay on one thread, with no work
         // stealing and no cross-thread wake-ups. Every worker accepts from every listener.
-        let listeners: Vec<(std::net::TcpListener, bool)> = self.listeners.into_iter().filter_map(|(l, tls)| l.into_std().ok().map(|l| (l, tls))).collect();
+        let mut listeners: Vec<(std::net::TcpListener, bool)> = Vec::new();
+        for (l, tls) in self.listeners {
+            let addr = l.local_addr().ok();
+            match l.into_std() {
+                Ok(l) => listeners.push((l, tls)),
+                Err(e) => tracing::error!("cannot hand listener {addr:?} to the workers: {e}"),
+            }
+        }
         let (release_tx, release_rx) = watch::channel(false);
         let mut workers = Vec::new();
         for n in 0..worker_threads() {
