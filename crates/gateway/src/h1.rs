@@ -125,6 +125,16 @@ thread_local! {
     static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Put `v` back in a per-thread pool of at most 32.
+fn keep<T>(pool: &'static std::thread::LocalKey<RefCell<Vec<T>>>, v: T) {
+    pool.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < 32 {
+            p.push(v);
+        }
+    });
+}
+
 fn take_buffer() -> BytesMut {
     SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_else(|| BytesMut::with_capacity(READ_BUF))
 }
@@ -139,12 +149,7 @@ fn give_buffer(buf: &mut BytesMut) {
     // Only head-sized buffers are kept: a body's 64 KiB ones would make the pool, not the
     // connections, the gateway's memory after a large transfer.
     if b.capacity() >= READ_BUF && b.capacity() <= 2 * READ_BUF {
-        SPARE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < 32 {
-                s.push(b);
-            }
-        });
+        keep(&SPARE, b);
     }
 }
 
@@ -161,12 +166,7 @@ fn take_vec() -> Vec<u8> {
 fn give_vec(mut v: Vec<u8>) {
     if v.capacity() <= 16 * 1024 {
         v.clear();
-        SPARE_VECS.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < 32 {
-                s.push(v);
-            }
-        });
+        keep(&SPARE_VECS, v);
     }
 }
 
@@ -189,12 +189,7 @@ fn take_map(n: usize) -> HeaderMap {
 fn give_map(mut m: HeaderMap) {
     if m.capacity() <= 128 {
         m.clear();
-        SPARE_MAPS.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < 32 {
-                s.push(m);
-            }
-        });
+        keep(&SPARE_MAPS, m);
     }
 }
 
@@ -207,12 +202,7 @@ fn take_fields(n: usize) -> Vec<Field> {
 fn give_fields(mut v: Vec<Field>) {
     if v.capacity() <= 256 {
         v.clear();
-        SPARE_FIELDS.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < 32 {
-                s.push(v);
-            }
-        });
+        keep(&SPARE_FIELDS, v);
     }
 }
 
