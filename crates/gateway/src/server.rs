@@ -307,7 +307,8 @@ async fn accept_loop(
 /// has just ended: a burst leaves its buffers freed between long-lived connection tasks, where
 /// glibc would otherwise keep them resident for good (nginx avoids this with per-request
 /// pools). Not while requests flow: trimming holds the allocator's locks, which would show in
-/// the latency, and under steady traffic the freed memory is soon used again.
+/// the latency, and under steady traffic the freed memory is soon used again. The origin
+/// connections a burst opened above the pool's minimum are closed first (`Pool::sweep`).
 async fn give_back_memory(current: Current, mut stop: watch::Receiver<bool>) {
     const TICK: Duration = Duration::from_millis(250);
     let mut seen = current.get().metrics.activity();
@@ -328,6 +329,8 @@ async fn give_back_memory(current: Current, mut stop: watch::Receiver<bool>) {
             continue;
         }
         dirty = false;
+        // The burst's extra origin connections go first, so their buffers are trimmed too.
+        current.get().pool.sweep();
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         let _ = tokio::task::spawn_blocking(|| {
             // SAFETY: malloc_trim only walks glibc's own heap structures, under their locks.

@@ -2,11 +2,11 @@
 //! per-read/per-write `timeout` (not a whole-response deadline, so a multi-GB push that keeps
 //! moving never times out).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -177,13 +177,95 @@ struct Key {
 }
 
 /// Idle connections kept after a response, per origin. Default idle lifetime 60 s.
+///
+/// How many are kept follows the demand: at least [`IDLE_MIN`] per origin and worker (nginx's
+/// usual `keepalive 64`), and as many as were in use at once since traffic last paused, up to
+/// [`IDLE_MAX`]. A fixed cap below the concurrency (640 HTTP/2 streams on 64 connections, say)
+/// closes connections whenever answers come back in a batch, and opens new ones for the next
+/// requests: a connect, a close and a TIME_WAIT socket per request. When traffic pauses,
+/// [`Pool::sweep`] closes what is past its lifetime and what is above the minimum.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    idle: Mutex<HashMap<Key, Slot<Idle>>>,
     /// Connections of the HTTP/1 engine (`h1`): plain sockets, keyed by the origin URL, one
     /// table per gateway worker thread: a socket is used by the thread whose runtime polls it.
-    raw_idle: [Mutex<HashMap<String, Vec<RawIdle>>>; RAW_SHARDS],
+    raw_idle: [Mutex<HashMap<String, Slot<RawIdle>>>; RAW_SHARDS],
     limits: Mutex<HashMap<Key, Arc<Semaphore>>>,
+}
+
+/// One origin's idle connections (on one worker), and how many of its connections are in use.
+struct Slot<T> {
+    idle: VecDeque<T>,
+    busy: Arc<AtomicUsize>,
+    /// The most in use at once since the last sweep.
+    peak: usize,
+    ttl: Duration,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { idle: VecDeque::new(), busy: Arc::new(AtomicUsize::new(0)), peak: 0, ttl: DEFAULT_IDLE }
+    }
+}
+
+impl<T: Aged> Slot<T> {
+    /// Count one more connection in use.
+    fn busy(&mut self) -> Busy {
+        let now = self.busy.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak = self.peak.max(now);
+        Busy(self.busy.clone())
+    }
+
+    /// Keep `c` for reuse if the demand says so; close the oldest if past `ttl`.
+    fn keep(&mut self, c: T, ttl: Duration) {
+        self.ttl = ttl;
+        if self.idle.front().is_some_and(|o| o.since().elapsed() >= ttl) {
+            self.idle.pop_front();
+        }
+        let cap = IDLE_MIN.max(self.peak).min(IDLE_MAX);
+        while self.idle.len() >= cap {
+            self.idle.pop_front();
+        }
+        self.idle.push_back(c);
+    }
+
+    /// Traffic paused: close what is past its lifetime and what is above the minimum (or above
+    /// what is in use now), oldest first.
+    fn sweep(&mut self) {
+        while self.idle.front().is_some_and(|o| o.since().elapsed() >= self.ttl) {
+            self.idle.pop_front();
+        }
+        self.peak = self.busy.load(Ordering::Relaxed);
+        let cap = IDLE_MIN.max(self.peak).min(IDLE_MAX);
+        while self.idle.len() > cap {
+            self.idle.pop_front();
+        }
+    }
+}
+
+trait Aged {
+    fn since(&self) -> Instant;
+}
+
+impl Aged for Idle {
+    fn since(&self) -> Instant {
+        self.since
+    }
+}
+
+impl Aged for RawIdle {
+    fn since(&self) -> Instant {
+        self.since
+    }
+}
+
+/// A connection in use, counted in its origin's [`Slot`] until dropped.
+struct Busy(Arc<AtomicUsize>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct RawIdle {
@@ -195,6 +277,7 @@ struct RawIdle {
 pub struct RawConn {
     pub stream: TcpStream,
     pub reused: bool,
+    _busy: Option<Busy>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -204,11 +287,16 @@ pub struct Conn {
     pub state: Arc<ConnState>,
     pub reused: bool,
     key: Key,
+    _busy: Option<Busy>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 const RAW_SHARDS: usize = 16;
+/// Idle connections always kept per origin and worker.
+pub const IDLE_MIN: usize = 64;
+/// Idle connections never exceeded per origin and worker.
+pub const IDLE_MAX: usize = 1024;
 
 impl Pool {
     pub fn new() -> Arc<Self> {
@@ -230,31 +318,39 @@ impl Pool {
         }
     }
 
-    fn raw_shard(&self) -> &Mutex<HashMap<String, Vec<RawIdle>>> {
+    fn raw_shard(&self) -> &Mutex<HashMap<String, Slot<RawIdle>>> {
         &self.raw_idle[crate::server::worker_index() % RAW_SHARDS]
     }
 
     /// A pooled plain connection if one is alive, else a new one (HTTP/1 engine).
     pub async fn checkout_raw(&self, u: &Upstream, allow_reuse: bool) -> Result<RawConn, UpstreamError> {
         let permit = self.permit(u).await?;
-        if allow_reuse && !u.disable_reuse {
+        if u.disable_reuse {
+            let stream = Box::pin(connect_tcp(u)).await?;
+            return Ok(RawConn { stream, reused: false, _busy: None, _permit: permit });
+        }
+        let busy = {
             let ttl = u.ttl.unwrap_or(DEFAULT_IDLE);
             let mut idle = self.raw_shard().lock().expect("pool");
-            if let Some(list) = idle.get_mut(u.url.as_str()) {
-                while let Some(c) = list.pop() {
-                    // An idle origin connection must have nothing to say: EOF or stray bytes
-                    // mean it is closing (tokio answers from its readiness, usually without a
-                    // system call).
-                    let mut probe = [0u8; 1];
-                    let alive = matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-                    if alive && c.since.elapsed() < ttl {
-                        return Ok(RawConn { stream: c.stream, reused: true, _permit: permit });
-                    }
+            let slot = match idle.get_mut(u.url.as_str()) {
+                Some(s) => s,
+                None => idle.entry(u.url.clone()).or_default(),
+            };
+            let busy = slot.busy();
+            while allow_reuse && let Some(c) = slot.idle.pop_back() {
+                // An idle origin connection must have nothing to say: EOF or stray bytes
+                // mean it is closing (tokio answers from its readiness, usually without a
+                // system call).
+                let mut probe = [0u8; 1];
+                let alive = matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+                if alive && c.since.elapsed() < ttl {
+                    return Ok(RawConn { stream: c.stream, reused: true, _busy: Some(busy), _permit: permit });
                 }
             }
-        }
+            busy
+        };
         let stream = Box::pin(connect_tcp(u)).await?;
-        Ok(RawConn { stream, reused: false, _permit: permit })
+        Ok(RawConn { stream, reused: false, _busy: Some(busy), _permit: permit })
     }
 
     /// Return a plain connection whose exchange completed cleanly.
@@ -263,36 +359,38 @@ impl Pool {
             return;
         }
         let mut idle = self.raw_shard().lock().expect("pool");
-        let list = match idle.get_mut(u.url.as_str()) {
-            Some(l) => l,
+        let slot = match idle.get_mut(u.url.as_str()) {
+            Some(s) => s,
             None => idle.entry(u.url.clone()).or_default(),
         };
-        if list.len() >= 256 {
-            list.remove(0);
-        }
-        list.push(RawIdle { stream: c.stream, since: Instant::now() });
+        slot.keep(RawIdle { stream: c.stream, since: Instant::now() }, u.ttl.unwrap_or(DEFAULT_IDLE));
     }
 
     /// A pooled connection if one is alive, else a new one.
     pub async fn checkout(&self, u: &Upstream, allow_reuse: bool) -> Result<Conn, UpstreamError> {
         let key = Key { worker: crate::server::worker_index(), ..Self::key(u) };
         let permit = self.permit(u).await?;
-        if allow_reuse && !u.disable_reuse {
+        let mut busy = None;
+        if !u.disable_reuse {
             let ttl = u.ttl.unwrap_or(DEFAULT_IDLE);
             let mut idle = self.idle.lock().expect("pool");
-            if let Some(list) = idle.get_mut(&key) {
-                while let Some(c) = list.pop() {
-                    if c.since.elapsed() < ttl && !c.sender.is_closed() && c.sender.is_ready() {
-                        c.state.expect_read.store(false, Ordering::Release);
-                        return Ok(Conn { sender: c.sender, state: c.state, reused: true, key, _permit: permit });
-                    }
+            let slot = match idle.get_mut(&key) {
+                Some(s) => s,
+                None => idle.entry(key.clone()).or_default(),
+            };
+            let b = slot.busy();
+            while allow_reuse && let Some(c) = slot.idle.pop_back() {
+                if c.since.elapsed() < ttl && !c.sender.is_closed() && c.sender.is_ready() {
+                    c.state.expect_read.store(false, Ordering::Release);
+                    return Ok(Conn { sender: c.sender, state: c.state, reused: true, key, _busy: Some(b), _permit: permit });
                 }
             }
+            busy = Some(b);
         }
         // Boxed: connecting (resolve, connect, handshake) is a large future and the rare path;
         // inline it would enlarge every request's future, which hyper keeps per connection.
         let (sender, state) = Box::pin(connect(u)).await?;
-        Ok(Conn { sender, state, reused: false, key, _permit: permit })
+        Ok(Conn { sender, state, reused: false, key, _busy: busy, _permit: permit })
     }
 
     /// Return a connection whose exchange completed cleanly.
@@ -302,14 +400,31 @@ impl Pool {
         }
         c.state.expect_read.store(false, Ordering::Release);
         let mut idle = self.idle.lock().expect("pool");
-        let list = idle.entry(c.key).or_default();
-        // Bound the idle list; the oldest go first. A hyper connection keeps its task and
-        // buffers while idle (~40 KiB), so fewer are kept than plain ones (nginx's usual
-        // `keepalive 64`).
-        if list.len() >= 64 {
-            list.remove(0);
+        // A hyper connection keeps its task and buffers while idle, so only as many are kept
+        // as the demand asks for (see `Pool`).
+        idle.entry(c.key).or_default().keep(Idle { sender: c.sender, state: c.state, since: Instant::now() }, u.ttl.unwrap_or(DEFAULT_IDLE));
+    }
+
+    /// Traffic paused (`server::give_back_memory`): every origin's idle connections past their
+    /// lifetime or above the minimum are closed, so a burst's connections do not stay for good.
+    pub fn sweep(&self) {
+        for slot in self.idle.lock().expect("pool").values_mut() {
+            slot.sweep();
         }
-        list.push(Idle { sender: c.sender, state: c.state, since: Instant::now() });
+        for shard in &self.raw_idle {
+            for slot in shard.lock().expect("pool").values_mut() {
+                slot.sweep();
+            }
+        }
+    }
+
+    /// Idle connections kept for `u` on the calling worker (HTTP/1 engine, hyper path).
+    #[cfg(test)]
+    pub(crate) fn idle_counts(&self, u: &Upstream) -> (usize, usize) {
+        let raw = self.raw_shard().lock().expect("pool").get(u.url.as_str()).map_or(0, |s| s.idle.len());
+        let key = Key { worker: crate::server::worker_index(), ..Self::key(u) };
+        let hyper = self.idle.lock().expect("pool").get(&key).map_or(0, |s| s.idle.len());
+        (raw, hyper)
     }
 }
 
@@ -406,5 +521,129 @@ impl<B: Body<Data = Bytes> + Unpin> Body for SignalEnd<B> {
     }
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Aging(Instant);
+    impl Aged for Aging {
+        fn since(&self) -> Instant {
+            self.0
+        }
+    }
+
+    #[test]
+    fn idle_connections_kept_follow_the_connections_in_use() {
+        let mut slot = Slot::<Aging>::default();
+        let ttl = Duration::from_secs(60);
+        // Never more than IDLE_MIN in use: IDLE_MIN are kept, the oldest go first.
+        drop(slot.busy());
+        for _ in 0..IDLE_MIN + 10 {
+            slot.keep(Aging(Instant::now()), ttl);
+        }
+        assert_eq!(slot.idle.len(), IDLE_MIN);
+        // 300 in use at once, all coming back in one batch: all kept, so the next 300 requests
+        // find one each.
+        let busy: Vec<Busy> = (0..300).map(|_| slot.busy()).collect();
+        for b in busy {
+            slot.keep(Aging(Instant::now()), ttl);
+            drop(b);
+        }
+        assert_eq!(slot.idle.len(), 300);
+        // Never more than IDLE_MAX, however many are in use.
+        let more: Vec<Busy> = (0..IDLE_MAX + 100).map(|_| slot.busy()).collect();
+        for _ in 0..IDLE_MAX + 50 {
+            slot.keep(Aging(Instant::now()), ttl);
+        }
+        assert_eq!(slot.idle.len(), IDLE_MAX);
+        drop(more);
+        assert_eq!(slot.busy.load(Ordering::Relaxed), 0);
+        // Traffic paused: back to the minimum, the newest kept.
+        slot.sweep();
+        assert_eq!(slot.idle.len(), IDLE_MIN);
+        assert_eq!(slot.peak, 0);
+    }
+
+    #[test]
+    fn a_sweep_keeps_what_is_in_use_now_and_closes_the_stale() {
+        let mut slot = Slot::<Aging>::default();
+        let busy: Vec<Busy> = (0..100).map(|_| slot.busy()).collect();
+        let old = Instant::now() - Duration::from_secs(120);
+        for _ in 0..10 {
+            slot.keep(Aging(old), Duration::from_secs(600));
+        }
+        for _ in 0..90 {
+            slot.keep(Aging(Instant::now()), Duration::from_secs(60));
+        }
+        slot.sweep();
+        assert_eq!(slot.idle.len(), 90, "the 10 past their lifetime are closed, the rest are within what is in use");
+        drop(busy);
+    }
+
+    #[test]
+    fn idle_connections_past_their_lifetime_are_closed_as_others_come_back() {
+        let mut slot = Slot::<Aging>::default();
+        let old = Instant::now() - Duration::from_secs(120);
+        slot.keep(Aging(old), Duration::from_secs(600));
+        slot.keep(Aging(old), Duration::from_secs(600));
+        slot.keep(Aging(Instant::now()), Duration::from_secs(60));
+        slot.keep(Aging(Instant::now()), Duration::from_secs(60));
+        assert_eq!(slot.idle.len(), 2, "one stale connection closed per connection returned");
+        assert!(slot.idle.iter().all(|c| c.0.elapsed() < Duration::from_secs(60)));
+    }
+
+    fn upstream(port: u16) -> Upstream {
+        Upstream {
+            url: format!("http://127.0.0.1:{port}/"),
+            host: "127.0.0.1".into(),
+            port,
+            path: String::new(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            retry: Duration::from_secs(60),
+            tcp_keepalive: false,
+            disable_reuse: false,
+            ttl: None,
+            max: 0,
+            upgrade: None,
+            authority: Upstream::authority_of("127.0.0.1", port).unwrap(),
+        }
+    }
+
+    /// 300 exchanges at once, then 300 more: the second 300 reuse the first's connections
+    /// (a fixed cap of 64 would have closed 236 of them and opened 236 new ones); when traffic
+    /// pauses, the minimum stays.
+    #[tokio::test]
+    async fn a_burst_above_the_minimum_reuses_its_connections() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let pool = Pool::new();
+        let u = upstream(port);
+        for round in 0..2 {
+            let mut conns = Vec::new();
+            for _ in 0..300 {
+                conns.push(pool.checkout_raw(&u, true).await.unwrap());
+            }
+            assert_eq!(conns.iter().filter(|c| c.reused).count(), if round == 0 { 0 } else { 300 });
+            for c in conns {
+                pool.checkin_raw(c, &u);
+            }
+            assert_eq!(pool.idle_counts(&u).0, 300);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 300);
+        pool.sweep();
+        assert_eq!(pool.idle_counts(&u).0, IDLE_MIN);
     }
 }
