@@ -177,31 +177,33 @@ fn server_name_value(name: &str) -> Option<HeaderValue> {
     })
 }
 
-/// Apply the request rules in Apache's order: hop-by-hop already stripped, then the proxy's
-/// own headers (so `Connection: close, X-Forwarded-For` cannot remove ours; CVE-2022-31813).
-pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, rules: &RequestRules<'_>) {
-    // Host.
-    let host_value = if rules.preserve_host { facts.host.cloned() } else { Some(facts.upstream_authority.clone()) };
-    if let Some(h) = host_value {
-        headers.insert(header::HOST, h);
-    }
-    if rules.add_forwarded {
+/// The values of the headers we add that depend only on the connection (peer, local port,
+/// scheme) and the request's Host: the same request after request on a keep-alive
+/// connection, so each worker thread keeps the last ones made in a small table and shares
+/// them (a `HeaderValue` clone is a reference count): no formatting and no allocation per
+/// request. The Host is kept as a copy, not a reference into a connection's read buffer.
+struct Made {
+    peer: IpAddr,
+    local_port: u16,
+    https: bool,
+    host: Option<Box<[u8]>>,
+    values: Values,
+}
+
+#[derive(Clone)]
+struct Values {
+    /// `X-Forwarded-For`'s element: the peer.
+    for_: Option<HeaderValue>,
+    /// `X-Forwarded-Port`.
+    port: HeaderValue,
+    /// RFC 7239 `Forwarded`'s element.
+    forwarded: Option<HeaderValue>,
+}
+
+impl Made {
+    fn of(facts: &RequestFacts<'_>) -> Made {
         let mut peer = String::with_capacity(16);
         push_ip(&mut peer, facts.peer);
-        if let Some(v) = owned_value(peer) {
-            append_value(headers, X_FORWARDED_FOR, v);
-        }
-        if let Some(h) = facts.host.filter(|h| h.to_str().is_ok()) {
-            append_value(headers, X_FORWARDED_HOST, h.clone());
-        }
-        if let Some(v) = server_name_value(facts.server_name) {
-            append_value(headers, X_FORWARDED_SERVER, v);
-        }
-    }
-    if rules.add_forwarded_proto {
-        // We are the edge: what a downstream claims about scheme and port is not believed.
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if facts.scheme == "https" { "https" } else { "http" }));
-        headers.insert(X_FORWARDED_PORT, HeaderValue::from(facts.local_port));
         // RFC 7239 §4: quote IPv6 and host values that are not tokens.
         let mut elem = String::with_capacity(64);
         elem.push_str("for=");
@@ -224,8 +226,76 @@ pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, ru
                 elem.push('"');
             }
         }
-        if let Some(v) = owned_value(elem) {
-            append_value(headers, header::FORWARDED, v);
+        Made {
+            peer: facts.peer,
+            local_port: facts.local_port,
+            https: facts.scheme == "https",
+            host: facts.host.map(|h| h.as_bytes().into()),
+            values: Values { for_: owned_value(peer), port: HeaderValue::from(facts.local_port), forwarded: owned_value(elem) },
+        }
+    }
+
+    fn fits(&self, facts: &RequestFacts<'_>) -> bool {
+        self.peer == facts.peer
+            && self.local_port == facts.local_port
+            && self.https == (facts.scheme == "https")
+            && self.host.as_deref() == facts.host.map(HeaderValue::as_bytes)
+    }
+}
+
+/// The connection's header values (see [`Made`]), from the worker's table or made now.
+fn made_values(facts: &RequestFacts<'_>) -> Values {
+    const SLOTS: usize = 16;
+    thread_local! {
+        static MADE: std::cell::RefCell<[Option<Made>; SLOTS]> = const { std::cell::RefCell::new([const { None }; SLOTS]) };
+    }
+    let spread = match facts.peer {
+        IpAddr::V4(v4) => u32::from(v4) as usize,
+        IpAddr::V6(v6) => u128::from(v6) as usize,
+    };
+    let i = (spread ^ facts.local_port as usize) % SLOTS;
+    MADE.with(|m| {
+        let mut m = m.borrow_mut();
+        match &m[i] {
+            Some(made) if made.fits(facts) => made.values.clone(),
+            _ => {
+                let made = Made::of(facts);
+                let values = made.values.clone();
+                m[i] = Some(made);
+                values
+            }
+        }
+    })
+}
+
+/// Apply the request rules in Apache's order: hop-by-hop already stripped, then the proxy's
+/// own headers (so `Connection: close, X-Forwarded-For` cannot remove ours; CVE-2022-31813).
+pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, rules: &RequestRules<'_>) {
+    // Host.
+    let host_value = if rules.preserve_host { facts.host.cloned() } else { Some(facts.upstream_authority.clone()) };
+    if let Some(h) = host_value {
+        headers.insert(header::HOST, h);
+    }
+    if rules.add_forwarded || rules.add_forwarded_proto {
+        let made = made_values(facts);
+        if rules.add_forwarded {
+            if let Some(v) = made.for_ {
+                append_value(headers, X_FORWARDED_FOR, v);
+            }
+            if let Some(h) = facts.host.filter(|h| h.to_str().is_ok()) {
+                append_value(headers, X_FORWARDED_HOST, h.clone());
+            }
+            if let Some(v) = server_name_value(facts.server_name) {
+                append_value(headers, X_FORWARDED_SERVER, v);
+            }
+        }
+        if rules.add_forwarded_proto {
+            // We are the edge: what a downstream claims about scheme and port is not believed.
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if facts.scheme == "https" { "https" } else { "http" }));
+            headers.insert(X_FORWARDED_PORT, made.port);
+            if let Some(v) = made.forwarded {
+                append_value(headers, header::FORWARDED, v);
+            }
         }
     }
     match rules.via {
@@ -344,6 +414,38 @@ mod tests {
         assert_eq!(h["forwarded"], "for=1.1.1.1, for=\"[::1]\";proto=http;host=\"h:8080\"");
         assert_eq!(h["host"], "h:8080");
         assert_eq!(h["via"], "1.1 gw:8080");
+    }
+
+    /// The per-thread table of made values answers for the facts it was made for only.
+    #[test]
+    fn made_values_follow_peer_port_scheme_and_host() {
+        let hosts = [HeaderValue::from_static("a.example"), HeaderValue::from_static("b.example:8443")];
+        let rules = RequestRules { preserve_host: true, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
+        let origin = HeaderValue::from_static("o");
+        // Twice over, so the second pass is answered from the table.
+        for _ in 0..2 {
+            for peer in ["10.0.0.1", "10.0.0.2", "10.0.0.17", "::1"] {
+                for port in [80u16, 443, 8443] {
+                    for scheme in ["http", "https"] {
+                        for host in hosts.iter().map(Some).chain([None]) {
+                            let facts =
+                                RequestFacts { peer: peer.parse().unwrap(), host, scheme, local_port: port, server_name: "gw", upstream_authority: &origin };
+                            let mut h = HeaderMap::new();
+                            apply_request_rules(&mut h, &facts, &rules);
+                            assert_eq!(h["x-forwarded-for"], peer);
+                            assert_eq!(h["x-forwarded-port"], port.to_string().as_str());
+                            let for_ = if peer.contains(':') { format!("\"[{peer}]\"") } else { peer.to_string() };
+                            let host_part = match host.map(|h| h.to_str().unwrap()) {
+                                Some(h) if h.contains(':') => format!(";host=\"{h}\""),
+                                Some(h) => format!(";host={h}"),
+                                None => String::new(),
+                            };
+                            assert_eq!(h["forwarded"], format!("for={for_};proto={scheme}{host_part}").as_str());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

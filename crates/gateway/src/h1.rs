@@ -927,7 +927,7 @@ impl<'a> Exchange<'a> {
         };
         give_vec(head);
         self.shared.metrics.observe_upstream(up_started.elapsed());
-        entry.upstream = Some(up.url.clone());
+        entry.upstream = Some(crate::log::shared(&up.url));
         let RespHead { status, mut headers, body, keep } = resp;
         proxy::origin_response_headers(&mut headers, self.vhost, host, self.conn, scheme, false);
         Ok(Answer::Origin(OriginAnswer { status, headers, body, conn: up_conn, buf: up_buf, up, keep }))

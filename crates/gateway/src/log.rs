@@ -169,26 +169,27 @@ impl Drop for AccessLog {
     }
 }
 
-/// One request's facts for the log line.
+/// One request's facts for the log line. Made for every request, so it holds no text of its
+/// own: the method and target are the request's (a clone shares their bytes), names from the
+/// configuration are shared per worker thread ([`shared`]).
 #[derive(Debug, Default)]
 pub struct Entry {
     pub peer: Option<IpAddr>,
     pub port: u16,
     pub time: Option<SystemTime>,
     pub elapsed: Duration,
-    pub method: String,
-    pub target: String,
-    pub path: String,
-    pub query: Option<String>,
+    pub method: http::Method,
+    /// The request target as received.
+    pub uri: http::Uri,
     pub version: &'static str,
     pub status: u16,
     pub bytes: u64,
     pub header_bytes: u64,
-    pub server_name: String,
+    pub server_name: Arc<str>,
     pub req_vals: Vec<Option<String>>,
     pub resp_vals: Vec<Option<String>>,
-    pub route: Option<String>,
-    pub upstream: Option<String>,
+    pub route: Option<Arc<str>>,
+    pub upstream: Option<Arc<str>>,
     pub user_agent: Option<String>,
     pub referer: Option<String>,
 }
@@ -202,6 +203,26 @@ fn version_str(v: http::Version) -> &'static str {
     }
 }
 
+/// `s` as a shared string: names from the configuration (server name, route, origin URL) go
+/// into every request's [`Entry`], so each worker thread keeps the last few it was given and
+/// hands out a reference count instead of a copy.
+pub fn shared(s: &str) -> Arc<str> {
+    const SLOTS: usize = 8;
+    thread_local! {
+        static NAMES: std::cell::RefCell<([Option<Arc<str>>; SLOTS], usize)> = const { std::cell::RefCell::new(([const { None }; SLOTS], 0)) };
+    }
+    NAMES.with(|n| {
+        let (names, next) = &mut *n.borrow_mut();
+        if let Some(found) = names.iter().flatten().find(|n| &***n == s) {
+            return found.clone();
+        }
+        let made: Arc<str> = Arc::from(s);
+        names[*next] = Some(made.clone());
+        *next = (*next + 1) % SLOTS;
+        made
+    })
+}
+
 impl Entry {
     pub fn start(log: &AccessLog, req: &http::request::Parts, peer: IpAddr, port: u16, server_name: &str, time: SystemTime) -> Entry {
         let hv = |n: &HeaderName| req.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -209,20 +230,23 @@ impl Entry {
             peer: Some(peer),
             port,
             time: Some(time),
-            method: req.method.as_str().to_owned(),
-            // Origin-form (the usual case) is its path and query as received; no formatter.
-            target: match (req.uri.scheme(), req.uri.authority(), req.uri.path_and_query()) {
-                (None, None, Some(pq)) => pq.as_str().to_owned(),
-                _ => req.uri.to_string(),
-            },
-            path: req.uri.path().to_owned(),
-            query: req.uri.query().map(str::to_owned),
+            method: req.method.clone(),
+            uri: req.uri.clone(),
             version: version_str(req.version),
-            server_name: server_name.to_owned(),
+            server_name: shared(server_name),
             req_vals: log.req_h.iter().map(hv).collect(),
             user_agent: if log.json { hv(&http::header::USER_AGENT) } else { None },
             referer: if log.json { hv(&http::header::REFERER) } else { None },
             ..Default::default()
+        }
+    }
+
+    /// The request target as received: origin-form (the usual case) is its path and query,
+    /// without a formatter.
+    pub fn target(&self) -> std::borrow::Cow<'_, str> {
+        match (self.uri.scheme(), self.uri.authority(), self.uri.path_and_query()) {
+            (None, None, Some(pq)) => std::borrow::Cow::Borrowed(pq.as_str()),
+            _ => std::borrow::Cow::Owned(self.uri.to_string()),
         }
     }
 
@@ -344,13 +368,15 @@ impl AccessLog {
             }
             json_escape(&peer, s);
             s.push_str(",\"method\":");
-            json_escape(&e.method, s);
+            json_escape(e.method.as_str(), s);
             s.push_str(",\"uri\":");
-            json_escape(&e.target, s);
+            json_escape(&e.target(), s);
             let _ = write!(s, ",\"proto\":\"{}\",\"status\":{},\"bytes\":{},\"duration_us\":{}", e.version, e.status, e.bytes, e.elapsed.as_micros());
             s.push_str(",\"server\":");
             json_escape(&e.server_name, s);
-            for (k, v) in [("route", &e.route), ("upstream", &e.upstream), ("referer", &e.referer), ("user_agent", &e.user_agent)] {
+            for (k, v) in
+                [("route", e.route.as_deref()), ("upstream", e.upstream.as_deref()), ("referer", e.referer.as_deref()), ("user_agent", e.user_agent.as_deref())]
+            {
                 if let Some(v) = v {
                     let _ = write!(s, ",\"{k}\":");
                     json_escape(v, s);
@@ -369,9 +395,9 @@ impl AccessLog {
                 Tok::Ident | Tok::User => s.push('-'),
                 Tok::Time => push_clf_time(s, e.time.unwrap_or(UNIX_EPOCH)),
                 Tok::RequestLine => {
-                    s.push_str(&e.method);
+                    s.push_str(e.method.as_str());
                     s.push(' ');
-                    push_escaped(s, &e.target);
+                    push_escaped(s, &e.target());
                     s.push(' ');
                     s.push_str(e.version);
                 }
@@ -395,10 +421,10 @@ impl AccessLog {
                 Tok::RespHeader(i) => s.push_str(e.resp_vals.get(*i).and_then(|v| v.as_deref()).unwrap_or("-")),
                 Tok::ServerName => s.push_str(&e.server_name),
                 Tok::Port => push_u64(s, e.port.into()),
-                Tok::Method => s.push_str(&e.method),
-                Tok::UrlPath => s.push_str(&e.path),
+                Tok::Method => s.push_str(e.method.as_str()),
+                Tok::UrlPath => s.push_str(e.uri.path()),
                 Tok::Query => {
-                    if let Some(q) = &e.query {
+                    if let Some(q) = e.uri.query() {
                         s.push('?');
                         s.push_str(q);
                     }
@@ -490,6 +516,29 @@ mod tests {
         e.bytes = 300;
         e.header_bytes = 166;
         assert_eq!(log.format(&e), "127.0.0.1 - - [28/Nov/2026:16:13:23 +0000] \"GET /app/echo?q=1 HTTP/1.1\" 200 466 \"http://ref/\" \"UA/1\"");
+    }
+
+    #[test]
+    fn shared_names_are_reused_and_always_right() {
+        let a = shared("gw.example");
+        assert!(Arc::ptr_eq(&a, &shared("gw.example")));
+        // More names than the table holds: each answer is still its own text.
+        let names: Vec<String> = (0..20).map(|i| format!("http://127.0.0.1:{i}/")).collect();
+        for _ in 0..3 {
+            for n in &names {
+                assert_eq!(&*shared(n), n.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn absolute_form_target_and_url_parts_are_logged_as_received() {
+        let cfg = LogConfig { access: LogDest::Off, ..Default::default() };
+        let mut log = AccessLog::new(&cfg).unwrap();
+        log.toks = parse_format("%r|%U|%q|%m|%v").unwrap().0;
+        let (parts, _) = http::Request::builder().method("PROPFIND").uri("http://h.example/a%20b?x=1").body(()).unwrap().into_parts();
+        let e = Entry::start(&log, &parts, "::1".parse().unwrap(), 80, "gw", UNIX_EPOCH);
+        assert_eq!(log.format(&e), "PROPFIND http://h.example/a%20b?x=1 HTTP/1.1|/a%20b|?x=1|PROPFIND|gw");
     }
 
     #[test]

@@ -421,7 +421,7 @@ async fn proxy(
         }
     };
     shared.metrics.observe_upstream(up_started.elapsed());
-    entry.upstream = Some(up.url.clone());
+    entry.upstream = Some(crate::log::shared(&up.url));
 
     // 8. The response.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -524,7 +524,7 @@ pub(crate) fn prepare<'a>(
     })?;
     let (route, matched) = routing::select(&vhost.routes, &decoded, raw_path).ok_or(Failure::NoRoute)?;
     let Some(up) = &route.upstream else { return Err(Failure::NoRoute) };
-    entry.route = Some(route.path.clone());
+    entry.route = Some(crate::log::shared(&route.path));
     let target = routing::upstream_target(route, &up.path, &decoded, raw_path, matched, uri.query());
     // 5. Access control: the last <Proxy> section matching the origin URL decides.
     if !vhost.proxy_access.is_empty() {

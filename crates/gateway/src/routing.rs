@@ -2,6 +2,8 @@
 //! origin sees, with Apache 2.4's canonicalisation (mod_proxy.c `alias_match`,
 //! `ap_proxy_canonenc`, server/util.c `ap_unescape_url` and `ap_normalize_path`).
 
+use std::borrow::Cow;
+
 use crate::config::Route;
 
 /// Why a request path cannot be proxied; decides the status (Apache's choices).
@@ -14,11 +16,15 @@ pub enum PathError {
 }
 
 /// Decode `%XX` escapes and normalise: merge slash runs (`MergeSlashes On`), drop `.` and
-/// resolve `..` segments. Returns decoded bytes.
-pub fn canonical_path(raw: &str) -> Result<Vec<u8>, PathError> {
+/// resolve `..` segments. Returns decoded bytes: the path itself when it is already
+/// canonical (no escapes, no empty, `.` or `..` segments), the usual case, without a copy.
+pub fn canonical_path(raw: &str) -> Result<Cow<'_, [u8]>, PathError> {
     let b = raw.as_bytes();
     if b.first() != Some(&b'/') {
         return Err(PathError::BadRequest);
+    }
+    if is_canonical(b) {
+        return Ok(Cow::Borrowed(b));
     }
     let mut decoded = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -39,7 +45,23 @@ pub fn canonical_path(raw: &str) -> Result<Vec<u8>, PathError> {
             i += 1;
         }
     }
-    normalize(&decoded)
+    normalize(&decoded).map(Cow::Owned)
+}
+
+/// `/`-led with no `%`, and no empty, `.` or `..` segment but for an empty last one (a
+/// trailing slash): what `normalize` would give back unchanged.
+fn is_canonical(b: &[u8]) -> bool {
+    if b.contains(&b'%') {
+        return false;
+    }
+    let mut segs = b[1..].split(|&c| c == b'/').peekable();
+    while let Some(seg) = segs.next() {
+        let last = segs.peek().is_none();
+        if matches!(seg, b"." | b"..") || (seg.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Remove dot-segments (RFC 3986 §5.2.4) and merge slashes; climbing above `/` is an error.
@@ -196,10 +218,21 @@ mod tests {
             ("/a%zz", Err(PathError::BadRequest)),
             ("/a%4", Err(PathError::BadRequest)),
             ("*", Err(PathError::BadRequest)),
+            ("/", Ok("/")),
+            ("//", Ok("/")),
+            ("/.", Ok("/")),
+            ("/a/.", Ok("/a/")),
+            ("/a/..b/.c", Ok("/a/..b/.c")),
+            ("/a//", Ok("/a/")),
         ];
         for (raw, want) in rows {
-            let got = canonical_path(raw).map(|v| String::from_utf8(v).unwrap());
+            let got = canonical_path(raw).map(|v| String::from_utf8(v.into_owned()).unwrap());
             assert_eq!(got.as_deref().map_err(|e| *e), *want, "{raw}");
+            // A path that is already canonical comes back as it is, not copied; any other
+            // goes through the decoder and normaliser.
+            if let (Ok(c), Ok(w)) = (canonical_path(raw), want) {
+                assert_eq!(matches!(c, Cow::Borrowed(_)), raw == w, "{raw}");
+            }
         }
     }
 

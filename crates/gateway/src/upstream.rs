@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
 use crate::config::Upstream;
+use crate::metrics::Fnv;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -186,10 +187,10 @@ struct Key {
 /// [`Pool::sweep`] closes what is past its lifetime and what is above the minimum.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<Key, Slot<Idle>>>,
+    idle: Mutex<HashMap<Key, Slot<Idle>, Fnv>>,
     /// Connections of the HTTP/1 engine (`h1`): plain sockets, keyed by the origin URL, one
     /// table per gateway worker thread: a socket is used by the thread whose runtime polls it.
-    raw_idle: [Mutex<HashMap<String, Slot<RawIdle>>>; RAW_SHARDS],
+    raw_idle: [Mutex<HashMap<String, Slot<RawIdle>, Fnv>>; RAW_SHARDS],
     limits: Mutex<HashMap<Key, Arc<Semaphore>>>,
 }
 
@@ -318,7 +319,7 @@ impl Pool {
         }
     }
 
-    fn raw_shard(&self) -> &Mutex<HashMap<String, Slot<RawIdle>>> {
+    fn raw_shard(&self) -> &Mutex<HashMap<String, Slot<RawIdle>, Fnv>> {
         &self.raw_idle[crate::server::worker_index() % RAW_SHARDS]
     }
 
