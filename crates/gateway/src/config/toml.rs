@@ -159,6 +159,12 @@ pub fn load(path: &Path) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
     Ok(parse_str(path, &text))
 }
 
+/// `max_keep_alive_requests` when a TOML config does not say: nginx's `keepalive_requests`
+/// (raised from 100 to 1000 in nginx 1.19.10). Apache's 100 stays for httpd.conf, which must
+/// behave as Apache does; on our own config, 100 meant a new connection (over HTTPS, a full
+/// handshake) after every 100 requests of a busy client.
+pub const MAX_KEEP_ALIVE_REQUESTS: u32 = 1000;
+
 pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
     let mut d = Diagnostics::default();
     let at = |off: usize| Origin { file: path.to_path_buf(), line: line_of(text, off) };
@@ -179,7 +185,7 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
         timeout: g.timeout.map(Duration::from_secs).unwrap_or(defaults.timeout),
         keep_alive: g.keep_alive.unwrap_or(defaults.keep_alive),
         keep_alive_timeout: g.keep_alive_timeout.map(Duration::from_secs).unwrap_or(defaults.keep_alive_timeout),
-        max_keep_alive_requests: g.max_keep_alive_requests.unwrap_or(defaults.max_keep_alive_requests),
+        max_keep_alive_requests: g.max_keep_alive_requests.unwrap_or(MAX_KEEP_ALIVE_REQUESTS),
         header_read_timeout: g.header_read_timeout.map(Duration::from_secs).unwrap_or(defaults.header_read_timeout),
         max_header_bytes: g.max_header_bytes.unwrap_or(defaults.max_header_bytes),
     };
@@ -438,6 +444,9 @@ allow = ["all"]
         assert_eq!(u.timeout, Duration::from_secs(300));
         assert_eq!(s.reverse[0].origin_url, "http://localhost:7990/stash");
         assert!(s.add_forwarded_proto);
+        // nginx's keepalive_requests, not Apache's MaxKeepAliveRequests (httpd.conf keeps 100).
+        assert_eq!(c.limits.max_keep_alive_requests, MAX_KEEP_ALIVE_REQUESTS);
+        assert_eq!(ConnLimits::default().max_keep_alive_requests, 100);
     }
 
     #[test]
