@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::error::StoreError;
 use crate::names::{Owner, ProjectKey, RepoSlug, UserName};
 use crate::permissions::{self, Permission, PermissionFacts};
-use crate::store::{Authenticated, Project, Repo, Store, parse_perm};
+use crate::store::{Authenticated, CachedRow, Project, Repo, Store, parse_perm};
 
 /// A project with everything the REST API shows about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl Store {
     pub fn project_info(&self, owner: &Owner) -> Result<Option<ProjectInfo>, StoreError> {
         let key = owner.project_key();
         self.conn()
-            .query_row("SELECT id, name, description, public, default_permission, owner_user_id FROM projects WHERE key = ?1", [&key], |r| {
+            .row("SELECT id, name, description, public, default_permission, owner_user_id FROM projects WHERE key = ?1", [&key], |r| {
                 Ok(ProjectInfo {
                     id: r.get(0)?,
                     owner: owner.clone(),
@@ -86,7 +86,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.db())?;
         let id: i64 = tx
-            .query_row("SELECT id FROM projects WHERE key = ?1 AND owner_user_id IS NULL", [key.as_str()], |r| r.get(0))
+            .row("SELECT id FROM projects WHERE key = ?1 AND owner_user_id IS NULL", [key.as_str()], |r| r.get(0))
             .optional()
             .map_err(self.db())?
             .ok_or_else(|| StoreError::NoSuchProject(key.to_string()))?;
@@ -125,7 +125,7 @@ impl Store {
             facts.project_default = if project.owner_user_id.is_none() { project.default_permission } else { None };
             let grant: Option<String> = self
                 .conn()
-                .query_row("SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2", [project.id, a.user.id], |r| r.get(0))
+                .row("SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2", [project.id, a.user.id], |r| r.get(0))
                 .optional()
                 .map_err(self.db())?;
             facts.project_grant = parse_perm(grant);
@@ -135,7 +135,7 @@ impl Store {
 
     /// Whether forks of the repository are allowed (Bitbucket's `forkable`; default true).
     pub fn repo_forkable(&self, repo: &Repo) -> Result<bool, StoreError> {
-        self.conn().query_row("SELECT forkable FROM repositories WHERE id = ?1", [repo.id], |r| r.get(0)).map_err(self.db())
+        self.conn().row("SELECT forkable FROM repositories WHERE id = ?1", [repo.id], |r| r.get(0)).map_err(self.db())
     }
 
     /// Applies `update` to a repository in one transaction; a new slug that is taken in the

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::error::StoreError;
 use crate::names::{Owner, ProjectKey, RepoSlug, UserName};
 use crate::permissions::Permission;
-use crate::store::{Project, Repo, Store, User, now, parse_perm};
+use crate::store::{CachedRow, Project, Repo, Store, User, now, parse_perm};
 
 /// A logged-in browser: who, and the token every form of theirs must carry.
 #[derive(Debug, Clone)]
@@ -91,7 +91,7 @@ impl Store {
     pub fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let row: Option<(i64, String)> = self
             .conn()
-            .query_row("SELECT user_id, csrf FROM web_sessions WHERE id_hash = ?1 AND expires_at > ?2", params![session_hash(id), now()], |r| {
+            .row("SELECT user_id, csrf FROM web_sessions WHERE id_hash = ?1 AND expires_at > ?2", params![session_hash(id), now()], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
@@ -117,7 +117,7 @@ impl Store {
     pub fn users(&self) -> Result<Vec<User>, StoreError> {
         let names: Vec<String> = {
             let conn = self.conn();
-            let mut st = conn.prepare("SELECT name FROM users ORDER BY name").map_err(self.db())?;
+            let mut st = conn.prepare_cached("SELECT name FROM users ORDER BY name").map_err(self.db())?;
             let rows = st.query_map([], |r| r.get(0)).map_err(self.db())?;
             rows.collect::<Result<_, _>>().map_err(self.db())?
         };
@@ -150,7 +150,7 @@ impl Store {
     pub fn visible_projects(&self, user: Option<&User>, admin: bool) -> Result<Vec<Project>, StoreError> {
         let conn = self.conn();
         let sql = format!("SELECT {PROJECT_COLS} FROM projects p WHERE {VISIBLE} ORDER BY p.key");
-        let mut st = conn.prepare(&sql).map_err(self.db())?;
+        let mut st = conn.prepare_cached(&sql).map_err(self.db())?;
         let rows = st.query_map(params![user.map(|u| u.id), admin], project_row).map_err(self.db())?;
         rows.collect::<Result<_, _>>().map_err(self.db())
     }
@@ -158,14 +158,14 @@ impl Store {
     /// One project by key, if `user` may see it.
     pub fn visible_project(&self, key: &Owner, user: Option<&User>, admin: bool) -> Result<Option<Project>, StoreError> {
         let sql = format!("SELECT {PROJECT_COLS} FROM projects p WHERE p.key = ?3 AND {VISIBLE}");
-        self.conn().query_row(&sql, params![user.map(|u| u.id), admin, key.project_key()], project_row).optional().map_err(self.db())
+        self.conn().row(&sql, params![user.map(|u| u.id), admin, key.project_key()], project_row).optional().map_err(self.db())
     }
 
     /// The repositories of a project, by slug (callers filter by permission).
     pub fn project_repos(&self, project: &Project) -> Result<Vec<Repo>, StoreError> {
         let conn = self.conn();
         let mut st = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT r.id, r.slug, r.name, r.public, p.public FROM repositories r JOIN projects p ON p.id = r.project_id WHERE p.id = ?1 ORDER BY r.slug",
             )
             .map_err(self.db())?;
@@ -190,7 +190,7 @@ impl Store {
     pub fn project_grant(&self, user: &User, project: &Project) -> Result<Option<Permission>, StoreError> {
         let v: Option<String> = self
             .conn()
-            .query_row("SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2", [project.id, user.id], |r| r.get(0))
+            .row("SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2", [project.id, user.id], |r| r.get(0))
             .optional()
             .map_err(self.db())?;
         Ok(parse_perm(v))
@@ -244,7 +244,7 @@ impl Store {
 
     fn grants(&self, sql: &str, id: i64) -> Result<Vec<(UserName, Permission)>, StoreError> {
         let conn = self.conn();
-        let mut st = conn.prepare(sql).map_err(self.db())?;
+        let mut st = conn.prepare_cached(sql).map_err(self.db())?;
         let rows = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(self.db())?;
         let mut out = Vec::new();
         for row in rows {
@@ -277,7 +277,7 @@ impl Store {
 
     pub fn tokens(&self, user: &User) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, name, scope, created_at, last_used_at FROM tokens WHERE user_id = ?1 ORDER BY id").map_err(self.db())?;
+        let mut st = conn.prepare_cached("SELECT id, name, scope, created_at, last_used_at FROM tokens WHERE user_id = ?1 ORDER BY id").map_err(self.db())?;
         let rows = st
             .query_map([user.id], |r| Ok(TokenInfo { id: r.get(0)?, name: r.get(1)?, scope: r.get(2)?, created_at: r.get(3)?, last_used_at: r.get(4)? }))
             .map_err(self.db())?;
