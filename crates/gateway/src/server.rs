@@ -371,6 +371,7 @@ async fn give_back_memory(current: Current, mut stop: watch::Receiver<bool>) {
     const TICK: Duration = Duration::from_millis(250);
     let mut seen = current.get().metrics.activity();
     let mut dirty = false;
+    let mut swept = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -381,14 +382,21 @@ async fn give_back_memory(current: Current, mut stop: watch::Receiver<bool>) {
         seen = now;
         if busy {
             dirty = true;
+            swept = false;
             continue;
         }
         if !dirty {
             continue;
         }
+        // The burst's extra origin connections go first; their tasks free their buffers on
+        // their own workers, so the trim comes one quiet tick later.
+        if !swept {
+            current.get().pool.sweep();
+            swept = true;
+            continue;
+        }
         dirty = false;
-        // The burst's extra origin connections go first, so their buffers are trimmed too.
-        current.get().pool.sweep();
+        swept = false;
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         let _ = tokio::task::spawn_blocking(|| {
             // SAFETY: malloc_trim only walks glibc's own heap structures, under their locks.
