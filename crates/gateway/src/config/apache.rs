@@ -191,10 +191,10 @@ impl Reader<'_> {
                 }
                 continue;
             }
-            if lname == "serverroot" {
-                if let Some(a) = args.first() {
-                    self.server_root = Some(PathBuf::from(a));
-                }
+            if lname == "serverroot"
+                && let Some(a) = args.first()
+            {
+                self.server_root = Some(PathBuf::from(a));
             }
             out.push(Line { origin, name, args });
         }
