@@ -62,6 +62,31 @@ pub struct Gateway {
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
+/// Every connection is a descriptor, two when proxied: raise the soft limit on open files to
+/// the hard limit, as Go's runtime does for Caddy (nginx asks for `worker_rlimit_nofile`). A
+/// shell's usual soft limit of 1,024 would otherwise refuse connections (`accept failed: Too
+/// many open files`) at about 500 proxied at once. Returns the soft limit before and after.
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    let before = lim.rlim_cur as u64;
+    if lim.rlim_cur >= lim.rlim_max {
+        return Some((before, before));
+    }
+    let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+    // SAFETY: setrlimit reads the struct we pass; raising the soft limit up to the hard one is
+    // always allowed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        tracing::warn!("cannot raise the open-files limit from {before}: {}", std::io::Error::last_os_error());
+        return Some((before, before));
+    }
+    tracing::info!("open-files limit raised from {before} to {} (the hard limit)", lim.rlim_max as u64);
+    Some((before, lim.rlim_max as u64))
+}
+
 fn machine_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
 }
@@ -69,6 +94,7 @@ fn machine_hostname() -> String {
 impl Gateway {
     /// Bind every listener now (so the caller learns ports chosen by the OS with port 0).
     pub async fn bind(cfg: GatewayConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Gateway, GatewayError> {
+        raise_open_files_limit();
         let mut listeners = Vec::new();
         for l in &cfg.listeners {
             if l.tls && tls.is_none() {
@@ -694,6 +720,23 @@ mod tests {
         let (_tx, stop) = watch::channel(false);
         let size = std::mem::size_of_val(&plain_task(stream, peer, addr, gw.current(), stop, Arc::new(Active::default())));
         assert!(size <= 512, "an idle connection's task grew to {size} bytes");
+    }
+
+    /// The soft limit on open files ends at the hard limit.
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        // Start low, as a login shell does (this test runs in a process of its own).
+        let low = libc::rlimit { rlim_cur: 256.min(lim.rlim_max), rlim_max: lim.rlim_max };
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+        let (before, after) = raise_open_files_limit().unwrap();
+        assert_eq!(before, low.rlim_cur as u64);
+        assert_eq!(after, lim.rlim_max as u64);
+        let mut now = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) }, 0);
+        assert_eq!(now.rlim_cur, lim.rlim_max);
+        assert_eq!(raise_open_files_limit().unwrap(), (after, after), "already at the hard limit: nothing to do");
     }
 
     /// A burst accepted by one worker ends spread over the workers.
