@@ -186,8 +186,10 @@ pub struct Entry {
     pub bytes: u64,
     pub header_bytes: u64,
     pub server_name: Arc<str>,
-    pub req_vals: Vec<Option<String>>,
-    pub resp_vals: Vec<Option<String>>,
+    /// The `%{…}i` headers' values (shared with the request, not copied).
+    pub req_vals: Vec<Option<http::HeaderValue>>,
+    /// The `%{…}o` headers' values.
+    pub resp_vals: Vec<Option<http::HeaderValue>>,
     pub route: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
     pub user_agent: Option<String>,
@@ -234,7 +236,7 @@ impl Entry {
             uri: req.uri.clone(),
             version: version_str(req.version),
             server_name: shared(server_name),
-            req_vals: log.req_h.iter().map(hv).collect(),
+            req_vals: log.req_h.iter().map(|n| req.headers.get(n).cloned()).collect(),
             user_agent: if log.json { hv(&http::header::USER_AGENT) } else { None },
             referer: if log.json { hv(&http::header::REFERER) } else { None },
             ..Default::default()
@@ -256,7 +258,7 @@ impl Entry {
 
     pub fn finish_head(&mut self, log: &AccessLog, status: http::StatusCode, headers: &http::HeaderMap) {
         self.status = status.as_u16();
-        self.resp_vals = log.resp_h.iter().map(|n| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned)).collect();
+        self.resp_vals = log.resp_h.iter().map(|n| headers.get(n).cloned()).collect();
         // %O counts headers too; estimate them as written on the wire.
         self.header_bytes = 17 + headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() as u64 + 2;
     }
@@ -415,10 +417,11 @@ impl AccessLog {
                 Tok::Micros => push_u64(s, e.elapsed.as_micros() as u64),
                 Tok::Millis => push_u64(s, e.elapsed.as_millis() as u64),
                 Tok::Secs => push_u64(s, e.elapsed.as_secs()),
-                Tok::ReqHeader(i) => {
-                    s.push_str(e.req_vals.get(*i).and_then(|v| v.as_deref()).map(|v| v.escape_default().to_string()).as_deref().unwrap_or("-"))
-                }
-                Tok::RespHeader(i) => s.push_str(e.resp_vals.get(*i).and_then(|v| v.as_deref()).unwrap_or("-")),
+                Tok::ReqHeader(i) => match e.req_vals.get(*i).and_then(Option::as_ref).and_then(|v| v.to_str().ok()) {
+                    Some(v) => push_escaped(s, v),
+                    None => s.push('-'),
+                },
+                Tok::RespHeader(i) => s.push_str(e.resp_vals.get(*i).and_then(Option::as_ref).and_then(|v| v.to_str().ok()).unwrap_or("-")),
                 Tok::ServerName => s.push_str(&e.server_name),
                 Tok::Port => push_u64(s, e.port.into()),
                 Tok::Method => s.push_str(e.method.as_str()),
@@ -516,6 +519,27 @@ mod tests {
         e.bytes = 300;
         e.header_bytes = 166;
         assert_eq!(log.format(&e), "127.0.0.1 - - [28/Nov/2026:16:13:23 +0000] \"GET /app/echo?q=1 HTTP/1.1\" 200 466 \"http://ref/\" \"UA/1\"");
+    }
+
+    /// `%{…}i` values are escaped as before (quotes and backslashes), absent or non-ASCII ones
+    /// are `-`, and `%{…}o` values are logged as sent.
+    #[test]
+    fn header_values_in_the_line() {
+        let cfg = LogConfig { access: LogDest::Off, ..Default::default() };
+        let mut log = AccessLog::new(&cfg).unwrap();
+        (log.toks, log.req_h, log.resp_h) = parse_format("%{User-Agent}i|%{X-Absent}i|%{X-Bin}i|%{Location}o|%{X-None}o").unwrap();
+        let (parts, _) = http::Request::builder()
+            .uri("/")
+            .header("user-agent", "a \"quoted\" \\ agent")
+            .header("x-bin", http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap())
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut e = Entry::start(&log, &parts, "127.0.0.1".parse().unwrap(), 80, "gw", UNIX_EPOCH);
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::LOCATION, http::HeaderValue::from_static("https://h/x"));
+        e.finish_head(&log, http::StatusCode::FOUND, &h);
+        assert_eq!(log.format(&e), "a \\\"quoted\\\" \\\\ agent|-|-|https://h/x|-");
     }
 
     #[test]
