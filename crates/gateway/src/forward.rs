@@ -158,35 +158,17 @@ fn owned_value(s: String) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
-/// `X-Forwarded-Server`'s value: the same server name request after request, so it is made
-/// once per worker thread and shared.
-fn server_name_value(name: &str) -> Option<HeaderValue> {
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(String, HeaderValue)>> = const { std::cell::RefCell::new(None) };
-    }
-    LAST.with(|l| {
-        let mut l = l.borrow_mut();
-        if let Some((n, v)) = l.as_ref()
-            && n == name
-        {
-            return Some(v.clone());
-        }
-        let v = HeaderValue::from_str(name).ok()?;
-        *l = Some((name.to_string(), v.clone()));
-        Some(v)
-    })
-}
-
 /// The values of the headers we add that depend only on the connection (peer, local port,
-/// scheme) and the request's Host: the same request after request on a keep-alive
-/// connection, so each worker thread keeps the last ones made in a small table and shares
-/// them (a `HeaderValue` clone is a reference count): no formatting and no allocation per
-/// request. The Host is kept as a copy, not a reference into a connection's read buffer.
+/// scheme), the request's Host and the server name: the same request after request on a
+/// keep-alive connection, so each worker thread keeps the last ones made in a small table and
+/// shares them (a `HeaderValue` clone is a reference count): no formatting and no allocation
+/// per request. The Host is kept as a copy, not a reference into a connection's read buffer.
 struct Made {
     peer: IpAddr,
     local_port: u16,
     https: bool,
     host: Option<Box<[u8]>>,
+    server_name: Box<str>,
     values: Values,
 }
 
@@ -198,6 +180,8 @@ struct Values {
     port: HeaderValue,
     /// RFC 7239 `Forwarded`'s element.
     forwarded: Option<HeaderValue>,
+    /// `X-Forwarded-Server`.
+    server: Option<HeaderValue>,
 }
 
 impl Made {
@@ -231,7 +215,13 @@ impl Made {
             local_port: facts.local_port,
             https: facts.scheme == "https",
             host: facts.host.map(|h| h.as_bytes().into()),
-            values: Values { for_: owned_value(peer), port: HeaderValue::from(facts.local_port), forwarded: owned_value(elem) },
+            server_name: facts.server_name.into(),
+            values: Values {
+                for_: owned_value(peer),
+                port: HeaderValue::from(facts.local_port),
+                forwarded: owned_value(elem),
+                server: HeaderValue::from_str(facts.server_name).ok(),
+            },
         }
     }
 
@@ -240,6 +230,7 @@ impl Made {
             && self.local_port == facts.local_port
             && self.https == (facts.scheme == "https")
             && self.host.as_deref() == facts.host.map(HeaderValue::as_bytes)
+            && *self.server_name == *facts.server_name
     }
 }
 
@@ -285,7 +276,7 @@ pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, ru
             if let Some(h) = facts.host.filter(|h| h.to_str().is_ok()) {
                 append_value(headers, X_FORWARDED_HOST, h.clone());
             }
-            if let Some(v) = server_name_value(facts.server_name) {
+            if let Some(v) = made.server {
                 append_value(headers, X_FORWARDED_SERVER, v);
             }
         }
