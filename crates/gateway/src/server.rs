@@ -66,13 +66,13 @@ pub struct Gateway {
 /// the hard limit, as Go's runtime does for Caddy (nginx asks for `worker_rlimit_nofile`). A
 /// shell's usual soft limit of 1,024 would otherwise refuse connections (`accept failed: Too
 /// many open files`) at about 500 proxied at once. Returns the soft limit before and after.
-pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+pub fn raise_open_files_limit() -> Option<(libc::rlim_t, libc::rlim_t)> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes the struct we pass.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return None;
     }
-    let before = lim.rlim_cur as u64;
+    let before = lim.rlim_cur;
     if lim.rlim_cur >= lim.rlim_max {
         return Some((before, before));
     }
@@ -83,8 +83,8 @@ pub fn raise_open_files_limit() -> Option<(u64, u64)> {
         tracing::warn!("cannot raise the open-files limit from {before}: {}", std::io::Error::last_os_error());
         return Some((before, before));
     }
-    tracing::info!("open-files limit raised from {before} to {} (the hard limit)", lim.rlim_max as u64);
-    Some((before, lim.rlim_max as u64))
+    tracing::info!("open-files limit raised from {before} to {} (the hard limit)", lim.rlim_max);
+    Some((before, lim.rlim_max))
 }
 
 fn machine_hostname() -> String {
@@ -336,30 +336,10 @@ async fn accept_loop(
         };
         let me = worker_index();
         let to = active.pick(me);
-        if to != active.slot(me) {
-            // Passed on: the stream leaves this runtime and joins the other worker's.
-            match stream.into_std() {
-                Ok(s) => {
-                    if let Err(back) = active.mail[to].send(Arrival { stream: s, peer, acceptor: acceptor.clone() }) {
-                        // The other worker has ended (shutdown): serve it here after all.
-                        active.moved(to, me);
-                        match tokio::net::TcpStream::from_std(back.0.stream) {
-                            Ok(stream) => start_connection(stream, peer, current.clone(), acceptor.clone(), &active, &stop),
-                            Err(e) => {
-                                tracing::debug!("cannot take a connection back: {e}");
-                                active.dropped(me);
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!("cannot pass a connection on: {e}");
-                    active.dropped(to);
-                }
-            }
-            continue;
+        let stream = if to == active.slot(me) { Some(stream) } else { active.pass(stream, peer, &acceptor, to, me) };
+        if let Some(stream) = stream {
+            start_connection(stream, peer, current.clone(), acceptor.clone(), &active, &stop);
         }
-        start_connection(stream, peer, current.clone(), acceptor.clone(), &active, &stop);
     }
 }
 
@@ -502,6 +482,37 @@ impl Active {
     fn dropped(&self, w: usize) {
         if let Some(w) = self.per_worker.get(self.slot(w)) {
             w.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Pass `stream`, accepted by worker `me`, to worker `to`: the stream leaves this runtime
+    /// and joins the other's. If `to` has ended (shutdown), the stream comes back, counted for
+    /// `me`, to be served here after all; `None` when it was passed on or lost.
+    fn pass(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        acceptor: &Option<tokio_rustls::TlsAcceptor>,
+        to: usize,
+        me: usize,
+    ) -> Option<tokio::net::TcpStream> {
+        let s = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("cannot pass a connection on: {e}");
+                self.dropped(to);
+                return None;
+            }
+        };
+        let back = self.mail[to].send(Arrival { stream: s, peer, acceptor: acceptor.clone() }).err()?;
+        self.moved(to, me);
+        match tokio::net::TcpStream::from_std(back.0.stream) {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::debug!("cannot take a connection back: {e}");
+                self.dropped(me);
+                None
+            }
         }
     }
 
@@ -731,8 +742,8 @@ mod tests {
         let low = libc::rlimit { rlim_cur: 256.min(lim.rlim_max), rlim_max: lim.rlim_max };
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
         let (before, after) = raise_open_files_limit().unwrap();
-        assert_eq!(before, low.rlim_cur as u64);
-        assert_eq!(after, lim.rlim_max as u64);
+        assert_eq!(before, low.rlim_cur);
+        assert_eq!(after, lim.rlim_max);
         let mut now = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) }, 0);
         assert_eq!(now.rlim_cur, lim.rlim_max);
