@@ -80,7 +80,11 @@ pub fn raise_open_files_limit() -> Option<(libc::rlim_t, libc::rlim_t)> {
     // SAFETY: setrlimit reads the struct we pass; raising the soft limit up to the hard one is
     // always allowed.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        tracing::warn!("cannot raise the open-files limit from {before}: {}", std::io::Error::last_os_error());
+        tracing::warn!(
+            "cannot raise the open-files limit from {before}: {}; about {} connections can be proxied at once (raise it with `ulimit -n` or LimitNOFILE= in a systemd unit)",
+            std::io::Error::last_os_error(),
+            before / 2
+        );
         return Some((before, before));
     }
     tracing::info!("open-files limit raised from {before} to {} (the hard limit)", lim.rlim_max);
