@@ -118,6 +118,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 const READ_BUF: usize = 8 * 1024;
 /// Reads of bodies use larger buffers: fewer system calls per MiB.
 const BODY_BUF: usize = 64 * 1024;
+/// A chunk with at least this much data still to come (beyond what the buffer holds) is
+/// spliced between plain sockets; the next chunk's size line is then read with a read of at
+/// most `CHUNK_HEAD_READ`, so that its data stays in the kernel too.
+const SPLICE_CHUNK: u64 = 32 * 1024;
+const CHUNK_HEAD_READ: u64 = 512;
 /// Largest origin response head.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
@@ -670,7 +675,7 @@ async fn copy_response<S: DownIo>(
                         break;
                     }
                 }
-                if !read_origin(&mut up_conn, &mut up_buf, up, left).await? {
+                if !read_origin(&mut up_conn, &mut up_buf, up, left, false).await? {
                     tracing::debug!("origin {} closed {left} bytes before the end of its response", up.url);
                     return Err(());
                 }
@@ -681,6 +686,8 @@ async fn copy_response<S: DownIo>(
         }
         OriginBody::Chunked | OriginBody::UntilClose => {
             let mut chunks = Chunks::default();
+            let mut pipe = None;
+            let mut small_read = false;
             loop {
                 let piece = if kind == OriginBody::Chunked {
                     chunks.next(&mut up_buf).map_err(|why| tracing::debug!("origin {}: {why}", up.url))?
@@ -689,6 +696,33 @@ async fn copy_response<S: DownIo>(
                 } else {
                     Piece::Data(up_buf.len())
                 };
+                // The rest of a large chunk goes origin → plain client inside the kernel,
+                // announced by one size line for the whole of it.
+                let rest = chunks.left_in_chunk();
+                if rest >= SPLICE_CHUNK && io.tcp().is_some() {
+                    let n = if let Piece::Data(n) = piece { n } else { 0 };
+                    let mut line = [0u8; 20];
+                    let size = if chunked_out { chunk_size_line(&mut line, n + rest as usize) } else { &[] };
+                    let mut parts = [IoSlice::new(&out), IoSlice::new(size), IoSlice::new(&up_buf[..n])];
+                    write_all_vectored(io, &mut parts, limits.timeout).await.map_err(|_| ())?;
+                    out.clear();
+                    up_buf.advance(n);
+                    let pipe = match &pipe {
+                        Some(p) => p,
+                        None => pipe.insert(crate::splice::Pipe::new().map_err(|e| tracing::debug!("pipe: {e}"))?),
+                    };
+                    let tcp = io.tcp().expect("a plain downstream");
+                    crate::splice::copy(pipe, &up_conn.stream, tcp, rest, up.timeout, limits.timeout)
+                        .await
+                        .map_err(|e| tracing::debug!("origin {}: chunk splice stopped: {e:?}", up.url))?;
+                    chunks.skip_chunk_rest();
+                    sent += n as u64 + rest;
+                    if chunked_out {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    small_read = true;
+                    continue;
+                }
                 match piece {
                     Piece::Data(n) => {
                         let mut size_line = [0u8; 20];
@@ -715,6 +749,7 @@ async fn copy_response<S: DownIo>(
                         }
                         up_buf.advance(n);
                         sent += n as u64;
+                        small_read = false;
                     }
                     Piece::End => break,
                     Piece::More => {
@@ -724,7 +759,7 @@ async fn copy_response<S: DownIo>(
                         }
                         // Only a clean EOF ends a close-delimited body; a reset or a
                         // timeout must not look like a complete answer downstream.
-                        match read_origin(&mut up_conn, &mut up_buf, up, BODY_BUF as u64).await? {
+                        match read_origin(&mut up_conn, &mut up_buf, up, BODY_BUF as u64, small_read).await? {
                             true => {}
                             false if kind == OriginBody::UntilClose => break,
                             false => return Err(()),
@@ -750,14 +785,16 @@ async fn copy_response<S: DownIo>(
     Ok(sent)
 }
 
-/// Read more of an origin's response body (at most about `want` bytes): `Ok(true)` for
-/// bytes, `Ok(false)` at EOF, `Err` on a failure or the origin's `timeout`.
-async fn read_origin(c: &mut RawConn, buf: &mut BytesMut, up: &Upstream, want: u64) -> Result<bool, ()> {
+/// Read more of an origin's response body (about `want` bytes; with `small`, at most
+/// `CHUNK_HEAD_READ`): `Ok(true)` for bytes, `Ok(false)` at EOF, `Err` on a failure or the
+/// origin's `timeout`.
+async fn read_origin(c: &mut RawConn, buf: &mut BytesMut, up: &Upstream, want: u64, small: bool) -> Result<bool, ()> {
     if buf.capacity() - buf.len() < 4096 {
         let room = (want as usize).clamp(4096, BODY_BUF);
         buf.reserve(room);
     }
-    match timeout(up.timeout, c.stream.read_buf(buf)).await {
+    let read = async { if small { (&mut c.stream).take(CHUNK_HEAD_READ).read_buf(buf).await } else { c.stream.read_buf(buf).await } };
+    match timeout(up.timeout, read).await {
         Ok(Ok(n)) if n > 0 => Ok(true),
         Ok(Ok(_)) => Ok(false),
         Ok(Err(e)) => {
@@ -779,6 +816,8 @@ async fn write_down<S: DownIo>(io: &mut S, b: &[u8], t: Duration) -> io::Result<
 }
 
 async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, mut bufs: &mut [IoSlice<'_>], t: Duration) -> io::Result<()> {
+    // Empty parts up front are dropped: all empty is nothing to write, not a zero write.
+    IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         let n = match timeout(t, w.write_vectored(bufs)).await {
             Ok(r) => r?,
@@ -948,13 +987,15 @@ impl<'a> Exchange<'a> {
         Ok(())
     }
 
-    /// Read more of the request body from the downstream.
-    async fn read_down<S: DownIo>(&mut self, io: &mut S, buf: &mut BytesMut) -> Result<(), SendFail> {
+    /// Read more of the request body from the downstream; `small`: at most `CHUNK_HEAD_READ`
+    /// bytes (a chunk's size line, whose data is to be spliced).
+    async fn read_down<S: DownIo>(&mut self, io: &mut S, buf: &mut BytesMut, small: bool) -> Result<(), SendFail> {
         self.send_continue(io).await?;
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(BODY_BUF);
         }
-        match timeout(self.limits.timeout, io.read_buf(buf)).await {
+        let read = async { if small { (&mut *io).take(CHUNK_HEAD_READ).read_buf(buf).await } else { io.read_buf(buf).await } };
+        match timeout(self.limits.timeout, read).await {
             Ok(Ok(n)) if n > 0 => Ok(()),
             Ok(_) => Err(SendFail::Down(StatusCode::BAD_REQUEST, "request body cut short")),
             Err(_) => Err(SendFail::Down(StatusCode::REQUEST_TIMEOUT, "request body read timed out")),
@@ -979,7 +1020,7 @@ impl<'a> Exchange<'a> {
                     }
                 }
                 Piece::End => return Ok(Plan::Full(data.freeze())),
-                Piece::More => self.read_down(io, buf).await.map_err(bad)?,
+                Piece::More => self.read_down(io, buf, false).await.map_err(bad)?,
             }
         }
     }
@@ -1008,7 +1049,7 @@ impl<'a> Exchange<'a> {
                     if n == 0 {
                         return Ok(());
                     }
-                    self.read_down(io, buf).await.map_err(bad)?;
+                    self.read_down(io, buf, false).await.map_err(bad)?;
                 }
             }
             Framing::Chunked => {
@@ -1018,7 +1059,7 @@ impl<'a> Exchange<'a> {
                     match chunks.next(buf).map_err(|why| Failure::Downstream(StatusCode::BAD_REQUEST, why))? {
                         Piece::Data(n) => buf.advance(n),
                         Piece::End => return Ok(()),
-                        Piece::More => self.read_down(io, buf).await.map_err(bad)?,
+                        Piece::More => self.read_down(io, buf, false).await.map_err(bad)?,
                     }
                 }
             }
@@ -1060,15 +1101,11 @@ impl<'a> Exchange<'a> {
                         let tcp = io.tcp().expect("plain");
                         return match crate::splice::copy(&pipe, tcp, &c.stream, left, self.limits.timeout, t).await {
                             Ok(()) => self.read_response_head(c, up_buf, up, false, idempotent, head_method).await,
-                            Err(crate::splice::SpliceError::Source(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                                Err(SendFail::Down(StatusCode::REQUEST_TIMEOUT, "request body read timed out"))
-                            }
-                            Err(crate::splice::SpliceError::Source(_)) => Err(SendFail::Down(StatusCode::BAD_REQUEST, "request body cut short")),
-                            Err(crate::splice::SpliceError::Sink(e)) => Err(up_err(e, false)),
+                            Err(e) => Err(spliced_body_fail(up, e)),
                         };
                     }
                     if buf.is_empty() {
-                        self.read_down(io, buf).await?;
+                        self.read_down(io, buf, false).await?;
                     }
                     let take = left.min(buf.len() as u64) as usize;
                     write_up(&mut c.stream, &buf[..take], t).await.map_err(|e| up_err(e, false))?;
@@ -1081,20 +1118,44 @@ impl<'a> Exchange<'a> {
                 let size = chunk_size_line(&mut line, prefix.len());
                 let mut parts = [IoSlice::new(head), IoSlice::new(size), IoSlice::new(prefix), IoSlice::new(b"\r\n")];
                 write_all_vectored(&mut c.stream, &mut parts, t).await.map_err(|e| up_err(e, true))?;
+                let mut pipe = None;
+                // The CRLF that ends a spliced chunk, sent with the next write.
+                let mut crlf: &[u8] = b"";
+                let mut small_read = false;
                 loop {
-                    match chunks.next(buf).map_err(|why| SendFail::Down(StatusCode::BAD_REQUEST, why))? {
-                        Piece::Data(n) => {
-                            let mut line = [0u8; 20];
-                            let size = chunk_size_line(&mut line, n);
-                            let mut parts = [IoSlice::new(size), IoSlice::new(&buf[..n]), IoSlice::new(b"\r\n")];
-                            write_all_vectored(&mut c.stream, &mut parts, t).await.map_err(|e| up_err(e, false))?;
-                            buf.advance(n);
-                        }
+                    let n = match chunks.next(buf).map_err(|why| SendFail::Down(StatusCode::BAD_REQUEST, why))? {
+                        Piece::Data(n) => n,
                         Piece::End => break,
-                        Piece::More => self.read_down(io, buf).await?,
+                        Piece::More => 0,
+                    };
+                    // The rest of a large chunk from a plain client goes client → origin
+                    // inside the kernel, announced by one size line for the whole of it.
+                    let rest = chunks.left_in_chunk();
+                    let splice_from = if rest >= SPLICE_CHUNK { io.tcp() } else { None };
+                    if n == 0 && splice_from.is_none() {
+                        self.read_down(io, buf, small_read).await?;
+                        continue;
+                    }
+                    let whole = n + splice_from.map_or(0, |_| rest as usize);
+                    let mut line = [0u8; 20];
+                    let size = chunk_size_line(&mut line, whole);
+                    let end: &[u8] = if splice_from.is_some() { b"" } else { b"\r\n" };
+                    let mut parts = [IoSlice::new(crlf), IoSlice::new(size), IoSlice::new(&buf[..n]), IoSlice::new(end)];
+                    write_all_vectored(&mut c.stream, &mut parts, t).await.map_err(|e| up_err(e, false))?;
+                    buf.advance(n);
+                    (crlf, small_read) = (b"", false);
+                    if let Some(tcp) = splice_from {
+                        let pipe = match &pipe {
+                            Some(p) => p,
+                            None => pipe.insert(crate::splice::Pipe::new().map_err(|e| up_err(e, false))?),
+                        };
+                        crate::splice::copy(pipe, tcp, &c.stream, rest, self.limits.timeout, t).await.map_err(|e| spliced_body_fail(up, e))?;
+                        chunks.skip_chunk_rest();
+                        (crlf, small_read) = (b"\r\n", true);
                     }
                 }
-                write_up(&mut c.stream, b"0\r\n\r\n", t).await.map_err(|e| up_err(e, false))?;
+                let mut parts = [IoSlice::new(crlf), IoSlice::new(b"0\r\n\r\n")];
+                write_all_vectored(&mut c.stream, &mut parts, t).await.map_err(|e| up_err(e, false))?;
             }
         }
         self.read_response_head(c, up_buf, up, resendable, idempotent, head_method).await
@@ -1153,6 +1214,17 @@ fn up_fail(up: &Upstream, e: io::Error, retryable: bool) -> SendFail {
         SendFail::Up(UpstreamError::Timeout(origin_name(up), up.timeout), false)
     } else {
         SendFail::Up(UpstreamError::Io(origin_name(up), e), retryable)
+    }
+}
+
+/// A request body splice that stopped: the client's fault (cut short, too slow) or the origin's.
+fn spliced_body_fail(up: &Upstream, e: crate::splice::SpliceError) -> SendFail {
+    match e {
+        crate::splice::SpliceError::Source(e) if e.kind() == io::ErrorKind::TimedOut => {
+            SendFail::Down(StatusCode::REQUEST_TIMEOUT, "request body read timed out")
+        }
+        crate::splice::SpliceError::Source(_) => SendFail::Down(StatusCode::BAD_REQUEST, "request body cut short"),
+        crate::splice::SpliceError::Sink(e) => up_fail(up, e, false),
     }
 }
 
@@ -1315,6 +1387,18 @@ pub(crate) enum Piece {
 }
 
 impl Chunks {
+    /// Bytes of the current chunk's data not yet handed out (0 outside chunk data).
+    pub(crate) fn left_in_chunk(&self) -> u64 {
+        if let ChunkState::Data(n) = self.state { n } else { 0 }
+    }
+
+    /// The caller moved the rest of the current chunk's data itself (spliced it).
+    fn skip_chunk_rest(&mut self) {
+        if let ChunkState::Data(_) = self.state {
+            self.state = ChunkState::DataEnd;
+        }
+    }
+
     pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Result<Piece, &'static str> {
         loop {
             match self.state {

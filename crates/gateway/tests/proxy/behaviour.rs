@@ -402,6 +402,92 @@ async fn a_large_upload_with_a_length_arrives_whole_and_the_next_request_after_i
     assert!(got[0].body.len() == TOTAL && got[0].body.iter().all(|b| *b == b'u'), "the origin got {} bytes", got[0].body.len());
 }
 
+/// A chunked upload in chunks of `sizes` (of `pattern` bytes, the first with an extension),
+/// each size line written on its own before its data, then a trailer and `after`.
+async fn chunked_upload(addr: std::net::SocketAddr, id: &str, sizes: &[usize], after: &[u8]) -> (Vec<crate::Resp>, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("POST /stash/up HTTP/1.1\r\nHost: a\r\nX-Test-Id: {id}\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes()).await.unwrap();
+    let data = crate::origin::pattern(sizes.iter().sum());
+    let mut at = 0;
+    for (i, n) in sizes.iter().enumerate() {
+        let ext = if i == 0 { ";ext=1" } else { "" };
+        s.write_all(format!("{n:x}{ext}\r\n").as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        s.write_all(&data[at..at + n]).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+        at += n;
+    }
+    s.write_all(b"0\r\nx-trailer: t\r\n\r\n").await.unwrap();
+    s.write_all(after).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    (parse_responses(&buf), data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_of_large_chunks_arrives_whole_and_framed_and_the_next_request_is_served() {
+    // Chunks from 32 KiB on are spliced past what the gateway has read; around them, small
+    // chunks, one byte, and a chunk the size of the threshold ± 1.
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let sizes = [100 * 1024, 32 * 1024 - 1, 1, 32 * 1024 + 1, 200 * 1024, 40 * 1024, 10, 64 * 1024, 64 * 1024];
+    let (r, data) = chunked_upload(gw.addr, "big-chunks", &sizes, b"GET /stash/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 200], "{r:?}");
+    assert!(r[0].body_str().contains(&format!("len={}", data.len())), "{}", r[0].body_str());
+    let got = o.by_id("big-chunks");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].chunked);
+    assert!(got[0].body == data, "the origin got {} bytes, not the {} sent in order", got[0].body.len(), data.len());
+    // The origin connection went back to the pool in a clean state: more requests on it work.
+    for _ in 0..3 {
+        assert_eq!(get(gw.addr, "/stash/again", "").await.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_cut_short_inside_a_large_chunk_is_answered_400_and_never_completes_at_the_origin() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /stash/up HTTP/1.1\r\nHost: a\r\nX-Test-Id: cut\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+    // One whole large chunk, then one that promises 100 KiB and brings 50.
+    s.write_all(format!("{:x}\r\n", 64 * 1024).as_bytes()).await.unwrap();
+    s.write_all(&vec![b'a'; 64 * 1024]).await.unwrap();
+    s.write_all(format!("\r\n{:x}\r\n", 100 * 1024).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.write_all(&vec![b'b'; 50 * 1024]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let r = parse_responses(&buf);
+    assert_eq!(r.first().map(|r| r.status), Some(400), "{r:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(o.by_id("cut").is_empty(), "the origin saw a complete request from a cut-short upload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_response_of_large_chunks_arrives_whole_in_either_framing() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let total = 1_000_003;
+    for chunk in [100_000, 32 * 1024, 7_000] {
+        let want = crate::origin::pattern(total);
+        // HTTP/1.1: chunked on, twice on one connection (the origin connection is reused).
+        let path = format!("/stash/chunked-big/{total}/{chunk}");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\nGET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let r = raw(gw.addr, req.as_bytes()).await;
+        assert_eq!(r.len(), 2, "chunks of {chunk}");
+        for r in &r {
+            assert_eq!((r.status, r.header("transfer-encoding")), (200, Some("chunked")));
+            assert!(r.body == want, "chunks of {chunk}: {} bytes, not the {total} sent in order", r.body.len());
+        }
+        // HTTP/1.0: the body unframed, to the close.
+        let r = raw(gw.addr, format!("GET {path} HTTP/1.0\r\nHost: a\r\n\r\n").as_bytes()).await;
+        assert_eq!(r[0].status, 200);
+        assert!(r[0].body == want, "HTTP/1.0, chunks of {chunk}: {} bytes {:?}", r[0].body.len(), r[0].headers);
+    }
+}
+
 #[tokio::test]
 async fn an_origin_going_silent_mid_body_never_looks_like_a_complete_answer() {
     // Close-delimited from the origin, chunked to the client: the timeout must cut the

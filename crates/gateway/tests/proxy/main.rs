@@ -149,6 +149,9 @@ pub fn parse_responses(mut buf: &[u8]) -> Vec<Resp> {
                 }
                 let take = size.min(buf.len());
                 body.extend_from_slice(&buf[..take]);
+                if buf.len() >= take + 2 {
+                    assert_eq!(&buf[take..take + 2], b"\r\n", "chunk data not followed by CRLF");
+                }
                 buf = &buf[(take + 2).min(buf.len())..];
             }
         } else if status != 204 && status != 304 && status != 101 {

@@ -136,6 +136,11 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
                         return Ok(());
                     }
                 }
+                if &buf[size..size + 2] != b"\r\n" {
+                    // Strict, so a gateway that frames chunks wrongly fails its tests.
+                    s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 19\r\nconnection: close\r\n\r\nbad chunk framing\r\n").await?;
+                    return Ok(());
+                }
                 if sink {
                     sunk += size as u64;
                 } else {
@@ -215,6 +220,23 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
         if target.contains("/hop") {
             extra.push_str("connection: x-private\r\nx-private: secret\r\nkeep-alive: timeout=5\r\n");
         }
+        if let Some(spec) = target.split("/chunked-big/").nth(1) {
+            // `/chunked-big/TOTAL/CHUNK`: TOTAL bytes of `pattern` in chunks of CHUNK, the first
+            // with an extension; each size line goes out before its data, on its own.
+            let mut nums = spec.split(['/', '?']).map(|n| n.parse::<usize>().unwrap_or(1));
+            let (total, size) = (nums.next().unwrap_or(0), nums.next().unwrap_or(1).max(1));
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n").await?;
+            let data = pattern(total);
+            for (i, piece) in data.chunks(size).enumerate() {
+                let ext = if i == 0 { ";name=value" } else { "" };
+                s.write_all(format!("{:x}{ext}\r\n", piece.len()).as_bytes()).await?;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                s.write_all(piece).await?;
+                s.write_all(b"\r\n").await?;
+            }
+            s.write_all(b"0\r\nx-trailer: t\r\n\r\n").await?;
+            continue;
+        }
         let big = target.contains("/big");
         if big {
             let n: usize = target.split("/big/").nth(1).and_then(|s| s.split(['?', '/']).next()).and_then(|s| s.parse().ok()).unwrap_or(1 << 20);
@@ -232,4 +254,9 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
             return Ok(());
         }
     }
+}
+
+/// Bytes that show a shift or a swap: `i % 251`.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
 }
