@@ -258,6 +258,9 @@ pub(crate) fn worker_index() -> usize {
     WORKER.with(|w| w.get())
 }
 
+/// How often each worker's timer ticks (see `Worker::run`).
+const TIMER_FLOOR: Duration = Duration::from_millis(250);
+
 /// One connection-serving thread and its single-threaded runtime.
 struct Worker {
     n: usize,
@@ -296,6 +299,22 @@ impl Worker {
                                 tracing::error!("gateway worker: cannot take a connection over: {e}");
                                 active.dropped(worker_index());
                             }
+                        }
+                    }
+                }
+            }));
+            // tokio's timer wakes its own thread through the eventfd (a write, and an epoll
+            // round for nothing) whenever a timer is set to fire before the earliest one it
+            // already holds; with no timer held, that is every request's first timeout after
+            // each wait for events. A ticker keeps an earlier timer held at all times, so the
+            // per-request timeouts (a second or more) never do.
+            loops.push(tokio::spawn({
+                let mut stop = stop.clone();
+                async move {
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep(TIMER_FLOOR) => {}
+                            _ = stop.changed() => break,
                         }
                     }
                 }

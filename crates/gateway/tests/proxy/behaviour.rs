@@ -488,6 +488,45 @@ async fn a_chunked_response_of_large_chunks_arrives_whole_in_either_framing() {
     }
 }
 
+/// This process's write-like system calls so far (`write`, not `send`: sockets' data does not
+/// count, an eventfd wake does).
+fn write_syscalls() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap();
+    io.lines().find_map(|l| l.strip_prefix("syscw: ")).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn proxied_requests_do_not_make_a_worker_wake_itself_through_its_eventfd() {
+    // tokio's timer writes the worker's eventfd when a timeout is set earlier than every timer
+    // it holds; without the workers' ticker, that was each request's first timeout after each
+    // wait for events: a system call and an empty round of epoll per request.
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut one = async || {
+        s.write_all(b"GET /stash/x HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+            let r = parse_responses(&got);
+            if r.first().is_some_and(|r| r.body_str().starts_with("ok GET /stash/x")) {
+                return;
+            }
+        }
+    };
+    one().await;
+    let before = write_syscalls();
+    // 90: the connection's 100th request is its last (MaxKeepAliveRequests).
+    for _ in 0..90 {
+        one().await;
+    }
+    let writes = write_syscalls() - before;
+    assert!(writes < 20, "{writes} write system calls for 90 proxied requests");
+}
+
 #[tokio::test]
 async fn an_origin_going_silent_mid_body_never_looks_like_a_complete_answer() {
     // Close-delimited from the origin, chunked to the client: the timeout must cut the

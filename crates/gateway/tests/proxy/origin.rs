@@ -43,6 +43,9 @@ impl Origin {
         tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = l.accept().await else { continue };
+                // Heads and bodies go in separate writes: without this, Nagle holds each body
+                // for the gateway's delayed ACK (40 ms).
+                let _ = s.set_nodelay(true);
                 let lg = lg.clone();
                 tokio::spawn(async move {
                     let _ = conn(s, lg).await;
