@@ -110,6 +110,7 @@ struct Inner {
     db_path: PathBuf,
     git_home: PathBuf,
     conn: Mutex<Connection>,
+    verified: password::Verified,
 }
 
 pub(crate) fn now() -> i64 {
@@ -138,7 +139,7 @@ impl Store {
         // Every statement the store runs, kept prepared (see `CachedRow`).
         conn.set_prepared_statement_cache_capacity(128);
         migrate(&mut conn, &db_path)?;
-        Ok(Store { inner: Arc::new(Inner { data_dir, db_path, git_home, conn: Mutex::new(conn) }) })
+        Ok(Store { inner: Arc::new(Inner { data_dir, db_path, git_home, conn: Mutex::new(conn), verified: password::Verified::new() }) })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -229,7 +230,9 @@ impl Store {
     }
 
     /// Checks a user name and password; `Ok(None)` for an unknown user, a wrong password, or an
-    /// account that may not log in (the caller must not be told which). Slow by design (argon2).
+    /// account that may not log in (the caller must not be told which). Slow by design (argon2),
+    /// except for a password this process verified against the same stored hash in the last
+    /// five minutes (`password::Verified`).
     pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>, StoreError> {
         let Ok(name) = UserName::parse(name) else { return Ok(None) };
         let hash: Option<Option<String>> =
@@ -240,8 +243,12 @@ impl Store {
             let _ = password::verify(password, DUMMY_HASH.get_or_init(|| password::hash_password("dummy password")));
             return Ok(None);
         };
-        if !password::verify(password, &hash) {
-            return Ok(None);
+        let verified = &self.inner.verified;
+        if !verified.contains(name.as_str(), password, &hash) {
+            if !password::verify(password, &hash) {
+                return Ok(None);
+            }
+            verified.insert(name.as_str(), password, &hash);
         }
         Ok(self.user(&name)?.filter(User::may_log_in))
     }
@@ -542,6 +549,31 @@ mod tests {
 
     fn name(s: &str) -> UserName {
         UserName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_verified_password_is_not_hashed_again_but_a_change_or_a_disabled_account_is_seen_at_once() {
+        let (dir, s) = store();
+        s.create_user(&name("alice"), &Password::new("password1").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        let runs = || crate::password::tests::ARGON2_RUNS.with(|n| n.get());
+        let ok = |pw: &str| s.verify_password("alice", pw).unwrap().is_some();
+        let r0 = runs();
+        assert!(ok("password1"));
+        assert_eq!(runs(), r0 + 1);
+        for _ in 0..5 {
+            assert!(ok("password1"));
+        }
+        assert_eq!(runs(), r0 + 1, "argon2 ran again for a password verified a moment ago");
+        assert!(!ok("password2"));
+        assert!(!ok("password2"));
+        assert_eq!(runs(), r0 + 3, "a wrong password is always checked in full");
+        // Changed by another process on the same data directory, as `trove admin user passwd` does.
+        Store::open(dir.path()).unwrap().set_password(&name("alice"), &Password::new("password2").unwrap()).unwrap();
+        assert!(!ok("password1"), "the old password still worked after a change");
+        assert!(ok("password2"));
+        assert!(ok("password2"));
+        s.set_user_active(&name("alice"), false).unwrap();
+        assert!(!ok("password2"), "a disabled account still logged in");
     }
 
     #[test]
