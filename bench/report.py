@@ -134,7 +134,7 @@ def markdown(res):
                  "\"direct\" has no TLS, so the TLS rows are empty for it.\n")
     if g:
         r = res.get("git_repo", {})
-        L.append(f"### Git through the whole system (repository: {r.get('commits')} commits, {r.get('objects'):,} objects, {r.get('pack_mib', 0):.0f} MiB pack)\n")
+        L.append(f"### Git through the whole system (repository: {r.get('commits')} commits, {r.get('objects'):,} objects, {r.get('pack_mib', 0):.0f} MiB pack; medians of {res.get('git_rounds', res['rounds'])} rounds)\n")
         L.append("| operation | trove up (HTTPS) | Apache + git http-backend (HTTPS) | trove / Apache |")
         L.append("|---|---|---|---|")
         labels = {"clone": "clone (s)", "fetch_noop": "no-op fetch (s)", "fetch_small": "fetch of 2 new commits (s)", "ls_remote_per_s": "ls-remote, one client, sequential (per s)", "ls_remote_4_per_s": "ls-remote, 4 clients at once (per s)", "push": "push of the whole repository to an empty one (s)"}
