@@ -443,12 +443,11 @@ impl Doctor {
         let mut headers = self.basic();
         headers.push(("Accept".into(), "text/html".into()));
         for p in tries {
-            if let Ok(r) = fetch(base, "GET", &p, &headers).await {
-                if (300..400).contains(&r.status) {
-                    if let Some(l) = r.header("location") {
-                        return Some((p, l.to_string()));
-                    }
-                }
+            if let Ok(r) = fetch(base, "GET", &p, &headers).await
+                && (300..400).contains(&r.status)
+                && let Some(l) = r.header("location")
+            {
+                return Some((p, l.to_string()));
             }
         }
         None

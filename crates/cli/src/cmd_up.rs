@@ -223,13 +223,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let gw_path = data.join(GATEWAY_FILE);
     if saved.as_ref() != Some(&state) || !gw_path.exists() {
         let fresh = gateway_toml(&state, &crt, &key, &public, &context);
-        if let Ok(old) = std::fs::read_to_string(&gw_path) {
-            if old != fresh {
-                // Addresses or the public URL changed: a fresh config, the old one kept aside.
-                let bak = data.join(format!("{GATEWAY_FILE}.bak"));
-                std::fs::write(&bak, old).with_context(|| format!("cannot write {}", bak.display()))?;
-                eprintln!("trove up: addresses changed; wrote a fresh {} (the previous one is {})", gw_path.display(), bak.display());
-            }
+        if let Ok(old) = std::fs::read_to_string(&gw_path)
+            && old != fresh
+        {
+            // Addresses or the public URL changed: a fresh config, the old one kept aside.
+            let bak = data.join(format!("{GATEWAY_FILE}.bak"));
+            std::fs::write(&bak, old).with_context(|| format!("cannot write {}", bak.display()))?;
+            eprintln!("trove up: addresses changed; wrote a fresh {} (the previous one is {})", gw_path.display(), bak.display());
         }
         std::fs::write(&gw_path, fresh).with_context(|| format!("cannot write {}", gw_path.display()))?;
     }

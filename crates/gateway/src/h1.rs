@@ -589,8 +589,7 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
         }
         Body::Origin(o) => {
             let kind = if is_head { OriginBody::None } else { o.body };
-            let r = copy_response(io, out, kind, chunked_out, o.conn, o.buf, o.up, o.keep, shared, limits).await;
-            r
+            copy_response(io, out, kind, chunked_out, o.conn, o.buf, o.up, o.keep, shared, limits).await
         }
     };
     let flushed = match sent {
@@ -664,16 +663,16 @@ async fn copy_response<S: DownIo>(
                     write_down(io, &out, limits.timeout).await.map_err(|_| ())?;
                     out.clear();
                 }
-                if left >= crate::splice::MIN {
-                    if let Some(tcp) = io.tcp() {
-                        // Large and plain: the rest goes origin → client inside the kernel.
-                        let pipe = crate::splice::Pipe::new().map_err(|e| tracing::debug!("pipe: {e}"))?;
-                        crate::splice::copy(&pipe, &up_conn.stream, tcp, left, up.timeout, limits.timeout)
-                            .await
-                            .map_err(|e| tracing::debug!("origin {}: body splice stopped: {e:?}", up.url))?;
-                        sent += left;
-                        break;
-                    }
+                if left >= crate::splice::MIN
+                    && let Some(tcp) = io.tcp()
+                {
+                    // Large and plain: the rest goes origin → client inside the kernel.
+                    let pipe = crate::splice::Pipe::new().map_err(|e| tracing::debug!("pipe: {e}"))?;
+                    crate::splice::copy(&pipe, &up_conn.stream, tcp, left, up.timeout, limits.timeout)
+                        .await
+                        .map_err(|e| tracing::debug!("origin {}: body splice stopped: {e:?}", up.url))?;
+                    sent += left;
+                    break;
                 }
                 if !read_origin(&mut up_conn, &mut up_buf, up, left, false).await? {
                     tracing::debug!("origin {} closed {left} bytes before the end of its response", up.url);

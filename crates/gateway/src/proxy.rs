@@ -157,10 +157,10 @@ impl Drop for Tracked {
             d.metrics.record(&d.entry);
             d.log.write(&d.entry);
             d.conn_shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            if let Some((conn, u, pool)) = d.upstream_return.take() {
-                if ended {
-                    pool.checkin(conn, &u);
-                }
+            if let Some((conn, u, pool)) = d.upstream_return.take()
+                && ended
+            {
+                pool.checkin(conn, &u);
             }
         }
     }
@@ -298,12 +298,11 @@ pub(crate) fn final_headers(h: &mut HeaderMap, vhost: &VirtualServer, tls: bool,
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     forward::apply_edits(h, &vhost.response_headers);
-    if tls {
-        if let Some(age) = vhost.hsts {
-            if let Ok(v) = HeaderValue::from_str(&format!("max-age={age}")) {
-                h.insert(header::STRICT_TRANSPORT_SECURITY, v);
-            }
-        }
+    if tls
+        && let Some(age) = vhost.hsts
+        && let Ok(v) = HeaderValue::from_str(&format!("max-age={age}"))
+    {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
 }
 
@@ -481,14 +480,12 @@ pub(crate) fn prepare<'a>(
         return Err(Failure::Downstream(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served"));
     }
     let uri = req.uri.clone();
-    if !is_h2 {
-        if let Some(s) = uri.scheme_str() {
-            if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") {
-                return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI with a scheme other than http"));
-            }
-            if uri.authority().is_none_or(|a| a.host().is_empty()) {
-                return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI without a host"));
-            }
+    if !is_h2 && let Some(s) = uri.scheme_str() {
+        if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") {
+            return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI with a scheme other than http"));
+        }
+        if uri.authority().is_none_or(|a| a.host().is_empty()) {
+            return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "absolute URI without a host"));
         }
     }
     if let Some(h) = host.and_then(|h| h.to_str().ok()) {
@@ -529,10 +526,10 @@ pub(crate) fn prepare<'a>(
     // 5. Access control: the last <Proxy> section matching the origin URL decides.
     if !vhost.proxy_access.is_empty() {
         let origin_url = format!("http://{}:{}{}", up.host, up.port, target);
-        if let Some(sec) = vhost.proxy_access.iter().rev().find(|s| proxy_section_matches(&s.pattern, &origin_url, up)) {
-            if !sec.policy.allows(conn.peer.ip()) {
-                return Err(Failure::Denied);
-            }
+        if let Some(sec) = vhost.proxy_access.iter().rev().find(|s| proxy_section_matches(&s.pattern, &origin_url, up))
+            && !sec.policy.allows(conn.peer.ip())
+        {
+            return Err(Failure::Denied);
         }
     }
     // 6. Headers for the origin.
@@ -652,12 +649,11 @@ fn rewrite_response_headers(h: &mut HeaderMap, vhost: &VirtualServer, host: Opti
         };
         let base = PublicBase { scheme, authority: &authority };
         for name in reversible {
-            if let Some(v) = h.get(&name).and_then(|v| v.to_str().ok()) {
-                if let Some(new) = rewrite::reverse_map(&vhost.reverse, v, &base) {
-                    if let Ok(nv) = HeaderValue::from_str(&new) {
-                        h.insert(name, nv);
-                    }
-                }
+            if let Some(v) = h.get(&name).and_then(|v| v.to_str().ok())
+                && let Some(new) = rewrite::reverse_map(&vhost.reverse, v, &base)
+                && let Ok(nv) = HeaderValue::from_str(&new)
+            {
+                h.insert(name, nv);
             }
         }
     }

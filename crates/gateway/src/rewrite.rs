@@ -63,15 +63,14 @@ pub fn rewrite_cookie(value: &str, paths: &[(String, String)], domains: &[(Strin
                         changed = true;
                         continue;
                     }
-                } else if key.eq_ignore_ascii_case("domain") {
-                    if let Some((_, public)) = domains
+                } else if key.eq_ignore_ascii_case("domain")
+                    && let Some((_, public)) = domains
                         .iter()
                         .find(|(internal, _)| v.len() >= internal.len() && v.as_bytes()[..internal.len()].eq_ignore_ascii_case(internal.as_bytes()))
-                    {
-                        parts.push(format!("{lead}{k}={public}"));
-                        changed = true;
-                        continue;
-                    }
+                {
+                    parts.push(format!("{lead}{k}={public}"));
+                    changed = true;
+                    continue;
                 }
             }
         }

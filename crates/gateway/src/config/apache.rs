@@ -1066,10 +1066,10 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
     }
     for v in &servers {
         for a in &v.addrs {
-            if let Some(p) = a.port {
-                if !listeners.iter().any(|l| l.addr.port() == p) {
-                    d.warn(&v.origin, format!("<VirtualHost> on port {p} has no matching Listen; it will never be used"), format!("add 'Listen {p}'"));
-                }
+            if let Some(p) = a.port
+                && !listeners.iter().any(|l| l.addr.port() == p)
+            {
+                d.warn(&v.origin, format!("<VirtualHost> on port {p} has no matching Listen; it will never be used"), format!("add 'Listen {p}'"));
             }
         }
     }
@@ -1248,12 +1248,11 @@ fn parse_listen(a: &str) -> Result<SocketAddr, String> {
     if let Ok(sa) = a.parse::<SocketAddr>() {
         return Ok(sa);
     }
-    if let Some((h, p)) = a.rsplit_once(':') {
-        if h == "localhost" {
-            if let Ok(p) = p.parse::<u16>() {
-                return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-            }
-        }
+    if let Some((h, p)) = a.rsplit_once(':')
+        && h == "localhost"
+        && let Ok(p) = p.parse::<u16>()
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
     }
     Err(format!("Listen '{a}' is not a port or IP:port"))
 }
