@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -349,6 +350,12 @@ def curl_up(url, path, size):
     return float(speed) / 2**20
 
 
+def median_of(n, measure):
+    """The median of `n` measurements (None if any failed)."""
+    got = [measure() for _ in range(n)]
+    return None if any(v is None for v in got) else statistics.median(got)
+
+
 def idle_memory(pid, port, n):
     before = memory_kib(pid)
     p = subprocess.Popen([sys.executable, str(ROOT / "bench/idle.py"), str(port), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -400,10 +407,12 @@ def proxy_bench(args, res):
                     # moves with the neighbours' load, the work a request costs much less.
                     small["cpu_us_per_req"] = (cpu_seconds(procs[name].pid) - c0) * 1e6 / (small["rps"] * args.secs)
                 add("small", name, small)
+            # A 256 MiB transfer lasts 50-400 ms: one sample per round would measure the
+            # neighbours as much as the proxy, so each round takes the median of several.
             if "download" in args.figures:
-                add("download", name, curl_down(http, args.big))
+                add("download", name, median_of(args.transfers, lambda: curl_down(http, args.big)))
             if "upload" in args.figures:
-                add("upload", name, curl_up(http, upload, args.big))
+                add("upload", name, median_of(args.transfers, lambda: curl_up(http, upload, args.big)))
             if https and "https" in args.figures:
                 add("https_keepalive", name, wrk(f"{https}/small", args.secs))
                 add("https_handshakes", name, wrk(f"{https}/small", args.secs, headers=["Connection: close"]))
@@ -447,6 +456,12 @@ def git(env, *a, cwd=None, check=True):
     if check and r.returncode:
         raise SystemExit(f"git {' '.join(a)} failed: {r.stderr[-2000:]}")
     return r
+
+
+def children_cpu():
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def timed(env, *a, cwd=None):
@@ -565,9 +580,13 @@ ScriptAlias /git/ {backend}/
             git(env, "-C", str(w), "push", "-q", push_url, "HEAD:main")
             add("fetch_small", side, timed(env, "-C", str(c), "fetch", "-q", "origin"))
             t = time.monotonic()
+            cpu = children_cpu()
             for _ in range(args.lsremote):
                 git(env, "ls-remote", url)
             add("ls_remote_per_s", side, args.lsremote / (time.monotonic() - t))
+            # The git client's own CPU per command (git and its git-remote-https): the floor
+            # under any server's time, since the commands run one after another.
+            add("ls_remote_client_ms", side, (children_cpu() - cpu) * 1000 / args.lsremote)
             # The server's capacity rather than one client's latency: 4 clients at once.
             t = time.monotonic()
             clients = [subprocess.Popen(["sh", "-c", f'for i in $(seq {args.lsremote}); do git ls-remote "$0" >/dev/null || exit 1; done', url], env=env) for _ in range(4)]
@@ -641,6 +660,7 @@ def main():
     else:
         args.rounds, args.secs, args.big, args.idle, args.commits, args.lsremote = args.rounds or 3, 6, 256 * 2**20, 10000, 3000, 20
     args.git_rounds = args.git_rounds or (args.rounds if args.quick else max(args.rounds, 5))
+    args.transfers = 1 if args.quick else 5
     res = {"command": "bench/run " + " ".join(sys.argv[3:]), "quick": args.quick, "rounds": args.rounds, "git_rounds": args.git_rounds, "secs": args.secs, "big_bytes": args.big, "idle_conns": args.idle, "machine": machine(), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     log(f"machine: {res['machine']}")
     try:

@@ -137,12 +137,36 @@ def markdown(res):
         L.append(f"### Git through the whole system (repository: {r.get('commits')} commits, {r.get('objects'):,} objects, {r.get('pack_mib', 0):.0f} MiB pack; medians of {res.get('git_rounds', res['rounds'])} rounds)\n")
         L.append("| operation | trove up (HTTPS) | Apache + git http-backend (HTTPS) | trove / Apache |")
         L.append("|---|---|---|---|")
-        labels = {"clone": "clone (s)", "fetch_noop": "no-op fetch (s)", "fetch_small": "fetch of 2 new commits (s)", "ls_remote_per_s": "ls-remote, one client, sequential (per s)", "ls_remote_4_per_s": "ls-remote, 4 clients at once (per s)", "push": "push of the whole repository to an empty one (s)"}
+        labels = {
+            "clone": "clone (s)",
+            "fetch_noop": "no-op fetch (s)",
+            "fetch_small": "fetch of 2 new commits (s)",
+            "ls_remote_per_s": "ls-remote, one client, sequential (per s)",
+            "ls_remote_client_ms": "… the git client's own CPU per ls-remote (ms)",
+            "ls_remote_4_per_s": "ls-remote, 4 clients at once (per s)",
+            "push": "push of the whole repository to an empty one (s)",
+        }
         for fig, label in labels.items():
             if fig in g:
                 a, b = g[fig].get("trove"), g[fig].get("apache")
                 nd = 1 if fig.startswith("ls_remote") else 3
                 L.append(f"| {label} | {fmt(a, nd)} | {fmt(b, nd)} | {'–' if not (a and b) else f'{a / b:.2f}'} |")
+        cpu, rate = g.get("ls_remote_client_ms", {}), g.get("ls_remote_per_s", {})
+        if cpu.get("trove") and rate.get("apache"):
+            # One client runs its commands one after another: no server can be answered faster
+            # than the client's own CPU allows.
+            ceiling = 1000 / cpu["trove"]
+            text = (
+                f"\nThe git client itself spent {cpu['trove']:.1f} ms of CPU per `ls-remote` against trove "
+                f"({fmt(cpu.get('apache'), 1)} against Apache), so with one client running them one after another, "
+                f"even a server that took no time at all would answer at most {ceiling:.0f} per second: "
+                f"{ceiling / rate['apache']:.2f}× Apache's rate."
+            )
+            four = g.get("ls_remote_4_per_s", {}).get("apache")
+            if four:
+                cores = res["machine"]["nproc"]
+                text += f" With 4 clients on {cores} cores, the same floor allows at most about {cores * ceiling:.0f} per second: {cores * ceiling / four:.2f}× Apache's."
+            L.append(text)
         L.append("")
     L.append("### Targets (issue 8)\n")
     L.append("| target | met? | measured |")
