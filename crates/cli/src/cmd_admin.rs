@@ -1,8 +1,10 @@
-//! `trove admin`: offline administration of a data directory (users, tokens, projects,
-//! repositories, permissions, settings). Works while the server runs (SQLite handles the
-//! locking); settings changes take effect when the server restarts.
+//! `trove admin`: administration of an existing data directory (users, tokens, projects,
+//! repositories, permissions, failed-login locks, settings). Works while the server runs
+//! (SQLite handles the locking); a running server follows a changed base URL within a second,
+//! and a changed context path when it restarts. Results go to standard output, questions and
+//! notes to standard error.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,7 +24,7 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Users: `add NAME [--admin] [--password-stdin]`, `passwd NAME [--password-stdin]`,
-    /// `global NAME PERMISSION`.
+    /// `global NAME PERMISSION`, `unlock NAME`, `locks`.
     #[command(subcommand)]
     User(UserCommand),
     /// Personal access tokens: `add USER [--label L] [--scope read|write|admin]`.
@@ -67,6 +69,10 @@ enum UserCommand {
     /// Set a user's global permission: LICENSED_USER, PROJECT_CREATE, ADMIN, SYS_ADMIN, or
     /// `none` (the user may no longer log in).
     Global { name: String, permission: String },
+    /// Clear a user's failed logins and lock, so password logins over git and REST work again.
+    Unlock { name: String },
+    /// List the accounts locked after failed logins (under the default lock time, 15 minutes).
+    Locks,
 }
 
 #[derive(clap::Subcommand)]
@@ -125,22 +131,46 @@ fn parse_repo_path(s: &str) -> anyhow::Result<(Owner, RepoSlug)> {
 
 fn read_password(name: &UserName, from_stdin: bool) -> anyhow::Result<Password> {
     let stdin = std::io::stdin();
-    if !from_stdin && !stdin.is_terminal() {
+    if from_stdin {
+        if stdin.is_terminal() {
+            eprintln!("reading the password for {name} from standard input (one line)...");
+        }
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        return Ok(Password::new(line)?);
+    }
+    if !stdin.is_terminal() {
         bail!("standard input is not a terminal: pass --password-stdin to read the password from it");
     }
-    if !from_stdin {
-        eprint!("Password for {name} (shown as you type): ");
-        std::io::stderr().flush().ok();
+    // As passwd(1): not shown while typed, and asked twice so a typo cannot set it.
+    let first = rpassword::prompt_password(format!("New password for {name}: ")).context("cannot read the password from the terminal")?;
+    let password = Password::new(&first)?;
+    let again = rpassword::prompt_password(format!("Retype the password for {name}: ")).context("cannot read the password from the terminal")?;
+    if again != first {
+        bail!("the two passwords differ; nothing was changed. Run the command again");
     }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
-    let line = line.strip_suffix('\n').unwrap_or(&line);
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    Ok(Password::new(line)?)
+    Ok(password)
+}
+
+/// Opens the data directory of an existing installation. Like `pg_ctl -D`, a missing one is an
+/// error, not a new empty installation: a typo or the wrong working directory must not quietly
+/// make a second one.
+fn open_existing(data: &std::path::Path) -> anyhow::Result<Store> {
+    let shown = std::path::absolute(data).unwrap_or_else(|_| data.to_owned());
+    if !data.join("trove.db").is_file() {
+        let what = if data.is_dir() { "holds no Trove installation (no trove.db)" } else { "does not exist" };
+        bail!(
+            "data directory {} {what}; give --data DIR of an installation (`trove up` and `trove server` create one in ./{DEFAULT_DATA_DIR} on first start)",
+            shown.display()
+        );
+    }
+    Store::open(data).with_context(|| format!("cannot open data directory {}", shown.display()))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&args.data).with_context(|| format!("cannot open data directory {}", args.data.display()))?;
+    let store = open_existing(&args.data)?;
     match args.command {
         Command::User(UserCommand::Add { name, admin, password_stdin }) => {
             let name = UserName::parse(&name)?;
@@ -150,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let password = read_password(&name, password_stdin)?;
             let global = if admin { GlobalPermission::SysAdmin } else { GlobalPermission::LicensedUser };
             store.create_user(&name, &password, global)?;
-            eprintln!("created user {name} ({global})");
+            println!("created user {name} ({global})");
         }
         Command::User(UserCommand::Passwd { name, password_stdin }) => {
             let name = UserName::parse(&name)?;
@@ -159,7 +189,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             let password = read_password(&name, password_stdin)?;
             store.set_password(&name, &password)?;
-            eprintln!("password for {name} changed");
+            println!("password for {name} changed (and any failed-login lock cleared)");
         }
         Command::User(UserCommand::Global { name, permission }) => {
             let name = UserName::parse(&name)?;
@@ -169,8 +199,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             store.set_global_permission(&name, global)?;
             match global {
-                Some(g) => eprintln!("{name} now has global permission {g}"),
-                None => eprintln!("{name} has no global permission and may no longer log in"),
+                Some(g) => println!("{name} now has global permission {g}"),
+                None => println!("{name} has no global permission and may no longer log in"),
+            }
+        }
+        Command::User(UserCommand::Unlock { name }) => {
+            let name = UserName::parse(&name)?;
+            if store.clear_login_lock(&name)? {
+                println!("failed logins of {name} cleared; password logins over git and REST work again");
+            } else {
+                println!("{name} had no failed logins to clear");
+            }
+        }
+        Command::User(UserCommand::Locks) => {
+            let locks = store.login_locks(&trove_store::LoginPolicy::default())?;
+            if locks.is_empty() {
+                println!("no account is locked");
+            }
+            for l in locks {
+                let until = match l.until {
+                    Some(t) => format!("until {}", trove_server::format_unix_utc(t)),
+                    None => "until cleared".to_owned(),
+                };
+                println!("{}\t{} failed logins\tlocked {until}\t(clear: trove admin user unlock {})", l.user, l.failures, l.user);
             }
         }
         Command::Token(TokenCommand::Add { user, label, scope }) => {
@@ -183,16 +234,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Project(ProjectCommand::Add { key, name, public }) => {
             let key = ProjectKey::parse(&key)?;
             store.create_project(&key, name.as_deref(), public)?;
-            eprintln!("created project {key}{}", if public { " (public)" } else { "" });
+            println!("created project {key}{}", if public { " (public)" } else { "" });
         }
         Command::Repo(RepoCommand::Add { path, public }) => {
             let (owner, slug) = parse_repo_path(&path)?;
             let repo = store.create_repo(&owner, &slug, public)?;
-            eprintln!(
-                "created repository {owner}/{slug} at {}; clone it from <base URL>/scm/{}/{slug}.git",
-                store.repo_path(&repo).display(),
-                owner.to_string().to_ascii_lowercase()
-            );
+            let scm = format!("scm/{}/{slug}.git", owner.to_string().to_ascii_lowercase());
+            println!("created repository {owner}/{slug} at {}", store.repo_path(&repo).display());
+            match store.base_url()? {
+                Some(base) => println!("clone it: git clone {base}/{scm}"),
+                None => println!("clone it from /{scm} under the server's URL (no base URL is set; `trove admin settings base-url URL` sets one)"),
+            }
         }
         Command::Grant { user, target, permission } => {
             let user = UserName::parse(&user)?;
@@ -200,21 +252,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if target.contains('/') {
                 let (owner, slug) = parse_repo_path(&target)?;
                 store.grant_repo(&user, &owner, &slug, permission)?;
-                eprintln!("{user} now has {permission} on repository {owner}/{slug}");
+                println!("{user} now has {permission} on repository {owner}/{slug}");
             } else {
                 let key = ProjectKey::parse(&target)?;
                 store.grant_project(&user, &key, permission)?;
-                eprintln!("{user} now has {permission} on project {key}");
+                println!("{user} now has {permission} on project {key}");
             }
         }
         Command::Settings(SettingsCommand::BaseUrl { url }) => {
             if url == "none" {
                 store.set_base_url(None)?;
-                eprintln!("base URL cleared; restart the server for it to take effect");
+                println!("base URL cleared; a running server follows each request's URL again within a second");
             } else {
                 let url = BaseUrl::parse(&url)?;
                 store.set_base_url(Some(&url))?;
-                eprintln!("base URL set to {url}; restart the server for it to take effect");
+                println!("base URL set to {url}; a running server uses it within a second");
                 if let Some(ctx) = store.context_path()?
                     && ctx.as_str() != url.path()
                 {
@@ -225,7 +277,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Settings(SettingsCommand::ContextPath { path }) => {
             let ctx = ContextPath::parse(&path)?;
             store.set_context_path(Some(&ctx))?;
-            eprintln!("context path set to {:?}; restart the server for it to take effect", ctx.as_str());
+            println!("context path set to {:?}; restart the server for it to take effect (its routes move)", ctx.as_str());
             if let Some(url) = store.base_url()?
                 && ctx.as_str() != url.path()
             {

@@ -1,13 +1,17 @@
 //! Who is calling: `Authorization` header parsing, credential checks against the store, and the
-//! failed-login rate limit (per user and per address).
+//! failed-login policy: per-account locks (kept in the store) and a per-address limit on
+//! distinct accounts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use trove_store::{Authenticated, Store};
+use trove_store::{Authenticated, LoginPolicy, PasswordCheck, Store};
+
+use crate::challenge::Challenges;
+use crate::config::AuthSettings;
 
 use crate::error::HttpError;
 
@@ -62,75 +66,75 @@ pub(crate) fn parse_authorization(value: &[u8]) -> Result<Credentials, AuthHeade
     }
 }
 
-/// Counts failed logins in a fixed window per user name and per client address; once either
-/// reaches the limit, further attempts are refused without checking the password until the
-/// window ends, so guessing costs the attacker time and us no argon2 work.
+/// The failed-login policy's in-process half: the argon2 queue, the address-wide limit and the
+/// web sign-in's challenge. Per-account counts and locks live in the store
+/// (`trove_store::LoginPolicy`), so every process and `trove admin` see the same.
 pub(crate) struct LoginLimiter {
     /// Bounds concurrent argon2 checks: each takes ~19 MiB and a core for a while, so a burst
     /// of logins must queue rather than exhaust memory on the blocking thread pool.
     hashing: tokio::sync::Semaphore,
-    max_failures: u32,
+    pub(crate) policy: LoginPolicy,
+    /// Distinct accounts one address may fail to log in to within `window` before its password
+    /// logins wait for the window to end. `0` disables the address limit.
+    max_accounts_per_address: usize,
     window: Duration,
-    by_user: Mutex<HashMap<String, Window>>,
-    by_addr: Mutex<HashMap<IpAddr, Window>>,
+    by_addr: Mutex<HashMap<IpAddr, AddrWindow>>,
+    pub(crate) challenges: Challenges,
 }
 
-#[derive(Clone, Copy)]
-struct Window {
+/// One address's failed logins in the current window: the distinct account names, so that one
+/// user's stale password (or libgit2 retrying it without end) counts once, and spraying many
+/// accounts counts each.
+struct AddrWindow {
     start: Instant,
-    failures: u32,
+    accounts: HashSet<String>,
 }
 
-/// Entries kept before old windows are swept, so a flood of made-up user names cannot grow the
-/// maps without bound.
+/// Addresses kept before old windows are swept, so a flood of addresses cannot grow the map
+/// without bound.
 const SWEEP_AT: usize = 10_000;
 
 impl LoginLimiter {
-    /// `max_failures = 0` disables the limit.
-    pub(crate) fn new(max_failures: u32, window: Duration) -> Self {
+    pub(crate) fn new(settings: &AuthSettings) -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Self { hashing: tokio::sync::Semaphore::new(cpus), max_failures, window, by_user: Mutex::default(), by_addr: Mutex::default() }
+        let window = settings.failed_login_window;
+        Self {
+            hashing: tokio::sync::Semaphore::new(cpus),
+            policy: LoginPolicy { max_failures: settings.max_failed_logins, window_secs: window.as_secs() as i64, lock_secs: settings.lock.as_secs() as i64 },
+            max_accounts_per_address: settings.max_failed_accounts_per_address as usize,
+            window,
+            by_addr: Mutex::default(),
+            challenges: Challenges::new(settings.challenge_bits),
+        }
     }
 
-    /// How long until `user`/`addr` may try again, or `None` if they may try now.
-    pub(crate) fn blocked_for(&self, user: Option<&str>, addr: Option<IpAddr>, now: Instant) -> Option<Duration> {
-        if self.max_failures == 0 {
+    /// How long until password logins from `addr` may try again, or `None` if they may now.
+    pub(crate) fn address_blocked_for(&self, addr: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        if self.max_accounts_per_address == 0 {
             return None;
         }
-        let check = |w: Option<&Window>| {
-            w.filter(|w| w.failures >= self.max_failures && now.duration_since(w.start) < self.window).map(|w| self.window - now.duration_since(w.start))
-        };
-        let u = user.and_then(|u| check(lock(&self.by_user).get(&u.to_ascii_lowercase())));
-        let a = addr.and_then(|a| check(lock(&self.by_addr).get(&a)));
-        u.max(a)
+        let map = lock(&self.by_addr);
+        let w = map.get(&addr?)?;
+        let elapsed = now.duration_since(w.start);
+        (w.accounts.len() >= self.max_accounts_per_address && elapsed < self.window).then(|| self.window - elapsed)
     }
 
-    pub(crate) fn record_failure(&self, user: Option<&str>, addr: Option<IpAddr>, now: Instant) {
-        if self.max_failures == 0 {
+    pub(crate) fn record_address_failure(&self, user: &str, addr: Option<IpAddr>, now: Instant) {
+        let Some(addr) = addr else { return };
+        if self.max_accounts_per_address == 0 {
             return;
         }
-        let bump = |w: &mut Window| {
-            if now.duration_since(w.start) >= self.window {
-                *w = Window { start: now, failures: 0 };
-            }
-            w.failures += 1;
-        };
-        if let Some(u) = user {
-            let mut map = lock(&self.by_user);
-            sweep(&mut map, now, self.window);
-            bump(map.entry(u.to_ascii_lowercase()).or_insert(Window { start: now, failures: 0 }));
+        let mut map = lock(&self.by_addr);
+        if map.len() >= SWEEP_AT {
+            map.retain(|_, w| now.duration_since(w.start) < self.window);
         }
-        if let Some(a) = addr {
-            let mut map = lock(&self.by_addr);
-            sweep(&mut map, now, self.window);
-            bump(map.entry(a).or_insert(Window { start: now, failures: 0 }));
+        let w = map.entry(addr).or_insert_with(|| AddrWindow { start: now, accounts: HashSet::new() });
+        if now.duration_since(w.start) >= self.window {
+            *w = AddrWindow { start: now, accounts: HashSet::new() };
         }
-    }
-
-    /// A successful login clears the user's count (not the address's: one valid account must
-    /// not reset the limit for guessing others from the same address).
-    pub(crate) fn record_success(&self, user: &str) {
-        lock(&self.by_user).remove(&user.to_ascii_lowercase());
+        if w.accounts.len() < self.max_accounts_per_address {
+            w.accounts.insert(user.to_ascii_lowercase());
+        }
     }
 }
 
@@ -138,14 +142,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn sweep<K>(map: &mut HashMap<K, Window>, now: Instant, window: Duration) {
-    if map.len() >= SWEEP_AT {
-        map.retain(|_, w| now.duration_since(w.start) < window);
-    }
-}
-
 /// Checks the request's credentials. `Ok(None)` when there are none; an error when they are
-/// wrong (401) or the caller is rate-limited (429).
+/// wrong (401), the account is locked or the address is limited (429).
 pub(crate) async fn authenticate(
     store: &Store,
     limiter: &LoginLimiter,
@@ -157,35 +155,74 @@ pub(crate) async fn authenticate(
         tracing::debug!(error = %e, "unusable authorization header");
         HttpError::BadCredentials
     })?;
-    let user_for_limit = match &creds {
-        Credentials::Basic { user, .. } => Some(user.clone()),
-        Credentials::Bearer(_) => None,
-    };
-    if let Some(wait) = limiter.blocked_for(user_for_limit.as_deref(), addr, Instant::now()) {
-        return Err(HttpError::TooManyFailedLogins { retry_after: wait });
+    match creds {
+        // git sends the user name from the URL (`https://dev@host/…`) with an empty password
+        // first, and asks for the password only after a 401: that is no guess, so it is
+        // neither counted nor hashed.
+        Credentials::Basic { secret, .. } if secret.is_empty() => Err(HttpError::BadCredentials),
+        // Tokens are 256 random bits: guessing one is hopeless, so they are never locked or
+        // limited, and CI that uses them keeps working whatever happens to the password.
+        Credentials::Basic { user, secret } if Store::looks_like_token(&secret) => check_token(store, limiter, secret, Some(user)).await,
+        Credentials::Bearer(token) => check_token(store, limiter, token, None).await,
+        Credentials::Basic { user, secret } => password_login(store, limiter, &user, secret, addr, false).await.map(Some),
     }
+}
+
+async fn check_token(store: &Store, limiter: &LoginLimiter, token: String, user: Option<String>) -> Result<Option<Authenticated>, HttpError> {
     let store = store.clone();
     let _permit = limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
-    // argon2 is deliberately slow: keep it off the async worker threads.
-    let result = tokio::task::spawn_blocking(move || match creds {
-        Credentials::Basic { user, secret } if Store::looks_like_token(&secret) => store.verify_token(&secret, Some(&user)),
-        Credentials::Basic { user, secret } => Ok(store.verify_password(&user, &secret)?.map(|user| Authenticated { user, token_scope: None })),
-        Credentials::Bearer(token) => store.verify_token(&token, None),
-    })
-    .await
-    .map_err(|e| HttpError::Internal(format!("credential check panicked: {e}")))?
-    .map_err(|e| HttpError::Internal(format!("credential check: {e}")))?;
-    match result {
-        Some(a) => {
-            limiter.record_success(a.user.name.as_str());
-            Ok(Some(a))
-        }
+    let found = tokio::task::spawn_blocking(move || store.verify_token(&token, user.as_deref()))
+        .await
+        .map_err(|e| HttpError::Internal(format!("credential check panicked: {e}")))?
+        .map_err(|e| HttpError::Internal(format!("credential check: {e}")))?;
+    match found {
+        Some(a) => Ok(Some(a)),
         None => {
-            tracing::info!(user = user_for_limit.as_deref().unwrap_or("<bearer>"), addr = ?addr, "failed login");
-            limiter.record_failure(user_for_limit.as_deref(), addr, Instant::now());
+            tracing::info!("failed login with a token");
             Err(HttpError::BadCredentials)
         }
     }
+}
+
+/// A password login under the lock policy; `passed_challenge` when the web sign-in's challenge
+/// was solved, which lets a locked account's right password in (and unlocks it).
+pub(crate) async fn password_login(
+    store: &Store,
+    limiter: &LoginLimiter,
+    user: &str,
+    secret: String,
+    addr: Option<IpAddr>,
+    passed_challenge: bool,
+) -> Result<Authenticated, HttpError> {
+    if let Some(wait) = limiter.address_blocked_for(addr, Instant::now()) {
+        return Err(HttpError::TooManyFailedLogins { retry_after: wait });
+    }
+    let store = store.clone();
+    let policy = limiter.policy;
+    let _permit = limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
+    let name = user.to_owned();
+    // argon2 is deliberately slow: keep it off the async worker threads.
+    let result = tokio::task::spawn_blocking(move || store.check_password(&name, &secret, &policy, passed_challenge))
+        .await
+        .map_err(|e| HttpError::Internal(format!("credential check panicked: {e}")))?
+        .map_err(|e| HttpError::Internal(format!("credential check: {e}")))?;
+    match result {
+        PasswordCheck::Ok(user) => Ok(Authenticated { user, token_scope: None }),
+        PasswordCheck::Wrong => {
+            tracing::info!(user, addr = ?addr, "failed login");
+            limiter.record_address_failure(user, addr, Instant::now());
+            Err(HttpError::BadCredentials)
+        }
+        PasswordCheck::Locked(lock) => {
+            tracing::info!(user, addr = ?addr, failures = lock.failures, "login to a locked account refused");
+            let retry_after = lock.until.map(|until| Duration::from_secs((until - now_unix()).max(1) as u64));
+            Err(HttpError::AccountLocked { user: lock.user.to_string(), retry_after })
+        }
+    }
+}
+
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -219,41 +256,31 @@ mod tests {
         assert_eq!(parse_authorization(not_utf8.as_bytes()), Err(AuthHeaderError::NotUtf8));
     }
 
-    #[test]
-    fn failed_logins_block_the_user_and_the_address_until_the_window_ends() {
-        let t0 = Instant::now();
-        let window = Duration::from_secs(300);
-        let l = LoginLimiter::new(3, window);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 0..2 {
-            l.record_failure(Some("alice"), Some(a), t0);
-        }
-        assert_eq!(l.blocked_for(Some("alice"), Some(a), t0), None, "two failures are allowed");
-        l.record_failure(Some("Alice"), Some(a), t0);
-        assert!(l.blocked_for(Some("alice"), Some(b), t0).is_some(), "user is blocked from any address");
-        assert!(l.blocked_for(Some("bob"), Some(a), t0).is_some(), "address is blocked for any user");
-        assert_eq!(l.blocked_for(Some("bob"), Some(b), t0), None);
-        let later = t0 + window;
-        assert_eq!(l.blocked_for(Some("alice"), Some(a), later), None, "the window ends");
-        l.record_failure(Some("alice"), Some(a), later);
-        assert_eq!(l.blocked_for(Some("alice"), Some(a), later), None, "a new window starts from zero");
+    fn settings(max_accounts: u32) -> AuthSettings {
+        AuthSettings { max_failed_accounts_per_address: max_accounts, ..crate::ServerConfig::new("unused").auth }
     }
 
     #[test]
-    fn success_clears_the_user_but_not_the_address_and_zero_disables() {
+    fn an_address_is_limited_by_distinct_accounts_not_by_one_accounts_retries() {
         let t0 = Instant::now();
-        let l = LoginLimiter::new(2, Duration::from_secs(60));
+        let l = LoginLimiter::new(&AuthSettings { failed_login_window: Duration::from_secs(300), ..settings(3) });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
-        l.record_failure(Some("alice"), Some(a), t0);
-        l.record_failure(Some("carol"), Some(a), t0);
-        l.record_success("alice");
-        assert!(l.blocked_for(Some("alice"), None, t0).is_none());
-        assert!(l.blocked_for(None, Some(a), t0).is_some());
-        let off = LoginLimiter::new(0, Duration::from_secs(60));
-        for _ in 0..100 {
-            off.record_failure(Some("alice"), Some(a), t0);
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..1000 {
+            l.record_address_failure("alice", Some(a), t0);
         }
-        assert!(off.blocked_for(Some("alice"), Some(a), t0).is_none());
+        assert_eq!(l.address_blocked_for(Some(a), t0), None, "one account's stale password, retried without end");
+        l.record_address_failure("Bob", Some(a), t0);
+        l.record_address_failure("bob", Some(a), t0);
+        assert_eq!(l.address_blocked_for(Some(a), t0), None, "names compare without case");
+        l.record_address_failure("carol", Some(a), t0);
+        assert!(l.address_blocked_for(Some(a), t0).is_some(), "three accounts from one address");
+        assert_eq!(l.address_blocked_for(Some(b), t0), None, "another address");
+        assert_eq!(l.address_blocked_for(Some(a), t0 + Duration::from_secs(300)), None, "the window ends");
+        let off = LoginLimiter::new(&settings(0));
+        for i in 0..100 {
+            off.record_address_failure(&format!("user{i}"), Some(a), t0);
+        }
+        assert_eq!(off.address_blocked_for(Some(a), t0), None, "0 disables the address limit");
     }
 }

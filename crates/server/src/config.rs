@@ -59,6 +59,9 @@ pub struct RawGit {
 pub struct RawAuth {
     pub max_failed_logins: Option<u32>,
     pub failed_login_window_secs: Option<u64>,
+    pub lock_secs: Option<u64>,
+    pub max_failed_accounts_per_address: Option<u32>,
+    pub challenge_bits: Option<u32>,
 }
 
 /// Git-serving settings.
@@ -78,14 +81,27 @@ pub struct GitSettings {
     pub maintenance_after_push: bool,
 }
 
-/// Login settings.
+/// Login settings: the failed-login policy (docs/server.md, "Failed logins").
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
-    /// Failed logins per user and per address within the window before further attempts get
-    /// 429. Default 10; `0` disables the limit.
+    /// Wrong passwords in succession for one account (each within the window of the previous)
+    /// that lock the account's password logins over git and REST. An empty password (git's
+    /// first try) is not counted, a success resets the count, tokens are never locked, and the
+    /// web sign-in stays open behind a challenge. Default 10; `0` disables locking.
     pub max_failed_logins: u32,
-    /// Length of the failed-login window. Default 300 seconds.
+    /// A failure longer than this after the previous one starts the count again; also the
+    /// window of the address limit. Default 300 seconds.
     pub failed_login_window: Duration,
+    /// How long a lock lasts unless a web sign-in or an administrator clears it sooner.
+    /// Default 900 seconds; `0` means until cleared.
+    pub lock: Duration,
+    /// Distinct accounts that one address may fail to log in to within the window before its
+    /// password logins wait for the window to end (password spraying). Default 50; `0`
+    /// disables the address limit.
+    pub max_failed_accounts_per_address: u32,
+    /// Work of the web sign-in's challenge for a locked account, in leading zero bits of a
+    /// SHA-256 (each bit doubles it). Default 18, about a second in a browser; 8 to 24.
+    pub challenge_bits: u32,
 }
 
 /// The validated server configuration.
@@ -120,7 +136,13 @@ impl ServerConfig {
                 max_inflated_request_bytes: 64 << 20,
                 maintenance_after_push: true,
             },
-            auth: AuthSettings { max_failed_logins: 10, failed_login_window: Duration::from_secs(300) },
+            auth: AuthSettings {
+                max_failed_logins: 10,
+                failed_login_window: Duration::from_secs(300),
+                lock: Duration::from_secs(900),
+                max_failed_accounts_per_address: 50,
+                challenge_bits: 18,
+            },
         }
     }
 
@@ -201,6 +223,18 @@ impl ServerConfig {
                 return Err(invalid("auth.failed_login_window_secs", "must be at least 1; set max_failed_logins = 0 to disable".into()));
             }
             c.auth.failed_login_window = Duration::from_secs(s);
+        }
+        if let Some(s) = raw.auth.lock_secs {
+            c.auth.lock = Duration::from_secs(s);
+        }
+        if let Some(n) = raw.auth.max_failed_accounts_per_address {
+            c.auth.max_failed_accounts_per_address = n;
+        }
+        if let Some(b) = raw.auth.challenge_bits {
+            if !(8..=24).contains(&b) {
+                return Err(invalid("auth.challenge_bits", format!("{b} is out of range; choose 8 to 24 (18 takes about a second in a browser)")));
+            }
+            c.auth.challenge_bits = b;
         }
         Ok(c)
     }
@@ -313,6 +347,9 @@ mod tests {
             "[auth]",
             "max_failed_logins",
             "failed_login_window_secs",
+            "lock_secs",
+            "max_failed_accounts_per_address",
+            "challenge_bits",
         ];
         for key in keys {
             assert!(example.contains(key), "docs/server.md's example lacks {key}");

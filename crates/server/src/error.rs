@@ -23,8 +23,13 @@ pub(crate) enum HttpError {
     AuthRequired,
     #[error("wrong user name, password or token")]
     BadCredentials,
+    /// Too many distinct accounts failed from this address (password spraying).
     #[error("too many failed logins")]
     TooManyFailedLogins { retry_after: Duration },
+    /// The account's password logins are locked after wrong passwords; `retry_after` is `None`
+    /// when the lock lasts until cleared.
+    #[error("account {user} is locked after failed logins")]
+    AccountLocked { user: String, retry_after: Option<Duration> },
     #[error("{user} may not push to {repo}")]
     PushForbidden { user: String, repo: String },
     #[error("{0}")]
@@ -67,6 +72,13 @@ impl IntoResponse for HttpError {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
                 r
             }
+            HttpError::AccountLocked { user, retry_after } => {
+                let mut r = text(StatusCode::TOO_MANY_REQUESTS, format!("{}\n", locked_message(&user, retry_after)));
+                if let Some(d) = retry_after {
+                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
+                }
+                r
+            }
             HttpError::PushForbidden { user, repo } => text(
                 StatusCode::FORBIDDEN,
                 format!("User {user} may not push to {repo}: write permission is required. Ask a project or repository administrator for it.\n"),
@@ -84,6 +96,21 @@ impl IntoResponse for HttpError {
             }
         }
     }
+}
+
+/// What a locked account's owner reads in git's `remote:` lines and REST error messages: what
+/// happened and the three ways out.
+pub(crate) fn locked_message(user: &str, retry_after: Option<Duration>) -> String {
+    let how_long = match retry_after {
+        Some(d) => format!("for another {} minutes", d.as_secs().div_ceil(60).max(1)),
+        None => "until it is unlocked".to_owned(),
+    };
+    format!(
+        "Too many failed logins for {user}: password logins over git and the REST API are paused {how_long}. \
+         To unlock it now, sign in to the web UI once (the page asks for a short browser check); \
+         or use a personal access token instead of the password; \
+         or ask an administrator to clear it (`trove admin user unlock {user}`)."
+    )
 }
 
 /// Errors opening or running the server.

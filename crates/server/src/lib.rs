@@ -7,6 +7,7 @@
 mod advert;
 mod api;
 mod auth;
+mod challenge;
 mod config;
 mod error;
 mod git_http;
@@ -29,9 +30,15 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use trove_store::Store;
 
+pub use challenge::solve as solve_login_challenge;
 pub use config::{AuthSettings, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, GitSettings, RawConfig, ServerConfig};
 pub use error::ServerError;
 pub use public_url::{Connector, PublicUrlSettings, PublicUrls, RequestView, Scheme};
+
+/// A Unix time as `2026-12-02 17:18 UTC`, as the web UI shows dates.
+pub fn format_unix_utc(ts: i64) -> String {
+    web::format_utc(ts)
+}
 
 /// State shared by every request.
 pub(crate) struct Shared {
@@ -47,6 +54,48 @@ pub(crate) struct Shared {
     pub(crate) running: std::sync::atomic::AtomicUsize,
     /// git upload-pack/receive-pack processes started since the server opened.
     pub(crate) started: std::sync::atomic::AtomicU64,
+    /// Settings another process may change in the database (`trove admin settings base-url`,
+    /// another node): followed within a second, without a restart.
+    pub(crate) settings_sync: SettingsSync,
+}
+
+/// Follows settings that other processes write to the database. SQLite's `PRAGMA data_version`
+/// changes only when another connection commits, so the check is one cheap statement, made at
+/// most once a second, on a request.
+pub(crate) struct SettingsSync {
+    /// The base URL came from trove.toml, which wins over the database.
+    base_url_from_config: bool,
+    last_check_ms: std::sync::atomic::AtomicU64,
+    data_version: std::sync::atomic::AtomicI64,
+    started: std::time::Instant,
+}
+
+impl SettingsSync {
+    const EVERY_MS: u64 = 1000;
+
+    fn follow(&self, store: &Store, urls: &PublicUrls) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_check_ms.load(Relaxed);
+        if now.saturating_sub(last) < Self::EVERY_MS || self.last_check_ms.compare_exchange(last, now, Relaxed, Relaxed).is_err() {
+            return;
+        }
+        let version = match store.data_version() {
+            Ok(v) => v,
+            Err(e) => return tracing::warn!(error = %e, "cannot check the database for changed settings"),
+        };
+        if self.data_version.swap(version, Relaxed) == version || self.base_url_from_config {
+            return;
+        }
+        match store.base_url() {
+            Ok(base) if base != urls.configured_base_url() => {
+                tracing::info!(base_url = base.as_ref().map(|b| b.as_str()).unwrap_or("(none)"), "base URL changed in the database; in force now");
+                urls.set_base_url(base);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the base URL from the database"),
+        }
+    }
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -76,6 +125,8 @@ impl Server {
             });
         }
         tracing::debug!(version = %String::from_utf8_lossy(&version.stdout).trim(), "found git");
+        let base_url_from_config = config.base_url.is_some();
+        let data_version = store.data_version()?;
         let base_url = match config.base_url {
             Some(b) => Some(b),
             None => store.base_url()?,
@@ -99,7 +150,7 @@ impl Server {
         let adverts = advert::Adverts::new(&config.git.binary, store.git_home());
         let shared = Shared {
             adverts,
-            limiter: auth::LoginLimiter::new(config.auth.max_failed_logins, config.auth.failed_login_window),
+            limiter: auth::LoginLimiter::new(&config.auth),
             packs: Arc::new(Semaphore::new(config.git.max_concurrent_packs)),
             git: config.git,
             store,
@@ -107,6 +158,12 @@ impl Server {
             maintenance,
             running: std::sync::atomic::AtomicUsize::new(0),
             started: std::sync::atomic::AtomicU64::new(0),
+            settings_sync: SettingsSync {
+                base_url_from_config,
+                last_check_ms: Default::default(),
+                data_version: std::sync::atomic::AtomicI64::new(data_version),
+                started: std::time::Instant::now(),
+            },
         };
         Ok(Server { shared: Arc::new(shared), listen: config.listen })
     }
@@ -231,7 +288,9 @@ pub fn app(server: &Server) -> Router {
     // The web UI owns `{ctx}/` (the dashboard) and the Bitbucket page URLs.
     let mut router = web::router(&ctx).merge(api::router(&ctx, state.clone())).route(&format!("{ctx}/status"), get(status));
     if !ctx.is_empty() {
-        router = router.route(&ctx, get(context_root));
+        // `https://host/` and `https://host/stash` both lead to the dashboard under the context
+        // path, as Tomcat's ROOT does for Stash behind `ProxyPass /stash`.
+        router = router.route(&ctx, get(context_root)).route("/", get(context_root));
     }
     for prefix in ["scm", "git"] {
         let base = format!("{ctx}/{prefix}/{{owner}}/{{repo}}");
@@ -321,6 +380,7 @@ mod panic_tests {
 /// once if that differs from the base URL, and hands the view to the handlers.
 async fn observe_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    state.settings_sync.follow(&state.store, &state.urls);
     let view = public_url::view(state.urls.settings(), peer, req.headers());
     state.urls.observe(&view);
     let method = req.method().clone();

@@ -6,6 +6,7 @@
 //! in SQLite, and the repositories themselves as bare git directories named by numeric id.
 
 mod error;
+mod logins;
 mod migrations;
 mod names;
 mod password;
@@ -17,6 +18,7 @@ mod store;
 mod web;
 
 pub use error::StoreError;
+pub use logins::{LoginLock, LoginPolicy, PasswordCheck};
 pub use names::{MAX_NAME_LEN, NameError, Owner, ProjectKey, RepoSlug, UserName};
 pub use password::{MIN_PASSWORD_LEN, Password, PasswordError};
 pub use permissions::{GlobalPermission, GlobalPermissionError, Permission, PermissionError, PermissionFacts, effective_permission};

@@ -73,4 +73,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX web_sessions_user ON web_sessions (user_id);
     "#,
+    // 3: failed logins per account and account locks (see `logins`).
+    r#"
+    CREATE TABLE login_failures (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        failures INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        locked_at INTEGER
+    );
+    "#,
 ];

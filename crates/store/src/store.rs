@@ -187,10 +187,13 @@ impl Store {
 
     pub fn set_password(&self, name: &UserName, password: &Password) -> Result<(), StoreError> {
         let hash = password::hash_password(password.expose());
-        let n = self.conn().execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name.as_str()]).map_err(self.db())?;
+        let conn = self.conn();
+        let n = conn.execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name.as_str()]).map_err(self.db())?;
         if n == 0 {
             return Err(StoreError::NoSuchUser(name.to_string()));
         }
+        // A new password is a fresh start: failures and a lock from guesses at the old one go.
+        conn.execute("DELETE FROM login_failures WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [name.as_str()]).map_err(self.db())?;
         Ok(())
     }
 
@@ -243,14 +246,22 @@ impl Store {
             let _ = password::verify(password, DUMMY_HASH.get_or_init(|| password::hash_password("dummy password")));
             return Ok(None);
         };
-        let verified = &self.inner.verified;
-        if !verified.contains(name.as_str(), password, &hash) {
-            if !password::verify(password, &hash) {
-                return Ok(None);
-            }
-            verified.insert(name.as_str(), password, &hash);
+        if !self.password_matches(&name, password, &hash) {
+            return Ok(None);
         }
         Ok(self.user(&name)?.filter(User::may_log_in))
+    }
+
+    /// argon2 against the stored hash, or the memory of having done so (`password::Verified`).
+    pub(crate) fn password_matches(&self, name: &UserName, password: &str, hash: &str) -> bool {
+        let verified = &self.inner.verified;
+        if !verified.contains(name.as_str(), password, hash) {
+            if !password::verify(password, hash) {
+                return false;
+            }
+            verified.insert(name.as_str(), password, hash);
+        }
+        true
     }
 
     // ---- tokens ----
@@ -493,6 +504,12 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite's `PRAGMA data_version`: changes whenever another connection (another process)
+    /// commits, so a server can notice settings changed by `trove admin` cheaply.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn().row("PRAGMA data_version", [], |r| r.get(0)).map_err(self.db())
+    }
+
     /// The base URL an administrator set, if any.
     pub fn base_url(&self) -> Result<Option<BaseUrl>, StoreError> {
         Ok(self.setting("base_url")?.map(|v| BaseUrl::parse(&v)).transpose()?)
@@ -512,7 +529,7 @@ impl Store {
     }
 }
 
-static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+pub(crate) static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn parse_token(secret: &str) -> Option<(i64, &str)> {
     let rest = secret.strip_prefix(TOKEN_PREFIX)?;

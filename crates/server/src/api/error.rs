@@ -28,6 +28,8 @@ pub(crate) enum ApiError {
     BadCredentials,
     #[error("Too many failed logins.")]
     TooManyFailedLogins(Duration),
+    #[error("{}", crate::error::locked_message(user, *retry_after))]
+    AccountLocked { user: String, retry_after: Option<Duration> },
     /// The caller may see the thing but not do this with it.
     #[error("{0}")]
     Forbidden(String),
@@ -106,6 +108,8 @@ impl ApiError {
                 format!("Too many failed logins; try again in {} seconds.", d.as_secs().max(1)),
                 "com.atlassian.bitbucket.auth.LoginRateLimitedException",
             ),
+            // Bitbucket's name for "this account must pass the CAPTCHA on the login page first".
+            ApiError::AccountLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, None, msg, "com.atlassian.bitbucket.auth.CaptchaRequiredAuthenticationException"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None, msg, "com.atlassian.bitbucket.AuthorisationException"),
             ApiError::NotFound { exception, .. } => (StatusCode::NOT_FOUND, None, msg, exception),
             ApiError::Invalid { context, .. } => (StatusCode::BAD_REQUEST, context.clone(), msg, VALIDATION),
@@ -149,7 +153,7 @@ impl IntoResponse for ApiError {
             ApiError::AuthRequired | ApiError::BadCredentials => {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
             }
-            ApiError::TooManyFailedLogins(d) => {
+            ApiError::TooManyFailedLogins(d) | ApiError::AccountLocked { retry_after: Some(d), .. } => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
             }
             _ => {}
@@ -164,6 +168,7 @@ impl From<HttpError> for ApiError {
             HttpError::AuthRequired => ApiError::AuthRequired,
             HttpError::BadCredentials => ApiError::BadCredentials,
             HttpError::TooManyFailedLogins { retry_after } => ApiError::TooManyFailedLogins(retry_after),
+            HttpError::AccountLocked { user, retry_after } => ApiError::AccountLocked { user, retry_after },
             other => ApiError::Internal(other.to_string()),
         }
     }

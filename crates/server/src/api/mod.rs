@@ -22,7 +22,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, delete, get};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
@@ -73,6 +73,7 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET", "POST"], "/users/{userSlug}/repos"),
     (&["GET", "PUT", "DELETE"], "/users/{userSlug}/repos/{repositorySlug}"),
     (&["GET", "POST", "PUT", "DELETE"], "/admin/users"),
+    (&["DELETE"], "/admin/users/captcha"),
     (&["GET", "PUT", "DELETE"], "/admin/permissions/users"),
     (&["GET"], "/admin/permissions/groups"),
 ];
@@ -111,6 +112,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&p("/users/{user}/repos"), get(repos::list_personal).post(repos::create_personal))
         .route(&p("/users/{user}/repos/{slug}"), get(repos::get_personal).put(repos::update_personal).delete(repos::delete_personal))
         .route(&p("/admin/users"), get(users::admin_list).post(users::admin_create).put(users::admin_update).delete(users::admin_delete))
+        .route(&p("/admin/users/captcha"), delete(users::clear_captcha))
         .route(&p("/admin/permissions/users"), get(users::global_list).put(users::global_grant).delete(users::global_revoke))
         .route(&p("/admin/permissions/groups"), get(permissions::no_groups))
         .route(&format!("{ctx}/rest/{{*rest}}"), any(no_route))

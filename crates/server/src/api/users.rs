@@ -38,10 +38,14 @@ pub(crate) async fn get(api: Api, Path(slug): Path<String>) -> Result<Response, 
 pub(crate) async fn admin_list(api: Api) -> Result<Response, ApiError> {
     api.require_admin("administer users")?;
     let page = api.q.page()?;
+    let locked: std::collections::HashSet<String> = api.store().login_locks(&api.state.limiter.policy)?.into_iter().map(|l| l.user.to_string()).collect();
     let values = filtered(&api)?
         .iter()
         .map(|u| {
             let mut v = api.user_json(u);
+            // Trove's addition: password logins locked after failed logins (cleared by
+            // `DELETE /admin/users/captcha?name=`).
+            v["locked"] = json!(locked.contains(u.name.as_str()));
             v["deletable"] = json!(true);
             v["mutableDetails"] = json!(true);
             v["mutableGroups"] = json!(false);
@@ -128,6 +132,18 @@ pub(crate) async fn admin_delete(api: Api) -> Result<Response, ApiError> {
     let store = api.store().clone();
     super::blocking(move || store.delete_user(&name)).await?;
     Ok(ok(StatusCode::OK, body))
+}
+
+/// `DELETE /admin/users/captcha?name=` → 204: clears the user's failed logins and lock, as
+/// Bitbucket's "clear CAPTCHA" does; 204 also when there was nothing to clear.
+pub(crate) async fn clear_captcha(api: Api) -> Result<Response, ApiError> {
+    let me = api.require_admin("clear failed logins")?.user.name.clone();
+    let raw = api.q.required("name")?;
+    let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
+    if api.store().clear_login_lock(&name)? {
+        tracing::info!(user = %name, by = %me, "failed logins cleared");
+    }
+    Ok(no_content())
 }
 
 /// `GET /admin/permissions/users?filter=`: users holding a global permission.

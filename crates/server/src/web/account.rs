@@ -31,17 +31,34 @@ pub(crate) async fn login_page(w: Web, Query(q): Query<HashMap<String, String>>)
 }
 
 fn login_form(w: &Web, next: &str, username: &str, note: Option<Notice>, status: StatusCode) -> Response {
+    login_form_with(w, next, username, note, None, status)
+}
+
+/// The login form; with `challenge`, the locked-account variant whose script solves the
+/// challenge before the button can be pressed (`crate::challenge`).
+fn login_form_with(w: &Web, next: &str, username: &str, note: Option<Notice>, challenge: Option<String>, status: StatusCode) -> Response {
     let token = random_token();
+    let bits = w.state.limiter.challenges.bits;
     let body = html! {
-        div style="max-width:380px;margin:40px auto" {
+        div.narrow {
             h1 { "Log in" }
             (notice(&note))
-            form.card method="post" action=(w.link("/login")) {
+            form.card method="post" action=(w.link("/login")) data-pow-challenge=[challenge.as_deref()] data-pow-bits=[challenge.as_ref().map(|_| bits)] {
                 input type="hidden" name="csrf" value=(token);
                 input type="hidden" name="next" value=(next);
-                div.field { label for="username" { "Username" } input #username type="text" name="username" value=(username) autocomplete="username" required autofocus; }
-                div.field { label for="password" { "Password" } input #password type="password" name="password" autocomplete="current-password" required; }
-                button type="submit" { "Log in" }
+                @if let Some(c) = &challenge {
+                    input type="hidden" name="challenge" value=(c);
+                    input type="hidden" name="nonce" value="";
+                }
+                div.field { label for="username" { "Username" } input #username type="text" name="username" value=(username) autocomplete="username" required autofocus[challenge.is_none()]; }
+                div.field { label for="password" { "Password" } input #password type="password" name="password" autocomplete="current-password" required autofocus[challenge.is_some()]; }
+                @if challenge.is_some() {
+                    p.muted #pow-status { "Checking that a person is signing in\u{2026}" }
+                    noscript { p.notice.err { "This check needs JavaScript: turn it on, or ask an administrator to unlock the account." } }
+                    button type="submit" disabled { "Log in" }
+                } @else {
+                    button type="submit" { "Log in" }
+                }
             }
         }
     };
@@ -52,25 +69,40 @@ fn login_form(w: &Web, next: &str, username: &str, note: Option<Notice>, status:
 }
 
 /// `POST /login`: checks the login form's CSRF cookie, then the password through the same
-/// rate limiter and argon2 queue as git's Basic auth; on success starts a new session (a new
-/// id every time, so a planted cookie is worthless).
+/// failed-login policy and argon2 queue as git's Basic auth; on success starts a new session (a
+/// new id every time, so a planted cookie is worthless). A locked account gets the form again
+/// with a challenge; solved, it lets the right password in and unlocks the account.
 pub(crate) async fn login(w: Web, form: Form) -> WebResult {
     let expected = w.cookies.get(LOGIN_CSRF_COOKIE).map(String::as_str).unwrap_or("");
     if !constant_time_eq(form.get("csrf").as_bytes(), expected.as_bytes()) {
         return Err(WebError::Csrf);
     }
     let next = safe_next(w.ctx(), form.get("next"));
+    let next_str = next.as_deref().unwrap_or("");
     let (user, pass) = (form.get("username").trim(), form.get("password"));
-    let failed =
-        |w: &Web| login_form(w, next.as_deref().unwrap_or(""), user, Some(Notice::Err("Wrong username or password.".into())), StatusCode::UNAUTHORIZED);
+    let failed = |w: &Web| login_form(w, next_str, user, Some(Notice::Err("Wrong username or password.".into())), StatusCode::UNAUTHORIZED);
     // Tokens are for git and scripts; the browser takes passwords only. User names never hold
     // `:`, so the Basic encoding is unambiguous.
-    if user.is_empty() || user.contains(':') || Store::looks_like_token(pass) {
+    if user.is_empty() || user.contains(':') || pass.is_empty() || Store::looks_like_token(pass) {
         return Ok(failed(&w));
     }
-    let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")));
-    match auth::authenticate(&w.state.store, &w.state.limiter, Some(header.as_bytes()), w.view.client_ip).await {
-        Ok(Some(a)) => {
+    let challenges = &w.state.limiter.challenges;
+    let locked_form = |w: &Web, why: String| {
+        let challenge = challenges.issue(user, auth::now_unix());
+        login_form_with(w, next_str, user, Some(Notice::Err(why)), Some(challenge), StatusCode::TOO_MANY_REQUESTS)
+    };
+    let passed_challenge = match form.get("challenge") {
+        "" => false,
+        c => match challenges.verify(user, c, form.get("nonce"), auth::now_unix()) {
+            Ok(()) => true,
+            Err(e) => return Ok(locked_form(&w, format!("This account is locked after too many failed logins, and {e}."))),
+        },
+    };
+    match auth::password_login(&w.state.store, &w.state.limiter, user, pass.to_owned(), w.view.client_ip, passed_challenge).await {
+        Ok(a) => {
+            if passed_challenge {
+                tracing::info!(user = %a.user.name, "locked account unlocked by a web sign-in with the challenge");
+            }
             let (id, _csrf) = w.state.store.create_session(a.user.id, SESSION_TTL_SECS)?;
             if let Some(old) = &w.session_id {
                 let _ = w.state.store.delete_session(old);
@@ -80,7 +112,14 @@ pub(crate) async fn login(w: Web, form: Form) -> WebResult {
             r.headers_mut().append(header::SET_COOKIE, w.cookie(LOGIN_CSRF_COOKIE, "", Some(0)));
             Ok(r)
         }
-        Ok(None) | Err(HttpError::BadCredentials) => Ok(failed(&w)),
+        Err(HttpError::BadCredentials) if passed_challenge => Ok(locked_form(&w, "Wrong username or password; the account stays locked.".into())),
+        Err(HttpError::BadCredentials) => Ok(failed(&w)),
+        Err(HttpError::AccountLocked { .. }) => Ok(locked_form(
+            &w,
+            "This account is locked after too many failed logins. Enter the password again: signing in here, \
+             after a short check that runs in this page, unlocks it for git and the REST API too."
+                .into(),
+        )),
         Err(HttpError::TooManyFailedLogins { retry_after }) => Err(WebError::TooManyFailedLogins(retry_after)),
         Err(e) => Err(WebError::Internal(e.to_string())),
     }

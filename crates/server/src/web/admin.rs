@@ -128,6 +128,8 @@ pub(crate) async fn users(w: Web, Query(q): Q) -> WebResult {
 fn render_users(w: &Web, note: Option<Notice>, status: StatusCode) -> WebResult {
     let me = w.require_admin()?.name.clone();
     let users = w.state.store.users()?;
+    let locks: std::collections::HashMap<String, trove_store::LoginLock> =
+        w.state.store.login_locks(&w.state.limiter.policy)?.into_iter().map(|l| (l.user.to_string(), l)).collect();
     let action = w.link("/admin/users");
     let body = html! {
         (admin_nav(w, "users"))
@@ -141,8 +143,21 @@ fn render_users(w: &Web, note: Option<Notice>, status: StatusCode) -> WebResult 
                     tr data-user=(u.name) {
                         td { (u.name) }
                         td { @match u.global { Some(g) => span.badge.admin[admin] { (g.as_str()) }, None => span.badge.off { "none" } } }
-                        td { @if u.active { "active" } @else { span.badge.off { "disabled" } } }
                         td {
+                            @if u.active { "active" } @else { span.badge.off { "disabled" } }
+                            @if let Some(l) = locks.get(u.name.as_str()) {
+                                " " span.badge.off.locked title={ (l.failures) " failed logins; password logins over git and REST refused "
+                                    @if let Some(t) = l.until { "until " (super::view::utc(t)) } @else { "until cleared" } } { "locked" }
+                            }
+                        }
+                        td {
+                            @if locks.contains_key(u.name.as_str()) {
+                                form.inline method="post" action=(action) {
+                                    (csrf_field(w)) input type="hidden" name="user" value=(u.name);
+                                    button.secondary type="submit" name="action" value="unlock" { "Clear failed logins" }
+                                }
+                                " "
+                            }
                             @if u.name != me {
                                 form.inline method="post" action=(action) {
                                     (csrf_field(w)) input type="hidden" name="user" value=(u.name);
@@ -178,7 +193,8 @@ fn render_users(w: &Web, note: Option<Notice>, status: StatusCode) -> WebResult 
     Ok(r)
 }
 
-/// `POST /admin/users`: create, disable/enable, make or remove admin, reset password.
+/// `POST /admin/users`: create, disable/enable, make or remove admin, reset password, clear
+/// failed logins.
 pub(crate) async fn users_post(w: Web, form: Form) -> WebResult {
     w.check_csrf(&form)?;
     let me = w.require_admin()?.name.clone();
@@ -206,6 +222,7 @@ pub(crate) async fn users_post(w: Web, form: Form) -> WebResult {
                 .await
                 .map_err(|e| super::WebError::Internal(e.to_string()))?
         }
+        "unlock" => store.clear_login_lock(&name).map(|_| "unlocked"),
         "disable" => store.set_user_active(&name, false).map(|_| "user-updated"),
         "enable" => store.set_user_active(&name, true).map(|_| "user-updated"),
         "make-admin" => store.set_global_permission(&name, Some(GlobalPermission::Admin)).map(|_| "user-updated"),

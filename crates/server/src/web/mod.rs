@@ -16,6 +16,8 @@ mod repo;
 mod tests;
 mod view;
 
+pub(crate) use view::utc as format_utc;
+
 use std::collections::HashMap;
 
 use axum::Router;

@@ -3,6 +3,7 @@
 
 use axum::body::Body;
 use http::{Request, StatusCode, header};
+use sha2::Digest as _;
 use tower::ServiceExt as _;
 use trove_store::{GlobalPermission, Owner, Password, Permission, ProjectKey, RepoSlug, UserName};
 
@@ -247,7 +248,8 @@ async fn logging_in_sets_a_strict_cookie_and_failures_are_rate_limited() {
     let r =
         f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=reader&password=reader-password&csrf={token}&next=%2F%2Fevil.example"))).await;
     assert_eq!(r.location(), "/stash/");
-    // Wrong passwords: 401 until the limit, then 429 even with the right one.
+    // Wrong passwords: 401 until the limit; then the account is locked and the form comes
+    // back with the challenge, even for the right password.
     for _ in 0..3 {
         let r = f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=owner&password=wrong-password&csrf={token}"))).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -255,8 +257,124 @@ async fn logging_in_sets_a_strict_cookie_and_failures_are_rate_limited() {
     }
     let r = f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=owner&password=owner-password&csrf={token}"))).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.headers.contains_key(header::RETRY_AFTER));
-    // Tokens do not log a browser in.
+    assert!(r.body.contains("locked after too many failed logins"), "{}", r.body);
+    assert!(f.server.store().login_lock(&name("owner"), &trove_store::LoginPolicy { max_failures: 3, ..Default::default() }).unwrap().is_some());
+    // Another account, from the same address, is not affected.
+    let r = f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=reader&password=reader-password&csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "one account's failures locked out another");
+}
+
+/// The `challenge` value of a locked-account login form.
+fn challenge_of(body: &str) -> String {
+    body.split("name=\"challenge\" value=\"").nth(1).and_then(|s| s.split('"').next()).expect("a challenge in the form").to_owned()
+}
+
+#[tokio::test]
+async fn a_locked_account_signs_in_on_the_web_by_solving_the_challenge_which_unlocks_git_too() {
+    let f = fixture("", None);
+    let r = f.get_as(None, "/login").await;
+    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    let token = set.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let cookie = format!("trove_login_csrf={token}");
+    for _ in 0..3 {
+        assert_eq!(
+            f.send("POST", "/login", Some(&cookie), Some(&format!("username=owner&password=wrong-password&csrf={token}"))).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let locked = f.send("POST", "/login", Some(&cookie), Some(&format!("username=owner&password=owner-password&csrf={token}"))).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(locked.body.contains("data-pow-bits=\"18\""), "{}", locked.body);
+    let challenge = challenge_of(&locked.body);
+    let enc = |s: &str| s.replace('.', "%2E");
+    // An unsolved or foreign challenge is refused with a fresh one; the lock stays.
+    let r = f
+        .send("POST", "/login", Some(&cookie), Some(&format!("username=owner&password=owner-password&csrf={token}&challenge={}&nonce=1", enc(&challenge))))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("not solved") && challenge_of(&r.body) != challenge, "{}", r.body);
+    let nonce = crate::solve_login_challenge(&challenge, 18);
+    // Solved, but the wrong password: still locked, and the challenge is spent.
+    let r = f
+        .send("POST", "/login", Some(&cookie), Some(&format!("username=owner&password=wrong-again&csrf={token}&challenge={}&nonce={nonce}", enc(&challenge))))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("stays locked"), "{}", r.body);
+    let r = f
+        .send(
+            "POST",
+            "/login",
+            Some(&cookie),
+            Some(&format!("username=owner&password=owner-password&csrf={token}&challenge={}&nonce={nonce}", enc(&challenge))),
+        )
+        .await;
+    assert!(r.body.contains("already used"), "a challenge was accepted twice: {}", r.body);
+    let challenge = challenge_of(&r.body);
+    let nonce = crate::solve_login_challenge(&challenge, 18);
+    let r = f
+        .send(
+            "POST",
+            "/login",
+            Some(&cookie),
+            Some(&format!("username=owner&password=owner-password&csrf={token}&challenge={}&nonce={nonce}", enc(&challenge))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let policy = trove_store::LoginPolicy { max_failures: 3, ..Default::default() };
+    assert!(f.server.store().login_lock(&name("owner"), &policy).unwrap().is_none(), "the web sign-in unlocked the account");
+}
+
+#[tokio::test]
+async fn administrators_see_locked_accounts_and_clear_them() {
+    let f = fixture("", None);
+    let policy = trove_store::LoginPolicy { max_failures: 3, ..Default::default() };
+    for _ in 0..3 {
+        f.server.store().check_password("owner", "wrong-password", &policy, false).unwrap();
+    }
+    let page = f.get_as(Some("admin"), "/admin/users").await;
+    let row = page.body.split("data-user=\"owner\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    assert!(row.contains("locked") && row.contains("value=\"unlock\""), "{row}");
+    let other = page.body.split("data-user=\"reader\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    assert!(!other.contains("locked"), "{other}");
+    let r = f.post_as("admin", "/admin/users", "action=unlock&user=owner").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/admin/users?done=unlocked"));
+    assert!(f.server.store().login_lock(&name("owner"), &policy).unwrap().is_none());
+    // Resetting the password clears a lock too.
+    for _ in 0..3 {
+        f.server.store().check_password("owner", "wrong-password", &policy, false).unwrap();
+    }
+    assert_eq!(f.post_as("admin", "/admin/users", "action=reset-password&user=owner&password=brand-new-password").await.status, StatusCode::SEE_OTHER);
+    assert!(f.server.store().login_lock(&name("owner"), &policy).unwrap().is_none());
+}
+
+#[test]
+fn the_pages_script_computes_the_same_sha_256_as_the_server_checks() {
+    // The solver runs in the browser; run the same file under Node and compare with Rust's
+    // SHA-256 on the challenge's shape, across the one-block/two-block boundary.
+    let script = std::env::temp_dir().join(format!("trove-js-{}.js", std::process::id()));
+    std::fs::write(&script, super::view::JS).unwrap();
+    let inputs: Vec<String> =
+        vec![String::new(), "abc".into(), "x".repeat(55), "y".repeat(56), format!("1700000000.{}.{}:123456", "a".repeat(24), "f".repeat(64))];
+    let driver = format!(
+        "global.document = {{ addEventListener() {{}} }}; const f = require({:?}); for (const s of {}) console.log(f(s).map(x => (x >>> 0).toString(16).padStart(8, '0')).join(''));",
+        script.display().to_string(),
+        serde_json::to_string(&inputs).unwrap()
+    );
+    let out = std::process::Command::new("node").args(["-e", &driver]).output().expect("node runs (scripts/test installs nodejs)");
+    let _ = std::fs::remove_file(&script);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    let want: Vec<String> = inputs.iter().map(|s| sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn tokens_do_not_log_a_browser_in() {
+    let f = fixture("", None);
+    let r = f.get_as(None, "/login").await;
+    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    let token = set.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let login_cookie = format!("trove_login_csrf={token}");
     let t = f.server.store().create_token(&name("admin"), "x", Permission::Read).unwrap();
     let r = f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=admin&password={}&csrf={token}", t.secret))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);

@@ -51,24 +51,14 @@ tr.add td{background:#e3fcef}tr.del td{background:#ffebe6}tr.hunk td{background:
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:12px}
 .grid .card{margin:0}.grid .card h3{margin:0 0 4px;font-size:15px}
 .secret{font-family:monospace;background:#fffae6;padding:8px;border:1px dashed #ff991f;word-break:break-all}
+.narrow{max-width:380px;margin:40px auto}
 .error-page{text-align:center;padding:50px 20px}.error-page .code{font-size:64px;font-weight:700;color:#c1c7d0}
 footer{max-width:1100px;margin:30px auto;padding:0 20px;color:#97a0af;font-size:12px}
 "#;
 
-const JS: &str = r#"
-document.addEventListener('click', function (e) {
-  var b = e.target.closest('[data-copy]');
-  if (!b) return;
-  var el = document.getElementById(b.getAttribute('data-copy'));
-  var done = function () { b.textContent = 'Copied'; setTimeout(function () { b.textContent = 'Copy'; }, 1500); };
-  if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(el.value).then(done, function () { el.select(); document.execCommand('copy'); done(); });
-  } else { el.select(); document.execCommand('copy'); done(); }
-});
-document.addEventListener('change', function (e) {
-  if (e.target.matches('select[data-autosubmit]')) e.target.form.submit();
-});
-"#;
+/// The page script: copy buttons, auto-submitting selects and the locked-account sign-in check.
+/// A file of its own so that a test can run it under Node against the server's checker.
+pub(crate) const JS: &str = include_str!("trove.js");
 
 fn asset(body: &'static str, ctype: &'static str) -> Response {
     let mut r = body.into_response();
@@ -178,6 +168,7 @@ pub(crate) fn done_notice(code: Option<&str>) -> Option<Notice> {
         "password" => "Password changed.",
         "token-revoked" => "Token revoked.",
         "user-updated" => "User updated.",
+        "unlocked" => "Failed logins cleared: the user's password works over git and REST again.",
         _ => return None,
     };
     Some(Notice::Ok(text.to_owned()))

@@ -113,19 +113,117 @@ fn receive_pack_advertisement_needs_write_permission() {
     assert_eq!(r.status, 200);
 }
 
+/// git as people use it: the user name in the URL (as the README, the UI and REST `links.clone`
+/// give it) and the password from a credential helper. git first sends the name with an empty
+/// password and sends the password only after the 401; that first try is no guess.
 #[test]
-fn repeated_failed_logins_are_refused_even_with_the_right_password() {
-    let t = TestServer::start_with(|c| c.auth.max_failed_logins = 3);
+fn honest_git_use_with_user_urls_never_locks_anyone_out() {
+    let t = TestServer::start();
+    t.seed("scm/TP/test.git", 1);
+    let url = t.url(None, "scm/TP/test.git").replace("http://", "http://reader@");
+    let helper = format!("credential.helper=!f() {{ echo username=reader; echo password={}; }}; f", password("reader"));
+    let dir = t.dir("ls");
+    for i in 0..200 {
+        let out = t.git(&dir, &["-c", &helper, "ls-remote", &url]);
+        assert!(out.status.success(), "ls-remote {i} refused: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn wrong_passwords_lock_only_that_account_and_an_administrator_clears_it() {
+    let t = TestServer::start();
     let path = "/scm/TP/test.git/info/refs?service=git-upload-pack";
-    for _ in 0..3 {
-        let r = t.http("GET", path, &[("Authorization", &basic("reader", "wrong-guess"))], b"");
+    let get = |user: &str, secret: &str| t.http("GET", path, &[("Authorization", &basic(user, secret))], b"");
+    let statuses: Vec<u16> = (0..20).map(|_| get("reader", "wrong-guess").status).collect();
+    assert_eq!(&statuses[..10], &[401; 10], "the first ten are checked");
+    assert_eq!(&statuses[10..], &[429; 10], "then the account is locked: {statuses:?}");
+    let r = get("reader", &password("reader"));
+    assert_eq!(r.status, 429, "the right password waits too");
+    assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+    let msg = r.text();
+    for hint in ["Too many failed logins for reader", "sign in to the web UI", "personal access token", "trove admin user unlock reader"] {
+        assert!(msg.contains(hint), "{hint:?} not in {msg}");
+    }
+    // Nobody else is locked out: another account from the same address, and reader's token.
+    assert_eq!(get("writer", &password("writer")).status, 200, "one account's failures locked out another");
+    assert_eq!(get("reader", &t.reader_token).status, 200, "a token was locked");
+    let r = t.http("GET", path, &[("Authorization", &format!("Bearer {}", t.reader_token))], b"");
+    assert_eq!(r.status, 200);
+    // An administrator sees the lock and clears it, as in Bitbucket (REST "captcha").
+    let admin = basic("admin", &password("admin"));
+    let r = t.http("GET", "/rest/api/1.0/admin/users?filter=reader", &[("Authorization", &admin)], b"");
+    assert!(r.text().contains("\"locked\":true"), "{}", r.text());
+    let r = t.http("DELETE", "/rest/api/1.0/admin/users/captcha?name=reader", &[("Authorization", &basic("writer", &password("writer")))], b"");
+    assert_eq!(r.status, 403, "only administrators clear locks");
+    let r = t.http("DELETE", "/rest/api/1.0/admin/users/captcha?name=reader", &[("Authorization", &admin)], b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(get("reader", &password("reader")).status, 200);
+}
+
+#[test]
+fn an_empty_password_is_answered_401_without_counting() {
+    let t = TestServer::start_with(|c| c.auth.max_failed_logins = 2);
+    let path = "/scm/TP/test.git/info/refs?service=git-upload-pack";
+    for _ in 0..50 {
+        let r = t.http("GET", path, &[("Authorization", &basic("reader", ""))], b"");
         assert_eq!(r.status, 401);
+        assert!(r.header("www-authenticate").is_some(), "git needs the challenge to ask for the password");
+    }
+    assert_eq!(t.http("GET", path, &[("Authorization", &basic("reader", &password("reader")))], b"").status, 200);
+}
+
+#[test]
+fn password_spraying_from_one_address_is_limited_by_distinct_accounts() {
+    let t = TestServer::start_with(|c| c.auth.max_failed_accounts_per_address = 5);
+    let path = "/scm/TP/test.git/info/refs?service=git-upload-pack";
+    for i in 0..5 {
+        assert_eq!(t.http("GET", path, &[("Authorization", &basic(&format!("someone{i}"), "Winter2026!"))], b"").status, 401);
     }
     let r = t.http("GET", path, &[("Authorization", &basic("reader", &password("reader")))], b"");
-    assert_eq!(r.status, 429);
-    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.status, 429, "the sixth account from the address waits");
     assert!(r.text().contains("Too many failed logins"));
-    // The address is limited too, whoever it claims to be.
-    let r = t.http("GET", path, &[("Authorization", &basic("writer", &password("writer")))], b"");
-    assert_eq!(r.status, 429);
+    let r = t.http("GET", path, &[("Authorization", &format!("Bearer {}", t.reader_token))], b"");
+    assert_eq!(r.status, 200, "tokens are never limited");
 }
+
+/// libgit2 asks its credential callback again after every 401, without limit. With a wrong
+/// password it must stop once the account locks, and lock no other account.
+#[test]
+fn libgit2_retrying_a_wrong_password_stops_at_the_lock_and_locks_no_one_else() {
+    let t = TestServer::start();
+    t.seed("scm/TP/test.git", 1);
+    let url = t.url(None, "scm/TP/test.git");
+    let target = t.dir("libgit2").join("clone");
+    let out = std::process::Command::new(crate::dulwich::python())
+        .args(["-c", LIBGIT2_SCRIPT, &url, "writer", "stale-ci-password", target.to_str().unwrap()])
+        .env_remove("GIT_SSL_CAINFO")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let tries: u32 = stdout.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
+    assert!(stdout.starts_with("failed") && tries <= 12, "libgit2 went on retrying: {stdout}");
+    let out = std::process::Command::new(crate::dulwich::python())
+        .args(["-c", LIBGIT2_SCRIPT, &url, "reader", &password("reader"), t.dir("libgit2-reader").join("clone").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("cloned"), "another account was locked out: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+const LIBGIT2_SCRIPT: &str = r#"
+import sys, pygit2
+url, user, pw, target = sys.argv[1:5]
+calls = [0]
+class Callbacks(pygit2.RemoteCallbacks):
+    def credentials(self, url, username_from_url, allowed_types):
+        calls[0] += 1
+        if calls[0] > 1000:
+            raise RuntimeError("asked for credentials 1000 times")
+        return pygit2.UserPass(user, pw)
+try:
+    pygit2.clone_repository(url, target, callbacks=Callbacks())
+    print("cloned", calls[0])
+except Exception as e:
+    print("failed", calls[0], e)
+"#;

@@ -23,16 +23,16 @@ fn with_a_context_path_clones_work_under_it_and_nothing_outside_answers() {
     t.git_ok(&dir, &["clone", "-q", &t.url_as("reader", "git/TP/test.git"), "d"]);
 
     let auth = basic("reader", &password("reader"));
-    for path in [
-        "/scm/TP/test.git/info/refs?service=git-upload-pack",
-        "/status",
-        "/",
-        "/stashy/scm/TP/test.git/info/refs?service=git-upload-pack",
-        "/other/stash/status",
-    ] {
+    for path in
+        ["/scm/TP/test.git/info/refs?service=git-upload-pack", "/status", "/stashy/scm/TP/test.git/info/refs?service=git-upload-pack", "/other/stash/status"]
+    {
         let r = t.http("GET", path, &[("Authorization", &auth)], b"");
         assert_eq!(r.status, 404, "{path}");
     }
+    // The bare root leads to the context path, as Tomcat's ROOT does for Stash.
+    let r = t.http("GET", "/", &[], b"");
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().ends_with("/stash/"), "{:?}", r.header("location"));
     assert_eq!(t.http("GET", "/stash/status", &[], b"").status, 200);
     let r = t.http("GET", "/stash/scm/TP/test.git/info/refs?service=git-upload-pack", &[("Authorization", &auth)], b"");
     assert_eq!(r.status, 200);

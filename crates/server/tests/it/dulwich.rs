@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::support::{TestServer, password};
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let p = match std::env::var_os("TROVE_TEST_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),

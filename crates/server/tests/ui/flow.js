@@ -251,6 +251,29 @@ async function main() {
       await page.goto(ROOT + '/admin');
       assert.ok(page.url().startsWith(ROOT + '/login?next='), page.url());
     });
+
+    await step('a locked account signs in after the browser check, which unlocks it', async () => {
+      // alice (made above) is locked by ten wrong passwords, as a guesser would lock her.
+      for (let i = 0; i < 10; i++) {
+        await page.goto(ROOT + '/login');
+        await page.fill('#username', 'alice');
+        await page.fill('#password', 'wrong-guess-' + i);
+        await page.click('form.card button[type=submit]');
+        await page.waitForSelector('.notice.err');
+      }
+      await page.fill('#password', 'alice-password-1');
+      await page.click('form.card button[type=submit]');
+      await page.waitForSelector('form[data-pow-challenge]');
+      assert.match(await page.textContent('.notice.err'), /locked after too many failed logins/);
+      await shot(page, 'login-locked');
+      await page.fill('#password', 'alice-password-1');
+      // The page's script solves the challenge and only then enables the button.
+      await page.waitForSelector('form[data-pow-challenge] button[type=submit]:not([disabled])', { timeout: 120000 });
+      assert.match(await page.textContent('#pow-status'), /Check done/);
+      await Promise.all([page.waitForURL(ROOT + '/'), page.click('form.card button[type=submit]')]);
+      await page.goto(ROOT + '/admin/users');
+      assert.equal(await page.locator('tr[data-user=alice] .locked').count(), 0, 'the sign-in unlocked the account');
+    });
   } finally {
     await context.close();
     fs.rmSync(profile, { recursive: true, force: true });

@@ -1,0 +1,68 @@
+document.addEventListener('click', function (e) {
+  var b = e.target.closest('[data-copy]');
+  if (!b) return;
+  var el = document.getElementById(b.getAttribute('data-copy'));
+  var done = function () { b.textContent = 'Copied'; setTimeout(function () { b.textContent = 'Copy'; }, 1500); };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(el.value).then(done, function () { el.select(); document.execCommand('copy'); done(); });
+  } else { el.select(); document.execCommand('copy'); done(); }
+});
+document.addEventListener('change', function (e) {
+  if (e.target.matches('select[data-autosubmit]')) e.target.form.submit();
+});
+// The locked account's sign-in check (src/challenge.rs): find a nonce such that
+// SHA-256("challenge:nonce") starts with `bits` zero bits, in slices so the page stays responsive.
+(function () {
+  var K = [0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2];
+  var m = new Int32Array(64);
+  // SHA-256 of an ASCII string; returns the first word of the digest.
+  function sha256First(s) {
+    var n = ((s.length + 8) >> 6) + 1, w = new Int32Array(n * 16), i, j;
+    for (i = 0; i < s.length; i++) w[i >> 2] |= s.charCodeAt(i) << (24 - (i & 3) * 8);
+    w[i >> 2] |= 0x80 << (24 - (i & 3) * 8);
+    w[n * 16 - 1] = s.length * 8;
+    var h = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    for (j = 0; j < n * 16; j += 16) {
+      var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+      for (i = 0; i < 64; i++) {
+        if (i < 16) m[i] = w[j + i];
+        else {
+          var x = m[i - 15], y = m[i - 2];
+          m[i] = (((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3)) + m[i - 16] +
+            (((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10)) + m[i - 7];
+        }
+        var t1 = k + (((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7))) + ((e & f) ^ (~e & g)) + K[i] + m[i];
+        var t2 = (((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10))) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+      }
+      h[0] = (h[0] + a) | 0; h[1] = (h[1] + b) | 0; h[2] = (h[2] + c) | 0; h[3] = (h[3] + d) | 0;
+      h[4] = (h[4] + e) | 0; h[5] = (h[5] + f) | 0; h[6] = (h[6] + g) | 0; h[7] = (h[7] + k) | 0;
+    }
+    return h;
+  }
+  if (typeof module !== 'undefined') { module.exports = sha256First; return; }
+  document.addEventListener('DOMContentLoaded', function () {
+    var form = document.querySelector('form[data-pow-challenge]');
+    if (!form) return;
+    var prefix = form.getAttribute('data-pow-challenge') + ':', bits = +form.getAttribute('data-pow-bits');
+    var nonce = 0, status = document.getElementById('pow-status'), button = form.querySelector('button[type=submit]');
+    (function slice() {
+      for (var end = nonce + 20000; nonce < end; nonce++) {
+        if (Math.clz32(sha256First(prefix + nonce)[0]) >= bits) {
+          form.elements.nonce.value = String(nonce);
+          button.disabled = false;
+          if (status) status.textContent = 'Check done: you can log in.';
+          return;
+        }
+      }
+      setTimeout(slice, 0);
+    })();
+  });
+})();

@@ -1,0 +1,293 @@
+//! Failed logins and account locks, kept in the metadata database so that every server process,
+//! and `trove admin`, see and clear the same lock.
+//!
+//! The policy protects a password against guessing without letting anyone lock an honest user
+//! out of everything (OWASP Authentication Cheat Sheet, "account lockout"): only wrong passwords
+//! for an existing account count, a success resets the count, a lock stops password checks over
+//! git and REST only (personal access tokens keep working), and the web sign-in stays open behind
+//! a challenge that a person passes and that makes each guess cost the guesser (Bitbucket's
+//! CAPTCHA after "too many failed login attempts in succession").
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use crate::error::StoreError;
+use crate::names::UserName;
+use crate::password;
+use crate::store::{CachedRow, DUMMY_HASH, Store, User, now};
+
+/// When failed logins lock an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginPolicy {
+    /// Wrong passwords in succession (no success between, none more than `window_secs` after
+    /// the previous) that lock the account. `0` disables locking.
+    pub max_failures: u32,
+    /// A failure more than this long after the previous one starts the count again.
+    pub window_secs: i64,
+    /// How long a lock lasts unless cleared sooner. `0` means until cleared (a web sign-in
+    /// with the challenge, or an administrator).
+    pub lock_secs: i64,
+}
+
+impl Default for LoginPolicy {
+    /// 10 failures within 5 minutes of each other lock the account for 15 minutes.
+    fn default() -> Self {
+        LoginPolicy { max_failures: 10, window_secs: 300, lock_secs: 900 }
+    }
+}
+
+/// One account's record of failed logins, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failures {
+    pub count: u32,
+    pub last_at: i64,
+    pub locked_at: Option<i64>,
+}
+
+impl Failures {
+    /// The time the lock ends (`Some(None)`: only when cleared), or `None` when not locked.
+    fn lock_end(&self, policy: &LoginPolicy, now: i64) -> Option<Option<i64>> {
+        let at = self.locked_at?;
+        if policy.lock_secs == 0 {
+            return Some(None);
+        }
+        (at + policy.lock_secs > now).then_some(Some(at + policy.lock_secs))
+    }
+}
+
+/// The record after one more wrong password at `now`. Pure, so the policy is table-tested.
+pub(crate) fn after_failure(prev: Option<Failures>, policy: &LoginPolicy, now: i64) -> Failures {
+    let lock_if = |count: u32| (count >= policy.max_failures).then_some(now);
+    match prev {
+        // Still locked: count the try for the administrator's view, but do not extend the
+        // lock, so a client that retries without end (libgit2 does) cannot keep it forever.
+        Some(p) if p.lock_end(policy, now).is_some() => Failures { count: p.count.saturating_add(1), last_at: now, locked_at: p.locked_at },
+        // A lock that ran out, or a quiet spell longer than the window: start again.
+        Some(p) if p.locked_at.is_none() && now - p.last_at < policy.window_secs => {
+            let count = p.count.saturating_add(1);
+            Failures { count, last_at: now, locked_at: lock_if(count) }
+        }
+        _ => Failures { count: 1, last_at: now, locked_at: lock_if(1) },
+    }
+}
+
+/// A locked account, as an administrator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLock {
+    pub user: UserName,
+    /// Wrong passwords counted so far, including those refused while locked.
+    pub failures: u32,
+    pub locked_at: i64,
+    /// Unix time the lock ends by itself; `None`: only when cleared.
+    pub until: Option<i64>,
+}
+
+/// The outcome of a password check under the lock policy.
+#[derive(Debug, Clone)]
+pub enum PasswordCheck {
+    Ok(User),
+    /// Unknown user, wrong password, or an account that may not log in (the caller must not be
+    /// told which).
+    Wrong,
+    /// The account is locked; the password was not checked.
+    Locked(LoginLock),
+}
+
+impl Store {
+    /// Checks a password under `policy`: a locked account is refused without checking (unless
+    /// `passed_challenge`, the web sign-in's proof that a person is trying), a wrong password for
+    /// an existing account is counted, and a right one clears the count and any lock.
+    pub fn check_password(&self, name: &str, password: &str, policy: &LoginPolicy, passed_challenge: bool) -> Result<PasswordCheck, StoreError> {
+        let Ok(name) = UserName::parse(name) else { return Ok(PasswordCheck::Wrong) };
+        let row: Option<(i64, Option<String>, Option<Failures>)> = self
+            .conn()
+            .row(
+                "SELECT u.id, u.password_hash, f.failures, f.last_at, f.locked_at FROM users u
+                 LEFT JOIN login_failures f ON f.user_id = u.id WHERE u.name = ?1",
+                [name.as_str()],
+                |r| {
+                    let count: Option<u32> = r.get(2)?;
+                    let failures = match count {
+                        Some(count) => Some(Failures { count, last_at: r.get(3)?, locked_at: r.get(4)? }),
+                        None => None,
+                    };
+                    Ok((r.get(0)?, r.get(1)?, failures))
+                },
+            )
+            .optional()
+            .map_err(self.db())?;
+        let Some((user_id, Some(hash), failures)) = row else {
+            // Spend the same time as a real check so response timing does not reveal which
+            // user names exist.
+            let _ = password::verify(password, DUMMY_HASH.get_or_init(|| password::hash_password("dummy password")));
+            return Ok(PasswordCheck::Wrong);
+        };
+        let t = now();
+        if policy.max_failures > 0
+            && !passed_challenge
+            && let Some(f) = failures
+            && let Some(until) = f.lock_end(policy, t)
+        {
+            self.record_failure(user_id, policy, t)?;
+            return Ok(PasswordCheck::Locked(LoginLock { user: name, failures: f.count.saturating_add(1), locked_at: f.locked_at.unwrap_or(t), until }));
+        }
+        if !self.password_matches(&name, password, &hash) {
+            if policy.max_failures > 0 {
+                self.record_failure(user_id, policy, t)?;
+            }
+            return Ok(PasswordCheck::Wrong);
+        }
+        if failures.is_some() {
+            self.conn().execute("DELETE FROM login_failures WHERE user_id = ?1", [user_id]).map_err(self.db())?;
+        }
+        Ok(match self.user(&name)?.filter(User::may_log_in) {
+            Some(u) => PasswordCheck::Ok(u),
+            None => PasswordCheck::Wrong,
+        })
+    }
+
+    fn record_failure(&self, user_id: i64, policy: &LoginPolicy, t: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        // IMMEDIATE: another process (a second node, `trove admin`) cannot slip a write between
+        // our read and our write, so no failure is lost.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.db())?;
+        let prev: Option<Failures> = tx
+            .row("SELECT failures, last_at, locked_at FROM login_failures WHERE user_id = ?1", [user_id], |r| {
+                Ok(Failures { count: r.get(0)?, last_at: r.get(1)?, locked_at: r.get(2)? })
+            })
+            .optional()
+            .map_err(self.db())?;
+        let next = after_failure(prev, policy, t);
+        if next.locked_at.is_some() && prev.and_then(|p| p.locked_at) != next.locked_at {
+            tracing::warn!(user_id, failures = next.count, "account locked after failed logins");
+        }
+        tx.execute(
+            "INSERT INTO login_failures (user_id, failures, last_at, locked_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user_id) DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at, locked_at = excluded.locked_at",
+            params![user_id, next.count, next.last_at, next.locked_at],
+        )
+        .map_err(self.db())?;
+        tx.commit().map_err(self.db())
+    }
+
+    /// The accounts locked now under `policy`, most recent first.
+    pub fn login_locks(&self, policy: &LoginPolicy) -> Result<Vec<LoginLock>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT u.name, f.failures, f.last_at, f.locked_at FROM login_failures f JOIN users u ON u.id = f.user_id
+                 WHERE f.locked_at IS NOT NULL ORDER BY f.locked_at DESC",
+            )
+            .map_err(self.db())?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, Failures { count: r.get(1)?, last_at: r.get(2)?, locked_at: r.get(3)? }))).map_err(self.db())?;
+        let t = now();
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, f) = row.map_err(self.db())?;
+            let (Ok(user), Some(until)) = (UserName::parse(&name), f.lock_end(policy, t)) else { continue };
+            out.push(LoginLock { user, failures: f.count, locked_at: f.locked_at.unwrap_or(t), until });
+        }
+        Ok(out)
+    }
+
+    /// Whether `name` is locked now under `policy`.
+    pub fn login_lock(&self, name: &UserName, policy: &LoginPolicy) -> Result<Option<LoginLock>, StoreError> {
+        Ok(self.login_locks(policy)?.into_iter().find(|l| &l.user == name))
+    }
+
+    /// Clears `name`'s failed logins and lock (Bitbucket's "clear CAPTCHA"). `Ok(false)` when
+    /// there was nothing to clear; an error when the user does not exist.
+    pub fn clear_login_lock(&self, name: &UserName) -> Result<bool, StoreError> {
+        let user = self.user(name)?.ok_or_else(|| StoreError::NoSuchUser(name.to_string()))?;
+        let n = self.conn().execute("DELETE FROM login_failures WHERE user_id = ?1", [user.id]).map_err(self.db())?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GlobalPermission, Password};
+
+    const P: LoginPolicy = LoginPolicy { max_failures: 3, window_secs: 60, lock_secs: 600 };
+
+    #[test]
+    fn failures_in_succession_lock_and_quiet_spells_or_expired_locks_start_again() {
+        let f = |count, last_at, locked_at| Some(Failures { count, last_at, locked_at });
+        let cases: &[(Option<Failures>, i64, Failures, &str)] = &[
+            (None, 100, Failures { count: 1, last_at: 100, locked_at: None }, "first failure"),
+            (f(1, 100, None), 130, Failures { count: 2, last_at: 130, locked_at: None }, "second within the window"),
+            (f(2, 130, None), 150, Failures { count: 3, last_at: 150, locked_at: Some(150) }, "third locks"),
+            (f(2, 130, None), 190, Failures { count: 1, last_at: 190, locked_at: None }, "a quiet spell as long as the window resets"),
+            (f(3, 150, Some(150)), 700, Failures { count: 4, last_at: 700, locked_at: Some(150) }, "locked: counted, not extended"),
+            (f(9, 700, Some(150)), 750, Failures { count: 1, last_at: 750, locked_at: None }, "an expired lock starts again"),
+        ];
+        for (prev, now, want, why) in cases {
+            assert_eq!(after_failure(*prev, &P, *now), *want, "{why}");
+        }
+        let one = LoginPolicy { max_failures: 1, ..P };
+        assert_eq!(after_failure(None, &one, 5).locked_at, Some(5), "a limit of one locks at once");
+        let forever = LoginPolicy { lock_secs: 0, ..P };
+        assert_eq!(after_failure(f(3, 0, Some(0)), &forever, 1_000_000).locked_at, Some(0), "lock_secs = 0 never expires");
+    }
+
+    fn store_with(users: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        for u in users {
+            s.create_user(&UserName::parse(u).unwrap(), &Password::new(&format!("{u}-password")).unwrap(), GlobalPermission::LicensedUser).unwrap();
+        }
+        (dir, s)
+    }
+
+    fn is_ok(c: PasswordCheck) -> bool {
+        matches!(c, PasswordCheck::Ok(_))
+    }
+
+    #[test]
+    fn a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it() {
+        let (dir, s) = store_with(&["alice", "bob"]);
+        for _ in 0..3 {
+            assert!(matches!(s.check_password("alice", "guess", &P, false).unwrap(), PasswordCheck::Wrong));
+        }
+        let PasswordCheck::Locked(lock) = s.check_password("alice", "alice-password", &P, false).unwrap() else { panic!("not locked") };
+        assert_eq!(lock.user.as_str(), "alice");
+        assert!(lock.until.is_some());
+        assert!(is_ok(s.check_password("bob", "bob-password", &P, false).unwrap()), "one account's failures locked another");
+        let alice = UserName::parse("alice").unwrap();
+        // Seen, and cleared, by another process on the same data directory (`trove admin`).
+        let admin = Store::open(dir.path()).unwrap();
+        assert_eq!(admin.login_locks(&P).unwrap().len(), 1);
+        assert!(admin.clear_login_lock(&alice).unwrap());
+        assert!(!admin.clear_login_lock(&alice).unwrap(), "nothing left to clear");
+        assert!(is_ok(s.check_password("alice", "alice-password", &P, false).unwrap()));
+        // Locked again; the web sign-in's challenge lets the right password through and unlocks.
+        for _ in 0..3 {
+            s.check_password("alice", "guess", &P, false).unwrap();
+        }
+        assert!(matches!(s.check_password("alice", "guess", &P, true).unwrap(), PasswordCheck::Wrong), "a wrong password passes no challenge");
+        assert!(is_ok(s.check_password("alice", "alice-password", &P, true).unwrap()));
+        assert!(s.login_locks(&P).unwrap().is_empty());
+        assert!(is_ok(s.check_password("alice", "alice-password", &P, false).unwrap()));
+    }
+
+    #[test]
+    fn a_success_resets_the_count_and_unknown_users_leave_no_record() {
+        let (_d, s) = store_with(&["alice"]);
+        for _ in 0..10 {
+            s.check_password("alice", "guess", &P, false).unwrap();
+            s.check_password("alice", "guess", &P, false).unwrap();
+            assert!(is_ok(s.check_password("alice", "alice-password", &P, false).unwrap()), "two failures then a success never lock");
+        }
+        for _ in 0..5 {
+            s.check_password("nobody", "guess", &P, false).unwrap();
+        }
+        let n: i64 = s.conn().query_row("SELECT count(*) FROM login_failures", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+        let off = LoginPolicy { max_failures: 0, ..P };
+        for _ in 0..20 {
+            s.check_password("alice", "guess", &off, false).unwrap();
+        }
+        assert!(is_ok(s.check_password("alice", "alice-password", &off, false).unwrap()), "max_failures = 0 never locks");
+    }
+}
