@@ -36,7 +36,19 @@ fn visible_project(w: &Web, key: &str) -> Result<Project, WebError> {
     match w.state.store.visible_project(&owner, w.user(), w.is_admin())? {
         Some(p) => Ok(p),
         None if w.user().is_none() => Err(w.require_user().err().unwrap_or(WebError::NotFound)),
-        None => Err(WebError::NotFound),
+        // Every user's personal page exists for every logged-in caller, as Bitbucket's profile
+        // does (REST's user `links.self` leads here), listing only the repositories the caller
+        // may read; its project row is made with the first personal repository.
+        None => match &owner {
+            Owner::User(name) => match w.state.store.user(name)? {
+                Some(u) => Ok(match w.state.store.project_info(&owner)? {
+                    Some(info) => info.as_project(),
+                    None => Project { id: -1, owner: owner.clone(), name: u.display_name, public: false },
+                }),
+                None => Err(WebError::NotFound),
+            },
+            Owner::Project(_) => Err(WebError::NotFound),
+        },
     }
 }
 
@@ -139,8 +151,8 @@ fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) 
             h2 { "Create repository" }
             form.card method="post" action=(project_link(w, &project.owner)) {
                 (csrf_field(w))
-                div.field { label for="slug" { "Name" } input #slug type="text" name="slug" required pattern="[A-Za-z0-9][A-Za-z0-9._-]*" placeholder="my-repo";
-                    div.help { "Letters, digits, '.', '-' and '_'. It becomes part of the clone URL." } }
+                div.field { label for="slug" { "Name" } input #slug type="text" name="name" required maxlength=(trove_store::MAX_NAME_LEN) placeholder="My repository";
+                    div.help { "Any name; its slug (lower case, other characters as '-', like my-repository) becomes part of the clone URL." } }
                 div.field { label { input type="checkbox" name="public" value="1"; " Public (anyone can read and clone it)" } }
                 button type="submit" { "Create repository" }
             }
@@ -160,11 +172,22 @@ pub(crate) async fn create_repo(w: Web, key: Result<Path<String>, PathRejection>
     if !project_admin(&w, &project)? {
         return Err(WebError::Forbidden);
     }
-    let slug = match RepoSlug::parse(form.get("slug").trim()) {
+    // A name, as in Bitbucket and our REST API: "My Repo" is shown as is and gets the slug
+    // `my-repo` for its URLs.
+    let name = form.get("name").trim();
+    let name = if name.is_empty() { form.get("slug").trim() } else { name };
+    let bad = |msg: String| render_project(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+    if name.is_empty() || name.len() > trove_store::MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return bad(format!("Give the repository a name of 1 to {} characters.", trove_store::MAX_NAME_LEN));
+    }
+    let slug = match RepoSlug::parse(&crate::api::slugify(name)) {
         Ok(s) => s,
-        Err(e) => return render_project(&w, &key, Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST),
+        Err(e) => return bad(format!("The name {name:?} makes no valid slug: {e}.")),
     };
-    match w.state.store.create_repo(&project.owner, &slug, form.get("public") == "1") {
+    let created = w.state.store.create_repo(&project.owner, &slug, form.get("public") == "1").and_then(|repo| {
+        w.state.store.update_repo(&repo, &trove_store::RepoUpdate { name: Some((name.to_owned(), slug.clone())), forkable: None, public: None })
+    });
+    match created {
         Ok(repo) => Ok(see_other(&repo_link(&w, &repo, "/browse"))),
         Err(e @ trove_store::StoreError::RepoExists(_)) => render_project(&w, &key, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
         Err(e) => Err(e.into()),

@@ -152,7 +152,9 @@ async fn personal_repositories_are_their_owners_and_bitbuckets_user_urls_lead_to
     assert_eq!(f.get_as(Some("owner"), "/projects/~owner/repos/dots/browse").await.status, StatusCode::OK);
     assert_eq!(f.get_as(Some("owner"), "/projects/~owner/repos/dots/settings").await.status, StatusCode::OK);
     assert_eq!(f.get_as(Some("outsider"), "/projects/~owner/repos/dots/browse").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(f.get_as(Some("outsider"), "/projects/~owner").await.status, StatusCode::NOT_FOUND);
+    let page = f.get_as(Some("outsider"), "/projects/~owner").await;
+    assert_eq!(page.status, StatusCode::OK, "a user's page is there for every logged-in caller");
+    assert!(!page.body.contains("dots"), "but lists only what the caller may read");
     assert_eq!(f.get_as(Some("owner"), "/users/no%0Aone").await.status, StatusCode::NOT_FOUND);
 }
 
@@ -322,6 +324,33 @@ async fn a_locked_account_signs_in_on_the_web_by_solving_the_challenge_which_unl
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let policy = trove_store::LoginPolicy { max_failures: 3, ..Default::default() };
     assert!(f.server.store().login_lock(&name("owner"), &policy).unwrap().is_none(), "the web sign-in unlocked the account");
+}
+
+#[tokio::test]
+async fn a_repository_made_in_the_ui_takes_a_name_and_gets_bitbuckets_slug() {
+    let f = fixture("", None);
+    let r = f.post_as("owner", "/projects/TP", "name=My+Repo").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/repos/my-repo/browse"));
+    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("my-repo").unwrap()).unwrap().unwrap();
+    assert_eq!(repo.name, "My Repo");
+    assert_eq!(f.post_as("owner", "/projects/TP", "name=My+repo").await.status, StatusCode::CONFLICT, "the same slug again");
+    assert_eq!(f.post_as("owner", "/projects/TP", "name=%21%21%21").await.status, StatusCode::BAD_REQUEST, "no valid slug");
+}
+
+#[tokio::test]
+async fn a_users_page_exists_before_their_first_personal_repository() {
+    let f = fixture("", None);
+    // REST gives `<base>/users/reader` as the user's `links.self`.
+    let r = f.get_as(Some("outsider"), "/users/reader").await;
+    assert_eq!((r.status, r.location()), (StatusCode::FOUND, "/projects/~reader"));
+    let r = f.get_as(Some("outsider"), "/projects/~reader").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("reader"));
+    assert_eq!(f.get_as(Some("outsider"), "/projects/~ghost").await.status, StatusCode::NOT_FOUND);
+    // Their own page offers to create a repository, which makes the personal project.
+    assert!(f.get_as(Some("reader"), "/projects/~reader").await.body.contains("Create repository"));
+    let r = f.post_as("reader", "/projects/~reader", "name=dots").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/~reader/repos/dots/browse"));
 }
 
 #[tokio::test]

@@ -1,0 +1,69 @@
+//! `trove admin` on a data directory, also while `trove server` runs on it.
+
+use std::io::{Read as _, Write as _};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::{Guard, free_port, ok, path_str, tmp, trove, wait_port};
+
+fn admin(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    trove().arg("admin").arg("--data").arg(data).args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn admin_refuses_a_data_directory_that_does_not_exist_or_holds_no_installation() {
+    let dir = tmp();
+    let missing = dir.path().join("trove-data");
+    let out = admin(&missing, &["project", "add", "TP"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("does not exist") && err.contains(&path_str(&missing)) && err.contains("trove up"), "{err}");
+    assert!(!missing.exists(), "a missing data directory was created");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = admin(&empty, &["user", "locks"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no Trove installation"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "files were written into a directory that is not an installation");
+}
+
+fn get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_base_url_set_by_trove_admin_takes_effect_on_the_running_server_without_a_restart() {
+    let dir = tmp();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut server = Guard(Some(
+        trove()
+            .args(["server", "--data", &path_str(&data), "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_port(port, server.child(), "trove server");
+    ok(&admin(&data, &["project", "add", "TP", "--public"]), "project add");
+    let out = ok(&admin(&data, &["repo", "add", "TP/test"]), "repo add");
+    assert!(out.contains("created repository TP/test"), "results go to stdout: {out}");
+    let path = "/rest/api/1.0/projects/TP/repos/test";
+    assert!(get(port, path).contains(&format!("http://127.0.0.1:{port}/scm/tp/test.git")), "before: links follow the request");
+    ok(&admin(&data, &["settings", "base-url", "https://git.example.com/stash"]), "settings base-url");
+    // Polled: the server checks the database at most once a second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = get(port, path);
+        if body.contains("https://git.example.com/stash/scm/tp/test.git") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the running server still ignores the new base URL: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.child().try_wait().unwrap().is_none(), "the server restarted or stopped");
+}
