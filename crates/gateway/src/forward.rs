@@ -24,6 +24,23 @@ const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-serv
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
+/// Headers that say where a request came from or how it was sent, which only a trusted proxy
+/// may set: removed from an untrusted downstream's request before the gateway adds its own.
+const DOWNSTREAM_FORWARDING: [HeaderName; 12] = [
+    header::FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_HOST,
+    X_FORWARDED_SERVER,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_PORT,
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("true-client-ip"),
+];
+
 /// Append an address as text. IPv4 is written by hand: `Ipv4Addr`'s `Display` (padding
 /// support, a formatter per octet) cost ~8% of the gateway's instructions per request when
 /// called three times a request (X-Forwarded-For, Forwarded, the access log).
@@ -116,6 +133,9 @@ pub struct RequestFacts<'a> {
 }
 
 pub struct RequestRules<'a> {
+    /// The downstream is a proxy of ours (`trusted_downstream`): its forwarding headers are
+    /// kept and ours appended. Otherwise they are removed first.
+    pub downstream_trusted: bool,
     pub preserve_host: bool,
     pub add_forwarded: bool,
     pub add_forwarded_proto: bool,
@@ -262,6 +282,14 @@ fn made_values(facts: &RequestFacts<'_>) -> Values {
 /// Apply the request rules in Apache's order: hop-by-hop already stripped, then the proxy's
 /// own headers (so `Connection: close, X-Forwarded-For` cannot remove ours; CVE-2022-31813).
 pub fn apply_request_rules(headers: &mut HeaderMap, facts: &RequestFacts<'_>, rules: &RequestRules<'_>) {
+    // RFC 7239 §8.1 (and mod_remoteip, nginx's real_ip_recursive): only proxies we trust may
+    // say who the client was or what it asked for. A client's own `Forwarded: for=…` or
+    // `X-Forwarded-Proto` would otherwise reach the origin looking like ours.
+    if !rules.downstream_trusted {
+        for name in DOWNSTREAM_FORWARDING {
+            headers.remove(name);
+        }
+    }
     // Host.
     let host_value = if rules.preserve_host { facts.host.cloned() } else { Some(facts.upstream_authority.clone()) };
     if let Some(h) = host_value {
@@ -373,7 +401,7 @@ mod tests {
             server_name: "gw",
             upstream_authority: &HeaderValue::from_static("localhost:7990"),
         };
-        let rules = RequestRules { preserve_host: false, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
+        let rules = RequestRules { downstream_trusted: false, preserve_host: false, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
         apply_request_rules(&mut h, &facts, &rules);
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
         assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none() && h.get("connection").is_none());
@@ -398,7 +426,7 @@ mod tests {
             server_name: "gw",
             upstream_authority: &HeaderValue::from_static("o"),
         };
-        let rules = RequestRules { preserve_host: true, add_forwarded: true, add_forwarded_proto: true, via: Via::On, edits: &[] };
+        let rules = RequestRules { downstream_trusted: true, preserve_host: true, add_forwarded: true, add_forwarded_proto: true, via: Via::On, edits: &[] };
         apply_request_rules(&mut h, &facts, &rules);
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, ::1");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -411,7 +439,7 @@ mod tests {
     #[test]
     fn made_values_follow_peer_port_scheme_and_host() {
         let hosts = [HeaderValue::from_static("a.example"), HeaderValue::from_static("b.example:8443")];
-        let rules = RequestRules { preserve_host: true, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
+        let rules = RequestRules { downstream_trusted: true, preserve_host: true, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
         let origin = HeaderValue::from_static("o");
         // Twice over, so the second pass is answered from the table.
         for _ in 0..2 {
@@ -450,7 +478,8 @@ mod tests {
             server_name: "gw",
             upstream_authority: &HeaderValue::from_static("o:81"),
         };
-        let rules = RequestRules { preserve_host: false, add_forwarded: false, add_forwarded_proto: false, via: Via::Block, edits: &[] };
+        let rules =
+            RequestRules { downstream_trusted: false, preserve_host: false, add_forwarded: false, add_forwarded_proto: false, via: Via::Block, edits: &[] };
         apply_request_rules(&mut h, &facts, &rules);
         assert!(h.get("x-forwarded-for").is_none() && h.get("forwarded").is_none() && h.get("via").is_none());
         assert_eq!(h["max-forwards"], "2");

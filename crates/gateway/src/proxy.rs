@@ -548,7 +548,13 @@ pub(crate) fn prepare<'a>(
     headers.remove(header::EXPECT);
     let scheme = if conn.tls { "https" } else { "http" };
     let facts = RequestFacts { peer: conn.peer.ip(), host, scheme, local_port: conn.local.port(), server_name, upstream_authority: &up.authority };
+    let peer = conn.peer.ip();
+    let peer = match peer {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(peer),
+        v4 => v4,
+    };
     let rules = RequestRules {
+        downstream_trusted: vhost.trusted_downstream.iter().any(|n| n.contains(&peer)),
         preserve_host: vhost.preserve_host,
         add_forwarded: vhost.add_forwarded,
         add_forwarded_proto: vhost.add_forwarded_proto,

@@ -164,9 +164,12 @@ pub(crate) fn parse_node(s: &str) -> Option<IpAddr> {
     inner.parse().ok()
 }
 
-fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let v = headers.get(name)?.to_str().ok()?;
-    v.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+/// The last value of a forwarding header, over all its lines: the one our peer (a trusted
+/// proxy) added or set. Values further left were written by whoever was before it, which may
+/// be the client itself (RFC 7239 §8.1; the same reading as nginx's `real_ip_recursive`).
+fn last_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let v = headers.get_all(name).iter().last()?.to_str().ok()?;
+    v.rsplit(',').next().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Derives the request's public view. Pure: everything it needs is passed in.
@@ -202,9 +205,10 @@ pub fn view(settings: &PublicUrlSettings, peer: Option<SocketAddr>, headers: &He
             fwd_proto = chosen.proto;
             fwd_host = chosen.host;
         } else {
-            if let Some(xff) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let xff: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+            if !xff.is_empty() {
                 forwarded_seen = true;
-                let hops: Vec<Option<IpAddr>> = xff.split(',').map(parse_node).collect();
+                let hops: Vec<Option<IpAddr>> = xff.iter().flat_map(|v| v.split(',')).map(parse_node).collect();
                 for hop in hops.iter().rev() {
                     match hop {
                         Some(ip) if is_trusted(&settings.trusted_proxies, *ip) => {
@@ -219,9 +223,9 @@ pub fn view(settings: &PublicUrlSettings, peer: Option<SocketAddr>, headers: &He
                     }
                 }
             }
-            fwd_proto = first_value(headers, "x-forwarded-proto").map(str::to_ascii_lowercase);
-            fwd_host = first_value(headers, "x-forwarded-host").map(str::to_owned);
-            fwd_port = first_value(headers, "x-forwarded-port").map(str::to_owned);
+            fwd_proto = last_value(headers, "x-forwarded-proto").map(str::to_ascii_lowercase);
+            fwd_host = last_value(headers, "x-forwarded-host").map(str::to_owned);
+            fwd_port = last_value(headers, "x-forwarded-port").map(str::to_owned);
             forwarded_seen |= fwd_proto.is_some() || fwd_host.is_some() || fwd_port.is_some();
         }
     }
@@ -433,6 +437,34 @@ mod tests {
                 proxy,
                 headers(&[("host", "x"), ("forwarded", "for=192.0.2.60;proto=https;host=public.example, for=10.9.9.9;proto=http;host=inner")]),
                 ("https", "public.example", "192.0.2.60", true),
+            ),
+            (
+                "a client's own X-Forwarded-* before the proxy's are not believed",
+                settings(&trusted, Connector::default()),
+                proxy,
+                headers(&[
+                    ("host", "x"),
+                    ("x-forwarded-host", "evil.example, mycompany.com"),
+                    ("x-forwarded-proto", "http"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-for", "6.6.6.6"),
+                    ("x-forwarded-for", "198.51.100.7"),
+                ]),
+                ("https", "mycompany.com", "198.51.100.7", true),
+            ),
+            (
+                "a Forwarded chain stops at the first untrusted hop, whatever is left of it",
+                settings(&trusted, Connector::default()),
+                proxy,
+                headers(&[("host", "x"), ("forwarded", "for=10.0.0.1;host=evil.example;proto=http, for=198.51.100.7;proto=https;host=mycompany.com")]),
+                ("https", "mycompany.com", "198.51.100.7", true),
+            ),
+            (
+                "an obfuscated hop is where trust ends",
+                settings(&trusted, Connector::default()),
+                proxy,
+                headers(&[("host", "x"), ("forwarded", "for=198.51.100.1;host=evil.example, for=_hidden;proto=https;host=mycompany.com")]),
+                ("https", "mycompany.com", "10.0.0.5", true),
             ),
             (
                 "connector settings win over everything",

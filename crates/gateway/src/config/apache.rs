@@ -41,6 +41,7 @@ const EMULATED_MODULES: &[&str] = &[
     "mpm_worker_module",
     "mpm_prefork_module",
     "reqtimeout_module",
+    "remoteip_module",
     "http2_module",
     "version_module",
     "logio_module",
@@ -342,6 +343,7 @@ struct ServerDraft {
     cookie_domains: Vec<(String, String)>,
     preserve_host: Option<bool>,
     add_headers: Option<bool>,
+    trusted_downstream: Vec<ipnet::IpNet>,
     via: Option<Via>,
     proxy_timeout: Option<Duration>,
     proxy_sections: Vec<ProxySection>,
@@ -679,6 +681,19 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     server!().preserve_host = Some(v);
                 }
             }
+            // mod_remoteip: the proxies in front of us whose forwarding headers are believed.
+            // (Trove keeps their X-Forwarded-For and appends to it; from anyone else it is
+            // removed, where Apache would append to whatever a client sent.)
+            "remoteiptrustedproxy" | "remoteipinternalproxy" => {
+                for a in &l.args {
+                    match super::toml::parse_net(a) {
+                        Some(n) => server!().trusted_downstream.push(n),
+                        None => {
+                            d.error(&l.origin, format!("{} '{a}' is not an IP address or network", l.name), "give addresses or CIDR networks, like 10.0.0.0/8")
+                        }
+                    }
+                }
+            }
             "proxyaddheaders" => {
                 if let Some(v) = on_off(l, d) {
                     server!().add_headers = Some(v);
@@ -964,6 +979,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
         v.aliases = draft.aliases.clone();
         v.preserve_host = draft.preserve_host.or(main.preserve_host).unwrap_or(false);
         v.add_forwarded = draft.add_headers.or(main.add_headers).unwrap_or(true);
+        v.trusted_downstream = main.trusted_downstream.iter().chain(&draft.trusted_downstream).copied().collect();
         v.via = draft.via.or(main.via).unwrap_or(Via::Off);
         let timeout = draft.proxy_timeout.unwrap_or(main_timeout);
         let mut route_drafts: Vec<&RouteDraft> = Vec::new();

@@ -204,6 +204,12 @@ pub struct VirtualServer {
     pub add_forwarded: bool,
     /// Trove's addition, default on: X-Forwarded-Proto, X-Forwarded-Port and RFC 7239 `Forwarded`.
     pub add_forwarded_proto: bool,
+    /// Downstream addresses whose own forwarding headers (`Forwarded`, `X-Forwarded-*`,
+    /// `X-Real-IP`) are kept and appended to, because they are proxies of ours (mod_remoteip's
+    /// `RemoteIPTrustedProxy`, nginx's `set_real_ip_from`). From anyone else those headers are
+    /// removed before ours are added (RFC 7239 §8.1): a client cannot speak for a proxy. Default
+    /// empty: nobody in front of the gateway is believed.
+    pub trusted_downstream: Vec<ipnet::IpNet>,
     pub via: Via,
     /// `<Proxy …>` sections in order.
     pub proxy_access: Vec<ProxySection>,
@@ -233,6 +239,7 @@ impl VirtualServer {
             preserve_host: false,
             add_forwarded: true,
             add_forwarded_proto: true,
+            trusted_downstream: vec![],
             via: Via::Off,
             proxy_access: vec![],
             request_headers: vec![],

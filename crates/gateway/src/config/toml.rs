@@ -67,6 +67,8 @@ struct RawServer {
     preserve_host: Option<bool>,
     forwarded_headers: Option<bool>,
     forwarded_proto: Option<bool>,
+    #[serde(default)]
+    trusted_downstream: Vec<Spanned<String>>,
     via: Option<String>,
     redirect_https: Option<Spanned<String>>,
     hsts: Option<u64>,
@@ -255,6 +257,16 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
         v.preserve_host = s.preserve_host.unwrap_or(false);
         v.add_forwarded = s.forwarded_headers.unwrap_or(true);
         v.add_forwarded_proto = s.forwarded_proto.unwrap_or(true);
+        for t in &s.trusted_downstream {
+            match parse_net(t.get_ref()) {
+                Some(n) => v.trusted_downstream.push(n),
+                None => d.error(
+                    &at(t.span().start),
+                    format!("trusted_downstream '{}' is not an IP address or network", t.get_ref()),
+                    "write an address or CIDR network, like \"10.0.0.5\" or \"10.0.0.0/8\"",
+                ),
+            }
+        }
         v.via = match s.via.as_deref().unwrap_or("off") {
             "off" => Via::Off,
             "on" => Via::On,
@@ -407,6 +419,12 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
         drain_timeout: g.drain_timeout.map(Duration::from_secs).unwrap_or(Duration::from_secs(30)),
     };
     (cfg, d)
+}
+
+/// An address (`10.0.0.5`, a /32 or /128) or a CIDR network (`10.0.0.0/8`).
+pub(crate) fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 #[cfg(test)]

@@ -37,6 +37,54 @@ async fn routes_by_prefix_and_appends_path_and_query() {
     assert!(o.by_id("b").is_empty());
 }
 
+/// Every shape a client might use to speak for a proxy (RFC 7239 §8.1): from a downstream that
+/// is no trusted proxy, none of it reaches the origin; the origin sees only the gateway's own.
+#[tokio::test]
+async fn an_untrusted_downstream_cannot_speak_for_a_proxy() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let spoofs: &[&str] = &[
+        "Forwarded: for=198.51.100.1;proto=https;host=evil.example",
+        "Forwarded: for=198.51.100.1, for=198.51.100.2;host=evil.example",
+        "FORWARDED: For=\"[2001:db8::1]:4711\";Proto=HTTPS",
+        "Forwarded: for=_hidden;host=evil.example",
+        "Forwarded: for=unknown",
+        "X-Forwarded-For: 198.51.100.1, 198.51.100.2",
+        "x-forwarded-for: 198.51.100.3\r\nX-Forwarded-For: 198.51.100.4",
+        "X-Forwarded-Host: evil.example",
+        "X-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Ssl: on",
+        "X-Real-IP: 198.51.100.1",
+        "X-Forwarded-Prefix: /evil",
+        "True-Client-IP: 198.51.100.1\r\nX-Client-IP: 198.51.100.1",
+    ];
+    for (i, spoof) in spoofs.iter().enumerate() {
+        let id = format!("spoof{i}");
+        let r = get(gw.addr, "/stash/x", &format!("X-Test-Id: {id}\r\n{spoof}\r\n")).await;
+        assert_eq!(r.status, 200, "{spoof}");
+        let seen = &o.by_id(&id)[0];
+        let head = seen.raw_head.to_ascii_lowercase();
+        for bad in ["198.51.100", "2001:db8", "evil.example", "_hidden", "unknown", "https", "x-real-ip", "x-forwarded-ssl", "x-forwarded-prefix", "client-ip"]
+        {
+            assert!(!head.contains(bad), "{spoof:?} reached the origin as {bad:?}:\n{}", seen.raw_head);
+        }
+        assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"), "{spoof}");
+        assert_eq!(seen.header("forwarded"), Some("for=127.0.0.1;proto=http;host=public.example"), "{spoof}");
+    }
+}
+
+/// A proxy in front of the gateway that is listed (mod_remoteip's RemoteIPInternalProxy, TOML
+/// `trusted_downstream`) keeps its forwarding headers, and the gateway appends its own.
+#[tokio::test]
+async fn a_trusted_downstream_proxys_forwarding_headers_are_kept_and_appended_to() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, "LoadModule remoteip_module modules/mod_remoteip.so\nRemoteIPInternalProxy 127.0.0.0/8\n"))).await;
+    let r = get(gw.addr, "/stash/x", "X-Test-Id: t\r\nX-Forwarded-For: 198.51.100.1\r\nForwarded: for=198.51.100.1;proto=https\r\n").await;
+    assert_eq!(r.status, 200);
+    let seen = &o.by_id("t")[0];
+    assert_eq!(seen.header("x-forwarded-for"), Some("198.51.100.1, 127.0.0.1"));
+    assert_eq!(seen.header("forwarded"), Some("for=198.51.100.1;proto=https, for=127.0.0.1;proto=http;host=public.example"));
+}
+
 #[tokio::test]
 async fn origin_sees_host_forwarded_headers_and_no_hop_by_hop() {
     let o = Origin::start().await;
@@ -50,7 +98,8 @@ async fn origin_sees_host_forwarded_headers_and_no_hop_by_hop() {
     assert_eq!(r.status, 200);
     let seen = &o.by_id("h")[0];
     assert_eq!(seen.header("host"), Some(o.addr.to_string().as_str()));
-    assert_eq!(seen.header("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
+    // The downstream is no proxy of ours: what it said about forwarding is dropped, not extended.
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-host"), Some("public.example"));
     assert_eq!(seen.header("x-forwarded-server"), Some("gw.test"));
     // Ours, not the downstream's claim.

@@ -50,7 +50,10 @@ fn free_port() -> u16 {
 }
 
 /// The lines every test config starts with: modules and the files Apache needs. Trove reads
-/// them too (accepting them, with notes), so both run the very same file.
+/// them too (accepting them, with notes), so both run the very same file. The test client on
+/// loopback is a trusted proxy (mod_remoteip) so that both keep a client-sent X-Forwarded-For
+/// and append to it; what Trove does for untrusted clients (remove it first, which Apache does
+/// not) is tested in behaviour.rs.
 fn prelude(dir: &std::path::Path, listen: &str) -> String {
     let d = dir.display();
     format!(
@@ -64,6 +67,8 @@ fn prelude(dir: &std::path::Path, listen: &str) -> String {
          LoadModule access_compat_module modules/mod_access_compat.so\n\
          LoadModule proxy_module modules/mod_proxy.so\n\
          LoadModule proxy_http_module modules/mod_proxy_http.so\n\
+         LoadModule remoteip_module modules/mod_remoteip.so\n\
+         RemoteIPInternalProxy 127.0.0.1 ::1\n\
          User www-data\n\
          Group www-data\n\
          DocumentRoot {d}/htdocs\n\
