@@ -4,6 +4,7 @@
 //! `GatewayConfig`; a config with any error is never run.
 
 pub mod apache;
+mod apache_modules;
 pub mod toml;
 
 use std::fmt;
