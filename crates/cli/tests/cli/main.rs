@@ -1,6 +1,7 @@
 //! End-to-end tests of the `trove` binary: `gateway --check`, a running gateway's signals and
 //! logs, and `trove up` as a new user runs it, with real git over real TLS on loopback.
 
+mod apache_layouts;
 mod api;
 mod doctor;
 mod gateway;

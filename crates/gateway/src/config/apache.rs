@@ -1041,6 +1041,15 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     continue;
                 };
                 let value = l.args.join(" ");
+                // RHEL's stock ssl.conf: `PROFILE=SYSTEM` hands the choice to the system-wide
+                // crypto policy (update-crypto-policies(8)), which only OpenSSL reads.
+                if lname == "sslciphersuite" && value.eq_ignore_ascii_case("PROFILE=SYSTEM") {
+                    d.note(
+                        &l.origin,
+                        "SSLCipherSuite PROFILE=SYSTEM (RHEL's crypto policy) is read as unset: trove offers its own suites, ECDHE with AES-GCM or ChaCha20-Poly1305",
+                    );
+                    continue;
+                }
                 let t = &mut server!().tls;
                 t.origin.get_or_insert_with(|| l.origin.clone());
                 match lname.as_str() {
@@ -1770,6 +1779,16 @@ mod tests {
         // Excluding the path first, as the fix says, is accepted.
         let (_, d) = parse(&format!("Listen 80\n{status}ProxyPass /server-status !\nProxyPass / http://127.0.0.1:7990/\n"));
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+    }
+
+    #[test]
+    fn rhel_profile_system_cipher_suite_is_read_as_unset() {
+        let (c, d) = parse(
+            "Listen 443 https\n<VirtualHost _default_:443>\nSSLEngine on\nSSLCipherSuite PROFILE=SYSTEM\nSSLCertificateFile /etc/pki/tls/certs/localhost.crt\n</VirtualHost>\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.tls_sites[0].cipher_suite, None);
+        assert!(notes(&d).iter().any(|n| n.starts_with("httpd.conf:4: note: SSLCipherSuite PROFILE=SYSTEM")), "{:?}", notes(&d));
     }
 
     #[test]
