@@ -206,7 +206,7 @@ fn gateway_runs_debian_stock_config_with_a_stash_site_without_errors_and_lists_i
         ("LanguagePriority", "mod_negotiation", "mods-enabled/negotiation.conf"),
         ("ExtendedStatus", "mod_status", "mods-enabled/status.conf"),
     ] {
-        let lines: Vec<&str> = err.lines().filter(|l| l.contains(&format!("note: ignored: {name} ("))).collect();
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(&format!(": ignored: {name} ("))).collect();
         assert_eq!(lines.len(), 1, "{name}: {err}");
         assert!(lines[0].contains(&format!("{name} ({module}")) && lines[0].contains(file), "{}", lines[0]);
     }
@@ -218,7 +218,12 @@ fn gateway_runs_debian_stock_config_with_a_stash_site_without_errors_and_lists_i
     wait_port(t.http_port, g.child(), "trove gateway");
     let resp = http_get(t.http_port, "/stash/projects");
     assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("GET /stash/projects HTTP/1.1"), "{resp}");
+    let mut stderr = g.child().stderr.take().unwrap();
     g.signal_and_wait("TERM");
+    let mut started = String::new();
+    stderr.read_to_string(&mut started).unwrap();
+    assert!(!started.contains(": error: "), "{started}");
+    assert_eq!(started.lines().filter(|l| l.contains(": ignored: AddLanguage (mod_mime, ")).count(), 1, "listed at start too: {started}");
     assert!(t.dir.path().join("log/error.log").exists(), "ErrorLog ${{APACHE_LOG_DIR}}/error.log was not expanded from envvars");
 }
 
@@ -459,7 +464,7 @@ fn gateway_reads_rhel_stock_layout_with_a_stash_site_without_errors() {
     for (name, module) in
         [("AddIcon", "mod_autoindex"), ("AddType", "mod_mime"), ("BrowserMatch", "mod_setenvif"), ("Alias", "mod_alias"), ("ErrorDocument", "core")]
     {
-        let n = err.lines().filter(|l| l.contains(&format!("note: ignored: {name} ({module}"))).count();
+        let n = err.lines().filter(|l| l.contains(&format!(": ignored: {name} ({module}"))).count();
         assert_eq!(n, 1, "{name} ({module}) listed once: {err}");
     }
     let out = String::from_utf8_lossy(&check.stdout);

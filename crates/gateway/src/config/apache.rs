@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::apache_modules::{self, Verdict};
 use super::{
     ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, HeaderEditOp, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection,
-    ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
+    ReverseRule, Route, Severity, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
 };
 use crate::access::{AccessPolicy, Order, Require, parse_host_match, parse_net};
 
@@ -1564,7 +1564,7 @@ impl Ignored {
     fn report(self, d: &mut Diagnostics) {
         for (_, name, module, why, origin, n) in self.items {
             let times = if n == 1 { String::new() } else { format!(", {n} times") };
-            d.note(&origin, format!("ignored: {name} ({module}{times}): it {why}"));
+            d.push(Severity::Ignored, &origin, format!("{name} ({module}{times}): it {why}"), None);
         }
     }
 }
@@ -1695,7 +1695,7 @@ mod tests {
     }
 
     fn notes(d: &Diagnostics) -> Vec<String> {
-        d.items.iter().filter(|i| i.severity == Severity::Note).map(|i| i.to_string()).collect()
+        d.items.iter().filter(|i| i.severity <= Severity::Ignored).map(|i| i.to_string()).collect()
     }
 
     #[test]
@@ -1707,9 +1707,9 @@ mod tests {
         let n = notes(&d);
         let lang: Vec<&String> = n.iter().filter(|m| m.contains("AddLanguage")).collect();
         assert_eq!(lang.len(), 1, "{n:?}");
-        assert!(lang[0].starts_with("httpd.conf:5: note: ignored: AddLanguage (mod_mime, 2 times)"), "{}", lang[0]);
-        assert!(n.iter().any(|m| m.starts_with("httpd.conf:7: note: ignored: AddCharset (mod_mime)")), "{n:?}");
-        assert!(n.iter().any(|m| m.starts_with("httpd.conf:9: note: ignored: BrowserMatch (mod_setenvif)")), "{n:?}");
+        assert!(lang[0].starts_with("httpd.conf:5: ignored: AddLanguage (mod_mime, 2 times)"), "{}", lang[0]);
+        assert!(n.iter().any(|m| m.starts_with("httpd.conf:7: ignored: AddCharset (mod_mime)")), "{n:?}");
+        assert!(n.iter().any(|m| m.starts_with("httpd.conf:9: ignored: BrowserMatch (mod_setenvif)")), "{n:?}");
     }
 
     #[test]
@@ -1768,7 +1768,7 @@ mod tests {
         let status = "<Location /server-status>\nSetHandler server-status\nRequire local\n</Location>\n";
         let (_, d) = parse(&format!("Listen 80\n{status}ProxyPass /stash http://127.0.0.1:7990/stash\n"));
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
-        assert!(notes(&d).iter().any(|n| n.starts_with("httpd.conf:2: note: ignored: <Location /server-status> with SetHandler server-status (mod_status)")));
+        assert!(notes(&d).iter().any(|n| n.starts_with("httpd.conf:2: ignored: <Location /server-status> with SetHandler server-status (mod_status)")));
         // Apache would answer /server-status itself; trove would proxy it: refused.
         let (_, d) = parse(&format!("Listen 80\n{status}ProxyPass / http://127.0.0.1:7990/\n"));
         let e = errors(&d);
