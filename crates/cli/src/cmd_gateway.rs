@@ -42,7 +42,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    print_diagnostics(&diags, Severity::Warning);
+    // Ignored directives are listed at start too: an administrator who moves from Apache sees
+    // what the gateway will not do (serve /icons/, /server-status, …) without running --check.
+    print_diagnostics(&diags, Severity::Ignored);
     cfg.log.json = cfg.log.json || args.log_format == "json";
     crate::logging::init(&cfg.log.level, &cfg.log.error)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -179,7 +179,7 @@ fn apache_config_is_accepted_by_trove_gateway_and_by_apache() {
     };
     ok_admin(&["settings", "base-url", "https://git.example.com/stash"]);
     ok_admin(&["settings", "context-path", "/stash"]);
-    let out = trove().args(["apache-config", "--data", data.to_str().unwrap()]).output().unwrap();
+    let out = trove().args(["apache-config", "--layout", "generic", "--data", data.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let conf = d.path().join("apache.conf");
     std::fs::write(&conf, &out.stdout).unwrap();

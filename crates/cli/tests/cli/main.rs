@@ -2,6 +2,7 @@
 //! logs, and `trove up` as a new user runs it, with real git over real TLS on loopback.
 
 mod admin;
+mod apache_layouts;
 mod api;
 mod doctor;
 mod gateway;

@@ -4,14 +4,15 @@
 //! Every directive is either honoured, accepted with a note (it cannot change proxy behaviour),
 //! or an error naming file and line; nothing is silently ignored.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::apache_modules::{self, Verdict};
 use super::{
     ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, HeaderEditOp, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection,
-    ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
+    ReverseRule, Route, Severity, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
 };
 use crate::access::{AccessPolicy, Order, Require, parse_host_match, parse_net};
 
@@ -76,10 +77,6 @@ const NOTED: &[&str] = &[
     "traceenable",
     "enablesendfile",
     "enablemmap",
-    "documentroot",
-    "directoryindex",
-    "typesconfig",
-    "addtype",
     "usecanonicalname",
     "sslrandomseed",
     "sslsessioncache",
@@ -93,9 +90,18 @@ const NOTED: &[&str] = &[
     "acceptfilter",
     "listenbacklog",
     "requestreadtimeout",
-    "scriptalias",
     "sslproxyengine",
+    "sslcryptodevice",
+    "sslproxyciphersuite",
+    "sslproxyprotocol",
+    "documentroot",
+    "errorlogformat",
+    "maxmemfree",
 ];
+
+/// Modules compiled into Debian's and RHEL's `httpd` (`apache2 -l`): present without LoadModule.
+const BUILT_IN_MODULES: &[&str] =
+    &["core_module", "so_module", "watchdog_module", "http_module", "log_config_module", "logio_module", "version_module", "unixd_module"];
 
 /// Sections whose contents govern local files, not proxying: skipped with a note.
 const SKIPPED_SECTIONS: &[&str] = &["directory", "directorymatch", "files", "filesmatch", "limit", "limitexcept"];
@@ -105,6 +111,105 @@ struct Reader<'a> {
     server_root: Option<PathBuf>,
     seen: HashSet<PathBuf>,
     depth: usize,
+    vars: Vars,
+}
+
+/// Where `${NAME}` in a directive takes its value from, in Apache's order (`ap_resolve_env`):
+/// names given with `Define`, then the environment. Debian's `apache2ctl` sources `envvars`
+/// beside apache2.conf before starting Apache, so its exports are read as the environment and
+/// win over the process's own, as they do under apache2ctl.
+#[derive(Default)]
+struct Vars {
+    defines: HashMap<String, String>,
+    envvars: HashMap<String, String>,
+}
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<String> {
+        self.defines.get(name).or_else(|| self.envvars.get(name)).cloned().or_else(|| std::env::var(name).ok())
+    }
+
+    /// Replace every `${NAME}`; names with no value are left as written (as Apache does,
+    /// with its warning AH00111) and returned.
+    fn expand(&self, s: &str) -> (String, Vec<String>) {
+        let mut out = String::new();
+        let mut missing = Vec::new();
+        let mut rest = s;
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            match after.find('}') {
+                Some(j) => {
+                    let name = &after[..j];
+                    match self.get(name) {
+                        Some(v) => out.push_str(&v),
+                        None => {
+                            out.push_str(&rest[i..i + 3 + j]);
+                            missing.push(name.to_string());
+                        }
+                    }
+                    rest = &after[j + 1..];
+                }
+                None => {
+                    out.push_str(&rest[i..]);
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        (out, missing)
+    }
+}
+
+/// The `export NAME=value` lines of Debian's `/etc/apache2/envvars` (a shell script that
+/// apache2ctl sources). `$SUFFIX` is what the script makes of the folder name: `-NAME` for
+/// `/etc/apache2-NAME`, else empty (Debian's multiple-instance layout).
+fn parse_envvars(text: &str, conf_dir: &Path) -> HashMap<String, String> {
+    let dir_name = conf_dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let suffix = dir_name.strip_prefix("apache2-").map(|s| format!("-{s}")).unwrap_or_default();
+    let mut known: HashMap<String, String> = HashMap::new();
+    known.insert("SUFFIX".into(), suffix);
+    known.insert("APACHE_CONFDIR".into(), conf_dir.display().to_string());
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(assign) = line.strip_prefix("export ") else { continue };
+        let Some((name, value)) = assign.split_once('=') else { continue };
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+        // `$NAME` and `${NAME}` from what the script set before this line.
+        let mut v = String::new();
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '$' {
+                v.push(c);
+                continue;
+            }
+            let braced = chars.peek() == Some(&'{');
+            if braced {
+                chars.next();
+            }
+            let mut var = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    var.push(c);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            if braced && chars.peek() == Some(&'}') {
+                chars.next();
+            }
+            v.push_str(&known.get(&var).cloned().or_else(|| std::env::var(&var).ok()).unwrap_or_default());
+        }
+        known.insert(name.to_string(), v.clone());
+        out.insert(name.to_string(), v);
+    }
+    out
 }
 
 impl Reader<'_> {
@@ -157,7 +262,18 @@ impl Reader<'_> {
             };
             let mut tokens = tokens.into_iter();
             let Some(first) = tokens.next() else { continue };
-            let mut args: Vec<String> = tokens.collect();
+            let mut args: Vec<String> = Vec::new();
+            for t in tokens {
+                let (v, missing) = self.vars.expand(&t);
+                for name in missing {
+                    self.diags.warn(
+                        &origin,
+                        format!("${{{name}}} is not defined, so it stays as written (Apache leaves it too, with warning AH00111)"),
+                        format!("export {name} in the environment (Debian: in envvars beside apache2.conf) or add 'Define {name} VALUE' above"),
+                    );
+                }
+                args.push(v);
+            }
             let name = if let Some(sec) = first.strip_prefix('<') {
                 // `<VirtualHost *:443>`: the closing '>' ends the last argument (or the name).
                 let mut name = format!("<{sec}");
@@ -182,6 +298,21 @@ impl Reader<'_> {
                 first
             };
             let lname = name.to_ascii_lowercase();
+            // `Define` acts while the file is read, so later lines (and Includes) see it. It is
+            // applied even inside an <IfModule> that turns out inactive: a rare difference
+            // that can only define a variable nothing then uses.
+            if lname == "define" || lname == "undefine" {
+                match args.first() {
+                    Some(n) if lname == "define" => {
+                        self.vars.defines.insert(n.clone(), args.get(1).cloned().unwrap_or_default());
+                    }
+                    Some(n) => {
+                        self.vars.defines.remove(n);
+                    }
+                    None => self.diags.error(&origin, format!("{name} needs a name"), format!("write for example '{name} NAME'")),
+                }
+                continue;
+            }
             if lname == "include" || lname == "includeoptional" {
                 let optional = lname == "includeoptional";
                 for pat in &args {
@@ -352,6 +483,9 @@ struct ServerDraft {
     ssl_engine: Option<bool>,
     redirect: Option<String>,
     tls: TlsDraft,
+    /// `<Location PATH>` sections handed to a local handler (`SetHandler server-status`):
+    /// (path, handler, module, where).
+    local_handlers: Vec<(String, String, &'static str, Origin)>,
     origin: Origin,
 }
 
@@ -391,7 +525,17 @@ pub fn load(path: &Path) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
     let mut diags = Diagnostics::default();
     let mut lines = Vec::new();
     {
-        let mut r = Reader { diags: &mut diags, server_root: None, seen: HashSet::new(), depth: 0 };
+        let mut vars = Vars::default();
+        let conf_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let envvars = conf_dir.join("envvars");
+        if let Ok(text) = std::fs::read_to_string(&envvars) {
+            vars.envvars = parse_envvars(&text, &conf_dir.canonicalize().unwrap_or_else(|_| conf_dir.to_path_buf()));
+            diags.note(
+                &Origin { file: envvars.clone(), line: 1 },
+                format!("${{…}} variables are taken from {} first, as Debian's apache2ctl does", envvars.display()),
+            );
+        }
+        let mut r = Reader { diags: &mut diags, server_root: None, seen: HashSet::new(), depth: 0, vars };
         r.read_file(path, &mut lines, None)?;
     }
     let cfg = compile(path, &lines, &mut diags);
@@ -434,11 +578,19 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
     let mut log = LogConfig::default();
     let mut formats: Vec<(String, String)> = vec![("combined".into(), super::COMBINED.into()), ("common".into(), super::COMMON.into())];
     let mut custom_log: Option<(String, String, Origin)> = None;
-    let mut loaded: HashSet<String> = EMULATED_MODULES.iter().map(|s| s.to_string()).collect();
+    // `<IfModule>` asks what is loaded. A file with LoadModule lines (Debian's and RHEL's stock
+    // layouts, anything `apache2 -t` accepts) says so itself, plus the modules compiled in; a
+    // file written for trove alone, with none, has every module trove emulates.
+    let explicit_modules = lines.iter().any(|l| l.name.eq_ignore_ascii_case("loadmodule"));
+    let mut loaded: HashSet<String> =
+        if explicit_modules { BUILT_IN_MODULES.iter().map(|s| s.to_string()).collect() } else { EMULATED_MODULES.iter().map(|s| s.to_string()).collect() };
+    let mut not_emulated: Vec<String> = Vec::new();
+    let mut ignored = Ignored::default();
+    let mut server_root: Option<PathBuf> = None;
     let mut passphrase = PassphraseSetting::None;
     let mut server_root_noted = false;
 
-    for l in lines {
+    for (idx, l) in lines.iter().enumerate() {
         let lname = l.name.to_ascii_lowercase();
         // Inside a skipped section, only track nesting.
         if let Some(Ctx::Skip { name }) = stack.last() {
@@ -517,6 +669,25 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
             }
             "<location" => {
                 let p = l.args.first().cloned().unwrap_or_default();
+                // `<Location /server-status> SetHandler server-status`: Apache serves the path
+                // itself (Debian's stock mods-enabled/status.conf). The gateway serves no local
+                // content, so the section is skipped, unless a route would proxy that path:
+                // there Apache's handler wins over ProxyPass, which the gateway cannot copy.
+                if let Some(h) = section_body(lines, idx).iter().find(|b| b.name.eq_ignore_ascii_case("sethandler")).and_then(|b| b.args.first())
+                    && !h.eq_ignore_ascii_case("none")
+                    && !h.to_ascii_lowercase().starts_with("proxy:")
+                {
+                    let module = apache_modules::handler_module(h);
+                    ignored.add(
+                        &l.origin,
+                        &format!("<Location {p}> with SetHandler {h}"),
+                        module,
+                        "serves the path from a local handler, which the gateway does not have",
+                    );
+                    server!().local_handlers.push((p, h.clone(), module, l.origin.clone()));
+                    stack.push(Ctx::Skip { name: "location".into() });
+                    continue;
+                }
                 if !p.starts_with('/') {
                     d.error(&l.origin, format!("<Location {p}> must name a path starting with '/'"), "write for example <Location /stash>");
                 }
@@ -550,6 +721,31 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                 d.note(&l.origin, format!("{}> governs local files, which the gateway does not serve; its contents are skipped", l.name));
                 stack.push(Ctx::Skip { name: n[1..].to_string() });
             }
+            "<locationmatch" => {
+                // RHEL's stock welcome.conf: `<LocationMatch "^/+$"> Options -Indexes
+                // ErrorDocument 403 …`. Regular expressions are not supported, but a section
+                // holding only directives that cannot change a proxied request needs none.
+                let body = section_body(lines, idx);
+                let all_ignorable = body
+                    .iter()
+                    .all(|b| matches!(apache_modules::lookup(&b.name.to_ascii_lowercase(), &b.args), Some(k) if matches!(k.verdict, Verdict::Ignored(_))));
+                if all_ignorable {
+                    for b in body {
+                        if let Some(apache_modules::Known { module, verdict: Verdict::Ignored(why) }) =
+                            apache_modules::lookup(&b.name.to_ascii_lowercase(), &b.args)
+                        {
+                            ignored.add(&b.origin, &b.name, module, why);
+                        }
+                    }
+                } else {
+                    d.error(
+                        &l.origin,
+                        "<LocationMatch> (regular expressions) is not supported",
+                        "use <Location /prefix>, or ProxyPass rules, which are tried in order",
+                    );
+                }
+                stack.push(Ctx::Skip { name: "locationmatch".into() });
+            }
             n if n.starts_with('<') => {
                 d.error(&l.origin, format!("unknown section {}>", l.name), "remove it; see docs/gateway.md for the supported directives");
                 stack.push(Ctx::Skip { name: n[1..].to_string() });
@@ -559,12 +755,8 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     d.error(&l.origin, "LoadModule needs a module name and a file", "write for example 'LoadModule proxy_module modules/mod_proxy.so'");
                     continue;
                 };
-                if !EMULATED_MODULES.contains(&m.as_str()) {
-                    d.warn(
-                        &l.origin,
-                        format!("module {m} is not emulated by trove; its directives will be refused"),
-                        "remove the LoadModule line if you do not need it",
-                    );
+                if !EMULATED_MODULES.contains(&m.as_str()) && !BUILT_IN_MODULES.contains(&m.as_str()) && !not_emulated.contains(m) {
+                    not_emulated.push(m.clone());
                 }
                 loaded.insert(m.clone());
             }
@@ -805,7 +997,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                 None => d.error(&l.origin, "LimitRequestFieldSize takes a number of bytes", "write for example 'LimitRequestFieldSize 8190'"),
             },
             "errorlog" => match l.args.first() {
-                Some(p) => log.error = log_dest(p, &l.origin),
+                Some(p) => log.error = log_dest(p, server_root.as_deref()),
                 None => d.error(&l.origin, "ErrorLog needs a file", "write for example 'ErrorLog /var/log/trove/error.log'"),
             },
             "customlog" | "transferlog" => {
@@ -864,6 +1056,15 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     continue;
                 };
                 let value = l.args.join(" ");
+                // RHEL's stock ssl.conf: `PROFILE=SYSTEM` hands the choice to the system-wide
+                // crypto policy (update-crypto-policies(8)), which only OpenSSL reads.
+                if lname == "sslciphersuite" && value.eq_ignore_ascii_case("PROFILE=SYSTEM") {
+                    d.note(
+                        &l.origin,
+                        "SSLCipherSuite PROFILE=SYSTEM (RHEL's crypto policy) is read as unset: trove offers its own suites, ECDHE with AES-GCM or ChaCha20-Poly1305",
+                    );
+                    continue;
+                }
                 let t = &mut server!().tls;
                 t.origin.get_or_insert_with(|| l.origin.clone());
                 match lname.as_str() {
@@ -912,6 +1113,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
             },
             n if NOTED.contains(&n) => {
                 if n == "serverroot" {
+                    server_root = l.args.first().map(PathBuf::from);
                     if server_root_noted {
                         continue;
                     }
@@ -919,15 +1121,31 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                 }
                 d.note(&l.origin, format!("{} is accepted; it does not change how trove proxies", l.name));
             }
-            _ => {
-                d.error(
+            n => match apache_modules::lookup(n, &l.args) {
+                Some(apache_modules::Known { module, verdict: Verdict::Ignored(why) }) => ignored.add(&l.origin, &l.name, module, why),
+                Some(apache_modules::Known { module, verdict: Verdict::Refused(what) }) => d.error(
+                    &l.origin,
+                    format!("{} ({module}) is not implemented by trove, and it {what}", l.name),
+                    "remove it, or keep Apache for this site; docs/gateway.md lists every supported directive",
+                ),
+                None => d.error(
                     &l.origin,
                     format!("unknown directive '{}'", l.name),
                     "remove it or check the spelling; docs/gateway.md lists every supported directive",
-                );
-            }
+                ),
+            },
         }
     }
+    if !not_emulated.is_empty() {
+        d.note(
+            &Origin { file: path.to_path_buf(), line: 1 },
+            format!(
+                "loaded modules that trove does not implement: {}; their directives are ignored where they cannot change a proxied request, refused where they can",
+                not_emulated.join(", ")
+            ),
+        );
+    }
+    ignored.report(d);
     for c in stack.iter().skip(1) {
         let what = match c {
             Ctx::VirtualHost => "<VirtualHost>",
@@ -947,7 +1165,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
 
     // Access log.
     if let Some((p, fmt, _o)) = custom_log {
-        log.access = log_dest(&p, &_o);
+        log.access = log_dest(&p, server_root.as_deref());
         log.access_format = formats.iter().rev().find(|(n, _)| *n == fmt).map(|(_, f)| f.clone()).unwrap_or(fmt);
     } else {
         log.access = LogDest::Off;
@@ -1000,6 +1218,24 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
             resp_h.extend(main.response_headers.iter().cloned());
         }
         route_drafts.extend(draft.routes.iter());
+        // A `<Location>` handed to a local handler: Apache runs that handler even where a
+        // ProxyPass matches (SetHandler overrides mod_proxy's handler in the fixups phase), so
+        // the gateway, which would proxy it, must refuse the overlap.
+        let handlers = if is_main { &draft.local_handlers[..0] } else { &main.local_handlers[..] };
+        for (loc, h, module, o) in handlers.iter().chain(draft.local_handlers.iter()) {
+            if let Some(rd) = route_drafts.iter().find(|r| loc.starts_with(r.path.as_str()))
+                && rd.target.is_some()
+            {
+                d.error(
+                    o,
+                    format!(
+                        "<Location {loc}> hands requests to {module}'s {h} handler in Apache, but ProxyPass {} ({}) would proxy them in trove",
+                        rd.path, rd.origin
+                    ),
+                    format!("exclude the path with 'ProxyPass {loc} !' before the ProxyPass, or remove the <Location> section"),
+                );
+            }
+        }
         rev.extend(draft.reverse.iter().cloned());
         cp.extend(draft.cookie_paths.iter().cloned());
         cd.extend(draft.cookie_domains.iter().cloned());
@@ -1291,13 +1527,61 @@ fn parse_vhost_addr(a: &str) -> Result<VhostAddr, String> {
     Ok(VhostAddr { ip, port })
 }
 
-fn log_dest(p: &str, _o: &Origin) -> LogDest {
+/// A relative log file is under ServerRoot, as Apache's `ap_server_root_relative` makes it
+/// (RHEL's stock `ErrorLog "logs/error_log"`).
+fn log_dest(p: &str, server_root: Option<&Path>) -> LogDest {
     match p {
         "/dev/stderr" => LogDest::Stderr,
         "/dev/stdout" => LogDest::Stdout,
         "off" | "/dev/null" => LogDest::Off,
         p if p.starts_with('|') => LogDest::Stderr,
-        p => LogDest::File(PathBuf::from(p)),
+        p => match server_root {
+            Some(root) if Path::new(p).is_relative() => LogDest::File(root.join(p)),
+            _ => LogDest::File(PathBuf::from(p)),
+        },
+    }
+}
+
+/// The lines between a section opener at `idx` and its matching closer.
+fn section_body(lines: &[Line], idx: usize) -> &[Line] {
+    let name = lines[idx].name.to_ascii_lowercase();
+    let close = format!("</{}", name.trim_start_matches('<'));
+    let mut depth = 0usize;
+    for (i, l) in lines.iter().enumerate().skip(idx + 1) {
+        let n = l.name.to_ascii_lowercase();
+        if n == name {
+            depth += 1;
+        } else if n == close {
+            if depth == 0 {
+                return &lines[idx + 1..i];
+            }
+            depth -= 1;
+        }
+    }
+    &lines[idx + 1..]
+}
+
+/// Directives of modules trove does not implement that cannot change a proxied request:
+/// each listed once, at its first use, with its module and how often it appears.
+#[derive(Default)]
+struct Ignored {
+    items: Vec<(String, String, &'static str, &'static str, Origin, usize)>,
+}
+
+impl Ignored {
+    fn add(&mut self, origin: &Origin, name: &str, module: &'static str, why: &'static str) {
+        let key = name.to_ascii_lowercase();
+        match self.items.iter_mut().find(|i| i.0 == key) {
+            Some(i) => i.5 += 1,
+            None => self.items.push((key, name.to_string(), module, why, origin.clone(), 1)),
+        }
+    }
+
+    fn report(self, d: &mut Diagnostics) {
+        for (_, name, module, why, origin, n) in self.items {
+            let times = if n == 1 { String::new() } else { format!(", {n} times") };
+            d.push(Severity::Ignored, &origin, format!("{name} ({module}{times}): it {why}"), None);
+        }
     }
 }
 
@@ -1416,14 +1700,119 @@ mod tests {
     }
 
     #[test]
-    fn core_directives_are_noted_and_unemulated_modules_warned() {
+    fn core_directives_are_noted_and_unemulated_modules_listed() {
         let (_, d) = parse(
             "ServerRoot /etc/apache2\nPidFile /run/a.pid\nUser www-data\nGroup www-data\nLoadModule rewrite_module m.so\nLoadModule proxy_module m.so\nListen 80\n",
         );
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
         let notes = d.items.iter().filter(|i| i.severity == Severity::Note).count();
         assert!(notes >= 3);
-        assert!(d.items.iter().any(|i| i.severity == Severity::Warning && i.message.contains("rewrite_module")));
+        assert!(d.items.iter().any(|i| i.severity == Severity::Note && i.message.contains("not implement: rewrite_module;")), "{:?}", d.items);
+    }
+
+    fn notes(d: &Diagnostics) -> Vec<String> {
+        d.items.iter().filter(|i| i.severity <= Severity::Ignored).map(|i| i.to_string()).collect()
+    }
+
+    #[test]
+    fn local_file_directives_are_listed_once_as_ignored_with_their_module() {
+        let (_, d) = parse(
+            "Listen 80\nLoadModule mime_module m.so\nLoadModule setenvif_module m.so\n<IfModule mod_mime.c>\nAddLanguage da .dk\nAddLanguage de .de\nAddCharset UTF-8 .utf8\n</IfModule>\nBrowserMatch Mozilla/2 nokeepalive\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let n = notes(&d);
+        let lang: Vec<&String> = n.iter().filter(|m| m.contains("AddLanguage")).collect();
+        assert_eq!(lang.len(), 1, "{n:?}");
+        assert!(lang[0].starts_with("httpd.conf:5: ignored: AddLanguage (mod_mime, 2 times)"), "{}", lang[0]);
+        assert!(n.iter().any(|m| m.starts_with("httpd.conf:7: ignored: AddCharset (mod_mime)")), "{n:?}");
+        assert!(n.iter().any(|m| m.starts_with("httpd.conf:9: ignored: BrowserMatch (mod_setenvif)")), "{n:?}");
+    }
+
+    #[test]
+    fn directives_that_change_proxied_requests_are_refused_with_their_module() {
+        let (_, d) =
+            parse("Listen 80\nRewriteEngine On\nRewriteRule ^/old /stash [R]\nAddOutputFilterByType SUBSTITUTE text/html\nSetEnv proxy-nokeepalive 1\n");
+        let e = errors(&d);
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].starts_with("httpd.conf:2: error: RewriteEngine (mod_rewrite) is not implemented by trove"), "{}", e[0]);
+        assert!(e[1].starts_with("httpd.conf:3: error: RewriteRule (mod_rewrite)"), "{}", e[1]);
+        assert!(e[2].starts_with("httpd.conf:4: error: AddOutputFilterByType (mod_filter)"), "{}", e[2]);
+        assert!(e[3].starts_with("httpd.conf:5: error: SetEnv (mod_env)"), "{}", e[3]);
+        assert!(e.iter().all(|e| e.contains(" — ")), "each says the fix: {e:?}");
+    }
+
+    #[test]
+    fn ifmodule_follows_the_load_module_lines_when_the_file_has_them() {
+        // With LoadModule lines, as on Debian: ssl_module is not loaded, so no Listen 443.
+        let (c, d) = parse(
+            "LoadModule proxy_module m.so\nListen 80\n<IfModule ssl_module>\nListen 443\n</IfModule>\n<IfModule mod_version.c>\nListen 81\n</IfModule>\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.listeners.iter().map(|l| l.addr.port()).collect::<Vec<_>>(), [80, 81]);
+        // Without any, every module trove emulates counts as loaded.
+        let (c, _) = parse("Listen 80\n<IfModule ssl_module>\nListen 443\n</IfModule>\n");
+        assert_eq!(c.listeners.len(), 2);
+    }
+
+    #[test]
+    fn variables_come_from_define_then_envvars_then_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("envvars"), "unset HOME\nexport APACHE_LOG_DIR=/var/log/apache2$SUFFIX\nexport APACHE_X=\"${APACHE_LOG_DIR}/x\"\n")
+            .unwrap();
+        let main = dir.path().join("apache2.conf");
+        std::fs::write(&main, "Listen 80\nDefine PORT 7990\nErrorLog ${APACHE_X}/error.log\nProxyPass / http://127.0.0.1:${PORT}/\nCustomLog ${TROVE_SURELY_UNSET_VAR}/a.log combined\n").unwrap();
+        let (c, d) = load(&main).unwrap();
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.log.error, LogDest::File("/var/log/apache2/x/error.log".into()));
+        assert_eq!(c.servers[0].routes[0].upstream.as_ref().unwrap().port, 7990);
+        // Apache leaves an undefined name as written and warns (AH00111); so do we, with the fix.
+        assert_eq!(c.log.access, LogDest::File("${TROVE_SURELY_UNSET_VAR}/a.log".into()));
+        let w: Vec<String> = d.items.iter().filter(|i| i.severity == Severity::Warning).map(|i| i.to_string()).collect();
+        assert!(w.iter().any(|w| w.contains(":5: warning: ${TROVE_SURELY_UNSET_VAR} is not defined") && w.contains("Define TROVE_SURELY_UNSET_VAR")), "{w:?}");
+    }
+
+    #[test]
+    fn relative_log_paths_are_under_server_root() {
+        let (c, d) = parse("ServerRoot /etc/httpd\nListen 80\nErrorLog \"logs/error_log\"\nCustomLog logs/access_log combined\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.log.error, LogDest::File("/etc/httpd/logs/error_log".into()));
+        assert_eq!(c.log.access, LogDest::File("/etc/httpd/logs/access_log".into()));
+    }
+
+    #[test]
+    fn location_with_a_local_handler_is_skipped_unless_a_route_would_proxy_it() {
+        let status = "<Location /server-status>\nSetHandler server-status\nRequire local\n</Location>\n";
+        let (_, d) = parse(&format!("Listen 80\n{status}ProxyPass /stash http://127.0.0.1:7990/stash\n"));
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert!(notes(&d).iter().any(|n| n.starts_with("httpd.conf:2: ignored: <Location /server-status> with SetHandler server-status (mod_status)")));
+        // Apache would answer /server-status itself; trove would proxy it: refused.
+        let (_, d) = parse(&format!("Listen 80\n{status}ProxyPass / http://127.0.0.1:7990/\n"));
+        let e = errors(&d);
+        assert!(
+            e.len() == 1 && e[0].starts_with("httpd.conf:2: error: <Location /server-status> hands requests to mod_status's server-status handler"),
+            "{e:?}"
+        );
+        // Excluding the path first, as the fix says, is accepted.
+        let (_, d) = parse(&format!("Listen 80\n{status}ProxyPass /server-status !\nProxyPass / http://127.0.0.1:7990/\n"));
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+    }
+
+    #[test]
+    fn rhel_profile_system_cipher_suite_is_read_as_unset() {
+        let (c, d) = parse(
+            "Listen 443 https\n<VirtualHost _default_:443>\nSSLEngine on\nSSLCipherSuite PROFILE=SYSTEM\nSSLCertificateFile /etc/pki/tls/certs/localhost.crt\n</VirtualHost>\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.tls_sites[0].cipher_suite, None);
+        assert!(notes(&d).iter().any(|n| n.starts_with("httpd.conf:4: note: SSLCipherSuite PROFILE=SYSTEM")), "{:?}", notes(&d));
+    }
+
+    #[test]
+    fn location_match_with_only_ignorable_directives_is_skipped() {
+        let (_, d) = parse("Listen 80\n<LocationMatch \"^/+$\">\nOptions -Indexes\nErrorDocument 403 /.noindex.html\n</LocationMatch>\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let (_, d) = parse("Listen 80\n<LocationMatch \"^/git\">\nRequestHeader set X-A b\n</LocationMatch>\n");
+        assert!(errors(&d).iter().any(|e| e.contains("<LocationMatch> (regular expressions) is not supported")), "{:?}", errors(&d));
     }
 
     #[test]

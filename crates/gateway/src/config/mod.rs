@@ -4,6 +4,7 @@
 //! `GatewayConfig`; a config with any error is never run.
 
 pub mod apache;
+mod apache_modules;
 pub mod toml;
 
 use std::fmt;
@@ -29,6 +30,9 @@ impl fmt::Display for Origin {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Note,
+    /// A directive of a module trove does not implement that cannot change a proxied request,
+    /// listed once (file, line of its first use, module, count); shown when the gateway starts.
+    Ignored,
     Warning,
     Error,
 }
@@ -46,6 +50,7 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sev = match self.severity {
             Severity::Note => "note",
+            Severity::Ignored => "ignored",
             Severity::Warning => "warning",
             Severity::Error => "error",
         };

@@ -40,7 +40,9 @@ struct Apache {
 
 impl Drop for Apache {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM makes Apache stop its worker children before it exits; SIGKILL (Child::kill)
+        // would leave them running as orphans (https://httpd.apache.org/docs/2.4/stopping.html).
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
 }
