@@ -23,6 +23,9 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
+    /// Create a new, empty installation in the data directory (for a set-up by hand or by a
+    /// script, before `trove server` first starts); the other commands refuse a missing one.
+    Init,
     /// Users: `add NAME [--admin] [--password-stdin]`, `passwd NAME [--password-stdin]`,
     /// `global NAME PERMISSION`, `unlock NAME`, `locks`.
     #[command(subcommand)]
@@ -162,7 +165,7 @@ fn open_existing(data: &std::path::Path) -> anyhow::Result<Store> {
     if !data.join("trove.db").is_file() {
         let what = if data.is_dir() { "holds no Trove installation (no trove.db)" } else { "does not exist" };
         bail!(
-            "data directory {} {what}; give --data DIR of an installation (`trove up` and `trove server` create one in ./{DEFAULT_DATA_DIR} on first start)",
+            "data directory {} {what}; give --data DIR of an installation (`trove up` and `trove server` create one in ./{DEFAULT_DATA_DIR} on first start, `trove admin --data DIR init` an empty one)",
             shown.display()
         );
     }
@@ -170,8 +173,18 @@ fn open_existing(data: &std::path::Path) -> anyhow::Result<Store> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Command::Init = args.command {
+        let shown = std::path::absolute(&args.data).unwrap_or_else(|_| args.data.clone());
+        if args.data.join("trove.db").is_file() {
+            bail!("{} already holds a Trove installation; nothing was changed", shown.display());
+        }
+        Store::open(&args.data).with_context(|| format!("cannot create data directory {}", shown.display()))?;
+        println!("created an empty installation in {}", shown.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = open_existing(&args.data)?;
     match args.command {
+        Command::Init => unreachable!("handled above"),
         Command::User(UserCommand::Add { name, admin, password_stdin }) => {
             let name = UserName::parse(&name)?;
             if store.user(&name)?.is_some() {

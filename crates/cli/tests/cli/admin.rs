@@ -25,6 +25,10 @@ fn admin_refuses_a_data_directory_that_does_not_exist_or_holds_no_installation()
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no Trove installation"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "files were written into a directory that is not an installation");
+    // `init` is the one command whose point is to create one; twice is refused.
+    ok(&admin(&missing, &["init"]), "init");
+    ok(&admin(&missing, &["project", "add", "TP"]), "project add after init");
+    assert!(!admin(&missing, &["init"]).status.success(), "init over an installation");
 }
 
 fn get(port: u16, path: &str) -> String {

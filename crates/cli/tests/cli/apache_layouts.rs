@@ -141,6 +141,7 @@ fn debian_site_from_apache_config_passes_apache2ctl_configtest_and_proxies() {
     let port = free_port();
     let data = t.dir.path().join("data");
     let d = path_str(&data);
+    ok(&trove().args(["admin", "--data", &d, "init"]).output().unwrap(), "init");
     ok(&trove().args(["admin", "--data", &d, "settings", "base-url", &format!("https://localhost:{port}/stash")]).output().unwrap(), "base-url");
     ok(&trove().args(["admin", "--data", &d, "settings", "context-path", "/stash"]).output().unwrap(), "context-path");
     ok(&trove().args(["cert", "self-signed", "--host", "localhost", "--out", &path_str(&data.join("tls"))]).output().unwrap(), "cert");

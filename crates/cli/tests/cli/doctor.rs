@@ -33,6 +33,7 @@ fn setup(server_ctx: &str, public_ctx: &str) -> Setup {
     let dir = tmp();
     let data = dir.path().join("data");
     let (https, server) = (free_port(), free_port());
+    admin(&data, &["init"]);
     admin(&data, &["user", "add", "admin", "--admin", "--password-stdin"]);
     admin(&data, &["project", "add", "TP"]);
     admin(&data, &["repo", "add", "TP/test"]);

@@ -177,6 +177,7 @@ fn apache_config_is_accepted_by_trove_gateway_and_by_apache() {
         let o = trove().args(["admin", "--data", data.to_str().unwrap()]).args(args).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
+    ok_admin(&["init"]);
     ok_admin(&["settings", "base-url", "https://git.example.com/stash"]);
     ok_admin(&["settings", "context-path", "/stash"]);
     let out = trove().args(["apache-config", "--layout", "generic", "--data", data.to_str().unwrap()]).output().unwrap();
