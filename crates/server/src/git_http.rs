@@ -430,6 +430,11 @@ async fn rpc(
         _ => None,
     };
     let mut cmd = git_command(&state, child_env(&state, protocol.as_deref(), pusher));
+    if service == Service::ReceivePack {
+        // Trove's own hooks (`hooks.rs`), never the repository's: a pushed or copied-in hook
+        // must not run as the server.
+        cmd.arg("-c").arg(format!("core.hooksPath={}", crate::hooks::dir(state.store.git_home()).display()));
+    }
     cmd.arg(service.subcommand()).arg("--stateless-rpc").arg(&path).stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| HttpError::Internal(format!("spawn git {}: {e}", service.subcommand())))?;
     state.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

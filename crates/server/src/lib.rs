@@ -11,6 +11,7 @@ mod challenge;
 mod config;
 mod error;
 mod git_http;
+mod hooks;
 mod maintenance;
 mod pktline;
 pub mod public_url;
@@ -125,6 +126,10 @@ impl Server {
             });
         }
         tracing::debug!(version = %String::from_utf8_lossy(&version.stdout).trim(), "found git");
+        hooks::install(store.git_home()).map_err(|e| ServerError::Git {
+            binary: config.git.binary.display().to_string(),
+            detail: format!("cannot write the push hooks into {}: {e}", store.git_home().display()),
+        })?;
         let base_url_from_config = config.base_url.is_some();
         let data_version = store.data_version()?;
         let base_url = match config.base_url {

@@ -239,3 +239,22 @@ fn pushes_are_followed_by_background_commit_graph_maintenance_unless_disabled() 
     assert!(!t.repo_dir("TP", "test").join(chain).exists(), "no maintenance when disabled");
     assert_eq!(bitmaps(&t), 0);
 }
+
+#[test]
+fn pushes_to_refs_reserved_for_pull_requests_are_refused_and_change_nothing() {
+    let t = TestServer::start();
+    let (work, tip) = t.seed("scm/TP/test.git", 1);
+    let url = t.url_as("writer", "scm/TP/test.git");
+    for target in ["main:refs/pull-requests/1/from", "main:refs/pull-requests/1/merge"] {
+        let err = t.git_fails(&work, &["push", &url, target]);
+        assert!(err.contains("reserved for pull request functionality"), "{err}");
+    }
+    // A push naming a reserved ref beside a branch is refused whole.
+    t.commit(&work, "more.txt", "more");
+    let err = t.git_fails(&work, &["push", &url, "main:main", "main:refs/pull-requests/2/from"]);
+    assert!(err.contains("reserved"), "{err}");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/main").as_deref(), Some(tip.as_str()));
+    assert_eq!(t.server_rev("TP", "test", "refs/pull-requests/1/from"), None);
+    // Ordinary refs still take pushes.
+    t.git_ok(&work, &["push", &url, "main:main", "main:refs/heads/feature/x", "main:refs/tags/v1"]);
+}
