@@ -39,6 +39,7 @@ pub struct RawConfig {
     pub scheme: Option<String>,
     pub secure: Option<bool>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub max_buffered_request_bytes: Option<u64>,
     #[serde(default)]
     pub git: RawGit,
     #[serde(default)]
@@ -115,6 +116,10 @@ pub struct ServerConfig {
     pub context_path: Option<ContextPath>,
     pub connector: Connector,
     pub trusted_proxies: Vec<IpNet>,
+    /// Memory that request bodies read whole (REST JSON, web forms, fetch negotiations) may
+    /// hold at once, across all requests; past it, requests get 503 rather than the process
+    /// growing. Pushes stream and do not count. Default 256 MiB; `0` disables the cap.
+    pub max_buffered_request_bytes: u64,
     pub git: GitSettings,
     pub auth: AuthSettings,
 }
@@ -130,6 +135,7 @@ impl ServerConfig {
             context_path: None,
             connector: Connector::default(),
             trusted_proxies: Vec::new(),
+            max_buffered_request_bytes: 256 << 20,
             git: GitSettings {
                 binary: PathBuf::from("git"),
                 max_concurrent_packs: cpus * 2,
@@ -214,6 +220,9 @@ impl ServerConfig {
         }
         if let Some(m) = raw.git.maintenance_after_push {
             c.git.maintenance_after_push = m;
+        }
+        if let Some(n) = raw.max_buffered_request_bytes {
+            c.max_buffered_request_bytes = n;
         }
         if let Some(n) = raw.auth.max_failed_logins {
             c.auth.max_failed_logins = n;
@@ -339,6 +348,7 @@ mod tests {
             "scheme",
             "secure",
             "trusted_proxies",
+            "max_buffered_request_bytes",
             "[git]",
             "binary",
             "max_concurrent_packs",

@@ -42,6 +42,9 @@ pub(crate) enum HttpError {
     RequestTooLarge { limit: u64 },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// Request bodies in memory are at their cap (`budget`): try again shortly.
+    #[error("{0}")]
+    Busy(#[from] crate::budget::Exhausted),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -90,6 +93,12 @@ impl IntoResponse for HttpError {
             }
             HttpError::RequestTooLarge { limit } => text(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body inflates to more than {limit} bytes.\n")),
             HttpError::BadRequest(msg) => text(StatusCode::BAD_REQUEST, format!("{msg}\n")),
+            HttpError::Busy(e) => {
+                tracing::warn!(total = e.total, "request refused: request bodies in memory are at their cap (max_buffered_request_bytes)");
+                let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "The server is busy reading other requests; try again in a few seconds.\n".into());
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
             HttpError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error; the server log has details.\n".into())

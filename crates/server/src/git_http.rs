@@ -25,6 +25,7 @@ use trove_store::{Authenticated, NameError, Owner, Permission, Repo, RepoSlug};
 
 use crate::AppState;
 use crate::auth;
+use crate::budget::{BodyBudget, Held};
 use crate::error::HttpError;
 use crate::pktline;
 use crate::public_url::RequestView;
@@ -316,7 +317,7 @@ enum Input {
 }
 
 /// Reads a whole body, refusing more than `limit` bytes.
-async fn read_capped(body: Body, limit: u64) -> Result<Bytes, HttpError> {
+async fn read_capped(body: Body, limit: u64, budget: &BodyBudget, held: &mut Held) -> Result<Bytes, HttpError> {
     let mut stream = body.into_data_stream();
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
@@ -324,6 +325,8 @@ async fn read_capped(body: Body, limit: u64) -> Result<Bytes, HttpError> {
         if (buf.len() + chunk.len()) as u64 > limit {
             return Err(HttpError::RequestTooLarge { limit });
         }
+        // Counted as it arrives, so a body that never finishes holds only what it sent.
+        budget.take(held, chunk.len() as u64)?;
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
@@ -357,21 +360,28 @@ async fn rpc(
     }
     let access = authorize(&state, &owner, &repo, &parts.headers, &view, service.needs()).await?;
     let limit = state.git.max_inflated_request_bytes;
+    // Memory of a body read whole, given back when this request is done with it.
+    let mut held = BodyBudget::none();
     let encoding = parts.headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
     let input = match encoding.as_deref() {
         // git gzips only fetch negotiation (remote-curl.c post_rpc), which is small: reading
         // it whole lets an oversized one get a clean 413 before any process starts.
         // (A gzip-encoded push would be read whole too, within the same cap.)
-        Some("gzip" | "x-gzip") => Input::Buffered(gunzip_capped(&read_capped(body, limit).await?, limit)?),
+        Some("gzip" | "x-gzip") => {
+            let compressed = read_capped(body, limit, &state.bodies, &mut held).await?;
+            let inflated = gunzip_capped(&compressed, limit)?;
+            state.bodies.take(&mut held, inflated.len() as u64)?;
+            Input::Buffered(inflated)
+        }
         None | Some("identity") => {
             let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
             match service {
                 // A fetch request is only wants and haves, and it must be read whole before a
                 // pack slot is taken: otherwise a client that sends half a request and stalls
                 // holds a slot, and a few such clients stop every clone. Capped like gzip bodies.
-                Service::UploadPack => Input::Buffered(read_capped(body, limit).await?),
+                Service::UploadPack => Input::Buffered(read_capped(body, limit, &state.bodies, &mut held).await?),
                 // A push is the pack itself, of any size: streamed, never buffered.
-                Service::ReceivePack if len == Some(4) => Input::Buffered(read_capped(body, 4).await?),
+                Service::ReceivePack if len == Some(4) => Input::Buffered(read_capped(body, 4, &state.bodies, &mut held).await?),
                 Service::ReceivePack => Input::Stream(body),
             }
         }

@@ -7,6 +7,7 @@
 mod advert;
 mod api;
 mod auth;
+mod budget;
 mod challenge;
 mod config;
 mod error;
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) running: std::sync::atomic::AtomicUsize,
     /// git upload-pack/receive-pack processes started since the server opened.
     pub(crate) started: std::sync::atomic::AtomicU64,
+    /// The cap on request bodies held in memory at once.
+    pub(crate) bodies: budget::BodyBudget,
     /// Settings another process may change in the database (`trove admin settings base-url`,
     /// another node): followed within a second, without a restart.
     pub(crate) settings_sync: SettingsSync,
@@ -163,6 +166,7 @@ impl Server {
             maintenance,
             running: std::sync::atomic::AtomicUsize::new(0),
             started: std::sync::atomic::AtomicU64::new(0),
+            bodies: budget::BodyBudget::new(config.max_buffered_request_bytes),
             settings_sync: SettingsSync {
                 base_url_from_config,
                 last_check_ms: Default::default(),

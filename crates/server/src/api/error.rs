@@ -51,6 +51,8 @@ pub(crate) enum ApiError {
     NoRoute(String),
     #[error("Method not allowed.")]
     MethodNotAllowed,
+    #[error("The server is busy reading other requests; try again in a few seconds.")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -117,6 +119,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None, msg, VALIDATION),
             ApiError::Conflict { exception, .. } => (StatusCode::CONFLICT, None, msg, exception),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, None, msg, "com.sun.jersey.api.NotFoundException"),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, None, msg, "com.atlassian.bitbucket.ServiceUnavailableException"),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 None,
@@ -156,6 +159,9 @@ impl IntoResponse for ApiError {
             ApiError::TooManyFailedLogins(d) | ApiError::AccountLocked { retry_after: Some(d), .. } => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
             }
+            ApiError::Busy => {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
             _ => {}
         }
         r
@@ -169,6 +175,10 @@ impl From<HttpError> for ApiError {
             HttpError::BadCredentials => ApiError::BadCredentials,
             HttpError::TooManyFailedLogins { retry_after } => ApiError::TooManyFailedLogins(retry_after),
             HttpError::AccountLocked { user, retry_after } => ApiError::AccountLocked { user, retry_after },
+            HttpError::Busy(e) => {
+                tracing::warn!(total = e.total, "REST request refused: request bodies in memory are at their cap (max_buffered_request_bytes)");
+                ApiError::Busy
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

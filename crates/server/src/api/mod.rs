@@ -137,9 +137,31 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         Ok(who) => who,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    // Every change needs a login: an anonymous one is answered before its body is read, so
+    // anonymous clients cannot make the server hold bodies.
+    let changes = !matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+    if changes && who.is_none() {
+        return ApiError::AuthRequired.into_response();
+    }
+    // What the body may take (its length, or the route's cap), from the one budget for bodies
+    // held in memory, before a byte of it is read.
+    let mut held = crate::budget::BodyBudget::none();
+    if changes {
+        let len = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        let need = match len {
+            Some(n) => n.min(BODY_LIMIT as u64 + 1),
+            None if chunked => BODY_LIMIT as u64,
+            None => 0,
+        };
+        if let Err(e) = state.bodies.take(&mut held, need) {
+            return ApiError::from(crate::error::HttpError::Busy(e)).into_response();
+        }
+    }
     let name = who.as_ref().and_then(|a| HeaderValue::from_str(a.user.name.as_str()).ok());
     req.extensions_mut().insert(Caller(who));
     let mut resp = next.run(req).await;
+    drop(held);
     if let Some(n) = name {
         resp.headers_mut().insert("x-ausername", n);
     }

@@ -122,6 +122,10 @@ pub(crate) enum WebError {
     /// A form without the right CSRF token (an old tab, or another site posting).
     Csrf,
     TooManyFailedLogins(std::time::Duration),
+    /// A form larger than any of ours.
+    TooLarge,
+    /// Request bodies in memory are at their cap.
+    Busy,
     Internal(String),
 }
 
@@ -151,6 +155,8 @@ impl IntoResponse for WebError {
             WebError::NotFound => (StatusCode::NOT_FOUND, "Page not found", "It does not exist, or you may not see it.".to_owned()),
             WebError::Forbidden => (StatusCode::FORBIDDEN, "Access denied", "You do not have permission to see this page.".to_owned()),
             WebError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "Bad request", msg),
+            WebError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Form too large", format!("A form may send at most {FORM_LIMIT} bytes.")),
+            WebError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "Busy", "The server is busy reading other requests; try again in a few seconds.".to_owned()),
             WebError::Csrf => (
                 StatusCode::FORBIDDEN,
                 "Form expired",
@@ -290,9 +296,22 @@ impl Form {
     }
 }
 
-impl<S: Send + Sync> axum::extract::FromRequest<S> for Form {
+/// The most a form may send: our forms are a few fields. Larger is 413 before it is read.
+const FORM_LIMIT: u64 = 64 << 10;
+
+impl axum::extract::FromRequest<AppState> for Form {
     type Rejection = WebError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, WebError> {
+        let len = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if len.is_some_and(|n| n > FORM_LIMIT) {
+            return Err(WebError::TooLarge);
+        }
+        // Counted against the one budget for bodies in memory before it is read.
+        let mut held = crate::budget::BodyBudget::none();
+        state.bodies.take(&mut held, len.unwrap_or(FORM_LIMIT)).map_err(|_| WebError::Busy)?;
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, FORM_LIMIT as usize).await.map_err(|_| WebError::TooLarge)?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         let axum::Form(map) = axum::Form::<HashMap<String, String>>::from_request(req, state)
             .await
             .map_err(|e| WebError::BadRequest(format!("the form could not be read: {e}")))?;

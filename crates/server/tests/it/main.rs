@@ -2,6 +2,7 @@
 
 mod api_clients;
 mod auth;
+mod bodies;
 mod clone_fetch;
 mod context_path;
 mod dulwich;
