@@ -30,7 +30,8 @@ pub struct Args {
     /// A private CA certificate that signed the server certificate (not a failure then).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// Read what `trove up` set up here: public URL, server address, CA, gateway config.
+    /// The data directory: what `trove up` set up there (public URL, server address, CA,
+    /// gateway config) and the stored base URL. Default ./trove-data when it exists.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// A repository to try `git ls-remote` on, as KEY/slug.
@@ -39,9 +40,49 @@ pub struct Args {
     /// The gateway config to lint (default: the one in --data).
     #[arg(long, value_name = "FILE")]
     gateway_config: Option<PathBuf>,
+    /// Connect to ADDR (an IP address) for HOST, as curl's --resolve does, for a name that
+    /// does not resolve yet; git gets it too. Repeatable.
+    #[arg(long, value_name = "HOST:ADDR")]
+    resolve: Vec<String>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+}
+
+/// `HOST:ADDR` of `--resolve` → (host, address).
+fn parse_resolve(s: &str) -> anyhow::Result<(String, std::net::IpAddr)> {
+    let bad = || anyhow::anyhow!("--resolve {s:?}: give HOST:ADDR, a host name and the IP address to use for it, e.g. git.example.com:127.0.0.1");
+    let (host, addr) = s.split_once(':').ok_or_else(bad)?;
+    let addr = addr.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_ascii_lowercase(), addr))
+}
+
+/// Why a request got no HTTP answer at all: the cases where the fix is to start something or
+/// to say where it is, rather than to change what answers.
+#[derive(Debug)]
+enum Unreachable {
+    /// The host name does not resolve (yet): `--resolve` helps.
+    Unresolved { host: String, detail: String },
+    /// Nothing accepts connections at the address: start it.
+    NoAnswer { addr: String, detail: String },
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unreachable::Unresolved { host, detail } => write!(f, "the name {host} does not resolve: {detail}"),
+            Unreachable::NoAnswer { addr, detail } => write!(f, "nothing answers at {addr}: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+fn unreachable<T>(r: &anyhow::Result<T>) -> Option<&Unreachable> {
+    r.as_ref().err().and_then(|e| e.downcast_ref::<Unreachable>())
 }
 
 #[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -107,6 +148,8 @@ struct Resp {
     status: u16,
     headers: Vec<(String, String)>,
     certs: Vec<CertificateDer<'static>>,
+    /// The start of the body, when asked for (`body_limit`).
+    body: Vec<u8>,
 }
 
 impl Resp {
@@ -151,59 +194,97 @@ impl ServerCertVerifier for Recorder {
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
-/// One HTTP/1.1 request, headers only read back (the body is not needed by any check).
-async fn fetch(u: &Url, method: &str, path: &str, extra: &[(String, String)]) -> anyhow::Result<Resp> {
-    let addr = format!("{}:{}", u.host.trim_start_matches('[').trim_end_matches(']'), u.port);
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr))
-        .await
-        .with_context(|| format!("connecting to {addr} timed out"))?
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    let seen: Arc<Mutex<Vec<CertificateDer<'static>>>> = Arc::default();
-    let mut stream: Box<dyn Io> = if u.scheme == "https" {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Recorder { seen: seen.clone(), provider }))
-            .with_no_client_auth();
-        let name = ServerName::try_from(u.host.trim_start_matches('[').trim_end_matches(']').to_string()).context("bad host name")?;
-        let tls = tokio::time::timeout(Duration::from_secs(5), tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp))
-            .await
-            .context("TLS handshake timed out")?
-            .context("TLS handshake failed")?;
-        Box::new(tls)
-    } else {
-        Box::new(tcp)
-    };
-    let host = if u.default_port() { u.host.clone() } else { format!("{}:{}", u.host, u.port) };
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: trove-doctor\r\nConnection: close\r\n");
-    for (k, v) in extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
+/// Where to connect: `--resolve` entries first, then the system's resolver.
+#[derive(Default)]
+struct Net {
+    resolve: Vec<(String, std::net::IpAddr)>,
+}
+
+impl Net {
+    fn resolved(&self, host: &str) -> Option<std::net::IpAddr> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.resolve.iter().find(|(h, _)| h.eq_ignore_ascii_case(host)).map(|(_, a)| *a)
     }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 8192];
-    let head_len = loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut tmp)).await.context("no answer within 10 s")??;
-        if n == 0 {
-            anyhow::bail!("connection closed without a response");
+
+    /// One HTTP/1.1 request; the head is read back, and up to `body_limit` bytes of the body.
+    async fn fetch(&self, u: &Url, method: &str, path: &str, extra: &[(String, String)], body_limit: usize) -> anyhow::Result<Resp> {
+        let host = u.host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<std::net::SocketAddr> = match self.resolved(host) {
+            Some(ip) => vec![std::net::SocketAddr::new(ip, u.port)],
+            None => match tokio::net::lookup_host((host, u.port)).await {
+                Ok(a) => a.collect(),
+                Err(e) => return Err(Unreachable::Unresolved { host: host.to_string(), detail: e.to_string() }.into()),
+            },
+        };
+        let shown = format!("{}:{}", u.host, u.port);
+        let tcp = match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addrs[..])).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(Unreachable::NoAnswer { addr: shown, detail: e.to_string() }.into()),
+            Err(_) => return Err(Unreachable::NoAnswer { addr: shown, detail: "no connection within 5 s".into() }.into()),
+        };
+        let seen: Arc<Mutex<Vec<CertificateDer<'static>>>> = Arc::default();
+        let mut stream: Box<dyn Io> = if u.scheme == "https" {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Recorder { seen: seen.clone(), provider }))
+                .with_no_client_auth();
+            let name = ServerName::try_from(host.to_string()).context("bad host name")?;
+            let tls = tokio::time::timeout(Duration::from_secs(5), tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp))
+                .await
+                .context("TLS handshake timed out")?
+                .context("TLS handshake failed")?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
+        let host_header = if u.default_port() { u.host.clone() } else { format!("{}:{}", u.host, u.port) };
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: trove-doctor\r\nConnection: close\r\n");
+        for (k, v) in extra {
+            req.push_str(&format!("{k}: {v}\r\n"));
         }
-        buf.extend_from_slice(&tmp[..n]);
-        let mut hs = [httparse::EMPTY_HEADER; 64];
-        let mut r = httparse::Response::new(&mut hs);
-        if let httparse::Status::Complete(n) = r.parse(&buf).context("malformed response")? {
-            let headers = r.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
-            let status = r.code.unwrap_or(0);
-            let _ = n;
-            let certs = seen.lock().unwrap().clone();
-            return Ok(Resp { status, headers, certs });
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 8192];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut tmp)).await.context("no answer within 10 s")??;
+            if n == 0 {
+                anyhow::bail!("connection closed without a response");
+            }
+            buf.extend_from_slice(&tmp[..n]);
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut hs);
+            if let httparse::Status::Complete(head) = r.parse(&buf).context("malformed response")? {
+                let headers = r.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+                let status = r.code.unwrap_or(0);
+                let mut body = buf[head..].to_vec();
+                // `Connection: close`: the body ends when the connection does.
+                while body.len() < body_limit {
+                    match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut tmp)).await {
+                        Ok(Ok(n)) if n > 0 => body.extend_from_slice(&tmp[..n]),
+                        _ => break,
+                    }
+                }
+                body.truncate(body_limit);
+                let certs = seen.lock().unwrap().clone();
+                return Ok(Resp { status, headers, certs, body });
+            }
+            if buf.len() > 65536 {
+                anyhow::bail!("response head larger than {} bytes", buf.len());
+            }
         }
-        if buf.len() > 65536 {
-            break buf.len();
-        }
-    };
-    anyhow::bail!("response head larger than {head_len} bytes")
+    }
+}
+
+/// The context path a Trove server's own pages use: every page links its stylesheet as
+/// `CTX/static/trove.css` (crates/server/src/web/view.rs), the 404 page included.
+fn context_path_in_page(html: &str) -> Option<String> {
+    let end = html.find("/static/trove.css\"")?;
+    let start = html[..end].rfind("href=\"")? + "href=\"".len();
+    let ctx = &html[start..end];
+    (ctx.is_empty() || (ctx.starts_with('/') && !ctx.contains(['"', '<', '>', ' ']))).then(|| ctx.to_string())
 }
 
 fn load_roots(ca: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
@@ -239,6 +320,15 @@ struct Doctor {
     repo: Option<String>,
     gateway_config: Option<PathBuf>,
     data: Option<PathBuf>,
+    /// Set when the data directory is a `trove up` installation: fixes are then the `trove up`
+    /// command that makes them, not the settings `trove up` would overwrite.
+    up: Option<UpState>,
+    net: Net,
+    /// The context path the running server answers under, once learned from it.
+    server_ctx: Option<String>,
+    /// The public URL's `/status` answered 200 through the proxy: later failures are then
+    /// about the repository, not about the route to the server.
+    proxy_ok: bool,
     checks: Vec<Check>,
 }
 
@@ -255,59 +345,160 @@ impl Doctor {
         }
     }
 
+    fn data_shown(&self) -> String {
+        self.data.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "DIR".into())
+    }
+
+    fn shown_path(p: &str) -> &str {
+        if p.is_empty() { "/" } else { p }
+    }
+
+    /// For a `trove up` installation, the one command that makes the public URL right
+    /// everywhere: base URL, context path, the certificate's names and the gateway's route.
+    fn up_fix(&self) -> Option<String> {
+        self.up.as_ref().map(|_| {
+            format!(
+                "stop `trove up` and start it again with the public URL: trove up --data {} --public-url {}  (it sets the base URL and context path from it, issues a certificate for its host and routes the gateway to match)",
+                self.data_shown(),
+                self.public.to_string_full()
+            )
+        })
+    }
+
+    /// The command that starts what does not answer.
+    fn start_server_cmd(&self) -> String {
+        if self.up.is_some() {
+            return format!("trove up --data {}", self.data_shown());
+        }
+        format!("trove server --data {} --listen {}:{}", self.data_shown(), self.server.host, self.server.port)
+    }
+
+    fn start_gateway_cmd(&self) -> String {
+        if self.up.is_some() {
+            return format!("trove up --data {}", self.data_shown());
+        }
+        match &self.gateway_config {
+            Some(c) => format!("trove gateway --config {}", c.display()),
+            None => "trove gateway --config FILE (or start the proxy in front of the server: apachectl start)".into(),
+        }
+    }
+
     async fn run(&mut self) {
         let ctx = self.public.path.clone();
-        // 1. The server answers directly (the seed: "works when running directly from Tomcat").
         let direct_status = format!("{}/status", self.server.path);
-        match fetch(&self.server, "GET", &direct_status, &[]).await {
+        let public_status = format!("{ctx}/status");
+        let direct = self.net.fetch(&self.server, "GET", &direct_status, &[], 0).await;
+        let proxied = self.net.fetch(&self.public, "GET", &public_status, &[], 0).await;
+        // Everything stopped: that is the one thing to say, with the command that starts it;
+        // every other check would fail for the same reason and point elsewhere.
+        if let (Some(Unreachable::NoAnswer { addr: s, .. }), Some(Unreachable::NoAnswer { addr: p, .. })) = (unreachable(&direct), unreachable(&proxied)) {
+            let start =
+                if self.up.is_some() { self.start_server_cmd() } else { format!("{}, and the gateway: {}", self.start_server_cmd(), self.start_gateway_cmd()) };
+            self.add(
+                "server",
+                Outcome::Fail,
+                format!("nothing answers at {s} (the server) nor at {p} (the public URL {}): nothing checked", self.public.to_string_full()),
+                Some(format!("start it with: {start}")),
+            );
+            return;
+        }
+        let server_up = unreachable(&direct).is_none();
+        let public_up = unreachable(&proxied).is_none();
+
+        // 1. The server answers directly (the seed: "works when running directly from Tomcat"),
+        //    and under which context path.
+        match direct {
             Ok(r) if r.status == 200 => {
+                self.server_ctx = Some(self.server.path.clone());
                 self.add("server", Outcome::Pass, format!("the server answers directly at {}{direct_status}", self.server.origin()), None)
             }
-            Ok(r) => self.add(
-                "server",
-                Outcome::Fail,
-                format!("{}{direct_status} answered {}", self.server.origin(), r.status),
-                Some("check the server's context path: `trove admin settings context-path` must match the path of --server".into()),
-            ),
-            Err(e) => self.add(
-                "server",
-                Outcome::Fail,
-                format!("{}: {e:#}", self.server.origin()),
-                Some("start the server (`trove server` or `trove up`) or fix --server".into()),
-            ),
+            Ok(r) => match self.learn_context_path().await {
+                Some(c) => {
+                    self.add(
+                        "server",
+                        Outcome::Pass,
+                        format!(
+                            "the server answers directly at {}{c}/status: its context path is '{}', not '{}' (see the context-path check)",
+                            self.server.origin(),
+                            Self::shown_path(&c),
+                            Self::shown_path(&self.server.path)
+                        ),
+                        None,
+                    );
+                    self.server_ctx = Some(c);
+                }
+                None => self.add(
+                    "server",
+                    Outcome::Fail,
+                    format!(
+                        "{}{direct_status} answered {}, and nothing there names a Trove context path: is it the Trove server?",
+                        self.server.origin(),
+                        r.status
+                    ),
+                    Some("give --server the Trove server's own address, e.g. http://127.0.0.1:7990".into()),
+                ),
+            },
+            Err(e) => {
+                let fix = match e.downcast_ref::<Unreachable>() {
+                    Some(Unreachable::NoAnswer { .. }) => format!("start it with: {}  (or give --server its address)", self.start_server_cmd()),
+                    Some(Unreachable::Unresolved { host, .. }) => format!("give --resolve {host}:IP, or --server with an address that resolves"),
+                    None => "give --server the Trove server's own address, plain http (e.g. http://127.0.0.1:7990)".into(),
+                };
+                self.add("server", Outcome::Fail, format!("{}: {e:#}", self.server.origin()), Some(fix))
+            }
         }
         // 2. Through the proxy.
-        let public_status = format!("{ctx}/status");
-        match fetch(&self.public, "GET", &public_status, &[]).await {
+        match proxied {
             Ok(r) if r.status == 200 => {
+                self.proxy_ok = true;
                 self.add("proxy", Outcome::Pass, format!("the public URL answers through the proxy: {}{public_status}", self.public.origin()), None)
             }
-            Ok(r) => self.add(
-                "proxy",
-                Outcome::Fail,
-                format!("{}{public_status} answered {} through the proxy", self.public.origin(), r.status),
-                Some(format!(
-                    "the proxy must route {ctx}/ to the server's {}/ (ProxyPass {} http://SERVER{})",
-                    self.server.path,
-                    if ctx.is_empty() { "/" } else { &ctx },
-                    self.server.path
-                )),
-            ),
-            Err(e) => self.add(
-                "proxy",
-                Outcome::Fail,
-                format!("{}: {e:#}", self.public.origin()),
-                Some("start the gateway, or check --url (scheme, host, port)".into()),
-            ),
+            Ok(r) => {
+                let target = self.server_ctx.clone().unwrap_or_else(|| self.server.path.clone());
+                let fix = if !server_up {
+                    "the proxy answers but the server does not: start the server (see the server check)".to_string()
+                } else if let (Some(up), Some(fix)) = (&self.up, self.up_fix()) {
+                    if Url::parse(&up.public_url).is_ok_and(|u| u.same(&self.public)) {
+                        format!(
+                            "{}/{GATEWAY_FILE} does not route {}/ to the server: move it aside and restart `trove up --data {}`, which writes a fresh one",
+                            self.data_shown(),
+                            ctx,
+                            self.data_shown()
+                        )
+                    } else {
+                        fix
+                    }
+                } else {
+                    format!(
+                        "the proxy must route {ctx}/ to the server's {target}/ (ProxyPass {} http://{}:{}{target})",
+                        Self::shown_path(&ctx),
+                        self.server.host,
+                        self.server.port
+                    )
+                };
+                self.add("proxy", Outcome::Fail, format!("{}{public_status} answered {} through the proxy", self.public.origin(), r.status), Some(fix))
+            }
+            Err(e) => {
+                let fix = match e.downcast_ref::<Unreachable>() {
+                    Some(Unreachable::Unresolved { host, .. }) => {
+                        format!("until DNS has the name, give --resolve {host}:IP with the gateway's address (e.g. --resolve {host}:127.0.0.1 on its machine)")
+                    }
+                    Some(Unreachable::NoAnswer { .. }) => format!("start the gateway: {}; or check --url (scheme, host, port)", self.start_gateway_cmd()),
+                    None => "check the gateway's TLS set-up (trove gateway --check CONFIG) and --url (scheme, host, port)".into(),
+                };
+                self.add("proxy", Outcome::Fail, format!("{}: {e:#}", self.public.origin()), Some(fix))
+            }
         }
         // 3. Base URL and context path, as the server reports them in the redirects it makes.
-        let base_from_server = match self.redirect_probe(&self.server.clone()).await {
-            Some((_, loc)) => self.base_from_location(&loc),
-            None => None,
+        let probe = if server_up { self.redirect_probe(&self.server.clone()).await } else { Err("the server does not answer".to_string()) };
+        let base_from_server = match &probe {
+            Ok((_, loc)) => self.base_from_location(loc),
+            Err(_) => None,
         };
         let stored = self
             .data
             .as_ref()
+            .filter(|d| d.join("trove.db").exists())
             .and_then(|d| trove_store::Store::open(d).ok())
             .and_then(|s| s.base_url().ok().flatten())
             .map(|b| b.as_str().trim_end_matches('/').to_string());
@@ -328,63 +519,97 @@ impl Doctor {
                     if bu.path != self.public.path {
                         what.push(format!("context path '{}' ≠ '{}'", bu.path, self.public.path));
                     }
-                    let data = self.data.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "DIR".into());
+                    let fix = self.up_fix().unwrap_or_else(|| {
+                        format!(
+                            "trove admin --data {} settings base-url {}, then restart the server (the seed's Step 2)",
+                            self.data_shown(),
+                            self.public.to_string_full()
+                        )
+                    });
                     self.add(
                         "base-url",
                         Outcome::Fail,
                         format!("the server's base URL {b} differs from the public URL {}: {}", self.public.to_string_full(), what.join(", ")),
-                        Some(format!("trove admin --data {data} settings base-url {}  (the seed's Step 2)", self.public.to_string_full())),
+                        Some(fix),
                     );
                 }
                 Err(e) => self.add(
                     "base-url",
                     Outcome::Fail,
                     format!("the server's base URL {b:?} is unusable: {e}"),
-                    Some("set it: trove admin settings base-url https://…".into()),
+                    Some(
+                        self.up_fix().unwrap_or_else(|| format!("trove admin --data {} settings base-url {}", self.data_shown(), self.public.to_string_full())),
+                    ),
                 ),
             },
             None if self.data.is_some() => self.add(
                 "base-url",
                 Outcome::Fail,
                 "the server has no base URL, so it guesses links from each request".to_string(),
-                Some(format!("trove admin --data DIR settings base-url {}", self.public.to_string_full())),
+                Some(self.up_fix().unwrap_or_else(|| format!("trove admin --data {} settings base-url {}", self.data_shown(), self.public.to_string_full()))),
             ),
-            None => self.add(
-                "base-url",
-                Outcome::Skip,
-                "the server made no redirect to learn its base URL from; give --repo KEY/slug or --data DIR".to_string(),
-                None,
-            ),
+            None => {
+                let why = probe.err().unwrap_or_default();
+                self.add(
+                    "base-url",
+                    Outcome::Skip,
+                    format!("no base URL to compare: none stored (no --data DIR) and none learned from a redirect ({why})"),
+                    None,
+                )
+            }
         }
-        if self.server.path == self.public.path {
-            self.add("context-path", Outcome::Pass, format!("server and proxy agree on the context path '{}'", if ctx.is_empty() { "/" } else { &ctx }), None);
-        } else {
-            self.add(
-                "context-path",
-                Outcome::Fail,
-                format!("the proxy serves '{}' but the server lives under '{}'", self.public.path, self.server.path),
-                Some(format!(
-                    "use the same path on both sides: ProxyPass {0} http://SERVER{0} and `trove admin settings context-path {0}` (the seed's Steps 3 and 5)",
-                    if ctx.is_empty() { "/" } else { &ctx }
-                )),
-            );
+        // The context path the server really answers under, not the one --server names.
+        match self.server_ctx.clone() {
+            Some(c) if c == ctx => {
+                self.add("context-path", Outcome::Pass, format!("server and proxy agree on the context path '{}'", Self::shown_path(&ctx)), None)
+            }
+            Some(c) => {
+                let fix = self.up_fix().unwrap_or_else(|| {
+                    format!(
+                        "use the same path on both sides: ProxyPass {0} http://SERVER{0} and `trove admin --data {1} settings context-path {0}`, then restart the server (the seed's Steps 3 and 5)",
+                        Self::shown_path(&ctx),
+                        self.data_shown()
+                    )
+                });
+                self.add(
+                    "context-path",
+                    Outcome::Fail,
+                    format!("the proxy serves '{}' but the server lives under '{}'", Self::shown_path(&ctx), Self::shown_path(&c)),
+                    Some(fix),
+                );
+            }
+            None => self.add("context-path", Outcome::Skip, "the server's context path is unknown: the server does not answer (see the server check)", None),
         }
         // 4. A redirect made by the server comes back through the proxy with a public Location.
-        match self.redirect_probe(&self.public.clone()).await {
-            Some((path, loc)) => {
-                let abs = if loc.starts_with('/') { format!("{}{loc}", self.public.origin()) } else { loc.clone() };
-                if abs.starts_with(&self.public.to_string_full()) {
-                    self.add("redirect", Outcome::Pass, format!("a redirect from the server ({path}) comes back through the proxy as {loc}"), None);
-                } else {
-                    self.add(
-                        "redirect",
-                        Outcome::Fail,
-                        format!("a redirect through the proxy ({path}) points at {loc}, not at {}", self.public.to_string_full()),
-                        Some("set the base URL to the public URL, and rewrite Location at the proxy (ProxyPassReverse, or reverse = true on the route)".into()),
-                    );
+        if !public_up {
+            self.add("redirect", Outcome::Skip, "not checked: the public URL does not answer (see the proxy check)", None);
+        } else {
+            match self.redirect_probe(&self.public.clone()).await {
+                Ok((path, loc)) => {
+                    let abs = if loc.starts_with('/') { format!("{}{loc}", self.public.origin()) } else { loc.clone() };
+                    if abs.starts_with(&self.public.to_string_full()) {
+                        self.add("redirect", Outcome::Pass, format!("a redirect from the server ({path}) comes back through the proxy as {loc}"), None);
+                    } else {
+                        let fix = self.up_fix().unwrap_or_else(|| {
+                            "set the base URL to the public URL, and rewrite Location at the proxy (ProxyPassReverse, or reverse = true on the route)".into()
+                        });
+                        self.add(
+                            "redirect",
+                            Outcome::Fail,
+                            format!("a redirect through the proxy ({path}) points at {loc}, not at {}", self.public.to_string_full()),
+                            Some(fix),
+                        );
+                    }
+                }
+                Err(why) => {
+                    let fix = if !self.proxy_ok {
+                        Some("the public URL does not reach the server: see the proxy check".to_string())
+                    } else {
+                        self.repo.as_ref().map(|r| format!("check --repo {r}: the KEY/slug of a repository that exists and that --user may read"))
+                    };
+                    self.add("redirect", Outcome::Skip, format!("no redirect to inspect: {why}"), fix)
                 }
             }
-            None => self.add("redirect", Outcome::Skip, "no redirect to inspect; give --repo KEY/slug".to_string(), None),
         }
         // 5. The gateway config: every route rewrites Location back.
         if let Some(p) = self.gateway_config.clone() {
@@ -422,7 +647,16 @@ impl Doctor {
         }
         // 6. The certificate.
         if self.public.scheme == "https" {
-            self.check_certificate().await;
+            if public_up {
+                self.check_certificate().await;
+            } else {
+                self.add("certificate", Outcome::Skip, "not checked: the public URL does not answer (see the proxy check)", None);
+            }
+        }
+        if !public_up {
+            self.add("caching", Outcome::Skip, "not checked: the public URL does not answer (see the proxy check)", None);
+            self.add("git", Outcome::Skip, "not checked: the public URL does not answer (see the proxy check)", None);
+            return;
         }
         // 7. Caching: authenticated answers and cookies must not be cacheable, and no cache sits between.
         self.check_caching().await;
@@ -430,9 +664,20 @@ impl Doctor {
         self.check_git().await;
     }
 
+    /// The context path the server at `--server`'s origin answers under, from one of its pages,
+    /// confirmed by its `/status`; `None` when it shows no Trove page.
+    async fn learn_context_path(&self) -> Option<String> {
+        let headers = [("Accept".to_string(), "text/html".to_string())];
+        let page = self.net.fetch(&self.server, "GET", "/trove-doctor/no-such-page", &headers, 256 * 1024).await.ok()?;
+        let ctx = context_path_in_page(&String::from_utf8_lossy(&page.body))?;
+        let status = self.net.fetch(&self.server, "GET", &format!("{ctx}/status"), &[], 0).await.ok()?;
+        (status.status == 200).then_some(ctx)
+    }
+
     /// Ask `base` for something the server answers with a redirect: a repository's clone URL
-    /// opened in a browser, else the bare context path. Returns the path asked and Location.
-    async fn redirect_probe(&self, base: &Url) -> Option<(String, String)> {
+    /// opened in a browser, else the bare context path. Returns the path asked and Location,
+    /// or what each try answered instead.
+    async fn redirect_probe(&self, base: &Url) -> Result<(String, String), String> {
         let mut tries = Vec::new();
         if let Some(repo) = &self.repo {
             tries.push(format!("{}/scm/{}.git", base.path, repo.to_ascii_lowercase()));
@@ -440,17 +685,22 @@ impl Doctor {
         if !base.path.is_empty() {
             tries.push(base.path.clone());
         }
+        if tries.is_empty() {
+            return Err("give --repo KEY/slug: at the root, only a repository's URL makes the server redirect".into());
+        }
         let mut headers = self.basic();
         headers.push(("Accept".into(), "text/html".into()));
+        let mut answers = Vec::new();
         for p in tries {
-            if let Ok(r) = fetch(base, "GET", &p, &headers).await
-                && (300..400).contains(&r.status)
-                && let Some(l) = r.header("location")
-            {
-                return Some((p, l.to_string()));
+            match self.net.fetch(base, "GET", &p, &headers, 0).await {
+                Ok(r) if (300..400).contains(&r.status) && r.header("location").is_some() => {
+                    return Ok((p, r.header("location").unwrap_or_default().to_string()));
+                }
+                Ok(r) => answers.push(format!("GET {p} answered {}", r.status)),
+                Err(e) => answers.push(format!("GET {p}: {e:#}")),
             }
         }
-        None
+        Err(answers.join("; "))
     }
 
     /// `<base>/projects/KEY/repos/slug/browse` or `<base>/` → `<base>`.
@@ -465,7 +715,7 @@ impl Doctor {
     }
 
     async fn check_certificate(&mut self) {
-        let r = match fetch(&self.public, "HEAD", &format!("{}/status", self.public.path), &[]).await {
+        let r = match self.net.fetch(&self.public, "HEAD", &format!("{}/status", self.public.path), &[], 0).await {
             Ok(r) => r,
             Err(e) => {
                 self.add("certificate", Outcome::Fail, format!("{e:#}"), Some("check the gateway's TLS set-up: trove gateway --check CONFIG".into()));
@@ -534,7 +784,7 @@ impl Doctor {
                     "renew it: trove cert issue --ca CA_DIR --host NAME --out DIR (or restart `trove up`, which renews its own), then SIGHUP the gateway"
                         .to_string()
                 } else if problems.iter().any(|p| p.contains("does not name")) {
-                    format!("issue one that names {host}: trove cert issue --ca CA_DIR --host {host} --out DIR")
+                    self.up_fix().unwrap_or_else(|| format!("issue one that names {host}: trove cert issue --ca CA_DIR --host {host} --out DIR"))
                 } else {
                     "make a new key and certificate: trove cert self-signed --host NAME --out DIR".to_string()
                 };
@@ -555,9 +805,21 @@ impl Doctor {
         };
         let path = format!("{}/scm/{}.git/info/refs?service=git-upload-pack", self.public.path, repo.to_ascii_lowercase());
         let auth = self.basic();
-        let first = fetch(&self.public, "GET", &path, &auth).await;
-        let second = fetch(&self.public, "GET", &path, &auth).await;
+        let first = self.net.fetch(&self.public, "GET", &path, &auth, 0).await;
+        let second = self.net.fetch(&self.public, "GET", &path, &auth, 0).await;
         match (first, second) {
+            // Only a successful answer holds what a cache must not keep; a 401 or 404 says
+            // nothing about how answers are cached (RFC 9111 §3: caching is per response).
+            (Ok(a), Ok(b)) if a.status != 200 || b.status != 200 => {
+                let status = if a.status != 200 { a.status } else { b.status };
+                let why = match status {
+                    _ if !self.proxy_ok => "the public URL does not reach the server (see the proxy check)".to_string(),
+                    401 => "the repository needs a login: give --user NAME (the password in TROVE_PASSWORD)".to_string(),
+                    404 => format!("the repository {repo} does not exist, or --user may not read it"),
+                    s => format!("it answered {s}"),
+                };
+                self.add("caching", Outcome::Skip, format!("not checked: GET {path} answered {status}, not 200: {why}"), None);
+            }
             (Ok(a), Ok(b)) => {
                 let cc = a.header("cache-control").unwrap_or("").to_ascii_lowercase();
                 let private = cc.contains("no-store") || cc.contains("no-cache") || cc.contains("private") || cc.contains("max-age=0");
@@ -609,6 +871,11 @@ impl Doctor {
         if let Some((_, v)) = self.basic().first() {
             cmd.arg("-c").arg(format!("http.extraHeader=Authorization: {v}"));
         }
+        // curl's resolve list, as git passes it on (git 2.37+): HOST:PORT:ADDR.
+        if let Some(ip) = self.net.resolved(&self.public.host) {
+            let addr = if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+            cmd.arg("-c").arg(format!("http.curloptResolve={}:{}:{addr}", self.public.host.trim_start_matches('[').trim_end_matches(']'), self.public.port));
+        }
         cmd.arg("ls-remote").arg(&url).env("GIT_TERMINAL_PROMPT", "0").env_remove("GIT_SSL_NO_VERIFY");
         if self.ca.is_some() {
             cmd.env_remove("GIT_SSL_CAINFO");
@@ -621,13 +888,17 @@ impl Doctor {
             Ok(Ok(o)) => {
                 let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
                 let fix = if err.contains("certificate") || err.contains("SSL") {
-                    "git does not trust the certificate: see the certificate check's fix"
+                    "git does not trust the certificate: see the certificate check's fix".to_string()
                 } else if err.contains("401") || err.contains("Authentication") || err.contains("could not read Username") {
-                    "give --user NAME and TROVE_PASSWORD for a user who may read the repository"
+                    "give --user NAME and TROVE_PASSWORD for a user who may read the repository".to_string()
+                } else if !self.proxy_ok {
+                    "the public URL does not reach the server: see the proxy check".to_string()
+                } else if err.contains("not found") {
+                    format!("check --repo {repo}: the KEY/slug of a repository that exists and that --user may read")
                 } else {
-                    "check that the repository exists and that the proxy passes /scm/ through"
+                    "check that the repository exists and that the proxy passes /scm/ through".to_string()
                 };
-                self.add("git", Outcome::Fail, format!("git ls-remote {url} failed: {err}"), Some(fix.into()));
+                self.add("git", Outcome::Fail, format!("git ls-remote {url} failed: {err}"), Some(fix));
             }
             Ok(Err(e)) => self.add("git", Outcome::Fail, format!("cannot run git: {e}"), Some("install git".into())),
             Err(_) => self.add("git", Outcome::Fail, "git ls-remote took more than 30 s".to_string(), Some("check the proxy's timeouts".into())),
@@ -636,24 +907,59 @@ impl Doctor {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let state = match &args.data {
+    // Like the other commands: ./trove-data unless --data says otherwise.
+    let data = match &args.data {
+        Some(d) if !d.is_dir() => anyhow::bail!("--data {}: no such directory; give the data directory of `trove up` or `trove server`", d.display()),
+        Some(d) => Some(d.clone()),
+        None => Some(PathBuf::from(trove_server::DEFAULT_DATA_DIR)).filter(|d| d.is_dir()),
+    };
+    let state = match &data {
         Some(d) => UpState::load(d)?,
         None => None,
     };
-    let public = args.url.clone().or_else(|| state.as_ref().map(|s| s.public_url.clone())).context("give --url PUBLIC_URL (or --data DIR of a `trove up`)")?;
-    let public = Url::parse(&public)?;
-    let server = match (&args.server, &state) {
-        (Some(s), _) => Url::parse(s)?,
-        (None, Some(st)) => Url::parse(&format!("http://{}{}", st.server, public.path))?,
-        (None, None) => anyhow::bail!("give --server URL of the Trove server (e.g. http://127.0.0.1:7990), or --data DIR"),
+    let stored_base = data
+        .as_ref()
+        .filter(|d| d.join("trove.db").exists())
+        .and_then(|d| trove_store::Store::open(d).ok())
+        .and_then(|s| s.base_url().ok().flatten())
+        .map(|b| b.as_str().trim_end_matches('/').to_string());
+    let public = match (&args.url, &state) {
+        (Some(u), _) => u.clone(),
+        (None, Some(st)) => st.public_url.clone(),
+        (None, None) => stored_base.clone().with_context(|| match &data {
+            Some(d) => format!("give --url PUBLIC_URL: {} has no `trove up` settings and no base URL", d.display()),
+            None => "give --url PUBLIC_URL and --server URL, or --data DIR (there is no ./trove-data here)".to_string(),
+        })?,
     };
-    let ca = args.ca.clone().or_else(|| args.data.as_ref().map(|d| d.join("tls/ca.crt")).filter(|p| p.exists()));
-    let gateway_config = args.gateway_config.clone().or_else(|| args.data.as_ref().map(|d| d.join(GATEWAY_FILE)).filter(|p| p.exists()));
+    let public = Url::parse(&public)?;
+    let server = match (&args.server, &state, &data) {
+        (Some(s), _, _) => Url::parse(s)?,
+        (None, Some(st), _) => Url::parse(&format!("http://{}{}", st.server, public.path))?,
+        // A `trove server` data directory: its default address.
+        (None, None, Some(_)) => Url::parse(&format!("http://{}{}", trove_server::DEFAULT_LISTEN, public.path))?,
+        (None, None, None) => anyhow::bail!("give --server URL of the Trove server (e.g. http://127.0.0.1:7990), or --data DIR"),
+    };
+    let ca = args.ca.clone().or_else(|| data.as_ref().map(|d| d.join("tls/ca.crt")).filter(|p| p.exists()));
+    let gateway_config = args.gateway_config.clone().or_else(|| data.as_ref().map(|d| d.join(GATEWAY_FILE)).filter(|p| p.exists()));
     let auth = match &args.user {
         Some(u) => Some((u.clone(), std::env::var("TROVE_PASSWORD").context("--user needs the password in TROVE_PASSWORD (never on the command line)")?)),
         None => None,
     };
-    let mut doc = Doctor { public, server, ca, auth, repo: args.repo.clone(), gateway_config, data: args.data.clone(), checks: Vec::new() };
+    let net = Net { resolve: args.resolve.iter().map(|r| parse_resolve(r)).collect::<anyhow::Result<_>>()? };
+    let mut doc = Doctor {
+        public,
+        server,
+        ca,
+        auth,
+        repo: args.repo.clone(),
+        gateway_config,
+        data,
+        up: state,
+        net,
+        server_ctx: None,
+        proxy_ok: false,
+        checks: Vec::new(),
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(doc.run());
     let failed = doc.checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
@@ -695,5 +1001,25 @@ mod tests {
         assert!(!a.same(&Url::parse("https://git.example.com/").unwrap()));
         assert_eq!(Url::parse("http://127.0.0.1:7990").unwrap().to_string_full(), "http://127.0.0.1:7990");
         assert!(Url::parse("ftp://x").is_err());
+    }
+
+    #[test]
+    fn resolve_takes_a_host_and_an_ip_address() {
+        assert_eq!(parse_resolve("Git.Example.com:127.0.0.1").unwrap(), ("git.example.com".to_string(), "127.0.0.1".parse().unwrap()));
+        assert_eq!(parse_resolve("git.example.com:[::1]").unwrap().1, "::1".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(parse_resolve("git.example.com:::1").unwrap().1, "::1".parse::<std::net::IpAddr>().unwrap());
+        for bad in ["git.example.com", "git.example.com:", ":127.0.0.1", "git.example.com:8443:127.0.0.1", "git.example.com:localhost"] {
+            assert!(parse_resolve(bad).unwrap_err().to_string().contains("give HOST:ADDR"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_context_path_is_read_from_a_pages_stylesheet_link() {
+        let page = |ctx: &str| format!("<head><link rel=\"stylesheet\" href=\"{ctx}/static/trove.css\"><script src=\"{ctx}/static/trove.js\"></script>");
+        assert_eq!(context_path_in_page(&page("/stash")).as_deref(), Some("/stash"));
+        assert_eq!(context_path_in_page(&page("/a/b")).as_deref(), Some("/a/b"));
+        assert_eq!(context_path_in_page(&page("")).as_deref(), Some(""));
+        assert_eq!(context_path_in_page("<html>not ours</html>"), None);
+        assert_eq!(context_path_in_page(&page("https://cdn.example")), None);
     }
 }

@@ -212,7 +212,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             printed_password = Some(pw);
         }
     }
-    if first_start || store.base_url()?.is_none() || saved.as_ref().is_some_and(|s| s.public_url != state.public_url) {
+    // An explicit --public-url always wins, also over a base URL changed with `trove admin`
+    // since: it is the fix `trove doctor` gives for a base URL that differs from it.
+    if first_start || args.public_url.is_some() || store.base_url()?.is_none() || saved.as_ref().is_some_and(|s| s.public_url != state.public_url) {
         store.set_base_url(Some(&public))?;
     }
     let stored_context = if context.is_empty() { None } else { Some(ContextPath::parse(&context)?) };

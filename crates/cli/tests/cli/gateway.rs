@@ -254,13 +254,16 @@ fn tls_gateway_speaks_h2_and_reloads_its_certificate_on_sighup() {
     assert_eq!(curl_status(port, &ca1.join("ca.crt"), &["--http2"]), (true, "200 2".to_string()));
     assert_eq!(curl_status(port, &ca1.join("ca.crt"), &["--http1.1"]), (true, "200 1.1".to_string()));
     // A connection opened before the reload keeps working after it.
-    let mut before = std::process::Command::new("openssl")
-        .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl must be installed");
+    // Guarded: a failing assertion below must not leave it running.
+    let mut before = Guard(Some(
+        std::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl must be installed"),
+    ));
     std::thread::sleep(Duration::from_millis(300));
     // A broken new key: the old certificate stays.
     std::fs::write(site.join("server.key"), "not a key").unwrap();
@@ -274,9 +277,9 @@ fn tls_gateway_speaks_h2_and_reloads_its_certificate_on_sighup() {
     assert!(curl_status(port, &ca2.join("ca.crt"), &[]).0, "new certificate served after SIGHUP");
     assert!(!curl_status(port, &ca1.join("ca.crt"), &[]).0, "old certificate no longer served");
     {
-        let stdin = before.stdin.as_mut().unwrap();
+        let stdin = before.child().stdin.as_mut().unwrap();
         stdin.write_all(b"GET /before HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     }
-    let out = before.wait_with_output().unwrap();
+    let out = before.0.take().unwrap().wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -4,6 +4,7 @@
 //! its reason. Apache must be installed (`.ci/run` does): without it these tests fail.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,18 +33,82 @@ fn allowed_status_diff(apache: u16, trove: u16) -> bool {
     apache == 502 && trove == 504
 }
 
+/// A running Apache, in a process group of its own (the parent leads it; its children, the
+/// MPM's worker processes, inherit it), so that stopping it can be checked: no process of
+/// the group may be left.
 struct Apache {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    stopped: bool,
+}
+
+/// Processes of process group `pgid` (from `/proc/PID/stat`, field 5), as `PID command line`.
+fn group_members(pgid: u32) -> Vec<String> {
+    let mut left = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses, so split after
+        // the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        if rest.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            left.push(format!("{} {}", e.file_name().to_string_lossy(), cmd.trim()));
+        }
+    }
+    left
+}
+
+impl Apache {
+    /// Stops Apache as `apache2 -k stop` does, SIGTERM to the parent (the process in
+    /// `PidFile`): it stops its children, reaps them and exits
+    /// (https://httpd.apache.org/docs/2.4/stopping.html). SIGKILL to the parent alone would
+    /// leave the workers running, orphaned. Returns the processes of its group still there
+    /// once the parent has exited and the group had time to empty (none, normally); those
+    /// are then killed so that nothing outlives the test.
+    fn stop(&mut self) -> Vec<String> {
+        if self.stopped {
+            return Vec::new();
+        }
+        self.stopped = true;
+        let pid = self.child.id();
+        let mut left = Vec::new();
+        let pid_file = std::fs::read_to_string(self.dir.path().join("httpd.pid")).ok().and_then(|s| s.trim().parse::<u32>().ok());
+        if pid_file.is_some_and(|p| p != pid) {
+            left.push(format!("PidFile names {pid_file:?}, not the parent that was started ({pid})"));
+        }
+        // SAFETY: kill(2) with a pid we started and have not reaped yet (it cannot be reused).
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        // Apache gives its children a few seconds, then kills them itself; these deadlines
+        // only bound a hung stop, they are not what the test measures.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut group = group_members(pid);
+        while !group.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            group = group_members(pid);
+        }
+        if !group.is_empty() {
+            // SAFETY: kill(2) on our own process group; nothing else is in it.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+        left.extend(group);
+        left
+    }
 }
 
 impl Drop for Apache {
     fn drop(&mut self) {
-        // SIGTERM makes Apache stop its worker children before it exits; SIGKILL (Child::kill)
-        // would leave them running as orphans (https://httpd.apache.org/docs/2.4/stopping.html).
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        // Also on a failed test's unwinding: stop the whole group, never only the parent.
+        let left = self.stop();
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!("Apache left processes of its group after SIGTERM: {left:?}");
+        }
     }
 }
 
@@ -92,17 +157,25 @@ fn start_apache_with(body: &str, vhost: &str) -> Apache {
     let conf = format!("{}{body}{vh}", prelude(dir.path(), &format!("127.0.0.1:{port}")));
     let path = dir.path().join("httpd.conf");
     std::fs::write(&path, &conf).unwrap();
-    let child =
-        Command::new(APACHE).args(["-f", path.to_str().unwrap(), "-DFOREGROUND"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start apache2");
+    // `-DFOREGROUND`: the parent stays our child (no detaching, no setsid); `process_group(0)`
+    // makes it lead a group of its own, which its worker processes join.
+    let child = Command::new(APACHE)
+        .args(["-f", path.to_str().unwrap(), "-DFOREGROUND"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .spawn()
+        .expect("start apache2");
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-            panic!("apache did not start on {port}: {log}");
+            let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+            panic!("apache did not start on {port}: {stderr}{log}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Apache { child, port, dir }
+    Apache { child, port, dir, stopped: false }
 }
 
 async fn start_trove_with(body: &str, vhost: &str, dir: &std::path::Path, tls: bool) -> Running {
@@ -297,6 +370,25 @@ async fn run_differential_with(body: &str, vhost: &str, cases: Vec<Case>, o: &Or
         let log = std::fs::read_to_string(apache.dir.path().join("error.log")).unwrap_or_default();
         panic!("{} differences from Apache:\n{}\n--- apache error.log ---\n{log}", problems.len(), problems.join("\n"));
     }
+    let mut apache = apache;
+    let left = apache.stop();
+    assert!(left.is_empty(), "Apache left processes of its group after SIGTERM: {left:?}");
+}
+
+#[test]
+fn stopping_apache_leaves_no_process_of_its_group() {
+    let mut apache = start_apache_with("", "");
+    let pgid = apache.child.id();
+    // The event MPM starts its worker processes after the parent listens; wait for one, so
+    // that there is something to leave behind.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while group_members(pgid).len() < 2 {
+        assert!(Instant::now() < deadline, "Apache started no worker process: {:?}", group_members(pgid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = apache.stop();
+    assert!(left.is_empty(), "Apache left processes of its group after SIGTERM: {left:?}");
+    assert!(group_members(pgid).is_empty(), "{:?}", group_members(pgid));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
