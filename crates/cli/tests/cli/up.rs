@@ -115,7 +115,11 @@ fn a_new_user_starts_clones_with_the_printed_command_restarts_and_clones_again()
     let st = up.guard.signal_and_wait("INT");
     assert!(st.success(), "{st}");
     let up2 = start_up(work.path(), &[], https, http, server);
-    assert_eq!(printed(&up2, "Admin login:"), "Admin login:  admin (password as set before)");
+    let login = printed(&up2, "Admin login:");
+    assert!(login.starts_with("Admin login:  admin (password as set before; forgotten? set a new one with `trove admin --data "), "{login}");
+    assert!(login.ends_with(" user passwd admin`)"), "{login}");
+    // The restart does not suggest making what exists.
+    assert!(!up2.stdout.iter().any(|l| l.contains("project add TP") || l.contains("repo add TP/test")), "{:?}", up2.stdout);
     let again = work.path().join("again");
     ok(&git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "clone", &url, again.to_str().unwrap()]), "clone after restart");
     assert!(again.join(".git").exists());
