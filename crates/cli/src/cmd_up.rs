@@ -170,6 +170,11 @@ impl Drop for Staged {
         if !self.committed {
             for (from, _) in &self.moves {
                 let _ = std::fs::remove_file(from);
+                // A directory made for staging (`tls/` on a first start) goes too; one with
+                // anything else in it stays (remove_dir only removes an empty one).
+                if let Some(dir) = from.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
             }
         }
     }
@@ -575,7 +580,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let gw = trove_gateway::Gateway::bind(gw_cfg.clone(), Some(tls_config))
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}\npick other ports with --https ADDR and --http ADDR|off (nothing was changed)"))?;
-        let https_addr = gw.local_addrs()[0];
+        // Bound addresses in config order, with whether each speaks TLS (a user's gateway.toml
+        // may list its listeners in any order, or add more).
+        let bound: Vec<(SocketAddr, bool)> = gw.local_addrs().into_iter().zip(gw_cfg.listeners.iter().map(|l| l.tls)).collect();
+        let https_addr = bound.iter().find(|(_, tls)| *tls).map(|(a, _)| *a).context("the gateway config has no TLS listener")?;
 
         // The store: what is there decides what to set; the server checks git. A first start's
         // new database stays without an admin account until the commit, so that a start that
@@ -610,10 +618,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             certs = Some(loaded.certs);
         }
         let certs = certs.expect("set above");
-        let mut addrs = vec![("https", https_addr.to_string())];
-        if let Some(h) = gw.local_addrs().get(1) {
-            addrs.push(("http", h.to_string()));
-        }
+        let mut addrs: Vec<(&str, String)> = bound.iter().map(|(a, tls)| (if *tls { "https" } else { "http" }, a.to_string())).collect();
         addrs.push(("server", server_addr.to_string()));
         lock.record(&addrs)?;
 
