@@ -3,8 +3,8 @@
 //!
 //! `trove up` and `trove server` take it: two of them on one SQLite data directory overwrite
 //! each other's state. `trove admin` does not: it works on a running installation on purpose
-//! (SQLite's own locking keeps its writes safe). Data Center mode shares the database, never a
-//! data directory, so it is not affected.
+//! (SQLite's own locking keeps its writes safe). Several server nodes sharing one database (the
+//! Data Center shape in ARCHITECTURE.md) would each have a data directory of their own.
 //!
 //! The lock is flock(2) (`File::try_lock`), so the kernel drops it when the process ends, however
 //! it ends: no stale lock to clean up after a crash. The file itself is left in place.
