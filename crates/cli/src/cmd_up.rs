@@ -479,9 +479,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let context = public.path().trim_end_matches('/').to_string();
     let stored_context = if context.is_empty() { None } else { Some(ContextPath::parse(&context)?) };
     let env_password = std::env::var("TROVE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
-    if let Some(p) = &env_password {
-        Password::new(p).map_err(|e| anyhow::anyhow!("TROVE_ADMIN_PASSWORD: {e}"))?;
-    }
 
     // A start that fails must change nothing (issue 15): first check everything and make what
     // is new beside its place (`Staged`), then bind every listener, and only then commit the
@@ -591,6 +588,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let store = Store::open(&data).with_context(|| format!("cannot open the data directory {}", data.display()))?;
         let admin = UserName::parse("admin").expect("valid name");
         let admin_exists = store.user(&admin)?.is_some();
+        // The first password, checked before anything is committed; later starts ignore the
+        // variable (and say so), even a password it would refuse.
+        let first_password = match (admin_exists, &env_password) {
+            (true, _) => None,
+            (false, Some(pw)) => Some((Password::new(pw).map_err(|e| anyhow::anyhow!("TROVE_ADMIN_PASSWORD: {e} (nothing was changed)"))?, None)),
+            (false, None) => {
+                let pw = random_password();
+                Some((Password::new(&pw)?, Some(pw)))
+            }
+        };
         let stored_base = store.base_url()?;
         let set_base = first_start || stored_base.is_none() || saved.as_ref().is_some_and(|s| s.public_url != state.public_url);
         server_cfg.base_url = if set_base { Some(public.clone()) } else { stored_base };
@@ -600,13 +607,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Everything is bound and checked: commit.
         staged.commit()?;
         let mut shown_password = None;
-        if !admin_exists {
-            let pw = env_password.clone().unwrap_or_else(random_password);
-            let password = Password::new(&pw).map_err(|e| anyhow::anyhow!("TROVE_ADMIN_PASSWORD: {e}"))?;
+        if let Some((password, shown)) = first_password {
             store.create_user(&admin, &password, GlobalPermission::SysAdmin)?;
-            if env_password.is_none() {
-                shown_password = Some(pw);
-            }
+            shown_password = shown;
         }
         if set_base {
             store.set_base_url(Some(&public))?;
