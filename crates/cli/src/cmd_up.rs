@@ -497,8 +497,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, _) => gateway_toml(&wanted),
         (Some(t), Some(prev)) if prev != &state => {
             let old = Derived::new(prev, &crt, &key)?;
-            merge_gateway_toml(t, &old, &wanted)
-                .map_err(|e| anyhow::anyhow!("{}: not valid TOML: {e}\nfix it, or move it away to have trove up write a fresh one", gw_path.display()))?
+            merge_gateway_toml(t, &old, &wanted).map_err(|e| {
+                anyhow::anyhow!("{}: not valid TOML: {e}\nfix it, or move it away to have trove up write a fresh one (nothing was changed)", gw_path.display())
+            })?
         }
         // The same state, or a file written by hand before the first `trove up`: it is the
         // user's, as it is.
@@ -549,7 +550,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             certs_staged = true;
         }
     }
-    let checked = trove_gateway::tls_setup::tls_for(&check_cfg)?.context("the gateway config has no TLS site; give a [server.tls] to the HTTPS site")?;
+    let checked = trove_gateway::tls_setup::tls_for(&check_cfg)
+        .map_err(|e| anyhow::anyhow!("{e} (nothing was changed)"))?
+        .context("the gateway config has no TLS site; give the HTTPS site a [server.tls] (nothing was changed)")?;
     for w in &checked.warnings {
         eprintln!("trove up: WARNING: {w}");
     }

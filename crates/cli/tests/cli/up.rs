@@ -380,3 +380,21 @@ fn a_users_tls_edit_survives_two_public_url_changes() {
         up.guard.signal_and_wait("INT");
     }
 }
+
+#[test]
+fn a_broken_gateway_toml_stops_a_start_with_a_new_public_url_and_nothing_changes() {
+    let work = tmp();
+    let data = work.path().join("trove-data");
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let mut up = start_up(work.path(), &[], https, http, server);
+    up.guard.signal_and_wait("INT");
+    let gw = data.join("gateway.toml");
+    let broken = std::fs::read_to_string(&gw).unwrap().replace("[server.tls]", "[server.tls");
+    std::fs::write(&gw, &broken).unwrap();
+    let before = std::fs::read(data.join("up.toml")).unwrap();
+    let (_, stderr) = up_fails(up_command(work.path(), &["--public-url", &format!("https://git.example.com:{https}")], https, http, server));
+    assert!(stderr.contains(&gw.display().to_string()) && stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&gw).unwrap(), broken, "the user's file is left for them to fix");
+    assert_eq!(std::fs::read(data.join("up.toml")).unwrap(), before);
+    no_staged_files_left(&data);
+}
