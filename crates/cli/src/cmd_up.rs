@@ -570,24 +570,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(server_cfg.listen).await.with_context(|| {
-            format!(
-                "cannot listen on {} for the Git server; is something else there? pick another port with --server ADDR (nothing was changed)",
-                server_cfg.listen
-            )
-        })?;
-        let server_addr = listener.local_addr()?;
-        let gw = trove_gateway::Gateway::bind(gw_cfg.clone(), Some(tls_config))
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}\npick other ports with --https ADDR and --http ADDR|off (nothing was changed)"))?;
-        // Bound addresses in config order, with whether each speaks TLS (a user's gateway.toml
-        // may list its listeners in any order, or add more).
-        let bound: Vec<(SocketAddr, bool)> = gw.local_addrs().into_iter().zip(gw_cfg.listeners.iter().map(|l| l.tls)).collect();
-        let https_addr = bound.iter().find(|(_, tls)| *tls).map(|(a, _)| *a).context("the gateway config has no TLS listener")?;
-
-        // The store: what is there decides what to set; the server checks git. A first start's
-        // new database stays without an admin account until the commit, so that a start that
-        // fails here never loses the password shown once.
+        // The store: what is there decides what to set; the server checks git. The database is
+        // opened (made, on a first start) before the ports, so that `trove admin` works as soon
+        // as a port answers; a first start's stays without an admin account until the commit, so
+        // that a start that fails never loses the password shown once.
         let store = Store::open(&data).with_context(|| format!("cannot open the data directory {}", data.display()))?;
         let admin = UserName::parse("admin").expect("valid name");
         let admin_exists = store.user(&admin)?.is_some();
@@ -605,7 +591,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let set_base = first_start || stored_base.is_none() || saved.as_ref().is_some_and(|s| s.public_url != state.public_url);
         server_cfg.base_url = if set_base { Some(public.clone()) } else { stored_base };
         server_cfg.context_path = Some(stored_context.clone().unwrap_or_default());
-        let server = trove_server::Server::open(server_cfg).context("cannot start the Git server")?;
+        let listen = server_cfg.listen;
+        let server = trove_server::Server::open(server_cfg).context("cannot start the Git server (nothing was changed)")?;
+
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen} for the Git server; is something else there? pick another port with --server ADDR (nothing was changed)")
+        })?;
+        let server_addr = listener.local_addr()?;
+        let gw = trove_gateway::Gateway::bind(gw_cfg.clone(), Some(tls_config))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}\npick other ports with --https ADDR and --http ADDR|off (nothing was changed)"))?;
+        // Bound addresses in config order, with whether each speaks TLS (a user's gateway.toml
+        // may list its listeners in any order, or add more).
+        let bound: Vec<(SocketAddr, bool)> = gw.local_addrs().into_iter().zip(gw_cfg.listeners.iter().map(|l| l.tls)).collect();
+        let https_addr = bound.iter().find(|(_, tls)| *tls).map(|(a, _)| *a).context("the gateway config has no TLS listener")?;
 
         // Everything is bound and checked: commit.
         staged.commit()?;
