@@ -41,8 +41,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config.listen = parse_listen(l)?;
     }
     init_logging();
+    // One server per data directory: a second one on the same SQLite database would serve and
+    // write beside the first (Data Center mode shares the database, never the data directory).
+    let data = config.data_dir.clone();
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create the data directory {}", data.display()))?;
+    let mut lock = crate::data_lock::DataLock::acquire(&data, "trove server")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    rt.block_on(trove_server::run(config, shutdown_signal()))?;
+    rt.block_on(async move {
+        let server = trove_server::Server::open(config)?;
+        let addr = server.listen_addr();
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| trove_server::ServerError::Bind { addr, source })?;
+        lock.record(&[("http", listener.local_addr()?.to_string())])?;
+        server.serve(listener, shutdown_signal()).await?;
+        drop(lock);
+        Ok::<_, anyhow::Error>(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

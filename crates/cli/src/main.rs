@@ -11,6 +11,7 @@ mod cmd_doctor;
 mod cmd_gateway;
 mod cmd_server;
 mod cmd_up;
+mod data_lock;
 mod logging;
 
 use clap::{Parser, Subcommand};

@@ -135,7 +135,20 @@ impl Store {
         let mut conn = Connection::open(&db_path).map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(StoreError::db(&db_path))?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(StoreError::db(&db_path))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(StoreError::db(&db_path))?;
+        // Switching a new database to WAL needs it to itself for a moment, and SQLite answers
+        // SQLITE_BUSY at once, without the busy handler, when another process is opening it too
+        // (https://sqlite.org/wal.html#activating_and_configuring_wal_mode): retry for as long
+        // as the busy timeout. The mode is kept in the file, so this waits only on a new one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => return Err(StoreError::db(&db_path)(e)),
+            }
+        }
         // Every statement the store runs, kept prepared (see `CachedRow`).
         conn.set_prepared_statement_cache_capacity(128);
         migrate(&mut conn, &db_path)?;
@@ -539,24 +552,52 @@ fn parse_token(secret: &str) -> Option<(i64, &str)> {
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn.row("PRAGMA user_version", [], |r| r.get(0)).map_err(StoreError::db(path))?;
     let known = MIGRATIONS.len() as i64;
-    if version > known {
-        return Err(StoreError::SchemaTooNew { path: path.to_owned(), found: version, known });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction().map_err(StoreError::db(path))?;
-        tx.execute_batch(sql).map_err(StoreError::db(path))?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(StoreError::db(path))?;
+    loop {
+        // Several processes may open a new database at once (`trove up` starting while `trove
+        // admin` runs): an IMMEDIATE transaction takes the write lock before the version is read
+        // (SQLite's "BEGIN IMMEDIATE", https://sqlite.org/lang_transaction.html), so each
+        // migration runs once and the others wait (busy_timeout), then see it applied.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::db(path))?;
+        let version: i64 = tx.row("PRAGMA user_version", [], |r| r.get(0)).map_err(StoreError::db(path))?;
+        if version > known {
+            return Err(StoreError::SchemaTooNew { path: path.to_owned(), found: version, known });
+        }
+        if version == known {
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[version as usize]).map_err(StoreError::db(path))?;
+        tx.pragma_update(None, "user_version", version + 1).map_err(StoreError::db(path))?;
         tx.commit().map_err(StoreError::db(path))?;
-        tracing::info!(db = %path.display(), version = i + 1, "applied metadata migration");
+        tracing::info!(db = %path.display(), version = version + 1, "applied metadata migration");
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_opening_a_new_database_at_once_apply_each_migration_once() {
+        // `trove up` starting while `trove admin` runs on the same new data directory: each
+        // opens its own connection and migrates.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (dir, barrier) = (dir.path().to_path_buf(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&dir).map(|_| ())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap().expect("every concurrent open succeeds");
+            }
+        }
+    }
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -12,14 +12,42 @@ struct Up {
     http: u16,
 }
 
-fn start_up(dir: &std::path::Path, extra: &[&str], https: u16, http: u16, server: u16) -> Up {
+/// `trove up` in `dir` on these ports, with no TROVE_ADMIN_PASSWORD.
+fn up_command(dir: &std::path::Path, extra: &[&str], https: u16, http: u16, server: u16) -> std::process::Command {
     let mut cmd = trove();
     cmd.current_dir(dir)
         .args(["up", "--https", &format!("127.0.0.1:{https}"), "--http", &format!("127.0.0.1:{http}"), "--server", &format!("127.0.0.1:{server}")])
         .args(extra)
         .env_remove("TROVE_ADMIN_PASSWORD")
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    cmd
+}
+
+fn start_up(dir: &std::path::Path, extra: &[&str], https: u16, http: u16, server: u16) -> Up {
+    start_up_with(up_command(dir, extra, https, http, server), https, http)
+}
+
+/// Runs a `trove up` that must fail; one that starts serving instead is stopped after a while,
+/// so that the test fails rather than hangs.
+fn up_fails(mut cmd: std::process::Command) -> (String, String) {
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert_eq!(out.status.code(), Some(1), "trove up must fail; it printed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+fn start_up_with(mut cmd: std::process::Command, https: u16, http: u16) -> Up {
     let mut child = cmd.spawn().unwrap();
     let out = child.stdout.take().unwrap();
     let mut guard = Guard(Some(child));
@@ -115,7 +143,11 @@ fn a_new_user_starts_clones_with_the_printed_command_restarts_and_clones_again()
     let st = up.guard.signal_and_wait("INT");
     assert!(st.success(), "{st}");
     let up2 = start_up(work.path(), &[], https, http, server);
-    assert_eq!(printed(&up2, "Admin login:"), "Admin login:  admin (password as set before)");
+    let login = printed(&up2, "Admin login:");
+    assert!(login.starts_with("Admin login:  admin (password as set before; forgotten? set a new one with `trove admin --data "), "{login}");
+    assert!(login.ends_with(" user passwd admin`)"), "{login}");
+    // The restart does not suggest making what exists.
+    assert!(!up2.stdout.iter().any(|l| l.contains("project add TP") || l.contains("repo add TP/test")), "{:?}", up2.stdout);
     let again = work.path().join("again");
     ok(&git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "clone", &url, again.to_str().unwrap()]), "clone after restart");
     assert!(again.join(".git").exists());
@@ -184,4 +216,187 @@ fn the_seeds_topology_under_stash_with_justme() {
     );
     assert!(!o.status.success());
     up.guard.signal_and_wait("TERM");
+}
+
+/// Everything a start could change: the files `trove up` writes and the stored base URL and
+/// context path (as `trove admin settings show` prints them).
+fn saved_state(data: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for f in ["gateway.toml", "up.toml", "tls/ca.crt", "tls/ca.key", "tls/server.crt", "tls/server.key"] {
+        out.push((f.to_string(), std::fs::read(data.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"))));
+    }
+    let settings = trove().args(["admin", "--data", data.to_str().unwrap(), "settings", "show"]).output().unwrap();
+    out.push(("settings".into(), ok(&settings, "settings show").into_bytes()));
+    out
+}
+
+fn no_staged_files_left(data: &std::path::Path) {
+    for dir in [data.to_path_buf(), data.join("tls")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.ends_with(".new"), "{} left behind in {}", name, dir.display());
+        }
+    }
+}
+
+#[test]
+fn a_start_on_a_taken_port_with_a_new_public_url_changes_nothing() {
+    let work = tmp();
+    let data = work.path().join("trove-data");
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let mut up = start_up(work.path(), &[], https, http, server);
+    up.guard.signal_and_wait("INT");
+    let before = saved_state(&data);
+    // The HTTPS port is taken now; the new public URL needs a new certificate and gateway.toml.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", https)).unwrap();
+    let (_, stderr) = up_fails(up_command(work.path(), &["--public-url", &format!("https://git.example.com:{https}/stash")], https, http, server));
+    assert!(stderr.contains(&format!("127.0.0.1:{https}")), "the error must name the port: {stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    let after = saved_state(&data);
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        assert!(a == b, "{name} changed:\n{}\n---\n{}", String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+    }
+    no_staged_files_left(&data);
+    // The next plain start comes up at the URL it had.
+    drop(taken);
+    let up = start_up(work.path(), &[], https, http, server);
+    assert_eq!(printed(&up, "URL:"), format!("URL:          https://localhost:{https}"));
+}
+
+#[test]
+fn a_second_up_on_the_same_data_is_refused_naming_the_first() {
+    let work = tmp();
+    let data = work.path().join("trove-data");
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let mut up = start_up(work.path(), &[], https, http, server);
+    let pid = up.guard.child().id();
+    let before = saved_state(&data);
+    let (_, stderr) = up_fails(up_command(work.path(), &[], free_port(), free_port(), free_port()));
+    assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
+    assert!(stderr.contains(&format!("https 127.0.0.1:{https}")) && stderr.contains(&format!("server 127.0.0.1:{server}")), "{stderr}");
+    // `trove server` on the same data directory is the same mistake.
+    let mut srv = trove();
+    srv.args(["server", "--data", data.to_str().unwrap(), "--listen", &free_port().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (_, stderr) = up_fails(srv);
+    assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
+    assert_eq!(before, saved_state(&data), "a refused start changes nothing");
+    // `trove admin` works on the running installation, on purpose.
+    ok(&trove().args(["admin", "--data", data.to_str().unwrap(), "project", "add", "TP"]).output().unwrap(), "admin while up runs");
+    up.guard.signal_and_wait("TERM");
+}
+
+#[test]
+fn a_first_start_that_fails_on_a_taken_port_loses_no_password_and_a_later_env_password_is_said_to_be_ignored() {
+    let work = tmp();
+    let home = tmp();
+    let data = work.path().join("trove-data");
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    // The Git server's port is taken, as Bitbucket's own 7990 is on a migration machine.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", server)).unwrap();
+    let (_, stderr) = up_fails(up_command(work.path(), &[], https, http, server));
+    assert!(stderr.contains(&format!("127.0.0.1:{server}")) && stderr.contains("--server"), "{stderr}");
+    // No settings, certificates or gateway config: the next start is a first start again.
+    for f in ["up.toml", "gateway.toml", "tls"] {
+        assert!(!data.join(f).exists(), "a failed first start left {f}");
+    }
+    drop(taken);
+    let mut up = start_up(work.path(), &[], https, http, server);
+    let login = printed(&up, "Admin login:");
+    let password = login.split_whitespace().nth(4).unwrap().to_string();
+    assert!(password.len() >= 16, "the first good start must show the password: {login}");
+    let admin = |args: &[&str]| ok(&trove().args(["admin", "--data", data.to_str().unwrap()]).args(args).output().unwrap(), "trove admin");
+    admin(&["project", "add", "TP"]);
+    admin(&["repo", "add", "TP/test"]);
+    let ca = data.join("tls/ca.crt");
+    let url = |pw: &str| format!("https://admin:{pw}@localhost:{https}/scm/tp/test.git");
+    let ls = |pw: &str| git(work.path(), home.path(), &["-c", &format!("http.sslCAInfo={}", ca.display()), "ls-remote", &url(pw)]);
+    ok(&ls(&password), "ls-remote with the password shown");
+    up.guard.signal_and_wait("INT");
+    // TROVE_ADMIN_PASSWORD on a later start is ignored, and it says so and what to run.
+    let mut cmd = up_command(work.path(), &[], https, http, server);
+    cmd.env("TROVE_ADMIN_PASSWORD", "another-password-123");
+    let mut up = start_up_with(cmd, https, http);
+    let login = printed(&up, "Admin login:");
+    assert!(login.contains("TROVE_ADMIN_PASSWORD is ignored"), "{login}");
+    assert!(login.contains(&format!("trove admin --data {} user passwd admin", data.display())), "{login}");
+    ok(&ls(&password), "the first password still works");
+    assert!(!ls("another-password-123").status.success(), "the ignored password must not work");
+    // The command it names sets a new one, while trove up runs.
+    let mut c = trove();
+    c.args(["admin", "--data", data.to_str().unwrap(), "user", "passwd", "admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut ch = c.spawn().unwrap();
+    std::io::Write::write_all(ch.stdin.as_mut().unwrap(), b"reset-password-456\n").unwrap();
+    ok(&ch.wait_with_output().unwrap(), "user passwd admin");
+    ok(&ls("reset-password-456"), "ls-remote with the new password");
+    up.guard.signal_and_wait("INT");
+}
+
+#[test]
+fn a_users_tls_edit_survives_two_public_url_changes() {
+    let work = tmp();
+    let data = work.path().join("trove-data");
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let mut up = start_up(work.path(), &[], https, http, server);
+    up.guard.signal_and_wait("INT");
+    // A "purchased" certificate: its own CA, for both public names used below.
+    let bought = rcgen::generate_simple_self_signed(vec!["git.example.com".to_string(), "localhost".to_string()]).unwrap();
+    let (bcrt, bkey) = (work.path().join("bought.crt"), work.path().join("bought.key"));
+    std::fs::write(&bcrt, bought.cert.pem()).unwrap();
+    std::fs::write(&bkey, bought.key_pair.serialize_pem()).unwrap();
+    std::fs::set_permissions(&bkey, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let gw = data.join("gateway.toml");
+    let text = std::fs::read_to_string(&gw).unwrap();
+    let tls_at = text.find("[server.tls]").unwrap();
+    let route_at = text.find("[[server.route]]").unwrap();
+    let edited = format!(
+        "{}[server.tls]\n# our purchased certificate\ncert = \"{}\"\nkey = \"{}\"\n\n{}",
+        &text[..tls_at],
+        bcrt.display(),
+        bkey.display(),
+        &text[route_at..]
+    );
+    std::fs::write(&gw, &edited).unwrap();
+    let curl = |url: &str| {
+        let o = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", bcrt.to_str().unwrap()])
+            .args(["--resolve", &format!("git.example.com:{https}:127.0.0.1"), url])
+            .env_remove("CURL_CA_BUNDLE")
+            .env_remove("SSL_CERT_FILE")
+            .output()
+            .expect("curl must be installed");
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    for public in [format!("https://git.example.com:{https}"), format!("https://localhost:{https}/stash")] {
+        let mut up = start_up(work.path(), &["--public-url", &public], https, http, server);
+        let now = std::fs::read_to_string(&gw).unwrap();
+        assert!(now.contains(&format!("# our purchased certificate\ncert = \"{}\"", bcrt.display())), "{now}");
+        // The purchased certificate is the one served, at the new public URL.
+        assert_eq!(curl(&format!("{public}/status")), "200", "{now}");
+        assert!(printed(&up, "Gateway:").contains("your other settings kept"), "{:?}", up.stdout);
+        up.guard.signal_and_wait("INT");
+    }
+}
+
+#[test]
+fn a_broken_gateway_toml_stops_a_start_with_a_new_public_url_and_nothing_changes() {
+    let work = tmp();
+    let data = work.path().join("trove-data");
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let mut up = start_up(work.path(), &[], https, http, server);
+    up.guard.signal_and_wait("INT");
+    let gw = data.join("gateway.toml");
+    let broken = std::fs::read_to_string(&gw).unwrap().replace("[server.tls]", "[server.tls");
+    std::fs::write(&gw, &broken).unwrap();
+    let before = std::fs::read(data.join("up.toml")).unwrap();
+    let (_, stderr) = up_fails(up_command(work.path(), &["--public-url", &format!("https://git.example.com:{https}")], https, http, server));
+    assert!(stderr.contains(&gw.display().to_string()) && stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&gw).unwrap(), broken, "the user's file is left for them to fix");
+    assert_eq!(std::fs::read(data.join("up.toml")).unwrap(), before);
+    no_staged_files_left(&data);
 }
