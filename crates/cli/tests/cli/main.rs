@@ -6,6 +6,7 @@ mod apache_layouts;
 mod api;
 mod doctor;
 mod gateway;
+mod readme;
 mod up;
 mod web_ui;
 
