@@ -245,7 +245,11 @@ fn gateway_toml(d: &Derived) -> String {
         ));
     }
     s.push_str(&format!(
-        "[[server]]\nnames = [{names}]\nlisten = [\"{https}\"]\n\n[server.tls]\ncert = \"{crt}\"\nkey = \"{key}\"\n\n\
+        "[[server]]\nnames = [{names}]\nlisten = [\"{https}\"]\n\
+         # Browsers keep to HTTPS for a year after a visit (Strict-Transport-Security). To turn it\n\
+         # off, set hsts = 0 here first and serve that for as long as the old value (a year),\n\
+         # since browsers remember it; deleting the line stops sending it but does not undo it.\n\
+         hsts = 31536000\n\n[server.tls]\ncert = \"{crt}\"\nkey = \"{key}\"\n\n\
          [[server.route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\nconnect_timeout = 5\n# git pushes and clones of big repositories: 300 s between bytes, as the seed has it\ntimeout = 300\n",
         names = toml_list(&d.names()),
         https = d.https,

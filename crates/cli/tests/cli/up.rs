@@ -400,3 +400,20 @@ fn a_broken_gateway_toml_stops_a_start_with_a_new_public_url_and_nothing_changes
     assert_eq!(std::fs::read(data.join("up.toml")).unwrap(), before);
     no_staged_files_left(&data);
 }
+
+#[test]
+fn trove_up_makes_browsers_keep_to_https_with_hsts() {
+    let work = tmp();
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let _up = start_up(work.path(), &[], https, http, server);
+    let ca = work.path().join("trove-data/tls/ca.crt");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "--cacert", ca.to_str().unwrap()])
+        .arg(format!("https://localhost:{https}/status"))
+        .output()
+        .expect("curl must be installed");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.contains("strict-transport-security: max-age=31536000"), "{head}\n{}", String::from_utf8_lossy(&out.stderr));
+    let toml = std::fs::read_to_string(work.path().join("trove-data/gateway.toml")).unwrap();
+    assert!(toml.contains("hsts = 31536000") && toml.contains("To turn it\n# off"), "gateway.toml says how to turn it off:\n{toml}");
+}
