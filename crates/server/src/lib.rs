@@ -295,7 +295,7 @@ pub fn app(server: &Server) -> Router {
     let state = server.shared.clone();
     let ctx = state.urls.context_path().as_str().to_owned();
     // The web UI owns `{ctx}/` (the dashboard) and the Bitbucket page URLs.
-    let mut router = web::router(&ctx).merge(api::router(&ctx, state.clone())).route(&format!("{ctx}/status"), get(status));
+    let mut router = web::router(&ctx, state.clone()).merge(api::router(&ctx, state.clone())).route(&format!("{ctx}/status"), get(status));
     if !ctx.is_empty() {
         // `https://host/` and `https://host/stash` both lead to the dashboard under the context
         // path, as Tomcat's ROOT does for Stash behind `ProxyPass /stash`.

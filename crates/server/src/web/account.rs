@@ -180,7 +180,7 @@ fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, Stri
                 }
             }
         }
-        form.card.inline method="post" action=(action) style="margin-top:10px" {
+        form.card.inline.spaced method="post" action=(action) {
             (csrf_field(w))
             input type="hidden" name="action" value="create-token";
             input type="text" name="name" placeholder="token name" required aria-label="Token name";

@@ -81,14 +81,14 @@ fn render_settings(w: &Web, field: &str, note: Option<Notice>, status: StatusCod
             }
         }
         @if mismatch {
-            div.notice.warn #mismatch style="margin-top:12px" {
+            div.notice.warn.spaced #mismatch {
                 "This page was requested as " code { (seen) } " but the base URL is " code { (configured.as_ref().map(|b| b.as_str()).unwrap_or("")) } ". "
                 "If " code { (seen) } " is the public URL, set the base URL to it; if not, make the proxy send the public host and scheme "
                 "(ProxyPreserveHost On, X-Forwarded-Proto), or add it to trusted_proxies."
             }
         }
         @if path_differs {
-            div.notice.warn style="margin-top:12px" {
+            div.notice.warn.spaced {
                 "The base URL's path differs from the context path " code { @if ctx.is_empty() { "/" } @else { (ctx) } } ". "
                 "That is right only when the proxy rewrites paths (ProxyPass /x http://…/y); the context path itself is changed in trove.toml and needs a restart."
             }

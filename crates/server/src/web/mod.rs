@@ -42,7 +42,7 @@ const LOGIN_CSRF_COOKIE: &str = "trove_login_csrf";
 const SESSION_TTL_SECS: i64 = 12 * 3600;
 
 /// The web UI's routes, all under the context path `ctx` (empty or `/stash`).
-pub(crate) fn router(ctx: &str) -> Router<AppState> {
+pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
     let r = |p: &str| format!("{ctx}{p}");
     let repo = |p: &str| format!("{ctx}/projects/{{key}}/repos/{{slug}}{p}");
     let ctx_owned = ctx.to_owned();
@@ -69,10 +69,37 @@ pub(crate) fn router(ctx: &str) -> Router<AppState> {
         .route(&r("/admin/server-settings"), get(admin::server_settings).post(admin::server_settings_post))
         .route(&r("/admin/users"), get(admin::users).post(admin::users_post))
         .route(&r("/admin/projects"), get(admin::projects).post(admin::projects_post))
+        .layer(axum::middleware::from_fn_with_state(state, same_origin_posts))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let ctx = ctx_owned.clone();
             async move { finish(&ctx, next.run(req).await) }
         }))
+}
+
+/// Defence in depth beside the CSRF token: a form post that a browser says came from another
+/// site is refused before it is read (OWASP CSRF cheat sheet, "verifying origin with standard
+/// headers"). `Sec-Fetch-Site` decides when the browser sends it; else `Origin` must be the
+/// request's own origin or the base URL's; a post with neither (old browsers, scripts) still
+/// needs the token.
+async fn same_origin_posts(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() == http::Method::POST
+        && let Some(view) = req.extensions().get::<RequestView>()
+        && !same_origin(req.headers(), view, &state.urls.base_url(view))
+    {
+        tracing::info!(origin = ?req.headers().get(header::ORIGIN), site = ?req.headers().get("sec-fetch-site"), "cross-site form post refused");
+        return WebError::Csrf.into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether a post's `Sec-Fetch-Site`/`Origin` allow it (see [`same_origin_posts`]).
+fn same_origin(headers: &HeaderMap, view: &RequestView, base_url: &str) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let base_origin = base_url.split('/').take(3).collect::<Vec<_>>().join("/");
+    origin != "null" && (origin.eq_ignore_ascii_case(&view.origin()) || origin.eq_ignore_ascii_case(&base_origin))
 }
 
 /// `fallback` for the whole server: browsers get the 404 page, git and scripts plain text.

@@ -210,7 +210,7 @@ fn permissions_section(w: &Web, action: &str, grants: &[(UserName, Permission)])
                 }
             }
         }
-        form.card.inline method="post" action=(action) style="margin-top:10px" {
+        form.card.inline.spaced method="post" action=(action) {
             (csrf_field(w))
             input type="hidden" name="action" value="grant";
             input type="text" name="user" placeholder="user name" required aria-label="User name";
@@ -486,7 +486,7 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
                     Some(t) => table.code { tbody { @for (i, line) in t.lines().enumerate() {
                         tr { td.ln id={ "L" (i + 1) } { a href={ "#L" (i + 1) } { (i + 1) } } td { (line) } }
                     } } },
-                    None => p.muted style="padding:10px" { "This file is binary or too large to show. " a href=(raw) { "Download it" } "." },
+                    None => p.muted.padded { "This file is binary or too large to show. " a href=(raw) { "Download it" } "." },
                 }
             }
         }
@@ -616,7 +616,7 @@ pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, Pat
     let body = html! {
         (repo_header(&w, &repo, perm, "commits"))
         div.card #commit {
-            h2 style="margin-top:0" { (subject) }
+            h2.flush { (subject) }
             @if !rest.trim().is_empty() { pre { (rest.trim()) } }
             p.muted {
                 (c.author) " <" (c.email) "> committed " span.sha { (c.id) } " on " (c.date)
@@ -627,8 +627,8 @@ pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, Pat
         @if cut { div.notice.warn { "This diff is too large to show whole; it has been cut." } }
         @if files.is_empty() { p.muted { "No changes." } }
         @for f in &files {
-            div.codebox.diff style="margin-bottom:14px" {
-                div.head { span.mono { (f.name) } span { span style="color:#006644" { "+" (f.added) } " " span style="color:#bf2600" { "-" (f.removed) } } }
+            div.codebox.diff.spaced-below {
+                div.head { span.mono { (f.name) } span { span.added { "+" (f.added) } " " span.removed { "-" (f.removed) } } }
                 table.code { tbody {
                     @for (class, line) in &f.lines { tr class=(class) { td { (line) } } }
                 } }

@@ -71,8 +71,15 @@ impl Fixture {
     }
 
     async fn send(&self, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> Resp {
+        self.send_with(method, path, cookie, form, &[]).await
+    }
+
+    async fn send_with(&self, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>, extra: &[(&str, &str)]) -> Resp {
         let mut b =
             Request::builder().method(method).uri(format!("{}{path}", self.ctx)).header(header::HOST, "localhost:7990").header(header::ACCEPT, "text/html");
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
         if let Some(c) = cookie {
             b = b.header(header::COOKIE, c);
         }
@@ -351,6 +358,50 @@ async fn a_users_page_exists_before_their_first_personal_repository() {
     assert!(f.get_as(Some("reader"), "/projects/~reader").await.body.contains("Create repository"));
     let r = f.post_as("reader", "/projects/~reader", "name=dots").await;
     assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/~reader/repos/dots/browse"));
+}
+
+#[tokio::test]
+async fn form_posts_a_browser_says_came_from_another_site_are_refused_despite_a_valid_token() {
+    let f = fixture("", None);
+    let (cookie, csrf) = f.session("owner");
+    let form = format!("name=from-elsewhere&csrf={csrf}");
+    for extra in [
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("sec-fetch-site", "same-site")][..],
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+        &[("origin", "http://localhost:7991")][..],
+    ] {
+        let r = f.send_with("POST", "/projects/TP", Some(&cookie), Some(&form), extra).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{extra:?}");
+    }
+    assert!(f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("from-elsewhere").unwrap()).unwrap().is_none());
+    // The same form from our own pages: Sec-Fetch-Site same-origin, or our Origin, or neither.
+    for (i, extra) in [&[("sec-fetch-site", "same-origin")][..], &[("origin", "http://localhost:7990")][..], &[][..]].into_iter().enumerate() {
+        let r = f.send_with("POST", "/projects/TP", Some(&cookie), Some(&format!("name=mine-{i}&csrf={csrf}")), extra).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{extra:?}");
+    }
+    // The login form too: a cross-site login is refused before any password is checked.
+    let r = f.send_with("POST", "/login", None, Some("username=owner&password=owner-password&csrf=x"), &[("sec-fetch-site", "cross-site")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn pages_have_no_inline_styles_so_the_strict_csp_holds() {
+    let f = fixture("", None);
+    f.server.store().create_repo(&Owner::User(name("owner")), &RepoSlug::parse("dots").unwrap(), false).unwrap();
+    for (who, path) in [
+        (Some("owner"), "/account"),
+        (Some("owner"), "/projects/TP/settings"),
+        (Some("owner"), "/projects/TP/repos/test/settings"),
+        (Some("admin"), "/admin/server-settings"),
+        (Some("admin"), "/admin/users"),
+        (None, "/login"),
+    ] {
+        let r = f.get_as(who, path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(!r.body.contains(" style="), "{path} has an inline style the CSP (style-src 'self') blocks:\n{}", r.body);
+    }
 }
 
 #[tokio::test]

@@ -52,6 +52,8 @@ tr.add td{background:#e3fcef}tr.del td{background:#ffebe6}tr.hunk td{background:
 .grid .card{margin:0}.grid .card h3{margin:0 0 4px;font-size:15px}
 .secret{font-family:monospace;background:#fffae6;padding:8px;border:1px dashed #ff991f;word-break:break-all}
 .narrow{max-width:380px;margin:40px auto}
+.spaced{margin-top:10px}.notice.spaced{margin-top:12px}.spaced-below{margin-bottom:14px}.padded{padding:10px}h2.flush{margin-top:0}
+.added{color:#006644}.removed{color:#bf2600}
 .error-page{text-align:center;padding:50px 20px}.error-page .code{font-size:64px;font-weight:700;color:#c1c7d0}
 footer{max-width:1100px;margin:30px auto;padding:0 20px;color:#97a0af;font-size:12px}
 "#;
