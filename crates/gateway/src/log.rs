@@ -244,10 +244,13 @@ impl Entry {
     }
 
     /// The request target as received: origin-form (the usual case) is its path and query,
-    /// without a formatter.
+    /// without a formatter. HTTP/2 has no request line: its `:scheme` and `:authority` are not
+    /// part of the target, so it is logged as a path too, as Apache's `%r` does ("GET /x
+    /// HTTP/2.0"); only an HTTP/1.1 absolute-form target is logged whole.
     pub fn target(&self) -> std::borrow::Cow<'_, str> {
         match (self.uri.scheme(), self.uri.authority(), self.uri.path_and_query()) {
             (None, None, Some(pq)) => std::borrow::Cow::Borrowed(pq.as_str()),
+            (_, _, Some(pq)) if self.version == "HTTP/2.0" => std::borrow::Cow::Borrowed(pq.as_str()),
             _ => std::borrow::Cow::Owned(self.uri.to_string()),
         }
     }
@@ -563,6 +566,17 @@ mod tests {
         let (parts, _) = http::Request::builder().method("PROPFIND").uri("http://h.example/a%20b?x=1").body(()).unwrap().into_parts();
         let e = Entry::start(&log, &parts, "::1".parse().unwrap(), 80, "gw", UNIX_EPOCH);
         assert_eq!(log.format(&e), "PROPFIND http://h.example/a%20b?x=1 HTTP/1.1|/a%20b|?x=1|PROPFIND|gw");
+    }
+
+    #[test]
+    fn http2_requests_log_their_path_as_http1_requests_do() {
+        let cfg = LogConfig { access: LogDest::Off, ..Default::default() };
+        let mut log = AccessLog::new(&cfg).unwrap();
+        log.toks = parse_format("%r").unwrap().0;
+        let (parts, _) =
+            http::Request::builder().method("GET").version(http::Version::HTTP_2).uri("https://h.example:8443/scm/tp/x.git?y=1").body(()).unwrap().into_parts();
+        let e = Entry::start(&log, &parts, "::1".parse().unwrap(), 443, "gw", UNIX_EPOCH);
+        assert_eq!(log.format(&e), "GET /scm/tp/x.git?y=1 HTTP/2.0");
     }
 
     #[test]
