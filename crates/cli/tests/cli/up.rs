@@ -417,3 +417,76 @@ fn trove_up_makes_browsers_keep_to_https_with_hsts() {
     let toml = std::fs::read_to_string(work.path().join("trove-data/gateway.toml")).unwrap();
     assert!(toml.contains("hsts = 31536000") && toml.contains("To turn it\n# off"), "gateway.toml says how to turn it off:\n{toml}");
 }
+
+/// Issue 16's spoofing shapes through `trove up`: a client's own forwarding headers change
+/// neither the reflog, nor the links, nor whom the login limits count.
+#[test]
+fn a_clients_own_forwarding_headers_change_nothing_through_trove_up() {
+    let work = tmp();
+    let home = tmp();
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let up = start_up(work.path(), &[], https, http, server);
+    let login = printed(&up, "Admin login:");
+    let password = login.split_whitespace().nth(4).unwrap().to_string();
+    let data = work.path().join("trove-data");
+    ok(&trove().args(["admin", "--data", data.to_str().unwrap(), "project", "add", "TP"]).output().unwrap(), "project add");
+    ok(&trove().args(["admin", "--data", data.to_str().unwrap(), "repo", "add", "TP/test"]).output().unwrap(), "repo add");
+    let ca = data.join("tls/ca.crt");
+    let url = format!("https://admin:{password}@localhost:{https}/scm/tp/test.git");
+    let spoof = [
+        "http.extraHeader=Forwarded: for=203.0.113.66;proto=http;host=evil.example",
+        "http.extraHeader=X-Forwarded-For: 203.0.113.66",
+        "http.extraHeader=X-Real-IP: 203.0.113.66",
+    ];
+    let wc = work.path().join("wc");
+    ok(&git(work.path(), home.path(), &["init", "-q", "-b", "main", wc.to_str().unwrap()]), "init");
+    ok(&git(&wc, home.path(), &["commit", "-q", "--allow-empty", "-m", "spoofed"]), "commit");
+    let mut args = vec!["-c".to_string(), format!("http.sslCAInfo={}", ca.display())];
+    for s in spoof {
+        args.extend(["-c".to_string(), s.to_string()]);
+    }
+    args.extend(["push".to_string(), url.clone(), "main".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&git(&wc, home.path(), &args), "push with spoofed headers");
+    // The reflog records the real client address.
+    let repos = data.join("repositories");
+    let reflog =
+        std::fs::read_dir(&repos).unwrap().filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("logs/refs/heads/main")).ok()).next().expect("a reflog");
+    assert!(reflog.contains("admin@http.127.0.0.1") && !reflog.contains("203.0.113.66"), "{reflog}");
+    // Links follow the base URL, never a client's host.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-u",
+            &format!("admin:{password}"),
+            "-H",
+            "Forwarded: host=evil.example;proto=http",
+            "-H",
+            "X-Forwarded-Host: evil.example",
+        ])
+        .arg(format!("https://localhost:{https}/rest/api/1.0/projects/TP/repos/test"))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains(&format!("@localhost:{https}/scm/tp/test.git")) && !body.contains("evil.example"), "{body}");
+    // Spraying 50 accounts (the address limit), each "for" another address, is counted against
+    // the real one.
+    for i in 0..50 {
+        let r = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca.to_str().unwrap(), "-u", &format!("user{i}:Winter2026!")])
+            .args(["-H", &format!("Forwarded: for=198.51.100.{i}"), "-H", &format!("X-Forwarded-For: 198.51.100.{i}")])
+            .arg(format!("https://localhost:{https}/rest/api/1.0/users"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.stdout), "401");
+    }
+    let r = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca.to_str().unwrap(), "-u", &format!("admin:{password}")])
+        .args(["-H", "Forwarded: for=198.51.100.250"])
+        .arg(format!("https://localhost:{https}/rest/api/1.0/users"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "429", "the spraying address was not limited");
+}
