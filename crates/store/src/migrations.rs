@@ -82,4 +82,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         locked_at INTEGER
     );
     "#,
+    // 4: repository ids are never reused, so nothing kept under a deleted repository's id (its
+    // directory, caches keyed by id, a webhook delivery) can be taken for a new one. SQLite's
+    // INTEGER PRIMARY KEY reuses the highest id once that row is deleted; the highest id ever
+    // deleted is kept here (also for deletes cascaded from a project) and new ids start above it.
+    r#"
+    CREATE TABLE retired_ids (
+        tbl TEXT PRIMARY KEY,
+        id INTEGER NOT NULL
+    );
+    CREATE TRIGGER repositories_retire_id AFTER DELETE ON repositories BEGIN
+        INSERT INTO retired_ids (tbl, id) VALUES ('repositories', OLD.id)
+        ON CONFLICT (tbl) DO UPDATE SET id = max(id, excluded.id);
+    END;
+    "#,
 ];

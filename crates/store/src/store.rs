@@ -399,7 +399,9 @@ impl Store {
             let conn = self.conn();
             let n = conn
                 .execute(
-                    "INSERT OR IGNORE INTO repositories (project_id, slug, name, public, created_at) VALUES (?1, ?2, ?2, ?3, ?4)",
+                    "INSERT OR IGNORE INTO repositories (id, project_id, slug, name, public, created_at) VALUES (
+                        max(coalesce((SELECT max(id) FROM repositories), 0), coalesce((SELECT id FROM retired_ids WHERE tbl = 'repositories'), 0)) + 1,
+                        ?1, ?2, ?2, ?3, ?4)",
                     params![project_id, slug.as_str(), public, now()],
                 )
                 .map_err(self.db())?;
@@ -714,6 +716,26 @@ mod tests {
         let mine = s.create_repo(&personal, &RepoSlug::parse("dots").unwrap(), false).unwrap();
         assert_eq!(s.permission(Some(&auth(&alice)), &mine).unwrap(), Some(Permission::Admin));
         assert_eq!(s.permission(Some(&auth(&bob)), &mine).unwrap(), None);
+    }
+
+    #[test]
+    fn a_deleted_repositorys_id_is_never_given_to_a_new_one() {
+        let (_d, s) = store();
+        let key = ProjectKey::parse("TP").unwrap();
+        s.create_project(&key, None, false).unwrap();
+        let owner = Owner::Project(key.clone());
+        let slug = |n: &str| RepoSlug::parse(n).unwrap();
+        s.create_repo(&owner, &slug("a"), false).unwrap();
+        let newest = s.create_repo(&owner, &slug("b"), false).unwrap();
+        s.delete_repo(&newest).unwrap();
+        let next = s.create_repo(&owner, &slug("c"), false).unwrap();
+        assert!(next.id > newest.id, "id {} of a deleted repository was reused", newest.id);
+        // Also when the project goes, taking its repositories with it.
+        s.delete_project(&key).unwrap();
+        let other = ProjectKey::parse("OT").unwrap();
+        s.create_project(&other, None, false).unwrap();
+        let after = s.create_repo(&Owner::Project(other), &slug("d"), false).unwrap();
+        assert!(after.id > next.id, "id {} reused after its project was deleted", next.id);
     }
 
     #[test]
