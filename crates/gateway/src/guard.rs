@@ -193,18 +193,79 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
-/// `1a;ext=v\r\n` → 26. Strict: hex digits only, at most 16, CRLF terminated.
+/// `1a;ext=v\r\n` → 26. Strict: hex digits only, at most 16, CRLF terminated, and any chunk
+/// extensions well-formed (RFC 9112 §7.1.1): a line an origin could split differently (a
+/// stray `[`, a bare `=`, an unterminated quote) is refused like a bad size, not passed on.
 pub(crate) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r\n")?;
-    let size = match line.iter().position(|&b| b == b';') {
-        Some(p) => &line[..p],
-        None => line,
-    };
-    let size = size.strip_suffix(b" ").unwrap_or(size);
-    if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 || !valid_chunk_ext(&line[digits..]) {
         return None;
     }
-    u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+    u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
+}
+
+/// `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, with
+/// `chunk-ext-name = token` and `chunk-ext-val = token / quoted-string` (RFC 9112 §7.1.1,
+/// RFC 9110 §5.6.2 and §5.6.4). Whitespace (BWS) is also allowed after the last element, as
+/// Apache and hyper allow it after the size.
+fn valid_chunk_ext(mut s: &[u8]) -> bool {
+    fn skip_bws(s: &mut &[u8]) {
+        while let [b' ' | b'\t', rest @ ..] = *s {
+            *s = rest;
+        }
+    }
+    fn token(s: &mut &[u8]) -> bool {
+        let n = s.iter().take_while(|&&b| is_tchar(b)).count();
+        *s = &s[n..];
+        n > 0
+    }
+    fn quoted(s: &mut &[u8]) -> bool {
+        let [b'"', rest @ ..] = *s else { return false };
+        let mut i = 0;
+        while i < rest.len() {
+            match rest[i] {
+                b'"' => {
+                    *s = &rest[i + 1..];
+                    return true;
+                }
+                // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+                b'\\' => match rest.get(i + 1) {
+                    Some(&c) if c == b'\t' || c == b' ' || (0x21..=0x7e).contains(&c) || c >= 0x80 => i += 2,
+                    _ => return false,
+                },
+                // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+                c if c == b'\t' || c == b' ' || c == 0x21 || (0x23..=0x7e).contains(&c) || c >= 0x80 => i += 1,
+                _ => return false,
+            }
+        }
+        false
+    }
+    loop {
+        skip_bws(&mut s);
+        match s {
+            [] => return true,
+            [b';', rest @ ..] => s = rest,
+            _ => return false,
+        }
+        skip_bws(&mut s);
+        if !token(&mut s) {
+            return false;
+        }
+        skip_bws(&mut s);
+        if let [b'=', rest @ ..] = s {
+            s = rest;
+            skip_bws(&mut s);
+            if !(if s.first() == Some(&b'"') { quoted(&mut s) } else { token(&mut s) }) {
+                return false;
+            }
+        }
+    }
+}
+
+/// `tchar` (RFC 9110 §5.6.2): the characters of a token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// How a judged request's body is framed.
@@ -565,6 +626,35 @@ mod tests {
             (b"5\n", None),
             (b"-5\r\n", None),
             (b"11111111111111111\r\n", None),
+            (b"ffffffffffffffff\r\n", Some(u64::MAX)),
+            (b"5 \r\n", Some(5)),
+            (b"5\t;x\r\n", Some(5)),
+            (b"5;ext\r\n", Some(5)),
+            (b"5;a=b;c;d=e\r\n", Some(5)),
+            (b"5 ; a = b ; c\r\n", Some(5)),
+            (b"5;a=\"x y;z\\\"q\"\r\n", Some(5)),
+            (b"5;a=\"\"\r\n", Some(5)),
+            (b"5;a=\"caf\xc3\xa9\"\r\n", Some(5)),
+            // Not token characters (RFC 9112 §7.1.1): refused, not forwarded.
+            (b"5;bad[=x\r\n", None),
+            (b"5;a=x]\r\n", None),
+            (b"5;a=b c\r\n", None),
+            (b"5;a/b\r\n", None),
+            (b"5;a=\x01\r\n", None),
+            (b"5;a=\"\x7f\"\r\n", None),
+            (b"5;\xc3\xa9\r\n", None),
+            // Missing parts.
+            (b"5;\r\n", None),
+            (b"5;;a\r\n", None),
+            (b"5;=x\r\n", None),
+            (b"5;a=\r\n", None),
+            (b"5;a=\"open\r\n", None),
+            (b"5;a=\"x\"y\r\n", None),
+            (b"5;a=\"x\\\r\n", None),
+            (b"5x\r\n", None),
+            (b"5 6\r\n", None),
+            (b" 5\r\n", None),
+            (b"5\r\r\n", None),
         ];
         for (l, want) in rows {
             assert_eq!(parse_chunk_size(l), *want, "{l:?}");

@@ -1490,6 +1490,8 @@ mod tests {
             (b"5;ext=1\r\nhello\r\n0\r\nX-T: y\r\n\r\n", Ok((b"hello", b""))),
             (b"5\r\nhelloXX0\r\n\r\n", Err(())),
             (b"zz\r\nhello\r\n0\r\n\r\n", Err(())),
+            (b"5;bad[=x\r\nhello\r\n0\r\n\r\n", Err(())),
+            (b"5;ok=\"[x]\"\r\nhello\r\n0\r\n\r\n", Ok((b"hello", b""))),
             (b"5\nhello\r\n0\r\n\r\n", Err(())),
             (b"0\r\nX: y\n\r\n", Err(())),
         ];
