@@ -69,7 +69,15 @@ pub(crate) async fn copy(
     while len > 0 || in_pipe > 0 {
         if len > 0 && in_pipe < pipe.size {
             let want = (pipe.size - in_pipe).min(len.min(usize::MAX as u64) as usize);
-            let r = src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), pipe.w.as_raw_fd(), want));
+            let fill = || splice(src.as_raw_fd(), pipe.w.as_raw_fd(), want);
+            // EAGAIN from socket → pipe means "socket empty" only when the pipe is empty. A
+            // pipe holding bytes can be full in its slots (one per socket buffer fragment, 256
+            // in 1 MiB) long before it is full in bytes: data sent with sendfile(2) (nginx,
+            // Apache, Tomcat) arrives as many small page fragments. Clearing the socket's
+            // readiness then would wait for a readiness edge that the already-queued bytes
+            // never give, until the read timeout. So only an empty pipe's EAGAIN clears it
+            // (`try_io`); a non-empty pipe is drained and the read tried again.
+            let r = if in_pipe == 0 { src.try_io(Interest::READABLE, fill) } else { fill() };
             match r {
                 Ok(0) => return Err(SpliceError::Source(io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => {
@@ -141,6 +149,47 @@ mod tests {
         let mut src = src;
         src.read_exact(&mut rest).await.unwrap();
         assert_eq!(rest.to_vec(), (total..total + 5).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    }
+
+    /// What nginx, Apache and Tomcat do: sendfile(2) from a file into the socket. The bytes
+    /// arrive as page fragments that fill the pipe's slots before its bytes; the copy must
+    /// still go on (it once waited for the read timeout, which is an error here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn data_sent_with_sendfile_is_moved_whole() {
+        use std::io::Write;
+        let total = 32 * 1024 * 1024 + 1234;
+        let data: Vec<u8> = (0..total).map(|i| ((i * 7 + i / 4093) % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a1, a2) = (l1.local_addr().unwrap(), l2.local_addr().unwrap());
+        let sender = std::thread::spawn(move || {
+            let s = std::net::TcpStream::connect(a1).unwrap();
+            let mut off: libc::off_t = 0;
+            while (off as usize) < total {
+                // SAFETY: sendfile from a file we own to a socket we own, `off` a valid offset.
+                let n = unsafe { libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &mut off, total - off as usize) };
+                assert!(n > 0, "sendfile: {}", io::Error::last_os_error());
+            }
+            s
+        });
+        let (src, _) = l1.accept().await.unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = l2.accept().await.unwrap();
+            let mut got = Vec::with_capacity(total);
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let dst = TcpStream::connect(a2).await.unwrap();
+        let pipe = Pipe::new().unwrap();
+        let r = copy(&pipe, &src, &dst, total as u64, Duration::from_secs(20), Duration::from_secs(20)).await;
+        assert!(r.is_ok(), "the copy stopped: {r:?}");
+        drop(dst);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), total);
+        assert!(got == data, "the bytes differ");
+        drop(sender.join().unwrap());
     }
 
     #[tokio::test]
