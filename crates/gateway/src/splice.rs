@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::reqtimeout::BodyClock;
 
 /// Bodies from this size on are spliced; below it the copy is cheaper than the pipe.
 pub(crate) const MIN: u64 = 256 * 1024;
@@ -51,11 +53,13 @@ pub(crate) enum SpliceError {
     Source(io::Error),
     /// Writing: an error or `write_timeout`.
     Sink(io::Error),
+    /// Reading a request body: its deadline passed (below the minimum rate).
+    TooSlow,
 }
 
 /// Move exactly `len` bytes from `src` to `dst` through `pipe`. Each wait for the source to
-/// have bytes is bounded by `read_timeout`, each wait for the sink to take them by
-/// `write_timeout`.
+/// have bytes is bounded by `read_timeout`, and by `body`'s deadline when the source is a
+/// downstream sending a request body; each wait for the sink to take them by `write_timeout`.
 pub(crate) async fn copy(
     pipe: &Pipe,
     src: &TcpStream,
@@ -63,6 +67,7 @@ pub(crate) async fn copy(
     mut len: u64,
     read_timeout: Duration,
     write_timeout: Duration,
+    mut body: Option<&mut BodyClock>,
 ) -> Result<(), SpliceError> {
     let timed_out = |what| io::Error::new(io::ErrorKind::TimedOut, what);
     let mut in_pipe = 0usize;
@@ -83,13 +88,21 @@ pub(crate) async fn copy(
                 Ok(n) => {
                     in_pipe += n;
                     len -= n as u64;
+                    if let Some(b) = body.as_deref_mut() {
+                        b.received(n as u64);
+                    }
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if in_pipe == 0 {
-                        match timeout(read_timeout, src.readable()).await {
+                        let (until, rate_deadline) = match body.as_deref_mut() {
+                            Some(b) => b.wait_until(read_timeout),
+                            None => (Instant::now() + read_timeout, false),
+                        };
+                        match timeout_at(until, src.readable()).await {
                             Ok(Ok(())) => continue,
                             Ok(Err(e)) => return Err(SpliceError::Source(e)),
+                            Err(_) if rate_deadline => return Err(SpliceError::TooSlow),
                             Err(_) => return Err(SpliceError::Source(timed_out("read timed out"))),
                         }
                     }
@@ -138,7 +151,7 @@ mod tests {
         });
         let dst = TcpStream::connect(a2).await.unwrap();
         let pipe = Pipe::new().unwrap();
-        copy(&pipe, &src, &dst, total as u64, Duration::from_secs(5), Duration::from_secs(5)).await.unwrap();
+        copy(&pipe, &src, &dst, total as u64, Duration::from_secs(5), Duration::from_secs(5), None).await.unwrap();
         drop(dst);
         let got = reader.await.unwrap();
         assert_eq!(got.len(), total);
@@ -183,7 +196,7 @@ mod tests {
         });
         let dst = TcpStream::connect(a2).await.unwrap();
         let pipe = Pipe::new().unwrap();
-        let r = copy(&pipe, &src, &dst, total as u64, Duration::from_secs(20), Duration::from_secs(20)).await;
+        let r = copy(&pipe, &src, &dst, total as u64, Duration::from_secs(20), Duration::from_secs(20), None).await;
         assert!(r.is_ok(), "the copy stopped: {r:?}");
         drop(dst);
         let got = reader.await.unwrap();
@@ -209,7 +222,7 @@ mod tests {
         });
         let dst = TcpStream::connect(a2).await.unwrap();
         let pipe = Pipe::new().unwrap();
-        let r = copy(&pipe, &src, &dst, 5000, Duration::from_secs(5), Duration::from_secs(5)).await;
+        let r = copy(&pipe, &src, &dst, 5000, Duration::from_secs(5), Duration::from_secs(5), None).await;
         assert!(matches!(r, Err(SpliceError::Source(_))), "{r:?}");
     }
 }

@@ -6,6 +6,7 @@ mod behaviour;
 mod differential;
 mod origin;
 mod sendfile;
+mod slow_body;
 mod smuggling;
 
 use std::net::SocketAddr;

@@ -1,0 +1,114 @@
+//! Request bodies and their minimum rate (issue 16, item 6): `RequestReadTimeout body=T,MinRate=R`
+//! as Apache's mod_reqtimeout reads it. A body that trickles below the rate is cut with `408`
+//! and never reaches the origin whole; a steady body above the rate goes through however long
+//! it takes. Small settings (1 s) keep these tests short; the assertions are on what arrived,
+//! not on durations.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::origin::Origin;
+use crate::*;
+
+fn conf(o: &Origin, reqtimeout: &str) -> String {
+    format!("Listen 127.0.0.1:0\nServerName gw.test\nRequestReadTimeout {reqtimeout}\nProxyPass / http://{}/ timeout=60\n", o.addr)
+}
+
+/// Send `head`, then `pieces` one every `every`, while reading the response; stop sending when
+/// the gateway answers or closes. Returns the response bytes and how many pieces went out.
+async fn paced(addr: SocketAddr, head: &str, pieces: Vec<Vec<u8>>, every: Duration) -> (Vec<u8>, usize) {
+    let s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut got)).await;
+        got
+    });
+    let mut sent = 0;
+    for p in pieces {
+        if reader.is_finished() {
+            break;
+        }
+        tokio::time::sleep(every).await;
+        if wr.write_all(&p).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    let got = reader.await.unwrap();
+    (got, sent)
+}
+
+fn status(resp: &[u8]) -> String {
+    String::from_utf8_lossy(&resp[..resp.len().min(12)]).into_owned()
+}
+
+/// 1 byte every 100 ms (10 B/s) against `body=1,MinRate=1000`: cut after about a second, for a
+/// small body (read into a buffer), a large one (spliced socket to socket) and a chunked one.
+#[tokio::test]
+async fn a_body_trickling_below_the_minimum_rate_is_cut_with_408() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&conf(&o, "body=1,MinRate=1000"))).await;
+    let cases = [
+        ("small", "Content-Length: 600\r\n"),
+        // 1 MiB: over the splice threshold, so the body goes through splice(2).
+        ("large", "Content-Length: 1048576\r\n"),
+        ("chunked", "Transfer-Encoding: chunked\r\n"),
+    ];
+    for (name, framing) in cases {
+        let head = format!("POST /upload HTTP/1.1\r\nHost: a\r\nX-Test-Id: {name}\r\n{framing}\r\n");
+        let mut pieces: Vec<Vec<u8>> = (0..600).map(|_| b"x".to_vec()).collect();
+        if name == "chunked" {
+            pieces.insert(0, b"258\r\n".to_vec());
+        }
+        let (resp, sent) = paced(gw.addr, &head, pieces, Duration::from_millis(100)).await;
+        assert!(status(&resp).starts_with("HTTP/1.1 408"), "{name}: {:?}", String::from_utf8_lossy(&resp));
+        assert!(sent < 600, "{name}: the whole body went out before the cut");
+        assert!(o.by_id(name).is_empty(), "{name}: the origin got the request whole");
+    }
+}
+
+/// 1,000 B/s, ten times `MinRate=100`, for about 3 s against `body=1`: well past the initial
+/// timeout, never cut (the deadline moves 1 s per 100 bytes). Small, spliced and chunked.
+#[tokio::test]
+async fn a_steady_body_above_the_minimum_rate_outlasts_the_initial_timeout() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&conf(&o, "body=1,MinRate=100"))).await;
+    // (name, bytes per piece, pieces): 100 B every 100 ms, and 100 KiB every 100 ms.
+    for (name, piece, n) in [("small", 100usize, 30usize), ("large", 100 * 1024, 30), ("chunked", 100, 30)] {
+        let body = crate::origin::pattern(piece * n);
+        let (framing, pieces): (String, Vec<Vec<u8>>) = if name == "chunked" {
+            let mut p: Vec<Vec<u8>> = body.chunks(piece).map(|c| [format!("{:x}\r\n", c.len()).as_bytes(), c, b"\r\n"].concat()).collect();
+            p.push(b"0\r\n\r\n".to_vec());
+            ("Transfer-Encoding: chunked\r\n".into(), p)
+        } else {
+            (format!("Content-Length: {}\r\n", body.len()), body.chunks(piece).map(<[u8]>::to_vec).collect())
+        };
+        let head = format!("POST /upload HTTP/1.1\r\nHost: a\r\nX-Test-Id: {name}\r\nConnection: close\r\n{framing}\r\n");
+        let count = pieces.len();
+        let (resp, sent) = paced(gw.addr, &head, pieces, Duration::from_millis(100)).await;
+        assert_eq!(sent, count, "{name}: the gateway stopped reading: {:?}", String::from_utf8_lossy(&resp[..resp.len().min(200)]));
+        assert!(status(&resp).starts_with("HTTP/1.1 200"), "{name}: {:?}", String::from_utf8_lossy(&resp[..resp.len().min(200)]));
+        let seen = o.by_id(name);
+        assert_eq!(seen.len(), 1, "{name}");
+        assert!(seen[0].body == body, "{name}: the origin got {} bytes, not the {} sent", seen[0].body.len(), body.len());
+    }
+}
+
+/// `body=0` turns the deadline off: the same trickle is only bound by `Timeout` (a stall).
+#[tokio::test]
+async fn body_zero_turns_the_minimum_rate_off() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&conf(&o, "body=0"))).await;
+    let head = "POST /upload HTTP/1.1\r\nHost: a\r\nX-Test-Id: off\r\nConnection: close\r\nContent-Length: 20\r\n\r\n";
+    let pieces: Vec<Vec<u8>> = (0..20).map(|_| b"x".to_vec()).collect();
+    let (resp, sent) = paced(gw.addr, head, pieces, Duration::from_millis(100)).await;
+    assert_eq!(sent, 20);
+    assert!(status(&resp).starts_with("HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&resp));
+    assert_eq!(o.by_id("off")[0].body, vec![b'x'; 20]);
+}
