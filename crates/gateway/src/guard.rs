@@ -76,16 +76,25 @@ pub struct Inspector {
     max_head: usize,
     verdicts: Verdicts,
     first: bool,
+    /// A malformed chunk size line was found: where it starts in the data last fed (0 if it
+    /// began in an earlier feed). `Guarded` stops the stream there.
+    malformed_chunk: Option<usize>,
 }
 
 pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl Inspector {
     pub fn new(max_head: usize, verdicts: Verdicts) -> Self {
-        Inspector { state: State::Head(Vec::new()), max_head, verdicts, first: true }
+        Inspector { state: State::Head(Vec::new()), max_head, verdicts, first: true, malformed_chunk: None }
+    }
+
+    /// Where a malformed chunk size line starts in the data last fed, once.
+    pub fn take_malformed_chunk(&mut self) -> Option<usize> {
+        self.malformed_chunk.take()
     }
 
     pub fn feed(&mut self, mut data: &[u8]) {
+        let total = data.len();
         while !data.is_empty() {
             match &mut self.state {
                 State::Passthrough => return,
@@ -133,6 +142,7 @@ impl Inspector {
                     }
                 }
                 State::ChunkSize(line) => {
+                    let starts_at = if line.is_empty() { total - data.len() } else { 0 };
                     let Some(pos) = data.iter().position(|&b| b == b'\n') else {
                         line.extend_from_slice(data);
                         if line.len() > 4096 {
@@ -145,7 +155,10 @@ impl Inspector {
                     match parse_chunk_size(line) {
                         Some(0) => self.state = State::Trailers(Vec::new()),
                         Some(n) => self.state = State::ChunkData(n),
-                        None => self.state = State::Passthrough,
+                        None => {
+                            self.malformed_chunk = Some(starts_at);
+                            self.state = State::Passthrough;
+                        }
                     }
                 }
                 State::ChunkData(n) => {
@@ -409,6 +422,9 @@ pub struct Guarded<T> {
     /// work per request); when the sleep fires early for a moved deadline it is reset then.
     sleep: Option<Pin<Box<Sleep>>>,
     timed_out: bool,
+    /// A malformed chunk line was seen: reads fail from here on (hyper does not check chunk
+    /// extensions, RFC 9112 §7.1.1, so the body must end before it reaches hyper).
+    malformed: bool,
 }
 
 impl<T> Guarded<T> {
@@ -422,6 +438,7 @@ impl<T> Guarded<T> {
             timer: None,
             sleep: None,
             timed_out: false,
+            malformed: false,
         };
         (g, shared)
     }
@@ -444,6 +461,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
         if self.timed_out {
             return Poll::Ready(Ok(()));
         }
+        if self.malformed {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "malformed chunk size line")));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         match r {
@@ -452,6 +472,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
                 let new = &buf.filled()[before..];
                 if !new.is_empty() {
                     this.inspector.feed(new);
+                    if let Some(at) = this.inspector.take_malformed_chunk() {
+                        // What came before the bad line goes on (the head, good chunks); the
+                        // body then fails, and the request is answered 400, never forwarded.
+                        this.malformed = true;
+                        buf.set_filled(before + at);
+                        if at == 0 {
+                            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "malformed chunk size line")));
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
                     // Progress resets the idle and body timers; the head deadline stands.
                     if !matches!(this.timer, Some((TimerKind::Head, _))) || this.timer_kind() != Some(TimerKind::Head) {
                         this.timer = None;
@@ -614,6 +644,26 @@ mod tests {
     fn bad_chunk_size_stops_inspection_so_later_requests_are_refused() {
         let got = run(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(got, vec![Verdict::Ok]);
+    }
+
+    #[test]
+    fn a_malformed_chunk_line_is_located_where_it_starts() {
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+        let bad = b"3;a=b]\r\nabc\r\n0\r\n\r\n";
+        let mut i = Inspector::new(8192, Arc::new(ConnShared::default()));
+        i.feed(&[&head[..], &bad[..]].concat());
+        assert_eq!(i.take_malformed_chunk(), Some(head.len()));
+        assert_eq!(i.take_malformed_chunk(), None);
+        // Begun in an earlier read: it starts at 0 of the read that completes it.
+        let mut i = Inspector::new(8192, Arc::new(ConnShared::default()));
+        i.feed(&[&head[..], &bad[..4]].concat());
+        assert_eq!(i.take_malformed_chunk(), None);
+        i.feed(&bad[4..]);
+        assert_eq!(i.take_malformed_chunk(), Some(0));
+        // Well-formed extensions are not.
+        let mut i = Inspector::new(8192, Arc::new(ConnShared::default()));
+        i.feed(&[&head[..], b"3;a=b\r\nabc\r\n0\r\n\r\n"].concat());
+        assert_eq!(i.take_malformed_chunk(), None);
     }
 
     #[test]
