@@ -4,6 +4,7 @@
 //! socket buffer fragments; the splice path once mistook "pipe full" for "socket empty" and
 //! waited for the route's timeout.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,17 +28,20 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // SIGTERM first: Apache's parent then stops its children itself (a SIGKILLed parent
-        // would leave them behind); nginx without a master process just exits.
-        // SAFETY: a signal to our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // SIGTERM first: Apache's parent then stops its children itself; nginx without a
+        // master process just exits. Then SIGKILL to the process group (each origin leads its
+        // own) for anything left, so that no child outlives the test.
+        let pid = self.child.id() as i32;
+        // SAFETY: signals to our own child and to the process group it leads.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
         for _ in 0..100 {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
+        // SAFETY: as above.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -97,6 +101,7 @@ fn start_nginx() -> Proc {
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
     let child = Command::new(NGINX)
+        .process_group(0)
         .args(["-p", &d.to_string(), "-c", path.to_str().unwrap(), "-e", &format!("{d}/error.log")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -123,8 +128,13 @@ fn start_apache() -> Proc {
     );
     let path = dir.path().join("httpd.conf");
     std::fs::write(&path, conf).unwrap();
-    let child =
-        Command::new(APACHE).args(["-f", path.to_str().unwrap(), "-DFOREGROUND"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start apache2");
+    let child = Command::new(APACHE)
+        .args(["-f", path.to_str().unwrap(), "-DFOREGROUND"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start apache2");
     let mut p = Proc { child, port, dir };
     wait_listening(&mut p, "error.log");
     p
