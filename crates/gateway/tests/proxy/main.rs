@@ -8,6 +8,7 @@ mod origin;
 mod sendfile;
 mod slow_body;
 mod smuggling;
+mod streaming;
 
 use std::net::SocketAddr;
 use std::path::Path;
