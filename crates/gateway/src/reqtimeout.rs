@@ -27,8 +27,10 @@ impl BodyClock {
         self.rate.deadline(start, self.received)
     }
 
-    /// `n` more bytes of the body arrived: the deadline moves by `n / min_rate` seconds.
+    /// `n` more bytes of the body arrived: the deadline moves by `n / min_rate` seconds. The
+    /// clock starts here if these bytes came before any wait (a splice finding them queued).
     pub(crate) fn received(&mut self, n: u64) {
+        self.start.get_or_insert_with(Instant::now);
         self.received = self.received.saturating_add(n);
     }
 
