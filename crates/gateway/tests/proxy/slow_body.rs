@@ -73,14 +73,15 @@ async fn a_body_trickling_below_the_minimum_rate_is_cut_with_408() {
     }
 }
 
-/// 1,000 B/s, ten times `MinRate=100`, for about 3 s against `body=1`: well past the initial
-/// timeout, never cut (the deadline moves 1 s per 100 bytes). Small, spliced and chunked.
+/// 1,000 B/s, ten times `MinRate=100`, for about 5 s against `body=2`: well past the initial
+/// timeout, never cut (the deadline moves 1 s per 100 bytes, ten times faster than the clock).
+/// Small, spliced and chunked.
 #[tokio::test]
 async fn a_steady_body_above_the_minimum_rate_outlasts_the_initial_timeout() {
     let o = Origin::start().await;
-    let gw = start(parse_apache(&conf(&o, "body=1,MinRate=100"))).await;
+    let gw = start(parse_apache(&conf(&o, "body=2,MinRate=100"))).await;
     // (name, bytes per piece, pieces): 100 B every 100 ms, and 100 KiB every 100 ms.
-    for (name, piece, n) in [("small", 100usize, 30usize), ("large", 100 * 1024, 30), ("chunked", 100, 30)] {
+    for (name, piece, n) in [("small", 100usize, 50usize), ("large", 100 * 1024, 50), ("chunked", 100, 50)] {
         let body = crate::origin::pattern(piece * n);
         let (framing, pieces): (String, Vec<Vec<u8>>) = if name == "chunked" {
             let mut p: Vec<Vec<u8>> = body.chunks(piece).map(|c| [format!("{:x}\r\n", c.len()).as_bytes(), c, b"\r\n"].concat()).collect();
