@@ -30,7 +30,7 @@ use crate::guard::{self, Framing, Verdict};
 use crate::log::Entry;
 use crate::parked;
 use crate::proxy::{self, ConnInfo, Failure, Forward, Prepared, Shared};
-use crate::reqtimeout::BodyClock;
+use crate::reqtimeout::{BODY_TOO_SLOW, BodyClock};
 use crate::server::Current;
 use crate::upstream::{RawConn, UpstreamError};
 
@@ -1237,9 +1237,6 @@ fn up_fail(up: &Upstream, e: io::Error, retryable: bool) -> SendFail {
         SendFail::Up(UpstreamError::Io(origin_name(up), e), retryable)
     }
 }
-
-/// Why a body is cut for its rate, for the log.
-const BODY_TOO_SLOW: &str = "request body below the minimum rate (RequestReadTimeout body=, body_read_timeout and body_min_rate)";
 
 /// A request body splice that stopped: the client's fault (cut short, too slow) or the origin's.
 fn spliced_body_fail(up: &Upstream, e: crate::splice::SpliceError) -> SendFail {

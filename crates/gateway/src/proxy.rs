@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -21,6 +21,7 @@ use crate::forward::{self, RequestFacts, RequestRules};
 use crate::guard::{ConnShared, Verdict};
 use crate::log::{AccessLog, Entry};
 use crate::metrics::Metrics;
+use crate::reqtimeout::{BODY_TOO_SLOW, RatedBody};
 use crate::rewrite::{self, PublicBase};
 use crate::routing::{self, PathError};
 use crate::upstream::{BoxError, Conn, Pool, ProxyBody, SignalEnd, UpstreamError};
@@ -169,13 +170,13 @@ impl Drop for Tracked {
 /// A request body whose first bytes were read ahead (see `PREBUFFER`).
 struct Prefixed {
     prefix: Option<Bytes>,
-    rest: Incoming,
+    rest: RatedBody<Incoming>,
 }
 
 impl Body for Prefixed {
     type Data = Bytes;
-    type Error = hyper::Error;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    type Error = BoxError;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(p) = self.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(p))));
         }
@@ -339,7 +340,12 @@ async fn proxy(
         headers.remove(header::TRANSFER_ENCODING);
     }
 
-    // 7. Body: stream, except small chunked bodies which are sent with a length.
+    // 7. Body: stream, except small chunked bodies which are sent with a length. Every read of
+    // it is under the body deadline (mod_reqtimeout `body=`); `expired` tells a body cut for
+    // its rate (408) from an origin's failure.
+    let expired = Arc::new(AtomicBool::new(false));
+    let body_in = RatedBody::new(body_in, shared.config.limits.body_read, expired.clone());
+    let too_slow = || Failure::Downstream(StatusCode::REQUEST_TIMEOUT, BODY_TOO_SLOW);
     let method = req.method.clone();
     let has_length = headers.contains_key(header::CONTENT_LENGTH);
     let body: BodyPlan = if body_in.is_end_stream() {
@@ -351,7 +357,9 @@ async fn proxy(
         BodyPlan::Stream(Prefixed { prefix: None, rest: body_in })
     } else {
         // Boxed for the same reason as connecting: rare, and large inline.
-        Box::pin(prebuffer(body_in, &mut headers)).await.map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body"))?
+        Box::pin(prebuffer(body_in, &mut headers))
+            .await
+            .map_err(|_| if expired.load(Ordering::Acquire) { too_slow() } else { Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body") })?
     };
     let target_uri: Uri = target.parse().map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "unforwardable path"))?;
     let mut conn_up = shared.pool.checkout(up, true).await.map_err(Failure::Upstream)?;
@@ -381,6 +389,9 @@ async fn proxy(
     let mut resp = match conn_up.send(first).await {
         Ok(r) => r,
         Err((e, back)) => {
+            if expired.load(Ordering::Acquire) {
+                return Err(too_slow());
+            }
             // Retry only when safe: the request never left, or it had no streamed body and
             // failed on a reused connection before any answer.
             if !conn_up.reused {
@@ -584,7 +595,7 @@ impl BodyPlan {
     }
 }
 
-async fn prebuffer(mut body: Incoming, headers: &mut HeaderMap) -> Result<BodyPlan, hyper::Error> {
+async fn prebuffer(mut body: RatedBody<Incoming>, headers: &mut HeaderMap) -> Result<BodyPlan, BoxError> {
     let mut buf = BytesMut::new();
     loop {
         match body.frame().await {

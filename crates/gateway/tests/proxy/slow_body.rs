@@ -113,3 +113,63 @@ async fn body_zero_turns_the_minimum_rate_off() {
     assert!(status(&resp).starts_with("HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&resp));
     assert_eq!(o.by_id("off")[0].body, vec![b'x'; 20]);
 }
+
+/// A request body fed from a channel, one piece per message (the HTTP/2 client's side).
+struct ChanBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl hyper::body::Body for ChanBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// POST `pieces` over HTTP/2 with prior knowledge (h2c), one every `every`, as `X-Test-Id: id`:
+/// the response status, and how many pieces went out before it.
+async fn h2_paced(addr: SocketAddr, id: &str, pieces: Vec<Vec<u8>>, every: Duration) -> (u16, usize) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp)).await.expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+    let req = http::Request::post(format!("http://{addr}/upload")).header("x-test-id", id).body(ChanBody(rx)).unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let feeder = tokio::spawn(async move {
+        for p in pieces {
+            tokio::time::sleep(every).await;
+            if tx.send(bytes::Bytes::from(p)).await.is_err() {
+                break;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    });
+    let resp = tokio::time::timeout(Duration::from_secs(60), send.send_request(req)).await.expect("an answer").expect("a response");
+    let status = resp.status().as_u16();
+    let n = sent.load(std::sync::atomic::Ordering::Acquire);
+    feeder.abort();
+    conn.abort();
+    (status, n)
+}
+
+/// HTTP/2 streams, whose bodies hyper reads, have the same deadline: a trickle is cut with
+/// `408` and never reaches the origin whole; a steady body past the initial timeout is not.
+#[tokio::test]
+async fn http2_bodies_have_the_same_minimum_rate() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&conf(&o, "body=2,MinRate=100"))).await;
+    let (status, sent) = h2_paced(gw.addr, "h2-trickle", (0..600).map(|_| b"x".to_vec()).collect(), Duration::from_millis(100)).await;
+    assert_eq!(status, 408, "after {sent} pieces");
+    assert!(sent < 600);
+    assert!(o.by_id("h2-trickle").is_empty(), "the origin got the request whole");
+    let body = crate::origin::pattern(100 * 50);
+    let (status, sent) = h2_paced(gw.addr, "h2-steady", body.chunks(100).map(<[u8]>::to_vec).collect(), Duration::from_millis(100)).await;
+    assert_eq!((status, sent), (200, 50));
+    let seen = o.by_id("h2-steady");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].body == body, "the origin got {} bytes", seen[0].body.len());
+}
