@@ -97,7 +97,8 @@ fn forward_benches(c: &mut Criterion) {
     let peer: IpAddr = "192.0.2.7".parse().unwrap();
     let origin = HeaderValue::from_static("127.0.0.1:7990");
     let facts = RequestFacts { peer, host: Some(&host), scheme: "https", local_port: 443, server_name: "git.example.com", upstream_authority: &origin };
-    let rules = RequestRules { preserve_host: false, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
+    // No `trusted_downstream` (the default): incoming forwarding headers are dropped, ours added.
+    let rules = RequestRules { downstream_trusted: false, preserve_host: false, add_forwarded: true, add_forwarded_proto: true, via: Via::Off, edits: &[] };
     let template = request_headers();
     c.bench_function("forward::strip_hop_by_hop + apply_request_rules", |b| {
         b.iter(|| {
