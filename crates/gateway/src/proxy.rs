@@ -342,24 +342,29 @@ async fn proxy(
 
     // 7. Body: stream, except small chunked bodies which are sent with a length. Every read of
     // it is under the body deadline (mod_reqtimeout `body=`); `expired` tells a body cut for
-    // its rate (408) from an origin's failure.
-    let expired = Arc::new(AtomicBool::new(false));
-    let body_in = RatedBody::new(body_in, shared.config.limits.body_read, expired.clone());
-    let too_slow = || Failure::Downstream(StatusCode::REQUEST_TIMEOUT, BODY_TOO_SLOW);
+    // its rate (408) from an origin's failure. Bodyless requests allocate nothing for it.
     let method = req.method.clone();
     let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    let mut expired: Option<Arc<AtomicBool>> = None;
+    let too_slow = |expired: &Option<Arc<AtomicBool>>| {
+        expired.as_ref().is_some_and(|e| e.load(Ordering::Acquire)).then_some(Failure::Downstream(StatusCode::REQUEST_TIMEOUT, BODY_TOO_SLOW))
+    };
     let body: BodyPlan = if body_in.is_end_stream() {
         if !has_length && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
         BodyPlan::Empty
-    } else if has_length {
-        BodyPlan::Stream(Prefixed { prefix: None, rest: body_in })
     } else {
-        // Boxed for the same reason as connecting: rare, and large inline.
-        Box::pin(prebuffer(body_in, &mut headers))
-            .await
-            .map_err(|_| if expired.load(Ordering::Acquire) { too_slow() } else { Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body") })?
+        let flag = expired.insert(Arc::new(AtomicBool::new(false))).clone();
+        let body_in = RatedBody::new(body_in, shared.config.limits.body_read, flag);
+        if has_length {
+            BodyPlan::Stream(Prefixed { prefix: None, rest: body_in })
+        } else {
+            // Boxed for the same reason as connecting: rare, and large inline.
+            Box::pin(prebuffer(body_in, &mut headers))
+                .await
+                .map_err(|_| too_slow(&expired).unwrap_or(Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body")))?
+        }
     };
     let target_uri: Uri = target.parse().map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "unforwardable path"))?;
     let mut conn_up = shared.pool.checkout(up, true).await.map_err(Failure::Upstream)?;
@@ -389,8 +394,8 @@ async fn proxy(
     let mut resp = match conn_up.send(first).await {
         Ok(r) => r,
         Err((e, back)) => {
-            if expired.load(Ordering::Acquire) {
-                return Err(too_slow());
+            if let Some(f) = too_slow(&expired) {
+                return Err(f);
             }
             // Retry only when safe: the request never left, or it had no streamed body and
             // failed on a reused connection before any answer.
