@@ -135,8 +135,16 @@ def cert_files():
     return crt, key, pem
 
 
-def trove_gateway(origin, p, ps, crt, key):
+def trove_gateway(origin, p, ps, crt, key, static=None):
     cfg = WORK / "trove-gateway.toml"
+    # First match wins: the sendfile origin's route goes before the catch-all.
+    static_route = f"""
+[[server.route]]
+path = "/sendfile/"
+upstream = "http://127.0.0.1:{static}/"
+connect_timeout = 5
+timeout = 300
+""" if static else ""
     cfg.write_text(f"""
 [gateway]
 keep_alive_timeout = 60   # as every contender here, so 10,000 idle connections stay
@@ -159,7 +167,7 @@ names = ["localhost"]
 [server.tls]
 cert = "{crt}"
 key = "{key}"
-
+{static_route}
 [[server.route]]
 path = "/"
 upstream = "http://127.0.0.1:{origin}/"
@@ -217,6 +225,46 @@ http {{
 """)
     shutil.chown(d, "www-data", "www-data")
     return start("nginx", ["nginx", "-c", str(cfg)], p)
+
+
+def static_nginx(p, size):
+    """A second origin for the `sendfile` figure (issue 16): nginx serving a file of `size` bytes
+    with `sendfile on`, as Apache, Tomcat and most static origins send. One process, in the
+    foreground, under bench/.work (the system's nginx is not touched)."""
+    d = WORK / "static"
+    (d / "htdocs").mkdir(parents=True, exist_ok=True)
+    f = d / "htdocs/big.bin"
+    if not f.exists() or f.stat().st_size != size:
+        # Real bytes (not a sparse file), so the pages sent are the page cache's, as in use.
+        block = os.urandom(1 << 20)
+        with open(f, "wb") as out:
+            for _ in range(size >> 20):
+                out.write(block)
+            out.write(block[: size & ((1 << 20) - 1)])
+    cfg = d / "nginx.conf"
+    cfg.write_text(f"""
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log error;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 60s;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{p};
+    root {d}/htdocs;
+  }}
+}}
+""")
+    return start("static-nginx", ["nginx", "-p", str(d), "-c", str(cfg), "-e", str(d / "error.log")], p)
 
 
 def haproxy(origin, p, ps, pem):
@@ -350,6 +398,16 @@ def curl_up(url, path, size):
     return float(speed) / 2**20
 
 
+def curl_file(url, size):
+    """MiB/s of one GET of a static file of `size` bytes (None if it came short)."""
+    r = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download} %{size_download} %{http_code}", url])
+    speed, got, code = r.stdout.split()
+    if int(got) != size or code != "200":
+        log(f"{url}: got {got} bytes, status {code}")
+        return None
+    return float(speed) / 2**20
+
+
 def median_of(n, measure):
     """The median of `n` measurements (None if any failed)."""
     got = [measure() for _ in range(n)]
@@ -373,16 +431,21 @@ def proxy_bench(args, res):
     crt, key, pem = cert_files()
     origin_port = free_port()
     origin = start("origin", [str(ROOT / "target/release/examples/bench_origin"), f"127.0.0.1:{origin_port}", "1"], origin_port)
-    ports = {name: (free_port(), free_port()) for name in ["trove", "nginx", "haproxy", "apache"]}
-    procs = {
-        "direct": origin,
-        "trove": trove_gateway(origin_port, *ports["trove"], crt, key),
-        "nginx": nginx(origin_port, *ports["nginx"], crt, key),
-        "haproxy": haproxy(origin_port, *ports["haproxy"], pem),
-        "apache": apache(origin_port, *ports["apache"], crt, key),
+    # `sendfile` compares trove with the file's origin itself; alone, it needs no other proxy.
+    proxies = ["trove"] if args.figures == {"sendfile"} else ["trove", "nginx", "haproxy", "apache"]
+    ports = {name: (free_port(), free_port()) for name in proxies}
+    static_port = free_port() if "sendfile" in args.figures else None
+    if static_port:
+        static_nginx(static_port, args.big)
+    starters = {
+        "trove": lambda: trove_gateway(origin_port, *ports["trove"], crt, key, static=static_port),
+        "nginx": lambda: nginx(origin_port, *ports["nginx"], crt, key),
+        "haproxy": lambda: haproxy(origin_port, *ports["haproxy"], pem),
+        "apache": lambda: apache(origin_port, *ports["apache"], crt, key),
     }
+    procs = {"direct": origin, **{name: starters[name]() for name in proxies}}
     ports["direct"] = (origin_port, None)
-    names = ["direct", "trove", "nginx", "haproxy", "apache"]
+    names = ["direct", *proxies]
     upload = WORK / "upload.bin"
     if not upload.exists() or upload.stat().st_size != args.big:
         with open(upload, "wb") as f:
@@ -413,6 +476,10 @@ def proxy_bench(args, res):
                 add("download", name, median_of(args.transfers, lambda: curl_down(http, args.big)))
             if "upload" in args.figures:
                 add("upload", name, median_of(args.transfers, lambda: curl_up(http, upload, args.big)))
+            # Issue 16: a file from an origin that sends with sendfile(2), direct and through trove.
+            if "sendfile" in args.figures and name in ("direct", "trove"):
+                url = f"http://127.0.0.1:{static_port}/big.bin" if name == "direct" else f"{http}/sendfile/big.bin"
+                add("sendfile", name, median_of(args.transfers, lambda: curl_file(url, args.big)))
             if https and "https" in args.figures:
                 add("https_keepalive", name, wrk(f"{https}/small", args.secs))
                 add("https_handshakes", name, wrk(f"{https}/small", args.secs, headers=["Connection: close"]))
@@ -647,9 +714,9 @@ def main():
     # A clone's time moves by ±40% from round to round with the neighbours' load (1.8-4.7 s in
     # one run), and it is short: the git half gets more rounds for its medians.
     ap.add_argument("--git-rounds", type=int)
-    ap.add_argument("--figures", help="comma-separated proxy figures to run (small, download, upload, https, idle); default all")
+    ap.add_argument("--figures", help="comma-separated proxy figures to run (small, download, upload, sendfile, https, idle); default all")
     args = ap.parse_args()
-    args.figures = set(args.figures.split(",")) if args.figures else {"small", "download", "upload", "https", "idle"}
+    args.figures = set(args.figures.split(",")) if args.figures else {"small", "download", "upload", "sendfile", "https", "idle"}
     ROOT = Path(args.root).resolve()
     WORK = ROOT / "bench/.work"
     shutil.rmtree(WORK, ignore_errors=True)

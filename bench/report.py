@@ -44,6 +44,7 @@ def figures(res):
         f["small_cpu"] = g("small", "cpu_us_per_req")
         f["download"] = g("download")
         f["upload"] = g("upload")
+        f["sendfile"] = g("sendfile")
         f["https_ka"] = g("https_keepalive", "rps")
         f["https_ka_p99"] = g("https_keepalive", "p99_ms")
         f["handshakes"] = g("https_handshakes", "rps")
@@ -64,6 +65,7 @@ ROWS = [
     ("small_cpu", "… CPU per request, proxy process(es) (µs)", 1, False),
     ("download", "256 MiB response (MiB/s)", 0, True),
     ("upload", "256 MiB chunked upload (MiB/s)", 0, True),
+    ("sendfile", "256 MiB file from nginx, sendfile on (MiB/s; direct = that nginx)", 0, True),
     ("handshakes", "HTTPS new connections (handshakes/s)", 0, True),
     ("https_ka", "HTTPS keep-alive (req/s)", 0, True),
     ("h2", "HTTP/2 over TLS, h2load 64×10 streams (req/s)", 0, True),
@@ -90,6 +92,7 @@ def targets(f, g):
     check("small p99 ≤ nginx's", ge(n["small_p99"], t["small_p99"]), f"{fmt(t['small_p99'], 2)} vs {fmt(n['small_p99'], 2)} ms")
     check("256 MiB response ≥ 0.8× direct", ge(t["download"], d["download"], 0.8), r(t["download"], d["download"]))
     check("256 MiB upload ≥ 0.8× direct", ge(t["upload"], d["upload"], 0.8), r(t["upload"], d["upload"]))
+    check("256 MiB file from a sendfile origin ≥ 0.5× direct (issue 16)", ge(t["sendfile"], d["sendfile"], 0.5), r(t["sendfile"], d["sendfile"]))
     check("HTTPS handshakes/s ≥ nginx", ge(t["handshakes"], n["handshakes"]), r(t["handshakes"], n["handshakes"]))
     check("HTTPS keep-alive req/s ≥ nginx", ge(t["https_ka"], n["https_ka"]), r(t["https_ka"], n["https_ka"]))
     check("memory, idle conns ≤ nginx", ge(n["mem"], t["mem"]), f"{fmt(t['mem'], 1)} vs {fmt(n['mem'], 1)} MiB")
@@ -184,7 +187,7 @@ def chart(res, path):
     import matplotlib.pyplot as plt
 
     f = figures(res)
-    keys = [(k, l, hb) for k, l, _, hb in ROWS if k not in ("small_p50", "small_cpu")]
+    keys = [(k, l, hb) for k, l, _, hb in ROWS if k not in ("small_p50", "small_cpu", "sendfile")]
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
     colors = {"direct": "#999999", "trove": "#d62728", "nginx": "#2ca02c", "haproxy": "#1f77b4", "apache": "#9467bd"}
     for ax, (k, label, hb) in zip(axes.flat, keys):

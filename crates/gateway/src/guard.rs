@@ -76,16 +76,25 @@ pub struct Inspector {
     max_head: usize,
     verdicts: Verdicts,
     first: bool,
+    /// A malformed chunk size line was found: where it starts in the data last fed (0 if it
+    /// began in an earlier feed). `Guarded` stops the stream there.
+    malformed_chunk: Option<usize>,
 }
 
 pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl Inspector {
     pub fn new(max_head: usize, verdicts: Verdicts) -> Self {
-        Inspector { state: State::Head(Vec::new()), max_head, verdicts, first: true }
+        Inspector { state: State::Head(Vec::new()), max_head, verdicts, first: true, malformed_chunk: None }
+    }
+
+    /// Where a malformed chunk size line starts in the data last fed, once.
+    pub fn take_malformed_chunk(&mut self) -> Option<usize> {
+        self.malformed_chunk.take()
     }
 
     pub fn feed(&mut self, mut data: &[u8]) {
+        let total = data.len();
         while !data.is_empty() {
             match &mut self.state {
                 State::Passthrough => return,
@@ -133,6 +142,7 @@ impl Inspector {
                     }
                 }
                 State::ChunkSize(line) => {
+                    let starts_at = if line.is_empty() { total - data.len() } else { 0 };
                     let Some(pos) = data.iter().position(|&b| b == b'\n') else {
                         line.extend_from_slice(data);
                         if line.len() > 4096 {
@@ -145,7 +155,10 @@ impl Inspector {
                     match parse_chunk_size(line) {
                         Some(0) => self.state = State::Trailers(Vec::new()),
                         Some(n) => self.state = State::ChunkData(n),
-                        None => self.state = State::Passthrough,
+                        None => {
+                            self.malformed_chunk = Some(starts_at);
+                            self.state = State::Passthrough;
+                        }
                     }
                 }
                 State::ChunkData(n) => {
@@ -193,18 +206,79 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
-/// `1a;ext=v\r\n` → 26. Strict: hex digits only, at most 16, CRLF terminated.
+/// `1a;ext=v\r\n` → 26. Strict: hex digits only, at most 16, CRLF terminated, and any chunk
+/// extensions well-formed (RFC 9112 §7.1.1): a line an origin could split differently (a
+/// stray `[`, a bare `=`, an unterminated quote) is refused like a bad size, not passed on.
 pub(crate) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r\n")?;
-    let size = match line.iter().position(|&b| b == b';') {
-        Some(p) => &line[..p],
-        None => line,
-    };
-    let size = size.strip_suffix(b" ").unwrap_or(size);
-    if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 || !valid_chunk_ext(&line[digits..]) {
         return None;
     }
-    u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+    u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
+}
+
+/// `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, with
+/// `chunk-ext-name = token` and `chunk-ext-val = token / quoted-string` (RFC 9112 §7.1.1,
+/// RFC 9110 §5.6.2 and §5.6.4). Whitespace (BWS) is also allowed after the last element, as
+/// Apache and hyper allow it after the size.
+fn valid_chunk_ext(mut s: &[u8]) -> bool {
+    fn skip_bws(s: &mut &[u8]) {
+        while let [b' ' | b'\t', rest @ ..] = *s {
+            *s = rest;
+        }
+    }
+    fn token(s: &mut &[u8]) -> bool {
+        let n = s.iter().take_while(|&&b| is_tchar(b)).count();
+        *s = &s[n..];
+        n > 0
+    }
+    fn quoted(s: &mut &[u8]) -> bool {
+        let [b'"', rest @ ..] = *s else { return false };
+        let mut i = 0;
+        while i < rest.len() {
+            match rest[i] {
+                b'"' => {
+                    *s = &rest[i + 1..];
+                    return true;
+                }
+                // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+                b'\\' => match rest.get(i + 1) {
+                    Some(&c) if c == b'\t' || c == b' ' || (0x21..=0x7e).contains(&c) || c >= 0x80 => i += 2,
+                    _ => return false,
+                },
+                // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+                c if c == b'\t' || c == b' ' || c == 0x21 || (0x23..=0x7e).contains(&c) || c >= 0x80 => i += 1,
+                _ => return false,
+            }
+        }
+        false
+    }
+    loop {
+        skip_bws(&mut s);
+        match s {
+            [] => return true,
+            [b';', rest @ ..] => s = rest,
+            _ => return false,
+        }
+        skip_bws(&mut s);
+        if !token(&mut s) {
+            return false;
+        }
+        skip_bws(&mut s);
+        if let [b'=', rest @ ..] = s {
+            s = rest;
+            skip_bws(&mut s);
+            if !(if s.first() == Some(&b'"') { quoted(&mut s) } else { token(&mut s) }) {
+                return false;
+            }
+        }
+    }
+}
+
+/// `tchar` (RFC 9110 §5.6.2): the characters of a token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// How a judged request's body is framed.
@@ -348,6 +422,9 @@ pub struct Guarded<T> {
     /// work per request); when the sleep fires early for a moved deadline it is reset then.
     sleep: Option<Pin<Box<Sleep>>>,
     timed_out: bool,
+    /// A malformed chunk line was seen: reads fail from here on (hyper does not check chunk
+    /// extensions, RFC 9112 §7.1.1, so the body must end before it reaches hyper).
+    malformed: bool,
 }
 
 impl<T> Guarded<T> {
@@ -361,6 +438,7 @@ impl<T> Guarded<T> {
             timer: None,
             sleep: None,
             timed_out: false,
+            malformed: false,
         };
         (g, shared)
     }
@@ -383,6 +461,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
         if self.timed_out {
             return Poll::Ready(Ok(()));
         }
+        if self.malformed {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "malformed chunk size line")));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         match r {
@@ -391,6 +472,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
                 let new = &buf.filled()[before..];
                 if !new.is_empty() {
                     this.inspector.feed(new);
+                    if let Some(at) = this.inspector.take_malformed_chunk() {
+                        // What came before the bad line goes on (the head, good chunks); the
+                        // body then fails, and the request is answered 400, never forwarded.
+                        this.malformed = true;
+                        buf.set_filled(before + at);
+                        if at == 0 {
+                            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "malformed chunk size line")));
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
                     // Progress resets the idle and body timers; the head deadline stands.
                     if !matches!(this.timer, Some((TimerKind::Head, _))) || this.timer_kind() != Some(TimerKind::Head) {
                         this.timer = None;
@@ -556,6 +647,26 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_chunk_line_is_located_where_it_starts() {
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+        let bad = b"3;a=b]\r\nabc\r\n0\r\n\r\n";
+        let mut i = Inspector::new(8192, Arc::new(ConnShared::default()));
+        i.feed(&[&head[..], &bad[..]].concat());
+        assert_eq!(i.take_malformed_chunk(), Some(head.len()));
+        assert_eq!(i.take_malformed_chunk(), None);
+        // Begun in an earlier read: it starts at 0 of the read that completes it.
+        let mut i = Inspector::new(8192, Arc::new(ConnShared::default()));
+        i.feed(&[&head[..], &bad[..4]].concat());
+        assert_eq!(i.take_malformed_chunk(), None);
+        i.feed(&bad[4..]);
+        assert_eq!(i.take_malformed_chunk(), Some(0));
+        // Well-formed extensions are not.
+        let mut i = Inspector::new(8192, Arc::new(ConnShared::default()));
+        i.feed(&[&head[..], b"3;a=b\r\nabc\r\n0\r\n\r\n"].concat());
+        assert_eq!(i.take_malformed_chunk(), None);
+    }
+
+    #[test]
     fn chunk_size_table() {
         let rows: &[(&[u8], Option<u64>)] = &[
             (b"5\r\n", Some(5)),
@@ -565,6 +676,35 @@ mod tests {
             (b"5\n", None),
             (b"-5\r\n", None),
             (b"11111111111111111\r\n", None),
+            (b"ffffffffffffffff\r\n", Some(u64::MAX)),
+            (b"5 \r\n", Some(5)),
+            (b"5\t;x\r\n", Some(5)),
+            (b"5;ext\r\n", Some(5)),
+            (b"5;a=b;c;d=e\r\n", Some(5)),
+            (b"5 ; a = b ; c\r\n", Some(5)),
+            (b"5;a=\"x y;z\\\"q\"\r\n", Some(5)),
+            (b"5;a=\"\"\r\n", Some(5)),
+            (b"5;a=\"caf\xc3\xa9\"\r\n", Some(5)),
+            // Not token characters (RFC 9112 §7.1.1): refused, not forwarded.
+            (b"5;bad[=x\r\n", None),
+            (b"5;a=x]\r\n", None),
+            (b"5;a=b c\r\n", None),
+            (b"5;a/b\r\n", None),
+            (b"5;a=\x01\r\n", None),
+            (b"5;a=\"\x7f\"\r\n", None),
+            (b"5;\xc3\xa9\r\n", None),
+            // Missing parts.
+            (b"5;\r\n", None),
+            (b"5;;a\r\n", None),
+            (b"5;=x\r\n", None),
+            (b"5;a=\r\n", None),
+            (b"5;a=\"open\r\n", None),
+            (b"5;a=\"x\"y\r\n", None),
+            (b"5;a=\"x\\\r\n", None),
+            (b"5x\r\n", None),
+            (b"5 6\r\n", None),
+            (b" 5\r\n", None),
+            (b"5\r\r\n", None),
         ];
         for (l, want) in rows {
             assert_eq!(parse_chunk_size(l), *want, "{l:?}");

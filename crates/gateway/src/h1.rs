@@ -30,6 +30,7 @@ use crate::guard::{self, Framing, Verdict};
 use crate::log::Entry;
 use crate::parked;
 use crate::proxy::{self, ConnInfo, Failure, Forward, Prepared, Shared};
+use crate::reqtimeout::{BODY_TOO_SLOW, BodyClock};
 use crate::server::Current;
 use crate::upstream::{RawConn, UpstreamError};
 
@@ -529,7 +530,17 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
     let mut entry = Entry::start(&shared.log, &parts, conn.peer.ip(), conn.local.port(), server_name, SystemTime::now());
     let is_head = parts.method == Method::HEAD;
     let http10 = parts.version == Version::HTTP_10;
-    let mut ctx = Exchange { shared, conn, vhost, framing, expect_continue, sent_continue: false, must_close: false, limits: &cfg.limits };
+    let mut ctx = Exchange {
+        shared,
+        conn,
+        vhost,
+        framing,
+        expect_continue,
+        sent_continue: false,
+        must_close: false,
+        limits: &cfg.limits,
+        body_clock: BodyClock::new(cfg.limits.body_read),
+    };
     let answer = ctx.run(verdict, &mut parts, host.as_ref(), server_name, io, buf, &mut entry).await;
     let (status, mut headers, body, refused) = match answer {
         Ok(Answer::Local(p, b)) => {
@@ -668,7 +679,7 @@ async fn copy_response<S: DownIo>(
                 {
                     // Large and plain: the rest goes origin → client inside the kernel.
                     let pipe = crate::splice::Pipe::new().map_err(|e| tracing::debug!("pipe: {e}"))?;
-                    crate::splice::copy(&pipe, &up_conn.stream, tcp, left, up.timeout, limits.timeout)
+                    crate::splice::copy(&pipe, &up_conn.stream, tcp, left, up.timeout, limits.timeout, None)
                         .await
                         .map_err(|e| tracing::debug!("origin {}: body splice stopped: {e:?}", up.url))?;
                     sent += left;
@@ -711,7 +722,7 @@ async fn copy_response<S: DownIo>(
                         None => pipe.insert(crate::splice::Pipe::new().map_err(|e| tracing::debug!("pipe: {e}"))?),
                     };
                     let tcp = io.tcp().expect("a plain downstream");
-                    crate::splice::copy(pipe, &up_conn.stream, tcp, rest, up.timeout, limits.timeout)
+                    crate::splice::copy(pipe, &up_conn.stream, tcp, rest, up.timeout, limits.timeout, None)
                         .await
                         .map_err(|e| tracing::debug!("origin {}: chunk splice stopped: {e:?}", up.url))?;
                     chunks.skip_chunk_rest();
@@ -866,6 +877,8 @@ struct Exchange<'a> {
     /// The connection cannot go on after this answer (a body was left unread).
     must_close: bool,
     limits: &'a ConnLimits,
+    /// The request body's deadline (mod_reqtimeout `body=`), on every read of the body.
+    body_clock: BodyClock,
 }
 
 /// The request body, as it will be sent.
@@ -994,9 +1007,16 @@ impl<'a> Exchange<'a> {
             buf.reserve(BODY_BUF);
         }
         let read = async { if small { (&mut *io).take(CHUNK_HEAD_READ).read_buf(buf).await } else { io.read_buf(buf).await } };
-        match timeout(self.limits.timeout, read).await {
-            Ok(Ok(n)) if n > 0 => Ok(()),
+        // Each read waits at most `timeout` (a stall), and never past the body's deadline,
+        // which every byte received pushes further (a trickle below the minimum rate).
+        let (until, rate_deadline) = self.body_clock.wait_until(self.limits.timeout);
+        match timeout_at(until, read).await {
+            Ok(Ok(n)) if n > 0 => {
+                self.body_clock.received(n as u64);
+                Ok(())
+            }
             Ok(_) => Err(SendFail::Down(StatusCode::BAD_REQUEST, "request body cut short")),
+            Err(_) if rate_deadline => Err(SendFail::Down(StatusCode::REQUEST_TIMEOUT, BODY_TOO_SLOW)),
             Err(_) => Err(SendFail::Down(StatusCode::REQUEST_TIMEOUT, "request body read timed out")),
         }
     }
@@ -1098,7 +1118,7 @@ impl<'a> Exchange<'a> {
                         self.send_continue(io).await?;
                         let pipe = crate::splice::Pipe::new().map_err(|e| up_err(e, false))?;
                         let tcp = io.tcp().expect("plain");
-                        return match crate::splice::copy(&pipe, tcp, &c.stream, left, self.limits.timeout, t).await {
+                        return match crate::splice::copy(&pipe, tcp, &c.stream, left, self.limits.timeout, t, Some(&mut self.body_clock)).await {
                             Ok(()) => self.read_response_head(c, up_buf, up, false, idempotent, head_method).await,
                             Err(e) => Err(spliced_body_fail(up, e)),
                         };
@@ -1148,7 +1168,9 @@ impl<'a> Exchange<'a> {
                             Some(p) => p,
                             None => pipe.insert(crate::splice::Pipe::new().map_err(|e| up_err(e, false))?),
                         };
-                        crate::splice::copy(pipe, tcp, &c.stream, rest, self.limits.timeout, t).await.map_err(|e| spliced_body_fail(up, e))?;
+                        crate::splice::copy(pipe, tcp, &c.stream, rest, self.limits.timeout, t, Some(&mut self.body_clock))
+                            .await
+                            .map_err(|e| spliced_body_fail(up, e))?;
                         chunks.skip_chunk_rest();
                         (crlf, small_read) = (b"\r\n", true);
                     }
@@ -1219,6 +1241,7 @@ fn up_fail(up: &Upstream, e: io::Error, retryable: bool) -> SendFail {
 /// A request body splice that stopped: the client's fault (cut short, too slow) or the origin's.
 fn spliced_body_fail(up: &Upstream, e: crate::splice::SpliceError) -> SendFail {
     match e {
+        crate::splice::SpliceError::TooSlow => SendFail::Down(StatusCode::REQUEST_TIMEOUT, BODY_TOO_SLOW),
         crate::splice::SpliceError::Source(e) if e.kind() == io::ErrorKind::TimedOut => {
             SendFail::Down(StatusCode::REQUEST_TIMEOUT, "request body read timed out")
         }
@@ -1490,6 +1513,8 @@ mod tests {
             (b"5;ext=1\r\nhello\r\n0\r\nX-T: y\r\n\r\n", Ok((b"hello", b""))),
             (b"5\r\nhelloXX0\r\n\r\n", Err(())),
             (b"zz\r\nhello\r\n0\r\n\r\n", Err(())),
+            (b"5;bad[=x\r\nhello\r\n0\r\n\r\n", Err(())),
+            (b"5;ok=\"[x]\"\r\nhello\r\n0\r\n\r\n", Ok((b"hello", b""))),
             (b"5\nhello\r\n0\r\n\r\n", Err(())),
             (b"0\r\nX: y\n\r\n", Err(())),
         ];

@@ -13,6 +13,7 @@ pub mod log;
 pub mod metrics;
 mod parked;
 pub mod proxy;
+mod reqtimeout;
 pub mod rewrite;
 pub mod routing;
 pub mod server;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -21,6 +21,7 @@ use crate::forward::{self, RequestFacts, RequestRules};
 use crate::guard::{ConnShared, Verdict};
 use crate::log::{AccessLog, Entry};
 use crate::metrics::Metrics;
+use crate::reqtimeout::{BODY_TOO_SLOW, RatedBody};
 use crate::rewrite::{self, PublicBase};
 use crate::routing::{self, PathError};
 use crate::upstream::{BoxError, Conn, Pool, ProxyBody, SignalEnd, UpstreamError};
@@ -169,13 +170,13 @@ impl Drop for Tracked {
 /// A request body whose first bytes were read ahead (see `PREBUFFER`).
 struct Prefixed {
     prefix: Option<Bytes>,
-    rest: Incoming,
+    rest: RatedBody<Incoming>,
 }
 
 impl Body for Prefixed {
     type Data = Bytes;
-    type Error = hyper::Error;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    type Error = BoxError;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(p) = self.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(p))));
         }
@@ -339,19 +340,31 @@ async fn proxy(
         headers.remove(header::TRANSFER_ENCODING);
     }
 
-    // 7. Body: stream, except small chunked bodies which are sent with a length.
+    // 7. Body: stream, except small chunked bodies which are sent with a length. Every read of
+    // it is under the body deadline (mod_reqtimeout `body=`); `expired` tells a body cut for
+    // its rate (408) from an origin's failure. Bodyless requests allocate nothing for it.
     let method = req.method.clone();
     let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    let mut expired: Option<Arc<AtomicBool>> = None;
+    let too_slow = |expired: &Option<Arc<AtomicBool>>| {
+        expired.as_ref().is_some_and(|e| e.load(Ordering::Acquire)).then_some(Failure::Downstream(StatusCode::REQUEST_TIMEOUT, BODY_TOO_SLOW))
+    };
     let body: BodyPlan = if body_in.is_end_stream() {
         if !has_length && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
         BodyPlan::Empty
-    } else if has_length {
-        BodyPlan::Stream(Prefixed { prefix: None, rest: body_in })
     } else {
-        // Boxed for the same reason as connecting: rare, and large inline.
-        Box::pin(prebuffer(body_in, &mut headers)).await.map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body"))?
+        let flag = expired.insert(Arc::new(AtomicBool::new(false))).clone();
+        let body_in = RatedBody::new(body_in, shared.config.limits.body_read, flag);
+        if has_length {
+            BodyPlan::Stream(Prefixed { prefix: None, rest: body_in })
+        } else {
+            // Boxed for the same reason as connecting: rare, and large inline.
+            Box::pin(prebuffer(body_in, &mut headers))
+                .await
+                .map_err(|_| too_slow(&expired).unwrap_or(Failure::Downstream(StatusCode::BAD_REQUEST, "malformed request body")))?
+        }
     };
     let target_uri: Uri = target.parse().map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "unforwardable path"))?;
     let mut conn_up = shared.pool.checkout(up, true).await.map_err(Failure::Upstream)?;
@@ -381,6 +394,9 @@ async fn proxy(
     let mut resp = match conn_up.send(first).await {
         Ok(r) => r,
         Err((e, back)) => {
+            if let Some(f) = too_slow(&expired) {
+                return Err(f);
+            }
             // Retry only when safe: the request never left, or it had no streamed body and
             // failed on a reused connection before any answer.
             if !conn_up.reused {
@@ -584,7 +600,7 @@ impl BodyPlan {
     }
 }
 
-async fn prebuffer(mut body: Incoming, headers: &mut HeaderMap) -> Result<BodyPlan, hyper::Error> {
+async fn prebuffer(mut body: RatedBody<Incoming>, headers: &mut HeaderMap) -> Result<BodyPlan, BoxError> {
     let mut buf = BytesMut::new();
     loop {
         match body.frame().await {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::reqtimeout::BodyClock;
 
 /// Bodies from this size on are spliced; below it the copy is cheaper than the pipe.
 pub(crate) const MIN: u64 = 256 * 1024;
@@ -51,11 +53,13 @@ pub(crate) enum SpliceError {
     Source(io::Error),
     /// Writing: an error or `write_timeout`.
     Sink(io::Error),
+    /// Reading a request body: its deadline passed (below the minimum rate).
+    TooSlow,
 }
 
 /// Move exactly `len` bytes from `src` to `dst` through `pipe`. Each wait for the source to
-/// have bytes is bounded by `read_timeout`, each wait for the sink to take them by
-/// `write_timeout`.
+/// have bytes is bounded by `read_timeout`, and by `body`'s deadline when the source is a
+/// downstream sending a request body; each wait for the sink to take them by `write_timeout`.
 pub(crate) async fn copy(
     pipe: &Pipe,
     src: &TcpStream,
@@ -63,25 +67,42 @@ pub(crate) async fn copy(
     mut len: u64,
     read_timeout: Duration,
     write_timeout: Duration,
+    mut body: Option<&mut BodyClock>,
 ) -> Result<(), SpliceError> {
     let timed_out = |what| io::Error::new(io::ErrorKind::TimedOut, what);
     let mut in_pipe = 0usize;
     while len > 0 || in_pipe > 0 {
         if len > 0 && in_pipe < pipe.size {
             let want = (pipe.size - in_pipe).min(len.min(usize::MAX as u64) as usize);
-            let r = src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), pipe.w.as_raw_fd(), want));
+            let fill = || splice(src.as_raw_fd(), pipe.w.as_raw_fd(), want);
+            // EAGAIN from socket → pipe means "socket empty" only when the pipe is empty. A
+            // pipe holding bytes can be full in its slots (one per socket buffer fragment, 256
+            // in 1 MiB) long before it is full in bytes: data sent with sendfile(2) (nginx,
+            // Apache, Tomcat) arrives as many small page fragments. Clearing the socket's
+            // readiness then would wait for a readiness edge that the already-queued bytes
+            // never give, until the read timeout. So only an empty pipe's EAGAIN clears it
+            // (`try_io`); a non-empty pipe is drained and the read tried again.
+            let r = if in_pipe == 0 { src.try_io(Interest::READABLE, fill) } else { fill() };
             match r {
                 Ok(0) => return Err(SpliceError::Source(io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => {
                     in_pipe += n;
                     len -= n as u64;
+                    if let Some(b) = body.as_deref_mut() {
+                        b.received(n as u64);
+                    }
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if in_pipe == 0 {
-                        match timeout(read_timeout, src.readable()).await {
+                        let (until, rate_deadline) = match body.as_deref_mut() {
+                            Some(b) => b.wait_until(read_timeout),
+                            None => (Instant::now() + read_timeout, false),
+                        };
+                        match timeout_at(until, src.readable()).await {
                             Ok(Ok(())) => continue,
                             Ok(Err(e)) => return Err(SpliceError::Source(e)),
+                            Err(_) if rate_deadline => return Err(SpliceError::TooSlow),
                             Err(_) => return Err(SpliceError::Source(timed_out("read timed out"))),
                         }
                     }
@@ -130,7 +151,7 @@ mod tests {
         });
         let dst = TcpStream::connect(a2).await.unwrap();
         let pipe = Pipe::new().unwrap();
-        copy(&pipe, &src, &dst, total as u64, Duration::from_secs(5), Duration::from_secs(5)).await.unwrap();
+        copy(&pipe, &src, &dst, total as u64, Duration::from_secs(5), Duration::from_secs(5), None).await.unwrap();
         drop(dst);
         let got = reader.await.unwrap();
         assert_eq!(got.len(), total);
@@ -141,6 +162,47 @@ mod tests {
         let mut src = src;
         src.read_exact(&mut rest).await.unwrap();
         assert_eq!(rest.to_vec(), (total..total + 5).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    }
+
+    /// What nginx, Apache and Tomcat do: sendfile(2) from a file into the socket. The bytes
+    /// arrive as page fragments that fill the pipe's slots before its bytes; the copy must
+    /// still go on (it once waited for the read timeout, which is an error here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn data_sent_with_sendfile_is_moved_whole() {
+        use std::io::Write;
+        let total = 32 * 1024 * 1024 + 1234;
+        let data: Vec<u8> = (0..total).map(|i| ((i * 7 + i / 4093) % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a1, a2) = (l1.local_addr().unwrap(), l2.local_addr().unwrap());
+        let sender = std::thread::spawn(move || {
+            let s = std::net::TcpStream::connect(a1).unwrap();
+            let mut off: libc::off_t = 0;
+            while (off as usize) < total {
+                // SAFETY: sendfile from a file we own to a socket we own, `off` a valid offset.
+                let n = unsafe { libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &mut off, total - off as usize) };
+                assert!(n > 0, "sendfile: {}", io::Error::last_os_error());
+            }
+            s
+        });
+        let (src, _) = l1.accept().await.unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = l2.accept().await.unwrap();
+            let mut got = Vec::with_capacity(total);
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let dst = TcpStream::connect(a2).await.unwrap();
+        let pipe = Pipe::new().unwrap();
+        let r = copy(&pipe, &src, &dst, total as u64, Duration::from_secs(20), Duration::from_secs(20), None).await;
+        assert!(r.is_ok(), "the copy stopped: {r:?}");
+        drop(dst);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), total);
+        assert!(got == data, "the bytes differ");
+        drop(sender.join().unwrap());
     }
 
     #[tokio::test]
@@ -160,7 +222,7 @@ mod tests {
         });
         let dst = TcpStream::connect(a2).await.unwrap();
         let pipe = Pipe::new().unwrap();
-        let r = copy(&pipe, &src, &dst, 5000, Duration::from_secs(5), Duration::from_secs(5)).await;
+        let r = copy(&pipe, &src, &dst, 5000, Duration::from_secs(5), Duration::from_secs(5), None).await;
         assert!(matches!(r, Err(SpliceError::Source(_))), "{r:?}");
     }
 }

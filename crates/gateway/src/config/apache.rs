@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::apache_modules::{self, Verdict};
 use super::{
-    ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, HeaderEditOp, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection,
-    ReverseRule, Route, Severity, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
+    BodyRate, ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, HeaderEditOp, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting,
+    ProxySection, ReverseRule, Route, Severity, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
 };
 use crate::access::{AccessPolicy, Order, Require, parse_host_match, parse_net};
 
@@ -89,7 +89,6 @@ const NOTED: &[&str] = &[
     "h2direct",
     "acceptfilter",
     "listenbacklog",
-    "requestreadtimeout",
     "sslproxyengine",
     "sslcryptodevice",
     "sslproxyciphersuite",
@@ -459,6 +458,99 @@ fn seconds(l: &Line, d: &mut Diagnostics) -> Option<Duration> {
             d.error(&l.origin, format!("{} takes a number of seconds", l.name), format!("write for example '{} 60'", l.name));
             None
         }
+    }
+}
+
+/// One stage of mod_reqtimeout's `RequestReadTimeout`: `timeout[-maxtimeout][,MinRate=rate]`
+/// (<https://httpd.apache.org/docs/2.4/mod/mod_reqtimeout.html#requestreadtimeout>).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+struct ReadStage {
+    timeout: u64,
+    max: Option<u64>,
+    min_rate: Option<u64>,
+}
+
+/// The stages a `RequestReadTimeout` line sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+struct ReadStages {
+    handshake: Option<ReadStage>,
+    header: Option<ReadStage>,
+    body: Option<ReadStage>,
+}
+
+/// Parse `RequestReadTimeout`'s arguments with Apache's own checks (mod_reqtimeout.c
+/// `set_reqtimeout_param`): a range needs `MinRate`, and its maximum must exceed the start.
+fn parse_request_read_timeout(args: &[String]) -> Result<ReadStages, String> {
+    if args.is_empty() {
+        return Err("RequestReadTimeout needs at least one of handshake=, header=, body=".into());
+    }
+    let mut out = ReadStages::default();
+    for a in args {
+        let Some((stage, spec)) = a.split_once('=') else {
+            return Err(format!("RequestReadTimeout argument '{a}' is not stage=timeout[-maxtimeout][,MinRate=rate]"));
+        };
+        let (times, rate) = match spec.split_once(',') {
+            Some((t, r)) => (t, Some(r)),
+            None => (spec, None),
+        };
+        let num = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("RequestReadTimeout '{a}': '{v}' is not a whole number"));
+        let (timeout, max) = match times.split_once('-') {
+            Some((t, m)) => (num(t)?, Some(num(m)?)),
+            None => (num(times)?, None),
+        };
+        let min_rate = match rate {
+            None => None,
+            Some(r) => match r.split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("minrate") => Some(num(v)?),
+                _ => return Err(format!("RequestReadTimeout '{a}': after the timeout only MinRate=<bytes per second> may follow")),
+            },
+        };
+        if let Some(m) = max {
+            if min_rate.is_none_or(|r| r == 0) {
+                return Err(format!("RequestReadTimeout '{a}': a timeout range needs MinRate (Apache refuses it too)"));
+            }
+            if m <= timeout {
+                return Err(format!("RequestReadTimeout '{a}': the maximum timeout must be larger than the initial one"));
+            }
+        }
+        let st = Some(ReadStage { timeout, max, min_rate });
+        match stage.trim().to_ascii_lowercase().as_str() {
+            "handshake" => out.handshake = st,
+            "header" => out.header = st,
+            "body" => out.body = st,
+            other => return Err(format!("RequestReadTimeout: unknown stage '{other}' (handshake, header or body)")),
+        }
+    }
+    Ok(out)
+}
+
+/// Map `RequestReadTimeout` onto the model: `body=` fully (`BodyRate`), `header=` onto the
+/// fixed `header_read_timeout` (its initial timeout; trove does not extend it per byte),
+/// `handshake=` is covered by the header timeout, which also bounds a TLS handshake.
+fn apply_request_read_timeout(st: &ReadStages, limits: &mut ConnLimits, l: &Line, d: &mut Diagnostics) {
+    if let Some(b) = st.body {
+        limits.body_read =
+            BodyRate { timeout: Duration::from_secs(b.timeout), min_rate: b.min_rate.unwrap_or(0), max_timeout: Duration::from_secs(b.max.unwrap_or(0)) };
+    }
+    if let Some(h) = st.header {
+        if h.timeout == 0 {
+            d.warn(
+                &l.origin,
+                "header=0 would leave request heads without a deadline; trove keeps its header timeout",
+                format!("set header= to a number of seconds to change it (now {} s)", limits.header_read_timeout.as_secs()),
+            );
+        } else {
+            limits.header_read_timeout = Duration::from_secs(h.timeout);
+            if h.max.is_some() || h.min_rate.is_some() {
+                d.note(
+                    &l.origin,
+                    format!("header=: trove gives a request head a fixed {} s (the initial timeout); MinRate and the range apply to body= only", h.timeout),
+                );
+            }
+        }
+    }
+    if st.handshake.is_some() {
+        d.note(&l.origin, "handshake=: trove bounds the TLS handshake by the header timeout");
     }
 }
 
@@ -983,6 +1075,10 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
                     limits.keep_alive = v;
                 }
             }
+            "requestreadtimeout" => match parse_request_read_timeout(&l.args) {
+                Ok(stages) => apply_request_read_timeout(&stages, &mut limits, l, d),
+                Err(e) => d.error(&l.origin, e, "write for example 'RequestReadTimeout header=20-40,MinRate=500 body=20,MinRate=500'"),
+            },
             "keepalivetimeout" => {
                 if let Some(v) = seconds(l, d) {
                     limits.keep_alive_timeout = v;
@@ -1628,6 +1724,52 @@ mod tests {
         assert_eq!(s.reverse[0].origin_url, "http://localhost:7990/stash");
         assert_eq!(s.proxy_access.len(), 1);
         assert_eq!(c.listeners[0].addr.port(), 8080);
+    }
+
+    #[test]
+    fn request_read_timeout_table() {
+        let st = |timeout, max, min_rate| Some(ReadStage { timeout, max, min_rate });
+        let rows: &[(&str, Result<ReadStages, ()>)] = &[
+            ("body=20,MinRate=500", Ok(ReadStages { body: st(20, None, Some(500)), ..Default::default() })),
+            (
+                "header=20-40,MinRate=500 body=20,MinRate=500",
+                Ok(ReadStages { header: st(20, Some(40), Some(500)), body: st(20, None, Some(500)), ..Default::default() }),
+            ),
+            ("handshake=5 header=10 body=30", Ok(ReadStages { handshake: st(5, None, None), header: st(10, None, None), body: st(30, None, None) })),
+            ("body=10-60,minrate=1000", Ok(ReadStages { body: st(10, Some(60), Some(1000)), ..Default::default() })),
+            ("body=0", Ok(ReadStages { body: st(0, None, None), ..Default::default() })),
+            ("", Err(())),
+            ("body", Err(())),
+            ("body=x", Err(())),
+            ("body=-5", Err(())),
+            ("body=10-20", Err(())),
+            ("body=20-10,MinRate=5", Err(())),
+            ("body=10,Rate=5", Err(())),
+            ("trailer=10", Err(())),
+        ];
+        for (line, want) in rows {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            let got = parse_request_read_timeout(&args).map_err(|_| ());
+            assert_eq!(&got, want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn request_read_timeout_sets_the_body_rate_and_the_header_timeout() {
+        let (c, d) = parse("Listen 80\nRequestReadTimeout header=10-40,MinRate=500 body=30-600,MinRate=1000\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.limits.body_read, BodyRate { timeout: Duration::from_secs(30), min_rate: 1000, max_timeout: Duration::from_secs(600) });
+        // Without it, Apache's default: body=20,MinRate=500.
+        let (c, _) = parse("Listen 80\n");
+        assert_eq!(c.limits.body_read, BodyRate { timeout: Duration::from_secs(20), min_rate: 500, max_timeout: Duration::ZERO });
+        // body=0 turns the body deadline off; header=0 is refused with a warning.
+        let (c, d) = parse("Listen 80\nRequestReadTimeout header=0 body=0\n");
+        assert!(c.limits.body_read.timeout.is_zero());
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(20));
+        assert!(d.items.iter().any(|i| i.severity == Severity::Warning && i.to_string().contains("header=0")), "{d:?}");
+        let (_, d) = parse("Listen 80\nRequestReadTimeout body=10-5,MinRate=1\n");
+        assert_eq!(errors(&d).len(), 1);
     }
 
     #[test]

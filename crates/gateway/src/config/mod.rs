@@ -137,6 +137,56 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// Largest request head accepted; larger gets 431. Default 64 KiB.
     pub max_header_bytes: usize,
+    /// The request body's deadline and minimum rate (Apache's mod_reqtimeout `body=`).
+    /// Default `body=20,MinRate=500`, Apache's own default.
+    pub body_read: BodyRate,
+}
+
+/// A deadline for receiving a request body that grows with the bytes received, as Apache's
+/// mod_reqtimeout `body=timeout[-maxtimeout][,MinRate=rate]`
+/// (<https://httpd.apache.org/docs/2.4/mod/mod_reqtimeout.html>): the body has `timeout` to
+/// start with, and every `min_rate` bytes received add one second, up to `max_timeout`. A slow
+/// but steady upload (a multi-GB git push at any rate above `min_rate`) is never cut; a body
+/// that trickles below the rate is, with `408` (or a close, once the response has begun).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyRate {
+    /// Time allowed before the extensions. `0` turns the body deadline off (only the stall
+    /// limit, `timeout`, applies). Default 20 s.
+    pub timeout: Duration,
+    /// Bytes per second that keep the deadline moving: each `min_rate` bytes add 1 s. `0`
+    /// means no extension: `timeout` is then the time for the whole body. Default 500.
+    pub min_rate: u64,
+    /// Upper bound on the extended deadline, counted from the body's start. `0` means none
+    /// (Apache's default: only `LimitRequestBody` bounds a fast body). Default none.
+    pub max_timeout: Duration,
+}
+
+impl Default for BodyRate {
+    fn default() -> Self {
+        BodyRate { timeout: Duration::from_secs(20), min_rate: 500, max_timeout: Duration::ZERO }
+    }
+}
+
+impl BodyRate {
+    /// The deadline of a body that started at `start` and of which `received` bytes have
+    /// arrived; `None` when off. As mod_reqtimeout's `extend_timeout`, the extension is
+    /// `received / min_rate` seconds, fractions included.
+    pub fn deadline(&self, start: tokio::time::Instant, received: u64) -> Option<tokio::time::Instant> {
+        if self.timeout.is_zero() {
+            return None;
+        }
+        let extra = if self.min_rate == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_micros((received as u128 * 1_000_000 / self.min_rate as u128).min(u64::MAX as u128) as u64)
+        };
+        let mut allowed = self.timeout.saturating_add(extra);
+        if !self.max_timeout.is_zero() {
+            allowed = allowed.min(self.max_timeout.max(self.timeout));
+        }
+        // Far enough to be "never" without overflowing `Instant`.
+        Some(start.checked_add(allowed).unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86_400)))
+    }
 }
 
 impl Default for ConnLimits {
@@ -148,6 +198,7 @@ impl Default for ConnLimits {
             max_keep_alive_requests: 100,
             header_read_timeout: Duration::from_secs(20),
             max_header_bytes: 64 * 1024,
+            body_read: BodyRate::default(),
         }
     }
 }
@@ -438,12 +489,15 @@ impl GatewayConfig {
         }
         let _ = writeln!(
             s,
-            "timeout {}s keepalive {} keepalive_timeout {}s max_keepalive_requests {} header_read_timeout {}s",
+            "timeout {}s keepalive {} keepalive_timeout {}s max_keepalive_requests {} header_read_timeout {}s body_read_timeout {}s body_min_rate {} body_read_timeout_max {}s",
             self.limits.timeout.as_secs(),
             if self.limits.keep_alive { "on" } else { "off" },
             self.limits.keep_alive_timeout.as_secs(),
             self.limits.max_keep_alive_requests,
-            self.limits.header_read_timeout.as_secs()
+            self.limits.header_read_timeout.as_secs(),
+            self.limits.body_read.timeout.as_secs(),
+            self.limits.body_read.min_rate,
+            self.limits.body_read.max_timeout.as_secs()
         );
         for (i, v) in self.servers.iter().enumerate() {
             let addrs: Vec<String> = v
@@ -507,6 +561,30 @@ impl GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_deadline_table() {
+        let start = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        let rate = |t: u64, r: u64, m: u64| BodyRate { timeout: s(t), min_rate: r, max_timeout: s(m) };
+        // (setting, bytes received, time allowed from the start; None = no deadline)
+        let rows: &[(BodyRate, u64, Option<Duration>)] = &[
+            (rate(20, 500, 0), 0, Some(s(20))),
+            (rate(20, 500, 0), 500, Some(s(21))),
+            (rate(20, 500, 0), 250, Some(Duration::from_millis(20_500))),
+            (rate(20, 500, 0), 5_000_000_000, Some(s(10_000_020))),
+            (rate(20, 0, 0), 1_000_000, Some(s(20))),
+            (rate(10, 1000, 30), 5_000, Some(s(15))),
+            (rate(10, 1000, 30), 50_000, Some(s(30))),
+            (rate(0, 500, 0), 0, None),
+            (rate(0, 500, 30), 1_000, None),
+        ];
+        for (r, received, want) in rows {
+            assert_eq!(r.deadline(start, *received).map(|d| d - start), *want, "{r:?} after {received} bytes");
+        }
+        // No overflow: an absurd extension is just far away.
+        assert!(rate(1, 1, 0).deadline(start, u64::MAX).is_some_and(|d| d - start > s(1_000_000_000)));
+    }
 
     #[test]
     fn origin_authority_brackets_ipv6_and_drops_port_80() {

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    ConfigError, ConnLimits, Diagnostics, GatewayConfig, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection, ReverseRule, Route,
-    TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
+    BodyRate, ConfigError, ConnLimits, Diagnostics, GatewayConfig, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection, ReverseRule,
+    Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
 };
 use crate::access::{AccessPolicy, Order, parse_host_match};
 
@@ -35,6 +35,9 @@ struct RawGlobal {
     max_keep_alive_requests: Option<u32>,
     header_read_timeout: Option<u64>,
     max_header_bytes: Option<usize>,
+    body_read_timeout: Option<u64>,
+    body_min_rate: Option<u64>,
+    body_read_timeout_max: Option<u64>,
     admin_listen: Option<Spanned<String>>,
     drain_timeout: Option<u64>,
 }
@@ -190,6 +193,11 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
         max_keep_alive_requests: g.max_keep_alive_requests.unwrap_or(MAX_KEEP_ALIVE_REQUESTS),
         header_read_timeout: g.header_read_timeout.map(Duration::from_secs).unwrap_or(defaults.header_read_timeout),
         max_header_bytes: g.max_header_bytes.unwrap_or(defaults.max_header_bytes),
+        body_read: BodyRate {
+            timeout: g.body_read_timeout.map(Duration::from_secs).unwrap_or(defaults.body_read.timeout),
+            min_rate: g.body_min_rate.unwrap_or(defaults.body_read.min_rate),
+            max_timeout: g.body_read_timeout_max.map(Duration::from_secs).unwrap_or(defaults.body_read.max_timeout),
+        },
     };
     let admin_listen = g.admin_listen.as_ref().and_then(|a| match a.get_ref().parse::<SocketAddr>() {
         Ok(s) => Some(s),
@@ -465,6 +473,20 @@ allow = ["all"]
         // nginx's keepalive_requests, not Apache's MaxKeepAliveRequests (httpd.conf keeps 100).
         assert_eq!(c.limits.max_keep_alive_requests, MAX_KEEP_ALIVE_REQUESTS);
         assert_eq!(ConnLimits::default().max_keep_alive_requests, 100);
+    }
+
+    #[test]
+    fn body_rate_keys_and_their_defaults() {
+        let (c, d) = parse(
+            "[gateway]\nbody_read_timeout = 30\nbody_min_rate = 1000\nbody_read_timeout_max = 600\n[[listen]]\naddr = \"127.0.0.1:1\"\n[[server]]\n[[server.route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:2/\"\n",
+        );
+        let e: Vec<String> = d.errors().map(|e| e.to_string()).collect();
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(c.limits.body_read, BodyRate { timeout: Duration::from_secs(30), min_rate: 1000, max_timeout: Duration::from_secs(600) });
+        let (c, _) = parse("[gateway]\nbody_read_timeout = 0\n");
+        assert!(c.limits.body_read.deadline(tokio::time::Instant::now(), 0).is_none());
+        let (c, _) = parse("");
+        assert_eq!(c.limits.body_read, BodyRate { timeout: Duration::from_secs(20), min_rate: 500, max_timeout: Duration::ZERO });
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Gateway integration tests on loopback: a real origin, the gateway started in-process on
 //! port 0, raw HTTP/1.1 bytes from the test. `differential` runs the same configs through a
-//! real Apache 2.4.
+//! real Apache 2.4; `sendfile` fetches large files from real nginx and Apache through the gateway.
 
 mod behaviour;
 mod differential;
 mod origin;
+mod sendfile;
+mod slow_body;
 mod smuggling;
+mod streaming;
 
 use std::net::SocketAddr;
 use std::path::Path;

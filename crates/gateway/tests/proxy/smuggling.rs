@@ -51,6 +51,16 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, bool)> {
         ),
         ("chunk-missing-crlf", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n{s}")), 400, false),
         ("chunk-size-lf-only", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n{s}")), 400, false),
+        // RFC 9112 §7.1.1: chunk extensions are tokens or quoted strings.
+        ("chunk-ext-not-token", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;bad[=x\r\nhello\r\n0\r\n\r\n{s}")), 400, false),
+        (
+            "chunk-ext-not-token-in-second-chunk",
+            v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;a=b]\r\nabc\r\n0\r\n\r\n{s}")),
+            400,
+            false,
+        ),
+        ("chunk-ext-no-name", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;=x\r\nhello\r\n0\r\n\r\n{s}")), 400, false),
+        ("chunk-ext-open-quote", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"x\r\nhello\r\n0\r\n\r\n{s}")), 400, false),
         ("chunk-negative", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n{s}")), 400, false),
         ("unix-absolute-uri", v(format!("GET unix:/run/x.sock|http://a/ HTTP/1.1\r\nHost: a\r\n\r\n{s}")), 400, false),
         ("connect", v(format!("CONNECT internal:22 HTTP/1.1\r\nHost: internal:22\r\n\r\n{s}")), 405, false),
@@ -106,4 +116,24 @@ async fn connection_header_cannot_strip_our_forwarded_for() {
     let seen = &o.by_id("x")[0];
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-host"), Some("a"));
+}
+
+#[tokio::test]
+async fn invalid_chunk_extension_is_400_and_never_reaches_the_origin() {
+    let o = Origin::start().await;
+    let conf = format!("Listen 127.0.0.1:0\nProxyPass / http://{}/\n", o.addr);
+    let gw = start(parse_apache(&conf)).await;
+    let req = |ext: &str, id: &str| {
+        format!("POST /p HTTP/1.1\r\nHost: a\r\nX-Test-Id: {id}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5{ext}\r\nhello\r\n0\r\n\r\n")
+    };
+    // `[` is not a token character (RFC 9112 §7.1.1).
+    let r = raw(gw.addr, req(";bad[=x", "bad").as_bytes()).await;
+    assert_eq!(r.first().map(|r| r.status), Some(400), "{r:?}");
+    assert!(o.by_id("bad").is_empty(), "the origin saw {:?}", o.by_id("bad"));
+    // The same with well-formed extensions (a token, a quoted string holding `[`) goes through.
+    let r = raw(gw.addr, req(r#";good=x;q="[y]""#, "good").as_bytes()).await;
+    assert_eq!(r.first().map(|r| r.status), Some(200), "{r:?}");
+    let seen = o.by_id("good");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, b"hello");
 }
