@@ -341,50 +341,6 @@ async fn catch_panics(State(state): State<AppState>, req: Request, next: Next) -
     }
 }
 
-#[cfg(test)]
-mod panic_tests {
-    use axum::body::Body;
-    use http::{Request, StatusCode};
-    use tower::ServiceExt as _;
-
-    use super::*;
-
-    async fn boom() -> &'static str {
-        let bug: Option<&'static str> = None;
-        bug.expect("handler bug with /secret/detail")
-    }
-
-    fn router(dir: &std::path::Path) -> Router {
-        let server = Server::open(ServerConfig::new(dir)).unwrap();
-        Router::new()
-            .route("/boom", get(boom))
-            .route("/rest/api/1.0/boom", get(boom))
-            .layer(middleware::from_fn_with_state(server.shared.clone(), catch_panics))
-            .with_state(server.shared.clone())
-    }
-
-    #[tokio::test]
-    async fn a_panicking_handler_is_a_500_page_without_details() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = router(dir.path()).oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
-        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-        let body = String::from_utf8_lossy(&body);
-        assert!(body.contains("Something went wrong") && !body.contains("/secret/detail"), "{body}");
-    }
-
-    #[tokio::test]
-    async fn a_panicking_rest_handler_answers_in_bitbuckets_error_shape() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = router(dir.path()).oneshot(Request::get("/rest/api/1.0/boom").body(Body::empty()).unwrap()).await.unwrap();
-        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json;charset=UTF-8");
-        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert!(v["errors"][0]["message"].as_str().unwrap().contains("internal error"));
-    }
-}
-
 /// Works out how the request looked to its sender (trusted proxies, connector settings), warns
 /// once if that differs from the base URL, and hands the view to the handlers.
 async fn observe_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -422,4 +378,48 @@ async fn status() -> Response {
 /// `GET /stash` → `/stash/`, as Tomcat does for a context root, built from the base URL.
 async fn context_root(State(state): State<AppState>, axum::Extension(view): axum::Extension<RequestView>) -> Response {
     git_http::redirect(&format!("{}/", state.urls.base_url(&view)))
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        // A bug the handler did not see coming, with a detail that must not reach the caller.
+        panic!("handler bug with /secret/detail")
+    }
+
+    fn router(dir: &std::path::Path) -> Router {
+        let server = Server::open(ServerConfig::new(dir)).unwrap();
+        Router::new()
+            .route("/boom", get(boom))
+            .route("/rest/api/1.0/boom", get(boom))
+            .layer(middleware::from_fn_with_state(server.shared.clone(), catch_panics))
+            .with_state(server.shared.clone())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_page_without_details() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = router(dir.path()).oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("Something went wrong") && !body.contains("/secret/detail"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_rest_handler_answers_in_bitbuckets_error_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = router(dir.path()).oneshot(Request::get("/rest/api/1.0/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json;charset=UTF-8");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("internal error"));
+    }
 }

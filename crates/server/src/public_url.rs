@@ -168,7 +168,7 @@ pub(crate) fn parse_node(s: &str) -> Option<IpAddr> {
 /// proxy) added or set. Values further left were written by whoever was before it, which may
 /// be the client itself (RFC 7239 §8.1; the same reading as nginx's `real_ip_recursive`).
 fn last_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let v = headers.get_all(name).iter().last()?.to_str().ok()?;
+    let v = headers.get_all(name).iter().next_back()?.to_str().ok()?;
     v.rsplit(',').next().map(str::trim).filter(|s| !s.is_empty())
 }
 
