@@ -30,6 +30,7 @@ input[type=text],input[type=password],input[type=url],select{font:inherit;paddin
 input[type=text]:focus,input[type=password]:focus,input[type=url]:focus{outline:2px solid #4c9aff;border-color:#4c9aff}
 button,.button{font:inherit;background:#0052cc;color:#fff;border:0;border-radius:3px;padding:6px 12px;cursor:pointer}
 button.secondary{background:#ebecf0;color:#42526e}button.danger{background:#de350b}
+button:disabled{opacity:.45;cursor:wait}
 .field{margin-bottom:12px}.field label{display:block;font-weight:600;margin-bottom:4px}.field .help{color:#5e6c84;font-size:12px;margin-top:3px}
 .field input[type=text],.field input[type=password],.field input[type=url]{width:100%;max-width:460px}
 .notice{padding:10px 14px;border-radius:4px;margin-bottom:14px}.notice.ok{background:#e3fcef;border:1px solid #79f2c0}.notice.err{background:#ffebe6;border:1px solid #ff8f73}
