@@ -164,6 +164,18 @@ fn fixture() -> (TestServer, Vec<(&'static str, Credentials)>) {
     let personal = Owner::User(user("owner"));
     store.create_repo(&personal, &RepoSlug::parse("mine").unwrap(), false).unwrap();
     store.create_repo(&personal, &RepoSlug::parse("shared").unwrap(), true).unwrap();
+    // Projects for the project matrix: PRIV (private, no public repository; `reader` holds read
+    // on one of its repositories only, `padmin` administers it), DEF (every licensed user is
+    // its admin by default), and `padmin`'s personal project with a private repository.
+    let private = ProjectKey::parse("PRIV").unwrap();
+    store.create_project(&private, None, false).unwrap();
+    store.create_repo(&Owner::Project(private.clone()), &RepoSlug::parse("hidden").unwrap(), false).unwrap();
+    store.grant_repo(&user("reader"), &Owner::Project(private.clone()), &RepoSlug::parse("hidden").unwrap(), Permission::Read).unwrap();
+    store.grant_project(&user("padmin"), &private, Permission::Admin).unwrap();
+    let by_default = ProjectKey::parse("DEF").unwrap();
+    store.create_project(&by_default, None, false).unwrap();
+    store.set_project_default_permission(&by_default, Some(Permission::Admin)).unwrap();
+    store.create_repo(&Owner::User(user("padmin")), &RepoSlug::parse("notes").unwrap(), false).unwrap();
     let admin_token = store.create_token(&user("admin"), "ro", Permission::Read).unwrap().secret;
     let owner_token = store.create_token(&user("owner"), "ci", Permission::Write).unwrap().secret;
 
@@ -186,12 +198,13 @@ fn fixture() -> (TestServer, Vec<(&'static str, Credentials)>) {
     (t, callers)
 }
 
-/// What the surface answered, from the response.
-fn observed(surface: Surface, status: u16, location: Option<&str>) -> Option<Answer> {
+/// What a surface answered, from the response (`web`: a page, which sends anonymous callers
+/// to log in rather than answering 401).
+fn observed(web: bool, status: u16, location: Option<&str>) -> Option<Answer> {
     match status {
         200 => Some(Answer::Allowed),
-        401 if !surface.is_web() => Some(Answer::Anonymous),
-        302 | 303 if surface.is_web() && location.is_some_and(|l| l.contains("/login?next=")) => Some(Answer::Anonymous),
+        401 if !web => Some(Answer::Anonymous),
+        302 | 303 if web && location.is_some_and(|l| l.contains("/login?next=")) => Some(Answer::Anonymous),
         404 => Some(Answer::Hidden),
         403 => Some(Answer::Forbidden),
         _ => None,
@@ -233,7 +246,7 @@ fn every_surface_gives_every_caller_the_access_services_answer() {
             }
             let r = t.http(method, &path, &headers, body);
             checked += 1;
-            let got = observed(surface, r.status, r.header("location"));
+            let got = observed(surface.is_web(), r.status, r.header("location"));
             if got != Some(want) {
                 wrong.push(format!(
                     "({caller}, {repo}, need {}) via {surface:?} {method} {path}: want {want:?}, got {} {:?}",
@@ -245,5 +258,132 @@ fn every_surface_gives_every_caller_the_access_services_answer() {
         }
     }
     assert!(checked > 400, "only {checked} cells were checked");
+    assert!(wrong.is_empty(), "{} of {checked} cells disagree with the table:\n{}", wrong.len(), wrong.join("\n"));
+}
+
+/// Per caller and project, the answer when the request needs to see the project and when it
+/// needs admin on the project itself. Fixture as for repositories, and: PRIV is private with
+/// no public repository, `reader` reads one of its repositories and `padmin` administers it;
+/// TP has a public repository, so everyone sees it; DEF gives every licensed user admin by
+/// default; `~owner` has a public repository, `~padmin` only a private one; `~nobody` is no user.
+#[rustfmt::skip]
+const PROJECT_TABLE: &[(&str, &str, &str)] = &[
+    ("anonymous", "PRIV", "UU"), ("anonymous", "PUB", "AU"), ("anonymous", "TP", "AU"), ("anonymous", "DEF", "UU"),
+    ("anonymous", "~owner", "AU"), ("anonymous", "~padmin", "UU"), ("anonymous", "MISSING", "UU"), ("anonymous", "~nobody", "UU"),
+
+    ("outsider", "PRIV", "HH"), ("outsider", "PUB", "AF"), ("outsider", "TP", "AF"), ("outsider", "DEF", "AA"),
+    ("outsider", "~owner", "AF"), ("outsider", "~padmin", "HH"), ("outsider", "MISSING", "HH"), ("outsider", "~nobody", "HH"),
+
+    ("reader", "PRIV", "AF"), ("reader", "PUB", "AF"), ("reader", "TP", "AF"), ("reader", "DEF", "AA"),
+    ("reader", "~owner", "AF"), ("reader", "~padmin", "HH"), ("reader", "MISSING", "HH"), ("reader", "~nobody", "HH"),
+
+    ("writer", "PRIV", "HH"), ("writer", "PUB", "AF"), ("writer", "TP", "AF"), ("writer", "DEF", "AA"),
+    ("writer", "~owner", "AF"), ("writer", "~padmin", "HH"), ("writer", "MISSING", "HH"), ("writer", "~nobody", "HH"),
+
+    ("padmin", "PRIV", "AA"), ("padmin", "PUB", "AF"), ("padmin", "TP", "AA"), ("padmin", "DEF", "AA"),
+    ("padmin", "~owner", "AF"), ("padmin", "~padmin", "AA"), ("padmin", "MISSING", "HH"), ("padmin", "~nobody", "HH"),
+
+    ("admin", "PRIV", "AA"), ("admin", "PUB", "AA"), ("admin", "TP", "AA"), ("admin", "DEF", "AA"),
+    ("admin", "~owner", "AA"), ("admin", "~padmin", "AA"), ("admin", "MISSING", "HH"), ("admin", "~nobody", "HH"),
+
+    ("owner", "PRIV", "HH"), ("owner", "PUB", "AF"), ("owner", "TP", "AF"), ("owner", "DEF", "AA"),
+    ("owner", "~owner", "AA"), ("owner", "~padmin", "HH"), ("owner", "MISSING", "HH"), ("owner", "~nobody", "HH"),
+
+    ("reader token (read)", "PRIV", "AF"), ("reader token (read)", "PUB", "AF"), ("reader token (read)", "TP", "AF"),
+    ("reader token (read)", "DEF", "AF"), ("reader token (read)", "~owner", "AF"), ("reader token (read)", "~padmin", "HH"),
+    ("reader token (read)", "MISSING", "HH"), ("reader token (read)", "~nobody", "HH"),
+
+    ("writer token (write)", "PRIV", "HH"), ("writer token (write)", "PUB", "AF"), ("writer token (write)", "TP", "AF"),
+    ("writer token (write)", "DEF", "AF"), ("writer token (write)", "~owner", "AF"), ("writer token (write)", "~padmin", "HH"),
+    ("writer token (write)", "MISSING", "HH"), ("writer token (write)", "~nobody", "HH"),
+
+    // The SYS_ADMIN's read-scoped token sees every project, as it reads every repository.
+    ("admin token (read)", "PRIV", "AF"), ("admin token (read)", "PUB", "AF"), ("admin token (read)", "TP", "AF"),
+    ("admin token (read)", "DEF", "AF"), ("admin token (read)", "~owner", "AF"), ("admin token (read)", "~padmin", "AF"),
+    ("admin token (read)", "MISSING", "HH"), ("admin token (read)", "~nobody", "HH"),
+
+    ("owner token (write)", "PRIV", "HH"), ("owner token (write)", "PUB", "AF"), ("owner token (write)", "TP", "AF"),
+    ("owner token (write)", "DEF", "AF"), ("owner token (write)", "~owner", "AF"), ("owner token (write)", "~padmin", "HH"),
+    ("owner token (write)", "MISSING", "HH"), ("owner token (write)", "~nobody", "HH"),
+];
+
+/// Every request that asks the access service about one project, with what it needs (0: to
+/// see the project, 1: admin on it).
+#[derive(Debug, Clone, Copy)]
+enum ProjectSurface {
+    RestGet,
+    RestPermissions,
+    WebPage,
+    WebSettings,
+}
+
+impl ProjectSurface {
+    fn need(self) -> usize {
+        match self {
+            ProjectSurface::RestGet | ProjectSurface::WebPage => 0,
+            ProjectSurface::RestPermissions | ProjectSurface::WebSettings => 1,
+        }
+    }
+
+    fn is_web(self) -> bool {
+        matches!(self, ProjectSurface::WebPage | ProjectSurface::WebSettings)
+    }
+
+    fn path(self, key: &str) -> String {
+        match self {
+            ProjectSurface::RestGet => format!("/rest/api/1.0/projects/{key}"),
+            ProjectSurface::RestPermissions => format!("/rest/api/1.0/projects/{key}/permissions/users"),
+            ProjectSurface::WebPage => format!("/projects/{key}"),
+            ProjectSurface::WebSettings => format!("/projects/{key}/settings"),
+        }
+    }
+}
+
+#[test]
+fn every_surface_gives_every_caller_the_access_services_answer_about_projects() {
+    let (t, callers) = fixture();
+    let keys = ["PRIV", "PUB", "TP", "DEF", "~owner", "~padmin", "MISSING", "~nobody"];
+    for (caller, _) in &callers {
+        for key in keys {
+            let rows = PROJECT_TABLE.iter().filter(|(c, k, _)| c == caller && *k == key).count();
+            assert_eq!(rows, 1, "the table needs exactly one row for ({caller}, {key})");
+        }
+    }
+    let surfaces = [ProjectSurface::RestGet, ProjectSurface::RestPermissions, ProjectSurface::WebPage, ProjectSurface::WebSettings];
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for &(caller, key, answers) in PROJECT_TABLE {
+        let creds = &callers.iter().find(|(c, _)| *c == caller).unwrap_or_else(|| panic!("no caller {caller:?}")).1;
+        let answers: Vec<Answer> = answers.chars().map(answer).collect();
+        for surface in surfaces {
+            if surface.is_web() && !creds.web {
+                continue;
+            }
+            // A user's personal page is also their profile, which every logged-in caller may
+            // open (it lists only what they may read): not a decision about the project.
+            if matches!(surface, ProjectSurface::WebPage) && key.starts_with('~') && caller != "anonymous" {
+                continue;
+            }
+            let want = answers[surface.need()];
+            let path = surface.path(key);
+            let mut headers: Vec<(&str, &str)> = Vec::new();
+            match (surface.is_web(), creds.header.as_deref(), creds.cookie.as_deref()) {
+                (false, Some(a), _) => headers.push(("Authorization", a)),
+                (true, _, Some(c)) => headers.push(("Cookie", c)),
+                _ => {}
+            }
+            let r = t.http("GET", &path, &headers, b"");
+            checked += 1;
+            if observed(surface.is_web(), r.status, r.header("location")) != Some(want) {
+                wrong.push(format!(
+                    "({caller}, {key}, need {}) via {surface:?} GET {path}: want {want:?}, got {} {:?}",
+                    ["to see it", "admin"][surface.need()],
+                    r.status,
+                    r.text().chars().take(120).collect::<String>()
+                ));
+            }
+        }
+    }
+    assert!(checked > 250, "only {checked} cells were checked");
     assert!(wrong.is_empty(), "{} of {checked} cells disagree with the table:\n{}", wrong.len(), wrong.join("\n"));
 }
