@@ -89,7 +89,7 @@ fn refusal(d: Decision, name: String) -> AccessError {
 
 /// A global ADMIN or SYS_ADMIN sees every project; a token's scope caps what they may do with
 /// it, not what they may see (a read-scoped token still reads every repository).
-fn sees_everything(who: Option<&Authenticated>) -> bool {
+pub(crate) fn sees_everything(who: Option<&Authenticated>) -> bool {
     matches!(who.and_then(|a| a.user.global), Some(GlobalPermission::Admin | GlobalPermission::SysAdmin))
 }
 

@@ -85,7 +85,7 @@ pub(crate) async fn list_all(api: Api) -> Result<Response, ApiError> {
     let project_name = api.q.get("projectname");
     let need = api.q.get("permission").map(|p| super::parse_level("REPO", p)).transpose()?;
     let mut values = Vec::new();
-    for p in api.store().visible_projects(api.user(), api.is_admin())? {
+    for p in api.store().visible_projects(api.user(), crate::access::sees_everything(api.who.as_ref()))? {
         let Some(info) = api.store().project_info(&p.owner)? else { continue };
         if !matches_filter(project_name, &[&info.name]) {
             continue;

@@ -384,6 +384,31 @@ fn every_surface_gives_every_caller_the_access_services_answer_about_projects() 
             }
         }
     }
+    // The lists agree with the answers: a project is listed exactly when the caller may see it
+    // (personal projects are listed under their users, not here).
+    for (caller, creds) in &callers {
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = creds.header.as_deref() {
+            headers.push(("Authorization", a));
+        }
+        let listed = t.http("GET", "/rest/api/1.0/projects?limit=1000", &headers, b"").text();
+        let page = creds.web.then(|| {
+            let cookie: Vec<(&str, &str)> = creds.cookie.as_deref().map(|c| vec![("Cookie", c)]).unwrap_or_default();
+            t.http("GET", "/projects", &cookie, b"").text()
+        });
+        for &(_, key, answers) in PROJECT_TABLE.iter().filter(|(c, k, _)| c == caller && !k.starts_with('~')) {
+            let sees = answer(answers.chars().next().unwrap()) == Answer::Allowed;
+            checked += 1;
+            if listed.contains(&format!("\"key\":\"{key}\"")) != sees {
+                wrong.push(format!("({caller}, {key}) in GET /rest/api/1.0/projects: want listed={sees}"));
+            }
+            if let Some(page) = &page
+                && page.contains(&format!("href=\"/projects/{key}\"")) != sees
+            {
+                wrong.push(format!("({caller}, {key}) on the web's project list: want listed={sees}"));
+            }
+        }
+    }
     assert!(checked > 250, "only {checked} cells were checked");
     assert!(wrong.is_empty(), "{} of {checked} cells disagree with the table:\n{}", wrong.len(), wrong.join("\n"));
 }
