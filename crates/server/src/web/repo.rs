@@ -57,9 +57,9 @@ fn project_page_for(w: &Web, key: &str) -> Result<(Project, bool), WebError> {
     match project_access(w, key, None) {
         Ok((p, level)) => Ok((p, level == Some(Permission::Admin))),
         Err(WebError::NotFound) if w.user().is_some() => {
-            let Ok(owner @ Owner::User(_)) = Owner::parse(key) else { return Err(WebError::NotFound) };
-            let Owner::User(name) = &owner else { return Err(WebError::NotFound) };
-            let Some(u) = w.state.store.user(name)? else { return Err(WebError::NotFound) };
+            let Ok(Owner::User(name)) = Owner::parse(key) else { return Err(WebError::NotFound) };
+            let Some(u) = w.state.store.user(&name)? else { return Err(WebError::NotFound) };
+            let owner = Owner::User(name);
             let who = w.who();
             let admin = access::create_repo(&w.state.store, who.as_ref(), key).is_ok();
             let project = match w.state.store.project_info(&owner)? {
