@@ -21,9 +21,10 @@ use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
-use trove_store::{Authenticated, NameError, Owner, Permission, Repo, RepoSlug};
+use trove_store::{Authenticated, Owner, Permission, Repo};
 
 use crate::AppState;
+use crate::access::{self, AccessError};
 use crate::auth;
 use crate::budget::{BodyBudget, Held};
 use crate::error::HttpError;
@@ -69,10 +70,11 @@ impl Service {
 }
 
 /// Parses the owner and repository segments of a clone URL: `TP` + `test.git`, `~justme` + `dots`.
-/// The `.git` suffix is optional, as on Bitbucket.
-pub(crate) fn parse_repo_segments(owner: &str, repo: &str) -> Result<(Owner, RepoSlug), NameError> {
+/// The `.git` suffix is optional, as on Bitbucket. (The access service parses the same way.)
+#[cfg(test)]
+pub(crate) fn parse_repo_segments(owner: &str, repo: &str) -> Result<(Owner, trove_store::RepoSlug), trove_store::NameError> {
     let owner = Owner::parse(owner)?;
-    let slug = RepoSlug::parse(repo.strip_suffix(".git").unwrap_or(repo))?;
+    let slug = trove_store::RepoSlug::parse(repo.strip_suffix(".git").unwrap_or(repo))?;
     Ok((owner, slug))
 }
 
@@ -82,9 +84,10 @@ pub(crate) struct Access {
     pub(crate) who: Option<Authenticated>,
 }
 
-/// Authenticates the caller and checks they may do `need` with the repository; decides
-/// between 401 (no credentials yet: git retries with some), 404 (may not read, or does not
-/// exist) and 403 (may read but not write).
+/// Authenticates the caller and asks the access service whether they may do `need` with the
+/// repository; its answer is rendered as git expects: 401 with a challenge (anonymous: git
+/// retries with credentials), 404 (may not read, or does not exist) or 403 (may read but not
+/// write).
 pub(crate) async fn authorize(
     state: &AppState,
     owner: &str,
@@ -93,32 +96,24 @@ pub(crate) async fn authorize(
     view: &RequestView,
     need: Permission,
 ) -> Result<Access, HttpError> {
-    let (owner, slug) = parse_repo_segments(owner, repo).map_err(|e| {
-        tracing::debug!(error = %e, "refused repository name in URL");
-        HttpError::NotFound
-    })?;
     let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let who = auth::authenticate(&state.store, &state.limiter, header, view.client_ip).await?;
     let store = state.store.clone();
     let who_for_lookup = who.clone();
-    let (repo, perm) = tokio::task::spawn_blocking(move || -> Result<_, trove_store::StoreError> {
-        let repo = store.repo(&owner, &slug)?;
-        let perm = match &repo {
-            Some(r) => store.permission(who_for_lookup.as_ref(), r)?,
-            None => None,
-        };
-        Ok((repo, perm))
-    })
-    .await
-    .map_err(|e| HttpError::Internal(format!("permission lookup panicked: {e}")))?
-    .map_err(|e| HttpError::Internal(format!("permission lookup: {e}")))?;
-    match (repo, perm, &who) {
-        (Some(repo), Some(p), _) if p >= need => Ok(Access { repo, who }),
-        // Anonymous callers get a challenge whatever the reason: with credentials they may
-        // be allowed, and git only sends credentials after a 401.
-        (_, _, None) => Err(HttpError::AuthRequired),
-        (Some(repo), Some(_), Some(a)) => Err(HttpError::PushForbidden { user: a.user.name.to_string(), repo: repo.display_path() }),
-        (_, _, Some(_)) => Err(HttpError::NotFound),
+    // The `.git` suffix is optional, as on Bitbucket.
+    let (owner, slug) = (owner.to_owned(), repo.strip_suffix(".git").unwrap_or(repo).to_owned());
+    let decided = tokio::task::spawn_blocking(move || access::repo(&store, who_for_lookup.as_ref(), &owner, &slug, need))
+        .await
+        .map_err(|e| HttpError::Internal(format!("permission lookup panicked: {e}")))?;
+    match decided {
+        Ok(granted) => Ok(Access { repo: granted.repo, who }),
+        Err(AccessError::Anonymous(_)) => Err(HttpError::AuthRequired),
+        Err(AccessError::Hidden(name)) => {
+            tracing::debug!(repo = %name, "repository not found or not readable");
+            Err(HttpError::NotFound)
+        }
+        Err(AccessError::Forbidden(repo)) => Err(HttpError::PushForbidden { user: who.map(|a| a.user.name.to_string()).unwrap_or_default(), repo }),
+        Err(AccessError::Store(e)) => Err(HttpError::Internal(format!("permission lookup: {e}"))),
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`app`] builds the axum router (so handler tests need no socket); [`Server::serve`] and
 //! [`run`] put it on a listener. `trove server` and `trove up` both go through these.
 
+mod access;
 mod advert;
 mod api;
 mod auth;

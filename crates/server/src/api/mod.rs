@@ -27,7 +27,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
-use trove_store::{Authenticated, GlobalPermission, Owner, Permission, ProjectInfo, Repo, RepoSlug, User};
+use trove_store::{Authenticated, GlobalPermission, Owner, Permission, ProjectInfo, Repo, User};
 
 pub(crate) use error::ApiError;
 use error::{JSON, json_response};
@@ -346,36 +346,30 @@ impl Api {
         if self.who.is_none() { ApiError::AuthRequired } else { not_found }
     }
 
-    /// The project `key` if the caller may see it, and, with `need`, do that much on it.
+    /// The project `key` if the caller may see it, and, with `need`, do that much on it: the
+    /// access service decides, this renders its answer.
     pub(crate) fn project(&self, key: &str, need: Option<Permission>, what: &str) -> Result<ProjectInfo, ApiError> {
-        let missing = || self.hidden(ApiError::no_project(key));
-        let owner = Owner::parse(key).map_err(|_| missing())?;
-        let info = self.store().project_info(&owner)?.ok_or_else(missing)?;
-        let visible = self.is_admin() || self.store().visible_project(&owner, self.user(), self.is_admin())?.is_some();
-        if !visible {
-            return Err(missing());
-        }
-        if let Some(need) = need {
-            let perm = self.store().project_permission(self.who.as_ref(), &info)?;
-            if perm.is_none_or(|p| p < need) {
-                return Err(if self.who.is_none() { ApiError::AuthRequired } else { ApiError::forbidden(what) });
-            }
-        }
-        Ok(info)
+        crate::access::project(self.store(), self.who.as_ref(), key, need).map(|a| a.project).map_err(|e| self.refused(e, || ApiError::no_project(key), what))
     }
 
     /// The repository `key/slug` if the caller may read it and do `need` with it.
     pub(crate) fn repo(&self, key: &str, slug: &str, need: Permission, what: &str) -> Result<(Repo, ProjectInfo), ApiError> {
         let missing = || self.hidden(ApiError::no_repo(slug));
-        let owner = Owner::parse(key).map_err(|_| missing())?;
-        let slug = RepoSlug::parse(slug).map_err(|_| missing())?;
-        let repo = self.store().repo(&owner, &slug)?.ok_or_else(missing)?;
-        let perm = self.store().permission(self.who.as_ref(), &repo)?.ok_or_else(missing)?;
-        if perm < need {
-            return Err(if self.who.is_none() { ApiError::AuthRequired } else { ApiError::forbidden(what) });
+        let granted = crate::access::repo(self.store(), self.who.as_ref(), key, slug, need).map_err(|e| self.refused(e, || ApiError::no_repo(slug), what))?;
+        let info = self.store().project_info(&granted.repo.owner)?.ok_or_else(missing)?;
+        Ok((granted.repo, info))
+    }
+
+    /// Renders the access service's refusal: 401, Bitbucket's "does not exist" 404, or a 403
+    /// saying what the caller may not do.
+    pub(crate) fn refused(&self, e: crate::access::AccessError, not_found: impl FnOnce() -> ApiError, what: &str) -> ApiError {
+        use crate::access::AccessError;
+        match e {
+            AccessError::Anonymous(_) => ApiError::AuthRequired,
+            AccessError::Hidden(_) => not_found(),
+            AccessError::Forbidden(_) => ApiError::forbidden(what),
+            AccessError::Store(e) => e.into(),
         }
-        let info = self.store().project_info(&owner)?.ok_or_else(missing)?;
-        Ok((repo, info))
     }
 
     // ---- JSON shapes ----

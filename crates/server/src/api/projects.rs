@@ -57,7 +57,7 @@ pub(crate) async fn list(api: Api) -> Result<Response, ApiError> {
     let name = api.q.get("name");
     let need = api.q.get("permission").map(|p| super::parse_level("PROJECT", p)).transpose()?;
     let mut values = Vec::new();
-    for p in api.store().visible_projects(api.user(), api.is_admin())? {
+    for p in api.store().visible_projects(api.user(), crate::access::sees_everything(api.who.as_ref()))? {
         if !matches!(p.owner, Owner::Project(_)) || !matches_filter(name, &[&p.name]) {
             continue;
         }

@@ -85,7 +85,7 @@ pub(crate) async fn list_all(api: Api) -> Result<Response, ApiError> {
     let project_name = api.q.get("projectname");
     let need = api.q.get("permission").map(|p| super::parse_level("REPO", p)).transpose()?;
     let mut values = Vec::new();
-    for p in api.store().visible_projects(api.user(), api.is_admin())? {
+    for p in api.store().visible_projects(api.user(), crate::access::sees_everything(api.who.as_ref()))? {
         let Some(info) = api.store().project_info(&p.owner)? else { continue };
         if !matches_filter(project_name, &[&info.name]) {
             continue;
@@ -114,16 +114,14 @@ pub(crate) async fn get(api: Api, Path((key, slug)): Path<(String, String)>) -> 
 /// admin (or being the owner of the personal project).
 pub(crate) async fn create(api: Api, Path(key): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     api.require_login()?;
-    let owner = Owner::parse(&key).map_err(|_| api.hidden(ApiError::no_project(&key)))?;
-    // A personal project is made on its first repository, so it may not exist yet.
-    let own_personal = matches!(&owner, Owner::User(u) if api.user().is_some_and(|me| &me.name == u)) && api.cap_allows(Permission::Admin);
-    if !(own_personal || api.is_admin() && matches!(owner, Owner::User(_))) {
-        api.project(&key, Some(Permission::Admin), "create repositories in this project")?;
-    } else if let Owner::User(u) = &owner
-        && api.store().user(u)?.is_none()
-    {
-        return Err(ApiError::no_user(u.as_str()));
-    }
+    let owner = crate::access::create_repo(api.store(), api.who.as_ref(), &key).map_err(|e| {
+        // A personal project of a user who does not exist: say which user.
+        let missing = match Owner::parse(&key) {
+            Ok(Owner::User(u)) if api.store().user(&u).is_ok_and(|found| found.is_none()) => ApiError::no_user(u.as_str()),
+            _ => ApiError::no_project(&key),
+        };
+        api.refused(e, || missing, "create repositories in this project")
+    })?;
     let b: RepoBody = parse_body(body)?;
     let (name, slug) = name_and_slug(b.name.as_deref().ok_or_else(|| ApiError::invalid("name", "The repository name is required."))?)?;
     if let Some(scm) = &b.scm_id

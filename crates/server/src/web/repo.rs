@@ -14,6 +14,7 @@ use trove_store::{Owner, Permission, Project, ProjectKey, Repo, RepoSlug, UserNa
 use super::git::{self, Git, Refs, Resolved};
 use super::view::{Notice, csrf_field, done_notice, notice, page};
 use super::{Form, Web, WebError, WebResult, markdown, see_other, url_encode};
+use crate::access::{self, AccessError};
 
 type Q = Query<HashMap<String, String>>;
 
@@ -29,56 +30,53 @@ fn repo_link(w: &Web, repo: &Repo, rest: &str) -> String {
     w.link(&format!("/projects/{}/repos/{}{rest}", url_encode(&repo.owner.to_string()), repo.slug))
 }
 
-/// The project `key`, if the caller may see it; 404 otherwise (also for a malformed key), or a
-/// login redirect for anonymous callers, who may see more once logged in.
-fn visible_project(w: &Web, key: &str) -> Result<Project, WebError> {
-    let owner = Owner::parse(key).map_err(|_| WebError::NotFound)?;
-    match w.state.store.visible_project(&owner, w.user(), w.is_admin())? {
-        Some(p) => Ok(p),
-        None if w.user().is_none() => Err(w.require_user().err().unwrap_or(WebError::NotFound)),
-        // Every user's personal page exists for every logged-in caller, as Bitbucket's profile
-        // does (REST's user `links.self` leads here), listing only the repositories the caller
-        // may read; its project row is made with the first personal repository.
-        None => match &owner {
-            Owner::User(name) => match w.state.store.user(name)? {
-                Some(u) => Ok(match w.state.store.project_info(&owner)? {
-                    Some(info) => info.as_project(),
-                    None => Project { id: -1, owner: owner.clone(), name: u.display_name, public: false },
-                }),
-                None => Err(WebError::NotFound),
-            },
-            Owner::Project(_) => Err(WebError::NotFound),
-        },
+/// Renders the access service's refusal as pages do: anonymous callers are sent to log in
+/// (they may see more once logged in), others get 404 or 403.
+fn refused(w: &Web, e: AccessError) -> WebError {
+    match e {
+        AccessError::Anonymous(_) => w.require_user().err().unwrap_or(WebError::NotFound),
+        AccessError::Hidden(_) => WebError::NotFound,
+        AccessError::Forbidden(_) => WebError::Forbidden,
+        AccessError::Store(e) => e.into(),
     }
 }
 
-/// Whether the caller administers the project: a global admin, a project admin grant, or the
-/// owner of a personal project.
-fn project_admin(w: &Web, project: &Project) -> Result<bool, WebError> {
-    let Some(u) = w.user() else { return Ok(false) };
-    if w.is_admin() || matches!(&project.owner, Owner::User(n) if n == &u.name) {
-        return Ok(true);
-    }
-    Ok(w.state.store.project_grant(u, project)? == Some(Permission::Admin))
+/// The project `key` and the caller's permission on it, if the access service lets them do
+/// `need` with it (`None`: see it).
+fn project_access(w: &Web, key: &str, need: Option<Permission>) -> Result<(Project, Option<Permission>), WebError> {
+    let who = w.who();
+    access::project(&w.state.store, who.as_ref(), key, need).map(|a| (a.project.as_project(), a.level)).map_err(|e| refused(w, e))
 }
 
-/// The repository and the caller's permission on it, if at least `need`. Anonymous callers
-/// are sent to log in; logged-in callers without read get 404 (a private repository's
-/// existence does not leak), with read but not `need` get 403.
+/// The project page for `key` and whether the caller administers it (may create repositories
+/// there). A user's personal page (`~alice`) is also their profile, which exists for every
+/// logged-in caller, as Bitbucket's profile does (REST's user `links.self` leads here): it
+/// lists only the repositories the caller may read; its project row is made with the first
+/// personal repository.
+fn project_page_for(w: &Web, key: &str) -> Result<(Project, bool), WebError> {
+    match project_access(w, key, None) {
+        Ok((p, level)) => Ok((p, level == Some(Permission::Admin))),
+        Err(WebError::NotFound) if w.user().is_some() => {
+            let Ok(Owner::User(name)) = Owner::parse(key) else { return Err(WebError::NotFound) };
+            let Some(u) = w.state.store.user(&name)? else { return Err(WebError::NotFound) };
+            let owner = Owner::User(name);
+            let who = w.who();
+            let admin = access::create_repo(&w.state.store, who.as_ref(), key).is_ok();
+            let project = match w.state.store.project_info(&owner)? {
+                Some(info) => info.as_project(),
+                None => Project { id: -1, owner, name: u.display_name, public: false },
+            };
+            Ok((project, admin))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The repository and the caller's permission on it, if the access service lets them do
+/// `need` with it.
 fn repo_access(w: &Web, key: &str, slug: &str, need: Permission) -> Result<(Repo, Permission), WebError> {
-    let owner = Owner::parse(key).map_err(|_| WebError::NotFound)?;
-    let slug = RepoSlug::parse(slug).map_err(|_| WebError::NotFound)?;
-    let repo = w.state.store.repo(&owner, &slug)?;
-    let perm = match &repo {
-        Some(r) => w.state.store.permission(w.who().as_ref(), r)?,
-        None => None,
-    };
-    match (repo, perm) {
-        (Some(r), Some(p)) if p >= need => Ok((r, p)),
-        (Some(_), Some(_)) if w.user().is_some() => Err(WebError::Forbidden),
-        _ if w.user().is_none() => Err(w.require_user().err().unwrap_or(WebError::NotFound)),
-        _ => Err(WebError::NotFound),
-    }
+    let who = w.who();
+    access::repo(&w.state.store, who.as_ref(), key, slug, need).map(|a| (a.repo, a.level)).map_err(|e| refused(w, e))
 }
 
 fn visibility(public: bool) -> Markup {
@@ -122,7 +120,7 @@ pub(crate) async fn project_page(w: Web, key: Result<Path<String>, PathRejection
 }
 
 fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
-    let project = visible_project(w, key)?;
+    let (project, admin) = project_page_for(w, key)?;
     let who = w.who();
     let mut repos = Vec::new();
     for r in w.state.store.project_repos(&project)? {
@@ -130,7 +128,6 @@ fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) 
             repos.push(r);
         }
     }
-    let admin = project_admin(w, &project)?;
     let body = html! {
         div.crumbs { a href=(w.link("/projects")) { "Projects" } }
         h1 { (project.name) " " span.muted.mono { "(" (project.owner) ")" } " " (visibility(project.public)) }
@@ -168,10 +165,8 @@ fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) 
 pub(crate) async fn create_repo(w: Web, key: Result<Path<String>, PathRejection>, form: Form) -> WebResult {
     let key = seg(key)?;
     w.check_csrf(&form)?;
-    let project = visible_project(&w, &key)?;
-    if !project_admin(&w, &project)? {
-        return Err(WebError::Forbidden);
-    }
+    let who = w.who();
+    let owner = access::create_repo(&w.state.store, who.as_ref(), &key).map_err(|e| refused(&w, e))?;
     // A name, as in Bitbucket and our REST API: "My Repo" is shown as is and gets the slug
     // `my-repo` for its URLs.
     let name = form.get("name").trim();
@@ -184,7 +179,7 @@ pub(crate) async fn create_repo(w: Web, key: Result<Path<String>, PathRejection>
         Ok(s) => s,
         Err(e) => return bad(format!("The name {name:?} makes no valid slug: {e}.")),
     };
-    let created = w.state.store.create_repo(&project.owner, &slug, form.get("public") == "1").and_then(|repo| {
+    let created = w.state.store.create_repo(&owner, &slug, form.get("public") == "1").and_then(|repo| {
         w.state.store.update_repo(&repo, &trove_store::RepoUpdate { name: Some((name.to_owned(), slug.clone())), forkable: None, public: None })
     });
     match created {
@@ -252,11 +247,7 @@ pub(crate) async fn project_settings(w: Web, key: Result<Path<String>, PathRejec
 }
 
 fn render_project_settings(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
-    w.require_user()?;
-    let project = visible_project(w, key)?;
-    if !project_admin(w, &project)? {
-        return Err(WebError::Forbidden);
-    }
+    let (project, _) = project_access(w, key, Some(Permission::Admin))?;
     let action = w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())));
     let grants = w.state.store.project_permissions(&project)?;
     let body = html! {
@@ -282,10 +273,7 @@ fn parse_grant(form: &Form) -> Result<(UserName, Permission), String> {
 pub(crate) async fn project_settings_post(w: Web, key: Result<Path<String>, PathRejection>, form: Form) -> WebResult {
     let key = seg(key)?;
     w.check_csrf(&form)?;
-    let project = visible_project(&w, &key)?;
-    if !project_admin(&w, &project)? {
-        return Err(WebError::Forbidden);
-    }
+    let (project, _) = project_access(&w, &key, Some(Permission::Admin))?;
     let here = w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())));
     let bad = |msg: String| render_project_settings(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
     let Owner::Project(pkey) = &project.owner else {

@@ -1,5 +1,6 @@
 //! Integration tests: the real `git` CLI (and dulwich) against a real server on 127.0.0.1.
 
+mod access_matrix;
 mod api_clients;
 mod auth;
 mod bodies;

@@ -1,0 +1,182 @@
+//! Who may see or change a project or repository: the one decision (anonymous, hidden,
+//! forbidden, or allowed at a level) that git smart HTTP, the REST API and the web pages render.
+//!
+//! The rules of permission themselves are `trove_store::effective_permission` (pure, tested in
+//! one table in the store); this module turns "what the caller holds" and "what the request
+//! needs" into one of four answers, the same for every surface:
+//!
+//! | answer        | git             | REST | web                      |
+//! |---------------|-----------------|------|--------------------------|
+//! | `Anonymous`   | 401 + challenge | 401  | redirect to the login    |
+//! | `Hidden`      | 404             | 404  | 404                      |
+//! | `Forbidden`   | 403             | 403  | 403                      |
+//! | allowed       | served          | 200  | the page                 |
+//!
+//! As Bitbucket does ("Repository permissions", "Allowing public access"), a caller who may not
+//! read something cannot tell it from something that does not exist: a logged-in caller gets
+//! the same 404 for both, and an anonymous caller is asked to log in whatever the reason (git
+//! only sends credentials after a 401, and with credentials they may be allowed). Only a caller
+//! who may read but not do more learns that it exists (403).
+
+use trove_store::{Authenticated, GlobalPermission, Owner, Permission, ProjectInfo, Repo, RepoSlug, Store, StoreError};
+
+/// Why a caller may not do what they asked. Each surface renders these the same way (see the
+/// module's table).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AccessError {
+    /// No credentials, and nothing public allows it: 401.
+    #[error("{0}: log in; anonymous callers may not see whether it exists")]
+    Anonymous(String),
+    /// Does not exist, or the caller may not read it: 404.
+    #[error("{0} does not exist, or the caller may not read it")]
+    Hidden(String),
+    /// The caller may read it but not do this: 403.
+    #[error("{0}: the caller may read it but needs a higher permission for this")]
+    Forbidden(String),
+    #[error("access lookup failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A repository the caller may use, and what they may do with it.
+#[derive(Debug, Clone)]
+pub(crate) struct RepoAccess {
+    pub(crate) repo: Repo,
+    pub(crate) level: Permission,
+}
+
+/// A project the caller may see, and their permission on the project itself (`None`: they see
+/// it only because they may read one of its repositories).
+#[derive(Debug, Clone)]
+pub(crate) struct ProjectAccess {
+    pub(crate) project: ProjectInfo,
+    pub(crate) level: Option<Permission>,
+}
+
+/// The four answers, without the names. Pure, so the whole decision is one table test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Anonymous,
+    Hidden,
+    Forbidden,
+    Allowed(Option<Permission>),
+}
+
+/// Decides for a caller (`anonymous` or not) who sees the thing (`visible`), holds `have` on it
+/// and asks for `need` (`None`: only to see it).
+pub(crate) fn decide(anonymous: bool, visible: bool, have: Option<Permission>, need: Option<Permission>) -> Decision {
+    let enough = match need {
+        None => visible,
+        Some(need) => have.is_some_and(|h| h >= need),
+    };
+    match () {
+        _ if enough => Decision::Allowed(have),
+        // Nothing reveals more to an anonymous caller than "log in".
+        _ if anonymous => Decision::Anonymous,
+        _ if visible => Decision::Forbidden,
+        _ => Decision::Hidden,
+    }
+}
+
+/// The error for a refusal; `Allowed` of something not found (which `decide` never answers,
+/// as nothing is visible then) is hidden like any missing thing.
+fn refusal(d: Decision, name: String) -> AccessError {
+    match d {
+        Decision::Anonymous => AccessError::Anonymous(name),
+        Decision::Forbidden => AccessError::Forbidden(name),
+        Decision::Hidden | Decision::Allowed(_) => AccessError::Hidden(name),
+    }
+}
+
+/// A global ADMIN or SYS_ADMIN sees every project; a token's scope caps what they may do with
+/// it, not what they may see (a read-scoped token still reads every repository).
+pub(crate) fn sees_everything(who: Option<&Authenticated>) -> bool {
+    matches!(who.and_then(|a| a.user.global), Some(GlobalPermission::Admin | GlobalPermission::SysAdmin))
+}
+
+/// Whether the caller may do `need` with the repository `owner/slug`, as written in a URL
+/// (`TP`/`test`, `~alice`/`dots`). A name that cannot be valid is answered like one that does
+/// not exist.
+pub(crate) fn repo(store: &Store, who: Option<&Authenticated>, owner: &str, slug: &str, need: Permission) -> Result<RepoAccess, AccessError> {
+    let found = match (Owner::parse(owner), RepoSlug::parse(slug)) {
+        (Ok(o), Ok(s)) => store.repo(&o, &s)?,
+        _ => None,
+    };
+    let have = match &found {
+        Some(r) => store.permission(who, r)?,
+        None => None,
+    };
+    match (decide(who.is_none(), have.is_some(), have, Some(need)), found) {
+        (Decision::Allowed(level), Some(repo)) => Ok(RepoAccess { repo, level: level.unwrap_or(need) }),
+        (d, found) => Err(refusal(d, found.map_or_else(|| format!("{owner}/{slug}"), |r| r.display_path()))),
+    }
+}
+
+/// Whether the caller may see the project `key` (`TP`, `~alice`) and, with `need`, do that much
+/// on the project itself (repository grants do not count for that).
+pub(crate) fn project(store: &Store, who: Option<&Authenticated>, key: &str, need: Option<Permission>) -> Result<ProjectAccess, AccessError> {
+    let (info, visible, have) = match Owner::parse(key) {
+        Ok(owner) => match store.project_info(&owner)? {
+            Some(info) => {
+                let user = who.map(|a| &a.user);
+                let visible = store.visible_project(&owner, user, sees_everything(who))?.is_some();
+                let have = store.project_permission(who, &info)?;
+                (Some(info), visible, have)
+            }
+            None => (None, false, None),
+        },
+        Err(_) => (None, false, None),
+    };
+    match (decide(who.is_none(), visible, have, need), info) {
+        (Decision::Allowed(level), Some(project)) => Ok(ProjectAccess { project, level }),
+        (d, _) => Err(refusal(d, key.to_owned())),
+    }
+}
+
+/// Whether the caller may create a repository in `key`. A personal project is made with its
+/// first repository, so for `~user` its owner (with a token, an admin-scoped one) and global
+/// administrators may create one before the project exists; elsewhere it takes project admin.
+pub(crate) fn create_repo(store: &Store, who: Option<&Authenticated>, key: &str) -> Result<Owner, AccessError> {
+    let owner = Owner::parse(key).map_err(|_| if who.is_none() { AccessError::Anonymous(key.to_owned()) } else { AccessError::Hidden(key.to_owned()) })?;
+    if let (Owner::User(u), Some(a)) = (&owner, who) {
+        let capped = a.token_scope.is_some_and(|cap| cap < Permission::Admin);
+        let own = &a.user.name == u;
+        if !capped && (own || sees_everything(who)) {
+            return match store.user(u)? {
+                Some(_) => Ok(owner),
+                None => Err(AccessError::Hidden(key.to_owned())),
+            };
+        }
+    }
+    project(store, who, key, Some(Permission::Admin)).map(|_| owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Decision::*;
+    use Permission::{Admin, Read, Write};
+
+    #[test]
+    fn every_combination_has_one_answer() {
+        // (anonymous, visible, have, need) → answer
+        let cases = [
+            (true, false, None, Some(Read), Anonymous),
+            (true, true, Some(Read), Some(Read), Allowed(Some(Read))),
+            (true, true, Some(Read), Some(Write), Anonymous),
+            (true, true, None, None, Allowed(None)),
+            (true, false, None, None, Anonymous),
+            (false, false, None, Some(Read), Hidden),
+            (false, false, None, None, Hidden),
+            (false, true, None, None, Allowed(None)),
+            (false, true, None, Some(Read), Forbidden),
+            (false, true, Some(Read), Some(Write), Forbidden),
+            (false, true, Some(Write), Some(Write), Allowed(Some(Write))),
+            (false, true, Some(Write), Some(Admin), Forbidden),
+            (false, true, Some(Admin), Some(Admin), Allowed(Some(Admin))),
+            (false, true, Some(Admin), None, Allowed(Some(Admin))),
+        ];
+        for (anonymous, visible, have, need, want) in cases {
+            assert_eq!(decide(anonymous, visible, have, need), want, "anonymous={anonymous} visible={visible} have={have:?} need={need:?}");
+        }
+    }
+}
