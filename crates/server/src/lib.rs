@@ -10,6 +10,7 @@ mod auth;
 mod config;
 mod error;
 mod git_http;
+mod linger;
 mod maintenance;
 mod pktline;
 pub mod public_url;
@@ -194,6 +195,12 @@ async fn serve_connection(router: Router, stream: tokio::net::TcpStream, peer: S
     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let mut router = router.clone();
+        // An HTTP/2 body a handler leaves unread is read to its end after the answer, so the
+        // stream is not reset under a client still sending (see `linger`).
+        // (HTTP/1.1 needs none of this: hyper reads or closes what is left there.)
+        let h2 = req.version() == http::Version::HTTP_2;
+        let req =
+            req.map(|b| if h2 && !hyper::body::Body::is_end_stream(&b) { axum::body::Body::new(linger::Linger::new(b)) } else { axum::body::Body::new(b) });
         // Router is always ready; `call` alone is what axum::serve does too.
         async move { tower::Service::call(&mut router, req).await }
     });

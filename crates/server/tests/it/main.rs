@@ -5,6 +5,7 @@ mod auth;
 mod clone_fetch;
 mod context_path;
 mod dulwich;
+mod h2;
 mod http;
 mod ls_remote;
 mod push;
