@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use crate::config::{GatewayConfig, Upstream, VirtualServer};
 use crate::forward::{self, RequestFacts, RequestRules};
 use crate::guard::{ConnShared, Verdict};
+use crate::linger::Linger;
 use crate::log::{AccessLog, Entry};
 use crate::metrics::Metrics;
 use crate::rewrite::{self, PublicBase};
@@ -169,7 +170,7 @@ impl Drop for Tracked {
 /// A request body whose first bytes were read ahead (see `PREBUFFER`).
 struct Prefixed {
     prefix: Option<Bytes>,
-    rest: Incoming,
+    rest: Linger,
 }
 
 impl Body for Prefixed {
@@ -247,6 +248,9 @@ pub(crate) fn local_parts(status: StatusCode, close: bool) -> (http::response::P
 /// Serve one downstream request.
 pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<Tracked> {
     let (mut req, body_in) = req.into_parts();
+    // Whatever path drops the body unread (a local answer, an origin's early one), an HTTP/2
+    // stream is not reset under a downstream still sending (see `linger`).
+    let body_in = Linger::new(body_in, req.version == Version::HTTP_2);
     let started = Instant::now();
     conn.shared.in_flight.fetch_add(1, Ordering::AcqRel);
     let served = conn.shared.served.fetch_add(1, Ordering::AcqRel) + 1;
@@ -314,7 +318,7 @@ async fn proxy(
     conn: &ConnInfo,
     vhost: &VirtualServer,
     req: &mut http::request::Parts,
-    body_in: Incoming,
+    body_in: Linger,
     host: Option<&HeaderValue>,
     server_name: &str,
     is_h2: bool,
@@ -578,7 +582,7 @@ impl BodyPlan {
     }
 }
 
-async fn prebuffer(mut body: Incoming, headers: &mut HeaderMap) -> Result<BodyPlan, hyper::Error> {
+async fn prebuffer(mut body: Linger, headers: &mut HeaderMap) -> Result<BodyPlan, hyper::Error> {
     let mut buf = BytesMut::new();
     loop {
         match body.frame().await {

@@ -4,6 +4,7 @@
 
 mod behaviour;
 mod differential;
+mod h2;
 mod origin;
 mod smuggling;
 

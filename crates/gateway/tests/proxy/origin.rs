@@ -100,6 +100,17 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
         let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
         buf.drain(..head_end);
         let chunked = get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        if let Some(i) = target.find("/early/") {
+            // `/early/NNN`: answer NNN before reading the body, and close with the body unread
+            // (as an origin refusing a push does: 401, 403, 413); the kernel resets the
+            // connection under the gateway still sending.
+            let status = target[i + 7..i + 10].parse::<u16>().unwrap_or(500);
+            log.lock().unwrap().push(Received { raw_head, method, target: target.clone(), headers: headers.clone(), body: Vec::new(), chunked });
+            let text = format!("early {status}");
+            let head = format!("HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+            s.write_all(head.as_bytes()).await?;
+            return Ok(());
+        }
         let mut body = Vec::new();
         let sink = target.contains("/sink");
         let mut sunk: u64 = 0;
