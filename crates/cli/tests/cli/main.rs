@@ -4,6 +4,7 @@
 mod api;
 mod doctor;
 mod gateway;
+mod h2_push;
 mod up;
 mod web_ui;
 
