@@ -166,13 +166,18 @@ impl TimedIo {
     /// (Linux keeps what arrived before a reset readable.) A connection that died idle has
     /// nothing waiting, so its failure stays a failure, retried by the caller when safe.
     fn answer_waiting(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut probe = [0u8; 1];
-        // Asked of the socket itself: tokio's readiness may not have seen the answer arrive yet.
-        // SAFETY: recv writes at most one byte into `probe`, which outlives the call.
-        let n = unsafe { libc::recv(self.inner.as_raw_fd(), probe.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-        n > 0
+        answer_waiting(&self.inner)
     }
+}
+
+/// Whether the origin has sent bytes not read yet on `s`. Asked of the socket itself: tokio's
+/// readiness may not have seen them arrive yet.
+pub(crate) fn answer_waiting(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut probe = [0u8; 1];
+    // SAFETY: recv writes at most one byte into `probe`, which outlives the call.
+    let n = unsafe { libc::recv(s.as_raw_fd(), probe.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n > 0
 }
 
 impl AsyncWrite for TimedIo {

@@ -4,7 +4,7 @@
 
 mod behaviour;
 mod differential;
-mod h2;
+mod early_answers;
 mod origin;
 mod smuggling;
 
