@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use crate::config::{GatewayConfig, Upstream, VirtualServer};
 use crate::forward::{self, RequestFacts, RequestRules};
 use crate::guard::{ConnShared, Verdict};
-use crate::linger::Linger;
+use crate::linger::{HoldEnd, Linger};
 use crate::log::{AccessLog, Entry};
 use crate::metrics::Metrics;
 use crate::rewrite::{self, PublicBase};
@@ -251,6 +251,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     // Whatever path drops the body unread (a local answer, an origin's early one), an HTTP/2
     // stream is not reset under a downstream still sending (see `linger`).
     let body_in = Linger::new(body_in, req.version == Version::HTTP_2);
+    let body_over = body_in.over();
     let started = Instant::now();
     conn.shared.in_flight.fetch_add(1, Ordering::AcqRel);
     let served = conn.shared.served.fetch_add(1, Ordering::AcqRel) + 1;
@@ -274,7 +275,10 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     let close = !is_h2 && must_close(cfg, close, served);
     final_headers(resp.headers_mut(), vhost, conn.tls, close);
     entry.finish_headers(&shared.log, &resp);
-    let (parts, body) = resp.into_parts();
+    let (parts, mut body) = resp.into_parts();
+    if is_h2 && crate::linger::holds_end(parts.status) {
+        body = boxed(HoldEnd::new(body, body_over));
+    }
     let done = Done { entry, log: shared.log.clone(), metrics: shared.metrics.clone(), conn_shared: conn.shared.clone(), started, upstream_return };
     Response::from_parts(parts, Tracked { inner: body, bytes: 0, ended: false, done: Some(done) })
 }

@@ -80,3 +80,25 @@ async fn an_origins_early_answer_arrives_over_http1() {
     assert!(lost.is_empty(), "{} of 60 answers lost or wrong, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
     gw.stop().await;
 }
+
+/// curl 7.88 never finishes an HTTP/2 exchange whose answer ended while it was still sending,
+/// if nothing comes after its own END_STREAM: it waits until killed. That is how `git push`
+/// over HTTP/2 could hang. An origin that answers 200 whole before it has read the body (then
+/// reads it, or closes), as `git-receive-pack` may when it has what it needs, must still let a
+/// slow upload finish with its answer. The upload takes 2 s; curl's deadline, 45 s, is under
+/// the 60 s after which the gateway's keep-alive PING would wake a stalled curl (the stall
+/// lasted that long here), so a stall fails the test and never hangs CI.
+#[tokio::test]
+async fn an_answer_that_ends_before_the_upload_does_not_hang_an_h2_client() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&conf(&o))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    std::fs::write(&body, vec![b'z'; 1_000_000]).unwrap();
+    for path in ["/stash/early/200/read", "/stash/early/200", "/other"] {
+        let got = post(&["--http2-prior-knowledge", "--limit-rate", "500K", "--max-time", "45"], &format!("http://{}{path}", gw.addr), &body).await;
+        let want = if path == "/other" { "404" } else { "200" };
+        assert_eq!(got, want, "{path}");
+    }
+    gw.stop().await;
+}
