@@ -74,7 +74,7 @@ impl BodyOver {
         self.waker.wake();
     }
 
-    fn is_over(&self) -> bool {
+    pub(crate) fn is_over(&self) -> bool {
         self.over.load(Ordering::Acquire)
     }
 

@@ -276,7 +276,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     final_headers(resp.headers_mut(), vhost, conn.tls, close);
     entry.finish_headers(&shared.log, &resp);
     let (parts, mut body) = resp.into_parts();
-    if is_h2 && crate::linger::holds_end(parts.status) {
+    if is_h2 && crate::linger::holds_end(parts.status) && !body_over.is_over() {
         body = boxed(HoldEnd::new(body, body_over));
     }
     let done = Done { entry, log: shared.log.clone(), metrics: shared.metrics.clone(), conn_shared: conn.shared.clone(), started, upstream_return };

@@ -212,7 +212,7 @@ async fn serve_connection(router: Router, stream: tokio::net::TcpStream, peer: S
             // Router is always ready; `call` alone is what axum::serve does too.
             let resp = tower::Service::call(&mut router, req).await?;
             Ok::<_, std::convert::Infallible>(match over {
-                Some(over) if linger::holds_end(resp.status()) => resp.map(|b| axum::body::Body::new(linger::HoldEnd::new(b, over))),
+                Some(over) if linger::holds_end(resp.status()) && !over.is_over() => resp.map(|b| axum::body::Body::new(linger::HoldEnd::new(b, over))),
                 _ => resp,
             })
         }
