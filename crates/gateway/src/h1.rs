@@ -337,9 +337,16 @@ async fn one_request<S: DownIo>(
     };
     *served += 1;
     let stopping = *stop.borrow();
-    if !exchange(&shared, conn, io, buf, req, *served, stopping).await {
-        let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
-        return Next::Done;
+    match exchange(&shared, conn, io, buf, req, *served, stopping).await {
+        Kept::Yes => {}
+        Kept::No => {
+            let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
+            return Next::Done;
+        }
+        Kept::Linger => {
+            lingering_close(io).await;
+            return Next::Done;
+        }
     }
     Next::Continue
 }
@@ -520,7 +527,7 @@ struct OriginAnswer<'a> {
 }
 
 /// Serve one request; whether the downstream connection stays open.
-async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: &mut BytesMut, req: ParsedRequest, served: u64, stopping: bool) -> bool {
+async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: &mut BytesMut, req: ParsedRequest, served: u64, stopping: bool) -> Kept {
     let started = std::time::Instant::now();
     let ParsedRequest { mut parts, framing, verdict, expect_continue, client_close } = req;
     let cfg = &shared.config;
@@ -538,6 +545,7 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
         expect_continue,
         sent_continue: false,
         must_close: false,
+        linger: false,
         limits: &cfg.limits,
         body_clock: BodyClock::new(cfg.limits.body_read),
     };
@@ -611,7 +619,39 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
     entry.elapsed = started.elapsed();
     shared.metrics.record(&entry);
     shared.log.write(&entry);
-    sent.is_ok() && flushed && !close
+    if ctx.linger {
+        return Kept::Linger;
+    }
+    if sent.is_ok() && flushed && !close { Kept::Yes } else { Kept::No }
+}
+
+/// Whether a downstream connection goes on after an exchange.
+#[derive(PartialEq)]
+enum Kept {
+    Yes,
+    No,
+    /// No, and the downstream may still be sending a body nobody read.
+    Linger,
+}
+
+/// Apache's lingering close (`ap_lingering_close`): after the answer and our FIN, read and
+/// discard what the downstream still sends, for up to 30 s and while it sends something every
+/// 2 s. Closing with its bytes unread would reset the connection, and a reset makes the
+/// downstream's kernel discard our answer before it is read (RFC 9112 §9.6).
+async fn lingering_close<S: DownIo>(io: &mut S) {
+    let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
+    let all = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(all);
+    let mut sink = [0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            r = timeout(Duration::from_secs(2), io.read(&mut sink)) => match r {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            },
+            _ = &mut all => return,
+        }
+    }
 }
 
 enum Body<'a> {
@@ -876,6 +916,9 @@ struct Exchange<'a> {
     sent_continue: bool,
     /// The connection cannot go on after this answer (a body was left unread).
     must_close: bool,
+    /// The origin answered before taking the whole body, which the downstream may still be
+    /// sending: read what it sends after the answer before closing (lingering close).
+    linger: bool,
     limits: &'a ConnLimits,
     /// The request body's deadline (mod_reqtimeout `body=`), on every read of the body.
     body_clock: BodyClock,
@@ -1110,7 +1153,9 @@ impl<'a> Exchange<'a> {
                 write_all_vectored(&mut c.stream, &mut parts, t).await.map_err(|e| up_err(e, true))?;
             }
             Plan::Length(n) => {
-                write_up(&mut c.stream, head, t).await.map_err(|e| up_err(e, true))?;
+                if let Err(e) = write_up(&mut c.stream, head, t).await {
+                    return self.after_write_error(c, up_buf, up, e, true, idempotent, head_method).await;
+                }
                 let mut left = *n;
                 while left > 0 {
                     if buf.is_empty() && left >= crate::splice::MIN && io.tcp().is_some() {
@@ -1120,6 +1165,7 @@ impl<'a> Exchange<'a> {
                         let tcp = io.tcp().expect("plain");
                         return match crate::splice::copy(&pipe, tcp, &c.stream, left, self.limits.timeout, t, Some(&mut self.body_clock)).await {
                             Ok(()) => self.read_response_head(c, up_buf, up, false, idempotent, head_method).await,
+                            Err(crate::splice::SpliceError::Sink(e)) => self.after_write_error(c, up_buf, up, e, false, idempotent, head_method).await,
                             Err(e) => Err(spliced_body_fail(up, e)),
                         };
                     }
@@ -1127,7 +1173,9 @@ impl<'a> Exchange<'a> {
                         self.read_down(io, buf, false).await?;
                     }
                     let take = left.min(buf.len() as u64) as usize;
-                    write_up(&mut c.stream, &buf[..take], t).await.map_err(|e| up_err(e, false))?;
+                    if let Err(e) = write_up(&mut c.stream, &buf[..take], t).await {
+                        return self.after_write_error(c, up_buf, up, e, false, idempotent, head_method).await;
+                    }
                     buf.advance(take);
                     left -= take as u64;
                 }
@@ -1136,7 +1184,9 @@ impl<'a> Exchange<'a> {
                 let mut line = [0u8; 20];
                 let size = chunk_size_line(&mut line, prefix.len());
                 let mut parts = [IoSlice::new(head), IoSlice::new(size), IoSlice::new(prefix), IoSlice::new(b"\r\n")];
-                write_all_vectored(&mut c.stream, &mut parts, t).await.map_err(|e| up_err(e, true))?;
+                if let Err(e) = write_all_vectored(&mut c.stream, &mut parts, t).await {
+                    return self.after_write_error(c, up_buf, up, e, true, idempotent, head_method).await;
+                }
                 let mut pipe = None;
                 // The CRLF that ends a spliced chunk, sent with the next write.
                 let mut crlf: &[u8] = b"";
@@ -1160,7 +1210,9 @@ impl<'a> Exchange<'a> {
                     let size = chunk_size_line(&mut line, whole);
                     let end: &[u8] = if splice_from.is_some() { b"" } else { b"\r\n" };
                     let mut parts = [IoSlice::new(crlf), IoSlice::new(size), IoSlice::new(&buf[..n]), IoSlice::new(end)];
-                    write_all_vectored(&mut c.stream, &mut parts, t).await.map_err(|e| up_err(e, false))?;
+                    if let Err(e) = write_all_vectored(&mut c.stream, &mut parts, t).await {
+                        return self.after_write_error(c, up_buf, up, e, false, idempotent, head_method).await;
+                    }
                     buf.advance(n);
                     (crlf, small_read) = (b"", false);
                     if let Some(tcp) = splice_from {
@@ -1168,18 +1220,52 @@ impl<'a> Exchange<'a> {
                             Some(p) => p,
                             None => pipe.insert(crate::splice::Pipe::new().map_err(|e| up_err(e, false))?),
                         };
-                        crate::splice::copy(pipe, tcp, &c.stream, rest, self.limits.timeout, t, Some(&mut self.body_clock))
-                            .await
-                            .map_err(|e| spliced_body_fail(up, e))?;
+                        match crate::splice::copy(pipe, tcp, &c.stream, rest, self.limits.timeout, t, Some(&mut self.body_clock)).await {
+                            Ok(()) => {}
+                            Err(crate::splice::SpliceError::Sink(e)) => {
+                                return self.after_write_error(c, up_buf, up, e, false, idempotent, head_method).await;
+                            }
+                            Err(e) => return Err(spliced_body_fail(up, e)),
+                        }
                         chunks.skip_chunk_rest();
                         (crlf, small_read) = (b"\r\n", true);
                     }
                 }
                 let mut parts = [IoSlice::new(crlf), IoSlice::new(b"0\r\n\r\n")];
-                write_all_vectored(&mut c.stream, &mut parts, t).await.map_err(|e| up_err(e, false))?;
+                if let Err(e) = write_all_vectored(&mut c.stream, &mut parts, t).await {
+                    return self.after_write_error(c, up_buf, up, e, false, idempotent, head_method).await;
+                }
             }
         }
         self.read_response_head(c, up_buf, up, resendable, idempotent, head_method).await
+    }
+
+    /// A write of the request to the origin failed. An origin may answer before it has read
+    /// the body (a 401, 403 or 413, RFC 9110 §15.5) and close on the rest; the kernel then
+    /// resets the connection and our next write fails, with the answer already waiting in
+    /// the socket. That answer is read and delivered (nginx answers 502 here), the origin
+    /// connection is not reused, and the downstream's, whose body was not all read, closes
+    /// after a lingering close. Any other failure is the origin's (502, or 504 on a timeout).
+    #[allow(clippy::too_many_arguments)]
+    async fn after_write_error(
+        &mut self,
+        c: &mut RawConn,
+        up_buf: &mut BytesMut,
+        up: &Upstream,
+        e: io::Error,
+        retryable: bool,
+        idempotent: bool,
+        head_method: bool,
+    ) -> Result<RespHead, SendFail> {
+        if !(matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) && crate::upstream::answer_waiting(&c.stream)) {
+            return Err(up_fail(up, e, retryable));
+        }
+        tracing::debug!("origin answered before reading the whole request body; delivering its answer");
+        self.must_close = true;
+        self.linger = true;
+        let mut r = self.read_response_head(c, up_buf, up, false, idempotent, head_method).await?;
+        r.keep = false;
+        Ok(r)
     }
 
     /// Read the origin's response head; informational answers (100, 103) are skipped.

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use crate::config::{GatewayConfig, Upstream, VirtualServer};
 use crate::forward::{self, RequestFacts, RequestRules};
 use crate::guard::{ConnShared, Verdict};
+use crate::linger::{HoldEnd, Linger};
 use crate::log::{AccessLog, Entry};
 use crate::metrics::Metrics;
 use crate::reqtimeout::{BODY_TOO_SLOW, RatedBody};
@@ -170,7 +171,7 @@ impl Drop for Tracked {
 /// A request body whose first bytes were read ahead (see `PREBUFFER`).
 struct Prefixed {
     prefix: Option<Bytes>,
-    rest: RatedBody<Incoming>,
+    rest: RatedBody<Linger>,
 }
 
 impl Body for Prefixed {
@@ -248,6 +249,10 @@ pub(crate) fn local_parts(status: StatusCode, close: bool) -> (http::response::P
 /// Serve one downstream request.
 pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<Tracked> {
     let (mut req, body_in) = req.into_parts();
+    // Whatever path drops the body unread (a local answer, an origin's early one), an HTTP/2
+    // stream is not reset under a downstream still sending (see `linger`).
+    let body_in = Linger::new(body_in, req.version == Version::HTTP_2);
+    let body_over = body_in.over();
     let started = Instant::now();
     conn.shared.in_flight.fetch_add(1, Ordering::AcqRel);
     let served = conn.shared.served.fetch_add(1, Ordering::AcqRel) + 1;
@@ -271,7 +276,10 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     let close = !is_h2 && must_close(cfg, close, served);
     final_headers(resp.headers_mut(), vhost, conn.tls, close);
     entry.finish_headers(&shared.log, &resp);
-    let (parts, body) = resp.into_parts();
+    let (parts, mut body) = resp.into_parts();
+    if is_h2 && crate::linger::holds_end(parts.status) && !body_over.is_over() {
+        body = boxed(HoldEnd::new(body, body_over));
+    }
     let done = Done { entry, log: shared.log.clone(), metrics: shared.metrics.clone(), conn_shared: conn.shared.clone(), started, upstream_return };
     Response::from_parts(parts, Tracked { inner: body, bytes: 0, ended: false, done: Some(done) })
 }
@@ -315,7 +323,7 @@ async fn proxy(
     conn: &ConnInfo,
     vhost: &VirtualServer,
     req: &mut http::request::Parts,
-    body_in: Incoming,
+    body_in: Linger,
     host: Option<&HeaderValue>,
     server_name: &str,
     is_h2: bool,
@@ -600,7 +608,7 @@ impl BodyPlan {
     }
 }
 
-async fn prebuffer(mut body: RatedBody<Incoming>, headers: &mut HeaderMap) -> Result<BodyPlan, BoxError> {
+async fn prebuffer(mut body: RatedBody<Linger>, headers: &mut HeaderMap) -> Result<BodyPlan, BoxError> {
     let mut buf = BytesMut::new();
     loop {
         match body.frame().await {

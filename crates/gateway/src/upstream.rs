@@ -57,14 +57,26 @@ pub struct ConnState {
     /// Reads are expected (the request is fully sent): arm the read timeout.
     pub expect_read: AtomicBool,
     pub timeout: Duration,
+    /// The origin answered and stopped reading the request body (see [`TimedIo`]): the
+    /// connection is never reused.
+    pub answered_early: AtomicBool,
 }
 
 /// A TCP stream that fails a read or write that waits longer than `timeout`.
+///
+/// An origin may answer before it has read the request body (a 401, 403 or 413, RFC 9110
+/// §15.5) and close the connection; the kernel then resets it, and the next write of the body
+/// fails. hyper would fail the whole exchange on that write, and the downstream would get a 502
+/// in place of the origin's answer, which is already waiting in the socket. So when a write
+/// fails that way with the origin's bytes ready to read, the rest of the body is thrown away
+/// (writes "succeed") and the answer is read and delivered; the connection is not reused.
 pub struct TimedIo {
     inner: TcpStream,
     state: Arc<ConnState>,
     read_timer: LazyTimer,
     write_timer: LazyTimer,
+    /// The origin answered early and stopped reading: the body's bytes go nowhere.
+    discard_writes: bool,
 }
 
 /// A wait deadline that costs nothing per I/O: progress only forgets when the wait started;
@@ -126,8 +138,15 @@ impl AsyncRead for TimedIo {
 
 impl TimedIo {
     /// A write that waits longer than `timeout` for the origin to take bytes fails.
-    fn timed_write(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    fn timed_write(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
         match r {
+            Poll::Ready(Err(e)) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) && self.answer_waiting() => {
+                tracing::debug!("origin answered before reading the whole request body; discarding the rest of it");
+                self.discard_writes = true;
+                self.state.answered_early.store(true, Ordering::Release);
+                self.write_timer.progress();
+                Poll::Ready(Ok(len))
+            }
             Poll::Ready(r) => {
                 self.write_timer.progress();
                 Poll::Ready(r)
@@ -142,19 +161,48 @@ impl TimedIo {
     }
 }
 
+impl TimedIo {
+    /// Whether the origin has sent bytes not read yet: its answer, written before it closed.
+    /// (Linux keeps what arrived before a reset readable.) A connection that died idle has
+    /// nothing waiting, so its failure stays a failure, retried by the caller when safe.
+    fn answer_waiting(&self) -> bool {
+        answer_waiting(&self.inner)
+    }
+}
+
+/// Whether the origin has sent bytes not read yet on `s`. Asked of the socket itself: tokio's
+/// readiness may not have seen them arrive yet.
+pub(crate) fn answer_waiting(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut probe = [0u8; 1];
+    // SAFETY: recv writes at most one byte into `probe`, which outlives the call.
+    let n = unsafe { libc::recv(s.as_raw_fd(), probe.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n > 0
+}
+
 impl AsyncWrite for TimedIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        if self.discard_writes {
+            return Poll::Ready(Ok(b.len()));
+        }
         let r = Pin::new(&mut self.inner).poll_write(cx, b);
-        self.timed_write(cx, r)
+        self.timed_write(cx, r, b.len())
     }
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        if self.discard_writes {
+            return Poll::Ready(Ok(len));
+        }
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.timed_write(cx, r)
+        self.timed_write(cx, r, len)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.discard_writes {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -398,7 +446,7 @@ impl Pool {
 
     /// Return a connection whose exchange completed cleanly.
     pub fn checkin(&self, c: Conn, u: &Upstream) {
-        if u.disable_reuse || c.sender.is_closed() {
+        if u.disable_reuse || c.sender.is_closed() || c.state.answered_early.load(Ordering::Acquire) {
             return;
         }
         c.state.expect_read.store(false, Ordering::Release);
@@ -465,8 +513,8 @@ async fn connect_tcp(u: &Upstream) -> Result<TcpStream, UpstreamError> {
 async fn connect(u: &Upstream) -> Result<(http1::SendRequest<ProxyBody>, Arc<ConnState>), UpstreamError> {
     let target = format!("{}:{}", u.host.trim_start_matches('[').trim_end_matches(']'), u.port);
     let stream = connect_tcp(u).await?;
-    let state = Arc::new(ConnState { expect_read: AtomicBool::new(false), timeout: u.timeout });
-    let io = TimedIo { inner: stream, state: state.clone(), read_timer: LazyTimer::default(), write_timer: LazyTimer::default() };
+    let state = Arc::new(ConnState { expect_read: AtomicBool::new(false), timeout: u.timeout, answered_early: AtomicBool::new(false) });
+    let io = TimedIo { inner: stream, state: state.clone(), read_timer: LazyTimer::default(), write_timer: LazyTimer::default(), discard_writes: false };
     let (sender, conn) = http1::Builder::new()
         .preserve_header_case(false)
         .max_buf_size(256 * 1024)

@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod git_http;
 mod hooks;
+mod linger;
 mod maintenance;
 mod pktline;
 pub mod public_url;
@@ -261,8 +262,27 @@ async fn serve_connection(router: Router, stream: tokio::net::TcpStream, peer: S
     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let mut router = router.clone();
-        // Router is always ready; `call` alone is what axum::serve does too.
-        async move { tower::Service::call(&mut router, req).await }
+        // HTTP/2: a body a handler leaves unread is read to its end after the answer, and the
+        // answer's end waits for the body's, so that a client still sending neither has its
+        // stream reset nor misses the end (see `linger`). HTTP/1.1 needs none of this: hyper
+        // reads or closes what is left there.
+        let (parts, body) = req.into_parts();
+        let h2 = parts.version == http::Version::HTTP_2 && !hyper::body::Body::is_end_stream(&body);
+        let (req, over) = if h2 {
+            let body = linger::Linger::new(body, true);
+            let over = body.over();
+            (http::Request::from_parts(parts, axum::body::Body::new(body)), Some(over))
+        } else {
+            (http::Request::from_parts(parts, axum::body::Body::new(body)), None)
+        };
+        async move {
+            // Router is always ready; `call` alone is what axum::serve does too.
+            let resp = tower::Service::call(&mut router, req).await?;
+            Ok::<_, std::convert::Infallible>(match over {
+                Some(over) if linger::holds_end(resp.status()) && !over.is_over() => resp.map(|b| axum::body::Body::new(linger::HoldEnd::new(b, over))),
+                _ => resp,
+            })
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);

@@ -7,6 +7,7 @@ mod api;
 mod doctor;
 mod gateway;
 mod readme;
+mod h2_push;
 mod up;
 mod web_ui;
 

@@ -4,6 +4,7 @@
 
 mod behaviour;
 mod differential;
+mod early_answers;
 mod origin;
 mod sendfile;
 mod slow_body;

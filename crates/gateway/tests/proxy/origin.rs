@@ -100,6 +100,30 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
         let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
         buf.drain(..head_end);
         let chunked = get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let mut answered = false;
+        if let Some(i) = target.find("/early/") {
+            // `/early/NNN`: answer NNN before reading the body, and close with the body unread
+            // (as an origin refusing a push does: 401, 403, 413); the kernel resets the
+            // connection under the gateway still sending. `/early/NNN/read`: answer whole,
+            // then read the body (as `git-receive-pack` may end its answer before the last
+            // bytes of the request are in).
+            let status = target[i + 7..i + 10].parse::<u16>().unwrap_or(500);
+            let read = target[i + 10..].starts_with("/read");
+            let text = format!("early {status}");
+            let close = if read { "" } else { "connection: close\r\n" };
+            let answer = if read {
+                // Chunked, as `git-receive-pack`'s answer through the server is.
+                format!("HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{text}\r\n0\r\n\r\n", text.len())
+            } else {
+                format!("HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{close}\r\n{text}", text.len())
+            };
+            s.write_all(answer.as_bytes()).await?;
+            if !read {
+                log.lock().unwrap().push(Received { raw_head, method, target: target.clone(), headers: headers.clone(), body: Vec::new(), chunked });
+                return Ok(());
+            }
+            answered = true;
+        }
         let mut body = Vec::new();
         let sink = target.contains("/sink");
         let mut sunk: u64 = 0;
@@ -164,6 +188,9 @@ async fn conn(mut s: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Resu
         }
         let rec = Received { raw_head, method: method.clone(), target: target.clone(), headers: headers.clone(), body: body.clone(), chunked };
         log.lock().unwrap().push(rec);
+        if answered {
+            continue;
+        }
         let host = get("host").unwrap_or_default();
         // Answer by path.
         if target.contains("/close") {
