@@ -1,6 +1,6 @@
 //! `trove admin`: administration of an existing data directory (users, tokens, projects,
 //! repositories, permissions, failed-login locks, settings). Works while the server runs
-//! (SQLite handles the locking); a running server follows a changed base URL within a second,
+//! (SQLite handles the locking); a running server follows a changed base URL from its next request,
 //! and a changed context path when it restarts. Results go to standard output, questions and
 //! notes to standard error.
 
@@ -275,11 +275,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Settings(SettingsCommand::BaseUrl { url }) => {
             if url == "none" {
                 store.set_base_url(None)?;
-                println!("base URL cleared; a running server follows each request's URL again within a second");
+                println!("base URL cleared; a running server follows each request's URL again from its next request");
             } else {
                 let url = BaseUrl::parse(&url)?;
                 store.set_base_url(Some(&url))?;
-                println!("base URL set to {url}; a running server uses it within a second");
+                println!("base URL set to {url}; a running server uses it from its next request");
                 if let Some(ctx) = store.context_path()?
                     && ctx.as_str() != url.path()
                 {

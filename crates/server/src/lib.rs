@@ -66,26 +66,18 @@ pub(crate) struct Shared {
 }
 
 /// Follows settings that other processes write to the database. SQLite's `PRAGMA data_version`
-/// changes only when another connection commits, so the check is one cheap statement, made at
-/// most once a second, on a request.
+/// changes only when another connection commits, so the check on each request is one cheap
+/// statement, and the settings are read again only after such a commit: a base URL set with
+/// `trove admin` (or on another node) is in force for the next request.
 pub(crate) struct SettingsSync {
     /// The base URL came from trove.toml, which wins over the database.
     base_url_from_config: bool,
-    last_check_ms: std::sync::atomic::AtomicU64,
     data_version: std::sync::atomic::AtomicI64,
-    started: std::time::Instant,
 }
 
 impl SettingsSync {
-    const EVERY_MS: u64 = 1000;
-
     fn follow(&self, store: &Store, urls: &PublicUrls) {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = self.started.elapsed().as_millis() as u64;
-        let last = self.last_check_ms.load(Relaxed);
-        if now.saturating_sub(last) < Self::EVERY_MS || self.last_check_ms.compare_exchange(last, now, Relaxed, Relaxed).is_err() {
-            return;
-        }
         let version = match store.data_version() {
             Ok(v) => v,
             Err(e) => return tracing::warn!(error = %e, "cannot check the database for changed settings"),
@@ -169,12 +161,7 @@ impl Server {
             running: std::sync::atomic::AtomicUsize::new(0),
             started: std::sync::atomic::AtomicU64::new(0),
             bodies: budget::BodyBudget::new(config.max_buffered_request_bytes),
-            settings_sync: SettingsSync {
-                base_url_from_config,
-                last_check_ms: Default::default(),
-                data_version: std::sync::atomic::AtomicI64::new(data_version),
-                started: std::time::Instant::now(),
-            },
+            settings_sync: SettingsSync { base_url_from_config, data_version: std::sync::atomic::AtomicI64::new(data_version) },
         };
         Ok(Server { shared: Arc::new(shared), listen: config.listen })
     }

@@ -249,7 +249,27 @@ fn start_up(cwd: &Path, extra: &[&str], https: u16, server: u16) -> Up {
     ));
     wait_port(https, g.child(), "trove up");
     wait_port(server, g.child(), "trove up's server");
+    // The ports are bound before `trove up` commits its settings; its first answer comes after.
+    wait_answer(server);
     Up { guard: g, https, server }
+}
+
+/// Waits until `GET /status` on the port answers at all.
+fn wait_answer(port: u16) {
+    use std::io::{Read as _, Write as _};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = write!(s, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            let mut buf = [0u8; 12];
+            if s.read(&mut buf).is_ok_and(|n| n >= 12) {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "trove up never answered on {port}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]

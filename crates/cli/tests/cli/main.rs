@@ -6,8 +6,8 @@ mod apache_layouts;
 mod api;
 mod doctor;
 mod gateway;
-mod readme;
 mod h2_push;
+mod readme;
 mod up;
 mod web_ui;
 
