@@ -521,7 +521,7 @@ impl Doctor {
                     }
                     let fix = self.up_fix().unwrap_or_else(|| {
                         format!(
-                            "trove admin --data {} settings base-url {}, then restart the server (the seed's Step 2)",
+                            "trove admin --data {} settings base-url {} (the seed's Step 2; the running server uses it at once)",
                             self.data_shown(),
                             self.public.to_string_full()
                         )

@@ -130,11 +130,11 @@ fn a_healthy_setup_passes_every_check() {
 }
 
 #[test]
-fn a_wrong_base_url_fails_only_the_base_url_check() {
+fn a_wrong_base_url_fails_the_base_url_check_and_the_redirects_it_makes() {
     let mut s = setup("/stash", "/stash");
     s.gateway("/stash", "/stash", true, "");
-    // Changed after the server started: the running server still redirects right, the
-    // stored setting (what the next start uses) is wrong.
+    // Changed while the server runs: it is in force at once, so the server's redirects follow
+    // it too.
     admin(&s.data, &["settings", "base-url", "https://wrong.example:9999/stash"]);
     let mut c = trove();
     c.args([
@@ -152,8 +152,9 @@ fn a_wrong_base_url_fails_only_the_base_url_check() {
     let out = c.output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let checks = v["checks"].as_array().unwrap();
-    assert_eq!(failed(checks), ["base-url"], "{checks:#?}");
+    assert_eq!(failed(checks), ["base-url", "redirect"], "{checks:#?}");
     assert!(fix_of(checks, "base-url").contains(&format!("settings base-url https://localhost:{}/stash", s.https)));
+    assert!(!fix_of(checks, "base-url").contains("restart"), "a base URL needs no restart any more");
 }
 
 #[test]
