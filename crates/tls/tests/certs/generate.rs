@@ -1,6 +1,6 @@
 //! Certificates made by trove, checked by `openssl` itself.
 
-use trove_gateway::tls::{CertInfo, KeyKind, KeyType, TlsError, csr, issue, load_certificates, make_ca, self_signed, write_pair};
+use trove_tls::{CertInfo, KeyKind, KeyType, TlsError, csr, issue, load_certificates, make_ca, self_signed, write_pair};
 
 use crate::common::openssl;
 
@@ -18,7 +18,7 @@ fn self_signed_certificates_verify_for_their_names_with_keys_at_mode_0600() {
         let (cert, key) = write_pair(&out, "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
         assert_eq!(mode(&key), 0o600);
         assert_eq!(mode(&cert), 0o644);
-        let info = CertInfo::from_der(&load_certificates(&cert, trove_gateway::tls::FileRole::Certificate).unwrap()[0]).unwrap();
+        let info = CertInfo::from_der(&load_certificates(&cert, trove_tls::FileRole::Certificate).unwrap()[0]).unwrap();
         assert_eq!(info.key_type, want);
         assert_eq!(info.dns_names, vec!["git.example.test"]);
         assert_eq!(info.ip_addresses, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
@@ -40,7 +40,7 @@ fn certificates_issued_by_a_trove_ca_verify_only_for_their_host() {
     let (ca_crt, ca_key) = write_pair(&dir.path().join("ca"), "ca.crt", "ca.key", &ca.cert_pem, &ca.key_pem, false).unwrap();
     assert_eq!(mode(&ca_key), 0o600);
     // Through the files on disk, as `trove cert issue --ca DIR` does.
-    let loaded = trove_gateway::tls::load_ca(&dir.path().join("ca")).unwrap();
+    let loaded = trove_tls::load_ca(&dir.path().join("ca")).unwrap();
     let made = issue(&loaded, &["git.example.test".into(), "*.git.example.test".into()], &[], 30, KeyKind::EcdsaP256).unwrap();
     let (cert, _) = write_pair(&dir.path().join("site"), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
     let (ca_s, cert_s) = (ca_crt.to_str().unwrap(), cert.to_str().unwrap());
@@ -51,7 +51,7 @@ fn certificates_issued_by_a_trove_ca_verify_only_for_their_host() {
         .output()
         .expect("openssl is needed");
     assert!(!wrong.status.success());
-    let info = CertInfo::from_der(&load_certificates(&ca_crt, trove_gateway::tls::FileRole::Certificate).unwrap()[0]).unwrap();
+    let info = CertInfo::from_der(&load_certificates(&ca_crt, trove_tls::FileRole::Certificate).unwrap()[0]).unwrap();
     assert!(info.is_ca && info.self_signed);
 }
 
