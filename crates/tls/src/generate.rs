@@ -57,29 +57,25 @@ pub struct CertAuthority {
     pub key_pem: Zeroizing<String>,
 }
 
-/// Makes a new key. RSA keys come from the `rsa` crate (rcgen with ring cannot make them).
+/// Makes a new key, with aws-lc-rs (rcgen's backend, as it is rustls'), RSA keys included.
 pub fn generate_key(kind: KeyKind) -> Result<KeyPair, TlsError> {
     match kind {
         KeyKind::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(TlsError::Generate),
-        KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
-            use rsa::pkcs8::EncodePrivateKey;
-            let bits = if kind == KeyKind::Rsa2048 { 2048 } else { 3072 };
-            let err = |reason: String| TlsError::KeyGeneration { kind: kind.to_string(), reason };
-            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).map_err(|e| err(e.to_string()))?;
-            let der = key.to_pkcs8_der().map_err(|e| err(e.to_string()))?;
-            KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der.as_bytes()), &rcgen::PKCS_RSA_SHA256).map_err(TlsError::Generate)
-        }
+        KeyKind::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).map_err(TlsError::Generate),
+        KeyKind::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072).map_err(TlsError::Generate),
     }
 }
 
 /// A random positive 128-bit serial number (RFC 5280 section 4.1.2.2 allows up to 20 octets).
-fn random_serial() -> SerialNumber {
-    use ring::rand::SecureRandom;
+fn random_serial() -> Result<SerialNumber, TlsError> {
     let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new().fill(&mut bytes).expect("the system random generator works");
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| TlsError::KeyGeneration {
+        kind: "serial number".into(),
+        reason: "the system random generator failed; check that /dev/urandom is readable".into(),
+    })?;
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
-    SerialNumber::from_slice(&bytes)
+    Ok(SerialNumber::from_slice(&bytes))
 }
 
 /// Checks a host name for a certificate: LDH labels, optionally a leading `*.`.
@@ -135,7 +131,7 @@ fn server_params(hosts: &[String], ips: &[IpAddr], days: u32, key: &KeyPair) -> 
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(random_serial()?);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if key.algorithm() == &rcgen::PKCS_RSA_SHA256 {
@@ -166,7 +162,7 @@ pub fn make_ca(common_name: &str, days: u32) -> Result<CertAuthority, TlsError> 
     dn.push(DnType::CommonName, common_name);
     dn.push(DnType::OrganizationName, "Trove local CA");
     params.distinguished_name = dn;
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(random_serial()?);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     validity(&mut params, days);
