@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use trove_gateway::tls::{self, CertInfo, KeyKind, PassphraseSource};
+use trove_tls::{self as tls, CertInfo, KeyKind, PassphraseSource};
 
 #[derive(clap::Subcommand)]
 pub enum Command {

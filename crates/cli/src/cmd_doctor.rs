@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use trove_gateway::tls::CertInfo;
+use trove_tls::CertInfo;
 
 use crate::cmd_up::{GATEWAY_FILE, UpState};
 
@@ -737,12 +737,12 @@ impl Doctor {
         let mut problems = Vec::new();
         let t = now();
         if info.is_expired_at(t) {
-            problems.push(format!("expired on {}", trove_gateway::tls::format_time(info.not_after)));
+            problems.push(format!("expired on {}", trove_tls::format_time(info.not_after)));
         } else if info.not_after - t < 14 * 86400 {
-            problems.push(format!("expires soon, on {}", trove_gateway::tls::format_time(info.not_after)));
+            problems.push(format!("expires soon, on {}", trove_tls::format_time(info.not_after)));
         }
         if info.is_not_yet_valid_at(t) {
-            problems.push(format!("not valid before {}", trove_gateway::tls::format_time(info.not_before)));
+            problems.push(format!("not valid before {}", trove_tls::format_time(info.not_before)));
         }
         if !info.covers(&host) {
             problems.push(format!("does not name {host} (it names {})", info.names().join(", ")));
@@ -765,7 +765,7 @@ impl Doctor {
                     info.names().join(", "),
                     info.key_type,
                     if self.ca.is_some() { "signed by the given CA" } else { "trusted by the system" },
-                    trove_gateway::tls::format_time(info.not_after),
+                    trove_tls::format_time(info.not_after),
                     ""
                 ),
                 None,

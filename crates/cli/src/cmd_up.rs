@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
-use trove_gateway::tls;
+use trove_gateway::tls::{ReloadableCerts, build_server_config_with_resolver};
+use trove_tls as tls;
 
 use crate::data_lock::DataLock;
 use trove_store::{BaseUrl, ContextPath, GlobalPermission, Password, Store, UserName};
@@ -429,7 +430,7 @@ fn tls_options(cfg: &trove_gateway::GatewayConfig) -> anyhow::Result<tls::TlsOpt
 /// certificates, loaded from their final paths so that SIGHUP reloads them, are set once moved.
 /// No handshake happens in between: nothing is accepted before `serve`.
 #[derive(Debug, Default)]
-struct LateCerts(std::sync::OnceLock<std::sync::Arc<tls::ReloadableCerts>>);
+struct LateCerts(std::sync::OnceLock<std::sync::Arc<ReloadableCerts>>);
 
 impl rustls::server::ResolvesServerCert for LateCerts {
     fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
@@ -562,7 +563,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let (tls_config, late, mut certs) = if certs_staged {
         let late = std::sync::Arc::new(LateCerts::default());
-        (tls::build_server_config_with_resolver(late.clone(), &tls_options(&gw_cfg)?)?, Some(late), None)
+        (build_server_config_with_resolver(late.clone(), &tls_options(&gw_cfg)?)?, Some(late), None)
     } else {
         (checked.server_config, None, Some(checked.certs))
     };

@@ -2,7 +2,8 @@
 //!
 //! `config` reads our TOML or an Apache httpd.conf into one validated `GatewayConfig`;
 //! `server::Gateway` binds and serves it. The pure parts (routing, rewriting, header rules,
-//! access, framing guard) are public for tests and benchmarks.
+//! access, framing guard) are public for tests and benchmarks. Certificates and keys come from
+//! the `trove-tls` crate; `tls` only serves them.
 
 pub mod access;
 pub mod config;

@@ -1,9 +1,10 @@
-//! From the parsed `TlsSite`s of a config to a rustls server configuration (via `tls`).
+//! From the parsed `TlsSite`s of a config to a rustls server configuration (via `trove-tls` and `tls`).
 
 use std::sync::Arc;
 
 use crate::config::{GatewayConfig, PassphraseSetting};
-use crate::tls::{self, PassphraseSource, ReloadableCerts, TlsError, TlsOptions, TlsSiteConfig, TlsWarning};
+use crate::tls::ReloadableCerts;
+use trove_tls::{self as tls, PassphraseSource, TlsError, TlsOptions, TlsSiteConfig, TlsWarning};
 
 pub struct TlsSetup {
     pub certs: Arc<ReloadableCerts>,

@@ -1,14 +1,11 @@
-//! TLS building blocks against the real thing: keys made by the `openssl` CLI, handshakes over
-//! loopback with `curl` and `openssl s_client`. Missing tools fail the tests, never skip them.
+//! TLS serving against the real thing: handshakes over loopback with `curl`, `git`,
+//! `openssl s_client` and `testssl.sh`, certificate reloads. Missing tools fail the tests, never
+//! skip them. (Certificates and keys themselves are tested in `crates/tls/tests`.)
 
 #[path = "tls/common.rs"]
 mod common;
-#[path = "tls/generate.rs"]
-mod generate;
 #[path = "tls/handshake.rs"]
 mod handshake;
-#[path = "tls/keys.rs"]
-mod keys;
 #[path = "tls/reload.rs"]
 mod reload;
 #[path = "tls/testssl.rs"]

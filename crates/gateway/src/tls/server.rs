@@ -8,10 +8,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::error::{TlsError, TlsWarning};
-use super::load::{TlsSiteConfig, load_identity_with};
-use super::passphrase::PassphraseCache;
-use super::policy::TlsOptions;
+use trove_tls::{PassphraseCache, TlsError, TlsOptions, TlsSiteConfig, TlsWarning, load_identity_with};
+
 use super::sni::{SiteIdentity, SniResolver};
 
 /// The aws-lc-rs provider narrowed to the configured suites, plus the protocol versions to enable.

@@ -6,25 +6,7 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::load::Identity;
-
-/// Whether `pattern` (a `ServerName`, `ServerAlias` or certificate name) matches `host`.
-/// Case-insensitive; a trailing dot is ignored; `*.example.com` matches exactly one more label
-/// (`a.example.com`, not `example.com` nor `a.b.example.com`), as RFC 6125 section 6.4.3 allows.
-pub fn name_matches(pattern: &str, host: &str) -> bool {
-    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if pattern.is_empty() || host.is_empty() {
-        return false;
-    }
-    match pattern.strip_prefix("*.") {
-        Some(suffix) => match host.split_once('.') {
-            Some((label, rest)) => !label.is_empty() && rest == suffix,
-            None => false,
-        },
-        None => pattern == host,
-    }
-}
+use trove_tls::{Identity, name_matches};
 
 /// One site's certificate and the names it answers to.
 #[derive(Clone, Debug)]
@@ -66,30 +48,5 @@ impl SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.pick(hello.server_name()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_match_exactly_case_insensitively_and_by_one_label_wildcards() {
-        let cases: &[(&str, &str, bool)] = &[
-            ("git.example.com", "git.example.com", true),
-            ("git.example.com", "GIT.Example.COM", true),
-            ("git.example.com.", "git.example.com", true),
-            ("git.example.com", "www.example.com", false),
-            ("*.example.com", "git.example.com", true),
-            ("*.example.com", "example.com", false),
-            ("*.example.com", "a.b.example.com", false),
-            ("*.example.com", ".example.com", false),
-            ("*.example.com", "gitexample.com", false),
-            ("", "example.com", false),
-            ("example.com", "", false),
-        ];
-        for (pattern, host, want) in cases {
-            assert_eq!(name_matches(pattern, host), *want, "{pattern} vs {host}");
-        }
     }
 }

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use trove_gateway::tls::{
-    Alpn, CertAuthority, KeyKind, PassphraseSource, SiteIdentity, TlsOptions, TlsWarning, build_server_config, issue, load_identity, make_ca,
-    parse_ssl_cipher_suite, parse_ssl_protocol, write_pair,
+use trove_gateway::tls::{SiteIdentity, build_server_config};
+use trove_tls::{
+    Alpn, CertAuthority, KeyKind, PassphraseSource, TlsOptions, TlsWarning, issue, load_identity, make_ca, parse_ssl_cipher_suite, parse_ssl_protocol,
+    write_pair,
 };
 
 use crate::common::{curl, git, s_client, serve, site, subject_line};

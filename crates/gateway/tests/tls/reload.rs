@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use trove_gateway::tls::{KeyKind, ReloadableCerts, TlsError, TlsOptions, TlsSiteConfig, issue, make_ca, write_pair};
+use trove_gateway::tls::ReloadableCerts;
+use trove_tls::{KeyKind, TlsError, TlsOptions, TlsSiteConfig, issue, make_ca, write_pair};
 
 use crate::common::{s_client, serve, subject_line};
 

@@ -5,7 +5,8 @@
 
 use std::process::Stdio;
 
-use trove_gateway::tls::{KeyKind, PassphraseSource, SiteIdentity, TlsOptions, build_server_config, issue, load_identity, make_ca, write_pair};
+use trove_gateway::tls::{SiteIdentity, build_server_config};
+use trove_tls::{KeyKind, PassphraseSource, TlsOptions, issue, load_identity, make_ca, write_pair};
 
 use crate::common::{CA_ENV, serve, site};
 

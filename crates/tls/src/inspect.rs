@@ -7,6 +7,24 @@ use x509_parser::prelude::*;
 
 use super::keys::{KeyType, uint_bits};
 
+/// Whether `pattern` (a `ServerName`, `ServerAlias` or certificate name) matches `host`.
+/// Case-insensitive; a trailing dot is ignored; `*.example.com` matches exactly one more label
+/// (`a.example.com`, not `example.com` nor `a.b.example.com`), as RFC 6125 section 6.4.3 allows.
+pub fn name_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if pattern.is_empty() || host.is_empty() {
+        return false;
+    }
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => match host.split_once('.') {
+            Some((label, rest)) => !label.is_empty() && rest == suffix,
+            None => false,
+        },
+        None => pattern == host,
+    }
+}
+
 /// The facts about one X.509 certificate that operators and the loader care about.
 #[derive(Clone, Debug)]
 pub struct CertInfo {
@@ -106,7 +124,7 @@ impl CertInfo {
         }
         let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
         let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
-        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
         let sha256_fingerprint = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
         Ok(CertInfo {
             subject: cert.subject().to_string(),
@@ -146,7 +164,7 @@ impl CertInfo {
     /// Whether a verifying client connecting to `host` accepts this certificate's names
     /// (RFC 6125 section 6.4: exact, or a `*.` wildcard covering exactly one label).
     pub fn covers(&self, host: &str) -> bool {
-        self.names().iter().any(|n| super::sni::name_matches(n, host))
+        self.names().iter().any(|n| name_matches(n, host))
     }
 
     /// Reasons trove would refuse to serve this certificate as a server's leaf at `now`.
@@ -177,5 +195,30 @@ impl CertInfo {
             out.push(format!("signed with {}, which clients refuse", self.signature_algorithm));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_exactly_case_insensitively_and_by_one_label_wildcards() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("git.example.com", "git.example.com", true),
+            ("git.example.com", "GIT.Example.COM", true),
+            ("git.example.com.", "git.example.com", true),
+            ("git.example.com", "www.example.com", false),
+            ("*.example.com", "git.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("*.example.com", "a.b.example.com", false),
+            ("*.example.com", ".example.com", false),
+            ("*.example.com", "gitexample.com", false),
+            ("", "example.com", false),
+            ("example.com", "", false),
+        ];
+        for (pattern, host, want) in cases {
+            assert_eq!(name_matches(pattern, host), *want, "{pattern} vs {host}");
+        }
     }
 }

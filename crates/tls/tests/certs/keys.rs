@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use trove_gateway::tls::{KeyType, PassphraseSource, TlsError, TlsWarning, load_identity, load_private_key};
+use trove_tls::{KeyType, PassphraseSource, TlsError, TlsWarning, load_identity, load_private_key};
 
 use crate::common::{PASS, chmod, openssl, openssl_cert_for, pass_file, site};
 
@@ -366,9 +366,9 @@ fn not_yet_valid_certificate_is_refused() {
 #[test]
 fn chain_file_is_served_after_the_leaf() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = trove_gateway::tls::make_ca("Test CA", 30).unwrap();
-    let made = trove_gateway::tls::issue(&ca, &["localhost".into()], &[], 30, Default::default()).unwrap();
-    let (cert, key) = trove_gateway::tls::write_pair(dir.path(), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
+    let ca = trove_tls::make_ca("Test CA", 30).unwrap();
+    let made = trove_tls::issue(&ca, &["localhost".into()], &[], 30, Default::default()).unwrap();
+    let (cert, key) = trove_tls::write_pair(dir.path(), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
     std::fs::write(dir.path().join("chain.pem"), &ca.cert_pem).unwrap();
     let mut cfg = site("localhost", &cert, &key, PassphraseSource::None);
     cfg.chain = Some(dir.path().join("chain.pem"));

@@ -1,8 +1,8 @@
 //! Certificates made by trove, checked by `openssl` itself.
 
-use trove_gateway::tls::{CertInfo, KeyKind, KeyType, TlsError, csr, issue, load_certificates, make_ca, self_signed, write_pair};
+use trove_tls::{CertInfo, KeyKind, KeyType, TlsError, csr, issue, load_certificates, make_ca, self_signed, write_pair};
 
-use crate::common::openssl;
+use crate::common::{chmod, openssl};
 
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -18,7 +18,7 @@ fn self_signed_certificates_verify_for_their_names_with_keys_at_mode_0600() {
         let (cert, key) = write_pair(&out, "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
         assert_eq!(mode(&key), 0o600);
         assert_eq!(mode(&cert), 0o644);
-        let info = CertInfo::from_der(&load_certificates(&cert, trove_gateway::tls::FileRole::Certificate).unwrap()[0]).unwrap();
+        let info = CertInfo::from_der(&load_certificates(&cert, trove_tls::FileRole::Certificate).unwrap()[0]).unwrap();
         assert_eq!(info.key_type, want);
         assert_eq!(info.dns_names, vec!["git.example.test"]);
         assert_eq!(info.ip_addresses, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
@@ -40,7 +40,7 @@ fn certificates_issued_by_a_trove_ca_verify_only_for_their_host() {
     let (ca_crt, ca_key) = write_pair(&dir.path().join("ca"), "ca.crt", "ca.key", &ca.cert_pem, &ca.key_pem, false).unwrap();
     assert_eq!(mode(&ca_key), 0o600);
     // Through the files on disk, as `trove cert issue --ca DIR` does.
-    let loaded = trove_gateway::tls::load_ca(&dir.path().join("ca")).unwrap();
+    let loaded = trove_tls::load_ca(&dir.path().join("ca")).unwrap();
     let made = issue(&loaded, &["git.example.test".into(), "*.git.example.test".into()], &[], 30, KeyKind::EcdsaP256).unwrap();
     let (cert, _) = write_pair(&dir.path().join("site"), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
     let (ca_s, cert_s) = (ca_crt.to_str().unwrap(), cert.to_str().unwrap());
@@ -51,8 +51,41 @@ fn certificates_issued_by_a_trove_ca_verify_only_for_their_host() {
         .output()
         .expect("openssl is needed");
     assert!(!wrong.status.success());
-    let info = CertInfo::from_der(&load_certificates(&ca_crt, trove_gateway::tls::FileRole::Certificate).unwrap()[0]).unwrap();
+    let info = CertInfo::from_der(&load_certificates(&ca_crt, trove_tls::FileRole::Certificate).unwrap()[0]).unwrap();
     assert!(info.is_ca && info.self_signed);
+}
+
+#[test]
+fn certificates_issued_by_an_openssl_ca_name_it_as_openssl_wrote_it_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    std::fs::create_dir(&ca_dir).unwrap();
+    // An RSA CA whose subject mixes string types (countryName is a PrintableString, the rest
+    // UTF8String) and carries a non-ASCII name: the leaf's issuer must be these exact bytes.
+    openssl(&ca_dir, &["genrsa", "-out", "ca.key", "2048"]);
+    chmod(&ca_dir.join("ca.key"), 0o600);
+    let subj = "/C=DE/O=Bücher GmbH/OU=IT/CN=Bücher Root CA";
+    openssl(&ca_dir, &["req", "-x509", "-new", "-utf8", "-key", "ca.key", "-subj", subj, "-days", "30", "-out", "ca.crt"]);
+    let loaded = trove_tls::load_ca(&ca_dir).unwrap();
+    let made = issue(&loaded, &["git.example.test".into()], &[], 30, KeyKind::EcdsaP256).unwrap();
+    let (cert, _) = write_pair(&dir.path().join("site"), "server.crt", "server.key", &made.cert_pem, &made.key_pem, false).unwrap();
+    let (ca_s, cert_s) = (ca_dir.join("ca.crt"), cert.to_str().unwrap().to_string());
+    openssl(dir.path(), &["verify", "-CAfile", ca_s.to_str().unwrap(), "-verify_hostname", "git.example.test", "-purpose", "sslserver", &cert_s]);
+    // Byte for byte, string types included (openssl's own comparison would forgive a change).
+    let der = |path: &std::path::Path| load_certificates(path, trove_tls::FileRole::Certificate).unwrap().remove(0);
+    let (ca_der, leaf_der) = (der(&ca_s), der(&cert));
+    use x509_parser::prelude::FromDer;
+    let (_, ca_x509) = x509_parser::certificate::X509Certificate::from_der(&ca_der).unwrap();
+    let (_, leaf_x509) = x509_parser::certificate::X509Certificate::from_der(&leaf_der).unwrap();
+    assert_eq!(leaf_x509.issuer().as_raw(), ca_x509.subject().as_raw());
+    // The leaf's authority key identifier is the CA's subject key identifier, as openssl made it.
+    let ext = |file: &str, name: &str| {
+        let out = openssl(dir.path(), &["x509", "-in", file, "-noout", "-ext", name]);
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap_or("").trim().trim_start_matches("keyid:").to_string()
+    };
+    let ski = ext(ca_s.to_str().unwrap(), "subjectKeyIdentifier");
+    assert!(!ski.is_empty());
+    assert_eq!(ext(&cert_s, "authorityKeyIdentifier"), ski);
 }
 
 #[test]

@@ -201,7 +201,10 @@ pub fn load_identity(site: &TlsSiteConfig) -> Result<Identity, TlsError> {
     load_identity_with(site, &PassphraseCache::default(), true)
 }
 
-pub(crate) fn load_identity_with(site: &TlsSiteConfig, cache: &PassphraseCache, interactive: bool) -> Result<Identity, TlsError> {
+/// [`load_identity`] for a caller that loads again later (the gateway's reload on SIGHUP): a
+/// `builtin` passphrase is tried from `cache` first and remembered there once it works, and
+/// when `interactive` is false the terminal is never asked (a reload has none to ask).
+pub fn load_identity_with(site: &TlsSiteConfig, cache: &PassphraseCache, interactive: bool) -> Result<Identity, TlsError> {
     let mut chain = load_certificates(&site.cert, FileRole::Certificate)?;
     let leaf = CertInfo::from_der(&chain[0]).map_err(|reason| TlsError::BadCertificate { path: site.cert.clone(), index: 1, reason })?;
     // Checked before asking for a passphrase: no point unlocking a key that will be refused.

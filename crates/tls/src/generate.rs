@@ -5,7 +5,10 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber,
+};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
@@ -57,29 +60,25 @@ pub struct CertAuthority {
     pub key_pem: Zeroizing<String>,
 }
 
-/// Makes a new key. RSA keys come from the `rsa` crate (rcgen with ring cannot make them).
+/// Makes a new key, with aws-lc-rs (rcgen's backend, as it is rustls'), RSA keys included.
 pub fn generate_key(kind: KeyKind) -> Result<KeyPair, TlsError> {
     match kind {
         KeyKind::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(TlsError::Generate),
-        KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
-            use rsa::pkcs8::EncodePrivateKey;
-            let bits = if kind == KeyKind::Rsa2048 { 2048 } else { 3072 };
-            let err = |reason: String| TlsError::KeyGeneration { kind: kind.to_string(), reason };
-            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).map_err(|e| err(e.to_string()))?;
-            let der = key.to_pkcs8_der().map_err(|e| err(e.to_string()))?;
-            KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der.as_bytes()), &rcgen::PKCS_RSA_SHA256).map_err(TlsError::Generate)
-        }
+        KeyKind::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).map_err(TlsError::Generate),
+        KeyKind::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072).map_err(TlsError::Generate),
     }
 }
 
 /// A random positive 128-bit serial number (RFC 5280 section 4.1.2.2 allows up to 20 octets).
-fn random_serial() -> SerialNumber {
-    use ring::rand::SecureRandom;
+fn random_serial() -> Result<SerialNumber, TlsError> {
     let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new().fill(&mut bytes).expect("the system random generator works");
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| TlsError::KeyGeneration {
+        kind: "serial number".into(),
+        reason: "the system random generator failed; check that /dev/urandom is readable".into(),
+    })?;
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
-    SerialNumber::from_slice(&bytes)
+    Ok(SerialNumber::from_slice(&bytes))
 }
 
 /// Checks a host name for a certificate: LDH labels, optionally a leading `*.`.
@@ -135,7 +134,7 @@ fn server_params(hosts: &[String], ips: &[IpAddr], days: u32, key: &KeyPair) -> 
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(random_serial()?);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if key.algorithm() == &rcgen::PKCS_RSA_SHA256 {
@@ -166,7 +165,7 @@ pub fn make_ca(common_name: &str, days: u32) -> Result<CertAuthority, TlsError> 
     dn.push(DnType::CommonName, common_name);
     dn.push(DnType::OrganizationName, "Trove local CA");
     params.distinguished_name = dn;
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(random_serial()?);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     validity(&mut params, days);
@@ -207,12 +206,56 @@ fn key_pair_from(key: &PrivateKeyDer<'_>, kind: KeyType) -> Result<KeyPair, Stri
     KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der.as_slice()), alg).map_err(|e| e.to_string())
 }
 
+/// What rcgen needs to sign as the CA in `cert_pem`: its subject, in the same attribute order and
+/// string types, so that a leaf's issuer is byte for byte the CA's subject (RFC 5280 section
+/// 4.1.2.4), and its subject key identifier, which becomes a leaf's authority key identifier
+/// (section 4.2.1.1). rcgen's `from_ca_cert_pem` does the same, but its `x509-parser` feature
+/// turns on x509-parser's `verify`, which links ring beside aws-lc-rs.
+fn issuer_params(cert_pem: &str) -> Result<CertificateParams, rcgen::Error> {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
+    let bad = |_| rcgen::Error::CouldNotParseCertificate;
+    let block = pem::parse(cert_pem).map_err(|_| rcgen::Error::CouldNotParseCertificate)?;
+    let (_, cert) = X509Certificate::from_der(block.contents()).map_err(bad)?;
+    let mut dn = DistinguishedName::new();
+    for rdn in cert.subject().iter() {
+        // rcgen writes one attribute per RDN; a multi-valued RDN could not be written back as it is.
+        let [attr] = rdn.iter().collect::<Vec<_>>()[..] else {
+            return Err(rcgen::Error::CouldNotParseCertificate);
+        };
+        let oid: Vec<u64> = attr.attr_type().iter().ok_or(rcgen::Error::CouldNotParseCertificate)?.collect();
+        let data = attr.attr_value().data;
+        let text = || std::str::from_utf8(data).map_err(|_| rcgen::Error::CouldNotParseCertificate);
+        let value = match attr.attr_value().header.tag() {
+            Tag::BmpString => DnValue::BmpString(rcgen::BmpString::from_utf16be(data.to_vec())?),
+            Tag::Ia5String => DnValue::Ia5String(text()?.try_into()?),
+            Tag::PrintableString => DnValue::PrintableString(text()?.try_into()?),
+            Tag::T61String => DnValue::TeletexString(text()?.try_into()?),
+            Tag::UniversalString => DnValue::UniversalString(rcgen::UniversalString::from_utf32be(data.to_vec())?),
+            Tag::Utf8String => DnValue::Utf8String(text()?.to_owned()),
+            _ => return Err(rcgen::Error::CouldNotParseCertificate),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.key_identifier_method = cert
+        .iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(KeyIdMethod::PreSpecified(id.0.to_vec())),
+            _ => None,
+        })
+        // No subjectKeyIdentifier: rcgen's own method, as for the certificates it makes.
+        .unwrap_or(KeyIdMethod::Sha256);
+    Ok(params)
+}
+
 /// A server certificate for `hosts` and `ips`, signed by `ca`, with a new key.
 pub fn issue(ca: &CertAuthority, hosts: &[String], ips: &[IpAddr], days: u32, key_kind: KeyKind) -> Result<GeneratedCert, TlsError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(TlsError::Generate)?;
-    let ca_params = CertificateParams::from_ca_cert_pem(&ca.cert_pem).map_err(TlsError::Generate)?;
-    // rcgen signs with a `Certificate`; re-making the CA's from its own parameters and key gives
-    // the same subject and key identifier as the one on disk.
+    let ca_params = issuer_params(&ca.cert_pem).map_err(TlsError::Generate)?;
+    // rcgen signs with a `Certificate`; re-making the CA's from its subject and key identifier
+    // gives a leaf whose issuer and authority key identifier are those of the one on disk.
     let issuer = ca_params.self_signed(&ca_key).map_err(TlsError::Generate)?;
     let key = generate_key(key_kind)?;
     let params = server_params(hosts, ips, days, &key)?;

@@ -279,7 +279,7 @@ fn classify_sec1(der_bytes: Vec<u8>) -> Result<(PrivateKeyDer<'static>, KeyType)
     Ok((PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der_bytes)), kind))
 }
 
-/// Re-wraps any key as PKCS#8 DER (RFC 5208), the only form rcgen accepts with ring.
+/// Re-wraps any key as PKCS#8 DER (RFC 5208), the one form every rcgen backend accepts.
 pub(crate) fn to_pkcs8(key: &PrivateKeyDer<'_>) -> Result<Zeroizing<Vec<u8>>, String> {
     use pkcs8::spki::AlgorithmIdentifierRef;
     match key {
