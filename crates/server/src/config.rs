@@ -53,6 +53,7 @@ pub struct RawGit {
     pub max_concurrent_packs: Option<usize>,
     pub max_inflated_request_bytes: Option<u64>,
     pub maintenance_after_push: Option<bool>,
+    pub max_concurrent_maintenance: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +81,9 @@ pub struct GitSettings {
     /// Run `git commit-graph write` and `git gc --auto` in the background after each push.
     /// Default `true`.
     pub maintenance_after_push: bool,
+    /// Maintenance runs (repack, commit-graph, `gc --auto`) at once across repositories; more
+    /// wait their turn. Default: half the CPUs, at least 1. `0` is refused.
+    pub max_concurrent_maintenance: usize,
 }
 
 /// Login settings: the failed-login policy (docs/server.md, "Failed logins").
@@ -141,6 +145,7 @@ impl ServerConfig {
                 max_concurrent_packs: cpus * 2,
                 max_inflated_request_bytes: 64 << 20,
                 maintenance_after_push: true,
+                max_concurrent_maintenance: (cpus / 2).max(1),
             },
             auth: AuthSettings {
                 max_failed_logins: 10,
@@ -220,6 +225,12 @@ impl ServerConfig {
         }
         if let Some(m) = raw.git.maintenance_after_push {
             c.git.maintenance_after_push = m;
+        }
+        if let Some(n) = raw.git.max_concurrent_maintenance {
+            if n == 0 {
+                return Err(invalid("git.max_concurrent_maintenance", "must be at least 1; set maintenance_after_push = false to turn maintenance off".into()));
+            }
+            c.git.max_concurrent_maintenance = n;
         }
         if let Some(n) = raw.max_buffered_request_bytes {
             c.max_buffered_request_bytes = n;
@@ -354,6 +365,7 @@ mod tests {
             "max_concurrent_packs",
             "max_inflated_request_bytes",
             "maintenance_after_push",
+            "max_concurrent_maintenance",
             "[auth]",
             "max_failed_logins",
             "failed_login_window_secs",

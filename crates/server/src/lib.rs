@@ -147,8 +147,12 @@ impl Server {
             );
         }
         let urls = PublicUrls::new(PublicUrlSettings { base_url, context_path, connector: config.connector, trusted_proxies: config.trusted_proxies });
-        let maintenance =
-            Arc::new(maintenance::Maintenance::new(config.git.maintenance_after_push, config.git.binary.clone(), trove_store::git_env(store.git_home())));
+        let maintenance = Arc::new(maintenance::Maintenance::new(
+            config.git.maintenance_after_push,
+            config.git.max_concurrent_maintenance,
+            config.git.binary.clone(),
+            trove_store::git_env(store.git_home()),
+        ));
         let adverts = advert::Adverts::new(&config.git.binary, store.git_home());
         let shared = Shared {
             adverts,

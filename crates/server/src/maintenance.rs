@@ -3,7 +3,9 @@
 //! loose objects pile up).
 //!
 //! At most one maintenance run per repository at a time; pushes that land while one runs ask
-//! for one more run afterwards instead of piling up processes.
+//! for one more run afterwards instead of piling up processes. Across repositories, at most
+//! `git.max_concurrent_maintenance` runs at once: a push to a hundred repositories (a release
+//! script, a mirror) queues a hundred repacks rather than starting them together.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::process::Command;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 pub(crate) struct Maintenance {
     enabled: bool,
@@ -20,11 +22,13 @@ pub(crate) struct Maintenance {
     /// Repository id → "another run was requested while this one ran".
     running: Mutex<HashMap<i64, bool>>,
     idle: Notify,
+    /// Runs allowed at once across repositories.
+    slots: Arc<Semaphore>,
 }
 
 impl Maintenance {
-    pub(crate) fn new(enabled: bool, git: PathBuf, env: Vec<(OsString, OsString)>) -> Self {
-        Self { enabled, git, env, running: Mutex::default(), idle: Notify::new() }
+    pub(crate) fn new(enabled: bool, max_at_once: usize, git: PathBuf, env: Vec<(OsString, OsString)>) -> Self {
+        Self { enabled, git, env, running: Mutex::default(), idle: Notify::new(), slots: Arc::new(Semaphore::new(max_at_once.max(1))) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, bool>> {
@@ -46,7 +50,10 @@ impl Maintenance {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
+                // The semaphore is never closed, so acquiring cannot fail.
+                let slot = this.slots.clone().acquire_owned().await.ok();
                 this.run_once(&path).await;
+                drop(slot);
                 let mut m = this.lock();
                 if m.get(&repo_id) == Some(&true) {
                     m.insert(repo_id, false);
@@ -106,4 +113,41 @@ impl Maintenance {
 fn has_bitmap(repo: &Path) -> bool {
     let pack_dir = repo.join("objects").join("pack");
     std::fs::read_dir(&pack_dir).map(|entries| entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".bitmap"))).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for git that logs when each step starts and ends (under flock, so lines do not
+    /// interleave) and takes a moment, so overlapping runs would show as two starts in a row.
+    fn fake_git(dir: &Path) -> PathBuf {
+        let log = dir.join("log");
+        let script = dir.join("git");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nflock {log} sh -c 'echo start >> {log}'\nsleep 0.05\nflock {log} sh -c 'echo end >> {log}'\n", log = log.display()),
+        )
+        .unwrap();
+        std::process::Command::new("chmod").arg("755").arg(&script).status().unwrap();
+        script
+    }
+
+    #[tokio::test]
+    async fn maintenance_of_many_repositories_runs_at_most_the_allowed_number_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Arc::new(Maintenance::new(true, 1, fake_git(dir.path()), vec![]));
+        for id in 0..6 {
+            let repo = dir.path().join(format!("repo{id}"));
+            std::fs::create_dir_all(repo.join("objects/pack")).unwrap();
+            m.after_push(id, repo);
+        }
+        m.idle().await;
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 6 * 3 * 2, "every step of every repository ran: {log}");
+        for pair in lines.chunks(2) {
+            assert_eq!(pair, ["start", "end"], "two maintenance steps overlapped:\n{log}");
+        }
+    }
 }
