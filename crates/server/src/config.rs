@@ -40,6 +40,7 @@ pub struct RawConfig {
     pub secure: Option<bool>,
     pub trusted_proxies: Option<Vec<String>>,
     pub max_buffered_request_bytes: Option<u64>,
+    pub drain_timeout_secs: Option<u64>,
     #[serde(default)]
     pub git: RawGit,
     #[serde(default)]
@@ -124,6 +125,9 @@ pub struct ServerConfig {
     /// hold at once, across all requests; past it, requests get 503 rather than the process
     /// growing. Pushes stream and do not count. Default 256 MiB; `0` disables the cap.
     pub max_buffered_request_bytes: u64,
+    /// On stop, how long requests in flight (a clone, a push) may take to finish before their
+    /// connections are closed and their git processes end. Default 30 seconds; `0` closes at once.
+    pub drain_timeout: Duration,
     pub git: GitSettings,
     pub auth: AuthSettings,
 }
@@ -140,6 +144,7 @@ impl ServerConfig {
             connector: Connector::default(),
             trusted_proxies: Vec::new(),
             max_buffered_request_bytes: 256 << 20,
+            drain_timeout: Duration::from_secs(30),
             git: GitSettings {
                 binary: PathBuf::from("git"),
                 max_concurrent_packs: cpus * 2,
@@ -234,6 +239,9 @@ impl ServerConfig {
         }
         if let Some(n) = raw.max_buffered_request_bytes {
             c.max_buffered_request_bytes = n;
+        }
+        if let Some(s) = raw.drain_timeout_secs {
+            c.drain_timeout = Duration::from_secs(s);
         }
         if let Some(n) = raw.auth.max_failed_logins {
             c.auth.max_failed_logins = n;
@@ -360,6 +368,7 @@ mod tests {
             "secure",
             "trusted_proxies",
             "max_buffered_request_bytes",
+            "drain_timeout_secs",
             "[git]",
             "binary",
             "max_concurrent_packs",

@@ -103,6 +103,7 @@ pub(crate) type AppState = Arc<Shared>;
 pub struct Server {
     shared: AppState,
     listen: SocketAddr,
+    drain_timeout: std::time::Duration,
 }
 
 impl Server {
@@ -128,6 +129,7 @@ impl Server {
             detail: format!("cannot write the push hooks into {}: {e}", store.git_home().display()),
         })?;
         let base_url_from_config = config.base_url.is_some();
+        let drain_timeout = config.drain_timeout;
         let data_version = store.data_version()?;
         let base_url = match config.base_url {
             Some(b) => Some(b),
@@ -167,7 +169,7 @@ impl Server {
             bodies: budget::BodyBudget::new(config.max_buffered_request_bytes),
             settings_sync: SettingsSync { base_url_from_config, data_version: std::sync::atomic::AtomicI64::new(data_version) },
         };
-        Ok(Server { shared: Arc::new(shared), listen: config.listen })
+        Ok(Server { shared: Arc::new(shared), listen: config.listen, drain_timeout })
     }
 
     /// The data directory's store, for administration in-process.
@@ -239,7 +241,21 @@ impl Server {
             }
         }
         let _ = stop_tx.send(true);
-        while conns.join_next().await.is_some() {}
+        // Requests in flight get the drain time to finish; then their connections are closed,
+        // which ends their git processes (a push's receive-pack sees its input end and refuses
+        // the pack before moving any ref; an upload-pack's output breaks).
+        let drain = self.drain_timeout;
+        if tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!(open = conns.len(), seconds = drain.as_secs(), "requests still in flight after the drain timeout; closing them");
+            conns.abort_all();
+            while conns.join_next().await.is_some() {}
+        }
+        // The git processes those requests started end on their own once their pipes close;
+        // wait for them (briefly), so that nothing is left behind when this returns.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.running_git_processes() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         Ok(())
     }
 }

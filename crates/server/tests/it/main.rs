@@ -11,5 +11,6 @@ mod h2;
 mod http;
 mod ls_remote;
 mod push;
+mod shutdown;
 mod support;
 mod web_ui;
