@@ -126,6 +126,8 @@ impl Metrics {
         let _ = writeln!(s, "trove_gateway_open_connections {}", self.open_connections.load(Ordering::Relaxed));
         s.push_str("# HELP trove_gateway_sent_bytes_total Bytes sent to downstreams.\n# TYPE trove_gateway_sent_bytes_total counter\n");
         let _ = writeln!(s, "trove_gateway_sent_bytes_total {}", self.activity());
+        s.push_str("# HELP trove_gateway_access_log_dropped_lines_total Access-log lines dropped because writing them fell behind (a request never waits for the log).\n# TYPE trove_gateway_access_log_dropped_lines_total counter\n");
+        let _ = writeln!(s, "trove_gateway_access_log_dropped_lines_total {}", crate::log::DROPPED_LINES.load(Ordering::Relaxed));
         s
     }
 }
