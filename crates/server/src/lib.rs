@@ -18,6 +18,7 @@ mod linger;
 mod maintenance;
 mod pktline;
 pub mod public_url;
+mod repo_read;
 mod web;
 
 use std::future::Future;
