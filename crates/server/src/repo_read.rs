@@ -228,10 +228,10 @@ impl Reader {
         Reader { binary: state.git.binary.clone(), env: trove_store::git_env(state.store.git_home()), dir, limits: Limits::default() }
     }
 
+    /// A reader with its own binary, environment and limits, for tests.
     #[cfg(test)]
-    pub(crate) fn with_limits(mut self, limits: Limits) -> Reader {
-        self.limits = limits;
-        self
+    pub(crate) fn for_test(binary: PathBuf, env: Vec<(OsString, OsString)>, dir: PathBuf, limits: Limits) -> Reader {
+        Reader { binary, env, dir, limits }
     }
 
     fn spawn(&self, args: &[&str]) -> Result<Child, ReadError> {
@@ -538,5 +538,80 @@ mod tests {
         assert_eq!(c.message, "subject\nwrapped\n\nbody");
         assert_eq!(c.subject(), "subject wrapped");
         assert!(parse_commit("").is_none());
+    }
+
+    fn git(env: &[(OsString, OsString)], dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> String {
+        use std::io::Write as _;
+        let mut c = std::process::Command::new("git");
+        c.env_clear().envs(env.iter().cloned()).env("GIT_DIR", dir).args(args);
+        c.env("GIT_AUTHOR_NAME", "Ann")
+            .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+            .env("GIT_COMMITTER_NAME", "Ann")
+            .env("GIT_COMMITTER_EMAIL", "ann@example.com");
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or_default()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A bare repository whose `main` has one commit with `big.txt` of `size` bytes.
+    fn repo_with_blob(size: usize) -> (tempfile::TempDir, Vec<(OsString, OsString)>, PathBuf, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let env = trove_store::git_env(tmp.path());
+        let dir = tmp.path().join("repo.git");
+        git(&env, tmp.path(), &["init", "-q", "--bare", dir.to_str().unwrap()], None);
+        let blob = git(&env, &dir, &["hash-object", "-w", "--stdin"], Some(&vec![b'x'; size]));
+        let index = tmp.path().join("index");
+        let with_index = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .env_clear()
+                .envs(env.iter().cloned())
+                .env("GIT_DIR", &dir)
+                .env("GIT_INDEX_FILE", &index)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        with_index(&["update-index", "--add", "--cacheinfo", &format!("100644,{blob},big.txt")]);
+        let tree = with_index(&["write-tree"]);
+        let commit = git(&env, &dir, &["commit-tree", &tree, "-m", "big"], None);
+        git(&env, &dir, &["update-ref", "refs/heads/main", &commit], None);
+        (tmp, env, dir, commit)
+    }
+
+    #[tokio::test]
+    async fn output_over_the_cap_is_too_large_and_a_diff_over_it_is_cut() {
+        let (_tmp, env, dir, commit) = repo_with_blob(100_000);
+        let r = Reader::for_test("git".into(), env, dir, Limits { max_output: 10_000, time: TIME_LIMIT });
+        assert!(matches!(r.blob(&commit, "big.txt").await, Err(ReadError::TooLarge { limit: 10_000, .. })));
+        assert_eq!(r.blob_size(&commit, "big.txt").await.unwrap(), Some(100_000), "small answers still come");
+        assert_eq!(r.blob_head(&commit, "big.txt", 100).await.unwrap(), vec![b'x'; 100]);
+        let (diff, cut) = r.diff(None, &commit, 50_000).await.unwrap();
+        assert!(cut && diff.len() == 10_000, "cut at the smaller of the two caps: {}", diff.len());
+    }
+
+    #[tokio::test]
+    async fn git_over_its_time_limit_is_killed_and_reaped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pid_file = tmp.path().join("pid");
+        let fake = tmp.path().join("slow-git");
+        // `exec` so that the process we kill is the one that sleeps.
+        std::fs::write(&fake, format!("#!/bin/sh\necho $$ > {}\nexec sleep 600\n", pid_file.display())).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let env = trove_store::git_env(tmp.path());
+        let r = Reader::for_test(fake, env, tmp.path().to_owned(), Limits { max_output: MAX_OUTPUT, time: Duration::from_secs(2) });
+        let err = r.refs().await.unwrap_err();
+        assert!(matches!(err, ReadError::TimedOut { .. }), "{err}");
+        assert!(err.to_string().contains("was stopped"), "{err}");
+        // Killed before it wrote its pid, it cannot have been left behind either.
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            assert!(!std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(), "git {pid} was left behind");
+        }
     }
 }
