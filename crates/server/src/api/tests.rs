@@ -801,6 +801,26 @@ async fn files_of_a_repository_with_100000_files_page_without_reading_the_whole_
 }
 
 #[tokio::test]
+async fn repositories_created_over_rest_are_made_with_the_configured_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("git-calls");
+    let wrapper = dir.path().join("my-git");
+    // Records each call's subcommand, then is the real git.
+    std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$1\" >> {}\nexec git \"$@\"\n", log.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut config = ServerConfig::new(dir.path().join("data"));
+    config.git.binary = wrapper;
+    let server = Server::open(config).unwrap();
+    server.store().create_user(&name("admin"), &Password::new("admin-password").unwrap(), GlobalPermission::SysAdmin).unwrap();
+    server.store().create_project(&ProjectKey::parse("TP").unwrap(), None, false).unwrap();
+    let f = Fixture { _dir: dir, server, ctx: String::new() };
+    let made = f.as_(Some("admin"), "POST", "/projects/TP/repos", Some(json!({"name": "made"}))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&made.body));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.lines().any(|l| l == "init"), "git init ran through the configured binary: {calls:?}");
+}
+
+#[tokio::test]
 async fn admins_change_user_details() {
     let f = fixture("", None);
     let r =
