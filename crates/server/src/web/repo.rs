@@ -414,7 +414,7 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
     if !valid_path(path) {
         return Err(WebError::NotFound);
     }
-    let g = reader(&w, &repo);
+    let g = reader(w, &repo);
     let refs = g.refs().await?;
     let default_branch = refs.head.as_deref().and_then(|h| h.strip_prefix("refs/heads/")).unwrap_or("main").to_owned();
     let head = repo_header(w, &repo, perm, "browse");
