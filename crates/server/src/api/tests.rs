@@ -820,6 +820,18 @@ async fn repositories_created_over_rest_are_made_with_the_configured_git() {
     assert!(calls.lines().any(|l| l == "init"), "git init ran through the configured binary: {calls:?}");
 }
 
+#[test]
+fn repository_reads_over_their_caps_are_413_and_503_in_bitbucket_shape() {
+    use crate::repo_read::ReadError;
+    use axum::response::IntoResponse as _;
+    let too_large = super::ApiError::from(ReadError::TooLarge { command: "ls-tree".into(), limit: 16 << 20 }).into_response();
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let slow = super::ApiError::from(ReadError::TimedOut { command: "log".into(), limit: std::time::Duration::from_secs(30) }).into_response();
+    assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let web = crate::web::WebError::from(ReadError::TooLarge { command: "cat-file".into(), limit: 16 << 20 }).into_response();
+    assert_eq!(web.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
 #[tokio::test]
 async fn admins_change_user_details() {
     let f = fixture("", None);
