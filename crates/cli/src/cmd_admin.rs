@@ -17,6 +17,10 @@ pub struct Args {
     /// Data directory to administer.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     data: PathBuf,
+    /// The git executable that makes new repositories (`repo add`); give the server's
+    /// `[git] binary` when git is not the one on PATH. Default `git`, looked up on PATH.
+    #[arg(long, value_name = "PATH", default_value = "git", global = true)]
+    git: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -160,7 +164,7 @@ fn read_password(name: &UserName, from_stdin: bool) -> anyhow::Result<Password> 
 /// Opens the data directory of an existing installation. Like `pg_ctl -D`, a missing one is an
 /// error, not a new empty installation: a typo or the wrong working directory must not quietly
 /// make a second one.
-fn open_existing(data: &std::path::Path) -> anyhow::Result<Store> {
+fn open_existing(data: &std::path::Path, git: &std::path::Path) -> anyhow::Result<Store> {
     let shown = std::path::absolute(data).unwrap_or_else(|_| data.to_owned());
     if !data.join("trove.db").is_file() {
         let what = if data.is_dir() { "holds no Trove installation (no trove.db)" } else { "does not exist" };
@@ -169,7 +173,7 @@ fn open_existing(data: &std::path::Path) -> anyhow::Result<Store> {
             shown.display()
         );
     }
-    Store::open(data).with_context(|| format!("cannot open data directory {}", shown.display()))
+    Store::open_with_git(data, git).with_context(|| format!("cannot open data directory {}", shown.display()))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -182,7 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("created an empty installation in {}", shown.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let store = open_existing(&args.data)?;
+    let store = open_existing(&args.data, &args.git)?;
     match args.command {
         Command::Init => unreachable!("handled above"),
         Command::User(UserCommand::Add { name, admin, password_stdin }) => {

@@ -18,6 +18,7 @@ mod linger;
 mod maintenance;
 mod pktline;
 pub mod public_url;
+mod repo_read;
 mod web;
 
 use std::future::Future;
@@ -110,7 +111,7 @@ impl Server {
     /// Opens the data directory (applying migrations), merges the settings stored there with
     /// the configuration (the configuration wins), and checks that git runs.
     pub fn open(config: ServerConfig) -> Result<Server, ServerError> {
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open_with_git(&config.data_dir, &config.git.binary)?;
         let version = std::process::Command::new(&config.git.binary)
             .env_clear()
             .envs(trove_store::git_env(store.git_home()))

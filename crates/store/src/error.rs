@@ -34,7 +34,7 @@ pub enum StoreError {
     NoSuchRepo(String),
     #[error("cannot create repository directory {path}: {source}")]
     RepoDir { path: PathBuf, source: std::io::Error },
-    #[error("`git init` for {path} failed: {detail}")]
+    #[error("`git init` for {path} failed: {detail}; check that git is installed, or name it with `[git] binary` (trove server) or `--git` (trove admin)")]
     GitInit { path: PathBuf, detail: String },
 }
 

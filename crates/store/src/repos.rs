@@ -46,18 +46,19 @@ pub(crate) fn repos_dir(data_dir: &Path) -> PathBuf {
 
 /// Creates the bare repository for `id`: `git init` into a temporary directory beside the final
 /// one, write our config, then rename, so a half-made repository never sits at a live path.
-pub(crate) fn init_bare(data_dir: &Path, git_home: &Path, id: i64) -> Result<PathBuf, StoreError> {
+/// `git` is the executable to run (the server's `[git] binary`).
+pub(crate) fn init_bare(data_dir: &Path, git_home: &Path, git: &Path, id: i64) -> Result<PathBuf, StoreError> {
     let dir = repos_dir(data_dir);
     let final_path = dir.join(id.to_string());
     let tmp = dir.join(format!(".init-{id}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let out = Command::new("git")
+    let out = Command::new(git)
         .env_clear()
         .envs(git_env(git_home))
         .args(["init", "--bare", "--quiet", "--template=", "--initial-branch=main"])
         .arg(&tmp)
         .output()
-        .map_err(|e| StoreError::GitInit { path: final_path.clone(), detail: e.to_string() })?;
+        .map_err(|e| StoreError::GitInit { path: final_path.clone(), detail: format!("cannot run {}: {e}", git.display()) })?;
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(StoreError::GitInit { path: final_path, detail: String::from_utf8_lossy(&out.stderr).trim().to_owned() });
@@ -75,4 +76,42 @@ pub(crate) fn init_bare(data_dir: &Path, git_home: &Path, id: i64) -> Result<Pat
         StoreError::RepoDir { path: final_path.clone(), source }
     })?;
     Ok(final_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Owner, ProjectKey, RepoSlug, Store, StoreError};
+
+    fn owner() -> Owner {
+        Owner::Project(ProjectKey::parse("TP").unwrap())
+    }
+
+    #[test]
+    fn new_repositories_are_made_with_the_configured_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("git-calls");
+        let wrapper = dir.path().join("my-git");
+        // Records each call's subcommand, then is the real git.
+        std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$1\" >> {}\nexec git \"$@\"\n", log.display())).unwrap();
+        std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let store = Store::open_with_git(&dir.path().join("data"), &wrapper).unwrap();
+        store.create_project(&ProjectKey::parse("TP").unwrap(), None, false).unwrap();
+        assert_eq!(store.git_binary(), wrapper);
+        let repo = store.create_repo(&owner(), &RepoSlug::parse("made").unwrap(), false).unwrap();
+        assert!(store.repo_path(&repo).join("HEAD").is_file());
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "init\n");
+    }
+
+    #[test]
+    fn a_missing_git_is_named_and_leaves_no_repository_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_git(dir.path(), std::path::Path::new("/nonexistent/git")).unwrap();
+        store.create_project(&ProjectKey::parse("TP").unwrap(), None, false).unwrap();
+        let slug = RepoSlug::parse("never").unwrap();
+        let err = store.create_repo(&owner(), &slug, false).unwrap_err();
+        assert!(matches!(err, StoreError::GitInit { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("/nonexistent/git") && msg.contains("[git] binary"), "{msg}");
+        assert!(store.repo(&owner(), &slug).unwrap().is_none(), "the row is removed again");
+    }
 }

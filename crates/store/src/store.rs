@@ -109,6 +109,8 @@ struct Inner {
     data_dir: PathBuf,
     db_path: PathBuf,
     git_home: PathBuf,
+    /// The git that `git init`s new repositories ([`Store::open_with_git`]).
+    git_binary: PathBuf,
     conn: Mutex<Connection>,
     verified: password::Verified,
 }
@@ -122,8 +124,14 @@ pub(crate) fn parse_perm(s: Option<String>) -> Option<Permission> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the data directory and applies pending migrations.
+    /// Opens (creating if needed) the data directory and applies pending migrations; new
+    /// repositories are made with `git` from `PATH`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with_git(data_dir, Path::new("git"))
+    }
+
+    /// [`Store::open`], making new repositories with `git_binary` (the server's `[git] binary`).
+    pub fn open_with_git(data_dir: &Path, git_binary: &Path) -> Result<Store, StoreError> {
         let mk = |p: &Path| std::fs::create_dir_all(p).map_err(|source| StoreError::DataDir { path: p.to_owned(), source });
         mk(data_dir)?;
         let data_dir = std::fs::canonicalize(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
@@ -152,7 +160,16 @@ impl Store {
         // Every statement the store runs, kept prepared (see `CachedRow`).
         conn.set_prepared_statement_cache_capacity(128);
         migrate(&mut conn, &db_path)?;
-        Ok(Store { inner: Arc::new(Inner { data_dir, db_path, git_home, conn: Mutex::new(conn), verified: password::Verified::new() }) })
+        Ok(Store {
+            inner: Arc::new(Inner {
+                data_dir,
+                db_path,
+                git_home,
+                git_binary: git_binary.to_owned(),
+                conn: Mutex::new(conn),
+                verified: password::Verified::new(),
+            }),
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -162,6 +179,11 @@ impl Store {
     /// An empty directory used as `HOME` for git children, so no user config leaks in.
     pub fn git_home(&self) -> &Path {
         &self.inner.git_home
+    }
+
+    /// The git executable this store runs (`git init` of new repositories).
+    pub fn git_binary(&self) -> &Path {
+        &self.inner.git_binary
     }
 
     /// Where the bare repository of `repo` lives.
@@ -410,7 +432,7 @@ impl Store {
             }
             conn.last_insert_rowid()
         };
-        if let Err(e) = repos::init_bare(&self.inner.data_dir, &self.inner.git_home, id) {
+        if let Err(e) = repos::init_bare(&self.inner.data_dir, &self.inner.git_home, &self.inner.git_binary, id) {
             let _ = self.conn().execute("DELETE FROM repositories WHERE id = ?1", [id]);
             return Err(e);
         }

@@ -63,3 +63,21 @@ fn a_base_url_set_by_trove_admin_takes_effect_on_the_running_server_without_a_re
     assert!(body.contains("https://git.example.com/stash/scm/tp/test.git"), "the running server still ignores the new base URL: {body}");
     assert!(server.child().try_wait().unwrap().is_none(), "the server restarted or stopped");
 }
+
+#[test]
+fn repo_add_makes_the_repository_with_the_git_given_by_git_flag() {
+    let dir = tmp();
+    let data = dir.path().join("data");
+    ok(&admin(&data, &["init"]), "init");
+    ok(&admin(&data, &["project", "add", "TP"]), "project add");
+    let log = dir.path().join("git-calls");
+    let wrapper = dir.path().join("my-git");
+    // Records each call's subcommand, then is the real git.
+    std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$1\" >> {}\nexec git \"$@\"\n", log.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    ok(&admin(&data, &["--git", &path_str(&wrapper), "repo", "add", "TP/made"]), "repo add --git");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "init\n");
+    let out = admin(&data, &["--git", "/nonexistent/git", "repo", "add", "TP/never"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("/nonexistent/git") && err.contains("--git"), "{err}");
+}

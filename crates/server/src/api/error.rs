@@ -13,6 +13,7 @@ use http::{HeaderValue, StatusCode, header};
 use trove_store::StoreError;
 
 use crate::error::{CHALLENGE, HttpError};
+use crate::repo_read::ReadError;
 
 /// `Content-Type` of every REST response: atlassian-python-api reads a 401 body only when the
 /// header is exactly this.
@@ -53,6 +54,9 @@ pub(crate) enum ApiError {
     MethodNotAllowed,
     #[error("The server is busy reading other requests; try again in a few seconds.")]
     Busy,
+    /// Reading the repository failed, or its answer was over a cap ([`crate::repo_read`]).
+    #[error("{0}")]
+    Read(#[from] crate::repo_read::ReadError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -126,7 +130,23 @@ impl ApiError {
                 "This method is not allowed on this resource; see docs/api.md for what is served.".into(),
                 "com.sun.jersey.api.MethodNotAllowedException",
             ),
-            ApiError::Internal(detail) => {
+            ApiError::Read(ReadError::TooLarge { .. }) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                "The answer is too large to show; ask for a smaller page, or download the file with /raw.".into(),
+                "com.atlassian.bitbucket.content.ContentTooLargeException",
+            ),
+            ApiError::Read(ReadError::TimedOut { .. }) => {
+                tracing::warn!(detail = %msg, "repository read stopped at its time limit");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "Reading the repository took too long and was stopped; try again in a few seconds.".into(),
+                    "com.atlassian.bitbucket.ServiceUnavailableException",
+                )
+            }
+            ApiError::Read(_) | ApiError::Internal(_) => {
+                let detail = msg;
                 tracing::error!(%detail, "internal error in the REST API");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,9 +7,6 @@
 //! `--end-of-options`; paths are checked ([`valid_path`]) and only ever follow `<hex id>:` or
 //! `--`.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-
 use axum::body::Body;
 use axum::extract::Path;
 use axum::extract::rejection::BytesRejection;
@@ -19,10 +16,10 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt as _;
-use tokio::process::Command;
 use trove_store::Permission;
 
 use super::{Api, ApiError, PageReq, RawFile, envelope, no_content, ok, paged, parse_body};
+use crate::repo_read::{Commit, LogQuery, Reader, RefInfo, valid_path};
 
 /// Largest file `browse` shows as lines; larger files are reported as `binary`-like and read
 /// with `raw`. Default 5 MiB.
@@ -30,34 +27,8 @@ const BROWSE_FILE_LIMIT: u64 = 5 << 20;
 /// Page size for a file's lines when `limit` is not given (Bitbucket shows 500 lines at a time).
 const DEFAULT_LINES: usize = 500;
 
-struct Git {
-    binary: PathBuf,
-    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
-    dir: PathBuf,
-}
-
-/// A branch or tag: full ref name, short name, the commit it points at, and for an annotated
-/// tag the tag object.
-struct RefInfo {
-    full: String,
-    short: String,
-    commit: String,
-    tag_object: Option<String>,
-}
-
-struct Refs {
-    head: Option<String>,
-    branches: Vec<RefInfo>,
-    tags: Vec<RefInfo>,
-}
-
-fn is_hex_id(s: &str) -> bool {
-    (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A path inside a tree: no empty, `.` or `..` components, no control characters.
-pub(crate) fn valid_path(p: &str) -> bool {
-    p.is_empty() || (!p.chars().any(|c| c.is_control()) && p.split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+fn reader(api: &Api, repo: &trove_store::Repo) -> Reader {
+    Reader::new(&api.state, api.store().repo_path(repo))
 }
 
 /// A branch name we are willing to write into HEAD (git check-ref-format's rules, stricter).
@@ -70,76 +41,6 @@ fn valid_branch_name(name: &str) -> bool {
         && !name.contains("@{")
         && name.split('/').all(|c| !c.is_empty() && !c.starts_with('.') && !c.starts_with('-'))
         && name.chars().all(|c| !c.is_control() && !matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
-}
-
-impl Git {
-    fn new(api: &Api, repo: &trove_store::Repo) -> Git {
-        Git { binary: api.state.git.binary.clone(), env: trove_store::git_env(api.store().git_home()), dir: api.store().repo_path(repo) }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.binary);
-        c.env_clear().envs(self.env.iter().cloned()).arg("--git-dir").arg(&self.dir).args(args);
-        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        c
-    }
-
-    /// Runs git; `None` when it exits unsuccessfully (an unknown object, say).
-    async fn run(&self, args: &[&str]) -> Result<Option<Vec<u8>>, ApiError> {
-        let out = self.command(args).output().await.map_err(|e| ApiError::Internal(format!("spawn git {args:?}: {e}")))?;
-        if !out.status.success() {
-            tracing::debug!(?args, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "git exited unsuccessfully");
-            return Ok(None);
-        }
-        Ok(Some(out.stdout))
-    }
-
-    async fn text(&self, args: &[&str]) -> Result<Option<String>, ApiError> {
-        Ok(self.run(args).await?.map(|o| String::from_utf8_lossy(&o).into_owned()))
-    }
-
-    async fn refs(&self) -> Result<Refs, ApiError> {
-        let head = self.text(&["symbolic-ref", "-q", "HEAD"]).await?.map(|s| s.trim().to_owned());
-        let out = self
-            .text(&["for-each-ref", "--format=%(objectname)%00%(*objectname)%00%(objecttype)%00%(refname)", "refs/heads", "refs/tags"])
-            .await?
-            .unwrap_or_default();
-        let (mut branches, mut tags) = (Vec::new(), Vec::new());
-        for line in out.lines() {
-            let f: Vec<&str> = line.split('\0').collect();
-            let [obj, peeled, kind, full] = f[..] else { continue };
-            if let Some(short) = full.strip_prefix("refs/heads/") {
-                branches.push(RefInfo { full: full.into(), short: short.into(), commit: obj.into(), tag_object: None });
-            } else if let Some(short) = full.strip_prefix("refs/tags/") {
-                let (commit, tag_object) = if kind == "tag" { (peeled, Some(obj.to_owned())) } else { (obj, None) };
-                tags.push(RefInfo { full: full.into(), short: short.into(), commit: commit.into(), tag_object });
-            }
-        }
-        Ok(Refs { head, branches, tags })
-    }
-
-    /// Resolves a caller's revision (full ref, branch, tag or hex id) to a commit id; `None` if
-    /// it is none of those. Without one, the default branch (`None` in an empty repository).
-    async fn resolve(&self, refs: &Refs, rev: Option<&str>) -> Result<Option<String>, ApiError> {
-        let rev = match rev.filter(|r| !r.is_empty()) {
-            Some(r) => r,
-            None => {
-                let Some(head) = &refs.head else { return Ok(None) };
-                return Ok(refs.branches.iter().find(|b| &b.full == head).map(|b| b.commit.clone()));
-            }
-        };
-        let all = || refs.branches.iter().chain(refs.tags.iter());
-        if let Some(r) =
-            all().find(|r| r.full == rev).or_else(|| refs.branches.iter().find(|r| r.short == rev)).or_else(|| refs.tags.iter().find(|r| r.short == rev))
-        {
-            return Ok(Some(r.commit.clone()));
-        }
-        if !is_hex_id(rev) {
-            return Ok(None);
-        }
-        let spec = format!("{rev}^{{commit}}");
-        Ok(self.text(&["rev-parse", "--verify", "-q", "--end-of-options", &spec]).await?.map(|s| s.trim().to_owned()))
-    }
 }
 
 fn ref_json(r: &RefInfo, kind: &str, default: Option<&str>) -> Value {
@@ -166,7 +67,7 @@ pub(crate) async fn branches(api: Api, Path((key, slug)): Path<(String, String)>
     let page = api.q.page()?;
     check_order(&api)?;
     let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
-    let refs = Git::new(&api, &repo).refs().await?;
+    let refs = reader(&api, &repo).refs().await?;
     let filter = api.q.get("filterText");
     let head = refs.head.as_deref();
     let mut list: Vec<&RefInfo> = refs.branches.iter().filter(|b| super::matches_filter(filter, &[&b.short])).collect();
@@ -177,9 +78,9 @@ pub(crate) async fn branches(api: Api, Path((key, slug)): Path<(String, String)>
 /// `GET …/branches/default`: 404 while the default branch has no commits.
 pub(crate) async fn default_branch(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
-    let refs = Git::new(&api, &repo).refs().await?;
+    let refs = reader(&api, &repo).refs().await?;
     let head = refs.head.as_deref();
-    let b = refs.branches.iter().find(|b| Some(b.full.as_str()) == head).ok_or_else(|| ApiError::NotFound {
+    let b = refs.default_branch().ok_or_else(|| ApiError::NotFound {
         exception: "com.atlassian.bitbucket.repository.NoDefaultBranchException",
         message: format!("Repository {} has no default branch yet; push a branch first.", repo.slug),
     })?;
@@ -202,7 +103,9 @@ pub(crate) async fn set_default_branch(api: Api, Path((key, slug)): Path<(String
         return Err(ApiError::invalid("id", format!("{id:?} is not a valid branch name.")));
     }
     let full = format!("refs/heads/{short}");
-    Git::new(&api, &repo).run(&["symbolic-ref", "HEAD", &full]).await?.ok_or_else(|| ApiError::Internal(format!("git symbolic-ref HEAD {full} failed")))?;
+    if !reader(&api, &repo).set_head(&full).await? {
+        return Err(ApiError::Internal(format!("git symbolic-ref HEAD {full} failed")));
+    }
     Ok(no_content())
 }
 
@@ -211,32 +114,24 @@ pub(crate) async fn tags(api: Api, Path((key, slug)): Path<(String, String)>) ->
     let page = api.q.page()?;
     check_order(&api)?;
     let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
-    let refs = Git::new(&api, &repo).refs().await?;
+    let refs = reader(&api, &repo).refs().await?;
     let filter = api.q.get("filterText");
     let values = refs.tags.iter().filter(|t| super::matches_filter(filter, &[&t.short])).map(|t| ref_json(t, "TAG", None)).collect();
     Ok(ok(StatusCode::OK, paged(values, page)))
 }
 
-/// Field and record separators for `git log --format`, which commit messages do not use.
-const FIELD: char = '\u{1f}';
-const RECORD: char = '\u{1e}';
-const LOG_FORMAT: &str = "--format=%H%x1f%an%x1f%ae%x1f%at%x1f%cn%x1f%ce%x1f%ct%x1f%P%x1f%B%x1e";
-
-fn commit_json(record: &str) -> Option<Value> {
-    let f: Vec<&str> = record.trim_start_matches('\n').splitn(9, FIELD).collect();
-    let [id, an, ae, at, cn, ce, ct, parents, message] = f[..] else { return None };
+fn commit_json(c: &Commit) -> Value {
     let short = |s: &str| s.chars().take(11).collect::<String>();
-    let ms = |s: &str| s.parse::<i64>().unwrap_or(0) * 1000;
-    Some(json!({
-        "id": id,
-        "displayId": short(id),
-        "author": {"name": an, "emailAddress": ae},
-        "authorTimestamp": ms(at),
-        "committer": {"name": cn, "emailAddress": ce},
-        "committerTimestamp": ms(ct),
-        "message": message.trim_end(),
-        "parents": parents.split_whitespace().map(|p| json!({"id": p, "displayId": short(p)})).collect::<Vec<_>>(),
-    }))
+    json!({
+        "id": c.id,
+        "displayId": short(&c.id),
+        "author": {"name": c.author_name, "emailAddress": c.author_email},
+        "authorTimestamp": c.author_time * 1000,
+        "committer": {"name": c.committer_name, "emailAddress": c.committer_email},
+        "committerTimestamp": c.committer_time * 1000,
+        "message": c.message,
+        "parents": c.parents.iter().map(|p| json!({"id": p, "displayId": short(p)})).collect::<Vec<_>>(),
+    })
 }
 
 fn checked_path(raw: Option<&str>) -> Result<&str, ApiError> {
@@ -249,7 +144,7 @@ fn checked_path(raw: Option<&str>) -> Result<&str, ApiError> {
 pub(crate) async fn commits(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     let page = api.q.page()?;
     let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
-    let git = Git::new(&api, &repo);
+    let git = reader(&api, &repo);
     let refs = git.refs().await?;
     let path = checked_path(api.q.get("path"))?;
     let until_raw = api.q.get("until");
@@ -261,42 +156,30 @@ pub(crate) async fn commits(api: Api, Path((key, slug)): Path<(String, String)>)
         };
     };
     let since = match api.q.get("since").filter(|s| !s.is_empty()) {
-        Some(s) => Some(git.resolve(&refs, Some(s)).await?.ok_or_else(|| ApiError::no_commit(s))?),
+        Some(s) => Some(git.resolve(&refs, Some(s)).await?.ok_or_else(|| ApiError::no_commit(s))?.commit),
         None => None,
     };
     let merges = match api.q.get("merges") {
         None | Some("include") => None,
-        Some("exclude") => Some("--no-merges"),
-        Some("only") => Some("--merges"),
+        Some("exclude") => Some(false),
+        Some("only") => Some(true),
         Some(m) => return Err(ApiError::invalid("merges", format!("{m:?} is not one of include, exclude, only."))),
     };
-    let skip = format!("--skip={}", page.start);
-    let count = format!("--max-count={}", page.limit + 1);
-    let not_since = since.map(|s| format!("^{s}"));
-    let mut args = vec!["log", LOG_FORMAT, &skip, &count];
-    args.extend(merges);
-    args.push("--end-of-options");
-    args.push(&until);
-    args.extend(not_since.as_deref());
-    if !path.is_empty() {
-        args.extend(["--", path]);
-    }
-    let out = git.text(&args).await?.ok_or_else(|| ApiError::Internal("git log failed".into()))?;
-    let mut values: Vec<Value> = out.split(RECORD).filter(|r| !r.trim().is_empty()).filter_map(commit_json).collect();
-    let last = values.len() <= page.limit;
-    values.truncate(page.limit);
+    let q = LogQuery { until: &until.commit, since: since.as_deref(), skip: page.start, max: page.limit + 1, merges, path };
+    let list = git.log(&q).await?.ok_or_else(|| ApiError::Internal("git log failed".into()))?;
+    let last = list.len() <= page.limit;
+    let values: Vec<Value> = list.iter().take(page.limit).map(commit_json).collect();
     Ok(ok(StatusCode::OK, envelope(values, page, last)))
 }
 
 /// `GET …/commits/{commitId}`: a commit by id, or by branch or tag name.
 pub(crate) async fn commit(api: Api, Path((key, slug, id)): Path<(String, String, String)>) -> Result<Response, ApiError> {
     let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
-    let git = Git::new(&api, &repo);
+    let git = reader(&api, &repo);
     let refs = git.refs().await?;
     let resolved = git.resolve(&refs, Some(&id)).await?.ok_or_else(|| ApiError::no_commit(&id))?;
-    let out = git.text(&["show", "-s", LOG_FORMAT, "--end-of-options", &resolved]).await?.ok_or_else(|| ApiError::no_commit(&id))?;
-    let record = out.split(RECORD).next().unwrap_or("");
-    Ok(ok(StatusCode::OK, commit_json(record).ok_or_else(|| ApiError::no_commit(&id))?))
+    let c = git.commit(&resolved.commit).await?.ok_or_else(|| ApiError::no_commit(&id))?;
+    Ok(ok(StatusCode::OK, commit_json(&c)))
 }
 
 fn path_json(path: &str) -> Value {
@@ -321,10 +204,10 @@ pub(crate) async fn browse_path(api: Api, Path((key, slug, path)): Path<(String,
 }
 
 /// Resolves `?at=` and checks the path: `(commit id, the revision as the caller named it)`.
-async fn locate(api: &Api, git: &Git, path: &str) -> Result<(String, String), ApiError> {
+async fn locate(api: &Api, git: &Reader, path: &str) -> Result<(String, String), ApiError> {
     let refs = git.refs().await?;
     let at = api.q.get("at").filter(|a| !a.is_empty());
-    let commit = git.resolve(&refs, at).await?.ok_or_else(|| match at {
+    let commit = git.resolve(&refs, at).await?.map(|r| r.commit).ok_or_else(|| match at {
         Some(a) => ApiError::no_commit(a),
         None => ApiError::no_path(path, "the default branch (the repository is empty)"),
     })?;
@@ -336,37 +219,34 @@ async fn locate(api: &Api, git: &Git, path: &str) -> Result<(String, String), Ap
 async fn browse(api: Api, key: String, slug: String, path: String) -> Result<Response, ApiError> {
     let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
     let path = checked_path(Some(&path))?.to_owned();
-    let git = Git::new(&api, &repo);
+    let git = reader(&api, &repo);
     let (commit, label) = locate(&api, &git, &path).await?;
-    let object = format!("{commit}:{path}");
-    let kind = git.text(&["cat-file", "-t", &object]).await?.map(|k| k.trim().to_owned()).ok_or_else(|| ApiError::no_path(&path, &label))?;
+    let kind = git.kind(&commit, &path).await?.ok_or_else(|| ApiError::no_path(&path, &label))?;
     match kind.as_str() {
         "tree" => {
             let page = api.q.page()?;
-            let out = git.run(&["ls-tree", "-z", "-l", &object]).await?.ok_or_else(|| ApiError::no_path(&path, &label))?;
-            let mut children = Vec::new();
-            for entry in out.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-                let entry = String::from_utf8_lossy(entry);
-                let Some((meta, name)) = entry.split_once('\t') else { continue };
-                let f: Vec<&str> = meta.split_whitespace().collect();
-                let [_mode, kind, id, size] = f[..] else { continue };
-                let kind = match kind {
-                    "tree" => "DIRECTORY",
-                    "commit" => "SUBMODULE",
-                    _ => "FILE",
-                };
-                let mut child = json!({"path": path_json(name), "contentId": id, "type": kind});
-                if let Ok(size) = size.parse::<u64>() {
-                    child["size"] = json!(size);
-                }
-                children.push(child);
-            }
+            let entries = git.tree(&commit, &path).await?.ok_or_else(|| ApiError::no_path(&path, &label))?;
+            let mut children: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let kind = match e.kind.as_str() {
+                        "tree" => "DIRECTORY",
+                        "commit" => "SUBMODULE",
+                        _ => "FILE",
+                    };
+                    let mut child = json!({"path": path_json(&e.name), "contentId": e.id, "type": kind});
+                    if let Some(size) = e.size {
+                        child["size"] = json!(size);
+                    }
+                    child
+                })
+                .collect();
             children.sort_by_key(|c| (c["type"] != "DIRECTORY", c["path"]["name"].as_str().unwrap_or("").to_owned()));
             Ok(ok(StatusCode::OK, json!({"path": path_json(&path), "revision": label, "children": paged(children, page)})))
         }
         "blob" => {
-            let size: u64 = git.text(&["cat-file", "-s", &object]).await?.and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-            let data = if size <= BROWSE_FILE_LIMIT { git.run(&["cat-file", "blob", &object]).await?.unwrap_or_default() } else { Vec::new() };
+            let size: u64 = git.blob_size(&commit, &path).await?.unwrap_or(0);
+            let data = if size <= BROWSE_FILE_LIMIT { git.blob(&commit, &path).await?.unwrap_or_default() } else { Vec::new() };
             let binary = size > BROWSE_FILE_LIMIT || data.contains(&0);
             let page = match api.q.get("limit") {
                 Some(_) => api.q.page()?,
@@ -402,21 +282,18 @@ pub(crate) async fn files_path(api: Api, Path((key, slug, path)): Path<(String, 
     files(api, key, slug, path).await
 }
 
-/// `GET …/files[/{path}]?at=`: every file below a directory, recursively, as paths relative
-/// to it (a page of strings, as Bitbucket lists them).
+/// `GET …/files[/{path}]?at=&start=&limit=`: every file below a directory, recursively, as
+/// paths relative to it (a page of strings, as Bitbucket lists them). Only as much of the tree
+/// is read as the page needs ([`Reader::files`]).
 async fn files(api: Api, key: String, slug: String, path: String) -> Result<Response, ApiError> {
     let page = api.q.page()?;
     let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
     let path = checked_path(Some(&path))?.to_owned();
-    let git = Git::new(&api, &repo);
+    let git = reader(&api, &repo);
     let (commit, label) = locate(&api, &git, &path).await?;
-    let object = format!("{commit}:{path}");
-    if git.text(&["cat-file", "-t", &object]).await?.as_deref().map(str::trim) != Some("tree") {
-        return Err(ApiError::no_path(&path, &label));
-    }
-    let out = git.run(&["ls-tree", "-r", "-z", "--name-only", &object]).await?.ok_or_else(|| ApiError::no_path(&path, &label))?;
-    let values = out.split(|b| *b == 0).filter(|e| !e.is_empty()).map(|e| json!(String::from_utf8_lossy(e))).collect();
-    Ok(ok(StatusCode::OK, paged(values, page)))
+    let found = git.files(&commit, &path, page.start, page.limit).await?.ok_or_else(|| ApiError::no_path(&path, &label))?;
+    let values = found.paths.into_iter().map(Value::from).collect();
+    Ok(ok(StatusCode::OK, envelope(values, page, found.last)))
 }
 
 /// `GET …/raw/{path}?at=`: the file's bytes, streamed from `git cat-file`. Text is served as
@@ -424,13 +301,12 @@ async fn files(api: Api, key: String, slug: String, path: String) -> Result<Resp
 pub(crate) async fn raw(api: Api, Path((key, slug, path)): Path<(String, String, String)>) -> Result<Response, ApiError> {
     let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
     let path = checked_path(Some(&path))?.to_owned();
-    let git = Git::new(&api, &repo);
+    let git = reader(&api, &repo);
     let (commit, label) = locate(&api, &git, &path).await?;
-    let object = format!("{commit}:{path}");
-    if git.text(&["cat-file", "-t", &object]).await?.as_deref().map(str::trim) != Some("blob") {
+    if git.kind(&commit, &path).await?.as_deref() != Some("blob") {
         return Err(ApiError::no_path(&path, &label));
     }
-    let mut child = git.command(&["cat-file", "blob", &object]).spawn().map_err(|e| ApiError::Internal(format!("spawn git cat-file: {e}")))?;
+    let mut child = git.blob_stream(&commit, &path)?;
     let mut stdout = child.stdout.take().ok_or_else(|| ApiError::Internal("git cat-file has no stdout".into()))?;
     let mut first = vec![0u8; 8192];
     let mut filled = 0;
@@ -467,6 +343,7 @@ pub(crate) async fn raw(api: Api, Path((key, slug, path)): Path<(String, String,
 #[cfg(test)]
 mod unit {
     use super::*;
+    use crate::repo_read::is_hex_id;
 
     #[test]
     fn only_plain_paths_and_safe_branch_names_are_accepted() {
@@ -487,8 +364,20 @@ mod unit {
 
     #[test]
     fn log_records_become_bitbucket_commits() {
-        let rec = "0123456789abcdef0123456789abcdef01234567\u{1f}Ann\u{1f}ann@example.com\u{1f}1700000000\u{1f}Cid\u{1f}cid@example.com\u{1f}1700000001\u{1f}aaaa bbbb\u{1f}subject\n\nbody\n";
-        let v = commit_json(rec).unwrap();
+        let c = Commit {
+            id: "0123456789abcdef0123456789abcdef01234567".into(),
+            short: "0123456".into(),
+            parents: vec!["aaaa".into(), "bbbb".into()],
+            author_name: "Ann".into(),
+            author_email: "ann@example.com".into(),
+            author_time: 1_700_000_000,
+            author_date: "2023-11-14 22:13 +0000".into(),
+            committer_name: "Cid".into(),
+            committer_email: "cid@example.com".into(),
+            committer_time: 1_700_000_001,
+            message: "subject\n\nbody".into(),
+        };
+        let v = commit_json(&c);
         assert_eq!(v["displayId"], "0123456789a");
         assert_eq!(v["authorTimestamp"], 1_700_000_000_000i64);
         assert_eq!(v["message"], "subject\n\nbody");

@@ -727,6 +727,111 @@ async fn files_lists_every_path_below_a_directory() {
     assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test/files").await.status, StatusCode::NOT_FOUND);
 }
 
+/// Commits 100,000 paths (`d000/f00000.txt` … `d099/f99999.txt`, one blob) straight into TP/test
+/// on `main` with `update-index --index-info` and `commit-tree`: seconds, no work tree.
+fn seed_huge_tree(f: &Fixture) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let dir = f.server.store().repo_path(&repo);
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("index");
+    let run = |args: &[&str], input: &[u8]| -> String {
+        let mut c = std::process::Command::new("git");
+        c.env_clear().envs(trove_store::git_env(f.server.store().git_home())).env("GIT_DIR", &dir).env("GIT_INDEX_FILE", &index);
+        c.env("GIT_AUTHOR_NAME", "Ann")
+            .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+            .env("GIT_COMMITTER_NAME", "Ann")
+            .env("GIT_COMMITTER_EMAIL", "ann@example.com");
+        c.args(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let blob = run(&["hash-object", "-w", "--stdin"], b"same content\n");
+    let list: String = (0..100_000).map(|i| format!("100644 {blob}\td{:03}/f{i:05}.txt\n", i / 1000)).collect();
+    run(&["update-index", "--add", "--index-info"], list.as_bytes());
+    let tree = run(&["write-tree"], b"");
+    let commit = run(&["commit-tree", &tree, "-m", "many files"], b"");
+    run(&["update-ref", "refs/heads/main", &commit], b"");
+    dir
+}
+
+#[tokio::test]
+async fn files_of_a_repository_with_100000_files_page_without_reading_the_whole_tree() {
+    let f = fixture("", None);
+    let dir = seed_huge_tree(&f);
+    let name = |i: usize| format!("d{:03}/f{i:05}.txt", i / 1000);
+    // What the whole listing weighs: `git ls-tree -r -z --name-only` prints each path and a NUL.
+    let whole: usize = (0..100_000).map(|i| name(i).len() + 1).sum();
+    let read_for = |dir: &std::path::Path| {
+        let log = crate::repo_read::FILES_READ.lock().unwrap();
+        log.iter().rev().find(|(d, _)| d == dir).map(|(_, n)| *n).expect("files read the tree")
+    };
+
+    let first = f.get(Some("reader"), "/projects/TP/repos/test/files?limit=25").await.json();
+    assert_eq!(first["values"], json!((0..25).map(name).collect::<Vec<_>>()));
+    assert_eq!((first["size"].clone(), first["isLastPage"].clone(), first["nextPageStart"].clone()), (json!(25), json!(false), json!(25)));
+    let read = read_for(&dir);
+    assert!(read * 20 < whole as u64, "the first page read {read} of {whole} bytes");
+
+    let second = f.get(Some("reader"), "/projects/TP/repos/test/files?start=25&limit=25").await.json();
+    assert_eq!((second["values"][0].clone(), second["start"].clone()), (json!(name(25)), json!(25)));
+    let middle = f.get(Some("reader"), "/projects/TP/repos/test/files?start=1000&limit=3").await.json();
+    assert_eq!(middle["values"], json!([name(1000), name(1001), name(1002)]));
+    assert!(read_for(&dir) * 20 < whole as u64, "a page near the start reads little");
+
+    // The page that ends exactly at the last file is the last page; so is a short one.
+    let end = f.get(Some("reader"), "/projects/TP/repos/test/files?start=99975&limit=25").await.json();
+    assert_eq!((end["size"].clone(), end["isLastPage"].clone(), end["values"][24].clone()), (json!(25), json!(true), json!(name(99_999))));
+    assert!(end.get("nextPageStart").is_none(), "{end}");
+    let short = f.get(Some("reader"), "/projects/TP/repos/test/files?start=99990&limit=25").await.json();
+    assert_eq!((short["size"].clone(), short["isLastPage"].clone()), (json!(10), json!(true)));
+    let past = f.get(Some("reader"), "/projects/TP/repos/test/files?start=200000").await.json();
+    assert_eq!((past["size"].clone(), past["isLastPage"].clone()), (json!(0), json!(true)));
+    let before_end = f.get(Some("reader"), "/projects/TP/repos/test/files?start=99974&limit=25").await.json();
+    assert_eq!((before_end["isLastPage"].clone(), before_end["nextPageStart"].clone()), (json!(false), json!(99_999)));
+
+    // Below a directory, paths are relative to it.
+    let sub = f.get(Some("reader"), "/projects/TP/repos/test/files/d099?limit=1000").await.json();
+    assert_eq!((sub["size"].clone(), sub["isLastPage"].clone(), sub["values"][0].clone()), (json!(1000), json!(true), json!("f99000.txt")));
+}
+
+#[tokio::test]
+async fn repositories_created_over_rest_are_made_with_the_configured_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("git-calls");
+    let wrapper = dir.path().join("my-git");
+    // Records each call's subcommand, then is the real git.
+    std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$1\" >> {}\nexec git \"$@\"\n", log.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut config = ServerConfig::new(dir.path().join("data"));
+    config.git.binary = wrapper;
+    let server = Server::open(config).unwrap();
+    server.store().create_user(&name("admin"), &Password::new("admin-password").unwrap(), GlobalPermission::SysAdmin).unwrap();
+    server.store().create_project(&ProjectKey::parse("TP").unwrap(), None, false).unwrap();
+    let f = Fixture { _dir: dir, server, ctx: String::new() };
+    let made = f.as_(Some("admin"), "POST", "/projects/TP/repos", Some(json!({"name": "made"}))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&made.body));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.lines().any(|l| l == "init"), "git init ran through the configured binary: {calls:?}");
+}
+
+#[test]
+fn repository_reads_over_their_caps_are_413_and_503_in_bitbucket_shape() {
+    use crate::repo_read::ReadError;
+    use axum::response::IntoResponse as _;
+    let too_large = super::ApiError::from(ReadError::TooLarge { command: "ls-tree".into(), limit: 16 << 20 }).into_response();
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let slow = super::ApiError::from(ReadError::TimedOut { command: "log".into(), limit: std::time::Duration::from_secs(30) }).into_response();
+    assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let web = crate::web::WebError::from(ReadError::TooLarge { command: "cat-file".into(), limit: 16 << 20 }).into_response();
+    assert_eq!(web.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
 #[tokio::test]
 async fn admins_change_user_details() {
     let f = fixture("", None);

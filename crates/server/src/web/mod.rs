@@ -9,7 +9,6 @@
 
 mod account;
 mod admin;
-mod git;
 mod markdown;
 mod repo;
 #[cfg(test)]
@@ -153,7 +152,15 @@ pub(crate) enum WebError {
     TooLarge,
     /// Request bodies in memory are at their cap.
     Busy,
+    /// Reading the repository failed, or its answer was over a cap ([`crate::repo_read`]).
+    Read(crate::repo_read::ReadError),
     Internal(String),
+}
+
+impl From<crate::repo_read::ReadError> for WebError {
+    fn from(e: crate::repo_read::ReadError) -> Self {
+        WebError::Read(e)
+    }
 }
 
 #[derive(Clone)]
@@ -199,6 +206,17 @@ impl IntoResponse for WebError {
                     detail: format!("Try again in {secs} seconds."),
                 });
                 return r;
+            }
+            WebError::Read(crate::repo_read::ReadError::TooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "Too large to show", "This is too large to show here; download the file with Raw instead.".to_owned())
+            }
+            WebError::Read(e @ crate::repo_read::ReadError::TimedOut { .. }) => {
+                tracing::warn!(detail = %e, "repository read stopped at its time limit");
+                (StatusCode::SERVICE_UNAVAILABLE, "Busy", "Reading the repository took too long and was stopped; try again in a few seconds.".to_owned())
+            }
+            WebError::Read(e) => {
+                tracing::error!(detail = %e, "internal error in the web UI");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server log has the details.".to_owned())
             }
             WebError::Internal(detail) => {
                 tracing::error!(%detail, "internal error in the web UI");

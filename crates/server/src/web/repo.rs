@@ -11,10 +11,10 @@ use http::{HeaderValue, StatusCode, header};
 use maud::{Markup, PreEscaped, html};
 use trove_store::{Owner, Permission, Project, ProjectKey, Repo, RepoSlug, UserName};
 
-use super::git::{self, Git, Refs, Resolved};
 use super::view::{Notice, csrf_field, done_notice, notice, page};
 use super::{Form, Web, WebError, WebResult, markdown, see_other, url_encode};
 use crate::access::{self, AccessError};
+use crate::repo_read::{LogQuery, ReadError, Reader, Refs, Resolved, valid_path};
 
 type Q = Query<HashMap<String, String>>;
 
@@ -377,13 +377,32 @@ fn switcher(refs: &Refs, current: &Resolved, action: &str) -> Markup {
     html! {
         form.inline method="get" action=(action) {
             select name="at" data-autosubmit aria-label="Branch or tag" {
-                optgroup label="Branches" { @for (s, f, _) in &refs.branches { option value=(f) selected[f == &current.at] { (s) } } }
-                @if !refs.tags.is_empty() { optgroup label="Tags" { @for (s, f, _) in &refs.tags { option value=(f) selected[f == &current.at] { (s) } } } }
-                @if !refs.branches.iter().chain(&refs.tags).any(|(_, f, _)| f == &current.at) { option value=(current.at) selected { (current.label) } }
+                optgroup label="Branches" { @for r in &refs.branches { option value=(r.full) selected[r.full == current.at] { (r.short) } } }
+                @if !refs.tags.is_empty() { optgroup label="Tags" { @for r in &refs.tags { option value=(r.full) selected[r.full == current.at] { (r.short) } } } }
+                @if !refs.all().any(|r| r.full == current.at) { option value=(current.at) selected { (current.label) } }
             }
             noscript { button.secondary type="submit" { "Go" } }
         }
     }
+}
+
+/// Files larger than this are offered as a raw download instead of being shown.
+const VIEW_LIMIT: u64 = 1 << 20;
+/// A diff past this is cut (and the page says so): a huge diff must not fill the page.
+const DIFF_LIMIT: usize = 4 << 20;
+
+fn reader(w: &Web, repo: &trove_store::Repo) -> Reader {
+    Reader::new(&w.state, w.state.store.repo_path(repo))
+}
+
+/// `at` resolved; without one, the default branch, else (HEAD naming a branch not pushed yet)
+/// the first branch. `None`: nothing to show.
+async fn resolve(g: &Reader, refs: &Refs, at: Option<&str>) -> Result<Option<Resolved>, WebError> {
+    let found = g.resolve(refs, at).await?;
+    if found.is_none() && at.is_none_or(str::is_empty) {
+        return Ok(refs.branches.first().map(Resolved::from_ref));
+    }
+    Ok(found)
 }
 
 fn at_query(r: &Resolved) -> String {
@@ -392,14 +411,14 @@ fn at_query(r: &Resolved) -> String {
 
 async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, String>) -> WebResult {
     let (repo, perm) = repo_access(w, key, slug, Permission::Read)?;
-    if !git::valid_path(path) {
+    if !valid_path(path) {
         return Err(WebError::NotFound);
     }
-    let g = Git::new(&w.state, w.state.store.repo_path(&repo));
+    let g = reader(w, &repo);
     let refs = g.refs().await?;
     let default_branch = refs.head.as_deref().and_then(|h| h.strip_prefix("refs/heads/")).unwrap_or("main").to_owned();
     let head = repo_header(w, &repo, perm, "browse");
-    let Some(at) = g.resolve(&refs, q.get("at").map(String::as_str)).await? else {
+    let Some(at) = resolve(&g, &refs, q.get("at").map(String::as_str)).await? else {
         if refs.branches.is_empty() && q.get("at").is_none() {
             let clone = clone_url(w, &repo);
             let body = html! {
@@ -435,12 +454,17 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
         }
     };
     let content = if kind == "tree" {
-        let entries = g.tree(&at.commit, path).await?;
+        let mut entries = g.tree(&at.commit, path).await?.unwrap_or_default();
+        entries.sort_by(|a, b| (a.kind != "tree").cmp(&(b.kind != "tree")).then_with(|| a.name.cmp(&b.name)));
         let readme = entries.iter().find(|e| e.kind == "blob" && e.name.eq_ignore_ascii_case("readme.md")).map(|e| e.name.clone());
         let readme_html = match readme {
             Some(name) => {
                 let p = if path.is_empty() { name } else { format!("{path}/{name}") };
-                g.blob(&at.commit, &p).await?.map(|b| markdown::render(&String::from_utf8_lossy(&b)))
+                // A README too large to read is left out, not the directory with it.
+                match g.blob(&at.commit, &p).await {
+                    Err(ReadError::TooLarge { .. }) => None,
+                    r => r?.map(|b| markdown::render(&String::from_utf8_lossy(&b))),
+                }
             }
             None => None,
         };
@@ -465,7 +489,7 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
     } else if kind == "blob" {
         let size = g.blob_size(&at.commit, path).await?.unwrap_or(0);
         let raw = format!("{}/{}{}", repo_link(w, &repo, "/raw"), url_encode(path), at_query(&at));
-        let data = if size <= git::VIEW_LIMIT { g.blob(&at.commit, path).await? } else { None };
+        let data = if size <= VIEW_LIMIT { g.blob(&at.commit, path).await? } else { None };
         let text = data.filter(|d| !d[..d.len().min(8000)].contains(&0)).map(|d| String::from_utf8_lossy(&d).into_owned());
         html! {
             div.codebox #file {
@@ -498,17 +522,17 @@ fn human_size(n: u64) -> String {
 pub(crate) async fn raw(w: Web, p: Result<Path<(String, String, String)>, PathRejection>, Query(q): Q) -> WebResult {
     let (key, slug, path) = seg(p)?;
     let (repo, _) = repo_access(&w, &key, &slug, Permission::Read)?;
-    if !git::valid_path(&path) || path.is_empty() {
+    if !valid_path(&path) || path.is_empty() {
         return Err(WebError::NotFound);
     }
-    let g = Git::new(&w.state, w.state.store.repo_path(&repo));
+    let g = reader(&w, &repo);
     let refs = g.refs().await?;
-    let at = g.resolve(&refs, q.get("at").map(String::as_str)).await?.ok_or(WebError::NotFound)?;
+    let at = resolve(&g, &refs, q.get("at").map(String::as_str)).await?.ok_or(WebError::NotFound)?;
     if g.kind(&at.commit, &path).await?.as_deref() != Some("blob") {
         return Err(WebError::NotFound);
     }
     let size = g.blob_size(&at.commit, &path).await?.unwrap_or(0);
-    let head = g.run_head(&at.commit, &path).await?;
+    let head = g.blob_head(&at.commit, &path, 8000).await?;
     let ctype = if head.contains(&0) { "application/octet-stream" } else { "text/plain; charset=utf-8" };
     let mut child = g.blob_stream(&at.commit, &path)?;
     let stdout = child.stdout.take().ok_or_else(|| WebError::Internal("git stdout".into()))?;
@@ -533,32 +557,23 @@ pub(crate) async fn raw(w: Web, p: Result<Path<(String, String, String)>, PathRe
     Ok(r)
 }
 
-impl Git {
-    /// The first 8000 bytes of a blob, to tell text from binary.
-    async fn run_head(&self, commit: &str, path: &str) -> Result<Vec<u8>, WebError> {
-        let mut b = self.blob(commit, path).await?.unwrap_or_default();
-        b.truncate(8000);
-        Ok(b)
-    }
-}
-
 /// `GET …/commits?until=&start=`: history, 50 a page.
 pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
     const PER_PAGE: usize = 50;
     let (key, slug) = seg(p)?;
     let (repo, perm) = repo_access(&w, &key, &slug, Permission::Read)?;
-    let g = Git::new(&w.state, w.state.store.repo_path(&repo));
+    let g = reader(&w, &repo);
     let refs = g.refs().await?;
     let want = q.get("until").or(q.get("at")).map(String::as_str);
     let head = repo_header(&w, &repo, perm, "commits");
-    let Some(at) = g.resolve(&refs, want).await? else {
+    let Some(at) = resolve(&g, &refs, want).await? else {
         if refs.branches.is_empty() {
             return Ok(page(&w, &repo.name, html! { (head) div.card { p.muted { "No commits yet." } } }));
         }
         return Err(WebError::NotFound);
     };
     let start: usize = q.get("start").and_then(|s| s.parse().ok()).unwrap_or(0).min(1_000_000);
-    let mut list = g.log(&at.commit, start, PER_PAGE + 1).await?;
+    let mut list = g.log(&LogQuery { until: &at.commit, skip: start, max: PER_PAGE + 1, ..LogQuery::default() }).await?.unwrap_or_default();
     let more = list.len() > PER_PAGE;
     list.truncate(PER_PAGE);
     let here = repo_link(&w, &repo, "/commits");
@@ -571,9 +586,10 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
                 @for c in &list {
                     tr {
                         td.sha { a href={ (here) "/" (c.id) } { (c.short) } }
-                        td { (c.subject) }
-                        td { (c.author) }
-                        td.muted { (c.date) }
+                        td { (c.subject()) }
+                        td { (c.author_name) }
+                        // The list shows the minute, without the zone.
+                        td.muted { (c.author_date.get(..16).unwrap_or(&c.author_date)) }
                     }
                 }
             }
@@ -590,14 +606,14 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
 pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, PathRejection>) -> WebResult {
     let (key, slug, id) = seg(p)?;
     let (repo, perm) = repo_access(&w, &key, &slug, Permission::Read)?;
-    let g = Git::new(&w.state, w.state.store.repo_path(&repo));
+    let g = reader(&w, &repo);
     let refs = g.refs().await?;
     if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(WebError::NotFound);
     }
-    let at = g.resolve(&refs, Some(&id)).await?.ok_or(WebError::NotFound)?;
+    let at = resolve(&g, &refs, Some(&id)).await?.ok_or(WebError::NotFound)?;
     let c = g.commit(&at.commit).await?.ok_or(WebError::NotFound)?;
-    let (diff, cut) = g.diff(c.parents.first().map(String::as_str), &c.id).await?;
+    let (diff, cut) = g.diff(c.parents.first().map(String::as_str), &c.id, DIFF_LIMIT).await?;
     let files = parse_diff(&diff);
     let commits = repo_link(&w, &repo, "/commits");
     let (subject, rest) = c.message.split_once('\n').unwrap_or((&c.message, ""));
@@ -607,7 +623,7 @@ pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, Pat
             h2.flush { (subject) }
             @if !rest.trim().is_empty() { pre { (rest.trim()) } }
             p.muted {
-                (c.author) " <" (c.email) "> committed " span.sha { (c.id) } " on " (c.date)
+                (c.author_name) " <" (c.author_email) "> committed " span.sha { (c.id) } " on " (c.author_date)
                 @for p in &c.parents { " · parent " a.sha href={ (commits) "/" (p) } { (p[..12.min(p.len())]) } }
             }
             p { a href={ (repo_link(&w, &repo, "/browse")) "?at=" (c.id) } { "Browse the files at this commit" } }

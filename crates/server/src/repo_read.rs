@@ -1,0 +1,617 @@
+//! Reading a repository for REST and the web pages: refs, commits, trees, blobs and diffs,
+//! from `git` with a fixed argv, a cap on output size and a time limit per invocation.
+//!
+//! Nothing a caller sends becomes an option: a revision is accepted only when it is one of the
+//! repository's own refs or a hex object id, only the resolved hex id is passed on, after
+//! `--end-of-options`; paths are checked ([`valid_path`]) and only ever follow `<hex id>:` or
+//! `--`. Every git child is killed and reaped when it is over its cap or its time, or when its
+//! reader stops early, so no git process outlives the request that started it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt as _;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::AppState;
+
+/// Most bytes one git invocation may print before it is stopped and the read fails with
+/// [`ReadError::TooLarge`]. Default 16 MiB: far more than any page shows, small enough that a
+/// few requests at once cannot fill memory.
+pub(crate) const MAX_OUTPUT: usize = 16 << 20;
+/// Longest one git invocation may run before it is killed ([`ReadError::TimedOut`]). Default
+/// 30 seconds. Raw downloads ([`Reader::blob_stream`]) stream and have no limit.
+pub(crate) const TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// Why a repository could not be read. Git exiting unsuccessfully (an unknown object, an empty
+/// repository) is not an error: the readers answer `None` for it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("cannot start git ({binary}): {source}; check `[git] binary` in the server configuration")]
+    Spawn { binary: PathBuf, source: std::io::Error },
+    #[error("reading the output of `git {command}` failed: {source}")]
+    Io { command: String, source: std::io::Error },
+    #[error("`git {command}` printed more than {limit} bytes and was stopped; it is too large to show")]
+    TooLarge { command: String, limit: usize },
+    #[error("`git {command}` ran longer than {} seconds and was stopped; try again when the server is less busy", limit.as_secs())]
+    TimedOut { command: String, limit: Duration },
+}
+
+/// Caps on every git invocation of one [`Reader`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// See [`MAX_OUTPUT`].
+    pub(crate) max_output: usize,
+    /// See [`TIME_LIMIT`].
+    pub(crate) time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_output: MAX_OUTPUT, time: TIME_LIMIT }
+    }
+}
+
+/// A branch or tag: full ref name, short name, the commit it points at, and for an annotated
+/// tag the tag object.
+#[derive(Debug, Clone)]
+pub(crate) struct RefInfo {
+    pub(crate) full: String,
+    pub(crate) short: String,
+    pub(crate) commit: String,
+    pub(crate) tag_object: Option<String>,
+}
+
+/// Branches and tags in ref-name order, and what `HEAD` names (the default branch).
+#[derive(Debug, Default)]
+pub(crate) struct Refs {
+    pub(crate) head: Option<String>,
+    pub(crate) branches: Vec<RefInfo>,
+    pub(crate) tags: Vec<RefInfo>,
+}
+
+impl Refs {
+    /// Branches, then tags.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &RefInfo> {
+        self.branches.iter().chain(self.tags.iter())
+    }
+
+    /// The default branch, when it has commits.
+    pub(crate) fn default_branch(&self) -> Option<&RefInfo> {
+        let head = self.head.as_deref()?;
+        self.branches.iter().find(|b| b.full == head)
+    }
+
+    /// A full ref name, then a branch's, then a tag's short name.
+    fn find(&self, rev: &str) -> Option<&RefInfo> {
+        self.all().find(|r| r.full == rev).or_else(|| self.branches.iter().find(|r| r.short == rev)).or_else(|| self.tags.iter().find(|r| r.short == rev))
+    }
+}
+
+/// A revision a caller named, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// What to show: `main`, `v1.0`, or an abbreviated id.
+    pub(crate) label: String,
+    /// What to put back into `?at=`: the full ref, or the id.
+    pub(crate) at: String,
+    pub(crate) commit: String,
+}
+
+impl Resolved {
+    pub(crate) fn from_ref(r: &RefInfo) -> Resolved {
+        Resolved { label: r.short.clone(), at: r.full.clone(), commit: r.commit.clone() }
+    }
+}
+
+/// One entry of a directory.
+#[derive(Debug, Clone)]
+pub(crate) struct TreeEntry {
+    /// `tree`, `blob` or `commit` (a submodule).
+    pub(crate) kind: String,
+    pub(crate) id: String,
+    /// `None` for trees and submodules.
+    pub(crate) size: Option<u64>,
+    pub(crate) name: String,
+}
+
+/// One commit, as [`Reader::log`] and [`Reader::commit`] read it.
+#[derive(Debug, Clone)]
+pub(crate) struct Commit {
+    pub(crate) id: String,
+    /// git's unique abbreviation (`%h`).
+    pub(crate) short: String,
+    pub(crate) parents: Vec<String>,
+    pub(crate) author_name: String,
+    pub(crate) author_email: String,
+    /// Unix seconds.
+    pub(crate) author_time: i64,
+    /// The author date as `2026-12-02 17:18 +0000`.
+    pub(crate) author_date: String,
+    pub(crate) committer_name: String,
+    pub(crate) committer_email: String,
+    pub(crate) committer_time: i64,
+    /// The raw message, trailing whitespace removed.
+    pub(crate) message: String,
+}
+
+impl Commit {
+    /// The first paragraph of the message on one line, as git's `%s`.
+    pub(crate) fn subject(&self) -> String {
+        self.message.split("\n\n").next().unwrap_or("").lines().map(str::trim).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Which commits [`Reader::log`] lists: from `until` (a resolved id), newest first.
+#[derive(Debug, Default)]
+pub(crate) struct LogQuery<'a> {
+    pub(crate) until: &'a str,
+    /// Leave out what this resolved id reaches.
+    pub(crate) since: Option<&'a str>,
+    pub(crate) skip: usize,
+    pub(crate) max: usize,
+    /// `Some(false)`: no merges; `Some(true)`: only merges.
+    pub(crate) merges: Option<bool>,
+    /// Only commits touching this (checked) path; empty for all.
+    pub(crate) path: &'a str,
+}
+
+/// One page of [`Reader::files`].
+#[derive(Debug)]
+pub(crate) struct FilesPage {
+    pub(crate) paths: Vec<String>,
+    /// No paths follow this page.
+    pub(crate) last: bool,
+}
+
+/// Field and record separators for `git log --format`, which commit messages do not use.
+const FIELD: char = '\u{1f}';
+const RECORD: char = '\u{1e}';
+const LOG_FORMAT: &str = "--format=%H%x1f%h%x1f%P%x1f%an%x1f%ae%x1f%at%x1f%ad%x1f%cn%x1f%ce%x1f%ct%x1f%B%x1e";
+const LOG_DATE: &str = "--date=format:%Y-%m-%d %H:%M %z";
+
+pub(crate) fn is_hex_id(s: &str) -> bool {
+    (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A path inside a tree: no empty, `.` or `..` components, no control characters.
+pub(crate) fn valid_path(p: &str) -> bool {
+    p.is_empty() || (!p.chars().any(|c| c.is_control()) && p.split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+}
+
+fn parse_commit(record: &str) -> Option<Commit> {
+    let f: Vec<&str> = record.trim_start_matches('\n').splitn(11, FIELD).collect();
+    let [id, short, parents, an, ae, at, ad, cn, ce, ct, message] = f[..] else { return None };
+    if id.is_empty() {
+        return None;
+    }
+    Some(Commit {
+        id: id.into(),
+        short: short.into(),
+        parents: parents.split_whitespace().map(str::to_owned).collect(),
+        author_name: an.into(),
+        author_email: ae.into(),
+        author_time: at.parse().unwrap_or(0),
+        author_date: ad.into(),
+        committer_name: cn.into(),
+        committer_email: ce.into(),
+        committer_time: ct.parse().unwrap_or(0),
+        message: message.trim_end().into(),
+    })
+}
+
+/// Kills and reaps a child we stop reading, so it is neither left running nor a zombie.
+async fn stop(child: &mut Child) {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+/// Bytes read by the last [`Reader::files`] per repository, for tests that check a page did
+/// not read the whole tree.
+#[cfg(test)]
+pub(crate) static FILES_READ: std::sync::Mutex<Vec<(PathBuf, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Reads one repository.
+pub(crate) struct Reader {
+    binary: PathBuf,
+    env: Vec<(OsString, OsString)>,
+    dir: PathBuf,
+    limits: Limits,
+}
+
+impl Reader {
+    /// A reader of the repository at `dir` with the server's git binary and environment.
+    pub(crate) fn new(state: &AppState, dir: PathBuf) -> Reader {
+        Reader { binary: state.git.binary.clone(), env: trove_store::git_env(state.store.git_home()), dir, limits: Limits::default() }
+    }
+
+    /// A reader with its own binary, environment and limits, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(binary: PathBuf, env: Vec<(OsString, OsString)>, dir: PathBuf, limits: Limits) -> Reader {
+        Reader { binary, env, dir, limits }
+    }
+
+    fn spawn(&self, args: &[&str]) -> Result<Child, ReadError> {
+        let mut dir = OsString::from("--git-dir=");
+        dir.push(&self.dir);
+        let mut c = Command::new(&self.binary);
+        c.env_clear().envs(self.env.iter().cloned()).arg(dir).args(args);
+        // stderr is not read: a child blocked on a full stderr pipe would only end at the time
+        // limit.
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+        c.spawn().map_err(|source| ReadError::Spawn { binary: self.binary.clone(), source })
+    }
+
+    fn timed_out(&self, args: &[&str]) -> ReadError {
+        ReadError::TimedOut { command: command_name(args), limit: self.limits.time }
+    }
+
+    /// Runs git and collects its output, up to `cap` bytes. Over it: the output cut at `cap`
+    /// and `true` when `cut`, else [`ReadError::TooLarge`]. `Ok(None)` when git exits
+    /// unsuccessfully.
+    async fn collect(&self, args: &[&str], cap: usize, cut: bool) -> Result<Option<(Vec<u8>, bool)>, ReadError> {
+        let deadline = Instant::now() + self.limits.time;
+        let mut child = self.spawn(args)?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut out = Vec::new();
+        let read = tokio::time::timeout_at(deadline, (&mut stdout).take(cap as u64 + 1).read_to_end(&mut out)).await;
+        match read {
+            Err(_) => {
+                stop(&mut child).await;
+                return Err(self.timed_out(args));
+            }
+            Ok(Err(source)) => {
+                stop(&mut child).await;
+                return Err(ReadError::Io { command: command_name(args), source });
+            }
+            Ok(Ok(_)) => {}
+        }
+        if out.len() > cap {
+            stop(&mut child).await;
+            if !cut {
+                return Err(ReadError::TooLarge { command: command_name(args), limit: cap });
+            }
+            out.truncate(cap);
+            return Ok(Some((out, true)));
+        }
+        drop(stdout);
+        match tokio::time::timeout_at(deadline, child.wait()).await {
+            Err(_) => {
+                stop(&mut child).await;
+                Err(self.timed_out(args))
+            }
+            Ok(Err(source)) => Err(ReadError::Io { command: command_name(args), source }),
+            Ok(Ok(status)) => Ok(status.success().then_some((out, false))),
+        }
+    }
+
+    /// Runs git under the limits; `Ok(None)` when it exits unsuccessfully.
+    pub(crate) async fn run(&self, args: &[&str]) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self.collect(args, self.limits.max_output, false).await?.map(|(o, _)| o))
+    }
+
+    async fn text(&self, args: &[&str]) -> Result<Option<String>, ReadError> {
+        Ok(self.run(args).await?.map(|o| String::from_utf8_lossy(&o).into_owned()))
+    }
+
+    pub(crate) async fn refs(&self) -> Result<Refs, ReadError> {
+        let head = self.text(&["symbolic-ref", "-q", "HEAD"]).await?.map(|s| s.trim().to_owned());
+        let out = self
+            .text(&["for-each-ref", "--format=%(objectname)%00%(*objectname)%00%(objecttype)%00%(refname)", "refs/heads", "refs/tags"])
+            .await?
+            .unwrap_or_default();
+        let mut refs = Refs { head, ..Refs::default() };
+        for line in out.lines() {
+            let f: Vec<&str> = line.split('\0').collect();
+            let [obj, peeled, kind, full] = f[..] else { continue };
+            if let Some(short) = full.strip_prefix("refs/heads/") {
+                refs.branches.push(RefInfo { full: full.into(), short: short.into(), commit: obj.into(), tag_object: None });
+            } else if let Some(short) = full.strip_prefix("refs/tags/") {
+                let (commit, tag_object) = if kind == "tag" { (peeled, Some(obj.to_owned())) } else { (obj, None) };
+                refs.tags.push(RefInfo { full: full.into(), short: short.into(), commit: commit.into(), tag_object });
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Resolves a caller's revision (full ref, branch, tag or hex id) to a commit; `None` if it
+    /// is none of those. Without one, the default branch (`None` while it has no commits).
+    pub(crate) async fn resolve(&self, refs: &Refs, rev: Option<&str>) -> Result<Option<Resolved>, ReadError> {
+        let Some(rev) = rev.filter(|r| !r.is_empty()) else { return Ok(refs.default_branch().map(Resolved::from_ref)) };
+        if let Some(r) = refs.find(rev) {
+            return Ok(Some(Resolved::from_ref(r)));
+        }
+        if !is_hex_id(rev) {
+            return Ok(None);
+        }
+        let spec = format!("{rev}^{{commit}}");
+        let id = self.text(&["rev-parse", "--verify", "-q", "--end-of-options", &spec]).await?;
+        Ok(id.map(|id| id.trim().to_owned()).filter(|id| is_hex_id(id)).map(|id| Resolved {
+            label: id[..12.min(id.len())].to_owned(),
+            at: id.clone(),
+            commit: id,
+        }))
+    }
+
+    /// Points `HEAD` at `full` (a checked `refs/heads/…` name); `false` if git refused.
+    pub(crate) async fn set_head(&self, full: &str) -> Result<bool, ReadError> {
+        Ok(self.run(&["symbolic-ref", "HEAD", full]).await?.is_some())
+    }
+
+    /// `tree`, `blob` or `commit` (a submodule) for `path` at `commit`; `None` if absent.
+    pub(crate) async fn kind(&self, commit: &str, path: &str) -> Result<Option<String>, ReadError> {
+        let spec = format!("{commit}:{path}");
+        Ok(self.text(&["cat-file", "-t", "--end-of-options", &spec]).await?.map(|s| s.trim().to_owned()))
+    }
+
+    /// The entries of the directory `path` at `commit`, in git's order; `None` if it is not a
+    /// directory there.
+    pub(crate) async fn tree(&self, commit: &str, path: &str) -> Result<Option<Vec<TreeEntry>>, ReadError> {
+        let spec = format!("{commit}:{path}");
+        let Some(out) = self.run(&["ls-tree", "-z", "-l", "--end-of-options", &spec]).await? else { return Ok(None) };
+        let entries = out
+            .split(|b| *b == 0)
+            .filter(|r| !r.is_empty())
+            .filter_map(|rec| {
+                let rec = String::from_utf8_lossy(rec);
+                let (meta, name) = rec.split_once('\t')?;
+                let f: Vec<&str> = meta.split_whitespace().collect();
+                let [_mode, kind, id, size] = f[..] else { return None };
+                Some(TreeEntry { kind: kind.to_owned(), id: id.to_owned(), size: size.parse().ok(), name: name.to_owned() })
+            })
+            .collect();
+        Ok(Some(entries))
+    }
+
+    pub(crate) async fn blob_size(&self, commit: &str, path: &str) -> Result<Option<u64>, ReadError> {
+        let spec = format!("{commit}:{path}");
+        Ok(self.text(&["cat-file", "-s", "--end-of-options", &spec]).await?.and_then(|s| s.trim().parse().ok()))
+    }
+
+    /// The blob's bytes; [`ReadError::TooLarge`] past the output cap (check [`Self::blob_size`]
+    /// first to show a large file as a download instead).
+    pub(crate) async fn blob(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        let spec = format!("{commit}:{path}");
+        self.run(&["cat-file", "blob", &spec]).await
+    }
+
+    /// The first `n` bytes of the blob (fewer if it is shorter), to tell text from binary; git
+    /// is stopped once they are read.
+    pub(crate) async fn blob_head(&self, commit: &str, path: &str, n: usize) -> Result<Vec<u8>, ReadError> {
+        let spec = format!("{commit}:{path}");
+        Ok(self.collect(&["cat-file", "blob", &spec], n, true).await?.map(|(o, _)| o).unwrap_or_default())
+    }
+
+    /// A running `git cat-file blob` for streaming a raw download of any size: the caller reads
+    /// its stdout and keeps the child beside it (killed when dropped).
+    pub(crate) fn blob_stream(&self, commit: &str, path: &str) -> Result<Child, ReadError> {
+        let spec = format!("{commit}:{path}");
+        self.spawn(&["cat-file", "blob", &spec])
+    }
+
+    /// Commits as `q` asks, newest first.
+    pub(crate) async fn log(&self, q: &LogQuery<'_>) -> Result<Option<Vec<Commit>>, ReadError> {
+        let skip = format!("--skip={}", q.skip);
+        let max = format!("--max-count={}", q.max);
+        let not_since = q.since.map(|s| format!("^{s}"));
+        let mut args = vec!["log", "--no-color", LOG_DATE, LOG_FORMAT, &skip, &max];
+        match q.merges {
+            Some(false) => args.push("--no-merges"),
+            Some(true) => args.push("--merges"),
+            None => {}
+        }
+        args.extend(["--end-of-options", q.until]);
+        args.extend(not_since.as_deref());
+        args.push("--");
+        if !q.path.is_empty() {
+            args.push(q.path);
+        }
+        let Some(out) = self.text(&args).await? else { return Ok(None) };
+        Ok(Some(out.split(RECORD).filter(|r| !r.trim().is_empty()).filter_map(parse_commit).collect()))
+    }
+
+    /// One commit by resolved id.
+    pub(crate) async fn commit(&self, id: &str) -> Result<Option<Commit>, ReadError> {
+        let Some(out) = self.text(&["log", "-1", "--no-color", LOG_DATE, LOG_FORMAT, "--end-of-options", id, "--"]).await? else { return Ok(None) };
+        Ok(out.split(RECORD).next().and_then(parse_commit))
+    }
+
+    /// The patch of `id` against `parent` (or the empty tree for a root commit), cut at `cap`
+    /// bytes; the flag says whether it was.
+    pub(crate) async fn diff(&self, parent: Option<&str>, id: &str, cap: usize) -> Result<(String, bool), ReadError> {
+        let mut args = vec!["diff-tree", "-p", "-M", "-r", "--root", "--no-commit-id", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options"];
+        args.extend(parent);
+        args.push(id);
+        let (out, cut) = self.collect(&args, cap.min(self.limits.max_output), true).await?.unwrap_or_default();
+        Ok((String::from_utf8_lossy(&out).into_owned(), cut))
+    }
+
+    /// One page of every file below the directory `path` at `commit`, as paths relative to it:
+    /// `git ls-tree -r` is read only as far as the page (and one more entry, to know whether it
+    /// is the last) and then stopped, so a deep page of a huge tree never holds the whole list.
+    /// `None` if `path` is not a directory there.
+    pub(crate) async fn files(&self, commit: &str, path: &str, start: usize, limit: usize) -> Result<Option<FilesPage>, ReadError> {
+        if self.kind(commit, path).await?.as_deref() != Some("tree") {
+            return Ok(None);
+        }
+        let spec = format!("{commit}:{path}");
+        let args = ["ls-tree", "-r", "-z", "--name-only", "--end-of-options", &spec];
+        let deadline = Instant::now() + self.limits.time;
+        let mut child = self.spawn(&args)?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let want = start.saturating_add(limit).saturating_add(1);
+        let (mut seen, mut paths, mut partial, mut bytes_read) = (0usize, Vec::new(), Vec::new(), 0u64);
+        let mut buf = vec![0u8; 16 << 10];
+        let eof = loop {
+            let n = match tokio::time::timeout_at(deadline, stdout.read(&mut buf)).await {
+                Err(_) => {
+                    stop(&mut child).await;
+                    return Err(self.timed_out(&args));
+                }
+                Ok(Err(source)) => {
+                    stop(&mut child).await;
+                    return Err(ReadError::Io { command: command_name(&args), source });
+                }
+                Ok(Ok(n)) => n,
+            };
+            if n == 0 {
+                break true;
+            }
+            bytes_read += n as u64;
+            if bytes_read > self.limits.max_output as u64 {
+                stop(&mut child).await;
+                return Err(ReadError::TooLarge { command: command_name(&args), limit: self.limits.max_output });
+            }
+            let mut rest = &buf[..n];
+            while let Some(i) = rest.iter().position(|b| *b == 0) {
+                partial.extend_from_slice(&rest[..i]);
+                rest = &rest[i + 1..];
+                if seen >= start && seen < start.saturating_add(limit) {
+                    paths.push(String::from_utf8_lossy(&partial).into_owned());
+                }
+                partial.clear();
+                seen += 1;
+            }
+            partial.extend_from_slice(rest);
+            if seen >= want {
+                break false;
+            }
+        };
+        // Only tests look at how much a page read.
+        #[cfg(test)]
+        FILES_READ.lock().unwrap().push((self.dir.clone(), bytes_read));
+        if !eof {
+            stop(&mut child).await;
+            return Ok(Some(FilesPage { paths, last: false }));
+        }
+        drop(stdout);
+        let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+            Err(_) => {
+                stop(&mut child).await;
+                return Err(self.timed_out(&args));
+            }
+            Ok(r) => r.map_err(|source| ReadError::Io { command: command_name(&args), source })?,
+        };
+        Ok(status.success().then_some(FilesPage { paths, last: seen <= start.saturating_add(limit) }))
+    }
+}
+
+/// `log` for `["log", …]`: the subcommand names the invocation in errors, not its arguments.
+fn command_name(args: &[&str]) -> String {
+    args.first().copied().unwrap_or("").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_tree_paths_and_hex_ids_are_accepted() {
+        for (p, ok) in [
+            ("", true),
+            ("src/main.rs", true),
+            ("dir/-x", true),
+            ("a/../b", false),
+            ("..", false),
+            ("./a", false),
+            ("a//b", false),
+            ("a/", false),
+            ("a\nb", false),
+            ("-x", true),
+        ] {
+            assert_eq!(valid_path(p), ok, "{p:?}");
+        }
+        for (id, ok) in [("abcd", true), ("ABC123def0", true), ("abc", false), ("--all", false), ("HEAD", false), ("a".repeat(65).as_str(), false)] {
+            assert_eq!(is_hex_id(id), ok, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn log_records_become_commits() {
+        let rec = "\n0123456789abcdef0123456789abcdef01234567\u{1f}0123456\u{1f}aaaa bbbb\u{1f}Ann\u{1f}ann@example.com\u{1f}1700000000\u{1f}2023-11-14 22:13 +0000\u{1f}Cid\u{1f}cid@example.com\u{1f}1700000001\u{1f}subject\nwrapped\n\nbody\n";
+        let c = parse_commit(rec).unwrap();
+        assert_eq!((c.short.as_str(), c.author_time, c.committer_time), ("0123456", 1_700_000_000, 1_700_000_001));
+        assert_eq!(c.parents, ["aaaa", "bbbb"]);
+        assert_eq!(c.message, "subject\nwrapped\n\nbody");
+        assert_eq!(c.subject(), "subject wrapped");
+        assert!(parse_commit("").is_none());
+    }
+
+    fn git(env: &[(OsString, OsString)], dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> String {
+        use std::io::Write as _;
+        let mut c = std::process::Command::new("git");
+        c.env_clear().envs(env.iter().cloned()).env("GIT_DIR", dir).args(args);
+        c.env("GIT_AUTHOR_NAME", "Ann")
+            .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+            .env("GIT_COMMITTER_NAME", "Ann")
+            .env("GIT_COMMITTER_EMAIL", "ann@example.com");
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or_default()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A bare repository whose `main` has one commit with `big.txt` of `size` bytes.
+    fn repo_with_blob(size: usize) -> (tempfile::TempDir, Vec<(OsString, OsString)>, PathBuf, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let env = trove_store::git_env(tmp.path());
+        let dir = tmp.path().join("repo.git");
+        git(&env, tmp.path(), &["init", "-q", "--bare", dir.to_str().unwrap()], None);
+        let blob = git(&env, &dir, &["hash-object", "-w", "--stdin"], Some(&vec![b'x'; size]));
+        let index = tmp.path().join("index");
+        let with_index = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .env_clear()
+                .envs(env.iter().cloned())
+                .env("GIT_DIR", &dir)
+                .env("GIT_INDEX_FILE", &index)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        with_index(&["update-index", "--add", "--cacheinfo", &format!("100644,{blob},big.txt")]);
+        let tree = with_index(&["write-tree"]);
+        let commit = git(&env, &dir, &["commit-tree", &tree, "-m", "big"], None);
+        git(&env, &dir, &["update-ref", "refs/heads/main", &commit], None);
+        (tmp, env, dir, commit)
+    }
+
+    #[tokio::test]
+    async fn output_over_the_cap_is_too_large_and_a_diff_over_it_is_cut() {
+        let (_tmp, env, dir, commit) = repo_with_blob(100_000);
+        let r = Reader::for_test("git".into(), env, dir, Limits { max_output: 10_000, time: TIME_LIMIT });
+        assert!(matches!(r.blob(&commit, "big.txt").await, Err(ReadError::TooLarge { limit: 10_000, .. })));
+        assert_eq!(r.blob_size(&commit, "big.txt").await.unwrap(), Some(100_000), "small answers still come");
+        assert_eq!(r.blob_head(&commit, "big.txt", 100).await.unwrap(), vec![b'x'; 100]);
+        let (diff, cut) = r.diff(None, &commit, 50_000).await.unwrap();
+        assert!(cut && diff.len() == 10_000, "cut at the smaller of the two caps: {}", diff.len());
+    }
+
+    #[tokio::test]
+    async fn git_over_its_time_limit_is_killed_and_reaped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pid_file = tmp.path().join("pid");
+        let fake = tmp.path().join("slow-git");
+        // `exec` so that the process we kill is the one that sleeps.
+        std::fs::write(&fake, format!("#!/bin/sh\necho $$ > {}\nexec sleep 600\n", pid_file.display())).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let env = trove_store::git_env(tmp.path());
+        let r = Reader::for_test(fake, env, tmp.path().to_owned(), Limits { max_output: MAX_OUTPUT, time: Duration::from_secs(2) });
+        let err = r.refs().await.unwrap_err();
+        assert!(matches!(err, ReadError::TimedOut { .. }), "{err}");
+        assert!(err.to_string().contains("was stopped"), "{err}");
+        // Killed before it wrote its pid, it cannot have been left behind either.
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            assert!(!std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(), "git {pid} was left behind");
+        }
+    }
+}
