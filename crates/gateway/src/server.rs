@@ -380,13 +380,14 @@ fn start_connection(
     let stop = stop.clone();
     active.count.fetch_add(1, Ordering::AcqRel);
     let active = active.clone();
-    if acceptor.is_none() && h1::enabled() {
-        spawn_plain_h1(stream, peer, local, current, stop, active);
-    } else {
-        tokio::spawn(async move {
-            serve_connection(stream, peer, local, current, acceptor, stop).await;
-            active.release();
-        });
+    match acceptor {
+        None => spawn_plain_h1(stream, peer, local, current, stop, active),
+        Some(acceptor) => {
+            tokio::spawn(async move {
+                serve_tls_connection(stream, peer, local, current, acceptor, stop).await;
+                active.release();
+            });
+        }
     }
 }
 
@@ -604,12 +605,14 @@ fn bind_reuse(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sock.listen(4096)
 }
 
-async fn serve_connection(
+/// A TLS connection: HTTP/2 when ALPN chose `h2`, else HTTP/1 on the engine (plain
+/// connections go straight to `plain_task`).
+async fn serve_tls_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     current: Current,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    acceptor: tokio_rustls::TlsAcceptor,
     mut stop: watch::Receiver<bool>,
 ) {
     let shared_cfg = current.get();
@@ -618,23 +621,17 @@ async fn serve_connection(
     drop(shared_cfg);
     metrics.open_connections.fetch_add(1, Ordering::Relaxed);
     let ctx = ConnCtx { peer, local, current, limits };
-    // A task's memory is the size of its largest state, for as long as it lives: everything
-    // but plain HTTP/1 on the engine is boxed, so an idle plain connection stays small.
-    match acceptor {
-        None if h1::enabled() => ctx.serve_h1(stream, false, &mut stop).await,
-        None => Box::pin(ctx.serve(stream, false, &mut stop)).await,
-        Some(acc) => {
-            Box::pin(async move {
-                match tokio::time::timeout(ctx.limits.header_read_timeout, acc.accept(stream)).await {
-                    Ok(Ok(tls)) if h1::enabled() && tls.get_ref().1.alpn_protocol() != Some(b"h2") => ctx.serve_h1(tls, true, &mut stop).await,
-                    Ok(Ok(tls)) => ctx.serve(tls, true, &mut stop).await,
-                    Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
-                }
-            })
-            .await
+    // A task's memory is the size of its largest state, for as long as it lives: the TLS
+    // path is boxed, so that only the plain engine's task stays small (`plain_task`).
+    Box::pin(async move {
+        match tokio::time::timeout(ctx.limits.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() != Some(b"h2") => ctx.serve_h1(tls, true, &mut stop).await,
+            Ok(Ok(tls)) => ctx.serve(tls, true, &mut stop).await,
+            Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
         }
-    }
+    })
+    .await;
     metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -656,7 +653,8 @@ impl ConnCtx {
         }
     }
 
-    /// hyper's HTTP/1.1 and HTTP/2, behind the framing guard.
+    /// hyper's HTTP/2, and its HTTP/1.1 for the tunnel requests (`Upgrade`, CONNECT) the
+    /// engine hands over, behind the framing guard.
     async fn serve<S>(self, stream: S, tls: bool, stop: &mut watch::Receiver<bool>)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
