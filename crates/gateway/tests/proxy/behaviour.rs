@@ -295,6 +295,25 @@ async fn websocket_upgrade_is_tunnelled() {
     assert_eq!(&got, b"echo:ping");
 }
 
+/// A request that could have opened a tunnel but did not (a protocol the route does not
+/// upgrade to, or an origin that ignores `Upgrade`) is answered, and the connection closes:
+/// what the downstream sends after it is never served on that connection.
+#[tokio::test]
+async fn a_request_after_an_upgrade_that_did_not_happen_is_not_served() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    for (name, upgrade) in [("not-upgradable", "Upgrade: foo\r\nConnection: Upgrade\r\n"), ("origin-ignores", "Upgrade: websocket\r\nConnection: Upgrade\r\n")]
+    {
+        o.clear();
+        let req = format!("GET /stash/x HTTP/1.1\r\nHost: a\r\nX-Test-Id: first\r\n{upgrade}\r\nGET /stash/y HTTP/1.1\r\nHost: a\r\nX-Test-Id: second\r\n\r\n");
+        let r = raw(gw.addr, req.as_bytes()).await;
+        assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [200], "{name}: {r:?}");
+        assert_eq!(r[0].header("connection"), Some("close"), "{name}");
+        assert_eq!(o.by_id("first").len(), 1, "{name}");
+        assert!(o.by_id("second").is_empty(), "{name}: the origin saw the second request");
+    }
+}
+
 #[tokio::test]
 async fn absolute_form_and_connect_never_reach_another_host() {
     let o = Origin::start().await;
