@@ -295,6 +295,27 @@ async fn websocket_upgrade_is_tunnelled() {
     assert_eq!(&got, b"echo:ping");
 }
 
+/// The same over TLS: the engine hands the upgrade over inside the TLS session.
+#[tokio::test]
+async fn websocket_upgrade_is_tunnelled_over_tls() {
+    let o = Origin::start().await;
+    let (tls, ca) = crate::test_tls();
+    let mut cfg = parse_apache(&seed_conf(&o, ""));
+    for l in &mut cfg.listeners {
+        l.tls = true;
+    }
+    let gw = start_tls(cfg, Some(tls)).await;
+    let mut s = crate::connect_tls(gw.addr, &ca).await;
+    s.write_all(b"GET /stash/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    s.write_all(b"ping").await.unwrap();
+    let mut got = vec![0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"echo:ping");
+}
+
 /// A request that could have opened a tunnel but did not (a protocol the route does not
 /// upgrade to, or an origin that ignores `Upgrade`) is answered, and the connection closes:
 /// what the downstream sends after it is never served on that connection.
