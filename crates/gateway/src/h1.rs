@@ -1556,13 +1556,6 @@ impl Chunks {
     }
 }
 
-/// Whether the engine serves HTTP/1 (the default), or hyper does (`TROVE_GATEWAY_ENGINE=hyper`,
-/// for comparison).
-pub(crate) fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("TROVE_GATEWAY_ENGINE").map(|v| v != "hyper").unwrap_or(true))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -273,7 +273,11 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
             (local_response(status, close), None, close)
         }
     };
-    let close = !is_h2 && must_close(cfg, close, served);
+    // HTTP/1 reaches hyper only in what the engine hands over: a request that may open a
+    // tunnel (`Upgrade` or CONNECT). The guard stops inspecting after it, so when no tunnel
+    // opened (RFC 9110 §7.8 lets an origin ignore `Upgrade`), the connection ends here rather
+    // than carry requests whose framing nothing checked.
+    let close = !is_h2 && (must_close(cfg, close, served) || resp.status() != StatusCode::SWITCHING_PROTOCOLS);
     final_headers(resp.headers_mut(), vhost, conn.tls, close);
     entry.finish_headers(&shared.log, &resp);
     let (parts, mut body) = resp.into_parts();

@@ -380,13 +380,14 @@ fn start_connection(
     let stop = stop.clone();
     active.count.fetch_add(1, Ordering::AcqRel);
     let active = active.clone();
-    if acceptor.is_none() && h1::enabled() {
-        spawn_plain_h1(stream, peer, local, current, stop, active);
-    } else {
-        tokio::spawn(async move {
-            serve_connection(stream, peer, local, current, acceptor, stop).await;
-            active.release();
-        });
+    match acceptor {
+        None => spawn_plain_h1(stream, peer, local, current, stop, active),
+        Some(acceptor) => {
+            tokio::spawn(async move {
+                serve_tls_connection(stream, peer, local, current, acceptor, stop).await;
+                active.release();
+            });
+        }
     }
 }
 
@@ -593,7 +594,7 @@ fn hand_over_plain(s: tokio::net::TcpStream, prefix: bytes::Bytes, info: ConnInf
     Box::pin(async move {
         let limits = current.get().config.limits.clone();
         let ctx = ConnCtx { peer: info.peer, local: info.local, current, limits };
-        ctx.serve(h1::Rewind::new(s, prefix), false, &mut stop).await;
+        ctx.serve(h1::Rewind::new(s, prefix), false, false, &mut stop).await;
     })
 }
 
@@ -604,12 +605,14 @@ fn bind_reuse(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sock.listen(4096)
 }
 
-async fn serve_connection(
+/// A TLS connection: HTTP/2 when ALPN chose `h2`, else HTTP/1 on the engine (plain
+/// connections go straight to `plain_task`).
+async fn serve_tls_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     current: Current,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    acceptor: tokio_rustls::TlsAcceptor,
     mut stop: watch::Receiver<bool>,
 ) {
     let shared_cfg = current.get();
@@ -618,23 +621,17 @@ async fn serve_connection(
     drop(shared_cfg);
     metrics.open_connections.fetch_add(1, Ordering::Relaxed);
     let ctx = ConnCtx { peer, local, current, limits };
-    // A task's memory is the size of its largest state, for as long as it lives: everything
-    // but plain HTTP/1 on the engine is boxed, so an idle plain connection stays small.
-    match acceptor {
-        None if h1::enabled() => ctx.serve_h1(stream, false, &mut stop).await,
-        None => Box::pin(ctx.serve(stream, false, &mut stop)).await,
-        Some(acc) => {
-            Box::pin(async move {
-                match tokio::time::timeout(ctx.limits.header_read_timeout, acc.accept(stream)).await {
-                    Ok(Ok(tls)) if h1::enabled() && tls.get_ref().1.alpn_protocol() != Some(b"h2") => ctx.serve_h1(tls, true, &mut stop).await,
-                    Ok(Ok(tls)) => ctx.serve(tls, true, &mut stop).await,
-                    Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
-                }
-            })
-            .await
+    // A task's memory is the size of its largest state, for as long as it lives: the TLS
+    // path is boxed, so that only the plain engine's task stays small (`plain_task`).
+    Box::pin(async move {
+        match tokio::time::timeout(ctx.limits.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() != Some(b"h2") => ctx.serve_h1(tls, true, &mut stop).await,
+            Ok(Ok(tls)) => ctx.serve(tls, true, true, &mut stop).await,
+            Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
         }
-    }
+    })
+    .await;
     metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -652,28 +649,21 @@ impl ConnCtx {
         let info = ConnInfo { peer: self.peer, local: self.local, tls, shared: no_verdicts() };
         match h1::serve(stream, &info, &self.current, stop).await {
             h1::Outcome::Done => {}
-            h1::Outcome::Handover(s, prefix) => Box::pin(self.serve(h1::Rewind::new(s, prefix), tls, stop)).await,
+            h1::Outcome::Handover(s, prefix) => Box::pin(self.serve(h1::Rewind::new(s, prefix), tls, false, stop)).await,
         }
     }
 
-    /// hyper's HTTP/1.1 and HTTP/2, behind the framing guard.
-    async fn serve<S>(self, stream: S, tls: bool, stop: &mut watch::Receiver<bool>)
+    /// hyper's HTTP/2, and its HTTP/1.1 for the tunnel requests (`Upgrade`, CONNECT) the
+    /// engine hands over, behind the framing guard. `h2_only` when the downstream chose `h2`
+    /// by ALPN: then both sides must start with the HTTP/2 preface (RFC 9113 §3.2), and
+    /// HTTP/1 bytes end the connection rather than reach hyper's HTTP/1.
+    async fn serve<S>(self, stream: S, tls: bool, h2_only: bool, stop: &mut watch::Receiver<bool>)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let limits = &self.limits;
         let timeouts = ReadTimeouts { header: limits.header_read_timeout, keep_alive: limits.keep_alive_timeout, body: limits.timeout };
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            // The guard enforces `header_read_timeout` on the raw bytes (408 and close); hyper's
-            // own 30 s default would only add a timer per request and could cut in first.
-            .header_read_timeout(None)
-            .keep_alive(limits.keep_alive)
-            .max_buf_size(limits.max_header_bytes.max(8192))
-            .half_close(false);
-        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256).keep_alive_interval(Some(Duration::from_secs(60)));
+        // The guard also holds the preface to `header_read_timeout`.
         let (io, conn_shared) = Guarded::new(stream, limits.max_header_bytes, timeouts);
         let info = Arc::new(ConnInfo { peer: self.peer, local: self.local, tls, shared: conn_shared });
         let current = self.current;
@@ -686,6 +676,24 @@ impl ConnCtx {
             // ~1.5% CPU in glibc's malloc_consolidate (allocations over 1 KiB).
             async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
         });
+        if h2_only {
+            // hyper-util's `auto` ignores `http2_only` with upgrades: hyper's own HTTP/2 builder.
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new()).max_concurrent_streams(256).keep_alive_interval(Some(Duration::from_secs(60)));
+            drive(builder.serve_connection(TokioIo::new(io), svc), stop, self.peer).await;
+            return;
+        }
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // The guard enforces `header_read_timeout` on the raw bytes (408 and close); hyper's
+            // own 30 s default would only add a timer per request and could cut in first.
+            .header_read_timeout(None)
+            .keep_alive(limits.keep_alive)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .half_close(false);
+        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256).keep_alive_interval(Some(Duration::from_secs(60)));
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
         drive(conn, stop, self.peer).await;
     }
@@ -728,6 +736,20 @@ where
     E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
     S::ResBody: hyper::body::Body + Send + 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E, B> GracefulConn for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     fn shutdown_gracefully(self: std::pin::Pin<&mut Self>) {
         self.graceful_shutdown();

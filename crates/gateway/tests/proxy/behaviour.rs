@@ -295,6 +295,74 @@ async fn websocket_upgrade_is_tunnelled() {
     assert_eq!(&got, b"echo:ping");
 }
 
+/// The same over TLS: the engine hands the upgrade over inside the TLS session.
+#[tokio::test]
+async fn websocket_upgrade_is_tunnelled_over_tls() {
+    let o = Origin::start().await;
+    let (gw, ca) = start_seed_tls(&o).await;
+    let mut s = crate::connect_tls(gw.addr, &ca).await;
+    s.write_all(b"GET /stash/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    s.write_all(b"ping").await.unwrap();
+    let mut got = vec![0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"echo:ping");
+}
+
+/// The seed's configuration on a TLS listener offering `h2` and `http/1.1` by ALPN, as the
+/// gateway's own TLS set-up does; and the certificate to trust.
+async fn start_seed_tls(o: &Origin) -> (Running, String) {
+    let (tls, ca) = crate::test_tls(&[b"h2", b"http/1.1"]);
+    let mut cfg = parse_apache(&seed_conf(o, ""));
+    for l in &mut cfg.listeners {
+        l.tls = true;
+    }
+    (start_tls(cfg, Some(tls)).await, ca)
+}
+
+/// A downstream that chose `h2` by ALPN must speak HTTP/2 (RFC 9113 §3.2): HTTP/1.1 sent
+/// there is not served (hyper's HTTP/1 serves only the tunnel requests the engine hands
+/// over), and reaches no origin.
+#[tokio::test]
+async fn http1_after_choosing_h2_by_alpn_is_not_served() {
+    let o = Origin::start().await;
+    let (gw, ca) = start_seed_tls(&o).await;
+    let mut s = crate::connect_tls_alpn(gw.addr, &ca, &[b"h2"]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    s.write_all(b"GET /stash/x HTTP/1.1\r\nHost: a\r\nX-Test-Id: h1-in-h2\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("the gateway closes the connection");
+    assert!(parse_responses(&buf).is_empty(), "answered in HTTP/1: {:?}", String::from_utf8_lossy(&buf));
+    assert!(o.by_id("h1-in-h2").is_empty(), "the origin saw the request");
+    // The same listener serves HTTP/1.1 to a downstream that chose it.
+    let mut s = crate::connect_tls_alpn(gw.addr, &ca, &[b"http/1.1"]).await;
+    s.write_all(b"GET /stash/x HTTP/1.1\r\nHost: a\r\nX-Test-Id: h1\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert_eq!(parse_responses(&buf).first().map(|r| r.status), Some(200), "{:?}", String::from_utf8_lossy(&buf));
+}
+
+/// A request that could have opened a tunnel but did not (a protocol the route does not
+/// upgrade to, or an origin that ignores `Upgrade`) is answered, and the connection closes:
+/// what the downstream sends after it is never served on that connection.
+#[tokio::test]
+async fn a_request_after_an_upgrade_that_did_not_happen_is_not_served() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    for (name, upgrade) in [("not-upgradable", "Upgrade: foo\r\nConnection: Upgrade\r\n"), ("origin-ignores", "Upgrade: websocket\r\nConnection: Upgrade\r\n")]
+    {
+        o.clear();
+        let req = format!("GET /stash/x HTTP/1.1\r\nHost: a\r\nX-Test-Id: first\r\n{upgrade}\r\nGET /stash/y HTTP/1.1\r\nHost: a\r\nX-Test-Id: second\r\n\r\n");
+        let r = raw(gw.addr, req.as_bytes()).await;
+        assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [200], "{name}: {r:?}");
+        assert_eq!(r[0].header("connection"), Some("close"), "{name}");
+        assert_eq!(o.by_id("first").len(), 1, "{name}");
+        assert!(o.by_id("second").is_empty(), "{name}: the origin saw the second request");
+    }
+}
+
 #[tokio::test]
 async fn absolute_form_and_connect_never_reach_another_host() {
     let o = Origin::start().await;

@@ -103,6 +103,20 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<Resp> {
 
 /// The same over TLS, trusting `ca_pem`, with SNI `localhost`.
 pub async fn raw_tls(addr: SocketAddr, ca_pem: &str, bytes: &[u8]) -> Vec<Resp> {
+    let mut s = connect_tls(addr, ca_pem).await;
+    s.write_all(bytes).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    parse_responses(&buf)
+}
+
+/// A TLS connection to `addr`, trusting `ca_pem`, with SNI `localhost` and no ALPN (HTTP/1.1).
+pub async fn connect_tls(addr: SocketAddr, ca_pem: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+    connect_tls_alpn(addr, ca_pem, &[]).await
+}
+
+/// The same, offering the ALPN protocols `alpn`.
+pub async fn connect_tls_alpn(addr: SocketAddr, ca_pem: &str, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -113,13 +127,26 @@ pub async fn raw_tls(addr: SocketAddr, ca_pem: &str, bytes: &[u8]) -> Vec<Resp> 
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut cfg = cfg;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.expect("TLS handshake");
-    s.write_all(bytes).await.expect("write");
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-    parse_responses(&buf)
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.expect("TLS handshake")
+}
+
+/// A TLS set-up for the gateway with a self-signed `localhost` certificate, offering the
+/// ALPN protocols `alpn`, and that certificate's PEM for the downstream to trust.
+pub fn test_tls(alpn: &[&[u8]]) -> (std::sync::Arc<rustls::ServerConfig>, String) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (std::sync::Arc::new(cfg), ck.cert.pem())
 }
 
 pub fn parse_responses(mut buf: &[u8]) -> Vec<Resp> {

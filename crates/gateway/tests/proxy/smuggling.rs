@@ -72,6 +72,33 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, bool)> {
             200,
             true,
         ),
+        // A request that may open a tunnel goes to hyper's HTTP/1 with the rest of the
+        // connection (`h1::parse_request`); when no tunnel opens, what follows is not served.
+        (
+            "unknown-upgrade-then-cl-te",
+            v(format!(
+                "GET /p HTTP/1.1\r\nHost: a\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\nPOST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{s}"
+            )),
+            200,
+            true,
+        ),
+        (
+            "ignored-websocket-upgrade-then-te-cl",
+            v(format!(
+                "GET /p HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nPOST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{s}"
+            )),
+            200,
+            true,
+        ),
+        (
+            "h2c-upgrade-then-pipelined",
+            v(format!(
+                "GET /p HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n{s}"
+            )),
+            200,
+            true,
+        ),
+        ("upgrade-without-connection-then-pipelined", v(format!("GET /p HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n{s}")), 200, true),
         ("underscore-te-is-not-te", v(format!("POST /p HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n{s}")), 200, true),
     ]
 }
