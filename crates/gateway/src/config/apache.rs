@@ -229,6 +229,11 @@ impl Reader<'_> {
                 return Err(ConfigError::Read { path: path.to_path_buf(), source: e });
             }
         };
+        self.read_text(path, canon, &text, out)
+    }
+
+    /// The lines of one file's `text` (read from `path`, or given in memory), with its Includes.
+    fn read_text(&mut self, path: &Path, canon: PathBuf, text: &str, out: &mut Vec<Line>) -> Result<(), ConfigError> {
         self.seen.insert(canon.clone());
         self.depth += 1;
         let mut pending = String::new();
@@ -614,6 +619,12 @@ enum Ctx {
 
 /// Read an httpd.conf (and everything it includes) into a `GatewayConfig`.
 pub fn load(path: &Path) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
+    load_from(path, None)
+}
+
+/// `load`, with the top file's text given (`None`: read from `path`). Includes are read from
+/// disk either way, relative to `path`'s directory and `ServerRoot`.
+fn load_from(path: &Path, text: Option<&str>) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
     let mut diags = Diagnostics::default();
     let mut lines = Vec::new();
     {
@@ -628,37 +639,23 @@ pub fn load(path: &Path) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
             );
         }
         let mut r = Reader { diags: &mut diags, server_root: None, seen: HashSet::new(), depth: 0, vars };
-        r.read_file(path, &mut lines, None)?;
+        match text {
+            Some(t) => r.read_text(path, path.to_path_buf(), t, &mut lines)?,
+            None => r.read_file(path, &mut lines, None)?,
+        }
     }
     let cfg = compile(path, &lines, &mut diags);
     Ok((cfg, diags))
 }
 
-/// Parse httpd.conf text held in memory (for tests); Includes resolve against `path`'s folder.
+/// Parses httpd.conf text held in memory, as if read from `path` (which names it in
+/// diagnostics; nothing is written to disk).
 pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
-    let dir = tempdir_for_text(path, text);
-    let (cfg, mut d) = load(&dir).unwrap_or_else(|e| panic!("{e}"));
-    // Report findings against the name the caller gave.
-    for item in &mut d.items {
-        if item.origin.file == dir {
-            item.origin.file = path.to_path_buf();
-        }
+    match load_from(path, Some(text)) {
+        Ok(x) => x,
+        // Only reading the top file can fail, and here it is not read.
+        Err(e) => unreachable!("in-memory httpd.conf: {e}"),
     }
-    let _ = std::fs::remove_file(&dir);
-    (cfg, d)
-}
-
-fn tempdir_for_text(path: &Path, text: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let p = std::env::temp_dir().join(format!(
-        "trove-conf-{}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    std::fs::write(&p, text).expect("write temp config");
-    p
 }
 
 fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
