@@ -644,7 +644,8 @@ fn load_from(path: &Path, text: Option<&str>) -> Result<(GatewayConfig, Diagnost
             None => r.read_file(path, &mut lines, None)?,
         }
     }
-    let cfg = compile(path, &lines, &mut diags);
+    let mut cfg = compile(path, &lines, &mut diags);
+    super::validate(&mut cfg, &mut diags);
     Ok((cfg, diags))
 }
 
@@ -1267,10 +1268,6 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
     // Listeners.
     let mut listeners: Vec<ListenerConfig> = Vec::new();
     for (addr, proto, origin) in &listens {
-        if listeners.iter().any(|l| l.addr == *addr) {
-            d.error(origin, format!("Listen {addr} appears twice"), "remove the duplicate Listen line");
-            continue;
-        }
         let tls_vhost = vhosts.iter().any(|v| v.ssl_engine == Some(true) && v.addrs.iter().any(|a| a.port.is_none_or(|p| p == addr.port())));
         let tls = proto.as_deref() == Some("https") || tls_vhost;
         listeners.push(ListenerConfig { addr: *addr, tls, origin: origin.clone() });

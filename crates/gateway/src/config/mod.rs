@@ -431,6 +431,27 @@ pub fn load(path: &Path) -> Result<(GatewayConfig, Diagnostics), ConfigError> {
     Ok((cfg, diags))
 }
 
+/// Invariants of the model, checked once after either reader, so that TOML and httpd.conf
+/// cannot differ in what they let through: a listener address given twice is an error at its
+/// second place (the second one is dropped, so the rest can still be checked); port 0 (the OS
+/// chooses) may be given any number of times.
+pub(crate) fn validate(cfg: &mut GatewayConfig, d: &mut Diagnostics) {
+    let mut seen: Vec<SocketAddr> = Vec::new();
+    cfg.listeners.retain(|l| {
+        // Port 0 asks the OS for a free port each time: two of them are two listeners.
+        if l.addr.port() != 0 && seen.contains(&l.addr) {
+            d.error(
+                &l.origin,
+                format!("the listen address {} is given twice", l.addr),
+                "remove the second one (one listener serves every site on its address)",
+            );
+            return false;
+        }
+        seen.push(l.addr);
+        true
+    });
+}
+
 /// Parse a duration as Apache writes it: seconds, or with an `ms` suffix.
 pub(crate) fn parse_apache_duration(s: &str) -> Option<Duration> {
     if let Some(ms) = s.strip_suffix("ms") {

@@ -416,7 +416,7 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
     if servers.is_empty() {
         servers.push(VirtualServer::new(file_origin.clone()));
     }
-    let cfg = GatewayConfig {
+    let mut cfg = GatewayConfig {
         source: path.to_path_buf(),
         listeners,
         servers,
@@ -426,6 +426,7 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
         tls_sites,
         drain_timeout: g.drain_timeout.map(Duration::from_secs).unwrap_or(Duration::from_secs(30)),
     };
+    super::validate(&mut cfg, &mut d);
     (cfg, d)
 }
 
@@ -438,6 +439,18 @@ pub(crate) fn parse_net(s: &str) -> Option<ipnet::IpNet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listen_address_given_twice_is_an_error_at_its_second_place_in_either_reader() {
+        let toml = "[[listen]]\naddr = \"127.0.0.1:8080\"\n\n[[listen]]\naddr = \"127.0.0.1:8080\"\n";
+        let (cfg, d) = parse_str(Path::new("/etc/trove/gateway.toml"), toml);
+        let e = d.items.iter().find(|i| i.message.contains("given twice")).expect("an error");
+        assert!(e.severity == crate::Severity::Error && e.origin.line == 5, "{e:?}");
+        assert_eq!(cfg.listeners.len(), 1);
+        let (_, d) = crate::config::apache::parse_str(Path::new("/etc/apache2/apache2.conf"), "Listen 127.0.0.1:8080\nListen 127.0.0.1:8080\n");
+        let e = d.items.iter().find(|i| i.message.contains("given twice")).expect("an error");
+        assert!(e.severity == crate::Severity::Error && e.origin.line == 2, "{e:?}");
+    }
 
     fn parse(t: &str) -> (GatewayConfig, Diagnostics) {
         parse_str(Path::new("gw.toml"), t)
