@@ -37,6 +37,89 @@ pub struct Shared {
     pub(crate) parked: Arc<crate::parked::Parked>,
     /// The name used for X-Forwarded-Server and Via when no ServerName is set.
     pub hostname: String,
+    /// WebSocket and other tunnels open now: they outlive the request that opened them, so
+    /// draining waits for them too (kept across reloads).
+    pub tunnels: Arc<Tunnels>,
+}
+
+/// Tunnels open now, for draining.
+#[derive(Default)]
+pub struct Tunnels {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Tunnels {
+    pub fn open(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no tunnel is open.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts one tunnel while it lives.
+struct TunnelGuard(Arc<Tunnels>);
+
+impl TunnelGuard {
+    fn new(t: &Arc<Tunnels>) -> Self {
+        t.count.fetch_add(1, Ordering::AcqRel);
+        TunnelGuard(t.clone())
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Copies both ways until both sides have ended, or nothing has moved either way for `idle`
+/// (the route's `timeout`, as mod_proxy_wstunnel uses `ProxyTimeout` for an idle tunnel): a
+/// tunnel that is forgotten at both ends does not hold its connections for ever. An end seen on
+/// one side is passed on as a half-close, as `copy_bidirectional` does.
+async fn tunnel<D, U>(down: D, up: U, idle: std::time::Duration)
+where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut dr, mut dw) = tokio::io::split(down);
+    let (mut ur, mut uw) = tokio::io::split(up);
+    let (mut db, mut ub) = (vec![0u8; 16 << 10], vec![0u8; 16 << 10]);
+    let (mut down_open, mut up_open) = (true, true);
+    while down_open || up_open {
+        tokio::select! {
+            r = dr.read(&mut db), if down_open => match r {
+                Ok(0) | Err(_) => {
+                    down_open = false;
+                    let _ = uw.shutdown().await;
+                }
+                Ok(n) => if uw.write_all(&db[..n]).await.is_err() { return },
+            },
+            r = ur.read(&mut ub), if up_open => match r {
+                Ok(0) | Err(_) => {
+                    up_open = false;
+                    let _ = dw.shutdown().await;
+                }
+                Ok(n) => if dw.write_all(&ub[..n]).await.is_err() { return },
+            },
+            _ = tokio::time::sleep(idle) => {
+                tracing::debug!(?idle, "tunnel idle; closing it");
+                return;
+            }
+        }
+    }
 }
 
 /// Facts about the downstream connection a request arrived on.
@@ -454,13 +537,12 @@ async fn proxy(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = down_upgrade {
             let up_upgrade = hyper::upgrade::on(&mut resp);
+            let counted = TunnelGuard::new(&shared.tunnels);
+            let idle = up.timeout;
             tokio::spawn(async move {
+                let _counted = counted;
                 match tokio::try_join!(down, up_upgrade) {
-                    Ok((d, u)) => {
-                        let mut d = hyper_util::rt::TokioIo::new(d);
-                        let mut u = hyper_util::rt::TokioIo::new(u);
-                        let _ = tokio::io::copy_bidirectional(&mut d, &mut u).await;
-                    }
+                    Ok((d, u)) => tunnel(hyper_util::rt::TokioIo::new(d), hyper_util::rt::TokioIo::new(u), idle).await,
                     Err(e) => tracing::debug!("upgrade failed: {e}"),
                 }
             });

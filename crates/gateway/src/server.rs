@@ -49,7 +49,15 @@ impl Current {
     pub fn apply(&self, cfg: GatewayConfig) -> Result<(), GatewayError> {
         let old = self.get();
         let log = Arc::new(AccessLog::new(&cfg.log).map_err(GatewayError::Log)?);
-        let new = Shared { config: cfg, pool: old.pool.clone(), log, metrics: old.metrics.clone(), parked: old.parked.clone(), hostname: old.hostname.clone() };
+        let new = Shared {
+            config: cfg,
+            pool: old.pool.clone(),
+            log,
+            metrics: old.metrics.clone(),
+            parked: old.parked.clone(),
+            hostname: old.hostname.clone(),
+            tunnels: old.tunnels.clone(),
+        };
         *self.0.write().expect("current config") = Arc::new(new);
         Ok(())
     }
@@ -112,8 +120,15 @@ impl Gateway {
             None => None,
         };
         let log = Arc::new(AccessLog::new(&cfg.log).map_err(GatewayError::Log)?);
-        let shared =
-            Shared { config: cfg, pool: Pool::new(), log, metrics: Arc::new(Metrics::default()), parked: Default::default(), hostname: machine_hostname() };
+        let shared = Shared {
+            config: cfg,
+            pool: Pool::new(),
+            log,
+            metrics: Arc::new(Metrics::default()),
+            parked: Default::default(),
+            hostname: machine_hostname(),
+            tunnels: Default::default(),
+        };
         Ok(Gateway { current: Current(Arc::new(RwLock::new(Arc::new(shared)))), listeners, admin, tls: tls.map(tokio_rustls::TlsAcceptor::from) })
     }
 
@@ -219,18 +234,21 @@ impl Gateway {
             let _ = t.await;
         }
         let drain = self.current.get().config.drain_timeout;
+        let tunnels = self.current.get().tunnels.clone();
         let drained = async {
             loop {
                 let notified = active.idle.notified();
                 if active.count.load(Ordering::Acquire) == 0 {
-                    return;
+                    break;
                 }
                 notified.await;
             }
+            // Tunnels (WebSocket) outlive the connection task that opened them: wait for them too.
+            tunnels.closed().await;
         };
         tokio::select! {
             _ = drained => tracing::info!("all connections drained"),
-            _ = tokio::time::sleep(drain) => tracing::warn!("drain deadline of {drain:?} passed; closing remaining connections"),
+            _ = tokio::time::sleep(drain) => tracing::warn!(tunnels = tunnels.open(), "drain deadline of {drain:?} passed; closing remaining connections and tunnels"),
         }
         // Workers end now; what they still hold (connections past the drain deadline) closes.
         let _ = release_tx.send(true);

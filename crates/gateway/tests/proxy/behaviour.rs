@@ -295,6 +295,50 @@ async fn websocket_upgrade_is_tunnelled() {
     assert_eq!(&got, b"echo:ping");
 }
 
+/// A tunnel nobody uses is closed after the route's `timeout` (here 2 s), as
+/// mod_proxy_wstunnel closes an idle one, instead of holding two connections for ever.
+#[tokio::test]
+async fn an_idle_websocket_tunnel_is_closed_after_the_routes_timeout() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stash/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    // Nothing is sent either way: the gateway ends the tunnel (a generous bound, so a tunnel
+    // kept for ever fails rather than hangs the suite).
+    let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf)).await.expect("the idle tunnel was never closed").unwrap_or(0);
+    assert_eq!(n, 0, "the tunnel stayed open");
+}
+
+/// Stopping the gateway waits for an open tunnel as for a request in flight (within the drain
+/// deadline), and is done once the tunnel ends.
+#[tokio::test]
+async fn draining_waits_for_an_open_tunnel() {
+    let o = Origin::start().await;
+    let gw = start(parse_apache(&seed_conf(&o, ""))).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /stash/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    let addr = gw.addr;
+    let mut gw = gw;
+    gw.request_stop();
+    // Still working while the gateway drains.
+    s.write_all(b"ping").await.unwrap();
+    let mut got = vec![0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"echo:ping");
+    // Given half a second, it is still draining (it can only err towards passing on a slow
+    // machine, never fail a correct gateway).
+    assert!(tokio::time::timeout(Duration::from_millis(500), &mut gw.task).await.is_err(), "the gateway stopped under an open tunnel");
+    drop(s);
+    tokio::time::timeout(Duration::from_secs(30), &mut gw.task).await.expect("the gateway did not stop once the tunnel ended").unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after the stop");
+}
+
 /// The same over TLS: the engine hands the upgrade over inside the TLS session.
 #[tokio::test]
 async fn websocket_upgrade_is_tunnelled_over_tls() {

@@ -35,6 +35,13 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// Asks the gateway to stop (it then drains) without waiting.
+    pub fn request_stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
