@@ -434,7 +434,18 @@ async fn rpc(
         (Service::ReceivePack, None) => return Err(HttpError::AuthRequired),
         _ => None,
     };
-    let mut cmd = git_command(&state, child_env(&state, protocol.as_deref(), pusher));
+    let mut env = child_env(&state, protocol.as_deref(), pusher);
+    // Where this push's post-receive hook writes the refs it moved (`events.rs`).
+    let updates = match service {
+        Service::ReceivePack => {
+            let f = crate::events::updates_file(state.store.git_home()).map_err(|e| HttpError::Internal(format!("push updates file: {e}")))?;
+            env.push(("TROVE_REF_UPDATES".into(), f.clone().into()));
+            Some(f)
+        }
+        Service::UploadPack => None,
+    };
+    let pusher_name = pusher.map(|(a, _)| a.user.name.to_string()).unwrap_or_default();
+    let mut cmd = git_command(&state, env);
     if service == Service::ReceivePack {
         // Trove's own hooks (`hooks.rs`), never the repository's: a pushed or copied-in hook
         // must not run as the server.
@@ -450,7 +461,8 @@ async fn rpc(
 
     let repo_name = access.repo.display_path();
     tokio::spawn(feed(stdin, input, repo_name.clone()));
-    tokio::spawn(supervise(state.clone(), child, stderr, permit, service, access.repo.id, path, repo_name));
+    let push = updates.map(|file| (file, pusher_name));
+    tokio::spawn(supervise(state.clone(), child, stderr, permit, service, access.repo.id, path, repo_name, push));
 
     let mut resp = Response::new(Body::from_stream(stream_stdout(stdout)));
     resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
@@ -514,6 +526,7 @@ async fn supervise(
     repo_id: i64,
     path: PathBuf,
     repo: String,
+    push: Option<(PathBuf, String)>,
 ) {
     let collect = tokio::spawn(async move {
         let mut buf = Vec::new();
@@ -530,16 +543,22 @@ async fn supervise(
     let status = child.wait().await;
     let err = collect.await.unwrap_or_default();
     match status {
-        Ok(s) if s.success() => {
-            if service == Service::ReceivePack {
-                state.maintenance.after_push(repo_id, path);
-            }
-        }
+        Ok(s) if s.success() => {}
         Ok(s) => tracing::warn!(%repo, service = service.name(), status = %s, stderr = %String::from_utf8_lossy(&err).trim(), "git exited with failure"),
         Err(e) => tracing::error!(%repo, service = service.name(), error = %e, "cannot wait for git"),
     }
+    // Whatever git's exit status, the refs the hook saw move did move (a push may move some
+    // refs and refuse others): one event with them.
+    if let Some((file, user)) = push {
+        let text = tokio::fs::read_to_string(&file).await.unwrap_or_default();
+        let _ = tokio::fs::remove_file(&file).await;
+        let updates = crate::events::parse_updates(&text);
+        if !updates.is_empty() {
+            state.events.publish(crate::events::PushEvent { repo_id, repo, path, user, updates });
+        }
+    }
     drop(permit);
-    // Last, so that "no git process running" also means "maintenance already scheduled".
+    // Last, so that "no git process running" also means "the push's event was published".
     state.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
 }
 

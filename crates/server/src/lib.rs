@@ -12,6 +12,7 @@ mod budget;
 mod challenge;
 mod config;
 mod error;
+pub mod events;
 mod git_http;
 mod hooks;
 mod linger;
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) running: std::sync::atomic::AtomicUsize,
     /// git upload-pack/receive-pack processes started since the server opened.
     pub(crate) started: std::sync::atomic::AtomicU64,
+    /// What happened to repositories (accepted pushes), for maintenance and later webhooks.
+    pub(crate) events: events::Events,
     /// The cap on request bodies held in memory at once.
     pub(crate) bodies: budget::BodyBudget,
     /// Settings another process may change in the database (`trove admin settings base-url`,
@@ -168,9 +171,19 @@ impl Server {
             running: std::sync::atomic::AtomicUsize::new(0),
             started: std::sync::atomic::AtomicU64::new(0),
             bodies: budget::BodyBudget::new(config.max_buffered_request_bytes),
+            events: events::Events::new(),
             settings_sync: SettingsSync { base_url_from_config, data_version: std::sync::atomic::AtomicI64::new(data_version) },
         };
+        // Maintenance follows accepted pushes.
+        let m = shared.maintenance.clone();
+        shared.events.subscribe(move |ev| m.after_push(ev.repo_id, ev.path.clone()));
         Ok(Server { shared: Arc::new(shared), listen: config.listen, drain_timeout })
+    }
+
+    /// Every accepted push from now on, with the refs it moved (for tests and in-process
+    /// listeners; webhooks will be one).
+    pub fn push_events(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<events::PushEvent>> {
+        self.shared.events.receiver()
     }
 
     /// The data directory's store, for administration in-process.

@@ -258,3 +258,38 @@ fn pushes_to_refs_reserved_for_pull_requests_are_refused_and_change_nothing() {
     // Ordinary refs still take pushes.
     t.git_ok(&work, &["push", &url, "main:main", "main:refs/heads/feature/x", "main:refs/tags/v1"]);
 }
+
+/// Every accepted push is one event with each ref's old and new id; a refused push is none.
+#[test]
+fn an_accepted_push_publishes_one_event_with_each_refs_old_and_new_id() {
+    let t = TestServer::start();
+    let mut events = t.server.push_events();
+    let zero = "0".repeat(40);
+    let (work, tip) = t.seed("scm/TP/test.git", 1);
+    let url = t.url_as("writer", "scm/TP/test.git");
+    let before = t.server.git_processes_started();
+    t.git_ok(&work, &["push", "-q", &url, "main:refs/heads/feature", "main:refs/tags/v1"]);
+    t.wait_git_idle_after(before);
+    let seeded = events.try_recv().expect("the seeding push's event");
+    assert_eq!(seeded.updates.len(), 1);
+    assert_eq!(
+        (seeded.updates[0].name.as_str(), seeded.updates[0].old.as_str(), seeded.updates[0].new.as_str()),
+        ("refs/heads/main", zero.as_str(), tip.as_str())
+    );
+    assert_eq!((seeded.repo.as_str(), seeded.user.as_str()), ("TP/test", "writer"));
+    let ev = events.try_recv().expect("one event for the second push");
+    let mut got: Vec<(String, String, String)> = ev.updates.iter().map(|u| (u.name.clone(), u.old.clone(), u.new.clone())).collect();
+    got.sort();
+    let tag = t.server_rev("TP", "test", "refs/tags/v1").unwrap();
+    assert_eq!(got, vec![("refs/heads/feature".to_string(), zero.clone(), tip.clone()), ("refs/tags/v1".to_string(), zero.clone(), tag)]);
+    // A deletion is an update to zeros; a refused push publishes nothing.
+    let before = t.server.git_processes_started();
+    t.git_ok(&work, &["push", "-q", &url, ":refs/heads/feature"]);
+    t.wait_git_idle_after(before);
+    let del = events.try_recv().expect("the deletion's event");
+    assert_eq!((del.updates[0].old.as_str(), del.updates[0].new.as_str()), (tip.as_str(), zero.as_str()));
+    let before = t.server.git_processes_started();
+    t.git_fails(&work, &["push", &url, "main:refs/pull-requests/1/from"]);
+    t.wait_git_idle_after(before);
+    assert!(events.try_recv().is_err(), "a refused push published an event");
+}
