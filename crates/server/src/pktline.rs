@@ -116,7 +116,8 @@ mod tests {
 
     #[test]
     fn read_table() {
-        let rows: &[(&[u8], Result<Option<(Packet, usize)>, PktLineError>)] = &[
+        type Want = Result<Option<(Packet<'static>, usize)>, PktLineError>;
+        let rows: &[(&[u8], Want)] = &[
             (b"0000", Ok(Some((Packet::Flush, 4)))),
             (b"0001rest", Ok(Some((Packet::Delim, 4)))),
             (b"0002", Ok(Some((Packet::ResponseEnd, 4)))),
