@@ -1565,6 +1565,9 @@ pub(crate) fn enabled() -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
