@@ -1691,6 +1691,9 @@ fn module_id(m: &str) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Severity;
