@@ -82,6 +82,18 @@ proptest! {
         prop_assert_eq!(decode(&wire[..cut], &[1000]), Err("cut short"));
     }
 
+    /// Chunk data must be followed by CRLF (RFC 9112 §7.1): any other two bytes are refused,
+    /// never read as the start of the next size line.
+    #[test]
+    fn chunk_data_not_followed_by_crlf_is_refused(
+        data in prop::collection::vec(any::<u8>(), 1..100),
+        after in prop::collection::vec(any::<u8>(), 2).prop_filter("not CRLF", |b| b != b"\r\n"),
+        reads in prop::collection::vec(1usize..50, 1..4),
+    ) {
+        let wire = [format!("{:x}\r\n", data.len()).as_bytes(), &data, &after, b"0\r\n\r\n"].concat();
+        prop_assert_eq!(decode(&wire, &reads), Err("chunk data not followed by CRLF"));
+    }
+
     /// Arbitrary bytes, read in any sizes, never panic the decoder.
     #[test]
     fn the_chunked_decoder_never_panics(input in prop::collection::vec(any::<u8>(), 0..800), reads in prop::collection::vec(1usize..100, 1..4)) {
@@ -119,7 +131,7 @@ proptest! {
         reason in "[A-Za-z]{0,10}( [A-Za-z]{1,10}){0,2}",
         http10 in any::<bool>(),
         fields in fields(),
-        length in prop::option::of(0u64..1 << 40),
+        length in prop::option::of(prop_oneof![Just(0u64), 1u64..1 << 40]),
         tail in prop::collection::vec(any::<u8>(), 0..20),
     ) {
         let version = if http10 { "HTTP/1.0" } else { "HTTP/1.1" };
