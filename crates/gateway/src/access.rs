@@ -187,7 +187,8 @@ mod tests {
     fn order_semantics_follow_mod_access_compat() {
         let net = |s: &str| HostMatch::Net(parse_net(s).unwrap());
         // (order, allow, deny, peer, allowed)
-        let rows: Vec<(Order, Vec<HostMatch>, Vec<HostMatch>, &str, bool)> = vec![
+        type Row = (Order, Vec<HostMatch>, Vec<HostMatch>, &'static str, bool);
+        let rows: Vec<Row> = vec![
             (Order::DenyAllow, vec![HostMatch::All], vec![], "1.2.3.4", true),
             (Order::DenyAllow, vec![], vec![HostMatch::All], "1.2.3.4", false),
             (Order::DenyAllow, vec![net("10.0.0.0/8")], vec![HostMatch::All], "10.1.1.1", true),

@@ -67,18 +67,23 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// A `Connection` header field whose value is not a list of tokens (RFC 9110 §7.6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed Connection header: its value must be a comma-separated list of tokens (RFC 9110 §7.6.1)")]
+pub struct MalformedConnection;
+
 /// A `Connection` header that names something not a token is malformed (Apache: 400).
-pub fn connection_tokens(headers: &HeaderMap) -> Result<Vec<String>, ()> {
+pub fn connection_tokens(headers: &HeaderMap) -> Result<Vec<String>, MalformedConnection> {
     let mut out = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
-        let s = v.to_str().map_err(|_| ())?;
+        let s = v.to_str().map_err(|_| MalformedConnection)?;
         for t in s.split(',') {
             let t = t.trim();
             if t.is_empty() {
                 continue;
             }
             if !t.bytes().all(is_tchar) {
-                return Err(());
+                return Err(MalformedConnection);
             }
             out.push(t.to_ascii_lowercase());
         }

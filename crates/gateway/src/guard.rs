@@ -564,7 +564,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn run(bytes: &[u8]) -> Vec<Verdict> {
@@ -708,6 +708,137 @@ mod tests {
         ];
         for (l, want) in rows {
             assert_eq!(parse_chunk_size(l), *want, "{l:?}");
+        }
+    }
+
+    /// Property tests shared with the engine's decoder (`h1::proptests`): valid chunked
+    /// encodings built from random bytes, chunk sizes and extensions (RFC 9112 §7.1).
+    pub(crate) mod chunked {
+        use proptest::prelude::*;
+
+        /// `token` (RFC 9110 §5.6.2).
+        pub(crate) fn token() -> impl Strategy<Value = String> {
+            "[!#$%&'*+.^_`|~0-9A-Za-z-]{1,8}"
+        }
+
+        /// `chunk-ext` (RFC 9112 §7.1.1): `;name`, `;name=token` or `;name="quoted"`, with
+        /// optional whitespace around the separators.
+        pub(crate) fn chunk_ext() -> impl Strategy<Value = String> {
+            let val =
+                prop_oneof![Just(String::new()), token().prop_map(|t| format!("={t}")), "([ \t!#-\\[\\]-~]|\\\\[ -~]){0,8}".prop_map(|q| format!("=\"{q}\"")),];
+            prop::collection::vec((" ?", token(), " ?", val), 0..3)
+                .prop_map(|exts| exts.into_iter().map(|(a, name, b, v)| format!("{a};{b}{name}{v}")).collect())
+        }
+
+        /// One chunked body for `data`: random cuts, upper or lower case hex sizes, leading
+        /// zeros, extensions and trailer fields.
+        pub(crate) fn encoding() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+            (prop::collection::vec(any::<u8>(), 0..2000), prop::collection::vec(1usize..300, 1..20)).prop_flat_map(|(data, cuts)| {
+                let mut pieces = Vec::new();
+                let mut at = 0;
+                for c in cuts {
+                    if at >= data.len() {
+                        break;
+                    }
+                    let end = (at + c).min(data.len());
+                    pieces.push(data[at..end].to_vec());
+                    at = end;
+                }
+                if at < data.len() {
+                    pieces.push(data[at..].to_vec());
+                }
+                let n = pieces.len();
+                (
+                    Just(data),
+                    Just(pieces),
+                    prop::collection::vec((chunk_ext(), any::<bool>(), 0usize..3), n + 1),
+                    prop::collection::vec((token(), "[!-~]{0,10}"), 0..3),
+                )
+                    .prop_map(|(data, pieces, exts, trailers)| {
+                        let mut wire = Vec::new();
+                        let size_line = |wire: &mut Vec<u8>, len: usize, (ext, upper, zeros): &(String, bool, usize)| {
+                            let hex = if *upper { format!("{len:X}") } else { format!("{len:x}") };
+                            wire.extend_from_slice(format!("{}{hex}{ext}\r\n", "0".repeat(*zeros)).as_bytes());
+                        };
+                        for (p, e) in pieces.iter().zip(&exts) {
+                            size_line(&mut wire, p.len(), e);
+                            wire.extend_from_slice(p);
+                            wire.extend_from_slice(b"\r\n");
+                        }
+                        size_line(&mut wire, 0, &exts[pieces.len()]);
+                        for (name, value) in trailers {
+                            wire.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                        }
+                        wire.extend_from_slice(b"\r\n");
+                        (data, wire)
+                    })
+            })
+        }
+    }
+
+    mod props {
+        use super::chunked::{chunk_ext, encoding};
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any size with any well-formed extensions reads back as the size.
+            #[test]
+            fn a_valid_chunk_size_line_reads_back(n in any::<u64>(), ext in chunk_ext(), upper in any::<bool>()) {
+                let hex = if upper { format!("{n:X}") } else { format!("{n:x}") };
+                prop_assert_eq!(parse_chunk_size(format!("{hex}{ext}\r\n").as_bytes()), Some(n));
+            }
+
+            /// Arbitrary bytes never panic the size-line parser.
+            #[test]
+            fn chunk_size_lines_never_panic(line in prop::collection::vec(any::<u8>(), 0..64)) {
+                let _ = parse_chunk_size(&line);
+            }
+
+            /// A valid chunked body, however it is cut into reads, frames exactly one request
+            /// and leaves the guard at the next head: the request after it is judged too.
+            #[test]
+            fn the_guard_follows_any_valid_chunked_body((_, wire) in encoding(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6)) {
+                let mut stream = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                stream.extend_from_slice(&wire);
+                stream.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+                let v = Arc::new(ConnShared::default());
+                let mut i = Inspector::new(8192, v.clone());
+                let mut at: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+                at.push(0);
+                at.push(stream.len());
+                at.sort_unstable();
+                for w in at.windows(2) {
+                    i.feed(&stream[w[0]..w[1]]);
+                    prop_assert_eq!(i.take_malformed_chunk(), None);
+                }
+                prop_assert_eq!(v.next_verdict(), Some(Verdict::Ok));
+                prop_assert_eq!(v.next_verdict(), Some(Verdict::Ok));
+                prop_assert_eq!(v.next_verdict(), None);
+            }
+
+            /// Arbitrary bytes after a chunked head, fed in any cuts, never panic the guard.
+            #[test]
+            fn the_guard_never_panics_on_arbitrary_bodies(body in prop::collection::vec(any::<u8>(), 0..600), cut in 1usize..64) {
+                let v = Arc::new(ConnShared::default());
+                let mut i = Inspector::new(8192, v.clone());
+                i.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+                for piece in body.chunks(cut) {
+                    i.feed(piece);
+                    let _ = i.take_malformed_chunk();
+                }
+                while v.next_verdict().is_some() {}
+            }
+
+            /// Arbitrary bytes from the first byte of a connection never panic the guard.
+            #[test]
+            fn the_guard_never_panics_on_arbitrary_connections(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+                let v = Arc::new(ConnShared::default());
+                Inspector::new(8192, v.clone()).feed(&bytes);
+                while v.next_verdict().is_some() {}
+            }
         }
     }
 }

@@ -40,8 +40,11 @@ enum Tok {
     Pid,
 }
 
+/// A parsed LogFormat: its tokens, then the request and the response header names it reads.
+type Format = (Vec<Tok>, Vec<HeaderName>, Vec<HeaderName>);
+
 /// Parse a LogFormat string; returns the tokens and the header names it reads.
-fn parse_format(f: &str) -> Result<(Vec<Tok>, Vec<HeaderName>, Vec<HeaderName>), String> {
+fn parse_format(f: &str) -> Result<Format, String> {
     let mut toks = Vec::new();
     let mut req_h = Vec::new();
     let mut resp_h = Vec::new();

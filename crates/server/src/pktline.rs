@@ -23,6 +23,51 @@ pub(crate) fn service_preamble(service: &str) -> Vec<u8> {
     out
 }
 
+/// One pkt-line read from the front of a buffer (gitprotocol-common, "pkt-line Format";
+/// gitprotocol-v2 adds the delimiter and response-end packets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Packet<'a> {
+    /// `0000`: the end of a message.
+    Flush,
+    /// `0001`: separates sections of a protocol v2 command.
+    Delim,
+    /// `0002`: the end of a protocol v2 stateless response.
+    ResponseEnd,
+    /// A line's payload, its length prefix removed (it may be empty: `0004`).
+    Data(&'a [u8]),
+}
+
+/// A pkt-line that no git writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PktLineError {
+    #[error("pkt-line length {0:?} is not four hexadecimal digits; the body is not git protocol")]
+    BadLength([u8; 4]),
+    #[error("pkt-line length 0003 is reserved and never sent by git; the body is not git protocol")]
+    Reserved,
+}
+
+/// Reads the pkt-line at the front of `buf`: the packet and how many bytes it took, or
+/// `Ok(None)` while `buf` holds only part of it. The inverse of [`encode`].
+pub(crate) fn read(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, PktLineError> {
+    let Some(head) = buf.first_chunk::<4>() else { return Ok(None) };
+    // Exactly four hex digits: `from_str_radix` alone would also take a leading `+`.
+    if !head.iter().all(u8::is_ascii_hexdigit) {
+        return Err(PktLineError::BadLength(*head));
+    }
+    let len = head.iter().fold(0usize, |n, &b| n * 16 + (b as char).to_digit(16).unwrap_or(0) as usize);
+    let packet = match len {
+        0 => Packet::Flush,
+        1 => Packet::Delim,
+        2 => Packet::ResponseEnd,
+        3 => return Err(PktLineError::Reserved),
+        _ => match buf.get(4..len) {
+            Some(payload) => Packet::Data(payload),
+            None => return Ok(None),
+        },
+    };
+    Ok(Some((packet, len.max(4))))
+}
+
 /// Whether a request body is git's "probe": a lone flush packet sent before a large chunked
 /// push to find out whether authentication is needed (remote-curl.c `probe_rpc`).
 pub(crate) fn is_probe(body: &[u8]) -> bool {
@@ -32,13 +77,7 @@ pub(crate) fn is_probe(body: &[u8]) -> bool {
 /// Whether a request body is a protocol v2 `ls-refs` command: its first pkt-line is
 /// `command=ls-refs` (gitprotocol-v2, "Command Request"; the newline is optional).
 pub(crate) fn is_ls_refs(body: &[u8]) -> bool {
-    let Some(len) = body.get(..4).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| usize::from_str_radix(h, 16).ok()) else {
-        return false;
-    };
-    let Some(payload) = (len >= 4).then(|| body.get(4..len)).flatten() else {
-        return false;
-    };
-    payload == b"command=ls-refs\n" || payload == b"command=ls-refs"
+    matches!(read(body), Ok(Some((Packet::Data(b"command=ls-refs\n" | b"command=ls-refs"), _))))
 }
 
 /// Whether a `Git-Protocol` header value may be passed on as `GIT_PROTOCOL`: colon-separated
@@ -63,6 +102,88 @@ pub(crate) fn wants_v2(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Reads every packet of `buf`; `Err` on a malformed one, and what is left incomplete.
+    fn read_all(mut buf: &[u8]) -> Result<(Vec<Packet<'_>>, &[u8]), PktLineError> {
+        let mut out = Vec::new();
+        while let Some((p, n)) = read(buf)? {
+            out.push(p);
+            buf = &buf[n..];
+        }
+        Ok((out, buf))
+    }
+
+    #[test]
+    fn read_table() {
+        type Want = Result<Option<(Packet<'static>, usize)>, PktLineError>;
+        let rows: &[(&[u8], Want)] = &[
+            (b"0000", Ok(Some((Packet::Flush, 4)))),
+            (b"0001rest", Ok(Some((Packet::Delim, 4)))),
+            (b"0002", Ok(Some((Packet::ResponseEnd, 4)))),
+            (b"0003", Err(PktLineError::Reserved)),
+            (b"0004", Ok(Some((Packet::Data(b""), 4)))),
+            (b"0006a\n0000", Ok(Some((Packet::Data(b"a\n"), 6)))),
+            (b"0006a", Ok(None)),
+            (b"00", Ok(None)),
+            (b"", Ok(None)),
+            (b"+006a\n", Err(PktLineError::BadLength(*b"+006"))),
+            (b"zzzz", Err(PktLineError::BadLength(*b"zzzz"))),
+            (b"000A0123456789", Ok(Some((Packet::Data(b"012345"), 10)))),
+        ];
+        for (input, want) in rows {
+            assert_eq!(&read(input), want, "input {:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// What `encode` writes, `read` gives back, packet by packet, whatever the payloads.
+        #[test]
+        fn encode_then_read_round_trips(payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20)) {
+            let mut wire = Vec::new();
+            for p in &payloads {
+                wire.extend(encode(p).expect("short payload"));
+            }
+            wire.extend_from_slice(FLUSH);
+            let (got, rest) = read_all(&wire).expect("well-formed");
+            let mut want: Vec<Packet> = payloads.iter().map(|p| Packet::Data(p)).collect();
+            want.push(Packet::Flush);
+            prop_assert_eq!(got, want);
+            prop_assert!(rest.is_empty());
+        }
+
+        /// Any prefix of a well-formed stream reads as its whole packets, then waits for more.
+        #[test]
+        fn a_cut_stream_waits_for_more(payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..50), 1..8), cut in any::<prop::sample::Index>()) {
+            let wire: Vec<u8> = payloads.iter().flat_map(|p| encode(p).expect("short payload")).collect();
+            let cut = cut.index(wire.len() + 1);
+            let (got, rest) = read_all(&wire[..cut]).expect("well-formed");
+            prop_assert!(got.len() <= payloads.len());
+            prop_assert!(rest.len() < 4 || read(rest) == Ok(None));
+        }
+
+        /// Arbitrary bytes never panic the reader, and every packet it returns lies inside them.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(Some((p, n))) = read(&bytes) {
+                prop_assert!(n >= 4 && n <= bytes.len());
+                if let Packet::Data(d) = p {
+                    prop_assert_eq!(d.len() + 4, n);
+                }
+            }
+            let _ = read_all(&bytes);
+            let _ = is_ls_refs(&bytes);
+        }
+
+        /// Mostly-hex input reaches the length and payload paths, not only the bad-length one.
+        #[test]
+        fn hex_heavy_bytes_never_panic(bytes in "[0-9a-fA-F]{0,12}[\\x00-\\xff]{0,40}") {
+            let _ = read_all(bytes.as_bytes());
+            let _ = is_ls_refs(bytes.as_bytes());
+        }
+    }
 
     #[test]
     fn pkt_lines_carry_their_length_in_hex() {

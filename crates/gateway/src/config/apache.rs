@@ -1685,6 +1685,9 @@ fn module_id(m: &str) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Severity;
@@ -1785,7 +1788,8 @@ mod tests {
     #[test]
     fn worker_parameter_table() {
         // (params, Ok(connect_ms, timeout_ms, disable_reuse, max) or Err substring)
-        let rows: Vec<(&str, Result<(u128, u128, bool, usize), &str>)> = vec![
+        type Row = (&'static str, Result<(u128, u128, bool, usize), &'static str>);
+        let rows: Vec<Row> = vec![
             ("", Ok((60000, 60000, false, 0))),
             ("timeout=300", Ok((300000, 300000, false, 0))),
             ("connectiontimeout=5 timeout=300", Ok((5000, 300000, false, 0))),

@@ -175,8 +175,7 @@ pub fn parse_responses(mut buf: &[u8]) -> Vec<Resp> {
             body = buf[..take].to_vec();
             buf = &buf[take..];
         } else if get("transfer-encoding").is_some() {
-            loop {
-                let Some(p) = buf.windows(2).position(|w| w == b"\r\n") else { break };
+            while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
                 let size = usize::from_str_radix(std::str::from_utf8(&buf[..p]).unwrap_or("0").split(';').next().unwrap().trim(), 16).unwrap_or(0);
                 buf = &buf[p + 2..];
                 if size == 0 {
