@@ -1,29 +1,45 @@
 //! trove-store: bare repositories on disk and the metadata database.
 //!
 //! Names are validated once, here, into types that are valid by construction
-//! ([`ProjectKey`], [`RepoSlug`], [`UserName`]); the [`Store`] keeps users, projects,
-//! repositories, permissions at Bitbucket's three levels, personal access tokens and settings
-//! in SQLite, and the repositories themselves as bare git directories named by numeric id.
+//! ([`ProjectKey`], [`RepoSlug`], [`UserName`]). The metadata (users, projects, repositories,
+//! permissions at Bitbucket's three levels, personal access tokens, sessions, settings) sits
+//! behind one trait per entity ([`backend`]); the embedded SQLite database is the backend
+//! today. [`Store`] adds what every backend shares and keeps the repositories themselves as
+//! bare git directories named by numeric id.
 
+pub mod backend;
 mod error;
+mod grants;
 mod logins;
-mod migrations;
 mod names;
 mod password;
 mod permissions;
-mod queries;
+mod projects;
 mod repos;
+mod sessions;
 mod settings;
+mod sqlite;
 mod store;
-mod web;
+mod tokens;
+mod users;
 
+pub use backend::Backend;
 pub use error::StoreError;
-pub use logins::{LoginLock, LoginPolicy, PasswordCheck};
+pub use grants::{Grants, RepoGrantRows};
+pub use logins::{Failures, LoginLock, LoginPolicy, LoginRow, Logins, PasswordCheck};
 pub use names::{MAX_NAME_LEN, NameError, Owner, ProjectKey, RepoSlug, UserName};
 pub use password::{MIN_PASSWORD_LEN, Password, PasswordError};
 pub use permissions::{GlobalPermission, GlobalPermissionError, Permission, PermissionError, PermissionFacts, effective_permission};
-pub use queries::{ProjectInfo, ProjectUpdate, RepoUpdate};
-pub use repos::git_env;
-pub use settings::{BaseUrl, ContextPath, SettingError, normalize_origin};
-pub use store::{Authenticated, NewToken, Project, Repo, Store, TokenScope, User};
-pub use web::{Session, TokenInfo};
+pub use projects::{Project, ProjectInfo, ProjectUpdate, Projects};
+pub use repos::{Repo, RepoUpdate, Repos, git_env};
+pub use sessions::{Session, Sessions};
+pub use settings::{BaseUrl, ContextPath, SettingError, Settings, normalize_origin};
+pub use sqlite::Sqlite;
+pub use store::{Authenticated, Store};
+pub use tokens::{NewToken, TokenInfo, TokenRow, TokenScope, Tokens};
+pub use users::{User, Users};
+
+/// The entity traits, so that `store.user(&name)` and the like resolve: `use trove_store::prelude::*`.
+pub mod prelude {
+    pub use crate::backend::{Backend, Grants, Logins, Projects, Repos, Sessions, Settings, Tokens, Users};
+}

@@ -8,12 +8,11 @@
 //! a challenge that a person passes and that makes each guess cost the guesser (Bitbucket's
 //! CAPTCHA after "too many failed login attempts in succession").
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
-
 use crate::error::StoreError;
 use crate::names::UserName;
 use crate::password;
-use crate::store::{CachedRow, DUMMY_HASH, Store, User, now};
+use crate::store::{DUMMY_HASH, Store, now};
+use crate::users::User;
 
 /// When failed logins lock an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +36,7 @@ impl Default for LoginPolicy {
 
 /// One account's record of failed logins, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Failures {
+pub struct Failures {
     pub count: u32,
     pub last_at: i64,
     pub locked_at: Option<i64>,
@@ -55,7 +54,7 @@ impl Failures {
 }
 
 /// The record after one more wrong password at `now`. Pure, so the policy is table-tested.
-pub(crate) fn after_failure(prev: Option<Failures>, policy: &LoginPolicy, now: i64) -> Failures {
+pub fn after_failure(prev: Option<Failures>, policy: &LoginPolicy, now: i64) -> Failures {
     let lock_if = |count: u32| (count >= policy.max_failures).then_some(now);
     match prev {
         // Still locked: count the try for the administrator's view, but do not extend the
@@ -92,30 +91,47 @@ pub enum PasswordCheck {
     Locked(LoginLock),
 }
 
+/// A user's password hash and failure record, for [`Store::check_password`].
+#[derive(Debug, Clone)]
+pub struct LoginRow {
+    pub user_id: i64,
+    pub password_hash: Option<String>,
+    pub failures: Option<Failures>,
+}
+
+/// The rows of failed logins. The policy ([`after_failure`]) is shared by every backend.
+pub trait Logins {
+    fn login_row(&self, name: &UserName) -> Result<Option<LoginRow>, StoreError>;
+    /// Counts one more wrong password at `now`, reading and writing the record in one
+    /// transaction so that concurrent failures are all counted.
+    fn record_failure(&self, user_id: i64, policy: &LoginPolicy, now: i64) -> Result<(), StoreError>;
+    /// Forgets a user's failures and lock; `false` if there were none.
+    fn clear_failures(&self, user_id: i64) -> Result<bool, StoreError>;
+    /// Every failure record with a lock, newest lock first.
+    fn locked_failures(&self) -> Result<Vec<(UserName, Failures)>, StoreError>;
+
+    /// The accounts locked now under `policy`.
+    fn login_locks(&self, policy: &LoginPolicy) -> Result<Vec<LoginLock>, StoreError> {
+        let t = now();
+        Ok(self
+            .locked_failures()?
+            .into_iter()
+            .filter_map(|(user, f)| Some(LoginLock { user, failures: f.count, locked_at: f.locked_at.unwrap_or(t), until: f.lock_end(policy, t)? }))
+            .collect())
+    }
+
+    fn login_lock(&self, name: &UserName, policy: &LoginPolicy) -> Result<Option<LoginLock>, StoreError> {
+        Ok(self.login_locks(policy)?.into_iter().find(|l| &l.user == name))
+    }
+}
+
 impl Store {
     /// Checks a password under `policy`: a locked account is refused without checking (unless
     /// `passed_challenge`, the web sign-in's proof that a person is trying), a wrong password for
     /// an existing account is counted, and a right one clears the count and any lock.
     pub fn check_password(&self, name: &str, password: &str, policy: &LoginPolicy, passed_challenge: bool) -> Result<PasswordCheck, StoreError> {
         let Ok(name) = UserName::parse(name) else { return Ok(PasswordCheck::Wrong) };
-        let row: Option<(i64, Option<String>, Option<Failures>)> = self
-            .conn()
-            .row(
-                "SELECT u.id, u.password_hash, f.failures, f.last_at, f.locked_at FROM users u
-                 LEFT JOIN login_failures f ON f.user_id = u.id WHERE u.name = ?1",
-                [name.as_str()],
-                |r| {
-                    let count: Option<u32> = r.get(2)?;
-                    let failures = match count {
-                        Some(count) => Some(Failures { count, last_at: r.get(3)?, locked_at: r.get(4)? }),
-                        None => None,
-                    };
-                    Ok((r.get(0)?, r.get(1)?, failures))
-                },
-            )
-            .optional()
-            .map_err(self.db())?;
-        let Some((user_id, Some(hash), failures)) = row else {
+        let Some(LoginRow { user_id, password_hash: Some(hash), failures }) = self.login_row(&name)? else {
             // Spend the same time as a real check so response timing does not reveal which
             // user names exist.
             let _ = password::verify(password, DUMMY_HASH.get_or_init(|| password::hash_password("dummy password")));
@@ -137,7 +153,7 @@ impl Store {
             return Ok(PasswordCheck::Wrong);
         }
         if failures.is_some() {
-            self.conn().execute("DELETE FROM login_failures WHERE user_id = ?1", [user_id]).map_err(self.db())?;
+            self.clear_failures(user_id)?;
         }
         Ok(match self.user(&name)?.filter(User::may_log_in) {
             Some(u) => PasswordCheck::Ok(u),
@@ -145,62 +161,10 @@ impl Store {
         })
     }
 
-    fn record_failure(&self, user_id: i64, policy: &LoginPolicy, t: i64) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        // IMMEDIATE: another process (a second node, `trove admin`) cannot slip a write between
-        // our read and our write, so no failure is lost.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.db())?;
-        let prev: Option<Failures> = tx
-            .row("SELECT failures, last_at, locked_at FROM login_failures WHERE user_id = ?1", [user_id], |r| {
-                Ok(Failures { count: r.get(0)?, last_at: r.get(1)?, locked_at: r.get(2)? })
-            })
-            .optional()
-            .map_err(self.db())?;
-        let next = after_failure(prev, policy, t);
-        if next.locked_at.is_some() && prev.and_then(|p| p.locked_at) != next.locked_at {
-            tracing::warn!(user_id, failures = next.count, "account locked after failed logins");
-        }
-        tx.execute(
-            "INSERT INTO login_failures (user_id, failures, last_at, locked_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (user_id) DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at, locked_at = excluded.locked_at",
-            params![user_id, next.count, next.last_at, next.locked_at],
-        )
-        .map_err(self.db())?;
-        tx.commit().map_err(self.db())
-    }
-
-    /// The accounts locked now under `policy`, most recent first.
-    pub fn login_locks(&self, policy: &LoginPolicy) -> Result<Vec<LoginLock>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT u.name, f.failures, f.last_at, f.locked_at FROM login_failures f JOIN users u ON u.id = f.user_id
-                 WHERE f.locked_at IS NOT NULL ORDER BY f.locked_at DESC",
-            )
-            .map_err(self.db())?;
-        let rows =
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, Failures { count: r.get(1)?, last_at: r.get(2)?, locked_at: r.get(3)? }))).map_err(self.db())?;
-        let t = now();
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, f) = row.map_err(self.db())?;
-            let (Ok(user), Some(until)) = (UserName::parse(&name), f.lock_end(policy, t)) else { continue };
-            out.push(LoginLock { user, failures: f.count, locked_at: f.locked_at.unwrap_or(t), until });
-        }
-        Ok(out)
-    }
-
-    /// Whether `name` is locked now under `policy`.
-    pub fn login_lock(&self, name: &UserName, policy: &LoginPolicy) -> Result<Option<LoginLock>, StoreError> {
-        Ok(self.login_locks(policy)?.into_iter().find(|l| &l.user == name))
-    }
-
-    /// Clears `name`'s failed logins and lock (Bitbucket's "clear CAPTCHA"). `Ok(false)` when
-    /// there was nothing to clear; an error when the user does not exist.
+    /// Unlocks an account (an administrator's action); `false` if it had no failures.
     pub fn clear_login_lock(&self, name: &UserName) -> Result<bool, StoreError> {
         let user = self.user(name)?.ok_or_else(|| StoreError::NoSuchUser(name.to_string()))?;
-        let n = self.conn().execute("DELETE FROM login_failures WHERE user_id = ?1", [user.id]).map_err(self.db())?;
-        Ok(n > 0)
+        self.clear_failures(user.id)
     }
 }
 
@@ -282,7 +246,8 @@ mod tests {
         for _ in 0..5 {
             s.check_password("nobody", "guess", &P, false).unwrap();
         }
-        let n: i64 = s.conn().query_row("SELECT count(*) FROM login_failures", [], |r| r.get(0)).unwrap();
+        let n: i64 =
+            rusqlite::Connection::open(s.data_dir().join("trove.db")).unwrap().query_row("SELECT count(*) FROM login_failures", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 0);
         let off = LoginPolicy { max_failures: 0, ..P };
         for _ in 0..20 {

@@ -8,6 +8,53 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::StoreError;
+use crate::names::{Owner, RepoSlug};
+use crate::projects::Project;
+
+/// A repository and the project facts that matter for access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    pub id: i64,
+    pub owner: Owner,
+    pub slug: RepoSlug,
+    pub name: String,
+    pub public: bool,
+    pub project_id: i64,
+    pub project_public: bool,
+}
+
+impl Repo {
+    /// `TP/test` or `~justme/test`, for messages and logs.
+    pub fn display_path(&self) -> String {
+        format!("{}/{}", self.owner, self.slug)
+    }
+}
+
+/// Changes to a repository; `None` leaves a field as it is. A new name comes with its slug.
+#[derive(Debug, Clone, Default)]
+pub struct RepoUpdate {
+    pub name: Option<(String, RepoSlug)>,
+    pub forkable: Option<bool>,
+    pub public: Option<bool>,
+}
+
+/// The rows of repositories. Their directories on disk are [`crate::Store`]'s.
+pub trait Repos {
+    /// A new row in project `project_id` with an id no repository ever had (deleted ones
+    /// included); `None` when the slug is taken in the project.
+    fn insert_repo(&self, project_id: i64, slug: &RepoSlug, public: bool) -> Result<Option<i64>, StoreError>;
+    fn delete_repo_row(&self, id: i64) -> Result<(), StoreError>;
+    fn repo(&self, owner: &Owner, slug: &RepoSlug) -> Result<Option<Repo>, StoreError>;
+    /// The repositories of a project, by slug (callers filter by permission).
+    fn project_repos(&self, project: &Project) -> Result<Vec<Repo>, StoreError>;
+    fn set_repo_public(&self, owner: &Owner, slug: &RepoSlug, public: bool) -> Result<(), StoreError>;
+    /// Whether forks of the repository are allowed (Bitbucket's `forkable`; default true).
+    fn repo_forkable(&self, repo: &Repo) -> Result<bool, StoreError>;
+    /// Applies `update` to a repository in one transaction; a new slug that is taken in the
+    /// project is `RepoExists` and changes nothing. The directory on disk is named by id, so a
+    /// rename moves no files.
+    fn update_repo(&self, repo: &Repo, update: &RepoUpdate) -> Result<Repo, StoreError>;
+}
 
 /// Settings written into every new repository's `config`:
 /// - `receive.fsckObjects`: refuse corrupt or malicious objects at push time;

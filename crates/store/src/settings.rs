@@ -171,6 +171,35 @@ impl fmt::Display for ContextPath {
     }
 }
 
+/// Where settings are kept: a key-value table, read through the provided typed methods.
+pub trait Settings {
+    fn setting(&self, key: &str) -> Result<Option<String>, crate::StoreError>;
+    /// Sets (`Some`) or clears (`None`) one setting.
+    fn set_setting(&self, key: &str, value: Option<&str>) -> Result<(), crate::StoreError>;
+    /// A number that changes whenever another process commits to the database, so a server
+    /// can notice settings changed by `trove admin` cheaply (SQLite's `PRAGMA data_version`;
+    /// this process's own commits do not change it).
+    fn data_version(&self) -> Result<i64, crate::StoreError>;
+
+    /// The base URL an administrator set, if any.
+    fn base_url(&self) -> Result<Option<BaseUrl>, crate::StoreError> {
+        Ok(self.setting("base_url")?.map(|v| BaseUrl::parse(&v)).transpose()?)
+    }
+
+    fn set_base_url(&self, url: Option<&BaseUrl>) -> Result<(), crate::StoreError> {
+        self.set_setting("base_url", url.map(|u| u.as_str()))
+    }
+
+    /// The context path an administrator set, if any.
+    fn context_path(&self) -> Result<Option<ContextPath>, crate::StoreError> {
+        Ok(self.setting("context_path")?.map(|v| ContextPath::parse(&v)).transpose()?)
+    }
+
+    fn set_context_path(&self, path: Option<&ContextPath>) -> Result<(), crate::StoreError> {
+        self.set_setting("context_path", path.map(|p| p.as_str()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

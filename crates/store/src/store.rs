@@ -1,93 +1,30 @@
-//! The metadata database (SQLite): users, projects, repositories, permissions, tokens, settings.
+//! The store: the metadata database behind its interfaces ([`crate::backend`]), the bare
+//! repositories on disk, and the rules every backend shares (passwords, tokens, sessions,
+//! making and removing repositories).
 //!
-//! One connection behind a mutex: the server's metadata traffic is a handful of point lookups
-//! per request, and a single writer keeps SQLite's locking trivial. Callers on an async runtime
-//! should call in `spawn_blocking` when a call hashes a password.
+//! [`Store`] derefs to the [`Backend`], so `store.user(&name)` reads a row directly (with
+//! `use trove_store::prelude::*`). Every call blocks: handlers on an async runtime go through
+//! [`Store::run`], which runs the closure on the blocking pool, so no worker thread ever waits
+//! on SQLite or argon2.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
 
+use crate::backend::Backend;
 use crate::error::StoreError;
-use crate::migrations::MIGRATIONS;
 use crate::names::{Owner, ProjectKey, RepoSlug, UserName};
 use crate::password::{self, Password};
-use crate::permissions::{self, GlobalPermission, Permission, PermissionFacts};
-use crate::repos;
-use crate::settings::{BaseUrl, ContextPath};
-
-/// One row, through the connection's cache of prepared statements: parsing and planning a
-/// statement costs more than running it on tables this size. Before, `sqlite3_prepare` was the
-/// largest part of the server's own CPU for an anonymous `git ls-remote` (perf).
-pub(crate) trait CachedRow {
-    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>;
-}
-
-impl CachedRow for Connection {
-    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T> {
-        self.prepare_cached(sql)?.query_row(params, f)
-    }
-}
-
-/// A user account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub id: i64,
-    pub name: UserName,
-    pub display_name: String,
-    pub email: Option<String>,
-    pub global: Option<GlobalPermission>,
-    pub active: bool,
-}
-
-impl User {
-    /// Active and holding a global permission (at least LICENSED_USER), as Bitbucket requires.
-    pub fn may_log_in(&self) -> bool {
-        self.active && self.global.is_some()
-    }
-}
-
-/// A project (`TP`) or a user's personal project (`~justme`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Project {
-    pub id: i64,
-    pub owner: Owner,
-    pub name: String,
-    pub public: bool,
-}
-
-/// A repository and the project facts that matter for access.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repo {
-    pub id: i64,
-    pub owner: Owner,
-    pub slug: RepoSlug,
-    pub name: String,
-    pub public: bool,
-    pub project_id: i64,
-    pub project_public: bool,
-}
-
-impl Repo {
-    /// `TP/test` or `~justme/test`, for messages and logs.
-    pub fn display_path(&self) -> String {
-        format!("{}/{}", self.owner, self.slug)
-    }
-}
-
-/// What a personal access token may do at most.
-pub type TokenScope = Permission;
-
-/// A token as handed to its owner, once: only its hash is stored.
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    pub id: i64,
-    pub secret: String,
-}
+use crate::permissions::{GlobalPermission, Permission};
+use crate::repos::{self, Repo};
+use crate::sessions::Session;
+use crate::sqlite::Sqlite;
+use crate::tokens::{NewToken, TokenScope};
+use crate::users::User;
 
 /// Who a credential turned out to be.
 #[derive(Debug, Clone)]
@@ -106,21 +43,38 @@ pub struct Store {
 }
 
 struct Inner {
+    db: Box<dyn Backend>,
     data_dir: PathBuf,
-    db_path: PathBuf,
     git_home: PathBuf,
     /// The git that `git init`s new repositories ([`Store::open_with_git`]).
     git_binary: PathBuf,
-    conn: Mutex<Connection>,
     verified: password::Verified,
+}
+
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        &*self.inner.db
+    }
 }
 
 pub(crate) fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-pub(crate) fn parse_perm(s: Option<String>) -> Option<Permission> {
-    s.and_then(|s| s.parse().ok())
+/// 256 random bits, URL-safe base64.
+fn random_secret() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Sessions are looked up by the SHA-256 of their id, so a copy of the database holds no
+/// usable session (a fast hash is enough: the id has 256 random bits).
+fn session_hash(id: &str) -> String {
+    let d = Sha256::digest(id.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Store {
@@ -138,38 +92,30 @@ impl Store {
         mk(&repos::repos_dir(&data_dir))?;
         let git_home = data_dir.join("git-home");
         mk(&git_home)?;
-        let db_path = data_dir.join("trove.db");
-        let db = StoreError::db(&db_path);
-        let mut conn = Connection::open(&db_path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(StoreError::db(&db_path))?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(StoreError::db(&db_path))?;
-        // Switching a new database to WAL needs it to itself for a moment, and SQLite answers
-        // SQLITE_BUSY at once, without the busy handler, when another process is opening it too
-        // (https://sqlite.org/wal.html#activating_and_configuring_wal_mode): retry for as long
-        // as the busy timeout. The mode is kept in the file, so this waits only on a new one.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match conn.pragma_update(None, "journal_mode", "WAL") {
-                Ok(()) => break,
-                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                Err(e) => return Err(StoreError::db(&db_path)(e)),
-            }
+        let db = Sqlite::open(&data_dir.join("trove.db"))?;
+        Ok(Store::with_backend(Box::new(db), data_dir, git_home, git_binary.to_owned()))
+    }
+
+    /// A store on any backend, with repositories under `data_dir`.
+    pub fn with_backend(db: Box<dyn Backend>, data_dir: PathBuf, git_home: PathBuf, git_binary: PathBuf) -> Store {
+        Store { inner: Arc::new(Inner { db, data_dir, git_home, git_binary, verified: password::Verified::new() }) }
+    }
+
+    /// Runs `f` with the store on the blocking thread pool and returns its result: the one way
+    /// async code calls the store, so that SQLite (or argon2) never holds up a worker thread
+    /// that other connections are waiting on. A panic in `f` is resumed in the caller.
+    pub async fn run<T, F>(&self, f: F) -> T
+    where
+        F: FnOnce(&Store) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(t) => t,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only when the runtime itself is shutting down, and then nobody awaits this.
+            Err(e) => panic!("store call cancelled: {e}"),
         }
-        // Every statement the store runs, kept prepared (see `CachedRow`).
-        conn.set_prepared_statement_cache_capacity(128);
-        migrate(&mut conn, &db_path)?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                data_dir,
-                db_path,
-                git_home,
-                git_binary: git_binary.to_owned(),
-                conn: Mutex::new(conn),
-                verified: password::Verified::new(),
-            }),
-        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -191,80 +137,14 @@ impl Store {
         repos::repos_dir(&self.inner.data_dir).join(repo.id.to_string())
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
-        // back on drop), so a poisoned lock is safe to keep using.
-        self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn db(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
-        StoreError::db(&self.inner.db_path)
-    }
-
     // ---- users ----
 
     pub fn create_user(&self, name: &UserName, password: &Password, global: GlobalPermission) -> Result<User, StoreError> {
-        let hash = password::hash_password(password.expose());
-        let conn = self.conn();
-        // INSERT OR IGNORE + row count, so two concurrent creations cannot both pass a check.
-        let n = conn
-            .execute(
-                "INSERT OR IGNORE INTO users (name, display_name, password_hash, global_permission, created_at) VALUES (?1, ?1, ?2, ?3, ?4)",
-                params![name.as_str(), hash, global.as_str(), now()],
-            )
-            .map_err(self.db())?;
-        if n == 0 {
-            return Err(StoreError::UserExists(name.to_string()));
-        }
-        drop(conn);
-        self.user(name)?.ok_or_else(|| StoreError::NoSuchUser(name.to_string()))
+        self.insert_user(name, &password::hash_password(password.expose()), global)
     }
 
     pub fn set_password(&self, name: &UserName, password: &Password) -> Result<(), StoreError> {
-        let hash = password::hash_password(password.expose());
-        let conn = self.conn();
-        let n = conn.execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name.as_str()]).map_err(self.db())?;
-        if n == 0 {
-            return Err(StoreError::NoSuchUser(name.to_string()));
-        }
-        // A new password is a fresh start: failures and a lock from guesses at the old one go.
-        conn.execute("DELETE FROM login_failures WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [name.as_str()]).map_err(self.db())?;
-        Ok(())
-    }
-
-    pub fn set_global_permission(&self, name: &UserName, global: Option<GlobalPermission>) -> Result<(), StoreError> {
-        let n = self
-            .conn()
-            .execute("UPDATE users SET global_permission = ?1 WHERE name = ?2", params![global.map(|g| g.as_str()), name.as_str()])
-            .map_err(self.db())?;
-        if n == 0 {
-            return Err(StoreError::NoSuchUser(name.to_string()));
-        }
-        Ok(())
-    }
-
-    pub fn user(&self, name: &UserName) -> Result<Option<User>, StoreError> {
-        self.user_where("name = ?1", rusqlite::types::Value::Text(name.to_string()))
-    }
-
-    pub(crate) fn user_where(&self, cond: &str, arg: rusqlite::types::Value) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT id, name, display_name, email, global_permission, active FROM users WHERE {cond}");
-        self.conn()
-            .row(&sql, [arg], |r| {
-                let name: String = r.get(1)?;
-                let global: Option<String> = r.get(4)?;
-                Ok(User {
-                    id: r.get(0)?,
-                    // Names were validated when stored; a row that no longer parses is corrupt.
-                    name: UserName::parse(&name).map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?,
-                    display_name: r.get(2)?,
-                    email: r.get(3)?,
-                    global: global.and_then(|g| g.parse().ok()),
-                    active: r.get::<_, i64>(5)? != 0,
-                })
-            })
-            .optional()
-            .map_err(self.db())
+        self.set_password_hash(name, &password::hash_password(password.expose()))
     }
 
     /// Checks a user name and password; `Ok(None)` for an unknown user, a wrong password, or an
@@ -273,9 +153,7 @@ impl Store {
     /// five minutes (`password::Verified`).
     pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>, StoreError> {
         let Ok(name) = UserName::parse(name) else { return Ok(None) };
-        let hash: Option<Option<String>> =
-            self.conn().row("SELECT password_hash FROM users WHERE name = ?1", [name.as_str()], |r| r.get(0)).optional().map_err(self.db())?;
-        let Some(Some(hash)) = hash else {
+        let Some(Some(hash)) = self.password_hash(&name)? else {
             // Spend the same time as a real check so response timing does not reveal which
             // user names exist.
             let _ = password::verify(password, DUMMY_HASH.get_or_init(|| password::hash_password("dummy password")));
@@ -299,23 +177,29 @@ impl Store {
         true
     }
 
+    /// Deletes an account with its grants, tokens, sessions and personal project; the personal
+    /// repositories' directories are removed from disk first.
+    pub fn delete_user(&self, name: &UserName) -> Result<(), StoreError> {
+        if self.user(name)?.is_none() {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        let personal = Owner::User(name.clone());
+        if let Some(p) = self.project_info(&personal)? {
+            for repo in self.project_repos(&p.as_project())? {
+                self.delete_repo(&repo)?;
+            }
+        }
+        self.delete_user_rows(name)
+    }
+
     // ---- tokens ----
 
     /// Creates a personal access token for `user`; the secret is returned once and only its
     /// hash is kept.
     pub fn create_token(&self, user: &UserName, label: &str, scope: TokenScope) -> Result<NewToken, StoreError> {
         let u = self.user(user)?.ok_or_else(|| StoreError::NoSuchUser(user.to_string()))?;
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let secret_part = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        let hash = password::hash_token_secret(&secret_part);
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO tokens (user_id, name, secret_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![u.id, label, hash, scope.as_str(), now()],
-        )
-        .map_err(self.db())?;
-        let id = conn.last_insert_rowid();
+        let secret_part = random_secret();
+        let id = self.insert_token(u.id, label, &password::hash_token_secret(&secret_part), scope)?;
         Ok(NewToken { id, secret: format!("{TOKEN_PREFIX}{id}_{secret_part}") })
     }
 
@@ -328,16 +212,11 @@ impl Store {
     /// token must belong to that user.
     pub fn verify_token(&self, secret: &str, user: Option<&str>) -> Result<Option<Authenticated>, StoreError> {
         let Some((id, secret_part)) = parse_token(secret) else { return Ok(None) };
-        let row: Option<(i64, String, String)> = self
-            .conn()
-            .row("SELECT user_id, secret_hash, scope FROM tokens WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()
-            .map_err(self.db())?;
-        let Some((user_id, hash, scope)) = row else { return Ok(None) };
-        if !password::verify(secret_part, &hash) {
+        let Some(row) = self.token_row(id)? else { return Ok(None) };
+        if !password::verify(secret_part, &row.secret_hash) {
             return Ok(None);
         }
-        let Some(u) = self.user_where("id = ?1", rusqlite::types::Value::Integer(user_id))? else { return Ok(None) };
+        let Some(u) = self.user_by_id(row.user_id)? else { return Ok(None) };
         if !u.may_log_in() {
             return Ok(None);
         }
@@ -346,69 +225,30 @@ impl Store {
         {
             return Ok(None);
         }
-        let _ = self.conn().execute("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2", params![now(), id]);
-        Ok(Some(Authenticated { user: u, token_scope: Some(scope.parse().unwrap_or(Permission::Read)) }))
+        let _ = self.touch_token(id);
+        Ok(Some(Authenticated { user: u, token_scope: Some(row.scope.parse().unwrap_or(Permission::Read)) }))
     }
 
-    // ---- projects ----
+    // ---- sessions ----
 
-    pub fn create_project(&self, key: &ProjectKey, name: Option<&str>, public: bool) -> Result<Project, StoreError> {
-        let conn = self.conn();
-        let n = conn
-            .execute(
-                "INSERT OR IGNORE INTO projects (key, name, public, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![key.as_str(), name.unwrap_or(key.as_str()), public, now()],
-            )
-            .map_err(self.db())?;
-        if n == 0 {
-            return Err(StoreError::ProjectExists(key.to_string()));
-        }
-        Ok(Project { id: conn.last_insert_rowid(), owner: Owner::Project(key.clone()), name: name.unwrap_or(key.as_str()).to_owned(), public })
+    /// Starts a session for `user_id` lasting `ttl_secs`; returns `(session id, csrf token)`.
+    pub fn create_session(&self, user_id: i64, ttl_secs: i64) -> Result<(String, String), StoreError> {
+        let id = random_secret();
+        let csrf = random_secret();
+        let t = now();
+        self.insert_session(&session_hash(&id), user_id, &csrf, t, t + ttl_secs)?;
+        Ok((id, csrf))
     }
 
-    pub fn set_project_public(&self, key: &ProjectKey, public: bool) -> Result<(), StoreError> {
-        let n = self.conn().execute("UPDATE projects SET public = ?1 WHERE key = ?2", params![public, key.as_str()]).map_err(self.db())?;
-        if n == 0 {
-            return Err(StoreError::NoSuchProject(key.to_string()));
-        }
-        Ok(())
+    /// The live session with this id, if any. The account may since have been disabled:
+    /// callers check [`User::may_log_in`].
+    pub fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let Some((user_id, csrf)) = self.session_row(&session_hash(id), now())? else { return Ok(None) };
+        Ok(self.user_by_id(user_id)?.map(|user| Session { user, csrf }))
     }
 
-    /// Sets the permission every licensed user has on a project (`None` removes it).
-    pub fn set_project_default_permission(&self, key: &ProjectKey, perm: Option<Permission>) -> Result<(), StoreError> {
-        let n = self
-            .conn()
-            .execute("UPDATE projects SET default_permission = ?1 WHERE key = ?2", params![perm.map(|p| p.as_str()), key.as_str()])
-            .map_err(self.db())?;
-        if n == 0 {
-            return Err(StoreError::NoSuchProject(key.to_string()));
-        }
-        Ok(())
-    }
-
-    fn project_id(&self, owner: &Owner) -> Result<Option<i64>, StoreError> {
-        self.conn().row("SELECT id FROM projects WHERE key = ?1", [owner.project_key()], |r| r.get(0)).optional().map_err(self.db())
-    }
-
-    /// The project row for `owner`, creating a user's personal project on first use.
-    fn ensure_project(&self, owner: &Owner) -> Result<i64, StoreError> {
-        if let Some(id) = self.project_id(owner)? {
-            return Ok(id);
-        }
-        match owner {
-            Owner::Project(k) => Err(StoreError::NoSuchProject(k.to_string())),
-            Owner::User(u) => {
-                let user = self.user(u)?.ok_or_else(|| StoreError::NoSuchUser(u.to_string()))?;
-                let conn = self.conn();
-                conn.execute(
-                    "INSERT OR IGNORE INTO projects (key, name, owner_user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![owner.project_key(), user.display_name, user.id, now()],
-                )
-                .map_err(self.db())?;
-                drop(conn);
-                self.project_id(owner)?.ok_or_else(|| StoreError::NoSuchUser(u.to_string()))
-            }
-        }
+    pub fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        self.delete_session_row(&session_hash(id))
     }
 
     // ---- repositories ----
@@ -417,152 +257,44 @@ impl Store {
     /// row is removed again.
     pub fn create_repo(&self, owner: &Owner, slug: &RepoSlug, public: bool) -> Result<Repo, StoreError> {
         let project_id = self.ensure_project(owner)?;
-        let id = {
-            let conn = self.conn();
-            let n = conn
-                .execute(
-                    "INSERT OR IGNORE INTO repositories (id, project_id, slug, name, public, created_at) VALUES (
-                        max(coalesce((SELECT max(id) FROM repositories), 0), coalesce((SELECT id FROM retired_ids WHERE tbl = 'repositories'), 0)) + 1,
-                        ?1, ?2, ?2, ?3, ?4)",
-                    params![project_id, slug.as_str(), public, now()],
-                )
-                .map_err(self.db())?;
-            if n == 0 {
-                return Err(StoreError::RepoExists(format!("{owner}/{slug}")));
-            }
-            conn.last_insert_rowid()
-        };
+        let id = self.insert_repo(project_id, slug, public)?.ok_or_else(|| StoreError::RepoExists(format!("{owner}/{slug}")))?;
         if let Err(e) = repos::init_bare(&self.inner.data_dir, &self.inner.git_home, &self.inner.git_binary, id) {
-            let _ = self.conn().execute("DELETE FROM repositories WHERE id = ?1", [id]);
+            let _ = self.delete_repo_row(id);
             return Err(e);
         }
         self.repo(owner, slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{owner}/{slug}")))
     }
 
-    pub fn set_repo_public(&self, owner: &Owner, slug: &RepoSlug, public: bool) -> Result<(), StoreError> {
-        let repo = self.repo(owner, slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{owner}/{slug}")))?;
-        self.conn().execute("UPDATE repositories SET public = ?1 WHERE id = ?2", params![public, repo.id]).map_err(self.db())?;
-        Ok(())
-    }
-
-    pub fn repo(&self, owner: &Owner, slug: &RepoSlug) -> Result<Option<Repo>, StoreError> {
-        self.conn()
-            .row(
-                "SELECT r.id, r.name, r.public, p.id, p.public FROM repositories r JOIN projects p ON p.id = r.project_id
-                 WHERE p.key = ?1 AND r.slug = ?2",
-                params![owner.project_key(), slug.as_str()],
-                |r| {
-                    Ok(Repo {
-                        id: r.get(0)?,
-                        owner: owner.clone(),
-                        slug: slug.clone(),
-                        name: r.get(1)?,
-                        public: r.get(2)?,
-                        project_id: r.get(3)?,
-                        project_public: r.get(4)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(self.db())
-    }
-
-    // ---- permissions ----
-
-    pub fn grant_project(&self, user: &UserName, key: &ProjectKey, perm: Permission) -> Result<(), StoreError> {
-        let u = self.user(user)?.ok_or_else(|| StoreError::NoSuchUser(user.to_string()))?;
-        let pid = self.project_id(&Owner::Project(key.clone()))?.ok_or_else(|| StoreError::NoSuchProject(key.to_string()))?;
-        self.conn()
-            .execute(
-                "INSERT INTO project_permissions (project_id, user_id, permission) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (project_id, user_id) DO UPDATE SET permission = excluded.permission",
-                params![pid, u.id, perm.as_str()],
-            )
-            .map_err(self.db())?;
-        Ok(())
-    }
-
-    pub fn grant_repo(&self, user: &UserName, owner: &Owner, slug: &RepoSlug, perm: Permission) -> Result<(), StoreError> {
-        let u = self.user(user)?.ok_or_else(|| StoreError::NoSuchUser(user.to_string()))?;
-        let repo = self.repo(owner, slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{owner}/{slug}")))?;
-        self.conn()
-            .execute(
-                "INSERT INTO repo_permissions (repo_id, user_id, permission) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (repo_id, user_id) DO UPDATE SET permission = excluded.permission",
-                params![repo.id, u.id, perm.as_str()],
-            )
-            .map_err(self.db())?;
-        Ok(())
-    }
-
-    /// What `who` (or an anonymous caller, for `None`) may do with `repo`; `None` means nothing,
-    /// not even read.
-    pub fn permission(&self, who: Option<&Authenticated>, repo: &Repo) -> Result<Option<Permission>, StoreError> {
-        let mut facts = PermissionFacts { project_public: repo.project_public, repo_public: repo.public, ..Default::default() };
-        if let Some(a) = who {
-            let conn = self.conn();
-            facts.authenticated = true;
-            facts.global = a.user.global;
-            facts.cap = a.token_scope;
-            let (owner_id, default): (Option<i64>, Option<String>) = conn
-                .row("SELECT owner_user_id, default_permission FROM projects WHERE id = ?1", [repo.project_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(self.db())?;
-            facts.owns_personal_project = owner_id == Some(a.user.id);
-            facts.project_default = parse_perm(default);
-            facts.project_grant = parse_perm(
-                conn.row("SELECT permission FROM project_permissions WHERE project_id = ?1 AND user_id = ?2", [repo.project_id, a.user.id], |r| r.get(0))
-                    .optional()
-                    .map_err(self.db())?,
-            );
-            facts.repo_grant = parse_perm(
-                conn.row("SELECT permission FROM repo_permissions WHERE repo_id = ?1 AND user_id = ?2", [repo.id, a.user.id], |r| r.get(0))
-                    .optional()
-                    .map_err(self.db())?,
-            );
-        }
-        Ok(permissions::effective_permission(&facts))
-    }
-
-    // ---- settings ----
-
-    fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.conn().row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(self.db())
-    }
-
-    fn set_setting(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
-        let conn = self.conn();
-        match value {
-            Some(v) => {
-                conn.execute("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", params![key, v])
+    /// Deletes a repository: the row first (so it vanishes from every listing at once), then
+    /// its directory, moved aside before removal so a half-deleted tree is never at a live path.
+    pub fn delete_repo(&self, repo: &Repo) -> Result<(), StoreError> {
+        let path = self.repo_path(repo);
+        self.delete_repo_row(repo.id)?;
+        // A trash name no other deletion can take, so a removal that fails never blocks a
+        // later one.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let trash = path.with_file_name(format!(".deleted-{}-{}-{}-{seq}", repo.id, now(), std::process::id()));
+        match std::fs::rename(&path, &trash) {
+            Ok(()) => {
+                if let Err(e) = std::fs::remove_dir_all(&trash) {
+                    tracing::warn!(path = %trash.display(), error = %e, "could not remove a deleted repository's directory; remove it by hand");
+                }
             }
-            None => conn.execute("DELETE FROM settings WHERE key = ?1", [key]),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not move a deleted repository's directory aside; remove it by hand"),
         }
-        .map_err(self.db())?;
         Ok(())
     }
 
-    /// SQLite's `PRAGMA data_version`: changes whenever another connection (another process)
-    /// commits, so a server can notice settings changed by `trove admin` cheaply.
-    pub fn data_version(&self) -> Result<i64, StoreError> {
-        self.conn().row("PRAGMA data_version", [], |r| r.get(0)).map_err(self.db())
-    }
-
-    /// The base URL an administrator set, if any.
-    pub fn base_url(&self) -> Result<Option<BaseUrl>, StoreError> {
-        Ok(self.setting("base_url")?.map(|v| BaseUrl::parse(&v)).transpose()?)
-    }
-
-    pub fn set_base_url(&self, url: Option<&BaseUrl>) -> Result<(), StoreError> {
-        self.set_setting("base_url", url.map(|u| u.as_str()))
-    }
-
-    /// The context path an administrator set, if any.
-    pub fn context_path(&self) -> Result<Option<ContextPath>, StoreError> {
-        Ok(self.setting("context_path")?.map(|v| ContextPath::parse(&v)).transpose()?)
-    }
-
-    pub fn set_context_path(&self, path: Option<&ContextPath>) -> Result<(), StoreError> {
-        self.set_setting("context_path", path.map(|p| p.as_str()))
+    /// Deletes a project, its repositories' rows and their directories on disk.
+    pub fn delete_project(&self, key: &ProjectKey) -> Result<(), StoreError> {
+        let owner = Owner::Project(key.clone());
+        let project = self.visible_project(&owner, None, true)?.ok_or_else(|| StoreError::NoSuchProject(key.to_string()))?;
+        for repo in self.project_repos(&project)? {
+            self.delete_repo(&repo)?;
+        }
+        self.delete_project_row(project.id)
     }
 }
 
@@ -575,31 +307,11 @@ fn parse_token(secret: &str) -> Option<(i64, &str)> {
     (secret_part.len() == 43).then_some((id, secret_part))
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
-    loop {
-        // Several processes may open a new database at once (`trove up` starting while `trove
-        // admin` runs): an IMMEDIATE transaction takes the write lock before the version is read
-        // (SQLite's "BEGIN IMMEDIATE", https://sqlite.org/lang_transaction.html), so each
-        // migration runs once and the others wait (busy_timeout), then see it applied.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::db(path))?;
-        let version: i64 = tx.row("PRAGMA user_version", [], |r| r.get(0)).map_err(StoreError::db(path))?;
-        if version > known {
-            return Err(StoreError::SchemaTooNew { path: path.to_owned(), found: version, known });
-        }
-        if version == known {
-            return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[version as usize]).map_err(StoreError::db(path))?;
-        tx.pragma_update(None, "user_version", version + 1).map_err(StoreError::db(path))?;
-        tx.commit().map_err(StoreError::db(path))?;
-        tracing::info!(db = %path.display(), version = version + 1, "applied metadata migration");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{BaseUrl, ContextPath};
+    use crate::{Project, ProjectUpdate, RepoUpdate};
 
     #[test]
     fn processes_opening_a_new_database_at_once_apply_each_migration_once() {
@@ -771,5 +483,137 @@ mod tests {
         assert_eq!(s.context_path().unwrap().unwrap().as_str(), "/stash");
         s.set_base_url(None).unwrap();
         assert_eq!(s.base_url().unwrap(), None);
+    }
+
+    // ---- moved from the callers' files (queries.rs, web.rs) ----
+
+    #[test]
+    fn project_updates_rename_keys_and_refuse_taken_ones_without_changing_anything() {
+        let (_d, s) = store();
+        let a = ProjectKey::parse("AAA").unwrap();
+        let b = ProjectKey::parse("BBB").unwrap();
+        s.create_project_described(&a, "Alpha", Some("first"), false).unwrap();
+        s.create_project_described(&b, "Beta", None, false).unwrap();
+        let up = ProjectUpdate { key: Some(b.clone()), name: Some("Changed".into()), ..Default::default() };
+        assert!(matches!(s.update_project(&a, &up), Err(StoreError::ProjectExists(_))));
+        let still = s.project_info(&Owner::Project(a.clone())).unwrap().unwrap();
+        assert_eq!((still.name.as_str(), still.description.as_deref()), ("Alpha", Some("first")));
+        let c = ProjectKey::parse("CCC").unwrap();
+        let up = ProjectUpdate { key: Some(c.clone()), description: Some(None), public: Some(true), ..Default::default() };
+        let got = s.update_project(&a, &up).unwrap();
+        assert_eq!((got.owner, got.description, got.public), (Owner::Project(c), None, true));
+        assert!(s.project_info(&Owner::Project(a)).unwrap().is_none());
+    }
+
+    #[test]
+    fn repo_renames_refuse_taken_slugs_and_deleting_a_user_removes_personal_repositories() {
+        let (_d, s) = store();
+        let alice = UserName::parse("alice").unwrap();
+        s.create_user(&alice, &Password::new("password1").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        let owner = Owner::User(alice.clone());
+        let one = s.create_repo(&owner, &RepoSlug::parse("one").unwrap(), false).unwrap();
+        s.create_repo(&owner, &RepoSlug::parse("two").unwrap(), false).unwrap();
+        let taken = RepoUpdate { name: Some(("Two".into(), RepoSlug::parse("two").unwrap())), ..Default::default() };
+        assert!(matches!(s.update_repo(&one, &taken), Err(StoreError::RepoExists(_))));
+        let renamed =
+            s.update_repo(&one, &RepoUpdate { name: Some(("Uno".into(), RepoSlug::parse("uno").unwrap())), forkable: Some(false), public: None }).unwrap();
+        assert_eq!((renamed.name.as_str(), renamed.slug.as_str()), ("Uno", "uno"));
+        assert!(!s.repo_forkable(&renamed).unwrap());
+        let path = s.repo_path(&renamed);
+        assert!(path.is_dir());
+        s.delete_user(&alice).unwrap();
+        assert!(!path.exists());
+        assert!(s.user(&alice).unwrap().is_none());
+        assert!(s.project_info(&owner).unwrap().is_none());
+        assert!(matches!(s.delete_user(&alice), Err(StoreError::NoSuchUser(_))));
+    }
+
+    #[test]
+    fn project_permission_counts_grants_defaults_and_admins_but_not_repository_grants() {
+        let (_d, s) = store();
+        let p = Password::new("password1").unwrap();
+        let bob = s.create_user(&UserName::parse("bob").unwrap(), &p, GlobalPermission::LicensedUser).unwrap();
+        let root = s.create_user(&UserName::parse("root").unwrap(), &p, GlobalPermission::SysAdmin).unwrap();
+        let key = ProjectKey::parse("TP").unwrap();
+        let owner = Owner::Project(key.clone());
+        s.create_project(&key, None, false).unwrap();
+        let repo = s.create_repo(&owner, &RepoSlug::parse("r").unwrap(), false).unwrap();
+        s.grant_repo(&bob.name, &owner, &repo.slug, Permission::Admin).unwrap();
+        let auth = |u: &User| Authenticated { user: u.clone(), token_scope: None };
+        let info = s.project_info(&owner).unwrap().unwrap();
+        assert_eq!(s.project_permission(Some(&auth(&bob)), &info).unwrap(), None);
+        assert_eq!(s.project_permission(Some(&auth(&root)), &info).unwrap(), Some(Permission::Admin));
+        s.set_project_default_permission(&key, Some(Permission::Write)).unwrap();
+        let info = s.project_info(&owner).unwrap().unwrap();
+        assert_eq!(s.project_permission(Some(&auth(&bob)), &info).unwrap(), Some(Permission::Write));
+        assert_eq!(s.project_permission(None, &info).unwrap(), None);
+    }
+
+    #[test]
+    fn sessions_resolve_by_id_end_on_logout_and_when_the_account_is_disabled() {
+        let (_d, s) = store();
+        let alice = s.create_user(&UserName::parse("alice").unwrap(), &Password::new("password1").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        let (id, csrf) = s.create_session(alice.id, 3600).unwrap();
+        let got = s.session(&id).unwrap().unwrap();
+        assert_eq!((got.user.id, got.csrf.as_str()), (alice.id, csrf.as_str()));
+        assert!(s.session("not-a-session").unwrap().is_none());
+        let (expired, _) = s.create_session(alice.id, -1).unwrap();
+        assert!(s.session(&expired).unwrap().is_none(), "expired");
+        s.delete_session(&id).unwrap();
+        assert!(s.session(&id).unwrap().is_none(), "logged out");
+        let (id2, _) = s.create_session(alice.id, 3600).unwrap();
+        s.set_user_active(&alice.name, false).unwrap();
+        assert!(s.session(&id2).unwrap().is_none(), "disabling ends sessions");
+        assert!(s.verify_password("alice", "password1").unwrap().is_none(), "a disabled user cannot log in");
+    }
+
+    #[test]
+    fn visible_projects_follow_grants_public_flags_and_admin() {
+        let (_d, s) = store();
+        let p = Password::new("password1").unwrap();
+        let alice = s.create_user(&UserName::parse("alice").unwrap(), &p, GlobalPermission::LicensedUser).unwrap();
+        let bob = s.create_user(&UserName::parse("bob").unwrap(), &p, GlobalPermission::LicensedUser).unwrap();
+        for (k, public) in [("PRIV", false), ("PUB", true), ("REPO", false)] {
+            s.create_project(&ProjectKey::parse(k).unwrap(), None, public).unwrap();
+        }
+        let repo_owner = Owner::parse("REPO").unwrap();
+        let slug = RepoSlug::parse("r").unwrap();
+        s.create_repo(&repo_owner, &slug, false).unwrap();
+        s.grant_repo(&alice.name, &repo_owner, &slug, Permission::Read).unwrap();
+        let keys = |v: Vec<Project>| v.into_iter().map(|p| p.owner.to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(s.visible_projects(None, false).unwrap()), ["PUB"]);
+        assert_eq!(keys(s.visible_projects(Some(&alice), false).unwrap()), ["PUB", "REPO"]);
+        assert_eq!(keys(s.visible_projects(Some(&bob), false).unwrap()), ["PUB"]);
+        assert_eq!(keys(s.visible_projects(Some(&bob), true).unwrap()), ["PRIV", "PUB", "REPO"]);
+        assert!(s.visible_project(&Owner::parse("PRIV").unwrap(), Some(&alice), false).unwrap().is_none());
+        s.set_repo_public(&repo_owner, &slug, true).unwrap();
+        assert_eq!(keys(s.visible_projects(None, false).unwrap()), ["PUB", "REPO"]);
+    }
+
+    #[test]
+    fn deleting_a_project_removes_its_repositories_from_disk() {
+        let (_d, s) = store();
+        let key = ProjectKey::parse("TP").unwrap();
+        s.create_project(&key, None, false).unwrap();
+        let repo = s.create_repo(&Owner::Project(key.clone()), &RepoSlug::parse("test").unwrap(), false).unwrap();
+        let path = s.repo_path(&repo);
+        assert!(path.is_dir());
+        s.delete_project(&key).unwrap();
+        assert!(!path.exists());
+        assert!(s.repo(&Owner::Project(key.clone()), &repo.slug).unwrap().is_none());
+        assert!(matches!(s.delete_project(&key), Err(StoreError::NoSuchProject(_))));
+    }
+
+    #[test]
+    fn tokens_list_and_revoke_only_for_their_owner() {
+        let (_d, s) = store();
+        let p = Password::new("password1").unwrap();
+        let alice = s.create_user(&UserName::parse("alice").unwrap(), &p, GlobalPermission::LicensedUser).unwrap();
+        let bob = s.create_user(&UserName::parse("bob").unwrap(), &p, GlobalPermission::LicensedUser).unwrap();
+        let t = s.create_token(&alice.name, "ci", Permission::Read).unwrap();
+        assert_eq!(s.tokens(&alice).unwrap().len(), 1);
+        assert!(!s.revoke_token(&bob, t.id).unwrap());
+        assert!(s.revoke_token(&alice, t.id).unwrap());
+        assert!(s.verify_token(&t.secret, None).unwrap().is_none());
     }
 }

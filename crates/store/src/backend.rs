@@ -1,0 +1,27 @@
+//! The store's interfaces: one trait per entity, and [`Backend`], all of them together.
+//!
+//! A backend keeps rows; it knows SQL, not policy. What every backend must do the same way
+//! (hashing passwords and token secrets, the login-failure policy, combining grants into a
+//! permission, making a repository's directory beside its row) lives once, in
+//! [`Store`](crate::Store) or in a trait's provided methods. The embedded SQLite database
+//! ([`crate::sqlite`]) is one backend; PostgreSQL will be another. Pull requests, webhooks and
+//! SSH keys get a trait of their own here when they land, and `Backend` gains it as a
+//! supertrait.
+//!
+//! Every method blocks (it runs SQL). On an async runtime, call through
+//! [`Store::run`](crate::Store::run), which moves the call to the blocking pool.
+
+pub use crate::grants::Grants;
+pub use crate::logins::Logins;
+pub use crate::projects::Projects;
+pub use crate::repos::Repos;
+pub use crate::sessions::Sessions;
+pub use crate::settings::Settings;
+pub use crate::tokens::Tokens;
+pub use crate::users::Users;
+
+/// Everything the server keeps in its metadata database.
+pub trait Backend: Users + Projects + Repos + Grants + Tokens + Sessions + Settings + Logins + Send + Sync + 'static {
+    /// What a log line or an error names this backend by (`SQLite /data/trove.db`).
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,119 @@
+use rusqlite::{OptionalExtension, params};
+
+use super::{CachedRow, Sqlite, corrupt};
+use crate::error::StoreError;
+use crate::names::{Owner, UserName};
+use crate::permissions::GlobalPermission;
+use crate::store::now;
+use crate::users::{User, Users};
+
+const USER_COLS: &str = "SELECT id, name, display_name, email, global_permission, active FROM users";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let name: String = r.get(1)?;
+    let global: Option<String> = r.get(4)?;
+    Ok(User {
+        id: r.get(0)?,
+        // Names were validated when stored; a row that no longer parses is corrupt.
+        name: UserName::parse(&name).map_err(|e| corrupt(1, e))?,
+        display_name: r.get(2)?,
+        email: r.get(3)?,
+        global: global.and_then(|g| g.parse().ok()),
+        active: r.get::<_, i64>(5)? != 0,
+    })
+}
+
+impl Users for Sqlite {
+    fn insert_user(&self, name: &UserName, password_hash: &str, global: GlobalPermission) -> Result<User, StoreError> {
+        // INSERT OR IGNORE + row count, so two concurrent creations cannot both pass a check.
+        let n = self
+            .write()
+            .execute(
+                "INSERT OR IGNORE INTO users (name, display_name, password_hash, global_permission, created_at) VALUES (?1, ?1, ?2, ?3, ?4)",
+                params![name.as_str(), password_hash, global.as_str(), now()],
+            )
+            .map_err(self.db())?;
+        if n == 0 {
+            return Err(StoreError::UserExists(name.to_string()));
+        }
+        self.user(name)?.ok_or_else(|| StoreError::NoSuchUser(name.to_string()))
+    }
+
+    fn user(&self, name: &UserName) -> Result<Option<User>, StoreError> {
+        self.read().row(&format!("{USER_COLS} WHERE name = ?1"), [name.as_str()], user_row).optional().map_err(self.db())
+    }
+
+    fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        self.read().row(&format!("{USER_COLS} WHERE id = ?1"), [id], user_row).optional().map_err(self.db())
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        let conn = self.read();
+        let mut st = conn.prepare_cached(&format!("{USER_COLS} ORDER BY name")).map_err(self.db())?;
+        let rows = st.query_map([], |r| Ok(user_row(r).ok())).map_err(self.db())?;
+        // A row that no longer parses is left out of the list, as before.
+        let all: Vec<Option<User>> = rows.collect::<Result<_, _>>().map_err(self.db())?;
+        Ok(all.into_iter().flatten().collect())
+    }
+
+    fn password_hash(&self, name: &UserName) -> Result<Option<Option<String>>, StoreError> {
+        self.read().row("SELECT password_hash FROM users WHERE name = ?1", [name.as_str()], |r| r.get(0)).optional().map_err(self.db())
+    }
+
+    fn set_password_hash(&self, name: &UserName, hash: &str) -> Result<(), StoreError> {
+        let mut conn = self.write();
+        let tx = conn.transaction().map_err(self.db())?;
+        let n = tx.execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name.as_str()]).map_err(self.db())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        tx.execute("DELETE FROM login_failures WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [name.as_str()]).map_err(self.db())?;
+        tx.commit().map_err(self.db())
+    }
+
+    fn set_global_permission(&self, name: &UserName, global: Option<GlobalPermission>) -> Result<(), StoreError> {
+        let n = self
+            .write()
+            .execute("UPDATE users SET global_permission = ?1 WHERE name = ?2", params![global.map(|g| g.as_str()), name.as_str()])
+            .map_err(self.db())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn set_user_active(&self, name: &UserName, active: bool) -> Result<(), StoreError> {
+        let mut conn = self.write();
+        let tx = conn.transaction().map_err(self.db())?;
+        let n = tx.execute("UPDATE users SET active = ?1 WHERE name = ?2", params![active, name.as_str()]).map_err(self.db())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        if !active {
+            tx.execute("DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [name.as_str()]).map_err(self.db())?;
+        }
+        tx.commit().map_err(self.db())
+    }
+
+    fn set_user_details(&self, name: &UserName, display_name: Option<&str>, email: Option<&str>) -> Result<(), StoreError> {
+        let n = self
+            .write()
+            .execute(
+                "UPDATE users SET display_name = COALESCE(?1, display_name), email = COALESCE(?2, email) WHERE name = ?3",
+                params![display_name, email, name.as_str()],
+            )
+            .map_err(self.db())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn delete_user_rows(&self, name: &UserName) -> Result<(), StoreError> {
+        let mut conn = self.write();
+        let tx = conn.transaction().map_err(self.db())?;
+        tx.execute("DELETE FROM projects WHERE key = ?1", [Owner::User(name.clone()).project_key()]).map_err(self.db())?;
+        tx.execute("DELETE FROM users WHERE name = ?1", [name.as_str()]).map_err(self.db())?;
+        tx.commit().map_err(self.db())
+    }
+}

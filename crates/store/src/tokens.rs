@@ -1,0 +1,45 @@
+//! Personal access tokens: only a hash of each secret is kept.
+
+use crate::error::StoreError;
+use crate::permissions::Permission;
+use crate::users::User;
+
+/// What a personal access token may do at most.
+pub type TokenScope = Permission;
+
+/// A token as handed to its owner, once: only its hash is stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: i64,
+    pub secret: String,
+}
+
+/// A personal access token as its owner sees it in a list (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A token's row, as [`crate::Store::verify_token`] checks it.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub user_id: i64,
+    pub secret_hash: String,
+    pub scope: String,
+}
+
+/// The rows of tokens ([`crate::Store::create_token`] makes the secret and its hash).
+pub trait Tokens {
+    /// Stores a token's hash; returns its id.
+    fn insert_token(&self, user_id: i64, label: &str, secret_hash: &str, scope: TokenScope) -> Result<i64, StoreError>;
+    fn token_row(&self, id: i64) -> Result<Option<TokenRow>, StoreError>;
+    /// Records that the token was just used (best effort).
+    fn touch_token(&self, id: i64) -> Result<(), StoreError>;
+    fn tokens(&self, user: &User) -> Result<Vec<TokenInfo>, StoreError>;
+    /// Revokes one of `user`'s tokens; `false` if they have no token with that id.
+    fn revoke_token(&self, user: &User, id: i64) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,48 @@
+//! User accounts: names, display names, e-mail, the global permission, enabled or not.
+
+use crate::error::StoreError;
+use crate::names::UserName;
+use crate::permissions::GlobalPermission;
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub name: UserName,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub global: Option<GlobalPermission>,
+    pub active: bool,
+}
+
+impl User {
+    /// Active and holding a global permission (at least LICENSED_USER), as Bitbucket requires.
+    pub fn may_log_in(&self) -> bool {
+        self.active && self.global.is_some()
+    }
+}
+
+/// The rows of user accounts. Passwords arrive hashed ([`crate::Store::create_user`] hashes).
+pub trait Users {
+    /// A new account; `UserExists` when the name is taken (case-insensitively), decided by the
+    /// database so two concurrent creations cannot both pass a check.
+    fn insert_user(&self, name: &UserName, password_hash: &str, global: GlobalPermission) -> Result<User, StoreError>;
+    fn user(&self, name: &UserName) -> Result<Option<User>, StoreError>;
+    fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
+    /// Every account, by name.
+    fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// The stored password hash: `None` for no such user, `Some(None)` for an account without
+    /// a password.
+    fn password_hash(&self, name: &UserName) -> Result<Option<Option<String>>, StoreError>;
+    /// Replaces the password hash; a new password is a fresh start, so failures and a lock
+    /// from guesses at the old one go too.
+    fn set_password_hash(&self, name: &UserName, hash: &str) -> Result<(), StoreError>;
+    fn set_global_permission(&self, name: &UserName, global: Option<GlobalPermission>) -> Result<(), StoreError>;
+    /// Enables or disables an account; disabling also ends its sessions.
+    fn set_user_active(&self, name: &UserName, active: bool) -> Result<(), StoreError>;
+    /// Sets a user's display name and e-mail address (`None` leaves one as it is).
+    fn set_user_details(&self, name: &UserName, display_name: Option<&str>, email: Option<&str>) -> Result<(), StoreError>;
+    /// Removes the account's row and its personal project's row (grants, tokens and sessions
+    /// go with them). The repositories' directories are the caller's ([`crate::Store::delete_user`]).
+    fn delete_user_rows(&self, name: &UserName) -> Result<(), StoreError>;
+}
