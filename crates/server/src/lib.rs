@@ -69,10 +69,11 @@ pub(crate) struct Shared {
     pub(crate) settings_sync: SettingsSync,
 }
 
-/// Follows settings that other processes write to the database. SQLite's `PRAGMA data_version`
-/// changes only when another connection commits, so the check on each request is one cheap
-/// statement, and the settings are read again only after such a commit: a base URL set with
-/// `trove admin` (or on another node) is in force for the next request.
+/// Follows settings that other processes write to the database. The store's `data_version`
+/// (SQLite's `PRAGMA data_version`, on a connection of its own) changes only when something
+/// commits, so the check on each request is one cheap statement that never waits behind a
+/// write, and the settings are read again only after a commit: a base URL set with `trove
+/// admin` (or on another node) is in force for the next request.
 pub(crate) struct SettingsSync {
     /// The base URL came from trove.toml, which wins over the database.
     base_url_from_config: bool,

@@ -176,9 +176,10 @@ pub trait Settings {
     fn setting(&self, key: &str) -> Result<Option<String>, crate::StoreError>;
     /// Sets (`Some`) or clears (`None`) one setting.
     fn set_setting(&self, key: &str, value: Option<&str>) -> Result<(), crate::StoreError>;
-    /// A number that changes whenever another process commits to the database, so a server
-    /// can notice settings changed by `trove admin` cheaply (SQLite's `PRAGMA data_version`;
-    /// this process's own commits do not change it).
+    /// A number that changes whenever the database changes, so a server can notice settings
+    /// changed by `trove admin` or another node cheaply, and read them again only then
+    /// (SQLite's `PRAGMA data_version`). Cheap and never waits behind a write: asked on every
+    /// request.
     fn data_version(&self) -> Result<i64, crate::StoreError>;
 
     /// The base URL an administrator set, if any.

@@ -66,7 +66,7 @@ fn check_order(api: &Api) -> Result<(), ApiError> {
 pub(crate) async fn branches(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     let page = api.q.page()?;
     check_order(&api)?;
-    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
     let refs = reader(&api, &repo).refs().await?;
     let filter = api.q.get("filterText");
     let head = refs.head.as_deref();
@@ -77,7 +77,7 @@ pub(crate) async fn branches(api: Api, Path((key, slug)): Path<(String, String)>
 
 /// `GET …/branches/default`: 404 while the default branch has no commits.
 pub(crate) async fn default_branch(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
-    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
     let refs = reader(&api, &repo).refs().await?;
     let head = refs.head.as_deref();
     let b = refs.default_branch().ok_or_else(|| ApiError::NotFound {
@@ -95,7 +95,7 @@ pub(crate) struct BranchBody {
 /// `PUT …/branches/default` `{"id": "refs/heads/main"}` → 204. Needs repository admin. The
 /// branch need not exist yet (an empty repository gets its first push there).
 pub(crate) async fn set_default_branch(api: Api, Path((key, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let (repo, _) = api.repo(&key, &slug, Permission::Admin, "change this repository's default branch")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Admin, "change this repository's default branch").await?;
     let b: BranchBody = parse_body(body)?;
     let id = b.id.ok_or_else(|| ApiError::invalid("id", "The branch id (like refs/heads/main) is required."))?;
     let short = id.strip_prefix("refs/heads/").unwrap_or(&id);
@@ -113,7 +113,7 @@ pub(crate) async fn set_default_branch(api: Api, Path((key, slug)): Path<(String
 pub(crate) async fn tags(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     let page = api.q.page()?;
     check_order(&api)?;
-    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
     let refs = reader(&api, &repo).refs().await?;
     let filter = api.q.get("filterText");
     let values = refs.tags.iter().filter(|t| super::matches_filter(filter, &[&t.short])).map(|t| ref_json(t, "TAG", None)).collect();
@@ -143,7 +143,7 @@ fn checked_path(raw: Option<&str>) -> Result<&str, ApiError> {
 /// default branch), excluding what `since` reaches.
 pub(crate) async fn commits(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     let page = api.q.page()?;
-    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
     let git = reader(&api, &repo);
     let refs = git.refs().await?;
     let path = checked_path(api.q.get("path"))?;
@@ -174,7 +174,7 @@ pub(crate) async fn commits(api: Api, Path((key, slug)): Path<(String, String)>)
 
 /// `GET …/commits/{commitId}`: a commit by id, or by branch or tag name.
 pub(crate) async fn commit(api: Api, Path((key, slug, id)): Path<(String, String, String)>) -> Result<Response, ApiError> {
-    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
     let git = reader(&api, &repo);
     let refs = git.refs().await?;
     let resolved = git.resolve(&refs, Some(&id)).await?.ok_or_else(|| ApiError::no_commit(&id))?;
@@ -217,7 +217,7 @@ async fn locate(api: &Api, git: &Reader, path: &str) -> Result<(String, String),
 
 /// `GET …/browse[/{path}]?at=`: a directory's children, or a file's lines, paged.
 async fn browse(api: Api, key: String, slug: String, path: String) -> Result<Response, ApiError> {
-    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
     let path = checked_path(Some(&path))?.to_owned();
     let git = reader(&api, &repo);
     let (commit, label) = locate(&api, &git, &path).await?;
@@ -287,7 +287,7 @@ pub(crate) async fn files_path(api: Api, Path((key, slug, path)): Path<(String, 
 /// is read as the page needs ([`Reader::files`]).
 async fn files(api: Api, key: String, slug: String, path: String) -> Result<Response, ApiError> {
     let page = api.q.page()?;
-    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
     let path = checked_path(Some(&path))?.to_owned();
     let git = reader(&api, &repo);
     let (commit, label) = locate(&api, &git, &path).await?;
@@ -299,7 +299,7 @@ async fn files(api: Api, key: String, slug: String, path: String) -> Result<Resp
 /// `GET …/raw/{path}?at=`: the file's bytes, streamed from `git cat-file`. Text is served as
 /// `text/plain;charset=UTF-8`, anything else as `application/octet-stream`; never as HTML.
 pub(crate) async fn raw(api: Api, Path((key, slug, path)): Path<(String, String, String)>) -> Result<Response, ApiError> {
-    let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
     let path = checked_path(Some(&path))?.to_owned();
     let git = reader(&api, &repo);
     let (commit, label) = locate(&api, &git, &path).await?;

@@ -215,6 +215,7 @@ async fn application_properties() -> Response {
 }
 
 /// Query parameters, in order; a name may repeat (`?name=a&name=b`).
+#[derive(Clone)]
 pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
@@ -285,6 +286,7 @@ pub(crate) fn envelope(values: Vec<Value>, page: PageReq, last: bool) -> Value {
 }
 
 /// One REST request: the server, how the request looked, who is calling, and the query.
+#[derive(Clone)]
 pub(crate) struct Api {
     pub(crate) state: AppState,
     pub(crate) view: RequestView,
@@ -305,6 +307,14 @@ impl FromRequestParts<AppState> for Api {
 }
 
 impl Api {
+    /// Runs the synchronous part of a handler (store lookups, permission decisions, JSON) on
+    /// the store's blocking pool ([`trove_store::Store::run`]), so no REST request ever holds
+    /// an async worker thread while SQLite or argon2 works.
+    pub(crate) async fn blocking<T: Send + 'static>(self, f: impl FnOnce(&Api) -> T + Send + 'static) -> T {
+        let store = self.state.store.clone();
+        store.run(move |_| f(&self)).await
+    }
+
     pub(crate) fn store(&self) -> &trove_store::Store {
         &self.state.store
     }
@@ -358,6 +368,12 @@ impl Api {
         let granted = crate::access::repo(self.store(), self.who.as_ref(), key, slug, need).map_err(|e| self.refused(e, || ApiError::no_repo(slug), what))?;
         let info = self.store().project_info(&granted.repo.owner)?.ok_or_else(missing)?;
         Ok((granted.repo, info))
+    }
+
+    /// [`Api::repo`] from async code: the lookup runs on the store's blocking pool.
+    pub(crate) async fn repo_async(&self, key: &str, slug: &str, need: Permission, what: &'static str) -> Result<(Repo, ProjectInfo), ApiError> {
+        let (key, slug) = (key.to_owned(), slug.to_owned());
+        self.clone().blocking(move |api| api.repo(&key, &slug, need, what)).await
     }
 
     /// Renders the access service's refusal: 401, Bitbucket's "does not exist" 404, or a 403
@@ -445,12 +461,6 @@ impl Api {
             },
         }))
     }
-}
-
-/// Runs a slow store call (argon2 hashing, removing a repository's directory) off the async
-/// worker threads.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, trove_store::StoreError> + Send + 'static) -> Result<T, ApiError> {
-    Ok(tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("store task panicked: {e}")))??)
 }
 
 /// Reads a JSON body: too large is 413, missing or malformed is 400; nothing is changed

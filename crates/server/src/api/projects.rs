@@ -53,90 +53,105 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 /// `GET /projects?name=&permission=`: the projects the caller may see (personal projects are
 /// listed under their users).
 pub(crate) async fn list(api: Api) -> Result<Response, ApiError> {
-    let page = api.q.page()?;
-    let name = api.q.get("name");
-    let need = api.q.get("permission").map(|p| super::parse_level("PROJECT", p)).transpose()?;
-    let mut values = Vec::new();
-    for p in api.store().visible_projects(api.user(), crate::access::sees_everything(api.who.as_ref()))? {
-        if !matches!(p.owner, Owner::Project(_)) || !matches_filter(name, &[&p.name]) {
-            continue;
+    api.blocking(move |api| {
+        let page = api.q.page()?;
+        let name = api.q.get("name");
+        let need = api.q.get("permission").map(|p| super::parse_level("PROJECT", p)).transpose()?;
+        let mut values = Vec::new();
+        for p in api.store().visible_projects(api.user(), crate::access::sees_everything(api.who.as_ref()))? {
+            if !matches!(p.owner, Owner::Project(_)) || !matches_filter(name, &[&p.name]) {
+                continue;
+            }
+            let Some(info) = api.store().project_info(&p.owner)? else { continue };
+            if let Some(need) = need
+                && api.store().project_permission(api.who.as_ref(), &info)?.is_none_or(|have| have < need)
+            {
+                continue;
+            }
+            values.push(api.project_json(&info));
         }
-        let Some(info) = api.store().project_info(&p.owner)? else { continue };
-        if let Some(need) = need
-            && api.store().project_permission(api.who.as_ref(), &info)?.is_none_or(|have| have < need)
-        {
-            continue;
-        }
-        values.push(api.project_json(&info));
-    }
-    Ok(ok(StatusCode::OK, paged(values, page)))
+        Ok(ok(StatusCode::OK, paged(values, page)))
+    })
+    .await
 }
 
 /// `GET /projects/{key}`.
 pub(crate) async fn get(api: Api, Path(key): Path<String>) -> Result<Response, ApiError> {
-    let info = api.project(&key, None, "see this project")?;
-    Ok(ok(StatusCode::OK, api.project_json(&info)))
+    api.blocking(move |api| {
+        let info = api.project(&key, None, "see this project")?;
+        Ok(ok(StatusCode::OK, api.project_json(&info)))
+    })
+    .await
 }
 
 /// `POST /projects` `{key, name, description, public}` → 201. Needs PROJECT_CREATE.
 pub(crate) async fn create(api: Api, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    api.require_login()?;
-    let may = matches!(api.global(), Some(GlobalPermission::ProjectCreate | GlobalPermission::Admin | GlobalPermission::SysAdmin))
-        && api.cap_allows(Permission::Admin);
-    if !may {
-        return Err(ApiError::forbidden("create projects: the PROJECT_CREATE global permission is required"));
-    }
-    let b: ProjectBody = parse_body(body)?;
-    let key = parse_key(b.key.as_deref().ok_or_else(|| ApiError::invalid("key", "The project key is required."))?)?;
-    let name = b.name.ok_or_else(|| ApiError::invalid("name", "The project name is required."))?;
-    check_name(&name)?;
-    let description = b.description.flatten();
-    if let Some(d) = &description {
-        check_text("description", d)?;
-    }
-    let info = api.store().create_project_described(&key, name.trim(), description.as_deref(), b.public.unwrap_or(false))?;
-    // The creator administers what they created, as in Bitbucket.
-    if let Some(a) = &api.who
-        && !api.is_admin()
-    {
-        api.store().grant_project(&a.user.name, &key, Permission::Admin)?;
-    }
-    Ok(ok(StatusCode::CREATED, api.project_json(&info)))
+    api.blocking(move |api| {
+        api.require_login()?;
+        let may = matches!(api.global(), Some(GlobalPermission::ProjectCreate | GlobalPermission::Admin | GlobalPermission::SysAdmin))
+            && api.cap_allows(Permission::Admin);
+        if !may {
+            return Err(ApiError::forbidden("create projects: the PROJECT_CREATE global permission is required"));
+        }
+        let b: ProjectBody = parse_body(body)?;
+        let key = parse_key(b.key.as_deref().ok_or_else(|| ApiError::invalid("key", "The project key is required."))?)?;
+        let name = b.name.ok_or_else(|| ApiError::invalid("name", "The project name is required."))?;
+        check_name(&name)?;
+        let description = b.description.flatten();
+        if let Some(d) = &description {
+            check_text("description", d)?;
+        }
+        let info = api.store().create_project_described(&key, name.trim(), description.as_deref(), b.public.unwrap_or(false))?;
+        // The creator administers what they created, as in Bitbucket.
+        if let Some(a) = &api.who
+            && !api.is_admin()
+        {
+            api.store().grant_project(&a.user.name, &key, Permission::Admin)?;
+        }
+        Ok(ok(StatusCode::CREATED, api.project_json(&info)))
+    })
+    .await
 }
 
 /// `PUT /projects/{key}` `{key?, name?, description?, public?}`. Needs project admin.
 pub(crate) async fn update(api: Api, Path(key): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let info = api.project(&key, Some(Permission::Admin), "change this project")?;
-    let Owner::Project(current) = &info.owner else {
-        return Err(ApiError::invalid("key", "Personal projects cannot be changed; they belong to their user."));
-    };
-    let b: ProjectBody = parse_optional_body(body)?;
-    let new_key = b.key.as_deref().map(parse_key).transpose()?;
-    if let Some(n) = &b.name {
-        check_name(n)?;
-    }
-    if let Some(Some(d)) = &b.description {
-        check_text("description", d)?;
-    }
-    let update = ProjectUpdate { key: new_key, name: b.name.map(|n| n.trim().to_owned()), description: b.description, public: b.public };
-    let info = api.store().update_project(current, &update)?;
-    Ok(ok(StatusCode::OK, api.project_json(&info)))
+    api.blocking(move |api| {
+        let info = api.project(&key, Some(Permission::Admin), "change this project")?;
+        let Owner::Project(current) = &info.owner else {
+            return Err(ApiError::invalid("key", "Personal projects cannot be changed; they belong to their user."));
+        };
+        let b: ProjectBody = parse_optional_body(body)?;
+        let new_key = b.key.as_deref().map(parse_key).transpose()?;
+        if let Some(n) = &b.name {
+            check_name(n)?;
+        }
+        if let Some(Some(d)) = &b.description {
+            check_text("description", d)?;
+        }
+        let update = ProjectUpdate { key: new_key, name: b.name.map(|n| n.trim().to_owned()), description: b.description, public: b.public };
+        let info = api.store().update_project(current, &update)?;
+        Ok(ok(StatusCode::OK, api.project_json(&info)))
+    })
+    .await
 }
 
 /// `DELETE /projects/{key}` → 204. As in Bitbucket, a project that still has repositories is
 /// not deleted (409): delete them first.
 pub(crate) async fn delete(api: Api, Path(key): Path<String>) -> Result<Response, ApiError> {
-    let info = api.project(&key, Some(Permission::Admin), "delete this project")?;
-    let Owner::Project(k) = &info.owner else {
-        return Err(ApiError::invalid("key", "Personal projects cannot be deleted; delete the user instead."));
-    };
-    let repos = api.store().project_repos(&info.as_project())?;
-    if !repos.is_empty() {
-        return Err(ApiError::Conflict {
-            exception: "com.atlassian.bitbucket.IntegrityException",
-            message: format!("Project {k} cannot be deleted because it has {} repositories; delete them first.", repos.len()),
-        });
-    }
-    api.store().delete_project(k)?;
-    Ok(no_content())
+    api.blocking(move |api| {
+        let info = api.project(&key, Some(Permission::Admin), "delete this project")?;
+        let Owner::Project(k) = &info.owner else {
+            return Err(ApiError::invalid("key", "Personal projects cannot be deleted; delete the user instead."));
+        };
+        let repos = api.store().project_repos(&info.as_project())?;
+        if !repos.is_empty() {
+            return Err(ApiError::Conflict {
+                exception: "com.atlassian.bitbucket.IntegrityException",
+                message: format!("Project {k} cannot be deleted because it has {} repositories; delete them first.", repos.len()),
+            });
+        }
+        api.store().delete_project(k)?;
+        Ok(no_content())
+    })
+    .await
 }

@@ -56,112 +56,131 @@ fn readable(api: &Api, project: &ProjectInfo, name: Option<&str>) -> Result<Vec<
 
 /// `GET /projects/{key}/repos`.
 pub(crate) async fn list(api: Api, Path(key): Path<String>) -> Result<Response, ApiError> {
-    let page = api.q.page()?;
-    let project = api.project(&key, None, "see this project")?;
-    Ok(ok(StatusCode::OK, paged(readable(&api, &project, None)?, page)))
+    api.blocking(move |api| {
+        let page = api.q.page()?;
+        let project = api.project(&key, None, "see this project")?;
+        Ok(ok(StatusCode::OK, paged(readable(&api, &project, None)?, page)))
+    })
+    .await
 }
 
 /// `GET /users/{user}/repos` (also `~user`): a user's personal repositories.
 pub(crate) async fn list_personal(api: Api, Path(user): Path<String>) -> Result<Response, ApiError> {
-    let page = api.q.page()?;
-    let user = user.strip_prefix('~').unwrap_or(&user);
-    let key = format!("~{user}");
-    let owner = Owner::parse(&key).map_err(|_| api.hidden(ApiError::no_user(user)))?;
-    let Owner::User(name) = &owner else { return Err(ApiError::no_user(user)) };
-    if api.store().user(name)?.is_none() {
-        return Err(api.hidden(ApiError::no_user(user)));
-    }
-    let values = match api.store().project_info(&owner)? {
-        Some(project) => readable(&api, &project, None)?,
-        None => Vec::new(),
-    };
-    Ok(ok(StatusCode::OK, paged(values, page)))
+    api.blocking(move |api| {
+        let page = api.q.page()?;
+        let user = user.strip_prefix('~').unwrap_or(&user);
+        let key = format!("~{user}");
+        let owner = Owner::parse(&key).map_err(|_| api.hidden(ApiError::no_user(user)))?;
+        let Owner::User(name) = &owner else { return Err(ApiError::no_user(user)) };
+        if api.store().user(name)?.is_none() {
+            return Err(api.hidden(ApiError::no_user(user)));
+        }
+        let values = match api.store().project_info(&owner)? {
+            Some(project) => readable(&api, &project, None)?,
+            None => Vec::new(),
+        };
+        Ok(ok(StatusCode::OK, paged(values, page)))
+    })
+    .await
 }
 
 /// `GET /repos?name=&projectname=&permission=`: every repository the caller may read.
 pub(crate) async fn list_all(api: Api) -> Result<Response, ApiError> {
-    let page = api.q.page()?;
-    let name = api.q.get("name");
-    let project_name = api.q.get("projectname");
-    let need = api.q.get("permission").map(|p| super::parse_level("REPO", p)).transpose()?;
-    let mut values = Vec::new();
-    for p in api.store().visible_projects(api.user(), crate::access::sees_everything(api.who.as_ref()))? {
-        let Some(info) = api.store().project_info(&p.owner)? else { continue };
-        if !matches_filter(project_name, &[&info.name]) {
-            continue;
-        }
-        for repo in api.store().project_repos(&p)? {
-            if !matches_filter(name, &[&repo.name, repo.slug.as_str()]) {
+    api.blocking(move |api| {
+        let page = api.q.page()?;
+        let name = api.q.get("name");
+        let project_name = api.q.get("projectname");
+        let need = api.q.get("permission").map(|p| super::parse_level("REPO", p)).transpose()?;
+        let mut values = Vec::new();
+        for p in api.store().visible_projects(api.user(), crate::access::sees_everything(api.who.as_ref()))? {
+            let Some(info) = api.store().project_info(&p.owner)? else { continue };
+            if !matches_filter(project_name, &[&info.name]) {
                 continue;
             }
-            let Some(have) = api.store().permission(api.who.as_ref(), &repo)? else { continue };
-            if need.is_some_and(|n| have < n) {
-                continue;
+            for repo in api.store().project_repos(&p)? {
+                if !matches_filter(name, &[&repo.name, repo.slug.as_str()]) {
+                    continue;
+                }
+                let Some(have) = api.store().permission(api.who.as_ref(), &repo)? else { continue };
+                if need.is_some_and(|n| have < n) {
+                    continue;
+                }
+                values.push(api.repo_json(&repo, &info)?);
             }
-            values.push(api.repo_json(&repo, &info)?);
         }
-    }
-    Ok(ok(StatusCode::OK, paged(values, page)))
+        Ok(ok(StatusCode::OK, paged(values, page)))
+    })
+    .await
 }
 
 /// `GET /projects/{key}/repos/{slug}`.
 pub(crate) async fn get(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
-    let (repo, project) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
-    Ok(ok(StatusCode::OK, api.repo_json(&repo, &project)?))
+    api.blocking(move |api| {
+        let (repo, project) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+        Ok(ok(StatusCode::OK, api.repo_json(&repo, &project)?))
+    })
+    .await
 }
 
 /// `POST /projects/{key}/repos` `{name, scmId: "git", forkable, public}` → 201. Needs project
 /// admin (or being the owner of the personal project).
 pub(crate) async fn create(api: Api, Path(key): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    api.require_login()?;
-    let owner = crate::access::create_repo(api.store(), api.who.as_ref(), &key).map_err(|e| {
-        // A personal project of a user who does not exist: say which user.
-        let missing = match Owner::parse(&key) {
-            Ok(Owner::User(u)) if api.store().user(&u).is_ok_and(|found| found.is_none()) => ApiError::no_user(u.as_str()),
-            _ => ApiError::no_project(&key),
-        };
-        api.refused(e, || missing, "create repositories in this project")
-    })?;
-    let b: RepoBody = parse_body(body)?;
-    let (name, slug) = name_and_slug(b.name.as_deref().ok_or_else(|| ApiError::invalid("name", "The repository name is required."))?)?;
-    if let Some(scm) = &b.scm_id
-        && scm != "git"
-    {
-        return Err(ApiError::invalid("scmId", format!("{scm:?} is not a supported SCM; only \"git\" is.")));
-    }
-    let repo = api.store().create_repo(&owner, &slug, b.public.unwrap_or(false))?;
-    let repo = api.store().update_repo(&repo, &RepoUpdate { name: Some((name, slug)), forkable: b.forkable, public: None })?;
-    let project = api.store().project_info(&owner)?.ok_or_else(|| ApiError::no_project(&key))?;
-    Ok(ok(StatusCode::CREATED, api.repo_json(&repo, &project)?))
+    api.blocking(move |api| {
+        api.require_login()?;
+        let owner = crate::access::create_repo(api.store(), api.who.as_ref(), &key).map_err(|e| {
+            // A personal project of a user who does not exist: say which user.
+            let missing = match Owner::parse(&key) {
+                Ok(Owner::User(u)) if api.store().user(&u).is_ok_and(|found| found.is_none()) => ApiError::no_user(u.as_str()),
+                _ => ApiError::no_project(&key),
+            };
+            api.refused(e, || missing, "create repositories in this project")
+        })?;
+        let b: RepoBody = parse_body(body)?;
+        let (name, slug) = name_and_slug(b.name.as_deref().ok_or_else(|| ApiError::invalid("name", "The repository name is required."))?)?;
+        if let Some(scm) = &b.scm_id
+            && scm != "git"
+        {
+            return Err(ApiError::invalid("scmId", format!("{scm:?} is not a supported SCM; only \"git\" is.")));
+        }
+        let repo = api.store().create_repo(&owner, &slug, b.public.unwrap_or(false))?;
+        let repo = api.store().update_repo(&repo, &RepoUpdate { name: Some((name, slug)), forkable: b.forkable, public: None })?;
+        let project = api.store().project_info(&owner)?.ok_or_else(|| ApiError::no_project(&key))?;
+        Ok(ok(StatusCode::CREATED, api.repo_json(&repo, &project)?))
+    })
+    .await
 }
 
 /// `PUT /projects/{key}/repos/{slug}` `{name?, forkable?, public?}`: a new name renames the
 /// slug. Moving to another project is not supported (400).
 pub(crate) async fn update(api: Api, Path((key, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let (repo, project) = api.repo(&key, &slug, Permission::Admin, "change this repository")?;
-    let b: RepoBody = parse_optional_body(body)?;
-    if let Some(k) = b.project.and_then(|p| p.key)
-        && !k.eq_ignore_ascii_case(&project.owner.to_string())
-    {
-        return Err(ApiError::invalid("project", "Moving a repository to another project is not supported."));
-    }
-    let name = b.name.as_deref().map(name_and_slug).transpose()?;
-    let update = RepoUpdate { name, forkable: b.forkable, public: b.public };
-    let repo: Repo = api.store().update_repo(&repo, &update)?;
-    Ok(ok(StatusCode::OK, api.repo_json(&repo, &project)?))
+    api.blocking(move |api| {
+        let (repo, project) = api.repo(&key, &slug, Permission::Admin, "change this repository")?;
+        let b: RepoBody = parse_optional_body(body)?;
+        if let Some(k) = b.project.and_then(|p| p.key)
+            && !k.eq_ignore_ascii_case(&project.owner.to_string())
+        {
+            return Err(ApiError::invalid("project", "Moving a repository to another project is not supported."));
+        }
+        let name = b.name.as_deref().map(name_and_slug).transpose()?;
+        let update = RepoUpdate { name, forkable: b.forkable, public: b.public };
+        let repo: Repo = api.store().update_repo(&repo, &update)?;
+        Ok(ok(StatusCode::OK, api.repo_json(&repo, &project)?))
+    })
+    .await
 }
 
 /// `DELETE /projects/{key}/repos/{slug}` → 202, as Bitbucket answers (the deletion is done by
 /// then: the row is gone and the directory was moved aside and removed).
 pub(crate) async fn delete(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
-    let (repo, _) = api.repo(&key, &slug, Permission::Admin, "delete this repository")?;
-    let store = api.store().clone();
-    let doomed = repo.clone();
-    super::blocking(move || store.delete_repo(&doomed)).await?;
-    Ok(ok(
-        StatusCode::ACCEPTED,
-        serde_json::json!({"context": null, "message": format!("Repository {} has been deleted.", repo.display_path()), "exceptionName": null}),
-    ))
+    api.blocking(move |api| {
+        let (repo, _) = api.repo(&key, &slug, Permission::Admin, "delete this repository")?;
+        api.store().delete_repo(&repo)?;
+        Ok(ok(
+            StatusCode::ACCEPTED,
+            serde_json::json!({"context": null, "message": format!("Repository {} has been deleted.", repo.display_path()), "exceptionName": null}),
+        ))
+    })
+    .await
 }
 
 /// `~user` from the `{user}` of `/users/{user}/repos…` (with or without the `~`).

@@ -20,70 +20,78 @@ fn filtered(api: &Api) -> Result<Vec<User>, ApiError> {
 
 /// `GET /users?filter=`: for logged-in callers, as in Bitbucket.
 pub(crate) async fn list(api: Api) -> Result<Response, ApiError> {
-    api.require_login()?;
-    let page = api.q.page()?;
-    let values = filtered(&api)?.iter().map(|u| api.user_json(u)).collect();
-    Ok(ok(StatusCode::OK, paged(values, page)))
+    api.blocking(move |api| {
+        api.require_login()?;
+        let page = api.q.page()?;
+        let values = filtered(&api)?.iter().map(|u| api.user_json(u)).collect();
+        Ok(ok(StatusCode::OK, paged(values, page)))
+    })
+    .await
 }
 
 /// `GET /users/{slug}`.
 pub(crate) async fn get(api: Api, Path(slug): Path<String>) -> Result<Response, ApiError> {
-    api.require_login()?;
-    let name = UserName::parse(&slug).map_err(|_| ApiError::no_user(&slug))?;
-    let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(&slug))?;
-    Ok(ok(StatusCode::OK, api.user_json(&u)))
+    api.blocking(move |api| {
+        api.require_login()?;
+        let name = UserName::parse(&slug).map_err(|_| ApiError::no_user(&slug))?;
+        let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(&slug))?;
+        Ok(ok(StatusCode::OK, api.user_json(&u)))
+    })
+    .await
 }
 
 /// `GET /admin/users?filter=`: the users with their administrative details.
 pub(crate) async fn admin_list(api: Api) -> Result<Response, ApiError> {
-    api.require_admin("administer users")?;
-    let page = api.q.page()?;
-    let locked: std::collections::HashSet<String> = api.store().login_locks(&api.state.limiter.policy)?.into_iter().map(|l| l.user.to_string()).collect();
-    let values = filtered(&api)?
-        .iter()
-        .map(|u| {
-            let mut v = api.user_json(u);
-            // Trove's addition: password logins locked after failed logins (cleared by
-            // `DELETE /admin/users/captcha?name=`).
-            v["locked"] = json!(locked.contains(u.name.as_str()));
-            v["deletable"] = json!(true);
-            v["mutableDetails"] = json!(true);
-            v["mutableGroups"] = json!(false);
-            v["directoryName"] = json!("Trove Internal Directory");
-            v
-        })
-        .collect();
-    Ok(ok(StatusCode::OK, paged(values, page)))
+    api.blocking(move |api| {
+        api.require_admin("administer users")?;
+        let page = api.q.page()?;
+        let locked: std::collections::HashSet<String> = api.store().login_locks(&api.state.limiter.policy)?.into_iter().map(|l| l.user.to_string()).collect();
+        let values = filtered(&api)?
+            .iter()
+            .map(|u| {
+                let mut v = api.user_json(u);
+                // Trove's addition: password logins locked after failed logins (cleared by
+                // `DELETE /admin/users/captcha?name=`).
+                v["locked"] = json!(locked.contains(u.name.as_str()));
+                v["deletable"] = json!(true);
+                v["mutableDetails"] = json!(true);
+                v["mutableGroups"] = json!(false);
+                v["directoryName"] = json!("Trove Internal Directory");
+                v
+            })
+            .collect();
+        Ok(ok(StatusCode::OK, paged(values, page)))
+    })
+    .await
 }
 
 /// `POST /admin/users?name=&password=&displayName=&emailAddress=&addToDefaultGroup=&notify=` →
 /// 204. The new user is a licensed user (may log in), as Bitbucket's default group makes them.
 pub(crate) async fn admin_create(api: Api) -> Result<Response, ApiError> {
-    api.require_admin("create users")?;
-    let name = parse_user("name", api.q.required("name")?)?;
-    let display = api.q.get("displayName").filter(|d| !d.trim().is_empty()).unwrap_or(name.as_str()).trim().to_owned();
-    let email = api.q.required("emailAddress").ok().map(str::to_owned);
-    if let Some(e) = &email
-        && (!e.contains('@') || e.chars().any(|c| c.is_control() || c.is_whitespace()))
-    {
-        return Err(ApiError::invalid("emailAddress", format!("{e:?} is not an e-mail address.")));
-    }
-    if display.chars().any(char::is_control) || display.len() > 255 {
-        return Err(ApiError::invalid("displayName", "The display name must be at most 255 characters, without control characters."));
-    }
-    if api.q.bool("notify")? == Some(true) {
-        return Err(ApiError::invalid("notify", "Trove sends no e-mail; give a password and leave notify unset."));
-    }
-    api.q.bool("addToDefaultGroup")?;
-    let password = Password::new(api.q.required("password")?).map_err(|e| ApiError::invalid("password", format!("{e}.")))?;
-    let store = api.store().clone();
-    // argon2 is deliberately slow: keep it off the async worker threads.
-    super::blocking(move || {
-        store.create_user(&name, &password, GlobalPermission::LicensedUser)?;
-        store.set_user_details(&name, Some(&display), email.as_deref())
+    api.blocking(move |api| {
+        api.require_admin("create users")?;
+        let name = parse_user("name", api.q.required("name")?)?;
+        let display = api.q.get("displayName").filter(|d| !d.trim().is_empty()).unwrap_or(name.as_str()).trim().to_owned();
+        let email = api.q.required("emailAddress").ok().map(str::to_owned);
+        if let Some(e) = &email
+            && (!e.contains('@') || e.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            return Err(ApiError::invalid("emailAddress", format!("{e:?} is not an e-mail address.")));
+        }
+        if display.chars().any(char::is_control) || display.len() > 255 {
+            return Err(ApiError::invalid("displayName", "The display name must be at most 255 characters, without control characters."));
+        }
+        if api.q.bool("notify")? == Some(true) {
+            return Err(ApiError::invalid("notify", "Trove sends no e-mail; give a password and leave notify unset."));
+        }
+        api.q.bool("addToDefaultGroup")?;
+        let password = Password::new(api.q.required("password")?).map_err(|e| ApiError::invalid("password", format!("{e}.")))?;
+        // argon2 is deliberately slow: this whole handler runs on the blocking pool.
+        api.store().create_user(&name, &password, GlobalPermission::LicensedUser)?;
+        api.store().set_user_details(&name, Some(&display), email.as_deref())?;
+        Ok(no_content())
     })
-    .await?;
-    Ok(no_content())
+    .await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -96,62 +104,73 @@ pub(crate) struct UserDetails {
 
 /// `PUT /admin/users` `{name, displayName?, emailAddress?}` → 200 with the user.
 pub(crate) async fn admin_update(api: Api, body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
-    api.require_admin("change users")?;
-    let b: UserDetails = super::parse_body(body)?;
-    let raw = b.name.ok_or_else(|| ApiError::invalid("name", "The user name is required."))?;
-    let name = UserName::parse(&raw).map_err(|_| ApiError::no_user(&raw))?;
-    if let Some(d) = &b.display_name
-        && (d.trim().is_empty() || d.chars().any(char::is_control) || d.len() > 255)
-    {
-        return Err(ApiError::invalid("displayName", "The display name must be 1 to 255 characters, without control characters."));
-    }
-    if let Some(e) = &b.email_address
-        && (!e.contains('@') || e.chars().any(|c| c.is_control() || c.is_whitespace()))
-    {
-        return Err(ApiError::invalid("emailAddress", format!("{e:?} is not an e-mail address.")));
-    }
-    api.store().set_user_details(&name, b.display_name.as_deref().map(str::trim), b.email_address.as_deref())?;
-    let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(&raw))?;
-    Ok(ok(StatusCode::OK, api.user_json(&u)))
+    api.blocking(move |api| {
+        api.require_admin("change users")?;
+        let b: UserDetails = super::parse_body(body)?;
+        let raw = b.name.ok_or_else(|| ApiError::invalid("name", "The user name is required."))?;
+        let name = UserName::parse(&raw).map_err(|_| ApiError::no_user(&raw))?;
+        if let Some(d) = &b.display_name
+            && (d.trim().is_empty() || d.chars().any(char::is_control) || d.len() > 255)
+        {
+            return Err(ApiError::invalid("displayName", "The display name must be 1 to 255 characters, without control characters."));
+        }
+        if let Some(e) = &b.email_address
+            && (!e.contains('@') || e.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            return Err(ApiError::invalid("emailAddress", format!("{e:?} is not an e-mail address.")));
+        }
+        api.store().set_user_details(&name, b.display_name.as_deref().map(str::trim), b.email_address.as_deref())?;
+        let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(&raw))?;
+        Ok(ok(StatusCode::OK, api.user_json(&u)))
+    })
+    .await
 }
 
 /// `DELETE /admin/users?name=` → 200 with the deleted user. Callers cannot delete themselves,
 /// and only a SYS_ADMIN may delete a SYS_ADMIN.
 pub(crate) async fn admin_delete(api: Api) -> Result<Response, ApiError> {
-    let me = api.require_admin("delete users")?.user.clone();
-    let raw = api.q.required("name")?;
-    let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
-    let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
-    if u.id == me.id {
-        return Err(ApiError::invalid("name", "You cannot delete your own account; ask another administrator."));
-    }
-    if u.global == Some(GlobalPermission::SysAdmin) && me.global != Some(GlobalPermission::SysAdmin) {
-        return Err(ApiError::forbidden("delete a system administrator"));
-    }
-    let body = api.user_json(&u);
-    let store = api.store().clone();
-    super::blocking(move || store.delete_user(&name)).await?;
-    Ok(ok(StatusCode::OK, body))
+    api.blocking(move |api| {
+        let me = api.require_admin("delete users")?.user.clone();
+        let raw = api.q.required("name")?;
+        let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
+        let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
+        if u.id == me.id {
+            return Err(ApiError::invalid("name", "You cannot delete your own account; ask another administrator."));
+        }
+        if u.global == Some(GlobalPermission::SysAdmin) && me.global != Some(GlobalPermission::SysAdmin) {
+            return Err(ApiError::forbidden("delete a system administrator"));
+        }
+        let body = api.user_json(&u);
+        api.store().delete_user(&name)?;
+        Ok(ok(StatusCode::OK, body))
+    })
+    .await
 }
 
 /// `DELETE /admin/users/captcha?name=` → 204: clears the user's failed logins and lock, as
 /// Bitbucket's "clear CAPTCHA" does; 204 also when there was nothing to clear.
 pub(crate) async fn clear_captcha(api: Api) -> Result<Response, ApiError> {
-    let me = api.require_admin("clear failed logins")?.user.name.clone();
-    let raw = api.q.required("name")?;
-    let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
-    if api.store().clear_login_lock(&name)? {
-        tracing::info!(user = %name, by = %me, "failed logins cleared");
-    }
-    Ok(no_content())
+    api.blocking(move |api| {
+        let me = api.require_admin("clear failed logins")?.user.name.clone();
+        let raw = api.q.required("name")?;
+        let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
+        if api.store().clear_login_lock(&name)? {
+            tracing::info!(user = %name, by = %me, "failed logins cleared");
+        }
+        Ok(no_content())
+    })
+    .await
 }
 
 /// `GET /admin/permissions/users?filter=`: users holding a global permission.
 pub(crate) async fn global_list(api: Api) -> Result<Response, ApiError> {
-    api.require_admin("see global permissions")?;
-    let page = api.q.page()?;
-    let values = filtered(&api)?.iter().filter_map(|u| u.global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()}))).collect();
-    Ok(ok(StatusCode::OK, paged(values, page)))
+    api.blocking(move |api| {
+        api.require_admin("see global permissions")?;
+        let page = api.q.page()?;
+        let values = filtered(&api)?.iter().filter_map(|u| u.global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()}))).collect();
+        Ok(ok(StatusCode::OK, paged(values, page)))
+    })
+    .await
 }
 
 /// A global permission change must not touch the caller's own permission, nor SYS_ADMIN
@@ -170,46 +189,52 @@ fn check_global_change(api: &Api, target: &User, to: Option<GlobalPermission>) -
 
 /// `PUT /admin/permissions/users?name=&permission=LICENSED_USER|PROJECT_CREATE|ADMIN|SYS_ADMIN` → 204.
 pub(crate) async fn global_grant(api: Api) -> Result<Response, ApiError> {
-    api.require_admin("change global permissions")?;
-    let perm: GlobalPermission = {
-        let raw = api.q.required("permission")?;
-        match raw {
-            "LICENSED_USER" | "PROJECT_CREATE" | "ADMIN" | "SYS_ADMIN" => {
-                raw.parse().map_err(|e: trove_store::GlobalPermissionError| ApiError::invalid("permission", format!("{e}.")))?
+    api.blocking(move |api| {
+        api.require_admin("change global permissions")?;
+        let perm: GlobalPermission = {
+            let raw = api.q.required("permission")?;
+            match raw {
+                "LICENSED_USER" | "PROJECT_CREATE" | "ADMIN" | "SYS_ADMIN" => {
+                    raw.parse().map_err(|e: trove_store::GlobalPermissionError| ApiError::invalid("permission", format!("{e}.")))?
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "permission",
+                        format!("{raw:?} is not a global permission; use LICENSED_USER, PROJECT_CREATE, ADMIN or SYS_ADMIN."),
+                    ));
+                }
             }
-            _ => {
-                return Err(ApiError::invalid(
-                    "permission",
-                    format!("{raw:?} is not a global permission; use LICENSED_USER, PROJECT_CREATE, ADMIN or SYS_ADMIN."),
-                ));
-            }
+        };
+        let names = api.q.all("name");
+        if names.is_empty() {
+            return Err(ApiError::invalid("name", "The query parameter name is required."));
         }
-    };
-    let names = api.q.all("name");
-    if names.is_empty() {
-        return Err(ApiError::invalid("name", "The query parameter name is required."));
-    }
-    // Check every name first, so a bad one changes nothing.
-    let mut users = Vec::new();
-    for raw in names {
-        let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
-        let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
-        check_global_change(&api, &u, Some(perm))?;
-        users.push(u);
-    }
-    for u in users {
-        api.store().set_global_permission(&u.name, Some(perm))?;
-    }
-    Ok(no_content())
+        // Check every name first, so a bad one changes nothing.
+        let mut users = Vec::new();
+        for raw in names {
+            let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
+            let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
+            check_global_change(&api, &u, Some(perm))?;
+            users.push(u);
+        }
+        for u in users {
+            api.store().set_global_permission(&u.name, Some(perm))?;
+        }
+        Ok(no_content())
+    })
+    .await
 }
 
 /// `DELETE /admin/permissions/users?name=` → 204: the user may no longer log in.
 pub(crate) async fn global_revoke(api: Api) -> Result<Response, ApiError> {
-    api.require_admin("change global permissions")?;
-    let raw = api.q.required("name")?;
-    let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
-    let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
-    check_global_change(&api, &u, None)?;
-    api.store().set_global_permission(&name, None)?;
-    Ok(no_content())
+    api.blocking(move |api| {
+        api.require_admin("change global permissions")?;
+        let raw = api.q.required("name")?;
+        let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
+        let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
+        check_global_change(&api, &u, None)?;
+        api.store().set_global_permission(&name, None)?;
+        Ok(no_content())
+    })
+    .await
 }

@@ -23,11 +23,14 @@ fn random_token() -> String {
 
 /// `GET /login`.
 pub(crate) async fn login_page(w: Web, Query(q): Query<HashMap<String, String>>) -> WebResult {
-    let next = q.get("next").and_then(|n| safe_next(w.ctx(), n));
-    if w.user().is_some() {
-        return Ok(see_other(&next.unwrap_or_else(|| w.link("/"))));
-    }
-    Ok(login_form(&w, next.as_deref().unwrap_or(""), "", None, StatusCode::OK))
+    w.blocking(move |w| {
+        let next = q.get("next").and_then(|n| safe_next(w.ctx(), n));
+        if w.user().is_some() {
+            return Ok(see_other(&next.unwrap_or_else(|| w.link("/"))));
+        }
+        Ok(login_form(&w, next.as_deref().unwrap_or(""), "", None, StatusCode::OK))
+    })
+    .await
 }
 
 fn login_form(w: &Web, next: &str, username: &str, note: Option<Notice>, status: StatusCode) -> Response {
@@ -103,10 +106,18 @@ pub(crate) async fn login(w: Web, form: Form) -> WebResult {
             if passed_challenge {
                 tracing::info!(user = %a.user.name, "locked account unlocked by a web sign-in with the challenge");
             }
-            let (id, _csrf) = w.state.store.create_session(a.user.id, SESSION_TTL_SECS)?;
-            if let Some(old) = &w.session_id {
-                let _ = w.state.store.delete_session(old);
-            }
+            let (user_id, old) = (a.user.id, w.session_id.clone());
+            let (id, _csrf) = w
+                .state
+                .store
+                .run(move |s| {
+                    let new = s.create_session(user_id, SESSION_TTL_SECS)?;
+                    if let Some(old) = old {
+                        let _ = s.delete_session(&old);
+                    }
+                    Ok::<_, trove_store::StoreError>(new)
+                })
+                .await?;
             let mut r = see_other(&next.unwrap_or_else(|| w.link("/")));
             r.headers_mut().append(header::SET_COOKIE, w.cookie(SESSION_COOKIE, &id, None));
             r.headers_mut().append(header::SET_COOKIE, w.cookie(LOGIN_CSRF_COOKIE, "", Some(0)));
@@ -127,20 +138,23 @@ pub(crate) async fn login(w: Web, form: Form) -> WebResult {
 
 /// `POST /logout`: ends the session and clears the cookie.
 pub(crate) async fn logout(w: Web, form: Form) -> WebResult {
-    if w.session.is_some() {
-        w.check_csrf(&form)?;
-    }
-    if let Some(id) = &w.session_id {
-        w.state.store.delete_session(id)?;
-    }
-    let mut r = see_other(&w.link("/login"));
-    r.headers_mut().append(header::SET_COOKIE, w.cookie(SESSION_COOKIE, "", Some(0)));
-    Ok(r)
+    w.blocking(move |w| {
+        if w.session.is_some() {
+            w.check_csrf(&form)?;
+        }
+        if let Some(id) = &w.session_id {
+            w.state.store.delete_session(id)?;
+        }
+        let mut r = see_other(&w.link("/login"));
+        r.headers_mut().append(header::SET_COOKIE, w.cookie(SESSION_COOKIE, "", Some(0)));
+        Ok(r)
+    })
+    .await
 }
 
 /// `GET /account`.
 pub(crate) async fn account_page(w: Web, Query(q): Query<HashMap<String, String>>) -> WebResult {
-    render_account(&w, done_notice(q.get("done").map(String::as_str)), None, StatusCode::OK)
+    w.blocking(move |w| render_account(&w, done_notice(q.get("done").map(String::as_str)), None, StatusCode::OK)).await
 }
 
 fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, String)>, status: StatusCode) -> WebResult {
@@ -195,44 +209,42 @@ fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, Stri
 
 /// `POST /account`: change password, create or revoke a token.
 pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
-    let user = w.check_csrf(&form)?.clone();
-    let bad = |msg: &str| render_account(&w, Some(Notice::Err(msg.to_owned())), None, StatusCode::BAD_REQUEST);
-    match form.get("action") {
-        "password" => {
-            if form.get("new") != form.get("confirm") {
-                return bad("The new passwords do not match.");
+    w.blocking(move |w| {
+        let user = w.check_csrf(&form)?.clone();
+        let bad = |msg: &str| render_account(&w, Some(Notice::Err(msg.to_owned())), None, StatusCode::BAD_REQUEST);
+        match form.get("action") {
+            "password" => {
+                if form.get("new") != form.get("confirm") {
+                    return bad("The new passwords do not match.");
+                }
+                let new = match Password::new(form.get("new")) {
+                    Ok(p) => p,
+                    Err(e) => return bad(&e.to_string()),
+                };
+                if w.state.store.verify_password(user.name.as_str(), form.get("current"))?.is_none() {
+                    return bad("The current password is wrong.");
+                }
+                w.state.store.set_password(&user.name, &new)?;
+                Ok(see_other(&w.link("/account?done=password")))
             }
-            let new = match Password::new(form.get("new")) {
-                Ok(p) => p,
-                Err(e) => return bad(&e.to_string()),
-            };
-            let store = w.state.store.clone();
-            let (name, current) = (user.name.to_string(), form.get("current").to_owned());
-            let ok = tokio::task::spawn_blocking(move || store.verify_password(&name, &current)).await.map_err(|e| WebError::Internal(e.to_string()))??;
-            if ok.is_none() {
-                return bad("The current password is wrong.");
+            "create-token" => {
+                let name = form.get("name").trim();
+                if name.is_empty() || name.len() > 100 {
+                    return bad("Give the token a name of at most 100 characters.");
+                }
+                let scope: Permission = form.get("scope").parse().map_err(|e: trove_store::PermissionError| WebError::BadRequest(e.to_string()))?;
+                let t = w.state.store.create_token(&user.name, name, scope)?;
+                render_account(&w, None, Some((name.to_owned(), t.secret)), StatusCode::OK)
             }
-            let store = w.state.store.clone();
-            let name = user.name.clone();
-            tokio::task::spawn_blocking(move || store.set_password(&name, &new)).await.map_err(|e| WebError::Internal(e.to_string()))??;
-            Ok(see_other(&w.link("/account?done=password")))
+            "revoke-token" => {
+                let id: i64 = form.get("id").parse().map_err(|_| WebError::BadRequest("bad token id".into()))?;
+                if !w.state.store.revoke_token(&user, id)? {
+                    return Err(WebError::NotFound);
+                }
+                Ok(see_other(&w.link("/account?done=token-revoked")))
+            }
+            other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
         }
-        "create-token" => {
-            let name = form.get("name").trim();
-            if name.is_empty() || name.len() > 100 {
-                return bad("Give the token a name of at most 100 characters.");
-            }
-            let scope: Permission = form.get("scope").parse().map_err(|e: trove_store::PermissionError| WebError::BadRequest(e.to_string()))?;
-            let t = w.state.store.create_token(&user.name, name, scope)?;
-            render_account(&w, None, Some((name.to_owned(), t.secret)), StatusCode::OK)
-        }
-        "revoke-token" => {
-            let id: i64 = form.get("id").parse().map_err(|_| WebError::BadRequest("bad token id".into()))?;
-            if !w.state.store.revoke_token(&user, id)? {
-                return Err(WebError::NotFound);
-            }
-            Ok(see_other(&w.link("/account?done=token-revoked")))
-        }
-        other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
-    }
+    })
+    .await
 }

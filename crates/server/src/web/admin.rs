@@ -26,27 +26,33 @@ fn admin_nav(w: &Web, on: &str) -> maud::Markup {
 
 /// `GET /admin`.
 pub(crate) async fn index(w: Web) -> WebResult {
-    w.require_admin()?;
-    let users = w.state.store.users()?.len();
-    let projects = w.state.store.visible_projects(None, true)?.len();
-    let base = w.state.urls.configured_base_url();
-    let body = html! {
-        h1 { "Administration" }
-        div.grid {
-            a.card href=(w.link("/admin/server-settings")) { h3 { "Server settings" } p.muted { "Base URL: " (base.as_ref().map(|b| b.as_str()).unwrap_or("not set")) } }
-            a.card href=(w.link("/admin/users")) { h3 { "Users" } p.muted { (users) " accounts" } }
-            a.card href=(w.link("/admin/projects")) { h3 { "Projects" } p.muted { (projects) " projects" } }
-        }
-    };
-    Ok(page(&w, "Administration", body))
+    w.blocking(move |w| {
+        w.require_admin()?;
+        let users = w.state.store.users()?.len();
+        let projects = w.state.store.visible_projects(None, true)?.len();
+        let base = w.state.urls.configured_base_url();
+        let body = html! {
+            h1 { "Administration" }
+            div.grid {
+                a.card href=(w.link("/admin/server-settings")) { h3 { "Server settings" } p.muted { "Base URL: " (base.as_ref().map(|b| b.as_str()).unwrap_or("not set")) } }
+                a.card href=(w.link("/admin/users")) { h3 { "Users" } p.muted { (users) " accounts" } }
+                a.card href=(w.link("/admin/projects")) { h3 { "Projects" } p.muted { (projects) " projects" } }
+            }
+        };
+        Ok(page(&w, "Administration", body))
+    })
+    .await
 }
 
 /// `GET /admin/server-settings`: the base URL, and what this request looked like, so a proxy
 /// that forwards the wrong host or scheme shows up next to the setting it would break.
 pub(crate) async fn server_settings(w: Web, Query(q): Q) -> WebResult {
-    w.require_admin()?;
-    let current = w.state.urls.configured_base_url().map(|b| b.as_str().to_owned()).unwrap_or_default();
-    render_settings(&w, &current, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    w.blocking(move |w| {
+        w.require_admin()?;
+        let current = w.state.urls.configured_base_url().map(|b| b.as_str().to_owned()).unwrap_or_default();
+        render_settings(&w, &current, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    })
+    .await
 }
 
 fn render_settings(w: &Web, field: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
@@ -102,27 +108,33 @@ fn render_settings(w: &Web, field: &str, note: Option<Notice>, status: StatusCod
 /// `POST /admin/server-settings`: validates and saves the base URL; it takes effect for clone
 /// URLs on the next request, without a restart.
 pub(crate) async fn server_settings_post(w: Web, form: Form) -> WebResult {
-    w.check_csrf(&form)?;
-    w.require_admin()?;
-    let input = form.get("base_url").trim();
-    let parsed = if input.is_empty() {
-        None
-    } else {
-        match BaseUrl::parse(input) {
-            Ok(b) => Some(b),
-            Err(e) => return render_settings(&w, input, Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST),
-        }
-    };
-    w.state.store.set_base_url(parsed.as_ref())?;
-    tracing::info!(base_url = parsed.as_ref().map(|b| b.as_str()).unwrap_or("(none)"), by = %w.user().map(|u| u.name.to_string()).unwrap_or_default(), "base URL changed");
-    w.state.urls.set_base_url(parsed);
-    Ok(see_other(&w.link("/admin/server-settings?done=saved")))
+    w.blocking(move |w| {
+        w.check_csrf(&form)?;
+        w.require_admin()?;
+        let input = form.get("base_url").trim();
+        let parsed = if input.is_empty() {
+            None
+        } else {
+            match BaseUrl::parse(input) {
+                Ok(b) => Some(b),
+                Err(e) => return render_settings(&w, input, Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST),
+            }
+        };
+        w.state.store.set_base_url(parsed.as_ref())?;
+        tracing::info!(base_url = parsed.as_ref().map(|b| b.as_str()).unwrap_or("(none)"), by = %w.user().map(|u| u.name.to_string()).unwrap_or_default(), "base URL changed");
+        w.state.urls.set_base_url(parsed);
+        Ok(see_other(&w.link("/admin/server-settings?done=saved")))
+    })
+    .await
 }
 
 /// `GET /admin/users`.
 pub(crate) async fn users(w: Web, Query(q): Q) -> WebResult {
-    w.require_admin()?;
-    render_users(&w, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    w.blocking(move |w| {
+        w.require_admin()?;
+        render_users(&w, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    })
+    .await
 }
 
 fn render_users(w: &Web, note: Option<Notice>, status: StatusCode) -> WebResult {
@@ -196,63 +208,60 @@ fn render_users(w: &Web, note: Option<Notice>, status: StatusCode) -> WebResult 
 /// `POST /admin/users`: create, disable/enable, make or remove admin, reset password, clear
 /// failed logins.
 pub(crate) async fn users_post(w: Web, form: Form) -> WebResult {
-    w.check_csrf(&form)?;
-    let me = w.require_admin()?.name.clone();
-    let bad = |msg: String| render_users(&w, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
-    let name = match UserName::parse(form.get("user").trim()) {
-        Ok(n) => n,
-        Err(e) => return bad(e.to_string()),
-    };
-    let store = w.state.store.clone();
-    let done = |code: &str| Ok(see_other(&w.link(&format!("/admin/users?done={}", url_encode(code)))));
-    // An administrator cannot lock themselves out by accident.
-    let action = form.get("action");
-    if name == me && matches!(action, "disable" | "revoke-admin") {
-        return bad("You cannot disable yourself or remove your own administrator permission.".into());
-    }
-    let result: Result<&str, StoreError> = match action {
-        "create" => {
-            let pw = match Password::new(form.get("password")) {
-                Ok(p) => p,
-                Err(e) => return bad(e.to_string()),
-            };
-            let global = if form.get("admin") == "1" { GlobalPermission::Admin } else { GlobalPermission::LicensedUser };
-            let n = name.clone();
-            tokio::task::spawn_blocking(move || store.create_user(&n, &pw, global).map(|_| "created"))
-                .await
-                .map_err(|e| super::WebError::Internal(e.to_string()))?
+    w.blocking(move |w| {
+        w.check_csrf(&form)?;
+        let me = w.require_admin()?.name.clone();
+        let bad = |msg: String| render_users(&w, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+        let name = match UserName::parse(form.get("user").trim()) {
+            Ok(n) => n,
+            Err(e) => return bad(e.to_string()),
+        };
+        let store = w.state.store.clone();
+        let done = |code: &str| Ok(see_other(&w.link(&format!("/admin/users?done={}", url_encode(code)))));
+        // An administrator cannot lock themselves out by accident.
+        let action = form.get("action");
+        if name == me && matches!(action, "disable" | "revoke-admin") {
+            return bad("You cannot disable yourself or remove your own administrator permission.".into());
         }
-        "unlock" => store.clear_login_lock(&name).map(|_| "unlocked"),
-        "disable" => store.set_user_active(&name, false).map(|_| "user-updated"),
-        "enable" => store.set_user_active(&name, true).map(|_| "user-updated"),
-        "make-admin" => store.set_global_permission(&name, Some(GlobalPermission::Admin)).map(|_| "user-updated"),
-        "revoke-admin" => store.set_global_permission(&name, Some(GlobalPermission::LicensedUser)).map(|_| "user-updated"),
-        "reset-password" => {
-            let pw = match Password::new(form.get("password")) {
-                Ok(p) => p,
-                Err(e) => return bad(e.to_string()),
-            };
-            let n = name.clone();
-            let s2 = store.clone();
-            tokio::task::spawn_blocking(move || s2.set_password(&n, &pw))
-                .await
-                .map_err(|e| super::WebError::Internal(e.to_string()))?
-                .and_then(|_| if name != me { store.delete_user_sessions(&name) } else { Ok(()) })
-                .map(|_| "saved")
+        let result: Result<&str, StoreError> = match action {
+            "create" => {
+                let pw = match Password::new(form.get("password")) {
+                    Ok(p) => p,
+                    Err(e) => return bad(e.to_string()),
+                };
+                let global = if form.get("admin") == "1" { GlobalPermission::Admin } else { GlobalPermission::LicensedUser };
+                store.create_user(&name, &pw, global).map(|_| "created")
+            }
+            "unlock" => store.clear_login_lock(&name).map(|_| "unlocked"),
+            "disable" => store.set_user_active(&name, false).map(|_| "user-updated"),
+            "enable" => store.set_user_active(&name, true).map(|_| "user-updated"),
+            "make-admin" => store.set_global_permission(&name, Some(GlobalPermission::Admin)).map(|_| "user-updated"),
+            "revoke-admin" => store.set_global_permission(&name, Some(GlobalPermission::LicensedUser)).map(|_| "user-updated"),
+            "reset-password" => {
+                let pw = match Password::new(form.get("password")) {
+                    Ok(p) => p,
+                    Err(e) => return bad(e.to_string()),
+                };
+                store.set_password(&name, &pw).and_then(|_| if name != me { store.delete_user_sessions(&name) } else { Ok(()) }).map(|_| "saved")
+            }
+            other => return bad(format!("unknown action {other:?}")),
+        };
+        match result {
+            Ok(code) => done(code),
+            Err(e @ (StoreError::UserExists(_) | StoreError::NoSuchUser(_))) => bad(e.to_string()),
+            Err(e) => Err(e.into()),
         }
-        other => return bad(format!("unknown action {other:?}")),
-    };
-    match result {
-        Ok(code) => done(code),
-        Err(e @ (StoreError::UserExists(_) | StoreError::NoSuchUser(_))) => bad(e.to_string()),
-        Err(e) => Err(e.into()),
-    }
+    })
+    .await
 }
 
 /// `GET /admin/projects`: every project, and the form to create one.
 pub(crate) async fn projects(w: Web, Query(q): Q) -> WebResult {
-    w.require_admin()?;
-    render_projects(&w, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    w.blocking(move |w| {
+        w.require_admin()?;
+        render_projects(&w, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    })
+    .await
 }
 
 fn render_projects(w: &Web, note: Option<Notice>, status: StatusCode) -> WebResult {
@@ -296,17 +305,20 @@ fn render_projects(w: &Web, note: Option<Notice>, status: StatusCode) -> WebResu
 
 /// `POST /admin/projects`: create a project, then go to it.
 pub(crate) async fn projects_post(w: Web, form: Form) -> WebResult {
-    w.check_csrf(&form)?;
-    w.require_admin()?;
-    let key = match super::repo::parse_key(form.get("key")) {
-        Ok(k) => k,
-        Err(msg) => return render_projects(&w, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST),
-    };
-    let name = form.get("name").trim();
-    let name = (!name.is_empty()).then_some(name);
-    match w.state.store.create_project(&key, name, form.get("public") == "1") {
-        Ok(p) => Ok(see_other(&w.link(&format!("/projects/{}?done=created", url_encode(&p.owner.to_string()))))),
-        Err(e @ StoreError::ProjectExists(_)) => render_projects(&w, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
-        Err(e) => Err(e.into()),
-    }
+    w.blocking(move |w| {
+        w.check_csrf(&form)?;
+        w.require_admin()?;
+        let key = match super::repo::parse_key(form.get("key")) {
+            Ok(k) => k,
+            Err(msg) => return render_projects(&w, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST),
+        };
+        let name = form.get("name").trim();
+        let name = (!name.is_empty()).then_some(name);
+        match w.state.store.create_project(&key, name, form.get("public") == "1") {
+            Ok(p) => Ok(see_other(&w.link(&format!("/projects/{}?done=created", url_encode(&p.owner.to_string()))))),
+            Err(e @ StoreError::ProjectExists(_)) => render_projects(&w, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
 }

@@ -237,6 +237,7 @@ pub(crate) fn internal_error_page(ctx: &str) -> Response {
 }
 
 /// One page request: the server, how the request looked, and who is logged in.
+#[derive(Clone)]
 pub(crate) struct Web {
     pub(crate) state: AppState,
     pub(crate) view: RequestView,
@@ -255,7 +256,10 @@ impl FromRequestParts<AppState> for Web {
         let cookies = parse_cookies(&parts.headers);
         let session_id = cookies.get(SESSION_COOKIE).cloned();
         let session = match &session_id {
-            Some(id) => state.store.session(id)?.filter(|s| s.user.may_log_in()),
+            Some(id) => {
+                let id = id.clone();
+                state.store.run(move |s| s.session(&id)).await?.filter(|s| s.user.may_log_in())
+            }
             None => None,
         };
         let here = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
@@ -264,6 +268,14 @@ impl FromRequestParts<AppState> for Web {
 }
 
 impl Web {
+    /// Runs the synchronous part of a page (store lookups, permission decisions, rendering) on
+    /// the store's blocking pool ([`trove_store::Store::run`]), so no page ever holds an async
+    /// worker thread while SQLite or argon2 works.
+    pub(crate) async fn blocking<T: Send + 'static>(self, f: impl FnOnce(&Web) -> T + Send + 'static) -> T {
+        let store = self.state.store.clone();
+        store.run(move |_| f(&self)).await
+    }
+
     pub(crate) fn user(&self) -> Option<&User> {
         self.session.as_ref().map(|s| &s.user)
     }

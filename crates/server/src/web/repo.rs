@@ -74,6 +74,12 @@ fn project_page_for(w: &Web, key: &str) -> Result<(Project, bool), WebError> {
 
 /// The repository and the caller's permission on it, if the access service lets them do
 /// `need` with it.
+/// [`repo_access`] from async code: the lookup runs on the store's blocking pool.
+async fn repo_access_async(w: &Web, key: &str, slug: &str, need: Permission) -> Result<(Repo, Permission), WebError> {
+    let (key, slug) = (key.to_owned(), slug.to_owned());
+    w.clone().blocking(move |w| repo_access(w, &key, &slug, need)).await
+}
+
 fn repo_access(w: &Web, key: &str, slug: &str, need: Permission) -> Result<(Repo, Permission), WebError> {
     let who = w.who();
     access::repo(&w.state.store, who.as_ref(), key, slug, need).map(|a| (a.repo, a.level)).map_err(|e| refused(w, e))
@@ -87,36 +93,42 @@ fn visibility(public: bool) -> Markup {
 
 /// `GET /` and `/projects`: the projects the caller may see.
 pub(crate) async fn dashboard(w: Web) -> WebResult {
-    let projects = w.state.store.visible_projects(w.user(), w.is_admin())?;
-    let base = w.state.urls.base_url(&w.view);
-    let body = html! {
-        h1 { "Projects" }
-        @if projects.is_empty() {
-            div.card { p.muted { "No projects to show." @if w.user().is_none() { " " a href=(w.link("/login")) { "Log in" } " to see yours." } } }
-        } @else {
-            table.list #projects {
-                thead { tr { th { "Key" } th { "Project" } th { "Visibility" } } }
-                tbody {
-                    @for p in &projects {
-                        tr {
-                            td.mono { a href=(project_link(&w, &p.owner)) { (p.owner) } }
-                            td { a href=(project_link(&w, &p.owner)) { (p.name) } }
-                            td { (visibility(p.public)) }
+    w.blocking(move |w| {
+        let projects = w.state.store.visible_projects(w.user(), w.is_admin())?;
+        let base = w.state.urls.base_url(&w.view);
+        let body = html! {
+            h1 { "Projects" }
+            @if projects.is_empty() {
+                div.card { p.muted { "No projects to show." @if w.user().is_none() { " " a href=(w.link("/login")) { "Log in" } " to see yours." } } }
+            } @else {
+                table.list #projects {
+                    thead { tr { th { "Key" } th { "Project" } th { "Visibility" } } }
+                    tbody {
+                        @for p in &projects {
+                            tr {
+                                td.mono { a href=(project_link(&w, &p.owner)) { (p.owner) } }
+                                td { a href=(project_link(&w, &p.owner)) { (p.name) } }
+                                td { (visibility(p.public)) }
+                            }
                         }
                     }
                 }
             }
-        }
-        p.muted { "Clone URLs look like " code.clone-hint { (base) "/scm/KEY/slug.git" } }
-        @if w.is_admin() { p { a href=(w.link("/admin/projects")) { "Create a project" } } }
-    };
-    Ok(page(&w, "Projects", body))
+            p.muted { "Clone URLs look like " code.clone-hint { (base) "/scm/KEY/slug.git" } }
+            @if w.is_admin() { p { a href=(w.link("/admin/projects")) { "Create a project" } } }
+        };
+        Ok(page(&w, "Projects", body))
+    })
+    .await
 }
 
 /// `GET /projects/{KEY}`: the project's repositories the caller may read.
 pub(crate) async fn project_page(w: Web, key: Result<Path<String>, PathRejection>, Query(q): Q) -> WebResult {
-    let key = seg(key)?;
-    render_project(&w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    w.blocking(move |w| {
+        let key = seg(key)?;
+        render_project(&w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    })
+    .await
 }
 
 fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
@@ -163,30 +175,33 @@ fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) 
 
 /// `POST /projects/{KEY}`: create a repository (project administrators).
 pub(crate) async fn create_repo(w: Web, key: Result<Path<String>, PathRejection>, form: Form) -> WebResult {
-    let key = seg(key)?;
-    w.check_csrf(&form)?;
-    let who = w.who();
-    let owner = access::create_repo(&w.state.store, who.as_ref(), &key).map_err(|e| refused(&w, e))?;
-    // A name, as in Bitbucket and our REST API: "My Repo" is shown as is and gets the slug
-    // `my-repo` for its URLs.
-    let name = form.get("name").trim();
-    let name = if name.is_empty() { form.get("slug").trim() } else { name };
-    let bad = |msg: String| render_project(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
-    if name.is_empty() || name.len() > trove_store::MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return bad(format!("Give the repository a name of 1 to {} characters.", trove_store::MAX_NAME_LEN));
-    }
-    let slug = match RepoSlug::parse(&crate::api::slugify(name)) {
-        Ok(s) => s,
-        Err(e) => return bad(format!("The name {name:?} makes no valid slug: {e}.")),
-    };
-    let created = w.state.store.create_repo(&owner, &slug, form.get("public") == "1").and_then(|repo| {
-        w.state.store.update_repo(&repo, &trove_store::RepoUpdate { name: Some((name.to_owned(), slug.clone())), forkable: None, public: None })
-    });
-    match created {
-        Ok(repo) => Ok(see_other(&repo_link(&w, &repo, "/browse"))),
-        Err(e @ trove_store::StoreError::RepoExists(_)) => render_project(&w, &key, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
-        Err(e) => Err(e.into()),
-    }
+    w.blocking(move |w| {
+        let key = seg(key)?;
+        w.check_csrf(&form)?;
+        let who = w.who();
+        let owner = access::create_repo(&w.state.store, who.as_ref(), &key).map_err(|e| refused(&w, e))?;
+        // A name, as in Bitbucket and our REST API: "My Repo" is shown as is and gets the slug
+        // `my-repo` for its URLs.
+        let name = form.get("name").trim();
+        let name = if name.is_empty() { form.get("slug").trim() } else { name };
+        let bad = |msg: String| render_project(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+        if name.is_empty() || name.len() > trove_store::MAX_NAME_LEN || name.chars().any(char::is_control) {
+            return bad(format!("Give the repository a name of 1 to {} characters.", trove_store::MAX_NAME_LEN));
+        }
+        let slug = match RepoSlug::parse(&crate::api::slugify(name)) {
+            Ok(s) => s,
+            Err(e) => return bad(format!("The name {name:?} makes no valid slug: {e}.")),
+        };
+        let created = w.state.store.create_repo(&owner, &slug, form.get("public") == "1").and_then(|repo| {
+            w.state.store.update_repo(&repo, &trove_store::RepoUpdate { name: Some((name.to_owned(), slug.clone())), forkable: None, public: None })
+        });
+        match created {
+            Ok(repo) => Ok(see_other(&repo_link(&w, &repo, "/browse"))),
+            Err(e @ trove_store::StoreError::RepoExists(_)) => render_project(&w, &key, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
 }
 
 /// The permissions table and grant form shared by project and repository settings.
@@ -242,8 +257,11 @@ fn visibility_form(w: &Web, action: &str, public: bool, what: &str) -> Markup {
 
 /// `GET /projects/{KEY}/settings` (project administrators).
 pub(crate) async fn project_settings(w: Web, key: Result<Path<String>, PathRejection>, Query(q): Q) -> WebResult {
-    let key = seg(key)?;
-    render_project_settings(&w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    w.blocking(move |w| {
+        let key = seg(key)?;
+        render_project_settings(&w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    })
+    .await
 }
 
 fn render_project_settings(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
@@ -271,67 +289,76 @@ fn parse_grant(form: &Form) -> Result<(UserName, Permission), String> {
 
 /// `POST /projects/{KEY}/settings`: visibility, grants, deletion.
 pub(crate) async fn project_settings_post(w: Web, key: Result<Path<String>, PathRejection>, form: Form) -> WebResult {
-    let key = seg(key)?;
-    w.check_csrf(&form)?;
-    let (project, _) = project_access(&w, &key, Some(Permission::Admin))?;
-    let here = w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())));
-    let bad = |msg: String| render_project_settings(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
-    let Owner::Project(pkey) = &project.owner else {
-        return bad("personal projects have no project settings here".into());
-    };
-    match form.get("action") {
-        "visibility" => {
-            w.state.store.set_project_public(pkey, form.get("public") == "1")?;
-            Ok(see_other(&format!("{here}?done=saved")))
-        }
-        "grant" => match parse_grant(&form) {
-            Ok((u, p)) => match w.state.store.grant_project(&u, pkey, p) {
-                Ok(()) => Ok(see_other(&format!("{here}?done=granted"))),
-                Err(e @ trove_store::StoreError::NoSuchUser(_)) => bad(e.to_string()),
-                Err(e) => Err(e.into()),
-            },
-            Err(msg) => bad(msg),
-        },
-        "revoke" => {
-            let u = UserName::parse(form.get("user")).map_err(|e| WebError::BadRequest(e.to_string()))?;
-            w.state.store.revoke_project(&u, &project)?;
-            Ok(see_other(&format!("{here}?done=revoked")))
-        }
-        "delete" => {
-            if form.get("confirm") != pkey.as_str() {
-                return bad(format!("type {pkey} to confirm the deletion"));
+    w.blocking(move |w| {
+        let key = seg(key)?;
+        w.check_csrf(&form)?;
+        let (project, _) = project_access(&w, &key, Some(Permission::Admin))?;
+        let here = w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())));
+        let bad = |msg: String| render_project_settings(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+        let Owner::Project(pkey) = &project.owner else {
+            return bad("personal projects have no project settings here".into());
+        };
+        match form.get("action") {
+            "visibility" => {
+                w.state.store.set_project_public(pkey, form.get("public") == "1")?;
+                Ok(see_other(&format!("{here}?done=saved")))
             }
-            w.state.store.delete_project(pkey)?;
-            Ok(see_other(&w.link("/projects")))
+            "grant" => match parse_grant(&form) {
+                Ok((u, p)) => match w.state.store.grant_project(&u, pkey, p) {
+                    Ok(()) => Ok(see_other(&format!("{here}?done=granted"))),
+                    Err(e @ trove_store::StoreError::NoSuchUser(_)) => bad(e.to_string()),
+                    Err(e) => Err(e.into()),
+                },
+                Err(msg) => bad(msg),
+            },
+            "revoke" => {
+                let u = UserName::parse(form.get("user")).map_err(|e| WebError::BadRequest(e.to_string()))?;
+                w.state.store.revoke_project(&u, &project)?;
+                Ok(see_other(&format!("{here}?done=revoked")))
+            }
+            "delete" => {
+                if form.get("confirm") != pkey.as_str() {
+                    return bad(format!("type {pkey} to confirm the deletion"));
+                }
+                w.state.store.delete_project(pkey)?;
+                Ok(see_other(&w.link("/projects")))
+            }
+            other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
         }
-        other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
-    }
+    })
+    .await
 }
 
 /// `GET /users/{user}[/…]`: Bitbucket's URLs for personal projects (the git side redirects
 /// browsers there) lead to the same pages as `/projects/~{user}[/…]`.
 pub(crate) async fn user_alias(w: Web, uri: http::Uri) -> WebResult {
-    let rest = uri.path().strip_prefix(&w.link("/users/")).ok_or(WebError::NotFound)?;
-    let (user, tail) = rest.split_once('/').map(|(u, t)| (u, format!("/{t}"))).unwrap_or((rest, String::new()));
-    let user = UserName::parse(user).map_err(|_| WebError::NotFound)?;
-    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let mut r = StatusCode::FOUND.into_response();
-    let location = w.link(&format!("/projects/~{user}{tail}{query}"));
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).map_err(|_| WebError::NotFound)?);
-    Ok(r)
+    w.blocking(move |w| {
+        let rest = uri.path().strip_prefix(&w.link("/users/")).ok_or(WebError::NotFound)?;
+        let (user, tail) = rest.split_once('/').map(|(u, t)| (u, format!("/{t}"))).unwrap_or((rest, String::new()));
+        let user = UserName::parse(user).map_err(|_| WebError::NotFound)?;
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let mut r = StatusCode::FOUND.into_response();
+        let location = w.link(&format!("/projects/~{user}{tail}{query}"));
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).map_err(|_| WebError::NotFound)?);
+        Ok(r)
+    })
+    .await
 }
 
 // ---- repositories ----
 
 /// `GET /projects/{KEY}/repos/{slug}` → the browse page.
 pub(crate) async fn repo_root(w: Web, p: Result<Path<(String, String)>, PathRejection>) -> WebResult {
-    let (key, slug) = seg(p)?;
-    let (repo, _) = repo_access(&w, &key, &slug, Permission::Read)?;
-    let mut r = StatusCode::FOUND.into_response();
-    if let Ok(v) = HeaderValue::from_str(&repo_link(&w, &repo, "/browse")) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(r)
+    w.blocking(move |w| {
+        let (key, slug) = seg(p)?;
+        let (repo, _) = repo_access(&w, &key, &slug, Permission::Read)?;
+        let mut r = StatusCode::FOUND.into_response();
+        if let Ok(v) = HeaderValue::from_str(&repo_link(&w, &repo, "/browse")) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        Ok(r)
+    })
+    .await
 }
 
 pub(crate) async fn browse_root(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
@@ -410,7 +437,7 @@ fn at_query(r: &Resolved) -> String {
 }
 
 async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, String>) -> WebResult {
-    let (repo, perm) = repo_access(w, key, slug, Permission::Read)?;
+    let (repo, perm) = repo_access_async(w, key, slug, Permission::Read).await?;
     if !valid_path(path) {
         return Err(WebError::NotFound);
     }
@@ -521,7 +548,7 @@ fn human_size(n: u64) -> String {
 /// sandboxing CSP, so an HTML file in a repository cannot run script on our origin.
 pub(crate) async fn raw(w: Web, p: Result<Path<(String, String, String)>, PathRejection>, Query(q): Q) -> WebResult {
     let (key, slug, path) = seg(p)?;
-    let (repo, _) = repo_access(&w, &key, &slug, Permission::Read)?;
+    let (repo, _) = repo_access_async(&w, &key, &slug, Permission::Read).await?;
     if !valid_path(&path) || path.is_empty() {
         return Err(WebError::NotFound);
     }
@@ -561,7 +588,7 @@ pub(crate) async fn raw(w: Web, p: Result<Path<(String, String, String)>, PathRe
 pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
     const PER_PAGE: usize = 50;
     let (key, slug) = seg(p)?;
-    let (repo, perm) = repo_access(&w, &key, &slug, Permission::Read)?;
+    let (repo, perm) = repo_access_async(&w, &key, &slug, Permission::Read).await?;
     let g = reader(&w, &repo);
     let refs = g.refs().await?;
     let want = q.get("until").or(q.get("at")).map(String::as_str);
@@ -605,7 +632,7 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
 /// `GET …/commits/{id}`: the commit and its diff against its first parent.
 pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, PathRejection>) -> WebResult {
     let (key, slug, id) = seg(p)?;
-    let (repo, perm) = repo_access(&w, &key, &slug, Permission::Read)?;
+    let (repo, perm) = repo_access_async(&w, &key, &slug, Permission::Read).await?;
     let g = reader(&w, &repo);
     let refs = g.refs().await?;
     if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -684,8 +711,11 @@ fn parse_diff(diff: &str) -> Vec<FileDiff> {
 
 /// `GET …/settings` (repository administrators): visibility, permissions, deletion.
 pub(crate) async fn repo_settings(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
-    let (key, slug) = seg(p)?;
-    render_repo_settings(&w, &key, &slug, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    w.blocking(move |w| {
+        let (key, slug) = seg(p)?;
+        render_repo_settings(&w, &key, &slug, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+    })
+    .await
 }
 
 fn render_repo_settings(w: &Web, key: &str, slug: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
@@ -705,38 +735,41 @@ fn render_repo_settings(w: &Web, key: &str, slug: &str, note: Option<Notice>, st
 }
 
 pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>, PathRejection>, form: Form) -> WebResult {
-    let (key, slug) = seg(p)?;
-    w.check_csrf(&form)?;
-    let (repo, _) = repo_access(&w, &key, &slug, Permission::Admin)?;
-    let here = repo_link(&w, &repo, "/settings");
-    let bad = |msg: String| render_repo_settings(&w, &key, &slug, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
-    match form.get("action") {
-        "visibility" => {
-            w.state.store.set_repo_public(&repo.owner, &repo.slug, form.get("public") == "1")?;
-            Ok(see_other(&format!("{here}?done=saved")))
-        }
-        "grant" => match parse_grant(&form) {
-            Ok((u, p)) => match w.state.store.grant_repo(&u, &repo.owner, &repo.slug, p) {
-                Ok(()) => Ok(see_other(&format!("{here}?done=granted"))),
-                Err(e @ trove_store::StoreError::NoSuchUser(_)) => bad(e.to_string()),
-                Err(e) => Err(e.into()),
-            },
-            Err(msg) => bad(msg),
-        },
-        "revoke" => {
-            let u = UserName::parse(form.get("user")).map_err(|e| WebError::BadRequest(e.to_string()))?;
-            w.state.store.revoke_repo(&u, &repo)?;
-            Ok(see_other(&format!("{here}?done=revoked")))
-        }
-        "delete" => {
-            if form.get("confirm") != repo.slug.as_str() {
-                return bad(format!("type {} to confirm the deletion", repo.slug));
+    w.blocking(move |w| {
+        let (key, slug) = seg(p)?;
+        w.check_csrf(&form)?;
+        let (repo, _) = repo_access(&w, &key, &slug, Permission::Admin)?;
+        let here = repo_link(&w, &repo, "/settings");
+        let bad = |msg: String| render_repo_settings(&w, &key, &slug, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+        match form.get("action") {
+            "visibility" => {
+                w.state.store.set_repo_public(&repo.owner, &repo.slug, form.get("public") == "1")?;
+                Ok(see_other(&format!("{here}?done=saved")))
             }
-            w.state.store.delete_repo(&repo)?;
-            Ok(see_other(&format!("{}?done=deleted", project_link(&w, &repo.owner))))
+            "grant" => match parse_grant(&form) {
+                Ok((u, p)) => match w.state.store.grant_repo(&u, &repo.owner, &repo.slug, p) {
+                    Ok(()) => Ok(see_other(&format!("{here}?done=granted"))),
+                    Err(e @ trove_store::StoreError::NoSuchUser(_)) => bad(e.to_string()),
+                    Err(e) => Err(e.into()),
+                },
+                Err(msg) => bad(msg),
+            },
+            "revoke" => {
+                let u = UserName::parse(form.get("user")).map_err(|e| WebError::BadRequest(e.to_string()))?;
+                w.state.store.revoke_repo(&u, &repo)?;
+                Ok(see_other(&format!("{here}?done=revoked")))
+            }
+            "delete" => {
+                if form.get("confirm") != repo.slug.as_str() {
+                    return bad(format!("type {} to confirm the deletion", repo.slug));
+                }
+                w.state.store.delete_repo(&repo)?;
+                Ok(see_other(&format!("{}?done=deleted", project_link(&w, &repo.owner))))
+            }
+            other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
         }
-        other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
-    }
+    })
+    .await
 }
 
 /// Used by the admin projects page: a project key from a form.

@@ -55,6 +55,8 @@ pub struct Sqlite {
     writer: Mutex<Connection>,
     readers: Box<[Mutex<Connection>]>,
     next: AtomicUsize,
+    /// Only for `PRAGMA data_version`, asked on every request: never waits behind a query.
+    watch: Mutex<Connection>,
 }
 
 /// A lock whose holder panicked is still safe to use: SQLite rolls back an unfinished
@@ -87,18 +89,18 @@ impl Sqlite {
         // Every statement the store runs, kept prepared (see `CachedRow`).
         conn.set_prepared_statement_cache_capacity(128);
         migrate(&mut conn, path)?;
-        let readers = (0..READERS)
-            .map(|_| {
-                // Read-only: a bug cannot write through a reader, and SQLite skips the write
-                // locks. The writer is open, so the WAL index exists for them to share.
-                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-                let r = Connection::open_with_flags(path, flags).map_err(StoreError::db(path))?;
-                r.busy_timeout(BUSY_TIMEOUT).map_err(StoreError::db(path))?;
-                r.set_prepared_statement_cache_capacity(128);
-                Ok(Mutex::new(r))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Sqlite { path: path.to_owned(), writer: Mutex::new(conn), readers: readers.into(), next: AtomicUsize::new(0) })
+        let reader = || {
+            // Read-only: a bug cannot write through a reader, and SQLite skips the write
+            // locks. The writer is open, so the WAL index exists for them to share.
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+            let r = Connection::open_with_flags(path, flags).map_err(StoreError::db(path))?;
+            r.busy_timeout(BUSY_TIMEOUT).map_err(StoreError::db(path))?;
+            r.set_prepared_statement_cache_capacity(128);
+            Ok::<_, StoreError>(Mutex::new(r))
+        };
+        let readers = (0..READERS).map(|_| reader()).collect::<Result<Vec<_>, StoreError>>()?;
+        let watch = reader()?;
+        Ok(Sqlite { path: path.to_owned(), writer: Mutex::new(conn), readers: readers.into(), next: AtomicUsize::new(0), watch })
     }
 
     /// The writer: every statement that changes something, and reads that must see the
@@ -120,6 +122,11 @@ impl Sqlite {
             }
         }
         unpoison(self.readers[start % n].lock())
+    }
+
+    /// The connection that only asks `PRAGMA data_version`.
+    pub(crate) fn watch(&self) -> MutexGuard<'_, Connection> {
+        unpoison(self.watch.lock())
     }
 
     pub(crate) fn db(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {

@@ -22,8 +22,9 @@ impl Settings for Sqlite {
     }
 
     fn data_version(&self) -> Result<i64, StoreError> {
-        // Asked of the writer: the readers see the writer's commits as changes too, the
-        // writer sees only other processes' (https://sqlite.org/pragma.html#pragma_data_version).
-        self.write().row("PRAGMA data_version", [], |r| r.get(0)).map_err(self.db())
+        // On a connection of its own that never writes, so every commit counts, this process's
+        // included (https://sqlite.org/pragma.html#pragma_data_version), and the per-request
+        // check never waits behind a long write or a busy reader.
+        self.watch().row("PRAGMA data_version", [], |r| r.get(0)).map_err(self.db())
     }
 }
