@@ -49,7 +49,7 @@ fn project_key(owner: &Owner) -> Result<&ProjectKey, ApiError> {
 pub(crate) async fn project_users(api: Api, Path(key): Path<String>) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         let info = api.project(&key, Some(Permission::Admin), "see this project's permissions")?;
-        grants_page(&api, "PROJECT", api.store().project_permissions(&info.as_project())?)
+        grants_page(api, "PROJECT", api.store().project_permissions(&info.as_project())?)
     })
     .await
 }
@@ -60,7 +60,7 @@ pub(crate) async fn project_grant(api: Api, Path(key): Path<String>) -> Result<R
         let info = api.project(&key, Some(Permission::Admin), "change this project's permissions")?;
         let k = project_key(&info.owner)?;
         let perm = parse_level("PROJECT", api.q.required("permission")?)?;
-        for u in named_users(&api)? {
+        for u in named_users(api)? {
             api.store().grant_project(&u.name, k, perm)?;
         }
         Ok(no_content())
@@ -73,7 +73,7 @@ pub(crate) async fn project_revoke(api: Api, Path(key): Path<String>) -> Result<
     api.blocking(move |api| {
         let info = api.project(&key, Some(Permission::Admin), "change this project's permissions")?;
         project_key(&info.owner)?;
-        for u in named_users(&api)? {
+        for u in named_users(api)? {
             api.store().revoke_project(&u.name, &info.as_project())?;
         }
         Ok(no_content())
@@ -85,7 +85,7 @@ pub(crate) async fn project_revoke(api: Api, Path(key): Path<String>) -> Result<
 pub(crate) async fn repo_users(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         let (repo, _) = api.repo(&key, &slug, Permission::Admin, "see this repository's permissions")?;
-        grants_page(&api, "REPO", api.store().repo_permissions(&repo)?)
+        grants_page(api, "REPO", api.store().repo_permissions(&repo)?)
     })
     .await
 }
@@ -95,7 +95,7 @@ pub(crate) async fn repo_grant(api: Api, Path((key, slug)): Path<(String, String
     api.blocking(move |api| {
         let (repo, _) = api.repo(&key, &slug, Permission::Admin, "change this repository's permissions")?;
         let perm = parse_level("REPO", api.q.required("permission")?)?;
-        for u in named_users(&api)? {
+        for u in named_users(api)? {
             api.store().grant_repo(&u.name, &repo.owner, &repo.slug, perm)?;
         }
         Ok(no_content())
@@ -107,7 +107,7 @@ pub(crate) async fn repo_grant(api: Api, Path((key, slug)): Path<(String, String
 pub(crate) async fn repo_revoke(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         let (repo, _) = api.repo(&key, &slug, Permission::Admin, "change this repository's permissions")?;
-        for u in named_users(&api)? {
+        for u in named_users(api)? {
             api.store().revoke_repo(&u.name, &repo)?;
         }
         Ok(no_content())
@@ -149,7 +149,7 @@ pub(crate) async fn default_get(api: Api, Path((key, perm)): Path<(String, Strin
 pub(crate) async fn default_revoke(api: Api, Path((key, perm)): Path<(String, String)>) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         let info = api.project(&key, Some(Permission::Admin), "change this project's permissions")?;
-        change_default(&api, &info, &perm, false)
+        change_default(api, &info, &perm, false)
     })
     .await
 }
@@ -161,7 +161,7 @@ pub(crate) async fn default_set(api: Api, Path((key, perm)): Path<(String, Strin
     api.blocking(move |api| {
         let info = api.project(&key, Some(Permission::Admin), "change this project's permissions")?;
         let allow = api.q.bool("allow")?.ok_or_else(|| ApiError::invalid("allow", "The query parameter allow (true or false) is required."))?;
-        change_default(&api, &info, &perm, allow)
+        change_default(api, &info, &perm, allow)
     })
     .await
 }

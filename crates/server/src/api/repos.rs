@@ -59,7 +59,7 @@ pub(crate) async fn list(api: Api, Path(key): Path<String>) -> Result<Response, 
     api.blocking(move |api| {
         let page = api.q.page()?;
         let project = api.project(&key, None, "see this project")?;
-        Ok(ok(StatusCode::OK, paged(readable(&api, &project, None)?, page)))
+        Ok(ok(StatusCode::OK, paged(readable(api, &project, None)?, page)))
     })
     .await
 }
@@ -76,7 +76,7 @@ pub(crate) async fn list_personal(api: Api, Path(user): Path<String>) -> Result<
             return Err(api.hidden(ApiError::no_user(user)));
         }
         let values = match api.store().project_info(&owner)? {
-            Some(project) => readable(&api, &project, None)?,
+            Some(project) => readable(api, &project, None)?,
             None => Vec::new(),
         };
         Ok(ok(StatusCode::OK, paged(values, page)))

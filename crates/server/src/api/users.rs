@@ -23,7 +23,7 @@ pub(crate) async fn list(api: Api) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         api.require_login()?;
         let page = api.q.page()?;
-        let values = filtered(&api)?.iter().map(|u| api.user_json(u)).collect();
+        let values = filtered(api)?.iter().map(|u| api.user_json(u)).collect();
         Ok(ok(StatusCode::OK, paged(values, page)))
     })
     .await
@@ -46,7 +46,7 @@ pub(crate) async fn admin_list(api: Api) -> Result<Response, ApiError> {
         api.require_admin("administer users")?;
         let page = api.q.page()?;
         let locked: std::collections::HashSet<String> = api.store().login_locks(&api.state.limiter.policy)?.into_iter().map(|l| l.user.to_string()).collect();
-        let values = filtered(&api)?
+        let values = filtered(api)?
             .iter()
             .map(|u| {
                 let mut v = api.user_json(u);
@@ -167,7 +167,7 @@ pub(crate) async fn global_list(api: Api) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         api.require_admin("see global permissions")?;
         let page = api.q.page()?;
-        let values = filtered(&api)?.iter().filter_map(|u| u.global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()}))).collect();
+        let values = filtered(api)?.iter().filter_map(|u| u.global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()}))).collect();
         Ok(ok(StatusCode::OK, paged(values, page)))
     })
     .await
@@ -214,7 +214,7 @@ pub(crate) async fn global_grant(api: Api) -> Result<Response, ApiError> {
         for raw in names {
             let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
             let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
-            check_global_change(&api, &u, Some(perm))?;
+            check_global_change(api, &u, Some(perm))?;
             users.push(u);
         }
         for u in users {
@@ -232,7 +232,7 @@ pub(crate) async fn global_revoke(api: Api) -> Result<Response, ApiError> {
         let raw = api.q.required("name")?;
         let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
         let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
-        check_global_change(&api, &u, None)?;
+        check_global_change(api, &u, None)?;
         api.store().set_global_permission(&name, None)?;
         Ok(no_content())
     })

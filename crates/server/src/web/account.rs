@@ -28,7 +28,7 @@ pub(crate) async fn login_page(w: Web, Query(q): Query<HashMap<String, String>>)
         if w.user().is_some() {
             return Ok(see_other(&next.unwrap_or_else(|| w.link("/"))));
         }
-        Ok(login_form(&w, next.as_deref().unwrap_or(""), "", None, StatusCode::OK))
+        Ok(login_form(w, next.as_deref().unwrap_or(""), "", None, StatusCode::OK))
     })
     .await
 }
@@ -154,7 +154,7 @@ pub(crate) async fn logout(w: Web, form: Form) -> WebResult {
 
 /// `GET /account`.
 pub(crate) async fn account_page(w: Web, Query(q): Query<HashMap<String, String>>) -> WebResult {
-    w.blocking(move |w| render_account(&w, done_notice(q.get("done").map(String::as_str)), None, StatusCode::OK)).await
+    w.blocking(move |w| render_account(w, done_notice(q.get("done").map(String::as_str)), None, StatusCode::OK)).await
 }
 
 fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, String)>, status: StatusCode) -> WebResult {
@@ -211,7 +211,7 @@ fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, Stri
 pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
     w.blocking(move |w| {
         let user = w.check_csrf(&form)?.clone();
-        let bad = |msg: &str| render_account(&w, Some(Notice::Err(msg.to_owned())), None, StatusCode::BAD_REQUEST);
+        let bad = |msg: &str| render_account(w, Some(Notice::Err(msg.to_owned())), None, StatusCode::BAD_REQUEST);
         match form.get("action") {
             "password" => {
                 if form.get("new") != form.get("confirm") {
@@ -234,7 +234,7 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
                 }
                 let scope: Permission = form.get("scope").parse().map_err(|e: trove_store::PermissionError| WebError::BadRequest(e.to_string()))?;
                 let t = w.state.store.create_token(&user.name, name, scope)?;
-                render_account(&w, None, Some((name.to_owned(), t.secret)), StatusCode::OK)
+                render_account(w, None, Some((name.to_owned(), t.secret)), StatusCode::OK)
             }
             "revoke-token" => {
                 let id: i64 = form.get("id").parse().map_err(|_| WebError::BadRequest("bad token id".into()))?;

@@ -39,7 +39,7 @@ pub(crate) async fn index(w: Web) -> WebResult {
                 a.card href=(w.link("/admin/projects")) { h3 { "Projects" } p.muted { (projects) " projects" } }
             }
         };
-        Ok(page(&w, "Administration", body))
+        Ok(page(w, "Administration", body))
     })
     .await
 }
@@ -50,7 +50,7 @@ pub(crate) async fn server_settings(w: Web, Query(q): Q) -> WebResult {
     w.blocking(move |w| {
         w.require_admin()?;
         let current = w.state.urls.configured_base_url().map(|b| b.as_str().to_owned()).unwrap_or_default();
-        render_settings(&w, &current, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+        render_settings(w, &current, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
     })
     .await
 }
@@ -117,7 +117,7 @@ pub(crate) async fn server_settings_post(w: Web, form: Form) -> WebResult {
         } else {
             match BaseUrl::parse(input) {
                 Ok(b) => Some(b),
-                Err(e) => return render_settings(&w, input, Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST),
+                Err(e) => return render_settings(w, input, Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST),
             }
         };
         w.state.store.set_base_url(parsed.as_ref())?;
@@ -132,7 +132,7 @@ pub(crate) async fn server_settings_post(w: Web, form: Form) -> WebResult {
 pub(crate) async fn users(w: Web, Query(q): Q) -> WebResult {
     w.blocking(move |w| {
         w.require_admin()?;
-        render_users(&w, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+        render_users(w, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
     })
     .await
 }
@@ -211,7 +211,7 @@ pub(crate) async fn users_post(w: Web, form: Form) -> WebResult {
     w.blocking(move |w| {
         w.check_csrf(&form)?;
         let me = w.require_admin()?.name.clone();
-        let bad = |msg: String| render_users(&w, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+        let bad = |msg: String| render_users(w, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
         let name = match UserName::parse(form.get("user").trim()) {
             Ok(n) => n,
             Err(e) => return bad(e.to_string()),
@@ -259,7 +259,7 @@ pub(crate) async fn users_post(w: Web, form: Form) -> WebResult {
 pub(crate) async fn projects(w: Web, Query(q): Q) -> WebResult {
     w.blocking(move |w| {
         w.require_admin()?;
-        render_projects(&w, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+        render_projects(w, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
     })
     .await
 }
@@ -310,13 +310,13 @@ pub(crate) async fn projects_post(w: Web, form: Form) -> WebResult {
         w.require_admin()?;
         let key = match super::repo::parse_key(form.get("key")) {
             Ok(k) => k,
-            Err(msg) => return render_projects(&w, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST),
+            Err(msg) => return render_projects(w, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST),
         };
         let name = form.get("name").trim();
         let name = (!name.is_empty()).then_some(name);
         match w.state.store.create_project(&key, name, form.get("public") == "1") {
             Ok(p) => Ok(see_other(&w.link(&format!("/projects/{}?done=created", url_encode(&p.owner.to_string()))))),
-            Err(e @ StoreError::ProjectExists(_)) => render_projects(&w, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
+            Err(e @ StoreError::ProjectExists(_)) => render_projects(w, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
             Err(e) => Err(e.into()),
         }
     })

@@ -106,8 +106,8 @@ pub(crate) async fn dashboard(w: Web) -> WebResult {
                     tbody {
                         @for p in &projects {
                             tr {
-                                td.mono { a href=(project_link(&w, &p.owner)) { (p.owner) } }
-                                td { a href=(project_link(&w, &p.owner)) { (p.name) } }
+                                td.mono { a href=(project_link(w, &p.owner)) { (p.owner) } }
+                                td { a href=(project_link(w, &p.owner)) { (p.name) } }
                                 td { (visibility(p.public)) }
                             }
                         }
@@ -117,7 +117,7 @@ pub(crate) async fn dashboard(w: Web) -> WebResult {
             p.muted { "Clone URLs look like " code.clone-hint { (base) "/scm/KEY/slug.git" } }
             @if w.is_admin() { p { a href=(w.link("/admin/projects")) { "Create a project" } } }
         };
-        Ok(page(&w, "Projects", body))
+        Ok(page(w, "Projects", body))
     })
     .await
 }
@@ -126,7 +126,7 @@ pub(crate) async fn dashboard(w: Web) -> WebResult {
 pub(crate) async fn project_page(w: Web, key: Result<Path<String>, PathRejection>, Query(q): Q) -> WebResult {
     w.blocking(move |w| {
         let key = seg(key)?;
-        render_project(&w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+        render_project(w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
     })
     .await
 }
@@ -179,12 +179,12 @@ pub(crate) async fn create_repo(w: Web, key: Result<Path<String>, PathRejection>
         let key = seg(key)?;
         w.check_csrf(&form)?;
         let who = w.who();
-        let owner = access::create_repo(&w.state.store, who.as_ref(), &key).map_err(|e| refused(&w, e))?;
+        let owner = access::create_repo(&w.state.store, who.as_ref(), &key).map_err(|e| refused(w, e))?;
         // A name, as in Bitbucket and our REST API: "My Repo" is shown as is and gets the slug
         // `my-repo` for its URLs.
         let name = form.get("name").trim();
         let name = if name.is_empty() { form.get("slug").trim() } else { name };
-        let bad = |msg: String| render_project(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+        let bad = |msg: String| render_project(w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
         if name.is_empty() || name.len() > trove_store::MAX_NAME_LEN || name.chars().any(char::is_control) {
             return bad(format!("Give the repository a name of 1 to {} characters.", trove_store::MAX_NAME_LEN));
         }
@@ -196,8 +196,8 @@ pub(crate) async fn create_repo(w: Web, key: Result<Path<String>, PathRejection>
             w.state.store.update_repo(&repo, &trove_store::RepoUpdate { name: Some((name.to_owned(), slug.clone())), forkable: None, public: None })
         });
         match created {
-            Ok(repo) => Ok(see_other(&repo_link(&w, &repo, "/browse"))),
-            Err(e @ trove_store::StoreError::RepoExists(_)) => render_project(&w, &key, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
+            Ok(repo) => Ok(see_other(&repo_link(w, &repo, "/browse"))),
+            Err(e @ trove_store::StoreError::RepoExists(_)) => render_project(w, &key, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
             Err(e) => Err(e.into()),
         }
     })
@@ -259,7 +259,7 @@ fn visibility_form(w: &Web, action: &str, public: bool, what: &str) -> Markup {
 pub(crate) async fn project_settings(w: Web, key: Result<Path<String>, PathRejection>, Query(q): Q) -> WebResult {
     w.blocking(move |w| {
         let key = seg(key)?;
-        render_project_settings(&w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+        render_project_settings(w, &key, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
     })
     .await
 }
@@ -292,9 +292,9 @@ pub(crate) async fn project_settings_post(w: Web, key: Result<Path<String>, Path
     w.blocking(move |w| {
         let key = seg(key)?;
         w.check_csrf(&form)?;
-        let (project, _) = project_access(&w, &key, Some(Permission::Admin))?;
+        let (project, _) = project_access(w, &key, Some(Permission::Admin))?;
         let here = w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())));
-        let bad = |msg: String| render_project_settings(&w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+        let bad = |msg: String| render_project_settings(w, &key, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
         let Owner::Project(pkey) = &project.owner else {
             return bad("personal projects have no project settings here".into());
         };
@@ -351,9 +351,9 @@ pub(crate) async fn user_alias(w: Web, uri: http::Uri) -> WebResult {
 pub(crate) async fn repo_root(w: Web, p: Result<Path<(String, String)>, PathRejection>) -> WebResult {
     w.blocking(move |w| {
         let (key, slug) = seg(p)?;
-        let (repo, _) = repo_access(&w, &key, &slug, Permission::Read)?;
+        let (repo, _) = repo_access(w, &key, &slug, Permission::Read)?;
         let mut r = StatusCode::FOUND.into_response();
-        if let Ok(v) = HeaderValue::from_str(&repo_link(&w, &repo, "/browse")) {
+        if let Ok(v) = HeaderValue::from_str(&repo_link(w, &repo, "/browse")) {
             r.headers_mut().insert(header::LOCATION, v);
         }
         Ok(r)
@@ -713,7 +713,7 @@ fn parse_diff(diff: &str) -> Vec<FileDiff> {
 pub(crate) async fn repo_settings(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
     w.blocking(move |w| {
         let (key, slug) = seg(p)?;
-        render_repo_settings(&w, &key, &slug, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
+        render_repo_settings(w, &key, &slug, done_notice(q.get("done").map(String::as_str)), StatusCode::OK)
     })
     .await
 }
@@ -738,9 +738,9 @@ pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>,
     w.blocking(move |w| {
         let (key, slug) = seg(p)?;
         w.check_csrf(&form)?;
-        let (repo, _) = repo_access(&w, &key, &slug, Permission::Admin)?;
-        let here = repo_link(&w, &repo, "/settings");
-        let bad = |msg: String| render_repo_settings(&w, &key, &slug, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
+        let (repo, _) = repo_access(w, &key, &slug, Permission::Admin)?;
+        let here = repo_link(w, &repo, "/settings");
+        let bad = |msg: String| render_repo_settings(w, &key, &slug, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
         match form.get("action") {
             "visibility" => {
                 w.state.store.set_repo_public(&repo.owner, &repo.slug, form.get("public") == "1")?;
@@ -764,7 +764,7 @@ pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>,
                     return bad(format!("type {} to confirm the deletion", repo.slug));
                 }
                 w.state.store.delete_repo(&repo)?;
-                Ok(see_other(&format!("{}?done=deleted", project_link(&w, &repo.owner))))
+                Ok(see_other(&format!("{}?done=deleted", project_link(w, &repo.owner))))
             }
             other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
         }
