@@ -53,7 +53,7 @@ fn atomic_push_updates_all_refs_or_none() {
 }
 
 /// Deterministic pseudo-random bytes (xorshift), incompressible enough to make a big pack.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, mut seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         seed ^= seed << 13;
