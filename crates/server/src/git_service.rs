@@ -155,6 +155,12 @@ fn service_command(state: &AppState, call: &Call, env: &[(OsString, OsString)], 
     let mut cmd = command(&state.git.binary, env);
     if call.service == Service::ReceivePack {
         cmd.arg("-c").arg(format!("core.hooksPath={}", crate::hooks::dir(state.store.git_home()).display()));
+        if state.git.maintenance_after_push {
+            // Maintenance runs `gc --auto` after the push (`maintenance.rs`), counted, capped
+            // and stopped on shutdown; receive-pack's own would detach into a session of its
+            // own that none of that sees.
+            cmd.args(["-c", "receive.autogc=false"]);
+        }
     }
     cmd.arg(call.service.subcommand());
     if stateless {
@@ -625,7 +631,8 @@ mod tests {
         let pids = bin.path().join("pids");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let (leader, grandchild) = loop {
-            if let Some((a, b)) = std::fs::read_to_string(&pids).ok().and_then(|s| s.trim().split_once(' ').map(|(a, b)| (a.parse::<u32>(), b.parse::<u32>()))) {
+            if let Some((a, b)) = std::fs::read_to_string(&pids).ok().and_then(|s| s.trim().split_once(' ').map(|(a, b)| (a.parse::<u32>(), b.parse::<u32>())))
+            {
                 break (a.unwrap(), b.unwrap());
             }
             assert!(std::time::Instant::now() < deadline, "the fake git never started");

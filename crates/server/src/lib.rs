@@ -290,7 +290,11 @@ impl Server {
         if tokio::time::timeout_at(deadline, tasks.wait()).await.is_ok() {
             return;
         }
-        tracing::warn!(tasks = tasks.len(), git = self.running_git_processes(), "background work still running after the drain timeout; stopping its git processes");
+        tracing::warn!(
+            tasks = tasks.len(),
+            git = self.running_git_processes(),
+            "background work still running after the drain timeout; stopping its git processes"
+        );
         tasks.stop().cancel();
         if tokio::time::timeout(STOP_WAIT, tasks.wait()).await.is_err() {
             tracing::error!(tasks = tasks.len(), git = self.running_git_processes(), "background tasks did not end after their git processes were stopped");

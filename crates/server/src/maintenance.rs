@@ -88,7 +88,9 @@ impl Maintenance {
                 return;
             }
             let mut cmd = crate::git_service::command(&self.git, &self.env);
-            cmd.env("GIT_DIR", path).args(args);
+            // In the foreground: a detached gc would leave its own session, outside the slots,
+            // `idle` and the stop at shutdown.
+            cmd.env("GIT_DIR", path).args(["-c", "gc.autoDetach=false"]).args(args);
             match crate::git_service::output_until(cmd, None, stop).await {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {

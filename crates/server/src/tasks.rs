@@ -159,10 +159,14 @@ mod tests {
     #[tokio::test]
     async fn cancel_wakes_every_waiter_and_stays_given() {
         let c = Cancel::new();
-        let waiters: Vec<_> = (0..3).map(|_| tokio::spawn({
-            let c = c.clone();
-            async move { c.cancelled().await }
-        })).collect();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                tokio::spawn({
+                    let c = c.clone();
+                    async move { c.cancelled().await }
+                })
+            })
+            .collect();
         tokio::task::yield_now().await;
         c.cancel();
         for w in waiters {

@@ -32,12 +32,15 @@ while True:
     os.write(1, d)
 "#;
 
+/// The sessions that ended: (command, GIT_PROTOCOL, exit code).
+type Ended = Arc<Mutex<Vec<(String, String, Option<i32>)>>>;
+
 /// Serves git sessions as `writer` on 127.0.0.1:0: one line `git-upload-pack '/TP/test.git'`
 /// TAB `GIT_PROTOCOL`, then the session. Returns the port and the (command, protocol, exit code)
 /// of each session that ended.
-fn listen(t: &TestServer) -> (u16, Arc<Mutex<Vec<(String, String, Option<i32>)>>>) {
+fn listen(t: &TestServer) -> (u16, Ended) {
     let server = t.server.clone();
-    let ended = Arc::new(Mutex::new(Vec::new()));
+    let ended = Ended::default();
     let seen = ended.clone();
     let listener = t.runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -241,6 +241,27 @@ fn pushes_are_followed_by_background_commit_graph_maintenance_unless_disabled() 
 }
 
 #[test]
+fn gc_after_a_push_runs_in_the_foreground_so_nothing_is_left_running_when_maintenance_is_idle() {
+    let t = TestServer::start();
+    let (work, _) = t.seed("scm/TP/test.git", 3);
+    t.wait_maintenance();
+    // Every push keeps its pack, and a second pack makes `gc --auto` repack: it would detach
+    // (gc.autoDetach) into a session of its own that neither maintenance's count nor shutdown
+    // could see.
+    let repo = t.repo_dir("TP", "test");
+    t.git_ok(&repo, &["config", "receive.unpackLimit", "1"]);
+    t.git_ok(&repo, &["config", "gc.autoPackLimit", "1"]);
+    for i in 0..3 {
+        t.commit(&work, &format!("more{i}.txt"), &format!("more {i}\n"));
+        t.git_ok(&work, &["push", "-q", "origin", "main"]);
+        t.wait_maintenance();
+        let left = crate::shutdown::processes_in(&repo);
+        assert!(left.is_empty(), "git still at work in the repository after maintenance went idle: {left:?}");
+    }
+    t.fsck("TP", "test");
+}
+
+#[test]
 fn pushes_to_refs_reserved_for_pull_requests_are_refused_and_change_nothing() {
     let t = TestServer::start();
     let (work, tip) = t.seed("scm/TP/test.git", 1);

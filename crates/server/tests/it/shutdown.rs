@@ -95,7 +95,7 @@ fn stopping_with_a_stalled_push_in_flight_refuses_it_cleanly_within_the_drain_ti
 
 /// Processes other than this test's own that are still at work in `dir`: a command line naming
 /// it, or a working directory inside it (a hook git started runs in the repository).
-fn processes_in(dir: &std::path::Path) -> Vec<String> {
+pub(crate) fn processes_in(dir: &std::path::Path) -> Vec<String> {
     let me = std::process::id().to_string();
     let needle = dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
