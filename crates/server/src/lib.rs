@@ -14,12 +14,14 @@ mod config;
 mod error;
 pub mod events;
 mod git_http;
+mod git_service;
 mod hooks;
 mod linger;
 mod maintenance;
 mod pktline;
 pub mod public_url;
 mod repo_read;
+mod tasks;
 mod web;
 
 use std::future::Future;
@@ -39,6 +41,7 @@ use trove_store::Store;
 pub use challenge::solve as solve_login_challenge;
 pub use config::{AuthSettings, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, GitSettings, RawConfig, ServerConfig};
 pub use error::ServerError;
+pub use git_service::{GitError, Service as GitService};
 pub use public_url::{Connector, PublicUrlSettings, PublicUrls, RequestView, Scheme};
 
 /// A Unix time as `2026-12-02 17:18 UTC`, as the web UI shows dates.
@@ -64,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) events: events::Events,
     /// The cap on request bodies held in memory at once.
     pub(crate) bodies: budget::BodyBudget,
+    /// Every background task (git feeders and supervisors, maintenance), awaited on shutdown.
+    pub(crate) tasks: tasks::Tasks,
     /// Settings another process may change in the database (`trove admin settings base-url`,
     /// another node): followed within a second, without a restart.
     pub(crate) settings_sync: SettingsSync,
@@ -154,7 +159,9 @@ impl Server {
             );
         }
         let urls = PublicUrls::new(PublicUrlSettings { base_url, context_path, connector: config.connector, trusted_proxies: config.trusted_proxies });
+        let tasks = tasks::Tasks::new();
         let maintenance = Arc::new(maintenance::Maintenance::new(
+            tasks.clone(),
             config.git.maintenance_after_push,
             config.git.max_concurrent_maintenance,
             config.git.binary.clone(),
@@ -173,6 +180,7 @@ impl Server {
             started: std::sync::atomic::AtomicU64::new(0),
             bodies: budget::BodyBudget::new(config.max_buffered_request_bytes),
             events: events::Events::new(),
+            tasks,
             settings_sync: SettingsSync { base_url_from_config, data_version: std::sync::atomic::AtomicI64::new(data_version) },
         };
         // Maintenance follows accepted pushes.
@@ -260,19 +268,82 @@ impl Server {
         // which ends their git processes (a push's receive-pack sees its input end and refuses
         // the pack before moving any ref; an upload-pack's output breaks).
         let drain = self.drain_timeout;
-        if tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await.is_err() {
+        let deadline = tokio::time::Instant::now() + drain;
+        if tokio::time::timeout_at(deadline, async { while conns.join_next().await.is_some() {} }).await.is_err() {
             tracing::warn!(open = conns.len(), seconds = drain.as_secs(), "requests still in flight after the drain timeout; closing them");
             conns.abort_all();
             while conns.join_next().await.is_some() {}
         }
-        // The git processes those requests started end on their own once their pipes close;
-        // wait for them (briefly), so that nothing is left behind when this returns.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.running_git_processes() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        self.stop_background(deadline).await;
         Ok(())
     }
+
+    /// Waits for the background tasks (git feeders and supervisors, maintenance) until
+    /// `deadline`, then stops the git processes still running (SIGTERM to each process group,
+    /// SIGKILL after a grace) and waits for their supervisors to reap them, so that no git
+    /// process outlives the server. Once called, git processes started later are stopped at once.
+    async fn stop_background(&self, deadline: tokio::time::Instant) {
+        let tasks = &self.shared.tasks;
+        tasks.close();
+        // A git process whose client just went away gets a moment to refuse its pack itself,
+        // even when the connections took the whole drain time.
+        let deadline = deadline.max(tokio::time::Instant::now() + STOP_GRACE);
+        if tokio::time::timeout_at(deadline, tasks.wait()).await.is_ok() {
+            return;
+        }
+        tracing::warn!(
+            tasks = tasks.len(),
+            git = self.running_git_processes(),
+            "background work still running after the drain timeout; stopping its git processes"
+        );
+        tasks.stop().cancel();
+        if tokio::time::timeout(STOP_WAIT, tasks.wait()).await.is_err() {
+            tracing::error!(tasks = tasks.len(), git = self.running_git_processes(), "background tasks did not end after their git processes were stopped");
+        }
+    }
+
+    /// Runs `git upload-pack` or `git receive-pack` as one session over a byte stream, as SSH
+    /// does (no `--stateless-rpc`): `input` (the client's bytes) goes to git's stdin and git's
+    /// stdout to `output` until git exits; returns git's exit status. The caller is the adapter:
+    /// it has authenticated the caller and decided access (`receive-pack` needs `who`). After a
+    /// push, the push event is published as for HTTP.
+    pub async fn git_session<R, W>(&self, session: GitSession<'_>, input: R, output: W) -> Result<std::process::ExitStatus, GitError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let state = &self.shared;
+        let call = git_service::Call {
+            service: session.service,
+            repo_id: session.repo.id,
+            repo: session.repo.display_path(),
+            path: state.store.repo_path(session.repo),
+            protocol: session.protocol.filter(|p| pktline::valid_git_protocol(p)).map(str::to_owned),
+            pusher: session.who.map(|a| git_service::Pusher::new(a, session.client_ip, "ssh")),
+        };
+        git_service::session(state, call, input, output).await
+    }
+}
+
+/// After the connections are closed on shutdown, the least time background git processes get
+/// to end on their own before they are stopped.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long shutdown waits for stopped git processes to be reaped.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One git session over a byte stream ([`Server::git_session`]): which service, on which
+/// repository, for whom.
+pub struct GitSession<'a> {
+    pub service: GitService,
+    pub repo: &'a trove_store::Repo,
+    /// Who asked; required for `git-receive-pack` (their name goes into the reflog and the push
+    /// event).
+    pub who: Option<&'a trove_store::Authenticated>,
+    /// The client's address, for the reflog when the user has no e-mail address.
+    pub client_ip: Option<std::net::IpAddr>,
+    /// The client's `GIT_PROTOCOL` (`version=2`); an invalid value is dropped, as over HTTP.
+    pub protocol: Option<&'a str>,
 }
 
 /// How long a client may take to send a request's headers (slowloris protection). hyper only

@@ -12,10 +12,13 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::process::Command;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::tasks::Tasks;
+
 pub(crate) struct Maintenance {
+    /// Runs are tasks of the server's tracker; its stop signal ends them at shutdown.
+    tasks: Tasks,
     enabled: bool,
     git: PathBuf,
     env: Vec<(OsString, OsString)>,
@@ -27,8 +30,8 @@ pub(crate) struct Maintenance {
 }
 
 impl Maintenance {
-    pub(crate) fn new(enabled: bool, max_at_once: usize, git: PathBuf, env: Vec<(OsString, OsString)>) -> Self {
-        Self { enabled, git, env, running: Mutex::default(), idle: Notify::new(), slots: Arc::new(Semaphore::new(max_at_once.max(1))) }
+    pub(crate) fn new(tasks: Tasks, enabled: bool, max_at_once: usize, git: PathBuf, env: Vec<(OsString, OsString)>) -> Self {
+        Self { tasks, enabled, git, env, running: Mutex::default(), idle: Notify::new(), slots: Arc::new(Semaphore::new(max_at_once.max(1))) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, bool>> {
@@ -48,7 +51,7 @@ impl Maintenance {
             m.insert(repo_id, false);
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             loop {
                 // The semaphore is never closed, so acquiring cannot fail.
                 let slot = this.slots.clone().acquire_owned().await.ok();
@@ -78,16 +81,17 @@ impl Maintenance {
         }
         steps.push(&["commit-graph", "write", "--reachable", "--split", "--no-progress"]);
         steps.push(&["gc", "--auto", "--quiet"]);
+        let stop = self.tasks.stop();
         for args in steps {
-            let out = Command::new(&self.git)
-                .env_clear()
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .env("GIT_DIR", path)
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .await;
-            match out {
+            // Shutting down: what is left waits for the next push.
+            if stop.is_cancelled() {
+                return;
+            }
+            let mut cmd = crate::git_service::command(&self.git, &self.env);
+            // In the foreground: a detached gc would leave its own session, outside the slots,
+            // `idle` and the stop at shutdown.
+            cmd.env("GIT_DIR", path).args(["-c", "gc.autoDetach=false"]).args(args);
+            match crate::git_service::output_until(cmd, None, stop).await {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {
                     tracing::warn!(repo = %path.display(), step = args[0], status = %o.status, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "maintenance step failed")
@@ -136,7 +140,7 @@ mod tests {
     #[tokio::test]
     async fn maintenance_of_many_repositories_runs_at_most_the_allowed_number_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(Maintenance::new(true, 1, fake_git(dir.path()), vec![]));
+        let m = Arc::new(Maintenance::new(Tasks::new(), true, 1, fake_git(dir.path()), vec![]));
         for id in 0..6 {
             let repo = dir.path().join(format!("repo{id}"));
             std::fs::create_dir_all(repo.join("objects/pack")).unwrap();

@@ -7,6 +7,7 @@ mod bodies;
 mod clone_fetch;
 mod context_path;
 mod dulwich;
+mod git_session;
 mod h2;
 mod http;
 mod ls_remote;

@@ -53,7 +53,7 @@ fn atomic_push_updates_all_refs_or_none() {
 }
 
 /// Deterministic pseudo-random bytes (xorshift), incompressible enough to make a big pack.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, mut seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         seed ^= seed << 13;
@@ -238,6 +238,27 @@ fn pushes_are_followed_by_background_commit_graph_maintenance_unless_disabled() 
     t.wait_maintenance();
     assert!(!t.repo_dir("TP", "test").join(chain).exists(), "no maintenance when disabled");
     assert_eq!(bitmaps(&t), 0);
+}
+
+#[test]
+fn gc_after_a_push_runs_in_the_foreground_so_nothing_is_left_running_when_maintenance_is_idle() {
+    let t = TestServer::start();
+    let (work, _) = t.seed("scm/TP/test.git", 3);
+    t.wait_maintenance();
+    // Every push keeps its pack, and a second pack makes `gc --auto` repack: it would detach
+    // (gc.autoDetach) into a session of its own that neither maintenance's count nor shutdown
+    // could see.
+    let repo = t.repo_dir("TP", "test");
+    t.git_ok(&repo, &["config", "receive.unpackLimit", "1"]);
+    t.git_ok(&repo, &["config", "gc.autoPackLimit", "1"]);
+    for i in 0..3 {
+        t.commit(&work, &format!("more{i}.txt"), &format!("more {i}\n"));
+        t.git_ok(&work, &["push", "-q", "origin", "main"]);
+        t.wait_maintenance();
+        let left = crate::shutdown::processes_in(&repo);
+        assert!(left.is_empty(), "git still at work in the repository after maintenance went idle: {left:?}");
+    }
+    t.fsck("TP", "test");
 }
 
 #[test]

@@ -230,6 +230,25 @@ impl TestServer {
         }
     }
 
+    /// The runtime the server runs on, for test listeners beside it.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// Asks the server to stop and waits until `serve` has returned; panics after `within`.
+    pub fn stop(&mut self, within: Duration) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let thread = self.thread.take().expect("the server runs");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = thread.join();
+            let _ = done_tx.send(());
+        });
+        assert!(done_rx.recv_timeout(within).is_ok(), "the server did not stop within {within:?}");
+    }
+
     pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
         http(self.addr, method, path, headers, body)
     }
