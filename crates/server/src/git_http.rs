@@ -70,13 +70,10 @@ pub(crate) async fn authorize(
 ) -> Result<Access, HttpError> {
     let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let who = auth::authenticate(&state.store, &state.limiter, header, view.client_ip).await?;
-    let store = state.store.clone();
     let who_for_lookup = who.clone();
     // The `.git` suffix is optional, as on Bitbucket.
     let (owner, slug) = (owner.to_owned(), repo.strip_suffix(".git").unwrap_or(repo).to_owned());
-    let decided = tokio::task::spawn_blocking(move || access::repo(&store, who_for_lookup.as_ref(), &owner, &slug, need))
-        .await
-        .map_err(|e| HttpError::Internal(format!("permission lookup panicked: {e}")))?;
+    let decided = state.store.run(move |s| access::repo(s, who_for_lookup.as_ref(), &owner, &slug, need)).await;
     match decided {
         Ok(granted) => Ok(Access { repo: granted.repo, who }),
         Err(AccessError::Anonymous(_)) => Err(HttpError::AuthRequired),
