@@ -86,10 +86,10 @@ fn cert_names(public: &BaseUrl) -> (Vec<String>, Vec<std::net::IpAddr>) {
 }
 
 fn random_password() -> String {
-    use rand::Rng;
+    use rand::RngExt as _;
     const CHARS: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut r = rand::thread_rng();
-    (0..20).map(|_| CHARS[r.gen_range(0..CHARS.len())] as char).collect()
+    let mut r = trove_store::os_rng();
+    (0..20).map(|_| CHARS[r.random_range(0..CHARS.len())] as char).collect()
 }
 
 /// Certificates this start needs and the data directory lacks, made in memory; nothing is

@@ -838,7 +838,7 @@ mod tests {
         let key = dir.path().join("c.key");
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         std::fs::write(&crt, ck.cert.pem()).unwrap();
-        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
         std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let text = format!(
             "[[listen]]\naddr = \"127.0.0.1:0\"\n[[listen]]\naddr = \"127.0.0.1:0\"\ntls = true\n[[server]]\nnames = [\"localhost\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use hmac::Mac as _;
-use rand::RngCore as _;
+use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
+use trove_store::os_rng;
 
 /// How long a challenge may be answered.
 const LIFETIME_SECS: i64 = 600;
@@ -44,7 +45,7 @@ pub(crate) struct Challenges {
 impl Challenges {
     pub(crate) fn new(bits: u32) -> Self {
         let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
+        os_rng().fill_bytes(&mut key);
         Challenges { key, bits, used: Mutex::default() }
     }
 
@@ -61,7 +62,7 @@ impl Challenges {
     /// A fresh challenge for signing in as `user`.
     pub(crate) fn issue(&self, user: &str, now: i64) -> String {
         let mut raw = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
+        os_rng().fill_bytes(&mut raw);
         let (expiry, random) = (now + LIFETIME_SECS, hex(&raw));
         format!("{expiry}.{random}.{}", self.mac(user, expiry, &random))
     }

@@ -67,11 +67,12 @@ impl Events {
 
 /// Where one push's `post-receive` writes its lines (`git-home/pushes/<random>`).
 pub(crate) fn updates_file(git_home: &Path) -> std::io::Result<PathBuf> {
-    use rand::RngCore as _;
+    use rand::Rng as _;
+    use trove_store::os_rng;
     let dir = git_home.join("pushes");
     std::fs::create_dir_all(&dir)?;
     let mut raw = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
+    os_rng().fill_bytes(&mut raw);
     Ok(dir.join(raw.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 

@@ -28,7 +28,7 @@ pub use error::StoreError;
 pub use grants::{Grants, RepoGrantRows};
 pub use logins::{Failures, LoginLock, LoginPolicy, LoginRow, Logins, PasswordCheck};
 pub use names::{MAX_NAME_LEN, NameError, Owner, ProjectKey, RepoSlug, UserName};
-pub use password::{MIN_PASSWORD_LEN, Password, PasswordError};
+pub use password::{MIN_PASSWORD_LEN, Password, PasswordError, os_rng};
 pub use permissions::{GlobalPermission, GlobalPermissionError, Permission, PermissionError, PermissionFacts, effective_permission};
 pub use projects::{Project, ProjectInfo, ProjectUpdate, Projects};
 pub use repos::{Repo, RepoUpdate, Repos, git_env};

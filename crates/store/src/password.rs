@@ -2,8 +2,22 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use rand::RngCore;
-use rand::rngs::OsRng;
+use rand::Rng as _;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
+
+/// The operating system's random numbers, for every secret Trove makes (salts, token secrets,
+/// session ids, keys). Panics if the system cannot give any, as there is no safe way on.
+pub fn os_rng() -> UnwrapErr<SysRng> {
+    UnwrapErr(SysRng)
+}
+
+/// A random 128-bit salt (the size argon2 recommends).
+fn new_salt() -> SaltString {
+    let mut raw = [0u8; 16];
+    os_rng().fill_bytes(&mut raw);
+    SaltString::encode_b64(&raw).expect("16 bytes are a valid salt")
+}
 
 /// Shortest password we accept.
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -45,7 +59,7 @@ impl std::fmt::Debug for Password {
 /// argon2id with the crate's defaults (19 MiB, 2 passes): the OWASP recommendation for
 /// passwords people choose.
 pub(crate) fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
+    let salt = new_salt();
     Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with default params cannot fail").to_string()
 }
 
@@ -53,7 +67,7 @@ pub(crate) fn hash_password(password: &str) -> String {
 /// cheapest argon2 parameters keep per-request verification fast while the stored value is
 /// still not the secret.
 pub(crate) fn hash_token_secret(secret: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
+    let salt = new_salt();
     let params = Params::new(Params::MIN_M_COST.max(64), 1, 1, None).expect("valid argon2 params");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(secret.as_bytes(), &salt).expect("argon2 with fixed params cannot fail").to_string()
 }
@@ -98,7 +112,7 @@ type Mac = hmac::Hmac<sha2::Sha256>;
 impl Verified {
     pub(crate) fn new() -> Self {
         let mut key = [0u8; 32];
-        OsRng.fill_bytes(&mut key);
+        os_rng().fill_bytes(&mut key);
         Self { key, entries: Default::default() }
     }
 

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use rand::RngCore;
+use rand::Rng as _;
 use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::names::{Owner, ProjectKey, RepoSlug, UserName};
-use crate::password::{self, Password};
+use crate::password::{self, Password, os_rng};
 use crate::permissions::{GlobalPermission, Permission};
 use crate::repos::{self, Repo};
 use crate::sessions::Session;
@@ -66,7 +66,7 @@ pub(crate) fn now() -> i64 {
 /// 256 random bits, URL-safe base64.
 fn random_secret() -> String {
     let mut raw = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
+    os_rng().fill_bytes(&mut raw);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 

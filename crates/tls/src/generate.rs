@@ -121,7 +121,7 @@ fn server_params(hosts: &[String], ips: &[IpAddr], days: u32, key: &KeyPair) -> 
             continue;
         }
         validate_host(h)?;
-        let name = rcgen::Ia5String::try_from(h.to_ascii_lowercase()).map_err(|_| TlsError::InvalidHost { name: h.clone() })?;
+        let name = rcgen::string::Ia5String::try_from(h.to_ascii_lowercase()).map_err(|_| TlsError::InvalidHost { name: h.clone() })?;
         sans.push(SanType::DnsName(name));
     }
     for ip in &all_ips {
@@ -227,11 +227,11 @@ fn issuer_params(cert_pem: &str) -> Result<CertificateParams, rcgen::Error> {
         let data = attr.attr_value().data;
         let text = || std::str::from_utf8(data).map_err(|_| rcgen::Error::CouldNotParseCertificate);
         let value = match attr.attr_value().header.tag() {
-            Tag::BmpString => DnValue::BmpString(rcgen::BmpString::from_utf16be(data.to_vec())?),
+            Tag::BmpString => DnValue::BmpString(rcgen::string::BmpString::from_utf16be(data.to_vec())?),
             Tag::Ia5String => DnValue::Ia5String(text()?.try_into()?),
             Tag::PrintableString => DnValue::PrintableString(text()?.try_into()?),
             Tag::T61String => DnValue::TeletexString(text()?.try_into()?),
-            Tag::UniversalString => DnValue::UniversalString(rcgen::UniversalString::from_utf32be(data.to_vec())?),
+            Tag::UniversalString => DnValue::UniversalString(rcgen::string::UniversalString::from_utf32be(data.to_vec())?),
             Tag::Utf8String => DnValue::Utf8String(text()?.to_owned()),
             _ => return Err(rcgen::Error::CouldNotParseCertificate),
         };
@@ -254,12 +254,12 @@ fn issuer_params(cert_pem: &str) -> Result<CertificateParams, rcgen::Error> {
 pub fn issue(ca: &CertAuthority, hosts: &[String], ips: &[IpAddr], days: u32, key_kind: KeyKind) -> Result<GeneratedCert, TlsError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(TlsError::Generate)?;
     let ca_params = issuer_params(&ca.cert_pem).map_err(TlsError::Generate)?;
-    // rcgen signs with a `Certificate`; re-making the CA's from its subject and key identifier
-    // gives a leaf whose issuer and authority key identifier are those of the one on disk.
-    let issuer = ca_params.self_signed(&ca_key).map_err(TlsError::Generate)?;
+    // The CA's subject and key identifier, as on disk, give the leaf its issuer and authority
+    // key identifier.
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let key = generate_key(key_kind)?;
     let params = server_params(hosts, ips, days, &key)?;
-    let cert = params.signed_by(&key, &issuer, &ca_key).map_err(TlsError::Generate)?;
+    let cert = params.signed_by(&key, &issuer).map_err(TlsError::Generate)?;
     Ok(GeneratedCert { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
 }
 

@@ -198,7 +198,7 @@ fn an_expired_certificate_fails_only_the_certificate_check() {
     let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     p.not_before = rcgen::date_time_ymd(2020, 1, 1);
     p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    let leaf = p.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let leaf = p.signed_by(&leaf_key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
     std::fs::write(s.tls.join("server.crt"), leaf.pem()).unwrap();
     std::fs::write(s.tls.join("server.key"), leaf_key.serialize_pem()).unwrap();
     std::fs::write(&s.ca, ca.pem()).unwrap();

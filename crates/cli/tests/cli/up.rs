@@ -348,7 +348,7 @@ fn a_users_tls_edit_survives_two_public_url_changes() {
     let bought = rcgen::generate_simple_self_signed(vec!["git.example.com".to_string(), "localhost".to_string()]).unwrap();
     let (bcrt, bkey) = (work.path().join("bought.crt"), work.path().join("bought.key"));
     std::fs::write(&bcrt, bought.cert.pem()).unwrap();
-    std::fs::write(&bkey, bought.key_pair.serialize_pem()).unwrap();
+    std::fs::write(&bkey, bought.signing_key.serialize_pem()).unwrap();
     std::fs::set_permissions(&bkey, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let gw = data.join("gateway.toml");
     let text = std::fs::read_to_string(&gw).unwrap();

@@ -459,7 +459,7 @@ async fn https_vhost_with_the_same_certificate_matches_apache() {
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
     let (crt, keyf) = (dir.path().join("server.crt"), dir.path().join("server.key"));
     std::fs::write(&crt, leaf.pem()).unwrap();
     std::fs::write(&keyf, key.serialize_pem()).unwrap();

@@ -145,7 +145,7 @@ pub async fn connect_tls_alpn(addr: SocketAddr, ca_pem: &str, alpn: &[&[u8]]) ->
 /// ALPN protocols `alpn`, and that certificate's PEM for the downstream to trust.
 pub fn test_tls(alpn: &[&[u8]]) -> (std::sync::Arc<rustls::ServerConfig>, String) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
     let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -7,7 +7,8 @@ use axum::response::Response;
 use base64::Engine as _;
 use http::{StatusCode, header};
 use maud::html;
-use rand::RngCore;
+use rand::Rng as _;
+use trove_store::os_rng;
 use trove_store::{Password, Permission, Store};
 
 use super::view::{Notice, csrf_field, done_notice, notice, page};
@@ -17,7 +18,7 @@ use crate::error::HttpError;
 
 fn random_token() -> String {
     let mut raw = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
+    os_rng().fill_bytes(&mut raw);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 

@@ -425,7 +425,8 @@ fn expired_chain_certificate_gives_a_warning_naming_the_chain_file() {
     ca_params.not_after = time::OffsetDateTime::from_unix_timestamp(now() - 86_400).unwrap();
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
     let (cert, key, chain) = (dir.path().join("leaf.pem"), dir.path().join("leaf.key"), dir.path().join("chain.pem"));
     std::fs::write(&cert, leaf.pem()).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
