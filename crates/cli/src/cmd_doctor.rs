@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trove_http::{HttpUrl, UrlError};
 use trove_tls::CertInfo;
 
 use crate::cmd_up::{GATEWAY_FILE, UpState};
@@ -112,23 +113,13 @@ struct Url {
 }
 
 impl Url {
+    /// Parsed by the one URL type ([`HttpUrl`]); the path loses its trailing slashes.
     fn parse(s: &str) -> anyhow::Result<Url> {
-        let (scheme, rest) = s.split_once("://").with_context(|| format!("{s:?} is not a URL like https://host[:port][/path]"))?;
-        let scheme = scheme.to_ascii_lowercase();
-        anyhow::ensure!(scheme == "http" || scheme == "https", "{s:?}: only http and https URLs");
-        let (auth, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let default = if scheme == "https" { 443 } else { 80 };
-        let (host, port) = match auth.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || auth.starts_with('[') => match p.parse::<u16>() {
-                Ok(p) => (h.to_string(), p),
-                Err(_) => (auth.to_string(), default),
-            },
-            _ => (auth.to_string(), default),
-        };
-        Ok(Url { scheme, host: host.to_ascii_lowercase(), port, path: path.trim_end_matches('/').to_string() })
+        let u = HttpUrl::parse(s).map_err(|e| match e {
+            UrlError::Scheme => anyhow::anyhow!("{s:?}: only http and https URLs"),
+            _ => anyhow::anyhow!("{s:?} is not a URL like https://host[:port][/path]"),
+        })?;
+        Ok(Url { scheme: u.scheme().to_string(), host: u.host().to_string(), port: u.port_or_default(), path: u.path().trim_end_matches('/').to_string() })
     }
     fn default_port(&self) -> bool {
         self.port == if self.scheme == "https" { 443 } else { 80 }
@@ -1001,6 +992,32 @@ mod tests {
         assert!(!a.same(&Url::parse("https://git.example.com/").unwrap()));
         assert_eq!(Url::parse("http://127.0.0.1:7990").unwrap().to_string_full(), "http://127.0.0.1:7990");
         assert!(Url::parse("ftp://x").is_err());
+    }
+
+    #[test]
+    fn url_edge_cases_and_their_messages() {
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("HTTPS://Git.Example.com:443/stash//", Ok("https://git.example.com/stash")),
+            ("https://git.example.com:8443", Ok("https://git.example.com:8443")),
+            ("http://git.example.com:80/", Ok("http://git.example.com")),
+            ("http://[::1]:7990/stash", Ok("http://[::1]:7990/stash")),
+            ("http://[::1]", Ok("http://[::1]")),
+            ("http://h/a%20b", Ok("http://h/a%20b")),
+            ("http://h/x?y", Ok("http://h/x")),
+            ("git.example.com/stash", Err(r#""git.example.com/stash" is not a URL like https://host[:port][/path]"#)),
+            ("ftp://h", Err(r#""ftp://h": only http and https URLs"#)),
+            ("https://u@h", Err(r#""https://u@h" is not a URL like https://host[:port][/path]"#)),
+            ("https://h:99999", Err(r#""https://h:99999" is not a URL like https://host[:port][/path]"#)),
+            ("https://h x", Err(r#""https://h x" is not a URL like https://host[:port][/path]"#)),
+            ("https://", Err(r#""https://" is not a URL like https://host[:port][/path]"#)),
+            ("http://[::1", Err(r#""http://[::1" is not a URL like https://host[:port][/path]"#)),
+        ];
+        for (input, want) in cases {
+            let got = Url::parse(input).map(|u| u.to_string_full()).map_err(|e| e.to_string());
+            assert_eq!(got.as_deref().map_err(String::as_str), want.as_ref().map(|w| *w).map_err(|e| *e), "input {input:?}");
+        }
+        let u = Url::parse("https://h:8443/x/").unwrap();
+        assert_eq!((u.scheme.as_str(), u.host.as_str(), u.port, u.path.as_str()), ("https", "h", 8443, "/x"));
     }
 
     #[test]

@@ -10,7 +10,6 @@ pub mod config;
 pub mod forward;
 pub mod guard;
 mod h1;
-mod linger;
 pub mod log;
 pub mod metrics;
 mod parked;

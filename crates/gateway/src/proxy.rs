@@ -19,13 +19,13 @@ use hyper::body::Incoming;
 use crate::config::{GatewayConfig, Upstream, VirtualServer};
 use crate::forward::{self, RequestFacts, RequestRules};
 use crate::guard::{ConnShared, Verdict};
-use crate::linger::{HoldEnd, Linger};
 use crate::log::{AccessLog, Entry};
 use crate::metrics::Metrics;
 use crate::reqtimeout::{BODY_TOO_SLOW, RatedBody};
 use crate::rewrite::{self, PublicBase};
 use crate::routing::{self, PathError};
 use crate::upstream::{BoxError, Conn, Pool, ProxyBody, SignalEnd, UpstreamError};
+use trove_http::linger::{HoldEnd, Linger};
 
 /// Everything a request needs; swapped whole on reload.
 pub struct Shared {
@@ -333,7 +333,7 @@ pub(crate) fn local_parts(status: StatusCode, close: bool) -> (http::response::P
 pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<Tracked> {
     let (mut req, body_in) = req.into_parts();
     // Whatever path drops the body unread (a local answer, an origin's early one), an HTTP/2
-    // stream is not reset under a downstream still sending (see `linger`).
+    // stream is not reset under a downstream still sending (see `trove_http::linger`).
     let body_in = Linger::new(body_in, req.version == Version::HTTP_2);
     let body_over = body_in.over();
     let started = Instant::now();
@@ -364,7 +364,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     final_headers(resp.headers_mut(), vhost, conn.tls, close);
     entry.finish_headers(&shared.log, &resp);
     let (parts, mut body) = resp.into_parts();
-    if is_h2 && crate::linger::holds_end(parts.status) && !body_over.is_over() {
+    if is_h2 && trove_http::linger::holds_end(parts.status) && !body_over.is_over() {
         body = boxed(HoldEnd::new(body, body_over));
     }
     let done = Done { entry, log: shared.log.clone(), metrics: shared.metrics.clone(), conn_shared: conn.shared.clone(), started, upstream_return };

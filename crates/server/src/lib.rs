@@ -16,7 +16,6 @@ pub mod events;
 mod git_http;
 mod git_service;
 mod hooks;
-mod linger;
 mod maintenance;
 mod pktline;
 pub mod public_url;
@@ -36,6 +35,7 @@ use axum::routing::{get, post};
 use http::{HeaderValue, header};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use trove_http::linger;
 use trove_store::Store;
 
 pub use challenge::solve as solve_login_challenge;
@@ -357,7 +357,7 @@ async fn serve_connection(router: Router, stream: tokio::net::TcpStream, peer: S
         let mut router = router.clone();
         // HTTP/2: a body a handler leaves unread is read to its end after the answer, and the
         // answer's end waits for the body's, so that a client still sending neither has its
-        // stream reset nor misses the end (see `linger`). HTTP/1.1 needs none of this: hyper
+        // stream reset nor misses the end (see `trove_http::linger`). HTTP/1.1 needs none of this: hyper
         // reads or closes what is left there.
         let (parts, body) = req.into_parts();
         let h2 = parts.version == http::Version::HTTP_2 && !hyper::body::Body::is_end_stream(&body);

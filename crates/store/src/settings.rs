@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use trove_http::{HttpUrl, UrlError};
+
 /// Why a base URL or context path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingError {
@@ -27,53 +29,31 @@ pub struct BaseUrl {
 impl BaseUrl {
     pub fn parse(input: &str) -> Result<Self, SettingError> {
         let err = |reason| SettingError::BaseUrl { input: input.to_owned(), reason };
-        let trimmed = input.trim();
-        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(err("it contains whitespace"));
-        }
-        let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| err("it has no `http://` or `https://`"))?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return Err(err("the scheme is not `http` or `https`"));
-        }
-        if rest.contains(['?', '#']) {
+        let url = HttpUrl::parse(input.trim()).map_err(|e| {
+            err(match e {
+                UrlError::Whitespace => "it contains whitespace",
+                UrlError::NoScheme => "it has no `http://` or `https://`",
+                UrlError::Scheme => "the scheme is not `http` or `https`",
+                UrlError::Userinfo => "it has a user name in it",
+                UrlError::Ipv6Unclosed => "an IPv6 address has no closing `]`",
+                UrlError::AfterIpv6 => "something other than a port follows the IPv6 address",
+                UrlError::Port => "the port is not a number from 1 to 65535",
+                UrlError::NoHost => "it has no host name",
+                UrlError::Host => "the host name has characters a host name cannot have",
+            })
+        })?;
+        if url.has_query() || url.has_fragment() {
             return Err(err("it has a query or fragment"));
         }
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if authority.contains('@') {
-            return Err(err("it has a user name in it"));
-        }
-        let (host, port) = if authority.starts_with('[') {
-            match authority.find(']') {
-                Some(i) if authority[i + 1..].is_empty() => (&authority[..=i], None),
-                Some(i) => match authority[i + 1..].strip_prefix(':') {
-                    Some(p) => (&authority[..=i], Some(p)),
-                    None => return Err(err("something other than a port follows the IPv6 address")),
-                },
-                None => return Err(err("an IPv6 address has no closing `]`")),
-            }
-        } else {
-            match authority.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if let Some(port) = port
-            && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
-        {
+        if url.port() == Some(0) {
             return Err(err("the port is not a number from 1 to 65535"));
         }
-        if host.is_empty() {
-            return Err(err("it has no host name"));
-        }
-        if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':')) {
+        // Stricter than the URL Standard: a name of letters, digits, `.` and `-` (no `_`).
+        if !url.host().chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':')) {
             return Err(err("the host name has characters a host name cannot have"));
         }
-        let path = ContextPath::parse(path).map_err(|_| err("its path is not a valid context path"))?;
-        let authority = authority.to_ascii_lowercase();
+        let path = ContextPath::parse(url.path()).map_err(|_| err("its path is not a valid context path"))?;
+        let (scheme, authority) = (url.scheme(), url.authority());
         let full = format!("{scheme}://{authority}{}", path.as_str());
         Ok(Self { scheme_len: scheme.len(), authority_end: scheme.len() + 3 + authority.len(), full })
     }
@@ -87,7 +67,8 @@ impl BaseUrl {
         &self.full[..self.scheme_len]
     }
 
-    /// `host[:port]` as written (lower-cased).
+    /// `host[:port]`, the port as written (`:443` stays), the host lower-cased (an IPv6
+    /// address compressed, as the URL Standard writes it).
     pub fn authority(&self) -> &str {
         &self.full[self.scheme_len + 3..self.authority_end]
     }
@@ -231,6 +212,49 @@ mod tests {
             let got = got.as_ref().map(|b| (b.as_str(), b.scheme(), b.authority(), b.path()));
             assert_eq!(got, *want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn base_url_edge_cases_and_their_reasons() {
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("  https://Git.Example.COM:8443/Stash/  ", Ok("https://git.example.com:8443/Stash")),
+            ("https://a.example:443", Ok("https://a.example:443")),
+            ("http://[0:0::1]:7990", Ok("http://[::1]:7990")),
+            ("http://[::1]", Ok("http://[::1]")),
+            ("http://10.0.0.5/", Ok("http://10.0.0.5")),
+            ("http://ex%41mple.com", Ok("http://example.com")),
+            ("https://a.example/a%20b", Err("its path is not a valid context path")),
+            ("https://exa mple.com", Err("it contains whitespace")),
+            ("https://a.example/\tx", Err("it contains whitespace")),
+            ("a.example/stash", Err("it has no `http://` or `https://`")),
+            ("a.example:7990", Err("it has no `http://` or `https://`")),
+            ("ftp://a.example", Err("the scheme is not `http` or `https`")),
+            ("https://a.example/?x", Err("it has a query or fragment")),
+            ("https://a.example#x", Err("it has a query or fragment")),
+            ("https://u:p@a.example", Err("it has a user name in it")),
+            ("http://[::1", Err("an IPv6 address has no closing `]`")),
+            ("http://[::1]7990", Err("something other than a port follows the IPv6 address")),
+            ("http://[::1]:", Err("the port is not a number from 1 to 65535")),
+            ("http://a.example:0", Err("the port is not a number from 1 to 65535")),
+            ("http://a.example:65536", Err("the port is not a number from 1 to 65535")),
+            ("http://", Err("it has no host name")),
+            ("http://:80/x", Err("it has no host name")),
+            ("http://a_b.example", Err("the host name has characters a host name cannot have")),
+            ("http://a%20b", Err("the host name has characters a host name cannot have")),
+            ("http://bücher.example", Err("the host name has characters a host name cannot have")),
+            ("https://a.example/x/../y", Err("its path is not a valid context path")),
+        ];
+        for (input, want) in cases {
+            let got = BaseUrl::parse(input).map(|b| b.to_string()).map_err(|e| match e {
+                SettingError::BaseUrl { reason, .. } => reason,
+                other => panic!("{other:?}"),
+            });
+            assert_eq!(got.as_deref().map_err(|r| *r), want.map(|w| w), "input {input:?}");
+        }
+        assert_eq!(
+            BaseUrl::parse("https://u@a").unwrap_err().to_string(),
+            "base URL \"https://u@a\" is invalid: it has a user name in it; give the public URL users type, like `https://mycompany.com/stash`"
+        );
     }
 
     #[test]

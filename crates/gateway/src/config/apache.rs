@@ -3,18 +3,43 @@
 //!
 //! Every directive is either honoured, accepted with a note (it cannot change proxy behaviour),
 //! or an error naming file and line; nothing is silently ignored.
+//!
+//! This file reads the text (continuation lines, `Include`, `${VAR}`), walks the lines keeping
+//! the open sections, and builds the model at the end (`assemble`). What each directive does is
+//! in a handler in the module of its Apache module family, found by name in `DIRECTIVES`:
+//! `core` (sections, `Listen`, server names, connection limits), `proxy` (mod_proxy), `authz`
+//! (`Require`, `Order`/`Allow`/`Deny`), `ssl` (mod_ssl), `headers` (mod_headers), `log`
+//! (mod_log_config and the error log), `alias` (the HTTPS redirect), `remoteip`, `reqtimeout`.
+//! Directives of modules trove does not implement are listed in `apache_modules`.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::apache_modules::{self, Verdict};
 use super::{
-    BodyRate, ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, HeaderEditOp, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting,
-    ProxySection, ReverseRule, Route, Severity, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
+    ConfigError, ConnLimits, Diagnostics, GatewayConfig, HeaderEdit, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection, ReverseRule,
+    Route, Severity, TlsSite, Upstream, VhostAddr, Via, VirtualServer, parse_apache_duration, split_origin_url,
 };
-use crate::access::{AccessPolicy, Order, Require, parse_host_match, parse_net};
+use crate::access::{AccessPolicy, Require};
+
+// The directive handlers, one module per Apache module family (see `DIRECTIVES`).
+mod alias;
+mod authz;
+mod core;
+mod headers;
+mod log;
+mod proxy;
+mod remoteip;
+mod reqtimeout;
+mod ssl;
+
+// What the tests below use from where it moved.
+#[cfg(test)]
+use super::BodyRate;
+#[cfg(test)]
+use reqtimeout::{ReadStage, ReadStages, parse_request_read_timeout};
 
 /// A directive with its arguments, after continuation joining and Include expansion.
 #[derive(Clone, Debug)]
@@ -48,62 +73,9 @@ const EMULATED_MODULES: &[&str] = &[
     "logio_module",
 ];
 
-/// Core directives that cannot change proxy behaviour: accepted with a note.
-const NOTED: &[&str] = &[
-    "serverroot",
-    "pidfile",
-    "user",
-    "group",
-    "serveradmin",
-    "servertokens",
-    "serversignature",
-    "startservers",
-    "minsparethreads",
-    "maxsparethreads",
-    "minspareservers",
-    "maxspareservers",
-    "threadlimit",
-    "threadsperchild",
-    "maxrequestworkers",
-    "maxclients",
-    "serverlimit",
-    "maxconnectionsperchild",
-    "maxrequestsperchild",
-    "mutex",
-    "defaultruntimedir",
-    "hostnamelookups",
-    "accessfilename",
-    "adddefaultcharset",
-    "traceenable",
-    "enablesendfile",
-    "enablemmap",
-    "usecanonicalname",
-    "sslrandomseed",
-    "sslsessioncache",
-    "sslsessioncachetimeout",
-    "sslstaplingcache",
-    "sslhonorcipherorder",
-    "sslcompression",
-    "sslsessiontickets",
-    "protocols",
-    "h2direct",
-    "acceptfilter",
-    "listenbacklog",
-    "sslproxyengine",
-    "sslcryptodevice",
-    "sslproxyciphersuite",
-    "sslproxyprotocol",
-    "documentroot",
-    "errorlogformat",
-    "maxmemfree",
-];
-
 /// Modules compiled into Debian's and RHEL's `httpd` (`apache2 -l`): present without LoadModule.
 const BUILT_IN_MODULES: &[&str] =
     &["core_module", "so_module", "watchdog_module", "http_module", "log_config_module", "logio_module", "version_module", "unixd_module"];
-
-/// Sections whose contents govern local files, not proxying: skipped with a note.
-const SKIPPED_SECTIONS: &[&str] = &["directory", "directorymatch", "files", "filesmatch", "limit", "limitexcept"];
 
 struct Reader<'a> {
     diags: &'a mut Diagnostics,
@@ -466,99 +438,6 @@ fn seconds(l: &Line, d: &mut Diagnostics) -> Option<Duration> {
     }
 }
 
-/// One stage of mod_reqtimeout's `RequestReadTimeout`: `timeout[-maxtimeout][,MinRate=rate]`
-/// (<https://httpd.apache.org/docs/2.4/mod/mod_reqtimeout.html#requestreadtimeout>).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-struct ReadStage {
-    timeout: u64,
-    max: Option<u64>,
-    min_rate: Option<u64>,
-}
-
-/// The stages a `RequestReadTimeout` line sets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-struct ReadStages {
-    handshake: Option<ReadStage>,
-    header: Option<ReadStage>,
-    body: Option<ReadStage>,
-}
-
-/// Parse `RequestReadTimeout`'s arguments with Apache's own checks (mod_reqtimeout.c
-/// `set_reqtimeout_param`): a range needs `MinRate`, and its maximum must exceed the start.
-fn parse_request_read_timeout(args: &[String]) -> Result<ReadStages, String> {
-    if args.is_empty() {
-        return Err("RequestReadTimeout needs at least one of handshake=, header=, body=".into());
-    }
-    let mut out = ReadStages::default();
-    for a in args {
-        let Some((stage, spec)) = a.split_once('=') else {
-            return Err(format!("RequestReadTimeout argument '{a}' is not stage=timeout[-maxtimeout][,MinRate=rate]"));
-        };
-        let (times, rate) = match spec.split_once(',') {
-            Some((t, r)) => (t, Some(r)),
-            None => (spec, None),
-        };
-        let num = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("RequestReadTimeout '{a}': '{v}' is not a whole number"));
-        let (timeout, max) = match times.split_once('-') {
-            Some((t, m)) => (num(t)?, Some(num(m)?)),
-            None => (num(times)?, None),
-        };
-        let min_rate = match rate {
-            None => None,
-            Some(r) => match r.split_once('=') {
-                Some((k, v)) if k.trim().eq_ignore_ascii_case("minrate") => Some(num(v)?),
-                _ => return Err(format!("RequestReadTimeout '{a}': after the timeout only MinRate=<bytes per second> may follow")),
-            },
-        };
-        if let Some(m) = max {
-            if min_rate.is_none_or(|r| r == 0) {
-                return Err(format!("RequestReadTimeout '{a}': a timeout range needs MinRate (Apache refuses it too)"));
-            }
-            if m <= timeout {
-                return Err(format!("RequestReadTimeout '{a}': the maximum timeout must be larger than the initial one"));
-            }
-        }
-        let st = Some(ReadStage { timeout, max, min_rate });
-        match stage.trim().to_ascii_lowercase().as_str() {
-            "handshake" => out.handshake = st,
-            "header" => out.header = st,
-            "body" => out.body = st,
-            other => return Err(format!("RequestReadTimeout: unknown stage '{other}' (handshake, header or body)")),
-        }
-    }
-    Ok(out)
-}
-
-/// Map `RequestReadTimeout` onto the model: `body=` fully (`BodyRate`), `header=` onto the
-/// fixed `header_read_timeout` (its initial timeout; trove does not extend it per byte),
-/// `handshake=` is covered by the header timeout, which also bounds a TLS handshake.
-fn apply_request_read_timeout(st: &ReadStages, limits: &mut ConnLimits, l: &Line, d: &mut Diagnostics) {
-    if let Some(b) = st.body {
-        limits.body_read =
-            BodyRate { timeout: Duration::from_secs(b.timeout), min_rate: b.min_rate.unwrap_or(0), max_timeout: Duration::from_secs(b.max.unwrap_or(0)) };
-    }
-    if let Some(h) = st.header {
-        if h.timeout == 0 {
-            d.warn(
-                &l.origin,
-                "header=0 would leave request heads without a deadline; trove keeps its header timeout",
-                format!("set header= to a number of seconds to change it (now {} s)", limits.header_read_timeout.as_secs()),
-            );
-        } else {
-            limits.header_read_timeout = Duration::from_secs(h.timeout);
-            if h.max.is_some() || h.min_rate.is_some() {
-                d.note(
-                    &l.origin,
-                    format!("header=: trove gives a request head a fixed {} s (the initial timeout); MinRate and the range apply to body= only", h.timeout),
-                );
-            }
-        }
-    }
-    if st.handshake.is_some() {
-        d.note(&l.origin, "handshake=: trove bounds the TLS handshake by the header timeout");
-    }
-}
-
 /// Settings a virtual server may leave unset to inherit from the main server.
 #[derive(Default, Clone)]
 struct ServerDraft {
@@ -609,7 +488,7 @@ struct RouteDraft {
 enum Ctx {
     Main,
     VirtualHost,
-    Proxy { pattern: String, policy: AccessPolicy, origin: Origin },
+    Proxy { pattern: String, policy: AccessPolicy },
     Location { path: String },
     RequireAll(Vec<Require>),
     RequireAny(Vec<Require>),
@@ -659,577 +538,151 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
     }
 }
 
+/// What the directive handlers read and change while `compile` walks the lines: the servers
+/// being drafted, the open sections, and the settings of the whole gateway.
+struct Cx<'a> {
+    path: &'a Path,
+    lines: &'a [Line],
+    /// Where the current line is in `lines` (a section handler reads its body from there).
+    idx: usize,
+    d: &'a mut Diagnostics,
+    main: ServerDraft,
+    vhosts: Vec<ServerDraft>,
+    stack: Vec<Ctx>,
+    /// Whether the current line is inside a `<VirtualHost>` (as it was when the line began).
+    in_vhost: bool,
+    listens: Vec<(SocketAddr, Option<String>, Origin)>,
+    limits: ConnLimits,
+    log: LogConfig,
+    formats: Vec<(String, String)>,
+    custom_log: Option<(String, String, Origin)>,
+    loaded: HashSet<String>,
+    not_emulated: Vec<String>,
+    ignored: Ignored,
+    server_root: Option<PathBuf>,
+    passphrase: PassphraseSetting,
+    server_root_noted: bool,
+}
+
+impl Cx<'_> {
+    /// The server the current line configures: the open `<VirtualHost>`, else the main server.
+    fn server(&mut self) -> &mut ServerDraft {
+        if self.in_vhost { self.vhosts.last_mut().expect("in vhost") } else { &mut self.main }
+    }
+}
+
+/// Handles one directive (or section opener or closer) in the compile context.
+type Handler = fn(&mut Cx<'_>, &Line);
+
+/// Every directive the reader knows, by the Apache module family it belongs to: lower-case
+/// names (Apache's are case-insensitive), a section opener as `<name`, a closer as `</name`.
+/// A name in none of them is an unknown section, or a directive of a module trove does not
+/// implement (`apache_modules`), or unknown.
+const DIRECTIVES: &[&[(&str, Handler)]] = &[
+    core::DIRECTIVES,
+    proxy::DIRECTIVES,
+    authz::DIRECTIVES,
+    ssl::DIRECTIVES,
+    headers::DIRECTIVES,
+    log::DIRECTIVES,
+    alias::DIRECTIVES,
+    remoteip::DIRECTIVES,
+    reqtimeout::DIRECTIVES,
+];
+
+/// The handler for a directive name, in any case.
+fn handler(name: &str) -> Option<Handler> {
+    DIRECTIVES.iter().flat_map(|family| family.iter()).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, h)| *h)
+}
+
 fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
-    let mut main = ServerDraft { origin: Origin { file: path.to_path_buf(), line: 1 }, ..Default::default() };
-    let mut vhosts: Vec<ServerDraft> = Vec::new();
-    let mut stack: Vec<Ctx> = vec![Ctx::Main];
-    let mut listens: Vec<(SocketAddr, Option<String>, Origin)> = Vec::new();
-    let mut limits = ConnLimits::default();
-    let mut log = LogConfig::default();
-    let mut formats: Vec<(String, String)> = vec![("combined".into(), super::COMBINED.into()), ("common".into(), super::COMMON.into())];
-    let mut custom_log: Option<(String, String, Origin)> = None;
     // `<IfModule>` asks what is loaded. A file with LoadModule lines (Debian's and RHEL's stock
     // layouts, anything `apache2 -t` accepts) says so itself, plus the modules compiled in; a
     // file written for trove alone, with none, has every module trove emulates.
     let explicit_modules = lines.iter().any(|l| l.name.eq_ignore_ascii_case("loadmodule"));
-    let mut loaded: HashSet<String> =
+    let loaded: HashSet<String> =
         if explicit_modules { BUILT_IN_MODULES.iter().map(|s| s.to_string()).collect() } else { EMULATED_MODULES.iter().map(|s| s.to_string()).collect() };
-    let mut not_emulated: Vec<String> = Vec::new();
-    let mut ignored = Ignored::default();
-    let mut server_root: Option<PathBuf> = None;
-    let mut passphrase = PassphraseSetting::None;
-    let mut server_root_noted = false;
+    let mut cx = Cx {
+        path,
+        lines,
+        idx: 0,
+        d,
+        main: ServerDraft { origin: Origin { file: path.to_path_buf(), line: 1 }, ..Default::default() },
+        vhosts: Vec::new(),
+        stack: vec![Ctx::Main],
+        in_vhost: false,
+        listens: Vec::new(),
+        limits: ConnLimits::default(),
+        log: LogConfig::default(),
+        formats: vec![("combined".into(), super::COMBINED.into()), ("common".into(), super::COMMON.into())],
+        custom_log: None,
+        loaded,
+        not_emulated: Vec::new(),
+        ignored: Ignored::default(),
+        server_root: None,
+        passphrase: PassphraseSetting::None,
+        server_root_noted: false,
+    };
 
     for (idx, l) in lines.iter().enumerate() {
         let lname = l.name.to_ascii_lowercase();
         // Inside a skipped section, only track nesting.
-        if let Some(Ctx::Skip { name }) = stack.last() {
+        if let Some(Ctx::Skip { name }) = cx.stack.last() {
             if lname == format!("</{name}") {
-                stack.pop();
+                cx.stack.pop();
             } else if lname.starts_with('<') && !lname.starts_with("</") {
                 let inner = lname.trim_start_matches('<').to_string();
-                stack.push(Ctx::Skip { name: inner });
+                cx.stack.push(Ctx::Skip { name: inner });
             }
             continue;
         }
-        if let Some(Ctx::IfModule { active: false }) = stack.last() {
+        if let Some(Ctx::IfModule { active: false }) = cx.stack.last() {
             if lname == "</ifmodule" {
-                stack.pop();
+                cx.stack.pop();
             } else if lname == "<ifmodule" {
-                stack.push(Ctx::IfModule { active: false });
+                cx.stack.push(Ctx::IfModule { active: false });
             }
             continue;
         }
-        let in_vhost = stack.iter().any(|c| matches!(c, Ctx::VirtualHost));
-        macro_rules! server {
-            () => {
-                if in_vhost { vhosts.last_mut().expect("in vhost") } else { &mut main }
-            };
-        }
-        match lname.as_str() {
-            "<ifmodule" => {
-                let arg = l.args.first().cloned().unwrap_or_default();
-                let (neg, m) = match arg.strip_prefix('!') {
-                    Some(m) => (true, m.to_string()),
-                    None => (false, arg),
-                };
-                let m = module_id(&m);
-                let present = loaded.contains(&m);
-                stack.push(Ctx::IfModule { active: present != neg });
-            }
-            "</ifmodule" => pop(&mut stack, l, d, |c| matches!(c, Ctx::IfModule { .. })),
-            "<ifdefine" | "<ifversion" => {
-                d.note(&l.origin, format!("{}> contents are read unconditionally", l.name));
-                stack.push(Ctx::IfModule { active: true });
-            }
-            "</ifdefine" | "</ifversion" => pop(&mut stack, l, d, |c| matches!(c, Ctx::IfModule { .. })),
-            "<virtualhost" => {
-                if in_vhost {
-                    d.error(&l.origin, "<VirtualHost> cannot be nested", "close the outer </VirtualHost> first");
-                }
-                let mut v = ServerDraft { origin: l.origin.clone(), ..Default::default() };
-                if l.args.is_empty() {
-                    d.error(&l.origin, "<VirtualHost> needs an address", "write for example <VirtualHost *:443>");
-                }
-                for a in &l.args {
-                    match parse_vhost_addr(a) {
-                        Ok(va) => v.addrs.push(va),
-                        Err(e) => d.error(&l.origin, e, "write the address as *:PORT, IP:PORT or _default_:PORT"),
-                    }
-                }
-                vhosts.push(v);
-                stack.push(Ctx::VirtualHost);
-            }
-            "</virtualhost" => pop(&mut stack, l, d, |c| matches!(c, Ctx::VirtualHost)),
-            "<proxy" | "<proxymatch" => {
-                if lname == "<proxymatch" {
-                    d.error(&l.origin, "<ProxyMatch> (regular expressions) is not supported", "use <Proxy URL-prefix> or <Proxy *>");
-                }
-                let pattern = l.args.first().cloned().unwrap_or_else(|| "*".into());
-                stack.push(Ctx::Proxy { pattern, policy: AccessPolicy::default(), origin: l.origin.clone() });
-            }
-            "</proxy" | "</proxymatch" => {
-                if let Some(Ctx::Proxy { pattern, policy, .. }) = stack.last() {
-                    let sec = ProxySection { pattern: pattern.clone(), policy: policy.clone() };
-                    stack.pop();
-                    server!().proxy_sections.push(sec);
-                } else {
-                    d.error(&l.origin, format!("{}> without a matching opener", l.name), "remove it or add the opening section");
-                }
-            }
-            "<location" => {
-                let p = l.args.first().cloned().unwrap_or_default();
-                // `<Location /server-status> SetHandler server-status`: Apache serves the path
-                // itself (Debian's stock mods-enabled/status.conf). The gateway serves no local
-                // content, so the section is skipped, unless a route would proxy that path:
-                // there Apache's handler wins over ProxyPass, which the gateway cannot copy.
-                if let Some(h) = section_body(lines, idx).iter().find(|b| b.name.eq_ignore_ascii_case("sethandler")).and_then(|b| b.args.first())
-                    && !h.eq_ignore_ascii_case("none")
-                    && !h.to_ascii_lowercase().starts_with("proxy:")
-                {
-                    let module = apache_modules::handler_module(h);
-                    ignored.add(
-                        &l.origin,
-                        &format!("<Location {p}> with SetHandler {h}"),
-                        module,
-                        "serves the path from a local handler, which the gateway does not have",
-                    );
-                    server!().local_handlers.push((p, h.clone(), module, l.origin.clone()));
-                    stack.push(Ctx::Skip { name: "location".into() });
-                    continue;
-                }
-                if !p.starts_with('/') {
-                    d.error(&l.origin, format!("<Location {p}> must name a path starting with '/'"), "write for example <Location /stash>");
-                }
-                stack.push(Ctx::Location { path: p });
-            }
-            "</location" => pop(&mut stack, l, d, |c| matches!(c, Ctx::Location { .. })),
-            "<requireall" => stack.push(Ctx::RequireAll(vec![])),
-            "<requireany" => stack.push(Ctx::RequireAny(vec![])),
-            "</requireall" | "</requireany" => {
-                let done = match stack.pop() {
-                    Some(Ctx::RequireAll(v)) if lname == "</requireall" => Require::All(v),
-                    Some(Ctx::RequireAny(v)) if lname == "</requireany" => Require::Any(v),
-                    other => {
-                        if let Some(o) = other {
-                            stack.push(o);
-                        }
-                        d.error(&l.origin, format!("{}> without a matching opener", l.name), "balance the Require sections");
-                        continue;
-                    }
-                };
-                add_require(&mut stack, done, l, d);
-            }
-            "<requirenone" => {
-                d.error(&l.origin, "<RequireNone> is not supported", "use <RequireAll> with 'Require not ip …'");
-                stack.push(Ctx::Skip { name: "requirenone".into() });
-            }
-            n if n.starts_with("</") => {
-                d.error(&l.origin, format!("{}> without a matching opener", l.name), "remove it or add the opening section");
-            }
-            n if n.starts_with('<') && SKIPPED_SECTIONS.contains(&&n[1..]) => {
-                d.note(&l.origin, format!("{}> governs local files, which the gateway does not serve; its contents are skipped", l.name));
-                stack.push(Ctx::Skip { name: n[1..].to_string() });
-            }
-            "<locationmatch" => {
-                // RHEL's stock welcome.conf: `<LocationMatch "^/+$"> Options -Indexes
-                // ErrorDocument 403 …`. Regular expressions are not supported, but a section
-                // holding only directives that cannot change a proxied request needs none.
-                let body = section_body(lines, idx);
-                let all_ignorable = body
-                    .iter()
-                    .all(|b| matches!(apache_modules::lookup(&b.name.to_ascii_lowercase(), &b.args), Some(k) if matches!(k.verdict, Verdict::Ignored(_))));
-                if all_ignorable {
-                    for b in body {
-                        if let Some(apache_modules::Known { module, verdict: Verdict::Ignored(why) }) =
-                            apache_modules::lookup(&b.name.to_ascii_lowercase(), &b.args)
-                        {
-                            ignored.add(&b.origin, &b.name, module, why);
-                        }
-                    }
-                } else {
-                    d.error(
-                        &l.origin,
-                        "<LocationMatch> (regular expressions) is not supported",
-                        "use <Location /prefix>, or ProxyPass rules, which are tried in order",
-                    );
-                }
-                stack.push(Ctx::Skip { name: "locationmatch".into() });
-            }
-            n if n.starts_with('<') => {
-                d.error(&l.origin, format!("unknown section {}>", l.name), "remove it; see docs/gateway.md for the supported directives");
-                stack.push(Ctx::Skip { name: n[1..].to_string() });
-            }
-            "loadmodule" => {
-                let Some(m) = l.args.first() else {
-                    d.error(&l.origin, "LoadModule needs a module name and a file", "write for example 'LoadModule proxy_module modules/mod_proxy.so'");
-                    continue;
-                };
-                if !EMULATED_MODULES.contains(&m.as_str()) && !BUILT_IN_MODULES.contains(&m.as_str()) && !not_emulated.contains(m) {
-                    not_emulated.push(m.clone());
-                }
-                loaded.insert(m.clone());
-            }
-            "listen" => {
-                let Some(a) = l.args.first() else {
-                    d.error(&l.origin, "Listen needs a port or address:port", "write for example 'Listen 443'");
-                    continue;
-                };
-                match parse_listen(a) {
-                    Ok(addr) => listens.push((addr, l.args.get(1).map(|s| s.to_ascii_lowercase()), l.origin.clone())),
-                    Err(e) => d.error(&l.origin, e, "write 'Listen PORT' or 'Listen IP:PORT'"),
-                }
-            }
-            "servername" => match l.args.first() {
-                Some(n) => {
-                    let host = n.split("://").last().unwrap_or(n);
-                    let host = host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host }).unwrap_or(host);
-                    server!().server_name = Some(host.to_ascii_lowercase());
-                }
-                None => d.error(&l.origin, "ServerName needs a host name", "write for example 'ServerName mycompany.com'"),
-            },
-            "serveralias" => {
-                let v = server!();
-                v.aliases.extend(l.args.iter().map(|a| a.to_ascii_lowercase()));
-            }
-            "proxyrequests" => {
-                if on_off(l, d) == Some(true) {
-                    d.error(
-                        &l.origin,
-                        "ProxyRequests On would make an open forward proxy, which trove never is",
-                        "remove the line or write 'ProxyRequests Off'",
-                    );
-                }
-            }
-            "proxypass" => {
-                let loc = current_location(&stack);
-                let (path, rest) = match &loc {
-                    Some(p) => (Some(p.clone()), &l.args[..]),
-                    None => (l.args.first().cloned(), l.args.get(1..).unwrap_or(&[])),
-                };
-                let (Some(path), Some(target)) = (path, rest.first()) else {
-                    d.error(&l.origin, "ProxyPass needs a path and a URL (or !)", "write for example 'ProxyPass /stash http://localhost:7990/stash'");
-                    continue;
-                };
-                let mut rd = RouteDraft {
-                    path,
-                    target: if target == "!" { None } else { Some(target.clone()) },
-                    params: vec![],
-                    nocanon: false,
-                    noquery: false,
-                    origin: l.origin.clone(),
-                };
-                for p in &rest[1..] {
-                    match p.as_str() {
-                        "nocanon" => rd.nocanon = true,
-                        "noquery" => rd.noquery = true,
-                        "interpolate" => d.error(&l.origin, "ProxyPass interpolate is not supported", "write the values literally"),
-                        kv => match kv.split_once('=') {
-                            Some((k, v)) => rd.params.push((k.to_ascii_lowercase(), v.to_string(), l.origin.clone())),
-                            None => d.error(&l.origin, format!("unknown ProxyPass flag '{kv}'"), "worker parameters are written key=value"),
-                        },
-                    }
-                }
-                if !rd.path.starts_with('/') {
-                    d.error(&l.origin, format!("ProxyPass path '{}' must start with '/'", rd.path), "write for example 'ProxyPass /stash …'");
-                }
-                if let Some(t) = &rd.target {
-                    // Apache warns nowhere; we do: `/mis/` → `http://b:29000` glues path and host.
-                    if rd.path.ends_with('/') != t.ends_with('/')
-                        && split_origin_url(t).map(|(_, _, p)| !p.is_empty() || rd.path.ends_with('/')).unwrap_or(false)
-                    {
-                        d.warn(
-                            &l.origin,
-                            format!(
-                                "ProxyPass {} {}: trailing slashes differ, so request paths will be glued wrongly (Apache turns /mis/echo into …echo)",
-                                rd.path, t
-                            ),
-                            "end both the path and the URL with '/', or neither",
-                        );
-                    }
-                }
-                server!().routes.push(rd);
-            }
-            "proxypassmatch" => {
-                d.error(&l.origin, "ProxyPassMatch (regular expressions) is not supported", "use prefix ProxyPass rules; they are tried in order")
-            }
-            "proxypassreverse" => {
-                let loc = current_location(&stack);
-                let (path, url) = match &loc {
-                    Some(p) => (Some(p.clone()), l.args.first().cloned()),
-                    None => (l.args.first().cloned(), l.args.get(1).cloned()),
-                };
-                match (path, url) {
-                    (Some(p), Some(u)) => server!().reverse.push(ReverseRule { public_path: p, origin_url: u }),
-                    _ => {
-                        d.error(&l.origin, "ProxyPassReverse needs a path and a URL", "write for example 'ProxyPassReverse /stash http://localhost:7990/stash'")
-                    }
-                }
-            }
-            "proxypassreversecookiepath" | "proxypassreversecookiedomain" => {
-                if l.args.len() < 2 {
-                    d.error(&l.origin, format!("{} needs the internal and the public value", l.name), format!("write '{} INTERNAL PUBLIC'", l.name));
-                    continue;
-                }
-                let pair = (l.args[0].clone(), l.args[1].clone());
-                if lname.ends_with("path") {
-                    server!().cookie_paths.push(pair);
-                } else {
-                    server!().cookie_domains.push(pair);
-                }
-            }
-            "proxypreservehost" => {
-                if let Some(v) = on_off(l, d) {
-                    server!().preserve_host = Some(v);
-                }
-            }
-            // mod_remoteip: the proxies in front of us whose forwarding headers are believed.
-            // (Trove keeps their X-Forwarded-For and appends to it; from anyone else it is
-            // removed, where Apache would append to whatever a client sent.)
-            "remoteiptrustedproxy" | "remoteipinternalproxy" => {
-                for a in &l.args {
-                    match super::toml::parse_net(a) {
-                        Some(n) => server!().trusted_downstream.push(n),
-                        None => {
-                            d.error(&l.origin, format!("{} '{a}' is not an IP address or network", l.name), "give addresses or CIDR networks, like 10.0.0.0/8")
-                        }
-                    }
-                }
-            }
-            "proxyaddheaders" => {
-                if let Some(v) = on_off(l, d) {
-                    server!().add_headers = Some(v);
-                }
-            }
-            "proxytimeout" => {
-                if let Some(v) = seconds(l, d) {
-                    server!().proxy_timeout = Some(v);
-                }
-            }
-            "proxyvia" => {
-                let v = match l.args.first().map(|s| s.to_ascii_lowercase()).as_deref() {
-                    Some("off") => Via::Off,
-                    Some("on") => Via::On,
-                    Some("full") => Via::Full,
-                    Some("block") => Via::Block,
-                    _ => {
-                        d.error(&l.origin, "ProxyVia takes Off, On, Full or Block", "write for example 'ProxyVia On'");
-                        continue;
-                    }
-                };
-                server!().via = Some(v);
-            }
-            "proxyerroroverride" | "proxybadheader" | "proxyiobuffersize" | "proxyreceivebuffersize" => {
-                d.note(&l.origin, format!("{} is accepted and has no effect in trove", l.name));
-            }
-            "order" => {
-                let o = match l.args.first().map(|s| s.to_ascii_lowercase()).as_deref() {
-                    Some("deny,allow") if l.args.len() == 1 => Order::DenyAllow,
-                    Some("allow,deny") if l.args.len() == 1 => Order::AllowDeny,
-                    Some("mutual-failure") if l.args.len() == 1 => Order::MutualFailure,
-                    _ => {
-                        d.error(
-                            &l.origin,
-                            format!("Order '{}' is not valid (Order takes no spaces)", l.args.join(" ")),
-                            "write 'Order Deny,Allow', 'Order Allow,Deny' or 'Order Mutual-failure'",
-                        );
-                        continue;
-                    }
-                };
-                if let Some(p) = proxy_policy(&mut stack, l, d) {
-                    p.order = o;
-                }
-            }
-            "allow" | "deny" => {
-                if l.args.first().map(|s| s.eq_ignore_ascii_case("from")) != Some(true) || l.args.len() < 2 {
-                    d.error(&l.origin, format!("{} needs 'from' and addresses", l.name), format!("write for example '{} from all'", l.name));
-                    continue;
-                }
-                let mut ms = Vec::new();
-                for a in &l.args[1..] {
-                    if a.starts_with("env=") {
-                        d.error(&l.origin, format!("'{a}' (environment-variable access) is not supported"), "use addresses or CIDR ranges");
-                        continue;
-                    }
-                    match parse_host_match(a) {
-                        Ok(m) => ms.push(m),
-                        Err(e) => d.error(&l.origin, e, "write an IP, a partial IP like 10.1, a CIDR like 10.0.0.0/8, or 'all'"),
-                    }
-                }
-                if let Some(p) = proxy_policy(&mut stack, l, d) {
-                    if lname == "allow" {
-                        p.allow.extend(ms);
-                    } else {
-                        p.deny.extend(ms);
-                    }
-                }
-            }
-            "satisfy" => d.note(&l.origin, "Satisfy is accepted; trove always requires both Order/Allow/Deny and Require to pass"),
-            "require" => {
-                let r = match parse_require(&l.args) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        d.error(&l.origin, e, "supported: Require all granted|denied, Require ip …, Require local, Require not ip … (inside <RequireAll>)");
-                        continue;
-                    }
-                };
-                if matches!(r, Require::NotIp(_)) && !matches!(stack.last(), Some(Ctx::RequireAll(_))) {
-                    d.error(
-                        &l.origin,
-                        "'Require not' only works inside <RequireAll>",
-                        "wrap it: <RequireAll> Require all granted / Require not ip … </RequireAll>",
-                    );
-                    continue;
-                }
-                add_require(&mut stack, r, l, d);
-            }
-            "timeout" => {
-                if let Some(v) = seconds(l, d) {
-                    limits.timeout = v;
-                }
-            }
-            "keepalive" => {
-                if let Some(v) = on_off(l, d) {
-                    limits.keep_alive = v;
-                }
-            }
-            "requestreadtimeout" => match parse_request_read_timeout(&l.args) {
-                Ok(stages) => apply_request_read_timeout(&stages, &mut limits, l, d),
-                Err(e) => d.error(&l.origin, e, "write for example 'RequestReadTimeout header=20-40,MinRate=500 body=20,MinRate=500'"),
-            },
-            "keepalivetimeout" => {
-                if let Some(v) = seconds(l, d) {
-                    limits.keep_alive_timeout = v;
-                }
-            }
-            "maxkeepaliverequests" => match l.args.first().and_then(|a| a.parse::<u32>().ok()) {
-                Some(v) => limits.max_keep_alive_requests = v,
-                None => d.error(&l.origin, "MaxKeepAliveRequests takes a number (0 = unlimited)", "write for example 'MaxKeepAliveRequests 100'"),
-            },
-            "limitrequestfieldsize" => match l.args.first().and_then(|a| a.parse::<usize>().ok()) {
-                Some(v) => limits.max_header_bytes = v.max(1024) * 8,
-                None => d.error(&l.origin, "LimitRequestFieldSize takes a number of bytes", "write for example 'LimitRequestFieldSize 8190'"),
-            },
-            "errorlog" => match l.args.first() {
-                Some(p) => log.error = log_dest(p, server_root.as_deref()),
-                None => d.error(&l.origin, "ErrorLog needs a file", "write for example 'ErrorLog /var/log/trove/error.log'"),
-            },
-            "customlog" | "transferlog" => {
-                let Some(p) = l.args.first() else {
-                    d.error(&l.origin, format!("{} needs a file", l.name), "write for example 'CustomLog /var/log/trove/access.log combined'");
-                    continue;
-                };
-                let fmt = l.args.get(1).cloned().unwrap_or_else(|| "common".into());
-                if l.args.len() > 2 {
-                    d.warn(&l.origin, "conditional CustomLog (env=…) is not supported; every request is logged", "remove the condition");
-                }
-                if custom_log.is_some() {
-                    d.warn(&l.origin, "only one access log is supported; this CustomLog replaces the earlier one", "keep one CustomLog line");
-                }
-                custom_log = Some((p.clone(), fmt, l.origin.clone()));
-            }
-            "logformat" => match (l.args.first(), l.args.get(1)) {
-                (Some(f), Some(nick)) => formats.push((nick.clone(), f.clone())),
-                (Some(f), None) => formats.push(("".into(), f.clone())),
-                _ => d.error(&l.origin, "LogFormat needs a format", "write for example 'LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" common'"),
-            },
-            "loglevel" => {
-                let Some(first) = l.args.first() else {
-                    d.error(&l.origin, "LogLevel needs a level", "write for example 'LogLevel warn'");
-                    continue;
-                };
-                let lvl = first.to_ascii_lowercase();
-                let known = ["emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"];
-                if known.contains(&lvl.as_str()) || lvl.starts_with("trace") {
-                    log.level = lvl;
-                } else if lvl.contains(':') {
-                    d.note(&l.origin, format!("per-module LogLevel '{first}' applies to the whole gateway"));
-                    log.level = lvl.split(':').nth(1).unwrap_or("warn").to_string();
-                } else {
-                    d.error(&l.origin, format!("unknown LogLevel '{first}'"), "use emerg, alert, crit, error, warn, notice, info, debug or trace1…8");
-                }
-                if l.args.len() > 1 {
-                    d.note(&l.origin, "per-module LogLevel settings apply to the whole gateway");
-                }
-            }
-            "requestheader" => match parse_header_edit(&l.args) {
-                Ok(e) => server!().request_headers.push(e),
-                Err(e) => d.error(&l.origin, e, "write for example 'RequestHeader set X-Forwarded-Proto \"https\"'"),
-            },
-            "sslengine" => {
-                if let Some(v) = on_off(l, d) {
-                    if !in_vhost && v {
-                        d.error(&l.origin, "SSLEngine On belongs inside a <VirtualHost>", "move it into <VirtualHost *:443>");
-                    }
-                    server!().ssl_engine = Some(v);
-                }
-            }
-            "sslcertificatefile" | "sslcertificatekeyfile" | "sslcertificatechainfile" | "sslprotocol" | "sslciphersuite" => {
-                let Some(a) = l.args.first() else {
-                    d.error(&l.origin, format!("{} needs a value", l.name), "see docs/tls.md");
-                    continue;
-                };
-                let value = l.args.join(" ");
-                // RHEL's stock ssl.conf: `PROFILE=SYSTEM` hands the choice to the system-wide
-                // crypto policy (update-crypto-policies(8)), which only OpenSSL reads.
-                if lname == "sslciphersuite" && value.eq_ignore_ascii_case("PROFILE=SYSTEM") {
-                    d.note(
-                        &l.origin,
-                        "SSLCipherSuite PROFILE=SYSTEM (RHEL's crypto policy) is read as unset: trove offers its own suites, ECDHE with AES-GCM or ChaCha20-Poly1305",
-                    );
-                    continue;
-                }
-                let t = &mut server!().tls;
-                t.origin.get_or_insert_with(|| l.origin.clone());
-                match lname.as_str() {
-                    "sslcertificatefile" => t.cert = Some(PathBuf::from(a)),
-                    "sslcertificatekeyfile" => t.key = Some(PathBuf::from(a)),
-                    "sslcertificatechainfile" => t.chain = Some(PathBuf::from(a)),
-                    "sslprotocol" => t.protocol = Some(value),
-                    _ => t.cipher = Some(value),
-                }
-            }
-            "sslpassphrasedialog" => {
-                let a = l.args.first().cloned().unwrap_or_default();
-                passphrase = if a.eq_ignore_ascii_case("builtin") {
-                    PassphraseSetting::Builtin
-                } else if let Some(p) = a.strip_prefix("exec:") {
-                    PassphraseSetting::Exec(PathBuf::from(p))
-                } else {
-                    d.error(&l.origin, format!("SSLPassPhraseDialog '{a}' is not supported"), "use 'builtin' or 'exec:/path/to/program'");
-                    continue;
-                };
-            }
-            "redirect" | "redirectpermanent" => {
-                // mod_alias: only the whole-site form that sends plain HTTP to HTTPS.
-                let a: Vec<&str> = l.args.iter().map(String::as_str).collect();
-                let rest: &[&str] = match (lname.as_str(), a.first().map(|s| s.to_ascii_lowercase())) {
-                    ("redirectpermanent", _) => &a[..],
-                    (_, Some(ref k)) if k == "permanent" || k == "301" => &a[1..],
-                    _ => &[],
-                };
-                match rest {
-                    ["/", url] if url.starts_with("https://") => server!().redirect = Some(url.trim_end_matches('/').to_string()),
-                    _ => d.error(
-                        &l.origin,
-                        format!("{} {} is not supported", l.name, l.args.join(" ")),
-                        "only the whole-site HTTPS redirect is: 'Redirect permanent / https://host[:port]/'",
-                    ),
-                }
-            }
-            "header" => match parse_header_edit(&l.args) {
-                Ok(e) => server!().response_headers.push(e),
-                Err(e) => d.error(
-                    &l.origin,
-                    e.replace("RequestHeader", "Header"),
-                    "write for example 'Header always set Strict-Transport-Security \"max-age=31536000\"'",
-                ),
-            },
-            n if NOTED.contains(&n) => {
-                if n == "serverroot" {
-                    server_root = l.args.first().map(PathBuf::from);
-                    if server_root_noted {
-                        continue;
-                    }
-                    server_root_noted = true;
-                }
-                d.note(&l.origin, format!("{} is accepted; it does not change how trove proxies", l.name));
-            }
-            n => match apache_modules::lookup(n, &l.args) {
-                Some(apache_modules::Known { module, verdict: Verdict::Ignored(why) }) => ignored.add(&l.origin, &l.name, module, why),
-                Some(apache_modules::Known { module, verdict: Verdict::Refused(what) }) => d.error(
-                    &l.origin,
-                    format!("{} ({module}) is not implemented by trove, and it {what}", l.name),
-                    "remove it, or keep Apache for this site; docs/gateway.md lists every supported directive",
-                ),
-                None => d.error(
-                    &l.origin,
-                    format!("unknown directive '{}'", l.name),
-                    "remove it or check the spelling; docs/gateway.md lists every supported directive",
-                ),
-            },
+        cx.idx = idx;
+        cx.in_vhost = cx.stack.iter().any(|c| matches!(c, Ctx::VirtualHost));
+        match handler(&lname) {
+            Some(h) => h(&mut cx, l),
+            None => unknown(&mut cx, l, &lname),
         }
     }
+    assemble(cx)
+}
+
+/// A name no family knows: a stray closer, an unknown section, a directive of a module trove
+/// does not implement (ignored or refused, `apache_modules`), or an unknown directive.
+fn unknown(cx: &mut Cx<'_>, l: &Line, lname: &str) {
+    if lname.starts_with("</") {
+        cx.d.error(&l.origin, format!("{}> without a matching opener", l.name), "remove it or add the opening section");
+    } else if let Some(section) = lname.strip_prefix('<') {
+        cx.d.error(&l.origin, format!("unknown section {}>", l.name), "remove it; see docs/gateway.md for the supported directives");
+        cx.stack.push(Ctx::Skip { name: section.to_string() });
+    } else {
+        match apache_modules::lookup(lname, &l.args) {
+            Some(apache_modules::Known { module, verdict: Verdict::Ignored(why) }) => cx.ignored.add(&l.origin, &l.name, module, why),
+            Some(apache_modules::Known { module, verdict: Verdict::Refused(what) }) => cx.d.error(
+                &l.origin,
+                format!("{} ({module}) is not implemented by trove, and it {what}", l.name),
+                "remove it, or keep Apache for this site; docs/gateway.md lists every supported directive",
+            ),
+            None => cx.d.error(
+                &l.origin,
+                format!("unknown directive '{}'", l.name),
+                "remove it or check the spelling; docs/gateway.md lists every supported directive",
+            ),
+        }
+    }
+}
+
+/// After the last line: report what was ignored and left open, and build the model from the
+/// drafts (virtual servers inherit from the main server, listeners learn TLS from them).
+fn assemble(cx: Cx<'_>) -> GatewayConfig {
+    let Cx { path, lines, d, main, vhosts, stack, listens, limits, mut log, formats, custom_log, not_emulated, ignored, server_root, passphrase, .. } = cx;
     if !not_emulated.is_empty() {
         d.note(
             &Origin { file: path.to_path_buf(), line: 1 },
@@ -1252,9 +705,6 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
         };
         let o = Origin { file: path.to_path_buf(), line: lines.last().map(|l| l.origin.line).unwrap_or(1) };
         d.error(&o, format!("{what} is never closed"), format!("add the closing {}", what.replace('<', "</")));
-    }
-    if let Some(Ctx::Proxy { origin, .. }) = stack.get(1) {
-        let _ = origin;
     }
 
     // Access log.
@@ -1431,92 +881,6 @@ fn current_location(stack: &[Ctx]) -> Option<String> {
     stack.iter().rev().find_map(|c| if let Ctx::Location { path } = c { Some(path.clone()) } else { None })
 }
 
-fn proxy_policy<'a>(stack: &'a mut [Ctx], l: &Line, d: &mut Diagnostics) -> Option<&'a mut AccessPolicy> {
-    let found = stack.iter_mut().rev().find_map(|c| if let Ctx::Proxy { policy, .. } = c { Some(policy) } else { None });
-    if found.is_none() {
-        d.error(&l.origin, format!("{} outside <Proxy> has no effect on proxied requests", l.name), "put access rules inside <Proxy *> … </Proxy>");
-    }
-    found
-}
-
-fn add_require(stack: &mut [Ctx], r: Require, l: &Line, d: &mut Diagnostics) {
-    match stack.last_mut() {
-        Some(Ctx::RequireAll(v)) | Some(Ctx::RequireAny(v)) => v.push(r),
-        _ => {
-            if let Some(p) = proxy_policy(stack, l, d) {
-                p.require = Some(match p.require.take() {
-                    None => r,
-                    Some(Require::Any(mut v)) => {
-                        v.push(r);
-                        Require::Any(v)
-                    }
-                    Some(prev) => Require::Any(vec![prev, r]),
-                });
-            }
-        }
-    }
-}
-
-fn parse_require(args: &[String]) -> Result<Require, String> {
-    let lower: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
-    let (neg, rest) = if lower.first().map(String::as_str) == Some("not") { (true, &args[1..]) } else { (false, args) };
-    let kind = rest.first().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-    let r = match kind.as_str() {
-        "all" => match rest.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
-            Some("granted") => Require::AllGranted,
-            Some("denied") => Require::AllDenied,
-            _ => return Err("Require all takes 'granted' or 'denied'".into()),
-        },
-        "ip" => {
-            if rest.len() < 2 {
-                return Err("Require ip needs at least one address".into());
-            }
-            let nets = rest[1..].iter().map(|a| parse_net(a)).collect::<Result<Vec<_>, _>>()?;
-            Require::Ip(nets)
-        }
-        "local" => Require::Ip(vec![parse_net("127.0.0.0/8").unwrap(), parse_net("::1").unwrap()]),
-        other => return Err(format!("Require {other} is not supported")),
-    };
-    if neg {
-        return match r {
-            Require::Ip(n) => Ok(Require::NotIp(n)),
-            _ => Err("only 'Require not ip …' is supported among the negations".into()),
-        };
-    }
-    Ok(r)
-}
-
-fn parse_header_edit(args: &[String]) -> Result<HeaderEdit, String> {
-    let mut a = args.iter();
-    let mut op = a.next().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-    if op == "early" || op == "always" {
-        op = a.next().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-    }
-    let op = match op.as_str() {
-        "set" => HeaderEditOp::Set,
-        "unset" => HeaderEditOp::Unset,
-        "append" => HeaderEditOp::Append,
-        "add" => HeaderEditOp::Add,
-        other => return Err(format!("RequestHeader action '{other}' is not supported (set, unset, append, add are)")),
-    };
-    let name = a.next().ok_or("RequestHeader needs a header name")?;
-    let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("'{name}' is not a valid header name"))?;
-    let value = match op {
-        HeaderEditOp::Unset => None,
-        _ => {
-            let v = a.next().ok_or("RequestHeader needs a value")?;
-            if v.contains('%') && v.contains('{') {
-                return Err(format!("RequestHeader value '{v}' uses %{{…}} expansions, which are not supported"));
-            }
-            Some(http::HeaderValue::from_str(v).map_err(|_| format!("'{v}' is not a valid header value"))?)
-        }
-    };
-    if let Some(extra) = a.next() {
-        return Err(format!("RequestHeader condition '{extra}' is not supported"));
-    }
-    Ok(HeaderEdit { op, name, value })
-}
-
 fn build_upstream(url: &str, params: &[(String, String, Origin)], default_timeout: Duration, d: &mut Diagnostics) -> Result<Upstream, String> {
     let (host, port, path) = split_origin_url(url)?;
     let mut u = Upstream {
@@ -1580,41 +944,6 @@ fn build_upstream(url: &str, params: &[(String, String, Origin)], default_timeou
         u.connect_timeout = u.timeout;
     }
     Ok(u)
-}
-
-fn parse_listen(a: &str) -> Result<SocketAddr, String> {
-    if let Ok(p) = a.parse::<u16>() {
-        // Apache's `Listen 80` binds every address; we bind IPv4 and IPv6 any.
-        return Ok(SocketAddr::from(([0, 0, 0, 0], p)));
-    }
-    if let Ok(sa) = a.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    if let Some((h, p)) = a.rsplit_once(':')
-        && h == "localhost"
-        && let Ok(p) = p.parse::<u16>()
-    {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-    }
-    Err(format!("Listen '{a}' is not a port or IP:port"))
-}
-
-fn parse_vhost_addr(a: &str) -> Result<VhostAddr, String> {
-    let (host, port) = match a.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') && (p == "*" || p.chars().all(|c| c.is_ascii_digit())) => (h, Some(p)),
-        _ => (a, None),
-    };
-    let port = match port {
-        None | Some("*") => None,
-        Some(p) => Some(p.parse::<u16>().map_err(|_| format!("bad port in '{a}'"))?),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip = match host {
-        "*" | "_default_" => None,
-        "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
-        h => Some(h.parse::<IpAddr>().map_err(|_| format!("VirtualHost address '{a}' must be an IP, * or _default_ (host names need DNS at start)"))?),
-    };
-    Ok(VhostAddr { ip, port })
 }
 
 /// A relative log file is under ServerRoot, as Apache's `ap_server_root_relative` makes it
@@ -2063,5 +1392,169 @@ mod tests {
         assert_eq!(c.tls_sites[0].names, ["git.example"]);
         assert_eq!(c.tls_sites[0].cert, PathBuf::from("/etc/s.crt"));
         assert_eq!(c.servers[0].tls_site, Some(0));
+    }
+
+    /// Every name the reader accepted when it was one `match` in `compile` (its arms, the
+    /// noted core directives and the skipped local-file sections), so that cutting it into
+    /// handler tables lost none.
+    const ACCEPTED_BEFORE_THE_TABLE: &[&str] = &[
+        "<ifmodule",
+        "</ifmodule",
+        "<ifdefine",
+        "<ifversion",
+        "</ifdefine",
+        "</ifversion",
+        "<virtualhost",
+        "</virtualhost",
+        "<proxy",
+        "<proxymatch",
+        "</proxy",
+        "</proxymatch",
+        "<location",
+        "</location",
+        "<requireall",
+        "<requireany",
+        "</requireall",
+        "</requireany",
+        "<requirenone",
+        "<locationmatch",
+        "<directory",
+        "<directorymatch",
+        "<files",
+        "<filesmatch",
+        "<limit",
+        "<limitexcept",
+        "loadmodule",
+        "listen",
+        "servername",
+        "serveralias",
+        "proxyrequests",
+        "proxypass",
+        "proxypassmatch",
+        "proxypassreverse",
+        "proxypassreversecookiepath",
+        "proxypassreversecookiedomain",
+        "proxypreservehost",
+        "remoteiptrustedproxy",
+        "remoteipinternalproxy",
+        "proxyaddheaders",
+        "proxytimeout",
+        "proxyvia",
+        "proxyerroroverride",
+        "proxybadheader",
+        "proxyiobuffersize",
+        "proxyreceivebuffersize",
+        "order",
+        "allow",
+        "deny",
+        "satisfy",
+        "require",
+        "timeout",
+        "keepalive",
+        "requestreadtimeout",
+        "keepalivetimeout",
+        "maxkeepaliverequests",
+        "limitrequestfieldsize",
+        "errorlog",
+        "customlog",
+        "transferlog",
+        "logformat",
+        "loglevel",
+        "requestheader",
+        "sslengine",
+        "sslcertificatefile",
+        "sslcertificatekeyfile",
+        "sslcertificatechainfile",
+        "sslprotocol",
+        "sslciphersuite",
+        "sslpassphrasedialog",
+        "redirect",
+        "redirectpermanent",
+        "header",
+        "serverroot",
+        "pidfile",
+        "user",
+        "group",
+        "serveradmin",
+        "servertokens",
+        "serversignature",
+        "startservers",
+        "minsparethreads",
+        "maxsparethreads",
+        "minspareservers",
+        "maxspareservers",
+        "threadlimit",
+        "threadsperchild",
+        "maxrequestworkers",
+        "maxclients",
+        "serverlimit",
+        "maxconnectionsperchild",
+        "maxrequestsperchild",
+        "mutex",
+        "defaultruntimedir",
+        "hostnamelookups",
+        "accessfilename",
+        "adddefaultcharset",
+        "traceenable",
+        "enablesendfile",
+        "enablemmap",
+        "usecanonicalname",
+        "sslrandomseed",
+        "sslsessioncache",
+        "sslsessioncachetimeout",
+        "sslstaplingcache",
+        "sslhonorcipherorder",
+        "sslcompression",
+        "sslsessiontickets",
+        "protocols",
+        "h2direct",
+        "acceptfilter",
+        "listenbacklog",
+        "sslproxyengine",
+        "sslcryptodevice",
+        "sslproxyciphersuite",
+        "sslproxyprotocol",
+        "documentroot",
+        "errorlogformat",
+        "maxmemfree",
+    ];
+
+    #[test]
+    fn every_directive_accepted_before_the_table_has_a_handler_in_any_case() {
+        for name in ACCEPTED_BEFORE_THE_TABLE {
+            assert!(handler(name).is_some(), "{name} has no handler");
+            assert!(handler(&name.to_ascii_uppercase()).is_some(), "{name} in upper case has no handler");
+        }
+        let table: Vec<&str> = DIRECTIVES.iter().flat_map(|family| family.iter().map(|(n, _)| *n)).collect();
+        for (i, n) in table.iter().enumerate() {
+            assert_eq!(*n, n.to_ascii_lowercase(), "table names are lower case");
+            assert!(!table[..i].contains(n), "{n} is in the table twice");
+            assert!(ACCEPTED_BEFORE_THE_TABLE.contains(n), "{n} is new: add it to the list above");
+        }
+        assert_eq!(table.len(), ACCEPTED_BEFORE_THE_TABLE.len());
+        // Names that are not the reader's own are not in the table: modules trove does not
+        // implement, and what nothing knows.
+        for n in ["addlanguage", "rewriteengine", "sethandler", "frobnicate", "<frob", "</nope", "</directory"] {
+            assert!(handler(n).is_none(), "{n}");
+        }
+    }
+
+    #[test]
+    fn unknown_names_give_the_same_diagnostics_as_before_the_table() {
+        let (_, d) = parse(
+            "Listen 80\nFrobnicate yes\nfROBNICATE\n<Frob x>\nListen nonsense\n</Frob>\n</Nope>\n</Directory>\nRewriteEngine on\nAddLanguage da .dk\nAddLanguage de .de\n",
+        );
+        assert_eq!(
+            d.items.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            [
+                "httpd.conf:2: error: unknown directive 'Frobnicate' — remove it or check the spelling; docs/gateway.md lists every supported directive",
+                "httpd.conf:3: error: unknown directive 'fROBNICATE' — remove it or check the spelling; docs/gateway.md lists every supported directive",
+                "httpd.conf:4: error: unknown section <Frob> — remove it; see docs/gateway.md for the supported directives",
+                "httpd.conf:7: error: </Nope> without a matching opener — remove it or add the opening section",
+                "httpd.conf:8: error: </Directory> without a matching opener — remove it or add the opening section",
+                "httpd.conf:9: error: RewriteEngine (mod_rewrite) is not implemented by trove, and it rewrites or redirects requests before they are proxied — remove it, or keep Apache for this site; docs/gateway.md lists every supported directive",
+                "httpd.conf:10: ignored: AddLanguage (mod_mime, 2 times): it maps the file names of local files to types, languages, charsets and handlers; proxied responses keep the origin's headers",
+            ]
+        );
     }
 }

@@ -463,40 +463,22 @@ pub(crate) fn parse_apache_duration(s: &str) -> Option<Duration> {
 
 /// Split `http://host[:port][/path]` into (host, port, path). Only `http` origins are supported.
 pub(crate) fn split_origin_url(url: &str) -> Result<(String, u16, String), String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.contains("://") {
+    use trove_http::{HttpUrl, UrlError};
+    let u = HttpUrl::parse(url).map_err(|e| match e {
+        UrlError::Whitespace | UrlError::NoScheme => format!("'{url}' is not an absolute http:// URL"),
+        UrlError::Scheme => format!("origin scheme of '{url}' is not supported; use http:// (TLS to the origin is not needed on loopback, as the seed notes)"),
+        UrlError::Userinfo | UrlError::NoHost | UrlError::Host => format!("origin URL '{url}' has no usable host"),
+        UrlError::Ipv6Unclosed => format!("bad IPv6 literal in '{url}'"),
+        UrlError::AfterIpv6 => format!("bad authority in '{url}'"),
+        UrlError::Port => format!("bad port in '{url}'"),
+    })?;
+    if u.scheme() != "http" {
         return Err(format!("origin scheme of '{url}' is not supported; use http:// (TLS to the origin is not needed on loopback, as the seed notes)"));
-    } else {
-        return Err(format!("'{url}' is not an absolute http:// URL"));
-    };
-    if url.contains('?') {
+    }
+    if u.has_query() {
         return Err(format!("origin URL '{url}' may not carry a query"));
     }
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if authority.is_empty() || authority.contains('@') {
-        return Err(format!("origin URL '{url}' has no usable host"));
-    }
-    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
-        let end = h.find(']').ok_or_else(|| format!("bad IPv6 literal in '{url}'"))?;
-        let host = &h[..end];
-        let after = &h[end + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse::<u16>().map_err(|_| format!("bad port in '{url}'"))?,
-            None if after.is_empty() => 80,
-            None => return Err(format!("bad authority in '{url}'")),
-        };
-        (format!("[{host}]"), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| format!("bad port in '{url}'"))?),
-            None => (authority.to_string(), 80),
-        }
-    };
-    Ok((host.to_ascii_lowercase(), port, path.to_string()))
+    Ok((u.host().to_owned(), u.port_or_default(), u.path().to_owned()))
 }
 
 impl GatewayConfig {
@@ -617,5 +599,42 @@ mod tests {
         assert_eq!(a("http://origin.example/"), "origin.example");
         assert_eq!(a("http://[::1]:7990/"), "[::1]:7990");
         assert_eq!(a("http://[::1]/"), "[::1]");
+    }
+
+    #[test]
+    fn origin_url_edge_cases_and_their_messages() {
+        type Split = (&'static str, u16, &'static str);
+        let cases: &[(&str, Result<Split, &str>)] = &[
+            ("http://localhost:7990/stash", Ok(("localhost", 7990, "/stash"))),
+            ("http://localhost:7990/stash/", Ok(("localhost", 7990, "/stash/"))),
+            ("http://b:29000", Ok(("b", 29000, ""))),
+            ("http://Origin.Example:80/", Ok(("origin.example", 80, "/"))),
+            ("HTTP://origin.example", Ok(("origin.example", 80, ""))),
+            ("http://[::1]:7990/x", Ok(("[::1]", 7990, "/x"))),
+            ("http://[0:0::1]", Ok(("[::1]", 80, ""))),
+            ("http://127.0.0.1:7990/a%2Fb", Ok(("127.0.0.1", 7990, "/a%2Fb"))),
+            ("http://h/x#frag", Ok(("h", 80, "/x"))),
+            ("localhost:7990", Err("'localhost:7990' is not an absolute http:// URL")),
+            ("/stash", Err("'/stash' is not an absolute http:// URL")),
+            ("http://a b", Err("'http://a b' is not an absolute http:// URL")),
+            ("https://h", Err("origin scheme of 'https://h' is not supported; use http:// (TLS to the origin is not needed on loopback, as the seed notes)")),
+            ("ws://h", Err("origin scheme of 'ws://h' is not supported; use http:// (TLS to the origin is not needed on loopback, as the seed notes)")),
+            ("http://h/x?y=1", Err("origin URL 'http://h/x?y=1' may not carry a query")),
+            ("http://", Err("origin URL 'http://' has no usable host")),
+            ("http:///x", Err("origin URL 'http:///x' has no usable host")),
+            ("http://u@h", Err("origin URL 'http://u@h' has no usable host")),
+            ("http://a<b", Err("origin URL 'http://a<b' has no usable host")),
+            ("http://[::1", Err("bad IPv6 literal in 'http://[::1'")),
+            ("http://[::1]x", Err("bad authority in 'http://[::1]x'")),
+            ("http://h:x", Err("bad port in 'http://h:x'")),
+            ("http://h:", Err("bad port in 'http://h:'")),
+            ("http://h:70000", Err("bad port in 'http://h:70000'")),
+            ("http://[::1]:", Err("bad port in 'http://[::1]:'")),
+        ];
+        for (input, want) in cases {
+            let got = split_origin_url(input);
+            let got = got.as_ref().map(|(h, p, path)| (h.as_str(), *p, path.as_str())).map_err(String::as_str);
+            assert_eq!(got, want.as_ref().map(|w| *w).map_err(|e| *e), "input {input:?}");
+        }
     }
 }

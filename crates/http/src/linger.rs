@@ -1,22 +1,23 @@
-//! Lingering reads for HTTP/2: a downstream's request body that the gateway answered without
-//! reading (a local 404 or 403, an origin's early 401 or 413) is read to its end and thrown
-//! away before the stream closes, so the downstream gets the whole answer.
+//! Lingering reads for HTTP/2: a request body that was answered without being read (the
+//! gateway's local 404 or 403, an origin's early 401 or 413, a server handler's 404) is read to
+//! its end and thrown away before the stream closes, so the sender (the gateway's downstream,
+//! the server's client) gets the whole answer.
 //!
 //! RFC 9113 §8.1 lets a server answer before the request body is complete and then end the
 //! stream with RST_STREAM(NO_ERROR), which h2 does as soon as the last handle on the stream is
-//! dropped. Downstreams that are still sending treat that reset as a failure of the whole
+//! dropped. Senders still sending treat that reset as a failure of the whole
 //! exchange: curl 7.88 (Debian 12's, and so git's) drops the answer it already received
-//! ("Stream error in the HTTP/2 framing layer") in 3-40% of tries. Reading what the downstream
+//! ("Stream error in the HTTP/2 framing layer") in 3-40% of tries. Reading what the sender
 //! still sends, as nginx (`ngx_http_discard_request_body`) and Apache's lingering close do,
-//! lets the stream end normally; the reset is sent only if the downstream goes on past
+//! lets the stream end normally; the reset is sent only if the sender goes on past
 //! [`LINGER_TOTAL`] or falls silent for [`LINGER_IDLE`] (Apache's `MAX_SECS_TO_LINGER` and
 //! `SECONDS_TO_LINGER`).
 //!
 //! And the answer's end waits for the request body's ([`HoldEnd`]): curl 7.88 never finishes
 //! an exchange whose answer ended (END_STREAM) while it was still sending, if nothing else
 //! comes after its own END_STREAM; it waits until killed. That is how `git push` over HTTP/2
-//! could hang: the origin's `git-receive-pack` answers as soon as it has the pack, which can be
-//! before the downstream has sent the last of its body. Apache and nginx never answer before
+//! could hang: `git-receive-pack` answers as soon as it has the pack, which can be
+//! before the sender has sent the last of its body. Apache and nginx never answer before
 //! the whole body is in, so they never meet it.
 
 use std::pin::Pin;
@@ -33,9 +34,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 /// The longest an unread request body is read for after the answer (Apache: 30 s).
-pub(crate) const LINGER_TOTAL: Duration = Duration::from_secs(30);
-/// The longest a lingering read waits for the downstream's next bytes (Apache: 2 s).
-pub(crate) const LINGER_IDLE: Duration = Duration::from_secs(2);
+pub const LINGER_TOTAL: Duration = Duration::from_secs(30);
+/// The longest a lingering read waits for the sender's next bytes (Apache: 2 s).
+pub const LINGER_IDLE: Duration = Duration::from_secs(2);
 
 /// A request body that, when dropped before its end on an HTTP/2 stream, is read to its end in
 /// the background (see the module's documentation). HTTP/1.1 bodies are left to hyper, which
@@ -47,7 +48,7 @@ pub struct Linger {
 }
 
 impl Linger {
-    pub(crate) fn new(body: Incoming, h2: bool) -> Linger {
+    pub fn new(body: Incoming, h2: bool) -> Linger {
         let over = Arc::new(BodyOver::default());
         if body.is_end_stream() {
             over.set();
@@ -56,14 +57,14 @@ impl Linger {
     }
 
     /// Told when this body is over: read to its end, failed, or given up on.
-    pub(crate) fn over(&self) -> Arc<BodyOver> {
+    pub fn over(&self) -> Arc<BodyOver> {
         self.over.clone()
     }
 }
 
 /// Whether a request body is over, with a waker for [`HoldEnd`].
 #[derive(Default)]
-pub(crate) struct BodyOver {
+pub struct BodyOver {
     over: AtomicBool,
     waker: AtomicWaker,
 }
@@ -74,7 +75,7 @@ impl BodyOver {
         self.waker.wake();
     }
 
-    pub(crate) fn is_over(&self) -> bool {
+    pub fn is_over(&self) -> bool {
         self.over.load(Ordering::Acquire)
     }
 
@@ -90,22 +91,22 @@ impl BodyOver {
 /// Whether an answer's end waits for the request body ([`HoldEnd`]): a success with a body.
 /// From 300 up, curl stops sending at the head and ends its stream at once, short of any
 /// Content-Length it gave, which h2 answers with RST_STREAM(PROTOCOL_ERROR) (RFC 9113
-/// §8.1.1): the answer must be whole before that, and with the downstream stopping there is
+/// §8.1.1): the answer must be whole before that, and with the sender stopping there is
 /// nothing to wait for.
-pub(crate) fn holds_end(status: http::StatusCode) -> bool {
+pub fn holds_end(status: http::StatusCode) -> bool {
     status.is_success() && status != http::StatusCode::NO_CONTENT
 }
 
 /// An HTTP/2 answer whose end (END_STREAM) waits until the request body is over (see the
 /// module's documentation); its head and data go out as they come.
-pub(crate) struct HoldEnd<B> {
+pub struct HoldEnd<B> {
     inner: B,
     inner_done: bool,
     over: Arc<BodyOver>,
 }
 
 impl<B> HoldEnd<B> {
-    pub(crate) fn new(inner: B, over: Arc<BodyOver>) -> HoldEnd<B> {
+    pub fn new(inner: B, over: Arc<BodyOver>) -> HoldEnd<B> {
         HoldEnd { inner, inner_done: false, over }
     }
 }
@@ -162,7 +163,7 @@ impl Drop for Linger {
     }
 }
 
-/// Read `body` to its end, or until the downstream stays silent or sends for too long;
+/// Read `body` to its end, or until the sender stays silent or sends for too long;
 /// dropping it then lets h2 reset the stream (NO_ERROR once the answer is sent).
 async fn discard(mut body: Incoming, over: Arc<BodyOver>) {
     let all = tokio::time::sleep(LINGER_TOTAL);
@@ -171,14 +172,14 @@ async fn discard(mut body: Incoming, over: Arc<BodyOver>) {
         tokio::select! {
             frame = tokio::time::timeout(LINGER_IDLE, body.frame()) => match frame {
                 Ok(Some(Ok(_))) => {}
-                // The end, an error (a reset from the downstream) or silence.
+                // The end, an error (a reset from the sender) or silence.
                 _ => break,
             },
             _ = &mut all => break,
         }
     }
     // The end of the answer goes out after the end of the request body (or its reset) has
-    // been read: the downstream has something to read after its own END_STREAM.
+    // been read: the sender has something to read after its own END_STREAM.
     drop(body);
     over.set();
 }
