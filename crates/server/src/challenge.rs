@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use hmac::Mac as _;
+use hmac::{KeyInit as _, Mac as _};
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 use trove_store::os_rng;

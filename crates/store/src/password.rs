@@ -117,7 +117,7 @@ impl Verified {
     }
 
     fn mac(&self, user: &str, password: &str) -> Mac {
-        use hmac::Mac as _;
+        use hmac::{KeyInit as _, Mac as _};
         let mut m = Mac::new_from_slice(&self.key).expect("HMAC takes any key length");
         m.update(&(user.len() as u64).to_le_bytes());
         m.update(user.as_bytes());
