@@ -31,6 +31,15 @@ impl BodyBudget {
         BodyBudget { sem: Arc::new(Semaphore::new(units)), total }
     }
 
+    /// Bytes held now (in whole KiB, as counted).
+    pub(crate) fn in_use(&self) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let units = self.total.div_ceil(UNIT).min(Semaphore::MAX_PERMITS as u64);
+        units.saturating_sub(self.sem.available_permits() as u64) * UNIT
+    }
+
     pub(crate) fn none() -> Held {
         Held(None)
     }
@@ -63,7 +72,9 @@ mod tests {
         let mut second = BodyBudget::none();
         assert_eq!(b.take(&mut second, 4000), Err(Exhausted { total: 10 * 1024 }), "8 KiB of 10 held");
         b.take(&mut second, 2000).unwrap();
+        assert_eq!(b.in_use(), 10 * 1024);
         drop(first);
+        assert_eq!(b.in_use(), 2 * 1024);
         b.take(&mut second, 8000).unwrap();
         let off = BodyBudget::new(0);
         let mut h = BodyBudget::none();

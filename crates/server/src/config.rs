@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use trove_store::{BaseUrl, ContextPath};
 
+use crate::node::NodeId;
 use crate::public_url::{Connector, Scheme};
 
 /// Default listen address: Stash's port, loopback only until an administrator says otherwise.
@@ -24,6 +25,9 @@ pub enum ConfigError {
     Toml { path: PathBuf, source: toml::de::Error },
     #[error("{path}: `{key}`: {message}")]
     Invalid { path: PathBuf, key: &'static str, message: String },
+    /// As `Invalid`, where the line is known (keys read with their position).
+    #[error("{path}:{line}: `{key}`: {message}")]
+    InvalidAt { path: PathBuf, line: usize, key: &'static str, message: String },
 }
 
 /// `trove.toml` as written. Unknown keys are refused, so a typo is an error, not a silent default.
@@ -45,6 +49,24 @@ pub struct RawConfig {
     pub git: RawGit,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[cluster]`: this node among others (Data Center mode).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub node_id: Option<toml::Spanned<String>>,
+}
+
+/// `[metrics]`: where Prometheus scrapes this node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +152,12 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub git: GitSettings,
     pub auth: AuthSettings,
+    /// This node's id (`[cluster] node_id`), shown in `/status`, the logs and the metrics.
+    /// Default `None`: an id made on first start and kept in `<data_dir>/node-id`.
+    pub node_id: Option<NodeId>,
+    /// Address of the metrics listener (`[metrics] listen`), serving `/metrics` (Prometheus)
+    /// and `/healthz`. Default `None`: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -159,6 +187,8 @@ impl ServerConfig {
                 max_failed_accounts_per_address: 50,
                 challenge_bits: 18,
             },
+            node_id: None,
+            metrics_listen: None,
         }
     }
 
@@ -172,11 +202,21 @@ impl ServerConfig {
     /// `data_dir`.
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Toml { path: path.to_owned(), source })?;
-        Self::from_raw(raw, path)
+        Self::from_raw_text(raw, path, Some(text))
     }
 
+    /// Validates settings parsed elsewhere; errors name the key but no line.
     pub fn from_raw(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
+        Self::from_raw_text(raw, path, None)
+    }
+
+    fn from_raw_text(raw: RawConfig, path: &Path, text: Option<&str>) -> Result<Self, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
+        // A key read with its position is refused with its line, when the text is at hand.
+        let invalid_at = |key: &'static str, span: std::ops::Range<usize>, message: String| match text {
+            Some(t) => ConfigError::InvalidAt { path: path.to_owned(), line: line_of(t, span.start), key, message },
+            None => invalid(key, message),
+        };
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let mut c =
             ServerConfig::new(raw.data_dir.map(|d| if d.is_relative() { base_dir.join(d) } else { d }).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)));
@@ -264,8 +304,22 @@ impl ServerConfig {
             }
             c.auth.challenge_bits = b;
         }
+        if let Some(id) = raw.cluster.node_id {
+            c.node_id = Some(NodeId::parse(id.get_ref()).map_err(|e| invalid_at("cluster.node_id", id.span(), e.to_string()))?);
+        }
+        if let Some(l) = raw.metrics.listen {
+            let addr = l.get_ref().parse().map_err(|_| {
+                invalid_at("metrics.listen", l.span(), format!("{:?} is not an address:port; write for example listen = \"127.0.0.1:9102\"", l.get_ref()))
+            })?;
+            c.metrics_listen = Some(addr);
+        }
         Ok(c)
     }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 #[cfg(test)]
@@ -352,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn node_id_and_metrics_listener_are_read_and_refused_with_file_and_line() {
+        let c = parse("[cluster]\nnode_id = \"dc1-node-2\"\n[metrics]\nlisten = \"127.0.0.1:9102\"\n").unwrap();
+        assert_eq!(c.node_id.unwrap().as_str(), "dc1-node-2");
+        assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9102");
+        let c = parse("").unwrap();
+        assert!(c.node_id.is_none() && c.metrics_listen.is_none(), "both off by default");
+        let cases: &[(&str, &str)] = &[
+            ("listen = \"127.0.0.1:7990\"\n\n[cluster]\nnode_id = \"node 2\"\n", "/etc/trove/trove.toml:4: `cluster.node_id`: \"node 2\" is not a node id"),
+            ("[cluster]\nnode_id = \"\"\n", "/etc/trove/trove.toml:2: `cluster.node_id`"),
+            ("[metrics]\n\nlisten = \"9102\"\n", "/etc/trove/trove.toml:3: `metrics.listen`: \"9102\" is not an address:port"),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
     fn the_example_in_docs_server_md_is_valid_and_mentions_every_key() {
         let doc = include_str!("../../../docs/server.md");
         let section = doc.split("## trove.toml").nth(1).expect("docs/server.md has a trove.toml section");
@@ -381,6 +453,9 @@ mod tests {
             "lock_secs",
             "max_failed_accounts_per_address",
             "challenge_bits",
+            "[cluster]",
+            "node_id",
+            "[metrics]",
         ];
         for key in keys {
             assert!(example.contains(key), "docs/server.md's example lacks {key}");

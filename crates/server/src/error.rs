@@ -131,6 +131,8 @@ pub enum ServerError {
     Store(#[from] trove_store::StoreError),
     #[error("cannot run git ({binary}): {detail}; install git 2.31 or newer or set [git] binary in trove.toml")]
     Git { binary: String, detail: String },
+    #[error(transparent)]
+    NodeId(#[from] crate::node::NodeIdError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server stopped: {0}")]

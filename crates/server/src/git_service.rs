@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use trove_store::{Authenticated, Permission};
 
 use crate::AppState;
+use crate::metrics::{GitKind, GitOp};
 use crate::tasks::Cancel;
 
 /// The two git services a client may ask for.
@@ -38,6 +39,13 @@ pub enum Service {
 }
 
 impl Service {
+    fn kind(self) -> GitKind {
+        match self {
+            Service::UploadPack => GitKind::UploadPack,
+            Service::ReceivePack => GitKind::ReceivePack,
+        }
+    }
+
     /// `git-upload-pack` / `git-receive-pack`, as in URLs and SSH commands.
     pub fn name(self) -> &'static str {
         match self {
@@ -297,6 +305,27 @@ async fn advertised(
 /// `git upload-pack|receive-pack --stateless-rpc --advertise-refs`: the refs, as smart HTTP's
 /// `info/refs` serves them. `Err(output)` when git failed.
 pub(crate) async fn advertise_refs(state: &AppState, service: Service, path: &Path, protocol: Option<&str>) -> Result<Result<Bytes, Output>, GitError> {
+    let op = GitOp::start(&state.metrics, GitKind::Advertisement);
+    measured(&op, advertise_refs_unmeasured(state, service, path, protocol).await)
+}
+
+/// Notes an advertisement's outcome and size in its operation.
+fn measured(op: &GitOp, answer: Result<Result<Bytes, Output>, GitError>) -> Result<Result<Bytes, Output>, GitError> {
+    match &answer {
+        Ok(Ok(refs)) => {
+            op.sent(refs);
+            op.exited(true);
+        }
+        Ok(Err(out)) => {
+            op.sent(&out.stdout);
+            op.exited(false);
+        }
+        Err(_) => op.exited(false),
+    }
+    answer
+}
+
+async fn advertise_refs_unmeasured(state: &AppState, service: Service, path: &Path, protocol: Option<&str>) -> Result<Result<Bytes, Output>, GitError> {
     let env = env(state, protocol, None);
     let args = [service.subcommand(), "--stateless-rpc", "--advertise-refs"];
     match service {
@@ -319,6 +348,12 @@ pub(crate) async fn advertise_refs(state: &AppState, service: Service, path: &Pa
 /// pack, so no pack slot; answered from memory while the refs are unchanged. `Err(output)` when
 /// git failed.
 pub(crate) async fn ls_refs(state: &AppState, path: &Path, protocol: Option<&str>, request: Bytes) -> Result<Result<Bytes, Output>, GitError> {
+    let op = GitOp::start(&state.metrics, GitKind::Advertisement);
+    op.received(request.len());
+    measured(&op, ls_refs_unmeasured(state, path, protocol, request).await)
+}
+
+async fn ls_refs_unmeasured(state: &AppState, path: &Path, protocol: Option<&str>, request: Bytes) -> Result<Result<Bytes, Output>, GitError> {
     let mut question = b"ls-refs\0".to_vec();
     question.extend_from_slice(protocol.unwrap_or("").as_bytes());
     question.push(0);
@@ -345,6 +380,8 @@ pub(crate) struct Process {
     /// Given to stop the process and its group (SIGTERM, then SIGKILL); its supervisor reaps it.
     cancel: Cancel,
     done: oneshot::Receiver<std::io::Result<ExitStatus>>,
+    /// The operation, measured until every part (this, the supervisor, feeders, the answer) is done.
+    op: GitOp,
 }
 
 impl Process {
@@ -373,6 +410,7 @@ struct After {
     push: Option<(PathBuf, String)>,
     /// A pack slot, held while the process runs.
     permit: Option<OwnedSemaphorePermit>,
+    op: GitOp,
 }
 
 /// Spawns `cmd` (stdin, stdout and stderr piped) and its supervisor on the tracker.
@@ -382,8 +420,9 @@ fn spawn_supervised(state: &AppState, mut cmd: Command, after: After) -> Result<
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let (exited, cancel) = (Cancel::new(), Cancel::new());
     let (tx, done) = oneshot::channel();
+    let op = after.op.clone();
     state.tasks.spawn(supervise(state.clone(), child, stderr, cancel.clone(), exited.clone(), after, running, tx));
-    Ok(Process { stdin, stdout, exited, cancel, done })
+    Ok(Process { stdin, stdout, exited, cancel, done, op })
 }
 
 /// Waits for the git child (or stops it when cancelled or at shutdown), logs failures, publishes
@@ -418,9 +457,13 @@ async fn supervise(
         let stop = state.tasks.stop().clone();
         let status = tokio::select! {
             s = child.wait() => s,
-            _ = cancel.cancelled() => terminate(&mut child).await,
+            _ = cancel.cancelled() => {
+                after.op.cancelled();
+                terminate(&mut child).await
+            }
             _ = stop.cancelled() => {
                 tracing::warn!(repo = %after.repo, service = after.service.name(), "stopping git: the server is shutting down");
+                after.op.cancelled();
                 terminate(&mut child).await
             }
         };
@@ -428,6 +471,7 @@ async fn supervise(
         status
     };
     let (status, err) = tokio::join!(wait, collect);
+    after.op.exited(matches!(&status, Ok(s) if s.success()));
     let repo = &after.repo;
     match &status {
         Ok(s) if s.success() => {}
@@ -453,6 +497,20 @@ async fn supervise(
 /// Starts the service for `call` in the given mode: the pack slot for upload-pack, the updates
 /// file and the pusher's environment for receive-pack, spawn and supervise.
 async fn start(state: &AppState, call: Call, stateless: bool) -> Result<Process, GitError> {
+    // Measured from the request, the wait for a pack slot included; an operation that never
+    // gets to run git is recorded as failed (or cancelled, if its caller went away).
+    let op = GitOp::start(&state.metrics, call.service.kind());
+    if call.service == Service::ReceivePack {
+        op.watch_report(!stateless);
+    }
+    let started = start_measured(state, call, stateless, op.clone()).await;
+    if started.is_err() {
+        op.exited(false);
+    }
+    started
+}
+
+async fn start_measured(state: &AppState, call: Call, stateless: bool, op: GitOp) -> Result<Process, GitError> {
     // Bound concurrent pack generation: pack-objects is CPU- and memory-heavy, and a queue is
     // kinder to everyone than a thundering herd. Pushes only index what they receive.
     let permit = match call.service {
@@ -471,7 +529,7 @@ async fn start(state: &AppState, call: Call, stateless: bool) -> Result<Process,
         (Service::UploadPack, _) => None,
     };
     let cmd = service_command(state, &call, &env, stateless);
-    let after = After { service: call.service, repo_id: call.repo_id, repo: call.repo, path: call.path, push, permit };
+    let after = After { service: call.service, repo_id: call.repo_id, repo: call.repo, path: call.path, push, permit, op };
     spawn_supervised(state, cmd, after)
 }
 
@@ -487,21 +545,24 @@ pub(crate) async fn stateless_rpc(state: &AppState, call: Call, input: Input) ->
     let stdin = process.stdin.take().expect("piped");
     let stdout = process.stdout.take().expect("piped");
     let exited = process.exited.clone();
+    let op = process.op.clone();
+    let feeding = op.clone();
     state.tasks.spawn(async move {
         tokio::select! {
-            _ = feed(stdin, input, &repo) => {}
+            _ = feed(stdin, input, &repo, &feeding) => {}
             // git is gone: whatever the client still sends has nowhere to go.
             _ = exited.cancelled() => {}
         }
     });
     // The supervisor owns the process from here; the caller only reads its answer.
     drop(process);
-    Ok(stream_stdout(stdout))
+    Ok(stream_stdout(stdout, op))
 }
 
-async fn feed(mut stdin: ChildStdin, input: Input, repo: &str) {
+async fn feed(mut stdin: ChildStdin, input: Input, repo: &str, op: &GitOp) {
     match input {
         Input::Buffered(b) => {
+            op.received(b.len());
             if let Err(e) = stdin.write_all(&b).await {
                 tracing::debug!(%repo, error = %e, "git closed its input early");
             }
@@ -510,6 +571,7 @@ async fn feed(mut stdin: ChildStdin, input: Input, repo: &str) {
             while let Some(chunk) = stream.next().await {
                 match chunk {
                     Ok(c) => {
+                        op.received(c.len());
                         if let Err(e) = stdin.write_all(&c).await {
                             tracing::debug!(%repo, error = %e, "git closed its input early");
                             break;
@@ -517,6 +579,7 @@ async fn feed(mut stdin: ChildStdin, input: Input, repo: &str) {
                     }
                     Err(e) => {
                         tracing::warn!(%repo, error = %e, "request body ended early; git will discard the partial request");
+                        op.cancelled();
                         break;
                     }
                 }
@@ -526,16 +589,71 @@ async fn feed(mut stdin: ChildStdin, input: Input, repo: &str) {
     let _ = stdin.shutdown().await;
 }
 
-fn stream_stdout(stdout: ChildStdout) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    futures_util::stream::unfold(Some(stdout), |state| async move {
-        let mut out = state?;
+/// git's answer, read as it comes; an answer dropped before its end (the client went away)
+/// cancels the operation.
+fn stream_stdout(stdout: ChildStdout, op: GitOp) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(Some((stdout, Answered { op, whole: false })), |state| async move {
+        let (mut out, mut answered) = state?;
         let mut buf = BytesMut::with_capacity(64 * 1024);
         match out.read_buf(&mut buf).await {
-            Ok(0) => None,
-            Ok(_) => Some((Ok(buf.freeze()), Some(out))),
+            Ok(0) => {
+                answered.whole = true;
+                None
+            }
+            Ok(_) => {
+                answered.op.sent(&buf);
+                Some((Ok(buf.freeze()), Some((out, answered))))
+            }
             Err(e) => Some((Err(e), None)),
         }
     })
+}
+
+/// Marks an operation cancelled when its answer is dropped before the end.
+struct Answered {
+    op: GitOp,
+    whole: bool,
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        if !self.whole {
+            self.op.cancelled();
+        }
+    }
+}
+
+/// A session's stream to or from the client, counted into its operation.
+struct Counted<T> {
+    inner: T,
+    op: GitOp,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.op.received(buf.filled().len() - before);
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.op.sent(&buf[..n]);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Runs the service as one bidirectional session (no `--stateless-rpc`), as SSH does: the
@@ -545,7 +663,7 @@ fn stream_stdout(stdout: ChildStdout) -> impl Stream<Item = std::io::Result<Byte
 /// A client that goes away mid-push ends `input`: git sees its stdin close and refuses the
 /// truncated pack, as over HTTP. An adapter that drops the session before git exits (its
 /// connection task was aborted) stops git with it.
-pub(crate) async fn session<R, W>(state: &AppState, call: Call, mut input: R, mut output: W) -> Result<ExitStatus, GitError>
+pub(crate) async fn session<R, W>(state: &AppState, call: Call, input: R, output: W) -> Result<ExitStatus, GitError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
@@ -556,11 +674,15 @@ where
     let mut stdout = process.stdout.take().expect("piped");
     let exited = process.exited.clone();
     let _abandoned = CancelOnDrop(process.cancel.clone());
+    let op = process.op.clone();
+    let (mut input, mut output) = (Counted { inner: input, op: op.clone() }, Counted { inner: output, op: op.clone() });
+    let feeding = op.clone();
     let feeder = state.tasks.spawn(async move {
         tokio::select! {
             r = tokio::io::copy(&mut input, &mut stdin) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "git session input ended with an error");
+                    feeding.cancelled();
                 }
                 let _ = stdin.shutdown().await;
             }
@@ -578,6 +700,7 @@ where
     if let Err(source) = copied {
         // The client went away; git's status says what became of the request.
         tracing::debug!(%repo, error = %source, "git session output ended early");
+        op.cancelled();
     }
     Ok(status)
 }

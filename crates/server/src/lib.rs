@@ -17,6 +17,8 @@ mod git_http;
 mod git_service;
 mod hooks;
 mod maintenance;
+mod metrics;
+mod node;
 mod pktline;
 pub mod public_url;
 mod repo_read;
@@ -42,6 +44,7 @@ pub use challenge::solve as solve_login_challenge;
 pub use config::{AuthSettings, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, GitSettings, RawConfig, ServerConfig};
 pub use error::ServerError;
 pub use git_service::{GitError, Service as GitService};
+pub use node::{BadNodeId, NodeId, NodeIdError};
 pub use public_url::{Connector, PublicUrlSettings, PublicUrls, RequestView, Scheme};
 
 /// A Unix time as `2026-12-02 17:18 UTC`, as the web UI shows dates.
@@ -72,6 +75,9 @@ pub(crate) struct Shared {
     /// Settings another process may change in the database (`trove admin settings base-url`,
     /// another node): followed within a second, without a restart.
     pub(crate) settings_sync: SettingsSync,
+    /// This node's id (`[cluster] node_id`, or the one kept in the data directory).
+    pub(crate) node_id: NodeId,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// Follows settings that other processes write to the database. The store's `data_version`
@@ -114,6 +120,10 @@ pub struct Server {
     shared: AppState,
     listen: SocketAddr,
     drain_timeout: std::time::Duration,
+    /// The metrics listener, bound by `open` (so a bad address fails the start) and served by
+    /// `serve`.
+    metrics_listener: Arc<std::sync::Mutex<Option<std::net::TcpListener>>>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -138,6 +148,20 @@ impl Server {
             binary: config.git.binary.display().to_string(),
             detail: format!("cannot write the push hooks into {}: {e}", store.git_home().display()),
         })?;
+        let node_id = match config.node_id {
+            Some(id) => id,
+            None => NodeId::load_or_create(&config.data_dir)?,
+        };
+        let metrics = Arc::new(metrics::Metrics::new(node_id.clone()));
+        let (metrics_listener, metrics_addr) = match config.metrics_listen {
+            Some(addr) => {
+                let bound = std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
+                let l = bound.map_err(|source| ServerError::Bind { addr, source })?;
+                let local = l.local_addr()?;
+                (Some(l), Some(local))
+            }
+            None => (None, None),
+        };
         let base_url_from_config = config.base_url.is_some();
         let drain_timeout = config.drain_timeout;
         let data_version = store.data_version()?;
@@ -166,6 +190,7 @@ impl Server {
             config.git.max_concurrent_maintenance,
             config.git.binary.clone(),
             trove_store::git_env(store.git_home()),
+            metrics.clone(),
         ));
         let adverts = advert::Adverts::new(&config.git.binary, store.git_home());
         let shared = Shared {
@@ -182,11 +207,40 @@ impl Server {
             events: events::Events::new(),
             tasks,
             settings_sync: SettingsSync { base_url_from_config, data_version: std::sync::atomic::AtomicI64::new(data_version) },
+            node_id,
+            metrics,
         };
         // Maintenance follows accepted pushes.
         let m = shared.maintenance.clone();
         shared.events.subscribe(move |ev| m.after_push(ev.repo_id, ev.path.clone()));
-        Ok(Server { shared: Arc::new(shared), listen: config.listen, drain_timeout })
+        Ok(Server {
+            shared: Arc::new(shared),
+            listen: config.listen,
+            drain_timeout,
+            metrics_listener: Arc::new(std::sync::Mutex::new(metrics_listener)),
+            metrics_addr,
+        })
+    }
+
+    /// This node's id, as `/status`, the logs and the metrics show it.
+    pub fn node_id(&self) -> &NodeId {
+        &self.shared.node_id
+    }
+
+    /// The metrics listener's address (`[metrics] listen`, its port resolved), if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The Prometheus text the metrics listener serves.
+    pub fn render_metrics(&self) -> String {
+        let s = &self.shared;
+        s.metrics.render(&metrics::Gauges {
+            git_running: self.running_git_processes(),
+            git_started: self.git_processes_started(),
+            body_bytes_in_use: s.bodies.in_use(),
+            body_bytes_cap: s.bodies.total,
+        })
     }
 
     /// Every accepted push from now on, with the refs it moved (for tests and in-process
@@ -233,6 +287,12 @@ impl Server {
     /// Serves on `listener` until `shutdown` resolves, then stops accepting, asks every open
     /// connection to finish its current request, and waits for them.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        // Every line logged while serving (requests, git, maintenance) carries the node id.
+        let span = tracing::info_span!("server", node_id = %self.shared.node_id);
+        tracing::Instrument::instrument(self.serve_in_span(listener, shutdown, span.clone()), span).await
+    }
+
+    async fn serve_in_span(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static, span: tracing::Span) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
         tracing::info!(
             %addr,
@@ -242,6 +302,12 @@ impl Server {
         );
         let router = app(self);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_listener = self.metrics_listener.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(l) = metrics_listener {
+            let l = TcpListener::from_std(l)?;
+            tracing::info!(addr = %l.local_addr()?, "metrics listening");
+            self.shared.tasks.spawn(serve_metrics(self.clone(), l, stop_rx.clone()));
+        }
         let mut conns = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -258,7 +324,7 @@ impl Server {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_connection(router.clone(), stream, peer, stop_rx.clone()));
+                    conns.spawn(tracing::Instrument::instrument(serve_connection(router.clone(), stream, peer, stop_rx.clone(), span.clone()), span.clone()));
                 }
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
@@ -350,8 +416,62 @@ pub struct GitSession<'a> {
 /// enforces this with a timer set on the builder.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn serve_connection(router: Router, stream: tokio::net::TcpStream, peer: SocketAddr, mut stop: tokio::sync::watch::Receiver<bool>) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+/// Runs hyper's tasks (HTTP/2 streams) in the server's span, so their log lines carry the node id.
+#[derive(Clone)]
+struct SpanExecutor(tracing::Span);
+
+impl<F> hyper::rt::Executor<F> for SpanExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(tracing::Instrument::instrument(fut, self.0.clone()));
+    }
+}
+
+/// The metrics listener: `GET /metrics` (Prometheus text) and `/healthz`, on HTTP/1.1, until
+/// the server stops. Its own listener rather than a path on the main one: behind a proxy on the
+/// same host every request comes from loopback, so "loopback only" there would be everyone.
+async fn serve_metrics(server: Server, listener: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use hyper_util::rt::TokioIo;
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            a = listener.accept() => match a {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let server = server.clone();
+        conns.spawn(async move {
+            let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (status, body) = match req.uri().path() {
+                    "/metrics" => (http::StatusCode::OK, server.render_metrics()),
+                    "/healthz" => (http::StatusCode::OK, "ok\n".to_owned()),
+                    _ => (http::StatusCode::NOT_FOUND, "not found\n".to_owned()),
+                };
+                let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                *r.status_mut() = status;
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(trove_http::prometheus::CONTENT_TYPE));
+                std::future::ready(Ok::<_, std::convert::Infallible>(r))
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+    // Answers take no time; an idle keep-alive scraper connection is simply closed.
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+}
+
+async fn serve_connection(router: Router, stream: tokio::net::TcpStream, peer: SocketAddr, mut stop: tokio::sync::watch::Receiver<bool>, span: tracing::Span) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let mut router = router.clone();
@@ -377,7 +497,7 @@ async fn serve_connection(router: Router, stream: tokio::net::TcpStream, peer: S
             })
         }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(SpanExecutor(span));
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -464,10 +584,23 @@ async fn observe_request(State(state): State<AppState>, mut req: Request, next: 
     state.urls.observe(&view);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // The route template, never the raw path, so the metrics stay as few as the routes.
+    let route = match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(m) => {
+            let ctx = state.urls.context_path().as_str();
+            let r = m.as_str();
+            match r.strip_prefix(ctx) {
+                Some(rest) if !ctx.is_empty() => if rest.is_empty() { "/" } else { rest }.to_owned(),
+                _ => r.to_owned(),
+            }
+        }
+        None => "-".to_owned(),
+    };
     let client = view.client_ip;
     let started = std::time::Instant::now();
     req.extensions_mut().insert(view);
     let resp = next.run(req).await;
+    state.metrics.request(&route, resp.status().as_u16(), started.elapsed());
     // The access log: one line per request, with the client address as trusted proxies
     // reported it. For streamed git responses this is when the headers go out.
     tracing::info!(
@@ -483,8 +616,10 @@ async fn observe_request(State(state): State<AppState>, mut req: Request, next: 
 }
 
 /// `GET /status`, as Bitbucket answers it: for load balancers and `trove up`'s health checks.
-async fn status() -> Response {
-    let mut r = Response::new(axum::body::Body::from("{\"state\":\"RUNNING\"}"));
+async fn status(State(state): State<AppState>) -> Response {
+    // `state` first, as before; a node id needs no escaping (valid by construction).
+    let body = format!("{{\"state\":\"RUNNING\",\"nodeId\":\"{}\"}}", state.node_id);
+    let mut r = Response::new(axum::body::Body::from(body));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, Semaphore};
 
+use crate::metrics::{Metrics, MaintenanceOutcome};
 use crate::tasks::Tasks;
 
 pub(crate) struct Maintenance {
@@ -27,11 +28,12 @@ pub(crate) struct Maintenance {
     idle: Notify,
     /// Runs allowed at once across repositories.
     slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 impl Maintenance {
-    pub(crate) fn new(tasks: Tasks, enabled: bool, max_at_once: usize, git: PathBuf, env: Vec<(OsString, OsString)>) -> Self {
-        Self { tasks, enabled, git, env, running: Mutex::default(), idle: Notify::new(), slots: Arc::new(Semaphore::new(max_at_once.max(1))) }
+    pub(crate) fn new(tasks: Tasks, enabled: bool, max_at_once: usize, git: PathBuf, env: Vec<(OsString, OsString)>, metrics: Arc<Metrics>) -> Self {
+        Self { tasks, enabled, git, env, running: Mutex::default(), idle: Notify::new(), slots: Arc::new(Semaphore::new(max_at_once.max(1))), metrics }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, bool>> {
@@ -55,7 +57,10 @@ impl Maintenance {
             loop {
                 // The semaphore is never closed, so acquiring cannot fail.
                 let slot = this.slots.clone().acquire_owned().await.ok();
-                this.run_once(&path).await;
+                // Timed from the slot: the wait for one is queueing, not maintenance.
+                let started = std::time::Instant::now();
+                let outcome = this.run_once(&path).await;
+                this.metrics.maintenance(outcome, started.elapsed());
                 drop(slot);
                 let mut m = this.lock();
                 if m.get(&repo_id) == Some(&true) {
@@ -71,7 +76,7 @@ impl Maintenance {
         });
     }
 
-    async fn run_once(&self, path: &Path) {
+    async fn run_once(&self, path: &Path) -> MaintenanceOutcome {
         let mut steps: Vec<&[&str]> = Vec::new();
         // A repository's first packs arrive without a reachability bitmap; until one exists,
         // every clone counts objects the slow way. Write one with a full repack, once; after
@@ -82,10 +87,11 @@ impl Maintenance {
         steps.push(&["commit-graph", "write", "--reachable", "--split", "--no-progress"]);
         steps.push(&["gc", "--auto", "--quiet"]);
         let stop = self.tasks.stop();
+        let mut outcome = MaintenanceOutcome::Ok;
         for args in steps {
             // Shutting down: what is left waits for the next push.
             if stop.is_cancelled() {
-                return;
+                return MaintenanceOutcome::Cancelled;
             }
             let mut cmd = crate::git_service::command(&self.git, &self.env);
             // In the foreground: a detached gc would leave its own session, outside the slots,
@@ -93,12 +99,19 @@ impl Maintenance {
             cmd.env("GIT_DIR", path).args(["-c", "gc.autoDetach=false"]).args(args);
             match crate::git_service::output_until(cmd, None, stop).await {
                 Ok(o) if o.status.success() => {}
+                // Stopped by shutdown mid-step.
+                Ok(_) if stop.is_cancelled() => return MaintenanceOutcome::Cancelled,
                 Ok(o) => {
+                    outcome = MaintenanceOutcome::Failed;
                     tracing::warn!(repo = %path.display(), step = args[0], status = %o.status, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "maintenance step failed")
                 }
-                Err(e) => tracing::warn!(repo = %path.display(), step = args[0], error = %e, "cannot run maintenance"),
+                Err(e) => {
+                    outcome = MaintenanceOutcome::Failed;
+                    tracing::warn!(repo = %path.display(), step = args[0], error = %e, "cannot run maintenance")
+                }
             }
         }
+        outcome
     }
 
     /// Resolves once no maintenance is running.
@@ -140,7 +153,8 @@ mod tests {
     #[tokio::test]
     async fn maintenance_of_many_repositories_runs_at_most_the_allowed_number_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(Maintenance::new(Tasks::new(), true, 1, fake_git(dir.path()), vec![]));
+        let metrics = Arc::new(Metrics::new(crate::node::NodeId::parse("n1").unwrap()));
+        let m = Arc::new(Maintenance::new(Tasks::new(), true, 1, fake_git(dir.path()), vec![], metrics.clone()));
         for id in 0..6 {
             let repo = dir.path().join(format!("repo{id}"));
             std::fs::create_dir_all(repo.join("objects/pack")).unwrap();
@@ -153,5 +167,7 @@ mod tests {
         for pair in lines.chunks(2) {
             assert_eq!(pair, ["start", "end"], "two maintenance steps overlapped:\n{log}");
         }
+        let text = metrics.render(&crate::metrics::Gauges { git_running: 0, git_started: 0, body_bytes_in_use: 0, body_bytes_cap: 0 });
+        assert!(text.contains("trove_server_maintenance_seconds_count{outcome=\"ok\"} 6\n"), "{text}");
     }
 }

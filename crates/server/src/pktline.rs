@@ -99,6 +99,95 @@ pub(crate) fn wants_v2(value: &str) -> bool {
     value.split(':').any(|pair| pair == "version=2")
 }
 
+/// Follows `git receive-pack`'s output as it streams by and notes whether its report refused
+/// anything (gitprotocol-pack, "Report Status"): an `unpack <error>` line or an `ng <ref>
+/// <reason>` line, plain or inside side-band channel 1 (channels 2 and 3 are progress and
+/// errors). A session's output starts with the ref advertisement, which ends at its flush and
+/// is skipped. Holds at most one pkt-line of each layer.
+pub(crate) struct PushReport {
+    outer: Vec<u8>,
+    inner: Vec<u8>,
+    in_advertisement: bool,
+    refused: bool,
+    /// Not git protocol after all: nothing more is read.
+    broken: bool,
+}
+
+impl PushReport {
+    /// `advertisement`: the output starts with the ref advertisement (a session, not
+    /// `--stateless-rpc`).
+    pub(crate) fn new(advertisement: bool) -> PushReport {
+        PushReport { outer: Vec::new(), inner: Vec::new(), in_advertisement: advertisement, refused: false, broken: false }
+    }
+
+    pub(crate) fn feed(&mut self, data: &[u8]) {
+        if self.broken || self.refused {
+            return;
+        }
+        self.outer.extend_from_slice(data);
+        let mut outer = std::mem::take(&mut self.outer);
+        let mut at = 0;
+        loop {
+            match read(&outer[at..]) {
+                Ok(Some((packet, used))) => {
+                    at += used;
+                    match packet {
+                        Packet::Flush if self.in_advertisement => self.in_advertisement = false,
+                        _ if self.in_advertisement => {}
+                        Packet::Data([1, rest @ ..]) => {
+                            self.inner.extend_from_slice(rest);
+                            let mut inner = std::mem::take(&mut self.inner);
+                            let mut at = 0;
+                            loop {
+                                match read(&inner[at..]) {
+                                    Ok(Some((Packet::Data(line), used))) => {
+                                        self.line(line);
+                                        at += used;
+                                    }
+                                    Ok(Some((_, used))) => at += used,
+                                    Ok(None) => break,
+                                    Err(_) => {
+                                        self.broken = true;
+                                        break;
+                                    }
+                                }
+                            }
+                            inner.drain(..at);
+                            self.inner = inner;
+                        }
+                        Packet::Data([2 | 3, ..]) => {}
+                        Packet::Data(line) => self.line(line),
+                        _ => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.broken = true;
+                    break;
+                }
+            }
+        }
+        outer.drain(..at);
+        self.outer = outer;
+        if self.broken || self.refused {
+            self.outer = Vec::new();
+            self.inner = Vec::new();
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        if (line.starts_with(b"unpack ") && line != b"unpack ok") || line.starts_with(b"ng ") {
+            self.refused = true;
+        }
+    }
+
+    /// Whether the report refused the pack or any ref.
+    pub(crate) fn refused(&self) -> bool {
+        self.refused
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +334,59 @@ mod tests {
                 assert_eq!(wants_v2(input), *v2, "v2 {input:?}");
             }
         }
+    }
+
+    #[test]
+    fn push_reports_that_refuse_a_pack_or_a_ref_are_noticed_in_every_framing() {
+        fn band1(lines: &[&str]) -> Vec<u8> {
+            let mut inner = Vec::new();
+            for l in lines {
+                inner.extend_from_slice(&encode(l.as_bytes()).unwrap());
+            }
+            inner.extend_from_slice(FLUSH);
+            let mut b = vec![1u8];
+            b.extend_from_slice(&inner);
+            let mut out = encode(b"\x02Resolving deltas\n").unwrap();
+            out.extend_from_slice(&encode(&b).unwrap());
+            out.extend_from_slice(FLUSH);
+            out
+        }
+        fn plain(lines: &[&str]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for l in lines {
+                out.extend_from_slice(&encode(l.as_bytes()).unwrap());
+            }
+            out.extend_from_slice(FLUSH);
+            out
+        }
+        let advert = {
+            let mut a = encode(b"0000000000000000000000000000000000000000 capabilities^{}\0report-status\n").unwrap();
+            // A ref named like a refusal, inside the advertisement: not a report.
+            a.extend_from_slice(&encode(b"ng refs/heads/x\n").unwrap());
+            a.extend_from_slice(FLUSH);
+            a
+        };
+        let cases: &[(&[&str], bool)] = &[
+            (&["unpack ok\n", "ok refs/heads/main\n"], false),
+            (&["unpack ok\n", "ng refs/pull-requests/1/from pre-receive hook declined\n"], true),
+            (&["unpack index-pack abnormal exit\n", "ng refs/heads/main unpacker error\n"], true),
+            (&["unpack ok", "ok refs/heads/a", "ng refs/heads/b non-fast-forward"], true),
+        ];
+        for (lines, refused) in cases {
+            for (framed, advertisement) in [(band1(lines), false), (plain(lines), false), ([advert.clone(), band1(lines)].concat(), true)] {
+                // Whole, and one byte at a time (as a stream may cut it anywhere).
+                let mut whole = PushReport::new(advertisement);
+                whole.feed(&framed);
+                assert_eq!(whole.refused(), *refused, "{lines:?} advertisement={advertisement}");
+                let mut bytes = PushReport::new(advertisement);
+                for b in &framed {
+                    bytes.feed(std::slice::from_ref(b));
+                }
+                assert_eq!(bytes.refused(), *refused, "{lines:?} byte by byte");
+            }
+        }
+        let mut garbage = PushReport::new(false);
+        garbage.feed(b"not git at all, ng ");
+        assert!(!garbage.refused());
     }
 }

@@ -90,10 +90,11 @@ impl Tasks {
     {
         self.0.live.fetch_add(1, Ordering::SeqCst);
         let live = Live(self.0.clone());
-        tokio::spawn(async move {
+        // In the spawner's span, so that its log lines carry the node id as the request's do.
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             let _live = live;
             task.await
-        })
+        }))
     }
 
     /// Tasks spawned and not yet finished.
