@@ -489,6 +489,8 @@ async fn supervise(
         }
     }
     drop(after.permit);
+    // The supervisor's part of the measurement is done before the process stops being counted.
+    drop(after.op);
     let _ = done.send(status);
     // Last, so that "no git process running" also means "the push's event was published".
     drop(running);

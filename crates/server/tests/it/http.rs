@@ -172,7 +172,7 @@ fn status_answers_running() {
     let t = TestServer::start();
     let r = t.http("GET", "/status", &[], b"");
     assert_eq!(r.status, 200);
-    assert_eq!(r.text(), "{\"state\":\"RUNNING\"}");
+    assert_eq!(r.text(), format!("{{\"state\":\"RUNNING\",\"nodeId\":\"{}\"}}", t.server.node_id()));
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod git_session;
 mod h2;
 mod http;
 mod ls_remote;
+mod metrics;
 mod push;
 mod shutdown;
 mod support;
