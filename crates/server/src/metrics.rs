@@ -233,7 +233,8 @@ struct OpInner {
 struct OpState {
     /// git's result: `Some(true)` exited 0, `Some(false)` failed.
     exited: Option<bool>,
-    /// The client went away or git was stopped.
+    /// The client went away (its request body broke off, or its answer was dropped before the
+    /// end) or git was stopped.
     cancelled: bool,
     /// What a push's report said.
     report: Option<PushReport>,
@@ -284,13 +285,17 @@ impl GitOp {
 impl Drop for OpInner {
     fn drop(&mut self) {
         let state = std::mem::take(self.state.get_mut().unwrap_or_else(|e| e.into_inner()));
-        let outcome = if state.report.as_ref().is_some_and(PushReport::refused) {
+        // A client that went away decides first: what git said then (a truncated pack's
+        // "unpack error", an EPIPE) is a consequence, and may or may not have been read.
+        let outcome = if state.cancelled {
+            GitOutcome::Cancelled
+        } else if state.report.as_ref().is_some_and(PushReport::refused) {
             GitOutcome::Refused
         } else {
-            match (state.exited, state.cancelled) {
-                (Some(true), _) => GitOutcome::Ok,
-                (_, true) | (None, false) => GitOutcome::Cancelled,
-                (Some(false), false) => GitOutcome::Failed,
+            match state.exited {
+                Some(true) => GitOutcome::Ok,
+                Some(false) => GitOutcome::Failed,
+                None => GitOutcome::Cancelled,
             }
         };
         self.metrics.git(self.kind, outcome, self.started.elapsed(), *self.received.get_mut(), *self.sent.get_mut());
@@ -329,6 +334,14 @@ mod tests {
             ),
             // Let go of without an outcome: the caller went away first.
             (&|_| {}, "cancelled"),
+            // The client went away before its answer's end, even if git finished.
+            (
+                &|op| {
+                    op.cancelled();
+                    op.exited(true)
+                },
+                "cancelled",
+            ),
             (
                 &|op| {
                     use crate::pktline::{FLUSH, encode};

@@ -8,6 +8,7 @@ mod doctor;
 mod gateway;
 mod h2_push;
 mod readme;
+mod server;
 mod up;
 mod web_ui;
 

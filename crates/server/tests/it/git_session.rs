@@ -123,4 +123,16 @@ fn a_real_git_client_clones_and_pushes_through_a_session_and_the_push_event_fire
         ]
     );
     t.fsck("TP", "test");
+
+    // Counted by the git service like HTTP's: the session's clone and push, and a push git
+    // refuses (its report follows the ref advertisement in a session's output).
+    let out = git(&clone, &["-c", "ssh.variant=ssh", "push", "origin", "HEAD:refs/pull-requests/1/from"]).output().unwrap();
+    assert!(!out.status.success(), "a push to refs/pull-requests/* went through");
+    t.wait_metric("trove_server_git_operation_seconds_count{kind=\"upload-pack\",outcome=\"ok\"}", 1.0);
+    t.wait_metric("trove_server_git_operation_seconds_count{kind=\"receive-pack\",outcome=\"refused\"}", 1.0);
+    let text = t.wait_metric("trove_server_git_operation_seconds_count{kind=\"receive-pack\",outcome=\"ok\"}", 2.0);
+    for zero in ["upload-pack\",outcome=\"failed", "upload-pack\",outcome=\"cancelled", "receive-pack\",outcome=\"failed", "receive-pack\",outcome=\"cancelled"] {
+        assert!(text.contains(&format!("trove_server_git_operation_seconds_count{{kind=\"{zero}\"}} 0\n")), "{zero}:\n{text}");
+    }
+    assert!(!text.contains("trove_server_git_sent_bytes_total{kind=\"upload-pack\"} 0\n"), "{text}");
 }

@@ -181,9 +181,15 @@ fn push_interrupted_mid_stream_leaves_the_repository_unchanged() {
         std::fs::read_dir(dir.join("objects")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("incoming-")).collect();
     assert!(leftovers.is_empty(), "quarantine removed: {leftovers:?}");
     t.fsck("TP", "test");
+    t.wait_metric("trove_server_git_operation_seconds_count{kind=\"receive-pack\",outcome=\"cancelled\"}", 1.0);
     // And the same push, complete, goes through afterwards.
     t.git_ok(&work, &["push", "-q", "origin", "main"]);
     assert_eq!(t.server_rev("TP", "test", "refs/heads/main").unwrap(), new);
+    // The seed's push and this one; the broken one was not counted as refused or failed.
+    let text = t.wait_metric("trove_server_git_operation_seconds_count{kind=\"receive-pack\",outcome=\"ok\"}", 2.0);
+    for other in ["refused", "failed"] {
+        assert!(text.contains(&format!("trove_server_git_operation_seconds_count{{kind=\"receive-pack\",outcome=\"{other}\"}} 0\n")), "{text}");
+    }
 }
 
 #[test]

@@ -230,6 +230,22 @@ impl TestServer {
         }
     }
 
+    /// Renders the metrics until the series `series` (labels included, as written) reads `want`
+    /// (an operation is recorded once every part of it let go, which may be a moment after the
+    /// client is done); returns the text, or panics with it.
+    pub fn wait_metric(&self, series: &str, want: f64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = self.server.render_metrics();
+            let got = text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse::<f64>().ok());
+            if got == Some(want) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{series} never became {want}:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The runtime the server runs on, for test listeners beside it.
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         &self.runtime
