@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, Semaphore};
 
-use crate::metrics::{Metrics, MaintenanceOutcome};
+use crate::metrics::{MaintenanceOutcome, Metrics};
 use crate::tasks::Tasks;
 
 pub(crate) struct Maintenance {

@@ -175,11 +175,7 @@ impl Metrics {
             &[],
             gauges.git_started,
         );
-        t.family(
-            "trove_server_request_seconds",
-            "HTTP requests (REST, pages, git) by route template and status class, to the response head.",
-            Kind::Histogram,
-        );
+        t.family("trove_server_request_seconds", "HTTP requests (REST, pages, git) by route template and status class, to the response head.", Kind::Histogram);
         {
             let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
             for (route, by_class) in requests.iter() {
@@ -322,7 +318,8 @@ mod tests {
     #[test]
     fn an_operation_is_counted_once_with_its_outcome_when_every_part_lets_go() {
         let m = metrics();
-        let cases: &[(&dyn Fn(&GitOp), &str)] = &[
+        type Act<'a> = &'a dyn Fn(&GitOp);
+        let cases: &[(Act, &str)] = &[
             (&|op| op.exited(true), "ok"),
             (&|op| op.exited(false), "failed"),
             (

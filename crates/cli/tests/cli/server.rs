@@ -19,7 +19,8 @@ fn trove_server_logs_its_node_id_shows_it_in_status_and_serves_metrics_where_con
     let dir = tmp();
     let (port, metrics) = (free_port(), free_port());
     let config = dir.path().join("trove.toml");
-    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n[cluster]\nnode_id = \"cli-node-1\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n")).unwrap();
+    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n[cluster]\nnode_id = \"cli-node-1\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"))
+        .unwrap();
     let data = dir.path().join("data");
     let mut server = Guard(Some(
         trove().args(["server", "--config", &path_str(&config), "--data", &path_str(&data)]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(),

@@ -131,7 +131,8 @@ fn a_real_git_client_clones_and_pushes_through_a_session_and_the_push_event_fire
     t.wait_metric("trove_server_git_operation_seconds_count{kind=\"upload-pack\",outcome=\"ok\"}", 1.0);
     t.wait_metric("trove_server_git_operation_seconds_count{kind=\"receive-pack\",outcome=\"refused\"}", 1.0);
     let text = t.wait_metric("trove_server_git_operation_seconds_count{kind=\"receive-pack\",outcome=\"ok\"}", 2.0);
-    for zero in ["upload-pack\",outcome=\"failed", "upload-pack\",outcome=\"cancelled", "receive-pack\",outcome=\"failed", "receive-pack\",outcome=\"cancelled"] {
+    for zero in ["upload-pack\",outcome=\"failed", "upload-pack\",outcome=\"cancelled", "receive-pack\",outcome=\"failed", "receive-pack\",outcome=\"cancelled"]
+    {
         assert!(text.contains(&format!("trove_server_git_operation_seconds_count{{kind=\"{zero}\"}} 0\n")), "{zero}:\n{text}");
     }
     assert!(!text.contains("trove_server_git_sent_bytes_total{kind=\"upload-pack\"} 0\n"), "{text}");

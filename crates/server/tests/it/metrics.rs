@@ -66,7 +66,9 @@ fn a_clone_a_push_a_refused_push_a_rest_call_and_a_page_show_in_the_metrics_by_k
 
     // Git operations: kinds, outcomes, histogram buckets, bytes.
     assert!(v("trove_server_git_operation_seconds_count{kind=\"advertisement\",outcome=\"ok\"}") >= 3.0, "{text}");
-    for (kind, outcome) in [("advertisement", "failed"), ("upload-pack", "failed"), ("receive-pack", "failed"), ("upload-pack", "cancelled"), ("upload-pack", "refused")] {
+    for (kind, outcome) in
+        [("advertisement", "failed"), ("upload-pack", "failed"), ("receive-pack", "failed"), ("upload-pack", "cancelled"), ("upload-pack", "refused")]
+    {
         assert_eq!(v(&format!("trove_server_git_operation_seconds_count{{kind=\"{kind}\",outcome=\"{outcome}\"}}")), 0.0, "{kind} {outcome}");
     }
     assert_eq!(v("trove_server_git_operation_seconds_bucket{kind=\"upload-pack\",outcome=\"ok\",le=\"+Inf\"}"), 1.0);
