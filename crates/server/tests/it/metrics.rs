@@ -173,7 +173,8 @@ fn a_configured_node_id_wins_and_shows_in_status_and_metrics() {
 fn node_id_and_metrics_listen_come_from_trove_toml_and_a_bad_node_id_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trove.toml");
-    std::fs::write(&path, "[cluster]\nnode_id = \"dc1-node-2\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    // `data_dir` relative to the file, so the server opens in the temporary directory.
+    std::fs::write(&path, "data_dir = \"data\"\n[cluster]\nnode_id = \"dc1-node-2\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     let config = ServerConfig::load(&path).unwrap();
     assert_eq!(config.node_id.as_ref().unwrap().as_str(), "dc1-node-2");
     let server = Server::open(config).unwrap();
