@@ -17,7 +17,7 @@ use crate::{Running, get, parse_apache, parse_toml};
 
 /// A server node: answers with its name, records what it served, and can be made unhealthy
 /// (its `/health` answers 503), hold requests (`/stash/hold`), or die on a request
-/// (`/stash/die`: read the head, then close).
+/// (`/stash/die-NAME/…`: read the head, then close).
 #[derive(Clone)]
 struct Node {
     addr: SocketAddr,
@@ -78,7 +78,7 @@ impl Node {
                 return Ok(());
             }
             self.seen.lock().unwrap().push((method.clone(), target.clone()));
-            if target.starts_with("/stash/die") {
+            if target.starts_with(&format!("/stash/die-{}/", self.name)) {
                 // A node killed in the middle of a push: the connection just ends.
                 return Ok(());
             }
@@ -234,7 +234,7 @@ async fn a_push_whose_body_started_is_never_replayed() {
     let body = vec![b'P'; 4 << 20];
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let head = format!(
-        "POST /stash/die/git-receive-pack HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /stash/die-a/git-receive-pack HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
@@ -352,7 +352,7 @@ async fn a_fetch_whose_node_dies_before_answering_is_retried_on_another() {
     let (a, b) = (Node::start("a").await, Node::start("b").await);
     let (gw, _, _) = start(toml(&[url(a.addr), url(b.addr)], "")).await;
     // The first node takes the request and closes without a byte of answer.
-    let r = get(gw.addr, "/stash/die/info/refs?service=git-upload-pack", "").await;
+    let r = get(gw.addr, "/stash/die-a/info/refs?service=git-upload-pack", "").await;
     assert_eq!((r.status, r.body_str().as_str()), (200, "b"));
     assert_eq!((a.served("/stash/die"), b.served("/stash/die")), (1, 1));
 }
