@@ -1556,6 +1556,12 @@ mod tests {
         "documentroot",
         "errorlogformat",
         "maxmemfree",
+        // mod_proxy_balancer (a module of its own since the balancer was implemented).
+        "balancermember",
+        "proxyset",
+        "balancergrowth",
+        "balancerpersist",
+        "balancerinherit",
     ];
 
     #[test]

@@ -681,3 +681,87 @@ allow = ["all"]
         assert!(e.iter().any(|e| e.starts_with("gw.toml:6:") && e.contains("not supported")), "{e:?}");
     }
 }
+
+#[cfg(test)]
+mod balancer_tests {
+    use super::*;
+
+    fn parse(t: &str) -> (GatewayConfig, Diagnostics) {
+        parse_str(Path::new("gw.toml"), &format!("[[listen]]\naddr = \"127.0.0.1:1\"\n[[server]]\n[[server.route]]\npath = \"/stash\"\n{t}"))
+    }
+
+    fn errors(d: &Diagnostics) -> Vec<String> {
+        d.errors().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn upstreams_balance_health_and_drain_are_read() {
+        let (c, d) = parse(
+            r#"upstreams = ["http://127.0.0.1:7991/stash", { url = "http://127.0.0.1:7992/stash", loadfactor = 2, drain = true }, { url = "http://127.0.0.1:7993/stash", standby = true, disabled = true }]
+balance = "bybusyness"
+retry = 5
+max_attempts = 1
+timeout = 30
+[server.route.health]
+path = "/stash/status"
+method = "HEAD"
+interval = 2.5
+fails = 3
+passes = 2
+timeout = 1
+"#,
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let r = &c.servers[0].routes[0];
+        let b = r.balancer.as_ref().unwrap();
+        assert_eq!((b.name.as_str(), b.method, b.max_attempts, b.members.len()), ("route /stash at gw.toml:5", LbMethod::ByBusyness, 1, 3));
+        let [one, two, three] = &b.members[..] else { panic!() };
+        assert_eq!((one.loadfactor, one.drain, one.hot_standby, one.upstream.retry, one.upstream.timeout), (1, false, false, Duration::from_secs(5), Duration::from_secs(30)));
+        assert_eq!((two.loadfactor, two.drain, two.upstream.port), (2, true, 7992));
+        assert!(three.hot_standby && three.disabled);
+        let h = one.health.as_ref().unwrap();
+        assert_eq!(
+            (h.method, h.path.as_str(), h.interval, h.fails, h.passes, h.timeout),
+            (HcMethod::Head, "/stash/status", Duration::from_millis(2500), 3, 2, Duration::from_secs(1))
+        );
+        assert_eq!(two.health, one.health, "the route's check, for every node");
+        assert_eq!(r.upstream.as_ref().unwrap().url, "http://127.0.0.1:7991/stash");
+        assert_eq!(c.servers[0].reverse.len(), 3, "each node's URL maps back");
+        // Defaults: byrequests, every other node a retry, no check, 60 s retry.
+        let (c, d) = parse("upstreams = [\"http://a:1/stash\", \"http://b:2/stash\"]\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let b = c.servers[0].routes[0].balancer.as_ref().unwrap();
+        assert_eq!((b.method, b.max_attempts, b.members[0].health.is_none(), b.members[0].upstream.retry), (LbMethod::ByRequests, 1, true, Duration::from_secs(60)));
+        // A health check on a single upstream makes a balancer of one.
+        let (c, d) = parse("upstream = \"http://a:1/stash\"\n[server.route.health]\npath = \"/stash/status\"\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let b = c.servers[0].routes[0].balancer.as_ref().unwrap();
+        assert_eq!((b.members.len(), b.max_attempts, b.members[0].health.as_ref().unwrap().interval), (1, 0, Duration::from_secs(30)));
+        assert!(c.render().contains("balancer route /stash at gw.toml:5 ByRequests max_attempts=0 nodes=[http://a:1/stash loadfactor=1 health=GET /stash/status every 30s fails=1 passes=1]"));
+    }
+
+    #[test]
+    fn balancer_mistakes_are_errors_on_their_line() {
+        let rows: &[(&str, &str)] = &[
+            ("upstream = \"http://a:1/stash\"\nupstreams = [\"http://b:1/stash\"]\n", "gw.toml:6: error: route /stash has both upstream and upstreams"),
+            ("upstreams = []\n", "gw.toml:6: error: route /stash has an empty upstreams list"),
+            ("balance = \"byrequests\"\n", "gw.toml:5: error: route /stash has balancing settings but no upstreams"),
+            ("upstreams = [\"http://a:1/stash\"]\nbalance = \"random\"\n", "gw.toml:7: error: balance = \"random\" is not byrequests or bybusyness"),
+            ("upstreams = [\n  \"http://a:1/stash\",\n  \"https://b:1/stash\",\n]\n", "gw.toml:8: error: origin scheme of 'https://b:1/stash' is not supported"),
+            ("upstreams = [{ url = \"http://a:1/stash\", loadfactor = 0 }]\n", "gw.toml:6: error: loadfactor 0 of http://a:1/stash is not between 1 and 100"),
+            ("upstreams = [{ url = \"http://a:1/stash\", weight = 2 }]\n", "gw.toml:6: error: an entry of upstreams is neither a URL nor a table"),
+            ("upstreams = [\"http://a:1/stash\", \"http://b:1/git\"]\n", "gw.toml:5: error: the nodes of route /stash at gw.toml:5 have different paths"),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nmethod = \"PING\"\n", "gw.toml:7: error: health method \"PING\" is not GET, HEAD, OPTIONS or TCP"),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\npath = \"status\"\n", "gw.toml:7: error: health path 'status' must start with '/'"),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\ninterval = 0\n", "gw.toml:7: error: health interval = 0"),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nfails = 0\n", "gw.toml:7: error: health fails and passes count checks in a row"),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nevery = 3\n", "gw.toml:8: error: unknown field `every`"),
+        ];
+        for (t, want) in rows {
+            let (_, d) = parse(t);
+            let e = errors(&d);
+            assert!(e.iter().any(|e| e.starts_with(want)), "{t:?}: want {want:?}, got {e:?}");
+            assert!(e.iter().all(|e| e.contains(" — ")), "every error says the fix: {e:?}");
+        }
+    }
+}

@@ -236,3 +236,135 @@ fn member(m: &MemberDraft, path: &str, default_timeout: Duration, d: &mut Diagno
     let (loadfactor, route, hot_standby, disabled, drain) = out_member;
     Ok(Some(Member { upstream, loadfactor, route, hot_standby, disabled, drain, health }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{Diagnostics, GatewayConfig, HcMethod, LbMethod, Severity};
+
+    fn parse(text: &str) -> (GatewayConfig, Diagnostics) {
+        crate::config::apache::parse_str(Path::new("httpd.conf"), text)
+    }
+
+    fn errors(d: &Diagnostics) -> Vec<String> {
+        d.errors().map(|e| e.to_string()).collect()
+    }
+
+    /// The seed's `/stash` layout on two nodes, with every parameter trove reads.
+    #[test]
+    fn every_balancer_parameter_is_read() {
+        let (c, d) = parse(
+            r#"Listen 8080
+Timeout 120
+<Proxy "balancer://mycluster">
+    BalancerMember "http://127.0.0.1:7991" route=node1 loadfactor=3 hcmethod=GET hcuri=/stash/status hcinterval=5 hcpasses=2 hcfails=3 retry=10 timeout=30 connectiontimeout=2
+    BalancerMember "http://127.0.0.1:7992" route=node2 status=+H hcmethod=HEAD11
+    BalancerMember "http://127.0.0.1:7993" status=+N
+    BalancerMember "http://127.0.0.1:7994" status=+D hcmethod=TCP
+    ProxySet lbmethod=bybusyness
+</Proxy>
+BalancerMember balancer://mycluster http://127.0.0.1:7995 status=-H+N-N
+ProxyPass /stash balancer://mycluster/stash maxattempts=2
+ProxyPassReverse /stash balancer://mycluster/stash
+"#,
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let r = &c.servers[0].routes[0];
+        let b = r.balancer.as_ref().expect("a balancer");
+        assert_eq!((b.name.as_str(), b.url.as_str(), b.method, b.max_attempts), ("balancer://mycluster", "balancer://mycluster/stash", LbMethod::ByBusyness, 2));
+        assert_eq!(b.members.len(), 5);
+        let m = &b.members[0];
+        assert_eq!(m.upstream.url, "http://127.0.0.1:7991/stash");
+        assert_eq!((m.upstream.path.as_str(), m.upstream.port), ("/stash", 7991));
+        assert_eq!((m.loadfactor, m.route.as_deref()), (3, Some("node1")));
+        assert_eq!((m.upstream.retry, m.upstream.timeout, m.upstream.connect_timeout), (Duration::from_secs(10), Duration::from_secs(30), Duration::from_secs(2)));
+        let h = m.health.as_ref().expect("a health check");
+        assert_eq!((h.method, h.path.as_str(), h.interval, h.passes, h.fails), (HcMethod::Get, "/stash/status", Duration::from_secs(5), 2, 3));
+        assert_eq!(h.timeout, Duration::from_secs(5), "a check never outlasts its interval");
+        let m = &b.members[1];
+        assert!(m.hot_standby && !m.drain && !m.disabled);
+        assert_eq!(m.upstream.timeout, Duration::from_secs(120), "Timeout, as a ProxyPass worker's");
+        let h = m.health.as_ref().unwrap();
+        assert_eq!((h.method, h.path.as_str(), h.interval, h.passes, h.fails), (HcMethod::Head, "/", Duration::from_secs(30), 1, 1));
+        assert!(b.members[2].drain && b.members[2].health.is_none());
+        assert!(b.members[3].disabled && b.members[3].health.as_ref().unwrap().method == HcMethod::Tcp);
+        assert!(!b.members[4].hot_standby && !b.members[4].drain);
+        // The route's own upstream is the first node's; ProxyPassReverse maps every node back.
+        assert_eq!(r.upstream.as_ref().unwrap().url, "http://127.0.0.1:7991/stash");
+        let rev: Vec<&str> = c.servers[0].reverse.iter().map(|r| r.origin_url.as_str()).collect();
+        assert_eq!(rev, ["http://127.0.0.1:7991/stash", "http://127.0.0.1:7992/stash", "http://127.0.0.1:7993/stash", "http://127.0.0.1:7994/stash", "http://127.0.0.1:7995/stash"]);
+        // Defaults: byrequests, every other node a retry.
+        let (c, d) = parse("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\nBalancerMember http://b:2\n</Proxy>\nProxyPass / balancer://c/\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let b = c.servers[0].routes[0].balancer.as_ref().unwrap();
+        assert_eq!((b.method, b.max_attempts, b.members[0].loadfactor, b.members[0].upstream.retry), (LbMethod::ByRequests, 1, 1, Duration::from_secs(60)));
+        assert_eq!(b.members[1].upstream.url, "http://b:2/");
+    }
+
+    #[test]
+    fn balancer_mistakes_are_errors_on_their_line() {
+        let rows: &[(&str, &str)] = &[
+            ("Listen 80\nBalancerMember http://a:1\n", "httpd.conf:2: error: BalancerMember outside a <Proxy balancer://…> section"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember\n</Proxy>\n", "httpd.conf:3: error: BalancerMember needs the node's URL"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 loadfactor\n</Proxy>\n", "httpd.conf:3: error: BalancerMember parameter 'loadfactor' is not key=value"),
+            ("Listen 80\nProxySet lbmethod=byrequests\n", "httpd.conf:2: error: ProxySet for a single origin is not supported"),
+            ("Listen 80\nProxyPass /stash balancer://nope/stash\n", "httpd.conf:2: error: balancer://nope/stash: no <Proxy \"balancer://nope\">"),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 loadfactor=101\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: loadfactor=101: not a number from 1 to 100",
+            ),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 status=+X\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: status=+X: unknown flag 'X'"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcmethod=CPING\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcmethod=CPING is not implemented"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcmethod=BREW\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcmethod=BREW: unknown method"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcexpr=ok\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcexpr is not implemented"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcinterval=0\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcinterval=0: not a number"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcfails=0\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcfails=0: not a count"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 frob=1\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: unknown ProxyPass parameter 'frob'"),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember https://a:1\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: origin scheme of 'https://a:1/' is not supported"),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\nProxySet lbmethod=bytraffic\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:4: error: lbmethod=bytraffic is not implemented by trove",
+            ),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\n</Proxy>\nProxyPass / balancer://c/ failonstatus=503\n",
+                "httpd.conf:5: error: balancer parameter failonstatus is not implemented by trove",
+            ),
+            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\n</Proxy>\nProxyPass / balancer://c/ lbmethod=fastest\n", "httpd.conf:5: error: lbmethod=fastest: unknown method"),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1/x\nBalancerMember http://b:1/y\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:6: error: the nodes of balancer://c have different paths",
+            ),
+        ];
+        for (conf, want) in rows {
+            let (_, d) = parse(conf);
+            let e = errors(&d);
+            assert!(e.iter().any(|e| e.starts_with(want)), "{conf:?}: want {want:?}, got {e:?}");
+            assert!(e.iter().all(|e| e.contains(" — ")), "every error says the fix: {e:?}");
+        }
+    }
+
+    #[test]
+    fn sticky_sessions_warn_and_settings_with_no_effect_are_noted() {
+        let (c, d) = parse(
+            "Listen 80\nBalancerGrowth 4\nBalancerPersist On\nBalancerInherit On\n<Proxy balancer://c>\nBalancerMember http://a:1 lbset=1 redirect=x status=+I\nProxySet stickysession=JSESSIONID growth=2\n</Proxy>\nProxyPass / balancer://c/\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert!(c.servers[0].routes[0].balancer.is_some());
+        let at = |sev: Severity, line: usize| d.items.iter().filter(|i| i.severity == sev && i.origin.line == line).count();
+        assert_eq!((at(Severity::Note, 2), at(Severity::Note, 3), at(Severity::Note, 4)), (1, 1, 1));
+        assert_eq!(at(Severity::Note, 6), 3, "lbset, redirect and the I flag");
+        assert_eq!((at(Severity::Warning, 7), at(Severity::Note, 7)), (1, 1), "stickysession warns, growth is noted");
+    }
+
+    #[test]
+    fn balancer_modules_count_as_loaded() {
+        let (c, d) = parse(
+            "LoadModule proxy_module m.so\nLoadModule proxy_http_module m.so\nLoadModule proxy_balancer_module m.so\nLoadModule lbmethod_byrequests_module m.so\nLoadModule slotmem_shm_module m.so\nLoadModule proxy_hcheck_module m.so\nListen 80\n<IfModule proxy_balancer_module>\n<Proxy balancer://c>\nBalancerMember http://a:1\n</Proxy>\nProxyPass / balancer://c/\n</IfModule>\n",
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        assert!(!d.items.iter().any(|i| i.message.contains("does not implement")), "{:?}", d.items);
+        assert!(c.servers[0].routes[0].balancer.is_some());
+    }
+}
