@@ -300,7 +300,8 @@ pub(crate) async fn check(up: &Upstream, hc: &HealthCheck) -> bool {
             return Some(true);
         }
         let authority = up.authority.to_str().unwrap_or("localhost");
-        let req = format!("{} {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: trove-gateway health check\r\nConnection: close\r\n\r\n", hc.method.as_str(), hc.path);
+        let req =
+            format!("{} {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: trove-gateway health check\r\nConnection: close\r\n\r\n", hc.method.as_str(), hc.path);
         s.write_all(req.as_bytes()).await.ok()?;
         let mut head = Vec::with_capacity(256);
         while !head.contains(&b'\n') && head.len() < 1024 {
@@ -410,7 +411,8 @@ mod tests {
     #[test]
     fn checks_take_a_node_down_after_fails_and_back_after_passes() {
         let mut m = member(1, 1);
-        let hc = HealthCheck { method: HcMethod::Get, path: "/".into(), interval: Duration::from_secs(1), passes: 2, fails: 3, timeout: Duration::from_secs(1) };
+        let hc =
+            HealthCheck { method: HcMethod::Get, path: "/".into(), interval: Duration::from_secs(1), passes: 2, fails: 3, timeout: Duration::from_secs(1) };
         m.health = Some(hc.clone());
         let g = group(LbMethod::ByRequests, vec![m]);
         let up = |g: &Arc<Group>| g.pick(&[]).is_some();

@@ -25,11 +25,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::balancer::Outcome as NodeOutcome;
 use crate::config::{ConnLimits, Upstream, VirtualServer};
 use crate::guard::{self, Framing, Verdict};
 use crate::log::Entry;
 use crate::parked;
-use crate::balancer::Outcome as NodeOutcome;
 use crate::proxy::{self, ConnInfo, Failure, Forward, Prepared, Shared};
 use crate::reqtimeout::{BODY_TOO_SLOW, BodyClock};
 use crate::server::Current;

@@ -692,8 +692,25 @@ fn unknown(cx: &mut Cx<'_>, l: &Line, lname: &str) {
 /// After the last line: report what was ignored and left open, and build the model from the
 /// drafts (virtual servers inherit from the main server, listeners learn TLS from them).
 fn assemble(cx: Cx<'_>) -> GatewayConfig {
-    let Cx { path, lines, d, main, vhosts, stack, listens, limits, mut log, formats, custom_log, not_emulated, ignored, server_root, passphrase, balancers, .. } =
-        cx;
+    let Cx {
+        path,
+        lines,
+        d,
+        main,
+        vhosts,
+        stack,
+        listens,
+        limits,
+        mut log,
+        formats,
+        custom_log,
+        not_emulated,
+        ignored,
+        server_root,
+        passphrase,
+        balancers,
+        ..
+    } = cx;
     if !not_emulated.is_empty() {
         d.note(
             &Origin { file: path.to_path_buf(), line: 1 },
@@ -816,7 +833,14 @@ fn assemble(cx: Cx<'_>) -> GatewayConfig {
                 match balancer::build(t, &rd.params, &balancers, timeout, d) {
                     Ok(b) if !b.members.is_empty() => {
                         let upstream = Some(b.members[0].upstream.clone());
-                        v.routes.push(Route { path: rd.path.clone(), upstream, nocanon: rd.nocanon, noquery: rd.noquery, balancer: Some(b), origin: rd.origin.clone() });
+                        v.routes.push(Route {
+                            path: rd.path.clone(),
+                            upstream,
+                            nocanon: rd.nocanon,
+                            noquery: rd.noquery,
+                            balancer: Some(b),
+                            origin: rd.origin.clone(),
+                        });
                     }
                     Ok(b) => d.error(&rd.origin, format!("{} has no usable BalancerMember", b.name), "add BalancerMember lines to its <Proxy> section"),
                     Err(e) => d.error(&rd.origin, e, "define the balancer with <Proxy \"balancer://NAME\"> and BalancerMember lines, and name it in ProxyPass"),

@@ -544,14 +544,21 @@ pub(crate) fn validate(cfg: &mut GatewayConfig, d: &mut Diagnostics) {
         v.routes.retain(|r| {
             let Some(b) = &r.balancer else { return true };
             if b.members.is_empty() {
-                d.error(&r.origin, format!("route {} goes to {}, which has no members", r.path, b.name), "add BalancerMember lines (or upstreams) naming its nodes");
+                d.error(
+                    &r.origin,
+                    format!("route {} goes to {}, which has no members", r.path, b.name),
+                    "add BalancerMember lines (or upstreams) naming its nodes",
+                );
                 return false;
             }
             let first = &b.members[0].upstream;
             if let Some(m) = b.members.iter().find(|m| m.upstream.path != first.path) {
                 d.error(
                     &r.origin,
-                    format!("the nodes of {} have different paths ({} and {}), so a request retried on another node would change", b.name, first.url, m.upstream.url),
+                    format!(
+                        "the nodes of {} have different paths ({} and {}), so a request retried on another node would change",
+                        b.name, first.url, m.upstream.url
+                    ),
                     "give every node the same path (write the nodes as http://host:port and the path once in the route)",
                 );
                 return false;

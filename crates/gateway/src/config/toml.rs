@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Balancer, BodyRate, ConfigError, HcMethod, HealthCheck, LbMethod, Member, ConnLimits, Diagnostics, GatewayConfig, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection, ReverseRule,
-    Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
+    Balancer, BodyRate, ConfigError, ConnLimits, Diagnostics, GatewayConfig, HcMethod, HealthCheck, LbMethod, ListenerConfig, LogConfig, LogDest, Member,
+    Origin, PassphraseSetting, ProxySection, ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
 };
 use crate::access::{AccessPolicy, Order, parse_host_match};
 
@@ -363,14 +363,14 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
             let timeout = r.timeout.map(secs).unwrap_or(limits.timeout);
             let retry = r.retry.map(Duration::from_secs).unwrap_or(Duration::from_secs(60));
             let make_up = |url: &str, at_line: &Origin, d: &mut Diagnostics| -> Option<Upstream> {
-                let (host, port, upath, authority) =
-                    match split_origin_url(url).and_then(|(h, p, path)| Upstream::authority_of(&h, p).map(|a| (h, p, path, a))) {
-                        Ok(x) => x,
-                        Err(e) => {
-                            d.error(at_line, e, "write the origin as http://host:port/path");
-                            return None;
-                        }
-                    };
+                let (host, port, upath, authority) = match split_origin_url(url).and_then(|(h, p, path)| Upstream::authority_of(&h, p).map(|a| (h, p, path, a)))
+                {
+                    Ok(x) => x,
+                    Err(e) => {
+                        d.error(at_line, e, "write the origin as http://host:port/path");
+                        return None;
+                    }
+                };
                 if path.ends_with('/') != upath.ends_with('/') && !(upath.is_empty() && path == "/") {
                     d.warn(
                         at_line,
@@ -418,16 +418,23 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
                     continue;
                 }
                 (None, None) => {
-                    d.error(&o, format!("route {path} has balancing settings but no upstreams"), "add upstreams = [\"http://127.0.0.1:7991/…\", \"http://127.0.0.1:7992/…\"]");
+                    d.error(
+                        &o,
+                        format!("route {path} has balancing settings but no upstreams"),
+                        "add upstreams = [\"http://127.0.0.1:7991/…\", \"http://127.0.0.1:7992/…\"]",
+                    );
                     continue;
                 }
-                (Some(one), None) => vec![(
-                    RawMemberTable { url: one.get_ref().clone(), loadfactor: 1, drain: false, standby: false, disabled: false },
-                    at(one.span().start),
-                )],
+                (Some(one), None) => {
+                    vec![(RawMemberTable { url: one.get_ref().clone(), loadfactor: 1, drain: false, standby: false, disabled: false }, at(one.span().start))]
+                }
                 (None, Some(list)) => {
                     if list.get_ref().is_empty() {
-                        d.error(&at(list.span().start), format!("route {path} has an empty upstreams list"), "name at least one node: upstreams = [\"http://127.0.0.1:7991/…\"]");
+                        d.error(
+                            &at(list.span().start),
+                            format!("route {path} has an empty upstreams list"),
+                            "name at least one node: upstreams = [\"http://127.0.0.1:7991/…\"]",
+                        );
                         continue;
                     }
                     list.get_ref()
@@ -446,7 +453,11 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
                 None | Some(("byrequests", _)) => LbMethod::ByRequests,
                 Some(("bybusyness", _)) => LbMethod::ByBusyness,
                 Some((other, off)) => {
-                    d.error(&at(off), format!("balance = \"{other}\" is not byrequests or bybusyness"), "write balance = \"byrequests\" (the default) or balance = \"bybusyness\"");
+                    d.error(
+                        &at(off),
+                        format!("balance = \"{other}\" is not byrequests or bybusyness"),
+                        "write balance = \"byrequests\" (the default) or balance = \"bybusyness\"",
+                    );
                     LbMethod::ByRequests
                 }
             };
@@ -475,9 +486,20 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
                     }
                     let (fails, passes) = (h.fails.unwrap_or(1), h.passes.unwrap_or(1));
                     if fails == 0 || passes == 0 {
-                        d.error(&ho, "health fails and passes count checks in a row and must be at least 1", "write fails = 3 and passes = 2, say (the defaults are 1)");
+                        d.error(
+                            &ho,
+                            "health fails and passes count checks in a row and must be at least 1",
+                            "write fails = 3 and passes = 2, say (the defaults are 1)",
+                        );
                     }
-                    Some(HealthCheck { method, path: hpath, interval, passes: passes.max(1), fails: fails.max(1), timeout: h.timeout.map(secs).unwrap_or(timeout) })
+                    Some(HealthCheck {
+                        method,
+                        path: hpath,
+                        interval,
+                        passes: passes.max(1),
+                        fails: fails.max(1),
+                        timeout: h.timeout.map(secs).unwrap_or(timeout),
+                    })
                 }
             };
             let mut members = Vec::new();
@@ -716,7 +738,10 @@ timeout = 1
         let b = r.balancer.as_ref().unwrap();
         assert_eq!((b.name.as_str(), b.method, b.max_attempts, b.members.len()), ("route /stash at gw.toml:5", LbMethod::ByBusyness, 1, 3));
         let [one, two, three] = &b.members[..] else { panic!() };
-        assert_eq!((one.loadfactor, one.drain, one.hot_standby, one.upstream.retry, one.upstream.timeout), (1, false, false, Duration::from_secs(5), Duration::from_secs(30)));
+        assert_eq!(
+            (one.loadfactor, one.drain, one.hot_standby, one.upstream.retry, one.upstream.timeout),
+            (1, false, false, Duration::from_secs(5), Duration::from_secs(30))
+        );
         assert_eq!((two.loadfactor, two.drain, two.upstream.port), (2, true, 7992));
         assert!(three.hot_standby && three.disabled);
         let h = one.health.as_ref().unwrap();
@@ -731,7 +756,10 @@ timeout = 1
         let (c, d) = parse("upstreams = [\"http://a:1/stash\", \"http://b:2/stash\"]\n");
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
         let b = c.servers[0].routes[0].balancer.as_ref().unwrap();
-        assert_eq!((b.method, b.max_attempts, b.members[0].health.is_none(), b.members[0].upstream.retry), (LbMethod::ByRequests, 1, true, Duration::from_secs(60)));
+        assert_eq!(
+            (b.method, b.max_attempts, b.members[0].health.is_none(), b.members[0].upstream.retry),
+            (LbMethod::ByRequests, 1, true, Duration::from_secs(60))
+        );
         // A health check on a single upstream makes a balancer of one.
         let (c, d) = parse("upstream = \"http://a:1/stash\"\n[server.route.health]\npath = \"/stash/status\"\n");
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
@@ -747,11 +775,17 @@ timeout = 1
             ("upstreams = []\n", "gw.toml:6: error: route /stash has an empty upstreams list"),
             ("balance = \"byrequests\"\n", "gw.toml:5: error: route /stash has balancing settings but no upstreams"),
             ("upstreams = [\"http://a:1/stash\"]\nbalance = \"random\"\n", "gw.toml:7: error: balance = \"random\" is not byrequests or bybusyness"),
-            ("upstreams = [\n  \"http://a:1/stash\",\n  \"https://b:1/stash\",\n]\n", "gw.toml:8: error: origin scheme of 'https://b:1/stash' is not supported"),
+            (
+                "upstreams = [\n  \"http://a:1/stash\",\n  \"https://b:1/stash\",\n]\n",
+                "gw.toml:8: error: origin scheme of 'https://b:1/stash' is not supported",
+            ),
             ("upstreams = [{ url = \"http://a:1/stash\", loadfactor = 0 }]\n", "gw.toml:6: error: loadfactor 0 of http://a:1/stash is not between 1 and 100"),
             ("upstreams = [{ url = \"http://a:1/stash\", weight = 2 }]\n", "gw.toml:6: error: an entry of upstreams is neither a URL nor a table"),
             ("upstreams = [\"http://a:1/stash\", \"http://b:1/git\"]\n", "gw.toml:5: error: the nodes of route /stash at gw.toml:5 have different paths"),
-            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nmethod = \"PING\"\n", "gw.toml:7: error: health method \"PING\" is not GET, HEAD, OPTIONS or TCP"),
+            (
+                "upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nmethod = \"PING\"\n",
+                "gw.toml:7: error: health method \"PING\" is not GET, HEAD, OPTIONS or TCP",
+            ),
             ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\npath = \"status\"\n", "gw.toml:7: error: health path 'status' must start with '/'"),
             ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\ninterval = 0\n", "gw.toml:7: error: health interval = 0"),
             ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nfails = 0\n", "gw.toml:7: error: health fails and passes count checks in a row"),

@@ -205,10 +205,14 @@ async fn a_node_that_refuses_connections_is_routed_around() {
     assert!(m.lines().any(|l| l.starts_with("trove_gateway_upstream_node_up{") && l.contains(&dead_node) && l.ends_with(" 0")), "{m}");
     assert!(m.lines().any(|l| l.starts_with("trove_gateway_upstream_retries_total{") && l.contains(&dead_node) && l.ends_with(" 1")), "{m}");
     assert!(
-        m.lines().any(|l| l.starts_with("trove_gateway_upstream_node_requests_total{") && l.contains(&dead_node) && l.contains("connect_failed") && l.ends_with(" 1")),
+        m.lines().any(|l| l.starts_with("trove_gateway_upstream_node_requests_total{")
+            && l.contains(&dead_node)
+            && l.contains("connect_failed")
+            && l.ends_with(" 1")),
         "{m}"
     );
-    let b_answered = format!("trove_gateway_upstream_node_requests_total{{balancer=\"route /stash at test.toml:7\",node=\"{}\",outcome=\"answered\"}} 4", b.addr);
+    let b_answered =
+        format!("trove_gateway_upstream_node_requests_total{{balancer=\"route /stash at test.toml:7\",node=\"{}\",outcome=\"answered\"}} 4", b.addr);
     assert!(m.contains(&b_answered), "{m}");
 }
 

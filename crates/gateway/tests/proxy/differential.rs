@@ -509,7 +509,10 @@ async fn a_balancer_of_two_nodes_matches_apache() {
     for i in 0..6 {
         // Every third request is a redirect to the node that answers it (the nodes take turns).
         let raw = if i % 3 == 2 {
-            format!("GET /stash/redirect?to=http://localhost:{}/stash/projects HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {{ID}}\r\nConnection: close\r\n\r\n", ports[i % 2])
+            format!(
+                "GET /stash/redirect?to=http://localhost:{}/stash/projects HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {{ID}}\r\nConnection: close\r\n\r\n",
+                ports[i % 2]
+            )
         } else {
             format!("GET /stash/x{i}?q=1 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {{ID}}\r\nConnection: close\r\n\r\n")
         };
@@ -534,7 +537,8 @@ async fn a_balancer_of_two_nodes_matches_apache() {
                 continue;
             }
             for (a, t) in a.iter().zip(&t) {
-                let ha: Vec<(String, String)> = comparable_origin_headers(a).into_iter().map(|(k, v)| (k, v.replace(&apache.port.to_string(), "PORT"))).collect();
+                let ha: Vec<(String, String)> =
+                    comparable_origin_headers(a).into_iter().map(|(k, v)| (k, v.replace(&apache.port.to_string(), "PORT"))).collect();
                 let ht: Vec<(String, String)> =
                     comparable_origin_headers(t).into_iter().map(|(k, v)| (k, v.replace(&trove.addr.port().to_string(), "PORT"))).collect();
                 if (a.method.as_str(), a.target.as_str(), &ha) != (t.method.as_str(), t.target.as_str(), &ht) {

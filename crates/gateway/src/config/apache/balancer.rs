@@ -81,7 +81,11 @@ fn key_values(cx: &mut Cx<'_>, l: &Line, args: &[String]) -> Vec<(String, String
 fn balancer_member(cx: &mut Cx<'_>, l: &Line) {
     let mut args = &l.args[..];
     let Some(name) = which_balancer(cx, &mut args) else {
-        cx.d.error(&l.origin, "BalancerMember outside a <Proxy balancer://…> section", "put it inside <Proxy \"balancer://mycluster\"> … </Proxy>, or name the balancer first: 'BalancerMember balancer://mycluster http://host:port'");
+        cx.d.error(
+            &l.origin,
+            "BalancerMember outside a <Proxy balancer://…> section",
+            "put it inside <Proxy \"balancer://mycluster\"> … </Proxy>, or name the balancer first: 'BalancerMember balancer://mycluster http://host:port'",
+        );
         return;
     };
     let Some(url) = args.first().cloned() else {
@@ -122,7 +126,10 @@ pub(super) fn build(
     d: &mut Diagnostics,
 ) -> Result<Balancer, String> {
     let (name, path) = split_balancer_url(target).ok_or_else(|| format!("'{target}' is not balancer://name/path"))?;
-    let draft = drafts.iter().find(|b| b.name == name).ok_or_else(|| format!("{target}: no <Proxy \"balancer://{name}\"> with BalancerMember lines defines this balancer"))?;
+    let draft = drafts
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| format!("{target}: no <Proxy \"balancer://{name}\"> with BalancerMember lines defines this balancer"))?;
     let mut b = Balancer { name: format!("balancer://{name}"), url: target.to_string(), method: LbMethod::ByRequests, members: vec![], max_attempts: 0 };
     let mut max_attempts = None;
     for (k, v, o) in draft.params.iter().chain(route_params) {
@@ -201,7 +208,9 @@ fn member(m: &MemberDraft, path: &str, default_timeout: Duration, d: &mut Diagno
                 }
             }
             "hcuri" => hc_uri = v.clone(),
-            "hcinterval" => hc_interval = parse_apache_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| format!("hcinterval={v}: not a number of seconds above 0"))?,
+            "hcinterval" => {
+                hc_interval = parse_apache_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| format!("hcinterval={v}: not a number of seconds above 0"))?
+            }
             "hcpasses" => hc_passes = count()?,
             "hcfails" => hc_fails = count()?,
             "hcexpr" | "hctemplate" => return Err(format!("{k} is not implemented by trove; a 2xx or 3xx answer passes, as Apache's default")),
@@ -273,13 +282,19 @@ ProxyPassReverse /stash balancer://mycluster/stash
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
         let r = &c.servers[0].routes[0];
         let b = r.balancer.as_ref().expect("a balancer");
-        assert_eq!((b.name.as_str(), b.url.as_str(), b.method, b.max_attempts), ("balancer://mycluster", "balancer://mycluster/stash", LbMethod::ByBusyness, 2));
+        assert_eq!(
+            (b.name.as_str(), b.url.as_str(), b.method, b.max_attempts),
+            ("balancer://mycluster", "balancer://mycluster/stash", LbMethod::ByBusyness, 2)
+        );
         assert_eq!(b.members.len(), 5);
         let m = &b.members[0];
         assert_eq!(m.upstream.url, "http://127.0.0.1:7991/stash");
         assert_eq!((m.upstream.path.as_str(), m.upstream.port), ("/stash", 7991));
         assert_eq!((m.loadfactor, m.route.as_deref()), (3, Some("node1")));
-        assert_eq!((m.upstream.retry, m.upstream.timeout, m.upstream.connect_timeout), (Duration::from_secs(10), Duration::from_secs(30), Duration::from_secs(2)));
+        assert_eq!(
+            (m.upstream.retry, m.upstream.timeout, m.upstream.connect_timeout),
+            (Duration::from_secs(10), Duration::from_secs(30), Duration::from_secs(2))
+        );
         let h = m.health.as_ref().expect("a health check");
         assert_eq!((h.method, h.path.as_str(), h.interval, h.passes, h.fails), (HcMethod::Get, "/stash/status", Duration::from_secs(5), 2, 3));
         assert_eq!(h.timeout, Duration::from_secs(5), "a check never outlasts its interval");
@@ -294,7 +309,16 @@ ProxyPassReverse /stash balancer://mycluster/stash
         // The route's own upstream is the first node's; ProxyPassReverse maps every node back.
         assert_eq!(r.upstream.as_ref().unwrap().url, "http://127.0.0.1:7991/stash");
         let rev: Vec<&str> = c.servers[0].reverse.iter().map(|r| r.origin_url.as_str()).collect();
-        assert_eq!(rev, ["http://127.0.0.1:7991/stash", "http://127.0.0.1:7992/stash", "http://127.0.0.1:7993/stash", "http://127.0.0.1:7994/stash", "http://127.0.0.1:7995/stash"]);
+        assert_eq!(
+            rev,
+            [
+                "http://127.0.0.1:7991/stash",
+                "http://127.0.0.1:7992/stash",
+                "http://127.0.0.1:7993/stash",
+                "http://127.0.0.1:7994/stash",
+                "http://127.0.0.1:7995/stash"
+            ]
+        );
         // Defaults: byrequests, every other node a retry.
         let (c, d) = parse("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\nBalancerMember http://b:2\n</Proxy>\nProxyPass / balancer://c/\n");
         assert!(errors(&d).is_empty(), "{:?}", errors(&d));
@@ -308,21 +332,48 @@ ProxyPassReverse /stash balancer://mycluster/stash
         let rows: &[(&str, &str)] = &[
             ("Listen 80\nBalancerMember http://a:1\n", "httpd.conf:2: error: BalancerMember outside a <Proxy balancer://…> section"),
             ("Listen 80\n<Proxy balancer://c>\nBalancerMember\n</Proxy>\n", "httpd.conf:3: error: BalancerMember needs the node's URL"),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 loadfactor\n</Proxy>\n", "httpd.conf:3: error: BalancerMember parameter 'loadfactor' is not key=value"),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 loadfactor\n</Proxy>\n",
+                "httpd.conf:3: error: BalancerMember parameter 'loadfactor' is not key=value",
+            ),
             ("Listen 80\nProxySet lbmethod=byrequests\n", "httpd.conf:2: error: ProxySet for a single origin is not supported"),
             ("Listen 80\nProxyPass /stash balancer://nope/stash\n", "httpd.conf:2: error: balancer://nope/stash: no <Proxy \"balancer://nope\">"),
             (
                 "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 loadfactor=101\n</Proxy>\nProxyPass / balancer://c/\n",
                 "httpd.conf:3: error: loadfactor=101: not a number from 1 to 100",
             ),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 status=+X\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: status=+X: unknown flag 'X'"),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcmethod=CPING\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcmethod=CPING is not implemented"),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcmethod=BREW\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcmethod=BREW: unknown method"),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcexpr=ok\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcexpr is not implemented"),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcinterval=0\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcinterval=0: not a number"),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcfails=0\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: hcfails=0: not a count"),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 frob=1\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: unknown ProxyPass parameter 'frob'"),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember https://a:1\n</Proxy>\nProxyPass / balancer://c/\n", "httpd.conf:3: error: origin scheme of 'https://a:1/' is not supported"),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 status=+X\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: status=+X: unknown flag 'X'",
+            ),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcmethod=CPING\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: hcmethod=CPING is not implemented",
+            ),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcmethod=BREW\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: hcmethod=BREW: unknown method",
+            ),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcexpr=ok\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: hcexpr is not implemented",
+            ),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcinterval=0\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: hcinterval=0: not a number",
+            ),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 hcfails=0\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: hcfails=0: not a count",
+            ),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1 frob=1\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: unknown ProxyPass parameter 'frob'",
+            ),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember https://a:1\n</Proxy>\nProxyPass / balancer://c/\n",
+                "httpd.conf:3: error: origin scheme of 'https://a:1/' is not supported",
+            ),
             (
                 "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\nProxySet lbmethod=bytraffic\n</Proxy>\nProxyPass / balancer://c/\n",
                 "httpd.conf:4: error: lbmethod=bytraffic is not implemented by trove",
@@ -331,7 +382,10 @@ ProxyPassReverse /stash balancer://mycluster/stash
                 "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\n</Proxy>\nProxyPass / balancer://c/ failonstatus=503\n",
                 "httpd.conf:5: error: balancer parameter failonstatus is not implemented by trove",
             ),
-            ("Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\n</Proxy>\nProxyPass / balancer://c/ lbmethod=fastest\n", "httpd.conf:5: error: lbmethod=fastest: unknown method"),
+            (
+                "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1\n</Proxy>\nProxyPass / balancer://c/ lbmethod=fastest\n",
+                "httpd.conf:5: error: lbmethod=fastest: unknown method",
+            ),
             (
                 "Listen 80\n<Proxy balancer://c>\nBalancerMember http://a:1/x\nBalancerMember http://b:1/y\n</Proxy>\nProxyPass / balancer://c/\n",
                 "httpd.conf:6: error: the nodes of balancer://c have different paths",
