@@ -360,3 +360,21 @@ async fn a_fetch_whose_node_dies_before_answering_is_retried_on_another() {
     assert_eq!((r.status, r.body_str().as_str()), (200, "b"));
     assert_eq!((a.served("/stash/die"), b.served("/stash/die")), (1, 1));
 }
+
+#[tokio::test]
+async fn proxy_access_rules_apply_to_a_balancer_and_its_own_section_may_set_them() {
+    let a = Node::start("a").await;
+    // `<Proxy *>` denies; the balancer's section lists members only, so the denial stands.
+    let conf = |rules: &str| {
+        format!(
+            "Listen 127.0.0.1:0\n<Proxy *>\nRequire all denied\n</Proxy>\n<Proxy balancer://c>\nBalancerMember http://{}\n{rules}</Proxy>\nProxyPass /stash balancer://c/stash\n",
+            a.addr
+        )
+    };
+    let (gw, _, _) = start(parse_apache(&conf(""))).await;
+    assert_eq!(get(gw.addr, "/stash/x", "").await.status, 403);
+    // Rules in the balancer's own section decide for it.
+    let (gw, _, _) = start(parse_apache(&conf("Require all granted\n"))).await;
+    assert_eq!(get(gw.addr, "/stash/y", "").await.status, 200);
+    assert_eq!((a.served("/stash/x"), a.served("/stash/y")), (0, 1));
+}
