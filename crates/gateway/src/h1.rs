@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::balancer::Outcome as NodeOutcome;
 use crate::config::{ConnLimits, Upstream, VirtualServer};
 use crate::guard::{self, Framing, Verdict};
 use crate::log::Entry;
@@ -564,7 +565,7 @@ async fn exchange<S: DownIo>(shared: &Shared, conn: &ConnInfo, io: &mut S, buf: 
         Err(f) => {
             proxy::log_failure(&f, conn.peer, &parts.uri);
             let refused = matches!(f, Failure::Downstream(..));
-            let (p, b) = proxy::local_parts(proxy::error_status(&f), refused);
+            let (p, b) = proxy::failure_parts(&f, refused);
             let mut h = p.headers;
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
             (p.status, h, Body::Local(b), refused)
@@ -959,7 +960,7 @@ impl<'a> Exchange<'a> {
         if let Verdict::Reject(s, why) = verdict {
             return Err(Failure::Downstream(s, why));
         }
-        let fwd = match proxy::prepare(self.conn, self.vhost, parts, host, server_name, false, entry)? {
+        let fwd = match proxy::prepare(self.conn, self.vhost, &self.shared.balancers, parts, host, server_name, false, entry)? {
             Prepared::Local(p, b) => {
                 // The request's body, if any, is not wanted: skip it to keep the connection.
                 self.discard_body(io, buf).await?;
@@ -967,7 +968,7 @@ impl<'a> Exchange<'a> {
             }
             Prepared::Forward(f) => f,
         };
-        let Forward { up, mut headers, target, scheme, .. } = fwd;
+        let Forward { up, mut node, mut headers, target, scheme, .. } = fwd;
         if target.parse::<Uri>().is_err() {
             return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "unforwardable path"));
         }
@@ -994,16 +995,51 @@ impl<'a> Exchange<'a> {
                 plan
             }
         };
-        let mut head = take_vec();
-        head.extend_from_slice(parts.method.as_str().as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(target.as_bytes());
-        head.extend_from_slice(b" HTTP/1.1\r\n");
-        write_fields(&mut head, &headers);
-        give_map(headers);
+        let request_head = |headers: &HeaderMap| {
+            let mut head = take_vec();
+            head.extend_from_slice(parts.method.as_str().as_bytes());
+            head.push(b' ');
+            head.extend_from_slice(target.as_bytes());
+            head.extend_from_slice(b" HTTP/1.1\r\n");
+            write_fields(&mut head, headers);
+            head
+        };
+        let mut head = request_head(&headers);
+        // A balanced route keeps the headers, to send the request to another node (with that
+        // node's Host) when that is safe.
+        let mut kept_headers = if node.is_some() {
+            Some(headers)
+        } else {
+            give_map(headers);
+            None
+        };
         let idempotent = proxy::is_idempotent(&parts.method);
         let up_started = std::time::Instant::now();
-        let mut up_conn = self.shared.pool.checkout_raw(up, true).await.map_err(Failure::Upstream)?;
+        let mut up = up;
+        let mut tried: Vec<usize> = Vec::new();
+        let mut up_conn = loop {
+            match self.shared.pool.checkout_raw(up, true).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    // Nothing was sent: another node may take the request.
+                    if proxy::is_connect_failure(&e)
+                        && let Some(p) = &node
+                    {
+                        p.group.record(p.index, NodeOutcome::ConnectFailed);
+                        if let Some(next) = proxy::next_node(&mut node, &mut tried) {
+                            up = next;
+                            if let Some(h) = kept_headers.as_mut() {
+                                proxy::set_upstream_host(h, self.vhost, up);
+                                give_vec(std::mem::replace(&mut head, request_head(h)));
+                            }
+                            continue;
+                        }
+                    }
+                    return Err(Failure::Upstream(e));
+                }
+            }
+        };
+        up_conn.in_flight = node.as_mut().and_then(|p| p.in_flight.take());
         let mut up_buf = take_buffer();
         let resp = loop {
             match self.send(&mut up_conn, &mut up_buf, &head, &mut plan, io, buf, up, idempotent, parts.method == Method::HEAD).await {
@@ -1012,15 +1048,51 @@ impl<'a> Exchange<'a> {
                 Err(SendFail::Up(e, retryable)) => {
                     // Only after a failure on a reused connection, before any answer, and with
                     // a body we still have: the origin had closed its idle connection.
-                    if !(up_conn.reused && retryable) {
-                        return Err(Failure::Upstream(e));
+                    if up_conn.reused && retryable {
+                        tracing::debug!("retrying on a fresh origin connection after: {e}");
+                        let in_flight = up_conn.in_flight.take();
+                        up_conn = self.shared.pool.checkout_raw(up, false).await.map_err(Failure::Upstream)?;
+                        up_conn.in_flight = in_flight;
+                        up_buf.clear();
+                        continue;
                     }
-                    tracing::debug!("retrying on a fresh origin connection after: {e}");
-                    up_conn = self.shared.pool.checkout_raw(up, false).await.map_err(Failure::Upstream)?;
+                    if let Some(p) = &node {
+                        p.group.record(p.index, NodeOutcome::Failed);
+                    }
+                    // On another node, under the same rule: nothing of the body is lost and no
+                    // answer had begun (a push whose pack is streaming is never sent twice).
+                    let next = if retryable { proxy::next_node(&mut node, &mut tried) } else { None };
+                    let (Some(next), Some(h)) = (next, kept_headers.as_mut()) else { return Err(Failure::Upstream(e)) };
+                    up = next;
+                    proxy::set_upstream_host(h, self.vhost, up);
+                    give_vec(std::mem::replace(&mut head, request_head(h)));
+                    up_conn = loop {
+                        match self.shared.pool.checkout_raw(up, true).await {
+                            Ok(c) => break c,
+                            Err(e) => {
+                                let p = node.as_ref().expect("a balanced route");
+                                p.group.record(p.index, NodeOutcome::ConnectFailed);
+                                if !proxy::is_connect_failure(&e) {
+                                    return Err(Failure::Upstream(e));
+                                }
+                                let Some(next) = proxy::next_node(&mut node, &mut tried) else { return Err(Failure::Upstream(e)) };
+                                up = next;
+                                proxy::set_upstream_host(h, self.vhost, up);
+                                give_vec(std::mem::replace(&mut head, request_head(h)));
+                            }
+                        }
+                    };
+                    up_conn.in_flight = node.as_mut().and_then(|p| p.in_flight.take());
                     up_buf.clear();
                 }
             }
         };
+        if let Some(p) = &node {
+            p.group.record(p.index, NodeOutcome::Answered);
+        }
+        if let Some(h) = kept_headers {
+            give_map(h);
+        }
         give_vec(head);
         self.shared.metrics.observe_upstream(up_started.elapsed());
         entry.upstream = Some(crate::log::shared(&up.url));

@@ -6,6 +6,7 @@
 //! the `trove-tls` crate; `tls` only serves them.
 
 pub mod access;
+pub mod balancer;
 pub mod config;
 pub mod forward;
 pub mod guard;

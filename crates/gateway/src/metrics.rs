@@ -131,3 +131,40 @@ impl Metrics {
         s
     }
 }
+
+/// The balanced routes' nodes (`crate::balancer`): each node's requests by outcome, whether it
+/// is up, its requests in flight, failed health checks, and requests retried elsewhere after
+/// failing on it. Labels: `balancer` (`balancer://name`, or a TOML route) and `node`
+/// (`host:port`).
+pub fn render_balancers(b: &crate::balancer::Balancers) -> String {
+    let nodes = b.nodes();
+    if nodes.is_empty() {
+        return String::new();
+    }
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut s = String::new();
+    s.push_str("# HELP trove_gateway_upstream_node_requests_total Attempts on a balancer's node, by outcome (answered, failed after connecting, connect_failed).\n# TYPE trove_gateway_upstream_node_requests_total counter\n");
+    for (bal, node, _, st) in &nodes {
+        let f = st.figures();
+        for (outcome, n) in [("answered", f[0]), ("failed", f[1]), ("connect_failed", f[2])] {
+            let _ = writeln!(s, "trove_gateway_upstream_node_requests_total{{balancer=\"{}\",node=\"{}\",outcome=\"{outcome}\"}} {n}", esc(bal), esc(node));
+        }
+    }
+    s.push_str("# HELP trove_gateway_upstream_node_up Whether a balancer's node takes requests (1) or is down or disabled (0).\n# TYPE trove_gateway_upstream_node_up gauge\n");
+    for (bal, node, up, _) in &nodes {
+        let _ = writeln!(s, "trove_gateway_upstream_node_up{{balancer=\"{}\",node=\"{}\"}} {}", esc(bal), esc(node), u8::from(*up));
+    }
+    s.push_str("# HELP trove_gateway_upstream_node_in_flight Requests in flight on a balancer's node.\n# TYPE trove_gateway_upstream_node_in_flight gauge\n");
+    for (bal, node, _, st) in &nodes {
+        let _ = writeln!(s, "trove_gateway_upstream_node_in_flight{{balancer=\"{}\",node=\"{}\"}} {}", esc(bal), esc(node), st.in_flight());
+    }
+    s.push_str("# HELP trove_gateway_upstream_health_check_failures_total Failed active health checks of a balancer's node.\n# TYPE trove_gateway_upstream_health_check_failures_total counter\n");
+    for (bal, node, _, st) in &nodes {
+        let _ = writeln!(s, "trove_gateway_upstream_health_check_failures_total{{balancer=\"{}\",node=\"{}\"}} {}", esc(bal), esc(node), st.figures()[3]);
+    }
+    s.push_str("# HELP trove_gateway_upstream_retries_total Requests that failed on a balancer's node and were retried on another.\n# TYPE trove_gateway_upstream_retries_total counter\n");
+    for (bal, node, _, st) in &nodes {
+        let _ = writeln!(s, "trove_gateway_upstream_retries_total{{balancer=\"{}\",node=\"{}\"}} {}", esc(bal), esc(node), st.figures()[4]);
+    }
+    s
+}

@@ -16,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 
+use crate::balancer::{Balancers, Outcome, Picked};
 use crate::config::{GatewayConfig, Upstream, VirtualServer};
 use crate::forward::{self, RequestFacts, RequestRules};
 use crate::guard::{ConnShared, Verdict};
@@ -40,6 +41,9 @@ pub struct Shared {
     /// WebSocket and other tunnels open now: they outlive the request that opened them, so
     /// draining waits for them too (kept across reloads).
     pub tunnels: Arc<Tunnels>,
+    /// The balanced routes' nodes: which to choose, which are up (built with each config, the
+    /// nodes' state kept across reloads).
+    pub balancers: crate::balancer::Balancers,
 }
 
 /// Tunnels open now, for draining.
@@ -141,6 +145,8 @@ pub(crate) enum Failure {
     Downstream(StatusCode, &'static str),
     Denied,
     NoRoute,
+    /// Every node of the route's balancer is down, draining or disabled (its name).
+    NoNode(String),
     Upstream(UpstreamError),
 }
 
@@ -150,6 +156,8 @@ pub(crate) fn error_status(f: &Failure) -> StatusCode {
         Failure::Downstream(s, _) => *s,
         Failure::Denied => StatusCode::FORBIDDEN,
         Failure::NoRoute => StatusCode::NOT_FOUND,
+        // Apache: "AH01170: balancer://…: All workers are in error state", a 503.
+        Failure::NoNode(_) => StatusCode::SERVICE_UNAVAILABLE,
         Failure::Upstream(e) => match e {
             // Apache: DNS failure is a 500 "Proxy Error".
             UpstreamError::Resolve(..) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -161,9 +169,10 @@ pub(crate) fn error_status(f: &Failure) -> StatusCode {
     }
 }
 
-fn error_page(status: StatusCode) -> Bytes {
+fn error_page(status: StatusCode, detail: Option<&str>) -> Bytes {
     let reason = status.canonical_reason().unwrap_or("Error");
     let what = match status.as_u16() {
+        _ if detail.is_some() => detail.unwrap_or_default(),
         502 => "The proxy server received an invalid response from an upstream server.",
         503 => "The server is temporarily unable to service your request.",
         504 => "The upstream server did not answer in time.",
@@ -308,14 +317,27 @@ fn valid_host(h: &str) -> bool {
     !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]~!$&'()*+,;=%".contains(&b)) && !h.starts_with(':')
 }
 
-fn local_response(status: StatusCode, close: bool) -> Response<ProxyBody> {
-    let (parts, body) = local_parts(status, close);
+fn failure_response(f: &Failure, close: bool) -> Response<ProxyBody> {
+    let (parts, body) = failure_parts(f, close);
     Response::from_parts(parts, boxed(Full::new(body)))
+}
+
+/// The gateway's own answer for a failure: its status, and an Apache-like error page.
+pub(crate) fn failure_parts(f: &Failure, close: bool) -> (http::response::Parts, Bytes) {
+    let detail = match f {
+        Failure::NoNode(_) => Some("No server node is available to answer: every node is down or being drained. Please try again shortly."),
+        _ => None,
+    };
+    local_parts_with(error_status(f), detail, close)
 }
 
 /// The gateway's own answer for a failure: Apache-like error page.
 pub(crate) fn local_parts(status: StatusCode, close: bool) -> (http::response::Parts, Bytes) {
-    let body = error_page(status);
+    local_parts_with(status, None, close)
+}
+
+fn local_parts_with(status: StatusCode, detail: Option<&str>, close: bool) -> (http::response::Parts, Bytes) {
+    let body = error_page(status, detail);
     let mut r = Response::new(());
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -350,10 +372,9 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     let (mut resp, upstream_return, close) = match proxy(&shared, &conn, vhost, &mut req, body_in, host_hdr.as_ref(), &server_name, is_h2, &mut entry).await {
         Ok((resp, ret)) => (resp, ret, false),
         Err(f) => {
-            let status = error_status(&f);
             log_failure(&f, conn.peer, &req.uri);
             let close = matches!(f, Failure::Downstream(..));
-            (local_response(status, close), None, close)
+            (failure_response(&f, close), None, close)
         }
     };
     // HTTP/1 reaches hyper only in what the engine hands over: a request that may open a
@@ -378,6 +399,7 @@ pub(crate) fn log_failure(f: &Failure, peer: SocketAddr, uri: &Uri) {
         Failure::Denied => tracing::error!(%peer, %uri, "AH01797: client denied by server configuration"),
         Failure::Downstream(_, why) => tracing::info!(%peer, "bad request: {why}"),
         Failure::NoRoute => tracing::debug!(%uri, "no route"),
+        Failure::NoNode(b) => tracing::error!(%peer, %uri, "proxy error: no node of {b} is usable (every one is down, draining or disabled)"),
     }
 }
 
@@ -424,11 +446,11 @@ async fn proxy(
             None => return Err(Failure::Downstream(StatusCode::BAD_REQUEST, "request framing could not be verified")),
         }
     }
-    let fwd = match prepare(conn, vhost, req, host, server_name, is_h2, entry)? {
+    let fwd = match prepare(conn, vhost, &shared.balancers, req, host, server_name, is_h2, entry)? {
         Prepared::Local(parts, body) => return Ok((Response::from_parts(parts, boxed(Full::new(body))), None)),
         Prepared::Forward(f) => f,
     };
-    let Forward { up, mut headers, target, wants_upgrade, scheme } = fwd;
+    let Forward { up, mut node, mut headers, target, wants_upgrade, scheme } = fwd;
     let down_upgrade = if wants_upgrade { req.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
     if is_h2 {
         // An h2 request carries no Content-Length necessarily; let hyper frame it.
@@ -462,11 +484,6 @@ async fn proxy(
         }
     };
     let target_uri: Uri = target.parse().map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "unforwardable path"))?;
-    let mut conn_up = shared.pool.checkout(up, true).await.map_err(Failure::Upstream)?;
-    // A retry is only ever made after a failure on a reused connection: keep a copy for it
-    // then, not on every request.
-    let retry_template =
-        (conn_up.reused && matches!(body, BodyPlan::Empty | BodyPlan::Full(_))).then(|| (method.clone(), target_uri.clone(), headers.clone(), body.bytes()));
     let build = |plan: BodyPlan, c: &Conn, method: Method, uri: Uri, headers: HeaderMap| -> Request<ProxyBody> {
         let state = c.state.clone();
         let body = match plan {
@@ -485,51 +502,106 @@ async fn proxy(
         r
     };
     let up_started = Instant::now();
-    let first = build(body, &conn_up, method.clone(), target_uri, headers);
-    let mut resp = match conn_up.send(first).await {
-        Ok(r) => r,
-        Err((e, back)) => {
-            if let Some(f) = too_slow(&expired) {
-                return Err(f);
-            }
-            // Retry only when safe: the request never left, or it had no streamed body and
-            // failed on a reused connection before any answer.
-            if !conn_up.reused {
+    let mut up = up;
+    let mut tried: Vec<usize> = Vec::new();
+    // The first attempt sends the body as planned; a later one sends `again`: the request
+    // handed back unsent, or a copy of a small idempotent one (`template`).
+    let mut plan = Some((body, headers));
+    let mut again: Option<Request<ProxyBody>> = None;
+    let mut template: Option<(Method, Uri, HeaderMap, Option<Bytes>)> = None;
+    let mut reuse = true;
+    let (mut resp, conn_up) = loop {
+        let mut conn_up = match shared.pool.checkout(up, reuse).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing was sent: another node may take the request.
+                if is_connect_failure(&e)
+                    && let Some(p) = &node
+                {
+                    p.group.record(p.index, Outcome::ConnectFailed);
+                    if let Some(next) = next_node(&mut node, &mut tried) {
+                        up = next;
+                        if let Some((_, h)) = plan.as_mut() {
+                            set_upstream_host(h, vhost, up);
+                        }
+                        if let Some(r) = again.as_mut() {
+                            set_upstream_host(r.headers_mut(), vhost, up);
+                        }
+                        reuse = true;
+                        continue;
+                    }
+                }
                 return Err(Failure::Upstream(e));
             }
-            let retry = match (back, retry_template) {
-                (Some(r), _) => Some(r),
-                (None, Some((m, u, h, b))) if is_idempotent(&m) => Some((m, u, h, b))
-                    .map(|(m, u, h, b)| {
-                        let plan = match b {
-                            Some(b) => BodyPlan::Full(b),
-                            None => BodyPlan::Empty,
-                        };
-                        (plan, m, u, h)
-                    })
-                    .map(|(plan, m, u, h)| {
-                        // Rebuilt below on the fresh connection.
-                        let mut r = Request::new(match plan {
-                            BodyPlan::Full(b) => boxed(Full::new(b)),
-                            _ => boxed(Empty::<Bytes>::new()),
+        };
+        conn_up.in_flight = node.as_mut().and_then(|p| p.in_flight.take());
+        let request = match (plan.take(), again.take()) {
+            (Some((body, headers)), _) => {
+                // A copy for a retry is kept only where one may be made: after a failure on a
+                // reused connection, or on a balancer's other node.
+                if (conn_up.reused || node.is_some()) && matches!(body, BodyPlan::Empty | BodyPlan::Full(_)) {
+                    template = Some((method.clone(), target_uri.clone(), headers.clone(), body.bytes()));
+                }
+                build(body, &conn_up, method.clone(), target_uri.clone(), headers)
+            }
+            (None, Some(r)) => {
+                conn_up.state.expect_read.store(true, Ordering::Release);
+                let (parts, body) = r.into_parts();
+                Request::from_parts(parts, boxed(SignalEnd { inner: body, state: conn_up.state.clone() }))
+            }
+            (None, None) => unreachable!("every attempt has a request"),
+        };
+        match conn_up.send(request).await {
+            Ok(r) => break (r, conn_up),
+            Err((e, back)) => {
+                if let Some(f) = too_slow(&expired) {
+                    return Err(f);
+                }
+                // Sent again only when safe: the request never left, or it is idempotent, had
+                // no streamed body and failed before any answer.
+                let resend = back.or_else(|| {
+                    template.as_ref().filter(|(m, ..)| is_idempotent(m)).map(|(m, u, h, b)| {
+                        let mut r = Request::new(match b {
+                            Some(b) => boxed(Full::new(b.clone())),
+                            None => boxed(Empty::<Bytes>::new()),
                         });
-                        *r.method_mut() = m;
-                        *r.uri_mut() = u;
-                        *r.headers_mut() = h;
+                        *r.method_mut() = m.clone();
+                        *r.uri_mut() = u.clone();
+                        *r.headers_mut() = h.clone();
                         r
-                    }),
-                _ => None,
-            };
-            let Some(retry) = retry else { return Err(Failure::Upstream(e)) };
-            tracing::debug!("retrying on a fresh origin connection after: {e}");
-            conn_up = shared.pool.checkout(up, false).await.map_err(Failure::Upstream)?;
-            conn_up.state.expect_read.store(true, Ordering::Release);
-            let (parts, body) = retry.into_parts();
-            let body = boxed(SignalEnd { inner: body, state: conn_up.state.clone() });
-            let retry = Request::from_parts(parts, body);
-            conn_up.send(retry).await.map_err(|(e, _)| Failure::Upstream(e))?
+                    })
+                });
+                let Some(mut resend) = resend else {
+                    if let Some(p) = &node {
+                        p.group.record(p.index, Outcome::Failed);
+                    }
+                    return Err(Failure::Upstream(e));
+                };
+                if conn_up.reused {
+                    // The origin closed its idle connection as we used it: once more, on a
+                    // fresh connection to the same node.
+                    tracing::debug!("retrying on a fresh origin connection after: {e}");
+                    if let Some(p) = node.as_mut() {
+                        p.in_flight = conn_up.in_flight.take();
+                    }
+                    again = Some(resend);
+                    reuse = false;
+                    continue;
+                }
+                if let Some(p) = &node {
+                    p.group.record(p.index, Outcome::Failed);
+                }
+                let Some(next) = next_node(&mut node, &mut tried) else { return Err(Failure::Upstream(e)) };
+                up = next;
+                set_upstream_host(resend.headers_mut(), vhost, up);
+                again = Some(resend);
+                reuse = true;
+            }
         }
     };
+    if let Some(p) = &node {
+        p.group.record(p.index, Outcome::Answered);
+    }
     shared.metrics.observe_upstream(up_started.elapsed());
     entry.upstream = Some(crate::log::shared(&up.url));
 
@@ -567,6 +639,8 @@ pub(crate) enum Prepared<'a> {
 /// A request ready for its origin: the route's upstream, the target, the origin's headers.
 pub(crate) struct Forward<'a> {
     pub up: &'a Upstream,
+    /// The balancer's node `up` is, for a balanced route.
+    pub node: Option<Picked<'a>>,
     pub headers: HeaderMap,
     pub target: String,
     pub wants_upgrade: bool,
@@ -576,9 +650,11 @@ pub(crate) struct Forward<'a> {
 /// Steps 2-6 of the proxy path, the same for every protocol and engine: method and target
 /// checks, Host, redirect, canonical path and route, access control, the origin's headers.
 /// The request's headers are moved into the result.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn prepare<'a>(
     conn: &ConnInfo,
     vhost: &'a VirtualServer,
+    balancers: &'a Balancers,
     req: &mut http::request::Parts,
     host: Option<&HeaderValue>,
     server_name: &str,
@@ -632,16 +708,31 @@ pub(crate) fn prepare<'a>(
     let (route, matched) = routing::select(&vhost.routes, &decoded, raw_path).ok_or(Failure::NoRoute)?;
     let Some(up) = &route.upstream else { return Err(Failure::NoRoute) };
     entry.route = Some(crate::log::shared(&route.path));
+    // Every node of a balancer has the same path (`config::validate`): one target for all.
     let target = routing::upstream_target(route, &up.path, &decoded, raw_path, matched, uri.query());
-    // 5. Access control: the last <Proxy> section matching the origin URL decides.
+    // 5. Access control: the last <Proxy> section matching the origin URL (or, for a
+    // balanced route, its balancer:// URL) decides.
     if !vhost.proxy_access.is_empty() {
         let origin_url = format!("http://{}:{}{}", up.host, up.port, target);
-        if let Some(sec) = vhost.proxy_access.iter().rev().find(|s| proxy_section_matches(&s.pattern, &origin_url, up))
+        let balancer_url = route.balancer.as_ref().map(|b| b.url.as_str());
+        if let Some(sec) = vhost
+            .proxy_access
+            .iter()
+            .rev()
+            .find(|s| proxy_section_matches(&s.pattern, &origin_url, up) || balancer_url.is_some_and(|b| b.starts_with(s.pattern.as_str())))
             && !sec.policy.allows(conn.peer.ip())
         {
             return Err(Failure::Denied);
         }
     }
+    // The node, for a balanced route.
+    let (up, node) = match route.balancer.as_ref().map(|b| (b, balancers.group(b))) {
+        Some((b, Some(g))) => match g.pick(&[]) {
+            Some(p) => (p.upstream(), Some(p)),
+            None => return Err(Failure::NoNode(b.name.clone())),
+        },
+        _ => (up, None),
+    };
     // 6. Headers for the origin.
     let named = forward::connection_tokens(&req.headers).map_err(|_| Failure::Downstream(StatusCode::BAD_REQUEST, "malformed Connection header"))?;
     let wants_upgrade = !is_h2
@@ -672,7 +763,37 @@ pub(crate) fn prepare<'a>(
         edits: &vhost.request_headers,
     };
     forward::apply_request_rules(&mut headers, &facts, &rules);
-    Ok(Prepared::Forward(Forward { up, headers, target, wants_upgrade, scheme }))
+    Ok(Prepared::Forward(Forward { up, node, headers, target, wants_upgrade, scheme }))
+}
+
+/// The next node for a request that failed on its node where sending it again is safe: not
+/// one tried already, and not more than the balancer's `max_attempts` retries. `None` for a
+/// single origin, or when no node is left.
+pub(crate) fn next_node<'a>(node: &mut Option<Picked<'a>>, tried: &mut Vec<usize>) -> Option<&'a Upstream> {
+    let p = node.as_ref()?;
+    let group = p.group;
+    if tried.len() >= group.cfg.max_attempts {
+        return None;
+    }
+    tried.push(p.index);
+    let next = group.pick(tried)?;
+    group.retried(p.index);
+    tracing::warn!("{}: retrying on node {} after node {} failed", group.cfg.name, next.upstream().url, p.upstream().url);
+    let up = next.upstream();
+    *node = Some(next);
+    Some(up)
+}
+
+/// The origin's `Host` for another node (unless the downstream's is kept).
+pub(crate) fn set_upstream_host(h: &mut HeaderMap, vhost: &VirtualServer, up: &Upstream) {
+    if !vhost.preserve_host {
+        h.insert(header::HOST, up.authority.clone());
+    }
+}
+
+/// A failure to reach a node at all: nothing was sent, so another node may take the request.
+pub(crate) fn is_connect_failure(e: &UpstreamError) -> bool {
+    matches!(e, UpstreamError::Connect(..) | UpstreamError::ConnectTimeout(..) | UpstreamError::Resolve(..))
 }
 
 pub(crate) fn is_idempotent(m: &Method) -> bool {

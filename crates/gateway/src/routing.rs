@@ -175,7 +175,7 @@ mod tests {
     use crate::config::{Origin, Route};
 
     fn route(path: &str) -> Route {
-        Route { path: path.into(), upstream: None, nocanon: false, noquery: false, origin: Origin::default() }
+        Route { path: path.into(), upstream: None, nocanon: false, noquery: false, balancer: None, origin: Origin::default() }
     }
 
     #[test]

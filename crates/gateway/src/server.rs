@@ -49,7 +49,9 @@ impl Current {
     pub fn apply(&self, cfg: GatewayConfig) -> Result<(), GatewayError> {
         let old = self.get();
         let log = Arc::new(AccessLog::new(&cfg.log).map_err(GatewayError::Log)?);
+        let balancers = crate::balancer::Balancers::build(&cfg, old.balancers.registry());
         let new = Shared {
+            balancers,
             config: cfg,
             pool: old.pool.clone(),
             log,
@@ -121,6 +123,7 @@ impl Gateway {
         };
         let log = Arc::new(AccessLog::new(&cfg.log).map_err(GatewayError::Log)?);
         let shared = Shared {
+            balancers: crate::balancer::Balancers::build(&cfg, Default::default()),
             config: cfg,
             pool: Pool::new(),
             log,
@@ -205,7 +208,7 @@ impl Gateway {
                             let shared = current.get();
                             async move {
                                 let (status, body) = match req.uri().path() {
-                                    "/metrics" => (StatusCode::OK, shared.metrics.render()),
+                                    "/metrics" => (StatusCode::OK, shared.metrics.render() + &crate::metrics::render_balancers(&shared.balancers)),
                                     "/healthz" => (StatusCode::OK, "ok\n".to_string()),
                                     _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
                                 };

@@ -326,6 +326,8 @@ struct RawIdle {
 pub struct RawConn {
     pub stream: TcpStream,
     pub reused: bool,
+    /// A balancer node's count of requests in flight, while this exchange lasts.
+    pub in_flight: Option<crate::balancer::InFlight>,
     _busy: Option<Busy>,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -335,6 +337,8 @@ pub struct Conn {
     sender: http1::SendRequest<ProxyBody>,
     pub state: Arc<ConnState>,
     pub reused: bool,
+    /// A balancer node's count of requests in flight, while this exchange lasts.
+    pub in_flight: Option<crate::balancer::InFlight>,
     key: Key,
     _busy: Option<Busy>,
     _permit: Option<OwnedSemaphorePermit>,
@@ -378,7 +382,7 @@ impl Pool {
         let permit = self.permit(u).await?;
         if u.disable_reuse {
             let stream = Box::pin(connect_tcp(u)).await?;
-            return Ok(RawConn { stream, reused: false, _busy: None, _permit: permit });
+            return Ok(RawConn { stream, reused: false, in_flight: None, _busy: None, _permit: permit });
         }
         let busy = {
             let ttl = u.ttl.unwrap_or(DEFAULT_IDLE);
@@ -395,13 +399,13 @@ impl Pool {
                 let mut probe = [0u8; 1];
                 let alive = matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
                 if alive && c.since.elapsed() < ttl {
-                    return Ok(RawConn { stream: c.stream, reused: true, _busy: Some(busy), _permit: permit });
+                    return Ok(RawConn { stream: c.stream, reused: true, in_flight: None, _busy: Some(busy), _permit: permit });
                 }
             }
             busy
         };
         let stream = Box::pin(connect_tcp(u)).await?;
-        Ok(RawConn { stream, reused: false, _busy: Some(busy), _permit: permit })
+        Ok(RawConn { stream, reused: false, in_flight: None, _busy: Some(busy), _permit: permit })
     }
 
     /// Return a plain connection whose exchange completed cleanly.
@@ -433,7 +437,7 @@ impl Pool {
             while allow_reuse && let Some(c) = slot.idle.pop_back() {
                 if c.since.elapsed() < ttl && !c.sender.is_closed() && c.sender.is_ready() {
                     c.state.expect_read.store(false, Ordering::Release);
-                    return Ok(Conn { sender: c.sender, state: c.state, reused: true, key, _busy: Some(b), _permit: permit });
+                    return Ok(Conn { sender: c.sender, state: c.state, reused: true, in_flight: None, key, _busy: Some(b), _permit: permit });
                 }
             }
             busy = Some(b);
@@ -441,7 +445,7 @@ impl Pool {
         // Boxed: connecting (resolve, connect, handshake) is a large future and the rare path;
         // inline it would enlarge every request's future, which hyper keeps per connection.
         let (sender, state) = Box::pin(connect(u)).await?;
-        Ok(Conn { sender, state, reused: false, key, _busy: busy, _permit: permit })
+        Ok(Conn { sender, state, reused: false, in_flight: None, key, _busy: busy, _permit: permit })
     }
 
     /// Return a connection whose exchange completed cleanly.
@@ -485,7 +489,7 @@ impl Pool {
 }
 
 /// Resolve and connect within `connect_timeout`.
-async fn connect_tcp(u: &Upstream) -> Result<TcpStream, UpstreamError> {
+pub(crate) async fn connect_tcp(u: &Upstream) -> Result<TcpStream, UpstreamError> {
     let target = format!("{}:{}", u.host.trim_start_matches('[').trim_end_matches(']'), u.port);
     let fut = async {
         let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&target).await.map_err(|e| UpstreamError::Resolve(target.clone(), e))?.collect();

@@ -27,6 +27,7 @@ use crate::access::{AccessPolicy, Require};
 // The directive handlers, one module per Apache module family (see `DIRECTIVES`).
 mod alias;
 mod authz;
+mod balancer;
 mod core;
 mod headers;
 mod log;
@@ -71,6 +72,11 @@ const EMULATED_MODULES: &[&str] = &[
     "http2_module",
     "version_module",
     "logio_module",
+    "proxy_balancer_module",
+    "lbmethod_byrequests_module",
+    "lbmethod_bybusyness_module",
+    "slotmem_shm_module",
+    "proxy_hcheck_module",
 ];
 
 /// Modules compiled into Debian's and RHEL's `httpd` (`apache2 -l`): present without LoadModule.
@@ -562,6 +568,8 @@ struct Cx<'a> {
     server_root: Option<PathBuf>,
     passphrase: PassphraseSetting,
     server_root_noted: bool,
+    /// `<Proxy balancer://…>` sections, for every server (Apache's `BalancerInherit On`).
+    balancers: Vec<balancer::BalancerDraft>,
 }
 
 impl Cx<'_> {
@@ -588,6 +596,7 @@ const DIRECTIVES: &[&[(&str, Handler)]] = &[
     alias::DIRECTIVES,
     remoteip::DIRECTIVES,
     reqtimeout::DIRECTIVES,
+    balancer::DIRECTIVES,
 ];
 
 /// The handler for a directive name, in any case.
@@ -622,6 +631,7 @@ fn compile(path: &Path, lines: &[Line], d: &mut Diagnostics) -> GatewayConfig {
         server_root: None,
         passphrase: PassphraseSetting::None,
         server_root_noted: false,
+        balancers: Vec::new(),
     };
 
     for (idx, l) in lines.iter().enumerate() {
@@ -682,7 +692,25 @@ fn unknown(cx: &mut Cx<'_>, l: &Line, lname: &str) {
 /// After the last line: report what was ignored and left open, and build the model from the
 /// drafts (virtual servers inherit from the main server, listeners learn TLS from them).
 fn assemble(cx: Cx<'_>) -> GatewayConfig {
-    let Cx { path, lines, d, main, vhosts, stack, listens, limits, mut log, formats, custom_log, not_emulated, ignored, server_root, passphrase, .. } = cx;
+    let Cx {
+        path,
+        lines,
+        d,
+        main,
+        vhosts,
+        stack,
+        listens,
+        limits,
+        mut log,
+        formats,
+        custom_log,
+        not_emulated,
+        ignored,
+        server_root,
+        passphrase,
+        balancers,
+        ..
+    } = cx;
     if !not_emulated.is_empty() {
         d.note(
             &Origin { file: path.to_path_buf(), line: 1 },
@@ -777,6 +805,23 @@ fn assemble(cx: Cx<'_>) -> GatewayConfig {
             }
         }
         rev.extend(draft.reverse.iter().cloned());
+        // `ProxyPassReverse /stash balancer://mycluster/stash` maps every member's URL back.
+        let rev: Vec<ReverseRule> = rev
+            .into_iter()
+            .flat_map(|r| match balancer::split_balancer_url(&r.origin_url) {
+                None => vec![r],
+                Some((name, bpath)) => balancers
+                    .iter()
+                    .find(|b| b.name == name)
+                    .map(|b| {
+                        b.members
+                            .iter()
+                            .map(|m| ReverseRule { public_path: r.public_path.clone(), origin_url: format!("{}{bpath}", m.url.trim_end_matches('/')) })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
         cp.extend(draft.cookie_paths.iter().cloned());
         cd.extend(draft.cookie_domains.iter().cloned());
         access.extend(draft.proxy_sections.iter().cloned());
@@ -784,6 +829,24 @@ fn assemble(cx: Cx<'_>) -> GatewayConfig {
         resp_h.extend(draft.response_headers.iter().cloned());
         let mut workers: Vec<Upstream> = Vec::new();
         for rd in route_drafts {
+            if let Some(t) = rd.target.as_deref().filter(|t| balancer::split_balancer_url(t).is_some()) {
+                match balancer::build(t, &rd.params, &balancers, timeout, d) {
+                    Ok(b) if !b.members.is_empty() => {
+                        let upstream = Some(b.members[0].upstream.clone());
+                        v.routes.push(Route {
+                            path: rd.path.clone(),
+                            upstream,
+                            nocanon: rd.nocanon,
+                            noquery: rd.noquery,
+                            balancer: Some(b),
+                            origin: rd.origin.clone(),
+                        });
+                    }
+                    Ok(b) => d.error(&rd.origin, format!("{} has no usable BalancerMember", b.name), "add BalancerMember lines to its <Proxy> section"),
+                    Err(e) => d.error(&rd.origin, e, "define the balancer with <Proxy \"balancer://NAME\"> and BalancerMember lines, and name it in ProxyPass"),
+                }
+                continue;
+            }
             let upstream = match &rd.target {
                 None => None,
                 Some(t) => match build_upstream(t, &rd.params, timeout, d) {
@@ -809,7 +872,7 @@ fn assemble(cx: Cx<'_>) -> GatewayConfig {
             if rd.target.is_some() && upstream.is_none() {
                 continue;
             }
-            v.routes.push(Route { path: rd.path.clone(), upstream, nocanon: rd.nocanon, noquery: rd.noquery, origin: rd.origin.clone() });
+            v.routes.push(Route { path: rd.path.clone(), upstream, nocanon: rd.nocanon, noquery: rd.noquery, balancer: None, origin: rd.origin.clone() });
         }
         v.reverse = rev;
         v.cookie_paths = cp;
@@ -1517,6 +1580,12 @@ mod tests {
         "documentroot",
         "errorlogformat",
         "maxmemfree",
+        // mod_proxy_balancer (a module of its own since the balancer was implemented).
+        "balancermember",
+        "proxyset",
+        "balancergrowth",
+        "balancerpersist",
+        "balancerinherit",
     ];
 
     #[test]

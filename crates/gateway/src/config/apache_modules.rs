@@ -47,7 +47,6 @@ const EXPIRES: &str = "adds Expires and Cache-Control headers to proxied respons
 const CACHE: &str = "answers requests from a cache instead of the origin";
 const REMOTE_IP: &str = "replaces the downstream address with one taken from a request header";
 const REDIRECT: &str = "redirects requests by pattern";
-const BALANCER: &str = "balances requests over several origins";
 const PROXY_ENV: &str = "sets a variable that changes how mod_proxy talks to the origin";
 
 /// mod_proxy's request variables (<https://httpd.apache.org/docs/2.4/mod/mod_proxy.html#env>)
@@ -152,7 +151,6 @@ pub(crate) fn lookup(name: &str, args: &[String]) -> Option<Known> {
         "expiresactive" | "expiresbytype" | "expiresdefault" => k("mod_expires", Verdict::Refused(EXPIRES)),
         n if n.starts_with("cache") => k("mod_cache", Verdict::Refused(CACHE)),
         n if n.starts_with("remoteip") => k("mod_remoteip", Verdict::Refused(REMOTE_IP)),
-        "balancermember" | "proxyset" | "balancergrowth" | "balancerinherit" | "balancerpersist" => k("mod_proxy_balancer", Verdict::Refused(BALANCER)),
         _ => None,
     }
 }

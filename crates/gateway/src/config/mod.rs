@@ -350,7 +350,93 @@ pub struct Route {
     pub nocanon: bool,
     /// `noquery`: drop the query string.
     pub noquery: bool,
+    /// Several nodes behind this route (Apache's `balancer://`, TOML `upstreams`); `upstream`
+    /// is then the first member's, for what only needs one (access sections, the rendering).
+    /// `None` (the default) for one origin.
+    pub balancer: Option<Balancer>,
     pub origin: Origin,
+}
+
+/// Several upstream nodes serving one route, as mod_proxy_balancer runs them
+/// (<https://httpd.apache.org/docs/2.4/mod/mod_proxy_balancer.html>).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Balancer {
+    /// `balancer://mycluster` (httpd.conf) or `route /stash at gw.toml:12` (TOML): names the
+    /// balancer in logs and metrics, and keeps its nodes' health across a reload.
+    pub name: String,
+    /// The URL the route names (`balancer://mycluster/stash`), matched by `<Proxy>` sections.
+    pub url: String,
+    /// `lbmethod`. Default byrequests.
+    pub method: LbMethod,
+    pub members: Vec<Member>,
+    /// `maxattempts`: how many other nodes a request may be retried on when that is safe.
+    /// Default: the number of members less one.
+    pub max_attempts: usize,
+}
+
+/// How a balancer chooses a node for a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LbMethod {
+    /// Weighted round robin by `loadfactor` (mod_lbmethod_byrequests).
+    ByRequests,
+    /// The node with the fewest requests in flight; ties by requests (mod_lbmethod_bybusyness).
+    ByBusyness,
+}
+
+/// One node of a balancer (`BalancerMember`, one entry of TOML `upstreams`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    /// Where the node is, with the route's path joined (every member has the same path).
+    pub upstream: Upstream,
+    /// `loadfactor` 1-100: its share of the requests under byrequests. Default 1.
+    pub loadfactor: u32,
+    /// `route`: the node's name in sticky sessions (accepted; trove keeps no sticky sessions).
+    pub route: Option<String>,
+    /// `status=+H`: used only while no other node is usable. Default off.
+    pub hot_standby: bool,
+    /// `status=+D`: never used. Default off.
+    pub disabled: bool,
+    /// `status=+N` / TOML `drain = true`: no new requests; those in flight finish. Default off.
+    pub drain: bool,
+    /// Active health check; `None` (the default): none, and a failed connect keeps the node
+    /// out for `upstream.retry`.
+    pub health: Option<HealthCheck>,
+}
+
+/// An active health check of one node (mod_proxy_hcheck's `hc*` parameters).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthCheck {
+    /// `hcmethod`: `GET`, `HEAD`, `OPTIONS` (a 2xx or 3xx answer passes) or `TCP` (a connect).
+    pub method: HcMethod,
+    /// `hcuri`: the path asked, as sent. Default `/`.
+    pub path: String,
+    /// `hcinterval`: time between checks. Default 30 s.
+    pub interval: Duration,
+    /// `hcpasses`: consecutive passes that bring a node that is down back. Default 1.
+    pub passes: u32,
+    /// `hcfails`: consecutive failures that take a node down. Default 1.
+    pub fails: u32,
+    /// Time one check may take, connect included. Default the node's `timeout`.
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HcMethod {
+    Tcp,
+    Get,
+    Head,
+    Options,
+}
+
+impl HcMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HcMethod::Tcp => "TCP",
+            HcMethod::Get => "GET",
+            HcMethod::Head => "HEAD",
+            HcMethod::Options => "OPTIONS",
+        }
+    }
 }
 
 /// Where and how to reach an origin (one Apache "worker").
@@ -366,7 +452,9 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// `timeout`: per read/write with the origin. Default `ProxyTimeout`, else `Timeout`.
     pub timeout: Duration,
-    /// `retry`: seconds; accepted, see docs (a plain worker reconnects every request).
+    /// `retry`: how long a balancer node whose connect failed is left out (when it has no
+    /// active health check); `0` means it is tried again on the next request. Default 60 s.
+    /// A single origin is tried on every request whatever this says.
     pub retry: Duration,
     /// `keepalive`: TCP SO_KEEPALIVE on origin connections. Default off.
     pub tcp_keepalive: bool,
@@ -450,6 +538,34 @@ pub(crate) fn validate(cfg: &mut GatewayConfig, d: &mut Diagnostics) {
         seen.push(l.addr);
         true
     });
+    // A balancer's nodes answer the same paths: a retry on another node sends the same
+    // request target, and only `Host` changes.
+    for v in &mut cfg.servers {
+        v.routes.retain(|r| {
+            let Some(b) = &r.balancer else { return true };
+            if b.members.is_empty() {
+                d.error(
+                    &r.origin,
+                    format!("route {} goes to {}, which has no members", r.path, b.name),
+                    "add BalancerMember lines (or upstreams) naming its nodes",
+                );
+                return false;
+            }
+            let first = &b.members[0].upstream;
+            if let Some(m) = b.members.iter().find(|m| m.upstream.path != first.path) {
+                d.error(
+                    &r.origin,
+                    format!(
+                        "the nodes of {} have different paths ({} and {}), so a request retried on another node would change",
+                        b.name, first.url, m.upstream.url
+                    ),
+                    "give every node the same path (write the nodes as http://host:port and the path once in the route)",
+                );
+                return false;
+            }
+            true
+        });
+    }
 }
 
 /// Parse a duration as Apache writes it: seconds, or with an `ms` suffix.
@@ -526,6 +642,32 @@ impl GatewayConfig {
             for r in &v.routes {
                 match &r.upstream {
                     Some(u) => {
+                        if let Some(b) = &r.balancer {
+                            let nodes: Vec<String> = b
+                                .members
+                                .iter()
+                                .map(|m| {
+                                    let mut n = format!("{} loadfactor={}", m.upstream.url, m.loadfactor);
+                                    for (on, flag) in [(m.hot_standby, " standby"), (m.disabled, " disabled"), (m.drain, " drain")] {
+                                        if on {
+                                            n.push_str(flag);
+                                        }
+                                    }
+                                    if let Some(h) = &m.health {
+                                        n.push_str(&format!(
+                                            " health={} {} every {}s fails={} passes={}",
+                                            h.method.as_str(),
+                                            h.path,
+                                            h.interval.as_secs(),
+                                            h.fails,
+                                            h.passes
+                                        ));
+                                    }
+                                    n
+                                })
+                                .collect();
+                            let _ = writeln!(s, "  balancer {} {:?} max_attempts={} nodes=[{}]", b.name, b.method, b.max_attempts, nodes.join(", "));
+                        }
                         let _ = writeln!(
                             s,
                             "  route {} -> {} connect_timeout={}ms timeout={}ms reuse={} max={}{}{}",

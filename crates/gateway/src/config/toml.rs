@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    BodyRate, ConfigError, ConnLimits, Diagnostics, GatewayConfig, ListenerConfig, LogConfig, LogDest, Origin, PassphraseSetting, ProxySection, ReverseRule,
-    Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
+    Balancer, BodyRate, ConfigError, ConnLimits, Diagnostics, GatewayConfig, HcMethod, HealthCheck, LbMethod, ListenerConfig, LogConfig, LogDest, Member,
+    Origin, PassphraseSetting, ProxySection, ReverseRule, Route, TlsSite, Upstream, VhostAddr, Via, VirtualServer, split_origin_url,
 };
 use crate::access::{AccessPolicy, Order, parse_host_match};
 
@@ -93,6 +93,12 @@ struct RawServer {
 struct RawRoute {
     path: Spanned<String>,
     upstream: Option<Spanned<String>>,
+    /// Several nodes: URLs, or tables with `url` and the node's settings.
+    upstreams: Option<Spanned<Vec<Spanned<RawMember>>>>,
+    balance: Option<Spanned<String>>,
+    health: Option<Spanned<RawHealth>>,
+    retry: Option<u64>,
+    max_attempts: Option<usize>,
     #[serde(default)]
     exclude: bool,
     connect_timeout: Option<f64>,
@@ -115,6 +121,43 @@ struct RawRoute {
 
 fn yes() -> bool {
     true
+}
+
+/// One entry of `upstreams`: a URL, or a table with the node's settings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMember {
+    Url(String),
+    Table(RawMemberTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemberTable {
+    url: String,
+    #[serde(default = "one")]
+    loadfactor: u32,
+    #[serde(default)]
+    drain: bool,
+    #[serde(default)]
+    standby: bool,
+    #[serde(default)]
+    disabled: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: Option<String>,
+    method: Option<String>,
+    interval: Option<f64>,
+    fails: Option<u32>,
+    passes: Option<u32>,
+    timeout: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -178,7 +221,16 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
         Err(e) => {
             let o = at(e.span().map(|s| s.start).unwrap_or(0));
             let msg = e.message().to_string();
-            let fix = if msg.contains("unknown field") { "check the spelling; docs/gateway.md lists every key" } else { "fix the value's type or syntax" };
+            let (msg, fix) = if msg.contains("untagged enum RawMember") {
+                (
+                    "an entry of upstreams is neither a URL nor a table of url, loadfactor, drain, standby, disabled".to_string(),
+                    "write each node as \"http://host:port/path\" or { url = \"http://host:port/path\", drain = true }",
+                )
+            } else if msg.contains("unknown field") {
+                (msg, "check the spelling; docs/gateway.md lists every key")
+            } else {
+                (msg, "fix the value's type or syntax")
+            };
             d.error(&o, msg, fix);
             RawGatewayConfig::default()
         }
@@ -304,50 +356,183 @@ pub fn parse_str(path: &Path, text: &str) -> (GatewayConfig, Diagnostics) {
                 continue;
             }
             if r.exclude {
-                v.routes.push(Route { path, upstream: None, nocanon: false, noquery: false, origin: o });
+                v.routes.push(Route { path, upstream: None, nocanon: false, noquery: false, balancer: None, origin: o });
                 continue;
-            }
-            let Some(url) = &r.upstream else {
-                d.error(&o, format!("route {path} has no upstream"), "add upstream = \"http://127.0.0.1:7990/…\" or exclude = true");
-                continue;
-            };
-            let uo = at(url.span().start);
-            let (host, port, upath, authority) =
-                match split_origin_url(url.get_ref()).and_then(|(h, p, path)| Upstream::authority_of(&h, p).map(|a| (h, p, path, a))) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        d.error(&uo, e, "write the origin as http://host:port/path");
-                        continue;
-                    }
-                };
-            if path.ends_with('/') != upath.ends_with('/') && !(upath.is_empty() && path == "/") {
-                d.warn(
-                    &uo,
-                    format!("route {path} → {}: trailing slashes differ, so request paths will be glued wrongly", url.get_ref()),
-                    "end both with '/', or neither",
-                );
             }
             let secs = |f: f64| Duration::from_secs_f64(f.max(0.0));
             let timeout = r.timeout.map(secs).unwrap_or(limits.timeout);
-            let up = Upstream {
-                url: url.get_ref().clone(),
-                authority,
-                host,
-                port,
-                path: upath,
-                connect_timeout: r.connect_timeout.map(secs).unwrap_or(timeout),
-                timeout,
-                retry: Duration::from_secs(60),
-                tcp_keepalive: r.tcp_keepalive,
-                disable_reuse: r.disable_reuse,
-                ttl: r.ttl.map(Duration::from_secs),
-                max: r.max,
-                upgrade: Some(r.upgrade.clone().unwrap_or_else(|| "websocket".into()).to_ascii_lowercase()),
+            let retry = r.retry.map(Duration::from_secs).unwrap_or(Duration::from_secs(60));
+            let make_up = |url: &str, at_line: &Origin, d: &mut Diagnostics| -> Option<Upstream> {
+                let (host, port, upath, authority) = match split_origin_url(url).and_then(|(h, p, path)| Upstream::authority_of(&h, p).map(|a| (h, p, path, a)))
+                {
+                    Ok(x) => x,
+                    Err(e) => {
+                        d.error(at_line, e, "write the origin as http://host:port/path");
+                        return None;
+                    }
+                };
+                if path.ends_with('/') != upath.ends_with('/') && !(upath.is_empty() && path == "/") {
+                    d.warn(
+                        at_line,
+                        format!("route {path} → {url}: trailing slashes differ, so request paths will be glued wrongly"),
+                        "end both with '/', or neither",
+                    );
+                }
+                Some(Upstream {
+                    url: url.to_string(),
+                    authority,
+                    host,
+                    port,
+                    path: upath,
+                    connect_timeout: r.connect_timeout.map(secs).unwrap_or(timeout),
+                    timeout,
+                    retry,
+                    tcp_keepalive: r.tcp_keepalive,
+                    disable_reuse: r.disable_reuse,
+                    ttl: r.ttl.map(Duration::from_secs),
+                    max: r.max,
+                    upgrade: Some(r.upgrade.clone().unwrap_or_else(|| "websocket".into()).to_ascii_lowercase()),
+                })
             };
-            if r.reverse {
-                v.reverse.push(ReverseRule { public_path: path.clone(), origin_url: url.get_ref().clone() });
+            let balanced = r.upstreams.is_some() || r.health.is_some() || r.balance.is_some() || r.max_attempts.is_some();
+            if !balanced {
+                let Some(url) = &r.upstream else {
+                    d.error(&o, format!("route {path} has no upstream"), "add upstream = \"http://127.0.0.1:7990/…\", upstreams = [ … ], or exclude = true");
+                    continue;
+                };
+                let Some(up) = make_up(url.get_ref(), &at(url.span().start), &mut d) else { continue };
+                if r.reverse {
+                    v.reverse.push(ReverseRule { public_path: path.clone(), origin_url: url.get_ref().clone() });
+                }
+                v.routes.push(Route { path, upstream: Some(up), nocanon: r.nocanon, noquery: r.noquery, balancer: None, origin: o });
+                continue;
             }
-            v.routes.push(Route { path, upstream: Some(up), nocanon: r.nocanon, noquery: r.noquery, origin: o });
+            // Several nodes (or one with a health check): a balancer.
+            let raw_members: Vec<(RawMemberTable, Origin)> = match (&r.upstream, &r.upstreams) {
+                (Some(one), Some(_)) => {
+                    d.error(
+                        &at(one.span().start),
+                        format!("route {path} has both upstream and upstreams"),
+                        "keep one: upstream = \"URL\" for one origin, upstreams = [\"URL\", \"URL\"] for several nodes",
+                    );
+                    continue;
+                }
+                (None, None) => {
+                    d.error(
+                        &o,
+                        format!("route {path} has balancing settings but no upstreams"),
+                        "add upstreams = [\"http://127.0.0.1:7991/…\", \"http://127.0.0.1:7992/…\"]",
+                    );
+                    continue;
+                }
+                (Some(one), None) => {
+                    vec![(RawMemberTable { url: one.get_ref().clone(), loadfactor: 1, drain: false, standby: false, disabled: false }, at(one.span().start))]
+                }
+                (None, Some(list)) => {
+                    if list.get_ref().is_empty() {
+                        d.error(
+                            &at(list.span().start),
+                            format!("route {path} has an empty upstreams list"),
+                            "name at least one node: upstreams = [\"http://127.0.0.1:7991/…\"]",
+                        );
+                        continue;
+                    }
+                    list.get_ref()
+                        .iter()
+                        .map(|m| {
+                            let t = match m.get_ref() {
+                                RawMember::Url(u) => RawMemberTable { url: u.clone(), loadfactor: 1, drain: false, standby: false, disabled: false },
+                                RawMember::Table(t) => RawMemberTable { url: t.url.clone(), ..*t },
+                            };
+                            (t, at(m.span().start))
+                        })
+                        .collect()
+                }
+            };
+            let method = match r.balance.as_ref().map(|b| (b.get_ref().as_str(), b.span().start)) {
+                None | Some(("byrequests", _)) => LbMethod::ByRequests,
+                Some(("bybusyness", _)) => LbMethod::ByBusyness,
+                Some((other, off)) => {
+                    d.error(
+                        &at(off),
+                        format!("balance = \"{other}\" is not byrequests or bybusyness"),
+                        "write balance = \"byrequests\" (the default) or balance = \"bybusyness\"",
+                    );
+                    LbMethod::ByRequests
+                }
+            };
+            let health = match &r.health {
+                None => None,
+                Some(h) => {
+                    let ho = at(h.span().start);
+                    let h = h.get_ref();
+                    let method = match h.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                        None | Some("GET") => HcMethod::Get,
+                        Some("HEAD") => HcMethod::Head,
+                        Some("OPTIONS") => HcMethod::Options,
+                        Some("TCP") => HcMethod::Tcp,
+                        Some(other) => {
+                            d.error(&ho, format!("health method \"{other}\" is not GET, HEAD, OPTIONS or TCP"), "write method = \"GET\" (the default)");
+                            HcMethod::Get
+                        }
+                    };
+                    let hpath = h.path.clone().unwrap_or_else(|| "/".into());
+                    if !hpath.starts_with('/') {
+                        d.error(&ho, format!("health path '{hpath}' must start with '/'"), "write for example path = \"/stash/status\"");
+                    }
+                    let interval = h.interval.map(secs).unwrap_or(Duration::from_secs(30));
+                    if interval.is_zero() {
+                        d.error(&ho, "health interval = 0 would check without pause", "write interval = 10 (seconds; the default is 30)");
+                    }
+                    let (fails, passes) = (h.fails.unwrap_or(1), h.passes.unwrap_or(1));
+                    if fails == 0 || passes == 0 {
+                        d.error(
+                            &ho,
+                            "health fails and passes count checks in a row and must be at least 1",
+                            "write fails = 3 and passes = 2, say (the defaults are 1)",
+                        );
+                    }
+                    Some(HealthCheck {
+                        method,
+                        path: hpath,
+                        interval,
+                        passes: passes.max(1),
+                        fails: fails.max(1),
+                        timeout: h.timeout.map(secs).unwrap_or(timeout),
+                    })
+                }
+            };
+            let mut members = Vec::new();
+            for (m, mo) in &raw_members {
+                if !(1..=100).contains(&m.loadfactor) {
+                    d.error(mo, format!("loadfactor {} of {} is not between 1 and 100", m.loadfactor, m.url), "write loadfactor = 1 (the default) up to 100");
+                }
+                let Some(up) = make_up(&m.url, mo, &mut d) else { continue };
+                if r.reverse {
+                    v.reverse.push(ReverseRule { public_path: path.clone(), origin_url: m.url.clone() });
+                }
+                members.push(Member {
+                    upstream: up,
+                    loadfactor: m.loadfactor.clamp(1, 100),
+                    route: None,
+                    hot_standby: m.standby,
+                    disabled: m.disabled,
+                    drain: m.drain,
+                    health: health.clone(),
+                });
+            }
+            if members.len() != raw_members.len() {
+                continue;
+            }
+            let balancer = Balancer {
+                name: format!("route {path} at {o}"),
+                url: members[0].upstream.url.clone(),
+                method,
+                max_attempts: r.max_attempts.unwrap_or(members.len() - 1),
+                members,
+            };
+            let up = balancer.members[0].upstream.clone();
+            v.routes.push(Route { path, upstream: Some(up), nocanon: r.nocanon, noquery: r.noquery, balancer: Some(balancer), origin: o });
         }
         for r in &s.reverse {
             v.reverse.push(ReverseRule { public_path: r.path.clone(), origin_url: r.upstream.clone() });
@@ -516,5 +701,101 @@ allow = ["all"]
         let e: Vec<String> = d.errors().map(|e| e.to_string()).collect();
         assert!(e.iter().any(|e| e.starts_with("gw.toml:2:") && e.contains("not IP:port")), "{e:?}");
         assert!(e.iter().any(|e| e.starts_with("gw.toml:6:") && e.contains("not supported")), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+mod balancer_tests {
+    use super::*;
+
+    fn parse(t: &str) -> (GatewayConfig, Diagnostics) {
+        parse_str(Path::new("gw.toml"), &format!("[[listen]]\naddr = \"127.0.0.1:1\"\n[[server]]\n[[server.route]]\npath = \"/stash\"\n{t}"))
+    }
+
+    fn errors(d: &Diagnostics) -> Vec<String> {
+        d.errors().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn upstreams_balance_health_and_drain_are_read() {
+        let (c, d) = parse(
+            r#"upstreams = ["http://127.0.0.1:7991/stash", { url = "http://127.0.0.1:7992/stash", loadfactor = 2, drain = true }, { url = "http://127.0.0.1:7993/stash", standby = true, disabled = true }]
+balance = "bybusyness"
+retry = 5
+max_attempts = 1
+timeout = 30
+[server.route.health]
+path = "/stash/status"
+method = "HEAD"
+interval = 2.5
+fails = 3
+passes = 2
+timeout = 1
+"#,
+        );
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let r = &c.servers[0].routes[0];
+        let b = r.balancer.as_ref().unwrap();
+        assert_eq!((b.name.as_str(), b.method, b.max_attempts, b.members.len()), ("route /stash at gw.toml:5", LbMethod::ByBusyness, 1, 3));
+        let [one, two, three] = &b.members[..] else { panic!() };
+        assert_eq!(
+            (one.loadfactor, one.drain, one.hot_standby, one.upstream.retry, one.upstream.timeout),
+            (1, false, false, Duration::from_secs(5), Duration::from_secs(30))
+        );
+        assert_eq!((two.loadfactor, two.drain, two.upstream.port), (2, true, 7992));
+        assert!(three.hot_standby && three.disabled);
+        let h = one.health.as_ref().unwrap();
+        assert_eq!(
+            (h.method, h.path.as_str(), h.interval, h.fails, h.passes, h.timeout),
+            (HcMethod::Head, "/stash/status", Duration::from_millis(2500), 3, 2, Duration::from_secs(1))
+        );
+        assert_eq!(two.health, one.health, "the route's check, for every node");
+        assert_eq!(r.upstream.as_ref().unwrap().url, "http://127.0.0.1:7991/stash");
+        assert_eq!(c.servers[0].reverse.len(), 3, "each node's URL maps back");
+        // Defaults: byrequests, every other node a retry, no check, 60 s retry.
+        let (c, d) = parse("upstreams = [\"http://a:1/stash\", \"http://b:2/stash\"]\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let b = c.servers[0].routes[0].balancer.as_ref().unwrap();
+        assert_eq!(
+            (b.method, b.max_attempts, b.members[0].health.is_none(), b.members[0].upstream.retry),
+            (LbMethod::ByRequests, 1, true, Duration::from_secs(60))
+        );
+        // A health check on a single upstream makes a balancer of one.
+        let (c, d) = parse("upstream = \"http://a:1/stash\"\n[server.route.health]\npath = \"/stash/status\"\n");
+        assert!(errors(&d).is_empty(), "{:?}", errors(&d));
+        let b = c.servers[0].routes[0].balancer.as_ref().unwrap();
+        assert_eq!((b.members.len(), b.max_attempts, b.members[0].health.as_ref().unwrap().interval), (1, 0, Duration::from_secs(30)));
+        assert!(c.render().contains("balancer route /stash at gw.toml:5 ByRequests max_attempts=0 nodes=[http://a:1/stash loadfactor=1 health=GET /stash/status every 30s fails=1 passes=1]"));
+    }
+
+    #[test]
+    fn balancer_mistakes_are_errors_on_their_line() {
+        let rows: &[(&str, &str)] = &[
+            ("upstream = \"http://a:1/stash\"\nupstreams = [\"http://b:1/stash\"]\n", "gw.toml:6: error: route /stash has both upstream and upstreams"),
+            ("upstreams = []\n", "gw.toml:6: error: route /stash has an empty upstreams list"),
+            ("balance = \"byrequests\"\n", "gw.toml:5: error: route /stash has balancing settings but no upstreams"),
+            ("upstreams = [\"http://a:1/stash\"]\nbalance = \"random\"\n", "gw.toml:7: error: balance = \"random\" is not byrequests or bybusyness"),
+            (
+                "upstreams = [\n  \"http://a:1/stash\",\n  \"https://b:1/stash\",\n]\n",
+                "gw.toml:8: error: origin scheme of 'https://b:1/stash' is not supported",
+            ),
+            ("upstreams = [{ url = \"http://a:1/stash\", loadfactor = 0 }]\n", "gw.toml:6: error: loadfactor 0 of http://a:1/stash is not between 1 and 100"),
+            ("upstreams = [{ url = \"http://a:1/stash\", weight = 2 }]\n", "gw.toml:6: error: an entry of upstreams is neither a URL nor a table"),
+            ("upstreams = [\"http://a:1/stash\", \"http://b:1/git\"]\n", "gw.toml:5: error: the nodes of route /stash at gw.toml:5 have different paths"),
+            (
+                "upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nmethod = \"PING\"\n",
+                "gw.toml:7: error: health method \"PING\" is not GET, HEAD, OPTIONS or TCP",
+            ),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\npath = \"status\"\n", "gw.toml:7: error: health path 'status' must start with '/'"),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\ninterval = 0\n", "gw.toml:7: error: health interval = 0"),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nfails = 0\n", "gw.toml:7: error: health fails and passes count checks in a row"),
+            ("upstreams = [\"http://a:1/stash\"]\n[server.route.health]\nevery = 3\n", "gw.toml:8: error: unknown field `every`"),
+        ];
+        for (t, want) in rows {
+            let (_, d) = parse(t);
+            let e = errors(&d);
+            assert!(e.iter().any(|e| e.starts_with(want)), "{t:?}: want {want:?}, got {e:?}");
+            assert!(e.iter().all(|e| e.contains(" — ")), "every error says the fix: {e:?}");
+        }
     }
 }

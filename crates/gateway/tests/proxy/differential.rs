@@ -478,3 +478,81 @@ async fn https_vhost_with_the_same_certificate_matches_apache() {
     ];
     run_differential_with(&body, &vhost, cases, &o, Some(&ca.pem())).await;
 }
+
+/// A balancer of two nodes (mod_proxy_balancer, byrequests): Apache and trove send the same
+/// requests to the same nodes in turn, the nodes see the same requests (each its own `Host`),
+/// and a node's redirect is mapped back by `ProxyPassReverse … balancer://`.
+#[tokio::test]
+async fn a_balancer_of_two_nodes_matches_apache() {
+    let (o1, o2) = (Origin::start().await, Origin::start().await);
+    let body = format!(
+        "LoadModule slotmem_shm_module modules/mod_slotmem_shm.so\n\
+         LoadModule proxy_balancer_module modules/mod_proxy_balancer.so\n\
+         LoadModule lbmethod_byrequests_module modules/mod_lbmethod_byrequests.so\n\
+         <Proxy \"balancer://mycluster\">\n\
+             BalancerMember \"http://localhost:{}\"\n\
+             BalancerMember \"http://localhost:{}\"\n\
+             ProxySet lbmethod=byrequests\n\
+         </Proxy>\n\
+         ProxyPass /stash balancer://mycluster/stash\n\
+         ProxyPassReverse /stash balancer://mycluster/stash\n",
+        o1.addr.port(),
+        o2.addr.port()
+    );
+    let apache = start_apache_with(&body, "");
+    let tdir = tempfile::tempdir().unwrap();
+    let trove = start_trove_with(&body, "", tdir.path(), false).await;
+    let apache_addr = SocketAddr::from(([127, 0, 0, 1], apache.port));
+    let ports = [o1.addr.port(), o2.addr.port()];
+    let mut problems = Vec::new();
+    let mut served = [[0usize; 2]; 2];
+    for i in 0..6 {
+        // Every third request is a redirect to the node that answers it (the nodes take turns).
+        let raw = if i % 3 == 2 {
+            format!(
+                "GET /stash/redirect?to=http://localhost:{}/stash/projects HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {{ID}}\r\nConnection: close\r\n\r\n",
+                ports[i % 2]
+            )
+        } else {
+            format!("GET /stash/x{i}?q=1 HTTP/1.1\r\nHost: public.example\r\nX-Test-Id: {{ID}}\r\nConnection: close\r\n\r\n")
+        };
+        let (ida, idt) = (format!("bal-ap-{i}"), format!("bal-tr-{i}"));
+        let ra = send(apache_addr, None, raw.replace("{ID}", &ida).as_bytes()).await;
+        let rt = send(trove.addr, None, raw.replace("{ID}", &idt).as_bytes()).await;
+        let (sa, st): (Vec<u16>, Vec<u16>) = (ra.iter().map(|r| r.status).collect(), rt.iter().map(|r| r.status).collect());
+        if sa != st {
+            problems.push(format!("request {i}: status apache {sa:?} trove {st:?}"));
+            continue;
+        }
+        let (la, lt) = (ra[0].header("location").map(str::to_string), rt[0].header("location").map(str::to_string));
+        if la.as_deref().map(|l| l.replace(&apache.port.to_string(), "PORT")) != lt.as_deref().map(|l| l.replace(&trove.addr.port().to_string(), "PORT")) {
+            problems.push(format!("request {i}: Location apache {la:?} trove {lt:?}"));
+        }
+        for (n, o) in [&o1, &o2].into_iter().enumerate() {
+            let (a, t) = (o.by_id(&ida), o.by_id(&idt));
+            served[0][n] += a.len();
+            served[1][n] += t.len();
+            if a.len() != t.len() {
+                problems.push(format!("request {i}: node {} got {} from apache, {} from trove", n + 1, a.len(), t.len()));
+                continue;
+            }
+            for (a, t) in a.iter().zip(&t) {
+                let ha: Vec<(String, String)> =
+                    comparable_origin_headers(a).into_iter().map(|(k, v)| (k, v.replace(&apache.port.to_string(), "PORT"))).collect();
+                let ht: Vec<(String, String)> =
+                    comparable_origin_headers(t).into_iter().map(|(k, v)| (k, v.replace(&trove.addr.port().to_string(), "PORT"))).collect();
+                if (a.method.as_str(), a.target.as_str(), &ha) != (t.method.as_str(), t.target.as_str(), &ht) {
+                    problems.push(format!("request {i}: node {} saw apache {} {} {ha:?} / trove {} {} {ht:?}", n + 1, a.method, a.target, t.method, t.target));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let log = std::fs::read_to_string(apache.dir.path().join("error.log")).unwrap_or_default();
+        panic!("{} differences from Apache:\n{}\n--- apache error.log ---\n{log}", problems.len(), problems.join("\n"));
+    }
+    assert_eq!(served, [[3, 3], [3, 3]], "both spread the requests evenly over the two nodes");
+    let mut apache = apache;
+    let left = apache.stop();
+    assert!(left.is_empty(), "Apache left processes of its group after SIGTERM: {left:?}");
+}

@@ -2,6 +2,7 @@
 //! port 0, raw HTTP/1.1 bytes from the test. `differential` runs the same configs through a
 //! real Apache 2.4; `sendfile` fetches large files from real nginx and Apache through the gateway.
 
+mod balancer;
 mod behaviour;
 mod differential;
 mod early_answers;

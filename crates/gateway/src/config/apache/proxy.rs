@@ -41,6 +41,12 @@ fn end_proxy_section(cx: &mut Cx<'_>, l: &Line) {
     if let Some(Ctx::Proxy { pattern, policy, .. }) = cx.stack.last() {
         let sec = ProxySection { pattern: pattern.clone(), policy: policy.clone() };
         cx.stack.pop();
+        // A `<Proxy balancer://…>` that only lists members sets no access rule: in Apache the
+        // rules of `<Proxy *>` still apply to its requests (sections merge), so it must not
+        // become the last matching section here, which would decide alone.
+        if sec.pattern.to_ascii_lowercase().starts_with("balancer://") && sec.policy == AccessPolicy::default() {
+            return;
+        }
         cx.server().proxy_sections.push(sec);
     } else {
         cx.d.error(&l.origin, format!("{}> without a matching opener", l.name), "remove it or add the opening section");
