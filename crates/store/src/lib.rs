@@ -8,6 +8,7 @@
 //! bare git directories named by numeric id.
 
 pub mod backend;
+mod copy;
 mod error;
 mod grants;
 mod logins;
@@ -27,6 +28,7 @@ mod tokens;
 mod users;
 
 pub use backend::Backend;
+pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::StoreError;
 pub use grants::{Grants, RepoGrantRows};
 pub use logins::{Failures, LoginLock, LoginPolicy, LoginRow, Logins, PasswordCheck};

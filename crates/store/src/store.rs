@@ -122,7 +122,7 @@ impl Store {
         let git_home = data_dir.join("git-home");
         mk(&git_home)?;
         let db: Box<dyn Backend> = match &opts.database {
-            Some(pg) => Box::new(Postgres::open(pg)?),
+            Some(pg) => Box::new(off_runtime(|| Postgres::open(pg))?),
             None => Box::new(Sqlite::open(&data_dir.join("trove.db"))?),
         };
         Ok(Store { inner: Arc::new(Inner { db, data_dir, repos_dir, git_home, git_binary: opts.git_binary.clone(), verified: password::Verified::new() }) })
@@ -131,6 +131,14 @@ impl Store {
     /// The repositories' directory (`[storage] repositories`, or `<data>/repositories`).
     pub fn repos_dir(&self) -> &Path {
         &self.inner.repos_dir
+    }
+
+    /// Runs `f` now, on this thread, or (when this thread drives an async runtime) on a thread
+    /// of its own while this one waits: for the few synchronous calls made while starting up
+    /// inside a runtime, where PostgreSQL's client must not block a worker. Requests use
+    /// [`Store::run`].
+    pub fn sync<T: Send>(&self, f: impl FnOnce(&Store) -> T + Send) -> T {
+        off_runtime(|| f(self))
     }
 
     /// Runs `f` with the store on the blocking thread pool and returns its result: the one way
@@ -328,6 +336,19 @@ impl Store {
         }
         self.delete_project_row(project.id)
     }
+}
+
+/// `f` on this thread, or on a scoped thread of its own when this one is inside an async runtime
+/// (the synchronous PostgreSQL client runs a runtime of its own, which may not be started from
+/// inside another).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(t) => t,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 pub(crate) static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -721,5 +742,55 @@ mod tests {
             crate::logins::tests::a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it();
             crate::logins::tests::a_success_resets_the_count_and_unknown_users_leave_no_record();
         });
+    }
+
+    #[test]
+    fn an_installation_copied_to_postgres_keeps_every_record_and_a_non_empty_target_is_refused() {
+        let pg = crate::pgtest::TestPg::start();
+        let (dir, s) = store();
+        let alice = s.create_user(&name("alice"), &Password::new("alice-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        let key = ProjectKey::parse("TP").unwrap();
+        let owner = Owner::Project(key.clone());
+        s.create_project(&key, Some("Test project"), false).unwrap();
+        let kept = s.create_repo(&owner, &RepoSlug::parse("kept").unwrap(), false).unwrap();
+        let gone = s.create_repo(&owner, &RepoSlug::parse("gone").unwrap(), false).unwrap();
+        s.delete_repo(&gone).unwrap();
+        s.grant_repo(&alice.name, &owner, &kept.slug, Permission::Write).unwrap();
+        let token = s.create_token(&alice.name, "ci", Permission::Read).unwrap();
+        let (session, csrf) = s.create_session(alice.id, 3600).unwrap();
+        s.set_base_url(Some(&BaseUrl::parse("https://mycompany.com/stash").unwrap())).unwrap();
+        let policy = crate::LoginPolicy::default();
+        s.check_password("alice", "wrong", &policy, false).unwrap();
+
+        let url = pg.database();
+        let report = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap();
+        let count = |t: &str| report.tables.iter().find(|(n, _)| *n == t).unwrap().1;
+        assert_eq!((count("users"), count("projects"), count("repositories"), count("tokens"), count("web_sessions")), (1, 1, 1, 1, 1));
+
+        let d2 = tempfile::tempdir().unwrap();
+        let p = Store::open_with(&StoreOptions {
+            data_dir: d2.path().to_owned(),
+            repositories: None,
+            database: Some(PgOptions::new(&url)),
+            git_binary: "git".into(),
+        })
+        .unwrap();
+        assert!(p.verify_password("alice", "alice-password").unwrap().is_some());
+        assert!(p.verify_token(&token.secret, None).unwrap().is_some());
+        assert_eq!(p.session(&session).unwrap().unwrap().csrf, csrf);
+        assert_eq!(p.base_url().unwrap().unwrap().as_str(), "https://mycompany.com/stash");
+        let got = p.repo(&owner, &kept.slug).unwrap().unwrap();
+        assert_eq!(got.id, kept.id, "repository ids name their directories: they must not change");
+        let who = Authenticated { user: p.user(&alice.name).unwrap().unwrap(), token_scope: None };
+        assert_eq!(p.permission(Some(&who), &got).unwrap(), Some(Permission::Write));
+        assert_eq!(p.login_row(&alice.name).unwrap().unwrap().failures.map(|f| f.count), Some(1));
+        // New rows continue after the copied ones, and never take a deleted repository's id.
+        let bob = p.create_user(&name("bob"), &Password::new("bob-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        assert!(bob.id > alice.id);
+        let next = p.create_repo(&owner, &RepoSlug::parse("next").unwrap(), false).unwrap();
+        assert!(next.id > gone.id, "id {} of a deleted repository given again", gone.id);
+
+        let again = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap_err();
+        assert!(again.to_string().contains("not empty"), "{again}");
     }
 }

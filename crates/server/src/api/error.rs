@@ -57,6 +57,9 @@ pub(crate) enum ApiError {
     /// Reading the repository failed, or its answer was over a cap ([`crate::repo_read`]).
     #[error("{0}")]
     Read(#[from] crate::repo_read::ReadError),
+    /// The metadata database cannot be reached: 503.
+    #[error("database unavailable: {0}")]
+    DatabaseDown(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -124,6 +127,15 @@ impl ApiError {
             ApiError::Conflict { exception, .. } => (StatusCode::CONFLICT, None, msg, exception),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, None, msg, "com.sun.jersey.api.NotFoundException"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, None, msg, "com.atlassian.bitbucket.ServiceUnavailableException"),
+            ApiError::DatabaseDown(detail) => {
+                tracing::warn!(%detail, "REST request refused: the database is unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "The database is unavailable; the request was not carried out. Try again in a few seconds.".into(),
+                    "com.atlassian.bitbucket.ServiceUnavailableException",
+                )
+            }
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 None,
@@ -224,6 +236,7 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Password(p) => ApiError::invalid("password", p.to_string()),
             StoreError::Name(n) => ApiError::Invalid { context: None, message: n.to_string() },
+            other if other.is_unavailable() => ApiError::DatabaseDown(other.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
