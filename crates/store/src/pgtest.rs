@@ -60,11 +60,7 @@ impl TestPg {
         // try a few.
         for attempt in 0..5 {
             pg.port = free_port();
-            let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-                pg.port,
-                pg.dir.path().display()
-            );
+            let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", pg.port, pg.dir.path().display());
             let log = pg.dir.path().join("postgres.log");
             if pg.try_run("pg_ctl", &["-D", path(&data), "-l", path(&log), "-w", "-t", "60", "-o", &opts, "start"]) {
                 return pg;

@@ -191,7 +191,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyFailedLogins(d) | ApiError::AccountLocked { retry_after: Some(d), .. } => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
             }
-            ApiError::Busy => {
+            ApiError::Busy | ApiError::DatabaseDown(_) => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
@@ -211,6 +211,7 @@ impl From<HttpError> for ApiError {
                 tracing::warn!(total = e.total, "REST request refused: request bodies in memory are at their cap (max_buffered_request_bytes)");
                 ApiError::Busy
             }
+            HttpError::DatabaseDown(d) => ApiError::DatabaseDown(d),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -67,6 +67,12 @@ pub struct Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Closing a client blocks on its own small runtime, which may not start inside another
+        // (a server's last reference can go on the thread that drives its runtime).
+        let idle = std::mem::take(&mut self.pool.lock().idle);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new().name("trove-pg-close".into()).spawn(move || drop(idle));
+        }
     }
 }
 
