@@ -14,9 +14,14 @@ use trove_store::{BaseUrl, ContextPath, GlobalPermission, Owner, Password, Permi
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Data directory to administer.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR, global = true)]
-    data: PathBuf,
+    /// Data directory to administer. Default ./trove-data.
+    #[arg(long, value_name = "DIR", global = true, conflicts_with = "config")]
+    data: Option<PathBuf>,
+    /// Administer what this server configuration names (its data directory, or its PostgreSQL
+    /// database and shared storage in Data Center mode), exactly as `trove server --config FILE`
+    /// would open it.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
     /// The git executable that makes new repositories (`repo add`); give the server's
     /// `[git] binary` when git is not the one on PATH. Default `git`, looked up on PATH.
     #[arg(long, value_name = "PATH", default_value = "git", global = true)]
@@ -54,6 +59,25 @@ enum Command {
     /// Server settings: `base-url URL`, `context-path PATH`, `show`.
     #[command(subcommand)]
     Settings(SettingsCommand),
+    /// The metadata database: `copy --to postgres://…` (moving to Data Center mode).
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum DbCommand {
+    /// Copy every user, project, repository record, permission, token, session and setting from
+    /// this installation's SQLite database into an empty PostgreSQL database, in one
+    /// transaction, and check the counts. The password comes from --password-file or
+    /// TROVE_DATABASE_PASSWORD, never the URL.
+    Copy {
+        /// `postgres://user@host:5432/dbname`, an empty database (createdb).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file holding the database password (mode 600).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -164,6 +188,30 @@ fn read_password(name: &UserName, from_stdin: bool) -> anyhow::Result<Password> 
 /// Opens the data directory of an existing installation. Like `pg_ctl -D`, a missing one is an
 /// error, not a new empty installation: a typo or the wrong working directory must not quietly
 /// make a second one.
+/// `db copy`: SQLite in `data` into the empty PostgreSQL database `to`.
+fn db_copy(data: &std::path::Path, to: &str, password_file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    if trove_server::url_has_password(to) {
+        bail!(
+            "--to: the URL holds a password, which `ps` shows to every user of this machine; give --password-file FILE (mode 600) or set {}",
+            trove_server::DATABASE_PASSWORD_ENV
+        );
+    }
+    let mut db = trove_server::DatabaseSettings::new(to).map_err(|m| anyhow::anyhow!("--to: {m}"))?;
+    db.password_file = password_file.map(|p| p.to_owned());
+    let password = db.password().map_err(|m| anyhow::anyhow!(m))?;
+    let source = data.join("trove.db");
+    if !source.is_file() {
+        bail!("{} holds no Trove installation (no trove.db); give --data DIR of the installation to copy", data.display());
+    }
+    let opts = trove_store::PgOptions { url: db.url.clone(), password, pool_size: 2, timeout: db.timeout };
+    let report = trove_store::copy_sqlite_to_postgres(&source, &opts)?;
+    for (table, n) in &report.tables {
+        println!("{table:<20} {n:>8} rows");
+    }
+    println!("copied {} into {}; point every node's [database] url at it (docs/cluster.md)", source.display(), db.url);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn open_existing(data: &std::path::Path, git: &std::path::Path) -> anyhow::Result<Store> {
     let shown = std::path::absolute(data).unwrap_or_else(|_| data.to_owned());
     if !data.join("trove.db").is_file() {
@@ -177,18 +225,33 @@ fn open_existing(data: &std::path::Path, git: &std::path::Path) -> anyhow::Resul
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let data = args.data.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     if let Command::Init = args.command {
-        let shown = std::path::absolute(&args.data).unwrap_or_else(|_| args.data.clone());
-        if args.data.join("trove.db").is_file() {
+        let shown = std::path::absolute(&data).unwrap_or_else(|_| data.clone());
+        if data.join("trove.db").is_file() {
             bail!("{} already holds a Trove installation; nothing was changed", shown.display());
         }
-        Store::open(&args.data).with_context(|| format!("cannot create data directory {}", shown.display()))?;
+        Store::open(&data).with_context(|| format!("cannot create data directory {}", shown.display()))?;
         println!("created an empty installation in {}", shown.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let store = open_existing(&args.data, &args.git)?;
+    if let Command::Db(DbCommand::Copy { to, password_file }) = &args.command {
+        return db_copy(&data, to, password_file.as_deref());
+    }
+    let store = match &args.config {
+        Some(file) => {
+            let config = trove_server::ServerConfig::load(file)?;
+            if config.database.is_none() {
+                // SQLite: the same check as --data, so a wrong data_dir is not a new installation.
+                open_existing(&config.data_dir, &config.git.binary)?
+            } else {
+                trove_server::open_store(&config).with_context(|| format!("cannot open what {} names", file.display()))?
+            }
+        }
+        None => open_existing(&data, &args.git)?,
+    };
     match args.command {
-        Command::Init => unreachable!("handled above"),
+        Command::Init | Command::Db(_) => unreachable!("handled above"),
         Command::User(UserCommand::Add { name, admin, password_stdin }) => {
             let name = UserName::parse(&name)?;
             if store.user(&name)?.is_some() {

@@ -19,6 +19,29 @@ pub struct Args {
     /// configuration. Default 127.0.0.1:7990.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// PostgreSQL for Data Center mode, `postgres://user@host:5432/dbname`; overrides
+    /// `[database] url`. The password comes from `[database] password_file` or
+    /// TROVE_DATABASE_PASSWORD, never from the command line (`ps` shows it to everyone).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+/// `--database URL` into the configuration, keeping the file's other `[database]` settings.
+pub fn apply_database_flag(config: &mut ServerConfig, url: &str) -> anyhow::Result<()> {
+    if trove_server::url_has_password(url) {
+        anyhow::bail!(
+            "--database: the URL holds a password, which `ps` shows to every user of this machine; put it in a file named by [database] password_file (mode 600) or in {}",
+            trove_server::DATABASE_PASSWORD_ENV
+        );
+    }
+    let mut db = trove_server::DatabaseSettings::new(url).map_err(|m| anyhow::anyhow!("--database: {m}"))?;
+    if let Some(old) = config.database.take() {
+        db.password_file = old.password_file;
+        db.pool_size = old.pool_size;
+        db.timeout = old.timeout;
+    }
+    config.database = Some(db);
+    Ok(())
 }
 
 /// `7990` → `127.0.0.1:7990`; `0.0.0.0:7990` as is.
@@ -39,6 +62,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(l) = &args.listen {
         config.listen = parse_listen(l)?;
+    }
+    if let Some(url) = &args.database {
+        apply_database_flag(&mut config, url)?;
     }
     init_logging();
     // One server per data directory: a second one on the same SQLite database would serve and

@@ -12,7 +12,7 @@ use trove_gateway::tls::{ReloadableCerts, build_server_config_with_resolver};
 use trove_tls as tls;
 
 use crate::data_lock::DataLock;
-use trove_store::{BaseUrl, ContextPath, GlobalPermission, Password, Store, UserName};
+use trove_store::{BaseUrl, ContextPath, GlobalPermission, Password, UserName};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,6 +31,10 @@ pub struct Args {
     /// Where the Git server listens (behind the gateway). Default 127.0.0.1:7990.
     #[arg(long, value_name = "ADDR")]
     pub server: Option<String>,
+    /// PostgreSQL instead of the data directory's SQLite (Data Center mode, docs/cluster.md):
+    /// `postgres://user@host:5432/dbname`, the password in TROVE_DATABASE_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
 }
 
 /// What `trove up` set up in a data directory; `trove doctor --data` reads it too.
@@ -572,6 +576,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut server_cfg = trove_server::ServerConfig::new(&data);
     server_cfg.listen = state.server.parse()?;
     server_cfg.trusted_proxies = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
+    if let Some(url) = &args.database {
+        crate::cmd_server::apply_database_flag(&mut server_cfg, url)?;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -579,9 +586,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // opened (made, on a first start) before the ports, so that `trove admin` works as soon
         // as a port answers; a first start's stays without an admin account until the commit, so
         // that a start that fails never loses the password shown once.
-        let store = Store::open(&data).with_context(|| format!("cannot open the data directory {}", data.display()))?;
+        let store = trove_server::open_store(&server_cfg).with_context(|| format!("cannot open the data directory {}", data.display()))?;
         let admin = UserName::parse("admin").expect("valid name");
-        let admin_exists = store.user(&admin)?.is_some();
+        let admin_exists = store.sync(|s| s.user(&admin))?.is_some();
         // The first password, checked before anything is committed; later starts ignore the
         // variable (and say so), even a password it would refuse.
         let first_password = match (admin_exists, &env_password) {
@@ -592,7 +599,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some((Password::new(&pw)?, Some(pw)))
             }
         };
-        let stored_base = store.base_url()?;
+        let stored_base = store.sync(|s| s.base_url())?;
         // An explicit --public-url always wins, also over a base URL changed with `trove admin`
         // since: it is the fix `trove doctor` gives for a base URL that differs from it.
         let set_base = first_start || args.public_url.is_some() || stored_base.is_none() || saved.as_ref().is_some_and(|s| s.public_url != state.public_url);
@@ -616,14 +623,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Everything is bound and checked: commit.
         staged.commit()?;
         let mut shown_password = None;
-        if let Some((password, shown)) = first_password {
-            store.create_user(&admin, &password, GlobalPermission::SysAdmin)?;
-            shown_password = shown;
-        }
-        if set_base {
-            store.set_base_url(Some(&public))?;
-        }
-        store.set_context_path(stored_context.as_ref())?;
+        store.sync(|s| {
+            if let Some((password, shown)) = first_password {
+                s.create_user(&admin, &password, GlobalPermission::SysAdmin)?;
+                shown_password = shown;
+            }
+            if set_base {
+                s.set_base_url(Some(&public))?;
+            }
+            s.set_context_path(stored_context.as_ref())
+        })?;
         if let Some(late) = &late {
             let loaded = trove_gateway::tls_setup::tls_for(&gw_cfg)?.context("the gateway config has no TLS site")?;
             let _ = late.0.set(loaded.certs.clone());
@@ -664,8 +673,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!();
         let tp = trove_store::ProjectKey::parse("TP").expect("valid key");
         let owner = trove_store::Owner::Project(tp);
-        let project_exists = store.project_info(&owner)?.is_some();
-        let repo_exists = store.repo(&owner, &trove_store::RepoSlug::parse("test").expect("valid slug"))?.is_some();
+        let (project_exists, repo_exists) = store.sync(|s| {
+            Ok::<_, trove_store::StoreError>((
+                s.project_info(&owner)?.is_some(),
+                s.repo(&owner, &trove_store::RepoSlug::parse("test").expect("valid slug"))?.is_some(),
+            ))
+        })?;
         drop(store);
         if repo_exists {
             println!("Clone the repository:");

@@ -171,7 +171,7 @@ pub(crate) async fn authenticate(
 async fn check_token(store: &Store, limiter: &LoginLimiter, token: String, user: Option<String>) -> Result<Option<Authenticated>, HttpError> {
     let store = store.clone();
     let _permit = limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
-    let found = store.run(move |s| s.verify_token(&token, user.as_deref())).await.map_err(|e| HttpError::Internal(format!("credential check: {e}")))?;
+    let found = store.run(move |s| s.verify_token(&token, user.as_deref())).await.map_err(|e| HttpError::store("credential check", e))?;
     match found {
         Some(a) => Ok(Some(a)),
         None => {
@@ -199,10 +199,7 @@ pub(crate) async fn password_login(
     let _permit = limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
     let name = user.to_owned();
     // argon2 is deliberately slow: keep it off the async worker threads.
-    let result = store
-        .run(move |s| s.check_password(&name, &secret, &policy, passed_challenge))
-        .await
-        .map_err(|e| HttpError::Internal(format!("credential check: {e}")))?;
+    let result = store.run(move |s| s.check_password(&name, &secret, &policy, passed_challenge)).await.map_err(|e| HttpError::store("credential check", e))?;
     match result {
         PasswordCheck::Ok(user) => Ok(Authenticated { user, token_scope: None }),
         PasswordCheck::Wrong => {

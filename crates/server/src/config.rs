@@ -30,6 +30,69 @@ pub enum ConfigError {
     InvalidAt { path: PathBuf, line: usize, key: &'static str, message: String },
 }
 
+/// How to reach PostgreSQL. The password comes from `password_file` or the environment
+/// (`TROVE_DATABASE_PASSWORD`), never from a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    pub pool_size: usize,
+    pub timeout: Duration,
+}
+
+/// The environment variable that may hold the database password.
+pub const DATABASE_PASSWORD_ENV: &str = "TROVE_DATABASE_PASSWORD";
+
+impl DatabaseSettings {
+    pub fn new(url: &str) -> Result<DatabaseSettings, String> {
+        check_database_url(url)?;
+        Ok(DatabaseSettings { url: url.to_owned(), password_file: None, pool_size: 16, timeout: Duration::from_secs(5) })
+    }
+
+    /// The password: the file's first line, else `TROVE_DATABASE_PASSWORD`, else none (the URL's,
+    /// or trust/peer authentication). A file others may read is refused, as TLS keys are.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        if let Some(f) = &self.password_file {
+            use std::os::unix::fs::PermissionsExt as _;
+            let meta = std::fs::metadata(f).map_err(|e| format!("cannot read the database password file {}: {e}", f.display()))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(format!(
+                    "the database password file {} may be read by other users (mode {:o}); run `chmod 600 {}`",
+                    f.display(),
+                    meta.permissions().mode() & 0o777,
+                    f.display()
+                ));
+            }
+            let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read the database password file {}: {e}", f.display()))?;
+            return Ok(Some(text.lines().next().unwrap_or("").to_owned()));
+        }
+        Ok(std::env::var(DATABASE_PASSWORD_ENV).ok().filter(|p| !p.is_empty()))
+    }
+}
+
+/// A PostgreSQL URL, checked before anything connects: `postgres://user@host[:port]/dbname`.
+pub fn check_database_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) else {
+        return Err(format!("{url:?} is not a PostgreSQL URL; write postgres://user@host:5432/dbname"));
+    };
+    let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.rsplit_once('@').map_or(authority, |(_, h)| h).is_empty() {
+        return Err(format!("{url:?} names no host; write postgres://user@host:5432/dbname"));
+    }
+    if db.split('?').next().unwrap_or("").is_empty() {
+        return Err(format!("{url:?} names no database; write postgres://user@host:5432/dbname"));
+    }
+    Ok(())
+}
+
+/// Whether a URL carries a password (`postgres://user:secret@host/db`): refused on command lines,
+/// where `ps` shows it to every user of the machine.
+pub fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
 /// `trove.toml` as written. Unknown keys are refused, so a typo is an error, not a silent default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +116,10 @@ pub struct RawConfig {
     pub cluster: RawCluster,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
+    pub storage: RawStorage,
 }
 
 /// `[cluster]`: this node among others (Data Center mode).
@@ -67,6 +134,23 @@ pub struct RawCluster {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Option<toml::Spanned<String>>,
+}
+
+/// `[database]`: PostgreSQL for Data Center mode (docs/cluster.md); absent, SQLite in `data_dir`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub pool_size: Option<usize>,
+    pub connect_timeout_secs: Option<u64>,
+}
+
+/// `[storage]`: where the bare repositories live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub repositories: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +242,10 @@ pub struct ServerConfig {
     /// Address of the metrics listener (`[metrics] listen`), serving `/metrics` (Prometheus)
     /// and `/healthz`. Default `None`: no metrics listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// PostgreSQL (Data Center mode); `None`: SQLite in `data_dir`.
+    pub database: Option<DatabaseSettings>,
+    /// Shared repository storage; `None`: `<data_dir>/repositories`.
+    pub repositories: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -189,6 +277,8 @@ impl ServerConfig {
             },
             node_id: None,
             metrics_listen: None,
+            database: None,
+            repositories: None,
         }
     }
 
@@ -313,6 +403,27 @@ impl ServerConfig {
             })?;
             c.metrics_listen = Some(addr);
         }
+        let anchored = |p: PathBuf| if p.is_relative() { base_dir.join(p) } else { p };
+        if let Some(url) = raw.database.url {
+            let mut db = DatabaseSettings::new(&url).map_err(|m| invalid("database.url", m))?;
+            db.password_file = raw.database.password_file.map(anchored);
+            if let Some(n) = raw.database.pool_size {
+                if n == 0 {
+                    return Err(invalid("database.pool_size", "must be at least 1".into()));
+                }
+                db.pool_size = n;
+            }
+            if let Some(s) = raw.database.connect_timeout_secs {
+                db.timeout = Duration::from_secs(s.max(1));
+            }
+            c.database = Some(db);
+        } else if raw.database.password_file.is_some() || raw.database.pool_size.is_some() || raw.database.connect_timeout_secs.is_some() {
+            return Err(invalid(
+                "database.url",
+                "[database] has settings but no url; add url = \"postgres://user@host:5432/dbname\", or remove the section to use SQLite".into(),
+            ));
+        }
+        c.repositories = raw.storage.repositories.map(anchored);
         Ok(c)
     }
 }

@@ -45,8 +45,19 @@ pub(crate) enum HttpError {
     /// Request bodies in memory are at their cap (`budget`): try again shortly.
     #[error("{0}")]
     Busy(#[from] crate::budget::Exhausted),
+    /// The metadata database cannot be reached (PostgreSQL down or restarting): 503, and the
+    /// next request tries again.
+    #[error("database unavailable: {0}")]
+    DatabaseDown(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl HttpError {
+    /// A store failure: 503 when the database is unreachable, else 500.
+    pub(crate) fn store(context: &str, e: trove_store::StoreError) -> HttpError {
+        if e.is_unavailable() { HttpError::DatabaseDown(e.to_string()) } else { HttpError::Internal(format!("{context}: {e}")) }
+    }
 }
 
 fn text(status: StatusCode, msg: String) -> Response {
@@ -99,6 +110,13 @@ impl IntoResponse for HttpError {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 r
             }
+            HttpError::DatabaseDown(detail) => {
+                tracing::warn!(%detail, "request refused: the database is unavailable");
+                let mut r =
+                    text(StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable; the request was not carried out. Try again in a few seconds.\n".into());
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
             HttpError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error; the server log has details.\n".into())
@@ -129,6 +147,8 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Store(#[from] trove_store::StoreError),
+    #[error("[database]: {0}")]
+    Database(String),
     #[error("cannot run git ({binary}): {detail}; install git 2.31 or newer or set [git] binary in trove.toml")]
     Git { binary: String, detail: String },
     #[error(transparent)]

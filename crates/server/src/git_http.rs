@@ -82,7 +82,7 @@ pub(crate) async fn authorize(
             Err(HttpError::NotFound)
         }
         Err(AccessError::Forbidden(repo)) => Err(HttpError::PushForbidden { user: who.map(|a| a.user.name.to_string()).unwrap_or_default(), repo }),
-        Err(AccessError::Store(e)) => Err(HttpError::Internal(format!("permission lookup: {e}"))),
+        Err(AccessError::Store(e)) => Err(HttpError::store("permission lookup", e)),
     }
 }
 

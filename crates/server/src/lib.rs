@@ -41,7 +41,10 @@ use trove_http::linger;
 use trove_store::Store;
 
 pub use challenge::solve as solve_login_challenge;
-pub use config::{AuthSettings, ConfigError, DEFAULT_DATA_DIR, DEFAULT_LISTEN, GitSettings, RawConfig, ServerConfig};
+pub use config::{
+    AuthSettings, ConfigError, DATABASE_PASSWORD_ENV, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DatabaseSettings, GitSettings, RawConfig, ServerConfig,
+    url_has_password,
+};
 pub use error::ServerError;
 pub use git_service::{GitError, Service as GitService};
 pub use node::{BadNodeId, NodeId, NodeIdError};
@@ -92,7 +95,7 @@ pub(crate) struct SettingsSync {
 }
 
 impl SettingsSync {
-    fn follow(&self, store: &Store, urls: &PublicUrls) {
+    async fn follow(&self, store: &Store, urls: &PublicUrls) {
         use std::sync::atomic::Ordering::Relaxed;
         let version = match store.data_version() {
             Ok(v) => v,
@@ -101,7 +104,7 @@ impl SettingsSync {
         if self.data_version.swap(version, Relaxed) == version || self.base_url_from_config {
             return;
         }
-        match store.base_url() {
+        match store.run(|s| s.base_url()).await {
             Ok(base) if base != urls.configured_base_url() => {
                 tracing::info!(base_url = base.as_ref().map(|b| b.as_str()).unwrap_or("(none)"), "base URL changed in the database; in force now");
                 urls.set_base_url(base);
@@ -126,11 +129,30 @@ pub struct Server {
     metrics_addr: Option<SocketAddr>,
 }
 
+/// The store the configuration names: SQLite in the data directory, or PostgreSQL, with the
+/// repositories in the data directory or on shared storage. `trove admin --config` opens the
+/// same way.
+pub fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
+    let database = match &config.database {
+        Some(db) => {
+            let password = db.password().map_err(ServerError::Database)?;
+            Some(trove_store::PgOptions { url: db.url.clone(), password, pool_size: db.pool_size, timeout: db.timeout })
+        }
+        None => None,
+    };
+    Ok(Store::open_with(&trove_store::StoreOptions {
+        data_dir: config.data_dir.clone(),
+        repositories: config.repositories.clone(),
+        database,
+        git_binary: config.git.binary.clone(),
+    })?)
+}
+
 impl Server {
     /// Opens the data directory (applying migrations), merges the settings stored there with
     /// the configuration (the configuration wins), and checks that git runs.
     pub fn open(config: ServerConfig) -> Result<Server, ServerError> {
-        let store = Store::open_with_git(&config.data_dir, &config.git.binary)?;
+        let store = open_store(&config)?;
         let version = std::process::Command::new(&config.git.binary)
             .env_clear()
             .envs(trove_store::git_env(store.git_home()))
@@ -164,14 +186,15 @@ impl Server {
         };
         let base_url_from_config = config.base_url.is_some();
         let drain_timeout = config.drain_timeout;
-        let data_version = store.data_version()?;
+        let (data_version, stored_base_url, stored_context_path) =
+            store.sync(|s| Ok::<_, trove_store::StoreError>((s.data_version()?, s.base_url()?, s.context_path()?)))?;
         let base_url = match config.base_url {
             Some(b) => Some(b),
-            None => store.base_url()?,
+            None => stored_base_url,
         };
         let context_path = match config.context_path {
             Some(c) => c,
-            None => store.context_path()?.unwrap_or_default(),
+            None => stored_context_path.unwrap_or_default(),
         };
         if let Some(b) = &base_url
             && b.path() != context_path.as_str()
@@ -240,6 +263,7 @@ impl Server {
             git_started: self.git_processes_started(),
             body_bytes_in_use: s.bodies.in_use(),
             body_bytes_cap: s.bodies.total,
+            pool: s.store.pool_stats(),
         })
     }
 
@@ -579,7 +603,7 @@ async fn catch_panics(State(state): State<AppState>, req: Request, next: Next) -
 /// once if that differs from the base URL, and hands the view to the handlers.
 async fn observe_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    state.settings_sync.follow(&state.store, &state.urls);
+    state.settings_sync.follow(&state.store, &state.urls).await;
     let view = public_url::view(state.urls.settings(), peer, req.headers());
     state.urls.observe(&view);
     let method = req.method().clone();

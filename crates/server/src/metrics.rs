@@ -89,6 +89,8 @@ pub(crate) struct Gauges {
     pub(crate) git_started: u64,
     pub(crate) body_bytes_in_use: u64,
     pub(crate) body_bytes_cap: u64,
+    /// The PostgreSQL pool (`None` on SQLite).
+    pub(crate) pool: Option<trove_store::PoolStats>,
 }
 
 pub(crate) struct Metrics {
@@ -201,14 +203,21 @@ impl Metrics {
             &[],
             gauges.body_bytes_cap,
         );
-        render_store(&mut t);
+        render_store(&mut t, gauges.pool);
         t.finish()
     }
 }
 
-/// The metadata store's families. The place for the database pool (connections in use, idle,
-/// waits) once the PostgreSQL backend has one; the SQLite backend has nothing to add.
-fn render_store(_t: &mut Text) {}
+/// The metadata store's families: PostgreSQL's connection pool (SQLite has none to show).
+fn render_store(t: &mut Text, pool: Option<trove_store::PoolStats>) {
+    let Some(p) = pool else { return };
+    t.family("trove_server_db_connections", "PostgreSQL connections of this node, by state (busy, idle) and the pool's size.", Kind::Gauge);
+    t.sample("trove_server_db_connections", &[("state", "busy")], p.open.saturating_sub(p.idle));
+    t.sample("trove_server_db_connections", &[("state", "idle")], p.idle);
+    t.sample("trove_server_db_connections", &[("state", "max")], p.size);
+    t.family("trove_server_db_pool_waits_total", "Store calls that waited for a free PostgreSQL connection.", Kind::Counter);
+    t.sample("trove_server_db_pool_waits_total", &[], p.waits);
+}
 
 /// One git operation being measured: created when it starts, recorded when the last of its
 /// parts (the caller, git's supervisor, the answer's stream) lets go of it. An operation let go
@@ -307,7 +316,7 @@ mod tests {
     }
 
     fn gauges() -> Gauges {
-        Gauges { git_running: 0, git_started: 0, body_bytes_in_use: 0, body_bytes_cap: 0 }
+        Gauges { git_running: 0, git_started: 0, body_bytes_in_use: 0, body_bytes_cap: 0, pool: None }
     }
 
     fn count(text: &str, kind: &str, outcome: &str) -> u64 {

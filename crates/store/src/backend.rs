@@ -24,4 +24,9 @@ pub use crate::users::Users;
 pub trait Backend: Users + Projects + Repos + Grants + Tokens + Sessions + Settings + Logins + Send + Sync + 'static {
     /// What a log line or an error names this backend by (`SQLite /data/trove.db`).
     fn describe(&self) -> String;
+
+    /// The connection pool's figures, for the metrics; `None` for a backend without one.
+    fn pool_stats(&self) -> Option<crate::PoolStats> {
+        None
+    }
 }

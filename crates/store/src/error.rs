@@ -18,6 +18,10 @@ pub enum StoreError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("metadata database {path}: {source}")]
     Database { path: PathBuf, source: rusqlite::Error },
+    /// PostgreSQL refused or failed; `unavailable` when it could not be reached at all (the
+    /// server answers 503 then, and recovers by itself when the database is back).
+    #[error("PostgreSQL at {target}: {message}")]
+    Postgres { target: String, message: String, unavailable: bool },
     #[error("metadata database {path} has schema version {found}, newer than this trove knows ({known}); run a newer trove")]
     SchemaTooNew { path: PathBuf, found: i64, known: i64 },
     #[error("user {0} already exists")]
@@ -39,6 +43,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database could not be reached (down, restarting, pool exhausted): a retry later may
+    /// succeed, so callers answer 503 rather than 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Postgres { unavailable: true, .. })
+    }
+
     pub(crate) fn db(path: &std::path::Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Database { path: path.to_owned(), source }
     }

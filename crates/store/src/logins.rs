@@ -169,7 +169,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{GlobalPermission, Password};
 
@@ -196,8 +196,7 @@ mod tests {
     }
 
     fn store_with(users: &[&str]) -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let (dir, s) = crate::store::backends::store();
         for u in users {
             s.create_user(&UserName::parse(u).unwrap(), &Password::new(&format!("{u}-password")).unwrap(), GlobalPermission::LicensedUser).unwrap();
         }
@@ -209,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it() {
+    pub(crate) fn a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it() {
         let (dir, s) = store_with(&["alice", "bob"]);
         for _ in 0..3 {
             assert!(matches!(s.check_password("alice", "guess", &P, false).unwrap(), PasswordCheck::Wrong));
@@ -220,7 +219,7 @@ mod tests {
         assert!(is_ok(s.check_password("bob", "bob-password", &P, false).unwrap()), "one account's failures locked another");
         let alice = UserName::parse("alice").unwrap();
         // Seen, and cleared, by another process on the same data directory (`trove admin`).
-        let admin = Store::open(dir.path()).unwrap();
+        let admin = crate::store::backends::reopen(dir.path());
         assert_eq!(admin.login_locks(&P).unwrap().len(), 1);
         assert!(admin.clear_login_lock(&alice).unwrap());
         assert!(!admin.clear_login_lock(&alice).unwrap(), "nothing left to clear");
@@ -236,8 +235,8 @@ mod tests {
     }
 
     #[test]
-    fn a_success_resets_the_count_and_unknown_users_leave_no_record() {
-        let (_d, s) = store_with(&["alice"]);
+    pub(crate) fn a_success_resets_the_count_and_unknown_users_leave_no_record() {
+        let (d, s) = store_with(&["alice"]);
         for _ in 0..10 {
             s.check_password("alice", "guess", &P, false).unwrap();
             s.check_password("alice", "guess", &P, false).unwrap();
@@ -246,8 +245,7 @@ mod tests {
         for _ in 0..5 {
             s.check_password("nobody", "guess", &P, false).unwrap();
         }
-        let n: i64 =
-            rusqlite::Connection::open(s.data_dir().join("trove.db")).unwrap().query_row("SELECT count(*) FROM login_failures", [], |r| r.get(0)).unwrap();
+        let n: i64 = crate::store::backends::count(d.path(), "login_failures");
         assert_eq!(n, 0);
         let off = LoginPolicy { max_failures: 0, ..P };
         for _ in 0..20 {

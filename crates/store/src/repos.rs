@@ -94,8 +94,7 @@ pub(crate) fn repos_dir(data_dir: &Path) -> PathBuf {
 /// Creates the bare repository for `id`: `git init` into a temporary directory beside the final
 /// one, write our config, then rename, so a half-made repository never sits at a live path.
 /// `git` is the executable to run (the server's `[git] binary`).
-pub(crate) fn init_bare(data_dir: &Path, git_home: &Path, git: &Path, id: i64) -> Result<PathBuf, StoreError> {
-    let dir = repos_dir(data_dir);
+pub(crate) fn init_bare(dir: &Path, git_home: &Path, git: &Path, id: i64) -> Result<PathBuf, StoreError> {
     let final_path = dir.join(id.to_string());
     let tmp = dir.join(format!(".init-{id}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);

@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::names::{Owner, ProjectKey, RepoSlug, UserName};
 use crate::password::{self, Password, os_rng};
 use crate::permissions::{GlobalPermission, Permission};
+use crate::postgres::{PgOptions, Postgres};
 use crate::repos::{self, Repo};
 use crate::sessions::Session;
 use crate::sqlite::Sqlite;
@@ -36,6 +37,19 @@ pub struct Authenticated {
 
 const TOKEN_PREFIX: &str = "trv_";
 
+/// Where a store keeps things.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// This node's own directory: SQLite's database (when no `database`), git's empty HOME.
+    pub data_dir: PathBuf,
+    /// Shared repository storage (`[storage] repositories`); `None`: `<data_dir>/repositories`.
+    pub repositories: Option<PathBuf>,
+    /// PostgreSQL (`[database] url`); `None`: SQLite in the data directory.
+    pub database: Option<PgOptions>,
+    /// The git that makes new repositories (`[git] binary`).
+    pub git_binary: PathBuf,
+}
+
 /// The data directory: the metadata database plus the bare repositories.
 #[derive(Clone)]
 pub struct Store {
@@ -45,6 +59,8 @@ pub struct Store {
 struct Inner {
     db: Box<dyn Backend>,
     data_dir: PathBuf,
+    /// The bare repositories: `<data>/repositories`, or shared storage every node mounts.
+    repos_dir: PathBuf,
     git_home: PathBuf,
     /// The git that `git init`s new repositories ([`Store::open_with_git`]).
     git_binary: PathBuf,
@@ -86,19 +102,43 @@ impl Store {
 
     /// [`Store::open`], making new repositories with `git_binary` (the server's `[git] binary`).
     pub fn open_with_git(data_dir: &Path, git_binary: &Path) -> Result<Store, StoreError> {
-        let mk = |p: &Path| std::fs::create_dir_all(p).map_err(|source| StoreError::DataDir { path: p.to_owned(), source });
-        mk(data_dir)?;
-        let data_dir = std::fs::canonicalize(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
-        mk(&repos::repos_dir(&data_dir))?;
-        let git_home = data_dir.join("git-home");
-        mk(&git_home)?;
-        let db = Sqlite::open(&data_dir.join("trove.db"))?;
-        Ok(Store::with_backend(Box::new(db), data_dir, git_home, git_binary.to_owned()))
+        Self::open_with(&StoreOptions { data_dir: data_dir.to_owned(), repositories: None, database: None, git_binary: git_binary.to_owned() })
     }
 
-    /// A store on any backend, with repositories under `data_dir`.
-    pub fn with_backend(db: Box<dyn Backend>, data_dir: PathBuf, git_home: PathBuf, git_binary: PathBuf) -> Store {
-        Store { inner: Arc::new(Inner { db, data_dir, git_home, git_binary, verified: password::Verified::new() }) }
+    /// Opens the store a configuration names: SQLite in the data directory, or PostgreSQL
+    /// (`database`), with the repositories in the data directory or on shared storage.
+    pub fn open_with(opts: &StoreOptions) -> Result<Store, StoreError> {
+        let mk = |p: &Path| std::fs::create_dir_all(p).map_err(|source| StoreError::DataDir { path: p.to_owned(), source });
+        mk(&opts.data_dir)?;
+        let data_dir = std::fs::canonicalize(&opts.data_dir).map_err(|source| StoreError::DataDir { path: opts.data_dir.clone(), source })?;
+        let repos_dir = match &opts.repositories {
+            Some(shared) => {
+                mk(shared)?;
+                std::fs::canonicalize(shared).map_err(|source| StoreError::DataDir { path: shared.clone(), source })?
+            }
+            None => repos::repos_dir(&data_dir),
+        };
+        mk(&repos_dir)?;
+        let git_home = data_dir.join("git-home");
+        mk(&git_home)?;
+        let db: Box<dyn Backend> = match &opts.database {
+            Some(pg) => Box::new(off_runtime(|| Postgres::open(pg))?),
+            None => Box::new(Sqlite::open(&data_dir.join("trove.db"))?),
+        };
+        Ok(Store { inner: Arc::new(Inner { db, data_dir, repos_dir, git_home, git_binary: opts.git_binary.clone(), verified: password::Verified::new() }) })
+    }
+
+    /// The repositories' directory (`[storage] repositories`, or `<data>/repositories`).
+    pub fn repos_dir(&self) -> &Path {
+        &self.inner.repos_dir
+    }
+
+    /// Runs `f` now, on this thread, or (when this thread drives an async runtime) on a thread
+    /// of its own while this one waits: for the few synchronous calls made while starting up
+    /// inside a runtime, where PostgreSQL's client must not block a worker. Requests use
+    /// [`Store::run`].
+    pub fn sync<T: Send>(&self, f: impl FnOnce(&Store) -> T + Send) -> T {
+        off_runtime(|| f(self))
     }
 
     /// Runs `f` with the store on the blocking thread pool and returns its result: the one way
@@ -134,7 +174,7 @@ impl Store {
 
     /// Where the bare repository of `repo` lives.
     pub fn repo_path(&self, repo: &Repo) -> PathBuf {
-        repos::repos_dir(&self.inner.data_dir).join(repo.id.to_string())
+        self.inner.repos_dir.join(repo.id.to_string())
     }
 
     // ---- users ----
@@ -258,7 +298,7 @@ impl Store {
     pub fn create_repo(&self, owner: &Owner, slug: &RepoSlug, public: bool) -> Result<Repo, StoreError> {
         let project_id = self.ensure_project(owner)?;
         let id = self.insert_repo(project_id, slug, public)?.ok_or_else(|| StoreError::RepoExists(format!("{owner}/{slug}")))?;
-        if let Err(e) = repos::init_bare(&self.inner.data_dir, &self.inner.git_home, &self.inner.git_binary, id) {
+        if let Err(e) = repos::init_bare(&self.inner.repos_dir, &self.inner.git_home, &self.inner.git_binary, id) {
             let _ = self.delete_repo_row(id);
             return Err(e);
         }
@@ -298,6 +338,19 @@ impl Store {
     }
 }
 
+/// `f` on this thread, or on a scoped thread of its own when this one is inside an async runtime
+/// (the synchronous PostgreSQL client runs a runtime of its own, which may not be started from
+/// inside another).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(t) => t,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 pub(crate) static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn parse_token(secret: &str) -> Option<(i64, &str)> {
@@ -305,6 +358,61 @@ fn parse_token(secret: &str) -> Option<(i64, &str)> {
     let (id, secret_part) = rest.split_once('_')?;
     let id: i64 = id.parse().ok()?;
     (secret_part.len() == 43).then_some((id, secret_part))
+}
+
+/// Which backend the store tests run on: SQLite, or (inside [`backends::on_postgres`]) a
+/// PostgreSQL started for the test. Every store test uses [`backends::store`] and
+/// [`backends::reopen`] ("another process on the same data"), so one list runs on both.
+#[cfg(test)]
+pub(crate) mod backends {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::rc::Rc;
+
+    use super::{Store, StoreOptions};
+    use crate::pgtest::TestPg;
+    use crate::postgres::PgOptions;
+
+    thread_local! {
+        static PG: RefCell<Option<Rc<TestPg>>> = const { RefCell::new(None) };
+        static URLS: RefCell<HashMap<PathBuf, String>> = RefCell::new(HashMap::new());
+    }
+
+    /// Runs `f` with every `store()` on a fresh database of `pg`.
+    pub(crate) fn on_postgres(pg: Rc<TestPg>, f: impl FnOnce()) {
+        PG.with(|p| *p.borrow_mut() = Some(pg));
+        f();
+        PG.with(|p| *p.borrow_mut() = None);
+    }
+
+    fn open(dir: &Path, url: Option<String>) -> Store {
+        let database = url.map(|u| PgOptions::new(&u));
+        Store::open_with(&StoreOptions { data_dir: dir.to_owned(), repositories: None, database, git_binary: "git".into() }).unwrap()
+    }
+
+    pub(crate) fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = PG.with(|p| p.borrow().as_ref().map(|pg| pg.database()));
+        if let Some(u) = &url {
+            URLS.with(|m| m.borrow_mut().insert(dir.path().to_owned(), u.clone()));
+        }
+        let s = open(dir.path(), url);
+        (dir, s)
+    }
+
+    /// The same data as the store made for `dir`, opened again (as another process would).
+    pub(crate) fn reopen(dir: &Path) -> Store {
+        open(dir, URLS.with(|m| m.borrow().get(dir).cloned()))
+    }
+
+    /// Rows in `table`, on whichever backend `s` is.
+    pub(crate) fn count(dir: &Path, table: &str) -> i64 {
+        match URLS.with(|m| m.borrow().get(dir).cloned()) {
+            Some(u) => postgres::Client::connect(&u, postgres::NoTls).unwrap().query_one(&format!("SELECT count(*) FROM {table}"), &[]).unwrap().get(0),
+            None => rusqlite::Connection::open(dir.join("trove.db")).unwrap().query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -336,9 +444,7 @@ mod tests {
     }
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        (dir, s)
+        backends::store()
     }
 
     fn name(s: &str) -> UserName {
@@ -362,7 +468,7 @@ mod tests {
         assert!(!ok("password2"));
         assert_eq!(runs(), r0 + 3, "a wrong password is always checked in full");
         // Changed by another process on the same data directory, as `trove admin user passwd` does.
-        Store::open(dir.path()).unwrap().set_password(&name("alice"), &Password::new("password2").unwrap()).unwrap();
+        backends::reopen(dir.path()).set_password(&name("alice"), &Password::new("password2").unwrap()).unwrap();
         assert!(!ok("password1"), "the old password still worked after a change");
         assert!(ok("password2"));
         assert!(ok("password2"));
@@ -372,12 +478,10 @@ mod tests {
 
     #[test]
     fn reopening_a_data_dir_keeps_its_contents_and_migrations_run_once() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open(dir.path()).unwrap();
-            s.create_user(&name("alice"), &Password::new("alice-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
-        }
-        let s = Store::open(dir.path()).unwrap();
+        let (dir, s) = backends::store();
+        s.create_user(&name("alice"), &Password::new("alice-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        drop(s);
+        let s = backends::reopen(dir.path());
         assert!(s.user(&name("alice")).unwrap().is_some());
     }
 
@@ -615,5 +719,78 @@ mod tests {
         assert!(!s.revoke_token(&bob, t.id).unwrap());
         assert!(s.revoke_token(&alice, t.id).unwrap());
         assert!(s.verify_token(&t.secret, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn postgres_passes_every_store_test() {
+        let pg = std::rc::Rc::new(crate::pgtest::TestPg::start());
+        backends::on_postgres(pg, || {
+            a_verified_password_is_not_hashed_again_but_a_change_or_a_disabled_account_is_seen_at_once();
+            reopening_a_data_dir_keeps_its_contents_and_migrations_run_once();
+            passwords_and_tokens_authenticate_only_their_user();
+            duplicate_users_projects_and_repos_are_refused();
+            permissions_combine_grants_public_flags_and_personal_ownership();
+            a_deleted_repositorys_id_is_never_given_to_a_new_one();
+            settings_round_trip_and_can_be_cleared();
+            project_updates_rename_keys_and_refuse_taken_ones_without_changing_anything();
+            repo_renames_refuse_taken_slugs_and_deleting_a_user_removes_personal_repositories();
+            project_permission_counts_grants_defaults_and_admins_but_not_repository_grants();
+            sessions_resolve_by_id_end_on_logout_and_when_the_account_is_disabled();
+            visible_projects_follow_grants_public_flags_and_admin();
+            deleting_a_project_removes_its_repositories_from_disk();
+            tokens_list_and_revoke_only_for_their_owner();
+            crate::logins::tests::a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it();
+            crate::logins::tests::a_success_resets_the_count_and_unknown_users_leave_no_record();
+        });
+    }
+
+    #[test]
+    fn an_installation_copied_to_postgres_keeps_every_record_and_a_non_empty_target_is_refused() {
+        let pg = crate::pgtest::TestPg::start();
+        let (dir, s) = store();
+        let alice = s.create_user(&name("alice"), &Password::new("alice-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        let key = ProjectKey::parse("TP").unwrap();
+        let owner = Owner::Project(key.clone());
+        s.create_project(&key, Some("Test project"), false).unwrap();
+        let kept = s.create_repo(&owner, &RepoSlug::parse("kept").unwrap(), false).unwrap();
+        let gone = s.create_repo(&owner, &RepoSlug::parse("gone").unwrap(), false).unwrap();
+        s.delete_repo(&gone).unwrap();
+        s.grant_repo(&alice.name, &owner, &kept.slug, Permission::Write).unwrap();
+        let token = s.create_token(&alice.name, "ci", Permission::Read).unwrap();
+        let (session, csrf) = s.create_session(alice.id, 3600).unwrap();
+        s.set_base_url(Some(&BaseUrl::parse("https://mycompany.com/stash").unwrap())).unwrap();
+        let policy = crate::LoginPolicy::default();
+        s.check_password("alice", "wrong", &policy, false).unwrap();
+
+        let url = pg.database();
+        let report = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap();
+        let count = |t: &str| report.tables.iter().find(|(n, _)| *n == t).unwrap().1;
+        assert_eq!((count("users"), count("projects"), count("repositories"), count("tokens"), count("web_sessions")), (1, 1, 1, 1, 1));
+
+        let d2 = tempfile::tempdir().unwrap();
+        let p = Store::open_with(&StoreOptions {
+            data_dir: d2.path().to_owned(),
+            repositories: None,
+            database: Some(PgOptions::new(&url)),
+            git_binary: "git".into(),
+        })
+        .unwrap();
+        assert!(p.verify_password("alice", "alice-password").unwrap().is_some());
+        assert!(p.verify_token(&token.secret, None).unwrap().is_some());
+        assert_eq!(p.session(&session).unwrap().unwrap().csrf, csrf);
+        assert_eq!(p.base_url().unwrap().unwrap().as_str(), "https://mycompany.com/stash");
+        let got = p.repo(&owner, &kept.slug).unwrap().unwrap();
+        assert_eq!(got.id, kept.id, "repository ids name their directories: they must not change");
+        let who = Authenticated { user: p.user(&alice.name).unwrap().unwrap(), token_scope: None };
+        assert_eq!(p.permission(Some(&who), &got).unwrap(), Some(Permission::Write));
+        assert_eq!(p.login_row(&alice.name).unwrap().unwrap().failures.map(|f| f.count), Some(1));
+        // New rows continue after the copied ones, and never take a deleted repository's id.
+        let bob = p.create_user(&name("bob"), &Password::new("bob-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        assert!(bob.id > alice.id);
+        let next = p.create_repo(&owner, &RepoSlug::parse("next").unwrap(), false).unwrap();
+        assert!(next.id > gone.id, "id {} of a deleted repository given again", gone.id);
+
+        let again = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap_err();
+        assert!(again.to_string().contains("not empty"), "{again}");
     }
 }

@@ -57,6 +57,9 @@ pub(crate) enum ApiError {
     /// Reading the repository failed, or its answer was over a cap ([`crate::repo_read`]).
     #[error("{0}")]
     Read(#[from] crate::repo_read::ReadError),
+    /// The metadata database cannot be reached: 503.
+    #[error("database unavailable: {0}")]
+    DatabaseDown(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -124,6 +127,15 @@ impl ApiError {
             ApiError::Conflict { exception, .. } => (StatusCode::CONFLICT, None, msg, exception),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, None, msg, "com.sun.jersey.api.NotFoundException"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, None, msg, "com.atlassian.bitbucket.ServiceUnavailableException"),
+            ApiError::DatabaseDown(detail) => {
+                tracing::warn!(%detail, "REST request refused: the database is unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "The database is unavailable; the request was not carried out. Try again in a few seconds.".into(),
+                    "com.atlassian.bitbucket.ServiceUnavailableException",
+                )
+            }
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 None,
@@ -179,7 +191,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyFailedLogins(d) | ApiError::AccountLocked { retry_after: Some(d), .. } => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
             }
-            ApiError::Busy => {
+            ApiError::Busy | ApiError::DatabaseDown(_) => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
@@ -199,6 +211,7 @@ impl From<HttpError> for ApiError {
                 tracing::warn!(total = e.total, "REST request refused: request bodies in memory are at their cap (max_buffered_request_bytes)");
                 ApiError::Busy
             }
+            HttpError::DatabaseDown(d) => ApiError::DatabaseDown(d),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -224,6 +237,7 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Password(p) => ApiError::invalid("password", p.to_string()),
             StoreError::Name(n) => ApiError::Invalid { context: None, message: n.to_string() },
+            other if other.is_unavailable() => ApiError::DatabaseDown(other.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

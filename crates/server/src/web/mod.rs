@@ -154,6 +154,8 @@ pub(crate) enum WebError {
     Busy,
     /// Reading the repository failed, or its answer was over a cap ([`crate::repo_read`]).
     Read(crate::repo_read::ReadError),
+    /// The metadata database cannot be reached: 503.
+    DatabaseDown(String),
     Internal(String),
 }
 
@@ -172,7 +174,7 @@ struct ErrorPage {
 
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
-        WebError::Internal(e.to_string())
+        if e.is_unavailable() { WebError::DatabaseDown(e.to_string()) } else { WebError::Internal(e.to_string()) }
     }
 }
 
@@ -191,6 +193,14 @@ impl IntoResponse for WebError {
             WebError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "Bad request", msg),
             WebError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Form too large", format!("A form may send at most {FORM_LIMIT} bytes.")),
             WebError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "Busy", "The server is busy reading other requests; try again in a few seconds.".to_owned()),
+            WebError::DatabaseDown(detail) => {
+                tracing::warn!(%detail, "page refused: the database is unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Database unavailable",
+                    "The database is unavailable; the request was not carried out. Try again in a few seconds.".to_owned(),
+                )
+            }
             WebError::Csrf => (
                 StatusCode::FORBIDDEN,
                 "Form expired",

@@ -5,6 +5,7 @@ mod api_clients;
 mod auth;
 mod bodies;
 mod clone_fetch;
+mod cluster;
 mod context_path;
 mod dulwich;
 mod git_session;

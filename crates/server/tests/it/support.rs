@@ -44,6 +44,12 @@ impl TestServer {
     }
 
     pub fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        Self::start_node(configure, true)
+    }
+
+    /// A server; with `fixture`, the standard users, projects and tokens are made first (a
+    /// second node of a cluster shares the first one's, so it makes none and has no tokens).
+    pub fn start_node(configure: impl FnOnce(&mut ServerConfig), fixture: bool) -> TestServer {
         let data = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -55,6 +61,11 @@ impl TestServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         configure(&mut config);
         let server = Server::open(config).unwrap();
+        let (writer_token, reader_token) = if fixture { Self::fixture(&server) } else { (String::new(), String::new()) };
+        Self::serve(server, data, home, writer_token, reader_token)
+    }
+
+    fn fixture(server: &Server) -> (String, String) {
         let store = server.store();
         for (name, global) in [
             ("admin", GlobalPermission::SysAdmin),
@@ -75,7 +86,10 @@ impl TestServer {
         store.grant_project(&user("writer"), &pubk, Permission::Write).unwrap();
         let writer_token = store.create_token(&user("writer"), "ci", Permission::Write).unwrap().secret;
         let reader_token = store.create_token(&user("reader"), "ro", Permission::Read).unwrap().secret;
+        (writer_token, reader_token)
+    }
 
+    fn serve(server: Server, data: tempfile::TempDir, home: tempfile::TempDir, writer_token: String, reader_token: String) -> TestServer {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let srv = server.clone();

@@ -1,0 +1,119 @@
+use postgres::Row;
+
+use super::Postgres;
+use crate::error::StoreError;
+use crate::names::{Owner, UserName};
+use crate::permissions::GlobalPermission;
+use crate::store::now;
+use crate::users::{User, Users};
+
+fn user_row(r: &Row) -> Result<User, StoreError> {
+    let global: Option<String> = r.get(4);
+    Ok(User {
+        id: r.get(0),
+        name: UserName::parse(r.get::<_, &str>(1))?,
+        display_name: r.get(2),
+        email: r.get(3),
+        global: global.and_then(|g| g.parse().ok()),
+        active: r.get(5),
+    })
+}
+
+impl Users for Postgres {
+    fn insert_user(&self, name: &UserName, password_hash: &str, global: GlobalPermission) -> Result<User, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "INSERT INTO users (name, display_name, password_hash, global_permission, created_at) VALUES ($1, $1, $2, $3, $4)
+                 ON CONFLICT (name) DO NOTHING
+                 RETURNING id, name, display_name, email, global_permission, active",
+                &[&name.as_str(), &password_hash, &global.as_str(), &now()],
+            )
+            .map_err(self.err())?;
+        match row {
+            Some(r) => user_row(&r),
+            None => Err(StoreError::UserExists(name.to_string())),
+        }
+    }
+
+    fn user(&self, name: &UserName) -> Result<Option<User>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt("SELECT id, name, display_name, email, global_permission, active FROM users WHERE name = $1", &[&name.as_str()])
+            .map_err(self.err())?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let row =
+            self.conn()?.query_opt("SELECT id, name, display_name, email, global_permission, active FROM users WHERE id = $1", &[&id]).map_err(self.err())?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = self.conn()?.query("SELECT id, name, display_name, email, global_permission, active FROM users ORDER BY name", &[]).map_err(self.err())?;
+        Ok(rows.iter().filter_map(|r| user_row(r).ok()).collect())
+    }
+
+    fn password_hash(&self, name: &UserName) -> Result<Option<Option<String>>, StoreError> {
+        let row = self.conn()?.query_opt("SELECT password_hash FROM users WHERE name = $1", &[&name.as_str()]).map_err(self.err())?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn set_password_hash(&self, name: &UserName, hash: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.client.transaction().map_err(self.err())?;
+        let n = tx.execute("UPDATE users SET password_hash = $1 WHERE name = $2", &[&hash, &name.as_str()]).map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        tx.execute("DELETE FROM login_failures WHERE user_id = (SELECT id FROM users WHERE name = $1)", &[&name.as_str()]).map_err(self.err())?;
+        tx.commit().map_err(self.err())
+    }
+
+    fn set_global_permission(&self, name: &UserName, global: Option<GlobalPermission>) -> Result<(), StoreError> {
+        let n = self
+            .conn()?
+            .execute("UPDATE users SET global_permission = $1 WHERE name = $2", &[&global.map(|g| g.as_str()), &name.as_str()])
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn set_user_active(&self, name: &UserName, active: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.client.transaction().map_err(self.err())?;
+        let n = tx.execute("UPDATE users SET active = $1 WHERE name = $2", &[&active, &name.as_str()]).map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        if !active {
+            tx.execute("DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE name = $1)", &[&name.as_str()]).map_err(self.err())?;
+        }
+        tx.commit().map_err(self.err())
+    }
+
+    fn set_user_details(&self, name: &UserName, display_name: Option<&str>, email: Option<&str>) -> Result<(), StoreError> {
+        let n = self
+            .conn()?
+            .execute(
+                "UPDATE users SET display_name = COALESCE($1, display_name), email = COALESCE($2, email) WHERE name = $3",
+                &[&display_name, &email, &name.as_str()],
+            )
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn delete_user_rows(&self, name: &UserName) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.client.transaction().map_err(self.err())?;
+        tx.execute("DELETE FROM projects WHERE key = $1", &[&Owner::User(name.clone()).project_key()]).map_err(self.err())?;
+        tx.execute("DELETE FROM users WHERE name = $1", &[&name.as_str()]).map_err(self.err())?;
+        tx.commit().map_err(self.err())
+    }
+}
