@@ -215,6 +215,11 @@ impl Server {
             trove_store::git_env(store.git_home()),
             metrics.clone(),
         ));
+        // Nodes sharing repositories take a lease before maintaining one (never two repacks of
+        // one repository at once); one node alone has no one to wait for.
+        if config.repositories.is_some() || config.database.is_some() {
+            maintenance.share(store.clone(), node_id.as_str().to_owned());
+        }
         let adverts = advert::Adverts::new(&config.git.binary, store.git_home());
         let shared = Shared {
             adverts,

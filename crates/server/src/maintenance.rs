@@ -29,11 +29,57 @@ pub(crate) struct Maintenance {
     /// Runs allowed at once across repositories.
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    /// With shared storage: the store whose leases keep other nodes off a repository while this
+    /// one maintains it, and this node's id as the holder.
+    shared: std::sync::OnceLock<(trove_store::Store, String)>,
 }
+
+/// How long a maintenance lease lasts if its node dies before giving it back.
+const LEASE_SECS: i64 = 3600;
 
 impl Maintenance {
     pub(crate) fn new(tasks: Tasks, enabled: bool, max_at_once: usize, git: PathBuf, env: Vec<(OsString, OsString)>, metrics: Arc<Metrics>) -> Self {
-        Self { tasks, enabled, git, env, running: Mutex::default(), idle: Notify::new(), slots: Arc::new(Semaphore::new(max_at_once.max(1))), metrics }
+        Self {
+            tasks,
+            enabled,
+            git,
+            env,
+            running: Mutex::default(),
+            idle: Notify::new(),
+            slots: Arc::new(Semaphore::new(max_at_once.max(1))),
+            metrics,
+            shared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Repositories are shared with other nodes: take `maintenance:<id>` before each run.
+    pub(crate) fn share(&self, store: trove_store::Store, node: String) {
+        let _ = self.shared.set((store, node));
+    }
+
+    /// Whether this node may maintain `repo_id` now (the lease, when repositories are shared).
+    async fn take(&self, repo_id: i64) -> bool {
+        let Some((store, node)) = self.shared.get() else { return true };
+        let node = node.clone();
+        match store.run(move |s| s.take_lease(&format!("maintenance:{repo_id}"), &node, LEASE_SECS)).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(repo_id, "another node is maintaining this repository; skipped");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(repo_id, error = %e, "cannot take the maintenance lease; skipped until the next push");
+                false
+            }
+        }
+    }
+
+    async fn give_back(&self, repo_id: i64) {
+        let Some((store, node)) = self.shared.get() else { return };
+        let node = node.clone();
+        if let Err(e) = store.run(move |s| s.release_lease(&format!("maintenance:{repo_id}"), &node)).await {
+            tracing::warn!(repo_id, error = %e, "cannot give the maintenance lease back; it expires by itself");
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, bool>> {
@@ -59,8 +105,11 @@ impl Maintenance {
                 let slot = this.slots.clone().acquire_owned().await.ok();
                 // Timed from the slot: the wait for one is queueing, not maintenance.
                 let started = std::time::Instant::now();
-                let outcome = this.run_once(&path).await;
-                this.metrics.maintenance(outcome, started.elapsed());
+                if this.take(repo_id).await {
+                    let outcome = this.run_once(&path).await;
+                    this.metrics.maintenance(outcome, started.elapsed());
+                    this.give_back(repo_id).await;
+                }
                 drop(slot);
                 let mut m = this.lock();
                 if m.get(&repo_id) == Some(&true) {

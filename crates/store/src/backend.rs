@@ -12,6 +12,7 @@
 //! [`Store::run`](crate::Store::run), which moves the call to the blocking pool.
 
 pub use crate::grants::Grants;
+pub use crate::leases::Leases;
 pub use crate::logins::Logins;
 pub use crate::projects::Projects;
 pub use crate::repos::Repos;
@@ -21,7 +22,7 @@ pub use crate::tokens::Tokens;
 pub use crate::users::Users;
 
 /// Everything the server keeps in its metadata database.
-pub trait Backend: Users + Projects + Repos + Grants + Tokens + Sessions + Settings + Logins + Send + Sync + 'static {
+pub trait Backend: Users + Projects + Repos + Grants + Tokens + Sessions + Settings + Logins + Leases + Send + Sync + 'static {
     /// What a log line or an error names this backend by (`SQLite /data/trove.db`).
     fn describe(&self) -> String;
 

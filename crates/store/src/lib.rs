@@ -11,6 +11,7 @@ pub mod backend;
 mod copy;
 mod error;
 mod grants;
+mod leases;
 mod logins;
 mod names;
 mod password;
@@ -31,6 +32,7 @@ pub use backend::Backend;
 pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::StoreError;
 pub use grants::{Grants, RepoGrantRows};
+pub use leases::Leases;
 pub use logins::{Failures, LoginLock, LoginPolicy, LoginRow, Logins, PasswordCheck};
 pub use names::{MAX_NAME_LEN, NameError, Owner, ProjectKey, RepoSlug, UserName};
 pub use password::{MIN_PASSWORD_LEN, Password, PasswordError, os_rng};
@@ -47,5 +49,5 @@ pub use users::{User, Users};
 
 /// The entity traits, so that `store.user(&name)` and the like resolve: `use trove_store::prelude::*`.
 pub mod prelude {
-    pub use crate::backend::{Backend, Grants, Logins, Projects, Repos, Sessions, Settings, Tokens, Users};
+    pub use crate::backend::{Backend, Grants, Leases, Logins, Projects, Repos, Sessions, Settings, Tokens, Users};
 }

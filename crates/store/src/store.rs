@@ -722,6 +722,22 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_is_one_holders_until_it_is_given_back_or_expires() {
+        let (_d, s) = store();
+        assert!(s.take_lease("maintenance:1", "node-a", 60).unwrap());
+        assert!(!s.take_lease("maintenance:1", "node-b", 60).unwrap(), "two holders at once");
+        assert!(s.take_lease("maintenance:2", "node-b", 60).unwrap(), "leases are per name");
+        assert!(s.take_lease("maintenance:1", "node-a", 60).unwrap(), "the holder renews");
+        s.release_lease("maintenance:1", "node-b").unwrap();
+        assert!(!s.take_lease("maintenance:1", "node-b", 60).unwrap(), "only the holder gives it back");
+        s.release_lease("maintenance:1", "node-a").unwrap();
+        assert!(s.take_lease("maintenance:1", "node-b", 60).unwrap());
+        // An expired lease (its node died) is free again.
+        assert!(s.take_lease("maintenance:3", "node-a", -1).unwrap());
+        assert!(s.take_lease("maintenance:3", "node-b", 60).unwrap());
+    }
+
+    #[test]
     fn postgres_passes_every_store_test() {
         let pg = std::rc::Rc::new(crate::pgtest::TestPg::start());
         backends::on_postgres(pg, || {
@@ -739,6 +755,7 @@ mod tests {
             visible_projects_follow_grants_public_flags_and_admin();
             deleting_a_project_removes_its_repositories_from_disk();
             tokens_list_and_revoke_only_for_their_owner();
+            a_lease_is_one_holders_until_it_is_given_back_or_expires();
             crate::logins::tests::a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it();
             crate::logins::tests::a_success_resets_the_count_and_unknown_users_leave_no_record();
         });

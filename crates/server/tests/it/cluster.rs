@@ -121,3 +121,30 @@ fn while_postgres_is_down_requests_get_503_and_work_again_when_it_is_back() {
     let ls = n.git(n.dir("ls2").as_path(), &["ls-remote", &n.url_as("reader", "scm/tp/test.git")]);
     assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
 }
+
+fn has_bitmap(repo: &std::path::Path) -> bool {
+    std::fs::read_dir(repo.join("objects/pack")).map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "bitmap"))).unwrap_or(false)
+}
+
+#[test]
+fn a_repository_another_node_is_maintaining_is_left_to_it() {
+    let pg = TestPg::start();
+    let url = pg.database();
+    let shared = tempfile::tempdir().unwrap();
+    let n = node(&url, shared.path(), true);
+    let store = n.server.store();
+    let repo = store.repo(&trove_store::Owner::parse("TP").unwrap(), &trove_store::RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let lease = format!("maintenance:{}", repo.id);
+    // Another node holds the lease: this one pushes, and leaves the repack to it.
+    assert!(store.take_lease(&lease, "other-node", 600).unwrap());
+    let (work, _) = n.seed("scm/tp/test.git", 3);
+    n.wait_maintenance();
+    assert!(!has_bitmap(&n.repo_dir("TP", "test")), "this node repacked a repository another node holds");
+    // Given back: the next push is maintained here, and the lease is free again afterwards.
+    store.release_lease(&lease, "other-node").unwrap();
+    n.commit(&work, "more.txt", "more");
+    n.git_ok(&work, &["push", "-q", "origin", "main"]);
+    n.wait_maintenance();
+    assert!(has_bitmap(&n.repo_dir("TP", "test")), "maintenance did not run once the lease was free");
+    assert!(store.take_lease(&lease, "other-node", 600).unwrap(), "this node kept the lease after its run");
+}

@@ -86,4 +86,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON settings
         FOR EACH STATEMENT EXECUTE FUNCTION trove_notify_change();
     "#,
+    // 2: leases, cluster-wide locks with an expiry (see `leases`).
+    r#"
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until BIGINT NOT NULL
+    );
+    "#,
 ];

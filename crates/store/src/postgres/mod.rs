@@ -7,6 +7,7 @@
 //! node is in force on every node for its next request.
 
 mod grants;
+mod leases;
 mod logins;
 mod migrations;
 mod projects;

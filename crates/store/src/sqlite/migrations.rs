@@ -96,4 +96,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         ON CONFLICT (tbl) DO UPDATE SET id = max(id, excluded.id);
     END;
     "#,
+    // 5: leases, cluster-wide locks with an expiry (see `leases`).
+    r#"
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until INTEGER NOT NULL
+    );
+    "#,
 ];

@@ -8,6 +8,7 @@
 //! statements ([`CachedRow`]).
 
 mod grants;
+mod leases;
 mod logins;
 pub(crate) mod migrations;
 mod projects;
