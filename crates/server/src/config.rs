@@ -442,6 +442,41 @@ mod tests {
     }
 
     #[test]
+    fn database_and_storage_are_read_anchored_and_checked() {
+        let c = parse(
+            r#"
+            [database]
+            url = "postgres://trove@db.internal:5432/trove"
+            password_file = "db-password"
+            pool_size = 4
+            connect_timeout_secs = 2
+            [storage]
+            repositories = "/mnt/shared/repositories"
+            "#,
+        )
+        .unwrap();
+        let db = c.database.unwrap();
+        assert_eq!(db.url, "postgres://trove@db.internal:5432/trove");
+        assert_eq!(db.password_file.as_deref(), Some(Path::new("/etc/trove/db-password")), "relative to the file");
+        assert_eq!((db.pool_size, db.timeout), (4, Duration::from_secs(2)));
+        assert_eq!(c.repositories.as_deref(), Some(Path::new("/mnt/shared/repositories")));
+        assert!(parse("").unwrap().database.is_none(), "SQLite unless configured");
+        for (text, key, says) in [
+            ("[database]\nurl = \"mysql://x@h/db\"", "database.url", "not a PostgreSQL URL"),
+            ("[database]\nurl = \"postgres://trove@db\"", "database.url", "names no database"),
+            ("[database]\nurl = \"postgres:///trove\"", "database.url", "names no host"),
+            ("[database]\nurl = \"postgres://t@h/d\"\npool_size = 0", "database.pool_size", "at least 1"),
+            ("[database]\npool_size = 4", "database.url", "no url"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(says), "{text}: {e}");
+        }
+        assert!(url_has_password("postgres://trove:secret@db/trove"));
+        assert!(!url_has_password("postgres://trove@db/trove"));
+        assert!(!url_has_password("postgres://db:5432/trove"));
+    }
+
+    #[test]
     fn an_empty_file_gives_the_documented_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:7990");

@@ -81,3 +81,36 @@ fn repo_add_makes_the_repository_with_the_git_given_by_git_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("/nonexistent/git") && err.contains("--git"), "{err}");
 }
+
+#[test]
+fn an_installation_copied_to_postgres_is_administered_through_the_server_configuration() {
+    let pg = trove_store::pgtest::TestPg::start();
+    let url = pg.database();
+    let dir = tmp();
+    let data = dir.path().join("trove-data");
+    ok(&admin(&data, &["init"]), "init");
+    ok(&admin(&data, &["project", "add", "TP"]), "project add");
+    ok(&admin(&data, &["settings", "base-url", "https://git.example.com"]), "base-url");
+    let copied = admin(&data, &["db", "copy", "--to", &url]);
+    ok(&copied, "db copy");
+    let out = String::from_utf8_lossy(&copied.stdout);
+    assert!(out.contains("projects") && out.contains("settings"), "{out}");
+    // A second copy into the same database is refused and changes nothing.
+    let again = admin(&data, &["db", "copy", "--to", &url]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&again.stderr));
+    // `--config` works on what a node's configuration names: here PostgreSQL, no SQLite file.
+    let node = dir.path().join("node1");
+    let cfg = dir.path().join("node1.toml");
+    std::fs::write(&cfg, format!("data_dir = \"{}\"\n[database]\nurl = \"{url}\"\n", path_str(&node))).unwrap();
+    let show = trove().args(["admin", "--config"]).arg(&cfg).args(["settings", "show"]).stdin(Stdio::null()).output().unwrap();
+    ok(&show, "settings show through --config");
+    assert!(String::from_utf8_lossy(&show.stdout).contains("https://git.example.com"), "{}", String::from_utf8_lossy(&show.stdout));
+    ok(&trove().args(["admin", "--config"]).arg(&cfg).args(["project", "add", "DC"]).stdin(Stdio::null()).output().unwrap(), "project add through --config");
+    assert!(!node.join("trove.db").exists(), "--config on PostgreSQL made a SQLite database");
+    // Passwords stay off command lines.
+    let pw = admin(&data, &["db", "copy", "--to", "postgres://trove:secret@127.0.0.1:1/x"]);
+    assert!(!pw.status.success() && String::from_utf8_lossy(&pw.stderr).contains("ps"), "{}", String::from_utf8_lossy(&pw.stderr));
+    let srv = trove().args(["server", "--database", "postgres://trove:secret@127.0.0.1:1/x", "--data"]).arg(&data).stdin(Stdio::null()).output().unwrap();
+    assert!(!srv.status.success() && String::from_utf8_lossy(&srv.stderr).contains("TROVE_DATABASE_PASSWORD"), "{}", String::from_utf8_lossy(&srv.stderr));
+}
