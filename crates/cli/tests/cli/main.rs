@@ -4,6 +4,7 @@
 mod admin;
 mod apache_layouts;
 mod api;
+mod cluster;
 mod doctor;
 mod gateway;
 mod h2_push;
