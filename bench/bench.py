@@ -566,7 +566,15 @@ def git_bench(args, res):
     r = adm("project", "add", "TP", "--name", "Bench", "--public")
     if r.returncode:
         raise SystemExit(f"trove admin project add: {r.stderr}")
-    token = adm("token", "add", "admin", "--scope", "admin").stdout.strip().split()[-1]
+    # `trove up` answers on its port a moment before it has made the admin account.
+    for _ in range(100):
+        t = adm("token", "add", "admin", "--scope", "admin")
+        if t.returncode == 0 and t.stdout.strip():
+            break
+        time.sleep(0.1)
+    else:
+        raise SystemExit(f"trove admin token add: {t.stderr}")
+    token = t.stdout.strip().split()[-1]
     ca = data / "tls/ca.crt"
     crt, key = data / "tls/server.crt", data / "tls/server.key"
 
