@@ -63,7 +63,15 @@ fn three_nodes_behind_the_gateway_survive_one_killed_under_clones_and_pushes() {
     };
     let cfgs: Vec<PathBuf> = (1..=3).map(cfg).collect();
     // The administrator and the repository, through a node's configuration (no node runs yet).
-    let mut add = trove().args(["admin", "--config"]).arg(&cfgs[0]).args(["user", "add", "admin", "--admin", "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut add = trove()
+        .args(["admin", "--config"])
+        .arg(&cfgs[0])
+        .args(["user", "add", "admin", "--admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     {
         use std::io::Write as _;
         writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
@@ -126,7 +134,8 @@ fn three_nodes_behind_the_gateway_survive_one_killed_under_clones_and_pushes() {
                 let tip = ok(&git(&w, &home, &["rev-parse", "HEAD"]), "rev-parse").trim().to_owned();
                 let branch = format!("HEAD:refs/heads/b{i}");
                 let first = git(&w, &home, &["push", "-q", &remote, &branch]);
-                let (_, again) = if first.status.success() { (1, first.clone()) } else { with_retries(3, || git(&w, &home, &["push", "-q", &remote, &branch])) };
+                let (_, again) =
+                    if first.status.success() { (1, first.clone()) } else { with_retries(3, || git(&w, &home, &["push", "-q", &remote, &branch])) };
                 (i, tip, first, again)
             })
         })
