@@ -57,9 +57,16 @@ fn listen(t: &TestServer) -> (u16, Ended) {
                 let (service, path) = command.split_once(' ').unwrap();
                 let path = path.trim_matches('\'').trim_start_matches('/');
                 let (owner, slug) = path.split_once('/').unwrap();
-                let store = server.store();
-                let repo = store.repo(&Owner::parse(owner).unwrap(), &RepoSlug::parse(slug.trim_end_matches(".git")).unwrap()).unwrap().unwrap();
-                let who = Authenticated { user: store.user(&user("writer")).unwrap().unwrap(), token_scope: None };
+                // As an SSH adapter will: the lookups on the store's blocking pool, never on this
+                // async worker.
+                let (owner, slug) = (Owner::parse(owner).unwrap(), RepoSlug::parse(slug.trim_end_matches(".git")).unwrap());
+                let (repo, who) = server
+                    .store()
+                    .run(move |store| {
+                        let repo = store.repo(&owner, &slug).unwrap().unwrap();
+                        (repo, Authenticated { user: store.user(&user("writer")).unwrap().unwrap(), token_scope: None })
+                    })
+                    .await;
                 let session = GitSession {
                     service: GitService::from_name(service).unwrap(),
                     repo: &repo,

@@ -23,6 +23,23 @@ pub struct TestServer {
     thread: Option<std::thread::JoinHandle<()>>,
     pub writer_token: String,
     pub reader_token: String,
+    /// With `TROVE_TEST_DATABASE=postgres`: the PostgreSQL this server's metadata is in (stopped
+    /// after the server).
+    pub pg: Option<std::sync::Arc<trove_store::pgtest::TestPg>>,
+}
+
+/// `TROVE_TEST_DATABASE=postgres` runs every server test on a PostgreSQL of its own (scripts/test
+/// runs the suite once on each backend); unset, SQLite in the data directory.
+pub fn test_postgres() -> Option<(std::sync::Arc<trove_store::pgtest::TestPg>, String)> {
+    match std::env::var("TROVE_TEST_DATABASE").as_deref() {
+        Ok("postgres") => {
+            let pg = std::sync::Arc::new(trove_store::pgtest::TestPg::start());
+            let url = pg.database();
+            Some((pg, url))
+        }
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("TROVE_TEST_DATABASE={other:?}: use postgres or sqlite"),
+    }
 }
 
 pub fn user(n: &str) -> UserName {
@@ -59,10 +76,16 @@ impl TestServer {
         .unwrap();
         let mut config = ServerConfig::new(data.path());
         config.listen = "127.0.0.1:0".parse().unwrap();
+        let pg = test_postgres().map(|(pg, url)| {
+            config.database = Some(trove_server::DatabaseSettings::new(&url).unwrap());
+            pg
+        });
         configure(&mut config);
         let server = Server::open(config).unwrap();
         let (writer_token, reader_token) = if fixture { Self::fixture(&server) } else { (String::new(), String::new()) };
-        Self::serve(server, data, home, writer_token, reader_token)
+        let mut t = Self::serve(server, data, home, writer_token, reader_token);
+        t.pg = pg;
+        t
     }
 
     fn fixture(server: &Server) -> (String, String) {
@@ -119,6 +142,7 @@ impl TestServer {
             thread: Some(thread),
             writer_token,
             reader_token,
+            pg: None,
         }
     }
 
