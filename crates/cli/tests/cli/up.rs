@@ -490,3 +490,30 @@ fn a_clients_own_forwarding_headers_change_nothing_through_trove_up() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout), "429", "the spraying address was not limited");
 }
+
+#[test]
+fn up_with_database_keeps_its_metadata_in_postgres() {
+    let pg = trove_store::pgtest::TestPg::start();
+    let url = pg.database();
+    let work = tmp();
+    let (https, http, server) = (free_port(), free_port(), free_port());
+    let up = start_up(work.path(), &["--database", &url], https, http, server);
+    let login = printed(&up, "Admin login:");
+    assert!(login.contains("admin / "), "{login}");
+    let data = work.path().join("trove-data");
+    assert!(!data.join("trove.db").exists(), "trove up --database made a SQLite database anyway");
+    // What `trove up` set (the admin, the base URL) is in PostgreSQL: a node's configuration on
+    // that database sees it.
+    let cfg = work.path().join("node.toml");
+    std::fs::write(&cfg, format!("data_dir = \"{}\"\n[database]\nurl = \"{url}\"\n", path_str(&work.path().join("other")))).unwrap();
+    let show = trove().args(["admin", "--config"]).arg(&cfg).args(["settings", "show"]).stdin(Stdio::null()).output().unwrap();
+    let shown = ok(&show, "settings show");
+    assert!(shown.contains(&format!("https://localhost:{https}")), "{shown}");
+    let users = trove().args(["admin", "--config"]).arg(&cfg).args(["user", "locks"]).stdin(Stdio::null()).output().unwrap();
+    ok(&users, "user locks on the PostgreSQL installation");
+    // A password on the command line is refused before anything starts.
+    let elsewhere = tmp();
+    let (_, err) = up_fails(up_command(elsewhere.path(), &["--database", "postgres://trove:secret@127.0.0.1:1/x"], free_port(), free_port(), free_port()));
+    assert!(err.contains("TROVE_DATABASE_PASSWORD"), "{err}");
+    drop(up);
+}
