@@ -2,10 +2,8 @@
 //! failed-login policy: per-account locks (kept in the store) and a per-address limit on
 //! distinct accounts.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use trove_store::{Authenticated, LoginPolicy, PasswordCheck, Store};
@@ -78,21 +76,8 @@ pub(crate) struct LoginLimiter {
     /// logins wait for the window to end. `0` disables the address limit.
     max_accounts_per_address: usize,
     window: Duration,
-    by_addr: Mutex<HashMap<IpAddr, AddrWindow>>,
     pub(crate) challenges: Challenges,
 }
-
-/// One address's failed logins in the current window: the distinct account names, so that one
-/// user's stale password (or libgit2 retrying it without end) counts once, and spraying many
-/// accounts counts each.
-struct AddrWindow {
-    start: Instant,
-    accounts: HashSet<String>,
-}
-
-/// Addresses kept before old windows are swept, so a flood of addresses cannot grow the map
-/// without bound.
-const SWEEP_AT: usize = 10_000;
 
 impl LoginLimiter {
     pub(crate) fn new(settings: &AuthSettings) -> Self {
@@ -103,43 +88,55 @@ impl LoginLimiter {
             policy: LoginPolicy { max_failures: settings.max_failed_logins, window_secs: window.as_secs() as i64, lock_secs: settings.lock.as_secs() as i64 },
             max_accounts_per_address: settings.max_failed_accounts_per_address as usize,
             window,
-            by_addr: Mutex::default(),
             challenges: Challenges::new(settings.challenge_bits),
         }
     }
 
-    /// How long until password logins from `addr` may try again, or `None` if they may now.
-    pub(crate) fn address_blocked_for(&self, addr: Option<IpAddr>, now: Instant) -> Option<Duration> {
-        if self.max_accounts_per_address == 0 {
-            return None;
-        }
-        let map = lock(&self.by_addr);
-        let w = map.get(&addr?)?;
-        let elapsed = now.duration_since(w.start);
-        (w.accounts.len() >= self.max_accounts_per_address && elapsed < self.window).then(|| self.window - elapsed)
+    /// How long until password logins from `addr` may try again (at `now`, Unix seconds), or
+    /// `None` if they may now. The failures are in the store, so every node counts them.
+    #[cfg(test)]
+    pub(crate) fn address_blocked_at(&self, store: &Store, addr: Option<IpAddr>, now: i64) -> Result<Option<Duration>, trove_store::StoreError> {
+        blocked_at(self.max_accounts_per_address, self.window, store, addr, now)
     }
 
-    pub(crate) fn record_address_failure(&self, user: &str, addr: Option<IpAddr>, now: Instant) {
-        let Some(addr) = addr else { return };
-        if self.max_accounts_per_address == 0 {
-            return;
-        }
-        let mut map = lock(&self.by_addr);
-        if map.len() >= SWEEP_AT {
-            map.retain(|_, w| now.duration_since(w.start) < self.window);
-        }
-        let w = map.entry(addr).or_insert_with(|| AddrWindow { start: now, accounts: HashSet::new() });
-        if now.duration_since(w.start) >= self.window {
-            *w = AddrWindow { start: now, accounts: HashSet::new() };
-        }
-        if w.accounts.len() < self.max_accounts_per_address {
-            w.accounts.insert(user.to_ascii_lowercase());
+    #[cfg(test)]
+    pub(crate) fn record_address_failure_at(&self, store: &Store, user: &str, addr: Option<IpAddr>, now: i64) -> Result<(), trove_store::StoreError> {
+        record_at(self.max_accounts_per_address, self.window, store, user, addr, now)
+    }
+
+    async fn address_blocked_for(&self, store: &Store, addr: Option<IpAddr>) -> Result<Option<Duration>, HttpError> {
+        let (max, window) = (self.max_accounts_per_address, self.window);
+        store.run(move |s| blocked_at(max, window, s, addr, now_unix())).await.map_err(|e| HttpError::store("failed-login limit", e))
+    }
+
+    async fn record_address_failure(&self, store: &Store, user: &str, addr: Option<IpAddr>) {
+        let (max, window, user) = (self.max_accounts_per_address, self.window, user.to_owned());
+        if let Err(e) = store.run(move |s| record_at(max, window, s, &user, addr, now_unix())).await {
+            tracing::warn!(error = %e, "cannot count a failed login for its address");
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn blocked_at(max: usize, window: Duration, store: &Store, addr: Option<IpAddr>, now: i64) -> Result<Option<Duration>, trove_store::StoreError> {
+    let Some(addr) = addr else { return Ok(None) };
+    if max == 0 {
+        return Ok(None);
+    }
+    let window = window.as_secs() as i64;
+    let (accounts, oldest) = store.address_failures(&addr.to_string(), now, window)?;
+    if (accounts as usize) < max {
+        return Ok(None);
+    }
+    // Until the oldest counted failure leaves the window.
+    Ok(Some(Duration::from_secs((oldest.unwrap_or(now) + window - now).max(1) as u64)))
+}
+
+fn record_at(max: usize, window: Duration, store: &Store, user: &str, addr: Option<IpAddr>, now: i64) -> Result<(), trove_store::StoreError> {
+    let Some(addr) = addr else { return Ok(()) };
+    if max == 0 {
+        return Ok(());
+    }
+    store.record_address_failure(&addr.to_string(), user, now, window.as_secs() as i64)
 }
 
 /// Checks the request's credentials. `Ok(None)` when there are none; an error when they are
@@ -191,7 +188,7 @@ pub(crate) async fn password_login(
     addr: Option<IpAddr>,
     passed_challenge: bool,
 ) -> Result<Authenticated, HttpError> {
-    if let Some(wait) = limiter.address_blocked_for(addr, Instant::now()) {
+    if let Some(wait) = limiter.address_blocked_for(store, addr).await? {
         return Err(HttpError::TooManyFailedLogins { retry_after: wait });
     }
     let store = store.clone();
@@ -204,7 +201,7 @@ pub(crate) async fn password_login(
         PasswordCheck::Ok(user) => Ok(Authenticated { user, token_scope: None }),
         PasswordCheck::Wrong => {
             tracing::info!(user, addr = ?addr, "failed login");
-            limiter.record_address_failure(user, addr, Instant::now());
+            limiter.record_address_failure(&store, user, addr).await;
             Err(HttpError::BadCredentials)
         }
         PasswordCheck::Locked(lock) => {
@@ -256,25 +253,30 @@ mod tests {
 
     #[test]
     fn an_address_is_limited_by_distinct_accounts_not_by_one_accounts_retries() {
-        let t0 = Instant::now();
+        // Kept in the store, so every node of a cluster counts the same failures.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = now_unix();
         let l = LoginLimiter::new(&AuthSettings { failed_login_window: Duration::from_secs(300), ..settings(3) });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let fail = |l: &LoginLimiter, user: &str, addr: IpAddr| l.record_address_failure_at(&store, user, Some(addr), t0).unwrap();
+        let blocked = |l: &LoginLimiter, addr: IpAddr, at: i64| l.address_blocked_at(&store, Some(addr), at).unwrap();
         for _ in 0..1000 {
-            l.record_address_failure("alice", Some(a), t0);
+            fail(&l, "alice", a);
         }
-        assert_eq!(l.address_blocked_for(Some(a), t0), None, "one account's stale password, retried without end");
-        l.record_address_failure("Bob", Some(a), t0);
-        l.record_address_failure("bob", Some(a), t0);
-        assert_eq!(l.address_blocked_for(Some(a), t0), None, "names compare without case");
-        l.record_address_failure("carol", Some(a), t0);
-        assert!(l.address_blocked_for(Some(a), t0).is_some(), "three accounts from one address");
-        assert_eq!(l.address_blocked_for(Some(b), t0), None, "another address");
-        assert_eq!(l.address_blocked_for(Some(a), t0 + Duration::from_secs(300)), None, "the window ends");
+        assert_eq!(blocked(&l, a, t0), None, "one account's stale password, retried without end");
+        fail(&l, "Bob", a);
+        fail(&l, "bob", a);
+        assert_eq!(blocked(&l, a, t0), None, "names compare without case");
+        fail(&l, "carol", a);
+        assert!(blocked(&l, a, t0).is_some(), "three accounts from one address");
+        assert_eq!(blocked(&l, b, t0), None, "another address");
+        assert_eq!(blocked(&l, a, t0 + 300), None, "the window ends");
         let off = LoginLimiter::new(&settings(0));
         for i in 0..100 {
-            off.record_address_failure(&format!("user{i}"), Some(a), t0);
+            fail(&off, &format!("user{i}"), b);
         }
-        assert_eq!(off.address_blocked_for(Some(a), t0), None, "0 disables the address limit");
+        assert_eq!(blocked(&off, b, t0), None, "0 disables the address limit");
     }
 }

@@ -110,6 +110,13 @@ pub trait Logins {
     /// Every failure record with a lock, newest lock first.
     fn locked_failures(&self) -> Result<Vec<(UserName, Failures)>, StoreError>;
 
+    /// Records a wrong password for `user` from `addr` at `now`, forgetting the address's
+    /// failures older than `window_secs` (the address limit, shared by every node).
+    fn record_address_failure(&self, addr: &str, user: &str, now: i64, window_secs: i64) -> Result<(), StoreError>;
+    /// The distinct accounts `addr` failed to log in to within the window before `now`, and the
+    /// time of the oldest of those failures.
+    fn address_failures(&self, addr: &str, now: i64, window_secs: i64) -> Result<(u32, Option<i64>), StoreError>;
+
     /// The accounts locked now under `policy`.
     fn login_locks(&self, policy: &LoginPolicy) -> Result<Vec<LoginLock>, StoreError> {
         let t = now();

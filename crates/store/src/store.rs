@@ -810,4 +810,36 @@ mod tests {
         let again = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap_err();
         assert!(again.to_string().contains("not empty"), "{again}");
     }
+
+    #[test]
+    fn nodes_starting_at_once_on_a_new_postgres_database_migrate_it_once_and_errors_name_the_fix() {
+        let pg = crate::pgtest::TestPg::start();
+        let url = pg.database();
+        // Four nodes start at once on an empty database: the advisory lock lets one migrate, the
+        // others wait and find it done.
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, barrier) = (url.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    crate::postgres::Postgres::open(&PgOptions::new(&url)).map(|_| ())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().expect("every node starting at once opens the database");
+        }
+        // Unreachable, a database that does not exist, a refused login: each says what to do.
+        let err = |url: &str| crate::postgres::Postgres::open(&PgOptions { timeout: std::time::Duration::from_secs(2), ..PgOptions::new(url) }).err().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = err(&format!("postgres://trove@127.0.0.1:{closed}/trove"));
+        assert!(e.is_unavailable() && e.to_string().contains("is PostgreSQL running"), "{e}");
+        let e = err(&format!("postgres://trove@127.0.0.1:{}/nosuchdb", pg.port()));
+        assert!(e.to_string().contains("does not exist") && e.to_string().contains("createdb"), "{e}");
+        let e = err(&format!("postgres://nobody@127.0.0.1:{}/postgres", pg.port()));
+        assert!(e.to_string().contains("nobody") && e.to_string().contains("[database] url"), "{e}");
+        let e = err("mysql://x");
+        assert!(e.to_string().contains("postgres://user@host:5432/dbname"), "{e}");
+    }
 }

@@ -16,6 +16,7 @@ fn node(url: &str, shared: &std::path::Path, first: bool) -> TestServer {
             c.database = Some(DatabaseSettings::new(&url).unwrap());
             c.repositories = Some(shared);
             c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+            c.auth.max_failed_accounts_per_address = 4;
         },
         first,
     )
@@ -94,6 +95,19 @@ fn nodes_on_one_postgres_and_shared_storage_see_each_others_changes() {
     assert!(metrics.contains("trove_server_db_connections{state=\"max\"} 16"), "{metrics}");
     assert!(metrics.contains("trove_server_db_pool_waits_total"), "{metrics}");
     assert_ne!(a.server.node_id(), b.server.node_id(), "two nodes got one id");
+
+    // Password spraying from one address is counted across nodes: accounts failed through either
+    // node add up (reader, disabled, and outsider above are two of the four allowed), and then
+    // the address waits on both.
+    for (i, name) in ["sprayed1", "sprayed2"].iter().enumerate() {
+        let t = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(t.http("GET", "/rest/api/1.0/projects", &[("Authorization", &basic(name, "guess"))], b"").status, 401);
+    }
+    let admin = basic("admin", &password("admin"));
+    for t in [&a, &b] {
+        let r = t.http("GET", "/rest/api/1.0/projects", &[("Authorization", &admin)], b"");
+        assert_eq!(r.status, 429, "a node let a spraying address try again: {}", r.text());
+    }
 }
 
 #[test]

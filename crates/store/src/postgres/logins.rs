@@ -48,6 +48,25 @@ impl Logins for Postgres {
         Ok(self.conn()?.execute("DELETE FROM login_failures WHERE user_id = $1", &[&user_id]).map_err(self.err())? > 0)
     }
 
+    fn record_address_failure(&self, addr: &str, user: &str, now: i64, window_secs: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.execute("DELETE FROM address_failures WHERE addr = $1 AND at <= $2", &[&addr, &(now - window_secs)]).map_err(self.err())?;
+        conn.execute(
+            "INSERT INTO address_failures (addr, user_name, at) VALUES ($1, $2, $3) ON CONFLICT (addr, user_name) DO UPDATE SET at = excluded.at",
+            &[&addr, &user.to_ascii_lowercase(), &now],
+        )
+        .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn address_failures(&self, addr: &str, now: i64, window_secs: i64) -> Result<(u32, Option<i64>), StoreError> {
+        let r = self
+            .conn()?
+            .query_one("SELECT count(*), min(at) FROM address_failures WHERE addr = $1 AND at > $2", &[&addr, &(now - window_secs)])
+            .map_err(self.err())?;
+        Ok((r.get::<_, i64>(0).max(0) as u32, r.get(1)))
+    }
+
     fn locked_failures(&self) -> Result<Vec<(UserName, Failures)>, StoreError> {
         let rows = self
             .conn()?

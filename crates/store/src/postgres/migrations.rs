@@ -94,4 +94,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         until BIGINT NOT NULL
     );
     "#,
+    // 3: failed logins per address, so that every node counts an address's password spraying.
+    r#"
+    CREATE TABLE address_failures (
+        addr TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (addr, user_name)
+    );
+    "#,
 ];

@@ -52,6 +52,23 @@ impl Logins for Sqlite {
         Ok(n > 0)
     }
 
+    fn record_address_failure(&self, addr: &str, user: &str, now: i64, window_secs: i64) -> Result<(), StoreError> {
+        let conn = self.write();
+        conn.execute("DELETE FROM address_failures WHERE addr = ?1 AND at <= ?2", params![addr, now - window_secs]).map_err(self.db())?;
+        conn.execute(
+            "INSERT INTO address_failures (addr, user_name, at) VALUES (?1, ?2, ?3) ON CONFLICT (addr, user_name) DO UPDATE SET at = excluded.at",
+            params![addr, user.to_ascii_lowercase(), now],
+        )
+        .map_err(self.db())?;
+        Ok(())
+    }
+
+    fn address_failures(&self, addr: &str, now: i64, window_secs: i64) -> Result<(u32, Option<i64>), StoreError> {
+        self.read()
+            .row("SELECT count(*), min(at) FROM address_failures WHERE addr = ?1 AND at > ?2", params![addr, now - window_secs], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.db())
+    }
+
     fn locked_failures(&self) -> Result<Vec<(UserName, Failures)>, StoreError> {
         let conn = self.read();
         let mut stmt = conn

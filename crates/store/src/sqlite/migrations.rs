@@ -104,4 +104,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         until INTEGER NOT NULL
     );
     "#,
+    // 6: failed logins per address, so that every node counts an address's password spraying.
+    r#"
+    CREATE TABLE address_failures (
+        addr TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (addr, user_name)
+    );
+    "#,
 ];
