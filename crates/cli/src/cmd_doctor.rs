@@ -880,7 +880,8 @@ impl Doctor {
                 let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
                 let fix = if err.contains("certificate") || err.contains("SSL") {
                     "git does not trust the certificate: see the certificate check's fix".to_string()
-                } else if err.contains("401") || err.contains("Authentication") || err.contains("could not read Username") {
+                // "returned error: 401", not any "401": the URL's port may hold those digits.
+                } else if err.contains("error: 401") || err.contains("Authentication") || err.contains("could not read Username") {
                     "give --user NAME and TROVE_PASSWORD for a user who may read the repository".to_string()
                 } else if !self.proxy_ok {
                     "the public URL does not reach the server: see the proxy check".to_string()
