@@ -103,18 +103,6 @@ impl LoginLimiter {
     pub(crate) fn record_address_failure_at(&self, store: &Store, user: &str, addr: Option<IpAddr>, now: i64) -> Result<(), trove_store::StoreError> {
         record_at(self.max_accounts_per_address, self.window, store, user, addr, now)
     }
-
-    async fn address_blocked_for(&self, store: &Store, addr: Option<IpAddr>) -> Result<Option<Duration>, HttpError> {
-        let (max, window) = (self.max_accounts_per_address, self.window);
-        store.run(move |s| blocked_at(max, window, s, addr, now_unix())).await.map_err(|e| HttpError::store("failed-login limit", e))
-    }
-
-    async fn record_address_failure(&self, store: &Store, user: &str, addr: Option<IpAddr>) {
-        let (max, window, user) = (self.max_accounts_per_address, self.window, user.to_owned());
-        if let Err(e) = store.run(move |s| record_at(max, window, s, &user, addr, now_unix())).await {
-            tracing::warn!(error = %e, "cannot count a failed login for its address");
-        }
-    }
 }
 
 fn blocked_at(max: usize, window: Duration, store: &Store, addr: Option<IpAddr>, now: i64) -> Result<Option<Duration>, trove_store::StoreError> {
@@ -188,20 +176,36 @@ pub(crate) async fn password_login(
     addr: Option<IpAddr>,
     passed_challenge: bool,
 ) -> Result<Authenticated, HttpError> {
-    if let Some(wait) = limiter.address_blocked_for(store, addr).await? {
-        return Err(HttpError::TooManyFailedLogins { retry_after: wait });
-    }
     let store = store.clone();
     let policy = limiter.policy;
+    let (max, window) = (limiter.max_accounts_per_address, limiter.window);
     let _permit = limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
     let name = user.to_owned();
-    // argon2 is deliberately slow: keep it off the async worker threads.
-    let result = store.run(move |s| s.check_password(&name, &secret, &policy, passed_challenge)).await.map_err(|e| HttpError::store("credential check", e))?;
+    // One trip to the blocking pool (argon2 is deliberately slow, and the address limit is in the
+    // store): the address limit, the password, and a wrong one counted for the address.
+    let result = store
+        .run(move |s| {
+            if let Some(wait) = blocked_at(max, window, s, addr, now_unix())? {
+                return Ok(Err(wait));
+            }
+            let check = s.check_password(&name, &secret, &policy, passed_challenge)?;
+            if let PasswordCheck::Wrong = check
+                && let Err(e) = record_at(max, window, s, &name, addr, now_unix())
+            {
+                tracing::warn!(error = %e, "cannot count a failed login for its address");
+            }
+            Ok(Ok(check))
+        })
+        .await
+        .map_err(|e| HttpError::store("credential check", e))?;
+    let result = match result {
+        Ok(check) => check,
+        Err(retry_after) => return Err(HttpError::TooManyFailedLogins { retry_after }),
+    };
     match result {
         PasswordCheck::Ok(user) => Ok(Authenticated { user, token_scope: None }),
         PasswordCheck::Wrong => {
             tracing::info!(user, addr = ?addr, "failed login");
-            limiter.record_address_failure(&store, user, addr).await;
             Err(HttpError::BadCredentials)
         }
         PasswordCheck::Locked(lock) => {
