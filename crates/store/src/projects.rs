@@ -53,8 +53,11 @@ pub trait Projects {
     fn create_project_described(&self, key: &ProjectKey, name: &str, description: Option<&str>, public: bool) -> Result<ProjectInfo, StoreError>;
     /// One project with its details, whoever may see it (callers check permissions).
     fn project_info(&self, owner: &Owner) -> Result<Option<ProjectInfo>, StoreError>;
-    /// The project row for `owner`, creating a user's personal project on first use.
-    fn ensure_project(&self, owner: &Owner) -> Result<i64, StoreError>;
+    /// The id of `owner`'s project row, if it has one.
+    fn project_id(&self, owner: &Owner) -> Result<Option<i64>, StoreError>;
+    /// Makes the personal project `owner` (`~user`) of user `user_id`, named `name`, unless it
+    /// exists (two first repositories of one user may race to make it).
+    fn insert_personal_project(&self, owner: &Owner, name: &str, user_id: i64) -> Result<(), StoreError>;
     /// Applies `update` to project `key` in one transaction; a new key that is taken is
     /// `ProjectExists` and changes nothing. Repositories live on disk by id, so a new key moves
     /// no files.

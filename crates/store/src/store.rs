@@ -293,6 +293,21 @@ impl Store {
 
     // ---- repositories ----
 
+    /// The project row for `owner`, creating a user's personal project on first use.
+    fn ensure_project(&self, owner: &Owner) -> Result<i64, StoreError> {
+        if let Some(id) = self.project_id(owner)? {
+            return Ok(id);
+        }
+        match owner {
+            Owner::Project(k) => Err(StoreError::NoSuchProject(k.to_string())),
+            Owner::User(u) => {
+                let user = self.user(u)?.ok_or_else(|| StoreError::NoSuchUser(u.to_string()))?;
+                self.insert_personal_project(owner, &user.display_name, user.id)?;
+                self.project_id(owner)?.ok_or_else(|| StoreError::NoSuchUser(u.to_string()))
+            }
+        }
+    }
+
     /// Creates the repository's row and its bare repository on disk. If the disk step fails the
     /// row is removed again.
     pub fn create_repo(&self, owner: &Owner, slug: &RepoSlug, public: bool) -> Result<Repo, StoreError> {

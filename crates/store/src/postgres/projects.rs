@@ -6,7 +6,7 @@ use crate::names::{Owner, ProjectKey};
 use crate::permissions::Permission;
 use crate::projects::{Project, ProjectInfo, ProjectUpdate, Projects};
 use crate::store::now;
-use crate::users::{User, Users};
+use crate::users::User;
 
 fn project_row(r: &Row) -> Result<Project, StoreError> {
     Ok(Project { id: r.get(0), owner: Owner::parse(r.get::<_, &str>(1))?, name: r.get(2), public: r.get(3) })
@@ -27,13 +27,21 @@ macro_rules! visible {
     };
 }
 
-impl Postgres {
-    pub(crate) fn project_id(&self, owner: &Owner) -> Result<Option<i64>, StoreError> {
+impl Projects for Postgres {
+    fn project_id(&self, owner: &Owner) -> Result<Option<i64>, StoreError> {
         Ok(self.conn()?.query_opt("SELECT id FROM projects WHERE key = $1", &[&owner.project_key()]).map_err(self.err())?.map(|r| r.get(0)))
     }
-}
 
-impl Projects for Postgres {
+    fn insert_personal_project(&self, owner: &Owner, name: &str, user_id: i64) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT INTO projects (key, name, owner_user_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
+                &[&owner.project_key(), &name, &user_id, &now()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     fn create_project(&self, key: &ProjectKey, name: Option<&str>, public: bool) -> Result<Project, StoreError> {
         let name = name.unwrap_or(key.as_str());
         let row = self
@@ -67,25 +75,6 @@ impl Projects for Postgres {
             default_permission: parse_perm(r.get(4)),
             owner_user_id: r.get(5),
         }))
-    }
-
-    fn ensure_project(&self, owner: &Owner) -> Result<i64, StoreError> {
-        if let Some(id) = self.project_id(owner)? {
-            return Ok(id);
-        }
-        match owner {
-            Owner::Project(k) => Err(StoreError::NoSuchProject(k.to_string())),
-            Owner::User(u) => {
-                let user = self.user(u)?.ok_or_else(|| StoreError::NoSuchUser(u.to_string()))?;
-                self.conn()?
-                    .execute(
-                        "INSERT INTO projects (key, name, owner_user_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
-                        &[&owner.project_key(), &user.display_name, &user.id, &now()],
-                    )
-                    .map_err(self.err())?;
-                self.project_id(owner)?.ok_or_else(|| StoreError::NoSuchUser(u.to_string()))
-            }
-        }
     }
 
     fn update_project(&self, key: &ProjectKey, update: &ProjectUpdate) -> Result<ProjectInfo, StoreError> {

@@ -5,7 +5,7 @@ use crate::error::StoreError;
 use crate::grants::{Grants, RepoGrantRows};
 use crate::names::{Owner, ProjectKey, RepoSlug, UserName};
 use crate::permissions::Permission;
-use crate::projects::Project;
+use crate::projects::{Project, Projects};
 use crate::repos::{Repo, Repos};
 use crate::users::{User, Users};
 

@@ -6,7 +6,7 @@ use crate::names::{Owner, ProjectKey};
 use crate::permissions::Permission;
 use crate::projects::{Project, ProjectInfo, ProjectUpdate, Projects};
 use crate::store::now;
-use crate::users::{User, Users};
+use crate::users::User;
 
 const PROJECT_COLS: &str = "p.id, p.key, p.name, p.public";
 
@@ -27,13 +27,21 @@ const VISIBLE: &str = "(?2 = 1 OR p.public = 1
         OR EXISTS (SELECT 1 FROM repositories r JOIN repo_permissions rp ON rp.repo_id = r.id
                    WHERE r.project_id = p.id AND rp.user_id = ?1))))";
 
-impl Sqlite {
-    pub(crate) fn project_id(&self, owner: &Owner) -> Result<Option<i64>, StoreError> {
+impl Projects for Sqlite {
+    fn project_id(&self, owner: &Owner) -> Result<Option<i64>, StoreError> {
         self.read().row("SELECT id FROM projects WHERE key = ?1", [owner.project_key()], |r| r.get(0)).optional().map_err(self.db())
     }
-}
 
-impl Projects for Sqlite {
+    fn insert_personal_project(&self, owner: &Owner, name: &str, user_id: i64) -> Result<(), StoreError> {
+        self.write()
+            .execute(
+                "INSERT OR IGNORE INTO projects (key, name, owner_user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![owner.project_key(), name, user_id, now()],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
     fn create_project(&self, key: &ProjectKey, name: Option<&str>, public: bool) -> Result<Project, StoreError> {
         let conn = self.write();
         let n = conn
@@ -70,25 +78,6 @@ impl Projects for Sqlite {
             })
             .optional()
             .map_err(self.db())
-    }
-
-    fn ensure_project(&self, owner: &Owner) -> Result<i64, StoreError> {
-        if let Some(id) = self.project_id(owner)? {
-            return Ok(id);
-        }
-        match owner {
-            Owner::Project(k) => Err(StoreError::NoSuchProject(k.to_string())),
-            Owner::User(u) => {
-                let user = self.user(u)?.ok_or_else(|| StoreError::NoSuchUser(u.to_string()))?;
-                self.write()
-                    .execute(
-                        "INSERT OR IGNORE INTO projects (key, name, owner_user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![owner.project_key(), user.display_name, user.id, now()],
-                    )
-                    .map_err(self.db())?;
-                self.project_id(owner)?.ok_or_else(|| StoreError::NoSuchUser(u.to_string()))
-            }
-        }
     }
 
     fn update_project(&self, key: &ProjectKey, update: &ProjectUpdate) -> Result<ProjectInfo, StoreError> {
