@@ -37,13 +37,210 @@ const TABLES: &[(&str, &[(&str, bool)])] = &[
             ("created_at", false),
         ],
     ),
-    ("repositories", &[("id", false), ("project_id", false), ("slug", false), ("name", false), ("public", true), ("forkable", true), ("created_at", false)]),
+    (
+        "repositories",
+        &[
+            ("id", false),
+            ("project_id", false),
+            ("slug", false),
+            ("name", false),
+            ("public", true),
+            ("forkable", true),
+            ("created_at", false),
+            ("description", false),
+        ],
+    ),
+    ("repo_redirects", &[("project_id", false), ("slug", false), ("repo_id", false)]),
     ("project_permissions", &[("project_id", false), ("user_id", false), ("permission", false)]),
     ("repo_permissions", &[("repo_id", false), ("user_id", false), ("permission", false)]),
-    ("tokens", &[("id", false), ("user_id", false), ("name", false), ("secret_hash", false), ("scope", false), ("created_at", false), ("last_used_at", false)]),
+    ("user_groups", &[("id", false), ("name", false), ("name_key", false), ("global_permission", false), ("created_at", false)]),
+    ("group_members", &[("group_id", false), ("user_id", false)]),
+    ("project_group_permissions", &[("project_id", false), ("group_id", false), ("permission", false)]),
+    ("repo_group_permissions", &[("repo_id", false), ("group_id", false), ("permission", false)]),
+    (
+        "tokens",
+        &[
+            ("id", false),
+            ("user_id", false),
+            ("name", false),
+            ("secret_hash", false),
+            ("scope", false),
+            ("created_at", false),
+            ("last_used_at", false),
+            ("expires_at", false),
+        ],
+    ),
     ("settings", &[("key", false), ("value", false)]),
     ("web_sessions", &[("id_hash", false), ("user_id", false), ("csrf", false), ("created_at", false), ("expires_at", false)]),
     ("login_failures", &[("user_id", false), ("failures", false), ("last_at", false), ("locked_at", false)]),
+    ("pr_counters", &[("repo_id", false), ("last_number", false)]),
+    (
+        "pull_requests",
+        &[
+            ("id", false),
+            ("repo_id", false),
+            ("number", false),
+            ("title", false),
+            ("description", false),
+            ("author_id", false),
+            ("from_repo_id", false),
+            ("from_ref", false),
+            ("to_ref", false),
+            ("from_hash", false),
+            ("to_hash", false),
+            ("state", false),
+            ("version", false),
+            ("created_at", false),
+            ("updated_at", false),
+            ("closed_at", false),
+            ("merge_commit", false),
+            ("merge_outcome", false),
+        ],
+    ),
+    ("pr_participants", &[("pr_id", false), ("user_id", false), ("role", false), ("status", false), ("last_reviewed_commit", false), ("seq", false)]),
+    (
+        "pr_activities",
+        &[("id", false), ("pr_id", false), ("created_at", false), ("user_id", false), ("action", false), ("comment_id", false), ("detail", false)],
+    ),
+    // Read in id order (see `copy_sqlite_to_postgres`), so a reply comes after its parent.
+    (
+        "pr_comments",
+        &[
+            ("id", false),
+            ("pr_id", false),
+            ("parent_id", false),
+            ("author_id", false),
+            ("text", false),
+            ("version", false),
+            ("created_at", false),
+            ("updated_at", false),
+            ("severity", false),
+            ("state", false),
+            ("anchor", false),
+            ("orphaned", true),
+        ],
+    ),
+    ("pr_watchers", &[("pr_id", false), ("user_id", false)]),
+    ("pr_settings", &[("repo_id", false), ("json", false)]),
+    (
+        "branch_restrictions",
+        &[("id", false), ("project_id", false), ("repo_id", false), ("kind", false), ("matcher_type", false), ("matcher_id", false), ("created_at", false)],
+    ),
+    ("branch_restriction_users", &[("restriction_id", false), ("user_id", false)]),
+    ("branch_restriction_groups", &[("restriction_id", false), ("group_id", false)]),
+    ("branch_restriction_keys", &[("restriction_id", false), ("key_id", false)]),
+    ("project_pr_settings", &[("project_id", false), ("json", false)]),
+    ("audit_log", &[("id", false), ("at", false), ("actor", false), ("address", false), ("action", false), ("target", false), ("details", false)]),
+    (
+        "webhooks",
+        &[
+            ("id", false),
+            ("project_id", false),
+            ("repo_id", false),
+            ("name", false),
+            ("url", false),
+            ("events", false),
+            ("active", true),
+            ("secret", false),
+            ("ssl_verify", true),
+            ("username", false),
+            ("password", false),
+            ("created_at", false),
+            ("updated_at", false),
+            ("failures", false),
+            ("paused_until", false),
+        ],
+    ),
+    ("webhook_events", &[("id", false), ("project_id", false), ("repo_id", false), ("event_key", false), ("payload", false), ("created_at", false)]),
+    ("webhook_lanes", &[("lane", false), ("events", false)]),
+    (
+        "webhook_deliveries",
+        &[
+            ("id", false),
+            ("webhook_id", false),
+            ("event_id", false),
+            ("lane", false),
+            ("state", false),
+            ("attempts", false),
+            ("next_attempt_at", false),
+            ("claimed_by", false),
+            ("claim_expiry", false),
+            ("last_attempt_at", false),
+            ("last_outcome", false),
+            ("last_status", false),
+            ("last_response", false),
+            ("last_duration_ms", false),
+        ],
+    ),
+    (
+        "build_statuses",
+        &[
+            ("id", false),
+            ("repo_id", false),
+            ("commit_id", false),
+            ("build_key", false),
+            ("state", false),
+            ("name", false),
+            ("url", false),
+            ("description", false),
+            ("build_number", false),
+            ("duration_ms", false),
+            ("parent", false),
+            ("ref_name", false),
+            ("tests_successful", false),
+            ("tests_failed", false),
+            ("tests_skipped", false),
+            ("created_at", false),
+            ("updated_at", false),
+        ],
+    ),
+    (
+        "required_builds",
+        &[
+            ("id", false),
+            ("repo_id", false),
+            ("build_keys", false),
+            ("matcher_type", false),
+            ("matcher_id", false),
+            ("exempt_matcher_type", false),
+            ("exempt_matcher_id", false),
+            ("created_at", false),
+        ],
+    ),
+    (
+        "insight_reports",
+        &[
+            ("id", false),
+            ("repo_id", false),
+            ("commit_id", false),
+            ("report_key", false),
+            ("title", false),
+            ("details", false),
+            ("result", false),
+            ("data", false),
+            ("reporter", false),
+            ("link", false),
+            ("logo_url", false),
+            ("creator_id", false),
+            ("created_at", false),
+            ("updated_at", false),
+        ],
+    ),
+    (
+        "insight_annotations",
+        &[
+            ("id", false),
+            ("report_id", false),
+            ("external_id", false),
+            ("path", false),
+            ("line", false),
+            ("message", false),
+            ("severity", false),
+            ("kind", false),
+            ("link", false),
+            ("created_at", false),
+        ],
+    ),
 ];
 
 /// One value as SQLite holds it, converted for PostgreSQL.
@@ -82,6 +279,12 @@ pub struct CopyReport {
 pub fn copy_sqlite_to_postgres(sqlite_path: &std::path::Path, to: &PgOptions) -> Result<CopyReport, StoreError> {
     let db = StoreError::db(sqlite_path);
     let src = rusqlite::Connection::open_with_flags(sqlite_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
+    // The source at this trove's schema first, as this trove starting on it would leave it: an
+    // older one lacks tables that are copied below (a newer one is refused, SchemaTooNew).
+    let version: i64 = src.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(StoreError::db(sqlite_path))?;
+    if version != crate::sqlite::migrations::MIGRATIONS.len() as i64 {
+        drop(crate::sqlite::Sqlite::open(sqlite_path)?);
+    }
     // Applies the schema (migrations) first, as a first node start would.
     let pg = Postgres::open(to)?;
     let target = crate::backend::Backend::describe(&pg);
@@ -106,7 +309,9 @@ pub fn copy_sqlite_to_postgres(sqlite_path: &std::path::Path, to: &PgOptions) ->
         let placeholders: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
         let insert = format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), placeholders.join(", "));
         let insert = tx.prepare(&insert).map_err(err)?;
-        let mut st = src.prepare(&format!("SELECT {} FROM {table}", names.join(", "))).map_err(StoreError::db(sqlite_path))?;
+        // In insertion order, so that rows referring to rows of their own table (a reply to a
+        // comment) come after them.
+        let mut st = src.prepare(&format!("SELECT {} FROM {table} ORDER BY rowid", names.join(", "))).map_err(StoreError::db(sqlite_path))?;
         let mut rows = st.query([]).map_err(StoreError::db(sqlite_path))?;
         let mut n = 0i64;
         while let Some(row) = rows.next().map_err(StoreError::db(sqlite_path))? {
@@ -136,10 +341,31 @@ pub fn copy_sqlite_to_postgres(sqlite_path: &std::path::Path, to: &PgOptions) ->
         }
         report.push((*table, n));
     }
-    // New ids continue after the copied ones; a repository's also after every deleted one's.
-    let retired: i64 =
-        src.query_row("SELECT coalesce((SELECT id FROM retired_ids WHERE tbl = 'repositories'), 0)", [], |r| r.get(0)).map_err(StoreError::db(sqlite_path))?;
-    for (table, floor) in [("users", 0), ("projects", 0), ("repositories", retired), ("tokens", 0)] {
+    // New ids continue after the copied ones; a repository's, a user's, a pull request's, a
+    // comment's, an activity's, a group's, a branch restriction's and an audit entry's also after every deleted one's (`retired_ids`, and SQLite's
+    // AUTOINCREMENT counters in `sqlite_sequence`).
+    let floor = |sql: &str, t: &str| -> Result<i64, StoreError> { src.query_row(sql, [t], |r| r.get(0)).map_err(StoreError::db(sqlite_path)) };
+    let retired = |t: &str| floor("SELECT coalesce((SELECT id FROM retired_ids WHERE tbl = ?1), 0)", t);
+    let sequence = |t: &str| floor("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?1), 0)", t);
+    for (table, floor) in [
+        ("users", retired("users")?),
+        ("projects", 0),
+        ("repositories", retired("repositories")?),
+        ("tokens", 0),
+        ("pull_requests", sequence("pull_requests")?),
+        ("pr_activities", sequence("pr_activities")?),
+        ("pr_comments", sequence("pr_comments")?),
+        ("user_groups", sequence("user_groups")?),
+        ("branch_restrictions", sequence("branch_restrictions")?),
+        ("audit_log", sequence("audit_log")?),
+        ("webhooks", sequence("webhooks")?),
+        ("webhook_events", sequence("webhook_events")?),
+        ("webhook_deliveries", sequence("webhook_deliveries")?),
+        ("build_statuses", 0),
+        ("required_builds", sequence("required_builds")?),
+        ("insight_reports", sequence("insight_reports")?),
+        ("insight_annotations", 0),
+    ] {
         tx.execute(
             &format!("SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT coalesce(max(id), 0) FROM {table}), $1::BIGINT, 1))"),
             &[&floor],

@@ -28,6 +28,10 @@ pub enum StoreError {
     UserExists(String),
     #[error("user {0} does not exist; create it with `trove admin user add {0}`")]
     NoSuchUser(String),
+    #[error("group {0} already exists")]
+    GroupExists(String),
+    #[error("group {0} does not exist; create it with `trove admin group add {0}`")]
+    NoSuchGroup(String),
     #[error("project {0} already exists")]
     ProjectExists(String),
     #[error("project {0} does not exist; create it with `trove admin project add {0}`")]
@@ -36,6 +40,10 @@ pub enum StoreError {
     RepoExists(String),
     #[error("repository {0} does not exist")]
     NoSuchRepo(String),
+    /// A change would leave two open pull requests between the same refs (a reopen, or a new
+    /// target, racing another pull request); the open one's number.
+    #[error("an open pull request between the same branches already exists (#{0}); change that one instead")]
+    DuplicatePr(i64),
     #[error("cannot create repository directory {path}: {source}")]
     RepoDir { path: PathBuf, source: std::io::Error },
     #[error("`git init` for {path} failed: {detail}; check that git is installed, or name it with `[git] binary` (trove server) or `--git` (trove admin)")]

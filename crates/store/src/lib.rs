@@ -1,16 +1,20 @@
 //! trove-store: bare repositories on disk and the metadata database.
 //!
 //! Names are validated once, here, into types that are valid by construction
-//! ([`ProjectKey`], [`RepoSlug`], [`UserName`]). The metadata (users, projects, repositories,
-//! permissions at Bitbucket's three levels, personal access tokens, sessions, settings) sits
-//! behind one trait per entity ([`backend`]); the embedded SQLite database is the backend
-//! today. [`Store`] adds what every backend shares and keeps the repositories themselves as
-//! bare git directories named by numeric id.
+//! ([`ProjectKey`], [`RepoSlug`], [`UserName`], [`GroupName`]). The metadata (users, groups,
+//! projects, repositories, permissions at Bitbucket's three levels, personal access tokens,
+//! sessions, settings, pull requests, branch permissions, the audit log, webhooks and their outbox, build statuses and Code Insights) sits behind one trait per entity ([`backend`]), on the
+//! embedded SQLite database or on PostgreSQL. [`Store`] adds what every backend shares and keeps
+//! the repositories themselves as bare git directories named by numeric id.
 
+mod audit;
 pub mod backend;
+mod branch_permissions;
+mod builds;
 mod copy;
 mod error;
 mod grants;
+mod groups;
 mod leases;
 mod logins;
 mod names;
@@ -20,6 +24,7 @@ mod permissions;
 pub mod pgtest;
 mod postgres;
 mod projects;
+mod pull_requests;
 mod repos;
 mod sessions;
 mod settings;
@@ -27,18 +32,32 @@ mod sqlite;
 mod store;
 mod tokens;
 mod users;
+mod webhooks;
 
+pub use audit::{Audit, AuditEntry, AuditQuery, NewAuditEntry};
 pub use backend::Backend;
+pub use branch_permissions::{
+    ANY_REF_MATCHER_ID, BranchRestrictions, MAX_MATCHER_LEN, Matcher, MatcherError, MatcherType, NewRestriction, RefChange, Restriction, RestrictionScope,
+    RestrictionType, pattern_matches,
+};
+pub use builds::{
+    Annotation, BuildState, BuildStatus, Builds, InsightReport, MAX_ANNOTATIONS, NewAnnotation, RequiredBuild, RequiredBuildSpec, TestResults, latest_per_key,
+};
 pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::StoreError;
-pub use grants::{Grants, RepoGrantRows};
+pub use grants::{Grants, GroupChange, HeldGrant, RepoGrantRows};
+pub use groups::{Group, Groups};
 pub use leases::Leases;
 pub use logins::{Failures, LoginLock, LoginPolicy, LoginRow, Logins, PasswordCheck};
-pub use names::{MAX_NAME_LEN, NameError, Owner, ProjectKey, RepoSlug, UserName};
+pub use names::{GroupName, MAX_NAME_LEN, NameError, Owner, ProjectKey, RepoSlug, UserName};
 pub use password::{MIN_PASSWORD_LEN, Password, PasswordError, os_rng};
 pub use permissions::{GlobalPermission, GlobalPermissionError, Permission, PermissionError, PermissionFacts, effective_permission};
 pub use postgres::{PgOptions, PoolStats, Postgres};
 pub use projects::{Project, ProjectInfo, ProjectUpdate, Projects};
+pub use pull_requests::{
+    Activity, Comment, CommentChange, CommentDelete, NewActivity, NewComment, NewPullRequest, Participant, ParticipantFilter, PrChange, PrInsert, PrQuery,
+    PrState, PullRequest, PullRequests, ReviewStatus, Role, Versioned,
+};
 pub use repos::{Repo, RepoUpdate, Repos, git_env};
 pub use sessions::{Session, Sessions};
 pub use settings::{BaseUrl, ContextPath, SettingError, Settings, normalize_origin};
@@ -46,8 +65,11 @@ pub use sqlite::Sqlite;
 pub use store::{Authenticated, Store, StoreOptions};
 pub use tokens::{NewToken, TokenInfo, TokenRow, TokenScope, Tokens};
 pub use users::{User, Users};
+pub use webhooks::{Attempt, Breaker, Claimed, Delivery, DeliveryCounts, DeliveryState, NewEvent, NewWebhook, Next, Outcome, Render, Webhook, Webhooks};
 
 /// The entity traits, so that `store.user(&name)` and the like resolve: `use trove_store::prelude::*`.
 pub mod prelude {
-    pub use crate::backend::{Backend, Grants, Leases, Logins, Projects, Repos, Sessions, Settings, Tokens, Users};
+    pub use crate::backend::{
+        Audit, Backend, BranchRestrictions, Builds, Grants, Groups, Leases, Logins, Projects, PullRequests, Repos, Sessions, Settings, Tokens, Users, Webhooks,
+    };
 }

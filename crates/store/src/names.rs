@@ -1,4 +1,5 @@
-//! Validated names: project keys, repository slugs and user names, each valid by construction.
+//! Validated names: project keys, repository slugs, user and group names, each valid by
+//! construction.
 //!
 //! Every name that reaches the disk or a URL passes through one of these parsers first, so
 //! nothing downstream has to wonder whether a name could escape the data directory (`..`, `/`),
@@ -21,6 +22,10 @@ pub enum NameError {
     RepoSlug { input: String, reason: &'static str },
     #[error("user name {input:?} is invalid: {reason}; a user name starts with a letter or digit and has only letters, digits, `.`, `_`, `-` and `@`")]
     UserName { input: String, reason: &'static str },
+    #[error(
+        "group name {input:?} is invalid: {reason}; a group name is 1 to 128 characters without control characters or spaces at either end (like `developers`)"
+    )]
+    GroupName { input: String, reason: &'static str },
 }
 
 fn check_len(s: &str) -> Result<(), &'static str> {
@@ -115,6 +120,41 @@ impl UserName {
     }
 }
 
+/// A group's name such as `developers`. Bitbucket's group names are free text, compared without
+/// regard to case (`Developers` and `developers` are one group) and shown as they were created:
+/// so the name keeps its case and [`GroupName::key`] is what the store compares. Group names
+/// appear only in query strings and JSON, never in paths, so any printable character is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupName(String);
+
+impl GroupName {
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        let err = |reason| NameError::GroupName { input: input.to_owned(), reason };
+        if input.is_empty() {
+            return Err(err("it is empty"));
+        }
+        if input.chars().count() > MAX_NAME_LEN {
+            return Err(err("it is longer than 128 characters"));
+        }
+        if input.chars().any(char::is_control) {
+            return Err(err("it has a control character"));
+        }
+        if input.trim() != input {
+            return Err(err("it starts or ends with a space"));
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form the store keeps unique and looks names up by: lower case.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
 macro_rules! name_impls {
     ($t:ty) => {
         impl fmt::Display for $t {
@@ -138,6 +178,7 @@ macro_rules! name_impls {
 name_impls!(ProjectKey);
 name_impls!(RepoSlug);
 name_impls!(UserName);
+name_impls!(GroupName);
 
 /// Who owns a repository: a project (`/scm/TP/test.git`) or a user (`/scm/~justme/test.git`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -249,6 +290,27 @@ mod tests {
             let got = UserName::parse(input).ok().map(|k| k.as_str().to_owned());
             assert_eq!(got.as_deref(), *want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn group_names_keep_their_case_and_refuse_control_characters_and_outer_spaces() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("developers", Some("developers")),
+            ("Stash Users", Some("Stash Users")),
+            ("team-ä/1", Some("team-ä/1")),
+            ("", None),
+            (" dev", None),
+            ("dev ", None),
+            ("de\tv", None),
+            ("de\nv", None),
+        ];
+        for (input, want) in cases {
+            let got = GroupName::parse(input).ok().map(|k| k.as_str().to_owned());
+            assert_eq!(got.as_deref(), *want, "input {input:?}");
+        }
+        assert_eq!(GroupName::parse("Stash Users").unwrap().key(), "stash users");
+        assert!(GroupName::parse(&"ä".repeat(128)).is_ok());
+        assert!(GroupName::parse(&"a".repeat(129)).is_err());
     }
 
     #[test]

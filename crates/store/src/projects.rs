@@ -61,7 +61,12 @@ pub trait Projects {
     /// Applies `update` to project `key` in one transaction; a new key that is taken is
     /// `ProjectExists` and changes nothing. Repositories live on disk by id, so a new key moves
     /// no files.
-    fn update_project(&self, key: &ProjectKey, update: &ProjectUpdate) -> Result<ProjectInfo, StoreError>;
+    fn update_project(&self, key: &ProjectKey, update: &ProjectUpdate) -> Result<ProjectInfo, StoreError> {
+        self.update_project_with_events(key, update, &[])
+    }
+    /// [`Projects::update_project`], writing the webhook `events` (`project:modified`) in its
+    /// transaction.
+    fn update_project_with_events(&self, key: &ProjectKey, update: &ProjectUpdate, events: &[crate::NewEvent]) -> Result<ProjectInfo, StoreError>;
     fn set_project_public(&self, key: &ProjectKey, public: bool) -> Result<(), StoreError>;
     /// Sets the permission every licensed user has on a project (`None` removes it).
     fn set_project_default_permission(&self, key: &ProjectKey, perm: Option<Permission>) -> Result<(), StoreError>;

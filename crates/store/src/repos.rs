@@ -36,6 +36,10 @@ pub struct RepoUpdate {
     pub name: Option<(String, RepoSlug)>,
     pub forkable: Option<bool>,
     pub public: Option<bool>,
+    /// A new description; an empty one clears it.
+    pub description: Option<String>,
+    /// Moves the repository into the project with this row id (same directory on disk).
+    pub project_id: Option<i64>,
 }
 
 /// The rows of repositories. Their directories on disk are [`crate::Store`]'s.
@@ -45,6 +49,8 @@ pub trait Repos {
     fn insert_repo(&self, project_id: i64, slug: &RepoSlug, public: bool) -> Result<Option<i64>, StoreError>;
     fn delete_repo_row(&self, id: i64) -> Result<(), StoreError>;
     fn repo(&self, owner: &Owner, slug: &RepoSlug) -> Result<Option<Repo>, StoreError>;
+    /// The repository with row id `id` (a pull request's target or source).
+    fn repo_by_id(&self, id: i64) -> Result<Option<Repo>, StoreError>;
     /// The repositories of a project, by slug (callers filter by permission).
     fn project_repos(&self, project: &Project) -> Result<Vec<Repo>, StoreError>;
     fn set_repo_public(&self, owner: &Owner, slug: &RepoSlug, public: bool) -> Result<(), StoreError>;
@@ -53,7 +59,19 @@ pub trait Repos {
     /// Applies `update` to a repository in one transaction; a new slug that is taken in the
     /// project is `RepoExists` and changes nothing. The directory on disk is named by id, so a
     /// rename moves no files.
-    fn update_repo(&self, repo: &Repo, update: &RepoUpdate) -> Result<Repo, StoreError>;
+    ///
+    /// A new slug or project leaves a redirect behind: the old `project/slug` then names this
+    /// repository ([`Repos::repo_redirect`]) until another repository takes it.
+    fn update_repo(&self, repo: &Repo, update: &RepoUpdate) -> Result<Repo, StoreError> {
+        self.update_repo_with_events(repo, update, &[])
+    }
+    /// [`Repos::update_repo`], writing the webhook `events` (`repo:modified`) in its transaction.
+    fn update_repo_with_events(&self, repo: &Repo, update: &RepoUpdate, events: &[crate::NewEvent]) -> Result<Repo, StoreError>;
+    /// The repository's description, if it has one.
+    fn repo_description(&self, repo: &Repo) -> Result<Option<String>, StoreError>;
+    /// The repository that was once at `owner/slug` (renamed or moved since), where it is now;
+    /// `None` when no repository was.
+    fn repo_redirect(&self, owner: &Owner, slug: &RepoSlug) -> Result<Option<Repo>, StoreError>;
 }
 
 /// Settings written into every new repository's `config`:

@@ -79,6 +79,11 @@ pub(crate) fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Unix milliseconds: pull requests' times, as Bitbucket's REST API shows them.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// 256 random bits, URL-safe base64.
 fn random_secret() -> String {
     let mut raw = [0u8; 32];
@@ -237,9 +242,15 @@ impl Store {
     /// Creates a personal access token for `user`; the secret is returned once and only its
     /// hash is kept.
     pub fn create_token(&self, user: &UserName, label: &str, scope: TokenScope) -> Result<NewToken, StoreError> {
+        self.create_token_expiring(user, label, scope, None)
+    }
+
+    /// [`Store::create_token`] for a token that stops authenticating at `expires_at` (Unix
+    /// seconds; `None`: never).
+    pub fn create_token_expiring(&self, user: &UserName, label: &str, scope: TokenScope, expires_at: Option<i64>) -> Result<NewToken, StoreError> {
         let u = self.user(user)?.ok_or_else(|| StoreError::NoSuchUser(user.to_string()))?;
         let secret_part = random_secret();
-        let id = self.insert_token(u.id, label, &password::hash_token_secret(&secret_part), scope)?;
+        let id = self.insert_token(u.id, label, &password::hash_token_secret(&secret_part), scope, expires_at)?;
         Ok(NewToken { id, secret: format!("{TOKEN_PREFIX}{id}_{secret_part}") })
     }
 
@@ -254,6 +265,10 @@ impl Store {
         let Some((id, secret_part)) = parse_token(secret) else { return Ok(None) };
         let Some(row) = self.token_row(id)? else { return Ok(None) };
         if !password::verify(secret_part, &row.secret_hash) {
+            return Ok(None);
+        }
+        // An expired token is no token, on every path that authenticates (REST, git, SSH).
+        if row.expires_at.is_some_and(|at| at <= now()) {
             return Ok(None);
         }
         let Some(u) = self.user_by_id(row.user_id)? else { return Ok(None) };
@@ -634,8 +649,9 @@ mod tests {
         s.create_repo(&owner, &RepoSlug::parse("two").unwrap(), false).unwrap();
         let taken = RepoUpdate { name: Some(("Two".into(), RepoSlug::parse("two").unwrap())), ..Default::default() };
         assert!(matches!(s.update_repo(&one, &taken), Err(StoreError::RepoExists(_))));
-        let renamed =
-            s.update_repo(&one, &RepoUpdate { name: Some(("Uno".into(), RepoSlug::parse("uno").unwrap())), forkable: Some(false), public: None }).unwrap();
+        let renamed = s
+            .update_repo(&one, &RepoUpdate { name: Some(("Uno".into(), RepoSlug::parse("uno").unwrap())), forkable: Some(false), ..Default::default() })
+            .unwrap();
         assert_eq!((renamed.name.as_str(), renamed.slug.as_str()), ("Uno", "uno"));
         assert!(!s.repo_forkable(&renamed).unwrap());
         let path = s.repo_path(&renamed);
@@ -737,6 +753,75 @@ mod tests {
     }
 
     #[test]
+    fn repositories_keep_a_description_move_between_projects_and_redirect_from_where_they_were() {
+        let (_d, s) = store();
+        let (tp, other) = (ProjectKey::parse("TP").unwrap(), ProjectKey::parse("OT").unwrap());
+        s.create_project(&tp, None, false).unwrap();
+        let ot = s.create_project(&other, None, false).unwrap();
+        let (tp_owner, ot_owner) = (Owner::Project(tp), Owner::Project(other));
+        let slug = |x: &str| RepoSlug::parse(x).unwrap();
+        let repo = s.create_repo(&tp_owner, &slug("one"), false).unwrap();
+        let path = s.repo_path(&repo);
+        assert_eq!(s.repo_description(&repo).unwrap(), None);
+        let repo = s.update_repo(&repo, &RepoUpdate { description: Some("  the first  ".into()), ..Default::default() }).unwrap();
+        assert_eq!(s.repo_description(&repo).unwrap().as_deref(), Some("the first"));
+        // A change of something else keeps the description.
+        let repo = s.update_repo(&repo, &RepoUpdate { public: Some(true), ..Default::default() }).unwrap();
+        assert_eq!(s.repo_description(&repo).unwrap().as_deref(), Some("the first"));
+        assert!(s.repo_redirect(&tp_owner, &slug("one")).unwrap().is_none(), "no redirect before a move");
+        // Rename and move at once: same id, same directory, the old place redirects.
+        let moved = s.update_repo(&repo, &RepoUpdate { name: Some(("Uno".into(), slug("uno"))), project_id: Some(ot.id), ..Default::default() }).unwrap();
+        assert_eq!((moved.id, moved.owner.clone(), moved.slug.as_str(), moved.project_id), (repo.id, ot_owner.clone(), "uno", ot.id));
+        assert_eq!(s.repo_path(&moved), path);
+        assert!(s.repo(&tp_owner, &slug("one")).unwrap().is_none());
+        assert_eq!(s.repo_redirect(&tp_owner, &slug("one")).unwrap().map(|r| r.id), Some(repo.id));
+        assert_eq!(s.repo_description(&moved).unwrap().as_deref(), Some("the first"));
+        // Renamed again: both old places lead to where it is now.
+        let again = s.update_repo(&moved, &RepoUpdate { name: Some(("Eins".into(), slug("eins"))), ..Default::default() }).unwrap();
+        for (o, sl) in [(&tp_owner, "one"), (&ot_owner, "uno")] {
+            assert_eq!(s.repo_redirect(o, &slug(sl)).unwrap().map(|r| r.slug), Some(slug("eins")), "{o}/{sl}");
+        }
+        // A slug taken in the target project is refused and nothing changes.
+        s.create_repo(&tp_owner, &slug("eins"), false).unwrap();
+        let tp_id = s.repo(&tp_owner, &slug("eins")).unwrap().unwrap().project_id;
+        assert!(matches!(s.update_repo(&again, &RepoUpdate { project_id: Some(tp_id), ..Default::default() }), Err(StoreError::RepoExists(_))));
+        assert_eq!(s.repo_by_id(again.id).unwrap().unwrap().owner, ot_owner);
+        // A new repository at an old place is found there, not redirected; the description clears.
+        let fresh = s.create_repo(&tp_owner, &slug("one"), false).unwrap();
+        assert_eq!(s.repo(&tp_owner, &slug("one")).unwrap().map(|r| r.id), Some(fresh.id));
+        let cleared = s.update_repo(&again, &RepoUpdate { description: Some(String::new()), ..Default::default() }).unwrap();
+        assert_eq!(s.repo_description(&cleared).unwrap(), None);
+        // Deleting the repository takes its redirects.
+        s.delete_repo(&cleared).unwrap();
+        assert!(s.repo_redirect(&ot_owner, &slug("uno")).unwrap().is_none());
+    }
+
+    #[test]
+    fn expired_tokens_authenticate_no_one_and_updates_touch_only_the_owners_token() {
+        let (_d, s) = store();
+        let p = Password::new("password1").unwrap();
+        let alice = s.create_user(&UserName::parse("alice").unwrap(), &p, GlobalPermission::LicensedUser).unwrap();
+        let bob = s.create_user(&UserName::parse("bob").unwrap(), &p, GlobalPermission::LicensedUser).unwrap();
+        let past = s.create_token_expiring(&alice.name, "old", Permission::Write, Some(now() - 1)).unwrap();
+        assert!(s.verify_token(&past.secret, None).unwrap().is_none(), "an expired token");
+        let later = now() + 86_400;
+        let live = s.create_token_expiring(&alice.name, "ci", Permission::Read, Some(later)).unwrap();
+        assert_eq!(s.verify_token(&live.secret, None).unwrap().unwrap().token_scope, Some(Permission::Read));
+        let listed = s.tokens(&alice).unwrap();
+        assert_eq!(listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["old", "ci"]);
+        assert!(listed[0].expires_at.is_some_and(|e| e <= now()));
+        assert_eq!(listed[1].expires_at, Some(later));
+        assert!(!s.update_token(&bob, live.id, Some("stolen"), Some(Permission::Admin)).unwrap(), "only the owner's token");
+        assert!(s.update_token(&alice, live.id, Some("deploy"), None).unwrap());
+        assert!(s.update_token(&alice, live.id, None, Some(Permission::Write)).unwrap());
+        let t = s.tokens(&alice).unwrap().into_iter().find(|t| t.id == live.id).unwrap();
+        assert_eq!((t.name.as_str(), t.scope.as_str(), t.expires_at), ("deploy", "write", Some(later)));
+        assert_eq!(s.verify_token(&live.secret, None).unwrap().unwrap().token_scope, Some(Permission::Write));
+        assert!(s.create_token(&alice.name, "forever", Permission::Read).unwrap().id > 0);
+        assert_eq!(s.tokens(&alice).unwrap().last().unwrap().expires_at, None);
+    }
+
+    #[test]
     fn a_lease_is_one_holders_until_it_is_given_back_or_expires() {
         let (_d, s) = store();
         assert!(s.take_lease("maintenance:1", "node-a", 60).unwrap());
@@ -770,9 +855,43 @@ mod tests {
             visible_projects_follow_grants_public_flags_and_admin();
             deleting_a_project_removes_its_repositories_from_disk();
             tokens_list_and_revoke_only_for_their_owner();
+            expired_tokens_authenticate_no_one_and_updates_touch_only_the_owners_token();
+            repositories_keep_a_description_move_between_projects_and_redirect_from_where_they_were();
             a_lease_is_one_holders_until_it_is_given_back_or_expires();
             crate::logins::tests::a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it();
             crate::logins::tests::a_success_resets_the_count_and_unknown_users_leave_no_record();
+            crate::pull_requests::tests::numbers_count_per_repository_from_one_and_are_never_reused_after_a_delete();
+            crate::pull_requests::tests::an_open_pull_request_between_the_same_refs_is_refused_until_the_first_is_declined();
+            crate::pull_requests::tests::a_change_with_a_stale_version_is_refused_and_changes_nothing();
+            crate::pull_requests::tests::participants_are_upserted_in_place_removed_and_their_approvals_reset();
+            crate::pull_requests::tests::listing_filters_by_state_ref_participant_and_closing_time_and_pages_in_order();
+            crate::pull_requests::tests::comments_are_logged_versioned_and_only_deleted_without_replies();
+            crate::pull_requests::tests::watchers_and_repository_settings_round_trip();
+            crate::pull_requests::tests::project_settings_round_trip_apart_from_repository_settings_and_go_with_the_project();
+            crate::pull_requests::tests::deleting_a_pull_request_or_its_repository_takes_everything_of_it();
+            crate::pull_requests::tests::deleting_an_author_keeps_their_pull_requests_and_no_new_account_takes_their_id();
+            crate::pull_requests::tests::pull_requests_opened_at_once_between_the_same_refs_make_one();
+            crate::pull_requests::tests::a_repository_is_found_by_its_id();
+            crate::groups::tests::group_names_are_unique_without_regard_to_case_and_shown_as_created();
+            crate::groups::tests::members_hold_their_groups_grants_at_every_level_and_lose_them_when_they_leave();
+            crate::groups::tests::a_group_may_let_its_members_log_in_without_a_global_permission_of_their_own();
+            crate::groups::tests::deleting_a_group_a_user_or_a_project_takes_the_memberships_and_grants_with_it();
+            crate::groups::tests::what_a_change_to_one_group_would_leave_counts_every_other_grant();
+            crate::branch_permissions::tests::restrictions_round_trip_with_their_exemptions_and_list_by_scope();
+            crate::branch_permissions::tests::a_failed_bulk_insert_creates_none_and_ids_are_never_reused();
+            crate::branch_permissions::tests::restrictions_and_exemptions_go_with_their_repository_project_user_and_group();
+            crate::audit::tests::entries_come_back_as_appended_newest_first_by_default_and_page_in_order();
+            crate::audit::tests::filters_select_by_actor_action_target_and_time_together();
+            crate::audit::tests::pruning_deletes_only_older_entries_and_ids_are_never_given_again();
+            crate::webhooks::tests::webhooks_round_trip_by_scope_and_go_with_their_repository();
+            crate::webhooks::tests::events_fan_out_to_the_webhooks_that_ask_for_them_and_others_are_not_kept();
+            crate::webhooks::tests::a_lane_is_delivered_in_order_and_a_claim_is_a_lease();
+            crate::webhooks::tests::the_breaker_pauses_a_failing_webhook_and_a_success_closes_it();
+            crate::webhooks::tests::nodes_claiming_at_once_never_share_a_delivery();
+            crate::pull_requests::tests::a_change_and_its_events_are_written_together_or_not_at_all();
+            crate::builds::tests::build_statuses_replace_by_key_keep_their_first_date_and_go_with_their_repository();
+            crate::builds::tests::required_builds_round_trip_update_and_go_with_their_repository();
+            crate::builds::tests::insight_reports_replace_in_place_and_annotations_upsert_count_and_go_with_them();
         });
     }
 
@@ -788,16 +907,98 @@ mod tests {
         let gone = s.create_repo(&owner, &RepoSlug::parse("gone").unwrap(), false).unwrap();
         s.delete_repo(&gone).unwrap();
         s.grant_repo(&alice.name, &owner, &kept.slug, Permission::Write).unwrap();
+        // A group with a member and grants at each level; a deleted one before it.
+        let devs = crate::GroupName::parse("Devs").unwrap();
+        s.insert_group(&crate::GroupName::parse("gone").unwrap()).unwrap();
+        s.delete_group(&crate::GroupName::parse("gone").unwrap()).unwrap();
+        let devs_id = s.insert_group(&devs).unwrap().id;
+        s.add_group_member(&devs, &alice.name).unwrap();
+        s.set_group_global_permission(&devs, Some(GlobalPermission::ProjectCreate)).unwrap();
+        s.grant_group_project(&devs, &key, Permission::Read).unwrap();
+        s.grant_group_repo(&devs, &owner, &kept.slug, Permission::Admin).unwrap();
+        // A branch restriction with an exemption of each kind; a later one deleted.
+        let restrict = |scope| crate::NewRestriction {
+            scope,
+            kind: crate::RestrictionType::PullRequestOnly,
+            matcher: crate::Matcher::new(crate::MatcherType::Branch, "main").unwrap(),
+            users: vec![alice.id],
+            groups: vec![devs_id],
+            access_keys: vec![3],
+        };
+        let restriction = s.insert_restrictions(&[restrict(crate::RestrictionScope::Repository(kept.id))]).unwrap().remove(0);
+        let gone_restriction = s.insert_restrictions(&[restrict(crate::RestrictionScope::Repository(kept.id))]).unwrap().remove(0);
+        s.delete_restriction(gone_restriction.id).unwrap();
         let token = s.create_token(&alice.name, "ci", Permission::Read).unwrap();
         let (session, csrf) = s.create_session(alice.id, 3600).unwrap();
         s.set_base_url(Some(&BaseUrl::parse("https://mycompany.com/stash").unwrap())).unwrap();
         let policy = crate::LoginPolicy::default();
         s.check_password("alice", "wrong", &policy, false).unwrap();
+        // A pull request with a review, a comment thread and a watcher; a later one deleted,
+        // with its comment, so the highest ids ever given are above the copied ones.
+        let root = s.create_user(&name("root"), &Password::new("root-password").unwrap(), GlobalPermission::SysAdmin).unwrap();
+        let new_pr = |from: &str| crate::NewPullRequest {
+            repo_id: kept.id,
+            from_repo_id: kept.id,
+            title: from.into(),
+            description: None,
+            author_id: alice.id,
+            from_ref: format!("refs/heads/{from}"),
+            to_ref: "refs/heads/main".into(),
+            from_hash: "a".repeat(40),
+            to_hash: "b".repeat(40),
+            reviewers: vec![root.id],
+            merge_outcome: Some("CLEAN".into()),
+        };
+        let created = |p: &Store, from: &str| match p.insert_pr(&new_pr(from)).unwrap() {
+            crate::PrInsert::Created(pr) => pr,
+            other => panic!("{other:?}"),
+        };
+        let pr = created(&s, "feature");
+        let said = crate::NewActivity::new(root.id, "COMMENTED", "{}".into());
+        let comment = |pr_id: i64, parent_id: Option<i64>| crate::NewComment {
+            pr_id,
+            parent_id,
+            author_id: root.id,
+            text: "why?".into(),
+            severity: "BLOCKER".into(),
+            anchor: Some("{}".into()),
+        };
+        let top = s.insert_comment(&comment(pr.id, None), &said).unwrap();
+        s.insert_comment(&comment(pr.id, Some(top.id)), &said).unwrap();
+        s.set_comment_anchors(&[(top.id, "{}".into(), true)]).unwrap();
+        s.set_watch(pr.id, root.id, true).unwrap();
+        s.set_pr_settings(kept.id, r#"{"requiredApprovers":1}"#).unwrap();
+        s.set_project_pr_settings(kept.project_id, r#"{"requiredApprovers":2}"#).unwrap();
+        // Audit entries, the oldest pruned: ids continue after every one given.
+        let audit = |at: i64, target: &str| crate::NewAuditEntry {
+            at,
+            actor: "admin".into(),
+            address: Some("192.0.2.1".into()),
+            action: "user.create".into(),
+            target: target.into(),
+            details: "{}".into(),
+        };
+        s.append_audit(&audit(500, "user:pruned")).unwrap();
+        s.append_audit(&audit(1_000, "user:first")).unwrap();
+        let last_audit = s.append_audit(&audit(1_000, "user:alice")).unwrap();
+        assert_eq!(s.delete_audit_before(1_000).unwrap(), 1);
+        let gone_pr = created(&s, "gone");
+        let gone_comment = s.insert_comment(&comment(gone_pr.id, None), &said).unwrap();
+        assert!(matches!(s.delete_pr(gone_pr.id, None).unwrap(), crate::Versioned::Done(())));
+        let pr = s.pr_by_id(pr.id).unwrap().unwrap();
+        let (comments, log) = (s.comments(pr.id).unwrap(), s.activities(pr.id).unwrap());
 
         let url = pg.database();
         let report = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap();
         let count = |t: &str| report.tables.iter().find(|(n, _)| *n == t).unwrap().1;
-        assert_eq!((count("users"), count("projects"), count("repositories"), count("tokens"), count("web_sessions")), (1, 1, 1, 1, 1));
+        assert_eq!((count("users"), count("projects"), count("repositories"), count("tokens"), count("web_sessions")), (2, 1, 1, 1, 1));
+        assert_eq!((count("pull_requests"), count("pr_participants"), count("pr_comments"), count("pr_watchers"), count("pr_settings")), (1, 2, 2, 1, 1));
+        let groups = (count("user_groups"), count("group_members"), count("project_group_permissions"), count("repo_group_permissions"));
+        assert_eq!(groups, (1, 1, 1, 1));
+        let restrictions =
+            (count("branch_restrictions"), count("branch_restriction_users"), count("branch_restriction_groups"), count("branch_restriction_keys"));
+        assert_eq!(restrictions, (1, 1, 1, 1));
+        assert_eq!((count("audit_log"), count("project_pr_settings")), (2, 1));
 
         let d2 = tempfile::tempdir().unwrap();
         let p = Store::open_with(&StoreOptions {
@@ -814,16 +1015,52 @@ mod tests {
         let got = p.repo(&owner, &kept.slug).unwrap().unwrap();
         assert_eq!(got.id, kept.id, "repository ids name their directories: they must not change");
         let who = Authenticated { user: p.user(&alice.name).unwrap().unwrap(), token_scope: None };
-        assert_eq!(p.permission(Some(&who), &got).unwrap(), Some(Permission::Write));
+        assert_eq!(p.permission(Some(&who), &got).unwrap(), Some(Permission::Admin), "through the group");
+        assert_eq!((who.user.global, who.user.own_global), (Some(GlobalPermission::ProjectCreate), Some(GlobalPermission::LicensedUser)));
+        let devs_copied = p.group(&crate::GroupName::parse("devs").unwrap()).unwrap().unwrap();
+        assert_eq!((devs_copied.id, devs_copied.name.as_str()), (devs_id, "Devs"));
+        assert!(p.insert_group(&crate::GroupName::parse("next").unwrap()).unwrap().id > devs_id);
+        assert_eq!(p.restrictions_in_force(&got).unwrap(), std::slice::from_ref(&restriction));
+        let next_restriction = p.insert_restrictions(&[restrict(crate::RestrictionScope::Repository(got.id))]).unwrap().remove(0);
+        assert!(next_restriction.id > gone_restriction.id, "a deleted restriction's id given again");
         assert_eq!(p.login_row(&alice.name).unwrap().unwrap().failures.map(|f| f.count), Some(1));
         // New rows continue after the copied ones, and never take a deleted repository's id.
         let bob = p.create_user(&name("bob"), &Password::new("bob-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
         assert!(bob.id > alice.id);
         let next = p.create_repo(&owner, &RepoSlug::parse("next").unwrap(), false).unwrap();
         assert!(next.id > gone.id, "id {} of a deleted repository given again", gone.id);
+        assert_eq!(p.pr(kept.id, 1).unwrap().unwrap(), pr);
+        assert_eq!((p.comments(pr.id).unwrap(), p.activities(pr.id).unwrap()), (comments, log));
+        assert_eq!(p.watchers(pr.id).unwrap(), [root.id]);
+        assert_eq!(p.pr_settings(kept.id).unwrap().as_deref(), Some(r#"{"requiredApprovers":1}"#));
+        assert_eq!(p.project_pr_settings(kept.project_id).unwrap().as_deref(), Some(r#"{"requiredApprovers":2}"#));
+        let entries = p.audit_entries(&crate::AuditQuery { oldest_first: true, ..crate::AuditQuery::default() }).unwrap().0;
+        assert_eq!(entries.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["user:first", "user:alice"]);
+        assert!(p.append_audit(&audit(2_000, "user:bob")).unwrap() > last_audit, "an audit id given again");
+        let third = created(&p, "third");
+        assert_eq!(third.number, 3, "pull request numbers continue after the deleted one's");
+        assert!(third.id > gone_pr.id, "id {} of a deleted pull request given again", gone_pr.id);
+        assert!(p.insert_comment(&comment(third.id, None), &said).unwrap().id > gone_comment.id, "a deleted comment's id given again");
 
         let again = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap_err();
         assert!(again.to_string().contains("not empty"), "{again}");
+    }
+
+    #[test]
+    fn a_database_of_an_older_trove_is_brought_up_to_date_before_it_is_copied() {
+        let pg = crate::pgtest::TestPg::start();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trove.db");
+        // As the trove before pull requests left it: six migrations, one user.
+        let old = rusqlite::Connection::open(&path).unwrap();
+        for m in &crate::sqlite::migrations::MIGRATIONS[..6] {
+            old.execute_batch(m).unwrap();
+        }
+        old.execute_batch("PRAGMA user_version = 6; INSERT INTO users (name, display_name, created_at) VALUES ('alice', 'Alice', 0);").unwrap();
+        drop(old);
+        let report = crate::copy_sqlite_to_postgres(&path, &PgOptions::new(&pg.database())).unwrap();
+        let count = |t: &str| report.tables.iter().find(|(n, _)| *n == t).unwrap().1;
+        assert_eq!((count("users"), count("pull_requests")), (1, 0));
     }
 
     #[test]

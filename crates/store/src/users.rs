@@ -1,4 +1,9 @@
 //! User accounts: names, display names, e-mail, the global permission, enabled or not.
+//!
+//! A user's global permission is the highest of their own grant and their groups' grants
+//! ([`crate::Groups`]), worked out whenever the account is read, so every caller of
+//! [`Users::user`] (authentication by password, token or session included) sees the effective
+//! one in [`User::global`] and a group's change counts from the next request on.
 
 use crate::error::StoreError;
 use crate::names::UserName;
@@ -11,7 +16,12 @@ pub struct User {
     pub name: UserName,
     pub display_name: String,
     pub email: Option<String>,
+    /// The global permission the user holds: the highest of their own grant and their groups'.
+    /// This is what decides (logging in, administration, creating projects).
     pub global: Option<GlobalPermission>,
+    /// The global permission granted to the user themself, without their groups': what
+    /// [`Users::set_global_permission`] sets and what lists of users' grants show.
+    pub own_global: Option<GlobalPermission>,
     pub active: bool,
 }
 
@@ -20,6 +30,11 @@ impl User {
     pub fn may_log_in(&self) -> bool {
         self.active && self.global.is_some()
     }
+}
+
+/// The highest of a user's own global permission and their groups' (`via_groups`).
+pub(crate) fn effective_global(own: Option<GlobalPermission>, via_groups: impl IntoIterator<Item = GlobalPermission>) -> Option<GlobalPermission> {
+    via_groups.into_iter().map(Some).chain([own]).max().flatten()
 }
 
 /// The rows of user accounts. Passwords arrive hashed ([`crate::Store::create_user`] hashes).
@@ -37,12 +52,13 @@ pub trait Users {
     /// Replaces the password hash; a new password is a fresh start, so failures and a lock
     /// from guesses at the old one go too.
     fn set_password_hash(&self, name: &UserName, hash: &str) -> Result<(), StoreError>;
+    /// Sets the user's own global permission (their groups' are the groups').
     fn set_global_permission(&self, name: &UserName, global: Option<GlobalPermission>) -> Result<(), StoreError>;
     /// Enables or disables an account; disabling also ends its sessions.
     fn set_user_active(&self, name: &UserName, active: bool) -> Result<(), StoreError>;
     /// Sets a user's display name and e-mail address (`None` leaves one as it is).
     fn set_user_details(&self, name: &UserName, display_name: Option<&str>, email: Option<&str>) -> Result<(), StoreError>;
-    /// Removes the account's row and its personal project's row (grants, tokens and sessions
-    /// go with them). The repositories' directories are the caller's ([`crate::Store::delete_user`]).
+    /// Removes the account's row and its personal project's row (grants, group memberships,
+    /// tokens and sessions go with them). The repositories' directories are the caller's ([`crate::Store::delete_user`]).
     fn delete_user_rows(&self, name: &UserName) -> Result<(), StoreError>;
 }

@@ -1,11 +1,11 @@
 use super::{Postgres, parse_perm};
 use crate::error::StoreError;
-use crate::grants::{Grants, RepoGrantRows};
+use crate::grants::{Grants, HeldGrant, RepoGrantRows};
 use crate::names::{Owner, ProjectKey, RepoSlug, UserName};
 use crate::permissions::Permission;
 use crate::projects::{Project, Projects};
 use crate::repos::{Repo, Repos};
-use crate::users::{User, Users};
+use crate::users::Users;
 
 impl Postgres {
     fn grant_list(&self, sql: &'static str, id: i64) -> Result<Vec<(UserName, Permission)>, StoreError> {
@@ -75,32 +75,51 @@ impl Grants for Postgres {
         self.grant_list("SELECT u.name, g.permission FROM repo_permissions g JOIN users u ON u.id = g.user_id WHERE g.repo_id = $1 ORDER BY u.name", repo.id)
     }
 
-    fn project_grant(&self, user: &User, project_id: i64) -> Result<Option<Permission>, StoreError> {
-        let row = self
+    fn project_grants(&self, user_id: i64, project_id: i64) -> Result<Vec<HeldGrant>, StoreError> {
+        let rows = self
             .conn()?
-            .query_opt("SELECT permission FROM project_permissions WHERE project_id = $1 AND user_id = $2", &[&project_id, &user.id])
+            .query(
+                "SELECT NULL::BIGINT, permission FROM project_permissions WHERE project_id = $1 AND user_id = $2
+                 UNION ALL SELECT gp.group_id, gp.permission FROM project_group_permissions gp
+                     JOIN group_members m ON m.group_id = gp.group_id WHERE gp.project_id = $1 AND m.user_id = $2",
+                &[&project_id, &user_id],
+            )
             .map_err(self.err())?;
-        Ok(parse_perm(row.map(|r| r.get(0))))
+        Ok(rows.iter().filter_map(|r| Some(HeldGrant { group_id: r.get(0), permission: r.get::<_, &str>(1).parse().ok()? })).collect())
     }
 
     fn repo_grant_rows(&self, user_id: i64, repo: &Repo) -> Result<RepoGrantRows, StoreError> {
-        // One round trip: a permission check is on every git request.
-        let r = self
+        // One round trip: a permission check is on every git request. Each row is the project
+        // row (`o`: its owner and default permission) or a grant on the project (`p`) or the
+        // repository (`r`), to the user (no group) or to one of their groups.
+        let rows = self
             .conn()?
-            .query_one(
-                "SELECT p.owner_user_id, p.default_permission,
-                        (SELECT permission FROM project_permissions WHERE project_id = p.id AND user_id = $2),
-                        (SELECT permission FROM repo_permissions WHERE repo_id = $3 AND user_id = $2)
-                 FROM projects p WHERE p.id = $1",
+            .query(
+                "SELECT 'o', p.owner_user_id, p.default_permission FROM projects p WHERE p.id = $1
+                 UNION ALL SELECT 'p', NULL, permission FROM project_permissions WHERE project_id = $1 AND user_id = $2
+                 UNION ALL SELECT 'p', gp.group_id, gp.permission FROM project_group_permissions gp
+                     JOIN group_members m ON m.group_id = gp.group_id WHERE gp.project_id = $1 AND m.user_id = $2
+                 UNION ALL SELECT 'r', NULL, permission FROM repo_permissions WHERE repo_id = $3 AND user_id = $2
+                 UNION ALL SELECT 'r', gr.group_id, gr.permission FROM repo_group_permissions gr
+                     JOIN group_members m ON m.group_id = gr.group_id WHERE gr.repo_id = $3 AND m.user_id = $2",
                 &[&repo.project_id, &user_id, &repo.id],
             )
             .map_err(self.err())?;
-        let owner: Option<i64> = r.get(0);
-        Ok(RepoGrantRows {
-            owns_personal_project: owner == Some(user_id),
-            project_default: parse_perm(r.get(1)),
-            project_grant: parse_perm(r.get(2)),
-            repo_grant: parse_perm(r.get(3)),
-        })
+        let mut out = RepoGrantRows::default();
+        for r in &rows {
+            let (kind, id, perm): (&str, Option<i64>, Option<String>) = (r.get(0), r.get(1), r.get(2));
+            match kind {
+                "o" => {
+                    out.owns_personal_project = id == Some(user_id);
+                    out.project_default = parse_perm(perm);
+                }
+                _ => {
+                    let Some(permission) = parse_perm(perm) else { continue };
+                    let held = HeldGrant { group_id: id, permission };
+                    if kind == "p" { out.project_grants.push(held) } else { out.repo_grants.push(held) }
+                }
+            }
+        }
+        Ok(out)
     }
 }

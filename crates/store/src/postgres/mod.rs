@@ -6,22 +6,29 @@
 //! trigger on `settings`) and moves [`Settings::data_version`], so a setting changed on one
 //! node is in force on every node for its next request.
 
+mod audit;
+mod branch_permissions;
+mod builds;
 mod grants;
+mod groups;
 mod leases;
 mod logins;
 mod migrations;
 mod projects;
+mod pull_requests;
 mod repos;
 mod sessions;
 mod settings;
 mod tokens;
 mod users;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use postgres::GenericClient as _;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
@@ -382,6 +389,98 @@ impl PgClient {
     pub(crate) fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error> {
         let st = self.statement(sql)?;
         self.client.execute(&st, params)
+    }
+}
+
+/// A transaction on a pooled connection that uses (and fills) the connection's prepared
+/// statements: a statement belongs to the session, not to the transaction that prepared it.
+pub(crate) struct PgTx<'a> {
+    tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl PgClient {
+    pub(crate) fn transaction(&mut self) -> Result<PgTx<'_>, postgres::Error> {
+        let PgClient { client, statements } = self;
+        Ok(PgTx { tx: client.transaction()?, statements })
+    }
+}
+
+impl PgTx<'_> {
+    pub(crate) fn commit(self) -> Result<(), postgres::Error> {
+        self.tx.commit()
+    }
+}
+
+/// The statements of a connection or of a transaction on it, so that one read serves both a
+/// plain call and a change that reads back what it wrote.
+pub(crate) trait Query {
+    type Client: postgres::GenericClient;
+    fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error>;
+    fn generic(&mut self) -> &mut Self::Client;
+
+    fn query_opt(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, postgres::Error> {
+        let st = self.prepared(sql)?;
+        self.generic().query_opt(&st, params)
+    }
+
+    fn query_one(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, postgres::Error> {
+        let st = self.prepared(sql)?;
+        self.generic().query_one(&st, params)
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+        let st = self.prepared(sql)?;
+        self.generic().query(&st, params)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error> {
+        let st = self.prepared(sql)?;
+        self.generic().execute(&st, params)
+    }
+
+    /// A statement made at run time (a listing's filters): prepared for this call only.
+    fn query_built(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+        self.generic().query(sql, params)
+    }
+}
+
+/// A plain transaction (statements prepared for each call, not kept).
+impl<'a> Query for postgres::Transaction<'a> {
+    type Client = postgres::Transaction<'a>;
+    fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        self.prepare(sql)
+    }
+
+    fn generic(&mut self) -> &mut postgres::Transaction<'a> {
+        self
+    }
+}
+
+impl Query for PgClient {
+    type Client = Client;
+    fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        self.statement(sql)
+    }
+
+    fn generic(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl<'a> Query for PgTx<'a> {
+    type Client = postgres::Transaction<'a>;
+    fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn generic(&mut self) -> &mut postgres::Transaction<'a> {
+        &mut self.tx
     }
 }
 

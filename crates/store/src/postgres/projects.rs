@@ -23,7 +23,12 @@ macro_rules! visible {
             OR (p.default_permission IS NOT NULL AND p.owner_user_id IS NULL)
             OR EXISTS (SELECT 1 FROM project_permissions pp WHERE pp.project_id = p.id AND pp.user_id = $1)
             OR EXISTS (SELECT 1 FROM repositories r JOIN repo_permissions rp ON rp.repo_id = r.id
-                       WHERE r.project_id = p.id AND rp.user_id = $1))))"
+                       WHERE r.project_id = p.id AND rp.user_id = $1)
+            OR EXISTS (SELECT 1 FROM project_group_permissions gp JOIN group_members m ON m.group_id = gp.group_id
+                       WHERE gp.project_id = p.id AND m.user_id = $1)
+            OR EXISTS (SELECT 1 FROM repositories r JOIN repo_group_permissions gr ON gr.repo_id = r.id
+                       JOIN group_members m ON m.group_id = gr.group_id
+                       WHERE r.project_id = p.id AND m.user_id = $1))))"
     };
 }
 
@@ -77,7 +82,7 @@ impl Projects for Postgres {
         }))
     }
 
-    fn update_project(&self, key: &ProjectKey, update: &ProjectUpdate) -> Result<ProjectInfo, StoreError> {
+    fn update_project_with_events(&self, key: &ProjectKey, update: &ProjectUpdate, events: &[crate::NewEvent]) -> Result<ProjectInfo, StoreError> {
         {
             let mut conn = self.conn()?;
             let mut tx = conn.client.transaction().map_err(self.err())?;
@@ -101,6 +106,7 @@ impl Projects for Postgres {
             if let Some(p) = update.public {
                 tx.execute("UPDATE projects SET public = $1 WHERE id = $2", &[&p, &id]).map_err(self.err())?;
             }
+            self.enqueue(&mut tx, events)?;
             tx.commit().map_err(self.err())?;
         }
         let owner = Owner::Project(update.key.clone().unwrap_or_else(|| key.clone()));

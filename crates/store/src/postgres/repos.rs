@@ -43,6 +43,28 @@ impl Repos for Postgres {
         }))
     }
 
+    fn repo_by_id(&self, id: i64) -> Result<Option<Repo>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "SELECT r.id, r.name, r.public, p.id, p.public, p.key, r.slug FROM repositories r JOIN projects p ON p.id = r.project_id WHERE r.id = $1",
+                &[&id],
+            )
+            .map_err(self.err())?;
+        row.map(|r| {
+            Ok(Repo {
+                id: r.get(0),
+                owner: Owner::parse(r.get::<_, &str>(5))?,
+                slug: RepoSlug::parse(r.get::<_, &str>(6))?,
+                name: r.get(1),
+                public: r.get(2),
+                project_id: r.get(3),
+                project_public: r.get(4),
+            })
+        })
+        .transpose()
+    }
+
     fn project_repos(&self, project: &Project) -> Result<Vec<Repo>, StoreError> {
         let rows = self
             .conn()?
@@ -76,14 +98,30 @@ impl Repos for Postgres {
         Ok(self.conn()?.query_one("SELECT forkable FROM repositories WHERE id = $1", &[&repo.id]).map_err(self.err())?.get(0))
     }
 
-    fn update_repo(&self, repo: &Repo, update: &RepoUpdate) -> Result<Repo, StoreError> {
+    fn update_repo_with_events(&self, repo: &Repo, update: &RepoUpdate, events: &[crate::NewEvent]) -> Result<Repo, StoreError> {
         {
             let mut conn = self.conn()?;
             let mut tx = conn.client.transaction().map_err(self.err())?;
-            if let Some((name, slug)) = &update.name
-                && let Err(e) = tx.execute("UPDATE repositories SET name = $1, slug = $2 WHERE id = $3", &[name, &slug.as_str(), &repo.id])
+            if update.name.is_some() || update.project_id.is_some() {
+                // The old place redirects here.
+                tx.execute(
+                    "INSERT INTO repo_redirects (project_id, slug, repo_id) VALUES ($1, $2, $3)
+                     ON CONFLICT (project_id, slug) DO UPDATE SET repo_id = EXCLUDED.repo_id",
+                    &[&repo.project_id, &repo.slug.as_str(), &repo.id],
+                )
+                .map_err(self.err())?;
+            }
+            let (name, slug) = update.name.clone().unwrap_or_else(|| (repo.name.clone(), repo.slug.clone()));
+            let project_id = update.project_id.unwrap_or(repo.project_id);
+            if let Err(e) =
+                tx.execute("UPDATE repositories SET name = $1, slug = $2, project_id = $3 WHERE id = $4", &[&name, &slug.as_str(), &project_id, &repo.id])
             {
-                return Err(if is_unique_violation(&e) { StoreError::RepoExists(format!("{}/{slug}", repo.owner)) } else { self.err()(e) });
+                return Err(if is_unique_violation(&e) { StoreError::RepoExists(slug.to_string()) } else { self.err()(e) });
+            }
+            tx.execute("DELETE FROM repo_redirects WHERE project_id = $1 AND slug = $2", &[&project_id, &slug.as_str()]).map_err(self.err())?;
+            if let Some(d) = &update.description {
+                let d = Some(d.trim()).filter(|d| !d.is_empty());
+                tx.execute("UPDATE repositories SET description = $1 WHERE id = $2", &[&d, &repo.id]).map_err(self.err())?;
             }
             if let Some(f) = update.forkable {
                 tx.execute("UPDATE repositories SET forkable = $1 WHERE id = $2", &[&f, &repo.id]).map_err(self.err())?;
@@ -91,9 +129,28 @@ impl Repos for Postgres {
             if let Some(p) = update.public {
                 tx.execute("UPDATE repositories SET public = $1 WHERE id = $2", &[&p, &repo.id]).map_err(self.err())?;
             }
+            self.enqueue(&mut tx, events)?;
             tx.commit().map_err(self.err())?;
         }
-        let slug = update.name.as_ref().map(|(_, s)| s.clone()).unwrap_or_else(|| repo.slug.clone());
-        self.repo(&repo.owner, &slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{}/{slug}", repo.owner)))
+        self.repo_by_id(repo.id)?.ok_or_else(|| StoreError::NoSuchRepo(repo.display_path()))
+    }
+
+    fn repo_description(&self, repo: &Repo) -> Result<Option<String>, StoreError> {
+        let row = self.conn()?.query_opt("SELECT description FROM repositories WHERE id = $1", &[&repo.id]).map_err(self.err())?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    fn repo_redirect(&self, owner: &Owner, slug: &RepoSlug) -> Result<Option<Repo>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "SELECT d.repo_id FROM repo_redirects d JOIN projects p ON p.id = d.project_id WHERE p.key = $1 AND d.slug = $2",
+                &[&owner.project_key(), &slug.as_str()],
+            )
+            .map_err(self.err())?;
+        match row {
+            Some(r) => self.repo_by_id(r.get(0)),
+            None => Ok(None),
+        }
     }
 }

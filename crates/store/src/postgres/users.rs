@@ -5,16 +5,30 @@ use crate::error::StoreError;
 use crate::names::{Owner, UserName};
 use crate::permissions::GlobalPermission;
 use crate::store::now;
-use crate::users::{User, Users};
+use crate::users::{User, Users, effective_global};
 
-fn user_row(r: &Row) -> Result<User, StoreError> {
-    let global: Option<String> = r.get(4);
+/// The account's columns and, last, its groups' global permissions, so that reading an account
+/// gives its effective global permission (see `crate::users`).
+macro_rules! user_cols {
+    () => {
+        "SELECT id, name, display_name, email, global_permission, active,
+            ARRAY(SELECT g.global_permission FROM group_members m JOIN user_groups g ON g.id = m.group_id
+                  WHERE m.user_id = users.id AND g.global_permission IS NOT NULL)
+         FROM users"
+    };
+}
+pub(super) use user_cols;
+
+pub(super) fn user_row(r: &Row) -> Result<User, StoreError> {
+    let own: Option<GlobalPermission> = r.get::<_, Option<String>>(4).and_then(|g| g.parse().ok());
+    let via_groups: Vec<String> = r.get(6);
     Ok(User {
         id: r.get(0),
         name: UserName::parse(r.get::<_, &str>(1))?,
         display_name: r.get(2),
         email: r.get(3),
-        global: global.and_then(|g| g.parse().ok()),
+        global: effective_global(own, via_groups.iter().filter_map(|g| g.parse().ok())),
+        own_global: own,
         active: r.get(5),
     })
 }
@@ -26,32 +40,29 @@ impl Users for Postgres {
             .query_opt(
                 "INSERT INTO users (name, display_name, password_hash, global_permission, created_at) VALUES ($1, $1, $2, $3, $4)
                  ON CONFLICT (name) DO NOTHING
-                 RETURNING id, name, display_name, email, global_permission, active",
+                 RETURNING id",
                 &[&name.as_str(), &password_hash, &global.as_str(), &now()],
             )
             .map_err(self.err())?;
         match row {
-            Some(r) => user_row(&r),
+            // Read back whole, with the groups' part (none yet) computed as for every read.
+            Some(_) => self.user(name)?.ok_or_else(|| StoreError::NoSuchUser(name.to_string())),
             None => Err(StoreError::UserExists(name.to_string())),
         }
     }
 
     fn user(&self, name: &UserName) -> Result<Option<User>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt("SELECT id, name, display_name, email, global_permission, active FROM users WHERE name = $1", &[&name.as_str()])
-            .map_err(self.err())?;
+        let row = self.conn()?.query_opt(concat!(user_cols!(), " WHERE name = $1"), &[&name.as_str()]).map_err(self.err())?;
         row.as_ref().map(user_row).transpose()
     }
 
     fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        let row =
-            self.conn()?.query_opt("SELECT id, name, display_name, email, global_permission, active FROM users WHERE id = $1", &[&id]).map_err(self.err())?;
+        let row = self.conn()?.query_opt(concat!(user_cols!(), " WHERE id = $1"), &[&id]).map_err(self.err())?;
         row.as_ref().map(user_row).transpose()
     }
 
     fn users(&self) -> Result<Vec<User>, StoreError> {
-        let rows = self.conn()?.query("SELECT id, name, display_name, email, global_permission, active FROM users ORDER BY name", &[]).map_err(self.err())?;
+        let rows = self.conn()?.query(concat!(user_cols!(), " ORDER BY name"), &[]).map_err(self.err())?;
         Ok(rows.iter().filter_map(|r| user_row(r).ok()).collect())
     }
 

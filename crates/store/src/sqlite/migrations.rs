@@ -113,4 +113,321 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (addr, user_name)
     );
     "#,
+    // 7: pull requests (see `pull_requests`). AUTOINCREMENT: a deleted pull request's, comment's
+    // or activity's id is never given again (comment ids are shown to REST clients). Numbers
+    // count per repository in `pr_counters`, which outlives the pull requests it numbered.
+    // Authors (of pull requests, comments, activities) are plain ids, no foreign key: deleting an
+    // account keeps everyone's review history, and user ids are retired like repositories' so
+    // that a new account never inherits a deleted one's pull requests. Participants and watchers
+    // go with their account.
+    r#"
+    CREATE TABLE pr_counters (
+        repo_id INTEGER PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+        last_number INTEGER NOT NULL
+    );
+    CREATE TABLE pull_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        description TEXT,
+        author_id INTEGER NOT NULL,
+        from_repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        from_ref TEXT NOT NULL,
+        to_ref TEXT NOT NULL,
+        from_hash TEXT NOT NULL,
+        to_hash TEXT NOT NULL,
+        state TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        closed_at INTEGER,
+        merge_commit TEXT,
+        merge_outcome TEXT,
+        UNIQUE (repo_id, number)
+    );
+    -- One open pull request between two refs, decided by the database even under races.
+    CREATE UNIQUE INDEX pull_requests_one_open ON pull_requests (repo_id, from_repo_id, from_ref, to_ref) WHERE state = 'OPEN';
+    CREATE INDEX pull_requests_from ON pull_requests (from_repo_id, from_ref);
+    CREATE INDEX pull_requests_updated ON pull_requests (updated_at);
+    CREATE TABLE pr_participants (
+        pr_id INTEGER NOT NULL REFERENCES pull_requests(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        status TEXT NOT NULL,
+        last_reviewed_commit TEXT,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (pr_id, user_id)
+    );
+    CREATE INDEX pr_participants_user ON pr_participants (user_id);
+    CREATE TABLE pr_activities (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        pr_id INTEGER NOT NULL REFERENCES pull_requests(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        comment_id INTEGER,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX pr_activities_pr ON pr_activities (pr_id);
+    CREATE TABLE pr_comments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        pr_id INTEGER NOT NULL REFERENCES pull_requests(id) ON DELETE CASCADE,
+        parent_id INTEGER REFERENCES pr_comments(id),
+        author_id INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        anchor TEXT,
+        orphaned INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX pr_comments_pr ON pr_comments (pr_id);
+    CREATE INDEX pr_comments_parent ON pr_comments (parent_id);
+    CREATE TABLE pr_watchers (
+        pr_id INTEGER NOT NULL REFERENCES pull_requests(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        PRIMARY KEY (pr_id, user_id)
+    );
+    CREATE INDEX pr_watchers_user ON pr_watchers (user_id);
+    CREATE TABLE pr_settings (
+        repo_id INTEGER PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+        json TEXT NOT NULL
+    );
+    CREATE TRIGGER users_retire_id AFTER DELETE ON users BEGIN
+        INSERT INTO retired_ids (tbl, id) VALUES ('users', OLD.id)
+        ON CONFLICT (tbl) DO UPDATE SET id = max(id, excluded.id);
+    END;
+    "#,
+    // 8: groups (see `groups`). A group's name is unique without regard to case (`name_key`,
+    // its lower case, as Rust folds it, so both backends agree), and shown as created. Its
+    // memberships and grants go with it, and with their user, project or repository.
+    r#"
+    CREATE TABLE user_groups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL UNIQUE,
+        global_permission TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE group_members (
+        group_id INTEGER NOT NULL REFERENCES user_groups(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        PRIMARY KEY (group_id, user_id)
+    );
+    CREATE INDEX group_members_user ON group_members (user_id);
+    CREATE TABLE project_group_permissions (
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        group_id INTEGER NOT NULL REFERENCES user_groups(id) ON DELETE CASCADE,
+        permission TEXT NOT NULL,
+        PRIMARY KEY (project_id, group_id)
+    );
+    CREATE INDEX project_group_permissions_group ON project_group_permissions (group_id);
+    CREATE TABLE repo_group_permissions (
+        repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        group_id INTEGER NOT NULL REFERENCES user_groups(id) ON DELETE CASCADE,
+        permission TEXT NOT NULL,
+        PRIMARY KEY (repo_id, group_id)
+    );
+    CREATE INDEX repo_group_permissions_group ON repo_group_permissions (group_id);
+    "#,
+    // 9: branch permissions (see `branch_permissions`): restrictions on a project or on one
+    // repository (exactly one of the two ids), going with it; exempt users and groups go with
+    // their account or group. Access keys are plain ids until SSH access keys land. AUTOINCREMENT:
+    // REST clients address restrictions by id, so a deleted one's is never given again.
+    r#"
+    CREATE TABLE branch_restrictions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER REFERENCES projects(id) ON DELETE CASCADE,
+        repo_id INTEGER REFERENCES repositories(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        matcher_type TEXT NOT NULL,
+        matcher_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        CHECK ((project_id IS NULL) <> (repo_id IS NULL))
+    );
+    CREATE INDEX branch_restrictions_project ON branch_restrictions (project_id);
+    CREATE INDEX branch_restrictions_repo ON branch_restrictions (repo_id);
+    CREATE TABLE branch_restriction_users (
+        restriction_id INTEGER NOT NULL REFERENCES branch_restrictions(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        PRIMARY KEY (restriction_id, user_id)
+    );
+    CREATE INDEX branch_restriction_users_user ON branch_restriction_users (user_id);
+    CREATE TABLE branch_restriction_groups (
+        restriction_id INTEGER NOT NULL REFERENCES branch_restrictions(id) ON DELETE CASCADE,
+        group_id INTEGER NOT NULL REFERENCES user_groups(id) ON DELETE CASCADE,
+        PRIMARY KEY (restriction_id, group_id)
+    );
+    CREATE INDEX branch_restriction_groups_group ON branch_restriction_groups (group_id);
+    CREATE TABLE branch_restriction_keys (
+        restriction_id INTEGER NOT NULL REFERENCES branch_restrictions(id) ON DELETE CASCADE,
+        key_id INTEGER NOT NULL,
+        PRIMARY KEY (restriction_id, key_id)
+    );
+    "#,
+    // 10: the audit log (see `audit`), and pull-request settings per project, which a repository
+    // without its own inherits. AUTOINCREMENT: an entry's id is never given again, even after
+    // pruning took every older one.
+    r#"
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        address TEXT,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_at ON audit_log (at);
+    CREATE INDEX audit_log_actor ON audit_log (actor);
+    CREATE TABLE project_pr_settings (
+        project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+        json TEXT NOT NULL
+    );
+    "#,
+    // 11: webhooks (see `webhooks`): on a project or on one repository, going with it; the event
+    // outbox; one delivery per webhook and event; and the lanes whose row lock orders the events
+    // of one repository. Events keep no foreign key: a repository's last events are delivered to
+    // its project's webhooks after it is deleted. AUTOINCREMENT: REST clients hold webhook ids.
+    r#"
+    CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        repo_id INTEGER REFERENCES repositories(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        secret TEXT,
+        ssl_verify INTEGER NOT NULL,
+        username TEXT,
+        password TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        paused_until INTEGER
+    );
+    CREATE INDEX webhooks_project ON webhooks (project_id);
+    CREATE INDEX webhooks_repo ON webhooks (repo_id);
+    CREATE TABLE webhook_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL,
+        repo_id INTEGER,
+        event_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_lanes (
+        lane INTEGER PRIMARY KEY,
+        events INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        event_id INTEGER NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,
+        lane INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        claimed_by TEXT,
+        claim_expiry INTEGER,
+        last_attempt_at INTEGER,
+        last_outcome TEXT,
+        last_status INTEGER,
+        last_response TEXT,
+        last_duration_ms INTEGER
+    );
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (state, next_attempt_at);
+    CREATE INDEX webhook_deliveries_lane ON webhook_deliveries (webhook_id, lane, state, id);
+    CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
+    CREATE INDEX webhook_deliveries_latest ON webhook_deliveries (webhook_id, last_attempt_at);
+    "#,
+    // 12: build statuses, required-builds conditions and Code Insights (see `builds`). A build status with
+    // no repository was posted to the legacy endpoint, global by commit; the unique index makes
+    // (commit, key) one row per repository and one legacy row. Required builds and reports are
+    // AUTOINCREMENT: REST clients address conditions by id. A report's creator may go; the
+    // report stays.
+    r#"
+    CREATE TABLE build_statuses (
+        id INTEGER PRIMARY KEY,
+        repo_id INTEGER REFERENCES repositories(id) ON DELETE CASCADE,
+        commit_id TEXT NOT NULL,
+        build_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        name TEXT,
+        url TEXT NOT NULL,
+        description TEXT,
+        build_number TEXT,
+        duration_ms INTEGER,
+        parent TEXT,
+        ref_name TEXT,
+        tests_successful INTEGER,
+        tests_failed INTEGER,
+        tests_skipped INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX build_statuses_key ON build_statuses (commit_id, build_key, (coalesce(repo_id, 0)));
+    CREATE INDEX build_statuses_repo ON build_statuses (repo_id);
+    CREATE TABLE required_builds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        build_keys TEXT NOT NULL,
+        matcher_type TEXT NOT NULL,
+        matcher_id TEXT NOT NULL,
+        exempt_matcher_type TEXT,
+        exempt_matcher_id TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX required_builds_repo ON required_builds (repo_id);
+    CREATE TABLE insight_reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        commit_id TEXT NOT NULL,
+        report_key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        details TEXT,
+        result TEXT,
+        data TEXT NOT NULL,
+        reporter TEXT,
+        link TEXT,
+        logo_url TEXT,
+        creator_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (repo_id, commit_id, report_key)
+    );
+    CREATE TABLE insight_annotations (
+        id INTEGER PRIMARY KEY,
+        report_id INTEGER NOT NULL REFERENCES insight_reports(id) ON DELETE CASCADE,
+        external_id TEXT,
+        path TEXT,
+        line INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        kind TEXT,
+        link TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX insight_annotations_report ON insight_annotations (report_id, external_id);
+    CREATE INDEX insight_reports_creator ON insight_reports (creator_id);
+    "#,
+    // 13: personal access tokens may expire (Unix
+    // seconds; NULL: never), as Bitbucket's `expiryDays`; repositories have a description; a
+    // renamed or moved repository's old project and slug redirect to it (until another
+    // repository takes them), going with the project or the repository.
+    r#"
+    ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+    ALTER TABLE repositories ADD COLUMN description TEXT;
+    CREATE TABLE repo_redirects (
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        slug TEXT NOT NULL,
+        repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        PRIMARY KEY (project_id, slug)
+    );
+    CREATE INDEX repo_redirects_repo ON repo_redirects (repo_id);
+    "#,
 ];

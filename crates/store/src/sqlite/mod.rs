@@ -7,16 +7,22 @@
 //! trivial (SQLite allows one writer at a time anyway). Each connection keeps its prepared
 //! statements ([`CachedRow`]).
 
+mod audit;
+mod branch_permissions;
+mod builds;
 mod grants;
+mod groups;
 mod leases;
 mod logins;
 pub(crate) mod migrations;
 mod projects;
+mod pull_requests;
 mod repos;
 mod sessions;
 mod settings;
 mod tokens;
 mod users;
+pub(crate) mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -17,7 +17,7 @@ fn project_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
 
 /// Whether user `?1` (NULL for anonymous, `?2` = 1 for a global admin) may see project `p`:
 /// public, a grant or default permission on it, its own personal project, or a repository in it
-/// that is public or granted to them.
+/// that is public or granted to them; a grant to one of their groups counts as one to them.
 const VISIBLE: &str = "(?2 = 1 OR p.public = 1
     OR EXISTS (SELECT 1 FROM repositories r WHERE r.project_id = p.id AND r.public = 1)
     OR (?1 IS NOT NULL AND (
@@ -25,7 +25,12 @@ const VISIBLE: &str = "(?2 = 1 OR p.public = 1
         OR (p.default_permission IS NOT NULL AND p.owner_user_id IS NULL)
         OR EXISTS (SELECT 1 FROM project_permissions pp WHERE pp.project_id = p.id AND pp.user_id = ?1)
         OR EXISTS (SELECT 1 FROM repositories r JOIN repo_permissions rp ON rp.repo_id = r.id
-                   WHERE r.project_id = p.id AND rp.user_id = ?1))))";
+                   WHERE r.project_id = p.id AND rp.user_id = ?1)
+        OR EXISTS (SELECT 1 FROM project_group_permissions gp JOIN group_members m ON m.group_id = gp.group_id
+                   WHERE gp.project_id = p.id AND m.user_id = ?1)
+        OR EXISTS (SELECT 1 FROM repositories r JOIN repo_group_permissions gr ON gr.repo_id = r.id
+                   JOIN group_members m ON m.group_id = gr.group_id
+                   WHERE r.project_id = p.id AND m.user_id = ?1))))";
 
 impl Projects for Sqlite {
     fn project_id(&self, owner: &Owner) -> Result<Option<i64>, StoreError> {
@@ -80,7 +85,7 @@ impl Projects for Sqlite {
             .map_err(self.db())
     }
 
-    fn update_project(&self, key: &ProjectKey, update: &ProjectUpdate) -> Result<ProjectInfo, StoreError> {
+    fn update_project_with_events(&self, key: &ProjectKey, update: &ProjectUpdate, events: &[crate::NewEvent]) -> Result<ProjectInfo, StoreError> {
         {
             let mut conn = self.write();
             let tx = conn.transaction().map_err(self.db())?;
@@ -104,6 +109,7 @@ impl Projects for Sqlite {
             if let Some(p) = update.public {
                 tx.execute("UPDATE projects SET public = ?1 WHERE id = ?2", params![p, id]).map_err(self.db())?;
             }
+            super::webhooks::enqueue(&tx, events).map_err(self.db())?;
             tx.commit().map_err(self.db())?;
         }
         let owner = Owner::Project(update.key.clone().unwrap_or_else(|| key.clone()));

@@ -50,6 +50,29 @@ impl Repos for Sqlite {
             .map_err(self.db())
     }
 
+    fn repo_by_id(&self, id: i64) -> Result<Option<Repo>, StoreError> {
+        self.read()
+            .row(
+                "SELECT r.id, r.name, r.public, p.id, p.public, p.key, r.slug FROM repositories r JOIN projects p ON p.id = r.project_id WHERE r.id = ?1",
+                [id],
+                |r| {
+                    let key: String = r.get(5)?;
+                    let slug: String = r.get(6)?;
+                    Ok(Repo {
+                        id: r.get(0)?,
+                        owner: Owner::parse(&key).map_err(|e| corrupt(5, e))?,
+                        slug: RepoSlug::parse(&slug).map_err(|e| corrupt(6, e))?,
+                        name: r.get(1)?,
+                        public: r.get(2)?,
+                        project_id: r.get(3)?,
+                        project_public: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.db())
+    }
+
     fn project_repos(&self, project: &Project) -> Result<Vec<Repo>, StoreError> {
         let conn = self.read();
         let mut st = conn
@@ -84,14 +107,30 @@ impl Repos for Sqlite {
         self.read().row("SELECT forkable FROM repositories WHERE id = ?1", [repo.id], |r| r.get(0)).map_err(self.db())
     }
 
-    fn update_repo(&self, repo: &Repo, update: &RepoUpdate) -> Result<Repo, StoreError> {
+    fn update_repo_with_events(&self, repo: &Repo, update: &RepoUpdate, events: &[crate::NewEvent]) -> Result<Repo, StoreError> {
         {
             let mut conn = self.write();
             let tx = conn.transaction().map_err(self.db())?;
-            if let Some((name, slug)) = &update.name
-                && let Err(e) = tx.execute("UPDATE repositories SET name = ?1, slug = ?2 WHERE id = ?3", params![name, slug.as_str(), repo.id])
+            if update.name.is_some() || update.project_id.is_some() {
+                // The old place redirects here.
+                tx.execute(
+                    "INSERT OR REPLACE INTO repo_redirects (project_id, slug, repo_id) VALUES (?1, ?2, ?3)",
+                    params![repo.project_id, repo.slug.as_str(), repo.id],
+                )
+                .map_err(self.db())?;
+            }
+            let (name, slug) = update.name.clone().unwrap_or_else(|| (repo.name.clone(), repo.slug.clone()));
+            let project_id = update.project_id.unwrap_or(repo.project_id);
+            if let Err(e) =
+                tx.execute("UPDATE repositories SET name = ?1, slug = ?2, project_id = ?3 WHERE id = ?4", params![name, slug.as_str(), project_id, repo.id])
             {
-                return Err(if is_unique_violation(&e) { StoreError::RepoExists(format!("{}/{slug}", repo.owner)) } else { self.db()(e) });
+                return Err(if is_unique_violation(&e) { StoreError::RepoExists(slug.to_string()) } else { self.db()(e) });
+            }
+            // The new place is no longer a redirect to anything.
+            tx.execute("DELETE FROM repo_redirects WHERE project_id = ?1 AND slug = ?2", params![project_id, slug.as_str()]).map_err(self.db())?;
+            if let Some(d) = &update.description {
+                let d = Some(d.trim()).filter(|d| !d.is_empty());
+                tx.execute("UPDATE repositories SET description = ?1 WHERE id = ?2", params![d, repo.id]).map_err(self.db())?;
             }
             if let Some(f) = update.forkable {
                 tx.execute("UPDATE repositories SET forkable = ?1 WHERE id = ?2", params![f, repo.id]).map_err(self.db())?;
@@ -99,9 +138,29 @@ impl Repos for Sqlite {
             if let Some(p) = update.public {
                 tx.execute("UPDATE repositories SET public = ?1 WHERE id = ?2", params![p, repo.id]).map_err(self.db())?;
             }
+            super::webhooks::enqueue(&tx, events).map_err(self.db())?;
             tx.commit().map_err(self.db())?;
         }
-        let slug = update.name.as_ref().map(|(_, s)| s.clone()).unwrap_or_else(|| repo.slug.clone());
-        self.repo(&repo.owner, &slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{}/{slug}", repo.owner)))
+        self.repo_by_id(repo.id)?.ok_or_else(|| StoreError::NoSuchRepo(repo.display_path()))
+    }
+
+    fn repo_description(&self, repo: &Repo) -> Result<Option<String>, StoreError> {
+        self.read().row("SELECT description FROM repositories WHERE id = ?1", [repo.id], |r| r.get(0)).optional().map_err(self.db()).map(Option::flatten)
+    }
+
+    fn repo_redirect(&self, owner: &Owner, slug: &RepoSlug) -> Result<Option<Repo>, StoreError> {
+        let id: Option<i64> = self
+            .read()
+            .row(
+                "SELECT d.repo_id FROM repo_redirects d JOIN projects p ON p.id = d.project_id WHERE p.key = ?1 AND d.slug = ?2",
+                params![owner.project_key(), slug.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.db())?;
+        match id {
+            Some(id) => self.repo_by_id(id),
+            None => Ok(None),
+        }
     }
 }

@@ -5,20 +5,27 @@ use crate::error::StoreError;
 use crate::names::{Owner, UserName};
 use crate::permissions::GlobalPermission;
 use crate::store::now;
-use crate::users::{User, Users};
+use crate::users::{User, Users, effective_global};
 
-const USER_COLS: &str = "SELECT id, name, display_name, email, global_permission, active FROM users";
+/// The account's columns and, last, its groups' global permissions (comma-separated), so that
+/// reading an account gives its effective global permission (see `crate::users`).
+pub(super) const USER_COLS: &str = "SELECT id, name, display_name, email, global_permission, active,
+    (SELECT group_concat(g.global_permission) FROM group_members m JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = users.id)
+    FROM users";
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+pub(super) fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     let name: String = r.get(1)?;
-    let global: Option<String> = r.get(4)?;
+    let own: Option<GlobalPermission> = r.get::<_, Option<String>>(4)?.and_then(|g| g.parse().ok());
+    let via_groups: Option<String> = r.get(6)?;
+    let via_groups = via_groups.iter().flat_map(|v| v.split(',')).filter_map(|g| g.parse().ok());
     Ok(User {
         id: r.get(0)?,
         // Names were validated when stored; a row that no longer parses is corrupt.
         name: UserName::parse(&name).map_err(|e| corrupt(1, e))?,
         display_name: r.get(2)?,
         email: r.get(3)?,
-        global: global.and_then(|g| g.parse().ok()),
+        global: effective_global(own, via_groups),
+        own_global: own,
         active: r.get::<_, i64>(5)? != 0,
     })
 }
@@ -26,10 +33,14 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 impl Users for Sqlite {
     fn insert_user(&self, name: &UserName, password_hash: &str, global: GlobalPermission) -> Result<User, StoreError> {
         // INSERT OR IGNORE + row count, so two concurrent creations cannot both pass a check.
+        // The id is above any account's ever (`retired_ids`, as for repositories): pull
+        // requests and comments keep a deleted author's id, which no new account may take.
         let n = self
             .write()
             .execute(
-                "INSERT OR IGNORE INTO users (name, display_name, password_hash, global_permission, created_at) VALUES (?1, ?1, ?2, ?3, ?4)",
+                "INSERT OR IGNORE INTO users (id, name, display_name, password_hash, global_permission, created_at) VALUES (
+                    max(coalesce((SELECT max(id) FROM users), 0), coalesce((SELECT id FROM retired_ids WHERE tbl = 'users'), 0)) + 1,
+                    ?1, ?1, ?2, ?3, ?4)",
                 params![name.as_str(), password_hash, global.as_str(), now()],
             )
             .map_err(self.db())?;
