@@ -603,6 +603,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // An explicit --public-url always wins, also over a base URL changed with `trove admin`
         // since: it is the fix `trove doctor` gives for a base URL that differs from it.
         let set_base = first_start || args.public_url.is_some() || stored_base.is_none() || saved.as_ref().is_some_and(|s| s.public_url != state.public_url);
+        let base_before = stored_base.as_ref().map(|b| b.to_string());
         server_cfg.base_url = if set_base { Some(public.clone()) } else { stored_base };
         server_cfg.context_path = Some(stored_context.clone().unwrap_or_default());
         let listen = server_cfg.listen;
@@ -624,12 +625,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         staged.commit()?;
         let mut shown_password = None;
         store.sync(|s| {
+            // In the audit log as `trove admin`'s changes are: by the user running the command.
+            let audit = trove_server::audit::AuditLog::new(s.data_dir());
+            let actor = crate::cmd_admin::cli_actor();
             if let Some((password, shown)) = first_password {
                 s.create_user(&admin, &password, GlobalPermission::SysAdmin)?;
+                let details = serde_json::json!({"global": "SYS_ADMIN", "by": "trove up"});
+                audit.record(s, &actor, None, trove_server::audit::Action::UserCreate, &trove_server::audit::target::user(&admin), details);
                 shown_password = shown;
             }
             if set_base {
                 s.set_base_url(Some(&public))?;
+                if base_before.as_deref() != Some(public.as_str()) {
+                    let details = serde_json::json!({"from": base_before, "to": public.as_str(), "by": "trove up"});
+                    audit.record(s, &actor, None, trove_server::audit::Action::SettingsUpdate, &trove_server::audit::target::setting("base_url"), details);
+                }
             }
             s.set_context_path(stored_context.as_ref())
         })?;

@@ -17,8 +17,13 @@
 //! the same 404 for both, and an anonymous caller is asked to log in whatever the reason (git
 //! only sends credentials after a 401, and with credentials they may be allowed). Only a caller
 //! who may read but not do more learns that it exists (403).
+//!
+//! A caller's permission counts their groups' grants ([`trove_store::Groups`]): the store's
+//! grant rows include them, and `Authenticated::user.global` is the effective global permission.
+//! Changes to groups have rules of their own (a caller may not lower their own permission through
+//! one), decided here too.
 
-use trove_store::{Authenticated, GlobalPermission, Owner, Permission, ProjectInfo, Repo, RepoSlug, Store, StoreError};
+use trove_store::{Authenticated, GlobalPermission, Group, Owner, Permission, ProjectInfo, Repo, RepoSlug, Store, StoreError, User};
 
 /// Why a caller may not do what they asked. Each surface renders these the same way (see the
 /// module's table).
@@ -111,6 +116,37 @@ pub(crate) fn repo(store: &Store, who: Option<&Authenticated>, owner: &str, slug
     }
 }
 
+/// Where the repository once at `owner/slug` (renamed or moved since) is now, if the caller may
+/// read it there: the old URLs (REST, web, git) then redirect. Anyone else gets the answer for a
+/// repository that does not exist, so a redirect reveals nothing.
+pub(crate) fn moved(store: &Store, who: Option<&Authenticated>, owner: &str, slug: &str) -> Result<Option<trove_store::Repo>, trove_store::StoreError> {
+    let (Ok(o), Ok(s)) = (Owner::parse(owner), RepoSlug::parse(slug.strip_suffix(".git").unwrap_or(slug))) else { return Ok(None) };
+    if store.repo(&o, &s)?.is_some() {
+        return Ok(None);
+    }
+    match store.repo_redirect(&o, &s)? {
+        Some(r) if store.permission(who, &r)?.is_some() => Ok(Some(r)),
+        _ => Ok(None),
+    }
+}
+
+/// `path` (a REST or web URL's path) with its `projects/{key}/repos/{slug}` (or
+/// `users/{user}/repos/{slug}`) pointing at `now` (as `projects/{KEY}/repos/{slug}`); `None` when
+/// the path names no such place. Keys and slugs compare without regard to case.
+pub(crate) fn moved_path(path: &str, key: &str, slug: &str, now: &trove_store::Repo) -> Option<String> {
+    let mut segs: Vec<String> = path.split('/').map(str::to_owned).collect();
+    let bare = key.trim_start_matches('~');
+    let i = (0..segs.len().saturating_sub(3)).find(|&i| {
+        matches!(segs[i].as_str(), "projects" | "users")
+            && segs[i + 1].trim_start_matches('~').eq_ignore_ascii_case(bare)
+            && segs[i + 2] == "repos"
+            && segs[i + 3].eq_ignore_ascii_case(slug)
+    })?;
+    let new_key = now.owner.to_string().to_ascii_uppercase();
+    segs.splice(i..i + 4, ["projects".to_owned(), new_key, "repos".to_owned(), now.slug.to_string()]);
+    Some(segs.join("/"))
+}
+
 /// Whether the caller may see the project `key` (`TP`, `~alice`) and, with `need`, do that much
 /// on the project itself (repository grants do not count for that).
 pub(crate) fn project(store: &Store, who: Option<&Authenticated>, key: &str, need: Option<Permission>) -> Result<ProjectAccess, AccessError> {
@@ -148,6 +184,74 @@ pub(crate) fn create_repo(store: &Store, who: Option<&Authenticated>, key: &str)
         }
     }
     project(store, who, key, Some(Permission::Admin)).map(|_| owner)
+}
+
+/// Why a change to a group's permissions or members is refused, by Bitbucket's rules for
+/// administrators changing groups ("Global permissions": a user may not grant or change more than
+/// they hold, nor lower their own permission).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GroupRefusal {
+    /// The group, or the level asked for, is above the caller's own global permission (an ADMIN
+    /// changing a SYS_ADMIN group, or granting SYS_ADMIN).
+    #[error("{0} is above the caller's own global permission")]
+    AboveCaller(String),
+    /// The change would lower the caller's own permission, through a group they are in.
+    #[error("the change would lower the caller's own permission")]
+    LowersCaller,
+    #[error("access lookup failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Whether the caller may change group `group`'s global permission to `to` (`None`: revoke it,
+/// or delete the group): not a group above them, not to a level above them, and not so that
+/// their own global permission falls.
+pub(crate) fn group_global_change(store: &Store, who: &Authenticated, group: &Group, to: Option<GlobalPermission>) -> Result<(), GroupRefusal> {
+    let mine = who.user.global;
+    if group.global > mine {
+        return Err(GroupRefusal::AboveCaller(format!("group {}", group.name)));
+    }
+    if let Some(to) = to
+        && Some(to) > mine
+    {
+        return Err(GroupRefusal::AboveCaller(to.as_str().to_owned()));
+    }
+    if store.global_permission_if(&who.user, group.id, to)? < mine {
+        return Err(GroupRefusal::LowersCaller);
+    }
+    Ok(())
+}
+
+/// Whether the caller may add `user` to or (`adding: false`) remove them from `group`: not a
+/// group above the caller's own global permission, and not the caller leaving a group whose
+/// global permission they would lose.
+pub(crate) fn group_member_change(store: &Store, who: &Authenticated, group: &Group, user: &User, adding: bool) -> Result<(), GroupRefusal> {
+    if group.global > who.user.global {
+        return Err(GroupRefusal::AboveCaller(format!("group {}", group.name)));
+    }
+    if !adding && user.id == who.user.id && store.global_permission_if(&who.user, group.id, None)? < who.user.global {
+        return Err(GroupRefusal::LowersCaller);
+    }
+    Ok(())
+}
+
+/// Whether changing group `group_id`'s grant on the project to `to` (`None`: revoke it) would
+/// lower the caller's own permission on the project.
+pub(crate) fn lowers_own_project_permission(
+    store: &Store,
+    who: &Authenticated,
+    project: &ProjectInfo,
+    group_id: i64,
+    to: Option<Permission>,
+) -> Result<bool, StoreError> {
+    let now = store.project_permission(Some(who), project)?;
+    Ok(store.project_permission_if(Some(who), project, Some((group_id, to)))? < now)
+}
+
+/// Whether changing group `group_id`'s grant on the repository to `to` (`None`: revoke it) would
+/// lower the caller's own permission on it.
+pub(crate) fn lowers_own_repo_permission(store: &Store, who: &Authenticated, repo: &Repo, group_id: i64, to: Option<Permission>) -> Result<bool, StoreError> {
+    let now = store.permission(Some(who), repo)?;
+    Ok(store.permission_if(Some(who), repo, Some((group_id, to)))? < now)
 }
 
 #[cfg(test)]

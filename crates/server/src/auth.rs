@@ -1,17 +1,78 @@
 //! Who is calling: `Authorization` header parsing, credential checks against the store, and the
 //! failed-login policy: per-account locks (kept in the store) and a per-address limit on
-//! distinct accounts.
+//! distinct accounts. Every check of credentials, won or lost, is an audit log entry
+//! (`login.success`, `login.failure`) naming the surface and the client's address.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
+use serde_json::json;
 use trove_store::{Authenticated, LoginPolicy, PasswordCheck, Store};
 
+use crate::Shared;
+use crate::audit::{Action, AuditLog, target};
 use crate::challenge::Challenges;
 use crate::config::AuthSettings;
 
 use crate::error::HttpError;
+
+/// Where credentials were given, as the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channel {
+    Rest,
+    Git,
+    Web,
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Channel::Rest => "rest",
+            Channel::Git => "git",
+            Channel::Web => "web",
+        }
+    }
+}
+
+/// One check of credentials, as its audit entry describes it.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    addr: Option<IpAddr>,
+    channel: Channel,
+    /// `password`, `token`, or `header` (credentials that did not even parse).
+    method: &'static str,
+    /// The id of the token of ours that was tried (never its secret).
+    token: Option<i64>,
+}
+
+/// One login's audit entry: `actor` as authenticated, or the name tried (`anonymous` when none
+/// was given); `why` for a failure.
+fn audit_login(audit: &AuditLog, store: &Store, actor: &str, attempt: Attempt, why: Option<&str>) {
+    let Attempt { addr, channel, method, token } = attempt;
+    let mut details = json!({"channel": channel.as_str(), "method": method});
+    if let Some(id) = token {
+        details["tokenId"] = json!(id);
+    }
+    let (action, target) = match why {
+        None => (Action::LoginSuccess, target::user(actor)),
+        Some(reason) => {
+            details["reason"] = json!(reason);
+            let target = match (actor, token) {
+                ("anonymous", Some(id)) => format!("token:{id}"),
+                ("anonymous", None) => "-".to_owned(),
+                (name, _) => target::user(name),
+            };
+            (Action::LoginFailure, target)
+        }
+    };
+    audit.record(store, actor, addr, action, &target, details);
+}
+
+/// The id in a token of ours (`trv_<id>_<secret>`), for the audit log; the secret never.
+fn token_id(secret: &str) -> Option<i64> {
+    secret.strip_prefix("trv_")?.split_once('_')?.0.parse().ok()
+}
 
 /// Credentials as a client sent them, not yet checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,34 +190,47 @@ fn record_at(max: usize, window: Duration, store: &Store, user: &str, addr: Opti
 
 /// Checks the request's credentials. `Ok(None)` when there are none; an error when they are
 /// wrong (401), the account is locked or the address is limited (429).
-pub(crate) async fn authenticate(
-    store: &Store,
-    limiter: &LoginLimiter,
-    header: Option<&[u8]>,
-    addr: Option<IpAddr>,
-) -> Result<Option<Authenticated>, HttpError> {
+pub(crate) async fn authenticate(state: &Shared, header: Option<&[u8]>, addr: Option<IpAddr>, channel: Channel) -> Result<Option<Authenticated>, HttpError> {
     let Some(header) = header else { return Ok(None) };
-    let creds = parse_authorization(header).map_err(|e| {
-        tracing::debug!(error = %e, "unusable authorization header");
-        HttpError::BadCredentials
-    })?;
+    let creds = match parse_authorization(header) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "unusable authorization header");
+            let (audit, why) = (state.audit.clone(), format!("unreadable credentials: {e}"));
+            let attempt = Attempt { addr, channel, method: "header", token: None };
+            state.store.run(move |s| audit_login(&audit, s, "anonymous", attempt, Some(&why))).await;
+            return Err(HttpError::BadCredentials);
+        }
+    };
     match creds {
         // git sends the user name from the URL (`https://dev@host/…`) with an empty password
         // first, and asks for the password only after a 401: that is no guess, so it is
-        // neither counted nor hashed.
+        // neither counted, nor hashed, nor an entry in the audit log.
         Credentials::Basic { secret, .. } if secret.is_empty() => Err(HttpError::BadCredentials),
         // Tokens are 256 random bits: guessing one is hopeless, so they are never locked or
         // limited, and CI that uses them keeps working whatever happens to the password.
-        Credentials::Basic { user, secret } if Store::looks_like_token(&secret) => check_token(store, limiter, secret, Some(user)).await,
-        Credentials::Bearer(token) => check_token(store, limiter, token, None).await,
-        Credentials::Basic { user, secret } => password_login(store, limiter, &user, secret, addr, false).await.map(Some),
+        Credentials::Basic { user, secret } if Store::looks_like_token(&secret) => check_token(state, secret, Some(user), addr, channel).await,
+        Credentials::Bearer(token) => check_token(state, token, None, addr, channel).await,
+        Credentials::Basic { user, secret } => password_login(state, &user, secret, addr, false, channel).await.map(Some),
     }
 }
 
-async fn check_token(store: &Store, limiter: &LoginLimiter, token: String, user: Option<String>) -> Result<Option<Authenticated>, HttpError> {
-    let store = store.clone();
-    let _permit = limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
-    let found = store.run(move |s| s.verify_token(&token, user.as_deref())).await.map_err(|e| HttpError::store("credential check", e))?;
+async fn check_token(state: &Shared, token: String, user: Option<String>, addr: Option<IpAddr>, channel: Channel) -> Result<Option<Authenticated>, HttpError> {
+    let _permit = state.limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
+    let audit = state.audit.clone();
+    let found = state
+        .store
+        .run(move |s| {
+            let found = s.verify_token(&token, user.as_deref())?;
+            let attempt = Attempt { addr, channel, method: "token", token: token_id(&token) };
+            match &found {
+                Some(a) => audit_login(&audit, s, a.user.name.as_str(), attempt, None),
+                None => audit_login(&audit, s, user.as_deref().unwrap_or("anonymous"), attempt, Some("wrong or revoked token")),
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(|e| HttpError::store("credential check", e))?;
     match found {
         Some(a) => Ok(Some(a)),
         None => {
@@ -169,23 +243,28 @@ async fn check_token(store: &Store, limiter: &LoginLimiter, token: String, user:
 /// A password login under the lock policy; `passed_challenge` when the web sign-in's challenge
 /// was solved, which lets a locked account's right password in (and unlocks it).
 pub(crate) async fn password_login(
-    store: &Store,
-    limiter: &LoginLimiter,
+    state: &Shared,
     user: &str,
     secret: String,
     addr: Option<IpAddr>,
     passed_challenge: bool,
+    channel: Channel,
 ) -> Result<Authenticated, HttpError> {
-    let store = store.clone();
+    let limiter = &state.limiter;
     let policy = limiter.policy;
     let (max, window) = (limiter.max_accounts_per_address, limiter.window);
     let _permit = limiter.hashing.acquire().await.map_err(|e| HttpError::Internal(format!("credential check queue: {e}")))?;
     let name = user.to_owned();
+    let audit = state.audit.clone();
     // One trip to the blocking pool (argon2 is deliberately slow, and the address limit is in the
-    // store): the address limit, the password, and a wrong one counted for the address.
-    let result = store
+    // store): the address limit, the password, a wrong one counted for the address, the entry.
+    let result = state
+        .store
         .run(move |s| {
+            let attempt = Attempt { addr, channel, method: "password", token: None };
+            let said = |why: Option<&str>| audit_login(&audit, s, &name, attempt, why);
             if let Some(wait) = blocked_at(max, window, s, addr, now_unix())? {
+                said(Some("too many failed logins from this address"));
                 return Ok(Err(wait));
             }
             let check = s.check_password(&name, &secret, &policy, passed_challenge)?;
@@ -193,6 +272,11 @@ pub(crate) async fn password_login(
                 && let Err(e) = record_at(max, window, s, &name, addr, now_unix())
             {
                 tracing::warn!(error = %e, "cannot count a failed login for its address");
+            }
+            match &check {
+                PasswordCheck::Ok(u) => audit_login(&audit, s, u.name.as_str(), attempt, None),
+                PasswordCheck::Wrong => said(Some("wrong user name or password")),
+                PasswordCheck::Locked(_) => said(Some("account locked after failed logins")),
             }
             Ok(Ok(check))
         })

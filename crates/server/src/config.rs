@@ -120,6 +120,32 @@ pub struct RawConfig {
     pub database: RawDatabase,
     #[serde(default)]
     pub storage: RawStorage,
+    #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
+    pub webhooks: RawWebhooks,
+}
+
+/// `[webhooks]`: delivery of webhook events (docs/server.md, "Webhooks").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhooks {
+    pub connect_timeout_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub retry_for_secs: Option<u64>,
+    pub first_retry_secs: Option<u64>,
+    pub max_retry_secs: Option<u64>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_pause_secs: Option<u64>,
+    pub ca_file: Option<PathBuf>,
+    pub max_concurrent_deliveries: Option<usize>,
+}
+
+/// `[audit]`: the audit log (docs/server.md, "Audit log").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub retention_days: Option<u32>,
 }
 
 /// `[cluster]`: this node among others (Data Center mode).
@@ -216,6 +242,59 @@ pub struct AuthSettings {
     pub challenge_bits: u32,
 }
 
+/// The audit log's settings (docs/server.md, "Audit log").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Entries older than this many days are deleted from the database once a day (the
+    /// `audit.log` file is never pruned: rotate it like any log). Default 90; `0` keeps every
+    /// entry forever.
+    pub retention_days: u32,
+}
+
+/// How webhook events are delivered (docs/server.md, "Webhooks").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// How long connecting (DNS, TCP, TLS) may take. Default 10 seconds.
+    pub connect_timeout: Duration,
+    /// How long a whole request may take, connecting and reading the answer included.
+    /// Default 30 seconds.
+    pub request_timeout: Duration,
+    /// How long after the event a failing delivery is retried before it is given up (FAILED).
+    /// Default 1 hour; `0` tries once.
+    pub retry_for: Duration,
+    /// The first retry's delay; each next one doubles, up to `max_retry`. Default 5 seconds.
+    pub first_retry: Duration,
+    /// The longest delay between two attempts. Default 10 minutes.
+    pub max_retry: Duration,
+    /// The circuit breaker: after this many failed attempts in a row a webhook pauses for
+    /// `breaker_pause` (its deliveries wait; none is dropped). Default 5; `0` never pauses.
+    pub breaker_failures: u32,
+    /// Default 5 minutes.
+    pub breaker_pause: Duration,
+    /// Certificates (PEM) trusted for `https` receivers besides the system's roots (a CI server
+    /// with its own CA). Default none.
+    pub ca_file: Option<PathBuf>,
+    /// Deliveries in flight at once on this node (each webhook still gets a repository's events
+    /// one at a time). Default 8.
+    pub max_concurrent: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            retry_for: Duration::from_secs(3600),
+            first_retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(600),
+            breaker_failures: 5,
+            breaker_pause: Duration::from_secs(300),
+            ca_file: None,
+            max_concurrent: 8,
+        }
+    }
+}
+
 /// The validated server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -246,6 +325,8 @@ pub struct ServerConfig {
     pub database: Option<DatabaseSettings>,
     /// Shared repository storage; `None`: `<data_dir>/repositories`.
     pub repositories: Option<PathBuf>,
+    pub audit: AuditSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl ServerConfig {
@@ -279,6 +360,8 @@ impl ServerConfig {
             metrics_listen: None,
             database: None,
             repositories: None,
+            audit: AuditSettings { retention_days: 90 },
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -424,6 +507,32 @@ impl ServerConfig {
             ));
         }
         c.repositories = raw.storage.repositories.map(anchored);
+        let w = &raw.webhooks;
+        let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+        c.webhooks.connect_timeout = secs(w.connect_timeout_secs, c.webhooks.connect_timeout);
+        c.webhooks.request_timeout = secs(w.request_timeout_secs, c.webhooks.request_timeout);
+        c.webhooks.retry_for = secs(w.retry_for_secs, c.webhooks.retry_for);
+        c.webhooks.first_retry = secs(w.first_retry_secs, c.webhooks.first_retry);
+        c.webhooks.max_retry = secs(w.max_retry_secs, c.webhooks.max_retry);
+        c.webhooks.breaker_pause = secs(w.breaker_pause_secs, c.webhooks.breaker_pause);
+        if let Some(n) = w.breaker_failures {
+            c.webhooks.breaker_failures = n;
+        }
+        if let Some(n) = w.max_concurrent_deliveries {
+            if n == 0 {
+                return Err(invalid("webhooks.max_concurrent_deliveries", "must be at least 1".into()));
+            }
+            c.webhooks.max_concurrent = n;
+        }
+        if c.webhooks.connect_timeout.is_zero() || c.webhooks.request_timeout.is_zero() {
+            return Err(invalid("webhooks.request_timeout_secs", "timeouts must be at least 1 second".into()));
+        }
+        if let Some(ca) = &w.ca_file {
+            c.webhooks.ca_file = Some(base_dir.join(ca));
+        }
+        if let Some(d) = raw.audit.retention_days {
+            c.audit.retention_days = d;
+        }
         Ok(c)
     }
 }
@@ -486,6 +595,17 @@ mod tests {
         assert_eq!(c.auth.max_failed_logins, 10);
         assert_eq!(c.git.max_inflated_request_bytes, 64 << 20);
         assert!(c.git.maintenance_after_push);
+        assert_eq!(c.audit.retention_days, 90);
+    }
+
+    #[test]
+    fn audit_retention_is_read_and_zero_keeps_everything() {
+        assert_eq!(parse("[audit]\nretention_days = 0\n").unwrap().audit.retention_days, 0);
+        assert_eq!(parse("[audit]\nretention_days = 365\n").unwrap().audit.retention_days, 365);
+        let e = parse("[audit]\nretention_days = -1\n").unwrap_err().to_string();
+        assert!(e.contains("retention_days"), "{e}");
+        let e = parse("[audit]\nretention = 3\n").unwrap_err().to_string();
+        assert!(e.contains("retention"), "{e}");
     }
 
     #[test]
@@ -602,6 +722,8 @@ mod tests {
             "[cluster]",
             "node_id",
             "[metrics]",
+            "[audit]",
+            "retention_days",
         ];
         for key in keys {
             assert!(example.contains(key), "docs/server.md's example lacks {key}");

@@ -19,6 +19,10 @@ pub(crate) enum HttpError {
     /// private repository's existence does not leak.
     #[error("repository not found")]
     NotFound,
+    /// The repository was renamed or moved: a permanent redirect to `Location` (git follows it
+    /// for the first request of a fetch or push, `http.followRedirects=initial`).
+    #[error("repository moved to {0}")]
+    Moved(String),
     #[error("authentication required")]
     AuthRequired,
     #[error("wrong user name, password or token")]
@@ -30,8 +34,10 @@ pub(crate) enum HttpError {
     /// when the lock lasts until cleared.
     #[error("account {user} is locked after failed logins")]
     AccountLocked { user: String, retry_after: Option<Duration> },
+    /// `token`: the scope of the access token used, when the user could push but the token
+    /// may not (the message then says so, not that the user lacks write).
     #[error("{user} may not push to {repo}")]
-    PushForbidden { user: String, repo: String },
+    PushForbidden { user: String, repo: String, token: Option<trove_store::TokenScope> },
     #[error("{0}")]
     ServiceForbidden(&'static str),
     #[error("request content type must be {expected}")]
@@ -74,6 +80,13 @@ impl IntoResponse for HttpError {
         match self {
             HttpError::NoRoute => text(StatusCode::NOT_FOUND, "Not found.\n".into()),
             HttpError::NotFound => text(StatusCode::NOT_FOUND, "Repository not found, or you may not read it.\n".into()),
+            HttpError::Moved(location) => {
+                let mut r = text(StatusCode::MOVED_PERMANENTLY, format!("This repository has moved to {location}; update your remote.\n"));
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            }
             HttpError::AuthRequired | HttpError::BadCredentials => {
                 let msg = if matches!(self, HttpError::AuthRequired) { "Authentication required.\n" } else { "Wrong user name, password or token.\n" };
                 let mut r = text(StatusCode::UNAUTHORIZED, msg.into());
@@ -93,9 +106,15 @@ impl IntoResponse for HttpError {
                 }
                 r
             }
-            HttpError::PushForbidden { user, repo } => text(
+            HttpError::PushForbidden { user, repo, token: None } => text(
                 StatusCode::FORBIDDEN,
                 format!("User {user} may not push to {repo}: write permission is required. Ask a project or repository administrator for it.\n"),
+            ),
+            HttpError::PushForbidden { user, repo, token: Some(scope) } => text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "User {user} may push to {repo}, but not with this access token: it is a {scope} token, and pushing needs write. Use a token with write (or admin) scope, or your password.\n"
+                ),
             ),
             HttpError::ServiceForbidden(msg) => text(StatusCode::FORBIDDEN, format!("{msg}\n")),
             HttpError::UnsupportedMediaType { expected } => text(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Request content type must be {expected}.\n")),

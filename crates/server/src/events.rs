@@ -1,6 +1,7 @@
 //! The in-process bus for what happened to repositories: after every accepted push, one event
-//! with each ref's old and new id. Maintenance subscribes to it; webhooks, pull-request
-//! rescoping and the audit log will.
+//! with each ref's old and new id. Maintenance, pull-request rescoping and the audit log
+//! (`repo.push` entries) subscribe to it. Webhooks do not listen: the supervisor writes the
+//! push's webhook event from the journal file before it publishes (`webhooks.rs`).
 //!
 //! The updates come from git itself: Trove's `post-receive` hook (`hooks.rs`), which git runs
 //! only after the refs moved, writes the lines it is given into a file named for this push,
@@ -65,15 +66,19 @@ impl Events {
     }
 }
 
-/// Where one push's `post-receive` writes its lines (`git-home/pushes/<random>`).
-pub(crate) fn updates_file(git_home: &Path) -> std::io::Result<PathBuf> {
+/// Where one push's `post-receive` writes its lines (`git-home/pushes/<random>`): made here with
+/// a first line naming the repository and the pusher, so that the file is the push's journal
+/// (`webhooks.rs`), readable after a crash.
+pub(crate) fn updates_file(git_home: &Path, repo_id: i64, user: &str) -> std::io::Result<PathBuf> {
     use rand::Rng as _;
     use trove_store::os_rng;
     let dir = git_home.join("pushes");
     std::fs::create_dir_all(&dir)?;
     let mut raw = [0u8; 12];
     os_rng().fill_bytes(&mut raw);
-    Ok(dir.join(raw.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    let path = dir.join(raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    std::fs::write(&path, crate::webhooks::journal_header(repo_id, user))?;
+    Ok(path)
 }
 
 /// `old new ref` lines, as git gives them to `post-receive`; anything else is skipped.

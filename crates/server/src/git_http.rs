@@ -37,7 +37,10 @@ impl Service {
 
 impl From<GitError> for HttpError {
     fn from(e: GitError) -> HttpError {
-        HttpError::Internal(e.to_string())
+        match e {
+            GitError::Restrictions { unavailable: true, .. } => HttpError::DatabaseDown(e.to_string()),
+            e => HttpError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -69,11 +72,21 @@ pub(crate) async fn authorize(
     need: Permission,
 ) -> Result<Access, HttpError> {
     let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let who = auth::authenticate(&state.store, &state.limiter, header, view.client_ip).await?;
+    let who = auth::authenticate(state, header, view.client_ip, auth::Channel::Git).await?;
     let who_for_lookup = who.clone();
     // The `.git` suffix is optional, as on Bitbucket.
     let (owner, slug) = (owner.to_owned(), repo.strip_suffix(".git").unwrap_or(repo).to_owned());
+    let (owner_c, slug_c) = (owner.clone(), slug.clone());
+    let (owner_m, slug_m, who_m) = (owner.clone(), slug.clone(), who.clone());
     let decided = state.store.run(move |s| access::repo(s, who_for_lookup.as_ref(), &owner, &slug, need)).await;
+    if matches!(decided, Err(AccessError::Anonymous(_) | AccessError::Hidden(_))) {
+        // Renamed or moved: the old URL leads to the new one, for whoever may read it.
+        let moved =
+            state.store.run(move |s| access::moved(s, who_m.as_ref(), &owner_m, &slug_m)).await.map_err(|e| HttpError::store("permission lookup", e))?;
+        if let Some(r) = moved {
+            return Err(HttpError::Moved(state.urls.clone_url(view, &r.owner, &r.slug)));
+        }
+    }
     match decided {
         Ok(granted) => Ok(Access { repo: granted.repo, who }),
         Err(AccessError::Anonymous(_)) => Err(HttpError::AuthRequired),
@@ -81,7 +94,18 @@ pub(crate) async fn authorize(
             tracing::debug!(repo = %name, "repository not found or not readable");
             Err(HttpError::NotFound)
         }
-        Err(AccessError::Forbidden(repo)) => Err(HttpError::PushForbidden { user: who.map(|a| a.user.name.to_string()).unwrap_or_default(), repo }),
+        Err(AccessError::Forbidden(repo)) => {
+            // Refused with a token too weak for this: say so if the user themselves may.
+            let token = match &who {
+                Some(a) if a.token_scope.is_some_and(|cap| cap < need) => {
+                    let uncapped = trove_store::Authenticated { user: a.user.clone(), token_scope: None };
+                    let user_may = state.store.run(move |s| access::repo(s, Some(&uncapped), &owner_c, &slug_c, need).is_ok()).await;
+                    a.token_scope.filter(|_| user_may)
+                }
+                _ => None,
+            };
+            Err(HttpError::PushForbidden { user: who.map(|a| a.user.name.to_string()).unwrap_or_default(), repo, token })
+        }
         Err(AccessError::Store(e)) => Err(HttpError::store("permission lookup", e)),
     }
 }
@@ -119,7 +143,10 @@ pub(crate) async fn info_refs(
     let (owner, repo) = segments(path)?;
     let service = Service::from_query(query.as_deref())
         .ok_or(HttpError::ServiceForbidden("Only smart HTTP is served: ask for ?service=git-upload-pack or git-receive-pack."))?;
-    let access = authorize(&state, &owner, &repo, &headers, &view, service.needs()).await?;
+    let access = match authorize(&state, &owner, &repo, &headers, &view, service.needs()).await {
+        Err(HttpError::Moved(clone)) => return Err(HttpError::Moved(format!("{clone}/info/refs?{}", query.as_deref().unwrap_or("")))),
+        other => other?,
+    };
     let protocol = git_protocol(&headers);
     let v2 = service == Service::UploadPack && protocol.as_deref().is_some_and(pktline::wants_v2);
     let path = state.store.repo_path(&access.repo);

@@ -92,11 +92,16 @@ pub enum GitError {
     Io { what: &'static str, repo: String, source: std::io::Error },
     #[error("git {0} is only run for someone who logged in")]
     NoPusher(&'static str),
+    /// The branch permissions could not be read; `unavailable` when the database is down (503).
+    #[error("push to {repo} refused: {detail}")]
+    Restrictions { repo: String, detail: String, unavailable: bool },
 }
 
-/// Who pushes, for the reflog (as git http-backend records it) and the push event.
+/// Who pushes, for the reflog (as git http-backend records it), the push event and the branch
+/// permissions that apply to them.
 #[derive(Debug, Clone)]
 pub(crate) struct Pusher {
+    user_id: i64,
     name: String,
     display_name: String,
     email: String,
@@ -110,7 +115,7 @@ impl Pusher {
             Some(ip) => format!("{name}@{via}.{ip}"),
             None => format!("{name}@{via}"),
         });
-        Pusher { name, display_name: who.user.display_name.clone(), email }
+        Pusher { user_id: who.user.id, name, display_name: who.user.display_name.clone(), email }
     }
 }
 
@@ -157,11 +162,18 @@ pub(crate) fn command(binary: &Path, env: &[(OsString, OsString)]) -> Command {
     cmd
 }
 
+/// `refs/pull-requests/*` are the server's (`pr_git.rs` writes them): receive-pack neither
+/// advertises them nor lets a push create, move or delete them ("deny updating a hidden ref",
+/// git-config `receive.hideRefs`), before the `pre-receive` hook (`hooks.rs`) has its say.
+/// upload-pack still advertises them, so `git fetch origin refs/pull-requests/1/from` works.
+const HIDE_PULL_REQUEST_REFS: [&str; 2] = ["-c", "receive.hideRefs=refs/pull-requests"];
+
 /// The argv for `call`: Trove's own hooks for a push (never the repository's: a pushed or
 /// copied-in hook must not run as the server), the subcommand, its mode, the repository.
 fn service_command(state: &AppState, call: &Call, env: &[(OsString, OsString)], stateless: bool) -> Command {
     let mut cmd = command(&state.git.binary, env);
     if call.service == Service::ReceivePack {
+        cmd.args(HIDE_PULL_REQUEST_REFS);
         cmd.arg("-c").arg(format!("core.hooksPath={}", crate::hooks::dir(state.store.git_home()).display()));
         if state.git.maintenance_after_push {
             // Maintenance runs `gc --auto` after the push (`maintenance.rs`), counted, capped
@@ -261,8 +273,12 @@ impl Drop for Running {
 
 /// Runs a short, read-only stateless-rpc request (`args` then the repository) to the end,
 /// counted as a running process. A caller that goes away takes the process with it.
+/// receive-pack's advertisement leaves out the refs pushes may not touch.
 async fn run_git(state: &AppState, env: Vec<(OsString, OsString)>, args: &[&'static str], path: &Path, input: Option<Bytes>) -> Result<Output, GitError> {
     let mut cmd = command(&state.git.binary, &env);
+    if args[0] == Service::ReceivePack.subcommand() {
+        cmd.args(HIDE_PULL_REQUEST_REFS);
+    }
     cmd.args(args).arg(path);
     let _running = Running::start(state);
     output_until(cmd, input, state.tasks.stop()).await.map_err(|source| GitError::Io { what: args[0], repo: path.display().to_string(), source })
@@ -482,10 +498,14 @@ async fn supervise(
     // refs and refuse others): one event with them.
     if let Some((file, user)) = after.push {
         let text = tokio::fs::read_to_string(&file).await.unwrap_or_default();
-        let _ = tokio::fs::remove_file(&file).await;
         let updates = crate::events::parse_updates(&text);
-        if !updates.is_empty() {
-            state.events.publish(crate::events::PushEvent { repo_id: after.repo_id, repo: after.repo.clone(), path: after.path, user, updates });
+        if updates.is_empty() {
+            let _ = tokio::fs::remove_file(&file).await;
+        } else {
+            let ev = crate::events::PushEvent { repo_id: after.repo_id, repo: after.repo.clone(), path: after.path, user, updates };
+            // The webhook event first, from the journal, which is removed once it is written.
+            crate::webhooks::journal_push(&state, &ev, &file).await;
+            state.events.publish(ev);
         }
     }
     drop(after.permit);
@@ -523,7 +543,15 @@ async fn start_measured(state: &AppState, call: Call, stateless: bool, op: GitOp
     // Where this push's post-receive hook writes the refs it moved (`events.rs`).
     let push = match (call.service, &call.pusher) {
         (Service::ReceivePack, Some(p)) => {
-            let f = crate::events::updates_file(state.store.git_home()).map_err(GitError::UpdatesFile)?;
+            // The branch permissions that apply to this pusher, for the pre-receive hook
+            // (`hooks.rs`). Unreadable ones refuse the push rather than pass for none.
+            let applying = crate::branch_permissions::Applying::for_push(state, call.repo_id, p.user_id).await.map_err(|e| GitError::Restrictions {
+                repo: call.repo.clone(),
+                detail: e.to_string(),
+                unavailable: e.is_unavailable(),
+            })?;
+            env.push(("TROVE_RESTRICTIONS".into(), applying.hook_lines().into()));
+            let f = crate::events::updates_file(state.store.git_home(), call.repo_id, &p.name).map_err(GitError::UpdatesFile)?;
             env.push(("TROVE_REF_UPDATES".into(), f.clone().into()));
             Some((f, p.name.clone()))
         }

@@ -7,8 +7,11 @@
 mod access;
 mod advert;
 mod api;
+pub mod audit;
 mod auth;
+mod branch_permissions;
 mod budget;
+mod builds;
 mod challenge;
 mod config;
 mod error;
@@ -20,10 +23,14 @@ mod maintenance;
 mod metrics;
 mod node;
 mod pktline;
+mod pr_git;
 pub mod public_url;
+mod pull_requests;
+mod ref_changes;
 mod repo_read;
 mod tasks;
 mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,8 +49,8 @@ use trove_store::Store;
 
 pub use challenge::solve as solve_login_challenge;
 pub use config::{
-    AuthSettings, ConfigError, DATABASE_PASSWORD_ENV, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DatabaseSettings, GitSettings, RawConfig, ServerConfig,
-    url_has_password,
+    AuditSettings, AuthSettings, ConfigError, DATABASE_PASSWORD_ENV, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DatabaseSettings, GitSettings, RawConfig, ServerConfig,
+    WebhookSettings, url_has_password,
 };
 pub use error::ServerError;
 pub use git_service::{GitError, Service as GitService};
@@ -69,7 +76,7 @@ pub(crate) struct Shared {
     pub(crate) running: std::sync::atomic::AtomicUsize,
     /// git upload-pack/receive-pack processes started since the server opened.
     pub(crate) started: std::sync::atomic::AtomicU64,
-    /// What happened to repositories (accepted pushes), for maintenance and later webhooks.
+    /// What happened to repositories (accepted pushes), for maintenance, rescoping and the audit log.
     pub(crate) events: events::Events,
     /// The cap on request bodies held in memory at once.
     pub(crate) bodies: budget::BodyBudget,
@@ -81,6 +88,14 @@ pub(crate) struct Shared {
     /// This node's id (`[cluster] node_id`, or the one kept in the data directory).
     pub(crate) node_id: NodeId,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Serialises changes to one repository's pull requests on this node.
+    pub(crate) prs: pull_requests::Locks,
+    /// The audit log (`audit::record` writes through it).
+    pub(crate) audit: Arc<audit::AuditLog>,
+    /// `[audit] retention_days`: the daily pruning's horizon; 0 keeps everything.
+    pub(crate) audit_retention_days: u32,
+    /// Webhook delivery: the worker's wake-up and `[webhooks]` settings.
+    pub(crate) webhooks: webhooks::WebhookService,
 }
 
 /// Follows settings that other processes write to the database. The store's `data_version`
@@ -221,6 +236,7 @@ impl Server {
             maintenance.share(store.clone(), node_id.as_str().to_owned());
         }
         let adverts = advert::Adverts::new(&config.git.binary, store.git_home());
+        let audit = Arc::new(audit::AuditLog::new(store.data_dir()));
         let shared = Shared {
             adverts,
             limiter: auth::LoginLimiter::new(&config.auth),
@@ -237,17 +253,26 @@ impl Server {
             settings_sync: SettingsSync { base_url_from_config, data_version: std::sync::atomic::AtomicI64::new(data_version) },
             node_id,
             metrics,
+            prs: pull_requests::Locks::default(),
+            audit,
+            audit_retention_days: config.audit.retention_days,
+            webhooks: webhooks::WebhookService::new(config.webhooks),
         };
         // Maintenance follows accepted pushes.
         let m = shared.maintenance.clone();
         shared.events.subscribe(move |ev| m.after_push(ev.repo_id, ev.path.clone()));
-        Ok(Server {
-            shared: Arc::new(shared),
-            listen: config.listen,
-            drain_timeout,
-            metrics_listener: Arc::new(std::sync::Mutex::new(metrics_listener)),
-            metrics_addr,
-        })
+        // So does the audit log (its entry written on the blocking pool).
+        shared.events.subscribe(audit::push_recorder(shared.audit.clone(), shared.store.clone(), shared.tasks.clone()));
+        let shared = Arc::new(shared);
+        // So do the open pull requests whose branches a push moved (held weakly: the bus is
+        // part of what it would keep alive).
+        let weak = Arc::downgrade(&shared);
+        shared.events.subscribe(move |ev| {
+            if let Some(state) = weak.upgrade() {
+                pull_requests::after_push(state, ev.clone());
+            }
+        });
+        Ok(Server { shared, listen: config.listen, drain_timeout, metrics_listener: Arc::new(std::sync::Mutex::new(metrics_listener)), metrics_addr })
     }
 
     /// This node's id, as `/status`, the logs and the metrics show it.
@@ -273,7 +298,7 @@ impl Server {
     }
 
     /// Every accepted push from now on, with the refs it moved (for tests and in-process
-    /// listeners; webhooks will be one).
+    /// listeners).
     pub fn push_events(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<events::PushEvent>> {
         self.shared.events.receiver()
     }
@@ -330,6 +355,10 @@ impl Server {
             "trove server listening"
         );
         let router = app(self);
+        audit::start_pruning(&self.shared);
+        // Pushes a crash left in the journal reach the outbox before anything new happens.
+        webhooks::recover_pushes(&self.shared).await;
+        webhooks::delivery::start(&self.shared);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let metrics_listener = self.metrics_listener.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(l) = metrics_listener {
@@ -572,11 +601,30 @@ pub fn app(server: &Server) -> Router {
             .route(&format!("{base}/git-receive-pack"), post(git_http::receive_pack))
             .route(&base, get(git_http::repo_page));
     }
-    router
+    let routed = router
         .fallback(web::fallback)
         .layer(middleware::from_fn_with_state(state.clone(), catch_panics))
         .layer(middleware::from_fn_with_state(state.clone(), observe_request))
-        .with_state(state)
+        .with_state(state);
+    // `/rest/{family}/latest/…` is rewritten to the family's version before routing (a layer on
+    // the router would run after it), so every REST family answers under `latest`.
+    Router::new().fallback(move |mut req: Request| {
+        let mut routed = routed.clone();
+        if let Some(path) = api::latest_alias(&ctx, req.uri().path()) {
+            let mut parts = req.uri().clone().into_parts();
+            let pq = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            if let Ok(pq) = http::uri::PathAndQuery::try_from(pq) {
+                parts.path_and_query = Some(pq);
+                if let Ok(uri) = http::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+        async move { tower::Service::call(&mut routed, req).await }
+    })
 }
 
 /// A handler that panics answers 500 (the error page for browsers, Bitbucket's error shape under

@@ -157,6 +157,8 @@ pub(crate) struct LogQuery<'a> {
     pub(crate) merges: Option<bool>,
     /// Only commits touching this (checked) path; empty for all.
     pub(crate) path: &'a str,
+    /// With `path`: follow the file through renames (`git log --follow`).
+    pub(crate) follow: bool,
 }
 
 /// One page of [`Reader::files`].
@@ -336,6 +338,11 @@ impl Reader {
         }))
     }
 
+    /// Where `HEAD` points (`refs/heads/main`), branch or not yet born; `None` when detached.
+    pub(crate) async fn head(&self) -> Result<Option<String>, ReadError> {
+        Ok(self.text(&["symbolic-ref", "-q", "HEAD"]).await?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+    }
+
     /// Points `HEAD` at `full` (a checked `refs/heads/…` name); `false` if git refused.
     pub(crate) async fn set_head(&self, full: &str) -> Result<bool, ReadError> {
         Ok(self.run(&["symbolic-ref", "HEAD", full]).await?.is_some())
@@ -392,16 +399,37 @@ impl Reader {
         self.spawn(&["cat-file", "blob", &spec])
     }
 
+    /// A running `git archive` of `commit` (a resolved id) in `format` (`zip`, `tar`, `tar.gz`
+    /// or `tgz`), its entries under `prefix` (empty, or ending in `/`), only `paths` (checked
+    /// with [`valid_path`]; empty for all). Streams with no time or size limit: the caller reads
+    /// its stdout, keeps the child beside it (killed when dropped) and checks its exit status.
+    pub(crate) fn archive_stream(&self, commit: &str, format: &str, prefix: &str, paths: &[String]) -> Result<Child, ReadError> {
+        let format = format!("--format={format}");
+        let prefix = format!("--prefix={prefix}");
+        // `git archive` takes no `--` (it would be a path); after `--end-of-options` nothing is
+        // an option, and `:(literal)` keeps a path from being read as a glob.
+        let literal: Vec<String> = paths.iter().map(|p| format!(":(literal){p}")).collect();
+        let mut args = vec!["archive", format.as_str(), prefix.as_str(), "--end-of-options", commit];
+        args.extend(literal.iter().map(String::as_str));
+        self.spawn(&args)
+    }
+
     /// Commits as `q` asks, newest first.
     pub(crate) async fn log(&self, q: &LogQuery<'_>) -> Result<Option<Vec<Commit>>, ReadError> {
-        let skip = format!("--skip={}", q.skip);
-        let max = format!("--max-count={}", q.max);
+        // `--follow` finds renames only on commits it walks, and `--skip` walks none of the ones
+        // it skips: with it, the skipped commits are read and dropped here instead.
+        let follow = q.follow && !q.path.is_empty();
+        let skip = format!("--skip={}", if follow { 0 } else { q.skip });
+        let max = format!("--max-count={}", if follow { q.skip.saturating_add(q.max) } else { q.max });
         let not_since = q.since.map(|s| format!("^{s}"));
         let mut args = vec!["log", "--no-color", LOG_DATE, LOG_FORMAT, &skip, &max];
         match q.merges {
             Some(false) => args.push("--no-merges"),
             Some(true) => args.push("--merges"),
             None => {}
+        }
+        if follow {
+            args.push("--follow");
         }
         args.extend(["--end-of-options", q.until]);
         args.extend(not_since.as_deref());
@@ -410,7 +438,8 @@ impl Reader {
             args.push(q.path);
         }
         let Some(out) = self.text(&args).await? else { return Ok(None) };
-        Ok(Some(out.split(RECORD).filter(|r| !r.trim().is_empty()).filter_map(parse_commit).collect()))
+        let commits = out.split(RECORD).filter(|r| !r.trim().is_empty()).filter_map(parse_commit);
+        Ok(Some(commits.skip(if follow { q.skip } else { 0 }).collect()))
     }
 
     /// One commit by resolved id.
@@ -427,6 +456,43 @@ impl Reader {
         args.push(id);
         let (out, cut) = self.collect(&args, cap.min(self.limits.max_output), true).await?.unwrap_or_default();
         Ok((String::from_utf8_lossy(&out).into_owned(), cut))
+    }
+
+    /// Who last changed lines `first..=last` (1-based) of the file `path` at `commit`.
+    pub(crate) async fn blame(&self, commit: &str, path: &str, first: usize, last: usize) -> Result<Option<Vec<BlameSpan>>, ReadError> {
+        let range = format!("{first},{last}");
+        let Some(out) = self.text(&["blame", "--porcelain", "-L", &range, commit, "--", path]).await? else { return Ok(None) };
+        Ok(Some(parse_blame(&out)))
+    }
+
+    /// For each of `children` (names in the directory `dir` at `commit`), the newest commit
+    /// that changed it, read from one `git log --name-only` walk of `dir`'s history; a child
+    /// not found before the output cap is left out.
+    pub(crate) async fn last_modified(&self, commit: &str, dir: &str, children: &[String]) -> Result<std::collections::HashMap<String, String>, ReadError> {
+        let mut args = vec!["log", "--no-color", "--format=%x1e%H", "--name-only", "--no-renames", "-z", "--end-of-options", commit, "--"];
+        if !dir.is_empty() {
+            args.push(dir);
+        }
+        let (out, _) = self.collect(&args, self.limits.max_output, true).await?.unwrap_or_default();
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let wanted: std::collections::HashSet<&str> = children.iter().map(String::as_str).collect();
+        let mut found = std::collections::HashMap::new();
+        for record in out.split(|b| *b == 0x1e).filter(|r| !r.is_empty()) {
+            let mut fields = record.split(|b| *b == 0);
+            let id = String::from_utf8_lossy(fields.next().unwrap_or_default()).trim().to_owned();
+            for name in fields {
+                let name = String::from_utf8_lossy(name);
+                let Some(rest) = name.trim_start_matches('\n').strip_prefix(prefix.as_str()) else { continue };
+                let child = rest.split('/').next().unwrap_or("");
+                if wanted.contains(child) && !found.contains_key(child) {
+                    found.insert(child.to_owned(), id.clone());
+                }
+            }
+            if found.len() == wanted.len() {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// One page of every file below the directory `path` at `commit`, as paths relative to it:
@@ -499,6 +565,84 @@ impl Reader {
     }
 }
 
+/// Consecutive lines of a file last changed by one commit, as `git blame --porcelain` tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BlameSpan {
+    pub(crate) commit: String,
+    /// 1-based line number in the file as it is at the blamed revision.
+    pub(crate) line: u64,
+    pub(crate) lines: u64,
+    pub(crate) author_name: String,
+    pub(crate) author_email: String,
+    /// Unix seconds.
+    pub(crate) author_time: i64,
+    pub(crate) committer_name: String,
+    pub(crate) committer_email: String,
+    pub(crate) committer_time: i64,
+    /// The file's name in that commit (it may have been renamed since).
+    pub(crate) file_name: String,
+}
+
+/// Parses `git blame --porcelain`: a header line `<id> <orig> <final> <count>` opens each group,
+/// the commit's details follow the first time a commit appears, and each line's text is the one
+/// starting with a tab.
+pub(crate) fn parse_blame(out: &str) -> Vec<BlameSpan> {
+    use std::collections::HashMap;
+    let mut known: HashMap<String, BlameSpan> = HashMap::new();
+    let mut spans: Vec<BlameSpan> = Vec::new();
+    let mut current: Option<BlameSpan> = None;
+    let finish = |span: BlameSpan, known: &mut HashMap<String, BlameSpan>, spans: &mut Vec<BlameSpan>| {
+        known.insert(span.commit.clone(), span.clone());
+        spans.push(span);
+    };
+    for line in out.lines() {
+        if line.starts_with('\t') {
+            continue;
+        }
+        let f: Vec<&str> = line.split(' ').collect();
+        if let [id, _orig, fin, count] = f[..]
+            && is_hex_id(id)
+        {
+            if let Some(s) = current.take() {
+                finish(s, &mut known, &mut spans);
+            }
+            let mut span = known.get(id).cloned().unwrap_or(BlameSpan {
+                commit: id.to_owned(),
+                line: 0,
+                lines: 0,
+                author_name: String::new(),
+                author_email: String::new(),
+                author_time: 0,
+                committer_name: String::new(),
+                committer_email: String::new(),
+                committer_time: 0,
+                file_name: String::new(),
+            });
+            span.line = fin.parse().unwrap_or(0);
+            span.lines = count.parse().unwrap_or(0);
+            current = Some(span);
+            continue;
+        }
+        let Some(span) = current.as_mut() else { continue };
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        let mail = || value.trim_start_matches('<').trim_end_matches('>').to_owned();
+        match key {
+            "author" => span.author_name = value.to_owned(),
+            "author-mail" => span.author_email = mail(),
+            "author-time" => span.author_time = value.parse().unwrap_or(0),
+            "committer" => span.committer_name = value.to_owned(),
+            "committer-mail" => span.committer_email = mail(),
+            "committer-time" => span.committer_time = value.parse().unwrap_or(0),
+            "filename" => span.file_name = value.to_owned(),
+            _ => {}
+        }
+    }
+    if let Some(s) = current.take() {
+        finish(s, &mut known, &mut spans);
+    }
+    spans
+}
+
 /// `log` for `["log", …]`: the subcommand names the invocation in errors, not its arguments.
 fn command_name(args: &[&str]) -> String {
     args.first().copied().unwrap_or("").to_owned()
@@ -538,6 +682,20 @@ mod tests {
         assert_eq!(c.message, "subject\nwrapped\n\nbody");
         assert_eq!(c.subject(), "subject wrapped");
         assert!(parse_commit("").is_none());
+    }
+
+    #[test]
+    fn blame_porcelain_becomes_spans_with_details_repeated_for_known_commits() {
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let out = format!(
+            "{a} 1 1 2\nauthor Ann\nauthor-mail <ann@example.com>\nauthor-time 1700000000\ncommitter Cid\ncommitter-mail <cid@example.com>\ncommitter-time 1700000001\nsummary s\nfilename old.txt\n\tone\n{a} 2 2\n\ttwo\n{b} 3 3 1\nauthor Bob\nauthor-mail <bob@example.com>\nauthor-time 1700000100\ncommitter Bob\ncommitter-mail <bob@example.com>\ncommitter-time 1700000100\nfilename new.txt\n\tthree\n{a} 4 4 1\nfilename old.txt\n\tfour\n"
+        );
+        let spans = parse_blame(&out);
+        let brief: Vec<(&str, u64, u64, &str, &str)> =
+            spans.iter().map(|s| (&s.commit[..1], s.line, s.lines, s.author_name.as_str(), s.file_name.as_str())).collect();
+        assert_eq!(brief, [("a", 1, 2, "Ann", "old.txt"), ("b", 3, 1, "Bob", "new.txt"), ("a", 4, 1, "Ann", "old.txt")]);
+        assert_eq!((spans[2].author_email.as_str(), spans[2].committer_time), ("ann@example.com", 1_700_000_001));
     }
 
     fn git(env: &[(OsString, OsString)], dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> String {

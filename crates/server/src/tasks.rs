@@ -64,6 +64,9 @@ struct TasksInner {
     /// Given at shutdown, once the drain deadline passed: git processes still running are
     /// terminated and reaped, maintenance starts nothing new.
     stop: Cancel,
+    /// Given when the tracker is closed (shutdown began): tasks that only wait for their next
+    /// round (the audit log's daily pruning) end then, instead of holding shutdown up.
+    closing: Cancel,
 }
 
 /// Counts one task from spawn until its future is done or dropped (aborted).
@@ -107,7 +110,13 @@ impl Tasks {
     /// may spawn), and are waited for too.
     pub(crate) fn close(&self) {
         self.0.closed.store(true, Ordering::SeqCst);
+        self.0.closing.cancel();
         self.0.changed.notify_waiters();
+    }
+
+    /// Given once [`Tasks::close`] was called.
+    pub(crate) fn closing(&self) -> &Cancel {
+        &self.0.closing
     }
 
     /// Resolves once the tracker is closed and no task is running.

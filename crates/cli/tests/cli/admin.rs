@@ -114,3 +114,124 @@ fn an_installation_copied_to_postgres_is_administered_through_the_server_configu
     let srv = trove().args(["server", "--database", "postgres://trove:secret@127.0.0.1:1/x", "--data"]).arg(&data).stdin(Stdio::null()).output().unwrap();
     assert!(!srv.status.success() && String::from_utf8_lossy(&srv.stderr).contains("TROVE_DATABASE_PASSWORD"), "{}", String::from_utf8_lossy(&srv.stderr));
 }
+
+#[test]
+fn groups_are_made_filled_and_granted_from_the_command_line() {
+    let dir = tmp();
+    let data = dir.path().join("data");
+    ok(&admin(&data, &["init"]), "init");
+    let mut add = trove()
+        .arg("admin")
+        .arg("--data")
+        .arg(&data)
+        .args(["user", "add", "alice", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "alice-password").unwrap();
+    ok(&add.wait_with_output().unwrap(), "user add");
+    ok(&admin(&data, &["project", "add", "TP"]), "project add");
+    ok(&admin(&data, &["repo", "add", "TP/test"]), "repo add");
+
+    assert!(ok(&admin(&data, &["group", "add", "Developers"]), "group add").contains("created group Developers"));
+    let dup = admin(&data, &["group", "add", "developers"]);
+    assert!(!dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("already exists"), "{dup:?}");
+    ok(&admin(&data, &["group", "add-user", "developers", "alice"]), "group add-user");
+    ok(&admin(&data, &["group", "grant", "developers", "TP", "write"]), "group grant project");
+    ok(&admin(&data, &["group", "grant", "developers", "TP/test", "admin"]), "group grant repository");
+    ok(&admin(&data, &["group", "global", "developers", "PROJECT_CREATE"]), "group global");
+    assert_eq!(ok(&admin(&data, &["group", "list"]), "group list"), "Developers\tPROJECT_CREATE\t1 member\n");
+    assert_eq!(ok(&admin(&data, &["group", "members", "DEVELOPERS"]), "group members"), "alice\n");
+    let out = ok(&admin(&data, &["user", "global", "alice", "none"]), "user global none");
+    assert!(out.contains("PROJECT_CREATE through a group"), "{out}");
+    {
+        // What the commands made is what the server decides with.
+        let store = trove_store::Store::open(&data).unwrap();
+        let who = trove_store::Authenticated { user: store.user(&trove_store::UserName::parse("alice").unwrap()).unwrap().unwrap(), token_scope: None };
+        let repo = store.repo(&trove_store::Owner::parse("TP").unwrap(), &trove_store::RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+        assert_eq!(store.permission(Some(&who), &repo).unwrap(), Some(trove_store::Permission::Admin));
+        assert!(store.verify_password("alice", "alice-password").unwrap().is_some(), "the group's global permission lets alice log in");
+    }
+    ok(&admin(&data, &["group", "revoke", "developers", "TP/test"]), "group revoke repository");
+    ok(&admin(&data, &["group", "revoke", "developers", "TP"]), "group revoke project");
+    ok(&admin(&data, &["group", "remove-user", "developers", "alice"]), "group remove-user");
+    assert_eq!(ok(&admin(&data, &["group", "members", "developers"]), "group members"), "");
+    let missing = admin(&data, &["group", "add-user", "nope", "alice"]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("group nope does not exist") && err.contains("trove admin group add nope"), "{err}");
+    ok(&admin(&data, &["group", "delete", "developers"]), "group delete");
+    assert!(ok(&admin(&data, &["group", "list"]), "group list").starts_with("no groups"));
+}
+
+#[test]
+fn every_change_made_with_trove_admin_is_in_the_audit_log_as_the_os_user() {
+    let dir = tmp();
+    let data = dir.path().join("data");
+    ok(&admin(&data, &["init"]), "init");
+    let mut add = trove()
+        .arg("admin")
+        .arg("--data")
+        .arg(&data)
+        .args(["user", "add", "alice", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "alice-password").unwrap();
+    ok(&add.wait_with_output().unwrap(), "user add");
+    for args in [
+        &["user", "global", "alice", "PROJECT_CREATE"][..],
+        &["group", "add", "devs"],
+        &["group", "add-user", "devs", "alice"],
+        &["group", "global", "devs", "LICENSED_USER"],
+        &["project", "add", "TP"],
+        &["repo", "add", "TP/test"],
+        &["grant", "alice", "TP/test", "write"],
+        &["group", "grant", "devs", "TP", "read"],
+        &["group", "revoke", "devs", "TP"],
+        &["group", "remove-user", "devs", "alice"],
+        &["group", "delete", "devs"],
+        &["token", "add", "alice", "--label", "ci", "--scope", "read"],
+        &["settings", "base-url", "https://git.example.com"],
+        &["settings", "context-path", "/"],
+    ] {
+        ok(&admin(&data, args), &args.join(" "));
+    }
+    let whoami = std::process::Command::new("id").arg("-un").output().unwrap();
+    let actor = format!("cli:{}", String::from_utf8_lossy(&whoami.stdout).trim());
+    let want = [
+        ("user.create", "user:alice"),
+        ("permission.grant", "global user:alice"),
+        ("group.create", "group:devs"),
+        ("group.member.add", "group:devs user:alice"),
+        ("permission.grant", "global group:devs"),
+        ("project.create", "project:TP"),
+        ("repo.create", "repo:TP/test"),
+        ("permission.grant", "repo:TP/test user:alice"),
+        ("permission.grant", "project:TP group:devs"),
+        ("permission.revoke", "project:TP group:devs"),
+        ("group.member.remove", "group:devs user:alice"),
+        ("group.delete", "group:devs"),
+        ("token.create", "user:alice token:1"),
+        ("settings.update", "setting:base_url"),
+        ("settings.update", "setting:context_path"),
+    ];
+    // The file the server writes too...
+    let file = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    let lines: Vec<serde_json::Value> = file.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<(&str, &str)> = lines.iter().map(|l| (l["action"].as_str().unwrap(), l["target"].as_str().unwrap())).collect();
+    assert_eq!(got, want);
+    for l in &lines {
+        assert_eq!((l["actor"].as_str(), l["address"].as_str()), (Some(actor.as_str()), None), "{l}");
+    }
+    assert_eq!(lines[13]["details"], serde_json::json!({"from": null, "to": "https://git.example.com"}));
+    assert!(!file.contains("alice-password") && !file.contains("trv_"), "a secret in the audit log");
+    // ...and the database, which the server's page and REST endpoint read.
+    let store = trove_store::Store::open(&data).unwrap();
+    let rows = store.audit_entries(&trove_store::AuditQuery { oldest_first: true, limit: 100, ..Default::default() }).unwrap().0;
+    let got: Vec<(&str, &str)> = rows.iter().map(|e| (e.action.as_str(), e.target.as_str())).collect();
+    assert_eq!(got, want);
+}

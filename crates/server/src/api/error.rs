@@ -50,6 +50,9 @@ pub(crate) enum ApiError {
     Conflict { exception: &'static str, message: String },
     #[error("No REST resource answers at {0}; see docs/api.md for what is served.")]
     NoRoute(String),
+    /// The repository was renamed or moved: 308 to the same resource at its new place.
+    #[error("This repository has moved to {0}.")]
+    Moved(String),
     #[error("Method not allowed.")]
     MethodNotAllowed,
     #[error("The server is busy reading other requests; try again in a few seconds.")]
@@ -82,9 +85,15 @@ impl ApiError {
     }
 
     pub(crate) fn no_group(name: &str) -> ApiError {
-        ApiError::NotFound {
-            exception: "com.atlassian.bitbucket.user.NoSuchGroupException",
-            message: format!("Group {name} does not exist; Trove has no groups, grant permissions to users instead."),
+        ApiError::NotFound { exception: "com.atlassian.bitbucket.user.NoSuchGroupException", message: format!("Group {name} does not exist.") }
+    }
+
+    /// A change that would lower the caller's own permission (Bitbucket answers 409 for most,
+    /// 403 for some; the caller picks).
+    pub(crate) fn lowers_own(what: &str) -> ApiError {
+        ApiError::Conflict {
+            exception: "com.atlassian.bitbucket.permission.PermissionAdminException",
+            message: format!("You cannot {what}: it would lower your own permission. Ask another administrator."),
         }
     }
 
@@ -126,6 +135,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None, msg, VALIDATION),
             ApiError::Conflict { exception, .. } => (StatusCode::CONFLICT, None, msg, exception),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, None, msg, "com.sun.jersey.api.NotFoundException"),
+            ApiError::Moved(_) => (StatusCode::PERMANENT_REDIRECT, None, msg, "com.atlassian.bitbucket.repository.RepositoryMovedException"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, None, msg, "com.atlassian.bitbucket.ServiceUnavailableException"),
             ApiError::DatabaseDown(detail) => {
                 tracing::warn!(%detail, "REST request refused: the database is unavailable");
@@ -191,6 +201,11 @@ impl IntoResponse for ApiError {
             ApiError::TooManyFailedLogins(d) | ApiError::AccountLocked { retry_after: Some(d), .. } => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
             }
+            ApiError::Moved(location) => {
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+            }
             ApiError::Busy | ApiError::DatabaseDown(_) => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
@@ -231,9 +246,18 @@ impl From<StoreError> for ApiError {
                 exception: "com.atlassian.bitbucket.project.DuplicateProjectKeyException",
                 message: format!("Project key {k} is already taken; choose another key."),
             },
+            StoreError::NoSuchGroup(g) => ApiError::no_group(&g),
+            StoreError::GroupExists(g) => ApiError::Conflict {
+                exception: "com.atlassian.bitbucket.user.DuplicateGroupException",
+                message: format!("A group named {g} already exists (group names ignore case); choose another name."),
+            },
             StoreError::RepoExists(r) => ApiError::Conflict {
                 exception: "com.atlassian.bitbucket.repository.DuplicateRepositoryNameException",
                 message: format!("Repository {r} already exists; choose another name."),
+            },
+            StoreError::DuplicatePr(n) => ApiError::Conflict {
+                exception: "com.atlassian.bitbucket.pull.DuplicatePullRequestException",
+                message: format!("Only one pull request may be open for a given source and target branch: pull request #{n} already is."),
             },
             StoreError::Password(p) => ApiError::invalid("password", p.to_string()),
             StoreError::Name(n) => ApiError::Invalid { context: None, message: n.to_string() },

@@ -19,7 +19,7 @@ use tokio::io::AsyncReadExt as _;
 use trove_store::Permission;
 
 use super::{Api, ApiError, PageReq, RawFile, envelope, no_content, ok, paged, parse_body};
-use crate::repo_read::{Commit, LogQuery, Reader, RefInfo, valid_path};
+use crate::repo_read::{BlameSpan, Commit, LogQuery, Reader, RefInfo, valid_path};
 
 /// Largest file `browse` shows as lines; larger files are reported as `binary`-like and read
 /// with `raw`. Default 5 MiB.
@@ -43,7 +43,7 @@ fn valid_branch_name(name: &str) -> bool {
         && name.chars().all(|c| !c.is_control() && !matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
 }
 
-fn ref_json(r: &RefInfo, kind: &str, default: Option<&str>) -> Value {
+pub(crate) fn ref_json(r: &RefInfo, kind: &str, default: Option<&str>) -> Value {
     let mut v = json!({"id": r.full, "displayId": r.short, "type": kind, "latestCommit": r.commit, "latestChangeset": r.commit});
     if kind == "BRANCH" {
         v["isDefault"] = json!(default == Some(r.full.as_str()));
@@ -106,6 +106,8 @@ pub(crate) async fn set_default_branch(api: Api, Path((key, slug)): Path<(String
     if !reader(&api, &repo).set_head(&full).await? {
         return Err(ApiError::Internal(format!("git symbolic-ref HEAD {full} failed")));
     }
+    let target = crate::audit::target::repo(&repo);
+    api.blocking(move |api| api.audit(crate::audit::Action::RepoUpdate, &target, json!({"defaultBranch": full}))).await;
     Ok(no_content())
 }
 
@@ -120,7 +122,7 @@ pub(crate) async fn tags(api: Api, Path((key, slug)): Path<(String, String)>) ->
     Ok(ok(StatusCode::OK, paged(values, page)))
 }
 
-fn commit_json(c: &Commit) -> Value {
+pub(crate) fn commit_json(c: &Commit) -> Value {
     let short = |s: &str| s.chars().take(11).collect::<String>();
     json!({
         "id": c.id,
@@ -139,8 +141,9 @@ fn checked_path(raw: Option<&str>) -> Result<&str, ApiError> {
     if valid_path(p) { Ok(p) } else { Err(ApiError::invalid("path", format!("{p:?} is not a path inside a repository."))) }
 }
 
-/// `GET …/commits?until=&since=&path=&merges=`: newest first from `until` (default: the
-/// default branch), excluding what `since` reaches.
+/// `GET …/commits?until=&since=&path=&followRenames=&merges=`: newest first from `until`
+/// (default: the default branch), excluding what `since` reaches; with `path` and
+/// `followRenames=true`, the file's history across renames.
 pub(crate) async fn commits(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
     let page = api.q.page()?;
     let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
@@ -165,7 +168,8 @@ pub(crate) async fn commits(api: Api, Path((key, slug)): Path<(String, String)>)
         Some("only") => Some(true),
         Some(m) => return Err(ApiError::invalid("merges", format!("{m:?} is not one of include, exclude, only."))),
     };
-    let q = LogQuery { until: &until.commit, since: since.as_deref(), skip: page.start, max: page.limit + 1, merges, path };
+    let follow = api.q.bool("followRenames")?.unwrap_or(false);
+    let q = LogQuery { until: &until.commit, since: since.as_deref(), skip: page.start, max: page.limit + 1, merges, path, follow };
     let list = git.log(&q).await?.ok_or_else(|| ApiError::Internal("git log failed".into()))?;
     let last = list.len() <= page.limit;
     let values: Vec<Value> = list.iter().take(page.limit).map(commit_json).collect();
@@ -222,6 +226,19 @@ async fn browse(api: Api, key: String, slug: String, path: String) -> Result<Res
     let git = reader(&api, &repo);
     let (commit, label) = locate(&api, &git, &path).await?;
     let kind = git.kind(&commit, &path).await?.ok_or_else(|| ApiError::no_path(&path, &label))?;
+    if api.q.bool("type")? == Some(true) {
+        let t = match kind.as_str() {
+            "tree" => "DIRECTORY",
+            "commit" => "SUBMODULE",
+            _ => "FILE",
+        };
+        return Ok(ok(StatusCode::OK, json!({"type": t})));
+    }
+    if api.q.bool("size")? == Some(true) && kind == "blob" {
+        return Ok(ok(StatusCode::OK, json!({"size": git.blob_size(&commit, &path).await?.unwrap_or(0)})));
+    }
+    let blame = api.q.bool("blame")? == Some(true);
+    let no_content = api.q.bool("noContent")? == Some(true);
     match kind.as_str() {
         "tree" => {
             let page = api.q.page()?;
@@ -253,10 +270,15 @@ async fn browse(api: Api, key: String, slug: String, path: String) -> Result<Res
                 None => PageReq { start: api.q.page()?.start, limit: DEFAULT_LINES },
             };
             if binary {
-                return Ok(ok(
-                    StatusCode::OK,
-                    json!({"binary": true, "path": path_json(&path), "size": 0, "start": page.start, "limit": page.limit, "isLastPage": true, "lines": []}),
-                ));
+                if blame && no_content {
+                    return Ok(ok(StatusCode::OK, json!([])));
+                }
+                let mut v =
+                    json!({"binary": true, "path": path_json(&path), "size": 0, "start": page.start, "limit": page.limit, "isLastPage": true, "lines": []});
+                if blame {
+                    v["blame"] = json!([]);
+                }
+                return Ok(ok(StatusCode::OK, v));
             }
             let text = String::from_utf8_lossy(&data);
             let lines: Vec<&str> = if text.is_empty() { Vec::new() } else { text.strip_suffix('\n').unwrap_or(&text).split('\n').collect() };
@@ -264,14 +286,81 @@ async fn browse(api: Api, key: String, slug: String, path: String) -> Result<Res
             let slice: Vec<Value> = lines.into_iter().skip(page.start).take(page.limit).map(|l| json!({"text": l})).collect();
             let last = page.start.saturating_add(page.limit) >= total;
             let size = slice.len();
+            // Blame covers the lines of this page.
+            let blame_json: Vec<Value> = if blame && size > 0 {
+                git.blame(&commit, &path, page.start + 1, page.start + size).await?.unwrap_or_default().iter().map(blame_json).collect()
+            } else {
+                Vec::new()
+            };
+            if blame && no_content {
+                return Ok(ok(StatusCode::OK, Value::Array(blame_json)));
+            }
             let mut v = json!({"lines": slice, "start": page.start, "size": size, "isLastPage": last, "limit": page.limit});
             if !last {
                 v["nextPageStart"] = json!(page.start + page.limit);
+            }
+            if blame {
+                v["blame"] = Value::Array(blame_json);
             }
             Ok(ok(StatusCode::OK, v))
         }
         _ => Err(ApiError::no_path(&path, &label)),
     }
+}
+
+/// One span of `?blame=true`, as Bitbucket's blame JSON.
+fn blame_json(b: &BlameSpan) -> Value {
+    let short: String = b.commit.chars().take(11).collect();
+    json!({
+        "author": {"name": b.author_name, "emailAddress": b.author_email},
+        "authorTimestamp": b.author_time * 1000,
+        "committer": {"name": b.committer_name, "emailAddress": b.committer_email},
+        "committerTimestamp": b.committer_time * 1000,
+        "commitHash": b.commit,
+        "displayCommitHash": short,
+        "commitId": b.commit,
+        "commitDisplayId": short,
+        "fileName": b.file_name,
+        "lineNumber": b.line,
+        "spannedLines": b.lines,
+    })
+}
+
+pub(crate) async fn last_modified_root(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
+    last_modified(api, key, slug, String::new()).await
+}
+
+pub(crate) async fn last_modified_path(api: Api, Path((key, slug, path)): Path<(String, String, String)>) -> Result<Response, ApiError> {
+    last_modified(api, key, slug, path).await
+}
+
+/// `GET …/last-modified[/{path}]?at=` (`at` required): each child of the directory mapped to
+/// the newest commit that changed it, and `latestCommit`, the newest that changed the directory.
+async fn last_modified(api: Api, key: String, slug: String, path: String) -> Result<Response, ApiError> {
+    api.q.required("at")?;
+    let (repo, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
+    let path = checked_path(Some(&path))?.to_owned();
+    let git = reader(&api, &repo);
+    let (commit, label) = locate(&api, &git, &path).await?;
+    let entries = git.tree(&commit, &path).await?.ok_or_else(|| ApiError::no_path(&path, &label))?;
+    let names: Vec<String> = entries.into_iter().map(|e| e.name).collect();
+    let found = git.last_modified(&commit, &path, &names).await?;
+    let q = LogQuery { until: &commit, skip: 0, max: 1, path: &path, ..LogQuery::default() };
+    let latest = git.log(&q).await?.unwrap_or_default().into_iter().next();
+    let mut commits: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+    let mut files = serde_json::Map::new();
+    for name in &names {
+        let Some(id) = found.get(name) else { continue };
+        if !commits.contains_key(id) {
+            let c = match &latest {
+                Some(l) if &l.id == id => Some(l.clone()),
+                _ => git.commit(id).await?,
+            };
+            commits.insert(id.clone(), c.as_ref().map(commit_json).unwrap_or(Value::Null));
+        }
+        files.insert(name.clone(), commits[id].clone());
+    }
+    Ok(ok(StatusCode::OK, json!({"files": files, "latestCommit": latest.as_ref().map(commit_json)})))
 }
 
 pub(crate) async fn files_root(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {

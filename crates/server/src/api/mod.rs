@@ -1,6 +1,9 @@
-//! The REST API under `<context path>/rest/api/1.0`, compatible with Bitbucket Server 1.0 so the
+//! The REST API under `<context path>/rest/api/1.0` (and Bitbucket's other families beside it:
+//! `/rest/branch-permissions/2.0`, `/rest/build-status/1.0`, `/rest/required-builds/1.0`,
+//! `/rest/insights/1.0`), compatible with Bitbucket Server 1.0 so the
 //! scripts and tools written for Stash (stashy, atlassian-python-api, JIRA's application links)
 //! keep working: its paged envelope, its error bodies, its JSON shapes and its permission rules.
+//! Every family also answers under `latest` ([`latest_alias`], applied before routing).
 //!
 //! Requests are authenticated once, in [`authenticate`] (Basic with a password or token, or
 //! Bearer), with the same rate limit as git; every response then gets the JSON content type
@@ -8,21 +11,41 @@
 //! what the caller may not see exactly as the git endpoints do: 401 for anonymous callers, 404
 //! for everyone else. Links are built from the base URL.
 
+mod archive;
+mod audit;
+mod branch_permissions;
+#[cfg(test)]
+mod branch_permissions_tests;
+mod builds;
+#[cfg(test)]
+mod builds_tests;
 mod error;
 mod git;
+mod groups;
+mod history;
 mod permissions;
 mod projects;
+mod pull_requests;
+mod refs;
+#[cfg(test)]
+mod refs_tests;
+#[cfg(test)]
+mod repo_read_tests;
 mod repos;
 #[cfg(test)]
 mod tests;
+mod tokens;
+#[cfg(test)]
+mod tokens_tests;
 mod users;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get};
+use axum::routing::{any, delete, get, post, put};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
@@ -31,6 +54,8 @@ use trove_store::{Authenticated, GlobalPermission, Owner, Permission, ProjectInf
 
 pub(crate) use error::ApiError;
 use error::{JSON, json_response};
+pub(crate) use pull_requests::{Users as PrUsers, comment_json_for_event, participant_json_for_event, pr_json_for_event};
+pub(crate) use webhooks::audit_details as webhook_audit_details;
 
 use crate::AppState;
 use crate::public_url::RequestView;
@@ -52,21 +77,76 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/permissions/users"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/permissions/groups"),
+    (&["GET"], "/projects/{projectKey}/permissions/groups/none"),
     (&["GET", "POST", "DELETE"], "/projects/{projectKey}/permissions/{permission}/all"),
     (&["GET", "POST"], "/projects/{projectKey}/repos"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/permissions/users"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/permissions/groups"),
-    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/branches"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/permissions/groups/none"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/branches"),
     (&["GET", "PUT"], "/projects/{projectKey}/repos/{repositorySlug}/branches/default"),
-    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/tags"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/tags"),
+    (&["GET", "PUT"], "/projects/{projectKey}/repos/{repositorySlug}/default-branch"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}"),
+    (&["GET", "POST", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/builds"),
+    (&["GET"], "/build/capabilities"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/changes"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/diff"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/diff/{path}"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/pull-requests"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/changes"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/diff"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/diff/{path}"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/compare/commits"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/compare/changes"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/compare/diff"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/compare/diff/{path}"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/browse"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/browse/{path}"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/raw/{path}"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/files"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/files/{path}"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/archive"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/last-modified"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/last-modified/{path}"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests"),
+    (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}"),
+    (&["POST"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/decline"),
+    (&["POST"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/reopen"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/merge"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/participants"),
+    (&["PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/participants/{userSlug}"),
+    (&["POST", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/approve"),
+    (&["POST", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/watch"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/activities"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/commits"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/changes"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/diff"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/diff/{path}"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/comments"),
+    (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/comments/{commentId}"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/blocker-comments"),
+    (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/pull-requests/{pullRequestId}/blocker-comments/{commentId}"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/settings/pull-requests"),
+    (&["GET", "POST"], "/projects/{projectKey}/settings/pull-requests"),
+    (&["GET", "POST"], "/projects/{projectKey}/settings/pull-requests/{scmId}"),
+    (&["GET", "POST"], "/projects/{projectKey}/webhooks"),
+    (&["POST"], "/projects/{projectKey}/webhooks/test"),
+    (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/webhooks/{webhookId}"),
+    (&["GET"], "/projects/{projectKey}/webhooks/{webhookId}/latest"),
+    (&["GET"], "/projects/{projectKey}/webhooks/{webhookId}/statistics"),
+    (&["GET"], "/projects/{projectKey}/webhooks/{webhookId}/statistics/summary"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/webhooks"),
+    (&["POST"], "/projects/{projectKey}/repos/{repositorySlug}/webhooks/test"),
+    (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/webhooks/{webhookId}"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/webhooks/{webhookId}/latest"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/webhooks/{webhookId}/statistics"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/webhooks/{webhookId}/statistics/summary"),
+    (&["GET"], "/dashboard/pull-requests"),
+    (&["GET"], "/inbox/pull-requests"),
+    (&["GET"], "/inbox/pull-requests/count"),
     (&["GET"], "/repos"),
     (&["GET"], "/users"),
     (&["GET"], "/users/{userSlug}"),
@@ -74,8 +154,22 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET", "PUT", "DELETE"], "/users/{userSlug}/repos/{repositorySlug}"),
     (&["GET", "POST", "PUT", "DELETE"], "/admin/users"),
     (&["DELETE"], "/admin/users/captcha"),
+    (&["POST"], "/admin/users/add-groups"),
+    (&["POST"], "/admin/users/add-group"),
+    (&["POST"], "/admin/users/remove-group"),
+    (&["GET"], "/admin/users/more-members"),
+    (&["GET"], "/admin/users/more-non-members"),
+    (&["GET", "POST", "DELETE"], "/admin/groups"),
+    (&["POST"], "/admin/groups/add-users"),
+    (&["POST"], "/admin/groups/add-user"),
+    (&["POST"], "/admin/groups/remove-user"),
+    (&["GET"], "/admin/groups/more-members"),
+    (&["GET"], "/admin/groups/more-non-members"),
+    (&["GET"], "/groups"),
     (&["GET", "PUT", "DELETE"], "/admin/permissions/users"),
-    (&["GET"], "/admin/permissions/groups"),
+    (&["GET", "PUT", "DELETE"], "/admin/permissions/groups"),
+    (&["GET"], "/admin/permissions/groups/none"),
+    (&["GET"], "/admin/audit"),
 ];
 
 /// The API's routes under the context path `ctx`. `state` is for the authentication layer.
@@ -87,17 +181,26 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&p("/projects"), get(projects::list).post(projects::create))
         .route(&p("/projects/{key}"), get(projects::get).put(projects::update).delete(projects::delete))
         .route(&p("/projects/{key}/permissions/users"), get(permissions::project_users).put(permissions::project_grant).delete(permissions::project_revoke))
-        .route(&p("/projects/{key}/permissions/groups"), get(permissions::no_groups).put(permissions::group_change).delete(permissions::group_change))
+        .route(
+            &p("/projects/{key}/permissions/groups"),
+            get(permissions::project_groups).put(permissions::project_group_grant).delete(permissions::project_group_revoke),
+        )
+        .route(&p("/projects/{key}/permissions/groups/none"), get(permissions::project_groups_none))
         .route(&p("/projects/{key}/permissions/{perm}/all"), get(permissions::default_get).post(permissions::default_set).delete(permissions::default_revoke))
         .route(&p("/projects/{key}/repos"), get(repos::list).post(repos::create))
         .route(&repo(""), get(repos::get).put(repos::update).delete(repos::delete))
         .route(&repo("/permissions/users"), get(permissions::repo_users).put(permissions::repo_grant).delete(permissions::repo_revoke))
-        .route(&repo("/permissions/groups"), get(permissions::no_groups).put(permissions::group_change).delete(permissions::group_change))
-        .route(&repo("/branches"), get(git::branches))
+        .route(&repo("/permissions/groups"), get(permissions::repo_groups).put(permissions::repo_group_grant).delete(permissions::repo_group_revoke))
+        .route(&repo("/permissions/groups/none"), get(permissions::repo_groups_none))
+        .route(&repo("/branches"), get(git::branches).post(refs::create_branch_core))
         .route(&repo("/branches/default"), get(git::default_branch).put(git::set_default_branch))
-        .route(&repo("/tags"), get(git::tags))
+        .route(&repo("/tags"), get(git::tags).post(refs::create_tag_core))
+        .route(&repo("/default-branch"), get(git::default_branch).put(git::set_default_branch))
         .route(&repo("/commits"), get(git::commits))
         .route(&repo("/commits/{id}"), get(git::commit))
+        .route(&repo("/commits/{id}/builds"), get(builds::repo_get).post(builds::repo_post).delete(builds::repo_delete))
+        .route(&p("/build/capabilities"), get(builds::capabilities))
+        .merge(history::routes(&repo))
         // stashy asks for `browse/` and `files/` with an empty path.
         .route(&repo("/browse"), get(git::browse_root))
         .route(&repo("/browse/"), get(git::browse_root))
@@ -106,6 +209,53 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/files"), get(git::files_root))
         .route(&repo("/files/"), get(git::files_root))
         .route(&repo("/files/{*path}"), get(git::files_path))
+        .route(&repo("/archive"), get(archive::archive))
+        .route(&repo("/last-modified"), get(git::last_modified_root))
+        .route(&repo("/last-modified/{*path}"), get(git::last_modified_path))
+        .route(&repo("/pull-requests"), get(pull_requests::list).post(pull_requests::create))
+        .route(&repo("/pull-requests/{id}"), get(pull_requests::get).put(pull_requests::update).delete(pull_requests::delete))
+        .route(&repo("/pull-requests/{id}/decline"), post(pull_requests::decline))
+        .route(&repo("/pull-requests/{id}/reopen"), post(pull_requests::reopen))
+        .route(&repo("/pull-requests/{id}/merge"), get(pull_requests::merge_status).post(pull_requests::merge))
+        .route(&repo("/pull-requests/{id}/participants"), get(pull_requests::participants).post(pull_requests::add_participant))
+        // stashy writes `participants/{user}/`, with the slash.
+        .route(&repo("/pull-requests/{id}/participants/{user}"), put(pull_requests::set_status).delete(pull_requests::remove_participant))
+        .route(&repo("/pull-requests/{id}/participants/{user}/"), put(pull_requests::set_status).delete(pull_requests::remove_participant))
+        .route(&repo("/pull-requests/{id}/approve"), post(pull_requests::approve).delete(pull_requests::approve))
+        .route(&repo("/pull-requests/{id}/watch"), post(pull_requests::watch).delete(pull_requests::watch))
+        .route(&repo("/pull-requests/{id}/activities"), get(pull_requests::activities))
+        .route(&repo("/pull-requests/{id}/commits"), get(pull_requests::commits))
+        .route(&repo("/pull-requests/{id}/changes"), get(pull_requests::changes))
+        .route(&repo("/pull-requests/{id}/diff"), get(pull_requests::diff))
+        .route(&repo("/pull-requests/{id}/diff/{*path}"), get(pull_requests::diff_path))
+        .route(&repo("/pull-requests/{id}/comments"), get(pull_requests::comment_list).post(pull_requests::comment_create))
+        .route(
+            &repo("/pull-requests/{id}/comments/{cid}"),
+            get(pull_requests::comment_get).put(pull_requests::comment_update).delete(pull_requests::comment_delete),
+        )
+        .route(&repo("/pull-requests/{id}/blocker-comments"), get(pull_requests::blocker_list).post(pull_requests::blocker_create))
+        .route(
+            &repo("/pull-requests/{id}/blocker-comments/{cid}"),
+            get(pull_requests::comment_get).put(pull_requests::comment_update).delete(pull_requests::comment_delete),
+        )
+        .route(&repo("/settings/pull-requests"), get(pull_requests::settings_get).post(pull_requests::settings_set))
+        .route(&p("/projects/{key}/settings/pull-requests"), get(pull_requests::project_settings_get).post(pull_requests::project_settings_set))
+        .route(&p("/projects/{key}/settings/pull-requests/{scm}"), get(pull_requests::project_settings_get_scm).post(pull_requests::project_settings_set_scm))
+        .route(&p("/projects/{key}/webhooks"), get(webhooks::project_list).post(webhooks::project_create))
+        .route(&p("/projects/{key}/webhooks/test"), post(webhooks::project_test))
+        .route(&p("/projects/{key}/webhooks/{id}"), get(webhooks::project_get).put(webhooks::project_update).delete(webhooks::project_delete))
+        .route(&p("/projects/{key}/webhooks/{id}/latest"), get(webhooks::project_latest))
+        .route(&p("/projects/{key}/webhooks/{id}/statistics"), get(webhooks::project_statistics))
+        .route(&p("/projects/{key}/webhooks/{id}/statistics/summary"), get(webhooks::project_summary))
+        .route(&repo("/webhooks"), get(webhooks::repo_list).post(webhooks::repo_create))
+        .route(&repo("/webhooks/test"), post(webhooks::repo_test))
+        .route(&repo("/webhooks/{id}"), get(webhooks::repo_get).put(webhooks::repo_update).delete(webhooks::repo_delete))
+        .route(&repo("/webhooks/{id}/latest"), get(webhooks::repo_latest))
+        .route(&repo("/webhooks/{id}/statistics"), get(webhooks::repo_statistics))
+        .route(&repo("/webhooks/{id}/statistics/summary"), get(webhooks::repo_summary))
+        .route(&p("/dashboard/pull-requests"), get(pull_requests::dashboard))
+        .route(&p("/inbox/pull-requests"), get(pull_requests::inbox))
+        .route(&p("/inbox/pull-requests/count"), get(pull_requests::inbox_count))
         .route(&p("/repos"), get(repos::list_all))
         .route(&p("/users"), get(users::list))
         .route(&p("/users/{user}"), get(users::get))
@@ -113,15 +263,79 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&p("/users/{user}/repos/{slug}"), get(repos::get_personal).put(repos::update_personal).delete(repos::delete_personal))
         .route(&p("/admin/users"), get(users::admin_list).post(users::admin_create).put(users::admin_update).delete(users::admin_delete))
         .route(&p("/admin/users/captcha"), delete(users::clear_captcha))
+        .route(&p("/admin/users/add-groups"), post(groups::add_groups))
+        .route(&p("/admin/users/add-group"), post(groups::user_add_group))
+        .route(&p("/admin/users/remove-group"), post(groups::user_remove_group))
+        .route(&p("/admin/users/more-members"), get(groups::user_more_members))
+        .route(&p("/admin/users/more-non-members"), get(groups::user_more_non_members))
+        .route(&p("/admin/groups"), get(groups::list).post(groups::create).delete(groups::delete))
+        .route(&p("/admin/groups/add-users"), post(groups::add_users))
+        .route(&p("/admin/groups/add-user"), post(groups::add_user))
+        .route(&p("/admin/groups/remove-user"), post(groups::remove_user))
+        .route(&p("/admin/groups/more-members"), get(groups::more_members))
+        .route(&p("/admin/groups/more-non-members"), get(groups::more_non_members))
+        .route(&p("/groups"), get(groups::names))
         .route(&p("/admin/permissions/users"), get(users::global_list).put(users::global_grant).delete(users::global_revoke))
-        .route(&p("/admin/permissions/groups"), get(permissions::no_groups))
+        .route(&p("/admin/permissions/groups"), get(groups::global_list).put(groups::global_grant).delete(groups::global_revoke))
+        .route(&p("/admin/permissions/groups/none"), get(groups::global_none))
+        .merge(branch_permissions::routes(ctx))
+        .merge(builds::routes(ctx))
+        .merge(refs::routes(ctx))
+        .merge(tokens::routes(ctx))
+        .route(&p("/admin/audit"), get(audit::list))
         .route(&format!("{ctx}/rest/{{*rest}}"), any(no_route))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state, authenticate))
         // `HEAD /rest/` is stashy's start-up probe: answered at once, without checking credentials.
         .route(&format!("{ctx}/rest"), get(rest_root).post(rest_root))
         .route(&format!("{ctx}/rest/"), get(rest_root).post(rest_root))
+        .route(&format!("{ctx}/rest/capabilities"), get(capabilities))
+        .route(&format!("{ctx}/rest/webhooks/1.0/capabilities"), get(webhook_capabilities))
         .layer(middleware::map_response(finish))
+}
+
+/// REST families whose current version is not `1.0`, for the `latest` alias ([`latest_alias`]).
+const FAMILY_VERSIONS: &[(&str, &str)] = &[("branch-permissions", "2.0")];
+
+/// Bitbucket answers every REST family under `latest` as under its version (Atlassian's own
+/// documentation writes `/rest/api/latest/…`): `{ctx}/rest/{family}/latest/…` becomes
+/// `{ctx}/rest/{family}/{version}/…`, the version `1.0` unless [`FAMILY_VERSIONS`] names
+/// another. `None` for any other path. [`crate::app`] rewrites before routing, so every family's
+/// routes, present and future, get the alias without listing it.
+pub(crate) fn latest_alias(ctx: &str, path: &str) -> Option<String> {
+    let rest = path.strip_prefix(ctx)?.strip_prefix("/rest/")?;
+    let (family, tail) = rest.split_once('/')?;
+    let tail = tail.strip_prefix("latest").filter(|t| t.is_empty() || t.starts_with('/'))?;
+    if family.is_empty() || family == "latest" {
+        return None;
+    }
+    let version = FAMILY_VERSIONS.iter().find(|(f, _)| *f == family).map_or("1.0", |(_, v)| v);
+    Some(format!("{ctx}/rest/{family}/{version}{tail}"))
+}
+
+/// `GET /rest/capabilities` (anyone): what Bitbucket's integrations (Jenkins' Bitbucket Server
+/// Integration plugin) look up first; they insist on `application: stash` and follow the links.
+async fn capabilities(State(state): State<AppState>, view: Option<axum::Extension<RequestView>>) -> Response {
+    let base = view.map(|v| state.urls.base_url(&v.0)).unwrap_or_default();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "application": "stash",
+            "buildDate": "1697764661289",
+            "capabilities": {
+                "webhooks": format!("{base}/rest/webhooks/latest/capabilities"),
+                "build": format!("{base}/rest/api/latest/build/capabilities"),
+            },
+            "links": {"self": [{"href": format!("{base}/rest/capabilities")}]},
+        }),
+    )
+}
+
+/// `GET /rest/webhooks/1.0/capabilities` (anyone), where `/rest/capabilities` points: the event
+/// keys a webhook may subscribe to (Jenkins' integration checks for `repo:refs_changed` and
+/// `pr:*` before it creates its webhook).
+async fn webhook_capabilities() -> Response {
+    json_response(StatusCode::OK, &json!({"application": {"name": "Trove", "version": env!("CARGO_PKG_VERSION")}, "events": crate::webhooks::EVENT_KEYS}))
 }
 
 /// Who is calling; `None` for anonymous. Put in place by [`authenticate`].
@@ -133,7 +347,7 @@ pub(crate) struct Caller(pub(crate) Option<Authenticated>);
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let ip = req.extensions().get::<RequestView>().and_then(|v| v.client_ip);
     let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
-    let who = match crate::auth::authenticate(&state.store, &state.limiter, header.as_deref(), ip).await {
+    let who = match crate::auth::authenticate(&state, header.as_deref(), ip, crate::auth::Channel::Rest).await {
         Ok(who) => who,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -292,6 +506,8 @@ pub(crate) struct Api {
     pub(crate) view: RequestView,
     pub(crate) who: Option<Authenticated>,
     pub(crate) q: Params,
+    /// The request's path and query as received, for redirects.
+    pub(crate) uri: http::Uri,
 }
 
 impl FromRequestParts<AppState> for Api {
@@ -302,11 +518,18 @@ impl FromRequestParts<AppState> for Api {
         let who = parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError::Internal("no caller".into()))?.0;
         let Query(q) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map_err(|e| ApiError::Invalid { context: None, message: format!("The query string is malformed: {e}.") })?;
-        Ok(Api { state: state.clone(), view, who, q: Params(q) })
+        Ok(Api { state: state.clone(), view, who, q: Params(q), uri: parts.uri.clone() })
     }
 }
 
 impl Api {
+    /// A context for rendering outside a request (webhook payloads): nobody calling, links from
+    /// the base URL (set one: without it links name `http://localhost`).
+    pub(crate) fn background(state: &AppState) -> Api {
+        let view = RequestView { scheme: "http".into(), authority: "localhost".into(), client_ip: None, via_proxy: false };
+        Api { state: state.clone(), view, who: None, q: Params(Vec::new()), uri: http::Uri::from_static("/") }
+    }
+
     /// Runs the synchronous part of a handler (store lookups, permission decisions, JSON) on
     /// the store's blocking pool ([`trove_store::Store::run`]), so no REST request ever holds
     /// an async worker thread while SQLite or argon2 works.
@@ -317,6 +540,13 @@ impl Api {
 
     pub(crate) fn store(&self) -> &trove_store::Store {
         &self.state.store
+    }
+
+    /// The audit log entry of a change this request made: the caller and their address (as
+    /// the trusted proxies report it). Blocks: call it inside [`Api::blocking`].
+    pub(crate) fn audit(&self, action: crate::audit::Action, target: &str, details: Value) {
+        let actor = self.user().map(|u| u.name.as_str()).unwrap_or("anonymous");
+        crate::audit::record(&self.state, actor, self.view.client_ip, action, target, details);
     }
 
     pub(crate) fn base(&self) -> String {
@@ -362,12 +592,32 @@ impl Api {
         crate::access::project(self.store(), self.who.as_ref(), key, need).map(|a| a.project).map_err(|e| self.refused(e, || ApiError::no_project(key), what))
     }
 
-    /// The repository `key/slug` if the caller may read it and do `need` with it.
+    /// The repository `key/slug` if the caller may read it and do `need` with it. One renamed or
+    /// moved since is a permanent redirect (308, so the method and body go along) to this URL
+    /// at its new place, for a caller who may read it there.
     pub(crate) fn repo(&self, key: &str, slug: &str, need: Permission, what: &str) -> Result<(Repo, ProjectInfo), ApiError> {
         let missing = || self.hidden(ApiError::no_repo(slug));
-        let granted = crate::access::repo(self.store(), self.who.as_ref(), key, slug, need).map_err(|e| self.refused(e, || ApiError::no_repo(slug), what))?;
+        let granted = match crate::access::repo(self.store(), self.who.as_ref(), key, slug, need) {
+            Err(e @ (crate::access::AccessError::Anonymous(_) | crate::access::AccessError::Hidden(_))) => {
+                if let Some(now) = crate::access::moved(self.store(), self.who.as_ref(), key, slug)?
+                    && let Some(location) = self.moved_location(key, slug, &now)
+                {
+                    return Err(ApiError::Moved(location));
+                }
+                return Err(self.refused(e, || ApiError::no_repo(slug), what));
+            }
+            other => other.map_err(|e| self.refused(e, || ApiError::no_repo(slug), what))?,
+        };
         let info = self.store().project_info(&granted.repo.owner)?.ok_or_else(missing)?;
         Ok((granted.repo, info))
+    }
+
+    /// This request's URL with its `projects/{key}/repos/{slug}` (or `users/{user}/repos/{slug}`)
+    /// pointing at where `now` is.
+    fn moved_location(&self, key: &str, slug: &str, now: &Repo) -> Option<String> {
+        let path = crate::access::moved_path(self.uri.path(), key, slug, now)?;
+        let query = self.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        Some(format!("{}{path}{query}", self.view.origin()))
     }
 
     /// [`Api::repo`] from async code: the lookup runs on the store's blocking pool.
@@ -445,7 +695,8 @@ impl Api {
             Owner::Project(k) => format!("{}/projects/{k}/repos/{}/browse", self.base(), repo.slug),
             Owner::User(u) => format!("{}/users/{u}/repos/{}/browse", self.base(), repo.slug),
         };
-        Ok(json!({
+        let description = self.store().repo_description(repo)?;
+        let mut v = json!({
             "slug": repo.slug.as_str(),
             "id": repo.id,
             "name": repo.name,
@@ -459,7 +710,11 @@ impl Api {
                 "clone": [{"href": self.clone_href(repo), "name": "http"}],
                 "self": [{"href": page}],
             },
-        }))
+        });
+        if let Some(d) = description {
+            v["description"] = json!(d);
+        }
+        Ok(v)
     }
 }
 
@@ -561,6 +816,25 @@ mod unit {
         assert!(exact.get("nextPageStart").is_none() && exact["isLastPage"] == json!(true));
         let past = paged(all, PageReq { start: 100, limit: 25 });
         assert_eq!((past["size"].as_u64(), past["isLastPage"].as_bool()), (Some(0), Some(true)));
+    }
+
+    #[test]
+    fn latest_becomes_the_family_version_and_nothing_else_is_rewritten() {
+        for (ctx, path, want) in [
+            ("", "/rest/api/latest/projects", Some("/rest/api/1.0/projects")),
+            ("/stash", "/stash/rest/api/latest/projects/TP/repos", Some("/stash/rest/api/1.0/projects/TP/repos")),
+            ("", "/rest/branch-permissions/latest/projects/TP/restrictions", Some("/rest/branch-permissions/2.0/projects/TP/restrictions")),
+            ("", "/rest/build-status/latest/commits/abc", Some("/rest/build-status/1.0/commits/abc")),
+            ("", "/rest/api/latest", Some("/rest/api/1.0")),
+            ("", "/rest/api/1.0/projects", None),
+            ("", "/rest/api/latestx/projects", None),
+            ("", "/rest/latest/api", None),
+            ("", "/projects/TP/repos/latest/browse", None),
+            ("/stash", "/rest/api/latest/projects", None),
+            ("", "/rest/api/1.0/projects/TP/repos/latest", None),
+        ] {
+            assert_eq!(latest_alias(ctx, path).as_deref(), want, "{ctx} {path}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use trove_store::{GlobalPermission, Owner, Permission, ProjectKey, ProjectUpdate};
 
 use super::{Api, ApiError, matches_filter, no_content, ok, paged, parse_body, parse_optional_body};
+use crate::audit::{Action, target};
 
 /// Longest project name or description we store.
 const MAX_TEXT: usize = 4096;
@@ -102,11 +103,14 @@ pub(crate) async fn create(api: Api, body: Result<Bytes, BytesRejection>) -> Res
             check_text("description", d)?;
         }
         let info = api.store().create_project_described(&key, name.trim(), description.as_deref(), b.public.unwrap_or(false))?;
+        api.audit(Action::ProjectCreate, &target::project(&info.owner), serde_json::json!({"name": info.name, "public": info.public}));
         // The creator administers what they created, as in Bitbucket.
         if let Some(a) = &api.who
             && !api.is_admin()
         {
             api.store().grant_project(&a.user.name, &key, Permission::Admin)?;
+            let grant = format!("{} {}", target::project(&info.owner), target::user(&a.user.name));
+            api.audit(Action::PermissionGrant, &grant, serde_json::json!({"permission": "PROJECT_ADMIN", "why": "creator"}));
         }
         Ok(ok(StatusCode::CREATED, api.project_json(&info)))
     })
@@ -129,7 +133,26 @@ pub(crate) async fn update(api: Api, Path(key): Path<String>, body: Result<Bytes
             check_text("description", d)?;
         }
         let update = ProjectUpdate { key: new_key, name: b.name.map(|n| n.trim().to_owned()), description: b.description, public: b.public };
-        let info = api.store().update_project(current, &update)?;
+        let before = info.clone();
+        let events = crate::webhooks::project_modified(api, &before, &update)?;
+        let info = api.store().update_project_with_events(current, &update, &events)?;
+        if !events.is_empty() {
+            api.state.webhooks.wake();
+        }
+        let mut changed = serde_json::json!({});
+        if before.owner != info.owner {
+            changed["key"] = serde_json::json!({"from": before.owner.to_string(), "to": info.owner.to_string()});
+        }
+        if before.name != info.name {
+            changed["name"] = serde_json::json!({"from": before.name, "to": info.name});
+        }
+        if before.description != info.description {
+            changed["description"] = serde_json::json!({"from": before.description, "to": info.description});
+        }
+        if before.public != info.public {
+            changed["public"] = serde_json::json!(info.public);
+        }
+        api.audit(Action::ProjectUpdate, &target::project(&before.owner), changed);
         Ok(ok(StatusCode::OK, api.project_json(&info)))
     })
     .await
@@ -151,6 +174,7 @@ pub(crate) async fn delete(api: Api, Path(key): Path<String>) -> Result<Response
             });
         }
         api.store().delete_project(k)?;
+        api.audit(Action::ProjectDelete, &target::project(&info.owner), serde_json::json!({"name": info.name}));
         Ok(no_content())
     })
     .await

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use trove_store::{Owner, Permission, ProjectInfo, Repo, RepoSlug, RepoUpdate};
 
 use super::{Api, ApiError, matches_filter, ok, paged, parse_body, parse_optional_body, slugify};
+use crate::audit::{Action, target};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -20,6 +21,7 @@ pub(crate) struct RepoBody {
     forkable: Option<bool>,
     public: Option<bool>,
     project: Option<ProjectRef>,
+    description: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -143,27 +145,70 @@ pub(crate) async fn create(api: Api, Path(key): Path<String>, body: Result<Bytes
             return Err(ApiError::invalid("scmId", format!("{scm:?} is not a supported SCM; only \"git\" is.")));
         }
         let repo = api.store().create_repo(&owner, &slug, b.public.unwrap_or(false))?;
-        let repo = api.store().update_repo(&repo, &RepoUpdate { name: Some((name, slug)), forkable: b.forkable, public: None })?;
+        let description = b.description.as_deref().map(checked_description).transpose()?;
+        let repo = api.store().update_repo(&repo, &RepoUpdate { name: Some((name, slug)), forkable: b.forkable, description, ..Default::default() })?;
+        api.audit(Action::RepoCreate, &target::repo(&repo), serde_json::json!({"name": repo.name, "public": repo.public, "id": repo.id}));
         let project = api.store().project_info(&owner)?.ok_or_else(|| ApiError::no_project(&key))?;
         Ok(ok(StatusCode::CREATED, api.repo_json(&repo, &project)?))
     })
     .await
 }
 
-/// `PUT /projects/{key}/repos/{slug}` `{name?, forkable?, public?}`: a new name renames the
-/// slug. Moving to another project is not supported (400).
+/// Longest repository description (Bitbucket's column is as long).
+const MAX_DESCRIPTION: usize = 255;
+
+fn checked_description(d: &str) -> Result<String, ApiError> {
+    if d.chars().count() > MAX_DESCRIPTION || d.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::invalid("description", format!("The description must be at most {MAX_DESCRIPTION} characters, without control characters.")));
+    }
+    Ok(d.to_owned())
+}
+
+/// `PUT /projects/{key}/repos/{slug}` `{name?, description?, forkable?, public?, project?: {key}}`:
+/// a new name renames the slug; another project moves the repository there (the caller must
+/// be able to create repositories in it). The old project and slug then redirect to the new
+/// place (REST, web and git: [`crate::access::moved`]).
 pub(crate) async fn update(api: Api, Path((key, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         let (repo, project) = api.repo(&key, &slug, Permission::Admin, "change this repository")?;
         let b: RepoBody = parse_optional_body(body)?;
-        if let Some(k) = b.project.and_then(|p| p.key)
+        let mut target = None;
+        if let Some(k) = b.project.as_ref().and_then(|p| p.key.as_deref())
             && !k.eq_ignore_ascii_case(&project.owner.to_string())
         {
-            return Err(ApiError::invalid("project", "Moving a repository to another project is not supported."));
+            let owner = crate::access::create_repo(api.store(), api.who.as_ref(), k)
+                .map_err(|e| api.refused(e, || ApiError::no_project(k), "move repositories into that project"))?;
+            let info = api.store().project_info(&owner)?.ok_or_else(|| ApiError::no_project(k))?;
+            target = Some(info);
         }
         let name = b.name.as_deref().map(name_and_slug).transpose()?;
-        let update = RepoUpdate { name, forkable: b.forkable, public: b.public };
-        let repo: Repo = api.store().update_repo(&repo, &update)?;
+        let description = b.description.as_deref().map(checked_description).transpose()?;
+        let update = RepoUpdate { name, forkable: b.forkable, public: b.public, description, project_id: target.as_ref().map(|t| t.id) };
+        let before = repo;
+        let events = crate::webhooks::repo_modified(api, &before, &project, &update)?;
+        let repo: Repo = api.store().update_repo_with_events(&before, &update, &events)?;
+        if !events.is_empty() {
+            api.state.webhooks.wake();
+        }
+        let mut changed = serde_json::json!({});
+        if before.slug != repo.slug || before.name != repo.name {
+            changed["name"] = serde_json::json!({"from": before.name, "to": repo.name});
+            changed["slug"] = serde_json::json!({"from": before.slug.as_str(), "to": repo.slug.as_str()});
+        }
+        if before.public != repo.public {
+            changed["public"] = serde_json::json!(repo.public);
+        }
+        if let Some(f) = b.forkable {
+            changed["forkable"] = serde_json::json!(f);
+        }
+        if let Some(d) = &b.description {
+            changed["description"] = serde_json::json!(d);
+        }
+        if let Some(t) = &target {
+            changed["project"] = serde_json::json!({"from": project.owner.to_string(), "to": t.owner.to_string()});
+        }
+        api.audit(Action::RepoUpdate, &target::repo(&before), changed);
+        let project = target.unwrap_or(project);
         Ok(ok(StatusCode::OK, api.repo_json(&repo, &project)?))
     })
     .await
@@ -175,6 +220,7 @@ pub(crate) async fn delete(api: Api, Path((key, slug)): Path<(String, String)>) 
     api.blocking(move |api| {
         let (repo, _) = api.repo(&key, &slug, Permission::Admin, "delete this repository")?;
         api.store().delete_repo(&repo)?;
+        api.audit(Action::RepoDelete, &target::repo(&repo), serde_json::json!({"name": repo.name, "id": repo.id}));
         Ok(ok(
             StatusCode::ACCEPTED,
             serde_json::json!({"context": null, "message": format!("Repository {} has been deleted.", repo.display_path()), "exceptionName": null}),

@@ -10,29 +10,29 @@ use trove_store::{GlobalPermission, Owner, Password, Permission, ProjectKey, Rep
 
 use crate::{Server, ServerConfig, app};
 
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    server: Server,
+    pub(super) server: Server,
     ctx: String,
 }
 
-struct Resp {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
+pub(super) struct Resp {
+    pub(super) status: StatusCode,
+    pub(super) headers: http::HeaderMap,
+    pub(super) body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The first error's `(message, exceptionName, context)`, after checking Bitbucket's shape.
-    fn error(&self) -> (String, String, Value) {
+    pub(super) fn error(&self) -> (String, String, Value) {
         assert_eq!(self.header("content-type"), Some("application/json;charset=UTF-8"));
         let v = self.json();
         let e = &v["errors"][0];
@@ -51,7 +51,7 @@ fn name(s: &str) -> UserName {
 
 /// Users `admin` (SYS_ADMIN), `reader` (read on TP), `owner` (admin on TP), `outsider`;
 /// private project TP with `test`, public project PUB with `open`.
-fn fixture(ctx: &str, base_url: Option<&str>) -> Fixture {
+pub(super) fn fixture(ctx: &str, base_url: Option<&str>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(dir.path());
     if !ctx.is_empty() {
@@ -79,7 +79,7 @@ fn fixture(ctx: &str, base_url: Option<&str>) -> Fixture {
     Fixture { _dir: dir, server, ctx: ctx.to_owned() }
 }
 
-fn basic(user: &str, secret: &str) -> String {
+pub(super) fn basic(user: &str, secret: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
 }
 
@@ -89,7 +89,7 @@ impl Fixture {
         self.raw(method, &uri, auth, body).await
     }
 
-    async fn raw(&self, method: &str, uri: &str, auth: Option<String>, body: Option<Vec<u8>>) -> Resp {
+    pub(super) async fn raw(&self, method: &str, uri: &str, auth: Option<String>, body: Option<Vec<u8>>) -> Resp {
         let mut b = Request::builder().method(method).uri(uri).header(header::HOST, "localhost:7990");
         if let Some(a) = auth {
             b = b.header(header::AUTHORIZATION, a);
@@ -106,16 +106,16 @@ impl Fixture {
     }
 
     /// A request as fixture user `who` (`None`: anonymous) with an optional JSON body.
-    async fn as_(&self, who: Option<&str>, method: &str, path: &str, body: Option<Value>) -> Resp {
+    pub(super) async fn as_(&self, who: Option<&str>, method: &str, path: &str, body: Option<Value>) -> Resp {
         let auth = who.map(|u| basic(u, &format!("{u}-password")));
         self.send(method, path, auth, body.map(|b| b.to_string().into_bytes())).await
     }
 
-    async fn get(&self, who: Option<&str>, path: &str) -> Resp {
+    pub(super) async fn get(&self, who: Option<&str>, path: &str) -> Resp {
         self.as_(who, "GET", path, None).await
     }
 
-    fn git(&self, cwd: &std::path::Path, args: &[&str]) -> String {
+    pub(super) fn git(&self, cwd: &std::path::Path, args: &[&str]) -> String {
         let out = std::process::Command::new("git")
             .env_clear()
             .envs(trove_store::git_env(self.server.store().git_home()))
@@ -133,7 +133,7 @@ impl Fixture {
 
     /// Pushes three commits on `main` (README.md, src/lib.rs, docs/a.txt), a `feature` branch
     /// and an annotated tag `v1` to TP/test; returns the commit ids, oldest first.
-    fn seed(&self) -> Vec<String> {
+    pub(super) fn seed(&self) -> Vec<String> {
         let work = tempfile::tempdir().unwrap();
         let w = work.path();
         self.git(w, &["init", "-q", "-b", "main"]);
@@ -371,7 +371,8 @@ async fn repositories_get_slugs_from_names_and_links_from_the_base_url() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!((r.json()["slug"].as_str(), r.json()["forkable"].as_bool()), (Some("other-name"), Some(true)));
     assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/other-name", Some(json!({"name": "test"}))).await.status, StatusCode::CONFLICT);
-    assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/other-name", Some(json!({"project": {"key": "PUB"}}))).await.status, StatusCode::BAD_REQUEST);
+    // Moving needs admin on the target project too.
+    assert_eq!(f.as_(Some("owner"), "PUT", "/projects/TP/repos/other-name", Some(json!({"project": {"key": "PUB"}}))).await.status, StatusCode::FORBIDDEN);
     assert_eq!(f.as_(Some("reader"), "PUT", "/projects/TP/repos/other-name", Some(json!({"name": "x"}))).await.status, StatusCode::FORBIDDEN);
     assert!(dir.is_dir());
     let r = f.as_(Some("owner"), "DELETE", "/projects/TP/repos/other-name", None).await;
@@ -640,17 +641,32 @@ async fn browse_and_raw_show_trees_and_files_at_a_revision() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "no `..` in paths");
 }
 
-/// The OpenAPI description documents every route, and every documented path is served.
+/// The OpenAPI description documents every route, and every documented path is served. Paths
+/// of another family than `/rest/api/1.0` (branch permissions) name their own server.
 #[test]
 fn the_openapi_description_matches_the_routes() {
     let doc: Value = serde_json::from_str(include_str!("../../../../docs/openapi.json")).expect("docs/openapi.json is JSON");
     let paths = doc["paths"].as_object().expect("paths");
     let mut served = std::collections::BTreeSet::new();
-    for (methods, path) in super::ROUTES {
-        let documented = paths.get(*path).unwrap_or_else(|| panic!("{path} is served but not documented in docs/openapi.json"));
-        for m in *methods {
-            assert!(documented.get(m.to_ascii_lowercase()).is_some(), "{m} {path} is served but not documented");
-            served.insert(format!("{m} {path}"));
+    let families = [
+        (super::ROUTES, None),
+        (super::branch_permissions::ROUTES, Some(super::branch_permissions::SERVER)),
+        (super::builds::BUILD_STATUS_ROUTES, Some(super::builds::BUILD_STATUS_SERVER)),
+        (super::builds::REQUIRED_BUILDS_ROUTES, Some(super::builds::REQUIRED_BUILDS_SERVER)),
+        (super::builds::INSIGHTS_ROUTES, Some(super::builds::INSIGHTS_SERVER)),
+        // Full paths: their tails are also core API paths.
+        (super::refs::BRANCH_UTILS_ROUTES, Some("")),
+        (super::refs::GIT_ROUTES, Some("")),
+        (super::tokens::ROUTES, Some("")),
+    ];
+    for (routes, server) in families {
+        for (methods, path) in routes {
+            let documented = paths.get(*path).unwrap_or_else(|| panic!("{path} is served but not documented in docs/openapi.json"));
+            assert_eq!(documented["servers"][0]["url"].as_str(), server, "{path}: the server it is documented under");
+            for m in *methods {
+                assert!(documented.get(m.to_ascii_lowercase()).is_some(), "{m} {path} is served but not documented");
+                served.insert(format!("{m} {path}"));
+            }
         }
     }
     for (path, item) in paths {
@@ -675,7 +691,8 @@ async fn every_listed_route_is_routed() {
             .replace("{permission}", "PROJECT_READ")
             .replace("{commitId}", "main")
             .replace("{path}", "README.md")
-            .replace("{userSlug}", "~reader");
+            .replace("{userSlug}", "~reader")
+            .replace("{scmId}", "git");
         for m in *methods {
             // Reads as admin; writes as an anonymous caller, which is refused before anything changes.
             let who = if *m == "GET" { Some("admin") } else { None };
@@ -683,6 +700,20 @@ async fn every_listed_route_is_routed() {
             assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m} {concrete}");
             if r.status == StatusCode::NOT_FOUND {
                 assert!(!r.exception().contains("jersey"), "{m} {concrete} is not routed");
+            }
+        }
+    }
+    for (methods, path) in super::branch_permissions::ROUTES {
+        let concrete = path.replace("{projectKey}", "TP").replace("{repositorySlug}", "test").replace("{id}", "1");
+        for version in ["2.0", "latest"] {
+            let uri = format!("/rest/branch-permissions/{version}{concrete}");
+            for m in *methods {
+                let auth = (*m == "GET").then(|| basic("admin", "admin-password"));
+                let r = f.raw(m, &uri, auth, None).await;
+                assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m} {uri}");
+                if r.status == StatusCode::NOT_FOUND {
+                    assert!(!r.exception().contains("jersey"), "{m} {uri} is not routed");
+                }
             }
         }
     }
@@ -846,6 +877,11 @@ async fn admins_change_user_details() {
     let r = f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "reader", "emailAddress": "no at sign"}))).await;
     assert_eq!((r.status, r.error().2), (StatusCode::BAD_REQUEST, json!("emailAddress")));
     assert_eq!(f.get(Some("reader"), "/users/reader").await.json()["emailAddress"], "rita@example.com", "the refused change changed nothing");
+    // Bitbucket's own field name, `email`, too; the display name is kept when not given.
+    let r = f.as_(Some("admin"), "PUT", "/admin/users", Some(json!({"name": "reader", "email": "rr@example.com"}))).await;
+    assert_eq!((r.status, r.json()["emailAddress"].as_str(), r.json()["displayName"].as_str()), (StatusCode::OK, Some("rr@example.com"), Some("Rita Reader")));
+    let u = f.get(Some("outsider"), "/users/reader").await.json();
+    assert_eq!((u["displayName"].as_str(), u["emailAddress"].as_str(), u["slug"].as_str()), (Some("Rita Reader"), Some("rr@example.com"), Some("reader")));
 }
 
 #[tokio::test]
@@ -863,4 +899,225 @@ async fn repeated_failed_logins_are_429_with_retry_after_in_bitbucket_shape() {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
     assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
     assert!(r.error().0.starts_with("Too many failed logins"));
+}
+
+// ---- groups ----
+
+/// `POST /admin/groups?name=` as admin, checked.
+async fn make_group(f: &Fixture, name: &str) {
+    let r = f.as_(Some("admin"), "POST", &format!("/admin/groups?name={name}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+}
+
+async fn add_members(f: &Fixture, group: &str, users: &[&str]) {
+    let r = f.as_(Some("admin"), "POST", "/admin/groups/add-users", Some(json!({"group": group, "users": users}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+}
+
+fn names_of(page: &Value, field: &str) -> Vec<String> {
+    page["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| if field.is_empty() { v.as_str().unwrap().to_owned() } else { v[field].as_str().unwrap().to_owned() })
+        .collect()
+}
+
+#[tokio::test]
+async fn groups_are_created_and_deleted_by_admins_and_listed_for_everyone_logged_in() {
+    let f = fixture("", None);
+    let r = f.as_(Some("outsider"), "POST", "/admin/groups?name=devs", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = f.as_(Some("admin"), "POST", "/admin/groups?name=Developers", None).await;
+    assert_eq!((r.status, r.json()), (StatusCode::OK, json!({"name": "Developers", "deletable": true})));
+    let r = f.as_(Some("admin"), "POST", "/admin/groups?name=developers", None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "names ignore case");
+    assert!(r.error().0.contains("already exists"), "{:?}", r.error());
+    assert_eq!(f.as_(Some("admin"), "POST", "/admin/groups?name=%20spaced", None).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.as_(Some("admin"), "POST", "/admin/groups", None).await.error().2, json!("name"));
+    make_group(&f, "ops").await;
+    let page = f.get(Some("reader"), "/admin/groups").await.json();
+    assert_eq!(names_of(&page, "name"), ["Developers", "ops"]);
+    assert_eq!(names_of(&f.get(Some("reader"), "/admin/groups?filter=DEV").await.json(), "name"), ["Developers"]);
+    assert_eq!(names_of(&f.get(Some("outsider"), "/groups").await.json(), ""), ["Developers", "ops"], "plain strings");
+    assert_eq!(f.get(None, "/groups").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(f.as_(Some("admin"), "DELETE", "/admin/groups?name=nope", None).await.exception(), "com.atlassian.bitbucket.user.NoSuchGroupException");
+    assert_eq!(f.as_(Some("owner"), "DELETE", "/admin/groups?name=ops", None).await.status, StatusCode::FORBIDDEN);
+    let r = f.as_(Some("admin"), "DELETE", "/admin/groups?name=DEVELOPERS", None).await;
+    assert_eq!((r.status, r.json()["name"].clone()), (StatusCode::OK, json!("Developers")));
+    assert_eq!(names_of(&f.get(Some("reader"), "/groups").await.json(), ""), ["ops"]);
+}
+
+#[tokio::test]
+async fn members_are_added_listed_and_removed_through_every_shape_bitbucket_has() {
+    let f = fixture("", None);
+    let f = &f;
+    make_group(f, "dev").await;
+    make_group(f, "ops").await;
+    add_members(f, "dev", &["reader", "owner"]).await;
+    // A user that does not exist: 404, and nobody was added.
+    let r = f.as_(Some("admin"), "POST", "/admin/groups/add-users", Some(json!({"group": "ops", "users": ["reader", "nobody"]}))).await;
+    assert_eq!(r.exception(), "com.atlassian.bitbucket.user.NoSuchUserException");
+    assert_eq!(f.get(Some("reader"), "/admin/groups/more-members?context=ops").await.json()["size"], json!(0));
+    let r = f.as_(Some("admin"), "POST", "/admin/groups/add-users", Some(json!({"group": "nope", "users": ["reader"]}))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = f.as_(Some("outsider"), "POST", "/admin/groups/add-users", Some(json!({"group": "dev", "users": ["outsider"]}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.as_(Some("admin"), "POST", "/admin/groups/add-users", Some(json!({"users": ["reader"]}))).await.error().2, json!("group"));
+
+    let members = |q: &'static str| async move { names_of(&f.get(Some("outsider"), q).await.json(), "name") };
+    assert_eq!(members("/admin/groups/more-members?context=dev").await, ["owner", "reader"]);
+    assert_eq!(members("/admin/groups/more-members?context=DEV&filter=read").await, ["reader"]);
+    assert_eq!(members("/admin/groups/more-non-members?context=dev").await, ["admin", "outsider"]);
+    assert_eq!(f.get(Some("reader"), "/admin/groups/more-members?context=nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get(Some("reader"), "/admin/groups/more-members").await.error().2, json!("context"));
+
+    let r = f.as_(Some("admin"), "POST", "/admin/users/add-groups", Some(json!({"user": "outsider", "groups": ["ops", "dev"]}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(members("/admin/users/more-members?context=outsider").await, ["dev", "ops"]);
+    let post = |path: &'static str, body: Value| async move { f.as_(Some("admin"), "POST", path, Some(body)).await.status };
+    // The older pickers: `context` is the group under /admin/groups, the user under /admin/users.
+    assert_eq!(post("/admin/groups/remove-user", json!({"context": "ops", "itemName": "outsider"})).await, StatusCode::OK);
+    assert_eq!(members("/admin/users/more-members?context=outsider").await, ["dev"]);
+    assert_eq!(members("/admin/users/more-non-members?context=outsider").await, ["ops"]);
+    assert_eq!(post("/admin/groups/add-user", json!({"context": "ops", "itemName": "admin"})).await, StatusCode::OK);
+    assert_eq!(post("/admin/users/remove-group", json!({"context": "outsider", "itemName": "dev"})).await, StatusCode::OK);
+    assert_eq!(post("/admin/users/add-group", json!({"context": "reader", "itemName": "ops"})).await, StatusCode::OK);
+    assert_eq!(members("/admin/groups/more-members?context=ops").await, ["admin", "reader"]);
+    assert_eq!(members("/admin/users/more-members?context=outsider").await, Vec::<String>::new());
+    assert_eq!(post("/admin/users/add-group", json!({"context": "reader", "itemName": "nope"})).await, StatusCode::NOT_FOUND);
+    assert_eq!(post("/admin/users/add-group", json!({"context": "reader"})).await, StatusCode::BAD_REQUEST);
+    // Deleting a user takes their memberships with them.
+    assert_eq!(f.as_(Some("admin"), "DELETE", "/admin/users?name=reader", None).await.status, StatusCode::OK);
+    assert_eq!(members("/admin/groups/more-members?context=ops").await, ["admin"]);
+}
+
+#[tokio::test]
+async fn a_groups_permissions_reach_its_members_at_every_level() {
+    let f = fixture("", None);
+    let f = &f;
+    make_group(f, "dev").await;
+    make_group(f, "ops").await;
+    add_members(f, "dev", &["outsider"]).await;
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::NOT_FOUND);
+
+    // Project: granted by a project admin, listed, and reaching the member.
+    let r = f.as_(Some("owner"), "PUT", "/projects/TP/permissions/groups?name=dev&permission=PROJECT_READ", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP").await.status, StatusCode::OK);
+    assert_eq!(f.get(Some("outsider"), "/projects/TP/repos/test").await.status, StatusCode::OK);
+    let page = f.get(Some("owner"), "/projects/TP/permissions/groups").await.json();
+    assert_eq!(page["values"], json!([{"group": {"name": "dev"}, "permission": "PROJECT_READ"}]));
+    assert_eq!(names_of(&f.get(Some("owner"), "/projects/TP/permissions/groups/none").await.json(), "name"), ["ops"]);
+    assert_eq!(f.get(Some("owner"), "/projects/TP/permissions/groups?filter=zzz").await.json()["size"], json!(0));
+    assert_eq!(f.get(Some("reader"), "/projects/TP/permissions/groups").await.status, StatusCode::FORBIDDEN);
+    let put = |who: &'static str, path: &'static str| async move { f.as_(Some(who), "PUT", path, None).await };
+    assert_eq!(put("owner", "/projects/TP/permissions/groups?name=dev&permission=REPO_READ").await.error().2, json!("permission"));
+    assert_eq!(put("owner", "/projects/TP/permissions/groups?name=nope&permission=PROJECT_READ").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(put("reader", "/projects/TP/permissions/groups?name=dev&permission=PROJECT_ADMIN").await.status, StatusCode::FORBIDDEN);
+
+    // Repository: a group's grant on the repository itself.
+    let store = f.server.store();
+    let repo = store.repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let perm_of = |n: &str| {
+        let who = trove_store::Authenticated { user: store.user(&name(n)).unwrap().unwrap(), token_scope: None };
+        store.permission(Some(&who), &repo).unwrap()
+    };
+    assert_eq!(perm_of("outsider"), Some(Permission::Read));
+    assert_eq!(put("owner", "/projects/TP/repos/test/permissions/groups?name=dev&permission=REPO_WRITE").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(perm_of("outsider"), Some(Permission::Write));
+    let page = f.get(Some("owner"), "/projects/TP/repos/test/permissions/groups").await.json();
+    assert_eq!(page["values"], json!([{"group": {"name": "dev"}, "permission": "REPO_WRITE"}]));
+    assert_eq!(names_of(&f.get(Some("owner"), "/projects/TP/repos/test/permissions/groups/none").await.json(), "name"), ["ops"]);
+    assert_eq!(f.as_(Some("owner"), "DELETE", "/projects/TP/repos/test/permissions/groups?name=dev", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.as_(Some("owner"), "DELETE", "/projects/TP/permissions/groups?name=dev", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(perm_of("outsider"), None);
+
+    // Global: a group's ADMIN makes its members administrators.
+    assert_eq!(f.get(Some("outsider"), "/admin/users").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(put("owner", "/admin/permissions/groups?name=dev&permission=ADMIN").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(put("admin", "/admin/permissions/groups?name=dev&permission=OWNER").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(put("admin", "/admin/permissions/groups?name=dev&name=nope&permission=ADMIN").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get(Some("outsider"), "/admin/users").await.status, StatusCode::FORBIDDEN, "a failed grant changed nothing");
+    assert_eq!(put("admin", "/admin/permissions/groups?name=dev&permission=ADMIN").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/admin/users").await.status, StatusCode::OK);
+    assert_eq!(perm_of("outsider"), Some(Permission::Admin), "an administrator administers every repository");
+    assert_eq!(f.get(Some("admin"), "/admin/permissions/groups").await.json()["values"], json!([{"group": {"name": "dev"}, "permission": "ADMIN"}]));
+    assert_eq!(names_of(&f.get(Some("admin"), "/admin/permissions/groups/none").await.json(), "name"), ["ops"]);
+    // The users' list shows what each user holds themselves.
+    let users = f.get(Some("admin"), "/admin/permissions/users?filter=outsider").await.json();
+    assert_eq!(users["values"][0]["permission"], json!("LICENSED_USER"));
+    assert_eq!(f.as_(Some("admin"), "DELETE", "/admin/permissions/groups?name=dev", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(Some("outsider"), "/admin/users").await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn group_changes_that_would_lower_the_callers_own_permission_or_reach_above_it_are_refused() {
+    let f = fixture("", None);
+    let f = &f;
+    for g in ["leads", "root", "tpadmins", "radmins", "extra"] {
+        make_group(f, g).await;
+    }
+    // outsider administers only through `leads`.
+    add_members(f, "leads", &["outsider"]).await;
+    let call = |who: &'static str, method: &'static str, path: &'static str| async move { f.as_(Some(who), method, path, None).await.status };
+    assert_eq!(call("admin", "PUT", "/admin/permissions/groups?name=leads&permission=ADMIN").await, StatusCode::NO_CONTENT);
+    assert_eq!(call("admin", "PUT", "/admin/permissions/groups?name=root&permission=SYS_ADMIN").await, StatusCode::NO_CONTENT);
+    assert_eq!(call("outsider", "DELETE", "/admin/permissions/groups?name=leads").await, StatusCode::CONFLICT);
+    assert_eq!(call("outsider", "PUT", "/admin/permissions/groups?name=leads&permission=PROJECT_CREATE").await, StatusCode::CONFLICT);
+    assert_eq!(call("outsider", "DELETE", "/admin/groups?name=leads").await, StatusCode::CONFLICT);
+    let leave = f.as_(Some("outsider"), "POST", "/admin/groups/remove-user", Some(json!({"context": "leads", "itemName": "outsider"}))).await;
+    assert_eq!(leave.status, StatusCode::CONFLICT, "{:?}", leave.error());
+    assert!(leave.error().0.contains("lower your own permission"), "{:?}", leave.error());
+    // Above the caller: a SYS_ADMIN group, or granting SYS_ADMIN.
+    assert_eq!(call("outsider", "PUT", "/admin/permissions/groups?name=extra&permission=SYS_ADMIN").await, StatusCode::FORBIDDEN);
+    assert_eq!(call("outsider", "DELETE", "/admin/groups?name=root").await, StatusCode::FORBIDDEN);
+    assert_eq!(call("outsider", "DELETE", "/admin/permissions/groups?name=root").await, StatusCode::FORBIDDEN);
+    let join = f.as_(Some("outsider"), "POST", "/admin/groups/add-user", Some(json!({"context": "root", "itemName": "outsider"}))).await;
+    assert_eq!(join.status, StatusCode::FORBIDDEN);
+    // What does not lower them is allowed.
+    assert_eq!(call("outsider", "PUT", "/admin/permissions/groups?name=extra&permission=ADMIN").await, StatusCode::NO_CONTENT);
+    assert_eq!(call("outsider", "PUT", "/admin/permissions/groups?name=leads&permission=ADMIN").await, StatusCode::NO_CONTENT);
+
+    // A project administrator only through `tpadmins`: 403 for a PUT, 409 for a DELETE.
+    add_members(f, "tpadmins", &["reader"]).await;
+    add_members(f, "radmins", &["reader"]).await;
+    assert_eq!(call("admin", "PUT", "/projects/TP/permissions/groups?name=tpadmins&permission=PROJECT_ADMIN").await, StatusCode::NO_CONTENT);
+    assert_eq!(call("reader", "PUT", "/projects/TP/permissions/groups?name=tpadmins&permission=PROJECT_WRITE").await, StatusCode::FORBIDDEN);
+    assert_eq!(call("reader", "DELETE", "/projects/TP/permissions/groups?name=tpadmins").await, StatusCode::CONFLICT);
+    assert_eq!(call("reader", "PUT", "/projects/TP/permissions/groups?name=extra&permission=PROJECT_WRITE").await, StatusCode::NO_CONTENT);
+    // The same on the repository, once the project grant no longer makes them admin.
+    assert_eq!(call("admin", "PUT", "/projects/TP/repos/test/permissions/groups?name=radmins&permission=REPO_ADMIN").await, StatusCode::NO_CONTENT);
+    assert_eq!(call("admin", "DELETE", "/projects/TP/permissions/groups?name=tpadmins").await, StatusCode::NO_CONTENT);
+    assert_eq!(call("reader", "PUT", "/projects/TP/repos/test/permissions/groups?name=radmins&permission=REPO_READ").await, StatusCode::FORBIDDEN);
+    assert_eq!(call("reader", "DELETE", "/projects/TP/repos/test/permissions/groups?name=radmins").await, StatusCode::CONFLICT);
+    // An administrator with a grant of their own loses nothing.
+    assert_eq!(call("owner", "DELETE", "/projects/TP/repos/test/permissions/groups?name=radmins").await, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn the_audit_log_is_for_administrators_and_its_parameters_are_checked() {
+    let f = fixture("", None);
+    assert_eq!(f.get(None, "/admin/audit").await.status, StatusCode::UNAUTHORIZED);
+    let r = f.get(Some("owner"), "/admin/audit").await;
+    assert_eq!((r.status, r.exception()), (StatusCode::FORBIDDEN, "com.atlassian.bitbucket.AuthorisationException".to_owned()));
+    // An admin-scoped token of an administrator reads it; a read-scoped one does not.
+    let s = f.server.store();
+    let read = s.create_token(&name("admin"), "ro", Permission::Read).unwrap().secret;
+    let admin = s.create_token(&name("admin"), "full", Permission::Admin).unwrap().secret;
+    assert_eq!(f.send("GET", "/admin/audit", Some(format!("Bearer {read}")), None).await.status, StatusCode::FORBIDDEN);
+    let r = f.send("GET", "/admin/audit?order=OLDEST", Some(format!("Bearer {admin}")), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The refused reads were logins too: the owner's password, the read-scoped token.
+    let v = r.json();
+    let seen: Vec<(&str, &str)> = v["values"].as_array().unwrap().iter().map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap())).collect();
+    assert_eq!(seen, [("owner", "login.success"), ("admin", "login.success"), ("admin", "login.success")]);
+    let e = &v["values"][1];
+    assert_eq!((e["target"].as_str(), e["details"]["method"].as_str(), e["details"]["channel"].as_str()), (Some("user:admin"), Some("token"), Some("rest")));
+    assert!(e["time"].as_str().unwrap().ends_with('Z') && e["timestamp"].is_i64() && e["id"].is_i64());
+    for (q, context) in [("order=SIDEWAYS", "order"), ("from=soon", "from"), ("to=2026-13-01", "to"), ("from=2026-02-02&to=2026-02-01", "from")] {
+        let r = f.get(Some("admin"), &format!("/admin/audit?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(r.error().2, json!(context), "{q}");
+    }
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 use trove_store::{GlobalPermission, Password, User, UserName};
 
 use super::{Api, ApiError, matches_filter, no_content, ok, paged};
+use crate::audit::{Action, target};
 
 fn parse_user(context: &str, raw: &str) -> Result<UserName, ApiError> {
     UserName::parse(raw).map_err(|e| ApiError::invalid(context, format!("{e}.")))
@@ -55,7 +56,7 @@ pub(crate) async fn admin_list(api: Api) -> Result<Response, ApiError> {
                 v["locked"] = json!(locked.contains(u.name.as_str()));
                 v["deletable"] = json!(true);
                 v["mutableDetails"] = json!(true);
-                v["mutableGroups"] = json!(false);
+                v["mutableGroups"] = json!(true);
                 v["directoryName"] = json!("Trove Internal Directory");
                 v
             })
@@ -89,6 +90,7 @@ pub(crate) async fn admin_create(api: Api) -> Result<Response, ApiError> {
         // argon2 is deliberately slow: this whole handler runs on the blocking pool.
         api.store().create_user(&name, &password, GlobalPermission::LicensedUser)?;
         api.store().set_user_details(&name, Some(&display), email.as_deref())?;
+        api.audit(Action::UserCreate, &target::user(&name), json!({"displayName": display, "emailAddress": email, "global": "LICENSED_USER"}));
         Ok(no_content())
     })
     .await
@@ -99,10 +101,12 @@ pub(crate) async fn admin_create(api: Api) -> Result<Response, ApiError> {
 pub(crate) struct UserDetails {
     name: Option<String>,
     display_name: Option<String>,
+    /// Bitbucket's own body says `email`; stashy sends `emailAddress`.
+    #[serde(alias = "email")]
     email_address: Option<String>,
 }
 
-/// `PUT /admin/users` `{name, displayName?, emailAddress?}` → 200 with the user.
+/// `PUT /admin/users` `{name, displayName?, email?}` (or `emailAddress`) → 200 with the user.
 pub(crate) async fn admin_update(api: Api, body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         api.require_admin("change users")?;
@@ -121,6 +125,14 @@ pub(crate) async fn admin_update(api: Api, body: Result<bytes::Bytes, axum::extr
         }
         api.store().set_user_details(&name, b.display_name.as_deref().map(str::trim), b.email_address.as_deref())?;
         let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(&raw))?;
+        let mut changed = json!({});
+        if b.display_name.is_some() {
+            changed["displayName"] = json!(u.display_name);
+        }
+        if b.email_address.is_some() {
+            changed["emailAddress"] = json!(u.email);
+        }
+        api.audit(Action::UserUpdate, &target::user(&name), changed);
         Ok(ok(StatusCode::OK, api.user_json(&u)))
     })
     .await
@@ -142,6 +154,7 @@ pub(crate) async fn admin_delete(api: Api) -> Result<Response, ApiError> {
         }
         let body = api.user_json(&u);
         api.store().delete_user(&name)?;
+        api.audit(Action::UserDelete, &target::user(&name), json!({}));
         Ok(ok(StatusCode::OK, body))
     })
     .await
@@ -156,21 +169,33 @@ pub(crate) async fn clear_captcha(api: Api) -> Result<Response, ApiError> {
         let name = UserName::parse(raw).map_err(|_| ApiError::no_user(raw))?;
         if api.store().clear_login_lock(&name)? {
             tracing::info!(user = %name, by = %me, "failed logins cleared");
+            api.audit(Action::UserUnlock, &target::user(&name), json!({}));
         }
         Ok(no_content())
     })
     .await
 }
 
-/// `GET /admin/permissions/users?filter=`: users holding a global permission.
+/// `GET /admin/permissions/users?filter=`: users granted a global permission themselves (what a
+/// group grants its members is listed under `/admin/permissions/groups`).
 pub(crate) async fn global_list(api: Api) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         api.require_admin("see global permissions")?;
         let page = api.q.page()?;
-        let values = filtered(api)?.iter().filter_map(|u| u.global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()}))).collect();
+        let values = filtered(api)?.iter().filter_map(|u| u.own_global.map(|g| json!({"user": api.user_json(u), "permission": g.as_str()}))).collect();
         Ok(ok(StatusCode::OK, paged(values, page)))
     })
     .await
+}
+
+/// `permission=LICENSED_USER|PROJECT_CREATE|ADMIN|SYS_ADMIN`, spelt exactly so.
+pub(crate) fn parse_global(raw: &str) -> Result<GlobalPermission, ApiError> {
+    match raw {
+        "LICENSED_USER" | "PROJECT_CREATE" | "ADMIN" | "SYS_ADMIN" => {
+            raw.parse().map_err(|e: trove_store::GlobalPermissionError| ApiError::invalid("permission", format!("{e}.")))
+        }
+        _ => Err(ApiError::invalid("permission", format!("{raw:?} is not a global permission; use LICENSED_USER, PROJECT_CREATE, ADMIN or SYS_ADMIN."))),
+    }
 }
 
 /// A global permission change must not touch the caller's own permission, nor SYS_ADMIN
@@ -191,20 +216,7 @@ fn check_global_change(api: &Api, target: &User, to: Option<GlobalPermission>) -
 pub(crate) async fn global_grant(api: Api) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         api.require_admin("change global permissions")?;
-        let perm: GlobalPermission = {
-            let raw = api.q.required("permission")?;
-            match raw {
-                "LICENSED_USER" | "PROJECT_CREATE" | "ADMIN" | "SYS_ADMIN" => {
-                    raw.parse().map_err(|e: trove_store::GlobalPermissionError| ApiError::invalid("permission", format!("{e}.")))?
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        "permission",
-                        format!("{raw:?} is not a global permission; use LICENSED_USER, PROJECT_CREATE, ADMIN or SYS_ADMIN."),
-                    ));
-                }
-            }
-        };
+        let perm = parse_global(api.q.required("permission")?)?;
         let names = api.q.all("name");
         if names.is_empty() {
             return Err(ApiError::invalid("name", "The query parameter name is required."));
@@ -219,13 +231,19 @@ pub(crate) async fn global_grant(api: Api) -> Result<Response, ApiError> {
         }
         for u in users {
             api.store().set_global_permission(&u.name, Some(perm))?;
+            api.audit(
+                Action::PermissionGrant,
+                &format!("global {}", target::user(&u.name)),
+                json!({"permission": perm.as_str(), "previous": u.own_global.map(|g| g.as_str())}),
+            );
         }
         Ok(no_content())
     })
     .await
 }
 
-/// `DELETE /admin/permissions/users?name=` → 204: the user may no longer log in.
+/// `DELETE /admin/permissions/users?name=` → 204: the user may no longer log in, unless a group
+/// of theirs grants a global permission.
 pub(crate) async fn global_revoke(api: Api) -> Result<Response, ApiError> {
     api.blocking(move |api| {
         api.require_admin("change global permissions")?;
@@ -234,6 +252,7 @@ pub(crate) async fn global_revoke(api: Api) -> Result<Response, ApiError> {
         let u = api.store().user(&name)?.ok_or_else(|| ApiError::no_user(raw))?;
         check_global_change(api, &u, None)?;
         api.store().set_global_permission(&name, None)?;
+        api.audit(Action::PermissionRevoke, &format!("global {}", target::user(&name)), json!({"previous": u.own_global.map(|g| g.as_str())}));
         Ok(no_content())
     })
     .await

@@ -13,8 +13,10 @@ use trove_store::{Password, Permission, Store};
 
 use super::view::{Notice, csrf_field, done_notice, notice, page};
 use super::{Form, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_SECS, Web, WebError, WebResult, constant_time_eq, safe_next, see_other};
+use crate::audit::{Action, target};
 use crate::auth;
 use crate::error::HttpError;
+use serde_json::json;
 
 fn random_token() -> String {
     let mut raw = [0u8; 24];
@@ -87,7 +89,12 @@ pub(crate) async fn login(w: Web, form: Form) -> WebResult {
     let failed = |w: &Web| login_form(w, next_str, user, Some(Notice::Err("Wrong username or password.".into())), StatusCode::UNAUTHORIZED);
     // Tokens are for git and scripts; the browser takes passwords only. User names never hold
     // `:`, so the Basic encoding is unambiguous.
-    if user.is_empty() || user.contains(':') || pass.is_empty() || Store::looks_like_token(pass) {
+    if user.is_empty() || user.contains(':') || pass.is_empty() {
+        return Ok(failed(&w));
+    }
+    if Store::looks_like_token(pass) {
+        // A login tried and refused, like a wrong password (an empty field above is no try).
+        refused_login(&w, user, "token", "tokens do not sign in to the web UI").await;
         return Ok(failed(&w));
     }
     let challenges = &w.state.limiter.challenges;
@@ -99,10 +106,13 @@ pub(crate) async fn login(w: Web, form: Form) -> WebResult {
         "" => false,
         c => match challenges.verify(user, c, form.get("nonce"), auth::now_unix()) {
             Ok(()) => true,
-            Err(e) => return Ok(locked_form(&w, format!("This account is locked after too many failed logins, and {e}."))),
+            Err(e) => {
+                refused_login(&w, user, "password", "the locked account's check was not solved").await;
+                return Ok(locked_form(&w, format!("This account is locked after too many failed logins, and {e}.")));
+            }
         },
     };
-    match auth::password_login(&w.state.store, &w.state.limiter, user, pass.to_owned(), w.view.client_ip, passed_challenge).await {
+    match auth::password_login(&w.state, user, pass.to_owned(), w.view.client_ip, passed_challenge, auth::Channel::Web).await {
         Ok(a) => {
             if passed_challenge {
                 tracing::info!(user = %a.user.name, "locked account unlocked by a web sign-in with the challenge");
@@ -137,6 +147,19 @@ pub(crate) async fn login(w: Web, form: Form) -> WebResult {
     }
 }
 
+/// The audit entry of a sign-in refused before its password was checked (which
+/// `auth::password_login` records itself).
+async fn refused_login(w: &Web, user: &str, method: &'static str, reason: &'static str) {
+    let (w2, name) = (w.clone(), user.to_owned());
+    w.state
+        .store
+        .run(move |_| {
+            let details = json!({"channel": "web", "method": method, "reason": reason});
+            crate::audit::record(&w2.state, &name, w2.view.client_ip, Action::LoginFailure, &target::user(&name), details);
+        })
+        .await;
+}
+
 /// `POST /logout`: ends the session and clears the cookie.
 pub(crate) async fn logout(w: Web, form: Form) -> WebResult {
     w.blocking(move |w| {
@@ -145,6 +168,9 @@ pub(crate) async fn logout(w: Web, form: Form) -> WebResult {
         }
         if let Some(id) = &w.session_id {
             w.state.store.delete_session(id)?;
+        }
+        if let Some(u) = w.user() {
+            w.audit(Action::Logout, &target::user(&u.name), json!({"channel": "web"}));
         }
         let mut r = see_other(&w.link("/login"));
         r.headers_mut().append(header::SET_COOKIE, w.cookie(SESSION_COOKIE, "", Some(0)));
@@ -226,6 +252,7 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
                     return bad("The current password is wrong.");
                 }
                 w.state.store.set_password(&user.name, &new)?;
+                w.audit(Action::UserPassword, &target::user(&user.name), json!({"own": true}));
                 Ok(see_other(&w.link("/account?done=password")))
             }
             "create-token" => {
@@ -235,6 +262,7 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
                 }
                 let scope: Permission = form.get("scope").parse().map_err(|e: trove_store::PermissionError| WebError::BadRequest(e.to_string()))?;
                 let t = w.state.store.create_token(&user.name, name, scope)?;
+                w.audit(Action::TokenCreate, &format!("{} token:{}", target::user(&user.name), t.id), json!({"name": name, "scope": scope.as_str()}));
                 render_account(w, None, Some((name.to_owned(), t.secret)), StatusCode::OK)
             }
             "revoke-token" => {
@@ -242,6 +270,7 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
                 if !w.state.store.revoke_token(&user, id)? {
                     return Err(WebError::NotFound);
                 }
+                w.audit(Action::TokenRevoke, &format!("{} token:{id}", target::user(&user.name)), json!({}));
                 Ok(see_other(&w.link("/account?done=token-revoked")))
             }
             other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),

@@ -9,11 +9,16 @@
 
 mod account;
 mod admin;
+mod branch_permissions;
+mod builds;
 mod markdown;
+mod pr_diff;
+mod pull_requests;
 mod repo;
 #[cfg(test)]
 mod tests;
 mod view;
+mod webhooks;
 
 pub(crate) use view::utc as format_utc;
 
@@ -62,12 +67,27 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/commits"), get(repo::commits))
         .route(&repo("/commits/{id}"), get(repo::commit))
         .route(&repo("/settings"), get(repo::repo_settings).post(repo::repo_settings_post))
+        // Pull requests (web/pull_requests.rs); the diff tab is pr_diff.rs's.
+        .route(&r("/dashboard"), get(repo::dashboard))
+        .route(&repo("/pull-requests"), get(pull_requests::list).post(pull_requests::create_post))
+        .route(&repo("/pull-requests/{id}"), get(pull_requests::pr_root))
+        .route(&repo("/pull-requests/{id}/overview"), get(pull_requests::overview).post(pull_requests::overview_post))
+        .route(&repo("/pull-requests/{id}/commits"), get(pull_requests::commits))
+        .route(&repo("/compare"), get(pull_requests::compare))
+        .route(&repo("/compare/commits"), get(pull_requests::compare_commits))
+        .route(&repo("/compare/diff"), get(pull_requests::compare_diff))
+        // A pull request's diff and its line comments (pr_diff.rs).
+        .route(&repo("/pull-requests/{id}/diff"), get(pr_diff::diff_page))
+        .route(&repo("/pull-requests/{id}/diff/comment"), post(pr_diff::comment_post))
         .route(&r("/users/{user}"), get(repo::user_alias))
         .route(&r("/users/{user}/{*rest}"), get(repo::user_alias))
         .route(&r("/admin"), get(admin::index))
         .route(&r("/admin/server-settings"), get(admin::server_settings).post(admin::server_settings_post))
         .route(&r("/admin/users"), get(admin::users).post(admin::users_post))
+        .route(&r("/admin/groups"), get(admin::groups).post(admin::groups_post))
+        .route(&r("/admin/groups/members"), get(admin::group_members).post(admin::group_members_post))
         .route(&r("/admin/projects"), get(admin::projects).post(admin::projects_post))
+        .route(&r("/admin/audit"), get(admin::audit))
         .layer(axum::middleware::from_fn_with_state(state, same_origin_posts))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let ctx = ctx_owned.clone();
@@ -109,7 +129,8 @@ pub(crate) async fn fallback(State(state): State<AppState>, headers: HeaderMap) 
 
 /// Turns an error marker into its page and adds the headers every page gets: no caching of
 /// pages that may hold private data (the seed warns about mod_cache serving one user's page
-/// to another), a CSP that allows only our own CSS and script, and no framing.
+/// to another), a CSP that allows only our own CSS and script (and the script's fetches of
+/// our own page fragments, `connect-src`), and no framing.
 fn finish(ctx: &str, mut resp: Response) -> Response {
     if let Some(e) = resp.extensions_mut().remove::<ErrorPage>() {
         let mut page = view::error_page(ctx, e.status, &e.title, &e.detail);
@@ -125,7 +146,7 @@ fn finish(ctx: &str, mut resp: Response) -> Response {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
             ),
         );
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -157,6 +178,8 @@ pub(crate) enum WebError {
     /// The metadata database cannot be reached: 503.
     DatabaseDown(String),
     Internal(String),
+    /// The repository was renamed or moved: 301 to this page at its new place.
+    Moved(String),
 }
 
 impl From<crate::repo_read::ReadError> for WebError {
@@ -181,6 +204,13 @@ impl From<StoreError> for WebError {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, title, detail) = match self {
+            WebError::Moved(location) => {
+                let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                return r;
+            }
             WebError::LoginRequired { next } => {
                 let mut r = StatusCode::FOUND.into_response();
                 if let Ok(v) = HeaderValue::from_str(&next) {
@@ -290,6 +320,13 @@ impl Web {
         self.session.as_ref().map(|s| &s.user)
     }
 
+    /// The audit log entry of a change this page made: the signed-in user and their address
+    /// (as the trusted proxies report it). Blocks: call it inside [`Web::blocking`].
+    pub(crate) fn audit(&self, action: crate::audit::Action, target: &str, details: serde_json::Value) {
+        let actor = self.user().map(|u| u.name.as_str()).unwrap_or("anonymous");
+        crate::audit::record(&self.state, actor, self.view.client_ip, action, target, details);
+    }
+
     pub(crate) fn is_admin(&self) -> bool {
         is_admin(self.user())
     }
@@ -314,6 +351,32 @@ impl Web {
 
     pub(crate) fn require_user(&self) -> Result<&User, WebError> {
         self.user().ok_or_else(|| WebError::LoginRequired { next: format!("{}/login?next={}", self.ctx(), url_encode(&self.here)) })
+    }
+
+    /// The refusal of a repository page at `key/slug`, or, when the repository was renamed or
+    /// moved and the caller may read it at its new place, a permanent redirect there. Blocks.
+    pub(crate) fn repo_refusal(
+        &self,
+        key: &str,
+        slug: &str,
+        e: crate::access::AccessError,
+        refused: impl FnOnce(crate::access::AccessError) -> WebError,
+    ) -> WebError {
+        use crate::access::AccessError;
+        if matches!(e, AccessError::Anonymous(_) | AccessError::Hidden(_)) {
+            let who = self.who();
+            match crate::access::moved(&self.state.store, who.as_ref(), key, slug) {
+                Ok(Some(now)) => {
+                    let (path, query) = self.here.split_once('?').map_or((self.here.as_str(), None), |(p, q)| (p, Some(q)));
+                    if let Some(p) = crate::access::moved_path(path, key, slug, &now) {
+                        return WebError::Moved(format!("{p}{}", query.map(|q| format!("?{q}")).unwrap_or_default()));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return e.into(),
+            }
+        }
+        refused(e)
     }
 
     /// Global administrators only: anonymous callers are sent to log in, others get 403.

@@ -1,5 +1,6 @@
 //! Projects and repositories: the dashboard, a project's repositories, browsing files at a
-//! branch or tag, history, a commit's diff, and the project and repository settings pages.
+//! branch or tag, history, a commit's diff, and the project and repository settings pages
+//! (their branch permissions in `branch_permissions.rs`).
 
 use std::collections::HashMap;
 
@@ -9,12 +10,15 @@ use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use maud::{Markup, PreEscaped, html};
-use trove_store::{Owner, Permission, Project, ProjectKey, Repo, RepoSlug, UserName};
+use trove_store::{Group, GroupName, Owner, Permission, Project, ProjectKey, Repo, RepoSlug, RestrictionScope, UserName};
 
 use super::view::{Notice, csrf_field, done_notice, notice, page};
-use super::{Form, Web, WebError, WebResult, markdown, see_other, url_encode};
+use super::{Form, Web, WebError, WebResult, branch_permissions, markdown, see_other, url_encode, webhooks};
 use crate::access::{self, AccessError};
+use crate::audit::{Action, target};
+use crate::branch_permissions::ScopeOf;
 use crate::repo_read::{LogQuery, ReadError, Reader, Refs, Resolved, valid_path};
+use serde_json::json;
 
 type Q = Query<HashMap<String, String>>;
 
@@ -82,7 +86,7 @@ async fn repo_access_async(w: &Web, key: &str, slug: &str, need: Permission) -> 
 
 fn repo_access(w: &Web, key: &str, slug: &str, need: Permission) -> Result<(Repo, Permission), WebError> {
     let who = w.who();
-    access::repo(&w.state.store, who.as_ref(), key, slug, need).map(|a| (a.repo, a.level)).map_err(|e| refused(w, e))
+    access::repo(&w.state.store, who.as_ref(), key, slug, need).map(|a| (a.repo, a.level)).map_err(|e| w.repo_refusal(key, slug, e, |e| refused(w, e)))
 }
 
 fn visibility(public: bool) -> Markup {
@@ -91,12 +95,15 @@ fn visibility(public: bool) -> Markup {
 
 // ---- dashboard and projects ----
 
-/// `GET /` and `/projects`: the projects the caller may see.
-pub(crate) async fn dashboard(w: Web) -> WebResult {
+/// `GET /`, `/dashboard` and `/projects`: the projects the caller may see; on the first two,
+/// after the signed-in caller's pull requests ("Your work").
+pub(crate) async fn dashboard(w: Web, uri: http::Uri) -> WebResult {
     w.blocking(move |w| {
+        let work = if uri.path() == w.link("/projects") { None } else { super::pull_requests::your_work(w)? };
         let projects = w.state.store.visible_projects(w.user(), w.is_admin())?;
         let base = w.state.urls.base_url(&w.view);
         let body = html! {
+            @if let Some(work) = work { (work) }
             h1 { "Projects" }
             @if projects.is_empty() {
                 div.card { p.muted { "No projects to show." @if w.user().is_none() { " " a href=(w.link("/login")) { "Log in" } " to see yours." } } }
@@ -192,11 +199,15 @@ pub(crate) async fn create_repo(w: Web, key: Result<Path<String>, PathRejection>
             Ok(s) => s,
             Err(e) => return bad(format!("The name {name:?} makes no valid slug: {e}.")),
         };
-        let created = w.state.store.create_repo(&owner, &slug, form.get("public") == "1").and_then(|repo| {
-            w.state.store.update_repo(&repo, &trove_store::RepoUpdate { name: Some((name.to_owned(), slug.clone())), forkable: None, public: None })
-        });
+        let created =
+            w.state.store.create_repo(&owner, &slug, form.get("public") == "1").and_then(|repo| {
+                w.state.store.update_repo(&repo, &trove_store::RepoUpdate { name: Some((name.to_owned(), slug.clone())), ..Default::default() })
+            });
         match created {
-            Ok(repo) => Ok(see_other(&repo_link(w, &repo, "/browse"))),
+            Ok(repo) => {
+                w.audit(Action::RepoCreate, &target::repo(&repo), json!({"name": repo.name, "public": repo.public, "id": repo.id}));
+                Ok(see_other(&repo_link(w, &repo, "/browse")))
+            }
             Err(e @ trove_store::StoreError::RepoExists(_)) => render_project(w, &key, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT),
             Err(e) => Err(e.into()),
         }
@@ -229,6 +240,48 @@ fn permissions_section(w: &Web, action: &str, grants: &[(UserName, Permission)])
         }
     }
 }
+
+fn group_permissions_section(w: &Web, action: &str, grants: &[(Group, Permission)]) -> Markup {
+    html! {
+        h2 { "Group permissions" }
+        table.list #group-permissions {
+            thead { tr { th { "Group" } th { "Permission" } th {} } }
+            tbody {
+                @if grants.is_empty() { tr { td colspan="3" .muted { "No group has been granted a permission here." } } }
+                @for (g, p) in grants {
+                    tr data-group=(g.name) {
+                        td { (g.name) } td { (p) }
+                        td { form.inline method="post" action=(action) { (csrf_field(w)) input type="hidden" name="action" value="revoke-group"; input type="hidden" name="group" value=(g.name); button.secondary type="submit" { "Revoke" } } }
+                    }
+                }
+            }
+        }
+        form.card.inline.spaced method="post" action=(action) #grant-group {
+            (csrf_field(w))
+            input type="hidden" name="action" value="grant-group";
+            input type="text" name="group" placeholder="group name" required aria-label="Group name";
+            select name="permission" aria-label="Permission" { option value="read" { "read" } option value="write" { "write" } option value="admin" { "admin" } }
+            button type="submit" { "Grant" }
+        }
+    }
+}
+
+/// A group grant or revocation from a settings form: the group and the new grant (`None`:
+/// revoke), or the message to show.
+fn parse_group_change(w: &Web, form: &Form) -> Result<Result<(Group, Option<Permission>), String>, WebError> {
+    let Ok(name) = GroupName::parse(form.get("group").trim()) else { return Ok(Err(format!("group {} does not exist", form.get("group").trim()))) };
+    let Some(g) = w.state.store.group(&name)? else { return Ok(Err(format!("group {name} does not exist"))) };
+    if form.get("action") == "revoke-group" {
+        return Ok(Ok((g, None)));
+    }
+    match form.get("permission").parse::<Permission>() {
+        Ok(p) => Ok(Ok((g, Some(p)))),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// What to say when a group change would lower the caller's own permission.
+const LOWERS_OWN: &str = "That would lower your own permission here; ask another administrator.";
 
 fn danger_zone(w: &Web, action: &str, what: &str, confirm: &str) -> Markup {
     html! {
@@ -268,12 +321,20 @@ fn render_project_settings(w: &Web, key: &str, note: Option<Notice>, status: Sta
     let (project, _) = project_access(w, key, Some(Permission::Admin))?;
     let action = w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())));
     let grants = w.state.store.project_permissions(&project)?;
+    let group_grants = w.state.store.project_group_permissions(&project)?;
+    let restrictions = w.state.store.scope_restrictions(RestrictionScope::Project(project.id))?;
+    let refs = branch_permissions::current_refs(w, &w.state.store.project_repos(&project)?);
+    let restrictions = branch_permissions::section(w, &action, &restrictions, 0, &refs)?;
+    let hooks = webhooks::section(w, &action, &w.state.store.webhooks(project.id, None)?)?;
     let body = html! {
         div.crumbs { a href=(w.link("/projects")) { "Projects" } " / " a href=(project_link(w, &project.owner)) { (project.name) } }
         h1 { "Project settings" }
         (notice(&note))
         (visibility_form(w, &action, project.public, "project's repositories"))
         (permissions_section(w, &action, &grants))
+        @if matches!(project.owner, Owner::Project(_)) { (group_permissions_section(w, &action, &group_grants)) }
+        @if matches!(project.owner, Owner::Project(_)) { (restrictions) }
+        @if matches!(project.owner, Owner::Project(_)) { (hooks) }
         @if matches!(project.owner, Owner::Project(_)) { (danger_zone(w, &action, "project", &project.owner.to_string())) }
     };
     let mut r = page(w, "Project settings", body);
@@ -300,12 +361,18 @@ pub(crate) async fn project_settings_post(w: Web, key: Result<Path<String>, Path
         };
         match form.get("action") {
             "visibility" => {
-                w.state.store.set_project_public(pkey, form.get("public") == "1")?;
+                let public = form.get("public") == "1";
+                w.state.store.set_project_public(pkey, public)?;
+                w.audit(Action::ProjectUpdate, &target::project(&project.owner), json!({ "public": public }));
                 Ok(see_other(&format!("{here}?done=saved")))
             }
             "grant" => match parse_grant(&form) {
                 Ok((u, p)) => match w.state.store.grant_project(&u, pkey, p) {
-                    Ok(()) => Ok(see_other(&format!("{here}?done=granted"))),
+                    Ok(()) => {
+                        let grant = format!("{} {}", target::project(&project.owner), target::user(&u));
+                        w.audit(Action::PermissionGrant, &grant, json!({"permission": crate::api::level_name("PROJECT", p)}));
+                        Ok(see_other(&format!("{here}?done=granted")))
+                    }
                     Err(e @ trove_store::StoreError::NoSuchUser(_)) => bad(e.to_string()),
                     Err(e) => Err(e.into()),
                 },
@@ -314,13 +381,50 @@ pub(crate) async fn project_settings_post(w: Web, key: Result<Path<String>, Path
             "revoke" => {
                 let u = UserName::parse(form.get("user")).map_err(|e| WebError::BadRequest(e.to_string()))?;
                 w.state.store.revoke_project(&u, &project)?;
+                w.audit(Action::PermissionRevoke, &format!("{} {}", target::project(&project.owner), target::user(&u)), json!({}));
                 Ok(see_other(&format!("{here}?done=revoked")))
+            }
+            "grant-group" | "revoke-group" => {
+                let (g, to) = match parse_group_change(w, &form)? {
+                    Ok(change) => change,
+                    Err(msg) => return bad(msg),
+                };
+                let info = w.state.store.project_info(&project.owner)?.ok_or(WebError::NotFound)?;
+                let who = w.who().ok_or(WebError::Forbidden)?;
+                if access::lowers_own_project_permission(&w.state.store, &who, &info, g.id, to)? {
+                    return render_project_settings(w, &key, Some(Notice::Err(LOWERS_OWN.into())), StatusCode::CONFLICT);
+                }
+                let grant = format!("{} {}", target::project(&project.owner), target::group(&g.name));
+                match to {
+                    Some(p) => {
+                        w.state.store.grant_group_project(&g.name, pkey, p)?;
+                        w.audit(Action::PermissionGrant, &grant, json!({"permission": crate::api::level_name("PROJECT", p)}));
+                    }
+                    None => {
+                        w.state.store.revoke_group_project(&g.name, &project)?;
+                        w.audit(Action::PermissionRevoke, &grant, json!({}));
+                    }
+                }
+                Ok(see_other(&format!("{here}?done={}", if to.is_some() { "granted" } else { "revoked" })))
+            }
+            a if a.starts_with("webhook-") => match webhooks::post(w, project.id, None, &target::project(&project.owner), &form)? {
+                webhooks::Posted::Done(done) => Ok(see_other(&format!("{here}?done={done}#webhooks"))),
+                webhooks::Posted::Bad(msg) => bad(msg),
+                webhooks::Posted::Said(msg) => render_project_settings(w, &key, Some(Notice::Ok(msg)), StatusCode::OK),
+            },
+            "restrict" | "unrestrict" => {
+                let info = w.state.store.project_info(&project.owner)?.ok_or(WebError::NotFound)?;
+                match branch_permissions::post(w, RestrictionScope::Project(project.id), ScopeOf::Project(&info), &form)? {
+                    Ok(done) => Ok(see_other(&format!("{here}?done={done}"))),
+                    Err(msg) => bad(msg),
+                }
             }
             "delete" => {
                 if form.get("confirm") != pkey.as_str() {
                     return bad(format!("type {pkey} to confirm the deletion"));
                 }
                 w.state.store.delete_project(pkey)?;
+                w.audit(Action::ProjectDelete, &target::project(&project.owner), json!({"name": project.name}));
                 Ok(see_other(&w.link("/projects")))
             }
             other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),
@@ -381,7 +485,7 @@ fn clone_url(w: &Web, repo: &Repo) -> String {
 }
 
 /// The header every repository page shares: name, clone URL with copy button, tabs.
-fn repo_header(w: &Web, repo: &Repo, perm: Permission, tab: &str) -> Markup {
+pub(crate) fn repo_header(w: &Web, repo: &Repo, perm: Permission, tab: &str) -> Markup {
     let clone = clone_url(w, repo);
     html! {
         div.crumbs { a href=(w.link("/projects")) { "Projects" } " / " a href=(project_link(w, &repo.owner)) { (repo.owner) } }
@@ -391,9 +495,10 @@ fn repo_header(w: &Web, repo: &Repo, perm: Permission, tab: &str) -> Markup {
             input #clone-url.clone-url type="text" readonly value=(clone);
             button.secondary type="button" data-copy="clone-url" { "Copy" }
         }
-        nav.tabs {
+        nav.tabs aria-label="Repository" {
             a.on[tab == "browse"] href=(repo_link(w, repo, "/browse")) { "Source" }
             a.on[tab == "commits"] href=(repo_link(w, repo, "/commits")) { "Commits" }
+            a.on[tab == "pull-requests"] #nav-pull-requests href=(repo_link(w, repo, "/pull-requests")) { "Pull requests" }
             @if perm >= Permission::Admin { a.on[tab == "settings"] href=(repo_link(w, repo, "/settings")) { "Settings" } }
         }
     }
@@ -603,12 +708,13 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
     let mut list = g.log(&LogQuery { until: &at.commit, skip: start, max: PER_PAGE + 1, ..LogQuery::default() }).await?.unwrap_or_default();
     let more = list.len() > PER_PAGE;
     list.truncate(PER_PAGE);
+    let builds = super::builds::statuses(&w, vec![repo.id], list.iter().map(|c| c.id.clone()).collect()).await?;
     let here = repo_link(&w, &repo, "/commits");
     let body = html! {
         (head)
         div.repo-bar { (switcher(&refs, &at, &here)) }
         table.list #commits {
-            thead { tr { th { "Commit" } th { "Message" } th { "Author" } th { "Date" } } }
+            thead { tr { th { "Commit" } th { "Message" } th { "Author" } th { "Date" } th { "Builds" } } }
             tbody {
                 @for c in &list {
                     tr {
@@ -617,6 +723,7 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
                         td { (c.author_name) }
                         // The list shows the minute, without the zone.
                         td.muted { (c.author_date.get(..16).unwrap_or(&c.author_date)) }
+                        td { @if let Some(b) = builds.get(&c.id) { a href={ (here) "/" (c.id) "#builds" } { (super::builds::badge(b)) } } }
                     }
                 }
             }
@@ -643,6 +750,7 @@ pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, Pat
     let (diff, cut) = g.diff(c.parents.first().map(String::as_str), &c.id, DIFF_LIMIT).await?;
     let files = parse_diff(&diff);
     let commits = repo_link(&w, &repo, "/commits");
+    let builds = super::builds::statuses(&w, vec![repo.id], vec![c.id.clone()]).await?.remove(&c.id).unwrap_or_default();
     let (subject, rest) = c.message.split_once('\n').unwrap_or((&c.message, ""));
     let body = html! {
         (repo_header(&w, &repo, perm, "commits"))
@@ -654,6 +762,9 @@ pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, Pat
                 @for p in &c.parents { " · parent " a.sha href={ (commits) "/" (p) } { (p[..12.min(p.len())]) } }
             }
             p { a href={ (repo_link(&w, &repo, "/browse")) "?at=" (c.id) } { "Browse the files at this commit" } }
+        }
+        @if !builds.is_empty() {
+            div.card #builds { h3.flush { "Builds " (super::builds::badge(&builds)) } (super::builds::table(&builds)) }
         }
         @if cut { div.notice.warn { "This diff is too large to show whole; it has been cut." } }
         @if files.is_empty() { p.muted { "No changes." } }
@@ -722,11 +833,20 @@ fn render_repo_settings(w: &Web, key: &str, slug: &str, note: Option<Notice>, st
     let (repo, perm) = repo_access(w, key, slug, Permission::Admin)?;
     let action = repo_link(w, &repo, "/settings");
     let grants = w.state.store.repo_permissions(&repo)?;
+    let group_grants = w.state.store.repo_group_permissions(&repo)?;
+    let restrictions = w.state.store.scope_restrictions(RestrictionScope::Repository(repo.id))?;
+    let inherited = w.state.store.scope_restrictions(RestrictionScope::Project(repo.project_id))?.len();
+    let refs = branch_permissions::current_refs(w, std::slice::from_ref(&repo));
+    let restrictions = branch_permissions::section(w, &action, &restrictions, inherited, &refs)?;
+    let hooks = webhooks::section(w, &action, &w.state.store.webhooks(repo.project_id, Some(repo.id))?)?;
     let body = html! {
         (repo_header(w, &repo, perm, "settings"))
         (notice(&note))
         (visibility_form(w, &action, repo.public, "repository"))
         (permissions_section(w, &action, &grants))
+        (group_permissions_section(w, &action, &group_grants))
+        (restrictions)
+        (hooks)
         (danger_zone(w, &action, "repository", repo.slug.as_str()))
     };
     let mut r = page(w, &format!("Settings - {}", repo.name), body);
@@ -743,12 +863,18 @@ pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>,
         let bad = |msg: String| render_repo_settings(w, &key, &slug, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
         match form.get("action") {
             "visibility" => {
-                w.state.store.set_repo_public(&repo.owner, &repo.slug, form.get("public") == "1")?;
+                let public = form.get("public") == "1";
+                w.state.store.set_repo_public(&repo.owner, &repo.slug, public)?;
+                w.audit(Action::RepoUpdate, &target::repo(&repo), json!({ "public": public }));
                 Ok(see_other(&format!("{here}?done=saved")))
             }
             "grant" => match parse_grant(&form) {
                 Ok((u, p)) => match w.state.store.grant_repo(&u, &repo.owner, &repo.slug, p) {
-                    Ok(()) => Ok(see_other(&format!("{here}?done=granted"))),
+                    Ok(()) => {
+                        let grant = format!("{} {}", target::repo(&repo), target::user(&u));
+                        w.audit(Action::PermissionGrant, &grant, json!({"permission": crate::api::level_name("REPO", p)}));
+                        Ok(see_other(&format!("{here}?done=granted")))
+                    }
                     Err(e @ trove_store::StoreError::NoSuchUser(_)) => bad(e.to_string()),
                     Err(e) => Err(e.into()),
                 },
@@ -757,13 +883,46 @@ pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>,
             "revoke" => {
                 let u = UserName::parse(form.get("user")).map_err(|e| WebError::BadRequest(e.to_string()))?;
                 w.state.store.revoke_repo(&u, &repo)?;
+                w.audit(Action::PermissionRevoke, &format!("{} {}", target::repo(&repo), target::user(&u)), json!({}));
                 Ok(see_other(&format!("{here}?done=revoked")))
             }
+            "grant-group" | "revoke-group" => {
+                let (g, to) = match parse_group_change(w, &form)? {
+                    Ok(change) => change,
+                    Err(msg) => return bad(msg),
+                };
+                let who = w.who().ok_or(WebError::Forbidden)?;
+                if access::lowers_own_repo_permission(&w.state.store, &who, &repo, g.id, to)? {
+                    return render_repo_settings(w, &key, &slug, Some(Notice::Err(LOWERS_OWN.into())), StatusCode::CONFLICT);
+                }
+                let grant = format!("{} {}", target::repo(&repo), target::group(&g.name));
+                match to {
+                    Some(p) => {
+                        w.state.store.grant_group_repo(&g.name, &repo.owner, &repo.slug, p)?;
+                        w.audit(Action::PermissionGrant, &grant, json!({"permission": crate::api::level_name("REPO", p)}));
+                    }
+                    None => {
+                        w.state.store.revoke_group_repo(&g.name, &repo)?;
+                        w.audit(Action::PermissionRevoke, &grant, json!({}));
+                    }
+                }
+                Ok(see_other(&format!("{here}?done={}", if to.is_some() { "granted" } else { "revoked" })))
+            }
+            "restrict" | "unrestrict" => match branch_permissions::post(w, RestrictionScope::Repository(repo.id), ScopeOf::Repository(&repo), &form)? {
+                Ok(done) => Ok(see_other(&format!("{here}?done={done}"))),
+                Err(msg) => bad(msg),
+            },
+            a if a.starts_with("webhook-") => match webhooks::post(w, repo.project_id, Some(repo.id), &target::repo(&repo), &form)? {
+                webhooks::Posted::Done(done) => Ok(see_other(&format!("{here}?done={done}#webhooks"))),
+                webhooks::Posted::Bad(msg) => bad(msg),
+                webhooks::Posted::Said(msg) => render_repo_settings(w, &key, &slug, Some(Notice::Ok(msg)), StatusCode::OK),
+            },
             "delete" => {
                 if form.get("confirm") != repo.slug.as_str() {
                     return bad(format!("type {} to confirm the deletion", repo.slug));
                 }
                 w.state.store.delete_repo(&repo)?;
+                w.audit(Action::RepoDelete, &target::repo(&repo), json!({"name": repo.name, "id": repo.id}));
                 Ok(see_other(&format!("{}?done=deleted", project_link(w, &repo.owner))))
             }
             other => Err(WebError::BadRequest(format!("unknown action {other:?}"))),

@@ -133,6 +133,9 @@ async fn every_page_follows_the_permission_rules() {
         ("/admin/server-settings", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
         ("/admin/users", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
         ("/admin/projects", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
+        ("/admin/groups", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
+        ("/admin/audit", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK]),
+        ("/admin/groups/members?group=nope", [login, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::NOT_FOUND]),
         ("/no/such/page", [S::NOT_FOUND; 5]),
     ];
     let users = [None, Some("outsider"), Some("reader"), Some("owner"), Some("admin")];
@@ -396,6 +399,7 @@ async fn pages_have_no_inline_styles_so_the_strict_csp_holds() {
         (Some("owner"), "/projects/TP/repos/test/settings"),
         (Some("admin"), "/admin/server-settings"),
         (Some("admin"), "/admin/users"),
+        (Some("admin"), "/admin/audit"),
         (None, "/login"),
     ] {
         let r = f.get_as(who, path).await;
@@ -458,6 +462,11 @@ async fn tokens_do_not_log_a_browser_in() {
     let t = f.server.store().create_token(&name("admin"), "x", Permission::Read).unwrap();
     let r = f.send("POST", "/login", Some(&login_cookie), Some(&format!("username=admin&password={}&csrf={token}", t.secret))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // A refused login all the same, in the audit log (never with the token).
+    let log = f.server.store().audit_entries(&trove_store::AuditQuery::default()).unwrap().0;
+    assert_eq!(log.len(), 1);
+    assert_eq!((log[0].actor.as_str(), log[0].action.as_str(), log[0].target.as_str()), ("admin", "login.failure", "user:admin"));
+    assert!(log[0].details.contains("\"web\"") && !log[0].details.contains(&t.secret));
 }
 
 #[tokio::test]
@@ -597,4 +606,204 @@ async fn internal_errors_are_a_page_without_details() {
     let body = String::from_utf8_lossy(&body);
     assert!(body.contains("Something went wrong") && body.contains("/stash/static/trove.css"));
     assert!(!body.contains("/secret/path"));
+}
+
+#[tokio::test]
+async fn administrators_make_groups_fill_them_and_confirm_deleting_one_that_grants_permissions() {
+    let f = fixture("", None);
+    let r = f.post_as("admin", "/admin/groups", "action=create&group=Devs").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/admin/groups/members?group=Devs&done=created"));
+    let r = f.post_as("admin", "/admin/groups", "action=create&group=devs").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("already exists"), "{}", r.body);
+    assert_eq!(f.post_as("owner", "/admin/groups", "action=create&group=other").await.status, StatusCode::FORBIDDEN);
+
+    let members = "/admin/groups/members";
+    assert_eq!(f.post_as("admin", members, "action=add&group=devs&user=outsider").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.post_as("admin", members, "action=add&group=devs&user=nobody").await.status, StatusCode::BAD_REQUEST);
+    let page = f.get_as(Some("admin"), "/admin/groups/members?group=DEVS").await;
+    assert!(page.body.contains("Group Devs") && page.body.contains("data-user=\"outsider\""), "{}", page.body);
+    // A group's ADMIN makes its member an administrator of the web pages too.
+    assert_eq!(f.get_as(Some("outsider"), "/admin").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.post_as("admin", members, "action=global&group=devs&permission=ADMIN").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.get_as(Some("outsider"), "/admin").await.status, StatusCode::OK);
+    let users = f.get_as(Some("admin"), "/admin/users").await.body;
+    assert!(users.contains("ADMIN (group)"), "the users' page tells a group's permission from the user's own");
+    // ... and may not leave the group that makes them one.
+    let r = f.post_as("outsider", members, "action=remove&group=devs&user=outsider").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("lower your own permission"), "{}", r.body);
+
+    // A group that grants something is deleted only with its name typed.
+    let r = f.post_as("admin", "/admin/groups", "action=delete&group=devs").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("type Devs to confirm"), "{}", r.body);
+    assert_eq!(f.post_as("admin", "/admin/groups", "action=delete&group=devs&confirm=Devs").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.get_as(Some("outsider"), "/admin").await.status, StatusCode::FORBIDDEN);
+    // One that grants nothing needs no confirmation.
+    assert_eq!(f.post_as("admin", "/admin/groups", "action=create&group=empty").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.post_as("admin", "/admin/groups", "action=delete&group=empty").await.status, StatusCode::SEE_OTHER);
+    assert!(f.server.store().groups().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_settings_pages_grant_and_revoke_group_permissions() {
+    let f = fixture("", None);
+    let s = f.server.store();
+    for (g, member) in [("devs", "outsider"), ("leads", "reader")] {
+        let g = trove_store::GroupName::parse(g).unwrap();
+        s.insert_group(&g).unwrap();
+        s.add_group_member(&g, &name(member)).unwrap();
+    }
+    assert_eq!(f.get_as(Some("outsider"), "/projects/TP").await.status, StatusCode::NOT_FOUND);
+    let r = f.post_as("owner", "/projects/TP/settings", "action=grant-group&group=devs&permission=read").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/settings?done=granted"));
+    assert_eq!(f.get_as(Some("outsider"), "/projects/TP").await.status, StatusCode::OK);
+    assert!(f.get_as(Some("owner"), "/projects/TP/settings").await.body.contains("data-group=\"devs\""));
+    assert_eq!(f.post_as("owner", "/projects/TP/settings", "action=grant-group&group=nope&permission=read").await.status, StatusCode::BAD_REQUEST);
+
+    let r = f.post_as("owner", "/projects/TP/repos/test/settings", "action=grant-group&group=devs&permission=admin").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.get_as(Some("outsider"), "/projects/TP/repos/test/settings").await.status, StatusCode::OK, "admin through the group");
+    assert!(f.get_as(Some("owner"), "/projects/TP/repos/test/settings").await.body.contains("data-group=\"devs\""));
+    assert_eq!(f.post_as("owner", "/projects/TP/repos/test/settings", "action=revoke-group&group=devs").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.post_as("owner", "/projects/TP/settings", "action=revoke-group&group=devs").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.get_as(Some("outsider"), "/projects/TP").await.status, StatusCode::NOT_FOUND);
+
+    // A project administrator only through `leads` may not revoke it.
+    assert_eq!(f.post_as("admin", "/projects/TP/settings", "action=grant-group&group=leads&permission=admin").await.status, StatusCode::SEE_OTHER);
+    let r = f.post_as("reader", "/projects/TP/settings", "action=revoke-group&group=leads").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("lower your own permission"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn branch_restrictions_are_added_listed_and_deleted_on_the_settings_pages() {
+    let f = fixture("", None);
+    let repo_page = "/projects/TP/repos/test/settings";
+    let r = f.post_as("owner", repo_page, "action=restrict&type=pull-request-only&matcher_type=BRANCH&matcher=main&users=reader&groups=").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/repos/test/settings?done=restricted"));
+    let page = f.get_as(Some("owner"), repo_page).await;
+    assert!(page.body.contains("id=\"branch-restrictions\"") && page.body.contains("pull-request-only"), "{}", page.body);
+    assert!(page.body.contains("<code>main</code>") && page.body.contains("<td>reader</td>"), "{}", page.body);
+    // Allowed on a branch that does not exist yet, and shown as such.
+    assert!(page.body.contains("matches no branch or tag now"), "{}", page.body);
+    // The rule against locking everyone out, and unknown names, as over REST.
+    let r = f.post_as("owner", "/projects/TP/settings", "action=restrict&type=read-only&matcher_type=PATTERN&matcher=*").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("every branch"), "{}", r.body);
+    let r = f.post_as("owner", repo_page, "action=restrict&type=no-deletes&matcher_type=BRANCH&matcher=main&users=ghost").await;
+    assert!(r.status == StatusCode::BAD_REQUEST && r.body.contains("user ghost does not exist"), "{}", r.body);
+    let r = f.post_as("owner", repo_page, "action=restrict&type=no-deletes&matcher_type=MODEL_CATEGORY&matcher=CHORE").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // With an administrator exempt, a project restriction on every branch is fine, and the
+    // repository's page says one more applies there.
+    let r = f.post_as("owner", "/projects/TP/settings", "action=restrict&type=read-only&matcher_type=PATTERN&matcher=*&users=owner").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/settings?done=restricted"));
+    assert!(f.get_as(Some("owner"), repo_page).await.body.contains("1 more from the project"));
+    let s = f.server.store();
+    let repo = s.repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let all = s.restrictions_in_force(&repo).unwrap();
+    let (project_one, repo_one) = (all[0].id, all[1].id);
+    // Only its own scope's restriction is deleted from a page, and only by an administrator.
+    assert_eq!(f.post_as("owner", repo_page, &format!("action=unrestrict&id={project_one}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.post_as("reader", repo_page, &format!("action=unrestrict&id={repo_one}")).await.status, StatusCode::FORBIDDEN);
+    let r = f.post_as("owner", repo_page, &format!("action=unrestrict&id={repo_one}")).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/repos/test/settings?done=unrestricted"));
+    assert_eq!(s.restrictions_in_force(&repo).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_audit_log_page_lists_changes_newest_first_with_the_rest_apis_filters_and_pages() {
+    let f = fixture("/stash", None);
+    // Changes made on these pages are entries, with the signed-in administrator as the actor.
+    for i in 0..55 {
+        let r = f.post_as("admin", "/admin/groups", &format!("action=create&group=team{i:02}")).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+    }
+    let r = f.post_as("admin", "/admin/users", "action=disable&user=reader").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = f.get_as(Some("admin"), "/admin/audit").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let rows = |body: &str| body.matches("<tr data-id=").count();
+    assert_eq!(rows(&page.body), 50, "a page of 50");
+    let first = page.body.find("user.update").expect("the newest entry");
+    assert!(first < page.body.find("group.create").unwrap(), "newest first");
+    assert!(page.body.contains("user:reader") && page.body.contains("{&quot;active&quot;:false}"), "target and details shown");
+    assert!(page.body.contains("href=\"/stash/admin/audit?start=50\""), "a link to the older ones");
+    let older = f.get_as(Some("admin"), "/admin/audit?start=50").await;
+    assert_eq!(rows(&older.body), 6);
+    assert!(older.body.contains("href=\"/stash/admin/audit?start=0\"") && !older.body.contains("id=\"older\""));
+    // The filters, kept in the paging links; a bad time is said, not ignored.
+    let only = f.get_as(Some("admin"), "/admin/audit?action=group.*&target=TEAM0").await;
+    assert_eq!(rows(&only.body), 10, "team00 to team09");
+    assert!(only.body.contains("value=\"group.*\"") && !only.body.contains("user:reader"));
+    let none = f.get_as(Some("admin"), "/admin/audit?actor=reader").await;
+    assert!(none.body.contains("No entries."));
+    let future = f.get_as(Some("admin"), "/admin/audit?from=2999-01-01").await;
+    assert!(future.body.contains("No entries."));
+    let bad = f.get_as(Some("admin"), "/admin/audit?from=last+week").await;
+    assert_eq!(bad.status, StatusCode::OK);
+    assert!(bad.body.contains("is not a date"), "{}", bad.body);
+    let many = f.get_as(Some("admin"), "/admin/audit?action=group.create").await;
+    assert!(many.body.contains("href=\"/stash/admin/audit?start=50&amp;action=group.create\""), "filters stay on the next page");
+    // Reachable from the administration's tabs.
+    assert!(f.get_as(Some("admin"), "/admin").await.body.contains("href=\"/stash/admin/audit\""));
+}
+
+#[tokio::test]
+async fn webhooks_are_added_tested_edited_and_deleted_on_the_settings_pages_within_the_network_rules() {
+    let f = fixture("", None);
+    let repo_page = "/projects/TP/repos/test/settings";
+    // A receiver on loopback that answers 202.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            use std::io::{Read as _, Write as _};
+            let mut buf = [0u8; 65536];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 4\r\nConnection: close\r\n\r\nseen");
+        }
+    });
+    let add = format!("action=webhook-create&name=ci&url=http%3A%2F%2F127.0.0.1%3A{port}%2Fhook&event%3Arepo%3Arefs_changed=1&active=1&ssl_verify=1&secret=s");
+    // Loopback is refused until an administrator allows it on the server settings page.
+    let r = f.post_as("owner", repo_page, &add).await;
+    assert!(r.status == StatusCode::BAD_REQUEST && r.body.contains("loopback") && r.body.contains("webhook-allow"), "{}", r.body);
+    assert_eq!(f.post_as("owner", "/admin/server-settings", "action=webhook-networks&allow=127.0.0.0%2F8&deny=").await.status, StatusCode::FORBIDDEN);
+    let r = f.post_as("admin", "/admin/server-settings", "action=webhook-networks&allow=nonsense&deny=").await;
+    assert!(r.status == StatusCode::BAD_REQUEST && r.body.contains("CIDR"), "{}", r.body);
+    let r = f.post_as("admin", "/admin/server-settings", "action=webhook-networks&allow=127.0.0.0%2F8&deny=10.9.0.0%2F16").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let settings = f.get_as(Some("admin"), "/admin/server-settings").await;
+    assert!(settings.body.contains("127.0.0.0/8") && settings.body.contains("10.9.0.0/16"), "{}", settings.body);
+    let r = f.post_as("owner", repo_page, &add).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/repos/test/settings?done=webhook-created#webhooks"));
+    let r = f.post_as("owner", repo_page, "action=webhook-create&name=ci&url=http%3A%2F%2F127.0.0.1%2F&active=1").await;
+    assert!(r.status == StatusCode::BAD_REQUEST && r.body.contains("at least one event"), "{}", r.body);
+    let page = f.get_as(Some("owner"), repo_page).await;
+    assert!(page.body.contains("id=\"webhook-list\"") && page.body.contains(&format!("http://127.0.0.1:{port}/hook")), "{}", page.body);
+    assert!(page.body.contains("none yet"), "{}", page.body);
+    let s = f.server.store();
+    let repo = s.repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let hook = s.webhooks(repo.project_id, Some(repo.id)).unwrap().remove(0);
+    assert_eq!((hook.hook.events.clone(), hook.hook.secret.as_deref()), (vec!["repo:refs_changed".to_string()], Some("s")));
+    // The test button sends a ping now and shows the answer.
+    let r = f.post_as("owner", repo_page, &format!("action=webhook-test&id={}", hook.id)).await;
+    assert!(r.status == StatusCode::OK && r.body.contains("Test of ci: SUCCESS") && r.body.contains("HTTP 202: seen"), "{}", r.body);
+    // Edit: renamed, inactive, the secret kept (an empty field keeps it).
+    let edit = format!("action=webhook-update&id={}&name=renamed&url=http%3A%2F%2F127.0.0.1%3A{port}%2Fhook&event%3Apr%3Aopened=1&secret=", hook.id);
+    assert_eq!(f.post_as("owner", repo_page, &edit).await.status, StatusCode::SEE_OTHER);
+    let edited = s.webhook(hook.id).unwrap().unwrap();
+    assert_eq!((edited.hook.name.as_str(), edited.hook.active, edited.hook.secret.as_deref()), ("renamed", false, Some("s")));
+    assert_eq!(edited.hook.events, ["pr:opened"]);
+    // Only an administrator of this scope deletes it.
+    assert_eq!(f.post_as("owner", "/projects/TP/settings", &format!("action=webhook-delete&id={}", hook.id)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.post_as("reader", repo_page, &format!("action=webhook-delete&id={}", hook.id)).await.status, StatusCode::FORBIDDEN);
+    let r = f.post_as("owner", repo_page, &format!("action=webhook-delete&id={}", hook.id)).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/repos/test/settings?done=webhook-deleted#webhooks"));
+    assert!(s.webhook(hook.id).unwrap().is_none());
+    // The project's page has its own section.
+    assert!(f.get_as(Some("owner"), "/projects/TP/settings").await.body.contains("id=\"add-webhook\""));
 }

@@ -66,3 +66,107 @@ document.addEventListener('change', function (e) {
     })();
   });
 })();
+// Pull-request diffs (web/pr_diff.rs). Every control is a link or a form that works on its
+// own; this only saves page loads: files past the first load in place when scrolled to, "More
+// context" and "Show anyway" replace their file, and a line's "+" opens the comment form under
+// the line instead of loading the file's page.
+(function () {
+  if (typeof module !== 'undefined') return;
+  document.addEventListener('DOMContentLoaded', function () {
+    var page = document.querySelector('[data-pr-diff]');
+    if (!page || !window.fetch || !('content' in document.createElement('template'))) return;
+    var single = page.hasAttribute('data-single');
+    function fragmentUrl(href) {
+      var at = href.indexOf('#'), hash = at < 0 ? '' : href.slice(at);
+      if (at >= 0) href = href.slice(0, at);
+      return { url: href + (href.indexOf('?') < 0 ? '?' : '&') + 'fragment=1' + (single ? '&back=file' : ''), hash: hash };
+    }
+    // Replaces `section` (a file) with the file's section fetched from `href`.
+    function swap(section, href) {
+      if (section.getAttribute('data-loading')) return Promise.resolve(section);
+      section.setAttribute('data-loading', '1');
+      section.classList.add('loading');
+      var f = fragmentUrl(href);
+      return fetch(f.url, { credentials: 'same-origin', headers: { Accept: 'text/html' } }).then(function (r) {
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        return r.text();
+      }).then(function (html) {
+        var t = document.createElement('template');
+        t.innerHTML = html.trim();
+        var fresh = t.content.querySelector('section.pr-file');
+        if (!fresh) throw new Error('no file section');
+        section.replaceWith(fresh);
+        if (f.hash && f.hash.length > 1) { var target = document.getElementById(f.hash.slice(1)); if (target) target.scrollIntoView({ block: 'center' }); }
+        return fresh;
+      }, function (e) {
+        section.removeAttribute('data-loading');
+        section.classList.remove('loading');
+        throw e;
+      });
+    }
+    var lazy = page.querySelectorAll('section.pr-file[data-lazy]');
+    if ('IntersectionObserver' in window) {
+      var io = new IntersectionObserver(function (entries) {
+        entries.forEach(function (e) {
+          if (!e.isIntersecting) return;
+          io.unobserve(e.target);
+          var a = e.target.querySelector('a.load-file');
+          if (a) swap(e.target, a.getAttribute('href')).catch(function () {});
+        });
+      }, { rootMargin: '600px 0px' });
+      lazy.forEach(function (s) { io.observe(s); });
+    }
+    function plainClick(e) { return e.button === 0 && !e.ctrlKey && !e.metaKey && !e.shiftKey && !e.altKey; }
+    function openForm(link) {
+      var row = link.closest('tr'), next = row.nextElementSibling;
+      if (next && next.classList.contains('comment-form-row') && next.getAttribute('data-for') === link.getAttribute('href')) {
+        next.querySelector('textarea').focus();
+        return;
+      }
+      var tpl = document.getElementById('comment-form-template');
+      if (!tpl) { location.href = link.href; return; }
+      var node = tpl.content.firstElementChild.cloneNode(true), form = node.querySelector('form');
+      var section = link.closest('section.pr-file');
+      form.elements.path.value = section.getAttribute('data-path');
+      form.elements.srcPath.value = section.getAttribute('data-src-path') || '';
+      form.elements.line.value = link.getAttribute('data-line');
+      form.elements.lineType.value = link.getAttribute('data-line-type');
+      form.elements.fileType.value = link.getAttribute('data-file-type');
+      form.elements.text.setAttribute('aria-label', link.getAttribute('aria-label'));
+      node.setAttribute('data-for', link.getAttribute('href'));
+      node.querySelector('td').colSpan = row.closest('table').classList.contains('split') ? 6 : 4;
+      node.cmtLink = link;
+      row.after(node);
+      form.elements.text.focus();
+    }
+    function closeForm(row) {
+      var link = row.cmtLink;
+      row.remove();
+      if (link) link.focus();
+    }
+    page.addEventListener('click', function (e) {
+      if (!plainClick(e)) return;
+      var a = e.target.closest('a.load-file, a[data-swap]');
+      if (a) {
+        e.preventDefault();
+        swap(a.closest('section.pr-file'), a.getAttribute('href')).catch(function () { location.href = a.href; });
+        return;
+      }
+      var c = e.target.closest('a.cmt');
+      if (c) { e.preventDefault(); openForm(c); return; }
+      var cancel = e.target.closest('[data-cancel]');
+      if (cancel) closeForm(cancel.closest('tr'));
+    });
+    page.addEventListener('keydown', function (e) {
+      if (e.key !== 'Escape') return;
+      var row = e.target.closest && e.target.closest('tr.comment-form-row');
+      if (row && row.cmtLink) closeForm(row);
+    });
+    page.addEventListener('submit', function (e) {
+      var f = e.target, ask = f.getAttribute('data-confirm');
+      if (ask && !window.confirm(ask)) { e.preventDefault(); return; }
+      var b = f.querySelector('button[type=submit]');
+      if (b) setTimeout(function () { b.disabled = true; }, 0);
+    });
+  });
+})();

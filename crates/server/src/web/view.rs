@@ -41,22 +41,90 @@ button:disabled{opacity:.45;cursor:wait}
 code,pre,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
 table.code{border-collapse:collapse;width:100%;background:#fff;font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
 table.code td{padding:0 10px;white-space:pre;vertical-align:top}
-table.code td.ln{width:1%;text-align:right;color:#97a0af;user-select:none;border-right:1px solid #ebecf0}table.code td.ln a{color:#97a0af}
+table.code td.ln{width:1%;text-align:right;color:#5e6c84;user-select:none;border-right:1px solid #ebecf0}table.code td.ln a{color:#5e6c84}
 .codebox{border:1px solid #dfe1e6;border-radius:4px;overflow:auto;background:#fff}
 .codebox .head{background:#fafbfc;border-bottom:1px solid #dfe1e6;padding:6px 10px;display:flex;justify-content:space-between}
-tr.add td{background:#e3fcef}tr.del td{background:#ffebe6}tr.hunk td{background:#deebff;color:#5e6c84}
+tr.add td{background:#e3fcef}tr.del td{background:#ffebe6}tr.hunk td{background:#deebff;color:#42526e}
 .readme{background:#fff;border:1px solid #dfe1e6;border-radius:4px;padding:6px 24px}
 .readme pre{background:#f4f5f7;padding:10px;overflow:auto}.readme img{max-width:100%}
 .readme table{border-collapse:collapse}.readme td,.readme th{border:1px solid #dfe1e6;padding:4px 8px}
 .muted{color:#5e6c84}.sha{font-family:monospace;font-size:12px}
+.small{font-size:12px}textarea{font:inherit;width:100%;padding:6px 8px;border:1px solid #c1c7d0;border-radius:3px;background:#fff}
+textarea:focus{outline:2px solid #4c9aff;border-color:#4c9aff}details>summary{cursor:pointer;color:#0052cc}
+.field-error{color:#bf2600;font-size:12.5px;margin-top:3px}.field label.plain,.field label.reviewer-choice{display:block;font-weight:400}
+.ref{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px;background:#f4f5f7;border:1px solid #dfe1e6;border-radius:3px;padding:0 5px}
+.badge.state-open{background:#deebff;color:#0747a6}.badge.state-merged{background:#e3fcef;color:#006644}.badge.state-declined{background:#ffebe6;color:#bf2600}
+.badge.status-approved{background:#e3fcef;color:#006644}.badge.status-needs-work{background:#fffae6;color:#974f0c}.badge.task{background:#fffae6;color:#974f0c}
+span.reviewer{display:inline-block;margin:0 8px 2px 0}span.reviewer.status-approved::after{content:" \2713";color:#006644}span.reviewer.status-needs-work::after{content:" \2717";color:#974f0c}
+.pr-filter{display:flex;gap:2px}.pr-filter a{padding:4px 10px;border-radius:3px;color:#42526e}.pr-filter a.on{background:#deebff;color:#0747a6;font-weight:600}
+.repo-bar .button{margin-left:auto}.pr-head h2{margin:6px 0}.pr-head p{margin:0 0 10px}
+.pr-layout{display:grid;grid-template-columns:minmax(0,1fr) 300px;gap:16px;align-items:start}.pr-side .card h3{margin:0 0 8px;font-size:14px}.pr-side h3.spaced{margin-top:12px}
+@media (max-width:820px){.pr-layout{grid-template-columns:1fr}}
+ul.people{list-style:none;margin:0;padding:0}ul.people li{margin-bottom:4px}ul.vetoes{padding-left:18px;margin:6px 0 10px}ul.vetoes li{margin-bottom:6px}
+ol.activity{list-style:none;margin:0 0 16px;padding:0}ol.activity>li{border-left:2px solid #dfe1e6;padding:6px 0 6px 14px;margin-left:6px}
+.comment{background:#fff;border:1px solid #dfe1e6;border-radius:4px;padding:8px 12px;margin:6px 0}.comment .replies{margin-left:18px}
+.comment-head{display:flex;gap:8px;align-items:baseline;flex-wrap:wrap}.comment-actions{display:flex;gap:12px;align-items:flex-start;flex-wrap:wrap}.comment-actions form{margin-top:6px}
+.md p:first-child{margin-top:0}.md p:last-child{margin-bottom:0}.md pre{background:#f4f5f7;padding:8px;overflow:auto}.md img{max-width:100%}
+.branch-pickers{display:flex;gap:12px;align-items:flex-end;flex-wrap:wrap;margin-bottom:12px}.branch-pickers .field{margin-bottom:0}.branch-pickers .arrow{padding-bottom:6px}
+button.link{background:none;color:#0052cc;padding:0 4px;font-size:12px}#add-reviewer-form{margin-top:8px}#add-reviewer-form input{width:150px}
+fieldset.reviewers{border:1px solid #dfe1e6;border-radius:4px;max-height:240px;overflow:auto}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:12px}
 .grid .card{margin:0}.grid .card h3{margin:0 0 4px;font-size:15px}
 .secret{font-family:monospace;background:#fffae6;padding:8px;border:1px dashed #ff991f;word-break:break-all}
 .narrow{max-width:380px;margin:40px auto}
 .spaced{margin-top:10px}.notice.spaced{margin-top:12px}.spaced-below{margin-bottom:14px}.padded{padding:10px}h2.flush{margin-top:0}
 .added{color:#006644}.removed{color:#bf2600}
-.error-page{text-align:center;padding:50px 20px}.error-page .code{font-size:64px;font-weight:700;color:#c1c7d0}
-footer{max-width:1100px;margin:30px auto;padding:0 20px;color:#97a0af;font-size:12px}
+.error-page{text-align:center;padding:50px 20px}.error-page .code{font-size:64px;font-weight:700;color:#6b778c}
+footer{max-width:1100px;margin:30px auto;padding:0 20px;color:#5e6c84;font-size:12px}
+/* pull-request diff (web/pr_diff.rs) */
+.pr-diff-page a:focus-visible,.pr-diff-page button:focus-visible,.pr-diff-page summary:focus-visible{outline:2px solid #4c9aff;outline-offset:1px}
+.pr-meta{display:flex;gap:6px;align-items:center;flex-wrap:wrap;margin-bottom:12px}.pr-meta .branch{background:#ebecf0;padding:1px 6px;border-radius:3px}
+.badge.pr-state.open{background:#deebff;color:#0747a6}.badge.pr-state.merged{background:#e3fcef;color:#006644}.badge.pr-state.declined{background:#ffebe6;color:#bf2600}
+.pr-toolbar{display:flex;gap:8px;align-items:center;flex-wrap:wrap;margin-bottom:12px}.pr-toolbar .seg-group{display:inline-flex}
+.pr-toolbar .seg{border:1px solid #c1c7d0;padding:3px 10px;background:#fff;color:#42526e}.pr-toolbar .seg-group .seg+.seg{border-left:0}
+.pr-toolbar .seg.on{background:#deebff;color:#0747a6;font-weight:600}
+.pr-files{background:#fff;border:1px solid #dfe1e6;border-radius:4px;padding:10px 14px;margin-bottom:16px}.pr-files h2{font-size:15px}
+ul.file-tree{list-style:none;margin:8px 0 0;padding:0;max-height:420px;overflow:auto}ul.file-tree li{padding:2px 0}
+ul.file-tree li.dir{color:#5e6c84;margin-top:4px}ul.file-tree li.nested{padding-left:18px}
+ul.file-tree .file-only{font-size:12px;color:#5e6c84}ul.file-tree a.file-link{text-decoration:underline}.comment-count{font-size:12px;color:#0052cc}
+.badge.kind{min-width:18px;text-align:center}.badge.kind.add{background:#e3fcef;color:#006644}.badge.kind.delete{background:#ffebe6;color:#bf2600}
+.badge.kind.move,.badge.kind.copy{background:#eae6ff;color:#403294}.badge.kind.modify{background:#fffae6;color:#974f0c}
+.counts{font-size:12px}
+.pr-file{margin-bottom:18px;scroll-margin-top:8px}
+.pr-file-head{display:flex;gap:6px;align-items:center;flex-wrap:wrap;background:#fafbfc;border:1px solid #dfe1e6;border-bottom:0;border-radius:4px 4px 0 0;padding:6px 10px}
+.pr-file-head h3{font-size:13px;margin:0}.pr-file-head .file-links{margin-left:auto;display:flex;gap:10px;font-size:12px}
+.pr-file .codebox{border-radius:0 0 4px 4px}
+.pr-file .placeholder{background:#fff;border:1px solid #dfe1e6;border-radius:0 0 4px 4px;margin:0;padding:14px 10px}
+.pr-file.loading{opacity:.6}
+.file-comments{background:#fff;border-left:1px solid #dfe1e6;border-right:1px solid #dfe1e6;padding:0 10px}.file-comments:empty{display:none}
+.file-comments details.file-comment{padding:6px 0}.file-comments summary{cursor:pointer;color:#0052cc;font-size:12px}
+table.pr-diff td.code::before{display:inline-block;width:1.2em;color:#5e6c84}
+table.pr-diff td.code.add::before{content:"+"}table.pr-diff td.code.del::before{content:"-"}table.pr-diff td.code.ctx::before{content:" "}
+table.pr-diff td.act{width:1%;padding:0 2px;border-right:1px solid #ebecf0}
+table.pr-diff a.cmt{display:inline-block;width:16px;height:16px;line-height:15px;text-align:center;border-radius:3px;background:#0052cc;color:#fff;font-weight:700;opacity:.2}
+table.pr-diff tr:hover a.cmt,table.pr-diff a.cmt:focus{opacity:1;text-decoration:none}
+table.pr-diff tr.hunk td{font-family:inherit}table.pr-diff tr.hunk a{margin-left:10px}
+table.pr-diff.split{table-layout:fixed}table.pr-diff.split col.c-ln{width:52px}table.pr-diff.split col.c-act{width:24px}
+table.pr-diff.split td.code{white-space:pre-wrap;word-break:break-all}
+table.pr-diff td.code.add{background:#e3fcef}table.pr-diff td.code.del{background:#ffebe6}table.pr-diff td.code.empty{background:#f4f5f7}
+table.pr-diff td.ln:target,table.pr-diff td.ln:target+td.ln{background:#fffae6}
+table.pr-diff .cut{color:#bf2600}
+table.pr-diff tr.comments td,table.pr-diff tr.comment-form-row td{white-space:normal;font:14px/1.45 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;background:#fafbfc;padding:6px 12px;border-top:1px solid #ebecf0;border-bottom:1px solid #ebecf0}
+.thread{max-width:800px;background:#fff;border:1px solid #dfe1e6;border-radius:4px;padding:8px 12px;margin:6px 0}.thread.outdated{border-style:dashed}
+.outdated-note{margin:0 0 6px;font-size:12px;color:#5e6c84}
+article.comment{margin:2px 0;scroll-margin-top:60px}table.pr-diff td.ln{scroll-margin-top:60px}article.comment:target{background:#fffae6}.comment-head{font-size:13px}
+.comment-body p{margin:4px 0}.comment-body pre{background:#f4f5f7;padding:8px;overflow:auto}
+.comment-actions{display:flex;gap:12px;align-items:flex-start;font-size:12px;flex-wrap:wrap}.comment-actions summary{cursor:pointer;color:#0052cc}
+.replies{margin-left:18px;padding-left:12px;border-left:2px solid #ebecf0}
+.badge.task{background:#fffae6;color:#974f0c}
+form.comment-form{display:flex;flex-direction:column;gap:6px;max-width:800px;margin:6px 0}
+form.comment-form textarea{font:inherit;width:100%;padding:6px 8px;border:1px solid #c1c7d0;border-radius:3px;resize:vertical}
+form.comment-form textarea:focus{outline:2px solid #4c9aff;border-color:#4c9aff}
+button.link-button{background:none;border:0;padding:0;color:#0052cc;font-size:12px;cursor:pointer}button.link-button.danger-text{color:#bf2600}
+a.button.secondary{background:#ebecf0;color:#42526e;display:inline-block}
+.badge.build-successful{background:#e3fcef;color:#006644}.badge.build-failed{background:#ffebe6;color:#bf2600}.badge.build-inprogress{background:#deebff;color:#0747a6}
+.badge.build-cancelled,.badge.build-unknown{background:#dfe1e6;color:#42526e}.badge.insight-pass{background:#e3fcef;color:#006644}.badge.insight-fail{background:#ffebe6;color:#bf2600}
+.annotation{background:#fffae6;border-left:3px solid #ff991f;padding:4px 8px;font-size:12px;white-space:normal}.annotation.high{border-left-color:#de350b}.annotation.low{border-left-color:#97a0af}
 "#;
 
 /// The page script: copy buttons, auto-submitting selects and the locked-account sign-in check.
@@ -92,6 +160,8 @@ fn shell(ctx: &str, title: &str, nav: Markup, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " - Trove" }
+                // No favicon of our own: an empty one saves every first visit a 404.
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href={ (ctx) "/static/trove.css" };
                 script src={ (ctx) "/static/trove.js" } defer {}
             }
@@ -111,7 +181,7 @@ fn shell(ctx: &str, title: &str, nav: Markup, body: Markup) -> Markup {
 pub(crate) fn page(w: &Web, title: &str, body: Markup) -> Response {
     let ctx = w.ctx();
     let nav = html! {
-        nav {
+        nav aria-label="Main" {
             a href={ (ctx) "/projects" } { "Projects" }
             @if w.is_admin() { a href={ (ctx) "/admin" } { "Administration" } }
         }
@@ -132,7 +202,7 @@ pub(crate) fn page(w: &Web, title: &str, body: Markup) -> Response {
 
 /// The 404/403/500 page: same look, no details beyond what the caller can act on.
 pub(crate) fn error_page(ctx: &str, status: StatusCode, title: &str, detail: &str) -> Response {
-    let nav = html! { nav { a href={ (ctx) "/projects" } { "Projects" } } div.me { a href={ (ctx) "/login" } { "Log in" } } };
+    let nav = html! { nav aria-label="Main" { a href={ (ctx) "/projects" } { "Projects" } } div.me { a href={ (ctx) "/login" } { "Log in" } } };
     let body = html! {
         div.error-page {
             div.code { (status.as_u16()) }
@@ -171,6 +241,13 @@ pub(crate) fn done_notice(code: Option<&str>) -> Option<Notice> {
         "password" => "Password changed.",
         "token-revoked" => "Token revoked.",
         "user-updated" => "User updated.",
+        "member-added" => "Member added.",
+        "member-removed" => "Member removed.",
+        "restricted" => "Branch restriction added.",
+        "unrestricted" => "Branch restriction deleted.",
+        "webhook-created" => "Webhook added.",
+        "webhook-saved" => "Webhook saved.",
+        "webhook-deleted" => "Webhook deleted.",
         "unlocked" => "Failed logins cleared: the user's password works over git and REST again.",
         _ => return None,
     };

@@ -412,3 +412,34 @@ fn every_surface_gives_every_caller_the_access_services_answer_about_projects() 
     assert!(checked > 250, "only {checked} cells were checked");
     assert!(wrong.is_empty(), "{} of {checked} cells disagree with the table:\n{}", wrong.len(), wrong.join("\n"));
 }
+
+#[test]
+fn a_member_clones_and_pushes_through_a_groups_project_permission_until_removed_from_the_group() {
+    let t = TestServer::start();
+    t.seed("scm/TP/test.git", 2);
+    let store = t.server.store();
+    let devs = trove_store::GroupName::parse("devs").unwrap();
+    store.insert_group(&devs).unwrap();
+    store.grant_group_project(&devs, &ProjectKey::parse("TP").unwrap(), Permission::Write).unwrap();
+    // `outsider` holds no grant of their own: not yet a member, nothing.
+    let url = t.url_as("outsider", "scm/TP/test.git");
+    let home = t.dir("outsider");
+    let err = t.git_fails(&home, &["clone", "-q", &url, "before"]);
+    assert!(err.contains("not found") || err.contains("404"), "{err}");
+
+    store.add_group_member(&devs, &user("outsider")).unwrap();
+    t.git_ok(&home, &["clone", "-q", &url, "work"]);
+    let work = home.join("work");
+    let tip = t.commit(&work, "group.txt", "pushed through the group\n");
+    t.git_ok(&work, &["push", "-q", "origin", "main"]);
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/main").as_deref(), Some(tip.as_str()));
+
+    // Out of the group, out of the repository, from the very next request.
+    store.remove_group_member(&devs, &user("outsider")).unwrap();
+    t.commit(&work, "late.txt", "too late\n");
+    let err = t.git_fails(&work, &["push", "-q", "origin", "main"]);
+    assert!(err.contains("not found") || err.contains("404"), "{err}");
+    let err = t.git_fails(&work, &["fetch", "-q", "origin"]);
+    assert!(err.contains("not found") || err.contains("404"), "{err}");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/main").as_deref(), Some(tip.as_str()), "nothing more was pushed");
+}

@@ -48,10 +48,24 @@ fn push_auth_matrix() {
     let t = TestServer::start();
     let (work, _) = t.seed("scm/TP/test.git", 1);
     let bearer = format!("http.extraHeader=Authorization: Bearer {}", t.writer_token);
+    let writer_read_token = t.server.store().create_token(&crate::support::user("writer"), "ro", trove_store::Permission::Read).unwrap().secret;
     let cases: Vec<(&str, String, Vec<&str>, Expect)> = vec![
         ("anonymous", t.url(None, "scm/TP/test.git"), vec![], Expect::Fails("could not read Username")),
         ("reader", t.url_as("reader", "scm/TP/test.git"), vec![], Expect::Fails("remote: User reader may not push to TP/test")),
-        ("read-only token", t.url(Some(("reader", &t.reader_token)), "scm/TP/test.git"), vec![], Expect::Fails("may not push")),
+        // The reader lacks write whatever the token: that is what they are told.
+        (
+            "read-only token",
+            t.url(Some(("reader", &t.reader_token)), "scm/TP/test.git"),
+            vec![],
+            Expect::Fails("may not push to TP/test: write permission is required"),
+        ),
+        // The writer may push, but not with a read-only token: the token is named as the cause.
+        (
+            "writer's read-only token",
+            t.url(Some(("writer", &writer_read_token)), "scm/TP/test.git"),
+            vec![],
+            Expect::Fails("remote: User writer may push to TP/test, but not with this access token: it is a read token"),
+        ),
         ("outsider", t.url_as("outsider", "scm/TP/test.git"), vec![], Expect::Fails("not found")),
         ("wrong password", t.url(Some(("writer", "nope-nope-nope")), "scm/TP/test.git"), vec![], Expect::Fails("Authentication failed")),
         ("writer", t.url_as("writer", "scm/TP/test.git"), vec![], Expect::Ok),

@@ -13,7 +13,7 @@ use crate::support::{TestServer, user};
 
 /// A stand-in for `ssh`: connects to `port`, sends the command git gave it (the last argument)
 /// and the client's GIT_PROTOCOL on one line, then relays stdin and stdout.
-const RELAY: &str = r#"
+pub(crate) const RELAY: &str = r#"
 import os, socket, sys, threading
 s = socket.create_connection(("127.0.0.1", int(os.environ["TROVE_TEST_GIT_PORT"])))
 s.sendall((sys.argv[-1] + "\t" + os.environ.get("GIT_PROTOCOL", "") + "\n").encode())
@@ -33,12 +33,12 @@ while True:
 "#;
 
 /// The sessions that ended: (command, GIT_PROTOCOL, exit code).
-type Ended = Arc<Mutex<Vec<(String, String, Option<i32>)>>>;
+pub(crate) type Ended = Arc<Mutex<Vec<(String, String, Option<i32>)>>>;
 
 /// Serves git sessions as `writer` on 127.0.0.1:0: one line `git-upload-pack '/TP/test.git'`
 /// TAB `GIT_PROTOCOL`, then the session. Returns the port and the (command, protocol, exit code)
 /// of each session that ended.
-fn listen(t: &TestServer) -> (u16, Ended) {
+pub(crate) fn listen(t: &TestServer) -> (u16, Ended) {
     let server = t.server.clone();
     let ended = Ended::default();
     let seen = ended.clone();

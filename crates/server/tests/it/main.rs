@@ -2,8 +2,12 @@
 
 mod access_matrix;
 mod api_clients;
+mod archive;
+mod audit;
 mod auth;
 mod bodies;
+mod branch_permissions;
+mod builds;
 mod clone_fetch;
 mod cluster;
 mod context_path;
@@ -13,7 +17,10 @@ mod h2;
 mod http;
 mod ls_remote;
 mod metrics;
+mod pull_requests;
 mod push;
+mod rest_refs;
 mod shutdown;
 mod support;
 mod web_ui;
+mod webhooks;

@@ -286,6 +286,34 @@ fn pushes_to_refs_reserved_for_pull_requests_are_refused_and_change_nothing() {
     t.git_ok(&work, &["push", &url, "main:main", "main:refs/heads/feature/x", "main:refs/tags/v1"]);
 }
 
+/// `refs/pull-requests/*` are the server's: hidden from pushes (git refuses to create, move or
+/// delete them, whatever the hook says), still advertised to fetches.
+#[test]
+fn pull_request_refs_are_hidden_from_pushes_and_fetchable() {
+    let t = TestServer::start();
+    let (work, tip) = t.seed("scm/TP/test.git", 1);
+    let err = t.git_fails(&work, &["push", "origin", "HEAD:refs/pull-requests/1/from"]);
+    assert!(err.contains("deny updating a hidden ref"), "{err}");
+    assert_eq!(t.server_rev("TP", "test", "refs/pull-requests/1/from"), None);
+
+    // The server writes one (as pr_git does): fetches see it, pushes neither see nor move it.
+    let newer = t.commit(&work, "next.txt", "next");
+    t.git_ok(&t.repo_dir("TP", "test"), &["update-ref", "refs/pull-requests/1/from", &tip]);
+    let remote = t.git_ok(&work, &["ls-remote", "origin"]);
+    assert!(remote.contains(&format!("{tip}\trefs/pull-requests/1/from")), "{remote}");
+    let fetched = t.work_repo("fetcher", 0);
+    t.git_ok(&fetched, &["fetch", "-q", &t.url_as("writer", "scm/TP/test.git"), "refs/pull-requests/1/from"]);
+    assert_eq!(t.git_ok(&fetched, &["rev-parse", "FETCH_HEAD"]), tip);
+    for refspec in ["HEAD:refs/pull-requests/1/from", "+HEAD:refs/pull-requests/1/from", ":refs/pull-requests/1/from"] {
+        let err = t.git_fails(&work, &["push", "origin", refspec]);
+        assert!(err.contains("hidden ref"), "{refspec}: {err}");
+        assert_eq!(t.server_rev("TP", "test", "refs/pull-requests/1/from").as_deref(), Some(tip.as_str()), "{refspec}");
+    }
+    // Branches still take pushes.
+    t.git_ok(&work, &["push", "-q", "origin", "HEAD:main"]);
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/main"), Some(newer));
+}
+
 /// Every accepted push is one event with each ref's old and new id; a refused push is none.
 #[test]
 fn an_accepted_push_publishes_one_event_with_each_refs_old_and_new_id() {

@@ -26,6 +26,8 @@ pub struct TestServer {
     /// With `TROVE_TEST_DATABASE=postgres`: the PostgreSQL this server's metadata is in (stopped
     /// after the server).
     pub pg: Option<std::sync::Arc<trove_store::pgtest::TestPg>>,
+    /// Its database's URL, for a restart.
+    pub pg_url: Option<String>,
 }
 
 /// `TROVE_TEST_DATABASE=postgres` runs every server test on a PostgreSQL of its own (scripts/test
@@ -78,13 +80,13 @@ impl TestServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         let pg = test_postgres().map(|(pg, url)| {
             config.database = Some(trove_server::DatabaseSettings::new(&url).unwrap());
-            pg
+            (pg, url)
         });
         configure(&mut config);
         let server = Server::open(config).unwrap();
         let (writer_token, reader_token) = if fixture { Self::fixture(&server) } else { (String::new(), String::new()) };
         let mut t = Self::serve(server, data, home, writer_token, reader_token);
-        t.pg = pg;
+        (t.pg, t.pg_url) = pg.unzip();
         t
     }
 
@@ -143,6 +145,7 @@ impl TestServer {
             writer_token,
             reader_token,
             pg: None,
+            pg_url: None,
         }
     }
 
@@ -305,6 +308,26 @@ impl TestServer {
 
     pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
         http(self.addr, method, path, headers, body)
+    }
+
+    /// Stops the server (orderly, within `within`; unless stopped already) and starts it again
+    /// on the same data directory (and database), configured by `configure`, on a new port.
+    pub fn restart(&mut self, within: Duration, configure: impl FnOnce(&mut ServerConfig)) {
+        if self.thread.is_some() {
+            self.stop(within);
+        }
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+        let home = std::mem::replace(&mut self.home, tempfile::tempdir().unwrap());
+        let mut config = ServerConfig::new(data.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        if let Some(url) = &self.pg_url {
+            config.database = Some(trove_server::DatabaseSettings::new(url).unwrap());
+        }
+        configure(&mut config);
+        let server = Server::open(config).unwrap();
+        let mut next = Self::serve(server, data, home, std::mem::take(&mut self.writer_token), std::mem::take(&mut self.reader_token));
+        (next.pg, next.pg_url) = (self.pg.take(), self.pg_url.take());
+        std::mem::swap(self, &mut next);
     }
 }
 

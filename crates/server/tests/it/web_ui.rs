@@ -1,31 +1,42 @@
 //! The web UI in a real browser: headless Chromium (Debian's `chromium`) driven by
 //! `playwright-core` (`crates/server/tests/ui`), directly against the server on 127.0.0.1.
-//! The same flow runs through `trove up`'s HTTPS gateway under `/stash` in the cli tests.
+//! The same flow runs through `trove up`'s HTTPS gateway under `/stash` in the cli tests; the
+//! pull-request flow (`pull_requests.js`) runs here, then git checks what the browser did.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{TestServer, password};
+use trove_store::{GlobalPermission, Owner, Password, Permission, PrQuery, PrState, ProjectKey, RepoSlug};
+
+use crate::support::{TestServer, basic, password, user};
 
 pub fn ui_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui")
 }
 
-/// `node flow.js` with `env`; panics with its output unless every step passed. Fails (never
-/// skips) when node, Chromium or playwright-core is missing, saying how to install them.
+/// `node flow.js` with `env`; panics with its output unless every step passed.
 pub fn run_flow(env: &[(&str, String)]) {
+    run_script("flow.js", env);
+}
+
+/// `node {script}` (in `crates/server/tests/ui`) with `env`; panics with its output unless
+/// every step passed. Fails (never skips) when node, Chromium, playwright-core or axe-core is
+/// missing, saying how to install them.
+pub fn run_script(script: &str, env: &[(&str, String)]) {
     let dir = ui_dir();
     assert!(Path::new("/usr/bin/chromium").exists(), "/usr/bin/chromium is missing: apt-get install chromium (scripts/test does)");
-    assert!(dir.join("node_modules/playwright-core").is_dir(), "playwright-core is missing: run `npm ci` in {} (scripts/test does)", dir.display());
+    for module in ["playwright-core", "axe-core"] {
+        assert!(dir.join("node_modules").join(module).is_dir(), "{module} is missing: run `npm ci` in {} (scripts/test does)", dir.display());
+    }
     let mut cmd = Command::new("node");
-    cmd.arg(dir.join("flow.js")).current_dir(&dir);
+    cmd.arg(dir.join(script)).current_dir(&dir);
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run node ({e}): install nodejs and npm (scripts/test does)"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser flow failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(out.status.success(), "browser flow {script} failed ({}):\n{stdout}\n{stderr}", out.status);
     assert!(stdout.lines().last().is_some_and(|l| l.ends_with(" passed, 0 failed")), "{stdout}");
     println!("{stdout}");
 }
@@ -64,4 +75,110 @@ fn the_seeds_admin_flow_and_browsing_work_in_headless_chromium() {
     ]);
     // What the browser saved is what the server uses now.
     assert_eq!(t.server.store().base_url().unwrap().map(|b| b.as_str().to_owned()), Some(t.root.clone()));
+}
+
+/// Where the pull-request flow saves its screenshots: `TROVE_SCREENSHOTS` when set, `docs/screenshots`
+/// with `TROVE_UPDATE_SCREENSHOTS` (as the cli test's flow), else a directory of the test's own
+/// (taken anyway, so that taking them is tested, and thrown away).
+fn screenshots(t: &TestServer) -> PathBuf {
+    if let Some(dir) = std::env::var_os("TROVE_SCREENSHOTS") {
+        PathBuf::from(dir)
+    } else if std::env::var_os("TROVE_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    } else {
+        t.dir("screenshots")
+    }
+}
+
+/// The pull-request flow's repository, pushed by alice: `main` with src/main.rs; `feature/shout`
+/// changing its line 3 in one commit (subject and body: the create form's proposal); `docs`
+/// adding docs/greeting.md. Returns the tips of the two branches.
+fn pull_request_repo(t: &TestServer) -> (String, String) {
+    let dir = t.dir("pr-sample");
+    t.git_ok(&dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("README.md"), "# Greeter\n\nSays hello.\n").unwrap();
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/main.rs"), "fn main() {\n    let greeting = \"hello\";\n    println!(\"{greeting}\");\n}\n").unwrap();
+    t.git_ok(&dir, &["add", "."]);
+    t.git_ok(&dir, &["commit", "-q", "-m", "Say hello"]);
+    t.git_ok(&dir, &["checkout", "-q", "-b", "feature/shout"]);
+    std::fs::write(
+        dir.join("src/main.rs"),
+        "fn main() {\n    let greeting = \"hello\";\n    let loud = greeting.to_uppercase();\n    println!(\"{loud}\");\n}\n",
+    )
+    .unwrap();
+    t.git_ok(&dir, &["commit", "-q", "-am", "Shout the greeting\n\nUpper case, so that it is heard."]);
+    t.git_ok(&dir, &["checkout", "-q", "-b", "docs", "main"]);
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::write(dir.join("docs/greeting.md"), "# Greeting\n\nThe program says hello,\nin lower case.\n").unwrap();
+    t.git_ok(&dir, &["add", "docs"]);
+    t.git_ok(&dir, &["commit", "-q", "-m", "Document the greeting"]);
+    t.git_ok(&dir, &["push", "-q", &t.url_as("alice", "scm/TP/test.git"), "main", "feature/shout", "docs"]);
+    (t.git_ok(&dir, &["rev-parse", "feature/shout"]), t.git_ok(&dir, &["rev-parse", "docs"]))
+}
+
+#[test]
+fn two_people_open_review_and_merge_a_pull_request_in_headless_chromium_with_pointer_and_keyboard() {
+    let t = TestServer::start();
+    let store = t.server.store();
+    let tp = ProjectKey::parse("TP").unwrap();
+    for (name, display) in [("alice", "Alice Liddell"), ("bob", "Bob Dylan")] {
+        store.create_user(&user(name), &Password::new(&password(name)).unwrap(), GlobalPermission::LicensedUser).unwrap();
+        store.set_user_details(&user(name), Some(display), Some(&format!("{name}@example.com"))).unwrap();
+        store.grant_project(&user(name), &tp, Permission::Write).unwrap();
+    }
+    let (shout, docs) = pull_request_repo(&t);
+    // Squash is not enabled by default; a repository admin turns it on (REST only).
+    let auth = basic("admin", &password("admin"));
+    let body = r#"{"mergeConfig":{"defaultStrategy":{"id":"no-ff"},"strategies":[{"id":"no-ff","enabled":true},{"id":"squash","enabled":true}]}}"#;
+    let r = t.http(
+        "POST",
+        "/rest/api/1.0/projects/TP/repos/test/settings/pull-requests",
+        &[("Authorization", auth.as_str()), ("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    run_script(
+        "pull_requests.js",
+        &[
+            ("TROVE_ROOT", t.root.clone()),
+            ("TROVE_REPO", "TP/test".into()),
+            ("TROVE_ALICE", "alice".into()),
+            ("TROVE_ALICE_PASSWORD", password("alice")),
+            ("TROVE_BOB", "bob".into()),
+            ("TROVE_BOB_PASSWORD", password("bob")),
+            ("TROVE_BRANCH", "feature/shout".into()),
+            ("TROVE_KEYS_BRANCH", "docs".into()),
+            ("TROVE_GIT_URL", t.url_as("alice", "scm/TP/test.git")),
+            ("TROVE_GIT_HOME", t.home.path().display().to_string()),
+            ("TROVE_SCREENSHOTS", screenshots(&t).display().to_string()),
+        ],
+    );
+
+    // What the browser did, as git sees it in the server's repository.
+    let repo = store.repo(&Owner::Project(tp), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let (merged, _) = store.prs(&PrQuery { repo_id: Some(repo.id), states: vec![PrState::Merged], limit: 10, ..PrQuery::default() }).unwrap();
+    assert_eq!(merged.len(), 2, "both pull requests are merged");
+    let by_ref = |r: &str| merged.iter().find(|p| p.from_ref == format!("refs/heads/{r}")).unwrap_or_else(|| panic!("no merged pull request from {r}"));
+    let bare = t.repo_dir("TP", "test");
+    let git = |args: &[&str]| t.git_ok(&bare, args);
+    // The first: squashed into one commit of one parent, with alice's fix in it, on main; her
+    // branch is gone, and the fix (a commit the browser flow pushed) was the pull request's tip.
+    let squash = by_ref("feature/shout").merge_commit.clone().expect("a merge commit");
+    let parents = git(&["rev-list", "--parents", "-n", "1", &squash]);
+    assert_eq!(parents.split(' ').count(), 2, "one parent: {parents}");
+    assert_eq!(git(&["show", &format!("{squash}:src/main.rs")]).lines().next(), Some("// Says hello, loudly."));
+    assert!(git(&["show", &format!("{squash}:src/main.rs")]).contains("let loud = greeting.to_uppercase();"));
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/feature/shout"), None, "the source branch was deleted");
+    let fix = by_ref("feature/shout").from_hash.clone();
+    assert_ne!(fix, shout, "the pull request was rescoped to alice's fix");
+    assert_eq!(git(&["rev-parse", &format!("{fix}^")]), shout);
+    // The second (keyboard, the default no-ff): a merge commit of two parents, the branch gone.
+    let merge = by_ref("docs").merge_commit.clone().expect("a merge commit");
+    let parents = git(&["rev-list", "--parents", "-n", "1", &merge]);
+    assert_eq!(parents.split(' ').collect::<Vec<_>>()[1..], [squash.as_str(), docs.as_str()], "main then docs");
+    assert_eq!(git(&["rev-parse", "refs/heads/main"]), merge, "main is at the last merge");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/docs"), None);
+    t.fsck("TP", "test");
 }
