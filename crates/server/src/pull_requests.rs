@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::branch_permissions::{Applying, CHECK_CONFIGURATION, RestrictionsError, refusal};
 use crate::events::{PushEvent, RefUpdate};
 use crate::pr_git::{DiffOptions, GitRepo, Identity, MergeCheck, MergeError, MergeRequest, PrGitError, Strategy};
+use crate::webhooks::ServerChange;
 
 /// The all-zero id git uses for "no object".
 const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -863,15 +864,25 @@ pub(crate) async fn merge(state: &AppState, repo: &Repo, actor: &Actor<'_>, numb
     };
     let git = git_for(state, repo);
     let req = MergeRequest { from: &pr.from_hash, to: &pr.to_hash, to_ref: &pr.to_ref, strategy, message: &message, author: &author };
+    // Journaled before the target moves, with the source when it is to go: a crash between the
+    // merge and its repo:refs_changed loses neither (`webhooks::ServerChange`).
+    let mut refs = vec![(pr.to_ref.as_str(), Some(pr.to_hash.as_str()))];
+    if ask.delete_source {
+        refs.push((pr.from_ref.as_str(), Some(pr.from_hash.as_str())));
+    }
+    let journal = ServerChange::begin(state, repo.id, user.name.as_str(), &refs)
+        .map_err(|e| PrGitError::Io { command: "(the merge's journal in git-home/pushes)".into(), source: e })?;
     let merged = match git.merge(&req).await {
         Ok(m) => m,
         Err(MergeError::Conflicted(paths)) => {
+            journal.abandon();
             return Err(PrError::Vetoed(vec![Veto {
                 summary: "This pull request has conflicts".into(),
                 detail: format!("Merging conflicts in {}; resolve them on the source branch and push.", paths.join(", ")),
             }]));
         }
         Err(MergeError::NotFastForward) => {
+            journal.abandon();
             return Err(PrError::Conflict {
                 exception: "com.atlassian.bitbucket.scm.git.GitFastForwardOnlyMergeException",
                 message: format!(
@@ -884,6 +895,7 @@ pub(crate) async fn merge(state: &AppState, repo: &Repo, actor: &Actor<'_>, numb
             });
         }
         Err(MergeError::TargetMoved { .. }) => {
+            journal.abandon();
             return Err(PrError::Conflict {
                 exception: "com.atlassian.bitbucket.pull.PullRequestOutOfDateException",
                 message: format!(
@@ -891,6 +903,7 @@ pub(crate) async fn merge(state: &AppState, repo: &Repo, actor: &Actor<'_>, numb
                 ),
             });
         }
+        // Unknown whether the target moved: dropping the journal settles it from the refs.
         Err(MergeError::Git(e)) => return Err(e.into()),
     };
     let (now, merge_commit) = (now_ms(), merged.merge_commit.clone().unwrap_or_else(|| merged.commit.clone()));
@@ -924,7 +937,7 @@ pub(crate) async fn merge(state: &AppState, repo: &Repo, actor: &Actor<'_>, numb
     rescope_refs(state, repo, Some(actor.id()), &moved).await;
     let ev = PushEvent { repo_id: repo.id, repo: repo.display_path(), path: state.store.repo_path(repo), user: user.name.to_string(), updates };
     // The pull request's pr:merged is in the outbox already.
-    crate::webhooks::publish_server_change(state, ev).await;
+    journal.finish(ev).await;
     Ok(done)
 }
 

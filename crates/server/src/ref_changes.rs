@@ -23,6 +23,7 @@ use crate::branch_permissions::{Applying, CHECK_CONFIGURATION, RestrictionsError
 use crate::events::{PushEvent, RefUpdate};
 use crate::pr_git::{GitRepo, Identity, PrGitError, valid_ref};
 use crate::repo_read::{ReadError, Reader, RefInfo, Refs};
+use crate::webhooks::ServerChange;
 
 /// Why a ref change did not happen. Nothing changed in any case.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,11 @@ pub(crate) enum RefError {
     Restricted(Vec<String>),
     #[error(transparent)]
     Restrictions(#[from] RestrictionsError),
+    /// The change's journal cannot be written: nothing was changed.
+    #[error(
+        "cannot write the change's journal (git-home/pushes in the data directory): {0}; nothing was changed. Check the disk and the directory's permissions."
+    )]
+    Journal(std::io::Error),
     #[error(transparent)]
     Git(#[from] PrGitError),
     #[error(transparent)]
@@ -139,11 +145,19 @@ impl<'a> RefChanges<'a> {
         Ok(self.reader().resolve(refs, Some(start.trim())).await?.ok_or_else(|| RefError::NoStartPoint(start.to_owned()))?.commit)
     }
 
-    /// Sends one change as a push from the caller ([`crate::webhooks::publish_server_change`]).
-    async fn publish(&self, name: &str, old: Option<&str>, new: Option<&str>) {
+    /// Moves `full` from `old` (`None`: absent) to `new` (`None`: delete) in one compare-and-swap,
+    /// as the caller; when it moved, the change goes out as a push from the caller. Journaled
+    /// before the swap ([`ServerChange`]), so a crash between the ref update and its webhook
+    /// event loses neither. `Ok(false)`: the ref was not at `old`, nothing changed.
+    async fn swap(&self, full: &str, new: Option<&str>, old: Option<&str>, reflog: &str) -> Result<bool, RefError> {
+        let change = ServerChange::begin(self.state, self.repo.id, self.who.user.name.as_str(), &[(full, old)]).map_err(RefError::Journal)?;
+        if !self.git().swap_ref(full, new, old, reflog, &self.identity()).await? {
+            change.abandon();
+            return Ok(false);
+        }
         let len = old.or(new).map_or(40, str::len);
         let zero = "0".repeat(len);
-        let update = RefUpdate { name: name.to_owned(), old: old.unwrap_or(&zero).to_owned(), new: new.unwrap_or(&zero).to_owned() };
+        let update = RefUpdate { name: full.to_owned(), old: old.unwrap_or(&zero).to_owned(), new: new.unwrap_or(&zero).to_owned() };
         let ev = PushEvent {
             repo_id: self.repo.id,
             repo: self.repo.display_path(),
@@ -151,7 +165,8 @@ impl<'a> RefChanges<'a> {
             user: self.who.user.name.to_string(),
             updates: vec![update],
         };
-        crate::webhooks::publish_server_change(self.state, ev).await;
+        change.finish(ev).await;
+        Ok(true)
     }
 
     /// Creates branch `name` at `start` (a branch, tag or commit).
@@ -161,10 +176,9 @@ impl<'a> RefChanges<'a> {
         let commit = self.start_point(&refs, start).await?;
         self.check_free(&refs, &full).await?;
         self.check_restrictions(&full, RefChange::Create).await?;
-        if !self.git().swap_ref(&full, Some(&commit), None, "branch created over REST", &self.identity()).await? {
+        if !self.swap(&full, Some(&commit), None, "branch created over REST").await? {
             return Err(RefError::Exists(full));
         }
-        self.publish(&full, None, Some(&commit)).await;
         Ok(RefInfo { short: short(&full).to_owned(), full, commit, tag_object: None })
     }
 
@@ -187,11 +201,10 @@ impl<'a> RefChanges<'a> {
         if dry_run {
             return Ok(());
         }
-        if !git.swap_ref(&full, None, Some(&now), "branch deleted over REST", &self.identity()).await? {
+        if !self.swap(&full, None, Some(&now), "branch deleted over REST").await? {
             let moved = git.ref_target(&full).await?;
             return Err(RefError::Stale(full, moved, now));
         }
-        self.publish(&full, Some(&now), None).await;
         Ok(())
     }
 
@@ -219,10 +232,9 @@ impl<'a> RefChanges<'a> {
         if old.as_deref() == Some(new.as_str()) {
             return Ok(RefInfo { short: short(&full).to_owned(), full, commit, tag_object });
         }
-        if !git.swap_ref(&full, Some(&new), old.as_deref(), "tag created over REST", &self.identity()).await? {
+        if !self.swap(&full, Some(&new), old.as_deref(), "tag created over REST").await? {
             return Err(RefError::Exists(full));
         }
-        self.publish(&full, old.as_deref(), Some(&new)).await;
         Ok(RefInfo { short: short(&full).to_owned(), full, commit, tag_object })
     }
 
@@ -232,11 +244,10 @@ impl<'a> RefChanges<'a> {
         let git = self.git();
         let now = git.ref_target(&full).await?.ok_or_else(|| RefError::Missing(full.clone()))?;
         self.check_restrictions(&full, RefChange::Delete).await?;
-        if !git.swap_ref(&full, None, Some(&now), "tag deleted over REST", &self.identity()).await? {
+        if !self.swap(&full, None, Some(&now), "tag deleted over REST").await? {
             let moved = git.ref_target(&full).await?;
             return Err(RefError::Stale(full, moved, now));
         }
-        self.publish(&full, Some(&now), None).await;
         Ok(())
     }
 }

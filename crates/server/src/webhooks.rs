@@ -4,8 +4,9 @@
 //!
 //! What is rendered when (all payloads carry `eventKey`, `date` as `2026-12-03T11:34:06+0000`,
 //! and `actor`, the user who made the change):
-//! - `repo:refs_changed` (`repository`, `changes[]`): every accepted push, and every ref a merge
-//!   or a source-branch delete moved. A push's ref updates come from the `post-receive` hook's
+//! - `repo:refs_changed` (`repository`, `changes[]`): every accepted push, and every ref the
+//!   server moved itself (a merge, a source-branch delete, a branch or tag over REST; journaled
+//!   before they move, [`ServerChange`]). A push's ref updates come from the `post-receive` hook's
 //!   file (the push journal, `events.rs`): the file names the repository and the pusher in its
 //!   first line, git appends the updates after the refs moved, and the server removes the file
 //!   only after the outbox row is written ([`journal_push`]). A file a crash left behind is
@@ -44,6 +45,7 @@ pub(crate) mod delivery;
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
@@ -51,7 +53,7 @@ use trove_store::{Comment, NewActivity, NewEvent, PullRequest, Repo, Store, Stor
 
 use crate::AppState;
 use crate::api::{Api, PrUsers};
-use crate::events::PushEvent;
+use crate::events::{PushEvent, RefUpdate};
 
 /// Every event key a webhook may ask for, as Bitbucket Server 8 names them. Trove sends the
 /// ones in [`SENT`]; the rest are accepted (clients such as Jenkins subscribe to them) and
@@ -502,14 +504,131 @@ pub(crate) async fn record_push(state: &AppState, ev: &PushEvent) -> Result<(), 
     Ok(())
 }
 
-/// After refs the server moved itself (a pull-request merge, a branch or tag changed over
-/// REST): the `repo:refs_changed` event into the outbox, then the push bus. No journal, unlike a
-/// push: a crash between the ref update and the outbox write loses that one event.
-pub(crate) async fn publish_server_change(state: &AppState, ev: PushEvent) {
-    if let Err(e) = record_push(state, &ev).await {
-        tracing::error!(error = %e, repo = %ev.repo, "cannot write the repo:refs_changed webhook event of a change the server made");
+/// A change the server makes to refs itself (a pull-request merge and its source branch's
+/// delete, a branch or tag made or deleted over REST), journaled as a push is: before the refs
+/// move, a journal file in `git-home/pushes` names the repository, the user and each ref with the
+/// value it has now (`intent OLD REF` lines). [`ServerChange::finish`] writes the
+/// `repo:refs_changed` event into the outbox and removes the file, then publishes the change on
+/// the push bus. A crash in between leaves the file, and the next start settles it
+/// ([`recover_pushes`]): each ref that no longer reads its old value is an update from that
+/// value to what it reads now, and a file whose refs all read their old values (the change never
+/// happened) is removed. A change known not to have happened is [`ServerChange::abandon`]ed; one
+/// dropped without either (git failed in an unknown way, the task was cancelled) is settled the
+/// same way at once, so an event is neither lost nor made up.
+pub(crate) struct ServerChange {
+    state: AppState,
+    file: Option<PathBuf>,
+}
+
+impl ServerChange {
+    /// Journals the refs about to change: each with the value it has now (`None`: absent).
+    /// An error (the journal cannot be written) means the change must not be made.
+    pub(crate) fn begin(state: &AppState, repo_id: i64, user: &str, refs: &[(&str, Option<&str>)]) -> std::io::Result<ServerChange> {
+        let mut text = String::from("# server change\n");
+        for (name, old) in refs {
+            let zero = "0".repeat(old.map_or(40, str::len));
+            text.push_str(&format!("intent {} {name}\n", old.unwrap_or(&zero)));
+        }
+        let file = crate::events::updates_file(state.store.git_home(), repo_id, user)?;
+        let written = std::fs::OpenOptions::new().append(true).open(&file).and_then(|mut f| {
+            use std::io::Write as _;
+            f.write_all(text.as_bytes())
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&file);
+            return Err(e);
+        }
+        Ok(ServerChange { state: state.clone(), file: Some(file) })
     }
-    state.events.publish(ev);
+
+    /// The change did not happen (the refs were not where it expected, a merge conflicted):
+    /// the journal goes, no event.
+    pub(crate) fn abandon(mut self) {
+        if let Some(file) = self.file.take() {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    /// After the refs moved: `ev` (what moved) into the outbox, the journal removed, then the
+    /// push bus.
+    pub(crate) async fn finish(mut self, ev: PushEvent) {
+        if let Some(file) = self.file.take() {
+            journal_push(&self.state, &ev, &file).await;
+        }
+        self.state.events.publish(ev);
+    }
+}
+
+impl Drop for ServerChange {
+    fn drop(&mut self) {
+        let Some(file) = self.file.take() else { return };
+        let state = self.state.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn(async move { settle(&state, &file).await })),
+            // No runtime (shutdown): the file stays for the next start.
+            Err(_) => tracing::warn!(journal = %file.display(), "a change the server made is left in its journal for the next start"),
+        }
+    }
+}
+
+/// `intent OLD REF` lines of a server change's journal.
+fn parse_intents(text: &str) -> Vec<(String, String)> {
+    let hex = |s: &str| (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.strip_prefix("intent ")?.split(' ');
+            let (old, name) = (parts.next()?, parts.next()?);
+            (hex(old) && name.starts_with("refs/") && parts.next().is_none()).then(|| (old.to_owned(), name.to_owned()))
+        })
+        .collect()
+}
+
+/// One journal file into its event: a push's lines as git wrote them, a server change's intents
+/// against the refs as they read now. The file stays when the repository or the outbox cannot
+/// be read, for the next start; it goes when nothing moved or the repository is gone.
+async fn settle(state: &AppState, path: &std::path::Path) {
+    let Ok(text) = tokio::fs::read_to_string(path).await else { return };
+    let Some((repo_id, user)) = parse_header(&text) else {
+        let _ = tokio::fs::remove_file(path).await;
+        return;
+    };
+    let mut updates = crate::events::parse_updates(&text);
+    let intents = parse_intents(&text);
+    if !intents.is_empty() {
+        let repo = match state.store.run(move |s| s.repo_by_id(repo_id)).await {
+            Ok(Some(repo)) => repo,
+            Ok(None) => {
+                let _ = tokio::fs::remove_file(path).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, repo = repo_id, journal = %path.display(), "cannot settle a change the server made; it stays in its journal");
+                return;
+            }
+        };
+        let git = crate::pr_git::GitRepo::new(state, state.store.repo_path(&repo));
+        for (old, name) in intents {
+            match git.ref_target(&name).await {
+                Ok(now) => {
+                    let now = now.unwrap_or_else(|| "0".repeat(old.len()));
+                    if now != old {
+                        updates.push(RefUpdate { name, old, new: now });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, repo = repo_id, journal = %path.display(), "cannot read a ref of a change the server made; it stays in its journal");
+                    return;
+                }
+            }
+        }
+    }
+    if updates.is_empty() {
+        let _ = tokio::fs::remove_file(path).await;
+        return;
+    }
+    let ev = PushEvent { repo_id, repo: format!("repository {repo_id}"), path: PathBuf::new(), user, updates };
+    tracing::info!(repo = repo_id, refs = ev.updates.len(), "recovering a change's webhook event from its journal");
+    journal_push(state, &ev, path).await;
 }
 
 /// The push journal's first line: which repository, who pushed.
@@ -536,24 +655,14 @@ pub(crate) async fn journal_push(state: &AppState, ev: &PushEvent, file: &std::p
     }
 }
 
-/// At start: every push journal a crash left behind (refs moved, event not yet in the outbox)
-/// becomes its `repo:refs_changed`; an empty one (the push moved nothing) is removed.
+/// At start: every journal a crash left behind (a push's or a server change's refs moved, the
+/// event not yet in the outbox) becomes its `repo:refs_changed` ([`settle`]); one that moved
+/// nothing is removed.
 pub(crate) async fn recover_pushes(state: &AppState) {
     let dir = state.store.git_home().join("pushes");
     let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
     while let Ok(Some(entry)) = entries.next_entry().await {
-        let path = entry.path();
-        let Ok(text) = tokio::fs::read_to_string(&path).await else { continue };
-        let updates = crate::events::parse_updates(&text);
-        let header = parse_header(&text);
-        let (Some((repo_id, user)), false) = (header, updates.is_empty()) else {
-            let _ = tokio::fs::remove_file(&path).await;
-            continue;
-        };
-        let repo_path = std::path::PathBuf::new();
-        let ev = PushEvent { repo_id, repo: format!("repository {repo_id}"), path: repo_path, user, updates };
-        tracing::info!(repo = repo_id, refs = ev.updates.len(), "recovering a push's webhook event from its journal");
-        journal_push(state, &ev, &path).await;
+        settle(state, &entry.path()).await;
     }
 }
 

@@ -34,6 +34,7 @@ use trove_store::{
 
 use super::{Api, ApiError, no_content, ok, paged, parse_body};
 use crate::AppState;
+use crate::audit::{self, Action};
 use crate::builds::Summary;
 
 /// The legacy build-status routes, below [`BUILD_STATUS_SERVER`], for the OpenAPI test.
@@ -66,7 +67,7 @@ pub(crate) const INSIGHTS_ROUTES: &[(&[&str], &str)] = &[
 pub(crate) const INSIGHTS_SERVER: &str = "/rest/insights/1.0";
 
 /// Longest key, name, description, parent and build number (Bitbucket's limit).
-const MAX_FIELD: usize = 255;
+pub(crate) const MAX_FIELD: usize = 255;
 /// Longest build URL.
 const MAX_URL: usize = 450;
 /// Longest ref name a build names.
@@ -443,7 +444,16 @@ async fn conditions(api: Api, Path((key, slug)): Path<(String, String)>) -> Resu
 async fn condition_create(api: Api, Path((key, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let (repo, _) = api.repo_async(&key, &slug, Permission::Admin, "change the required builds of this repository").await?;
     let spec = parse_condition(&parse_body::<Value>(body)?)?;
-    api.blocking(move |api| Ok(ok(StatusCode::OK, condition_json(&api.store().insert_required_build(repo.id, &spec)?)))).await
+    api.blocking(move |api| {
+        let made = api.store().insert_required_build(repo.id, &spec)?;
+        api.audit(
+            Action::PrSettingsUpdate,
+            &audit::target::repo(&repo),
+            json!({"requiredBuild": made.id, "buildParentKeys": made.condition.build_parent_keys}),
+        );
+        Ok(ok(StatusCode::OK, condition_json(&made)))
+    })
+    .await
 }
 
 /// The condition `id` of `repo`: one of another repository is not found here.
@@ -458,6 +468,11 @@ async fn condition_update(api: Api, Path((key, slug, id)): Path<(String, String,
     api.blocking(move |api| {
         let c = condition_of(api, &repo, &id)?;
         let updated = api.store().update_required_build(c.id, &spec)?.ok_or_else(|| no_condition(&id))?;
+        api.audit(
+            Action::PrSettingsUpdate,
+            &audit::target::repo(&repo),
+            json!({"requiredBuild": updated.id, "buildParentKeys": updated.condition.build_parent_keys}),
+        );
         Ok(ok(StatusCode::OK, condition_json(&updated)))
     })
     .await
@@ -468,6 +483,7 @@ async fn condition_delete(api: Api, Path((key, slug, id)): Path<(String, String,
     api.blocking(move |api| {
         let c = condition_of(api, &repo, &id)?;
         api.store().delete_required_build(c.id)?;
+        api.audit(Action::PrSettingsUpdate, &audit::target::repo(&repo), json!({"requiredBuild": c.id, "deleted": true}));
         Ok(no_content())
     })
     .await

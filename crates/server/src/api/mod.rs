@@ -16,7 +16,7 @@ mod audit;
 mod branch_permissions;
 #[cfg(test)]
 mod branch_permissions_tests;
-mod builds;
+pub(crate) mod builds;
 #[cfg(test)]
 mod builds_tests;
 mod error;

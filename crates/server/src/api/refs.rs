@@ -71,6 +71,7 @@ impl From<RefError> for ApiError {
             RefError::Restrictions(e) if e.is_unavailable() => ApiError::DatabaseDown(e.to_string()),
             RefError::Restrictions(e) => ApiError::Internal(e.to_string()),
             RefError::Git(e) => ApiError::Internal(e.to_string()),
+            RefError::Journal(_) => ApiError::Internal(message),
             RefError::Read(e) => ApiError::Read(e),
         }
     }

@@ -6,9 +6,12 @@
 use std::collections::HashMap;
 
 use maud::{Markup, html};
-use trove_store::{Annotation, BuildState, BuildStatus, InsightReport};
+use serde_json::json;
+use trove_store::{Annotation, BuildState, BuildStatus, InsightReport, Matcher, MatcherType, Repo, RequiredBuild, RequiredBuildSpec};
 
-use super::{Web, WebError};
+use super::view::csrf_field;
+use super::{Form, Web, WebError};
+use crate::audit::{Action, target};
 use crate::builds::Summary;
 
 /// The statuses of `commits` as the repositories `repos` see them, one per key, newest first.
@@ -155,4 +158,100 @@ pub(crate) fn annotation(a: &Annotation) -> Markup {
             @if let Some(u) = n.link.as_deref().and_then(safe) { " " a href=(u) rel="noopener noreferrer" { "details" } }
         }
     }
+}
+
+/// The "Required builds" part of the repository settings page: the merge-check conditions
+/// (build keys that must have succeeded on a pull request's source commit before it merges into
+/// the branches a condition covers), each with a button to delete it, and a form to add one.
+/// The same conditions as `/rest/required-builds/1.0/…/conditions`.
+pub(crate) fn required_section(w: &Web, action: &str, conditions: &[RequiredBuild]) -> Markup {
+    html! {
+        h2 #required-builds { "Required builds" }
+        p.muted { "A pull request into a covered branch merges only when each listed build key has succeeded on its source commit." }
+        table.list #required-build-conditions {
+            thead { tr { th { "Build keys" } th { "Target branches" } th { "Exempt" } th {} } }
+            tbody {
+                @if conditions.is_empty() { tr { td colspan="4" .muted { "No build is required." } } }
+                @for c in conditions {
+                    tr data-condition=(c.id) {
+                        td { @for (i, k) in c.condition.build_parent_keys.iter().enumerate() { @if i > 0 { ", " } code { (k) } } }
+                        td { (matcher_text(&c.condition.ref_matcher)) }
+                        td { @match &c.condition.exempt_ref_matcher { Some(m) => (matcher_text(m)), None => span.muted { "none" } } }
+                        td { form.inline method="post" action=(action) { (csrf_field(w)) input type="hidden" name="action" value="required-build-delete"; input type="hidden" name="id" value=(c.id); button.secondary type="submit" { "Delete" } } }
+                    }
+                }
+            }
+        }
+        form.card.inline.spaced method="post" action=(action) #required-build-add {
+            (csrf_field(w))
+            input type="hidden" name="action" value="required-build-add";
+            input type="text" name="keys" placeholder="build keys (comma-separated)" required aria-label="Build keys";
+            select name="matcher_type" aria-label="Target branches" {
+                @for t in MATCHER_TYPES { option value=(t.as_str()) { (t.name()) } }
+            }
+            input type="text" name="matcher" placeholder="main, release/*, PRODUCTION (empty for any)" aria-label="Branch, pattern, category or model branch";
+            select name="exempt_type" aria-label="Exempt branches" {
+                option value="" { "No exemption" }
+                @for t in &MATCHER_TYPES[1..] { option value=(t.as_str()) { "Exempt " (t.name().to_lowercase()) } }
+            }
+            input type="text" name="exempt" placeholder="exempt branch or pattern" aria-label="Exempt branch, pattern, category or model branch";
+            button type="submit" { "Add" }
+        }
+    }
+}
+
+const MATCHER_TYPES: [MatcherType; 5] = [MatcherType::AnyRef, MatcherType::Branch, MatcherType::Pattern, MatcherType::ModelCategory, MatcherType::ModelBranch];
+
+fn matcher_text(m: &Matcher) -> Markup {
+    html! {
+        @if m.kind() == MatcherType::AnyRef { "Any branch" } @else { (m.kind().name()) ": " code { (m.display_id()) } }
+    }
+}
+
+/// Handles `required-build-add` and `required-build-delete` for `repo`: `Ok(Ok(done code))`, or
+/// `Ok(Err(message))` for the form to show again. Audited as a change of the repository's
+/// pull-request settings, as the REST calls are.
+pub(crate) fn required_post(w: &Web, repo: &Repo, form: &Form) -> Result<Result<&'static str, String>, WebError> {
+    let store = &w.state.store;
+    if form.get("action") == "required-build-delete" {
+        let id: i64 = form.get("id").parse().map_err(|_| WebError::BadRequest("the form names no required-builds condition".into()))?;
+        return match store.required_build(id)? {
+            Some(c) if c.repo == repo.id => {
+                store.delete_required_build(id)?;
+                w.audit(Action::PrSettingsUpdate, &target::repo(repo), json!({"requiredBuild": id, "deleted": true}));
+                Ok(Ok("saved"))
+            }
+            _ => Err(WebError::NotFound),
+        };
+    }
+    let keys: Vec<String> = form.get("keys").split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
+    if keys.is_empty() {
+        return Ok(Err("name at least one build key (the key CI reports its status with)".into()));
+    }
+    if let Some(k) = keys.iter().find(|k| k.chars().count() > crate::api::builds::MAX_FIELD) {
+        return Ok(Err(format!("build key {k:?} is longer than {} characters", crate::api::builds::MAX_FIELD)));
+    }
+    let matcher = |kind: &str, id: &str| -> Result<Matcher, String> {
+        let Some(t) = MatcherType::parse_ref_matcher(kind) else { return Err(format!("{kind:?} is not a matcher type")) };
+        let id = id.trim();
+        if t != MatcherType::AnyRef && id.is_empty() {
+            return Err(format!("name the {} the condition covers", t.name().to_lowercase()));
+        }
+        Matcher::new(t, id).map_err(|e| e.to_string())
+    };
+    let ref_matcher = match matcher(form.get("matcher_type"), form.get("matcher")) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let exempt_ref_matcher = match form.get("exempt_type") {
+        "" => None,
+        t => match matcher(t, form.get("exempt")) {
+            Ok(m) => Some(m),
+            Err(e) => return Ok(Err(format!("exemption: {e}"))),
+        },
+    };
+    let spec = RequiredBuildSpec { build_parent_keys: keys, ref_matcher, exempt_ref_matcher };
+    let made = store.insert_required_build(repo.id, &spec)?;
+    w.audit(Action::PrSettingsUpdate, &target::repo(repo), json!({"requiredBuild": made.id, "buildParentKeys": made.condition.build_parent_keys}));
+    Ok(Ok("saved"))
 }

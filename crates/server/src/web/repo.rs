@@ -839,6 +839,7 @@ fn render_repo_settings(w: &Web, key: &str, slug: &str, note: Option<Notice>, st
     let refs = branch_permissions::current_refs(w, std::slice::from_ref(&repo));
     let restrictions = branch_permissions::section(w, &action, &restrictions, inherited, &refs)?;
     let hooks = webhooks::section(w, &action, &w.state.store.webhooks(repo.project_id, Some(repo.id))?)?;
+    let required = super::builds::required_section(w, &action, &w.state.store.required_builds(repo.id)?);
     let body = html! {
         (repo_header(w, &repo, perm, "settings"))
         (notice(&note))
@@ -846,6 +847,7 @@ fn render_repo_settings(w: &Web, key: &str, slug: &str, note: Option<Notice>, st
         (permissions_section(w, &action, &grants))
         (group_permissions_section(w, &action, &group_grants))
         (restrictions)
+        (required)
         (hooks)
         (danger_zone(w, &action, "repository", repo.slug.as_str()))
     };
@@ -910,6 +912,10 @@ pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>,
             }
             "restrict" | "unrestrict" => match branch_permissions::post(w, RestrictionScope::Repository(repo.id), ScopeOf::Repository(&repo), &form)? {
                 Ok(done) => Ok(see_other(&format!("{here}?done={done}"))),
+                Err(msg) => bad(msg),
+            },
+            "required-build-add" | "required-build-delete" => match super::builds::required_post(w, &repo, &form)? {
+                Ok(done) => Ok(see_other(&format!("{here}?done={done}#required-builds"))),
                 Err(msg) => bad(msg),
             },
             a if a.starts_with("webhook-") => match webhooks::post(w, repo.project_id, Some(repo.id), &target::repo(&repo), &form)? {

@@ -807,3 +807,45 @@ async fn webhooks_are_added_tested_edited_and_deleted_on_the_settings_pages_with
     // The project's page has its own section.
     assert!(f.get_as(Some("owner"), "/projects/TP/settings").await.body.contains("id=\"add-webhook\""));
 }
+
+#[tokio::test]
+async fn required_builds_are_added_and_deleted_on_the_repository_settings_page_with_errors_said() {
+    let f = fixture("", None);
+    let repo_page = "/projects/TP/repos/test/settings";
+    let s = f.server.store();
+    let repo = s.repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let page = f.get_as(Some("owner"), repo_page).await;
+    assert!(page.body.contains("id=\"required-build-add\"") && page.body.contains("No build is required."), "{}", page.body);
+    // Bad input is said and changes nothing.
+    for (form, says) in [
+        ("action=required-build-add&keys=+&matcher_type=ANY_REF&matcher=&exempt_type=", "at least one build key"),
+        ("action=required-build-add&keys=ci&matcher_type=BRANCH&matcher=&exempt_type=", "name the branch"),
+        ("action=required-build-add&keys=ci&matcher_type=NOPE&matcher=x&exempt_type=", "not a matcher type"),
+        ("action=required-build-add&keys=ci&matcher_type=ANY_REF&matcher=&exempt_type=PATTERN&exempt=", "exemption"),
+    ] {
+        let r = f.post_as("owner", repo_page, form).await;
+        assert!(r.status == StatusCode::BAD_REQUEST && r.body.contains(says), "{form}: {}", r.body);
+    }
+    assert!(s.required_builds(repo.id).unwrap().is_empty());
+    // A reader may not.
+    let add = "action=required-build-add&keys=ci%2Fbuild%2C+lint&matcher_type=BRANCH&matcher=main&exempt_type=PATTERN&exempt=release%2F*";
+    assert_eq!(f.post_as("reader", repo_page, add).await.status, StatusCode::FORBIDDEN);
+    let r = f.post_as("owner", repo_page, add).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/repos/test/settings?done=saved#required-builds"));
+    let all = s.required_builds(repo.id).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].condition.build_parent_keys, ["ci/build", "lint"]);
+    assert_eq!((all[0].condition.ref_matcher.id(), all[0].condition.exempt_ref_matcher.as_ref().map(|m| m.id())), ("refs/heads/main", Some("release/*")));
+    let page = f.get_as(Some("owner"), repo_page).await;
+    assert!(page.body.contains("<code>ci/build</code>") && page.body.contains(&format!("data-condition=\"{}\"", all[0].id)), "{}", page.body);
+    // The audit log has it, as a change of the pull-request settings.
+    let audit = f.get_as(Some("admin"), "/admin/audit?action=pull-request-settings.update").await;
+    assert!(audit.body.contains("requiredBuild"), "{}", audit.body);
+    // Deleted only from its own repository's page.
+    let del = format!("action=required-build-delete&id={}", all[0].id);
+    assert_eq!(f.post_as("owner", "/projects/TP/settings", &del).await.status, StatusCode::BAD_REQUEST);
+    let r = f.post_as("owner", repo_page, &del).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(s.required_builds(repo.id).unwrap().is_empty());
+    assert_eq!(f.post_as("owner", repo_page, &del).await.status, StatusCode::NOT_FOUND);
+}

@@ -648,6 +648,69 @@ fn a_push_journal_left_by_a_crash_becomes_its_event_at_the_next_start() {
     assert_eq!(std::fs::read_dir(&pushes).unwrap().count(), 0, "both journals are gone");
 }
 
+/// A change the server makes itself (a branch or tag over REST, a pull-request merge) is
+/// journaled before its ref moves: a journal a crash left behind becomes the event of what moved,
+/// one whose change never happened is removed without an event, and a live change or a refused
+/// one leaves no journal.
+#[test]
+fn a_server_change_journal_left_by_a_crash_becomes_the_event_of_what_moved_and_only_that() {
+    let rx = Receiver::start();
+    let mut t = TestServer::start_with(quick);
+    allow_loopback(&t);
+    webhook(&t, &rx.url("127.0.0.1"), &["repo:refs_changed"]);
+    let (dir, head) = t.seed("scm/TP/test.git", 1);
+    rx.wait_for(1);
+    let git_home = t.server.store().git_home().to_owned();
+    let pushes = git_home.join("pushes");
+    let repo_id = t.server.store().repo(&trove_store::Owner::parse("TP").unwrap(), &trove_store::RepoSlug::parse("test").unwrap()).unwrap().unwrap().id;
+
+    // Live: a branch made over REST is one event and leaves no journal; a delete refused for a
+    // stale endPoint changes nothing and leaves none either.
+    let bu = "/rest/branch-utils/1.0/projects/TP/repos/test/branches";
+    ok(&t, "POST", bu, "writer", Some(json!({"name": "live", "startPoint": "main"})), 201);
+    let got = rx.wait_for(2);
+    assert_eq!(got[1].json()["changes"][0]["refId"], "refs/heads/live");
+    let stale = call(&t, "DELETE", bu, "writer", Some(json!({"name": "live", "endPoint": "0000000000000000000000000000000000000000"})));
+    assert_eq!(stale.0, 409, "{}", stale.1);
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/live").as_deref(), Some(head.as_str()));
+    assert_eq!(std::fs::read_dir(&pushes).unwrap().count(), 0, "no journal stays after a change or a refusal");
+
+    // What a crash leaves: the REST create of `made` happened (its ref is there), the delete of
+    // `main` did not (it still reads its old value).
+    t.stop(Duration::from_secs(30));
+    let repo = t.repo_dir("TP", "test");
+    let out = std::process::Command::new("git").arg("-C").arg(&repo).args(["update-ref", "refs/heads/made", &head]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let zero = "0".repeat(40);
+    std::fs::write(
+        pushes.join("0123456789abcdef01234567"),
+        format!("# trove push repo={repo_id} user=writer\n# server change\nintent {zero} refs/heads/made\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        pushes.join("76543210fedcba9876543210"),
+        format!("# trove push repo={repo_id} user=writer\n# server change\nintent {head} refs/heads/main\n"),
+    )
+    .unwrap();
+    t.restart(Duration::from_secs(30), quick);
+    let got = rx.wait_for(3);
+    let v = got[2].json();
+    assert_eq!((v["eventKey"].as_str(), v["actor"]["name"].as_str()), (Some("repo:refs_changed"), Some("writer")));
+    assert_eq!(
+        v["changes"],
+        json!([{"ref": {"id": "refs/heads/made", "displayId": "made", "type": "BRANCH"}, "refId": "refs/heads/made", "fromHash": zero, "toHash": head, "type": "ADD"}])
+    );
+    check_payload(&got[2]);
+    // Nothing was made up for the change that never happened: the next event is the next push.
+    t.commit(&dir, "next.txt", "next");
+    let url = t.url_as("writer", "scm/TP/test.git");
+    t.git_ok(&dir, &["push", "-q", &url, "main"]);
+    let got = rx.wait_for(4);
+    assert_eq!(got[3].json()["changes"][0]["refId"], "refs/heads/main", "{:#}", got[3].json());
+    assert_eq!(rx.count(), 4);
+    assert_eq!(std::fs::read_dir(&pushes).unwrap().count(), 0, "both journals are gone");
+}
+
 /// What Jenkins' Bitbucket Branch Source plugin does against a Bitbucket Server, in its order,
 /// with a read-only service account (`reader`) and an administrator registering its webhook:
 /// discovery, the repository, branches, the pull requests and their merge status, the
