@@ -400,6 +400,46 @@ impl PrEvents {
     }
 }
 
+/// What a commit comment's events (`repo:comment:added|edited|deleted`) are rendered with,
+/// read before the change's transaction as [`PrEvents`] is.
+pub(crate) struct CommitCommentEvents {
+    repo: Repo,
+    repo_json: Value,
+    actor: Value,
+    author: Value,
+}
+
+impl CommitCommentEvents {
+    /// `None` when no webhook could want the events. Blocks.
+    pub(crate) fn load(state: &AppState, s: &Store, repo: &Repo, actor: i64, author: i64) -> Result<Option<CommitCommentEvents>, StoreError> {
+        if !any_webhook(s, repo)? {
+            return Ok(None);
+        }
+        let api = Api::background(state);
+        let project = s.project_info(&repo.owner)?.ok_or_else(|| StoreError::NoSuchProject(repo.owner.to_string()))?;
+        let repo_json = api.repo_json(repo, &project).map_err(|e| StoreError::NoSuchRepo(e.to_string()))?;
+        let mut users = PrUsers::default();
+        for id in [actor, author] {
+            users.fetch(&api, id).map_err(|e| StoreError::NoSuchUser(e.to_string()))?;
+        }
+        Ok(Some(CommitCommentEvents { repo: repo.clone(), repo_json, actor: users.cached(&api, actor), author: users.cached(&api, author) }))
+    }
+
+    /// `key`'s event for `c` as the change left it; `previous` is the text before an edit.
+    pub(crate) fn event(&self, key: &str, c: &trove_store::CommitComment, previous: Option<&str>) -> Vec<NewEvent> {
+        let mut comment = crate::api::commit_comment_json_for_event(c, &self.author);
+        comment["properties"] = json!({"repositoryId": self.repo.id});
+        let mut body = json!({"comment": comment, "repository": self.repo_json, "commit": c.commit_id});
+        if let Some(p) = c.parent_id {
+            body["commentParentId"] = json!(p);
+        }
+        if let Some(p) = previous {
+            body["previousComment"] = json!(p);
+        }
+        vec![event(&self.repo, key, &self.actor, crate::pull_requests::now_ms(), body)]
+    }
+}
+
 /// `repo:modified` (`old`, `new`: the repository before and after `update`), rendered before
 /// the change, when a webhook could want it and the update changes what the JSON shows. Blocks.
 pub(crate) fn repo_modified(api: &Api, repo: &Repo, project: &trove_store::ProjectInfo, update: &trove_store::RepoUpdate) -> Result<Vec<NewEvent>, StoreError> {

@@ -14,6 +14,7 @@
 pub use crate::audit::Audit;
 pub use crate::branch_permissions::BranchRestrictions;
 pub use crate::builds::Builds;
+pub use crate::commit_comments::CommitComments;
 pub use crate::grants::Grants;
 pub use crate::groups::Groups;
 pub use crate::leases::Leases;
@@ -43,6 +44,7 @@ pub trait Backend:
     + BranchRestrictions
     + Audit
     + Webhooks
+    + CommitComments
     + Builds
     + Send
     + Sync

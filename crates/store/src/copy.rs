@@ -121,6 +121,22 @@ const TABLES: &[(&str, &[(&str, bool)])] = &[
         ],
     ),
     ("pr_watchers", &[("pr_id", false), ("user_id", false)]),
+    // Read in id order, so a reply comes after its parent.
+    (
+        "commit_comments",
+        &[
+            ("id", false),
+            ("repo_id", false),
+            ("commit_id", false),
+            ("parent_id", false),
+            ("author_id", false),
+            ("text", false),
+            ("version", false),
+            ("created_at", false),
+            ("updated_at", false),
+            ("anchor", false),
+        ],
+    ),
     ("pr_settings", &[("repo_id", false), ("json", false)]),
     (
         "branch_restrictions",
@@ -355,6 +371,7 @@ pub fn copy_sqlite_to_postgres(sqlite_path: &std::path::Path, to: &PgOptions) ->
         ("pull_requests", sequence("pull_requests")?),
         ("pr_activities", sequence("pr_activities")?),
         ("pr_comments", sequence("pr_comments")?),
+        ("commit_comments", sequence("commit_comments")?),
         ("user_groups", sequence("user_groups")?),
         ("branch_restrictions", sequence("branch_restrictions")?),
         ("audit_log", sequence("audit_log")?),

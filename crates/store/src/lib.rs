@@ -3,7 +3,7 @@
 //! Names are validated once, here, into types that are valid by construction
 //! ([`ProjectKey`], [`RepoSlug`], [`UserName`], [`GroupName`]). The metadata (users, groups,
 //! projects, repositories, permissions at Bitbucket's three levels, personal access tokens,
-//! sessions, settings, pull requests, branch permissions, the audit log, webhooks and their outbox, build statuses and Code Insights) sits behind one trait per entity ([`backend`]), on the
+//! sessions, settings, pull requests, comments on commits, branch permissions, the audit log, webhooks and their outbox, build statuses and Code Insights) sits behind one trait per entity ([`backend`]), on the
 //! embedded SQLite database or on PostgreSQL. [`Store`] adds what every backend shares and keeps
 //! the repositories themselves as bare git directories named by numeric id.
 
@@ -11,6 +11,7 @@ mod audit;
 pub mod backend;
 mod branch_permissions;
 mod builds;
+mod commit_comments;
 mod copy;
 mod error;
 mod grants;
@@ -43,6 +44,7 @@ pub use branch_permissions::{
 pub use builds::{
     Annotation, BuildState, BuildStatus, Builds, InsightReport, MAX_ANNOTATIONS, NewAnnotation, RequiredBuild, RequiredBuildSpec, TestResults, latest_per_key,
 };
+pub use commit_comments::{CommitComment, CommitComments, NewCommitComment};
 pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::StoreError;
 pub use grants::{Grants, GroupChange, HeldGrant, RepoGrantRows};
@@ -70,6 +72,7 @@ pub use webhooks::{Attempt, Breaker, Claimed, Delivery, DeliveryCounts, Delivery
 /// The entity traits, so that `store.user(&name)` and the like resolve: `use trove_store::prelude::*`.
 pub mod prelude {
     pub use crate::backend::{
-        Audit, Backend, BranchRestrictions, Builds, Grants, Groups, Leases, Logins, Projects, PullRequests, Repos, Sessions, Settings, Tokens, Users, Webhooks,
+        Audit, Backend, BranchRestrictions, Builds, CommitComments, Grants, Groups, Leases, Logins, Projects, PullRequests, Repos, Sessions, Settings, Tokens,
+        Users, Webhooks,
     };
 }

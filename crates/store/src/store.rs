@@ -892,6 +892,7 @@ mod tests {
             crate::builds::tests::build_statuses_replace_by_key_keep_their_first_date_and_go_with_their_repository();
             crate::builds::tests::required_builds_round_trip_update_and_go_with_their_repository();
             crate::builds::tests::insight_reports_replace_in_place_and_annotations_upsert_count_and_go_with_them();
+            crate::commit_comments::tests::commit_comments_are_versioned_keep_their_replies_and_go_with_their_repository();
         });
     }
 

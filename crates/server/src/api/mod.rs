@@ -19,6 +19,7 @@ mod branch_permissions_tests;
 pub(crate) mod builds;
 #[cfg(test)]
 mod builds_tests;
+mod commit_comments;
 mod error;
 mod git;
 mod groups;
@@ -52,6 +53,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use trove_store::{Authenticated, GlobalPermission, Owner, Permission, ProjectInfo, Repo, User};
 
+pub(crate) use commit_comments::commit_comment_json_for_event;
 pub(crate) use error::ApiError;
 use error::{JSON, json_response};
 pub(crate) use pull_requests::{Users as PrUsers, comment_json_for_event, participant_json_for_event, pr_json_for_event};
@@ -91,6 +93,8 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}"),
     (&["GET", "POST", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/builds"),
+    (&["GET", "POST"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/comments"),
+    (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/comments/{commentId}"),
     (&["GET"], "/build/capabilities"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/changes"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/diff"),
@@ -199,6 +203,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/commits"), get(git::commits))
         .route(&repo("/commits/{id}"), get(git::commit))
         .route(&repo("/commits/{id}/builds"), get(builds::repo_get).post(builds::repo_post).delete(builds::repo_delete))
+        .merge(commit_comments::routes(&repo))
         .route(&p("/build/capabilities"), get(builds::capabilities))
         .merge(history::routes(&repo))
         // stashy asks for `browse/` and `files/` with an empty path.

@@ -61,7 +61,7 @@ fn number(raw: &str) -> Result<i64, ApiError> {
 
 /// A version from the query (`?version=`) or the body; a negative one (stashy's default `-1`)
 /// means "whatever it is now".
-fn version_of(api: &Api, body: Option<&Value>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn version_of(api: &Api, body: Option<&Value>) -> Result<Option<i64>, ApiError> {
     let from_body = body.and_then(|b| b.get("version")).and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
     let from_query = match api.q.get("version").filter(|v| !v.is_empty()) {
         Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::invalid("version", format!("The version must be a whole number, not {v:?}.")))?),
@@ -76,7 +76,7 @@ fn version_of(api: &Api, body: Option<&Value>) -> Result<Option<i64>, ApiError> 
 pub(crate) struct Users(HashMap<i64, Option<User>>);
 
 impl Users {
-    fn get(&mut self, api: &Api, id: i64) -> Result<Value, ApiError> {
+    pub(crate) fn get(&mut self, api: &Api, id: i64) -> Result<Value, ApiError> {
         self.fetch(api, id)?;
         Ok(self.cached(api, id))
     }
@@ -490,7 +490,7 @@ pub(crate) async fn delete(api: Api, Path((key, slug, id)): PrPath, body: Result
 }
 
 /// The body of a state change, if any, as JSON (an empty body is none).
-fn optional_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+pub(crate) fn optional_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     Ok(parse_optional_body::<Option<Value>>(body)?.unwrap_or(Value::Null))
 }
 
@@ -866,7 +866,7 @@ fn comment_json(api: &Api, users: &mut Users, pr: &PullRequest, all: &[Comment],
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-struct AnchorBody {
+pub(crate) struct AnchorBody {
     path: Option<Value>,
     src_path: Option<Value>,
     line: Option<i64>,
@@ -879,19 +879,19 @@ struct AnchorBody {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct ParentBody {
-    id: Option<i64>,
+pub(crate) struct ParentBody {
+    pub(crate) id: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct CommentBody {
-    text: Option<String>,
-    parent: Option<ParentBody>,
-    anchor: Option<AnchorBody>,
+pub(crate) struct CommentBody {
+    pub(crate) text: Option<String>,
+    pub(crate) parent: Option<ParentBody>,
+    pub(crate) anchor: Option<AnchorBody>,
     severity: Option<String>,
     state: Option<String>,
-    version: Option<Value>,
+    pub(crate) version: Option<Value>,
 }
 
 /// A path in an anchor: a string (as clients send it) or Bitbucket's path object.
@@ -907,7 +907,7 @@ fn anchor_path(v: &Option<Value>) -> Option<String> {
     }
 }
 
-fn parse_anchor(b: AnchorBody) -> Result<Anchor, ApiError> {
+pub(crate) fn parse_anchor(b: AnchorBody) -> Result<Anchor, ApiError> {
     let path = anchor_path(&b.path).ok_or_else(|| ApiError::invalid("anchor.path", "A comment's anchor needs the path of the file."))?;
     let line = match b.line {
         None => None,

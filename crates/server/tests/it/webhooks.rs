@@ -353,6 +353,9 @@ fn every_event_arrives_signed_in_order_with_bitbuckets_payload() {
         "pr:comment:added",
         "pr:comment:edited",
         "pr:comment:deleted",
+        "repo:comment:added",
+        "repo:comment:edited",
+        "repo:comment:deleted",
         "repo:modified",
     ];
     let hook = webhook(&t, &rx.url("127.0.0.1"), &sent);
@@ -406,6 +409,17 @@ fn every_event_arrives_signed_in_order_with_bitbuckets_payload() {
         ok(t, "PUT", &format!("{R}/pull-requests/1/comments/{cid}"), "writer", Some(json!({"version": 0, "text": "second"})), 200);
     });
     step(&t, &["pr:comment:deleted"], &|t| drop(ok(t, "DELETE", &format!("{R}/pull-requests/1/comments/{cid}?version=1"), "writer", None, 204)));
+    // Comments on a commit (a line of its diff, then a reply).
+    let cc = format!("{R}/commits/main/comments");
+    let n = step(&t, &["repo:comment:added"], &|t| {
+        let a = json!({"text": "on a line", "anchor": {"path": "m.txt", "line": 1, "lineType": "ADDED", "fileType": "TO"}});
+        ok(t, "POST", &cc, "reader", Some(a), 201);
+    });
+    let root = rx.wait_for(n).last().unwrap().json()["comment"]["id"].as_i64().unwrap();
+    let n = step(&t, &["repo:comment:added"], &|t| drop(ok(t, "POST", &cc, "writer", Some(json!({"text": "a reply", "parent": {"id": root}})), 201)));
+    let reply = rx.wait_for(n).last().unwrap().json()["comment"]["id"].as_i64().unwrap();
+    step(&t, &["repo:comment:edited"], &|t| drop(ok(t, "PUT", &format!("{cc}/{reply}"), "writer", Some(json!({"version": 0, "text": "the reply"})), 200)));
+    step(&t, &["repo:comment:deleted"], &|t| drop(ok(t, "DELETE", &format!("{cc}/{reply}?version=1"), "writer", None, 204)));
     step(&t, &["pr:merged", "repo:refs_changed"], &|t| {
         ok(t, "POST", &format!("{R}/pull-requests/1/merge?version={}", pr(t, 1)["version"]), "writer", None, 200);
     });
@@ -456,6 +470,16 @@ fn every_event_arrives_signed_in_order_with_bitbuckets_payload() {
     assert_ne!(from["previousFromHash"], from["pullRequest"]["fromRef"]["latestCommit"]);
     let edited = &by("pr:comment:edited")[0];
     assert_eq!((edited["previousComment"].as_str(), edited["comment"]["text"].as_str()), (Some("first"), Some("second")));
+    let on_line = &by("repo:comment:added")[0];
+    assert_eq!((on_line["comment"]["anchor"]["path"].as_str(), on_line["comment"]["anchor"]["line"].as_i64()), (Some("m.txt"), Some(1)), "{on_line:#}");
+    assert_eq!((on_line["actor"]["name"].as_str(), on_line["repository"]["slug"].as_str()), (Some("reader"), Some("test")));
+    assert_eq!(by("repo:comment:added")[1]["commentParentId"], on_line["comment"]["id"]);
+    assert_eq!(by("repo:comment:added")[1]["commit"], on_line["commit"], "the full id of the commit `main` named");
+    let c_edited = &by("repo:comment:edited")[0];
+    assert_eq!(
+        (c_edited["previousComment"].as_str(), c_edited["comment"]["text"].as_str(), c_edited["comment"]["version"].as_i64()),
+        (Some("a reply"), Some("the reply"), Some(1))
+    );
     let merged = &by("pr:merged")[0];
     assert_eq!(merged["pullRequest"]["state"], "MERGED");
     assert!(merged["pullRequest"]["properties"]["mergeCommit"]["id"].is_string(), "{merged:#}");

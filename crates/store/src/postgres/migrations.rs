@@ -403,4 +403,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX repo_redirects_repo ON repo_redirects (repo_id);
     "#,
+    // 13 (SQLite's 16): comments on commits.
+    r#"
+    CREATE TABLE commit_comments (
+        id BIGSERIAL PRIMARY KEY,
+        repo_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        commit_id TEXT NOT NULL,
+        parent_id BIGINT REFERENCES commit_comments(id),
+        author_id BIGINT NOT NULL,
+        text TEXT NOT NULL,
+        version BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        anchor TEXT
+    );
+    CREATE INDEX commit_comments_commit ON commit_comments (repo_id, commit_id);
+    CREATE INDEX commit_comments_parent ON commit_comments (parent_id);
+    "#,
 ];

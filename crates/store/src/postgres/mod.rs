@@ -9,6 +9,7 @@
 mod audit;
 mod branch_permissions;
 mod builds;
+mod commit_comments;
 mod grants;
 mod groups;
 mod leases;

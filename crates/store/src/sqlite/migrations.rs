@@ -430,4 +430,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX repo_redirects_repo ON repo_redirects (repo_id);
     "#,
+    // 16: comments on commits (see `commit_comments`), going with their repository; a reply
+    // names its parent, which cannot go while it has replies.
+    r#"
+    CREATE TABLE commit_comments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        commit_id TEXT NOT NULL,
+        parent_id INTEGER REFERENCES commit_comments(id),
+        author_id INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        anchor TEXT
+    );
+    CREATE INDEX commit_comments_commit ON commit_comments (repo_id, commit_id);
+    CREATE INDEX commit_comments_parent ON commit_comments (parent_id);
+    "#,
 ];
