@@ -50,7 +50,6 @@ pub trait CommitComments {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::backend::{Projects, Repos, Webhooks};
     use crate::store::backends;
     use crate::{NewWebhook, Owner, ProjectKey, RepoSlug};
 
