@@ -13,6 +13,7 @@ mod branch_permissions;
 mod budget;
 mod builds;
 mod challenge;
+mod commit_comments;
 mod config;
 mod error;
 pub mod events;

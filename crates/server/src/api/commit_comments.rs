@@ -20,16 +20,13 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
-use trove_store::{CommentDelete, CommitComment, NewCommitComment, Permission, Repo, Versioned};
+use trove_store::{CommitComment, Permission, Repo};
 
 use super::pull_requests::{CommentBody, Users, optional_json, parse_anchor, version_of};
 use super::{Api, ApiError, no_content, ok, paged, parse_body};
 use crate::AppState;
+use crate::commit_comments::{self as service, CommentError, Place};
 use crate::repo_read::Reader;
-use crate::webhooks::CommitCommentEvents;
-
-/// The longest comment text taken (Bitbucket's limit is about the same).
-const MAX_TEXT: usize = 32 * 1024;
 
 pub(crate) fn routes(repo: &dyn Fn(&str) -> String) -> Router<AppState> {
     Router::new()
@@ -67,10 +64,17 @@ fn comment_json(api: &Api, users: &mut Users, level: Permission, all: &[CommitCo
     Ok(v)
 }
 
-fn no_comment(raw: &str) -> ApiError {
-    ApiError::NotFound {
-        exception: "com.atlassian.bitbucket.comment.NoSuchCommentException",
-        message: format!("Comment {raw:?} does not exist on this commit."),
+impl From<CommentError> for ApiError {
+    fn from(e: CommentError) -> Self {
+        let message = e.to_string();
+        match e {
+            CommentError::Invalid { context, message } => ApiError::invalid(context, message),
+            CommentError::NotFound(_) => ApiError::NotFound { exception: "com.atlassian.bitbucket.comment.NoSuchCommentException", message },
+            CommentError::Forbidden(_) => ApiError::Forbidden(message),
+            CommentError::Stale { .. } => ApiError::Conflict { exception: "com.atlassian.bitbucket.comment.CommentOutOfDateException", message },
+            CommentError::HasReplies => ApiError::Conflict { exception: "com.atlassian.bitbucket.comment.CommentDeletionException", message },
+            CommentError::Store(e) => e.into(),
+        }
     }
 }
 
@@ -89,23 +93,6 @@ async fn commit_of(api: &Api, key: &str, slug: &str, id: &str) -> Result<(Repo, 
     let refs = git.refs().await?;
     let commit = git.resolve(&refs, Some(id)).await?.ok_or_else(|| ApiError::no_commit(id))?.commit;
     Ok((repo, level, commit))
-}
-
-/// The comment `raw` on `commit` of `repo`; one on another commit or repository is not found.
-fn comment_on(api: &Api, repo: &Repo, commit: &str, raw: &str) -> Result<CommitComment, ApiError> {
-    let id: i64 = raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| no_comment(raw))?;
-    api.store().commit_comment(id)?.filter(|c| c.repo_id == repo.id && c.commit_id == commit).ok_or_else(|| no_comment(raw))
-}
-
-fn checked_text(text: Option<String>) -> Result<String, ApiError> {
-    let text = text.unwrap_or_default();
-    if text.trim().is_empty() {
-        return Err(ApiError::invalid("text", "A comment needs some text."));
-    }
-    if text.len() > MAX_TEXT {
-        return Err(ApiError::invalid("text", format!("A comment may hold at most {MAX_TEXT} bytes; this one has {}.", text.len())));
-    }
-    Ok(text)
 }
 
 async fn list(api: Api, Path((key, slug, id)): Path<(String, String, String)>) -> Result<Response, ApiError> {
@@ -128,7 +115,8 @@ async fn list(api: Api, Path((key, slug, id)): Path<(String, String, String)>) -
 
 async fn create(api: Api, Path((key, slug, id)): Path<(String, String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let b: CommentBody = parse_body(body)?;
-    let text = checked_text(b.text)?;
+    let text = b.text.unwrap_or_default();
+    service::checked_text(&text)?;
     let anchor = match b.anchor.map(parse_anchor).transpose()? {
         Some(mut a) => {
             a.path = a.path.trim_matches('/').to_owned();
@@ -142,27 +130,16 @@ async fn create(api: Api, Path((key, slug, id)): Path<(String, String, String)>,
                 return Err(ApiError::invalid("anchor.fileType", format!("{t:?} is not a file type; use FROM or TO.")));
             }
             a.diff_type = "COMMIT".into();
-            Some(a)
+            Some(serde_json::to_string(&a).map_err(|e| ApiError::Internal(e.to_string()))?)
         }
         None => None,
     };
     let (repo, _, commit) = commit_of(&api, &key, &slug, &id).await?;
     let who = api.require_login()?.user.id;
     let parent = b.parent.and_then(|p| p.id).filter(|p| *p > 0);
-    let state = api.state.clone();
     api.blocking(move |api| {
-        let mut anchor = anchor.map(|a| serde_json::to_string(&a).unwrap_or_default());
-        if let Some(p) = parent {
-            comment_on(api, &repo, &commit, &p.to_string())
-                .map_err(|_| ApiError::invalid("parent", format!("Comment {p} is not a comment on this commit.")))?;
-            anchor = None;
-        }
-        let new = NewCommitComment { repo_id: repo.id, commit_id: commit.clone(), parent_id: parent, author_id: who, text, anchor };
         let s = api.store();
-        let events = CommitCommentEvents::load(&state, s, &repo, who, who)?;
-        let render = |c: &CommitComment| events.as_ref().map(|e| e.event("repo:comment:added", c, None)).unwrap_or_default();
-        let c = s.insert_commit_comment(&new, &render)?;
-        state.webhooks.wake();
+        let c = service::add(&api.state, s, Place { repo: &repo, commit: &commit }, who, &text, parent, anchor)?;
         let all = s.commit_comments(repo.id, &commit)?;
         Ok(ok(StatusCode::CREATED, comment_json(api, &mut Users::default(), Permission::Read, &all, &c)?))
     })
@@ -172,7 +149,7 @@ async fn create(api: Api, Path((key, slug, id)): Path<(String, String, String)>,
 async fn get_one(api: Api, Path((key, slug, id, cid)): Path<(String, String, String, String)>) -> Result<Response, ApiError> {
     let (repo, level, commit) = commit_of(&api, &key, &slug, &id).await?;
     api.blocking(move |api| {
-        let c = comment_on(api, &repo, &commit, &cid)?;
+        let c = service::on(api.store(), &repo, &commit, &cid)?;
         let all = api.store().commit_comments(repo.id, &commit)?;
         Ok(ok(StatusCode::OK, comment_json(api, &mut Users::default(), level, &all, &c)?))
     })
@@ -186,39 +163,17 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let raw = optional_json(body)?;
     let version = version_of(&api, Some(&raw))?.ok_or_else(|| ApiError::invalid("version", "The comment's current version is required."))?;
-    let text = checked_text(raw.get("text").and_then(Value::as_str).map(str::to_owned))?;
+    let text = raw.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+    service::checked_text(&text)?;
     let (repo, level, commit) = commit_of(&api, &key, &slug, &id).await?;
     let who = api.require_login()?.user.id;
-    let state = api.state.clone();
     api.blocking(move |api| {
-        let c = comment_on(api, &repo, &commit, &cid)?;
-        if c.author_id != who {
-            return Err(ApiError::Forbidden("You are not permitted to edit another user's comment.".into()));
-        }
         let s = api.store();
-        let events = CommitCommentEvents::load(&state, s, &repo, who, c.author_id)?;
-        let previous = c.text.clone();
-        let render = |c: &CommitComment| events.as_ref().map(|e| e.event("repo:comment:edited", c, Some(&previous))).unwrap_or_default();
-        match s.update_commit_comment(c.id, version, &text, &render)? {
-            Versioned::Done(c) => {
-                state.webhooks.wake();
-                let all = s.commit_comments(repo.id, &commit)?;
-                Ok(ok(StatusCode::OK, comment_json(api, &mut Users::default(), level, &all, &c)?))
-            }
-            Versioned::Stale(current) => Err(stale("edit", version, current)),
-            Versioned::Gone => Err(no_comment(&cid)),
-        }
+        let c = service::edit(&api.state, s, Place { repo: &repo, commit: &commit }, who, &cid, version, &text)?;
+        let all = s.commit_comments(repo.id, &commit)?;
+        Ok(ok(StatusCode::OK, comment_json(api, &mut Users::default(), level, &all, &c)?))
     })
     .await
-}
-
-fn stale(what: &str, given: i64, current: i64) -> ApiError {
-    ApiError::Conflict {
-        exception: "com.atlassian.bitbucket.comment.CommentOutOfDateException",
-        message: format!(
-            "You are attempting to {what} a comment based on out-of-date information (you sent version {given}, it is at version {current}); reload it and try again."
-        ),
-    }
 }
 
 async fn delete(
@@ -230,26 +185,9 @@ async fn delete(
     let version = version_of(&api, Some(&raw))?.ok_or_else(|| ApiError::invalid("version", "The comment's current version is required (?version=)."))?;
     let (repo, level, commit) = commit_of(&api, &key, &slug, &id).await?;
     let who = api.require_login()?.user.id;
-    let state = api.state.clone();
     api.blocking(move |api| {
-        let c = comment_on(api, &repo, &commit, &cid)?;
-        if c.author_id != who && level < Permission::Admin {
-            return Err(ApiError::Forbidden("You are not permitted to delete another user's comment.".into()));
-        }
-        let s = api.store();
-        let events = CommitCommentEvents::load(&state, s, &repo, who, c.author_id)?.map(|e| e.event("repo:comment:deleted", &c, None)).unwrap_or_default();
-        match s.delete_commit_comment(c.id, version, &events)? {
-            CommentDelete::Deleted => {
-                state.webhooks.wake();
-                Ok(no_content())
-            }
-            CommentDelete::Gone => Err(no_comment(&cid)),
-            CommentDelete::Stale(current) => Err(stale("delete", version, current)),
-            CommentDelete::HasReplies => Err(ApiError::Conflict {
-                exception: "com.atlassian.bitbucket.comment.CommentDeletionException",
-                message: "This comment has replies and cannot be deleted; delete the replies first.".into(),
-            }),
-        }
+        service::delete(&api.state, api.store(), Place { repo: &repo, commit: &commit }, who, level, &cid, version)?;
+        Ok(no_content())
     })
     .await
 }

@@ -65,7 +65,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/browse/{*path}"), get(repo::browse_path))
         .route(&repo("/raw/{*path}"), get(repo::raw))
         .route(&repo("/commits"), get(repo::commits))
-        .route(&repo("/commits/{id}"), get(repo::commit))
+        .route(&repo("/commits/{id}"), get(repo::commit).post(repo::commit_post))
         .route(&repo("/settings"), get(repo::repo_settings).post(repo::repo_settings_post))
         // Pull requests (web/pull_requests.rs); the diff tab is pr_diff.rs's.
         .route(&r("/dashboard"), get(repo::dashboard))

@@ -736,24 +736,46 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
     Ok(page(&w, &format!("Commits - {}", repo.name), body))
 }
 
-/// `GET …/commits/{id}`: the commit and its diff against its first parent.
+/// `GET …/commits/{id}`: the commit and its diff against its first parent, its builds, and its
+/// comments (with forms to comment, reply, edit and delete: `commit_post`).
 pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, PathRejection>) -> WebResult {
     let (key, slug, id) = seg(p)?;
-    let (repo, perm) = repo_access_async(&w, &key, &slug, Permission::Read).await?;
+    render_commit(w, &key, &slug, &id, None, StatusCode::OK).await
+}
+
+async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
+    let (repo, perm) = repo_access_async(&w, key, slug, Permission::Read).await?;
     let g = reader(&w, &repo);
     let refs = g.refs().await?;
     if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(WebError::NotFound);
     }
-    let at = resolve(&g, &refs, Some(&id)).await?.ok_or(WebError::NotFound)?;
+    let at = resolve(&g, &refs, Some(id)).await?.ok_or(WebError::NotFound)?;
     let c = g.commit(&at.commit).await?.ok_or(WebError::NotFound)?;
     let (diff, cut) = g.diff(c.parents.first().map(String::as_str), &c.id, DIFF_LIMIT).await?;
     let files = parse_diff(&diff);
     let commits = repo_link(&w, &repo, "/commits");
     let builds = super::builds::statuses(&w, vec![repo.id], vec![c.id.clone()]).await?.remove(&c.id).unwrap_or_default();
+    let comments = {
+        let (repo_id, commit) = (repo.id, c.id.clone());
+        w.state
+            .store
+            .run(move |s| -> Result<_, trove_store::StoreError> {
+                let all = s.commit_comments(repo_id, &commit)?;
+                let mut names = std::collections::HashMap::new();
+                for a in all.iter().map(|c| c.author_id) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = names.entry(a) {
+                        e.insert(s.user_by_id(a)?.map(|u| if u.display_name.trim().is_empty() { u.name.to_string() } else { u.display_name.clone() }));
+                    }
+                }
+                Ok((all, names))
+            })
+            .await?
+    };
     let (subject, rest) = c.message.split_once('\n').unwrap_or((&c.message, ""));
     let body = html! {
         (repo_header(&w, &repo, perm, "commits"))
+        (notice(&note))
         div.card #commit {
             h2.flush { (subject) }
             @if !rest.trim().is_empty() { pre { (rest.trim()) } }
@@ -776,8 +798,161 @@ pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, Pat
                 } }
             }
         }
+        (commit_comments(&w, &format!("{commits}/{}", c.id), perm, &comments.0, &comments.1))
     };
-    Ok(page(&w, &format!("{} - {}", &c.id[..12.min(c.id.len())], repo.name), body))
+    let mut r = page(&w, &format!("{} - {}", &c.id[..12.min(c.id.len())], repo.name), body);
+    *r.status_mut() = status;
+    Ok(r)
+}
+
+/// The comments card of the commit page posting to `action`: each root comment with its replies,
+/// the forms to reply, edit (the author) and delete (the author or an administrator, when no
+/// reply stands), and the form to comment.
+fn commit_comments(
+    w: &Web,
+    action: &str,
+    perm: Permission,
+    all: &[trove_store::CommitComment],
+    names: &std::collections::HashMap<i64, Option<String>>,
+) -> Markup {
+    let me = w.user().map(|u| u.id);
+    let name = |id: i64| names.get(&id).cloned().flatten().unwrap_or_else(|| "Deleted user".to_owned());
+    fn thread(
+        w: &Web,
+        action: &str,
+        perm: Permission,
+        me: Option<i64>,
+        all: &[trove_store::CommitComment],
+        c: &trove_store::CommitComment,
+        name: &dyn Fn(i64) -> String,
+    ) -> Markup {
+        let replies: Vec<&trove_store::CommitComment> = all.iter().filter(|r| r.parent_id == Some(c.id)).collect();
+        let mine = me == Some(c.author_id);
+        let anchor = c.anchor.as_deref().and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok());
+        html! {
+            div.comment id={ "comment-" (c.id) } data-comment=(c.id) {
+                div.comment-head {
+                    strong.comment-author { (name(c.author_id)) }
+                    " " span.when.muted { (super::view::utc(c.created_at.div_euclid(1000))) }
+                    @if c.updated_at != c.created_at { " " span.muted.small { "(edited)" } }
+                }
+                @if let Some(a) = &anchor {
+                    div.comment-anchor.small.muted {
+                        "on " code { (a["path"].as_str().unwrap_or("")) }
+                        @if let Some(l) = a["line"].as_u64() { " line " (l) }
+                    }
+                }
+                div.comment-text.md { (PreEscaped(markdown::render(&c.text))) }
+                @if me.is_some() {
+                    div.comment-actions {
+                        details.reply {
+                            summary { "Reply" }
+                            form.reply-form method="post" action=(action) {
+                                (csrf_field(w))
+                                input type="hidden" name="action" value="comment";
+                                input type="hidden" name="parent" value=(c.id);
+                                textarea name="text" rows="3" aria-label="Reply" {}
+                                button type="submit" { "Reply" }
+                            }
+                        }
+                        @if mine {
+                            details.edit-comment {
+                                summary { "Edit" }
+                                form method="post" action=(action) {
+                                    (csrf_field(w))
+                                    input type="hidden" name="action" value="comment-edit";
+                                    input type="hidden" name="comment" value=(c.id);
+                                    input type="hidden" name="version" value=(c.version);
+                                    textarea name="text" rows="3" aria-label="Comment" { (c.text) }
+                                    button type="submit" { "Save" }
+                                }
+                            }
+                        }
+                        @if (mine || perm >= Permission::Admin) && replies.is_empty() {
+                            form.inline method="post" action=(action) {
+                                (csrf_field(w))
+                                input type="hidden" name="action" value="comment-delete";
+                                input type="hidden" name="comment" value=(c.id);
+                                input type="hidden" name="version" value=(c.version);
+                                button.secondary type="submit" { "Delete" }
+                            }
+                        }
+                    }
+                }
+                @if !replies.is_empty() {
+                    div.replies { @for r in &replies { (thread(w, action, perm, me, all, r, name)) } }
+                }
+            }
+        }
+    }
+    html! {
+        div.card #comments {
+            h3.flush { "Comments" }
+            @if all.is_empty() { p.muted { "No comments on this commit." } }
+            @for c in all.iter().filter(|c| c.parent_id.is_none()) { (thread(w, action, perm, me, all, c, &name)) }
+            @if me.is_some() {
+                form #comment-form method="post" action=(action) {
+                    (csrf_field(w))
+                    input type="hidden" name="action" value="comment";
+                    textarea name="text" rows="3" aria-label="Comment" placeholder="Comment on this commit (Markdown)" {}
+                    button type="submit" { "Comment" }
+                }
+            } @else {
+                p.muted { "Log in to comment." }
+            }
+        }
+    }
+}
+
+/// `POST …/commits/{id}`: comment, reply (`parent`), `comment-edit`, `comment-delete`, by the
+/// same rules as the REST API ([`crate::commit_comments`]).
+pub(crate) async fn commit_post(w: Web, p: Result<Path<(String, String, String)>, PathRejection>, form: Form) -> WebResult {
+    use crate::commit_comments::{self as service, CommentError, Place};
+    let (key, slug, id) = seg(p)?;
+    let who = w.check_csrf(&form)?.id;
+    let (repo, perm) = repo_access_async(&w, &key, &slug, Permission::Read).await?;
+    let g = reader(&w, &repo);
+    let refs = g.refs().await?;
+    if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(WebError::NotFound);
+    }
+    let commit = resolve(&g, &refs, Some(&id)).await?.ok_or(WebError::NotFound)?.commit;
+    let here = repo_link(&w, &repo, &format!("/commits/{commit}"));
+    let (state, repo2, commit2) = (w.state.clone(), repo.clone(), commit.clone());
+    let action = form.get("action").to_owned();
+    let (text, parent, comment) = (form.get("text").to_owned(), form.get("parent").to_owned(), form.get("comment").to_owned());
+    let version = form.get("version").parse::<i64>().ok();
+    let done = w
+        .state
+        .store
+        .run(move |s| -> Result<Option<i64>, CommentError> {
+            let at = Place { repo: &repo2, commit: &commit2 };
+            let need_version = || version.ok_or(CommentError::Invalid { context: "version", message: "The form names no version; reload the page.".into() });
+            match action.as_str() {
+                "comment" => {
+                    let parent = match parent.as_str() {
+                        "" => None,
+                        p => Some(p.parse::<i64>().map_err(|_| CommentError::NotFound(format!("{p:?}")))?),
+                    };
+                    Ok(Some(service::add(&state, s, at, who, &text, parent, None)?.id))
+                }
+                "comment-edit" => Ok(Some(service::edit(&state, s, at, who, &comment, need_version()?, &text)?.id)),
+                "comment-delete" => service::delete(&state, s, at, who, perm, &comment, need_version()?).map(|()| None),
+                other => Err(CommentError::Invalid { context: "action", message: format!("unknown action {other:?}") }),
+            }
+        })
+        .await;
+    match done {
+        Ok(Some(id)) => Ok(see_other(&format!("{here}#comment-{id}"))),
+        Ok(None) => Ok(see_other(&format!("{here}#comments"))),
+        Err(CommentError::Forbidden(_)) => Err(WebError::Forbidden),
+        Err(CommentError::NotFound(_)) => Err(WebError::NotFound),
+        Err(CommentError::Store(e)) => Err(e.into()),
+        Err(e @ (CommentError::Stale { .. } | CommentError::HasReplies)) => {
+            render_commit(w, &key, &slug, &commit, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT).await
+        }
+        Err(e @ CommentError::Invalid { .. }) => render_commit(w, &key, &slug, &commit, Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST).await,
+    }
 }
 
 struct FileDiff {

@@ -849,3 +849,49 @@ async fn required_builds_are_added_and_deleted_on_the_repository_settings_page_w
     assert!(s.required_builds(repo.id).unwrap().is_empty());
     assert_eq!(f.post_as("owner", repo_page, &del).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn commit_comments_are_made_replied_edited_and_deleted_on_the_commit_page() {
+    let f = fixture("", None);
+    let tip = push_locally(&f);
+    let page_path = format!("/projects/TP/repos/test/commits/{tip}");
+    let s = f.server.store();
+    let repo = s.repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let page = f.get_as(Some("reader"), &page_path).await;
+    assert!(page.body.contains("No comments on this commit.") && page.body.contains("id=\"comment-form\""), "{}", page.body);
+    // A reader comments; Markdown is rendered and HTML escaped.
+    let r = f.post_as("reader", &page_path, "action=comment&text=Why+**this**%3F+%3Cscript%3E").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let all = s.commit_comments(repo.id, &tip).unwrap();
+    assert_eq!(all.len(), 1);
+    let root = all[0].id;
+    assert_eq!(r.location(), format!("{page_path}#comment-{root}"));
+    let page = f.get_as(Some("reader"), &page_path).await;
+    assert!(
+        page.body.contains("<strong>this</strong>") && !page.body.contains("<script>") && page.body.contains(&format!("id=\"comment-{root}\"")),
+        "{}",
+        page.body
+    );
+    // The owner replies; the root cannot go while the reply stands.
+    assert_eq!(f.post_as("owner", &page_path, &format!("action=comment&parent={root}&text=Because")).await.status, StatusCode::SEE_OTHER);
+    let reply = s.commit_comments(repo.id, &tip).unwrap()[1].clone();
+    assert_eq!(reply.parent_id, Some(root));
+    let r = f.post_as("reader", &page_path, &format!("action=comment-delete&comment={root}&version=0")).await;
+    assert!(r.status == StatusCode::CONFLICT && r.body.contains("has replies"), "{}", r.body);
+    // Only the author edits; a stale version is said.
+    assert_eq!(f.post_as("reader", &page_path, &format!("action=comment-edit&comment={}&version=0&text=x", reply.id)).await.status, StatusCode::FORBIDDEN);
+    let r = f.post_as("owner", &page_path, &format!("action=comment-edit&comment={}&version=7&text=x", reply.id)).await;
+    assert!(r.status == StatusCode::CONFLICT && r.body.contains("out-of-date"), "{}", r.body);
+    assert_eq!(
+        f.post_as("owner", &page_path, &format!("action=comment-edit&comment={}&version=0&text=Because+it+is", reply.id)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(s.commit_comment(reply.id).unwrap().unwrap().text, "Because it is");
+    // Empty text is refused with the reason; nothing is made.
+    let r = f.post_as("reader", &page_path, "action=comment&text=+++").await;
+    assert!(r.status == StatusCode::BAD_REQUEST && r.body.contains("needs some text"), "{}", r.body);
+    // The owner (a repository administrator) deletes the reader's comment once the reply is gone.
+    assert_eq!(f.post_as("owner", &page_path, &format!("action=comment-delete&comment={}&version=1", reply.id)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.post_as("owner", &page_path, &format!("action=comment-delete&comment={root}&version=0")).await.status, StatusCode::SEE_OTHER);
+    assert!(s.commit_comments(repo.id, &tip).unwrap().is_empty());
+}
