@@ -88,11 +88,27 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&r("/admin/groups/members"), get(admin::group_members).post(admin::group_members_post))
         .route(&r("/admin/projects"), get(admin::projects).post(admin::projects_post))
         .route(&r("/admin/audit"), get(admin::audit))
-        .layer(axum::middleware::from_fn_with_state(state, same_origin_posts))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), same_origin_posts))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-            let ctx = ctx_owned.clone();
-            async move { finish(&ctx, next.run(req).await) }
+            let (ctx, state) = (ctx_owned.clone(), state.clone());
+            async move {
+                let cookie = parse_cookies(req.headers()).remove(SESSION_COOKIE);
+                let resp = next.run(req).await;
+                let wanted = cookie.filter(|_| resp.extensions().get::<ErrorPage>().is_some());
+                let session = match wanted {
+                    Some(id) => lookup_session(&state, id).await,
+                    None => None,
+                };
+                finish(&ctx, resp, session.as_ref())
+            }
         }))
+}
+
+/// The signed-in session of a request whose answer is an error page (read only then: other
+/// pages have their `Web` already), so that the page's header shows who is signed in, and
+/// Administration and Log out, as every other page does.
+async fn lookup_session(state: &AppState, id: String) -> Option<Session> {
+    state.store.run(move |s| s.session(&id)).await.ok().flatten().filter(|s| s.user.may_log_in())
 }
 
 /// Defence in depth beside the CSRF token: a form post that a browser says came from another
@@ -124,16 +140,23 @@ fn same_origin(headers: &HeaderMap, view: &RequestView, base_url: &str) -> bool 
 /// `fallback` for the whole server: browsers get the 404 page, git and scripts plain text.
 pub(crate) async fn fallback(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let wants_html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
-    if wants_html { finish(state.urls.context_path().as_str(), WebError::NotFound.into_response()) } else { crate::error::HttpError::NoRoute.into_response() }
+    if !wants_html {
+        return crate::error::HttpError::NoRoute.into_response();
+    }
+    let session = match parse_cookies(&headers).remove(SESSION_COOKIE) {
+        Some(id) => lookup_session(&state, id).await,
+        None => None,
+    };
+    finish(state.urls.context_path().as_str(), WebError::NotFound.into_response(), session.as_ref())
 }
 
 /// Turns an error marker into its page and adds the headers every page gets: no caching of
 /// pages that may hold private data (the seed warns about mod_cache serving one user's page
 /// to another), a CSP that allows only our own CSS and script (and the script's fetches of
 /// our own page fragments, `connect-src`), and no framing.
-fn finish(ctx: &str, mut resp: Response) -> Response {
+fn finish(ctx: &str, mut resp: Response, session: Option<&Session>) -> Response {
     if let Some(e) = resp.extensions_mut().remove::<ErrorPage>() {
-        let mut page = view::error_page(ctx, e.status, &e.title, &e.detail);
+        let mut page = view::error_page(ctx, session, e.status, &e.title, &e.detail);
         if let Some(v) = resp.headers().get(header::RETRY_AFTER) {
             page.headers_mut().insert(header::RETRY_AFTER, v.clone());
         }
@@ -273,7 +296,7 @@ pub(crate) type WebResult = Result<Response, WebError>;
 
 /// The 500 page for a request whose handler failed outright (a panic): no details.
 pub(crate) fn internal_error_page(ctx: &str) -> Response {
-    view::error_page(ctx, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server log has the details.")
+    view::error_page(ctx, None, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server log has the details.")
 }
 
 /// One page request: the server, how the request looked, and who is logged in.

@@ -600,7 +600,7 @@ async fn browsing_takes_only_the_repositorys_refs_hex_ids_and_plain_paths() {
 #[tokio::test]
 async fn internal_errors_are_a_page_without_details() {
     use axum::response::IntoResponse as _;
-    let r = super::finish("/stash", super::WebError::Internal("database /secret/path is locked".into()).into_response());
+    let r = super::finish("/stash", super::WebError::Internal("database /secret/path is locked".into()).into_response(), None);
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
     let body = String::from_utf8_lossy(&body);
@@ -894,4 +894,32 @@ async fn commit_comments_are_made_replied_edited_and_deleted_on_the_commit_page(
     assert_eq!(f.post_as("owner", &page_path, &format!("action=comment-delete&comment={}&version=1", reply.id)).await.status, StatusCode::SEE_OTHER);
     assert_eq!(f.post_as("owner", &page_path, &format!("action=comment-delete&comment={root}&version=0")).await.status, StatusCode::SEE_OTHER);
     assert!(s.commit_comments(repo.id, &tip).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn error_pages_show_the_signed_in_user_as_every_other_page_does() {
+    let f = fixture("/stash", None);
+    let (admin, _) = f.session("admin");
+    let (reader, reader_csrf) = f.session("reader");
+    // A page that does not exist (a route's 404, and the fallback's), a page one may not see
+    // (403), and an expired form (403).
+    for (cookie, path, form, status) in [
+        (&reader, "/projects/NOPE", None, StatusCode::NOT_FOUND),
+        (&reader, "/no/such/page", None, StatusCode::NOT_FOUND),
+        (&reader, "/projects/TP/repos/test/settings", None, StatusCode::FORBIDDEN),
+        (&reader, "/account", Some("action=name&csrf=stale"), StatusCode::FORBIDDEN),
+    ] {
+        let r = f.send(if form.is_some() { "POST" } else { "GET" }, path, Some(cookie.as_str()), form).await;
+        assert_eq!(r.status, status, "{path}");
+        assert!(r.body.contains(">reader<") && r.body.contains("Log out") && !r.body.contains(">Log in<"), "{path}: {}", r.body);
+        assert!(r.body.contains(&format!("value=\"{reader_csrf}\"")), "{path}: Log out carries the session's token");
+        assert!(!r.body.contains("/stash/admin\""), "{path}: no Administration for a reader");
+    }
+    let r = f.send("GET", "/no/such/page", Some(admin.as_str()), None).await;
+    assert!(r.status == StatusCode::NOT_FOUND && r.body.contains("href=\"/stash/admin\""), "{}", r.body);
+    // Anonymous, or with a session that has ended: Log in.
+    for cookie in [None, Some(format!("{}=gone", super::SESSION_COOKIE))] {
+        let r = f.send("GET", "/no/such/page", cookie.as_deref(), None).await;
+        assert!(r.status == StatusCode::NOT_FOUND && r.body.contains(">Log in<") && !r.body.contains("Log out"), "{}", r.body);
+    }
 }

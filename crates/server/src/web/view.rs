@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use maud::{DOCTYPE, Markup, html};
 
+use trove_store::{Session, User};
+
 use super::Web;
 
 const CSS: &str = r#"
@@ -177,32 +179,39 @@ fn shell(ctx: &str, title: &str, nav: Markup, body: Markup) -> Markup {
     }
 }
 
-/// A full page for the logged-in (or anonymous) caller.
-pub(crate) fn page(w: &Web, title: &str, body: Markup) -> Response {
-    let ctx = w.ctx();
-    let nav = html! {
+/// The header's navigation for `user` (with the session's CSRF token for Log out), or for an
+/// anonymous caller.
+fn nav(ctx: &str, me: Option<(&User, &str)>) -> Markup {
+    html! {
         nav aria-label="Main" {
             a href={ (ctx) "/projects" } { "Projects" }
-            @if w.is_admin() { a href={ (ctx) "/admin" } { "Administration" } }
+            @if super::is_admin(me.map(|(u, _)| u)) { a href={ (ctx) "/admin" } { "Administration" } }
         }
         div.me {
-            @if let Some(u) = w.user() {
+            @if let Some((u, csrf)) = me {
                 a href={ (ctx) "/account" } title="Account" { (u.display_name) }
                 form method="post" action={ (ctx) "/logout" } {
-                    input type="hidden" name="csrf" value=(w.csrf());
+                    input type="hidden" name="csrf" value=(csrf);
                     button type="submit" { "Log out" }
                 }
             } @else {
                 a href={ (ctx) "/login" } { "Log in" }
             }
         }
-    };
+    }
+}
+
+/// A full page for the logged-in (or anonymous) caller.
+pub(crate) fn page(w: &Web, title: &str, body: Markup) -> Response {
+    let ctx = w.ctx();
+    let nav = nav(ctx, w.user().map(|u| (u, w.csrf())));
     html_response(StatusCode::OK, shell(ctx, title, nav, body))
 }
 
-/// The 404/403/500 page: same look, no details beyond what the caller can act on.
-pub(crate) fn error_page(ctx: &str, status: StatusCode, title: &str, detail: &str) -> Response {
-    let nav = html! { nav aria-label="Main" { a href={ (ctx) "/projects" } { "Projects" } } div.me { a href={ (ctx) "/login" } { "Log in" } } };
+/// The 404/403/500 page: same look (the signed-in user's header when `session` is theirs), no
+/// details beyond what the caller can act on.
+pub(crate) fn error_page(ctx: &str, session: Option<&Session>, status: StatusCode, title: &str, detail: &str) -> Response {
+    let nav = nav(ctx, session.map(|s| (&s.user, s.csrf.as_str())));
     let body = html! {
         div.error-page {
             div.code { (status.as_u16()) }
