@@ -240,7 +240,9 @@ impl Reader {
         let mut dir = OsString::from("--git-dir=");
         dir.push(&self.dir);
         let mut c = Command::new(&self.binary);
-        c.env_clear().envs(self.env.iter().cloned()).arg(dir).args(args);
+        // Paths as they are (UTF-8), not git's quoted octal, in diffs and lists; a path with a
+        // quote, backslash or control character is still C-quoted.
+        c.env_clear().envs(self.env.iter().cloned()).arg(dir).args(["-c", "core.quotePath=false"]).args(args);
         // stderr is not read: a child blocked on a full stderr pipe would only end at the time
         // limit.
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);

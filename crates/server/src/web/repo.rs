@@ -792,7 +792,7 @@ async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Not
         @if files.is_empty() { p.muted { "No changes." } }
         @for f in &files {
             div.codebox.diff.spaced-below {
-                div.head { span.mono { (f.name) } span { span.added { "+" (f.added) } " " span.removed { "-" (f.removed) } } }
+                div.head { span.mono { (f.name) } span { @if f.binary { span.muted { "binary" } } @else { span.added { "+" (f.added) } " " span.removed { "-" (f.removed) } } } }
                 table.code { tbody {
                     @for (class, line) in &f.lines { tr class=(class) { td { (line) } } }
                 } }
@@ -955,10 +955,43 @@ pub(crate) async fn commit_post(w: Web, p: Result<Path<(String, String, String)>
     }
 }
 
+/// A path as git C-quotes it (`"b/a\\"b\\303\\251"`): the bytes it stands for, as UTF-8
+/// (lossy); `None` when `s` is not one.
+fn unquote_c(s: &str) -> Option<String> {
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    let (mut out, mut bytes) = (Vec::with_capacity(inner.len()), inner.bytes().peekable());
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next()? {
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'r' => out.push(b'\r'),
+            b'a' => out.push(7),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'v' => out.push(11),
+            d @ b'0'..=b'3' => {
+                let (d2, d3) = (bytes.next()?, bytes.next()?);
+                if !(b'0'..=b'7').contains(&d2) || !(b'0'..=b'7').contains(&d3) {
+                    return None;
+                }
+                out.push((d - b'0') * 64 + (d2 - b'0') * 8 + (d3 - b'0'));
+            }
+            other => out.push(other),
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 struct FileDiff {
     name: String,
     added: usize,
     removed: usize,
+    /// Git says "Binary files … differ": there are no lines to count.
+    binary: bool,
     lines: Vec<(&'static str, String)>,
 }
 
@@ -968,8 +1001,12 @@ fn parse_diff(diff: &str) -> Vec<FileDiff> {
     let mut in_hunk = false;
     for line in diff.lines() {
         if let Some(rest) = line.strip_prefix("diff --git ") {
-            let name = rest.rsplit_once(" b/").map(|(_, b)| b.to_owned()).unwrap_or_else(|| rest.to_owned());
-            files.push(FileDiff { name, added: 0, removed: 0, lines: Vec::new() });
+            let name = match rest.rsplit_once(" \"b/") {
+                // A path git had to quote (a quote, backslash or control character in it).
+                Some((_, b)) => unquote_c(&format!("\"{b}")).unwrap_or_else(|| b.trim_end_matches('"').to_owned()),
+                None => rest.rsplit_once(" b/").map(|(_, b)| b.to_owned()).unwrap_or_else(|| rest.to_owned()),
+            };
+            files.push(FileDiff { name, added: 0, removed: 0, binary: false, lines: Vec::new() });
             in_hunk = false;
             continue;
         }
@@ -979,6 +1016,7 @@ fn parse_diff(diff: &str) -> Vec<FileDiff> {
             f.lines.push(("hunk", line.to_owned()));
         } else if !in_hunk {
             // Header lines (index, ---/+++, rename, mode, Binary files differ).
+            f.binary |= line.starts_with("Binary files");
             if line.starts_with("Binary files") || line.starts_with("rename ") || line.starts_with("new file") || line.starts_with("deleted file") {
                 f.lines.push(("hunk", line.to_owned()));
             }
@@ -1128,5 +1166,17 @@ mod tests {
         assert_eq!(f[0].lines.len(), 5);
         assert_eq!(f[1].lines[0].0, "hunk");
         assert_eq!(super::human_size(1536), "1.5 KiB");
+        assert!(!f[0].binary && f[1].binary, "a binary file is said to be one, not +0 -0");
+    }
+
+    #[test]
+    fn diff_names_are_read_raw_or_unquoted_as_git_wrote_them() {
+        let d = "diff --git a/n\u{f6}tes.md b/n\u{f6}tes.md\nnew file mode 100644\ndiff --git \"a/say \\\"hi\\\"\\tnow\" \"b/say \\\"hi\\\"\\tnow\"\ndiff --git \"a/\\303\\251.txt\" \"b/\\303\\251.txt\"\n";
+        let names: Vec<String> = super::parse_diff(d).into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["n\u{f6}tes.md", "say \"hi\"\tnow", "\u{e9}.txt"]);
+        assert_eq!(super::unquote_c("\"a\\\\b\""), Some("a\\b".to_owned()));
+        assert_eq!(super::unquote_c("\"bad \\9\""), Some("bad 9".to_owned()));
+        assert_eq!(super::unquote_c("\"cut \\30\""), None);
+        assert_eq!(super::unquote_c("plain"), None);
     }
 }

@@ -923,3 +923,39 @@ async fn error_pages_show_the_signed_in_user_as_every_other_page_does() {
         assert!(r.status == StatusCode::NOT_FOUND && r.body.contains(">Log in<") && !r.body.contains("Log out"), "{}", r.body);
     }
 }
+
+#[tokio::test]
+async fn the_commit_page_shows_non_ascii_names_as_they_are_and_binary_files_as_binary() {
+    let f = fixture("", None);
+    push_locally(&f);
+    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let bare = f.server.store().repo_path(&repo);
+    let work = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", work.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .current_dir(work.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    git(&["clone", "-q", bare.to_str().unwrap(), "."]);
+    std::fs::write(work.path().join("n\u{f6}tes.md"), "caf\u{e9}\n").unwrap();
+    std::fs::write(work.path().join("logo.bin"), [0u8, 159, 146, 150, 0, 1, 2, 255]).unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "notes and a logo"]);
+    git(&["push", "-q", "origin", "main"]);
+    let tip = git(&["rev-parse", "HEAD"]);
+    let page = f.get_as(Some("reader"), &format!("/projects/TP/repos/test/commits/{tip}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("n\u{f6}tes.md") && !page.body.contains("\\303"), "{}", page.body);
+    let logo = page.body.find("logo.bin").expect("the binary file is listed");
+    assert!(page.body[logo..].contains("binary"), "{}", &page.body[logo..]);
+    assert!(!page.body[logo..page.body[logo..].find("</div>").map_or(page.body.len(), |e| logo + e)].contains("+0"), "no +0 for a binary file");
+}
