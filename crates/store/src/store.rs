@@ -335,6 +335,24 @@ impl Store {
         self.repo(owner, slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{owner}/{slug}")))
     }
 
+    /// Forks `origin` into `owner` (a user's personal project is made on first use) as `slug`:
+    /// a row naming `origin` as its origin and joining its fork hierarchy, and a bare repository
+    /// with the origin's branches, tags, default branch and objects, which shares no state with
+    /// the origin afterwards ([`repos::clone_bare`]). The fork is private and forkable. If the
+    /// disk step fails the row is removed again.
+    pub fn fork_repo(&self, origin: &Repo, owner: &Owner, slug: &RepoSlug) -> Result<Repo, StoreError> {
+        let project_id = self.ensure_project(owner)?;
+        let id = self.insert_repo(project_id, slug, false)?.ok_or_else(|| StoreError::RepoExists(format!("{owner}/{slug}")))?;
+        let made = self
+            .set_repo_origin(id, origin)
+            .and_then(|()| repos::clone_bare(&self.inner.repos_dir, &self.inner.git_home, &self.inner.git_binary, &self.repo_path(origin), id));
+        if let Err(e) = made {
+            let _ = self.delete_repo_row(id);
+            return Err(e);
+        }
+        self.repo(owner, slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{owner}/{slug}")))
+    }
+
     /// Deletes a repository: the row first (so it vanishes from every listing at once), then
     /// its directory, moved aside before removal so a half-deleted tree is never at a live path.
     pub fn delete_repo(&self, repo: &Repo) -> Result<(), StoreError> {
@@ -838,6 +856,74 @@ mod tests {
     }
 
     #[test]
+    fn forks_name_their_origin_share_a_hierarchy_and_keep_their_objects_when_the_origin_goes() {
+        let (_d, s) = store();
+        let git = |dir: &std::path::Path, args: &[&str]| {
+            let out = std::process::Command::new("git").arg("--git-dir").arg(dir).args(args).output().unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let alice = UserName::parse("alice").unwrap();
+        s.create_user(&alice, &Password::new("password1").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        let tp = ProjectKey::parse("TP").unwrap();
+        s.create_project(&tp, None, false).unwrap();
+        let tp_owner = Owner::Project(tp.clone());
+        let slug = |x: &str| RepoSlug::parse(x).unwrap();
+        let origin = s.create_repo(&tp_owner, &slug("origin"), true).unwrap();
+        let lonely = s.create_repo(&tp_owner, &slug("lonely"), false).unwrap();
+        // A commit on `trunk`, the origin's default branch, and a tag.
+        let o = s.repo_path(&origin);
+        git(&o, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+        let tree = git(&o, &["mktree"]);
+        let commit = {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&o)
+                .args(["-c", "user.name=t", "-c", "user.email=t@e", "commit-tree", &tree, "-m", "first"])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        git(&o, &["update-ref", "refs/heads/trunk", &commit]);
+        git(&o, &["update-ref", "refs/tags/v1", &commit]);
+        git(&o, &["update-ref", "refs/pull-requests/1/from", &commit]);
+
+        // Into a personal project that does not exist yet.
+        let mine = Owner::User(alice.clone());
+        let fork = s.fork_repo(&origin, &mine, &slug("origin")).unwrap();
+        assert_eq!((fork.owner.clone(), fork.public), (mine.clone(), false));
+        assert_eq!(s.repo_origin_id(&fork).unwrap(), Some(origin.id));
+        assert_eq!(s.repo_origin_id(&origin).unwrap(), None);
+        let f = s.repo_path(&fork);
+        assert_eq!(git(&f, &["symbolic-ref", "HEAD"]), "refs/heads/trunk");
+        assert_eq!(git(&f, &["for-each-ref", "--format=%(refname)"]), "refs/heads/trunk\nrefs/tags/v1", "branches and tags only");
+        let config = std::fs::read_to_string(f.join("config")).unwrap();
+        assert!(config.contains("fsckObjects = true") && !config.contains("remote"), "{config}");
+        assert!(!f.join("objects/info/alternates").exists());
+        // A taken slug is refused and leaves nothing behind.
+        assert!(matches!(s.fork_repo(&origin, &mine, &slug("origin")), Err(StoreError::RepoExists(_))));
+        // A fork of the fork joins the same hierarchy.
+        let deeper = s.fork_repo(&fork, &tp_owner, &slug("deeper")).unwrap();
+        assert_eq!(s.repo_origin_id(&deeper).unwrap(), Some(fork.id));
+        let ids = |v: Vec<Repo>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.repo_forks(&origin).unwrap()), vec![fork.id]);
+        assert_eq!(ids(s.repo_forks(&fork).unwrap()), vec![deeper.id]);
+        assert_eq!(ids(s.related_repos(&origin).unwrap()), vec![fork.id, deeper.id]);
+        assert_eq!(ids(s.related_repos(&deeper).unwrap()), vec![origin.id, fork.id]);
+        assert!(s.related_repos(&lonely).unwrap().is_empty());
+        // The origin goes: its forks stay whole, lose their origin and stay related.
+        s.delete_repo(&origin).unwrap();
+        assert!(!o.exists());
+        git(&f, &["fsck", "--strict", "--no-dangling"]);
+        assert_eq!(git(&f, &["rev-parse", "trunk"]), commit);
+        assert_eq!(s.repo_origin_id(&s.repo_by_id(fork.id).unwrap().unwrap()).unwrap(), None);
+        assert_eq!(ids(s.related_repos(&fork).unwrap()), vec![deeper.id]);
+        // A reopened store (another process) sees the same.
+        let again = backends::reopen(_d.path());
+        assert_eq!(again.repo_origin_id(&deeper).unwrap(), Some(fork.id));
+    }
+
+    #[test]
     fn postgres_passes_every_store_test() {
         let pg = std::rc::Rc::new(crate::pgtest::TestPg::start());
         backends::on_postgres(pg, || {
@@ -858,6 +944,7 @@ mod tests {
             expired_tokens_authenticate_no_one_and_updates_touch_only_the_owners_token();
             repositories_keep_a_description_move_between_projects_and_redirect_from_where_they_were();
             a_lease_is_one_holders_until_it_is_given_back_or_expires();
+            forks_name_their_origin_share_a_hierarchy_and_keep_their_objects_when_the_origin_goes();
             crate::logins::tests::a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it();
             crate::logins::tests::a_success_resets_the_count_and_unknown_users_leave_no_record();
             crate::pull_requests::tests::numbers_count_per_repository_from_one_and_are_never_reused_after_a_delete();
