@@ -12,6 +12,7 @@ mod clone_fetch;
 mod cluster;
 mod context_path;
 mod dulwich;
+mod forks;
 mod git_session;
 mod h2;
 mod http;
