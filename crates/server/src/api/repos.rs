@@ -262,13 +262,19 @@ pub(crate) async fn fork(api: Api, Path((key, slug)): Path<(String, String)>, bo
             None => fork_slug,
         };
         let fork = api.store().fork_repo(&origin, &owner, &fork_slug)?;
-        let fork = api.store().update_repo(&fork, &RepoUpdate { name: Some((name, fork_slug)), ..Default::default() })?;
+        let project = api.store().project_info(&owner)?.ok_or_else(|| ApiError::no_project(&target))?;
+        // `repo:forked` is written with the step that names the fork.
+        let named = Repo { name: name.clone(), ..fork.clone() };
+        let events = crate::webhooks::repo_forked(api, &origin, &named, &project)?;
+        let fork = api.store().update_repo_with_events(&fork, &RepoUpdate { name: Some((name, fork_slug)), ..Default::default() }, &events)?;
+        if !events.is_empty() {
+            api.state.webhooks.wake();
+        }
         api.audit(
             Action::RepoCreate,
             &target::repo(&fork),
             serde_json::json!({"name": fork.name, "public": fork.public, "id": fork.id, "origin": origin.display_path()}),
         );
-        let project = api.store().project_info(&owner)?.ok_or_else(|| ApiError::no_project(&target))?;
         Ok(ok(StatusCode::CREATED, api.repo_json(&fork, &project)?))
     })
     .await

@@ -1035,7 +1035,17 @@ pub(crate) async fn fork_post(w: Web, p: Result<Path<(String, String)>, PathReje
             Err(e) => return bad(format!("The name {name:?} makes no valid slug: {e}."), StatusCode::BAD_REQUEST),
         };
         let made = w.state.store.fork_repo(&origin, &owner, &fork_slug).and_then(|fork| {
-            w.state.store.update_repo(&fork, &trove_store::RepoUpdate { name: Some((name.to_owned(), fork_slug.clone())), ..Default::default() })
+            // `repo:forked`, as REST's fork writes it: with the step that names the fork.
+            let mut api = crate::api::Api::background(&w.state);
+            (api.view, api.who) = (w.view.clone(), w.who());
+            let project = w.state.store.project_info(&owner)?.ok_or_else(|| trove_store::StoreError::NoSuchProject(owner.to_string()))?;
+            let events = crate::webhooks::repo_forked(&api, &origin, &trove_store::Repo { name: name.to_owned(), ..fork.clone() }, &project)?;
+            let update = trove_store::RepoUpdate { name: Some((name.to_owned(), fork_slug.clone())), ..Default::default() };
+            let fork = w.state.store.update_repo_with_events(&fork, &update, &events)?;
+            if !events.is_empty() {
+                w.state.webhooks.wake();
+            }
+            Ok(fork)
         });
         match made {
             Ok(fork) => {
