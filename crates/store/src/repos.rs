@@ -167,7 +167,7 @@ pub(crate) fn init_bare(dir: &Path, git_home: &Path, git: &Path, id: i64) -> Res
 pub(crate) fn clone_bare(dir: &Path, git_home: &Path, git: &Path, origin: &Path, id: i64) -> Result<PathBuf, StoreError> {
     let final_path = dir.join(id.to_string());
     let tmp = dir.join(format!(".fork-{id}-{}", std::process::id()));
-    let fail = |detail: String| StoreError::GitInit { path: final_path.clone(), detail };
+    let fail = |detail: String| StoreError::GitClone { path: final_path.clone(), detail };
     let run = |args: &[&std::ffi::OsStr]| -> Result<std::process::Output, StoreError> {
         Command::new(git).env_clear().envs(git_env(git_home)).args(args).output().map_err(|e| fail(format!("cannot run {}: {e}", git.display())))
     };

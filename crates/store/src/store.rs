@@ -911,6 +911,18 @@ mod tests {
         assert_eq!(ids(s.related_repos(&origin).unwrap()), vec![fork.id, deeper.id]);
         assert_eq!(ids(s.related_repos(&deeper).unwrap()), vec![origin.id, fork.id]);
         assert!(s.related_repos(&lonely).unwrap().is_empty());
+        // An empty origin: an empty fork with the origin's default branch.
+        let empty = s.fork_repo(&lonely, &mine, &slug("lonely")).unwrap();
+        assert_eq!(git(&s.repo_path(&empty), &["symbolic-ref", "HEAD"]), "refs/heads/main");
+        assert_eq!(git(&s.repo_path(&empty), &["for-each-ref"]), "");
+        // A broken origin: the fork is refused, named, and leaves no row or directory.
+        let broken = s.create_repo(&tp_owner, &slug("broken"), false).unwrap();
+        std::fs::remove_dir_all(s.repo_path(&broken).join("objects")).unwrap();
+        let err = s.fork_repo(&broken, &mine, &slug("broken")).unwrap_err();
+        assert!(matches!(err, StoreError::GitClone { .. }), "{err}");
+        assert!(s.repo(&mine, &slug("broken")).unwrap().is_none());
+        let leftovers: Vec<_> = std::fs::read_dir(s.repos_dir()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         // The origin goes: its forks stay whole, lose their origin and stay related.
         s.delete_repo(&origin).unwrap();
         assert!(!o.exists());
@@ -991,6 +1003,8 @@ mod tests {
         let owner = Owner::Project(key.clone());
         s.create_project(&key, Some("Test project"), false).unwrap();
         let kept = s.create_repo(&owner, &RepoSlug::parse("kept").unwrap(), false).unwrap();
+        // A fork of it, which names it.
+        let forked = s.fork_repo(&kept, &owner, &RepoSlug::parse("forked").unwrap()).unwrap();
         let gone = s.create_repo(&owner, &RepoSlug::parse("gone").unwrap(), false).unwrap();
         s.delete_repo(&gone).unwrap();
         s.grant_repo(&alice.name, &owner, &kept.slug, Permission::Write).unwrap();
@@ -1078,7 +1092,7 @@ mod tests {
         let url = pg.database();
         let report = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap();
         let count = |t: &str| report.tables.iter().find(|(n, _)| *n == t).unwrap().1;
-        assert_eq!((count("users"), count("projects"), count("repositories"), count("tokens"), count("web_sessions")), (2, 1, 1, 1, 1));
+        assert_eq!((count("users"), count("projects"), count("repositories"), count("tokens"), count("web_sessions")), (2, 1, 2, 1, 1));
         assert_eq!((count("pull_requests"), count("pr_participants"), count("pr_comments"), count("pr_watchers"), count("pr_settings")), (1, 2, 2, 1, 1));
         let groups = (count("user_groups"), count("group_members"), count("project_group_permissions"), count("repo_group_permissions"));
         assert_eq!(groups, (1, 1, 1, 1));
@@ -1101,6 +1115,9 @@ mod tests {
         assert_eq!(p.base_url().unwrap().unwrap().as_str(), "https://mycompany.com/stash");
         let got = p.repo(&owner, &kept.slug).unwrap().unwrap();
         assert_eq!(got.id, kept.id, "repository ids name their directories: they must not change");
+        let fork_copied = p.repo(&owner, &forked.slug).unwrap().unwrap();
+        assert_eq!(p.repo_origin_id(&fork_copied).unwrap(), Some(kept.id), "forks keep their origin");
+        assert_eq!(p.related_repos(&got).unwrap(), [fork_copied]);
         let who = Authenticated { user: p.user(&alice.name).unwrap().unwrap(), token_scope: None };
         assert_eq!(p.permission(Some(&who), &got).unwrap(), Some(Permission::Admin), "through the group");
         assert_eq!((who.user.global, who.user.own_global), (Some(GlobalPermission::ProjectCreate), Some(GlobalPermission::LicensedUser)));
