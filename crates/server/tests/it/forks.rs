@@ -309,3 +309,39 @@ fn stashy_and_atlassian_python_api_fork_and_list_forks_unmodified() {
         t.fsck(o, s);
     }
 }
+
+#[test]
+fn in_data_center_mode_a_fork_made_on_one_node_lives_on_shared_storage_and_serves_from_another() {
+    let pg = trove_store::pgtest::TestPg::start();
+    let url = pg.database();
+    let shared = tempfile::tempdir().unwrap();
+    let node = |first: bool| {
+        let (url, shared) = (url.clone(), shared.path().to_owned());
+        TestServer::start_node(
+            move |c| {
+                c.database = Some(trove_server::DatabaseSettings::new(&url).unwrap());
+                c.repositories = Some(shared);
+            },
+            first,
+        )
+    };
+    let a = node(true);
+    let b = node(false);
+    let (_work, tip) = a.seed("scm/TP/test.git", 2);
+    let (s, v) = rest(&a, Some("writer"), "POST", TEST, None);
+    assert_eq!(s, 201, "{v}");
+    // On the shared storage, beside its origin, sharing its packs; nothing in a node's own data
+    // directory.
+    let fork_dir = a.repo_dir("~writer", "test");
+    assert_eq!(fork_dir.parent(), Some(shared.path()), "{}", fork_dir.display());
+    assert!(std::fs::read_dir(a.data.path().join("repositories")).map(|d| d.count()).unwrap_or(0) == 0);
+    // The other node serves it, with its origin.
+    let (s, v) = rest(&b, Some("writer"), "GET", "/rest/api/1.0/projects/~writer/repos/test", None);
+    assert_eq!((s, v["origin"]["slug"].as_str()), (200, Some("test")), "{v}");
+    let (_, forks) = rest(&b, Some("writer"), "GET", &format!("{TEST}/forks"), None);
+    assert_eq!(forks["size"], 1, "{forks}");
+    let dir = b.dir("clones");
+    b.git_ok(&dir, &["clone", "-q", &b.url_as("writer", "scm/~writer/test.git"), "fork"]);
+    assert_eq!(b.git_ok(&dir.join("fork"), &["rev-parse", "HEAD"]), tip);
+    b.fsck("~writer", "test");
+}
