@@ -237,6 +237,9 @@ pub(crate) async fn delete(api: Api, Path((key, slug)): Path<(String, String)>) 
 /// (`forkable`), and the right to create repositories in the target project (as `POST
 /// …/repos`). The answer is the fork, with the origin in `origin`.
 pub(crate) async fn fork(api: Api, Path((key, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    // No repack of the origin while its files are linked (see `Maintenance::hold`).
+    let (origin, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
+    let _held = api.state.maintenance.hold(origin.id, api.store().repo_path(&origin)).await;
     api.blocking(move |api| {
         let who = api.require_login()?;
         let (origin, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;

@@ -1012,8 +1012,11 @@ fn render_fork(w: &Web, key: &str, slug: &str, note: Option<Notice>, chosen: Opt
 /// `POST /projects/{KEY}/repos/{slug}/fork` `{project, name}`: makes the fork (the same rules as
 /// REST's fork) and goes to it.
 pub(crate) async fn fork_post(w: Web, p: Result<Path<(String, String)>, PathRejection>, form: Form) -> WebResult {
+    let (key, slug) = seg(p)?;
+    // No repack of the origin while its files are linked (see `Maintenance::hold`).
+    let (origin, _) = repo_access_async(&w, &key, &slug, Permission::Read).await?;
+    let _held = w.state.maintenance.hold(origin.id, w.state.store.repo_path(&origin)).await;
     w.blocking(move |w| {
-        let (key, slug) = seg(p)?;
         w.check_csrf(&form)?;
         let (origin, _) = repo_access(w, &key, &slug, Permission::Read)?;
         let (target, name) = (form.get("project").trim(), form.get("name").trim());
