@@ -175,8 +175,8 @@ impl Maintenance {
             let notified = self.idle.notified();
             {
                 let mut m = self.lock();
-                if !m.contains_key(&repo_id) {
-                    m.insert(repo_id, false);
+                if let std::collections::hash_map::Entry::Vacant(e) = m.entry(repo_id) {
+                    e.insert(false);
                     break;
                 }
             }

@@ -175,7 +175,8 @@ pub(crate) fn clone_bare(dir: &Path, git_home: &Path, git: &Path, origin: &Path,
     let mut cloned = false;
     for _ in 0..3 {
         let _ = std::fs::remove_dir_all(&tmp);
-        let out = run(&["clone".as_ref(), "--bare".as_ref(), "--local".as_ref(), "--quiet".as_ref(), "--template=".as_ref(), origin.as_os_str(), tmp.as_os_str()])?;
+        let out =
+            run(&["clone".as_ref(), "--bare".as_ref(), "--local".as_ref(), "--quiet".as_ref(), "--template=".as_ref(), origin.as_os_str(), tmp.as_os_str()])?;
         if out.status.success() {
             cloned = true;
             break;

@@ -921,7 +921,8 @@ mod tests {
         let err = s.fork_repo(&broken, &mine, &slug("broken")).unwrap_err();
         assert!(matches!(err, StoreError::GitClone { .. }), "{err}");
         assert!(s.repo(&mine, &slug("broken")).unwrap().is_none());
-        let leftovers: Vec<_> = std::fs::read_dir(s.repos_dir()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(s.repos_dir()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         // The origin goes: its forks stay whole, lose their origin and stay related.
         s.delete_repo(&origin).unwrap();

@@ -35,8 +35,7 @@ fn message(v: &Value) -> &str {
 /// `ref → id` as `git ls-remote` over HTTP shows them to `who`, without `HEAD`.
 fn ls_remote(t: &TestServer, who: &str, path: &str) -> Vec<(String, String)> {
     let out = t.git_ok(t.home.path(), &["ls-remote", &t.url_as(who, path)]);
-    let mut refs: Vec<_> =
-        out.lines().filter_map(|l| l.split_once('\t')).filter(|(_, r)| *r != "HEAD").map(|(id, r)| (r.to_owned(), id.to_owned())).collect();
+    let mut refs: Vec<_> = out.lines().filter_map(|l| l.split_once('\t')).filter(|(_, r)| *r != "HEAD").map(|(id, r)| (r.to_owned(), id.to_owned())).collect();
     refs.sort();
     refs
 }
@@ -109,7 +108,8 @@ fn a_fork_has_the_origins_refs_names_its_origin_and_pushes_to_either_stay_apart(
     // The origin lists both forks; each fork relates to the origin and the other fork.
     let (s, forks) = rest(&t, Some("writer"), "GET", &format!("{TEST}/forks"), None);
     assert_eq!(s, 200);
-    let slugs: Vec<_> = forks["values"].as_array().unwrap().iter().map(|r| format!("{}/{}", r["project"]["key"].as_str().unwrap(), r["slug"].as_str().unwrap())).collect();
+    let slugs: Vec<_> =
+        forks["values"].as_array().unwrap().iter().map(|r| format!("{}/{}", r["project"]["key"].as_str().unwrap(), r["slug"].as_str().unwrap())).collect();
     assert_eq!(slugs, ["~WRITER/test", "OT/other-fork"]);
     let (_, related) = rest(&t, Some("writer"), "GET", "/rest/api/1.0/projects/OT/repos/other-fork/related", None);
     let ids: Vec<_> = related["values"].as_array().unwrap().iter().map(|r| r["id"].clone()).collect();
@@ -151,7 +151,10 @@ fn the_origins_maintenance_gc_and_deletion_leave_its_forks_whole() {
     t.git_ok(&work, &["push", "-q", "--force", "origin", "fresh:main"]);
     t.wait_maintenance();
     let origin_dir = t.repo_dir("TP", "test");
-    t.git_ok(&origin_dir, &["-c", "gc.reflogExpire=now", "-c", "gc.reflogExpireUnreachable=now", "reflog", "expire", "--all", "--expire=now", "--expire-unreachable=now"]);
+    t.git_ok(
+        &origin_dir,
+        &["-c", "gc.reflogExpire=now", "-c", "gc.reflogExpireUnreachable=now", "reflog", "expire", "--all", "--expire=now", "--expire-unreachable=now"],
+    );
     t.git_ok(&origin_dir, &["gc", "--prune=now", "--quiet"]);
     assert!(t.git(&origin_dir, &["cat-file", "-e", &old_tip]).status.code() != Some(0), "the origin really lost the old history");
     t.fsck("~writer", "test");
@@ -225,7 +228,10 @@ fn forking_needs_read_on_the_origin_forkable_and_the_right_to_create_in_the_targ
     assert_eq!(v["size"], 2, "{v}");
     let (_, v) = rest(&t, Some("writer"), "GET", &format!("{TEST}/forks"), None);
     assert_eq!(v["size"], 1, "writer sees their own fork, not reader's: {v}");
-    t.server.store().grant_repo(&user("outsider"), &Owner::parse("~reader").unwrap(), &trove_store::RepoSlug::parse("test").unwrap(), Permission::Read).unwrap();
+    t.server
+        .store()
+        .grant_repo(&user("outsider"), &Owner::parse("~reader").unwrap(), &trove_store::RepoSlug::parse("test").unwrap(), Permission::Read)
+        .unwrap();
     let (s, v) = rest(&t, Some("outsider"), "GET", "/rest/api/1.0/projects/~reader/repos/test", None);
     assert_eq!(s, 200);
     assert!(v.get("origin").is_none(), "an origin the caller may not read is not shown: {v}");
@@ -242,7 +248,8 @@ fn forks_page_past_the_first_page() {
     let fk = ProjectKey::parse("FK").unwrap();
     store.create_project(&fk, None, false).unwrap();
     for i in 0..27 {
-        let (s, v) = rest(&t, Some("admin"), "POST", "/rest/api/1.0/projects/PUB/repos/open", Some(json!({"name": format!("f{i:02}"), "project": {"key": "FK"}})));
+        let (s, v) =
+            rest(&t, Some("admin"), "POST", "/rest/api/1.0/projects/PUB/repos/open", Some(json!({"name": format!("f{i:02}"), "project": {"key": "FK"}})));
         assert_eq!(s, 201, "{v}");
     }
     let (_, first) = rest(&t, Some("admin"), "GET", "/rest/api/1.0/projects/PUB/repos/open/forks", None);

@@ -183,10 +183,7 @@ impl Repos for Sqlite {
     }
 
     fn related_repos(&self, repo: &Repo) -> Result<Vec<Repo>, StoreError> {
-        self.repos_where(
-            "coalesce(r.hierarchy_id, r.id) = (SELECT coalesce(hierarchy_id, id) FROM repositories WHERE id = ?1) AND r.id <> ?1",
-            repo.id,
-        )
+        self.repos_where("coalesce(r.hierarchy_id, r.id) = (SELECT coalesce(hierarchy_id, id) FROM repositories WHERE id = ?1) AND r.id <> ?1", repo.id)
     }
 }
 
