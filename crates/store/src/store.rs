@@ -348,6 +348,11 @@ impl Store {
             .and_then(|()| repos::clone_bare(&self.inner.repos_dir, &self.inner.git_home, &self.inner.git_binary, &self.repo_path(origin), id));
         if let Err(e) = made {
             let _ = self.delete_repo_row(id);
+            // The origin deleted meanwhile (its row, then its directory): say so, not how the
+            // step failed.
+            if matches!(self.repo_by_id(origin.id), Ok(None)) {
+                return Err(StoreError::NoSuchRepo(origin.display_path()));
+            }
             return Err(e);
         }
         self.repo(owner, slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{owner}/{slug}")))
@@ -915,6 +920,11 @@ mod tests {
         let empty = s.fork_repo(&lonely, &mine, &slug("lonely")).unwrap();
         assert_eq!(git(&s.repo_path(&empty), &["symbolic-ref", "HEAD"]), "refs/heads/main");
         assert_eq!(git(&s.repo_path(&empty), &["for-each-ref"]), "");
+        // An origin deleted before the fork is made: "does not exist", nothing left behind.
+        let doomed = s.create_repo(&tp_owner, &slug("doomed"), false).unwrap();
+        s.delete_repo(&doomed).unwrap();
+        assert!(matches!(s.fork_repo(&doomed, &mine, &slug("doomed")), Err(StoreError::NoSuchRepo(_))));
+        assert!(s.repo(&mine, &slug("doomed")).unwrap().is_none());
         // A broken origin: the fork is refused, named, and leaves no row or directory.
         let broken = s.create_repo(&tp_owner, &slug("broken"), false).unwrap();
         std::fs::remove_dir_all(s.repo_path(&broken).join("objects")).unwrap();
