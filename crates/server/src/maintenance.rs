@@ -163,6 +163,38 @@ impl Maintenance {
         outcome
     }
 
+    /// Keeps maintenance off repository `repo_id` (at `path`) until the returned guard is
+    /// dropped: waits for a run in progress to end, then marks the repository as busy, so that
+    /// a push meanwhile asks for one run after the guard is gone instead of starting one. With
+    /// shared storage it also holds the maintenance lease, so no other node repacks it either.
+    ///
+    /// A fork links the origin's object files while it is held: a repack deleting a pack while
+    /// the clone walks the directory could otherwise leave the fork without objects it needs.
+    pub(crate) async fn hold(self: &Arc<Self>, repo_id: i64, path: PathBuf) -> Held {
+        loop {
+            let notified = self.idle.notified();
+            {
+                let mut m = self.lock();
+                if let std::collections::hash_map::Entry::Vacant(e) = m.entry(repo_id) {
+                    e.insert(false);
+                    break;
+                }
+            }
+            // A run of that repository (or another hold) is in progress; `idle` is notified only
+            // when none runs at all, so also look again now and then.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), notified).await;
+        }
+        // Another node's run: wait for its lease (it lasts at most LEASE_SECS if its node died).
+        let mut leased = self.shared.get().is_none();
+        while !leased {
+            leased = self.take(repo_id).await;
+            if !leased {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        Held { owner: self.clone(), repo_id, path: Some(path) }
+    }
+
     /// Resolves once no maintenance is running.
     pub(crate) async fn idle(&self) {
         loop {
@@ -171,6 +203,36 @@ impl Maintenance {
                 return;
             }
             notified.await;
+        }
+    }
+}
+
+/// Maintenance of one repository kept off ([`Maintenance::hold`]) while this lives; a push
+/// meanwhile gets its run when it is dropped.
+pub(crate) struct Held {
+    owner: Arc<Maintenance>,
+    repo_id: i64,
+    path: Option<PathBuf>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let again = {
+            let mut m = self.owner.lock();
+            let again = m.remove(&self.repo_id) == Some(true);
+            if m.is_empty() {
+                self.owner.idle.notify_waiters();
+            }
+            again
+        };
+        match self.path.take() {
+            // The run takes the lease again (this node renews it) and gives it back after.
+            Some(path) if again => self.owner.after_push(self.repo_id, path),
+            _ if self.owner.shared.get().is_some() => {
+                let (owner, id) = (self.owner.clone(), self.repo_id);
+                self.owner.tasks.spawn(async move { owner.give_back(id).await });
+            }
+            _ => {}
         }
     }
 }
@@ -197,6 +259,33 @@ mod tests {
         .unwrap();
         std::process::Command::new("chmod").arg("755").arg(&script).status().unwrap();
         script
+    }
+
+    #[tokio::test]
+    async fn a_hold_waits_for_a_run_keeps_pushes_waiting_and_runs_them_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new(crate::node::NodeId::parse("n1").unwrap()));
+        let m = Arc::new(Maintenance::new(Tasks::new(), true, 2, fake_git(dir.path()), vec![], metrics));
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join("objects/pack")).unwrap();
+        let log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        m.after_push(7, repo.clone());
+        // The hold waits for that run: once it has it, the run is over.
+        let held = m.hold(7, repo.clone()).await;
+        let after_run = log();
+        assert_eq!(after_run.lines().filter(|l| *l == "end").count(), 3, "{after_run}");
+        // A push meanwhile starts nothing...
+        m.after_push(7, repo.clone());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(log(), after_run, "maintenance ran while held");
+        // ...until the hold ends.
+        drop(held);
+        m.idle().await;
+        assert_eq!(log().lines().filter(|l| *l == "end").count(), 6);
+        // Without a push meanwhile, the end of a hold runs nothing.
+        drop(m.hold(7, repo).await);
+        m.idle().await;
+        assert_eq!(log().lines().filter(|l| *l == "end").count(), 6);
     }
 
     #[tokio::test]

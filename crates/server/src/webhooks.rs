@@ -466,6 +466,17 @@ pub(crate) fn repo_modified(api: &Api, repo: &Repo, project: &trove_store::Proje
     Ok(vec![event(repo, "repo:modified", &actor, crate::pull_requests::now_ms(), json!({"old": old, "new": new}))])
 }
 
+/// `repo:forked` (`repository`: the fork as it will be named, with its `origin`), for the
+/// origin's webhooks and its project's, when one could want it. Blocks.
+pub(crate) fn repo_forked(api: &Api, origin: &Repo, fork: &Repo, project: &trove_store::ProjectInfo) -> Result<Vec<NewEvent>, StoreError> {
+    if !any_webhook(api.store(), origin)? {
+        return Ok(Vec::new());
+    }
+    let repository = api.repo_json(fork, project).map_err(|e| StoreError::NoSuchRepo(e.to_string()))?;
+    let actor = api.user().map(|u| api.user_json(u)).unwrap_or(Value::Null);
+    Ok(vec![event(origin, "repo:forked", &actor, crate::pull_requests::now_ms(), json!({"repository": repository}))])
+}
+
 /// `project:modified` (`old`, `new`), rendered before the change, when a webhook of the project
 /// exists and the update changes what the JSON shows. Blocks.
 pub(crate) fn project_modified(api: &Api, project: &trove_store::ProjectInfo, update: &trove_store::ProjectUpdate) -> Result<Vec<NewEvent>, StoreError> {

@@ -48,6 +48,8 @@ const TABLES: &[(&str, &[(&str, bool)])] = &[
             ("forkable", true),
             ("created_at", false),
             ("description", false),
+            ("origin_id", false),
+            ("hierarchy_id", false),
         ],
     ),
     ("repo_redirects", &[("project_id", false), ("slug", false), ("repo_id", false)]),

@@ -48,6 +48,11 @@ pub enum StoreError {
     RepoDir { path: PathBuf, source: std::io::Error },
     #[error("`git init` for {path} failed: {detail}; check that git is installed, or name it with `[git] binary` (trove server) or `--git` (trove admin)")]
     GitInit { path: PathBuf, detail: String },
+    /// A fork's `git clone` of its origin failed (three tries); nothing was left behind.
+    #[error(
+        "`git clone` of the origin into {path} failed: {detail}; check that git is installed (or named with `[git] binary`) and that the origin is intact (`git fsck`)"
+    )]
+    GitClone { path: PathBuf, detail: String },
 }
 
 impl StoreError {

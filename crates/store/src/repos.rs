@@ -72,6 +72,18 @@ pub trait Repos {
     /// The repository that was once at `owner/slug` (renamed or moved since), where it is now;
     /// `None` when no repository was.
     fn repo_redirect(&self, owner: &Owner, slug: &RepoSlug) -> Result<Option<Repo>, StoreError>;
+    /// Makes row `id` a fork of `origin`: it names `origin` and joins `origin`'s hierarchy (whose
+    /// root is `origin` itself when `origin` is no fork).
+    fn set_repo_origin(&self, id: i64, origin: &Repo) -> Result<(), StoreError>;
+    /// The row id of the repository `repo` was forked from; `None` for a repository that is no
+    /// fork, or whose origin has been deleted.
+    fn repo_origin_id(&self, repo: &Repo) -> Result<Option<i64>, StoreError>;
+    /// The repositories forked from `repo` (not their forks), oldest first. Callers filter by
+    /// permission.
+    fn repo_forks(&self, repo: &Repo) -> Result<Vec<Repo>, StoreError>;
+    /// The other repositories of `repo`'s fork hierarchy (the root, forks and forks of forks,
+    /// wherever they are), oldest first; empty for a repository never forked and no fork.
+    fn related_repos(&self, repo: &Repo) -> Result<Vec<Repo>, StoreError>;
 }
 
 /// Settings written into every new repository's `config`:
@@ -138,6 +150,67 @@ pub(crate) fn init_bare(dir: &Path, git_home: &Path, git: &Path, id: i64) -> Res
     write().map_err(|source| {
         let _ = std::fs::remove_dir_all(&tmp);
         StoreError::RepoDir { path: final_path.clone(), source }
+    })?;
+    Ok(final_path)
+}
+
+/// Makes the bare repository for fork `id` from the one at `origin`: `git clone --bare --local`
+/// into a temporary directory beside the final one (origin's branches, tags and `HEAD`, every
+/// object file hard-linked where the file system allows and copied where not), our config in
+/// place of clone's (no remote pointing at the origin's path), then a rename.
+///
+/// Hard links, not alternates: git never changes an object file in place (packs and loose
+/// objects are written whole under new names and renamed), so the two repositories share disk
+/// until one repacks and never depend on each other: the origin's gc or deletion cannot take an
+/// object the fork needs. A repack of the origin that removes a pack while the clone links it
+/// makes the clone fail; it is tried again (three tries).
+pub(crate) fn clone_bare(dir: &Path, git_home: &Path, git: &Path, origin: &Path, id: i64) -> Result<PathBuf, StoreError> {
+    let final_path = dir.join(id.to_string());
+    let tmp = dir.join(format!(".fork-{id}-{}", std::process::id()));
+    let fail = |detail: String| StoreError::GitClone { path: final_path.clone(), detail };
+    let run = |args: &[&std::ffi::OsStr]| -> Result<std::process::Output, StoreError> {
+        Command::new(git).env_clear().envs(git_env(git_home)).args(args).output().map_err(|e| fail(format!("cannot run {}: {e}", git.display())))
+    };
+    let mut last = String::new();
+    let mut cloned = false;
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let out =
+            run(&["clone".as_ref(), "--bare".as_ref(), "--local".as_ref(), "--quiet".as_ref(), "--template=".as_ref(), origin.as_os_str(), tmp.as_os_str()])?;
+        if out.status.success() {
+            cloned = true;
+            break;
+        }
+        last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    }
+    if !cloned {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(fail(last));
+    }
+    let finish = || -> Result<(), StoreError> {
+        // The clone's `[remote "origin"]` names the origin's directory: nothing of the fork may
+        // lead back to a path on disk.
+        let out = run(&["--git-dir".as_ref(), tmp.as_os_str(), "config".as_ref(), "--remove-section".as_ref(), "remote.origin".as_ref()])?;
+        if !out.status.success() {
+            return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        }
+        let io = |source| StoreError::RepoDir { path: final_path.clone(), source };
+        // An empty origin leaves clone's own default branch in `HEAD`; the fork's default
+        // branch is the origin's.
+        if let Ok(head) = std::fs::read_to_string(origin.join("HEAD"))
+            && head.starts_with("ref: refs/heads/")
+        {
+            std::fs::write(tmp.join("HEAD"), head).map_err(io)?;
+        }
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(tmp.join("config")).map_err(io)?;
+        f.write_all(REPO_CONFIG.as_bytes()).map_err(io)?;
+        std::fs::create_dir_all(tmp.join("info")).map_err(io)?;
+        std::fs::create_dir_all(tmp.join("hooks")).map_err(io)?;
+        std::fs::rename(&tmp, &final_path).map_err(io)
+    };
+    finish().inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&tmp);
     })?;
     Ok(final_path)
 }

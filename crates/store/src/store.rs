@@ -335,6 +335,29 @@ impl Store {
         self.repo(owner, slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{owner}/{slug}")))
     }
 
+    /// Forks `origin` into `owner` (a user's personal project is made on first use) as `slug`:
+    /// a row naming `origin` as its origin and joining its fork hierarchy, and a bare repository
+    /// with the origin's branches, tags, default branch and objects, which shares no state with
+    /// the origin afterwards ([`repos::clone_bare`]). The fork is private and forkable. If the
+    /// disk step fails the row is removed again.
+    pub fn fork_repo(&self, origin: &Repo, owner: &Owner, slug: &RepoSlug) -> Result<Repo, StoreError> {
+        let project_id = self.ensure_project(owner)?;
+        let id = self.insert_repo(project_id, slug, false)?.ok_or_else(|| StoreError::RepoExists(format!("{owner}/{slug}")))?;
+        let made = self
+            .set_repo_origin(id, origin)
+            .and_then(|()| repos::clone_bare(&self.inner.repos_dir, &self.inner.git_home, &self.inner.git_binary, &self.repo_path(origin), id));
+        if let Err(e) = made {
+            let _ = self.delete_repo_row(id);
+            // The origin deleted meanwhile (its row, then its directory): say so, not how the
+            // step failed.
+            if matches!(self.repo_by_id(origin.id), Ok(None)) {
+                return Err(StoreError::NoSuchRepo(origin.display_path()));
+            }
+            return Err(e);
+        }
+        self.repo(owner, slug)?.ok_or_else(|| StoreError::NoSuchRepo(format!("{owner}/{slug}")))
+    }
+
     /// Deletes a repository: the row first (so it vanishes from every listing at once), then
     /// its directory, moved aside before removal so a half-deleted tree is never at a live path.
     pub fn delete_repo(&self, repo: &Repo) -> Result<(), StoreError> {
@@ -838,6 +861,92 @@ mod tests {
     }
 
     #[test]
+    fn forks_name_their_origin_share_a_hierarchy_and_keep_their_objects_when_the_origin_goes() {
+        let (_d, s) = store();
+        let git = |dir: &std::path::Path, args: &[&str]| {
+            let out = std::process::Command::new("git").arg("--git-dir").arg(dir).args(args).output().unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let alice = UserName::parse("alice").unwrap();
+        s.create_user(&alice, &Password::new("password1").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        let tp = ProjectKey::parse("TP").unwrap();
+        s.create_project(&tp, None, false).unwrap();
+        let tp_owner = Owner::Project(tp.clone());
+        let slug = |x: &str| RepoSlug::parse(x).unwrap();
+        let origin = s.create_repo(&tp_owner, &slug("origin"), true).unwrap();
+        let lonely = s.create_repo(&tp_owner, &slug("lonely"), false).unwrap();
+        // A commit on `trunk`, the origin's default branch, and a tag.
+        let o = s.repo_path(&origin);
+        git(&o, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+        let tree = git(&o, &["mktree"]);
+        let commit = {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&o)
+                .args(["-c", "user.name=t", "-c", "user.email=t@e", "commit-tree", &tree, "-m", "first"])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        git(&o, &["update-ref", "refs/heads/trunk", &commit]);
+        git(&o, &["update-ref", "refs/tags/v1", &commit]);
+        git(&o, &["update-ref", "refs/pull-requests/1/from", &commit]);
+
+        // Into a personal project that does not exist yet.
+        let mine = Owner::User(alice.clone());
+        let fork = s.fork_repo(&origin, &mine, &slug("origin")).unwrap();
+        assert_eq!((fork.owner.clone(), fork.public), (mine.clone(), false));
+        assert_eq!(s.repo_origin_id(&fork).unwrap(), Some(origin.id));
+        assert_eq!(s.repo_origin_id(&origin).unwrap(), None);
+        let f = s.repo_path(&fork);
+        assert_eq!(git(&f, &["symbolic-ref", "HEAD"]), "refs/heads/trunk");
+        assert_eq!(git(&f, &["for-each-ref", "--format=%(refname)"]), "refs/heads/trunk\nrefs/tags/v1", "branches and tags only");
+        let config = std::fs::read_to_string(f.join("config")).unwrap();
+        assert!(config.contains("fsckObjects = true") && !config.contains("remote"), "{config}");
+        assert!(!f.join("objects/info/alternates").exists());
+        // A taken slug is refused and leaves nothing behind.
+        assert!(matches!(s.fork_repo(&origin, &mine, &slug("origin")), Err(StoreError::RepoExists(_))));
+        // A fork of the fork joins the same hierarchy.
+        let deeper = s.fork_repo(&fork, &tp_owner, &slug("deeper")).unwrap();
+        assert_eq!(s.repo_origin_id(&deeper).unwrap(), Some(fork.id));
+        let ids = |v: Vec<Repo>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.repo_forks(&origin).unwrap()), vec![fork.id]);
+        assert_eq!(ids(s.repo_forks(&fork).unwrap()), vec![deeper.id]);
+        assert_eq!(ids(s.related_repos(&origin).unwrap()), vec![fork.id, deeper.id]);
+        assert_eq!(ids(s.related_repos(&deeper).unwrap()), vec![origin.id, fork.id]);
+        assert!(s.related_repos(&lonely).unwrap().is_empty());
+        // An empty origin: an empty fork with the origin's default branch.
+        let empty = s.fork_repo(&lonely, &mine, &slug("lonely")).unwrap();
+        assert_eq!(git(&s.repo_path(&empty), &["symbolic-ref", "HEAD"]), "refs/heads/main");
+        assert_eq!(git(&s.repo_path(&empty), &["for-each-ref"]), "");
+        // An origin deleted before the fork is made: "does not exist", nothing left behind.
+        let doomed = s.create_repo(&tp_owner, &slug("doomed"), false).unwrap();
+        s.delete_repo(&doomed).unwrap();
+        assert!(matches!(s.fork_repo(&doomed, &mine, &slug("doomed")), Err(StoreError::NoSuchRepo(_))));
+        assert!(s.repo(&mine, &slug("doomed")).unwrap().is_none());
+        // A broken origin: the fork is refused, named, and leaves no row or directory.
+        let broken = s.create_repo(&tp_owner, &slug("broken"), false).unwrap();
+        std::fs::remove_dir_all(s.repo_path(&broken).join("objects")).unwrap();
+        let err = s.fork_repo(&broken, &mine, &slug("broken")).unwrap_err();
+        assert!(matches!(err, StoreError::GitClone { .. }), "{err}");
+        assert!(s.repo(&mine, &slug("broken")).unwrap().is_none());
+        let leftovers: Vec<_> =
+            std::fs::read_dir(s.repos_dir()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // The origin goes: its forks stay whole, lose their origin and stay related.
+        s.delete_repo(&origin).unwrap();
+        assert!(!o.exists());
+        git(&f, &["fsck", "--strict", "--no-dangling"]);
+        assert_eq!(git(&f, &["rev-parse", "trunk"]), commit);
+        assert_eq!(s.repo_origin_id(&s.repo_by_id(fork.id).unwrap().unwrap()).unwrap(), None);
+        assert_eq!(ids(s.related_repos(&fork).unwrap()), vec![deeper.id]);
+        // A reopened store (another process) sees the same.
+        let again = backends::reopen(_d.path());
+        assert_eq!(again.repo_origin_id(&deeper).unwrap(), Some(fork.id));
+    }
+
+    #[test]
     fn postgres_passes_every_store_test() {
         let pg = std::rc::Rc::new(crate::pgtest::TestPg::start());
         backends::on_postgres(pg, || {
@@ -858,6 +967,7 @@ mod tests {
             expired_tokens_authenticate_no_one_and_updates_touch_only_the_owners_token();
             repositories_keep_a_description_move_between_projects_and_redirect_from_where_they_were();
             a_lease_is_one_holders_until_it_is_given_back_or_expires();
+            forks_name_their_origin_share_a_hierarchy_and_keep_their_objects_when_the_origin_goes();
             crate::logins::tests::a_locked_account_refuses_even_its_password_until_a_challenge_or_an_admin_clears_it();
             crate::logins::tests::a_success_resets_the_count_and_unknown_users_leave_no_record();
             crate::pull_requests::tests::numbers_count_per_repository_from_one_and_are_never_reused_after_a_delete();
@@ -905,6 +1015,8 @@ mod tests {
         let owner = Owner::Project(key.clone());
         s.create_project(&key, Some("Test project"), false).unwrap();
         let kept = s.create_repo(&owner, &RepoSlug::parse("kept").unwrap(), false).unwrap();
+        // A fork of it, which names it.
+        let forked = s.fork_repo(&kept, &owner, &RepoSlug::parse("forked").unwrap()).unwrap();
         let gone = s.create_repo(&owner, &RepoSlug::parse("gone").unwrap(), false).unwrap();
         s.delete_repo(&gone).unwrap();
         s.grant_repo(&alice.name, &owner, &kept.slug, Permission::Write).unwrap();
@@ -992,7 +1104,7 @@ mod tests {
         let url = pg.database();
         let report = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap();
         let count = |t: &str| report.tables.iter().find(|(n, _)| *n == t).unwrap().1;
-        assert_eq!((count("users"), count("projects"), count("repositories"), count("tokens"), count("web_sessions")), (2, 1, 1, 1, 1));
+        assert_eq!((count("users"), count("projects"), count("repositories"), count("tokens"), count("web_sessions")), (2, 1, 2, 1, 1));
         assert_eq!((count("pull_requests"), count("pr_participants"), count("pr_comments"), count("pr_watchers"), count("pr_settings")), (1, 2, 2, 1, 1));
         let groups = (count("user_groups"), count("group_members"), count("project_group_permissions"), count("repo_group_permissions"));
         assert_eq!(groups, (1, 1, 1, 1));
@@ -1015,6 +1127,9 @@ mod tests {
         assert_eq!(p.base_url().unwrap().unwrap().as_str(), "https://mycompany.com/stash");
         let got = p.repo(&owner, &kept.slug).unwrap().unwrap();
         assert_eq!(got.id, kept.id, "repository ids name their directories: they must not change");
+        let fork_copied = p.repo(&owner, &forked.slug).unwrap().unwrap();
+        assert_eq!(p.repo_origin_id(&fork_copied).unwrap(), Some(kept.id), "forks keep their origin");
+        assert_eq!(p.related_repos(&got).unwrap(), [fork_copied]);
         let who = Authenticated { user: p.user(&alice.name).unwrap().unwrap(), token_scope: None };
         assert_eq!(p.permission(Some(&who), &got).unwrap(), Some(Permission::Admin), "through the group");
         assert_eq!((who.user.global, who.user.own_global), (Some(GlobalPermission::ProjectCreate), Some(GlobalPermission::LicensedUser)));

@@ -82,7 +82,9 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/projects/{projectKey}/permissions/groups/none"),
     (&["GET", "POST", "DELETE"], "/projects/{projectKey}/permissions/{permission}/all"),
     (&["GET", "POST"], "/projects/{projectKey}/repos"),
-    (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}"),
+    (&["GET", "POST", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/forks"),
+    (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/related"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/permissions/users"),
     (&["GET", "PUT", "DELETE"], "/projects/{projectKey}/repos/{repositorySlug}/permissions/groups"),
     (&["GET"], "/projects/{projectKey}/repos/{repositorySlug}/permissions/groups/none"),
@@ -155,7 +157,7 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/users"),
     (&["GET"], "/users/{userSlug}"),
     (&["GET", "POST"], "/users/{userSlug}/repos"),
-    (&["GET", "PUT", "DELETE"], "/users/{userSlug}/repos/{repositorySlug}"),
+    (&["GET", "POST", "PUT", "DELETE"], "/users/{userSlug}/repos/{repositorySlug}"),
     (&["GET", "POST", "PUT", "DELETE"], "/admin/users"),
     (&["DELETE"], "/admin/users/captcha"),
     (&["POST"], "/admin/users/add-groups"),
@@ -192,7 +194,9 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&p("/projects/{key}/permissions/groups/none"), get(permissions::project_groups_none))
         .route(&p("/projects/{key}/permissions/{perm}/all"), get(permissions::default_get).post(permissions::default_set).delete(permissions::default_revoke))
         .route(&p("/projects/{key}/repos"), get(repos::list).post(repos::create))
-        .route(&repo(""), get(repos::get).put(repos::update).delete(repos::delete))
+        .route(&repo(""), get(repos::get).post(repos::fork).put(repos::update).delete(repos::delete))
+        .route(&repo("/forks"), get(repos::forks))
+        .route(&repo("/related"), get(repos::related))
         .route(&repo("/permissions/users"), get(permissions::repo_users).put(permissions::repo_grant).delete(permissions::repo_revoke))
         .route(&repo("/permissions/groups"), get(permissions::repo_groups).put(permissions::repo_group_grant).delete(permissions::repo_group_revoke))
         .route(&repo("/permissions/groups/none"), get(permissions::repo_groups_none))
@@ -265,7 +269,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&p("/users"), get(users::list))
         .route(&p("/users/{user}"), get(users::get))
         .route(&p("/users/{user}/repos"), get(repos::list_personal).post(repos::create_personal))
-        .route(&p("/users/{user}/repos/{slug}"), get(repos::get_personal).put(repos::update_personal).delete(repos::delete_personal))
+        .route(&p("/users/{user}/repos/{slug}"), get(repos::get_personal).post(repos::fork_personal).put(repos::update_personal).delete(repos::delete_personal))
         .route(&p("/admin/users"), get(users::admin_list).post(users::admin_create).put(users::admin_update).delete(users::admin_delete))
         .route(&p("/admin/users/captcha"), delete(users::clear_captcha))
         .route(&p("/admin/users/add-groups"), post(groups::add_groups))
@@ -718,6 +722,14 @@ impl Api {
         });
         if let Some(d) = description {
             v["description"] = json!(d);
+        }
+        // A fork names its origin, whole, when the caller may read it (an origin's own origin
+        // comes with it: the chain is as long as the fork hierarchy is deep).
+        if let Some(origin) = self.store().repo_origin_id(repo)?.map(|id| self.store().repo_by_id(id)).transpose()?.flatten()
+            && self.store().permission(self.who.as_ref(), &origin)?.is_some()
+            && let Some(project) = self.store().project_info(&origin.owner)?
+        {
+            v["origin"] = self.repo_json(&origin, &project)?;
         }
         Ok(v)
     }

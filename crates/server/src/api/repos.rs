@@ -22,6 +22,8 @@ pub(crate) struct RepoBody {
     public: Option<bool>,
     project: Option<ProjectRef>,
     description: Option<String>,
+    /// A fork's slug, when it should not be made from its name.
+    slug: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -229,6 +231,94 @@ pub(crate) async fn delete(api: Api, Path((key, slug)): Path<(String, String)>) 
     .await
 }
 
+/// `POST /projects/{key}/repos/{slug}` `{name?, slug?, project?: {key}}` → 201: forks the
+/// repository into `project` (default: the caller's personal project, made on first use), named
+/// `name` (default: the origin's name). Needs read on the origin, forking allowed on it
+/// (`forkable`), and the right to create repositories in the target project (as `POST
+/// …/repos`). The answer is the fork, with the origin in `origin`.
+pub(crate) async fn fork(api: Api, Path((key, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    // No repack of the origin while its files are linked (see `Maintenance::hold`).
+    let (origin, _) = api.repo_async(&key, &slug, Permission::Read, "see this repository").await?;
+    let _held = api.state.maintenance.hold(origin.id, api.store().repo_path(&origin)).await;
+    api.blocking(move |api| {
+        let who = api.require_login()?;
+        let (origin, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+        let b: RepoBody = parse_optional_body(body)?;
+        let target = match b.project.as_ref().and_then(|p| p.key.as_deref()) {
+            Some(k) => k.to_owned(),
+            None => format!("~{}", who.user.name),
+        };
+        let owner = crate::access::create_repo(api.store(), api.who.as_ref(), &target)
+            .map_err(|e| api.refused(e, || ApiError::no_project(&target), "create repositories in that project"))?;
+        if !api.store().repo_forkable(&origin)? {
+            return Err(ApiError::Invalid {
+                context: None,
+                message: format!(
+                    "Repository {} cannot be forked: forking is disabled for it. A repository administrator can allow it (PUT with \"forkable\": true).",
+                    origin.display_path()
+                ),
+            });
+        }
+        let (name, fork_slug) = name_and_slug(b.name.as_deref().unwrap_or(&origin.name))?;
+        let fork_slug = match b.slug.as_deref() {
+            Some(s) => RepoSlug::parse(s).map_err(|e| ApiError::invalid("slug", format!("{s:?} is not a valid repository slug: {e}.")))?,
+            None => fork_slug,
+        };
+        let fork = api.store().fork_repo(&origin, &owner, &fork_slug)?;
+        let project = api.store().project_info(&owner)?.ok_or_else(|| ApiError::no_project(&target))?;
+        // `repo:forked` is written with the step that names the fork.
+        let named = Repo { name: name.clone(), ..fork.clone() };
+        let events = crate::webhooks::repo_forked(api, &origin, &named, &project)?;
+        let fork = api.store().update_repo_with_events(&fork, &RepoUpdate { name: Some((name, fork_slug)), ..Default::default() }, &events)?;
+        if !events.is_empty() {
+            api.state.webhooks.wake();
+        }
+        api.audit(
+            Action::RepoCreate,
+            &target::repo(&fork),
+            serde_json::json!({"name": fork.name, "public": fork.public, "id": fork.id, "origin": origin.display_path()}),
+        );
+        Ok(ok(StatusCode::CREATED, api.repo_json(&fork, &project)?))
+    })
+    .await
+}
+
+/// The JSON of each of `repos` the caller may read.
+fn readable_of(api: &Api, repos: Vec<Repo>) -> Result<Vec<serde_json::Value>, ApiError> {
+    let mut out = Vec::new();
+    for repo in repos {
+        if api.store().permission(api.who.as_ref(), &repo)?.is_none() {
+            continue;
+        }
+        if let Some(project) = api.store().project_info(&repo.owner)? {
+            out.push(api.repo_json(&repo, &project)?);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /projects/{key}/repos/{slug}/forks`: the repositories forked from this one (not their
+/// forks) that the caller may read, oldest first, paged.
+pub(crate) async fn forks(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
+    api.blocking(move |api| {
+        let page = api.q.page()?;
+        let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+        Ok(ok(StatusCode::OK, paged(readable_of(api, api.store().repo_forks(&repo)?)?, page)))
+    })
+    .await
+}
+
+/// `GET /projects/{key}/repos/{slug}/related`: the other repositories of this one's fork
+/// hierarchy (its origins, forks and their forks) that the caller may read, oldest first, paged.
+pub(crate) async fn related(api: Api, Path((key, slug)): Path<(String, String)>) -> Result<Response, ApiError> {
+    api.blocking(move |api| {
+        let page = api.q.page()?;
+        let (repo, _) = api.repo(&key, &slug, Permission::Read, "see this repository")?;
+        Ok(ok(StatusCode::OK, paged(readable_of(api, api.store().related_repos(&repo)?)?, page)))
+    })
+    .await
+}
+
 /// `~user` from the `{user}` of `/users/{user}/repos…` (with or without the `~`).
 fn personal_key(user: &str) -> String {
     format!("~{}", user.strip_prefix('~').unwrap_or(user))
@@ -237,6 +327,11 @@ fn personal_key(user: &str) -> String {
 /// `POST /users/{user}/repos`: as `POST /projects/~user/repos`.
 pub(crate) async fn create_personal(api: Api, Path(user): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     create(api, Path(personal_key(&user)), body).await
+}
+
+/// `POST /users/{user}/repos/{slug}`: forks a personal repository, as `POST /projects/~user/repos/{slug}`.
+pub(crate) async fn fork_personal(api: Api, Path((user, slug)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    fork(api, Path((personal_key(&user), slug)), body).await
 }
 
 /// `GET /users/{user}/repos/{slug}`.

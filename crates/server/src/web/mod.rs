@@ -67,6 +67,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/commits"), get(repo::commits))
         .route(&repo("/commits/{id}"), get(repo::commit).post(repo::commit_post))
         .route(&repo("/settings"), get(repo::repo_settings).post(repo::repo_settings_post))
+        .route(&repo("/fork"), get(repo::fork_page).post(repo::fork_post))
         // Pull requests (web/pull_requests.rs); the diff tab is pr_diff.rs's.
         .route(&r("/dashboard"), get(repo::dashboard))
         .route(&repo("/pull-requests"), get(pull_requests::list).post(pull_requests::create_post))

@@ -486,10 +486,25 @@ fn clone_url(w: &Web, repo: &Repo) -> String {
 
 /// The header every repository page shares: name, clone URL with copy button, tabs.
 pub(crate) fn repo_header(w: &Web, repo: &Repo, perm: Permission, tab: &str) -> Markup {
+    repo_header_with(w, repo, perm, tab, None)
+}
+
+/// The origin of fork `repo`, when the caller may read it ([`repo_header_with`]'s "forked
+/// from"). Blocks: call it on the blocking pool.
+fn readable_origin(w: &Web, repo: &Repo) -> Result<Option<Repo>, WebError> {
+    let Some(origin) = w.state.store.repo_origin_id(repo)?.map(|id| w.state.store.repo_by_id(id)).transpose()?.flatten() else { return Ok(None) };
+    Ok(w.state.store.permission(w.who().as_ref(), &origin)?.is_some().then_some(origin))
+}
+
+/// [`repo_header`], saying which repository this one was forked from, with a link to it.
+fn repo_header_with(w: &Web, repo: &Repo, perm: Permission, tab: &str, origin: Option<&Repo>) -> Markup {
     let clone = clone_url(w, repo);
     html! {
         div.crumbs { a href=(w.link("/projects")) { "Projects" } " / " a href=(project_link(w, &repo.owner)) { (repo.owner) } }
         h1 { (repo.name) " " (visibility(repo.public || repo.project_public)) }
+        @if let Some(o) = origin {
+            p.muted #forked-from { "Forked from " a href=(repo_link(w, o, "/browse")) { (o.owner) "/" (o.name) } }
+        }
         div.clone {
             label for="clone-url" { "Clone" }
             input #clone-url.clone-url type="text" readonly value=(clone);
@@ -499,6 +514,7 @@ pub(crate) fn repo_header(w: &Web, repo: &Repo, perm: Permission, tab: &str) -> 
             a.on[tab == "browse"] href=(repo_link(w, repo, "/browse")) { "Source" }
             a.on[tab == "commits"] href=(repo_link(w, repo, "/commits")) { "Commits" }
             a.on[tab == "pull-requests"] #nav-pull-requests href=(repo_link(w, repo, "/pull-requests")) { "Pull requests" }
+            @if w.user().is_some() { a.on[tab == "fork"] #nav-fork href=(repo_link(w, repo, "/fork")) { "Fork" } }
             @if perm >= Permission::Admin { a.on[tab == "settings"] href=(repo_link(w, repo, "/settings")) { "Settings" } }
         }
     }
@@ -546,10 +562,14 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
     if !valid_path(path) {
         return Err(WebError::NotFound);
     }
+    let origin = {
+        let repo = repo.clone();
+        w.clone().blocking(move |w| readable_origin(w, &repo)).await?
+    };
     let g = reader(w, &repo);
     let refs = g.refs().await?;
     let default_branch = refs.head.as_deref().and_then(|h| h.strip_prefix("refs/heads/")).unwrap_or("main").to_owned();
-    let head = repo_header(w, &repo, perm, "browse");
+    let head = repo_header_with(w, &repo, perm, "browse", origin.as_ref());
     let Some(at) = resolve(&g, &refs, q.get("at").map(String::as_str)).await? else {
         if refs.branches.is_empty() && q.get("at").is_none() {
             let clone = clone_url(w, &repo);
@@ -1151,6 +1171,120 @@ pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>,
 }
 
 /// Used by the admin projects page: a project key from a form.
+/// `GET /projects/{KEY}/repos/{slug}/fork`: the fork form (logged-in readers): the target
+/// project (the caller's personal project, or one they may create repositories in) and a name.
+pub(crate) async fn fork_page(w: Web, p: Result<Path<(String, String)>, PathRejection>) -> WebResult {
+    w.blocking(move |w| {
+        let (key, slug) = seg(p)?;
+        w.require_user()?;
+        render_fork(w, &key, &slug, None, None, StatusCode::OK)
+    })
+    .await
+}
+
+/// The projects `w`'s caller may fork into: their personal project first, then the others by
+/// key.
+fn fork_targets(w: &Web) -> Result<Vec<String>, WebError> {
+    let who = w.who();
+    let user = w.require_user()?;
+    let mine = format!("~{}", user.name);
+    let mut out = vec![mine.clone()];
+    for p in w.state.store.visible_projects(Some(user), access::sees_everything(who.as_ref()))? {
+        let key = p.owner.to_string();
+        if key != mine && access::create_repo(&w.state.store, who.as_ref(), &key).is_ok() {
+            out.push(key);
+        }
+    }
+    Ok(out)
+}
+
+fn render_fork(w: &Web, key: &str, slug: &str, note: Option<Notice>, chosen: Option<(&str, &str)>, status: StatusCode) -> WebResult {
+    let (repo, perm) = repo_access(w, key, slug, Permission::Read)?;
+    let forkable = w.state.store.repo_forkable(&repo)?;
+    let targets = fork_targets(w)?;
+    let (target, name) = chosen.unwrap_or((targets[0].as_str(), repo.name.as_str()));
+    let body = html! {
+        (repo_header(w, &repo, perm, "fork"))
+        (notice(&note))
+        @if forkable {
+            h2 { "Fork " (repo.name) }
+            form.card #fork-form method="post" action=(repo_link(w, &repo, "/fork")) {
+                (csrf_field(w))
+                div.field { label for="fork-project" { "Project" }
+                    select #fork-project name="project" {
+                        @for t in &targets { option value=(t) selected[t.as_str() == target] { (t) } }
+                    }
+                    div.help { "Your personal project, or a project where you may create repositories." } }
+                div.field { label for="fork-name" { "Name" } input #fork-name type="text" name="name" required maxlength=(trove_store::MAX_NAME_LEN) value=(name); }
+                p.muted { "The fork gets this repository's branches and tags as they are now; later changes to either are not copied to the other." }
+                button type="submit" { "Fork repository" }
+            }
+        } @else {
+            div.card #fork-disabled { p { "Forking is disabled for this repository." } }
+        }
+    };
+    let mut r = page(w, &format!("Fork - {}", repo.name), body);
+    *r.status_mut() = status;
+    Ok(r)
+}
+
+/// `POST /projects/{KEY}/repos/{slug}/fork` `{project, name}`: makes the fork (the same rules as
+/// REST's fork) and goes to it.
+pub(crate) async fn fork_post(w: Web, p: Result<Path<(String, String)>, PathRejection>, form: Form) -> WebResult {
+    let (key, slug) = seg(p)?;
+    // No repack of the origin while its files are linked (see `Maintenance::hold`).
+    let (origin, _) = repo_access_async(&w, &key, &slug, Permission::Read).await?;
+    let _held = w.state.maintenance.hold(origin.id, w.state.store.repo_path(&origin)).await;
+    w.blocking(move |w| {
+        w.check_csrf(&form)?;
+        let (origin, _) = repo_access(w, &key, &slug, Permission::Read)?;
+        let (target, name) = (form.get("project").trim(), form.get("name").trim());
+        let bad = |msg: String, status| render_fork(w, &key, &slug, Some(Notice::Err(msg)), Some((target, name)), status);
+        if !w.state.store.repo_forkable(&origin)? {
+            return bad("Forking is disabled for this repository.".into(), StatusCode::BAD_REQUEST);
+        }
+        let who = w.who();
+        let owner = match access::create_repo(&w.state.store, who.as_ref(), target) {
+            Ok(o) => o,
+            Err(AccessError::Store(e)) => return Err(e.into()),
+            Err(_) => return bad(format!("You cannot create repositories in {target}."), StatusCode::FORBIDDEN),
+        };
+        if name.is_empty() || name.len() > trove_store::MAX_NAME_LEN || name.chars().any(char::is_control) {
+            return bad(format!("Give the fork a name of 1 to {} characters.", trove_store::MAX_NAME_LEN), StatusCode::BAD_REQUEST);
+        }
+        let fork_slug = match RepoSlug::parse(&crate::api::slugify(name)) {
+            Ok(s) => s,
+            Err(e) => return bad(format!("The name {name:?} makes no valid slug: {e}."), StatusCode::BAD_REQUEST),
+        };
+        let made = w.state.store.fork_repo(&origin, &owner, &fork_slug).and_then(|fork| {
+            // `repo:forked`, as REST's fork writes it: with the step that names the fork.
+            let mut api = crate::api::Api::background(&w.state);
+            (api.view, api.who) = (w.view.clone(), w.who());
+            let project = w.state.store.project_info(&owner)?.ok_or_else(|| trove_store::StoreError::NoSuchProject(owner.to_string()))?;
+            let events = crate::webhooks::repo_forked(&api, &origin, &trove_store::Repo { name: name.to_owned(), ..fork.clone() }, &project)?;
+            let update = trove_store::RepoUpdate { name: Some((name.to_owned(), fork_slug.clone())), ..Default::default() };
+            let fork = w.state.store.update_repo_with_events(&fork, &update, &events)?;
+            if !events.is_empty() {
+                w.state.webhooks.wake();
+            }
+            Ok(fork)
+        });
+        match made {
+            Ok(fork) => {
+                w.audit(
+                    Action::RepoCreate,
+                    &target::repo(&fork),
+                    json!({"name": fork.name, "public": fork.public, "id": fork.id, "origin": origin.display_path()}),
+                );
+                Ok(see_other(&repo_link(w, &fork, "/browse")))
+            }
+            Err(e @ trove_store::StoreError::RepoExists(_)) => bad(e.to_string(), StatusCode::CONFLICT),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
 pub(crate) fn parse_key(s: &str) -> Result<ProjectKey, String> {
     ProjectKey::parse(s.trim()).map_err(|e| e.to_string())
 }

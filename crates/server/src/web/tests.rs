@@ -959,3 +959,44 @@ async fn the_commit_page_shows_non_ascii_names_as_they_are_and_binary_files_as_b
     assert!(page.body[logo..].contains("binary"), "{}", &page.body[logo..]);
     assert!(!page.body[logo..page.body[logo..].find("</div>").map_or(page.body.len(), |e| logo + e)].contains("+0"), "no +0 for a binary file");
 }
+
+#[tokio::test]
+async fn the_fork_page_forks_into_a_chosen_project_and_the_fork_says_where_it_came_from() {
+    let f = fixture("", None);
+    let tip = push_locally(&f);
+    // The form offers the caller's personal project first, then projects they administer.
+    let r = f.get_as(Some("owner"), "/projects/TP/repos/test/fork").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mine = r.body.find("<option value=\"~owner\"").expect("the personal project is offered");
+    let tp = r.body.find("<option value=\"TP\"").expect("an administered project is offered");
+    assert!(mine < tp && !r.body.contains("value=\"PUB\""), "{}", r.body);
+    // Every repository page links to it, for a logged-in caller only.
+    assert!(f.get_as(Some("reader"), "/projects/TP/repos/test/browse").await.body.contains("id=\"nav-fork\""));
+    assert!(!f.get_as(None, "/projects/PUB/repos/open/browse").await.body.contains("nav-fork"));
+    assert_eq!(f.get_as(None, "/projects/PUB/repos/open/fork").await.status, StatusCode::FOUND, "anonymous: log in first");
+
+    let r = f.post_as("owner", "/projects/TP/repos/test/fork", "project=%7Eowner&name=My+Fork").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/~owner/repos/my-fork/browse"), "{}", r.body);
+    let fork = f.server.store().repo(&Owner::parse("~owner").unwrap(), &RepoSlug::parse("my-fork").unwrap()).unwrap().unwrap();
+    assert_eq!(fork.name, "My Fork");
+    let page = f.get_as(Some("owner"), "/projects/~owner/repos/my-fork/browse").await;
+    assert!(page.body.contains("id=\"forked-from\"") && page.body.contains("href=\"/projects/TP/repos/test/browse\""), "{}", page.body);
+    assert!(page.body.contains("README.md"), "the fork has the origin's files");
+    let git = |dir: &std::path::Path, rev: &str| {
+        let o = std::process::Command::new("git").arg("--git-dir").arg(dir).args(["rev-parse", rev]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    assert_eq!(git(&f.server.store().repo_path(&fork), "main"), tip);
+    // The origin is not "forked from" anything.
+    assert!(!f.get_as(Some("owner"), "/projects/TP/repos/test/browse").await.body.contains("forked-from"));
+
+    // The same name again, a project the caller may not create in, and a disabled origin.
+    assert_eq!(f.post_as("owner", "/projects/TP/repos/test/fork", "project=%7Eowner&name=My+Fork").await.status, StatusCode::CONFLICT);
+    assert_eq!(f.post_as("reader", "/projects/TP/repos/test/fork", "project=TP&name=Other").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.post_as("outsider", "/projects/TP/repos/test/fork", "project=%7Eoutsider&name=x").await.status, StatusCode::NOT_FOUND);
+    let test = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    f.server.store().update_repo(&test, &trove_store::RepoUpdate { forkable: Some(false), ..Default::default() }).unwrap();
+    assert!(f.get_as(Some("owner"), "/projects/TP/repos/test/fork").await.body.contains("id=\"fork-disabled\""));
+    assert_eq!(f.post_as("owner", "/projects/TP/repos/test/fork", "project=%7Eowner&name=Again").await.status, StatusCode::BAD_REQUEST);
+    assert!(f.server.store().repo(&Owner::parse("~owner").unwrap(), &RepoSlug::parse("again").unwrap()).unwrap().is_none());
+}

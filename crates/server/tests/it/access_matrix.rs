@@ -109,17 +109,28 @@ enum Surface {
     RestGet,
     RestPut,
     RestPermissions,
+    RestForks,
+    RestRelated,
     WebBrowse,
     WebSettings,
 }
 
-const SURFACES: &[Surface] =
-    &[Surface::GitFetch, Surface::GitPush, Surface::RestGet, Surface::RestPut, Surface::RestPermissions, Surface::WebBrowse, Surface::WebSettings];
+const SURFACES: &[Surface] = &[
+    Surface::GitFetch,
+    Surface::GitPush,
+    Surface::RestGet,
+    Surface::RestPut,
+    Surface::RestPermissions,
+    Surface::RestForks,
+    Surface::RestRelated,
+    Surface::WebBrowse,
+    Surface::WebSettings,
+];
 
 impl Surface {
     fn need(self) -> usize {
         match self {
-            Surface::GitFetch | Surface::RestGet | Surface::WebBrowse => 0,
+            Surface::GitFetch | Surface::RestGet | Surface::RestForks | Surface::RestRelated | Surface::WebBrowse => 0,
             Surface::GitPush => 1,
             Surface::RestPut | Surface::RestPermissions | Surface::WebSettings => 2,
         }
@@ -138,6 +149,8 @@ impl Surface {
             Surface::RestGet => ("GET", format!("/rest/api/1.0/projects/{owner}/repos/{slug}"), b""),
             Surface::RestPut => ("PUT", format!("/rest/api/1.0/projects/{owner}/repos/{slug}"), b"{}"),
             Surface::RestPermissions => ("GET", format!("/rest/api/1.0/projects/{owner}/repos/{slug}/permissions/users"), b""),
+            Surface::RestForks => ("GET", format!("/rest/api/1.0/projects/{owner}/repos/{slug}/forks"), b""),
+            Surface::RestRelated => ("GET", format!("/rest/api/1.0/projects/{owner}/repos/{slug}/related"), b""),
             Surface::WebBrowse => ("GET", format!("/projects/{owner}/repos/{slug}/browse"), b""),
             Surface::WebSettings => ("GET", format!("/projects/{owner}/repos/{slug}/settings"), b""),
         }

@@ -12,7 +12,7 @@ use trove_store::ContextPath;
 
 use crate::support::TestServer;
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let p = match std::env::var_os("TROVE_TEST_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
@@ -35,7 +35,7 @@ fn python() -> PathBuf {
 
 /// Runs `script` with the server's root URL as its argument; panics with its output unless it
 /// exits 0. Each script prints `OK` last, so a script that stops early cannot pass.
-fn run(t: &TestServer, script: &str) -> String {
+pub(crate) fn run(t: &TestServer, script: &str) -> String {
     let out = Command::new(python())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

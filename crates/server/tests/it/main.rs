@@ -13,6 +13,7 @@ mod cluster;
 mod commit_comments;
 mod context_path;
 mod dulwich;
+mod forks;
 mod git_session;
 mod h2;
 mod http;

@@ -357,6 +357,7 @@ fn every_event_arrives_signed_in_order_with_bitbuckets_payload() {
         "repo:comment:edited",
         "repo:comment:deleted",
         "repo:modified",
+        "repo:forked",
     ];
     let hook = webhook(&t, &rx.url("127.0.0.1"), &sent);
     let body = json!({"name": "p", "url": rx.url("127.0.0.1"), "events": ["project:modified"], "configuration": {"secret": SECRET}});
@@ -434,7 +435,8 @@ fn every_event_arrives_signed_in_order_with_bitbuckets_payload() {
     step(&t, &["project:modified"], &|t| drop(ok(t, "PUT", "/rest/api/1.0/projects/TP", "admin", Some(json!({"description": "Renamed things"})), 200)));
     // Same slug, another name; an update that changes nothing sends nothing.
     ok(&t, "PUT", R, "admin", Some(json!({"name": "test"})), 200);
-    let total = step(&t, &["repo:modified"], &|t| drop(ok(t, "PUT", R, "admin", Some(json!({"name": "TEST"})), 200)));
+    step(&t, &["repo:modified"], &|t| drop(ok(t, "PUT", R, "admin", Some(json!({"name": "TEST"})), 200)));
+    let total = step(&t, &["repo:forked"], &|t| drop(ok(t, "POST", R, "writer", Some(json!({"name": "Forked"})), 201)));
     let got = rx.wait_for(total);
     let mut ids = std::collections::HashSet::new();
     for r in &got {
@@ -488,10 +490,13 @@ fn every_event_arrives_signed_in_order_with_bitbuckets_payload() {
     assert_eq!((project["old"].get("description"), project["new"]["description"].as_str()), (None, Some("Renamed things")));
     let repo = &by("repo:modified")[0];
     assert_eq!((repo["old"]["name"].as_str(), repo["new"]["name"].as_str(), repo["new"]["slug"].as_str()), (Some("test"), Some("TEST"), Some("test")));
+    let forked = &by("repo:forked")[0];
+    assert_eq!((forked["repository"]["slug"].as_str(), forked["repository"]["project"]["key"].as_str()), (Some("forked"), Some("~WRITER")));
+    assert_eq!((forked["repository"]["origin"]["slug"].as_str(), forked["actor"]["name"].as_str()), (Some("test"), Some("writer")));
     // The REST view of the deliveries.
     let id = hook["id"].as_i64().unwrap();
     let latest = ok(&t, "GET", &format!("{R}/webhooks/{id}/latest"), "admin", None, 200);
-    assert_eq!((latest["event"].as_str(), latest["result"]["outcome"].as_str()), (Some("repo:modified"), Some("SUCCESS")));
+    assert_eq!((latest["event"].as_str(), latest["result"]["outcome"].as_str()), (Some("repo:forked"), Some("SUCCESS")));
     let stats = ok(&t, "GET", &format!("{R}/webhooks/{id}/statistics"), "admin", None, 200);
     assert_eq!(stats["counts"]["successes"], total - 1, "all but the project's event");
     assert_eq!(ok(&t, "GET", &format!("{R}/webhooks/{id}/latest?outcome=FAILURE"), "admin", None, 204), Value::Null);

@@ -403,6 +403,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX repo_redirects_repo ON repo_redirects (repo_id);
     "#,
+    // 11: reserved for the migration another branch adds as 11 (the lead puts it here when both
+    // are merged); a no-op on this branch so that forks' migration keeps its number, 12.
+    "SELECT 1;",
+    // 12 (SQLite's 15): forks, their origin (cleared when it is deleted) and their hierarchy.
+    r#"
+    ALTER TABLE repositories ADD COLUMN origin_id BIGINT REFERENCES repositories(id) ON DELETE SET NULL;
+    ALTER TABLE repositories ADD COLUMN hierarchy_id BIGINT;
+    CREATE INDEX repositories_origin ON repositories (origin_id);
+    CREATE INDEX repositories_hierarchy ON repositories (hierarchy_id);
+    "#,
     // 13 (SQLite's 16): comments on commits.
     r#"
     CREATE TABLE commit_comments (

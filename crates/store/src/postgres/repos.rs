@@ -5,6 +5,12 @@ use crate::projects::Project;
 use crate::repos::{Repo, RepoUpdate, Repos};
 use crate::store::now;
 
+/// The columns [`Postgres::repos_where`] reads, up to `WHERE`.
+macro_rules! repos_select {
+    () => {
+        "SELECT r.id, r.name, r.public, p.id, p.public, p.key, r.slug FROM repositories r JOIN projects p ON p.id = r.project_id WHERE "
+    };
+}
 impl Repos for Postgres {
     fn insert_repo(&self, project_id: i64, slug: &RepoSlug, public: bool) -> Result<Option<i64>, StoreError> {
         let row = self
@@ -152,5 +158,54 @@ impl Repos for Postgres {
             Some(r) => self.repo_by_id(r.get(0)),
             None => Ok(None),
         }
+    }
+
+    fn set_repo_origin(&self, id: i64, origin: &Repo) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "UPDATE repositories SET origin_id = $1, hierarchy_id = (SELECT coalesce(hierarchy_id, id) FROM repositories WHERE id = $1) WHERE id = $2",
+                &[&origin.id, &id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn repo_origin_id(&self, repo: &Repo) -> Result<Option<i64>, StoreError> {
+        let row = self.conn()?.query_opt("SELECT origin_id FROM repositories WHERE id = $1", &[&repo.id]).map_err(self.err())?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    fn repo_forks(&self, repo: &Repo) -> Result<Vec<Repo>, StoreError> {
+        self.repos_where(concat!(repos_select!(), "r.origin_id = $1 ORDER BY r.id"), repo.id)
+    }
+
+    fn related_repos(&self, repo: &Repo) -> Result<Vec<Repo>, StoreError> {
+        self.repos_where(
+            concat!(
+                repos_select!(),
+                "coalesce(r.hierarchy_id, r.id) = (SELECT coalesce(hierarchy_id, id) FROM repositories WHERE id = $1) AND r.id <> $1 ORDER BY r.id"
+            ),
+            repo.id,
+        )
+    }
+}
+
+impl Postgres {
+    /// The repositories `sql` selects (`repos_select!` and a condition, with `$1` bound to `id`).
+    fn repos_where(&self, sql: &'static str, id: i64) -> Result<Vec<Repo>, StoreError> {
+        let rows = self.conn()?.query(sql, &[&id]).map_err(self.err())?;
+        rows.iter()
+            .map(|r| {
+                Ok(Repo {
+                    id: r.get(0),
+                    owner: Owner::parse(r.get::<_, &str>(5))?,
+                    slug: RepoSlug::parse(r.get::<_, &str>(6))?,
+                    name: r.get(1),
+                    public: r.get(2),
+                    project_id: r.get(3),
+                    project_public: r.get(4),
+                })
+            })
+            .collect()
     }
 }

@@ -430,6 +430,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX repo_redirects_repo ON repo_redirects (repo_id);
     "#,
+    // 14: reserved for the migration another branch adds as 14 (the lead puts it here when both
+    // are merged); empty on this branch so that forks' migration keeps its number, 15.
+    "",
+    // 15: forks. A fork names its origin (`origin_id`, cleared when the origin is deleted: the
+    // fork's objects are its own, see docs/server.md) and its hierarchy (`hierarchy_id`, the id of
+    // the repository at the root of the fork tree; not a foreign key, so the hierarchy outlives a
+    // deleted root, as Bitbucket's does). A repository that is no fork has neither.
+    r#"
+    ALTER TABLE repositories ADD COLUMN origin_id INTEGER REFERENCES repositories(id) ON DELETE SET NULL;
+    ALTER TABLE repositories ADD COLUMN hierarchy_id INTEGER;
+    CREATE INDEX repositories_origin ON repositories (origin_id);
+    CREATE INDEX repositories_hierarchy ON repositories (hierarchy_id);
+    "#,
     // 16: comments on commits (see `commit_comments`), going with their repository; a reply
     // names its parent, which cannot go while it has replies.
     r#"

@@ -163,4 +163,54 @@ impl Repos for Sqlite {
             None => Ok(None),
         }
     }
+
+    fn set_repo_origin(&self, id: i64, origin: &Repo) -> Result<(), StoreError> {
+        self.write()
+            .execute(
+                "UPDATE repositories SET origin_id = ?1, hierarchy_id = (SELECT coalesce(hierarchy_id, id) FROM repositories WHERE id = ?1) WHERE id = ?2",
+                params![origin.id, id],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    fn repo_origin_id(&self, repo: &Repo) -> Result<Option<i64>, StoreError> {
+        self.read().row("SELECT origin_id FROM repositories WHERE id = ?1", [repo.id], |r| r.get(0)).optional().map_err(self.db()).map(Option::flatten)
+    }
+
+    fn repo_forks(&self, repo: &Repo) -> Result<Vec<Repo>, StoreError> {
+        self.repos_where("r.origin_id = ?1", repo.id)
+    }
+
+    fn related_repos(&self, repo: &Repo) -> Result<Vec<Repo>, StoreError> {
+        self.repos_where("coalesce(r.hierarchy_id, r.id) = (SELECT coalesce(hierarchy_id, id) FROM repositories WHERE id = ?1) AND r.id <> ?1", repo.id)
+    }
+}
+
+impl Sqlite {
+    /// The repositories matching `cond` (over `r`, the repository, with `?1` bound to `id`),
+    /// oldest first.
+    fn repos_where(&self, cond: &str, id: i64) -> Result<Vec<Repo>, StoreError> {
+        let conn = self.read();
+        let sql = format!(
+            "SELECT r.id, r.name, r.public, p.id, p.public, p.key, r.slug FROM repositories r JOIN projects p ON p.id = r.project_id WHERE {cond} ORDER BY r.id"
+        );
+        let mut st = conn.prepare_cached(&sql).map_err(self.db())?;
+        let rows = st
+            .query_map([id], |r| {
+                let key: String = r.get(5)?;
+                let slug: String = r.get(6)?;
+                Ok(Repo {
+                    id: r.get(0)?,
+                    owner: Owner::parse(&key).map_err(|e| corrupt(5, e))?,
+                    slug: RepoSlug::parse(&slug).map_err(|e| corrupt(6, e))?,
+                    name: r.get(1)?,
+                    public: r.get(2)?,
+                    project_id: r.get(3)?,
+                    project_public: r.get(4)?,
+                })
+            })
+            .map_err(self.db())?;
+        rows.collect::<Result<_, _>>().map_err(self.db())
+    }
 }
