@@ -179,9 +179,35 @@ pub(crate) async fn logout(w: Web, form: Form) -> WebResult {
     .await
 }
 
-/// `GET /account`.
+/// The cookie that carries a token just made from its form's answer (a redirect) to the page
+/// that shows it once (post/redirect/get: reloading that page makes no second token). HttpOnly,
+/// for two minutes, cleared by the page that shows it.
+const NEW_TOKEN_COOKIE: &str = "trove_new_token";
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    let bytes = (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// `GET /account`; shows a token made by the form just before, once.
 pub(crate) async fn account_page(w: Web, Query(q): Query<HashMap<String, String>>) -> WebResult {
-    w.blocking(move |w| render_account(w, done_notice(q.get("done").map(String::as_str)), None, StatusCode::OK)).await
+    w.blocking(move |w| {
+        let fresh = w.cookie_value(NEW_TOKEN_COOKIE).and_then(|v| {
+            let (name, secret) = v.split_once('.')?;
+            Some((unhex(name)?, unhex(secret)?))
+        });
+        let shown = fresh.is_some();
+        let mut r = render_account(w, done_notice(q.get("done").map(String::as_str)).filter(|_| !shown), fresh, StatusCode::OK)?;
+        if w.cookie_value(NEW_TOKEN_COOKIE).is_some() {
+            r.headers_mut().append(header::SET_COOKIE, w.cookie(NEW_TOKEN_COOKIE, "", Some(0)));
+        }
+        Ok(r)
+    })
+    .await
 }
 
 fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, String)>, status: StatusCode) -> WebResult {
@@ -263,7 +289,9 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
                 let scope: Permission = form.get("scope").parse().map_err(|e: trove_store::PermissionError| WebError::BadRequest(e.to_string()))?;
                 let t = w.state.store.create_token(&user.name, name, scope)?;
                 w.audit(Action::TokenCreate, &format!("{} token:{}", target::user(&user.name), t.id), json!({"name": name, "scope": scope.as_str()}));
-                render_account(w, None, Some((name.to_owned(), t.secret)), StatusCode::OK)
+                let mut r = see_other(&w.link("/account?done=token-created#new-token"));
+                r.headers_mut().append(header::SET_COOKIE, w.cookie(NEW_TOKEN_COOKIE, &format!("{}.{}", hex(name), hex(&t.secret)), Some(120)));
+                Ok(r)
             }
             "revoke-token" => {
                 let id: i64 = form.get("id").parse().map_err(|_| WebError::BadRequest("bad token id".into()))?;

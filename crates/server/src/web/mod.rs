@@ -424,6 +424,11 @@ impl Web {
         self.state.urls.base_url(&self.view).starts_with("https://")
     }
 
+    /// The value of the request's cookie `name`.
+    pub(crate) fn cookie_value(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
     pub(crate) fn cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
         let path = if self.ctx().is_empty() { "/" } else { self.ctx() };
         let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");

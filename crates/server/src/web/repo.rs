@@ -289,7 +289,7 @@ fn danger_zone(w: &Web, action: &str, what: &str, confirm: &str) -> Markup {
         form.card method="post" action=(action) {
             (csrf_field(w))
             input type="hidden" name="action" value="delete";
-            p { "Deleting the " (what) " removes its repositories and their history for good." }
+            p { "Deleting the " (what) " removes " @if what == "repository" { "it and its history" } @else { "its repositories and their history" } " for good." }
             div.field { label for="confirm" { "Type " code { (confirm) } " to confirm" } input #confirm type="text" name="confirm" autocomplete="off"; }
             button.danger type="submit" { "Delete " (what) }
         }
@@ -613,9 +613,12 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
             Some(name) => {
                 let p = if path.is_empty() { name } else { format!("{path}/{name}") };
                 // A README too large to read is left out, not the directory with it.
+                let raw = repo_link(w, &repo, "/raw");
+                let at_q = at_query(&at);
+                let base = markdown::FileBase { browse: &browse_base, raw: &raw, dir: path, at_query: &at_q };
                 match g.blob(&at.commit, &p).await {
                     Err(ReadError::TooLarge { .. }) => None,
-                    r => r?.map(|b| markdown::render(&String::from_utf8_lossy(&b))),
+                    r => r?.map(|b| markdown::render_in(&String::from_utf8_lossy(&b), Some(&base))),
                 }
             }
             None => None,
@@ -658,7 +661,9 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
         html! { div.card { p.muted { "A submodule." } } }
     };
     let body = html! { (head) (bar) (content) };
-    Ok(page(w, &format!("{} - {}", repo.name, path), body))
+    // The file or folder, then the repository: "src/lib.rs - trove", or "trove" at the root.
+    let title = if path.is_empty() { repo.name.clone() } else { format!("{path} - {}", repo.name) };
+    Ok(page(w, &title, body))
 }
 
 fn human_size(n: u64) -> String {
@@ -685,7 +690,7 @@ pub(crate) async fn raw(w: Web, p: Result<Path<(String, String, String)>, PathRe
     }
     let size = g.blob_size(&at.commit, &path).await?.unwrap_or(0);
     let head = g.blob_head(&at.commit, &path, 8000).await?;
-    let ctype = if head.contains(&0) { "application/octet-stream" } else { "text/plain; charset=utf-8" };
+    let ctype = raw_type(&path, &head);
     let mut child = g.blob_stream(&at.commit, &path)?;
     let stdout = child.stdout.take().ok_or_else(|| WebError::Internal("git stdout".into()))?;
     let stream = futures_util::stream::unfold((stdout, child), |(mut out, child)| async move {
@@ -707,6 +712,28 @@ pub(crate) async fn raw(w: Web, p: Result<Path<(String, String, String)>, PathRe
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     Ok(r)
+}
+
+/// The `Content-Type` a file is served raw with: the images a README or a page shows (PNG,
+/// JPEG, GIF, WebP by their first bytes; SVG by its name and text), else text or bytes. Every
+/// raw answer is sandboxed (`Content-Security-Policy: sandbox`) with `nosniff`, so an SVG's
+/// script never runs, whether shown in an `<img>` or opened.
+fn raw_type(path: &str, head: &[u8]) -> &'static str {
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        "image/gif"
+    } else if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
+        "image/webp"
+    } else if head.contains(&0) {
+        "application/octet-stream"
+    } else if path.rsplit('.').next().is_some_and(|e| e.eq_ignore_ascii_case("svg")) {
+        "image/svg+xml"
+    } else {
+        "text/plain; charset=utf-8"
+    }
 }
 
 /// `GET …/commits?until=&start=`: history, 50 a page.

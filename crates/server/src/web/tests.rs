@@ -157,8 +157,8 @@ async fn every_page_follows_the_permission_rules() {
 async fn personal_repositories_are_their_owners_and_bitbuckets_user_urls_lead_to_them() {
     let f = fixture("/stash", None);
     f.server.store().create_repo(&Owner::User(name("owner")), &RepoSlug::parse("dots").unwrap(), false).unwrap();
-    let r = f.get_as(Some("owner"), "/users/owner/repos/dots/browse?at=main").await;
-    assert_eq!((r.status, r.location()), (StatusCode::FOUND, "/stash/projects/~owner/repos/dots/browse?at=main"));
+    let r = f.get_as(Some("owner"), "/users/owner/repos/dots/browse?at=refs/heads/main").await;
+    assert_eq!((r.status, r.location()), (StatusCode::FOUND, "/stash/projects/~owner/repos/dots/browse?at=refs/heads/main"));
     assert_eq!(f.get_as(Some("owner"), "/projects/~owner/repos/dots/browse").await.status, StatusCode::OK);
     assert_eq!(f.get_as(Some("owner"), "/projects/~owner/repos/dots/settings").await.status, StatusCode::OK);
     assert_eq!(f.get_as(Some("outsider"), "/projects/~owner/repos/dots/browse").await.status, StatusCode::NOT_FOUND);
@@ -494,12 +494,22 @@ async fn logout_and_disabling_end_sessions() {
 #[tokio::test]
 async fn tokens_are_shown_once_and_revoked_by_their_owner_only() {
     let f = fixture("", None);
-    let r = f.post_as("reader", "/account", "action=create-token&name=laptop&scope=read").await;
-    assert_eq!(r.status, StatusCode::OK);
-    let secret = r.body.split("value=\"trv_").nth(1).map(|s| format!("trv_{}", s.split('"').next().unwrap())).expect("secret shown");
+    let (session, csrf) = f.session("reader");
+    let r = f.send("POST", "/account", Some(&session), Some(&format!("action=create-token&name=laptop&scope=read&csrf={csrf}"))).await;
+    // Post/redirect/get: the answer is a redirect carrying the new token to the page that shows
+    // it, so reloading that page makes no second token.
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/account?done=token-created#new-token"));
+    let carried = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert!(carried.starts_with("trove_new_token=") && r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("HttpOnly"), "{carried}");
+    let shown = f.send("GET", "/account?done=token-created", Some(&format!("{session}; {carried}")), None).await;
+    let secret = shown.body.split("value=\"trv_").nth(1).map(|s| format!("trv_{}", s.split('"').next().unwrap())).expect("secret shown");
     assert!(f.server.store().verify_token(&secret, Some("reader")).unwrap().is_some());
-    let page = f.get_as(Some("reader"), "/account").await;
+    let cleared = shown.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(cleared.starts_with("trove_new_token=;") && cleared.contains("Max-Age=0"), "the page clears what it showed: {cleared}");
+    let page = f.send("GET", "/account?done=token-created", Some(&session), None).await;
     assert!(page.body.contains("laptop") && !page.body.contains(&secret), "listed, never shown again");
+    let reader = f.server.store().user(&name("reader")).unwrap().unwrap();
+    assert_eq!(f.server.store().tokens(&reader).unwrap().len(), 1, "reloading made no second token");
     let id = f.server.store().tokens(&f.server.store().user(&name("reader")).unwrap().unwrap()).unwrap()[0].id;
     assert_eq!(f.post_as("outsider", "/account", &format!("action=revoke-token&id={id}")).await.status, StatusCode::NOT_FOUND);
     assert_eq!(f.post_as("reader", "/account", &format!("action=revoke-token&id={id}")).await.status, StatusCode::SEE_OTHER);
@@ -566,7 +576,7 @@ async fn browsing_takes_only_the_repositorys_refs_hex_ids_and_plain_paths() {
     for (path, want) in [
         (format!("{base}/browse"), StatusCode::OK),
         (format!("{base}/browse?at=refs/heads/main"), StatusCode::OK),
-        (format!("{base}/browse?at=main"), StatusCode::OK),
+        (format!("{base}/browse?at=refs/heads/main"), StatusCode::OK),
         (format!("{base}/browse?at={}", &tip[..10]), StatusCode::OK),
         (format!("{base}/browse/src"), StatusCode::OK),
         (format!("{base}/browse/src/lib.rs"), StatusCode::OK),
@@ -588,7 +598,7 @@ async fn browsing_takes_only_the_repositorys_refs_hex_ids_and_plain_paths() {
     assert!(page.body.contains("<h1>Title</h1>") && page.body.contains("&lt;b&gt;bold?&lt;/b&gt;"), "{}", page.body);
     let file = f.get_as(Some("reader"), &format!("{base}/browse/src/lib.rs")).await;
     assert!(file.body.contains("&lt;script&gt;") && !file.body.contains("<script>alert"), "file contents are escaped");
-    let raw = f.get_as(Some("reader"), &format!("{base}/raw/src/lib.rs?at=main")).await;
+    let raw = f.get_as(Some("reader"), &format!("{base}/raw/src/lib.rs?at=refs/heads/main")).await;
     assert_eq!(raw.status, StatusCode::OK);
     assert_eq!(raw.body, "<html><script>alert(1)</script>\n");
     assert_eq!(raw.headers.get(header::CONTENT_TYPE).unwrap(), "text/plain; charset=utf-8");
@@ -999,4 +1009,60 @@ async fn the_fork_page_forks_into_a_chosen_project_and_the_fork_says_where_it_ca
     assert!(f.get_as(Some("owner"), "/projects/TP/repos/test/fork").await.body.contains("id=\"fork-disabled\""));
     assert_eq!(f.post_as("owner", "/projects/TP/repos/test/fork", "project=%7Eowner&name=Again").await.status, StatusCode::BAD_REQUEST);
     assert!(f.server.store().repo(&Owner::parse("~owner").unwrap(), &RepoSlug::parse("again").unwrap()).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn readme_links_and_images_resolve_against_the_readmes_folder_and_images_are_served_as_images() {
+    let f = fixture("", None);
+    push_locally(&f);
+    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let bare = f.server.store().repo_path(&repo);
+    let work = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", work.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .current_dir(work.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["clone", "-q", bare.to_str().unwrap(), "."]);
+    std::fs::create_dir_all(work.path().join("docs/img")).unwrap();
+    std::fs::write(work.path().join("README.md"), "# Top\n\n[Guide](docs/guide.md) ![Logo](docs/img/logo.png)\n").unwrap();
+    std::fs::write(work.path().join("docs/README.md"), "# Docs\n\n[Guide](guide.md#install) [Home](../README.md) ![Logo](img/logo.png)\n").unwrap();
+    std::fs::write(work.path().join("docs/guide.md"), "guide\n").unwrap();
+    std::fs::write(work.path().join("docs/img/logo.png"), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
+    std::fs::write(work.path().join("docs/img/icon.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "docs"]);
+    git(&["push", "-q", "origin", "main"]);
+    let base = "/projects/TP/repos/test";
+    let root = f.get_as(Some("reader"), &format!("{base}/browse")).await;
+    assert!(root.body.contains("<title>test - Trove</title>"), "no empty segment in the title");
+    assert!(root.body.contains(&format!("href=\"{base}/browse/docs/guide.md?at=refs/heads/main\"")), "{}", root.body);
+    assert!(root.body.contains(&format!("src=\"{base}/raw/docs/img/logo.png?at=refs/heads/main\"")), "{}", root.body);
+    let docs = f.get_as(Some("reader"), &format!("{base}/browse/docs")).await;
+    assert!(docs.body.contains("<title>docs - test - Trove</title>"), "the folder, then the repository");
+    for want in [
+        format!("href=\"{base}/browse/docs/guide.md?at=refs/heads/main#install\""),
+        format!("href=\"{base}/browse/README.md?at=refs/heads/main\""),
+        format!("src=\"{base}/raw/docs/img/logo.png?at=refs/heads/main\""),
+    ] {
+        assert!(docs.body.contains(&want), "{want} missing: {}", docs.body);
+    }
+    // Every link the two READMEs make answers.
+    for path in ["/browse/docs/guide.md?at=refs/heads/main", "/browse/README.md?at=refs/heads/main", "/raw/docs/img/logo.png?at=refs/heads/main"] {
+        assert_eq!(f.get_as(Some("reader"), &format!("{base}{path}")).await.status, StatusCode::OK, "{path}");
+    }
+    let png = f.get_as(Some("reader"), &format!("{base}/raw/docs/img/logo.png?at=refs/heads/main")).await;
+    assert_eq!(png.headers.get(header::CONTENT_TYPE).unwrap(), "image/png");
+    let svg = f.get_as(Some("reader"), &format!("{base}/raw/docs/img/icon.svg?at=refs/heads/main")).await;
+    assert_eq!(svg.headers.get(header::CONTENT_TYPE).unwrap(), "image/svg+xml");
+    assert!(svg.headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().starts_with("sandbox"), "an SVG's script never runs");
+    assert_eq!(svg.headers.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
 }

@@ -216,7 +216,7 @@ pub(crate) fn error_page(ctx: &str, session: Option<&Session>, status: StatusCod
         div.error-page {
             div.code { (status.as_u16()) }
             h1 { (title) }
-            p.muted { (detail) }
+            p.muted { (message(detail)) }
             p { a href={ (ctx) "/" } { "Go to the dashboard" } }
         }
     };
@@ -232,9 +232,25 @@ pub(crate) enum Notice {
 pub(crate) fn notice(n: &Option<Notice>) -> Markup {
     html! {
         @match n {
-            Some(Notice::Ok(t)) => div.notice.ok role="status" { (t) },
-            Some(Notice::Err(t)) => div.notice.err role="alert" { (t) },
+            Some(Notice::Ok(t)) => div.notice.ok role="status" { (message(t)) },
+            Some(Notice::Err(t)) => div.notice.err role="alert" { (message(t)) },
             None => {},
+        }
+    }
+}
+
+/// A message as the REST API and the command line word it, for a page: each `backticked` span
+/// (a command, a setting, a path) set as code instead of showing its backticks; an unpaired
+/// backtick stays as it is.
+pub(crate) fn message(text: &str) -> Markup {
+    let parts: Vec<&str> = text.split('`').collect();
+    // An even number of parts means an odd number of backticks: the last one is unpaired.
+    let paired = if parts.len() % 2 == 0 { parts.len() - 1 } else { parts.len() };
+    html! {
+        @for (i, p) in parts.iter().enumerate() {
+            @if i >= paired { "`" (p) }
+            @else if i % 2 == 1 { code { (p) } }
+            @else { (p) }
         }
     }
 }
@@ -249,6 +265,7 @@ pub(crate) fn done_notice(code: Option<&str>) -> Option<Notice> {
         "revoked" => "Permission revoked.",
         "password" => "Password changed.",
         "token-revoked" => "Token revoked.",
+        "token-created" => "Token created.",
         "user-updated" => "User updated.",
         "member-added" => "Member added.",
         "member-removed" => "Member removed.",
@@ -284,5 +301,14 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(super::utc(1_796_000_000), "2026-11-30 00:53 UTC");
+    }
+
+    #[test]
+    fn backticked_spans_of_a_message_are_code_and_an_unpaired_backtick_stays() {
+        let html = |t: &str| super::message(t).into_string();
+        assert_eq!(html("run `trove admin settings webhook-allow 127.0.0.0/8` first"), "run <code>trove admin settings webhook-allow 127.0.0.0/8</code> first");
+        assert_eq!(html("plain"), "plain");
+        assert_eq!(html("a `b` c `d"), "a <code>b</code> c `d");
+        assert_eq!(html("`<x>`"), "<code>&lt;x&gt;</code>");
     }
 }

@@ -346,7 +346,7 @@ fn two_hundred_administrative_actions_logins_and_a_push_are_each_recorded_in_ord
     s.expect("admin", "login.success", "user:admin");
     let csrf = s.csrf(&session);
     let r = s.web("POST", "/account", &session, Some(format!("action=create-token&name=ci&scope=read&csrf={csrf}")));
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 303, "{}", r.text());
     let admin = t.server.store().user(&crate::support::user("admin")).unwrap().unwrap();
     let token = t.server.store().tokens(&admin).unwrap()[0].id;
     s.expect("admin", "token.create", format!("user:admin token:{token}"));

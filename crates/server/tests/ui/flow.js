@@ -233,6 +233,10 @@ async function main() {
       const secret = await page.inputValue('#token-secret');
       assert.match(secret, /^trv_\d+_/);
       await shot(page, 'account');
+      // Reloading the page that showed it neither shows it again nor makes a second token.
+      await page.reload();
+      assert.equal(await page.locator('#token-secret').count(), 0);
+      assert.equal(await page.locator('#tokens >> text=laptop').count(), 1);
       await page.goto(ROOT + '/account');
       assert.equal(await page.locator('#token-secret').count(), 0);
       assert.ok(await page.isVisible('#tokens >> text=laptop'));
