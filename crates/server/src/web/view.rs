@@ -245,7 +245,7 @@ pub(crate) fn notice(n: &Option<Notice>) -> Markup {
 pub(crate) fn message(text: &str) -> Markup {
     let parts: Vec<&str> = text.split('`').collect();
     // An even number of parts means an odd number of backticks: the last one is unpaired.
-    let paired = if parts.len() % 2 == 0 { parts.len() - 1 } else { parts.len() };
+    let paired = if parts.len().is_multiple_of(2) { parts.len() - 1 } else { parts.len() };
     html! {
         @for (i, p) in parts.iter().enumerate() {
             @if i >= paired { "`" (p) }
