@@ -127,6 +127,10 @@ a.button.secondary{background:#ebecf0;color:#42526e;display:inline-block}
 .badge.build-successful{background:#e3fcef;color:#006644}.badge.build-failed{background:#ffebe6;color:#bf2600}.badge.build-inprogress{background:#deebff;color:#0747a6}
 .badge.build-cancelled,.badge.build-unknown{background:#dfe1e6;color:#42526e}.badge.insight-pass{background:#e3fcef;color:#006644}.badge.insight-fail{background:#ffebe6;color:#bf2600}
 .annotation{background:#fffae6;border-left:3px solid #ff991f;padding:4px 8px;font-size:12px;white-space:normal}.annotation.high{border-left-color:#de350b}.annotation.low{border-left-color:#97a0af}
+form.inline{flex-wrap:wrap}.tabs{flex-wrap:wrap}pre{overflow-x:auto}td.mono,.clone input{overflow-wrap:anywhere}header.top button{white-space:nowrap}
+@media (max-width:600px){main{padding:0 10px;margin-top:12px}header.top{gap:10px;padding:0 10px;height:auto;min-height:48px;flex-wrap:wrap}header.top nav{gap:10px}
+table.list{display:block;overflow-x:auto}form.inline input[type=text],form.inline input[type=url],form.inline select{max-width:100%;min-width:0}
+.tabs a{padding:6px 8px}}
 "#;
 
 /// The page script: copy buttons, auto-submitting selects and the locked-account sign-in check.

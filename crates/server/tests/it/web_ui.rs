@@ -182,3 +182,28 @@ fn two_people_open_review_and_merge_a_pull_request_in_headless_chromium_with_poi
     assert_eq!(t.server_rev("TP", "test", "refs/heads/docs"), None);
     t.fsck("TP", "test");
 }
+
+/// Every page an administrator reaches from the home page (a repository with a README, a
+/// branch, a tag, an open pull request with a comment, a commit comment, a group, a webhook and
+/// a branch restriction, so their pages are there to reach): no broken link, no CSP violation,
+/// no critical or serious axe-core finding, nothing wider than a 390 px phone screen.
+#[test]
+fn every_page_from_home_answers_fits_a_phone_keeps_the_csp_and_passes_axe() {
+    let t = TestServer::start();
+    sample_repo(&t);
+    let auth = basic("admin", &password("admin"));
+    let call = |method: &str, path: &str, body: &str| {
+        let r = t.http(method, path, &[("Authorization", auth.as_str()), ("Content-Type", "application/json")], body.as_bytes());
+        assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.text());
+    };
+    let r = "/rest/api/1.0/projects/TP/repos/test";
+    call("POST", &format!("{r}/pull-requests"), r#"{"title":"Start a feature","fromRef":{"id":"refs/heads/feature"},"toRef":{"id":"refs/heads/main"}}"#);
+    call("POST", &format!("{r}/pull-requests/1/comments"), r#"{"text":"Looks **good**"}"#);
+    call("POST", &format!("{r}/commits/main/comments"), r#"{"text":"A note on this commit"}"#);
+    call("POST", "/rest/api/1.0/admin/groups?name=developers", "");
+    call("POST", "/rest/branch-permissions/2.0/projects/TP/repos/test/restrictions", r#"{"type":"no-deletes","matcher":{"id":"main","type":{"id":"BRANCH"}}}"#);
+    run_script(
+        "crawl.js",
+        &[("TROVE_ROOT", t.root.clone()), ("TROVE_ADMIN", "admin".into()), ("TROVE_ADMIN_PASSWORD", password("admin")), ("TROVE_CRAWL_MAX", "250".into())],
+    );
+}
