@@ -75,6 +75,29 @@ pub fn parse_ssh_base_url(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `ssh://git@host:port/key/slug.git` for `repo`, when SSH is on: the host from `[ssh]
+/// base_url`, else from the base URL (or the request), with the listener's port.
+pub(crate) fn clone_url(state: &AppState, view: &crate::RequestView, repo: &trove_store::Repo) -> Option<String> {
+    let ssh = state.ssh.as_ref()?;
+    let path = format!("{}/{}.git", repo.owner.to_string().to_ascii_lowercase(), repo.slug);
+    if let Some(b) = &ssh.base_url {
+        return Some(format!("{b}/{path}"));
+    }
+    let base = state.urls.base_url(view);
+    Some(format!("ssh://git@{}:{}/{path}", host_of(&base), ssh.port))
+}
+
+/// The host of `http://host:port/path` (`[::1]` kept in brackets).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.starts_with('[') {
+        return authority.split_once(']').map_or(authority, |(h, _)| &authority[..h.len() + 1]);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
 /// What went wrong with the host keys.
 #[derive(Debug, thiserror::Error)]
 pub enum HostKeyError {
@@ -663,6 +686,15 @@ mod tests {
         for bad in ["ls", "bash -c id", "git-upload-pack", "git-upload-pack '/a/b/c.git'", "git-upload-pack '/tp/x' ; id", "scp -t /tmp", "git-upload-pack ''"] {
             assert!(parse_command(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn clone_hosts_come_from_the_base_url_without_its_port() {
+        assert_eq!(host_of("https://git.example.com:8443/stash"), "git.example.com");
+        assert_eq!(host_of("http://[::1]:7990"), "[::1]");
+        assert_eq!(host_of("http://localhost"), "localhost");
+        assert_eq!(parse_ssh_base_url("ssh://git@ssh.example.com:7999/").unwrap(), "ssh://git@ssh.example.com:7999");
+        assert!(parse_ssh_base_url("https://x").is_err() && parse_ssh_base_url("ssh://h/x").is_err());
     }
 
     #[test]
