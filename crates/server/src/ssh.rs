@@ -273,6 +273,9 @@ pub(crate) enum Caller {
 /// What repository not found reads like, over SSH as over HTTP (the same words, on stderr).
 const NOT_FOUND: &str = "Repository not found, or you may not read it.";
 
+/// After its client went away, how long a git process has to end by itself before it is stopped.
+const GONE_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs the SSH listener until `stop` fires. Connections in flight end with the server's
 /// drain (their git processes stop with the connection).
 pub(crate) async fn serve(state: AppState, listener: TcpListener, settings: SshSettings, keys: Vec<PrivateKey>, stop: Cancel) {
@@ -503,6 +506,8 @@ impl russh::server::Handler for Conn {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // OpenSSH reports the refusal itself ("PTY allocation request failed") and, for `-t`,
+        // gives up on the session.
         let _ = session.channel_failure(channel);
         Ok(())
     }
@@ -558,10 +563,13 @@ impl russh::server::Handler for Conn {
             let (read, write) = ch.split();
             tokio::select! {
                 _ = run_command(&state, caller, parsed, protocol, peer, read, &write) => {}
-                // The client went away: dropping the session stops git (CancelOnDrop), and a
-                // push's receive-pack, stopped before its refs moved, leaves the repository as
-                // it was.
-                _ = closed.cancelled() => tracing::debug!(%peer, "ssh client went away; stopping its git process"),
+                // The client went away: git's input has ended, and a push's receive-pack refuses
+                // the partial pack itself (removing its quarantine) before any ref moves. What
+                // still runs after the grace (an upload-pack writing to nobody) is stopped by
+                // dropping the session (CancelOnDrop: SIGTERM, then SIGKILL, to its group).
+                _ = async { closed.cancelled().await; tokio::time::sleep(GONE_GRACE).await } => {
+                    tracing::debug!(%peer, "ssh client went away; stopping its git process");
+                }
             }
         });
         Ok(())
