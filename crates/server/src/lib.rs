@@ -423,7 +423,8 @@ impl Server {
         let ssh_task = match ssh_listener {
             Some((l, settings, keys)) => {
                 let l = TcpListener::from_std(l)?;
-                tracing::info!(addr = %l.local_addr()?, "ssh listening");
+                let fingerprints: Vec<String> = ssh::fingerprints(&keys).into_iter().map(|(a, f)| format!("{a} {f}")).collect();
+                tracing::info!(addr = %l.local_addr()?, host_keys = %fingerprints.join(", "), "ssh listening");
                 Some(tokio::spawn(tracing::Instrument::instrument(ssh::serve(self.shared.clone(), l, settings, keys, ssh_stop.clone()), span.clone())))
             }
             None => None,

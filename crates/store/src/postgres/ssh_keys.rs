@@ -73,7 +73,7 @@ impl SshKeys for Postgres {
         };
         let (p, r) = scope_ids(scope);
         tx.execute(
-            "DELETE FROM ssh_access_keys WHERE key_id = $1 AND coalesce(project_id, 0) = coalesce($2, 0) AND coalesce(repo_id, 0) = coalesce($3, 0)",
+            "DELETE FROM ssh_access_keys WHERE key_id = $1 AND coalesce(project_id, 0) = coalesce($2::BIGINT, 0) AND coalesce(repo_id, 0) = coalesce($3::BIGINT, 0)",
             &[&made.id, &p, &r],
         )
         .map_err(self.err())?;
@@ -119,7 +119,7 @@ impl SshKeys for Postgres {
             .query(
                 "SELECT k.id, k.user_id, k.label, k.text, k.fingerprint, k.algorithm, k.bits, k.created_at, k.last_used_at, a.project_id, a.repo_id, a.permission \
                  FROM ssh_access_keys a JOIN ssh_keys k ON k.id = a.key_id \
-                 WHERE coalesce(a.project_id, 0) = coalesce($1, 0) AND coalesce(a.repo_id, 0) = coalesce($2, 0) ORDER BY k.id",
+                 WHERE coalesce(a.project_id, 0) = coalesce($1::BIGINT, 0) AND coalesce(a.repo_id, 0) = coalesce($2::BIGINT, 0) ORDER BY k.id",
                 &[&p, &r],
             )
             .map_err(self.err())?;
@@ -144,7 +144,7 @@ impl SshKeys for Postgres {
         let mut tx = conn.transaction().map_err(self.err())?;
         let n = tx
             .execute(
-                "DELETE FROM ssh_access_keys WHERE key_id = $1 AND coalesce(project_id, 0) = coalesce($2, 0) AND coalesce(repo_id, 0) = coalesce($3, 0)",
+                "DELETE FROM ssh_access_keys WHERE key_id = $1 AND coalesce(project_id, 0) = coalesce($2::BIGINT, 0) AND coalesce(repo_id, 0) = coalesce($3::BIGINT, 0)",
                 &[&key_id, &p, &r],
             )
             .map_err(self.err())?;
