@@ -240,6 +240,8 @@ pub(crate) fn done_notice(code: Option<&str>) -> Option<Notice> {
         "revoked" => "Permission revoked.",
         "password" => "Password changed.",
         "token-revoked" => "Token revoked.",
+        "key-added" => "SSH key added.",
+        "key-deleted" => "SSH key deleted.",
         "user-updated" => "User updated.",
         "member-added" => "Member added.",
         "member-removed" => "Member removed.",

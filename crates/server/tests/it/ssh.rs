@@ -147,6 +147,9 @@ fn clone_fetch_and_push_over_ssh_in_protocol_v2_and_v0_run_the_same_push_path_as
     let (_, repo) = rest(&t, "writer", "GET", "/rest/api/1.0/projects/TP/repos/test", None);
     let links: Vec<&str> = repo["links"]["clone"].as_array().unwrap().iter().filter(|l| l["name"] == "ssh").filter_map(|l| l["href"].as_str()).collect();
     assert_eq!(links, [format!("ssh://git@127.0.0.1:{}/tp/test.git", port(&t))]);
+    // So does the repository page's clone box.
+    let page = t.http("GET", "/projects/PUB/repos/open/browse", &[], b"").text();
+    assert!(page.contains(&format!("ssh://git@127.0.0.1:{}/pub/open.git", port(&t))), "{page}");
 }
 
 #[test]
