@@ -626,8 +626,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         server_cfg.base_url = if set_base { Some(public.clone()) } else { stored_base };
         server_cfg.context_path = Some(stored_context.clone().unwrap_or_default());
         let listen = server_cfg.listen;
-        let server = trove_server::Server::open(server_cfg)
-            .context("cannot start the Git server (nothing was changed); if the SSH port is taken, pick another with --ssh ADDR or turn SSH off with --ssh off")?;
+        let server = trove_server::Server::open(server_cfg).context(
+            "cannot start the Git server (nothing was changed); if the SSH port is taken, pick another with --ssh ADDR or turn SSH off with --ssh off",
+        )?;
 
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
             format!("cannot listen on {listen} for the Git server; is something else there? pick another port with --server ADDR (nothing was changed)")

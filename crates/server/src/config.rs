@@ -538,7 +538,9 @@ impl ServerConfig {
                 }
                 c.ssh = Some(s);
             }
-            None if ssh_tuning => return Err(invalid("ssh.listen", "the [ssh] settings need `listen` (for example listen = \"0.0.0.0:7999\") to turn SSH on".into())),
+            None if ssh_tuning => {
+                return Err(invalid("ssh.listen", "the [ssh] settings need `listen` (for example listen = \"0.0.0.0:7999\") to turn SSH on".into()));
+            }
             None => {}
         }
         let anchored = |p: PathBuf| if p.is_relative() { base_dir.join(p) } else { p };

@@ -101,6 +101,9 @@ pub(crate) struct Shared {
     pub(crate) ssh: Option<SshPublic>,
 }
 
+/// The SSH listener as `Server::open` binds it: the socket, its settings and the host keys.
+type SshListener = (std::net::TcpListener, ssh::SshSettings, Vec<russh::keys::PrivateKey>);
+
 /// What the UI and REST say about the SSH listener.
 #[derive(Debug, Clone)]
 pub(crate) struct SshPublic {
@@ -157,7 +160,7 @@ pub struct Server {
     metrics_listener: Arc<std::sync::Mutex<Option<std::net::TcpListener>>>,
     metrics_addr: Option<SocketAddr>,
     /// The SSH listener with its settings and host keys, bound by `open`, served by `serve`.
-    ssh_listener: Arc<std::sync::Mutex<Option<(std::net::TcpListener, ssh::SshSettings, Vec<russh::keys::PrivateKey>)>>>,
+    ssh_listener: Arc<std::sync::Mutex<Option<SshListener>>>,
     ssh_addr: Option<SocketAddr>,
 }
 

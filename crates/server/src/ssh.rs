@@ -116,7 +116,8 @@ pub fn load_or_create_host_keys(data_dir: &Path) -> Result<Vec<PrivateKey>, Host
         let bad = |detail: String| HostKeyError::Key { path: path.clone(), detail };
         if path.exists() {
             trove_tls::check_private_key_mode(&path, trove_tls::FileRole::SshHostKey)?;
-            let key = PrivateKey::read_openssh_file(&path).map_err(|e| bad(format!("not an unencrypted OpenSSH private key: {e}; remove it to have a new one made")))?;
+            let key = PrivateKey::read_openssh_file(&path)
+                .map_err(|e| bad(format!("not an unencrypted OpenSSH private key: {e}; remove it to have a new one made")))?;
             if key.algorithm() != algorithm {
                 return Err(bad(format!("holds a {} key, expected {}; remove it to have a new one made", key.algorithm(), algorithm)));
             }
@@ -184,7 +185,9 @@ pub(crate) enum KeyTextError {
     Unparsable,
     #[error("DSA keys are not accepted: they are limited to 1024 bits and SHA-1. Make an Ed25519 key with `ssh-keygen -t ed25519`")]
     Dsa,
-    #[error("RSA keys must have at least 2048 bits; this one has {0}. Make an Ed25519 key with `ssh-keygen -t ed25519`, or an RSA key with `ssh-keygen -t rsa -b 4096`")]
+    #[error(
+        "RSA keys must have at least 2048 bits; this one has {0}. Make an Ed25519 key with `ssh-keygen -t ed25519`, or an RSA key with `ssh-keygen -t rsa -b 4096`"
+    )]
     WeakRsa(u32),
     #[error("{0} keys are not accepted; use Ed25519, ECDSA or RSA (2048 bits or more)")]
     Unsupported(String),
@@ -215,7 +218,13 @@ pub(crate) fn parse_key_text(text: &str, label: Option<&str>) -> Result<NewSshKe
     bare.set_comment("");
     let canonical = bare.to_openssh().map_err(|_| KeyTextError::Unparsable)?;
     let label = label.map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).unwrap_or(comment);
-    Ok(NewSshKey { label, text: canonical.trim().to_owned(), fingerprint: key.fingerprint(HashAlg::Sha256).to_string(), algorithm: key.algorithm().to_string(), bits: bits.into() })
+    Ok(NewSshKey {
+        label,
+        text: canonical.trim().to_owned(),
+        fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+        algorithm: key.algorithm().to_string(),
+        bits: bits.into(),
+    })
 }
 
 /// An SSH command git sends (`git-upload-pack '/tp/test.git'`), parsed: the service and the
@@ -231,7 +240,8 @@ pub(crate) struct GitCommand {
 /// `/scm/tp/test.git`, `~user/repo.git`). `Err` says what was wrong, for the client's stderr.
 pub(crate) fn parse_command(command: &str) -> Result<GitCommand, String> {
     let command = command.trim();
-    let (verb, rest) = command.split_once(' ').ok_or_else(|| "only git commands are served (git-upload-pack, git-receive-pack, git-upload-archive)".to_owned())?;
+    let (verb, rest) =
+        command.split_once(' ').ok_or_else(|| "only git commands are served (git-upload-pack, git-receive-pack, git-upload-archive)".to_owned())?;
     let verb = match verb {
         "git" => {
             let (sub, rest2) = rest.trim_start().split_once(' ').ok_or("a repository path is required")?;
@@ -445,7 +455,12 @@ impl russh::server::Handler for Conn {
         Ok(())
     }
 
-    async fn channel_open_session(&mut self, channel: Channel<Msg>, reply: russh::server::ChannelOpenHandle, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         reply.accept().await;
         self.channels.insert(channel.id(), channel);
         Ok(())
@@ -471,7 +486,14 @@ impl russh::server::Handler for Conn {
         Ok(())
     }
 
-    async fn channel_open_x11(&mut self, _channel: Channel<Msg>, _a: &str, _p: u32, reply: russh::server::ChannelOpenHandle, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _a: &str,
+        _p: u32,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
         Ok(())
     }
@@ -512,7 +534,15 @@ impl russh::server::Handler for Conn {
         Ok(())
     }
 
-    async fn x11_request(&mut self, channel: ChannelId, _single: bool, _proto: &str, _cookie: &str, _screen: u32, session: &mut Session) -> Result<(), Self::Error> {
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single: bool,
+        _proto: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         let _ = session.channel_failure(channel);
         Ok(())
     }
@@ -645,14 +675,13 @@ async fn run_command(
     let (rx, mut tx) = tokio::io::simplex(64 * 1024);
     let pump = async move {
         while let Some(msg) = read.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => {
-                    if tx.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+            let data = match msg {
+                ChannelMsg::Data { data } => data,
                 ChannelMsg::Eof | ChannelMsg::Close => break,
-                _ => {}
+                _ => continue,
+            };
+            if tx.write_all(&data).await.is_err() {
+                break;
             }
         }
         let _ = tx.shutdown().await;
@@ -691,7 +720,8 @@ mod tests {
         for (c, service, owner, slug) in ok {
             assert_eq!(parse_command(c), Ok(GitCommand { service: *service, owner: (*owner).into(), slug: (*slug).into() }), "{c}");
         }
-        for bad in ["ls", "bash -c id", "git-upload-pack", "git-upload-pack '/a/b/c.git'", "git-upload-pack '/tp/x' ; id", "scp -t /tmp", "git-upload-pack ''"] {
+        for bad in ["ls", "bash -c id", "git-upload-pack", "git-upload-pack '/a/b/c.git'", "git-upload-pack '/tp/x' ; id", "scp -t /tmp", "git-upload-pack ''"]
+        {
             assert!(parse_command(bad).is_err(), "{bad}");
         }
     }

@@ -72,6 +72,7 @@ pub use webhooks::{Attempt, Breaker, Claimed, Delivery, DeliveryCounts, Delivery
 /// The entity traits, so that `store.user(&name)` and the like resolve: `use trove_store::prelude::*`.
 pub mod prelude {
     pub use crate::backend::{
-        Audit, Backend, BranchRestrictions, Builds, Grants, Groups, Leases, Logins, Projects, PullRequests, Repos, Sessions, Settings, SshKeys, Tokens, Users, Webhooks,
+        Audit, Backend, BranchRestrictions, Builds, Grants, Groups, Leases, Logins, Projects, PullRequests, Repos, Sessions, Settings, SshKeys, Tokens, Users,
+        Webhooks,
     };
 }

@@ -93,12 +93,17 @@ pub trait SshKeys {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::prelude::*;
     use crate::store::backends;
     use crate::{GlobalPermission, Owner, Password, ProjectKey, RepoSlug, UserName};
 
     fn new_key(n: u8) -> NewSshKey {
-        NewSshKey { label: format!("key {n}"), text: format!("ssh-ed25519 AAAA{n}"), fingerprint: format!("SHA256:fp{n}"), algorithm: "ssh-ed25519".into(), bits: 256 }
+        NewSshKey {
+            label: format!("key {n}"),
+            text: format!("ssh-ed25519 AAAA{n}"),
+            fingerprint: format!("SHA256:fp{n}"),
+            algorithm: "ssh-ed25519".into(),
+            bits: 256,
+        }
     }
 
     #[test]
@@ -141,7 +146,10 @@ pub(crate) mod tests {
         // The same key again: the same id, its permission there changed, not a second grant.
         let again = s.grant_access_key(KeyScope::Repo(repo.id), &new_key(1), Permission::Write).unwrap();
         assert_eq!(again.key.id, g.key.id);
-        assert_eq!(s.access_keys(KeyScope::Repo(repo.id)).unwrap().iter().map(|a| (a.key.id, a.permission)).collect::<Vec<_>>(), [(g.key.id, Permission::Write)]);
+        assert_eq!(
+            s.access_keys(KeyScope::Repo(repo.id)).unwrap().iter().map(|a| (a.key.id, a.permission)).collect::<Vec<_>>(),
+            [(g.key.id, Permission::Write)]
+        );
         assert_eq!(s.access_key_permission(g.key.id, project.id, repo.id).unwrap(), Some(Permission::Write));
         assert_eq!(s.access_key_permission(g.key.id, project.id, other.id).unwrap(), None, "a repository's key does not open its neighbours");
         s.grant_access_key(KeyScope::Project(project.id), &new_key(1), Permission::Read).unwrap();

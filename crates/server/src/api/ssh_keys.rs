@@ -123,7 +123,9 @@ async fn user_add(api: Api, body: Result<Bytes, BytesRejection>) -> Result<Respo
         let owner = key_owner(api)?;
         // A key logs in with everything the account may do: a token capped below that may not add one.
         if api.require_login()?.token_scope.is_some_and(|s| s < Permission::Admin) {
-            return Err(ApiError::Forbidden("You are not permitted to add SSH keys with an access token below admin scope: a key logs in with everything the account may do.".into()));
+            return Err(ApiError::Forbidden(
+                "You are not permitted to add SSH keys with an access token below admin scope: a key logs in with everything the account may do.".into(),
+            ));
         }
         let b: KeyBody = parse_body(body)?;
         let text = b.text.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError::invalid("text", "The key text is required."))?;
@@ -188,7 +190,9 @@ async fn add(api: Api, key: String, slug: Option<String>, body: Result<Bytes, By
     api.blocking(move |api| {
         let (scope, holder, prefix) = scope(api, &key, slug.as_deref())?;
         let b: AccessBody = parse_body(body)?;
-        let k = b.key.ok_or_else(|| ApiError::invalid("key", "The key is required: {\"key\": {\"text\": \"ssh-ed25519 AAAA…\"}, \"permission\": \"REPO_READ\"}."))?;
+        let k = b
+            .key
+            .ok_or_else(|| ApiError::invalid("key", "The key is required: {\"key\": {\"text\": \"ssh-ed25519 AAAA…\"}, \"permission\": \"REPO_READ\"}."))?;
         let text = k.text.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError::invalid("text", "The key text is required."))?;
         let raw = b.permission.as_deref().unwrap_or(if prefix == "PROJECT" { "PROJECT_READ" } else { "REPO_READ" });
         let permission = super::parse_level(prefix, raw)

@@ -157,7 +157,8 @@ fn a_read_only_access_key_clones_but_cannot_push_and_a_write_key_pushes_with_exa
     let t = start();
     let (_, tip) = t.seed("scm/TP/test.git", 2);
     let (ro, ro_text) = keygen(&t, "ci-read", "ecdsa", None);
-    let (status, v) = rest(&t, "admin", "POST", "/rest/keys/1.0/projects/TP/repos/test/ssh", Some(json!({"key": {"text": ro_text}, "permission": "REPO_READ"})));
+    let (status, v) =
+        rest(&t, "admin", "POST", "/rest/keys/1.0/projects/TP/repos/test/ssh", Some(json!({"key": {"text": ro_text}, "permission": "REPO_READ"})));
     assert_eq!(status, 201, "{v}");
     assert_eq!((v["permission"].as_str(), v["repository"]["slug"].as_str(), v["key"]["label"].as_str()), (Some("REPO_READ"), Some("test"), Some("ci-read")));
     let ro_id = v["key"]["id"].as_i64().unwrap();
@@ -179,7 +180,8 @@ fn a_read_only_access_key_clones_but_cannot_push_and_a_write_key_pushes_with_exa
 
     // A project's write key pushes to its repositories, as `~access-key-ID`.
     let (rw, rw_text) = keygen(&t, "deploy", "ed25519", None);
-    let (status, v) = rest(&t, "admin", "POST", "/rest/keys/1.0/projects/TP/ssh", Some(json!({"key": {"text": rw_text, "label": "deploy"}, "permission": "PROJECT_WRITE"})));
+    let (status, v) =
+        rest(&t, "admin", "POST", "/rest/keys/1.0/projects/TP/ssh", Some(json!({"key": {"text": rw_text, "label": "deploy"}, "permission": "PROJECT_WRITE"})));
     assert_eq!((status, v["permission"].as_str(), v["project"]["key"].as_str()), (201, Some("PROJECT_WRITE"), Some("TP")), "{v}");
     let rw_id = v["key"]["id"].as_i64().unwrap();
     let mut events = t.server.push_events();
@@ -363,14 +365,19 @@ fn a_client_killed_mid_push_leaves_the_repository_as_it_was_and_no_git_process()
     // Under way: receive-pack runs and has its quarantine.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let quarantined = std::fs::read_dir(repo.join("objects")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("tmp_objdir-incoming"));
+        let quarantined =
+            std::fs::read_dir(repo.join("objects")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("tmp_objdir-incoming"));
         if t.server.git_processes_started() > started && t.server.running_git_processes() > 0 && quarantined {
             break;
         }
         if Instant::now() >= deadline {
             unsafe_kill(child.id());
             let listing: Vec<_> = std::fs::read_dir(repo.join("objects")).unwrap().flatten().map(|e| e.file_name()).collect();
-            panic!("the push never got under way: started {} running {} objects {listing:?}", t.server.git_processes_started() - started, t.server.running_git_processes());
+            panic!(
+                "the push never got under way: started {} running {} objects {listing:?}",
+                t.server.git_processes_started() - started,
+                t.server.running_git_processes()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -384,11 +391,70 @@ fn a_client_killed_mid_push_leaves_the_repository_as_it_was_and_no_git_process()
     }
     assert_eq!(t.server_rev("TP", "test", "refs/heads/main").unwrap(), tip, "the refs moved");
     t.fsck("TP", "test");
-    let left: Vec<_> = std::fs::read_dir(repo.join("objects")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("tmp_objdir")).collect();
+    let left: Vec<_> =
+        std::fs::read_dir(repo.join("objects")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("tmp_objdir")).collect();
     assert!(left.is_empty(), "the quarantine was left behind");
 }
 
 fn unsafe_kill(pgid: u32) {
     let status = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status().unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn connections_not_logged_in_are_capped_and_closed_after_the_login_grace_time() {
+    use std::io::Read as _;
+    let t = TestServer::start_with(|c| {
+        let mut s = trove_server::ssh::SshSettings::new("127.0.0.1:0".parse().unwrap());
+        s.login_grace = Duration::from_secs(1);
+        s.max_unauthenticated = 1;
+        c.ssh = Some(s);
+    });
+    t.seed("scm/TP/test.git", 1);
+    let (key, text) = keygen(&t, "writer", "ed25519", None);
+    add_key(&t, "writer", &text);
+    let addr = t.server.ssh_addr().unwrap();
+    // A connection that never logs in holds the one slot (the server has greeted it).
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut banner = [0u8; 7];
+    idle.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"SSH-2.0");
+    // The next is closed at once, unanswered.
+    let mut second = std::net::TcpStream::connect(addr).unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut buf = [0u8; 64];
+    match second.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("a connection over the cap was served: {other:?}"),
+    }
+    // The silent one is closed after the login grace time.
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+    // Then the slot is free again: a client logs in (polled: the slot goes with the connection).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = git_ssh(&t, &key, t.home.path(), &["ls-remote", &url(&t, "tp/test.git")]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no login after the idle connection went: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_host_key_readable_by_others_is_refused_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = trove_server::ServerConfig::new(data.path());
+    config.ssh = Some(trove_server::ssh::SshSettings::new("127.0.0.1:0".parse().unwrap()));
+    drop(trove_server::Server::open(config.clone()).unwrap());
+    let key = data.path().join("ssh_host_ed25519_key");
+    let meta = std::fs::metadata(&key).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "made readable by its owner only");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = trove_server::Server::open(config).err().expect("a too-open host key is refused").to_string();
+    assert!(err.contains("can be read by group or others") && err.contains("chmod 600"), "{err}");
 }

@@ -57,19 +57,21 @@ impl SshKeys for Postgres {
         // Two grants of one new key at once: the second waits on the first's row, then finds it.
         tx.execute("SELECT pg_advisory_xact_lock(hashtext('ssh_keys'))", &[]).map_err(self.err())?;
         let existing = tx
-            .query_opt("SELECT id, user_id, label, text, fingerprint, algorithm, bits, created_at, last_used_at FROM ssh_keys WHERE fingerprint = $1", &[&k.fingerprint])
+            .query_opt(
+                "SELECT id, user_id, label, text, fingerprint, algorithm, bits, created_at, last_used_at FROM ssh_keys WHERE fingerprint = $1",
+                &[&k.fingerprint],
+            )
             .map_err(self.err())?;
         let made = match existing.map(|r| key(&r)) {
             Some(e) if e.user_id.is_some() => return Err(StoreError::SshKeyExists(k.fingerprint.clone())),
             Some(e) => e,
-            None => key(
-                &tx.query_one(
+            None => key(&tx
+                .query_one(
                     "INSERT INTO ssh_keys (user_id, label, text, fingerprint, algorithm, bits, created_at) VALUES (NULL, $1, $2, $3, $4, $5, $6) \
                      RETURNING id, user_id, label, text, fingerprint, algorithm, bits, created_at, last_used_at",
                     &[&k.label, &k.text, &k.fingerprint, &k.algorithm, &k.bits, &now()],
                 )
-                .map_err(self.err())?,
-            ),
+                .map_err(self.err())?),
         };
         let (p, r) = scope_ids(scope);
         tx.execute(
@@ -94,7 +96,10 @@ impl SshKeys for Postgres {
     fn ssh_key_by_fingerprint(&self, fingerprint: &str) -> Result<Option<SshKey>, StoreError> {
         let row = self
             .conn()?
-            .query_opt("SELECT id, user_id, label, text, fingerprint, algorithm, bits, created_at, last_used_at FROM ssh_keys WHERE fingerprint = $1", &[&fingerprint])
+            .query_opt(
+                "SELECT id, user_id, label, text, fingerprint, algorithm, bits, created_at, last_used_at FROM ssh_keys WHERE fingerprint = $1",
+                &[&fingerprint],
+            )
             .map_err(self.err())?;
         Ok(row.map(|r| key(&r)))
     }
@@ -102,7 +107,10 @@ impl SshKeys for Postgres {
     fn user_ssh_keys(&self, user_id: i64) -> Result<Vec<SshKey>, StoreError> {
         let rows = self
             .conn()?
-            .query("SELECT id, user_id, label, text, fingerprint, algorithm, bits, created_at, last_used_at FROM ssh_keys WHERE user_id = $1 ORDER BY id", &[&user_id])
+            .query(
+                "SELECT id, user_id, label, text, fingerprint, algorithm, bits, created_at, last_used_at FROM ssh_keys WHERE user_id = $1 ORDER BY id",
+                &[&user_id],
+            )
             .map_err(self.err())?;
         Ok(rows.iter().map(key).collect())
     }
