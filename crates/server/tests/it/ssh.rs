@@ -458,3 +458,50 @@ fn a_host_key_readable_by_others_is_refused_at_start() {
     let err = trove_server::Server::open(config).err().expect("a too-open host key is refused").to_string();
     assert!(err.contains("can be read by group or others") && err.contains("chmod 600"), "{err}");
 }
+
+#[test]
+fn branch_permissions_apply_to_access_keys_and_exempt_the_keys_they_name() {
+    let t = start();
+    let (work, tip) = t.seed("scm/TP/test.git", 1);
+    let grant = |name: &str| {
+        let (key, text) = keygen(&t, name, "ed25519", None);
+        let (status, v) =
+            rest(&t, "admin", "POST", "/rest/keys/1.0/projects/TP/repos/test/ssh", Some(json!({"key": {"text": text}, "permission": "REPO_WRITE"})));
+        assert_eq!(status, 201, "{v}");
+        (key, v["key"]["id"].as_i64().unwrap())
+    };
+    let (release, release_id) = grant("release-bot");
+    let (other, _) = grant("other-bot");
+    // main is read-only for everyone but the release bot's access key (its id, as Bitbucket's
+    // `accessKeyIds`).
+    let body = json!({"type": "read-only", "matcher": {"id": "refs/heads/main", "type": {"id": "BRANCH"}}, "accessKeyIds": [release_id]});
+    let (status, v) = rest(&t, "admin", "POST", "/rest/branch-permissions/2.0/projects/TP/repos/test/restrictions", Some(body));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["accessKeys"][0]["key"]["id"].as_i64(), Some(release_id));
+    t.commit(&work, "bot.txt", "from a bot\n");
+    let url = url(&t, "tp/test.git");
+    let err = fails(&git_ssh(&t, &other, &work, &["push", &url, "main"]), "push by a key the restriction does not exempt");
+    assert!(err.contains("read-only"), "{err}");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/main").unwrap(), tip);
+    ok(&git_ssh(&t, &release, &work, &["push", &url, "main"]), "push by the exempt access key");
+    assert_ne!(t.server_rev("TP", "test", "refs/heads/main").unwrap(), tip);
+}
+
+#[test]
+fn shallow_and_partial_clones_work_over_ssh() {
+    let t = start();
+    let (_, tip) = t.seed("scm/TP/test.git", 4);
+    let (key, text) = keygen(&t, "reader", "ed25519", None);
+    add_key(&t, "reader", &text);
+    let u = url(&t, "tp/test.git");
+    ok(&git_ssh(&t, &key, t.home.path(), &["clone", "--depth", "1", &u, "shallow"]), "shallow clone");
+    let shallow = t.home.path().join("shallow");
+    assert_eq!(t.git_ok(&shallow, &["rev-list", "--count", "HEAD"]), "1");
+    assert_eq!(t.git_ok(&shallow, &["rev-parse", "HEAD"]), tip);
+    ok(&git_ssh(&t, &key, t.home.path(), &["clone", "--filter=blob:none", "--no-checkout", &u, "partial"]), "partial clone");
+    let partial = t.home.path().join("partial");
+    assert_eq!(t.git_ok(&partial, &["config", "remote.origin.promisor"]), "true");
+    // The blobs come later, on demand, over SSH too.
+    ok(&git_ssh(&t, &key, &partial, &["checkout", "main"]), "checkout of a partial clone");
+    assert!(partial.join("file3.txt").exists());
+}
