@@ -52,6 +52,7 @@ fn rest_links_are_the_public_https_urls_behind_the_gateway_and_git_clones_from_t
     let mut cmd = trove();
     cmd.current_dir(work.path())
         .args(["up", "--data", &path_str(&data), "--public-url", &public, "--https", &format!("127.0.0.1:{https}"), "--http", "off"])
+        .args(["--ssh", &format!("127.0.0.1:{}", crate::free_port())])
         .args(["--server", &format!("127.0.0.1:{server}")])
         .env("TROVE_ADMIN_PASSWORD", password)
         .stdout(Stdio::null())

@@ -241,6 +241,7 @@ fn start_up(cwd: &Path, extra: &[&str], https: u16, server: u16) -> Up {
         trove()
             .current_dir(cwd)
             .args(["up", "--https", &format!("127.0.0.1:{https}"), "--server", &format!("127.0.0.1:{server}"), "--http", "off"])
+            .args(["--ssh", &format!("127.0.0.1:{}", crate::free_port())])
             .args(extra)
             .env("TROVE_ADMIN_PASSWORD", PW)
             .stdout(Stdio::null())
