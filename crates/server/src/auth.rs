@@ -159,7 +159,6 @@ impl LoginLimiter {
         blocked_at(self.max_accounts_per_address, self.window, store, addr, now)
     }
 
-    #[cfg(test)]
     pub(crate) fn record_address_failure_at(&self, store: &Store, user: &str, addr: Option<IpAddr>, now: i64) -> Result<(), trove_store::StoreError> {
         record_at(self.max_accounts_per_address, self.window, store, user, addr, now)
     }

@@ -404,8 +404,26 @@ impl russh::server::Handler for Conn {
             return Ok(Auth::reject());
         }
         let fp = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let known = self.state.store.run(move |s| s.ssh_key_by_fingerprint(&fp)).await;
-        Ok(if matches!(known, Ok(Some(_))) { Auth::Accept } else { Auth::reject() })
+        let (state, ip) = (self.state.clone(), self.peer.ip());
+        // An unknown key counts as a failed login of the address, as a wrong password over HTTP
+        // does (one "account" per key): an address trying many keys is held off like one
+        // spraying passwords, and one held off over HTTP is held off here too.
+        let known = self
+            .state
+            .store
+            .run(move |s| -> Result<bool, trove_store::StoreError> {
+                let now = crate::auth::now_unix();
+                if state.limiter.address_blocked_at(s, Some(ip), now)?.is_some() {
+                    return Ok(false);
+                }
+                if s.ssh_key_by_fingerprint(&fp)?.is_some() {
+                    return Ok(true);
+                }
+                state.limiter.record_address_failure_at(s, &format!("ssh-key {fp}"), Some(ip), now)?;
+                Ok(false)
+            })
+            .await;
+        Ok(if matches!(known, Ok(true)) { Auth::Accept } else { Auth::reject() })
     }
 
     async fn auth_publickey(&mut self, user: &str, key: russh::server::VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {

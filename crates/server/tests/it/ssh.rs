@@ -505,3 +505,47 @@ fn shallow_and_partial_clones_work_over_ssh() {
     ok(&git_ssh(&t, &key, &partial, &["checkout", "main"]), "checkout of a partial clone");
     assert!(partial.join("file3.txt").exists());
 }
+
+#[test]
+fn an_address_trying_many_unknown_keys_is_held_off_like_one_spraying_passwords() {
+    let t = TestServer::start_with(|c| {
+        c.ssh = Some(trove_server::ssh::SshSettings::new("127.0.0.1:0".parse().unwrap()));
+        c.auth.max_failed_accounts_per_address = 2;
+    });
+    t.seed("scm/TP/test.git", 1);
+    let (good, text) = keygen(&t, "writer", "ed25519", None);
+    add_key(&t, "writer", &text);
+    ok(&git_ssh(&t, &good, t.home.path(), &["ls-remote", &url(&t, "tp/test.git")]), "ls-remote with a known key");
+    for i in 0..3 {
+        let (unknown, _) = keygen(&t, &format!("stranger{i}"), "ed25519", None);
+        fails(&git_ssh(&t, &unknown, t.home.path(), &["ls-remote", &url(&t, "tp/test.git")]), "ls-remote with an unknown key");
+    }
+    let err = fails(&git_ssh(&t, &good, t.home.path(), &["ls-remote", &url(&t, "tp/test.git")]), "a known key from a held-off address");
+    assert!(err.contains("Permission denied"), "{err}");
+}
+
+#[test]
+fn a_50_mb_push_over_ssh_arrives_whole() {
+    let t = start();
+    let (work, _) = t.seed("scm/TP/test.git", 1);
+    let (key, text) = keygen(&t, "writer", "ed25519", None);
+    add_key(&t, "writer", &text);
+    let mut blob = vec![0u8; 50 << 20];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for chunk in blob.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(work.join("big.bin"), &blob).unwrap();
+    drop(blob);
+    t.git_ok(&work, &["add", "big.bin"]);
+    t.git_ok(&work, &["commit", "-q", "-m", "50 MB"]);
+    let tip = t.git_ok(&work, &["rev-parse", "HEAD"]);
+    ok(&git_ssh(&t, &key, &work, &["push", &url(&t, "tp/test.git"), "main"]), "50 MB push over ssh");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/main").unwrap(), tip);
+    ok(&git_ssh(&t, &key, t.home.path(), &["clone", &url(&t, "tp/test.git"), "back"]), "clone it back");
+    assert_eq!(std::fs::metadata(t.home.path().join("back/big.bin")).unwrap().len(), 50 << 20);
+    t.fsck("TP", "test");
+}
