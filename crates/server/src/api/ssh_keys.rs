@@ -20,6 +20,7 @@ use trove_store::{AccessKey, KeyScope, Permission, SshKey, StoreError, User, Use
 
 use super::{Api, ApiError, no_content, ok, paged, parse_body};
 use crate::AppState;
+use crate::audit::{Action, target};
 
 /// The routes (full paths, as docs/openapi.json lists them).
 #[cfg_attr(not(test), allow(dead_code))]
@@ -131,7 +132,11 @@ async fn user_add(api: Api, body: Result<Bytes, BytesRejection>) -> Result<Respo
         let text = b.text.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| ApiError::invalid("text", "The key text is required."))?;
         let new = judged(text, b.label.as_deref())?;
         let made = stored(api.store().insert_user_key(owner.id, &new))?;
-        tracing::info!(user = %owner.name, key = made.id, fingerprint = %made.fingerprint, "ssh key added");
+        api.audit(
+            Action::SshKeyAdd,
+            &format!("{} ssh-key:{}", target::user(&owner.name), made.id),
+            json!({"label": made.label, "fingerprint": made.fingerprint, "algorithm": made.algorithm}),
+        );
         Ok(ok(StatusCode::CREATED, key_json(&made)))
     })
     .await
@@ -145,22 +150,23 @@ async fn user_delete(api: Api, Path(id): Path<String>) -> Result<Response, ApiEr
         if !api.store().delete_user_key(owner.id, n)? {
             return Err(no_key(&id));
         }
-        tracing::info!(user = %owner.name, key = n, "ssh key deleted");
+        api.audit(Action::SshKeyDelete, &format!("{} ssh-key:{n}", target::user(&owner.name)), json!({}));
         Ok(no_content())
     })
     .await
 }
 
-/// An access key's scope from the path, for a caller who administers it.
-fn scope(api: &Api, key: &str, slug: Option<&str>) -> Result<(KeyScope, Value, &'static str), ApiError> {
+/// An access key's scope from the path, for a caller who administers it; with the JSON of the
+/// project or repository, Bitbucket's permission prefix, and the audit target.
+fn scope(api: &Api, key: &str, slug: Option<&str>) -> Result<(KeyScope, Value, &'static str, String), ApiError> {
     match slug {
         None => {
             let p = api.project(key, Some(Permission::Admin), "manage this project's access keys")?;
-            Ok((KeyScope::Project(p.id), api.project_json(&p), "PROJECT"))
+            Ok((KeyScope::Project(p.id), api.project_json(&p), "PROJECT", target::project(&p.owner)))
         }
         Some(slug) => {
             let (r, p) = api.repo(key, slug, Permission::Admin, "manage this repository's access keys")?;
-            Ok((KeyScope::Repo(r.id), api.repo_json(&r, &p)?, "REPO"))
+            Ok((KeyScope::Repo(r.id), api.repo_json(&r, &p)?, "REPO", target::repo(&r)))
         }
     }
 }
@@ -178,7 +184,7 @@ struct AccessBody {
 
 async fn list(api: Api, key: String, slug: Option<String>) -> Result<Response, ApiError> {
     api.blocking(move |api| {
-        let (scope, holder, prefix) = scope(api, &key, slug.as_deref())?;
+        let (scope, holder, prefix, _) = scope(api, &key, slug.as_deref())?;
         let page = api.q.page()?;
         let values = api.store().access_keys(scope)?.iter().map(|a| access_json(a, &holder, prefix)).collect();
         Ok(ok(StatusCode::OK, paged(values, page)))
@@ -188,7 +194,7 @@ async fn list(api: Api, key: String, slug: Option<String>) -> Result<Response, A
 
 async fn add(api: Api, key: String, slug: Option<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     api.blocking(move |api| {
-        let (scope, holder, prefix) = scope(api, &key, slug.as_deref())?;
+        let (scope, holder, prefix, audit_target) = scope(api, &key, slug.as_deref())?;
         let b: AccessBody = parse_body(body)?;
         let k = b
             .key
@@ -201,7 +207,11 @@ async fn add(api: Api, key: String, slug: Option<String>, body: Result<Bytes, By
             .ok_or_else(|| ApiError::invalid("permission", format!("{raw:?} is not an access key permission here; use {prefix}_READ or {prefix}_WRITE.")))?;
         let new = judged(text, k.label.as_deref())?;
         let made = stored(api.store().grant_access_key(scope, &new, permission))?;
-        tracing::info!(key = made.key.id, fingerprint = %made.key.fingerprint, permission = %permission, "access key added");
+        api.audit(
+            Action::AccessKeyAdd,
+            &format!("{audit_target} access-key:{}", made.key.id),
+            json!({"label": made.key.label, "fingerprint": made.key.fingerprint, "permission": super::level_name(prefix, permission)}),
+        );
         Ok(ok(StatusCode::CREATED, access_json(&made, &holder, prefix)))
     })
     .await
@@ -209,12 +219,12 @@ async fn add(api: Api, key: String, slug: Option<String>, body: Result<Bytes, By
 
 async fn remove(api: Api, key: String, slug: Option<String>, id: String) -> Result<Response, ApiError> {
     api.blocking(move |api| {
-        let (scope, _, _) = scope(api, &key, slug.as_deref())?;
+        let (scope, _, _, audit_target) = scope(api, &key, slug.as_deref())?;
         let n: i64 = id.parse().map_err(|_| no_key(&id))?;
         if !api.store().revoke_access_key(scope, n)? {
             return Err(no_key(&id));
         }
-        tracing::info!(key = n, "access key removed");
+        api.audit(Action::AccessKeyRemove, &format!("{audit_target} access-key:{n}"), json!({}));
         Ok(no_content())
     })
     .await

@@ -299,7 +299,11 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
                     Err(e) => return bad(&e.to_string()),
                 };
                 match w.state.store.insert_user_key(user.id, &new) {
-                    Ok(_) => Ok(see_other(&w.link("/account?done=key-added"))),
+                    Ok(k) => {
+                        let details = json!({"label": k.label, "fingerprint": k.fingerprint, "algorithm": k.algorithm});
+                        w.audit(Action::SshKeyAdd, &format!("{} ssh-key:{}", target::user(&user.name), k.id), details);
+                        Ok(see_other(&w.link("/account?done=key-added")))
+                    }
                     Err(trove_store::StoreError::SshKeyExists(_)) => bad("This SSH key is already in use on this server; each key may be added only once."),
                     Err(e) => Err(e.into()),
                 }
@@ -309,6 +313,7 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
                 if !w.state.store.delete_user_key(user.id, id)? {
                     return Err(WebError::NotFound);
                 }
+                w.audit(Action::SshKeyDelete, &format!("{} ssh-key:{id}", target::user(&user.name)), json!({}));
                 Ok(see_other(&w.link("/account?done=key-deleted")))
             }
             "revoke-token" => {

@@ -199,6 +199,8 @@ fn a_read_only_access_key_clones_but_cannot_push_and_a_write_key_pushes_with_exa
     // Removing the grant removes the key.
     assert_eq!(rest(&t, "admin", "DELETE", &format!("/rest/keys/1.0/projects/TP/repos/test/ssh/{ro_id}"), None).0, 204);
     assert_eq!(rest(&t, "admin", "DELETE", &format!("/rest/keys/1.0/projects/TP/repos/test/ssh/{ro_id}"), None).0, 404);
+    let log = std::fs::read_to_string(t.data.path().join("audit.log")).unwrap();
+    assert!(log.contains(&format!("repo:TP/test access-key:{ro_id}")) && log.contains("\"access-key.remove\""), "{log}");
     let err = fails(&git_ssh(&t, &ro, t.home.path(), &["ls-remote", &url(&t, "tp/test.git")]), "ls-remote with a removed access key");
     assert!(err.contains("Permission denied"), "{err}");
 }
@@ -230,6 +232,11 @@ fn user_keys_are_listed_unique_and_judged_and_a_revoked_key_is_refused_at_once()
     assert_eq!(rest(&t, "reader", "DELETE", &format!("/rest/ssh/1.0/keys/{id}"), None).0, 204);
     let err = fails(&git_ssh(&t, &key, t.home.path(), &["ls-remote", &url(&t, "tp/test.git")]), "ls-remote with a revoked key");
     assert!(err.contains("Permission denied (publickey)"), "{err}");
+    // Both changes are in the audit log.
+    let log = std::fs::read_to_string(t.data.path().join("audit.log")).unwrap();
+    for want in ["\"ssh-key.add\"".to_owned(), "\"ssh-key.delete\"".to_owned(), format!("user:reader ssh-key:{id}")] {
+        assert!(log.contains(&want), "{want} not in the audit log:\n{log}");
+    }
 }
 
 #[test]
