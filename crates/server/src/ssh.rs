@@ -336,33 +336,50 @@ pub(crate) async fn serve(state: AppState, listener: TcpListener, settings: SshS
         let authed = handler.authed.clone();
         let (config, grace, stop) = (config.clone(), settings.login_grace, stop.clone());
         conns.spawn(async move {
-            let running = async {
-                let session = match russh::server::run_stream(config, stream, handler).await {
-                    Ok(s) => s,
-                    Err(e) => return tracing::debug!(%peer, error = %e, "ssh handshake failed"),
-                };
-                if let Err(e) = session.await {
-                    tracing::debug!(%peer, error = %e, "ssh connection ended with an error");
-                }
+            // Whatever ends the connection (its end, the grace time, shutdown aborting this
+            // task) ends its git processes too.
+            let _closing = Closing(closed);
+            // The version exchange counts toward the login grace time too.
+            let session = match tokio::time::timeout(grace, russh::server::run_stream(config, stream, handler)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+                Err(_) => return tracing::info!(%peer, "ssh connection closed: no SSH version exchange within the login grace time"),
             };
+            let handle = session.handle();
             let grace_over = async {
                 tokio::select! {
                     _ = tokio::time::sleep(grace) => {}
                     _ = authed.cancelled() => std::future::pending::<()>().await,
                 }
             };
-            tokio::select! {
-                _ = running => {}
-                _ = grace_over => tracing::info!(%peer, seconds = grace.as_secs(), "ssh connection closed: it did not log in within the login grace time"),
-                // On shutdown the connection goes; its git processes get their stdin closed and stop.
-                _ = stop.cancelled() => {}
-            }
-            // Whatever ended the connection ends its git processes too.
-            closed.cancel();
+            let why = tokio::select! {
+                ended = session => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "ssh connection ended with an error");
+                    }
+                    return;
+                }
+                _ = grace_over => {
+                    tracing::info!(%peer, seconds = grace.as_secs(), "ssh connection closed: it did not log in within the login grace time");
+                    "login grace time over"
+                }
+                _ = stop.cancelled() => "the server is stopping",
+            };
+            // russh runs the session on a task of its own: end it, so the client sees the end.
+            let _ = handle.disconnect(russh::Disconnect::ByApplication, why.to_owned(), String::new()).await;
         });
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}
+}
+
+/// Fires its cancel when dropped.
+struct Closing(Cancel);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// One connection's state.
@@ -610,7 +627,7 @@ impl russh::server::Handler for Conn {
         self.state.tasks.spawn(async move {
             let (read, write) = ch.split();
             tokio::select! {
-                _ = run_command(&state, caller, parsed, protocol, peer, read, &write) => {}
+                _ = run_command(&state, caller, parsed, protocol, peer, read, &write, &closed) => {}
                 // The client went away: git's input has ended, and a push's receive-pack refuses
                 // the partial pack itself (removing its quarantine) before any ref moves. What
                 // still runs after the grace (an upload-pack writing to nobody) is stopped by
@@ -632,6 +649,7 @@ fn describe(c: &Caller) -> String {
 }
 
 /// Decides access and runs git for one `exec` request, then sends the exit status and closes.
+#[allow(clippy::too_many_arguments)]
 async fn run_command(
     state: &AppState,
     caller: Caller,
@@ -640,6 +658,7 @@ async fn run_command(
     peer: SocketAddr,
     mut read: russh::ChannelReadHalf,
     write: &russh::ChannelWriteHalf<Msg>,
+    closed: &Cancel,
 ) {
     let need = cmd.service.needs();
     let (owner, slug) = (cmd.owner.clone(), cmd.slug.clone());
@@ -691,8 +710,11 @@ async fn run_command(
     // The client's bytes, pumped from the channel into a pipe git reads; its end (EOF, or the
     // channel gone) is git's stdin closing.
     let (rx, mut tx) = tokio::io::simplex(64 * 1024);
+    let closed = closed.clone();
     let pump = async move {
-        while let Some(msg) = read.wait().await {
+        // The connection gone (or the server stopping) ends git's input at once: a push not yet
+        // complete is then refused by git itself, which removes its quarantine.
+        while let Some(msg) = tokio::select! { m = read.wait() => m, _ = closed.cancelled() => None } {
             let data = match msg {
                 ChannelMsg::Data { data } => data,
                 ChannelMsg::Eof | ChannelMsg::Close => break,

@@ -341,12 +341,13 @@ fn processes_on(dir: &Path) -> Vec<String> {
     found
 }
 
-#[test]
-fn a_client_killed_mid_push_leaves_the_repository_as_it_was_and_no_git_process() {
-    let t = start();
+/// A push over SSH of a large commit whose client sends only the first 256 KiB and then holds
+/// its input open, under way (receive-pack running, its quarantine made) when this returns:
+/// the client (its own process group), the repository's directory and the tip before.
+fn stalled_push(t: &TestServer) -> (std::process::Child, PathBuf, String) {
     let (work, tip) = t.seed("scm/TP/test.git", 1);
-    let (key, text) = keygen(&t, "writer", "ed25519", None);
-    add_key(&t, "writer", &text);
+    let (key, text) = keygen(t, "writer", "ed25519", None);
+    add_key(t, "writer", &text);
     // Incompressible content, so the pack is large.
     let mut blob = vec![0u8; 8 << 20];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -359,17 +360,15 @@ fn a_client_killed_mid_push_leaves_the_repository_as_it_was_and_no_git_process()
     std::fs::write(work.join("big.bin"), &blob).unwrap();
     t.git_ok(&work, &["add", "big.bin"]);
     t.git_ok(&work, &["commit", "-q", "-m", "big"]);
-    // ssh gets only the first 256 KiB of the push and then nothing, its input held open: the
-    // push is under way when the client is killed.
     let wrapper = t.home.path().join("slow-ssh.sh");
-    std::fs::write(&wrapper, format!("#!/bin/sh\n{{ head -c 262144; sleep 600; }} | {} \"$@\"\n", ssh_command(&t, &key, ""))).unwrap();
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{{ head -c 262144; sleep 600; }} | {} \"$@\"\n", ssh_command(t, &key, ""))).unwrap();
     Command::new("chmod").arg("755").arg(&wrapper).status().unwrap();
     let repo = t.repo_dir("TP", "test");
     let started = t.server.git_processes_started();
-    let mut push = t.git_cmd(&work, &["-c", "ssh.variant=ssh", "push", &url(&t, "tp/test.git"), "main"]);
+    // ssh.variant: git would otherwise probe the wrapper with `-G`, which waits on its input.
+    let mut push = t.git_cmd(&work, &["-c", "ssh.variant=ssh", "push", &url(t, "tp/test.git"), "main"]);
     push.env("GIT_SSH_COMMAND", wrapper.to_str().unwrap()).process_group(0);
-    let mut child = push.spawn().unwrap();
-    // Under way: receive-pack runs and has its quarantine.
+    let child = push.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let quarantined =
@@ -379,28 +378,45 @@ fn a_client_killed_mid_push_leaves_the_repository_as_it_was_and_no_git_process()
         }
         if Instant::now() >= deadline {
             unsafe_kill(child.id());
-            let listing: Vec<_> = std::fs::read_dir(repo.join("objects")).unwrap().flatten().map(|e| e.file_name()).collect();
-            panic!(
-                "the push never got under way: started {} running {} objects {listing:?}",
-                t.server.git_processes_started() - started,
-                t.server.running_git_processes()
-            );
+            panic!("the push never got under way: running {}", t.server.running_git_processes());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SIGKILL to the client's whole process group (git, the wrapper, ssh).
-    unsafe_kill(child.id());
-    let _ = child.wait();
+    (child, repo, tip)
+}
+
+/// No git process on `repo` (polled), the refs as they were, fsck clean, no quarantine left.
+fn as_it_was(t: &TestServer, repo: &Path, tip: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while t.server.running_git_processes() != 0 || !processes_on(&repo).is_empty() {
-        assert!(Instant::now() < deadline, "git still runs after its client went away: {:?}", processes_on(&repo));
+    while t.server.running_git_processes() != 0 || !processes_on(repo).is_empty() {
+        assert!(Instant::now() < deadline, "git still runs after its client went away: {:?}", processes_on(repo));
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(t.server_rev("TP", "test", "refs/heads/main").unwrap(), tip, "the refs moved");
-    t.fsck("TP", "test");
+    t.git_ok(repo, &["fsck", "--strict", "--no-progress"]);
     let left: Vec<_> =
         std::fs::read_dir(repo.join("objects")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("tmp_objdir")).collect();
     assert!(left.is_empty(), "the quarantine was left behind");
+}
+
+#[test]
+fn a_client_killed_mid_push_leaves_the_repository_as_it_was_and_no_git_process() {
+    let t = start();
+    let (mut child, repo, tip) = stalled_push(&t);
+    // SIGKILL to the client's whole process group (git, the wrapper, ssh).
+    unsafe_kill(child.id());
+    let _ = child.wait();
+    as_it_was(&t, &repo, &tip);
+}
+
+#[test]
+fn stopping_the_server_mid_push_over_ssh_leaves_the_repository_as_it_was_and_no_git_process() {
+    let mut t = start();
+    let (mut child, repo, tip) = stalled_push(&t);
+    t.stop(Duration::from_secs(60));
+    as_it_was(&t, &repo, &tip);
+    unsafe_kill(child.id());
+    let _ = child.wait();
 }
 
 fn unsafe_kill(pgid: u32) {
