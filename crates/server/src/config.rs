@@ -729,6 +729,28 @@ mod tests {
     }
 
     #[test]
+    fn ssh_is_off_unless_listen_is_set_and_its_limits_are_checked() {
+        assert!(parse("").unwrap().ssh.is_none(), "off by default");
+        let c = parse("[ssh]\nlisten = \"0.0.0.0:7999\"\nbase_url = \"ssh://git@git.example.com:7999/\"\nlogin_grace_secs = 10\nmax_auth_attempts = 3\nmax_unauthenticated = 5\nidle_timeout_secs = 0\n").unwrap();
+        let s = c.ssh.unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:7999");
+        assert_eq!(s.base_url.as_deref(), Some("ssh://git@git.example.com:7999"));
+        assert_eq!((s.login_grace.as_secs(), s.max_auth_attempts, s.max_unauthenticated, s.idle_timeout), (10, 3, 5, None));
+        let d = parse("[ssh]\nlisten = \"127.0.0.1:7999\"\n").unwrap().ssh.unwrap();
+        assert_eq!((d.login_grace.as_secs(), d.max_auth_attempts, d.max_unauthenticated, d.idle_timeout.map(|t| t.as_secs())), (30, 6, 64, Some(600)));
+        for (text, want) in [
+            ("[ssh]\nmax_auth_attempts = 3\n", "need `listen`"),
+            ("[ssh]\nlisten = \"7999\"\n", "is not an address:port"),
+            ("[ssh]\nlisten = \"127.0.0.1:7999\"\nmax_auth_attempts = 0\n", "0 would refuse every login"),
+            ("[ssh]\nlisten = \"127.0.0.1:7999\"\nbase_url = \"https://x\"\n", "must start with ssh://"),
+            ("[ssh]\nlisten = \"127.0.0.1:7999\"\nport = 22\n", "unknown field"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn node_id_and_metrics_listener_are_read_and_refused_with_file_and_line() {
         let c = parse("[cluster]\nnode_id = \"dc1-node-2\"\n[metrics]\nlisten = \"127.0.0.1:9102\"\n").unwrap();
         assert_eq!(c.node_id.unwrap().as_str(), "dc1-node-2");
