@@ -377,7 +377,7 @@ fn stalled_push(t: &TestServer) -> (std::process::Child, PathBuf, String) {
             break;
         }
         if Instant::now() >= deadline {
-            unsafe_kill(child.id());
+            kill_group(child.id());
             panic!("the push never got under way: running {}", t.server.running_git_processes());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -404,7 +404,7 @@ fn a_client_killed_mid_push_leaves_the_repository_as_it_was_and_no_git_process()
     let t = start();
     let (mut child, repo, tip) = stalled_push(&t);
     // SIGKILL to the client's whole process group (git, the wrapper, ssh).
-    unsafe_kill(child.id());
+    kill_group(child.id());
     let _ = child.wait();
     as_it_was(&t, &repo, &tip);
 }
@@ -415,11 +415,11 @@ fn stopping_the_server_mid_push_over_ssh_leaves_the_repository_as_it_was_and_no_
     let (mut child, repo, tip) = stalled_push(&t);
     t.stop(Duration::from_secs(60));
     as_it_was(&t, &repo, &tip);
-    unsafe_kill(child.id());
+    kill_group(child.id());
     let _ = child.wait();
 }
 
-fn unsafe_kill(pgid: u32) {
+fn kill_group(pgid: u32) {
     let status = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status().unwrap();
     assert!(status.success());
 }
