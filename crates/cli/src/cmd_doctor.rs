@@ -45,6 +45,13 @@ pub struct Args {
     /// does not resolve yet; git gets it too. Repeatable.
     #[arg(long, value_name = "HOST:ADDR")]
     resolve: Vec<String>,
+    /// The SSH listener, HOST:PORT (default: the one `trove up` set up in --data, if any).
+    #[arg(long, value_name = "HOST:PORT")]
+    ssh: Option<String>,
+    /// A private key for `git ls-remote` over SSH of --repo (the key must be a user's or an
+    /// access key on the server).
+    #[arg(long, value_name = "FILE")]
+    ssh_key: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -320,6 +327,9 @@ struct Doctor {
     /// The public URL's `/status` answered 200 through the proxy: later failures are then
     /// about the repository, not about the route to the server.
     proxy_ok: bool,
+    /// The SSH listener to check, `(host, port)`.
+    ssh: Option<(String, u16)>,
+    ssh_key: Option<PathBuf>,
     checks: Vec<Check>,
 }
 
@@ -653,6 +663,118 @@ impl Doctor {
         self.check_caching().await;
         // 8. git ls-remote through the public URL.
         self.check_git().await;
+        // 9. SSH: the port, the host keys, and git ls-remote over it.
+        self.check_ssh().await;
+    }
+
+    /// The SSH listener answers as an SSH server, with the host keys the data directory holds,
+    /// and (with --ssh-key and --repo) `git ls-remote` works over it.
+    async fn check_ssh(&mut self) {
+        let Some((host, port)) = self.ssh.clone() else {
+            self.add("ssh", Outcome::Skip, "give --ssh HOST:PORT to check git over SSH", None);
+            return;
+        };
+        let banner = async {
+            let mut s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            let mut buf = vec![0u8; 64];
+            let n = s.read(&mut buf).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned())
+        };
+        match tokio::time::timeout(Duration::from_secs(10), banner).await {
+            Ok(Ok(b)) if b.starts_with("SSH-2.0-") => {}
+            Ok(Ok(b)) => {
+                self.add(
+                    "ssh",
+                    Outcome::Fail,
+                    format!("{host}:{port} answers, but not as an SSH server ({b:?})"),
+                    Some("give --ssh the address of [ssh] listen".into()),
+                );
+                return;
+            }
+            Ok(Err(e)) => {
+                self.add(
+                    "ssh",
+                    Outcome::Fail,
+                    format!("nothing answers SSH at {host}:{port}: {e}"),
+                    Some("turn SSH on ([ssh] listen, --ssh ADDR) or give --ssh its address".into()),
+                );
+                return;
+            }
+            Err(_) => {
+                self.add(
+                    "ssh",
+                    Outcome::Fail,
+                    format!("{host}:{port} did not greet within 10 s"),
+                    Some("check firewalls between here and the SSH listener".into()),
+                );
+                return;
+            }
+        }
+        // The host keys it presents against those in the data directory, by ssh-keyscan.
+        let local: Vec<String> = ["ssh_host_ed25519_key.pub", "ssh_host_ecdsa_key.pub"]
+            .iter()
+            .filter_map(|f| self.data.as_ref().and_then(|d| std::fs::read_to_string(d.join(f)).ok()))
+            .filter_map(|t| t.split_whitespace().nth(1).map(str::to_owned))
+            .collect();
+        let scan = tokio::process::Command::new("ssh-keyscan").args(["-p", &port.to_string(), "-t", "ed25519,ecdsa", &host]).output().await;
+        let presented: Vec<String> = match &scan {
+            Ok(o) => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if scan.is_err() {
+            self.add("ssh", Outcome::Pass, format!("an SSH server answers at {host}:{port} (install openssh-client to check its host keys)"), None);
+        } else if local.is_empty() {
+            self.add(
+                "ssh",
+                Outcome::Pass,
+                format!("an SSH server answers at {host}:{port} with {} host key(s); give --data to compare them with the server's", presented.len()),
+                None,
+            );
+        } else if !presented.is_empty() && presented.iter().all(|k| local.contains(k)) {
+            self.add("ssh", Outcome::Pass, format!("the SSH server at {host}:{port} presents the host keys in the data directory"), None);
+        } else {
+            self.add(
+                "ssh",
+                Outcome::Fail,
+                format!("the SSH server at {host}:{port} presents host keys other than those in the data directory"),
+                Some("is another SSH server on that port? clients will see a changed host key".into()),
+            );
+            return;
+        }
+        let (Some(key), Some(repo)) = (self.ssh_key.clone(), self.repo.clone()) else {
+            self.add("git-ssh", Outcome::Skip, "give --ssh-key FILE and --repo KEY/slug to try git ls-remote over SSH", None);
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("trove-doctor-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let known = dir.join("known_hosts");
+        let hosts = scan.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let _ = std::fs::write(&known, hosts);
+        let url = format!("ssh://git@{host}:{port}/{}.git", repo.to_ascii_lowercase());
+        let ssh =
+            format!("ssh -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o BatchMode=yes", key.display(), known.display());
+        let out = tokio::process::Command::new("git").args(["ls-remote", &url]).env("GIT_SSH_COMMAND", ssh).output().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        match out {
+            Ok(o) if o.status.success() => {
+                let refs = String::from_utf8_lossy(&o.stdout).lines().count();
+                self.add("git-ssh", Outcome::Pass, format!("git ls-remote {url} works ({refs} refs)"), None);
+            }
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                let fix = if err.contains("Permission denied") {
+                    "add the key's .pub on the account page (or as an access key of the repository)".to_string()
+                } else {
+                    format!("check --repo {repo}: a repository the key may read")
+                };
+                self.add("git-ssh", Outcome::Fail, format!("git ls-remote {url} failed: {err}"), Some(fix));
+            }
+            Err(e) => self.add("git-ssh", Outcome::Fail, format!("cannot run git: {e}"), Some("install git".into())),
+        }
     }
 
     /// The context path the server at `--server`'s origin answers under, from one of its pages,
@@ -937,6 +1059,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(u) => Some((u.clone(), std::env::var("TROVE_PASSWORD").context("--user needs the password in TROVE_PASSWORD (never on the command line)")?)),
         None => None,
     };
+    let ssh = match (&args.ssh, &state) {
+        (Some(s), _) => {
+            let (h, p) = s.rsplit_once(':').with_context(|| format!("--ssh {s:?} is not HOST:PORT"))?;
+            Some((h.trim_start_matches('[').trim_end_matches(']').to_owned(), p.parse().with_context(|| format!("--ssh {s:?}: bad port"))?))
+        }
+        (None, Some(st)) if st.ssh != "off" => st.ssh.rsplit_once(':').and_then(|(h, p)| Some((h.to_owned(), p.parse().ok()?))),
+        _ => None,
+    };
     let net = Net { resolve: args.resolve.iter().map(|r| parse_resolve(r)).collect::<anyhow::Result<_>>()? };
     let mut doc = Doctor {
         public,
@@ -950,6 +1080,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         net,
         server_ctx: None,
         proxy_ok: false,
+        ssh,
+        ssh_key: args.ssh_key.clone(),
         checks: Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

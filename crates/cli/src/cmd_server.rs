@@ -24,6 +24,10 @@ pub struct Args {
     /// TROVE_DATABASE_PASSWORD, never from the command line (`ps` shows it to everyone).
     #[arg(long, value_name = "URL")]
     database: Option<String>,
+    /// Serve git over SSH on this address, `IP:PORT` or just `PORT` (on 127.0.0.1); overrides
+    /// `[ssh] listen`. Default: SSH only if trove.toml has `[ssh] listen`.
+    #[arg(long, value_name = "ADDR")]
+    ssh: Option<String>,
 }
 
 /// `--database URL` into the configuration, keeping the file's other `[database]` settings.
@@ -65,6 +69,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(url) = &args.database {
         apply_database_flag(&mut config, url)?;
+    }
+    if let Some(s) = &args.ssh {
+        let addr = parse_listen(s).map_err(|_| anyhow::anyhow!("--ssh {s:?} is not IP:PORT (like 0.0.0.0:7999) or a port number"))?;
+        match &mut config.ssh {
+            Some(settings) => settings.listen = addr,
+            None => config.ssh = Some(trove_server::ssh::SshSettings::new(addr)),
+        }
     }
     init_logging();
     // One server per data directory: a second one on the same SQLite database would serve and

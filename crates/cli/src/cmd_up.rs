@@ -35,6 +35,9 @@ pub struct Args {
     /// `postgres://user@host:5432/dbname`, the password in TROVE_DATABASE_PASSWORD.
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
+    /// Git over SSH listener, or `off`. Default 127.0.0.1:7999.
+    #[arg(long, value_name = "ADDR")]
+    pub ssh: Option<String>,
 }
 
 /// What `trove up` set up in a data directory; `trove doctor --data` reads it too.
@@ -44,6 +47,13 @@ pub struct UpState {
     pub http: Option<String>,
     pub https: String,
     pub server: String,
+    /// The SSH listener, or `off`; state files from before SSH get the default.
+    #[serde(default = "default_ssh")]
+    pub ssh: String,
+}
+
+fn default_ssh() -> String {
+    "127.0.0.1:7999".into()
 }
 
 pub const STATE_FILE: &str = "up.toml";
@@ -456,6 +466,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         http: Some("127.0.0.1:8080".into()),
         https: "127.0.0.1:8443".into(),
         server: "127.0.0.1:7990".into(),
+        ssh: default_ssh(),
     });
     let https = match &args.https {
         Some(h) => parse_addr(h, "https")?.to_string(),
@@ -479,6 +490,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         server: match &args.server {
             Some(h) => parse_addr(h, "server")?.to_string(),
             None => base.server,
+        },
+        ssh: match args.ssh.as_deref() {
+            Some("off") => "off".into(),
+            Some(h) => parse_addr(h, "ssh")?.to_string(),
+            None => base.ssh,
         },
     };
     let public = BaseUrl::parse(&state.public_url).with_context(|| format!("--public-url {:?}", state.public_url))?;
@@ -575,6 +591,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut server_cfg = trove_server::ServerConfig::new(&data);
     server_cfg.listen = state.server.parse()?;
+    if state.ssh != "off" {
+        server_cfg.ssh = Some(trove_server::ssh::SshSettings::new(state.ssh.parse()?));
+    }
     server_cfg.trusted_proxies = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
     if let Some(url) = &args.database {
         crate::cmd_server::apply_database_flag(&mut server_cfg, url)?;
@@ -607,7 +626,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         server_cfg.base_url = if set_base { Some(public.clone()) } else { stored_base };
         server_cfg.context_path = Some(stored_context.clone().unwrap_or_default());
         let listen = server_cfg.listen;
-        let server = trove_server::Server::open(server_cfg).context("cannot start the Git server (nothing was changed)")?;
+        let server = trove_server::Server::open(server_cfg).context(
+            "cannot start the Git server (nothing was changed); if the SSH port is taken, pick another with --ssh ADDR or turn SSH off with --ssh off",
+        )?;
 
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
             format!("cannot listen on {listen} for the Git server; is something else there? pick another port with --server ADDR (nothing was changed)")
@@ -651,6 +672,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let certs = certs.expect("set above");
         let mut addrs: Vec<(&str, String)> = bound.iter().map(|(a, tls)| (if *tls { "https" } else { "http" }, a.to_string())).collect();
         addrs.push(("server", server_addr.to_string()));
+        if let Some(a) = server.ssh_addr() {
+            addrs.push(("ssh", a.to_string()));
+        }
         lock.record(&addrs)?;
 
         // The banner is the command's output (stdout); logs and warnings go to stderr.
@@ -669,6 +693,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "  Admin login:  admin (password as set before; TROVE_ADMIN_PASSWORD is ignored: it only sets the first password. Change it with `{passwd}`)"
             ),
             (None, true, None) => println!("  Admin login:  admin (password as set before; forgotten? set a new one with `{passwd}`)"),
+        }
+        if let Some(a) = server.ssh_addr() {
+            println!("  SSH:          ssh://git@{}:{}  (add your public key on your account page)", host_of(&public), a.port());
+            for (alg, fp) in server.ssh_fingerprints() {
+                println!("                host key {alg} {fp}");
+            }
         }
         println!("  CA:           {}  (trust this, not GIT_SSL_NO_VERIFY)", ca_crt.display());
         if new_certs.ca.is_some() {
@@ -764,6 +794,7 @@ mod tests {
             http: Some("127.0.0.1:8080".into()),
             https: "127.0.0.1:8443".into(),
             server: "127.0.0.1:7990".into(),
+            ssh: default_ssh(),
         };
         let text = gateway_toml(&Derived::new(&state, Path::new("/d/server.crt"), Path::new("/d/server.key")).unwrap());
         let (cfg, d) = trove_gateway::config::toml::parse_str(Path::new("gateway.toml"), &text);
@@ -777,7 +808,7 @@ mod tests {
     }
 
     fn state(public: &str, http: Option<&str>, https: &str) -> UpState {
-        UpState { public_url: public.into(), http: http.map(str::to_string), https: https.into(), server: "127.0.0.1:7990".into() }
+        UpState { public_url: public.into(), http: http.map(str::to_string), https: https.into(), server: "127.0.0.1:7990".into(), ssh: default_ssh() }
     }
 
     fn derived(s: &UpState) -> Derived {

@@ -116,6 +116,24 @@ pub(crate) fn repo(store: &Store, who: Option<&Authenticated>, owner: &str, slug
     }
 }
 
+/// Whether SSH access key `key_id` may do `need` with the repository `owner/slug`: exactly what
+/// its grants on the repository or its project allow, nothing from users' grants or public
+/// access. Refusals read as for a logged-in user (a repository it may not read is hidden).
+pub(crate) fn repo_for_access_key(store: &Store, key_id: i64, owner: &str, slug: &str, need: Permission) -> Result<RepoAccess, AccessError> {
+    let found = match (Owner::parse(owner), RepoSlug::parse(slug)) {
+        (Ok(o), Ok(s)) => store.repo(&o, &s)?,
+        _ => None,
+    };
+    let have = match &found {
+        Some(r) => store.access_key_permission(key_id, r.project_id, r.id)?,
+        None => None,
+    };
+    match (decide(false, have.is_some(), have, Some(need)), found) {
+        (Decision::Allowed(level), Some(repo)) => Ok(RepoAccess { repo, level: level.unwrap_or(need) }),
+        (d, found) => Err(refusal(d, found.map_or_else(|| format!("{owner}/{slug}"), |r| r.display_path()))),
+    }
+}
+
 /// Where the repository once at `owner/slug` (renamed or moved since) is now, if the caller may
 /// read it there: the old URLs (REST, web, git) then redirect. Anyone else gets the answer for a
 /// repository that does not exist, so a redirect reveals nothing.

@@ -82,6 +82,12 @@ pub enum Action {
     WebhookCreate,
     WebhookUpdate,
     WebhookDelete,
+    /// A user's SSH key added or deleted.
+    SshKeyAdd,
+    SshKeyDelete,
+    /// An access key granted on a project or repository, or its grant removed.
+    AccessKeyAdd,
+    AccessKeyRemove,
     /// Old entries deleted from the database by the retention.
     AuditPrune,
 }
@@ -119,6 +125,10 @@ impl Action {
         Action::WebhookCreate,
         Action::WebhookUpdate,
         Action::WebhookDelete,
+        Action::SshKeyAdd,
+        Action::SshKeyDelete,
+        Action::AccessKeyAdd,
+        Action::AccessKeyRemove,
         Action::AuditPrune,
     ];
 
@@ -155,6 +165,10 @@ impl Action {
             Action::WebhookCreate => "webhook.create",
             Action::WebhookUpdate => "webhook.update",
             Action::WebhookDelete => "webhook.delete",
+            Action::SshKeyAdd => "ssh-key.add",
+            Action::SshKeyDelete => "ssh-key.delete",
+            Action::AccessKeyAdd => "access-key.add",
+            Action::AccessKeyRemove => "access-key.remove",
             Action::AuditPrune => "audit.prune",
         }
     }

@@ -155,12 +155,10 @@ impl LoginLimiter {
 
     /// How long until password logins from `addr` may try again (at `now`, Unix seconds), or
     /// `None` if they may now. The failures are in the store, so every node counts them.
-    #[cfg(test)]
     pub(crate) fn address_blocked_at(&self, store: &Store, addr: Option<IpAddr>, now: i64) -> Result<Option<Duration>, trove_store::StoreError> {
         blocked_at(self.max_accounts_per_address, self.window, store, addr, now)
     }
 
-    #[cfg(test)]
     pub(crate) fn record_address_failure_at(&self, store: &Store, user: &str, addr: Option<IpAddr>, now: i64) -> Result<(), trove_store::StoreError> {
         record_at(self.max_accounts_per_address, self.window, store, user, addr, now)
     }

@@ -55,10 +55,23 @@ pub(crate) struct Applying {
     default_branch: Option<String>,
 }
 
+/// Who a push's exemptions are looked up for: a user (and their groups), or an SSH access key
+/// (`branch_restriction_keys` holds access keys' ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exempt {
+    User(i64),
+    AccessKey(i64),
+}
+
 impl Applying {
     /// The restrictions in force in `repo` that do not exempt user `user_id` (directly or
     /// through one of their groups).
     pub(crate) async fn load(state: &AppState, repo: &Repo, user_id: i64) -> Result<Applying, RestrictionsError> {
+        Self::load_for(state, repo, Exempt::User(user_id)).await
+    }
+
+    /// The restrictions in force in `repo` that do not exempt `who`.
+    pub(crate) async fn load_for(state: &AppState, repo: &Repo, who: Exempt) -> Result<Applying, RestrictionsError> {
         let repo_c = repo.clone();
         let restrictions = state
             .store
@@ -67,8 +80,13 @@ impl Applying {
                 if all.is_empty() {
                     return Ok(all);
                 }
-                let groups: Vec<i64> = s.user_groups(user_id)?.iter().map(|g| g.id).collect();
-                Ok(all.into_iter().filter(|r| !r.exempts(user_id, &groups)).collect())
+                match who {
+                    Exempt::User(user_id) => {
+                        let groups: Vec<i64> = s.user_groups(user_id)?.iter().map(|g| g.id).collect();
+                        Ok(all.into_iter().filter(|r| !r.exempts(user_id, &groups)).collect())
+                    }
+                    Exempt::AccessKey(key_id) => Ok(all.into_iter().filter(|r| !r.access_keys.contains(&key_id)).collect()),
+                }
             })
             .await?;
         let default_branch =
@@ -77,9 +95,9 @@ impl Applying {
     }
 
     /// [`Applying::load`] for a push to the repository with id `repo_id`.
-    pub(crate) async fn for_push(state: &AppState, repo_id: i64, user_id: i64) -> Result<Applying, RestrictionsError> {
+    pub(crate) async fn for_push(state: &AppState, repo_id: i64, who: Exempt) -> Result<Applying, RestrictionsError> {
         let repo = state.store.run(move |s| s.repo_by_id(repo_id)).await?.ok_or(RestrictionsError::NoRepo(repo_id))?;
-        Self::load(state, &repo, user_id).await
+        Self::load_for(state, &repo, who).await
     }
 
     /// The restrictions that refuse `change` to `full_ref`, in force order.

@@ -124,6 +124,20 @@ pub struct RawConfig {
     pub audit: RawAudit,
     #[serde(default)]
     pub webhooks: RawWebhooks,
+    #[serde(default)]
+    pub ssh: RawSsh,
+}
+
+/// `[ssh]`: git over SSH (docs/server.md, "SSH"). Off unless `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub listen: Option<String>,
+    pub base_url: Option<String>,
+    pub login_grace_secs: Option<u64>,
+    pub max_auth_attempts: Option<usize>,
+    pub max_unauthenticated: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// `[webhooks]`: delivery of webhook events (docs/server.md, "Webhooks").
@@ -327,6 +341,8 @@ pub struct ServerConfig {
     pub repositories: Option<PathBuf>,
     pub audit: AuditSettings,
     pub webhooks: WebhookSettings,
+    /// The SSH listener (`[ssh]`, `--ssh`). Default `None`: no SSH.
+    pub ssh: Option<crate::ssh::SshSettings>,
 }
 
 impl ServerConfig {
@@ -362,6 +378,7 @@ impl ServerConfig {
             repositories: None,
             audit: AuditSettings { retention_days: 90 },
             webhooks: WebhookSettings::default(),
+            ssh: None,
         }
     }
 
@@ -485,6 +502,46 @@ impl ServerConfig {
                 invalid_at("metrics.listen", l.span(), format!("{:?} is not an address:port; write for example listen = \"127.0.0.1:9102\"", l.get_ref()))
             })?;
             c.metrics_listen = Some(addr);
+        }
+        let ssh_tuning = raw.ssh.base_url.is_some()
+            || raw.ssh.login_grace_secs.is_some()
+            || raw.ssh.max_auth_attempts.is_some()
+            || raw.ssh.max_unauthenticated.is_some()
+            || raw.ssh.idle_timeout_secs.is_some();
+        match raw.ssh.listen {
+            Some(l) => {
+                let addr = l.parse().map_err(|_| invalid("ssh.listen", format!("{l:?} is not an address:port like 0.0.0.0:7999")))?;
+                let mut s = crate::ssh::SshSettings::new(addr);
+                if let Some(b) = raw.ssh.base_url {
+                    s.base_url = Some(crate::ssh::parse_ssh_base_url(&b).map_err(|m| invalid("ssh.base_url", m))?);
+                }
+                if let Some(g) = raw.ssh.login_grace_secs {
+                    if g == 0 {
+                        return Err(invalid("ssh.login_grace_secs", "must be at least 1".into()));
+                    }
+                    s.login_grace = Duration::from_secs(g);
+                }
+                if let Some(n) = raw.ssh.max_auth_attempts {
+                    if n == 0 {
+                        return Err(invalid("ssh.max_auth_attempts", "0 would refuse every login; use at least 1".into()));
+                    }
+                    s.max_auth_attempts = n;
+                }
+                if let Some(n) = raw.ssh.max_unauthenticated {
+                    if n == 0 {
+                        return Err(invalid("ssh.max_unauthenticated", "0 would refuse every connection; use at least 1".into()));
+                    }
+                    s.max_unauthenticated = n;
+                }
+                if let Some(t) = raw.ssh.idle_timeout_secs {
+                    s.idle_timeout = (t > 0).then(|| Duration::from_secs(t));
+                }
+                c.ssh = Some(s);
+            }
+            None if ssh_tuning => {
+                return Err(invalid("ssh.listen", "the [ssh] settings need `listen` (for example listen = \"0.0.0.0:7999\") to turn SSH on".into()));
+            }
+            None => {}
         }
         let anchored = |p: PathBuf| if p.is_relative() { base_dir.join(p) } else { p };
         if let Some(url) = raw.database.url {
@@ -668,6 +725,28 @@ mod tests {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} gave {err}");
             assert!(err.contains("/etc/trove/trove.toml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ssh_is_off_unless_listen_is_set_and_its_limits_are_checked() {
+        assert!(parse("").unwrap().ssh.is_none(), "off by default");
+        let c = parse("[ssh]\nlisten = \"0.0.0.0:7999\"\nbase_url = \"ssh://git@git.example.com:7999/\"\nlogin_grace_secs = 10\nmax_auth_attempts = 3\nmax_unauthenticated = 5\nidle_timeout_secs = 0\n").unwrap();
+        let s = c.ssh.unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:7999");
+        assert_eq!(s.base_url.as_deref(), Some("ssh://git@git.example.com:7999"));
+        assert_eq!((s.login_grace.as_secs(), s.max_auth_attempts, s.max_unauthenticated, s.idle_timeout), (10, 3, 5, None));
+        let d = parse("[ssh]\nlisten = \"127.0.0.1:7999\"\n").unwrap().ssh.unwrap();
+        assert_eq!((d.login_grace.as_secs(), d.max_auth_attempts, d.max_unauthenticated, d.idle_timeout.map(|t| t.as_secs())), (30, 6, 64, Some(600)));
+        for (text, want) in [
+            ("[ssh]\nmax_auth_attempts = 3\n", "need `listen`"),
+            ("[ssh]\nlisten = \"7999\"\n", "is not an address:port"),
+            ("[ssh]\nlisten = \"127.0.0.1:7999\"\nmax_auth_attempts = 0\n", "0 would refuse every login"),
+            ("[ssh]\nlisten = \"127.0.0.1:7999\"\nbase_url = \"https://x\"\n", "must start with ssh://"),
+            ("[ssh]\nlisten = \"127.0.0.1:7999\"\nport = 22\n", "unknown field"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
         }
     }
 

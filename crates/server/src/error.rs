@@ -174,6 +174,8 @@ pub enum ServerError {
     NodeId(#[from] crate::node::NodeIdError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    HostKey(#[from] crate::ssh::HostKeyError),
     #[error("server stopped: {0}")]
     Io(#[from] std::io::Error),
 }

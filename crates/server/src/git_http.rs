@@ -251,7 +251,7 @@ async fn rpc(
                 // A fetch request is only wants and haves, and it must be read whole before a
                 // pack slot is taken: otherwise a client that sends half a request and stalls
                 // holds a slot, and a few such clients stop every clone. Capped like gzip bodies.
-                Service::UploadPack => Input::Buffered(read_capped(body, limit, &state.bodies, &mut held).await?),
+                Service::UploadPack | Service::UploadArchive => Input::Buffered(read_capped(body, limit, &state.bodies, &mut held).await?),
                 // A push is the pack itself, of any size: streamed, never buffered.
                 Service::ReceivePack if len == Some(4) => Input::Buffered(read_capped(body, 4, &state.bodies, &mut held).await?),
                 Service::ReceivePack => Input::Stream(Box::pin(body.into_data_stream().map(|c| c.map_err(std::io::Error::other)))),

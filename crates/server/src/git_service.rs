@@ -36,12 +36,15 @@ use crate::tasks::Cancel;
 pub enum Service {
     UploadPack,
     ReceivePack,
+    /// `git archive --remote` (SSH only; smart HTTP has no such service).
+    UploadArchive,
 }
 
 impl Service {
     fn kind(self) -> GitKind {
         match self {
-            Service::UploadPack => GitKind::UploadPack,
+            // Counted with upload-pack: both read and send repository contents.
+            Service::UploadPack | Service::UploadArchive => GitKind::UploadPack,
             Service::ReceivePack => GitKind::ReceivePack,
         }
     }
@@ -51,10 +54,11 @@ impl Service {
         match self {
             Service::UploadPack => "git-upload-pack",
             Service::ReceivePack => "git-receive-pack",
+            Service::UploadArchive => "git-upload-archive",
         }
     }
 
-    /// The service named `git-upload-pack` / `git-receive-pack`.
+    /// The service named `git-upload-pack` / `git-receive-pack` (what smart HTTP serves).
     pub fn from_name(name: &str) -> Option<Service> {
         match name {
             "git-upload-pack" => Some(Service::UploadPack),
@@ -71,7 +75,7 @@ impl Service {
     /// The permission the service needs on the repository.
     pub(crate) fn needs(self) -> Permission {
         match self {
-            Service::UploadPack => Permission::Read,
+            Service::UploadPack | Service::UploadArchive => Permission::Read,
             Service::ReceivePack => Permission::Write,
         }
     }
@@ -101,7 +105,8 @@ pub enum GitError {
 /// permissions that apply to them.
 #[derive(Debug, Clone)]
 pub(crate) struct Pusher {
-    user_id: i64,
+    /// Whose exemptions from branch permissions apply: the user's, or the access key's.
+    exempt: crate::branch_permissions::Exempt,
     name: String,
     display_name: String,
     email: String,
@@ -115,7 +120,15 @@ impl Pusher {
             Some(ip) => format!("{name}@{via}.{ip}"),
             None => format!("{name}@{via}"),
         });
-        Pusher { user_id: who.user.id, name, display_name: who.user.display_name.clone(), email }
+        Pusher { exempt: crate::branch_permissions::Exempt::User(who.user.id), name, display_name: who.user.display_name.clone(), email }
+    }
+
+    /// An SSH access key pushing: named `~access-key-ID` (a name no user can have) in the
+    /// reflog, the push event and the audit log; its own branch-permission exemptions apply.
+    pub(crate) fn access_key(id: i64, label: &str) -> Pusher {
+        let name = format!("~access-key-{id}");
+        let display_name = if label.is_empty() { format!("Access key {id}") } else { format!("Access key {id} ({label})") };
+        Pusher { exempt: crate::branch_permissions::Exempt::AccessKey(id), email: format!("access-key-{id}@ssh"), name, display_name }
     }
 }
 
@@ -352,8 +365,9 @@ async fn advertise_refs_unmeasured(state: &AppState, service: Service, path: &Pa
             question.extend_from_slice(protocol.unwrap_or("").as_bytes());
             advertised(state, path, question, run_git(state, env, &args, path, None)).await
         }
-        // Pushes are rarer, and git receive-pack also advertises the alternates' refs.
-        Service::ReceivePack => {
+        // Pushes are rarer, and git receive-pack also advertises the alternates' refs. (Smart
+        // HTTP never asks for upload-archive.)
+        Service::ReceivePack | Service::UploadArchive => {
             let out = run_git(state, env, &args, path, None).await?;
             Ok(if out.status.success() { Ok(Bytes::from(out.stdout)) } else { Err(out) })
         }
@@ -536,7 +550,7 @@ async fn start_measured(state: &AppState, call: Call, stateless: bool, op: GitOp
     // Bound concurrent pack generation: pack-objects is CPU- and memory-heavy, and a queue is
     // kinder to everyone than a thundering herd. Pushes only index what they receive.
     let permit = match call.service {
-        Service::UploadPack => Some(state.packs.clone().acquire_owned().await?),
+        Service::UploadPack | Service::UploadArchive => Some(state.packs.clone().acquire_owned().await?),
         Service::ReceivePack => None,
     };
     let mut env = env(state, call.protocol.as_deref(), call.pusher.as_ref());
@@ -545,7 +559,7 @@ async fn start_measured(state: &AppState, call: Call, stateless: bool, op: GitOp
         (Service::ReceivePack, Some(p)) => {
             // The branch permissions that apply to this pusher, for the pre-receive hook
             // (`hooks.rs`). Unreadable ones refuse the push rather than pass for none.
-            let applying = crate::branch_permissions::Applying::for_push(state, call.repo_id, p.user_id).await.map_err(|e| GitError::Restrictions {
+            let applying = crate::branch_permissions::Applying::for_push(state, call.repo_id, p.exempt).await.map_err(|e| GitError::Restrictions {
                 repo: call.repo.clone(),
                 detail: e.to_string(),
                 unavailable: e.is_unavailable(),
@@ -556,7 +570,7 @@ async fn start_measured(state: &AppState, call: Call, stateless: bool, op: GitOp
             Some((f, p.name.clone()))
         }
         (Service::ReceivePack, None) => return Err(GitError::NoPusher(call.service.subcommand())),
-        (Service::UploadPack, _) => None,
+        (Service::UploadPack | Service::UploadArchive, _) => None,
     };
     let cmd = service_command(state, &call, &env, stateless);
     let after = After { service: call.service, repo_id: call.repo_id, repo: call.repo, path: call.path, push, permit, op };

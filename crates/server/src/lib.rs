@@ -29,6 +29,7 @@ pub mod public_url;
 mod pull_requests;
 mod ref_changes;
 mod repo_read;
+pub mod ssh;
 mod tasks;
 mod web;
 pub mod webhooks;
@@ -97,6 +98,22 @@ pub(crate) struct Shared {
     pub(crate) audit_retention_days: u32,
     /// Webhook delivery: the worker's wake-up and `[webhooks]` settings.
     pub(crate) webhooks: webhooks::WebhookService,
+    /// The SSH listener's public side, for clone URLs and the UI; `None` without `[ssh]`.
+    pub(crate) ssh: Option<SshPublic>,
+}
+
+/// The SSH listener as `Server::open` binds it: the socket, its settings and the host keys.
+type SshListener = (std::net::TcpListener, ssh::SshSettings, Vec<russh::keys::PrivateKey>);
+
+/// What the UI and REST say about the SSH listener.
+#[derive(Debug, Clone)]
+pub(crate) struct SshPublic {
+    /// `[ssh] base_url`, if set.
+    pub(crate) base_url: Option<String>,
+    /// The port clients connect to (the listener's, resolved).
+    pub(crate) port: u16,
+    /// `(algorithm, SHA256:…)` of each host key.
+    pub(crate) fingerprints: Vec<(String, String)>,
 }
 
 /// Follows settings that other processes write to the database. The store's `data_version`
@@ -143,6 +160,9 @@ pub struct Server {
     /// `serve`.
     metrics_listener: Arc<std::sync::Mutex<Option<std::net::TcpListener>>>,
     metrics_addr: Option<SocketAddr>,
+    /// The SSH listener with its settings and host keys, bound by `open`, served by `serve`.
+    ssh_listener: Arc<std::sync::Mutex<Option<SshListener>>>,
+    ssh_addr: Option<SocketAddr>,
 }
 
 /// The store the configuration names: SQLite in the data directory, or PostgreSQL, with the
@@ -199,6 +219,22 @@ impl Server {
                 (Some(l), Some(local))
             }
             None => (None, None),
+        };
+        let (ssh_listener, ssh_public) = match &config.ssh {
+            Some(settings) => {
+                let keys = ssh::load_or_create_host_keys(&config.data_dir)?;
+                let addr = settings.listen;
+                let bound = std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
+                let l = bound.map_err(|source| ServerError::Bind { addr, source })?;
+                let port = l.local_addr()?.port();
+                let public = SshPublic { base_url: settings.base_url.clone(), port, fingerprints: ssh::fingerprints(&keys) };
+                (Some((l, settings.clone(), keys)), Some(public))
+            }
+            None => (None, None),
+        };
+        let ssh_addr = match &ssh_listener {
+            Some((l, _, _)) => Some(l.local_addr()?),
+            None => None,
         };
         let base_url_from_config = config.base_url.is_some();
         let drain_timeout = config.drain_timeout;
@@ -258,6 +294,7 @@ impl Server {
             audit,
             audit_retention_days: config.audit.retention_days,
             webhooks: webhooks::WebhookService::new(config.webhooks),
+            ssh: ssh_public,
         };
         // Maintenance follows accepted pushes.
         let m = shared.maintenance.clone();
@@ -273,7 +310,15 @@ impl Server {
                 pull_requests::after_push(state, ev.clone());
             }
         });
-        Ok(Server { shared, listen: config.listen, drain_timeout, metrics_listener: Arc::new(std::sync::Mutex::new(metrics_listener)), metrics_addr })
+        Ok(Server {
+            shared,
+            listen: config.listen,
+            drain_timeout,
+            metrics_listener: Arc::new(std::sync::Mutex::new(metrics_listener)),
+            metrics_addr,
+            ssh_listener: Arc::new(std::sync::Mutex::new(ssh_listener)),
+            ssh_addr,
+        })
     }
 
     /// This node's id, as `/status`, the logs and the metrics show it.
@@ -284,6 +329,16 @@ impl Server {
     /// The metrics listener's address (`[metrics] listen`, its port resolved), if there is one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The SSH listener's address (`[ssh] listen`, its port resolved), if SSH is on.
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        self.ssh_addr
+    }
+
+    /// `(algorithm, SHA256:…)` of each SSH host key, if SSH is on.
+    pub fn ssh_fingerprints(&self) -> Vec<(String, String)> {
+        self.shared.ssh.as_ref().map(|s| s.fingerprints.clone()).unwrap_or_default()
     }
 
     /// The Prometheus text the metrics listener serves.
@@ -367,6 +422,17 @@ impl Server {
             tracing::info!(addr = %l.local_addr()?, "metrics listening");
             self.shared.tasks.spawn(serve_metrics(self.clone(), l, stop_rx.clone()));
         }
+        let ssh_listener = self.ssh_listener.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let ssh_stop = tasks::Cancel::new();
+        let ssh_task = match ssh_listener {
+            Some((l, settings, keys)) => {
+                let l = TcpListener::from_std(l)?;
+                let fingerprints: Vec<String> = ssh::fingerprints(&keys).into_iter().map(|(a, f)| format!("{a} {f}")).collect();
+                tracing::info!(addr = %l.local_addr()?, host_keys = %fingerprints.join(", "), "ssh listening");
+                Some(tokio::spawn(tracing::Instrument::instrument(ssh::serve(self.shared.clone(), l, settings, keys, ssh_stop.clone()), span.clone())))
+            }
+            None => None,
+        };
         let mut conns = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -389,6 +455,12 @@ impl Server {
             }
         }
         let _ = stop_tx.send(true);
+        // SSH stops accepting too; its connections end now (an SSH session has no "after this
+        // request": its git processes see their input end, and a push not yet in refuses itself).
+        ssh_stop.cancel();
+        if let Some(t) = ssh_task {
+            let _ = t.await;
+        }
         // Requests in flight get the drain time to finish; then their connections are closed,
         // which ends their git processes (a push's receive-pack sees its input end and refuses
         // the pack before moving any ref; an upload-pack's output breaks).

@@ -4,9 +4,7 @@
 //! (hashing passwords and token secrets, the login-failure policy, combining grants into a
 //! permission, making a repository's directory beside its row) lives once, in
 //! [`Store`](crate::Store) or in a trait's provided methods. The embedded SQLite database
-//! ([`crate::sqlite`]) is one backend; PostgreSQL ([`crate::Postgres`]) is the other. SSH keys get a
-//! trait of their own here when they land, and `Backend` gains it as a supertrait, as
-//! [`PullRequests`] and [`Webhooks`] did.
+//! ([`crate::sqlite`]) is one backend; PostgreSQL ([`crate::Postgres`]) is the other.
 //!
 //! Every method blocks (it runs SQL). On an async runtime, call through
 //! [`Store::run`](crate::Store::run), which moves the call to the blocking pool.
@@ -24,6 +22,7 @@ pub use crate::pull_requests::PullRequests;
 pub use crate::repos::Repos;
 pub use crate::sessions::Sessions;
 pub use crate::settings::Settings;
+pub use crate::ssh_keys::SshKeys;
 pub use crate::tokens::Tokens;
 pub use crate::users::Users;
 pub use crate::webhooks::Webhooks;
@@ -46,6 +45,7 @@ pub trait Backend:
     + Webhooks
     + CommitComments
     + Builds
+    + SshKeys
     + Send
     + Sync
     + 'static

@@ -403,8 +403,7 @@ pub struct Restriction {
     pub users: Vec<i64>,
     /// Exempt groups (their members are exempt), by name.
     pub groups: Vec<Group>,
-    /// Exempt SSH access keys, by id, ascending: kept for when access keys land; nothing uses
-    /// them yet.
+    /// Exempt SSH access keys ([`crate::SshKeys`]), by id, ascending.
     pub access_keys: Vec<i64>,
 }
 

@@ -72,6 +72,21 @@ const TABLES: &[(&str, &[(&str, bool)])] = &[
             ("expires_at", false),
         ],
     ),
+    (
+        "ssh_keys",
+        &[
+            ("id", false),
+            ("user_id", false),
+            ("label", false),
+            ("text", false),
+            ("fingerprint", false),
+            ("algorithm", false),
+            ("bits", false),
+            ("created_at", false),
+            ("last_used_at", false),
+        ],
+    ),
+    ("ssh_access_keys", &[("key_id", false), ("project_id", false), ("repo_id", false), ("permission", false)]),
     ("settings", &[("key", false), ("value", false)]),
     ("web_sessions", &[("id_hash", false), ("user_id", false), ("csrf", false), ("created_at", false), ("expires_at", false)]),
     ("login_failures", &[("user_id", false), ("failures", false), ("last_at", false), ("locked_at", false)]),
@@ -384,6 +399,7 @@ pub fn copy_sqlite_to_postgres(sqlite_path: &std::path::Path, to: &PgOptions) ->
         ("required_builds", sequence("required_builds")?),
         ("insight_reports", sequence("insight_reports")?),
         ("insight_annotations", 0),
+        ("ssh_keys", sequence("ssh_keys")?),
     ] {
         tx.execute(
             &format!("SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT coalesce(max(id), 0) FROM {table}), $1::BIGINT, 1))"),

@@ -44,6 +44,9 @@ pub enum StoreError {
     /// target, racing another pull request); the open one's number.
     #[error("an open pull request between the same branches already exists (#{0}); change that one instead")]
     DuplicatePr(i64),
+    /// The SSH key (its fingerprint) is already on the server, as someone's key or an access key.
+    #[error("this SSH key ({0}) is already in use on this server; each key may be added only once")]
+    SshKeyExists(String),
     #[error("cannot create repository directory {path}: {source}")]
     RepoDir { path: PathBuf, source: std::io::Error },
     #[error("`git init` for {path} failed: {detail}; check that git is installed, or name it with `[git] binary` (trove server) or `--git` (trove admin)")]

@@ -30,6 +30,7 @@ mod repos;
 mod sessions;
 mod settings;
 mod sqlite;
+mod ssh_keys;
 mod store;
 mod tokens;
 mod users;
@@ -64,6 +65,7 @@ pub use repos::{Repo, RepoUpdate, Repos, git_env};
 pub use sessions::{Session, Sessions};
 pub use settings::{BaseUrl, ContextPath, SettingError, Settings, normalize_origin};
 pub use sqlite::Sqlite;
+pub use ssh_keys::{AccessKey, KeyScope, NewSshKey, SshKey, SshKeys};
 pub use store::{Authenticated, Store, StoreOptions};
 pub use tokens::{NewToken, TokenInfo, TokenRow, TokenScope, Tokens};
 pub use users::{User, Users};
@@ -72,7 +74,7 @@ pub use webhooks::{Attempt, Breaker, Claimed, Delivery, DeliveryCounts, Delivery
 /// The entity traits, so that `store.user(&name)` and the like resolve: `use trove_store::prelude::*`.
 pub mod prelude {
     pub use crate::backend::{
-        Audit, Backend, BranchRestrictions, Builds, CommitComments, Grants, Groups, Leases, Logins, Projects, PullRequests, Repos, Sessions, Settings, Tokens,
-        Users, Webhooks,
+        Audit, Backend, BranchRestrictions, Builds, CommitComments, Grants, Groups, Leases, Logins, Projects, PullRequests, Repos, Sessions, Settings, SshKeys,
+        Tokens, Users, Webhooks,
     };
 }

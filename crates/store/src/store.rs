@@ -1003,6 +1003,8 @@ mod tests {
             crate::builds::tests::required_builds_round_trip_update_and_go_with_their_repository();
             crate::builds::tests::insight_reports_replace_in_place_and_annotations_upsert_count_and_go_with_them();
             crate::commit_comments::tests::commit_comments_are_versioned_keep_their_replies_and_go_with_their_repository();
+            crate::ssh_keys::tests::keys_are_unique_across_the_server_and_go_with_their_user();
+            crate::ssh_keys::tests::access_keys_hold_grants_on_projects_and_repositories_and_go_with_their_last_grant();
         });
     }
 

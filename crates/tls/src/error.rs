@@ -15,6 +15,8 @@ pub enum FileRole {
     PassphraseFile,
     /// A certificate authority's certificate or key (`trove cert issue --ca DIR`).
     CertificateAuthority,
+    /// The SSH server's host key (`<data_dir>/ssh_host_*_key`).
+    SshHostKey,
 }
 
 impl std::fmt::Display for FileRole {
@@ -25,6 +27,7 @@ impl std::fmt::Display for FileRole {
             FileRole::Chain => "certificate chain file",
             FileRole::PassphraseFile => "passphrase file",
             FileRole::CertificateAuthority => "certificate authority file",
+            FileRole::SshHostKey => "SSH host key",
         })
     }
 }

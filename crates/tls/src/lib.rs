@@ -22,6 +22,8 @@ pub use generate::{
 };
 pub use inspect::{CertInfo, format_time, name_matches};
 pub use keys::KeyType;
-pub use load::{Identity, KeyFileInfo, TlsSiteConfig, describe_key_file, load_certificates, load_identity, load_identity_with, load_private_key};
+pub use load::{
+    Identity, KeyFileInfo, TlsSiteConfig, check_private_key_mode, describe_key_file, load_certificates, load_identity, load_identity_with, load_private_key,
+};
 pub use passphrase::{BUILTIN_TRIES, PassphraseCache, PassphraseSource};
 pub use policy::{Alpn, CipherScope, CipherSetting, ProtocolSetting, TlsOptions, parse_ssl_cipher_suite, parse_ssl_protocol};

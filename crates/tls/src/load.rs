@@ -79,6 +79,13 @@ pub(crate) fn check_private_mode(meta: &Metadata, role: FileRole, path: &Path) -
     Ok(())
 }
 
+/// Refuses a private key file at `path` that group or others may read, as TLS keys are refused
+/// (the SSH host keys use it too).
+pub fn check_private_key_mode(path: &Path, role: FileRole) -> Result<(), TlsError> {
+    let meta = std::fs::metadata(path).map_err(|e| TlsError::UnreadableFile { role, path: path.to_path_buf(), source: e })?;
+    check_private_mode(&meta, role, path)
+}
+
 fn read_file(path: &Path, role: FileRole, private: bool) -> Result<Zeroizing<Vec<u8>>, TlsError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => TlsError::MissingFile { role, path: path.to_path_buf() },

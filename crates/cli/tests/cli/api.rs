@@ -30,7 +30,11 @@ bb = Bitbucket(url=public, username="admin", password=password, verify_ssl=ca)
 assert bb.get("rest/api/1.0/application-properties")["displayName"] == "Bitbucket"
 bb.create_project("TP", "Test Project")
 r = bb.create_repo("TP", "Over TLS")
-assert r["links"]["clone"] == [{"href": "https://admin@" + host + "/scm/tp/over-tls.git", "name": "http"}], r["links"]
+assert r["links"]["clone"][0] == {"href": "https://admin@" + host + "/scm/tp/over-tls.git", "name": "http"}, r["links"]
+# trove up serves SSH too: its clone URL is on the public host, at the SSH port.
+assert [l["name"] for l in r["links"]["clone"]] == ["http", "ssh"], r["links"]
+ssh = r["links"]["clone"][1]["href"]
+assert ssh.startswith("ssh://git@" + host.split(":")[0] + ":") and ssh.endswith("/tp/over-tls.git"), ssh
 assert r["links"]["self"] == [{"href": public + "/projects/TP/repos/over-tls/browse"}], r["links"]
 assert r["project"]["links"]["self"][0]["href"] == public + "/projects/TP"
 s = stashy.connect(public, "admin", password, verify=ca)
@@ -52,6 +56,7 @@ fn rest_links_are_the_public_https_urls_behind_the_gateway_and_git_clones_from_t
     let mut cmd = trove();
     cmd.current_dir(work.path())
         .args(["up", "--data", &path_str(&data), "--public-url", &public, "--https", &format!("127.0.0.1:{https}"), "--http", "off"])
+        .args(["--ssh", &format!("127.0.0.1:{}", crate::free_port())])
         .args(["--server", &format!("127.0.0.1:{server}")])
         .env("TROVE_ADMIN_PASSWORD", password)
         .stdout(Stdio::null())

@@ -13,6 +13,8 @@ struct Setup {
     tls: PathBuf,
     https: u16,
     server: u16,
+    /// `trove server --ssh` on this port.
+    ssh: u16,
     _server: Guard,
     _gateway: Option<Guard>,
     gw_conf: PathBuf,
@@ -32,7 +34,7 @@ fn admin(data: &Path, args: &[&str]) {
 fn setup(server_ctx: &str, public_ctx: &str) -> Setup {
     let dir = tmp();
     let data = dir.path().join("data");
-    let (https, server) = (free_port(), free_port());
+    let (https, server, ssh) = (free_port(), free_port(), free_port());
     admin(&data, &["init"]);
     admin(&data, &["user", "add", "admin", "--admin", "--password-stdin"]);
     admin(&data, &["project", "add", "TP"]);
@@ -52,15 +54,16 @@ fn setup(server_ctx: &str, public_ctx: &str) -> Setup {
     );
     let mut s = Guard(Some(
         trove()
-            .args(["server", "--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{server}")])
+            .args(["server", "--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{server}"), "--ssh", &format!("127.0.0.1:{ssh}")])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     ));
     wait_port(server, s.child(), "trove server");
+    wait_port(ssh, s.child(), "trove server's ssh");
     let gw_conf = dir.path().join("gateway.conf");
-    Setup { ca: tls.join("ca.crt"), tls, data, https, server, _server: s, _gateway: None, gw_conf, _dir: dir }
+    Setup { ca: tls.join("ca.crt"), tls, data, https, server, ssh, _server: s, _gateway: None, gw_conf, _dir: dir }
 }
 
 impl Setup {
@@ -99,6 +102,7 @@ impl Setup {
             &format!("http://127.0.0.1:{}{server_ctx}", self.server),
         ])
         .args(["--ca", self.ca.to_str().unwrap(), "--gateway-config", self.gw_conf.to_str().unwrap()])
+        .args(["--ssh", &format!("127.0.0.1:{}", self.ssh)])
         .env("TROVE_PASSWORD", PW);
         if with_repo {
             c.args(["--user", "admin", "--repo", "TP/test"]);
@@ -124,7 +128,8 @@ fn a_healthy_setup_passes_every_check() {
     s.gateway("/stash", "/stash", true, "");
     let (ok, checks) = s.doctor("/stash", "/stash", true);
     assert!(ok, "{checks:#?}");
-    for name in ["server", "proxy", "base-url", "context-path", "redirect", "proxy-reverse", "certificate", "caching", "git"] {
+    // "ssh": the listener trove up started, presenting the host keys of the data directory.
+    for name in ["server", "proxy", "base-url", "context-path", "redirect", "proxy-reverse", "certificate", "caching", "git", "ssh"] {
         assert!(checks.iter().any(|c| c["name"] == name && c["outcome"] == "pass"), "{name} did not pass: {checks:#?}");
     }
 }
@@ -241,6 +246,7 @@ fn start_up(cwd: &Path, extra: &[&str], https: u16, server: u16) -> Up {
         trove()
             .current_dir(cwd)
             .args(["up", "--https", &format!("127.0.0.1:{https}"), "--server", &format!("127.0.0.1:{server}"), "--http", "off"])
+            .args(["--ssh", &format!("127.0.0.1:{}", crate::free_port())])
             .args(extra)
             .env("TROVE_ADMIN_PASSWORD", PW)
             .stdout(Stdio::null())

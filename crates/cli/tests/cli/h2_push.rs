@@ -16,6 +16,7 @@ fn start_up(dir: &std::path::Path) -> (Guard, u16, String) {
     let mut cmd = trove();
     cmd.current_dir(dir)
         .args(["up", "--https", &format!("127.0.0.1:{https}"), "--http", &format!("127.0.0.1:{http}"), "--server", &format!("127.0.0.1:{server}")])
+        .args(["--ssh", &format!("127.0.0.1:{}", crate::free_port())])
         .env_remove("TROVE_ADMIN_PASSWORD")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

@@ -84,10 +84,12 @@ fn the_readmes_five_minutes_work_when_pasted_in_order() {
     let work = tmp();
     let home = tmp();
     let (https, http, server) = (free_port(), free_port(), free_port());
-    let (https2, http2) = (free_port(), free_port());
+    let (https2, http2, ssh) = (free_port(), free_port(), free_port());
     let ports = |l: &str| {
-        l.replace("localhost:8443", &format!("localhost:{https}"))
-            .replace("--https 0.0.0.0:443 --http 0.0.0.0:80", &format!("--https 127.0.0.1:{https2} --http 127.0.0.1:{http2} --server 127.0.0.1:{server}"))
+        l.replace("localhost:8443", &format!("localhost:{https}")).replace(
+            "--https 0.0.0.0:443 --http 0.0.0.0:80",
+            &format!("--https 127.0.0.1:{https2} --http 127.0.0.1:{http2} --server 127.0.0.1:{server} --ssh 127.0.0.1:{ssh}"),
+        )
     };
     let askpass = work.path().join("askpass.sh");
     let mut first: Option<Guard> = None;
@@ -102,7 +104,11 @@ fn the_readmes_five_minutes_work_when_pasted_in_order() {
         }
         let line = ports(&line);
         if line == "trove up" {
-            let (g, banner) = start_up(&format!("trove up --https 127.0.0.1:{https} --http 127.0.0.1:{http} --server 127.0.0.1:{server}"), work.path(), https);
+            let (g, banner) = start_up(
+                &format!("trove up --https 127.0.0.1:{https} --http 127.0.0.1:{http} --server 127.0.0.1:{server} --ssh 127.0.0.1:{ssh}"),
+                work.path(),
+                https,
+            );
             let login = banner.iter().find(|l| l.trim_start().starts_with("Admin login:")).expect("a login line").clone();
             let admin_pw = login.split_whitespace().nth(4).unwrap().to_owned();
             std::fs::write(&askpass, format!("#!/bin/sh\ncase \"$1\" in *justme@*) echo {JUSTME_PASSWORD};; *admin@*) echo {admin_pw};; *) exit 1;; esac\n"))

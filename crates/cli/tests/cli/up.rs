@@ -17,6 +17,7 @@ fn up_command(dir: &std::path::Path, extra: &[&str], https: u16, http: u16, serv
     let mut cmd = trove();
     cmd.current_dir(dir)
         .args(["up", "--https", &format!("127.0.0.1:{https}"), "--http", &format!("127.0.0.1:{http}"), "--server", &format!("127.0.0.1:{server}")])
+        .args(["--ssh", &format!("127.0.0.1:{}", crate::free_port())])
         .args(extra)
         .env_remove("TROVE_ADMIN_PASSWORD")
         .stdin(Stdio::null())
@@ -95,6 +96,14 @@ fn a_new_user_starts_clones_with_the_printed_command_restarts_and_clones_again()
     let login = printed(&up, "Admin login:");
     let password = login.split_whitespace().nth(4).unwrap().to_string();
     assert!(password.len() >= 16, "{login}");
+    // SSH is on by default, and the host keys' fingerprints are those ssh-keygen reads from the
+    // keys made in the data directory.
+    assert!(printed(&up, "SSH:").starts_with("SSH:          ssh://git@localhost:"), "{:?}", up.stdout);
+    for key in ["ssh_host_ed25519_key.pub", "ssh_host_ecdsa_key.pub"] {
+        let out = std::process::Command::new("ssh-keygen").arg("-lf").arg(work.path().join("trove-data").join(key)).output().expect("ssh-keygen is installed");
+        let fp = String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_owned();
+        assert!(up.stdout.iter().any(|l| l.contains("host key") && l.contains(&fp)), "{fp} not printed: {:?}", up.stdout);
+    }
     // The printed commands, run as printed (with the password given to git's credential prompt
     // by URL, as a user would type it).
     let project = printed(&up, "trove admin --data");

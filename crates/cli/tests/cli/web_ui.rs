@@ -46,6 +46,7 @@ fn the_web_ui_works_through_the_https_gateway_under_stash_in_headless_chromium()
     let mut cmd = trove();
     cmd.current_dir(work.path())
         .args(["up", "--data", &path_str(&data), "--public-url", &public, "--https", &format!("127.0.0.1:{https}"), "--http", "off"])
+        .args(["--ssh", &format!("127.0.0.1:{}", crate::free_port())])
         .args(["--server", &format!("127.0.0.1:{server}")])
         .env("TROVE_ADMIN_PASSWORD", password)
         .stdout(Stdio::null())

@@ -33,6 +33,7 @@ mod refs_tests;
 #[cfg(test)]
 mod repo_read_tests;
 mod repos;
+mod ssh_keys;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -291,6 +292,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .merge(builds::routes(ctx))
         .merge(refs::routes(ctx))
         .merge(tokens::routes(ctx))
+        .merge(ssh_keys::routes(ctx))
         .route(&p("/admin/audit"), get(audit::list))
         .route(&format!("{ctx}/rest/{{*rest}}"), any(no_route))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -698,6 +700,15 @@ impl Api {
         }
     }
 
+    /// `links.clone`: HTTP, and SSH when the SSH listener is on.
+    pub(crate) fn clone_links(&self, repo: &Repo) -> Value {
+        let mut links = vec![json!({"href": self.clone_href(repo), "name": "http"})];
+        if let Some(ssh) = crate::ssh::clone_url(&self.state, &self.view, repo) {
+            links.push(json!({"href": ssh, "name": "ssh"}));
+        }
+        Value::Array(links)
+    }
+
     pub(crate) fn repo_json(&self, repo: &Repo, project: &ProjectInfo) -> Result<Value, ApiError> {
         let forkable = self.store().repo_forkable(repo)?;
         let page = match &repo.owner {
@@ -716,7 +727,7 @@ impl Api {
             "project": self.project_json(project),
             "public": repo.public,
             "links": {
-                "clone": [{"href": self.clone_href(repo), "name": "http"}],
+                "clone": self.clone_links(repo),
                 "self": [{"href": page}],
             },
         });

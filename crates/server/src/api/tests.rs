@@ -658,6 +658,7 @@ fn the_openapi_description_matches_the_routes() {
         (super::refs::BRANCH_UTILS_ROUTES, Some("")),
         (super::refs::GIT_ROUTES, Some("")),
         (super::tokens::ROUTES, Some("")),
+        (super::ssh_keys::ROUTES, Some("")),
     ];
     for (routes, server) in families {
         for (methods, path) in routes {

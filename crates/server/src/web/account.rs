@@ -213,6 +213,7 @@ pub(crate) async fn account_page(w: Web, Query(q): Query<HashMap<String, String>
 fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, String)>, status: StatusCode) -> WebResult {
     let user = w.require_user()?;
     let tokens = w.state.store.tokens(user)?;
+    let keys = w.state.store.user_ssh_keys(user.id)?;
     let action = w.link("/account");
     let body = html! {
         h1 { "Account: " (user.name) }
@@ -254,6 +255,33 @@ fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, Stri
             select name="scope" aria-label="Token permission" { option value="read" { "read" } option value="write" { "write" } option value="admin" { "admin" } }
             button type="submit" { "Create token" }
         }
+        h2 { "SSH keys" }
+        @if let Some(ssh) = &w.state.ssh {
+            p.muted { "Add your public key (the contents of ~/.ssh/id_ed25519.pub) to clone and push over SSH." }
+            p.muted #ssh-host-keys { "The server's host keys: " @for (alg, fp) in &ssh.fingerprints { br; code { (alg) " " (fp) } } }
+        } @else {
+            p.muted { "SSH is not turned on on this server; keys added here work once it is." }
+        }
+        table.list #ssh-keys {
+            thead { tr { th { "Label" } th { "Key" } th { "Added" } th { "Last used" } th {} } }
+            tbody {
+                @if keys.is_empty() { tr { td colspan="5" .muted { "No SSH keys." } } }
+                @for k in &keys {
+                    tr {
+                        td { (k.label) } td { code { (k.algorithm) " " (k.fingerprint) } } td.muted { (super::view::utc(k.created_at)) }
+                        td.muted { @if let Some(u) = k.last_used_at { (super::view::utc(u)) } @else { "never" } }
+                        td { form.inline method="post" action=(action) { (csrf_field(w)) input type="hidden" name="action" value="delete-key"; input type="hidden" name="id" value=(k.id); button.secondary type="submit" { "Delete" } } }
+                    }
+                }
+            }
+        }
+        form.card.spaced method="post" action=(action) {
+            (csrf_field(w))
+            input type="hidden" name="action" value="add-key";
+            div.field { label for="key-text" { "Public key" } textarea #key-text name="text" rows="3" placeholder="ssh-ed25519 AAAA… you@host" required {} }
+            div.field { label for="key-label" { "Label" } input #key-label type="text" name="label" placeholder="optional; the key's comment otherwise"; }
+            button type="submit" { "Add key" }
+        }
     };
     let mut r = page(w, "Account", body);
     *r.status_mut() = status;
@@ -292,6 +320,29 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
                 let mut r = see_other(&w.link("/account?done=token-created#new-token"));
                 r.headers_mut().append(header::SET_COOKIE, w.cookie(NEW_TOKEN_COOKIE, &format!("{}.{}", hex(name), hex(&t.secret)), Some(120)));
                 Ok(r)
+            }
+            "add-key" => {
+                let new = match crate::ssh::parse_key_text(form.get("text"), Some(form.get("label"))) {
+                    Ok(k) => k,
+                    Err(e) => return bad(&e.to_string()),
+                };
+                match w.state.store.insert_user_key(user.id, &new) {
+                    Ok(k) => {
+                        let details = json!({"label": k.label, "fingerprint": k.fingerprint, "algorithm": k.algorithm});
+                        w.audit(Action::SshKeyAdd, &format!("{} ssh-key:{}", target::user(&user.name), k.id), details);
+                        Ok(see_other(&w.link("/account?done=key-added")))
+                    }
+                    Err(trove_store::StoreError::SshKeyExists(_)) => bad("This SSH key is already in use on this server; each key may be added only once."),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            "delete-key" => {
+                let id: i64 = form.get("id").parse().map_err(|_| WebError::BadRequest("bad key id".into()))?;
+                if !w.state.store.delete_user_key(user.id, id)? {
+                    return Err(WebError::NotFound);
+                }
+                w.audit(Action::SshKeyDelete, &format!("{} ssh-key:{id}", target::user(&user.name)), json!({}));
+                Ok(see_other(&w.link("/account?done=key-deleted")))
             }
             "revoke-token" => {
                 let id: i64 = form.get("id").parse().map_err(|_| WebError::BadRequest("bad token id".into()))?;

@@ -509,6 +509,10 @@ fn repo_header_with(w: &Web, repo: &Repo, perm: Permission, tab: &str, origin: O
             label for="clone-url" { "Clone" }
             input #clone-url.clone-url type="text" readonly value=(clone);
             button.secondary type="button" data-copy="clone-url" { "Copy" }
+            @if let Some(ssh) = crate::ssh::clone_url(&w.state, &w.view, repo) {
+                input #clone-ssh.clone-url type="text" readonly value=(ssh) aria-label="Clone over SSH";
+                button.secondary type="button" data-copy="clone-ssh" { "Copy" }
+            }
         }
         nav.tabs aria-label="Repository" {
             a.on[tab == "browse"] href=(repo_link(w, repo, "/browse")) { "Source" }

@@ -523,6 +523,25 @@ async fn tokens_are_shown_once_and_revoked_by_their_owner_only() {
 }
 
 #[tokio::test]
+async fn ssh_keys_are_added_listed_judged_and_deleted_on_the_account_page() {
+    let f = fixture("", None);
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl reader@laptop";
+    let form = |text: &str| format!("action=add-key&label=&text={}", text.replace(' ', "+").replace('@', "%40"));
+    assert_eq!(f.post_as("reader", "/account", &form(key)).await.status, StatusCode::SEE_OTHER);
+    let page = f.get_as(Some("reader"), "/account").await;
+    assert!(page.body.contains("reader@laptop") && page.body.contains("SHA256:"), "listed with its label and fingerprint");
+    let r = f.post_as("outsider", "/account", &form(key)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("already in use"), "unique across the server");
+    let r = f.post_as("reader", "/account", &form("ssh-rsa AAAA")).await;
+    assert!(r.status == StatusCode::BAD_REQUEST && r.body.contains("not an OpenSSH public key"), "{}", r.body);
+    let id = f.server.store().user_ssh_keys(f.server.store().user(&name("reader")).unwrap().unwrap().id).unwrap()[0].id;
+    assert_eq!(f.post_as("outsider", "/account", &format!("action=delete-key&id={id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.post_as("reader", "/account", &format!("action=delete-key&id={id}")).await.status, StatusCode::SEE_OTHER);
+    assert!(!f.get_as(Some("reader"), "/account").await.body.contains("reader@laptop"));
+}
+
+#[tokio::test]
 async fn pages_carry_security_headers_and_git_clients_still_get_plain_404s() {
     let f = fixture("", None);
     let r = f.get_as(Some("reader"), "/projects/TP").await;

@@ -270,6 +270,8 @@ pub(crate) fn done_notice(code: Option<&str>) -> Option<Notice> {
         "password" => "Password changed.",
         "token-revoked" => "Token revoked.",
         "token-created" => "Token created.",
+        "key-added" => "SSH key added.",
+        "key-deleted" => "SSH key deleted.",
         "user-updated" => "User updated.",
         "member-added" => "Member added.",
         "member-removed" => "Member removed.",

@@ -23,6 +23,7 @@ mod pull_requests;
 mod push;
 mod rest_refs;
 mod shutdown;
+mod ssh;
 mod support;
 mod web_ui;
 mod webhooks;

@@ -62,6 +62,11 @@ impl TestServer {
         Self::start_with(|_| {})
     }
 
+    /// [`TestServer::start`] with the SSH listener on (127.0.0.1, port 0; `server.ssh_addr()`).
+    pub fn start_with_ssh() -> TestServer {
+        Self::start_with(|c| c.ssh = Some(trove_server::ssh::SshSettings::new("127.0.0.1:0".parse().unwrap())))
+    }
+
     pub fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         Self::start_node(configure, true)
     }

@@ -403,9 +403,31 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX repo_redirects_repo ON repo_redirects (repo_id);
     "#,
-    // 11: reserved for the migration another branch adds as 11 (the lead puts it here when both
-    // are merged); a no-op on this branch so that forks' migration keeps its number, 12.
-    "SELECT 1;",
+    // 11 (SQLite's 14): SSH keys and access-key grants (see `ssh_keys`).
+    r#"
+    CREATE TABLE ssh_keys (
+        id BIGSERIAL PRIMARY KEY,
+        user_id BIGINT REFERENCES users(id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        text TEXT NOT NULL,
+        fingerprint TEXT NOT NULL UNIQUE,
+        algorithm TEXT NOT NULL,
+        bits BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_used_at BIGINT
+    );
+    CREATE INDEX ssh_keys_user ON ssh_keys (user_id);
+    CREATE TABLE ssh_access_keys (
+        key_id BIGINT NOT NULL REFERENCES ssh_keys(id) ON DELETE CASCADE,
+        project_id BIGINT REFERENCES projects(id) ON DELETE CASCADE,
+        repo_id BIGINT REFERENCES repositories(id) ON DELETE CASCADE,
+        permission TEXT NOT NULL,
+        CHECK ((project_id IS NULL) <> (repo_id IS NULL))
+    );
+    CREATE UNIQUE INDEX ssh_access_keys_scope ON ssh_access_keys (key_id, (coalesce(project_id, 0)), (coalesce(repo_id, 0)));
+    CREATE INDEX ssh_access_keys_project ON ssh_access_keys (project_id);
+    CREATE INDEX ssh_access_keys_repo ON ssh_access_keys (repo_id);
+    "#,
     // 12 (SQLite's 15): forks, their origin (cleared when it is deleted) and their hierarchy.
     r#"
     ALTER TABLE repositories ADD COLUMN origin_id BIGINT REFERENCES repositories(id) ON DELETE SET NULL;

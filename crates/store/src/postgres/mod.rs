@@ -20,6 +20,7 @@ mod pull_requests;
 mod repos;
 mod sessions;
 mod settings;
+mod ssh_keys;
 mod tokens;
 mod users;
 mod webhooks;

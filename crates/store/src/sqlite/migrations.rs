@@ -430,9 +430,35 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX repo_redirects_repo ON repo_redirects (repo_id);
     "#,
-    // 14: reserved for the migration another branch adds as 14 (the lead puts it here when both
-    // are merged); empty on this branch so that forks' migration keeps its number, 15.
-    "",
+    // 14: SSH keys (see `ssh_keys`): one row per key, unique across the server by fingerprint;
+    // a user's key goes with its account; an access key (no user) has grants on projects or
+    // repositories, which go with them. Branch restrictions' access-key exemptions
+    // (`branch_restriction_keys.key_id`) are these ids. AUTOINCREMENT: REST clients address keys
+    // by id, so a deleted one's is never given again.
+    r#"
+    CREATE TABLE ssh_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        text TEXT NOT NULL,
+        fingerprint TEXT NOT NULL UNIQUE,
+        algorithm TEXT NOT NULL,
+        bits INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER
+    );
+    CREATE INDEX ssh_keys_user ON ssh_keys (user_id);
+    CREATE TABLE ssh_access_keys (
+        key_id INTEGER NOT NULL REFERENCES ssh_keys(id) ON DELETE CASCADE,
+        project_id INTEGER REFERENCES projects(id) ON DELETE CASCADE,
+        repo_id INTEGER REFERENCES repositories(id) ON DELETE CASCADE,
+        permission TEXT NOT NULL,
+        CHECK ((project_id IS NULL) <> (repo_id IS NULL))
+    );
+    CREATE UNIQUE INDEX ssh_access_keys_scope ON ssh_access_keys (key_id, coalesce(project_id, 0), coalesce(repo_id, 0));
+    CREATE INDEX ssh_access_keys_project ON ssh_access_keys (project_id);
+    CREATE INDEX ssh_access_keys_repo ON ssh_access_keys (repo_id);
+    "#,
     // 15: forks. A fork names its origin (`origin_id`, cleared when the origin is deleted: the
     // fork's objects are its own, see docs/server.md) and its hierarchy (`hierarchy_id`, the id of
     // the repository at the root of the fork tree; not a foreign key, so the hierarchy outlives a

@@ -21,6 +21,7 @@ mod pull_requests;
 mod repos;
 mod sessions;
 mod settings;
+mod ssh_keys;
 mod tokens;
 mod users;
 pub(crate) mod webhooks;
