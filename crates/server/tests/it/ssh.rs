@@ -572,3 +572,65 @@ fn a_50_mb_push_over_ssh_arrives_whole() {
     assert_eq!(std::fs::metadata(t.home.path().join("back/big.bin")).unwrap().len(), 50 << 20);
     t.fsck("TP", "test");
 }
+
+/// libgit2 (pygit2's wheel, with libssh2) clones and pushes over SSH with an ECDSA key; libgit2
+/// checks the host key against `~/.ssh/known_hosts` and the client connects only when it matched,
+/// so with a known_hosts that names another key it refuses to talk to the server.
+#[test]
+fn libgit2_clones_and_pushes_over_ssh_and_checks_the_host_key() {
+    let t = start();
+    let (_, tip) = t.seed("scm/TP/test.git", 2);
+    let (key, text) = keygen(&t, "writer-ecdsa", "ecdsa", Some(256));
+    add_key(&t, "writer", &text);
+    let home = t.dir("pygit2-home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(known_hosts(&t), home.join(".ssh/known_hosts")).unwrap();
+    let run = |target: &str, home: &Path| {
+        let out = Command::new(crate::dulwich::python())
+            .args(["-c", PYGIT2_SSH, &url(&t, "tp/test.git"), key.with_extension("pub").to_str().unwrap(), key.to_str().unwrap()])
+            .arg(t.dir(target))
+            .env("HOME", home)
+            .output()
+            .unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (stdout, stderr) = run("pygit2-clone", &home);
+    assert!(stdout.starts_with("cloned "), "{stdout}\n{stderr}");
+    let pushed = stdout.split_whitespace().nth(2).expect("the pushed commit").to_owned();
+    assert!(stdout.contains(&format!("head {tip}")), "{stdout}");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/main").as_deref(), Some(pushed.as_str()), "libgit2's push landed");
+    t.fsck("TP", "test");
+    // A known_hosts naming another host key: libgit2 refuses before authenticating.
+    let other = t.dir("pygit2-other");
+    std::fs::create_dir_all(other.join(".ssh")).unwrap();
+    let (_, stranger) = keygen(&t, "stranger-host", "ed25519", None);
+    std::fs::write(other.join(".ssh/known_hosts"), format!("[127.0.0.1]:{} {stranger}\n", port(&t))).unwrap();
+    let (stdout, stderr) = run("pygit2-refused", &other);
+    assert!(stdout.starts_with("failed"), "a wrong host key was accepted: {stdout}\n{stderr}");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/main").as_deref(), Some(pushed.as_str()));
+}
+
+const PYGIT2_SSH: &str = r#"
+import sys, pygit2
+url, pub, priv, target = sys.argv[1:5]
+assert pygit2.features & pygit2.enums.Feature.SSH, "this pygit2's libgit2 has no SSH"
+class Callbacks(pygit2.RemoteCallbacks):
+    def credentials(self, url, username_from_url, allowed_types):
+        return pygit2.Keypair(username_from_url or "git", pub, priv, "")
+    # libgit2 checks the SSH host key against ~/.ssh/known_hosts and says whether it matched:
+    # connect only then (pygit2's default lets libgit2 go on either way).
+    def certificate_check(self, certificate, valid, host):
+        return bool(valid)
+try:
+    repo = pygit2.clone_repository(url, target, callbacks=Callbacks())
+    head = repo.head.target
+    open(target + "/libgit2.txt", "w").write("pushed by libgit2 over ssh\n")
+    repo.index.add("libgit2.txt")
+    repo.index.write()
+    sig = pygit2.Signature("Writer", "writer@example.com")
+    new = repo.create_commit("refs/heads/main", sig, sig, "over ssh from libgit2", repo.index.write_tree(), [head])
+    repo.remotes["origin"].push(["refs/heads/main:refs/heads/main"], callbacks=Callbacks())
+    print("cloned", "pushed", new, "head", head)
+except Exception as e:
+    print("failed", type(e).__name__, e)
+"#;
