@@ -266,3 +266,9 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl From<crate::repo_details::Invalid> for ApiError {
+    fn from(e: crate::repo_details::Invalid) -> Self {
+        ApiError::invalid(e.context, e.message)
+    }
+}

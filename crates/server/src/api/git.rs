@@ -31,18 +31,6 @@ fn reader(api: &Api, repo: &trove_store::Repo) -> Reader {
     Reader::new(&api.state, api.store().repo_path(repo))
 }
 
-/// A branch name we are willing to write into HEAD (git check-ref-format's rules, stricter).
-fn valid_branch_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.ends_with('/')
-        && !name.ends_with(".lock")
-        && !name.contains("..")
-        && !name.contains("@{")
-        && name.split('/').all(|c| !c.is_empty() && !c.starts_with('.') && !c.starts_with('-'))
-        && name.chars().all(|c| !c.is_control() && !matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
-}
-
 pub(crate) fn ref_json(r: &RefInfo, kind: &str, default: Option<&str>) -> Value {
     let mut v = json!({"id": r.full, "displayId": r.short, "type": kind, "latestCommit": r.commit, "latestChangeset": r.commit});
     if kind == "BRANCH" {
@@ -98,11 +86,7 @@ pub(crate) async fn set_default_branch(api: Api, Path((key, slug)): Path<(String
     let (repo, _) = api.repo_async(&key, &slug, Permission::Admin, "change this repository's default branch").await?;
     let b: BranchBody = parse_body(body)?;
     let id = b.id.ok_or_else(|| ApiError::invalid("id", "The branch id (like refs/heads/main) is required."))?;
-    let short = id.strip_prefix("refs/heads/").unwrap_or(&id);
-    if !valid_branch_name(short) {
-        return Err(ApiError::invalid("id", format!("{id:?} is not a valid branch name.")));
-    }
-    let full = format!("refs/heads/{short}");
+    let full = crate::repo_details::default_branch_ref(&id)?;
     if !reader(&api, &repo).set_head(&full).await? {
         return Err(ApiError::Internal(format!("git symbolic-ref HEAD {full} failed")));
     }
@@ -432,6 +416,7 @@ pub(crate) async fn raw(api: Api, Path((key, slug, path)): Path<(String, String,
 #[cfg(test)]
 mod unit {
     use super::*;
+    use crate::repo_details::valid_branch_name;
     use crate::repo_read::is_hex_id;
 
     #[test]

@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use trove_store::{Owner, Permission, ProjectInfo, Repo, RepoSlug, RepoUpdate};
 
-use super::{Api, ApiError, matches_filter, ok, paged, parse_body, parse_optional_body, slugify};
+use super::{Api, ApiError, matches_filter, ok, paged, parse_body, parse_optional_body};
 use crate::audit::{Action, target};
 
 #[derive(Deserialize, Default)]
@@ -33,15 +33,7 @@ pub(crate) struct ProjectRef {
 
 /// A repository name and the slug made from it.
 fn name_and_slug(name: &str) -> Result<(String, RepoSlug), ApiError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(ApiError::invalid("name", "The repository name must not be empty."));
-    }
-    if name.len() > trove_store::MAX_NAME_LEN {
-        return Err(ApiError::invalid("name", format!("The repository name is longer than {} characters.", trove_store::MAX_NAME_LEN)));
-    }
-    let slug = RepoSlug::parse(&slugify(name)).map_err(|e| ApiError::invalid("name", format!("The name {name:?} makes no valid slug: {e}.")))?;
-    Ok((name.to_owned(), slug))
+    Ok(crate::repo_details::name_and_slug(name)?)
 }
 
 /// The repositories of `project` the caller may read, as JSON.
@@ -156,14 +148,8 @@ pub(crate) async fn create(api: Api, Path(key): Path<String>, body: Result<Bytes
     .await
 }
 
-/// Longest repository description (Bitbucket's column is as long).
-const MAX_DESCRIPTION: usize = 255;
-
 fn checked_description(d: &str) -> Result<String, ApiError> {
-    if d.chars().count() > MAX_DESCRIPTION || d.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::invalid("description", format!("The description must be at most {MAX_DESCRIPTION} characters, without control characters.")));
-    }
-    Ok(d.to_owned())
+    Ok(crate::repo_details::checked_description(d)?)
 }
 
 /// `PUT /projects/{key}/repos/{slug}` `{name?, description?, forkable?, public?, project?: {key}}`:

@@ -296,6 +296,29 @@ fn danger_zone(w: &Web, action: &str, what: &str, confirm: &str) -> Markup {
     }
 }
 
+/// The repository's name (its slug follows; the old URLs redirect), description and default
+/// branch (one of its branches, or one to be pushed), posting `details`.
+fn details_form(w: &Web, action: &str, repo: &trove_store::Repo, description: &str, refs: &[(String, Option<String>)]) -> Markup {
+    let branches: Vec<&str> = refs.iter().filter_map(|(r, _)| r.strip_prefix("refs/heads/")).collect();
+    let head = refs.first().and_then(|(_, h)| h.as_deref()).and_then(|h| h.strip_prefix("refs/heads/")).unwrap_or("");
+    html! {
+        h2 #details { "Details" }
+        form.card method="post" action=(action) #repo-details {
+            (csrf_field(w))
+            input type="hidden" name="action" value="details";
+            div.field { label for="repo-name" { "Name" } input #repo-name type="text" name="name" value=(repo.name) required; div.help { "Renaming changes the URL; the old one redirects (pages, REST and git) until another repository takes it." } }
+            div.field { label for="repo-description" { "Description" } input #repo-description type="text" name="description" value=(description) maxlength=(crate::repo_details::MAX_DESCRIPTION); }
+            div.field {
+                label for="default-branch-input" { "Default branch" }
+                input #default-branch-input type="text" name="default_branch" value=(head) list="branch-names" required;
+                datalist #branch-names { @for b in &branches { option value=(b) {} } }
+                div.help { "What clones check out and pull requests target first." }
+            }
+            button type="submit" { "Save" }
+        }
+    }
+}
+
 fn visibility_form(w: &Web, action: &str, public: bool, what: &str) -> Markup {
     html! {
         h2 { "Visibility" }
@@ -1104,9 +1127,11 @@ fn render_repo_settings(w: &Web, key: &str, slug: &str, note: Option<Notice>, st
     let restrictions = branch_permissions::section(w, &action, &restrictions, inherited, &refs)?;
     let hooks = webhooks::section(w, &action, &w.state.store.webhooks(repo.project_id, Some(repo.id))?)?;
     let required = super::builds::required_section(w, &action, &w.state.store.required_builds(repo.id)?);
+    let details = details_form(w, &action, &repo, &w.state.store.repo_description(&repo)?.unwrap_or_default(), &refs);
     let body = html! {
         (repo_header(w, &repo, perm, "settings"))
         (notice(&note))
+        (details)
         (visibility_form(w, &action, repo.public, "repository"))
         (permissions_section(w, &action, &grants))
         (group_permissions_section(w, &action, &group_grants))
@@ -1128,6 +1153,54 @@ pub(crate) async fn repo_settings_post(w: Web, p: Result<Path<(String, String)>,
         let here = repo_link(w, &repo, "/settings");
         let bad = |msg: String| render_repo_settings(w, &key, &slug, Some(Notice::Err(msg)), StatusCode::BAD_REQUEST);
         match form.get("action") {
+            "details" => {
+                use crate::repo_details::{checked_description, default_branch_ref, name_and_slug};
+                let checked =
+                    (name_and_slug(form.get("name")), checked_description(form.get("description").trim()), default_branch_ref(form.get("default_branch")));
+                let (name, description, full) = match checked {
+                    (Ok(n), Ok(d), Ok(f)) => (n, d, f),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad(e.message),
+                };
+                let mut changed = json!({});
+                let refs = branch_permissions::current_refs(w, std::slice::from_ref(&repo));
+                let head = refs.first().and_then(|(_, h)| h.clone());
+                if head.as_deref() != Some(full.as_str()) {
+                    let g = reader(w, &repo);
+                    if !tokio::runtime::Handle::current().block_on(g.set_head(&full))? {
+                        return Err(WebError::Internal(format!("git symbolic-ref HEAD {full} failed")));
+                    }
+                    changed["defaultBranch"] = json!(full);
+                }
+                let update = trove_store::RepoUpdate {
+                    name: (name.0 != repo.name).then_some(name),
+                    description: (description != w.state.store.repo_description(&repo)?.unwrap_or_default()).then_some(description),
+                    ..Default::default()
+                };
+                let mut after = repo.clone();
+                if update.name.is_some() || update.description.is_some() {
+                    let project = w.state.store.project_info(&repo.owner)?.ok_or(WebError::NotFound)?;
+                    let events = crate::webhooks::repo_modified(&crate::api::Api::background(&w.state), &repo, &project, &update)?;
+                    after = match w.state.store.update_repo_with_events(&repo, &update, &events) {
+                        Ok(r) => r,
+                        Err(e @ trove_store::StoreError::RepoExists(_)) => return bad(e.to_string()),
+                        Err(e) => return Err(e.into()),
+                    };
+                    if !events.is_empty() {
+                        w.state.webhooks.wake();
+                    }
+                    if after.slug != repo.slug || after.name != repo.name {
+                        changed["name"] = json!({"from": repo.name, "to": after.name});
+                        changed["slug"] = json!({"from": repo.slug.as_str(), "to": after.slug.as_str()});
+                    }
+                    if let Some(d) = &update.description {
+                        changed["description"] = json!(d);
+                    }
+                }
+                if changed.as_object().is_some_and(|o| !o.is_empty()) {
+                    w.audit(Action::RepoUpdate, &target::repo(&repo), changed);
+                }
+                Ok(see_other(&format!("{}?done=saved#details", repo_link(w, &after, "/settings"))))
+            }
             "visibility" => {
                 let public = form.get("public") == "1";
                 w.state.store.set_repo_public(&repo.owner, &repo.slug, public)?;

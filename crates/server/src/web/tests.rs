@@ -1085,3 +1085,47 @@ async fn readme_links_and_images_resolve_against_the_readmes_folder_and_images_a
     assert!(svg.headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().starts_with("sandbox"), "an SVG's script never runs");
     assert_eq!(svg.headers.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
 }
+
+#[tokio::test]
+async fn the_repository_settings_page_renames_describes_and_sets_the_default_branch() {
+    let f = fixture("", None);
+    let tip = push_locally(&f);
+    let s = f.server.store();
+    let repo = s.repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git").arg("--git-dir").arg(s.repo_path(&repo)).args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    git(&["branch", "develop", &tip]);
+    let page = f.get_as(Some("owner"), "/projects/TP/repos/test/settings").await;
+    assert!(page.body.contains("id=\"repo-details\"") && page.body.contains("<option value=\"develop\">"), "{}", page.body);
+    // Bad input is said, nothing changes.
+    for (form, says) in [
+        ("action=details&name=+&description=&default_branch=main", "must not be empty"),
+        ("action=details&name=test&description=&default_branch=bad..name", "not a valid branch name"),
+    ] {
+        let r = f.post_as("owner", "/projects/TP/repos/test/settings", form).await;
+        assert!(r.status == StatusCode::BAD_REQUEST && r.body.contains(says), "{form}: {}", r.body);
+    }
+    s.create_repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("taken").unwrap(), false).unwrap();
+    let r = f.post_as("owner", "/projects/TP/repos/test/settings", "action=details&name=Taken&description=&default_branch=main").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(git(&["symbolic-ref", "HEAD"]), "refs/heads/main");
+    assert_eq!(
+        f.post_as("reader", "/projects/TP/repos/test/settings", "action=details&name=x&description=&default_branch=main").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Rename, describe, and make develop the default, in one save.
+    let r = f.post_as("owner", "/projects/TP/repos/test/settings", "action=details&name=Shiny+Tool&description=Builds+things&default_branch=develop").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/projects/TP/repos/shiny-tool/settings?done=saved#details"), "{}", r.body);
+    let renamed = s.repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("shiny-tool").unwrap()).unwrap().unwrap();
+    assert_eq!((renamed.id, renamed.name.as_str()), (repo.id, "Shiny Tool"));
+    assert_eq!(s.repo_description(&renamed).unwrap().as_deref(), Some("Builds things"));
+    assert_eq!(git(&["symbolic-ref", "HEAD"]), "refs/heads/develop");
+    // The old URL redirects to the new one.
+    let old = f.get_as(Some("reader"), "/projects/TP/repos/test/browse").await;
+    assert!(old.status.is_redirection() && old.location().contains("/projects/TP/repos/shiny-tool"), "{:?} {}", old.status, old.location());
+    // The audit log has the change.
+    let audit = f.get_as(Some("admin"), "/admin/audit?action=repo.update").await;
+    assert!(audit.body.contains("shiny-tool") && audit.body.contains("defaultBranch"), "{}", audit.body);
+}
