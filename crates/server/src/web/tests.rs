@@ -559,24 +559,36 @@ async fn pages_carry_security_headers_and_git_clients_still_get_plain_404s() {
 }
 
 /// Commits a README and `src/lib.rs` on `main` straight into the fixture's `TP/test` on disk.
+/// `git` in the work tree `work`, with a throwaway identity and no user or system config; its
+/// output, trimmed. Fails the test when git fails.
+fn work_git(work: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", work)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+        .current_dir(work)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// A work tree cloned from TP/test (after [`push_locally`]), to commit and push more.
+fn clone_test(f: &Fixture) -> tempfile::TempDir {
+    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    work_git(work.path(), &["clone", "-q", f.server.store().repo_path(&repo).to_str().unwrap(), "."]);
+    work
+}
+
 fn push_locally(f: &Fixture) -> String {
     let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
     let bare = f.server.store().repo_path(&repo);
     let work = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", work.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-            .current_dir(work.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).trim().to_owned()
-    };
+    let git = |args: &[&str]| work_git(work.path(), args);
     git(&["init", "-q", "-b", "main"]);
     std::fs::write(work.path().join("README.md"), "# Title\n\n<b>bold?</b>\n").unwrap();
     std::fs::create_dir(work.path().join("src")).unwrap();
@@ -957,24 +969,8 @@ async fn error_pages_show_the_signed_in_user_as_every_other_page_does() {
 async fn the_commit_page_shows_non_ascii_names_as_they_are_and_binary_files_as_binary() {
     let f = fixture("", None);
     push_locally(&f);
-    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
-    let bare = f.server.store().repo_path(&repo);
-    let work = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", work.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-            .current_dir(work.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).trim().to_owned()
-    };
-    git(&["clone", "-q", bare.to_str().unwrap(), "."]);
+    let work = clone_test(&f);
+    let git = |args: &[&str]| work_git(work.path(), args);
     std::fs::write(work.path().join("n\u{f6}tes.md"), "caf\u{e9}\n").unwrap();
     std::fs::write(work.path().join("logo.bin"), [0u8, 159, 146, 150, 0, 1, 2, 255]).unwrap();
     git(&["add", "."]);
@@ -1034,23 +1030,8 @@ async fn the_fork_page_forks_into_a_chosen_project_and_the_fork_says_where_it_ca
 async fn readme_links_and_images_resolve_against_the_readmes_folder_and_images_are_served_as_images() {
     let f = fixture("", None);
     push_locally(&f);
-    let repo = f.server.store().repo(&Owner::parse("TP").unwrap(), &RepoSlug::parse("test").unwrap()).unwrap().unwrap();
-    let bare = f.server.store().repo_path(&repo);
-    let work = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", work.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-            .current_dir(work.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    git(&["clone", "-q", bare.to_str().unwrap(), "."]);
+    let work = clone_test(&f);
+    let git = |args: &[&str]| work_git(work.path(), args);
     std::fs::create_dir_all(work.path().join("docs/img")).unwrap();
     std::fs::write(work.path().join("README.md"), "# Top\n\n[Guide](docs/guide.md) ![Logo](docs/img/logo.png)\n").unwrap();
     std::fs::write(work.path().join("docs/README.md"), "# Docs\n\n[Guide](guide.md#install) [Home](../README.md) ![Logo](img/logo.png)\n").unwrap();
