@@ -4,22 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, basic, password};
-
-fn rest(t: &TestServer, who: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let text = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = who.map(|w| basic(w, &password(w)));
-    let mut headers = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    if !text.is_empty() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    let r = t.http(method, path, &headers, text.as_bytes());
-    let v = if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap_or(Value::Null) };
-    (r.status, v)
-}
+use crate::support::{TestServer, rest};
 
 fn ok(t: &TestServer, who: &str, method: &str, path: &str, body: Option<Value>, want: u16) -> Value {
     let (s, v) = rest(t, Some(who), method, path, body);

@@ -9,24 +9,9 @@ use std::os::unix::fs::MetadataExt as _;
 use serde_json::{Value, json};
 use trove_store::{Owner, Permission, ProjectKey};
 
-use crate::support::{TestServer, basic, password, user};
+use crate::support::{TestServer, rest, user};
 
 const TEST: &str = "/rest/api/1.0/projects/TP/repos/test";
-
-fn rest(t: &TestServer, who: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let text = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = who.map(|w| basic(w, &password(w)));
-    let mut headers = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    if !text.is_empty() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    let r = t.http(method, path, &headers, text.as_bytes());
-    let v = if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap_or(Value::Null) };
-    (r.status, v)
-}
 
 fn message(v: &Value) -> &str {
     v["errors"][0]["message"].as_str().unwrap_or("")

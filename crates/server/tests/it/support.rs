@@ -420,3 +420,20 @@ pub fn pkt(s: &str) -> Vec<u8> {
     v.extend_from_slice(s.as_bytes());
     v
 }
+
+/// A REST call as `who` (Basic with their password; `None`: anonymous), JSON in and out: the
+/// status and the body (`Null` when it is empty or not JSON).
+pub fn rest(t: &TestServer, who: Option<&str>, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let text = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = who.map(|w| basic(w, &password(w)));
+    let mut headers = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    if !text.is_empty() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let r = t.http(method, path, &headers, text.as_bytes());
+    let v = if r.body.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null) };
+    (r.status, v)
+}
