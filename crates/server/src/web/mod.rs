@@ -93,9 +93,10 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let (ctx, state) = (ctx_owned.clone(), state.clone());
             async move {
-                let cookie = parse_cookies(req.headers()).remove(SESSION_COOKIE);
+                // The Cookie headers are kept (reference counts) and parsed only for an error page.
+                let cookies: Vec<HeaderValue> = req.headers().get_all(header::COOKIE).iter().cloned().collect();
                 let resp = next.run(req).await;
-                let wanted = cookie.filter(|_| resp.extensions().get::<ErrorPage>().is_some());
+                let wanted = if resp.extensions().get::<ErrorPage>().is_some() { cookies_of(&cookies).remove(SESSION_COOKIE) } else { None };
                 let session = match wanted {
                     Some(id) => lookup_session(&state, id).await,
                     None => None,
@@ -479,8 +480,14 @@ impl axum::extract::FromRequest<AppState> for Form {
 }
 
 fn parse_cookies(headers: &HeaderMap) -> HashMap<String, String> {
+    cookies_of(headers.get_all(header::COOKIE))
+}
+
+/// Cookies by name from `Cookie` header values (HTTP/2 clients send one header per cookie); the
+/// first of a name wins.
+fn cookies_of<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    for v in headers.get_all(header::COOKIE) {
+    for v in values {
         let Ok(v) = v.to_str() else { continue };
         for pair in v.split(';') {
             if let Some((k, val)) = pair.trim().split_once('=') {
