@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub(crate) maintenance: Arc<maintenance::Maintenance>,
     /// Ref advertisements git gave, kept while the repository's refs stay as they were.
     pub(crate) adverts: advert::Adverts,
+    /// Outputs of git reads that name only object ids (immutable), for the pages and REST.
+    pub(crate) object_reads: repo_read::ObjectReads,
     /// git upload-pack/receive-pack processes serving requests right now.
     pub(crate) running: std::sync::atomic::AtomicUsize,
     /// git upload-pack/receive-pack processes started since the server opened.
@@ -277,6 +279,7 @@ impl Server {
         let audit = Arc::new(audit::AuditLog::new(store.data_dir()));
         let shared = Shared {
             adverts,
+            object_reads: repo_read::ObjectReads::default(),
             limiter: auth::LoginLimiter::new(&config.auth),
             packs: Arc::new(Semaphore::new(config.git.max_concurrent_packs)),
             git: config.git,
@@ -351,6 +354,7 @@ impl Server {
             body_bytes_in_use: s.bodies.in_use(),
             body_bytes_cap: s.bodies.total,
             pool: s.store.pool_stats(),
+            object_reads: s.object_reads.stats(),
         })
     }
 

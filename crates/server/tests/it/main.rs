@@ -21,6 +21,7 @@ mod ls_remote;
 mod metrics;
 mod pull_requests;
 mod push;
+mod read_memory;
 mod rest_refs;
 mod shutdown;
 mod ssh;
