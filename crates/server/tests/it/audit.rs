@@ -529,7 +529,7 @@ fn a_login_repeated_within_the_window_is_written_once_and_every_failure_and_web_
     let got = entries(&t, 0);
     check(&got, &s.want);
     let methods: Vec<(String, String)> =
-        got.iter().map(|e| details(e)).map(|d| (d["channel"].as_str().unwrap_or("").to_owned(), d["method"].as_str().unwrap_or("").to_owned())).collect();
+        got.iter().map(details).map(|d| (d["channel"].as_str().unwrap_or("").to_owned(), d["method"].as_str().unwrap_or("").to_owned())).collect();
     assert_eq!(methods[..3], [("rest".into(), "password".into()), ("rest".into(), "token".into()), ("rest".into(), "password".into())]);
     assert_eq!(got[2].address.as_deref(), Some("198.51.100.9"));
 }
