@@ -14,6 +14,7 @@ mod budget;
 mod builds;
 mod challenge;
 mod commit_comments;
+mod code_search;
 mod config;
 mod error;
 pub mod events;

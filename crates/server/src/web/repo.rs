@@ -839,7 +839,7 @@ async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Not
                 let mut names = std::collections::HashMap::new();
                 for a in all.iter().map(|c| c.author_id) {
                     if let std::collections::hash_map::Entry::Vacant(e) = names.entry(a) {
-                        e.insert(s.user_by_id(a)?.map(|u| if u.display_name.trim().is_empty() { u.name.to_string() } else { u.display_name.clone() }));
+                        e.insert(s.user_or_former(a)?.map(|u| if u.display_name.trim().is_empty() { u.name.to_string() } else { u.display_name.clone() }));
                     }
                 }
                 Ok((all, names))
