@@ -442,6 +442,10 @@ pub(crate) async fn finder(w: Web, p: Result<Path<(String, String)>, PathRejecti
 }
 
 #[cfg(test)]
+#[path = "search_tests.rs"]
+mod search_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
