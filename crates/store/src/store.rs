@@ -1124,6 +1124,9 @@ mod tests {
         assert!(matches!(s.delete_pr(gone_pr.id, None).unwrap(), crate::Versioned::Done(())));
         let pr = s.pr_by_id(pr.id).unwrap().unwrap();
         let (comments, log) = (s.comments(pr.id).unwrap(), s.activities(pr.id).unwrap());
+        // A deleted account, whose name its work keeps showing.
+        let gone = s.create_user(&name("gone"), &Password::new("gone-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        s.delete_user(&gone.name).unwrap();
 
         let url = pg.database();
         let report = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap();
@@ -1136,6 +1139,7 @@ mod tests {
             (count("branch_restrictions"), count("branch_restriction_users"), count("branch_restriction_groups"), count("branch_restriction_keys"));
         assert_eq!(restrictions, (1, 1, 1, 1));
         assert_eq!((count("audit_log"), count("project_pr_settings")), (2, 1));
+        assert_eq!(count("deleted_users"), 1);
 
         let d2 = tempfile::tempdir().unwrap();
         let p = Store::open_with(&StoreOptions {
@@ -1164,6 +1168,7 @@ mod tests {
         let next_restriction = p.insert_restrictions(&[restrict(crate::RestrictionScope::Repository(got.id))]).unwrap().remove(0);
         assert!(next_restriction.id > gone_restriction.id, "a deleted restriction's id given again");
         assert_eq!(p.login_row(&alice.name).unwrap().unwrap().failures.map(|f| f.count), Some(1));
+        assert_eq!(p.deleted_user(gone.id).unwrap().map(|d| d.name), Some("gone".to_owned()), "a deleted account's name is copied");
         // New rows continue after the copied ones, and never take a deleted repository's id.
         let bob = p.create_user(&name("bob"), &Password::new("bob-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
         assert!(bob.id > alice.id);

@@ -267,7 +267,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&p("/inbox/pull-requests"), get(pull_requests::inbox))
         .route(&p("/inbox/pull-requests/count"), get(pull_requests::inbox_count))
         .route(&p("/repos"), get(repos::list_all))
-        .route(&p("/users"), get(users::list))
+        .route(&p("/users"), get(users::list).put(users::update_self))
         .route(&p("/users/{user}"), get(users::get))
         .route(&p("/users/{user}/repos"), get(repos::list_personal).post(repos::create_personal))
         .route(&p("/users/{user}/repos/{slug}"), get(repos::get_personal).post(repos::fork_personal).put(repos::update_personal).delete(repos::delete_personal))

@@ -22,6 +22,7 @@ mod tests;
 mod view;
 mod webhooks;
 
+pub(crate) use profile::check_details;
 pub(crate) use view::utc as format_utc;
 
 use std::collections::HashMap;

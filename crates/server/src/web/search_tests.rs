@@ -350,3 +350,47 @@ async fn deleting_a_user_keeps_their_work_and_name_and_ends_their_access() {
     assert!(audit.iter().any(|e| e.action == "user.delete" && e.target == "user:reader" && e.actor == "admin2"), "{audit:?}");
     assert_eq!(f.get_as(Some("admin"), "/users/reader").await.status, StatusCode::NOT_FOUND);
 }
+
+/// The figures in docs/benchmarks.md: code search, the name search and the file finder on the
+/// benchmark repository (bench/gen_repo.py, 3,000 commits, 3,072 files), through `app()` in
+/// whatever profile the test is built in. Prints timings; asserts only that results came.
+///
+/// `cargo test -p trove-server --lib -- --ignored search_on_the_benchmark_repository --nocapture`
+#[tokio::test]
+#[ignore = "a measurement: run by hand"]
+async fn search_on_the_benchmark_repository() {
+    let f = fixture();
+    let repo = f.repo("PUB", "open");
+    let bare = f.server.store().repo_path(&repo);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/gen_repo.py");
+    let gen_ = std::process::Command::new("python3").args([script, "3000"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let st = std::process::Command::new("git")
+        .args(["--git-dir", bare.to_str().unwrap(), "fast-import", "--quiet", "--force"])
+        .stdin(gen_.stdout.unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let time = |label: &str, d: std::time::Duration| println!("{label}: {:.1} ms", d.as_secs_f64() * 1000.0);
+    for (label, path) in [
+        ("code search, 'keepalive request' (first: tree listed)", "/search?q=keepalive+request&type=code"),
+        ("code search, 'keepalive request' (again)", "/search?q=keepalive+request&type=code"),
+        ("code search, 'handshake' (results capped at 100)", "/search?q=handshake&type=code"),
+        ("code search, no match", "/search?q=no+such+text+anywhere&type=code"),
+        ("name search, 'open'", "/search?q=open"),
+        ("file finder page, 'f001'", "/projects/PUB/repos/open/find?q=f001"),
+        ("file finder listing (JSON)", "/projects/PUB/repos/open/find?format=json"),
+    ] {
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            let t0 = std::time::Instant::now();
+            let r = f.get_as(Some("admin"), path).await;
+            runs.push(t0.elapsed());
+            assert_eq!(r.status, StatusCode::OK, "{path}");
+        }
+        time(&format!("{label}, first"), runs[0]);
+        runs.sort();
+        time(&format!("{label}, median of 5"), runs[2]);
+    }
+    let r = f.get_as(Some("admin"), "/search?q=keepalive+request&type=code").await;
+    assert!(r.body.contains("/projects/PUB/repos/open/browse/src/d"), "{}", &r.body[..r.body.len().min(3000)]);
+}
