@@ -155,7 +155,7 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/inbox/pull-requests"),
     (&["GET"], "/inbox/pull-requests/count"),
     (&["GET"], "/repos"),
-    (&["GET"], "/users"),
+    (&["GET", "PUT"], "/users"),
     (&["GET"], "/users/{userSlug}"),
     (&["GET", "POST"], "/users/{userSlug}/repos"),
     (&["GET", "POST", "PUT", "DELETE"], "/users/{userSlug}/repos/{repositorySlug}"),

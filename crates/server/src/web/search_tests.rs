@@ -394,3 +394,49 @@ async fn search_on_the_benchmark_repository() {
     let r = f.get_as(Some("admin"), "/search?q=keepalive+request&type=code").await;
     assert!(r.body.contains("/projects/PUB/repos/open/browse/src/d"), "{}", &r.body[..r.body.len().min(3000)]);
 }
+
+/// REST: `PUT /users` changes the caller's own details, checked as the pages check them;
+/// `DELETE /admin/users` keeps the personal repositories and the name.
+#[tokio::test]
+async fn rest_users_change_their_own_details_and_a_deletion_keeps_the_users_content() {
+    use base64::Engine as _;
+    let f = fixture();
+    let rest = |method: &str, path: &str, user: &str, body: &str| {
+        let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{user}-password")));
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/rest/api/1.0{path}"))
+            .header(header::HOST, "localhost:7990")
+            .header(header::AUTHORIZATION, auth)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let app = app(&f.server);
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+        }
+    };
+    let (status, v) = rest("PUT", "/users", "reader", r#"{"displayName":" Rita Reader ","email":"rita@example.com"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["name"].as_str(), v["displayName"].as_str(), v["emailAddress"].as_str()), (Some("reader"), Some("Rita Reader"), Some("rita@example.com")));
+    let (status, v) = rest("PUT", "/users", "reader", r#"{"email":"no at sign"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["errors"][0]["context"], "email", "{v}");
+    let (status, _) = rest("PUT", "/users", "reader", r#"{"name":"outsider","displayName":"Not Me"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "only one's own details");
+    assert_eq!(f.server.store().user(&name("outsider")).unwrap().unwrap().display_name, "outsider");
+    let (status, v) = rest("GET", "/users/reader", "outsider", "").await;
+    assert_eq!((status, v["displayName"].as_str()), (StatusCode::OK, Some("Rita Reader")));
+    // The deletion keeps the personal repository and the name.
+    let mine = f.server.store().create_repo(&Owner::User(name("reader")), &RepoSlug::parse("mine").unwrap(), false).unwrap();
+    let id = f.server.store().user(&name("reader")).unwrap().unwrap().id;
+    let (status, v) = rest("DELETE", "/admin/users?name=reader", "admin", "").await;
+    assert_eq!((status, v["name"].as_str()), (StatusCode::OK, Some("reader")));
+    assert!(f.server.store().repo_path(&mine).is_dir());
+    assert_eq!(f.server.store().deleted_user(id).unwrap().map(|d| d.display_name), Some("Rita Reader".to_owned()));
+    let (status, _) = rest("GET", "/projects/~reader/repos/mine", "admin", "").await;
+    assert_eq!(status, StatusCode::OK, "administrators still reach the personal repository");
+}
