@@ -93,7 +93,8 @@
           li.appendChild(a);
           list.appendChild(li);
         });
-        count.textContent = found.length + ' files' + (q ? ' match' : '') + '.' + (found.length > 200 ? ' The first 200 are shown.' : '') +
+        var one = found.length === 1;
+        count.textContent = found.length + (one ? ' file' : ' files') + (q ? (one ? ' matches' : ' match') : '') + '.' + (found.length > 200 ? ' The first 200 are shown.' : '') +
           (data.truncated ? ' The repository has more files than are listed.' : '');
       };
       fetch(finder.getAttribute('data-finder'), { credentials: 'same-origin', headers: { Accept: 'application/json' } })

@@ -32,8 +32,8 @@ pub(crate) const CSS: &str = r#"
 header.top form.search{margin:0;position:relative}header.top form.search input{width:200px;border:1px solid #ffffff80;background:#ffffff26;color:#fff;padding:4px 8px;border-radius:3px;font:inherit}
 header.top form.search input::placeholder{color:#e6ecf5}header.top form.search input:focus{outline:2px solid #4c9aff;background:#fff;color:#172b4d}
 .suggest{position:absolute;top:100%;left:0;z-index:10;min-width:260px;max-width:90vw;background:#fff;border:1px solid #dfe1e6;border-radius:3px;box-shadow:0 4px 8px #091e4240;margin-top:2px}
-.suggest[hidden]{display:none}.suggest a{display:block;padding:5px 10px;color:#172b4d}.suggest a:hover,.suggest a.active{background:#deebff;text-decoration:none}
-.suggest .group{font-size:11px;text-transform:uppercase;color:#5e6c84;padding:4px 10px 0;font-weight:600}.suggest .more{border-top:1px solid #ebecf0;color:#0052cc}
+.suggest[hidden]{display:none}header.top .suggest a{display:block;padding:5px 10px;color:#172b4d;overflow-wrap:anywhere}header.top .suggest a:hover,header.top .suggest a.active{background:#deebff;text-decoration:none}
+.suggest .group{font-size:11px;text-transform:uppercase;color:#5e6c84;padding:4px 10px 0;font-weight:600}header.top .suggest a.more{border-top:1px solid #ebecf0;color:#0052cc}
 form.search-page{display:flex;gap:6px;flex-wrap:wrap;margin-bottom:12px}form.search-page input[type=search]{flex:1;min-width:0;font:inherit;padding:5px 8px;border:1px solid #c1c7d0;border-radius:3px}
 form.search-page input[type=search]:focus{outline:2px solid #4c9aff;border-color:#4c9aff}
 .hits{margin-bottom:14px}.hits h3{font-size:13px;margin:0;padding:6px 10px;background:#fafbfc;border:1px solid #dfe1e6;border-bottom:0;border-radius:4px 4px 0 0;overflow-wrap:anywhere}
@@ -52,7 +52,7 @@ pub(crate) fn header_box(ctx: &str) -> Markup {
     html! {
         form.search method="get" action={ (ctx) "/search" } role="search" data-suggest={ (ctx) "/search/suggest" } {
             input type="search" name="q" placeholder="Search" aria-label="Search repositories, projects and code" autocomplete="off"
-                aria-controls="search-suggest" aria-expanded="false" maxlength="400";
+                role="combobox" aria-autocomplete="list" aria-controls="search-suggest" aria-expanded="false" maxlength="400";
             div.suggest #search-suggest hidden {}
         }
     }
@@ -311,7 +311,7 @@ async fn code_page(w: Web, text: String) -> WebResult {
                     div.notice.warn role="status" #regex-note { "Regular expressions are not supported: the text was searched for as it is, without regard to case." }
                 }
                 p.muted #search-summary {
-                    (o.hits.len()) @if o.more { "+" } " matching lines in " (o.searched) " of " (repo_count) " repositories you can read (each at its default branch)."
+                    (o.hits.len()) @if o.more { "+" } @if o.hits.len() == 1 && !o.more { " matching line in " } @else { " matching lines in " } (o.searched) " of " (repo_count) @if repo_count == 1 { " repository" } @else { " repositories" } " you can read (each at its default branch)."
                     @if o.large_files > 0 { " " (o.large_files) " files over " (limits.max_file_size >> 20) " MiB were not searched." }
                 }
                 @if o.more { div.notice.warn role="status" { "Only the first " (limits.max_results) " matching lines are shown (at most " (limits.per_file) " per file); search for something more specific to see the rest." } }
@@ -428,7 +428,7 @@ pub(crate) async fn finder(w: Web, p: Result<Path<(String, String)>, PathRejecti
                 }
                 p.muted #finder-count role="status" {
                     @if label.is_none() { "This repository is empty." }
-                    @else { (total) " files" @if !text.is_empty() { " match" } "." @if total > FINDER_LIMIT { " The first " (FINDER_LIMIT) " are shown." } }
+                    @else { (total) @if total == 1 { " file" } @else { " files" } @if !text.is_empty() { @if total == 1 { " matches" } @else { " match" } } "." @if total > FINDER_LIMIT { " The first " (FINDER_LIMIT) " are shown." } }
                     @if truncated { " The repository has more than " (code_search::MAX_PATHS) " files; only the first are listed." }
                 }
                 ul.finder #finder-results {

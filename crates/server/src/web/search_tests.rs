@@ -178,7 +178,7 @@ async fn code_search_links_each_matching_line_and_never_searches_what_the_caller
     );
     assert!(outsider.body.contains("<mark>needle</mark>"), "{}", outsider.body);
     assert!(!outsider.body.contains("/projects/TP/") && !outsider.body.contains("secret"), "{}", outsider.body);
-    assert!(outsider.body.contains("in 1 of 1 repositories"), "{}", outsider.body);
+    assert!(outsider.body.contains("1 matching line in 1 of 1 repository"), "{}", outsider.body);
     let reader = f.get_as(Some("reader"), "/search?q=needle&type=code").await;
     assert!(reader.body.contains("/projects/TP/repos/test/browse/src/lib.rs") && !reader.body.contains("secret"), "{}", reader.body);
     let admin = f.get_as(Some("admin"), "/search?q=needle+secret&type=code").await;
@@ -247,7 +247,7 @@ async fn the_file_finder_lists_paths_at_a_revision_for_readers_only() {
     assert_eq!(all.status, StatusCode::OK, "{}", all.body);
     assert!(all.body.contains("2 files.") && all.body.contains("href=\"/projects/TP/repos/test/browse/src/lib.rs?at=refs/heads/main\""), "{}", all.body);
     let found = f.get_as(Some("reader"), &format!("{base}?q=slb&at=refs/heads/main")).await;
-    assert!(found.body.contains("1 files match.") && found.body.contains("src/lib.rs"), "{}", found.body);
+    assert!(found.body.contains("1 file matches.") && found.body.contains("src/lib.rs"), "{}", found.body);
     let json = f.get_as(Some("reader"), &format!("{base}?format=json")).await;
     let v: serde_json::Value = serde_json::from_str(&json.body).unwrap();
     assert_eq!(v["files"], serde_json::json!(["README.md", "src/lib.rs"]));
