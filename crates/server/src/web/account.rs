@@ -225,7 +225,7 @@ fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, Stri
             }
         }
         h2 { "Profile" }
-        p.muted { "How others see you: " a href=(w.link(&format!("/users/{}", super::url_encode(user.name.as_str())))) { "your profile" } "." }
+        p.muted.profile-note { "How others see you: " a href=(w.link(&format!("/users/{}", super::url_encode(user.name.as_str())))) { "your profile" } "." }
         (super::profile::details_form(w, &action, user))
         h2 { "Change password" }
         form.card method="post" action=(action) {

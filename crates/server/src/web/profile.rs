@@ -30,7 +30,7 @@ pub(crate) const CSS: &str = r#"
 /* profiles (web/profile.rs) */
 .profile-head{display:flex;gap:16px;align-items:center;flex-wrap:wrap;margin-bottom:16px}.profile-head h1{margin:0}.profile-head p{margin:2px 0}
 .avatar{display:inline-flex;flex:none;width:64px;height:64px;border-radius:50%;background:#0052cc;color:#fff;align-items:center;justify-content:center;font-size:24px;font-weight:700;letter-spacing:1px}
-.avatar.deleted{background:#6b778c}.danger-zone{border-color:#ff8f73}
+.avatar.deleted{background:#6b778c}.danger-zone{border-color:#ff8f73}.profile-head p a,p.profile-note a{text-decoration:underline}
 "#;
 
 /// The longest display name or e-mail address. Default 255, as Bitbucket's columns.

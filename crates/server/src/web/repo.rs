@@ -172,7 +172,8 @@ fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) 
                 div.field { label { input type="checkbox" name="public" value="1"; " Public (anyone can read and clone it)" } }
                 button type="submit" { "Create repository" }
             }
-            p { a href=(w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())))) { "Project settings and permissions" } }
+            // A personal project has settings once its first repository made its row.
+            @if project.id >= 0 { p { a href=(w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())))) { "Project settings and permissions" } } }
         }
     };
     let mut r = page(w, &project.name, body);
