@@ -411,7 +411,10 @@ pub(crate) fn match_ranges(text: &str, query: &str) -> Vec<(usize, usize)> {
             let mut lc = c.to_lowercase();
             // Only characters that lower-case to one character compare here (as git -i does
             // for most text); a longer folding simply does not highlight.
-            let (Some(l), None) = (lc.next(), lc.next()) else { i += 1; continue 'outer };
+            let (Some(l), None) = (lc.next(), lc.next()) else {
+                i += 1;
+                continue 'outer;
+            };
             if l != q[k] {
                 i += 1;
                 continue 'outer;
@@ -449,7 +452,8 @@ mod tests {
 
     #[test]
     fn ls_tree_output_lists_blobs_with_sizes_and_stops_at_the_cap() {
-        let out = b"100644 blob aaaa     12\tsrc/a b.rs\0040000 tree bbbb       -\tsrc\0160000 commit cccc       -\tsub\0100644 blob dddd   3000\tn\xc3\xb6tes.md\0";
+        let out =
+            b"100644 blob aaaa     12\tsrc/a b.rs\0040000 tree bbbb       -\tsrc\0160000 commit cccc       -\tsub\0100644 blob dddd   3000\tn\xc3\xb6tes.md\0";
         let l = parse_ls_tree(out, 10);
         assert_eq!(l.files, vec![("src/a b.rs".to_owned(), 12), ("nötes.md".to_owned(), 3000)]);
         assert!(!l.truncated);

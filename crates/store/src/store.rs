@@ -246,7 +246,15 @@ impl Store {
             return Ok(Some(u));
         }
         Ok(self.deleted_user(id)?.and_then(|d| {
-            Some(User { id: d.id, name: UserName::parse(&d.name).ok()?, display_name: d.display_name, email: None, global: None, own_global: None, active: false })
+            Some(User {
+                id: d.id,
+                name: UserName::parse(&d.name).ok()?,
+                display_name: d.display_name,
+                email: None,
+                global: None,
+                own_global: None,
+                active: false,
+            })
         }))
     }
 

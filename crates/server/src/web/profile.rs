@@ -33,6 +33,9 @@ pub(crate) const CSS: &str = r#"
 .avatar.deleted{background:#6b778c}.danger-zone{border-color:#ff8f73}.profile-head p a,p.profile-note a{text-decoration:underline}
 "#;
 
+/// Pull requests a profile lists.
+const RECENT_PRS: usize = 10;
+
 /// The longest display name or e-mail address. Default 255, as Bitbucket's columns.
 const MAX_DETAIL: usize = 255;
 
@@ -91,6 +94,24 @@ pub(crate) async fn profile(w: Web, name: Result<Path<String>, PathRejection>) -
                 }
             }
         }
+        // Their latest pull requests (as author), in repositories the caller may read.
+        let q = trove_store::PrQuery {
+            participants: vec![trove_store::ParticipantFilter { user_id: u.id, role: Some(trove_store::Role::Author), statuses: vec![] }],
+            by_update: true,
+            limit: RECENT_PRS * 4,
+            ..Default::default()
+        };
+        let mut prs = Vec::new();
+        for pr in w.state.store.prs(&q)?.0 {
+            if prs.len() == RECENT_PRS {
+                break;
+            }
+            if let Some(r) = w.state.store.repo_by_id(pr.repo_id)?
+                && w.state.store.permission(who.as_ref(), &r)?.is_some()
+            {
+                prs.push((pr, r));
+            }
+        }
         let me = w.user().is_some_and(|m| m.id == u.id);
         let project = w.link(&format!("/projects/{}", url_encode(&owner.to_string())));
         let body = html! {
@@ -105,6 +126,22 @@ pub(crate) async fn profile(w: Web, name: Result<Path<String>, PathRejection>) -
                         @if me { " · " a href=(w.link("/account")) { "Edit your profile" } }
                         @if w.is_admin() { " · " a #manage-user href=(w.link(&format!("/admin/users/view?name={}", url_encode(u.name.as_str())))) { "Manage user" } }
                     }
+                }
+            }
+            h2 { "Recent pull requests" }
+            @if prs.is_empty() { div.card { p.muted #no-recent-prs { "No pull requests you can see." } } }
+            @else {
+                table.list #profile-prs {
+                    thead { tr { th { "Pull request" } th { "Repository" } th { "State" } th { "Updated" } } }
+                    tbody { @for (pr, r) in &prs {
+                        @let base = format!("/projects/{}/repos/{}", url_encode(&r.owner.to_string()), r.slug);
+                        tr {
+                            td { a href=(w.link(&format!("{base}/pull-requests/{}/overview", pr.number))) { (pr.title) } }
+                            td { a href=(w.link(&format!("{base}/browse"))) { (r.owner) "/" (r.slug) } }
+                            td { span.badge { (pr.state.as_str()) } }
+                            td.muted { (super::view::utc(pr.updated_at)) }
+                        }
+                    } }
                 }
             }
             h2 { "Repositories" }

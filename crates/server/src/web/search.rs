@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query};
 use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use maud::{Markup, html};
@@ -401,10 +401,8 @@ pub(crate) async fn finder(w: Web, p: Result<Path<(String, String)>, PathRejecti
             "at": at_q,
         })));
     }
-    let mut matches: Vec<(i64, &str)> = listing
-        .as_ref()
-        .map(|l| l.files.iter().filter_map(|(p, _)| code_search::fuzzy_score(&text, p).map(|s| (s, p.as_str()))).collect())
-        .unwrap_or_default();
+    let mut matches: Vec<(i64, &str)> =
+        listing.as_ref().map(|l| l.files.iter().filter_map(|(p, _)| code_search::fuzzy_score(&text, p).map(|s| (s, p.as_str()))).collect()).unwrap_or_default();
     if !text.is_empty() {
         matches.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     }

@@ -47,7 +47,9 @@ fn fixture() -> Fixture {
     ] {
         s.create_user(&name(n), &Password::new(&format!("{n}-password")).unwrap(), g).unwrap();
     }
-    for (key, pname, public, slug) in [("TP", "Test Project", false, "test"), ("PUB", "Public things", true, "open"), ("SECRET", "Secret", false, "hidden-test")] {
+    for (key, pname, public, slug) in
+        [("TP", "Test Project", false, "test"), ("PUB", "Public things", true, "open"), ("SECRET", "Secret", false, "hidden-test")]
+    {
         let k = ProjectKey::parse(key).unwrap();
         s.create_project(&k, Some(pname), public).unwrap();
         let repo = s.create_repo(&Owner::Project(k), &RepoSlug::parse(slug).unwrap(), false).unwrap();
@@ -171,11 +173,7 @@ async fn code_search_links_each_matching_line_and_never_searches_what_the_caller
     let f = fixture();
     let outsider = f.get_as(Some("outsider"), "/search?q=NEEDLE&type=code").await;
     assert_eq!(outsider.status, StatusCode::OK, "{}", outsider.body);
-    assert!(
-        outsider.body.contains("href=\"/projects/PUB/repos/open/browse/src/lib.rs?at=refs/heads/main#L2\""),
-        "the line's link: {}",
-        outsider.body
-    );
+    assert!(outsider.body.contains("href=\"/projects/PUB/repos/open/browse/src/lib.rs?at=refs/heads/main#L2\""), "the line's link: {}", outsider.body);
     assert!(outsider.body.contains("<mark>needle</mark>"), "{}", outsider.body);
     assert!(!outsider.body.contains("/projects/TP/") && !outsider.body.contains("secret"), "{}", outsider.body);
     assert!(outsider.body.contains("1 matching line in 1 of 1 repository"), "{}", outsider.body);
@@ -216,7 +214,8 @@ async fn code_search_keeps_to_its_limits_and_gives_way_to_git_traffic() {
     let big = "needle\n".repeat(200_000);
     commit(&f.server.store().repo_path(&open), &[("a.txt", many.clone()), ("b.txt", many), ("big.txt", big)]);
     let q = CodeQuery::parse("needle").unwrap();
-    let targets = |names: &[(&str, &str)]| names.iter().map(|(k, s)| Target { id: f.repo(k, s).id, dir: f.server.store().repo_path(&f.repo(k, s)) }).collect::<Vec<_>>();
+    let targets =
+        |names: &[(&str, &str)]| names.iter().map(|(k, s)| Target { id: f.repo(k, s).id, dir: f.server.store().repo_path(&f.repo(k, s)) }).collect::<Vec<_>>();
     // At most `per_file` lines of a file; files over the size cap are left out and counted.
     let o = code_search::search(&state, &q, targets(&[("PUB", "open")]), Limits::default()).await;
     let paths: Vec<&str> = o.hits.iter().map(|h| h.path.as_str()).collect();
@@ -226,7 +225,9 @@ async fn code_search_keeps_to_its_limits_and_gives_way_to_git_traffic() {
     let o = code_search::search(&state, &q, targets(&[("PUB", "open"), ("TP", "test")]), Limits { max_results: 3, ..Limits::default() }).await;
     assert_eq!((o.hits.len(), o.more), (3, true));
     // Repositories past the cap are not searched, and counted.
-    let o = code_search::search(&state, &q, targets(&[("TP", "test"), ("PUB", "open"), ("SECRET", "hidden-test")]), Limits { max_repos: 1, ..Limits::default() }).await;
+    let o =
+        code_search::search(&state, &q, targets(&[("TP", "test"), ("PUB", "open"), ("SECRET", "hidden-test")]), Limits { max_repos: 1, ..Limits::default() })
+            .await;
     assert_eq!((o.searched, o.skipped), (1, 2));
     assert!(o.hits.iter().all(|h| h.repo_id == f.repo("TP", "test").id));
     // With every pack slot taken by clones and fetches, the search stops at once and says so.
@@ -269,6 +270,7 @@ async fn profiles_show_the_display_name_and_only_readable_personal_repositories(
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("Rita Reader") && page.body.contains(">RR<") && page.body.contains("rita@example.com"), "{}", page.body);
     assert!(page.body.contains("/repos/shared/browse") && !page.body.contains("/repos/mine/"), "{}", page.body);
+    assert!(page.body.contains("id=\"no-recent-prs\""), "{}", page.body);
     let own = f.get_as(Some("reader"), "/users/reader").await;
     assert!(own.body.contains("/repos/mine/browse") && own.body.contains("Edit your profile"), "{}", own.body);
     assert_eq!(f.get_as(Some("reader"), "/users/nobody").await.status, StatusCode::NOT_FOUND);

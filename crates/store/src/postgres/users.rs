@@ -133,7 +133,8 @@ impl Users for Postgres {
         if kept == 0 {
             return Err(StoreError::NoSuchUser(name.to_string()));
         }
-        tx.execute("UPDATE projects SET owner_user_id = NULL WHERE owner_user_id = (SELECT id FROM users WHERE name = $1)", &[&name.as_str()]).map_err(self.err())?;
+        tx.execute("UPDATE projects SET owner_user_id = NULL WHERE owner_user_id = (SELECT id FROM users WHERE name = $1)", &[&name.as_str()])
+            .map_err(self.err())?;
         tx.execute("DELETE FROM users WHERE name = $1", &[&name.as_str()]).map_err(self.err())?;
         tx.commit().map_err(self.err())
     }

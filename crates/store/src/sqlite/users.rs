@@ -132,7 +132,8 @@ impl Users for Sqlite {
         if kept == 0 {
             return Err(StoreError::NoSuchUser(name.to_string()));
         }
-        tx.execute("UPDATE projects SET owner_user_id = NULL WHERE owner_user_id = (SELECT id FROM users WHERE name = ?1)", [name.as_str()]).map_err(self.db())?;
+        tx.execute("UPDATE projects SET owner_user_id = NULL WHERE owner_user_id = (SELECT id FROM users WHERE name = ?1)", [name.as_str()])
+            .map_err(self.db())?;
         tx.execute("DELETE FROM users WHERE name = ?1", [name.as_str()]).map_err(self.db())?;
         tx.commit().map_err(self.db())
     }
@@ -149,7 +150,10 @@ impl Users for Sqlite {
     fn adopt_personal_project(&self, user: &User) -> Result<bool, StoreError> {
         let n = self
             .write()
-            .execute("UPDATE projects SET owner_user_id = ?1 WHERE key = ?2 AND owner_user_id IS NULL", params![user.id, Owner::User(user.name.clone()).project_key()])
+            .execute(
+                "UPDATE projects SET owner_user_id = ?1 WHERE key = ?2 AND owner_user_id IS NULL",
+                params![user.id, Owner::User(user.name.clone()).project_key()],
+            )
             .map_err(self.db())?;
         Ok(n > 0)
     }
