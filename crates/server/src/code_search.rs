@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn ls_tree_output_lists_blobs_with_sizes_and_stops_at_the_cap() {
         let out =
-            b"100644 blob aaaa     12\tsrc/a b.rs\0040000 tree bbbb       -\tsrc\0160000 commit cccc       -\tsub\0100644 blob dddd   3000\tn\xc3\xb6tes.md\0";
+            b"100644 blob aaaa     12\tsrc/a b.rs\x00040000 tree bbbb       -\tsrc\x00160000 commit cccc       -\tsub\x00100644 blob dddd   3000\tn\xc3\xb6tes.md\0";
         let l = parse_ls_tree(out, 10);
         assert_eq!(l.files, vec![("src/a b.rs".to_owned(), 12), ("nötes.md".to_owned(), 3000)]);
         assert!(!l.truncated);

@@ -101,7 +101,7 @@ fn match_names(all: &[Visible], q: &str) -> (Vec<Project>, Vec<Repo>) {
     let lq = q.to_lowercase();
     let rank = |names: &[&str]| -> u8 {
         let lower: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
-        if lower.iter().any(|n| *n == lq) {
+        if lower.contains(&lq) {
             0
         } else if lower.iter().any(|n| n.starts_with(&lq)) {
             1

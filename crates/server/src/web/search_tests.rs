@@ -365,13 +365,13 @@ async fn search_on_the_benchmark_repository() {
     let repo = f.repo("PUB", "open");
     let bare = f.server.store().repo_path(&repo);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/gen_repo.py");
-    let gen_ = std::process::Command::new("python3").args([script, "3000"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut gen_ = std::process::Command::new("python3").args([script, "3000"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let st = std::process::Command::new("git")
         .args(["--git-dir", bare.to_str().unwrap(), "fast-import", "--quiet", "--force"])
-        .stdin(gen_.stdout.unwrap())
+        .stdin(gen_.stdout.take().unwrap())
         .status()
         .unwrap();
-    assert!(st.success());
+    assert!(st.success() && gen_.wait().unwrap().success());
     let time = |label: &str, d: std::time::Duration| println!("{label}: {:.1} ms", d.as_secs_f64() * 1000.0);
     for (label, path) in [
         ("code search, 'keepalive request' (first: tree listed)", "/search?q=keepalive+request&type=code"),
