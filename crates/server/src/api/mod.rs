@@ -33,6 +33,7 @@ mod refs_tests;
 #[cfg(test)]
 mod repo_read_tests;
 mod repos;
+mod search;
 mod ssh_keys;
 #[cfg(test)]
 mod tests;
@@ -293,6 +294,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .merge(refs::routes(ctx))
         .merge(tokens::routes(ctx))
         .merge(ssh_keys::routes(ctx))
+        .merge(search::routes(ctx))
         .route(&p("/admin/audit"), get(audit::list))
         .route(&format!("{ctx}/rest/{{*rest}}"), any(no_route))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -442,3 +442,67 @@ async fn rest_users_change_their_own_details_and_a_deletion_keeps_the_users_cont
     let (status, _) = rest("GET", "/projects/~reader/repos/mine", "admin", "").await;
     assert_eq!(status, StatusCode::OK, "administrators still reach the personal repository");
 }
+
+/// REST code search (`POST /rest/search/latest/search`, Bitbucket's): the same permissions and
+/// limits as the page, Bitbucket's shape, modifiers, paging, and a 400 for bad input.
+#[tokio::test]
+async fn rest_code_search_answers_in_bitbuckets_shape_for_what_the_caller_may_read() {
+    use base64::Engine as _;
+    let f = fixture();
+    let search = |user: Option<&str>, body: &str| {
+        let mut b = Request::builder()
+            .method("POST")
+            .uri("/rest/search/latest/search")
+            .header(header::HOST, "localhost:7990")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(u) = user {
+            b = b.header(header::AUTHORIZATION, format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{u}-password"))));
+        }
+        let req = b.body(Body::from(body.to_owned())).unwrap();
+        let app = app(&f.server);
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+        }
+    };
+    let slugs = |v: &serde_json::Value| {
+        let mut s: Vec<String> = v["code"]["values"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no code values: {v}"))
+            .iter()
+            .map(|x| format!("{}/{}", x["repository"]["project"]["key"].as_str().unwrap(), x["repository"]["slug"].as_str().unwrap()))
+            .collect();
+        s.sort();
+        s
+    };
+    let (status, v) = search(Some("reader"), r#"{"query":"NEEDLE","entities":{"code":{}},"limits":{"primary":10,"secondary":10}}"#).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(slugs(&v), ["PUB/open", "TP/test"]);
+    let hit = &v["code"]["values"][0];
+    assert_eq!((hit["file"].as_str(), hit["hitCount"].as_i64()), (Some("src/lib.rs"), Some(1)));
+    assert_eq!(hit["hitContexts"][0][0], serde_json::json!({"line": 2, "text": "// a <em>needle</em> here"}));
+    assert_eq!((v["code"]["isLastPage"].as_bool(), v["code"]["count"].as_i64(), v["scope"]["type"].as_str()), (Some(true), Some(2), Some("GLOBAL")));
+    // Anonymous callers are asked to log in (REST takes no anonymous posts); administrators
+    // search everything.
+    assert_eq!(search(None, r#"{"query":"needle"}"#).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(slugs(&search(Some("admin"), r#"{"query":"needle"}"#).await.1), ["PUB/open", "SECRET/hidden-test", "TP/test"]);
+    assert_eq!(slugs(&search(Some("outsider"), r#"{"query":"needle secret"}"#).await.1), Vec::<String>::new());
+    // Modifiers narrow; paging pages through files.
+    assert_eq!(slugs(&search(Some("admin"), r#"{"query":"needle project:tp"}"#).await.1), ["TP/test"]);
+    assert_eq!(slugs(&search(Some("admin"), r#"{"query":"repo:PUB/open needle"}"#).await.1), ["PUB/open"]);
+    let (_, first) = search(Some("admin"), r#"{"query":"needle","entities":{"code":{"start":0,"limit":2}}}"#).await;
+    assert_eq!(
+        (first["code"]["values"].as_array().unwrap().len(), first["code"]["isLastPage"].as_bool(), first["code"]["nextStart"].as_i64()),
+        (2, Some(false), Some(2))
+    );
+    let (_, rest) = search(Some("admin"), r#"{"query":"needle","entities":{"code":{"start":2,"limit":2}}}"#).await;
+    assert_eq!((rest["code"]["values"].as_array().unwrap().len(), rest["code"]["isLastPage"].as_bool()), (1, Some(true)));
+    // Bad input.
+    for body in [r#"{"query":""}"#, r#"{"query":"x"}"#, r#"{"query":"project:TP"}"#, "{}"] {
+        let (status, v) = search(Some("reader"), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["errors"][0]["context"], "query", "{body}: {v}");
+    }
+}
