@@ -24,6 +24,7 @@ use crate::AppState;
 use crate::code_search::{self, CodeQuery, Hit, Limits, Target};
 
 /// Every route, as `(methods, full path)`, for the OpenAPI test.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const ROUTES: &[(&[&str], &str)] = &[(&["POST"], "/rest/search/1.0/search")];
 
 pub(crate) fn routes(ctx: &str) -> Router<AppState> {
