@@ -13,6 +13,7 @@ mod branch_permissions;
 mod budget;
 mod builds;
 mod challenge;
+mod code_search;
 mod commit_comments;
 mod config;
 mod error;

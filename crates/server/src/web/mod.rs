@@ -13,13 +13,16 @@ mod branch_permissions;
 mod builds;
 mod markdown;
 mod pr_diff;
+mod profile;
 mod pull_requests;
 mod repo;
+mod search;
 #[cfg(test)]
 mod tests;
 mod view;
 mod webhooks;
 
+pub(crate) use profile::check_details;
 pub(crate) use view::utc as format_utc;
 
 use std::collections::HashMap;
@@ -80,7 +83,14 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         // A pull request's diff and its line comments (pr_diff.rs).
         .route(&repo("/pull-requests/{id}/diff"), get(pr_diff::diff_page))
         .route(&repo("/pull-requests/{id}/diff/comment"), post(pr_diff::comment_post))
-        .route(&r("/users/{user}"), get(repo::user_alias))
+        // Search and the file finder (search.rs), profiles and one user's administration
+        // (profile.rs); `/users/{user}/…` still leads into the personal project.
+        .route(&r("/search"), get(search::search_page))
+        .route(&r("/plugins/servlet/search"), get(search::search_page))
+        .route(&r("/search/suggest"), get(search::suggest))
+        .route(&repo("/find"), get(search::finder))
+        .route(&r("/admin/users/view"), get(profile::admin_user).post(profile::admin_user_post))
+        .route(&r("/users/{user}"), get(profile::profile))
         .route(&r("/users/{user}/{*rest}"), get(repo::user_alias))
         .route(&r("/admin"), get(admin::index))
         .route(&r("/admin/server-settings"), get(admin::server_settings).post(admin::server_settings_post))

@@ -261,7 +261,7 @@ impl Comments {
         for id in all.iter().map(|c| c.author_id).chain([author]) {
             if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id) {
                 let name = s
-                    .user_by_id(id)?
+                    .user_or_former(id)?
                     .map(|u| if u.display_name.is_empty() { u.name.to_string() } else { u.display_name })
                     .unwrap_or_else(|| "(deleted user)".into());
                 e.insert(name);

@@ -154,7 +154,7 @@ impl People {
         let mut p = People::default();
         for id in ids {
             if let std::collections::hash_map::Entry::Vacant(e) = p.0.entry(id) {
-                e.insert(store.user_by_id(id)?);
+                e.insert(store.user_or_former(id)?);
             }
         }
         Ok(p)

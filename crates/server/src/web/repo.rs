@@ -172,7 +172,8 @@ fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) 
                 div.field { label { input type="checkbox" name="public" value="1"; " Public (anyone can read and clone it)" } }
                 button type="submit" { "Create repository" }
             }
-            p { a href=(w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())))) { "Project settings and permissions" } }
+            // A personal project has settings once its first repository made its row.
+            @if project.id >= 0 { p { a href=(w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())))) { "Project settings and permissions" } } }
         }
     };
     let mut r = page(w, &project.name, body);
@@ -839,7 +840,7 @@ async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Not
                 let mut names = std::collections::HashMap::new();
                 for a in all.iter().map(|c| c.author_id) {
                     if let std::collections::hash_map::Entry::Vacant(e) = names.entry(a) {
-                        e.insert(s.user_by_id(a)?.map(|u| if u.display_name.trim().is_empty() { u.name.to_string() } else { u.display_name.clone() }));
+                        e.insert(s.user_or_former(a)?.map(|u| if u.display_name.trim().is_empty() { u.name.to_string() } else { u.display_name.clone() }));
                     }
                 }
                 Ok((all, names))

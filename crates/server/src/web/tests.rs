@@ -350,9 +350,11 @@ async fn a_repository_made_in_the_ui_takes_a_name_and_gets_bitbuckets_slug() {
 #[tokio::test]
 async fn a_users_page_exists_before_their_first_personal_repository() {
     let f = fixture("", None);
-    // REST gives `<base>/users/reader` as the user's `links.self`.
+    // REST gives `<base>/users/reader` as the user's `links.self`: their profile, which links
+    // to the personal project.
     let r = f.get_as(Some("outsider"), "/users/reader").await;
-    assert_eq!((r.status, r.location()), (StatusCode::FOUND, "/projects/~reader"));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("href=\"/projects/~reader\""), "{}", r.body);
     let r = f.get_as(Some("outsider"), "/projects/~reader").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("reader"));

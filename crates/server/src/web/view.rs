@@ -144,12 +144,17 @@ fn asset(body: &'static str, ctype: &'static str) -> Response {
     r
 }
 
+/// The style sheet: this module's, then the rules of modules that keep their own.
+static ALL_CSS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{CSS}{}{}", super::search::CSS, super::profile::CSS));
+/// The page script: `trove.js`, then the scripts of modules that keep their own.
+static ALL_JS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{JS}\n{}", super::search::JS));
+
 pub(crate) async fn css() -> Response {
-    asset(CSS, "text/css; charset=utf-8")
+    asset(ALL_CSS.as_str(), "text/css; charset=utf-8")
 }
 
 pub(crate) async fn js() -> Response {
-    asset(JS, "text/javascript; charset=utf-8")
+    asset(ALL_JS.as_str(), "text/javascript; charset=utf-8")
 }
 
 pub(crate) fn html_response(status: StatusCode, m: Markup) -> Response {
@@ -191,6 +196,7 @@ fn nav(ctx: &str, me: Option<(&User, &str)>) -> Markup {
             a href={ (ctx) "/projects" } { "Projects" }
             @if super::is_admin(me.map(|(u, _)| u)) { a href={ (ctx) "/admin" } { "Administration" } }
         }
+        (super::search::header_box(ctx))
         div.me {
             @if let Some((u, csrf)) = me {
                 a href={ (ctx) "/account" } title="Account" { (u.display_name) }

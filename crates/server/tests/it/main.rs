@@ -26,5 +26,6 @@ mod rest_refs;
 mod shutdown;
 mod ssh;
 mod support;
+mod web_search_ui;
 mod web_ui;
 mod webhooks;
