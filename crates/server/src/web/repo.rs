@@ -540,6 +540,8 @@ fn repo_header_with(w: &Web, repo: &Repo, perm: Permission, tab: &str, origin: O
         nav.tabs aria-label="Repository" {
             a.on[tab == "browse"] href=(repo_link(w, repo, "/browse")) { "Source" }
             a.on[tab == "commits"] href=(repo_link(w, repo, "/commits")) { "Commits" }
+            a.on[tab == "branches"] #nav-branches href=(repo_link(w, repo, "/branches")) { "Branches" }
+            a.on[tab == "tags"] #nav-tags href=(repo_link(w, repo, "/tags")) { "Tags" }
             a.on[tab == "pull-requests"] #nav-pull-requests href=(repo_link(w, repo, "/pull-requests")) { "Pull requests" }
             @if w.user().is_some() { a.on[tab == "fork"] #nav-fork href=(repo_link(w, repo, "/fork")) { "Fork" } }
             @if perm >= Permission::Admin { a.on[tab == "settings"] href=(repo_link(w, repo, "/settings")) { "Settings" } }
@@ -547,18 +549,11 @@ fn repo_header_with(w: &Web, repo: &Repo, perm: Permission, tab: &str, origin: O
     }
 }
 
-/// The branch and tag switcher: a GET form, submitted on change by the page script.
+/// The branch and tag picker (`refs.rs`), leading back to `action` (this page) at the ref.
 fn switcher(refs: &Refs, current: &Resolved, action: &str) -> Markup {
-    html! {
-        form.inline method="get" action=(action) {
-            select name="at" data-autosubmit aria-label="Branch or tag" {
-                optgroup label="Branches" { @for r in &refs.branches { option value=(r.full) selected[r.full == current.at] { (r.short) } } }
-                @if !refs.tags.is_empty() { optgroup label="Tags" { @for r in &refs.tags { option value=(r.full) selected[r.full == current.at] { (r.short) } } } }
-                @if !refs.all().any(|r| r.full == current.at) { option value=(current.at) selected { (current.label) } }
-            }
-            noscript { button.secondary type="submit" { "Go" } }
-        }
-    }
+    // `…/repos/{slug}` of this page's link: the branches page is beside it.
+    let repo_base = action.find("/repos/").and_then(|i| action[i + 7..].find('/').map(|j| &action[..i + 7 + j])).unwrap_or(action);
+    super::refs::picker(refs, current, action, &format!("{repo_base}/branches"))
 }
 
 /// Files larger than this are offered as a raw download instead of being shown.
@@ -783,25 +778,18 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
     let more = list.len() > PER_PAGE;
     list.truncate(PER_PAGE);
     let builds = super::builds::statuses(&w, vec![repo.id], list.iter().map(|c| c.id.clone()).collect()).await?;
+    // The graph is drawn from the newest commit down to this page's last, so that its lanes
+    // join the previous page's.
+    let history = crate::ref_list::parents(&g, &at.commit, start + list.len()).await?;
+    let graph = super::commit_list::lanes(&history);
+    let graph = (graph.len() == start + list.len()).then(|| graph[start..].to_vec());
     let here = repo_link(&w, &repo, "/commits");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let extras = super::commit_list::Extras { refs: &refs, builds: &builds, graph: graph.as_deref(), base: &here, now };
     let body = html! {
         (head)
         div.repo-bar { (switcher(&refs, &at, &here)) }
-        table.list #commits {
-            thead { tr { th { "Commit" } th { "Message" } th { "Author" } th { "Date" } th { "Builds" } } }
-            tbody {
-                @for c in &list {
-                    tr {
-                        td.sha { a href={ (here) "/" (c.id) } { (c.short) } }
-                        td { (c.subject()) }
-                        td { (c.author_name) }
-                        // The list shows the minute, without the zone.
-                        td.muted { (c.author_date.get(..16).unwrap_or(&c.author_date)) }
-                        td { @if let Some(b) = builds.get(&c.id) { a href={ (here) "/" (c.id) "#builds" } { (super::builds::badge(b)) } } }
-                    }
-                }
-            }
-        }
+        (super::commit_list::table(&list, &extras))
         p {
             @if start > 0 { a href={ (here) "?until=" (url_encode(&at.at)) "&start=" (start.saturating_sub(PER_PAGE)) } { "Newer" } " " }
             @if more { a href={ (here) "?until=" (url_encode(&at.at)) "&start=" (start + PER_PAGE) } { "Older" } }
