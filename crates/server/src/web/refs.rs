@@ -365,3 +365,7 @@ pub(crate) fn picker(refs: &Refs, current: &Resolved, action: &str, branches_pag
         }
     }
 }
+
+#[cfg(test)]
+#[path = "refs_tests.rs"]
+mod tests;
