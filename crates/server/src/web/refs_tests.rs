@@ -268,6 +268,12 @@ async fn the_picker_lists_branches_and_tags_as_links_to_this_page_at_each() {
     assert!(r.body.contains(&format!("<a href=\"{TP}/browse/src?at=refs/heads/main\" aria-current=\"true\">main")), "{}", r.show());
     let r = f.get_as("reader", &format!("{TP}/commits")).await;
     assert!(r.body.contains(&format!("href=\"{TP}/commits?at=refs/heads/old\"")), "{}", r.show());
+    // A path the chosen ref lacks leads to its nearest folder there (the picker keeps paths).
+    let r = f.get_as("reader", &format!("{TP}/browse/f.txt?at=refs/heads/main")).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, format!("{TP}/browse?at=refs/heads/main").as_str()));
+    let r = f.get_as("reader", &format!("{TP}/browse/src/gone/x.rs?at=refs/heads/main")).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, format!("{TP}/browse/src?at=refs/heads/main").as_str()));
+    assert_eq!(f.get_as("reader", &format!("{TP}/browse/f.txt")).await.status, StatusCode::NOT_FOUND, "without a ref asked for, still 404");
 }
 
 #[tokio::test]

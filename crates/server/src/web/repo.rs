@@ -605,7 +605,24 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
         }
         return Err(WebError::NotFound);
     };
-    let Some(kind) = g.kind(&at.commit, path).await? else { return Err(WebError::NotFound) };
+    let Some(kind) = g.kind(&at.commit, path).await? else {
+        // The branch picker keeps the path when it switches refs: a path the chosen ref does
+        // not have leads to its nearest folder that it has.
+        if q.get("at").is_some() && !path.is_empty() {
+            let mut up = path;
+            while let Some((parent, _)) = up.rsplit_once('/') {
+                up = parent;
+                if g.kind(&at.commit, up).await?.as_deref() == Some("tree") {
+                    break;
+                }
+            }
+            let up = if up == path || g.kind(&at.commit, up).await?.as_deref() != Some("tree") { "" } else { up };
+            let base = repo_link(w, &repo, "/browse");
+            let to = if up.is_empty() { base } else { format!("{base}/{}", url_encode(up)) };
+            return Ok(see_other(&format!("{to}{}", at_query(&at))));
+        }
+        return Err(WebError::NotFound);
+    };
     let browse_base = repo_link(w, &repo, "/browse");
     let here = if path.is_empty() { browse_base.clone() } else { format!("{browse_base}/{}", url_encode(path)) };
     // Breadcrumbs through the path.

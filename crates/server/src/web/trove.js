@@ -196,7 +196,10 @@ document.addEventListener('change', function (e) {
         var first = items.filter(function (li) { return !li.hidden; })[0];
         if (first && input.value.trim()) { e.preventDefault(); location.href = first.querySelector('a').href; }
       });
-      picker.addEventListener('toggle', function () { if (picker.open) input.focus(); });
+      // Opened: ready to type; closed: the whole list again for next time.
+      picker.addEventListener('toggle', function () {
+        if (picker.open) input.focus(); else { input.value = ''; filter(); }
+      });
       picker.addEventListener('keydown', function (e) {
         if (e.key === 'Escape') { picker.open = false; picker.querySelector('summary').focus(); }
       });
