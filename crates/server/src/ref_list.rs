@@ -74,7 +74,9 @@ pub(crate) async fn branches(g: &Reader, head: Option<&str>, base: Option<&str>)
     }
     let text = String::from_utf8_lossy(&out.unwrap_or_default()).into_owned();
     let mut rows: Vec<RefRow> = text.lines().filter_map(parse_branch).collect();
-    rows.sort_by(|a, b| (Some(b.full.as_str()) == head).cmp(&(Some(a.full.as_str()) == head)).then(b.author_time.cmp(&a.author_time)).then(a.short.cmp(&b.short)));
+    rows.sort_by(|a, b| {
+        (Some(b.full.as_str()) == head).cmp(&(Some(a.full.as_str()) == head)).then(b.author_time.cmp(&a.author_time)).then(a.short.cmp(&b.short))
+    });
     Ok((rows, counted))
 }
 

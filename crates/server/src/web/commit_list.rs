@@ -151,10 +151,8 @@ pub(crate) fn relative(ts: i64, now: i64) -> String {
 /// A date relative to now, the exact one (UTC) on hover and in `datetime` for machines.
 pub(crate) fn when(ts: i64, now: i64) -> Markup {
     let exact = super::view::utc(ts);
-    let iso = time::OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
+    let iso =
+        time::OffsetDateTime::from_unix_timestamp(ts).ok().and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default();
     html! { time datetime=(iso) title=(exact) { (relative(ts, now)) } }
 }
 

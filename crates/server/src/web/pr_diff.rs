@@ -401,6 +401,7 @@ async fn load(w: &Web, repo: &Repo, pr: &PullRequest) -> Result<Loaded, WebError
 
 /// One file's diff as the view asks, or why it is not shown. `counts` is what `numstat` said
 /// (`Some(None)`: binary), when it was asked.
+#[allow(clippy::too_many_arguments)]
 async fn file_body(
     git: &GitRepo,
     base: &str,

@@ -305,9 +305,7 @@ async fn post(w: Web, key: &str, slug: &str, kind: Kind, form: Form) -> WebResul
     let message = form.get("message").trim().to_owned();
     let (action, result) = match (form.get("action"), kind) {
         ("create", Kind::Branch) => ("created", changes.create_branch(&name, &start).await.map(|r| r.short)),
-        ("create", Kind::Tag) => {
-            ("created", changes.create_tag(&name, &start, Some(message.as_str()).filter(|m| !m.is_empty()), false).await.map(|r| r.short))
-        }
+        ("create", Kind::Tag) => ("created", changes.create_tag(&name, &start, Some(message.as_str()).filter(|m| !m.is_empty()), false).await.map(|r| r.short)),
         ("delete", Kind::Branch) => {
             let end = Some(form.get("endPoint").trim()).filter(|e| !e.is_empty());
             ("deleted", changes.delete_branch(&name, end, false).await.map(|()| name.clone()))

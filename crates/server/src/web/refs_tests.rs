@@ -197,7 +197,7 @@ async fn branches_and_tags_are_created_and_deleted_with_write_permission_as_a_pu
     let r = f.post_as("writer", &branches, "action=create&name=topic%2Fnew&startPoint=v1").await;
     assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, format!("{branches}?done=branch-created&name=topic/new").as_str()), "{}", r.show());
     assert_eq!(f.server_ref("refs/heads/topic/new"), Some(f.rev("old")));
-    let page = f.get_as("writer", &r.location().to_owned()).await;
+    let page = f.get_as("writer", r.location()).await;
     assert!(page.body.contains("Branch topic/new created.") && page.body.contains("data-ref=\"topic/new\""), "{}", page.show());
     assert!(row(&page.body, "topic/new").contains("value=\"delete\""), "a writer gets delete buttons");
     assert!(!row(&page.body, "main").contains("value=\"delete\""), "but not on the default branch");
@@ -327,4 +327,54 @@ async fn commit_diffs_use_the_pull_request_view_with_its_toggles() {
     let r = f.get_as("reader", &format!("{TP}/compare/diff?sourceBranch=feature&targetBranch=old")).await;
     assert!(r.body.contains("id=\"compare-diff\"") && r.body.contains("data-path=\"f.txt\"") && r.body.contains("id=\"file-tree\""), "{}", r.show());
     assert!(r.body.contains("sourceBranch=refs/heads/feature&amp;targetBranch=refs/heads/old&amp;view=split"), "{}", r.show());
+}
+
+#[tokio::test]
+async fn the_commit_graph_of_a_5000_commit_history_draws_its_last_page() {
+    let f = fixture();
+    // 5,000 commits on `long` (with a merged side commit every 10th) through fast-import.
+    let mut stream = String::new();
+    let mut mark = 0;
+    let mut prev = f.rev("main");
+    let mut ts = 1_700_000_000;
+    let mut main_marks = 0;
+    while main_marks < 5_000 {
+        ts += 60;
+        let mut merge = None;
+        if main_marks % 10 == 9 {
+            mark += 1;
+            stream.push_str(&format!("commit refs/heads/side\nmark :{mark}\ncommitter A <a@example.com> {ts} +0000\ndata 4\nside\nfrom {prev}\n\n"));
+            merge = Some(mark);
+            ts += 60;
+        }
+        mark += 1;
+        stream.push_str(&format!("commit refs/heads/long\nmark :{mark}\ncommitter A <a@example.com> {ts} +0000\ndata 4\nmain\nfrom {prev}\n"));
+        if let Some(m) = merge {
+            stream.push_str(&format!("merge :{m}\n"));
+        }
+        stream.push('\n');
+        prev = format!(":{mark}");
+        main_marks += 1;
+    }
+    let dir = f.server.store().repo_path(&f.repo);
+    let mut child =
+        std::process::Command::new("git").arg("--git-dir").arg(&dir).args(["fast-import", "--quiet"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(stream.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let count = |body: &str, what: &str| body.matches(what).count();
+    let started = std::time::Instant::now();
+    let r = f.get_as("reader", &format!("{TP}/commits?until=refs/heads/long")).await;
+    let first = started.elapsed();
+    assert_eq!(count(&r.body, "class=\"commit-row\""), 50, "{}", r.show());
+    let started = std::time::Instant::now();
+    let r = f.get_as("reader", &format!("{TP}/commits?until=refs/heads/long&start=5400")).await;
+    let last = started.elapsed();
+    // 5,500 commits on `long` and its merged side commits, plus main's two: the last page holds
+    // the rest, each with its graph cell, the merges drawn.
+    let rows = count(&r.body, "class=\"commit-row\"");
+    assert!(rows > 0 && rows <= 50, "{rows} rows: {}", r.show());
+    assert_eq!(count(&r.body, "<svg class=\"graph\""), rows, "a graph cell per row");
+    assert!(count(&r.body, " merge\"") > 0, "the merges on the last page are drawn as merges");
+    println!("commit list of a 5,500-commit history: first page {first:?}, page at 5,400 {last:?} (debug build, through app())");
 }
