@@ -378,3 +378,59 @@ async fn the_commit_graph_of_a_5000_commit_history_draws_its_last_page() {
     assert!(count(&r.body, " merge\"") > 0, "the merges on the last page are drawn as merges");
     println!("commit list of a 5,500-commit history: first page {first:?}, page at 5,400 {last:?} (debug build, through app())");
 }
+
+#[tokio::test]
+async fn the_commit_list_and_branches_show_builds_as_signs_from_the_statuses_rest_serves() {
+    use trove_store::{BuildState, BuildStatus};
+    let f = fixture();
+    let status = |commit: String, key: &str, state| BuildStatus {
+        repo: Some(f.repo.id),
+        commit,
+        key: key.into(),
+        state,
+        name: None,
+        url: "https://ci.example.com/1".into(),
+        description: None,
+        build_number: None,
+        duration_ms: None,
+        parent: None,
+        ref_name: None,
+        test_results: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    let s = f.server.store();
+    s.put_build_status(&status(f.rev("main"), "unit", BuildState::Successful)).unwrap();
+    s.put_build_status(&status(f.rev("old"), "unit", BuildState::Successful)).unwrap();
+    s.put_build_status(&status(f.rev("old"), "lint", BuildState::Failed)).unwrap();
+    s.put_build_status(&status(f.rev("feature"), "unit", BuildState::InProgress)).unwrap();
+    let r = f.get_as("reader", &format!("{TP}/commits?until=refs/heads/feature")).await;
+    let sign = |id: &str| {
+        let at = r.body.find(&format!("data-commit=\"{id}\"")).unwrap();
+        let row = &r.body[at..at + r.body[at..].find("</tr>").unwrap()];
+        let s = row.find("class=\"build-icon").map(|i| &row[i..i + row[i..].find("</a>").unwrap()]);
+        s.map(str::to_owned)
+    };
+    let main = sign(&f.rev("main")).expect("main's commit has a sign");
+    assert!(main.contains("build-successful") && main.ends_with('✓') && main.contains("1 of 1 passed"), "{main}");
+    let old = sign(&f.rev("old")).unwrap();
+    assert!(old.contains("build-failed") && old.ends_with('✗') && old.contains("1 of 2 passed"), "{old}");
+    assert!(sign(&f.rev("feature")).unwrap().ends_with('●'));
+    assert!(r.body.contains(&format!("href=\"{TP}/commits/{}#builds\"", f.rev("main"))));
+    let r = f.get_as("reader", &format!("{TP}/branches")).await;
+    assert!(row(&r.body, "old").contains("build-failed"), "{}", r.show());
+}
+
+#[tokio::test]
+async fn a_large_file_in_a_commit_is_collapsed_behind_show_anyway() {
+    let f = fixture();
+    f.git(&["checkout", "-q", "main"]);
+    let big: String = (0..2_100).map(|n| format!("line {n}\n")).collect();
+    let tip = f.commit("big.txt", &big, "A big file");
+    f.push(&["main"]);
+    let page = format!("{TP}/commits/{tip}");
+    let r = f.get_as("reader", &page).await;
+    assert!(r.body.contains("2100 changed lines, so its diff is collapsed") && r.body.contains("class=\"show-anyway\""), "{}", r.show());
+    let r = f.get_as("reader", &format!("{page}?path=big.txt&show=1&fragment=1")).await;
+    assert!(r.status == StatusCode::OK && r.body.contains("line 2099"), "{}", r.show());
+}
