@@ -299,7 +299,7 @@ async fn post(w: Web, key: &str, slug: &str, kind: Kind, form: Form) -> WebResul
     w.check_csrf(&form)?;
     let (repo, _) = repo_access(&w, key, slug, Permission::Write).await?;
     let who = w.who().ok_or(WebError::Csrf)?;
-    let changes = RefChanges::new(&w.state, &repo, &who);
+    let changes = RefChanges::from_web(&w.state, &repo, &who);
     let name = form.get("name").trim().to_owned();
     let start = form.get("startPoint").trim().to_owned();
     let message = form.get("message").trim().to_owned();
