@@ -29,6 +29,7 @@ mod pr_git;
 pub mod public_url;
 mod pull_requests;
 mod ref_changes;
+mod ref_list;
 mod repo_details;
 mod repo_read;
 pub mod ssh;

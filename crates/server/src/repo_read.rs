@@ -657,16 +657,6 @@ impl Reader {
         Ok(out.split(RECORD).next().and_then(parse_commit))
     }
 
-    /// The patch of `id` against `parent` (or the empty tree for a root commit), cut at `cap`
-    /// bytes; the flag says whether it was.
-    pub(crate) async fn diff(&self, parent: Option<&str>, id: &str, cap: usize) -> Result<(String, bool), ReadError> {
-        let mut args = vec!["diff-tree", "-p", "-M", "-r", "--root", "--no-commit-id", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options"];
-        args.extend(parent);
-        args.push(id);
-        let (out, cut) = self.collect(&args, cap.min(self.limits.max_output), true).await?.unwrap_or_default();
-        Ok((String::from_utf8_lossy(&out).into_owned(), cut))
-    }
-
     /// Who last changed lines `first..=last` (1-based) of the file `path` at `commit`.
     pub(crate) async fn blame(&self, commit: &str, path: &str, first: usize, last: usize) -> Result<Option<Vec<BlameSpan>>, ReadError> {
         let range = format!("{first},{last}");
@@ -1012,14 +1002,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn output_over_the_cap_is_too_large_and_a_diff_over_it_is_cut() {
+    async fn output_over_the_cap_is_too_large() {
         let (_tmp, env, dir, commit) = repo_with_blob(100_000);
         let r = Reader::for_test("git".into(), env, dir, Limits { max_output: 10_000, time: TIME_LIMIT });
         assert!(matches!(r.blob(&commit, "big.txt").await, Err(ReadError::TooLarge { limit: 10_000, .. })));
         assert_eq!(r.blob_size(&commit, "big.txt").await.unwrap(), Some(100_000), "small answers still come");
         assert_eq!(r.blob_head(&commit, "big.txt", 100).await.unwrap(), vec![b'x'; 100]);
-        let (diff, cut) = r.diff(None, &commit, 50_000).await.unwrap();
-        assert!(cut && diff.len() == 10_000, "cut at the smaller of the two caps: {}", diff.len());
     }
 
     #[tokio::test]

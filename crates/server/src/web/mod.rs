@@ -11,10 +11,12 @@ mod account;
 mod admin;
 mod branch_permissions;
 mod builds;
+mod commit_list;
 mod markdown;
 mod pr_diff;
 mod profile;
 mod pull_requests;
+mod refs;
 mod repo;
 mod search;
 #[cfg(test)]
@@ -69,6 +71,9 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/raw/{*path}"), get(repo::raw))
         .route(&repo("/commits"), get(repo::commits))
         .route(&repo("/commits/{id}"), get(repo::commit).post(repo::commit_post))
+        // Branches and tags (refs.rs).
+        .route(&repo("/branches"), get(refs::branches).post(refs::branches_post))
+        .route(&repo("/tags"), get(refs::tags).post(refs::tags_post))
         .route(&repo("/settings"), get(repo::repo_settings).post(repo::repo_settings_post))
         .route(&repo("/fork"), get(repo::fork_page).post(repo::fork_post))
         // Pull requests (web/pull_requests.rs); the diff tab is pr_diff.rs's.

@@ -170,3 +170,45 @@ document.addEventListener('change', function (e) {
     });
   });
 })();
+// The branch and tag picker (web/refs.rs): typing filters its list; Enter opens the first match
+// (without this script the box searches the branches page, and the list is plain links); Escape
+// or a click elsewhere closes it. Forms with `data-confirm` outside the pull-request diff ask
+// first (deleting a branch or tag).
+(function () {
+  if (typeof module !== 'undefined') return;
+  document.addEventListener('DOMContentLoaded', function () {
+    var picker = document.getElementById('ref-picker');
+    if (picker) {
+      var input = picker.querySelector('[data-ref-filter]'), none = document.getElementById('ref-none');
+      var items = Array.prototype.slice.call(picker.querySelectorAll('#ref-options li[data-name]'));
+      var filter = function () {
+        var text = input.value.trim().toLowerCase(), shown = 0;
+        items.forEach(function (li) {
+          var hit = !text || li.getAttribute('data-name').toLowerCase().indexOf(text) >= 0;
+          li.hidden = !hit;
+          if (hit) shown++;
+        });
+        picker.querySelectorAll('#ref-options li.group, #ref-options li.more').forEach(function (li) { li.hidden = !!text; });
+        if (none) none.hidden = shown > 0;
+      };
+      input.addEventListener('input', filter);
+      input.form.addEventListener('submit', function (e) {
+        var first = items.filter(function (li) { return !li.hidden; })[0];
+        if (first && input.value.trim()) { e.preventDefault(); location.href = first.querySelector('a').href; }
+      });
+      // Opened: ready to type; closed: the whole list again for next time.
+      picker.addEventListener('toggle', function () {
+        if (picker.open) input.focus(); else { input.value = ''; filter(); }
+      });
+      picker.addEventListener('keydown', function (e) {
+        if (e.key === 'Escape') { picker.open = false; picker.querySelector('summary').focus(); }
+      });
+      document.addEventListener('click', function (e) { if (picker.open && !picker.contains(e.target)) picker.open = false; });
+    }
+    document.addEventListener('submit', function (e) {
+      var f = e.target, ask = f.getAttribute && f.getAttribute('data-confirm');
+      if (!ask || f.closest('[data-pr-diff]')) return;
+      if (!window.confirm(ask)) e.preventDefault();
+    });
+  });
+})();

@@ -9,7 +9,9 @@ use trove_store::{Session, User};
 
 use super::Web;
 
-const CSS: &str = r#"
+// The branches, tags, commit list and picker rules are in `refs.css` (web/refs.rs, commit_list.rs).
+const CSS: &str = concat!(
+    r#"
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;color:#172b4d;background:#f4f5f7}
 a{color:#0052cc;text-decoration:none}a:hover{text-decoration:underline}
@@ -131,7 +133,9 @@ form.inline{flex-wrap:wrap}.tabs{flex-wrap:wrap}pre{overflow-x:auto}td.mono,.clo
 @media (max-width:600px){main{padding:0 10px;margin-top:12px}header.top{gap:10px;padding:0 10px;height:auto;min-height:48px;flex-wrap:wrap}header.top nav{gap:10px}
 table.list{display:block;overflow-x:auto}form.inline input[type=text],form.inline input[type=url],form.inline select{max-width:100%;min-width:0}
 .tabs a{padding:6px 8px}}
-"#;
+"#,
+    include_str!("refs.css")
+);
 
 /// The page script: copy buttons, auto-submitting selects and the locked-account sign-in check.
 /// A file of its own so that a test can run it under Node against the server's checker.
