@@ -658,6 +658,8 @@ struct Ln<'a> {
     src: u64,
     dst: u64,
     text: &'a str,
+    /// The text highlighted (web/highlight.rs), when it was.
+    html: Option<&'a str>,
     cut: bool,
 }
 
@@ -689,6 +691,8 @@ struct FileCtx<'a> {
     threads: FileComments<'a>,
     open: Option<&'a Open>,
     commentable: Option<&'a HashMap<Key, &'static str>>,
+    /// The diff's lines highlighted ([`highlighted`]), when it has lines.
+    hl: Vec<Vec<Vec<String>>>,
 }
 
 impl FileCtx<'_> {
@@ -724,7 +728,7 @@ impl FileCtx<'_> {
     fn code(&self, l: Option<Ln>, side: &str) -> Markup {
         html! {
             @match l {
-                Some(l) => td class={ "code " (l.class()) " " (side) } { (l.text) @if l.cut { span.cut title="Line cut: too long to show" { "…" } } },
+                Some(l) => td class={ "code " (l.class()) " " (side) } { @if let Some(h) = l.html { (PreEscaped(h)) } @else { (l.text) } @if l.cut { span.cut title="Line cut: too long to show" { "…" } } },
                 None => td class={ "code empty " (side) } {},
             }
         }
@@ -785,8 +789,9 @@ impl FileCtx<'_> {
                 tbody {
                     @for (i, h) in file.hunks.iter().enumerate() {
                         (self.hunk_row(i, h))
-                        @for seg in &h.segments { @for l in &seg.lines {
-                            @let ln = Ln { kind: seg.kind, src: l.source, dst: l.destination, text: &l.line, cut: l.truncated };
+                        @for (si, seg) in h.segments.iter().enumerate() { @for (li, l) in seg.lines.iter().enumerate() {
+                            @let html = self.hl.get(i).and_then(|h| h.get(si)).and_then(|s| s.get(li)).map(String::as_str);
+                            @let ln = Ln { kind: seg.kind, src: l.source, dst: l.destination, text: &l.line, html, cut: l.truncated };
                             @let own = if ln.kind == SegmentType::Removed { (Side::From, ln.src) } else { (Side::To, ln.dst) };
                             tr class=(ln.class()) {
                                 (self.number((ln.kind != SegmentType::Added).then_some((Side::From, ln.src))))
@@ -810,7 +815,7 @@ impl FileCtx<'_> {
                 tbody {
                     @for (i, h) in file.hunks.iter().enumerate() {
                         (self.hunk_row(i, h))
-                        @for (left, right) in split_rows(h) {
+                        @for (left, right) in split_rows(h, self.hl.get(i).map(Vec::as_slice)) {
                             @let keys: Vec<Key> = left.iter().map(|l| (Side::From, l.src)).chain(right.iter().map(|l| (Side::To, l.dst))).collect();
                             tr.pair {
                                 (self.number(left.map(|l| (Side::From, l.src))))
@@ -845,28 +850,58 @@ impl FileCtx<'_> {
 
 /// A hunk as side-by-side rows: context on both sides, a run of removed lines beside the run of
 /// added lines that follows it, row by row.
-fn split_rows(h: &crate::pr_git::Hunk) -> Vec<(Option<Ln<'_>>, Option<Ln<'_>>)> {
+/// `hl`: the hunk's lines highlighted, by segment ([`highlighted`]).
+fn split_rows<'a>(h: &'a crate::pr_git::Hunk, hl: Option<&'a [Vec<String>]>) -> Vec<(Option<Ln<'a>>, Option<Ln<'a>>)> {
     let mut rows = Vec::new();
-    let mut segs = h.segments.iter().peekable();
-    fn ln(kind: SegmentType, l: &crate::pr_git::Line) -> Ln<'_> {
-        Ln { kind, src: l.source, dst: l.destination, text: l.line.as_str(), cut: l.truncated }
-    }
-    while let Some(seg) = segs.next() {
+    let mut segs = h.segments.iter().enumerate().peekable();
+    let html = |si: usize, li: usize| hl.and_then(|h| h.get(si)).and_then(|s| s.get(li)).map(String::as_str);
+    let ln = |kind: SegmentType, l: &'a crate::pr_git::Line, html: Option<&'a str>| Ln { kind, src: l.source, dst: l.destination, text: l.line.as_str(), html, cut: l.truncated };
+    while let Some((si, seg)) = segs.next() {
         match seg.kind {
-            SegmentType::Context => rows.extend(seg.lines.iter().map(|l| (Some(ln(seg.kind, l)), Some(ln(seg.kind, l))))),
-            SegmentType::Added => rows.extend(seg.lines.iter().map(|l| (None, Some(ln(seg.kind, l))))),
+            SegmentType::Context => rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (Some(ln(seg.kind, l, html(si, li))), Some(ln(seg.kind, l, html(si, li)))))),
+            SegmentType::Added => rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (None, Some(ln(seg.kind, l, html(si, li)))))),
             SegmentType::Removed => {
-                let added = match segs.peek() {
-                    Some(next) if next.kind == SegmentType::Added => segs.next().map(|s| &s.lines[..]).unwrap_or(&[]),
-                    _ => &[],
+                let (ai, added) = match segs.peek() {
+                    Some((ai, next)) if next.kind == SegmentType::Added => {
+                        let ai = *ai;
+                        (ai, segs.next().map(|(_, s)| &s.lines[..]).unwrap_or(&[]))
+                    }
+                    _ => (usize::MAX, &[][..]),
                 };
                 for i in 0..seg.lines.len().max(added.len()) {
-                    rows.push((seg.lines.get(i).map(|l| ln(SegmentType::Removed, l)), added.get(i).map(|l| ln(SegmentType::Added, l))));
+                    rows.push((
+                        seg.lines.get(i).map(|l| ln(SegmentType::Removed, l, html(si, i))),
+                        added.get(i).map(|l| ln(SegmentType::Added, l, html(ai, i))),
+                    ));
                 }
             }
         }
     }
     rows
+}
+
+/// A file's diff lines highlighted (web/highlight.rs), by hunk, segment and line: each hunk's
+/// old side (context and removed lines) and new side (context and added lines) read as code.
+fn highlighted(path: &str, file: &FileDiff) -> Vec<Vec<Vec<String>>> {
+    use super::highlight::{DiffHighlighter, Side as HlSide};
+    let mut d = DiffHighlighter::new(path);
+    file.hunks
+        .iter()
+        .map(|h| {
+            d.hunk();
+            h.segments
+                .iter()
+                .map(|seg| {
+                    let side = match seg.kind {
+                        SegmentType::Removed => HlSide::Old,
+                        SegmentType::Added => HlSide::New,
+                        SegmentType::Context => HlSide::Both,
+                    };
+                    seg.lines.iter().map(|l| d.line(side, &l.line)).collect()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A comment and its replies, with reply, edit and delete for those who may.
@@ -964,7 +999,11 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
     };
     let lazy = matches!(f.body, Body::Lazy);
     let threads = if lazy { FileComments::default() } else { FileComments::new(p.comments, path, &shown) };
-    let fc = FileCtx { p, f, fid: fid.clone(), path, threads, open, commentable };
+    let hl = match &f.body {
+        Body::Diff { file, .. } => highlighted(path, file),
+        _ => Vec::new(),
+    };
+    let fc = FileCtx { p, f, fid: fid.clone(), path, threads, open, commentable, hl };
     let single = p.file_url(path, &f.opts, &[]);
     let file_open = open.filter(|o| o.target == Target::File);
     // A line form for a line this view does not show (a refused post): atop the file.
@@ -1019,7 +1058,7 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
             }
             @match &f.body {
                 Body::Diff { file, .. } => {
-                    div.codebox.pr-codebox {
+                    div.codebox.pr-codebox.hl {
                         @if f.opts.split { (fc.split(file)) } @else { (fc.unified(file)) }
                     }
                     @if file.truncated { div.notice.warn.spaced { "This diff is cut at " (MAX_FILE_LINES) " lines; the rest is not shown." } }
@@ -1370,7 +1409,7 @@ mod unit_tests {
                 seg(SegmentType::Added, vec![line(4, 3, "late")]),
             ],
         };
-        let rows = split_rows(&h);
+        let rows = split_rows(&h, None);
         let shape: Vec<(Option<&str>, Option<&str>)> = rows.iter().map(|(l, r)| (l.map(|l| l.text), r.map(|r| r.text))).collect();
         assert_eq!(shape, vec![(Some("a"), Some("a")), (Some("b"), Some("B")), (Some("c"), None), (None, Some("late"))]);
     }

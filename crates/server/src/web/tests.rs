@@ -635,7 +635,7 @@ async fn browsing_takes_only_the_repositorys_refs_hex_ids_and_plain_paths() {
     assert_eq!(raw.headers.get(header::CONTENT_TYPE).unwrap(), "text/plain; charset=utf-8");
     assert!(raw.headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().starts_with("sandbox"));
     let commit = f.get_as(Some("reader"), &format!("{base}/commits/{tip}")).await;
-    assert!(commit.body.contains("+# Title") && commit.body.contains("class=\"add\""), "{}", commit.body);
+    assert!(commit.body.contains("+<span class=h># Title</span>") && commit.body.contains("class=\"add\""), "{}", commit.body);
 }
 
 #[tokio::test]

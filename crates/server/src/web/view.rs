@@ -144,8 +144,14 @@ fn asset(body: &'static str, ctype: &'static str) -> Response {
     r
 }
 
+/// The style sheet: the pages' own, then the code views' (web/highlight.rs, web/file_view.rs).
+static ALL_CSS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| [CSS, super::highlight::CSS, super::file_view::CSS].concat());
+
 pub(crate) async fn css() -> Response {
-    asset(CSS, "text/css; charset=utf-8")
+    let mut r = ALL_CSS.as_str().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
 }
 
 pub(crate) async fn js() -> Response {
