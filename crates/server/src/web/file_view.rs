@@ -28,15 +28,16 @@ const BLOCK: usize = 200;
 pub(crate) const CSS: &str = r#"
 .file-head{flex-wrap:wrap;gap:6px 14px;align-items:center}.file-head .file-links{display:flex;gap:12px;flex-wrap:wrap}.badge.lang{font-weight:400}
 .src{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px;line-height:18px;overflow-x:auto;background:#fff;padding:4px 0}
+.src:focus-visible{outline:2px solid #4c9aff;outline-offset:-2px}
 .src .blk{content-visibility:auto;contain-intrinsic-block-size:auto 3600px;min-width:max-content}
 .src .l{white-space:pre;min-height:18px;padding-right:12px}
 .src .l::before{content:attr(data-n);display:inline-block;position:sticky;left:0;width:58px;padding-right:8px;margin-right:10px;text-align:right;color:#505f79;background:#fafbfc;border-right:1px solid #ebecf0;cursor:pointer;user-select:none}
 .src .l.sel{background:#fffae6}.src .l.sel::before{background:#fff0b3;color:#172b4d}
 .image-preview{padding:16px;text-align:center;background:#fafbfc}.image-preview img{max-width:100%;height:auto}
-.readme.rendered{border:0;border-radius:0}
+.readme.rendered{border:0;border-radius:0}.readme.rendered a,#history-of a,.blame .bi a{text-decoration:underline}
 .blame .bg{display:flex;min-width:max-content;border-top:1px solid #ebecf0}.blame .bg:first-child{border-top:0}
 .blame .bi{flex:none;width:340px;position:sticky;left:0;z-index:1;background:#fafbfc;padding:0 8px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;border-right:1px solid #dfe1e6;font:12px/18px -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif}
-.blame .bi .who{color:#172b4d}.blame .bi .when{color:#505f79}.blame .bi a.msg{color:#172b4d;text-decoration:underline}
+.blame .bi .who{color:#172b4d}.blame .bi .when{color:#505f79}.blame .bi a.msg{color:#172b4d}
 .blame .bc{flex:1}.blame .l::before{position:static}
 @media (max-width:600px){.blame .bi{width:150px}.src .l::before{width:42px}}
 "#;
@@ -87,7 +88,8 @@ pub(crate) fn kind_of(path: &str) -> Kind {
 pub(crate) fn source(lines: &[String]) -> PreEscaped<String> {
     let bytes: usize = lines.iter().map(|l| l.len() + 40).sum();
     let mut out = String::with_capacity(bytes + 64);
-    out.push_str("<div class=\"src hl\" data-lines>");
+    // Focusable, so that the keyboard can scroll a long line into view (WCAG 2.1.1).
+    out.push_str("<div class=\"src hl\" data-lines tabindex=0 role=region aria-label=\"Source\">");
     for (b, block) in lines.chunks(BLOCK).enumerate() {
         out.push_str(if block.len() == BLOCK { "<div class=blk>" } else { "<div class=\"blk last\">" });
         for (i, l) in block.iter().enumerate() {
@@ -257,7 +259,7 @@ pub(crate) async fn blame(a: &At<'_>) -> Result<Markup, WebError> {
     let commits = repo_link(a.w, a.repo, "/commits");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut out = String::with_capacity(lines.html.iter().map(|l| l.len() + 40).sum::<usize>() + spans.len() * 300);
-    out.push_str("<div class=\"blame src hl\" data-lines>");
+    out.push_str("<div class=\"blame src hl\" data-lines tabindex=0 role=region aria-label=\"Blame\">");
     for (first, count, s) in groups(&spans) {
         let short = &s.commit[..12.min(s.commit.len())];
         let link = format!("{commits}/{}", s.commit);

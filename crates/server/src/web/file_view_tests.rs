@@ -114,7 +114,7 @@ async fn the_file_view_highlights_each_line_with_its_anchor_and_links_raw_blame_
         "<div class=l id=L2 data-n=2><span class=k>fn</span> <span class=f>main</span>",
         "<span class=s>\"hi\"</span>",
         "<div class=l id=L4 data-n=4>}</div>",
-        "class=\"src hl\" data-lines",
+        "class=\"src hl\" data-lines tabindex=0",
         "<span class=\"badge lang\">Rust</span>",
         &format!("href=\"{TP}/raw/src/main.rs?at=refs/heads/main\""),
         &format!("href=\"{TP}/browse/src/main.rs?at=refs/heads/main&amp;blame=true\""),

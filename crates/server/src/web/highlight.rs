@@ -26,8 +26,8 @@ pub(crate) const TIME_BUDGET: Duration = Duration::from_secs(3);
 const CACHE_BYTES: usize = 64 << 20;
 
 /// The class names a token can get (index 0: none), and the scope selectors that give them;
-/// the colours are in [`CSS`].
-const CLASSES: [&str; 13] = ["", "k", "s", "c", "n", "f", "t", "a", "r", "h", "b", "i", "l"];
+/// the colours are in [`CSS`]. (`l` is taken: it is a line of the file view.)
+const CLASSES: [&str; 13] = ["", "k", "s", "c", "n", "f", "t", "a", "r", "h", "b", "i", "u"];
 const RULES: &[(&str, u8)] = &[
     ("keyword, storage, variable.language, keyword.control, support.type.primitive", 1),
     ("keyword.operator, punctuation.separator, punctuation.accessor", 0),
@@ -53,7 +53,7 @@ const RULES: &[(&str, u8)] = &[
 pub(crate) const CSS: &str = r#"
 .hl .k{color:#403294}.hl .s{color:#006644}.hl .c{color:#505f79;font-style:italic}.hl .n{color:#974f0c}
 .hl .f{color:#0747a6}.hl .t{color:#00666e}.hl .a{color:#8f3c00}.hl .r{color:#ae2e24}.hl .h{color:#0747a6;font-weight:700}
-.hl .b{font-weight:700}.hl .i{font-style:italic}.hl .l{color:#0747a6;text-decoration:underline}
+.hl .b{font-weight:700}.hl .i{font-style:italic}.hl .u{color:#0747a6;text-decoration:underline}
 "#;
 
 static SYNTAXES: LazyLock<SyntaxSet> = LazyLock::new(two_face::syntax::extra_newlines);

@@ -9,6 +9,7 @@ mod bodies;
 mod branch_permissions;
 mod builds;
 mod clone_fetch;
+mod code_views;
 mod cluster;
 mod commit_comments;
 mod context_path;
