@@ -104,6 +104,7 @@ function makeRepo(src) {
 }
 
 async function measure(page, url) {
+  await page.goto('about:blank'); // a URL with a fragment would otherwise not load again
   const resp = await page.goto(url, { waitUntil: 'load' });
   if (resp.status() !== 200) throw new Error(`${url}: HTTP ${resp.status()}`);
   return page.evaluate(() => {

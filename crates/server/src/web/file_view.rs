@@ -108,21 +108,29 @@ fn as_text(data: Vec<u8>) -> Option<String> {
     (!data[..data.len().min(8000)].contains(&0)).then(|| String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
-/// The file's highlighted lines: from the cache by blob id, else read and highlighted on the
-/// blocking pool. `None`: binary, or too large to show.
-async fn lines_of(a: &At<'_>, blob: &str, size: u64) -> Result<Option<Arc<Lines>>, WebError> {
-    if let Some(l) = highlight::cached(blob, a.path) {
-        return Ok(Some(l));
+/// The file's lines: highlighted from the cache by blob id, else read and highlighted on the
+/// blocking pool within [`highlight::WAIT`] (else plain this time, and `true`: highlighting is
+/// on its way). `None`: binary, or too large to show.
+async fn lines_of(a: &At<'_>, blob: &str, size: u64) -> Result<Option<(Arc<Lines>, bool)>, WebError> {
+    let key = highlight::blob_key(blob, a.path);
+    if let Some(l) = highlight::cached(&key) {
+        return Ok(Some((l, false)));
     }
     if size > VIEW_LIMIT {
         return Ok(None);
     }
     let Some(text) = a.g.blob(&a.at.commit, a.path).await?.and_then(as_text) else { return Ok(None) };
-    let (blob, path) = (blob.to_owned(), a.path.to_owned());
-    let lines = tokio::task::spawn_blocking(move || highlight::highlight_blob(&blob, &path, &text))
-        .await
-        .map_err(|e| WebError::Internal(format!("highlighting failed: {e}")))?;
-    Ok(Some(lines))
+    let text = Arc::new(text);
+    let (t, path) = (text.clone(), a.path.to_owned());
+    match highlight::within_wait(&a.w.state, key, move || highlight::highlight(&path, &t)).await {
+        Some(l) => Ok(Some((l, false))),
+        None => Ok(Some((Arc::new(highlight::plain_lines(&text)), true))),
+    }
+}
+
+/// Said above code shown plain while its highlighting is being computed.
+fn pending_note() -> Markup {
+    html! { p.muted.small.padded #highlight-pending role="status" { "Highlighting this file is taking a moment; it is shown plain until it is ready (reload to see it)." } }
 }
 
 /// The bar above a file: its path and size, its language, the view toggles and links.
@@ -181,10 +189,10 @@ pub(crate) async fn file(a: &At<'_>, q: &HashMap<String, String>) -> Result<Mark
     let lines = lines_of(a, &blob, size).await?;
     Ok(html! {
         div.codebox #file {
-            (file_head(a, size, lines.as_ref().and_then(|l| l.language), toggle, false))
+            (file_head(a, size, lines.as_ref().and_then(|(l, _)| l.language), toggle, false))
             @match &lines {
-                Some(l) if l.html.is_empty() => p.muted.padded { "This file is empty." },
-                Some(l) => (source(&l.html)),
+                Some((l, _)) if l.html.is_empty() => p.muted.padded { "This file is empty." },
+                Some((l, pending)) => { @if *pending { (pending_note()) } (source(&l.html)) },
                 None => p.muted.padded { "This file is binary or too large to show. " a href=(a.raw()) { "Download it" } "." },
             }
         }
@@ -247,7 +255,7 @@ fn groups(spans: &[BlameSpan]) -> Vec<(u64, u64, &BlameSpan)> {
 pub(crate) async fn blame(a: &At<'_>) -> Result<Markup, WebError> {
     let blob = a.g.blob_id(&a.at.commit, a.path).await?.ok_or(WebError::NotFound)?;
     let size = a.g.blob_size(&a.at.commit, a.path).await?.unwrap_or(0);
-    let Some(lines) = lines_of(a, &blob, size).await? else {
+    let Some((lines, pending)) = lines_of(a, &blob, size).await? else {
         return Ok(html! {
             div.codebox #file {
                 (file_head(a, size, None, html! {}, true))
@@ -260,7 +268,15 @@ pub(crate) async fn blame(a: &At<'_>) -> Result<Markup, WebError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut out = String::with_capacity(lines.html.iter().map(|l| l.len() + 40).sum::<usize>() + spans.len() * 300);
     out.push_str("<div class=\"blame src hl\" data-lines tabindex=0 role=region aria-label=\"Blame\">");
+    // Groups in blocks of at least BLOCK lines, laid out only when scrolled to, as the source.
+    let mut in_block = 0usize;
+    out.push_str("<div class=blk>");
     for (first, count, s) in groups(&spans) {
+        if in_block >= BLOCK {
+            out.push_str("</div><div class=blk>");
+            in_block = 0;
+        }
+        in_block += count as usize;
         let short = &s.commit[..12.min(s.commit.len())];
         let link = format!("{commits}/{}", s.commit);
         let info = html! {
@@ -280,10 +296,11 @@ pub(crate) async fn blame(a: &At<'_>) -> Result<Markup, WebError> {
         }
         out.push_str("</div></div>");
     }
-    out.push_str("</div>");
+    out.push_str("</div></div>");
     Ok(html! {
         div.codebox #file.blame-box {
             (file_head(a, size, lines.language, html! {}, true))
+            @if pending { (pending_note()) }
             (PreEscaped(out))
         }
     })

@@ -327,16 +327,73 @@ fn cache_key(blob: &str, path: &str) -> String {
     format!("{blob}\0{}", ext.to_ascii_lowercase())
 }
 
-/// The cached rendering of blob `blob` at `path`, if there is one.
-pub(crate) fn cached(blob: &str, path: &str) -> Option<Arc<Lines>> {
-    CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key(blob, path))
+/// How long a page waits for highlighting it has to compute before it shows the code plain;
+/// the highlighting goes on (a tracked task on the blocking pool) and is cached, so the next
+/// view has it. Default 400 ms: a 5,000-line file takes longer than that the first time.
+#[cfg(not(test))]
+pub(crate) const WAIT: Duration = Duration::from_millis(400);
+/// Handler tests check the highlighted page, whatever the machine's load.
+#[cfg(test)]
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// Keys being computed now: a second view meanwhile shows the code plain instead of starting
+/// the same work again.
+static IN_FLIGHT: LazyLock<Mutex<std::collections::HashSet<String>>> = LazyLock::new(|| Mutex::new(std::collections::HashSet::new()));
+
+/// The cache key of blob `blob` shown at `path`.
+pub(crate) fn blob_key(blob: &str, path: &str) -> String {
+    cache_key(blob, path)
 }
 
-/// [`highlight`], remembered under the blob's id.
-pub(crate) fn highlight_blob(blob: &str, path: &str, text: &str) -> Arc<Lines> {
-    let lines = Arc::new(highlight(path, text));
-    CACHE.lock().unwrap_or_else(|e| e.into_inner()).put(cache_key(blob, path), lines.clone());
-    lines
+/// The cache key of a diff's lines of the file at `path`: a digest of what is shown.
+pub(crate) fn diff_key<'a>(path: &str, lines: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(path.as_bytes());
+    for (kind, text) in lines {
+        h.update([0]);
+        h.update(kind.as_bytes());
+        h.update([1]);
+        h.update(text.as_bytes());
+    }
+    let d = h.finalize();
+    format!("diff\0{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The cached rendering under `key`, if there is one.
+pub(crate) fn cached(key: &str) -> Option<Arc<Lines>> {
+    CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(key)
+}
+
+/// The rendering under `key`: cached, or computed by `work` within [`WAIT`]; `None` when it
+/// takes longer (it is cached when done) or is being computed for another view.
+pub(crate) async fn within_wait(state: &crate::AppState, key: String, work: impl FnOnce() -> Lines + Send + 'static) -> Option<Arc<Lines>> {
+    if let Some(l) = cached(&key) {
+        return Some(l);
+    }
+    if !IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
+        return None;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state.tasks.spawn(async move {
+        let k = key.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let lines = Arc::new(work());
+            CACHE.lock().unwrap_or_else(|e| e.into_inner()).put(k, lines.clone());
+            lines
+        })
+        .await;
+        IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        if let Ok(lines) = done {
+            let _ = tx.send(lines);
+        }
+    });
+    tokio::time::timeout(WAIT, rx).await.ok().and_then(Result::ok)
+}
+
+/// `text`'s lines escaped, not highlighted.
+pub(crate) fn plain_lines(text: &str) -> Lines {
+    Lines { html: split_lines(text).into_iter().map(plain).collect(), language: None }
 }
 
 /// Which side of a diff a line is on.
@@ -389,6 +446,11 @@ impl DiffHighlighter {
             }
         }
     }
+}
+
+/// [`diff_lines`] without highlighting: each line escaped.
+pub(crate) fn diff_lines_plain(lines: &[(&str, String)]) -> Vec<String> {
+    lines.iter().map(|(_, l)| plain(l)).collect()
 }
 
 /// The lines of a file's patch as the commit page shows them (`hunk` headers and the `add`,

@@ -325,6 +325,9 @@ enum Body {
         /// The lines a comment may anchor on (they are in the pull request's own diff) and
         /// their type there.
         commentable: HashMap<Key, &'static str>,
+        /// The lines highlighted by hunk, segment and line ([`highlighted`]); empty while that
+        /// is being computed (the lines are shown plain).
+        hl: Vec<Vec<Vec<String>>>,
     },
     Binary,
     Collapsed(u64),
@@ -401,7 +404,9 @@ async fn load(w: &Web, repo: &Repo, pr: &PullRequest) -> Result<Loaded, WebError
 
 /// One file's diff as the view asks, or why it is not shown. `counts` is what `numstat` said
 /// (`Some(None)`: binary), when it was asked.
+#[allow(clippy::too_many_arguments)]
 async fn file_body(
+    state: &crate::AppState,
     git: &GitRepo,
     base: &str,
     head: &str,
@@ -460,7 +465,8 @@ async fn file_body(
             Err(_) => HashMap::new(),
         }
     };
-    (Body::Diff { file: Box::new(file), commentable }, Some(known.unwrap_or(lines)))
+    let hl = highlighted_cached(state, &path, &file).await;
+    (Body::Diff { file: Box::new(file), commentable, hl }, Some(known.unwrap_or(lines)))
 }
 
 // ---- the page's frame ----
@@ -692,7 +698,7 @@ struct FileCtx<'a> {
     open: Option<&'a Open>,
     commentable: Option<&'a HashMap<Key, &'static str>>,
     /// The diff's lines highlighted ([`highlighted`]), when it has lines.
-    hl: Vec<Vec<Vec<String>>>,
+    hl: &'a [Vec<Vec<String>>],
 }
 
 impl FileCtx<'_> {
@@ -880,6 +886,26 @@ fn split_rows<'a>(h: &'a crate::pr_git::Hunk, hl: Option<&'a [Vec<String>]>) -> 
     rows
 }
 
+fn kind_name(k: SegmentType) -> &'static str {
+    match k {
+        SegmentType::Added => "add",
+        SegmentType::Removed => "del",
+        SegmentType::Context => "ctx",
+    }
+}
+
+/// [`highlighted`] through the highlighting cache (keyed by a digest of the lines shown): empty
+/// when it is not ready within [`super::highlight::WAIT`].
+async fn highlighted_cached(state: &crate::AppState, path: &str, file: &FileDiff) -> Vec<Vec<Vec<String>>> {
+    let all = file.hunks.iter().flat_map(|h| h.segments.iter().flat_map(|s| s.lines.iter().map(move |l| (kind_name(s.kind), l.line.as_str()))));
+    let key = super::highlight::diff_key(path, all);
+    let (p, f) = (path.to_owned(), file.clone());
+    let work = move || super::highlight::Lines { html: highlighted(&p, &f).into_iter().flatten().flatten().collect(), language: None };
+    let Some(flat) = super::highlight::within_wait(state, key, work).await else { return Vec::new() };
+    let mut it = flat.html.iter();
+    file.hunks.iter().map(|h| h.segments.iter().map(|s| s.lines.iter().map(|_| it.next().cloned().unwrap_or_default()).collect()).collect()).collect()
+}
+
 /// A file's diff lines highlighted (web/highlight.rs), by hunk, segment and line: each hunk's
 /// old side (context and removed lines) and new side (context and added lines) read as code.
 fn highlighted(path: &str, file: &FileDiff) -> Vec<Vec<Vec<String>>> {
@@ -994,14 +1020,14 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
     let path = f.change.path.to_string.as_str();
     let fid = file_id(path);
     let (shown, commentable) = match &f.body {
-        Body::Diff { file, commentable } => (line_keys(file).into_keys().collect::<HashSet<Key>>(), Some(commentable)),
+        Body::Diff { file, commentable, .. } => (line_keys(file).into_keys().collect::<HashSet<Key>>(), Some(commentable)),
         _ => (HashSet::new(), None),
     };
     let lazy = matches!(f.body, Body::Lazy);
     let threads = if lazy { FileComments::default() } else { FileComments::new(p.comments, path, &shown) };
-    let hl = match &f.body {
-        Body::Diff { file, .. } => highlighted(path, file),
-        _ => Vec::new(),
+    let hl: &[Vec<Vec<String>>] = match &f.body {
+        Body::Diff { hl, .. } => hl,
+        _ => &[],
     };
     let fc = FileCtx { p, f, fid: fid.clone(), path, threads, open, commentable, hl };
     let single = p.file_url(path, &f.opts, &[]);
@@ -1131,7 +1157,7 @@ async fn one_file(
 ) -> WebResult {
     let l = load(w, repo, pr).await?;
     let change = l.changes.iter().find(|c| c.path.to_string == path).ok_or(WebError::NotFound)?;
-    let (body, counts) = file_body(&l.git, &l.base, &pr.from_hash, change, &opts, ask.show, None).await;
+    let (body, counts) = file_body(&w.state, &l.git, &l.base, &pr.from_hash, change, &opts, ask.show, None).await;
     let p = Pr { w, repo, pr, level, opts: opts.clone(), back_file: ask.back_file, comments: &l.comments, annotations: &l.annotations };
     let view = FileView { change, counts, body, opts };
     let section = file_section(&p, &view, ask.open.as_ref());
@@ -1199,7 +1225,7 @@ async fn whole(w: &Web, repo: &Repo, level: Permission, pr: &PullRequest, opts: 
         .zip(eager)
         .map(|(c, now)| {
             let (opts, counts) = (&opts, numstat.get(&c.path.to_string).copied());
-            async move { if now { file_body(git, base, head, c, opts, false, counts).await } else { (Body::Lazy, counts.flatten()) } }
+            async move { if now { file_body(&w.state, git, base, head, c, opts, false, counts).await } else { (Body::Lazy, counts.flatten()) } }
         })
         .collect();
     let bodies: Vec<(Body, Option<(u64, u64)>)> = futures_util::stream::iter(diffs).buffered(PARALLEL_DIFFS).collect().await;

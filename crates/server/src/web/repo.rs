@@ -830,6 +830,20 @@ async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Not
     let c = g.commit(&at.commit).await?.ok_or(WebError::NotFound)?;
     let (diff, cut) = g.diff(c.parents.first().map(String::as_str), &c.id, DIFF_LIMIT).await?;
     let files = parse_diff(&diff);
+    // Each file's lines highlighted (cached by their digest), or plain while that is computed.
+    let mut shown = Vec::with_capacity(files.len());
+    for f in &files {
+        let key = super::highlight::diff_key(&f.name, f.lines.iter().map(|(k, l)| (*k, l.as_str())));
+        let (name, lines) = (f.name.clone(), f.lines.clone());
+        let work = move || {
+            let pairs: Vec<(&str, String)> = lines.iter().map(|(k, l)| (*k, l.clone())).collect();
+            super::highlight::Lines { html: super::highlight::diff_lines(&name, &pairs), language: None }
+        };
+        shown.push(match super::highlight::within_wait(&w.state, key, work).await {
+            Some(l) => l.html.clone(),
+            None => super::highlight::diff_lines_plain(&f.lines),
+        });
+    }
     let commits = repo_link(&w, &repo, "/commits");
     let builds = super::builds::statuses(&w, vec![repo.id], vec![c.id.clone()]).await?.remove(&c.id).unwrap_or_default();
     let comments = {
@@ -866,11 +880,11 @@ async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Not
         }
         @if cut { div.notice.warn { "This diff is too large to show whole; it has been cut." } }
         @if files.is_empty() { p.muted { "No changes." } }
-        @for f in &files {
+        @for (f, html) in files.iter().zip(&shown) {
             div.codebox.diff.spaced-below {
                 div.head { span.mono { (f.name) } span { @if f.binary { span.muted { "binary" } } @else { span.added { "+" (f.added) } " " span.removed { "-" (f.removed) } } } }
                 table.code.hl { tbody {
-                    @for ((class, _), html) in f.lines.iter().zip(super::highlight::diff_lines(&f.name, &f.lines)) { tr class=(class) { td { (PreEscaped(html)) } } }
+                    @for ((class, _), html) in f.lines.iter().zip(html) { tr class=(class) { td { (PreEscaped(html)) } } }
                 } }
             }
         }

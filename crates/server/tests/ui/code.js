@@ -71,8 +71,15 @@ async function main() {
   async function visit(url) {
     csp.length = 0;
     // Only the fragment differs: the browser would not load the page again.
-    const resp = (await page.goto(url)) || (await page.reload());
+    let resp = (await page.goto(url)) || (await page.reload());
     assert.equal(resp.status(), 200, `${url}: ${resp.status()}`);
+    // The first view of a file may show it plain while its highlighting is computed (the
+    // server waits 400 ms for it): reload until it is there, within a deadline.
+    for (const deadline = Date.now() + 30000; await page.isVisible('#highlight-pending');) {
+      assert.ok(Date.now() < deadline, `${url} was never highlighted`);
+      await page.waitForTimeout(200);
+      resp = await page.reload();
+    }
   }
   const selected = () => page.evaluate(() => [...document.querySelectorAll('[data-lines] .l.sel')].map((l) => +l.dataset.n));
 
