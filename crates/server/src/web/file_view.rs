@@ -185,7 +185,11 @@ pub(crate) async fn file(a: &At<'_>, q: &HashMap<String, String>) -> Result<Mark
             });
         }
     }
-    let toggle = if kind == Kind::Markdown { html! { a #view-rendered href=(here) { "Rendered" } } } else { html! {} };
+    let toggle = if kind == Kind::Markdown {
+        html! { a #view-rendered href=(here) { "Rendered" } }
+    } else {
+        html! {}
+    };
     let lines = lines_of(a, &blob, size).await?;
     Ok(html! {
         div.codebox #file {
@@ -201,7 +205,9 @@ pub(crate) async fn file(a: &At<'_>, q: &HashMap<String, String>) -> Result<Mark
 
 /// Blame of one file at one commit, kept while the server runs: a commit's blame never
 /// changes. Bounded by entries; each is a few kilobytes per hundred lines.
-static BLAME_CACHE: LazyLock<Mutex<(HashMap<String, Arc<Vec<BlameSpan>>>, Vec<String>)>> = LazyLock::new(|| Mutex::new((HashMap::new(), Vec::new())));
+/// Blames by `commit\0path`, and the keys oldest first.
+type BlameCache = (HashMap<String, Arc<Vec<BlameSpan>>>, Vec<String>);
+static BLAME_CACHE: LazyLock<Mutex<BlameCache>> = LazyLock::new(|| Mutex::new((HashMap::new(), Vec::new())));
 const BLAME_CACHE_ENTRIES: usize = 64;
 
 async fn blame_spans(a: &At<'_>) -> Result<Option<Arc<Vec<BlameSpan>>>, ReadError> {
@@ -313,7 +319,14 @@ mod tests {
     #[test]
     fn relative_dates_read_as_people_say_them() {
         let now = 1_800_000_000;
-        for (ago, want) in [(5, "just now"), (60, "1 minute ago"), (7200, "2 hours ago"), (86_400 * 3, "3 days ago"), (86_400 * 65, "2 months ago"), (86_400 * 800, "2 years ago")] {
+        for (ago, want) in [
+            (5, "just now"),
+            (60, "1 minute ago"),
+            (7200, "2 hours ago"),
+            (86_400 * 3, "3 days ago"),
+            (86_400 * 65, "2 months ago"),
+            (86_400 * 800, "2 years ago"),
+        ] {
             assert_eq!(relative(now - ago, now), want);
         }
         assert_eq!(relative(now + 100, now), "just now", "a clock ahead is not the future");
@@ -321,7 +334,14 @@ mod tests {
 
     #[test]
     fn files_are_images_markdown_or_source_by_extension() {
-        for (p, k) in [("a/b.PNG", Kind::Image), ("x.svg", Kind::Image), ("w.webp", Kind::Image), ("docs/guide.md", Kind::Markdown), ("a.rs", Kind::Other), ("png", Kind::Other)] {
+        for (p, k) in [
+            ("a/b.PNG", Kind::Image),
+            ("x.svg", Kind::Image),
+            ("w.webp", Kind::Image),
+            ("docs/guide.md", Kind::Markdown),
+            ("a.rs", Kind::Other),
+            ("png", Kind::Other),
+        ] {
             assert_eq!(kind_of(p), k, "{p}");
         }
     }

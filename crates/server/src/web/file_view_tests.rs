@@ -173,11 +173,7 @@ async fn blame_groups_lines_by_the_commit_that_last_changed_them_across_a_rename
     let (status, body) = f.get(&format!("{path}?blame=true")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let short = |id: &str| id[..12].to_owned();
-    assert_eq!(
-        blame_groups(&body),
-        [(short(&a), "Ann".to_owned(), 1, 1), (short(&b), "Bob".to_owned(), 2, 1), (short(&d), "Dee".to_owned(), 3, 1)],
-        "{body}"
-    );
+    assert_eq!(blame_groups(&body), [(short(&a), "Ann".to_owned(), 1, 1), (short(&b), "Bob".to_owned(), 2, 1), (short(&d), "Dee".to_owned(), 3, 1)], "{body}");
     assert!(body.contains("<span class=s>&#39;two&#39;</span>") || body.contains("<span class=s>'two'</span>"), "the blamed lines are highlighted: {body}");
     assert!(body.contains("Change the second line") && body.contains("<span class=\"when\" title=\""), "{body}");
     assert!(body.contains(&format!("href=\"{TP}/commits/{b}\"")), "each group links its commit");

@@ -36,7 +36,10 @@ const RULES: &[(&str, u8)] = &[
     ("comment, punctuation.definition.comment", 3),
     ("constant.numeric, constant.language, constant.character, constant.other, support.constant, variable.other.constant", 4),
     ("entity.name.function, support.function, variable.function, meta.function-call.identifier", 5),
-    ("entity.name.type, entity.name.class, entity.name.struct, entity.name.enum, entity.name.trait, entity.name.impl, entity.other.inherited-class, support.type, support.class, entity.name.namespace", 6),
+    (
+        "entity.name.type, entity.name.class, entity.name.struct, entity.name.enum, entity.name.trait, entity.name.impl, entity.other.inherited-class, support.type, support.class, entity.name.namespace",
+        6,
+    ),
     ("entity.name.tag, meta.mapping.key string, entity.name.key", 6),
     ("entity.other.attribute-name, meta.attribute-with-value, variable.parameter, support.type.property-name", 7),
     ("string.regexp, constant.character.escape", 8),

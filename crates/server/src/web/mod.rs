@@ -8,11 +8,11 @@
 //! time.
 
 mod account;
-mod highlight;
 mod admin;
 mod branch_permissions;
 mod builds;
 mod file_view;
+mod highlight;
 mod markdown;
 mod pr_diff;
 mod pull_requests;

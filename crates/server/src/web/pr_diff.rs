@@ -861,10 +861,19 @@ fn split_rows<'a>(h: &'a crate::pr_git::Hunk, hl: Option<&'a [Vec<String>]>) -> 
     let mut rows = Vec::new();
     let mut segs = h.segments.iter().enumerate().peekable();
     let html = |si: usize, li: usize| hl.and_then(|h| h.get(si)).and_then(|s| s.get(li)).map(String::as_str);
-    let ln = |kind: SegmentType, l: &'a crate::pr_git::Line, html: Option<&'a str>| Ln { kind, src: l.source, dst: l.destination, text: l.line.as_str(), html, cut: l.truncated };
+    let ln = |kind: SegmentType, l: &'a crate::pr_git::Line, html: Option<&'a str>| Ln {
+        kind,
+        src: l.source,
+        dst: l.destination,
+        text: l.line.as_str(),
+        html,
+        cut: l.truncated,
+    };
     while let Some((si, seg)) = segs.next() {
         match seg.kind {
-            SegmentType::Context => rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (Some(ln(seg.kind, l, html(si, li))), Some(ln(seg.kind, l, html(si, li)))))),
+            SegmentType::Context => {
+                rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (Some(ln(seg.kind, l, html(si, li))), Some(ln(seg.kind, l, html(si, li))))))
+            }
             SegmentType::Added => rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (None, Some(ln(seg.kind, l, html(si, li)))))),
             SegmentType::Removed => {
                 let (ai, added) = match segs.peek() {
