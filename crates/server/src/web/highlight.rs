@@ -371,6 +371,11 @@ pub(crate) fn cached(key: &str) -> Option<Arc<Lines>> {
 /// The rendering under `key`: cached, or computed by `work` within [`WAIT`]; `None` when it
 /// takes longer (it is cached when done) or is being computed for another view.
 pub(crate) async fn within_wait(state: &crate::AppState, key: String, work: impl FnOnce() -> Lines + Send + 'static) -> Option<Arc<Lines>> {
+    within(state, key, WAIT, work).await
+}
+
+/// [`within_wait`] waiting `wait`.
+async fn within(state: &crate::AppState, key: String, wait: Duration, work: impl FnOnce() -> Lines + Send + 'static) -> Option<Arc<Lines>> {
     if let Some(l) = cached(&key) {
         return Some(l);
     }
@@ -391,7 +396,7 @@ pub(crate) async fn within_wait(state: &crate::AppState, key: String, work: impl
             let _ = tx.send(lines);
         }
     });
-    tokio::time::timeout(WAIT, rx).await.ok().and_then(Result::ok)
+    tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok)
 }
 
 /// `text`'s lines escaped, not highlighted.
@@ -571,6 +576,40 @@ mod tests {
         assert!(c.get("a").is_some() && c.get("f").is_some());
         c.put("huge".into(), lines(900));
         assert!(c.get("huge").is_none(), "an entry over a quarter of the cache is not kept");
+    }
+
+    #[tokio::test]
+    async fn a_slow_rendering_is_shown_plain_then_cached_and_never_started_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = crate::Server::open(crate::ServerConfig::new(dir.path())).unwrap();
+        let state = &server.shared;
+        let key = format!("test-slow-{}", std::process::id());
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let slow = move || {
+            let _ = gate.recv();
+            Lines { html: vec!["done".into()], language: None }
+        };
+        assert!(within(state, key.clone(), Duration::ZERO, slow).await.is_none(), "not ready: the page shows it plain");
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = started.clone();
+        let again = move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Lines { html: vec!["again".into()], language: None }
+        };
+        assert!(within(state, key.clone(), Duration::ZERO, again).await.is_none(), "still computing: plain again");
+        go.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            if let Some(l) = cached(&key) {
+                break l;
+            }
+            assert!(Instant::now() < deadline, "the rendering never reached the cache");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(done.html, ["done"]);
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 0, "the same rendering was not started twice");
+        let cached_now = || -> Lines { panic!("a cached rendering was computed again") };
+        assert_eq!(within(state, key, Duration::ZERO, cached_now).await.map(|l| l.html.clone()), Some(vec!["done".to_owned()]));
     }
 
     #[test]
