@@ -582,6 +582,13 @@ impl Reader {
         Ok(Some(entries))
     }
 
+    /// The id of the blob at `path` in `commit`; `None` if there is none.
+    pub(crate) async fn blob_id(&self, commit: &str, path: &str) -> Result<Option<String>, ReadError> {
+        let spec = format!("{commit}:{path}");
+        let id = self.text(&["rev-parse", "--verify", "-q", "--end-of-options", &spec]).await?;
+        Ok(id.map(|id| id.trim().to_owned()).filter(|id| is_hex_id(id)))
+    }
+
     pub(crate) async fn blob_size(&self, commit: &str, path: &str) -> Result<Option<u64>, ReadError> {
         let spec = format!("{commit}:{path}");
         Ok(self.text(&["cat-file", "-s", "--end-of-options", &spec]).await?.and_then(|s| s.trim().parse().ok()))
@@ -661,6 +668,15 @@ impl Reader {
     pub(crate) async fn blame(&self, commit: &str, path: &str, first: usize, last: usize) -> Result<Option<Vec<BlameSpan>>, ReadError> {
         let range = format!("{first},{last}");
         let Some(out) = self.text(&["blame", "--porcelain", "-L", &range, commit, "--", path]).await? else { return Ok(None) };
+        Ok(Some(parse_blame(&out)))
+    }
+
+    /// Who last changed each line of the file `path` at `commit` (the whole file), with each
+    /// commit's summary, for the blame page.
+    pub(crate) async fn blame_file(&self, commit: &str, path: &str) -> Result<Option<Vec<BlameSpan>>, ReadError> {
+        // No `--end-of-options`: blame reads what follows it as revisions. `commit` is a
+        // resolved hex id, never an option.
+        let Some(out) = self.text(&["blame", "--porcelain", commit, "--", path]).await? else { return Ok(None) };
         Ok(Some(parse_blame(&out)))
     }
 
@@ -780,6 +796,8 @@ pub(crate) struct BlameSpan {
     pub(crate) committer_time: i64,
     /// The file's name in that commit (it may have been renamed since).
     pub(crate) file_name: String,
+    /// The first line of the commit's message.
+    pub(crate) summary: String,
 }
 
 /// Parses `git blame --porcelain`: a header line `<id> <orig> <final> <count>` opens each group,
@@ -816,6 +834,7 @@ pub(crate) fn parse_blame(out: &str) -> Vec<BlameSpan> {
                 committer_email: String::new(),
                 committer_time: 0,
                 file_name: String::new(),
+                summary: String::new(),
             });
             span.line = fin.parse().unwrap_or(0);
             span.lines = count.parse().unwrap_or(0);
@@ -833,6 +852,7 @@ pub(crate) fn parse_blame(out: &str) -> Vec<BlameSpan> {
             "committer-mail" => span.committer_email = mail(),
             "committer-time" => span.committer_time = value.parse().unwrap_or(0),
             "filename" => span.file_name = value.to_owned(),
+            "summary" => span.summary = value.to_owned(),
             _ => {}
         }
     }
@@ -954,6 +974,7 @@ mod tests {
             spans.iter().map(|s| (&s.commit[..1], s.line, s.lines, s.author_name.as_str(), s.file_name.as_str())).collect();
         assert_eq!(brief, [("a", 1, 2, "Ann", "old.txt"), ("b", 3, 1, "Bob", "new.txt"), ("a", 4, 1, "Ann", "old.txt")]);
         assert_eq!((spans[2].author_email.as_str(), spans[2].committer_time), ("ann@example.com", 1_700_000_001));
+        assert_eq!((spans[0].summary.as_str(), spans[2].summary.as_str(), spans[1].summary.as_str()), ("s", "s", ""));
     }
 
     fn git(env: &[(OsString, OsString)], dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> String {

@@ -12,6 +12,8 @@ mod admin;
 mod branch_permissions;
 mod builds;
 mod commit_list;
+mod file_view;
+mod highlight;
 mod markdown;
 mod pr_diff;
 mod profile;

@@ -325,6 +325,9 @@ enum Body {
         /// The lines a comment may anchor on (they are in the pull request's own diff) and
         /// their type there.
         commentable: HashMap<Key, &'static str>,
+        /// The lines highlighted by hunk, segment and line ([`highlighted`]); empty while that
+        /// is being computed (the lines are shown plain).
+        hl: Vec<Vec<Vec<String>>>,
     },
     Binary,
     Collapsed(u64),
@@ -403,6 +406,7 @@ async fn load(w: &Web, repo: &Repo, pr: &PullRequest) -> Result<Loaded, WebError
 /// (`Some(None)`: binary), when it was asked.
 #[allow(clippy::too_many_arguments)]
 async fn file_body(
+    state: &crate::AppState,
     git: &GitRepo,
     base: &str,
     head: &str,
@@ -464,7 +468,8 @@ async fn file_body(
             Err(_) => HashMap::new(),
         }
     };
-    (Body::Diff { file: Box::new(file), commentable }, Some(known.unwrap_or(lines)))
+    let hl = highlighted_cached(state, &path, &file).await;
+    (Body::Diff { file: Box::new(file), commentable, hl }, Some(known.unwrap_or(lines)))
 }
 
 // ---- the page's frame ----
@@ -675,6 +680,8 @@ struct Ln<'a> {
     src: u64,
     dst: u64,
     text: &'a str,
+    /// The text highlighted (web/highlight.rs), when it was.
+    html: Option<&'a str>,
     cut: bool,
 }
 
@@ -706,6 +713,8 @@ struct FileCtx<'a> {
     threads: FileComments<'a>,
     open: Option<&'a Open>,
     commentable: Option<&'a HashMap<Key, &'static str>>,
+    /// The diff's lines highlighted ([`highlighted`]), when it has lines.
+    hl: &'a [Vec<Vec<String>>],
 }
 
 impl FileCtx<'_> {
@@ -741,7 +750,7 @@ impl FileCtx<'_> {
     fn code(&self, l: Option<Ln>, side: &str) -> Markup {
         html! {
             @match l {
-                Some(l) => td class={ "code " (l.class()) " " (side) } { (l.text) @if l.cut { span.cut title="Line cut: too long to show" { "…" } } },
+                Some(l) => td class={ "code " (l.class()) " " (side) } { @if let Some(h) = l.html { (PreEscaped(h)) } @else { (l.text) } @if l.cut { span.cut title="Line cut: too long to show" { "…" } } },
                 None => td class={ "code empty " (side) } {},
             }
         }
@@ -802,8 +811,9 @@ impl FileCtx<'_> {
                 tbody {
                     @for (i, h) in file.hunks.iter().enumerate() {
                         (self.hunk_row(i, h))
-                        @for seg in &h.segments { @for l in &seg.lines {
-                            @let ln = Ln { kind: seg.kind, src: l.source, dst: l.destination, text: &l.line, cut: l.truncated };
+                        @for (si, seg) in h.segments.iter().enumerate() { @for (li, l) in seg.lines.iter().enumerate() {
+                            @let html = self.hl.get(i).and_then(|h| h.get(si)).and_then(|s| s.get(li)).map(String::as_str);
+                            @let ln = Ln { kind: seg.kind, src: l.source, dst: l.destination, text: &l.line, html, cut: l.truncated };
                             @let own = if ln.kind == SegmentType::Removed { (Side::From, ln.src) } else { (Side::To, ln.dst) };
                             tr class=(ln.class()) {
                                 (self.number((ln.kind != SegmentType::Added).then_some((Side::From, ln.src))))
@@ -827,7 +837,7 @@ impl FileCtx<'_> {
                 tbody {
                     @for (i, h) in file.hunks.iter().enumerate() {
                         (self.hunk_row(i, h))
-                        @for (left, right) in split_rows(h) {
+                        @for (left, right) in split_rows(h, self.hl.get(i).map(Vec::as_slice)) {
                             @let keys: Vec<Key> = left.iter().map(|l| (Side::From, l.src)).chain(right.iter().map(|l| (Side::To, l.dst))).collect();
                             tr.pair {
                                 (self.number(left.map(|l| (Side::From, l.src))))
@@ -862,28 +872,87 @@ impl FileCtx<'_> {
 
 /// A hunk as side-by-side rows: context on both sides, a run of removed lines beside the run of
 /// added lines that follows it, row by row.
-fn split_rows(h: &crate::pr_git::Hunk) -> Vec<(Option<Ln<'_>>, Option<Ln<'_>>)> {
+/// `hl`: the hunk's lines highlighted, by segment ([`highlighted`]).
+fn split_rows<'a>(h: &'a crate::pr_git::Hunk, hl: Option<&'a [Vec<String>]>) -> Vec<(Option<Ln<'a>>, Option<Ln<'a>>)> {
     let mut rows = Vec::new();
-    let mut segs = h.segments.iter().peekable();
-    fn ln(kind: SegmentType, l: &crate::pr_git::Line) -> Ln<'_> {
-        Ln { kind, src: l.source, dst: l.destination, text: l.line.as_str(), cut: l.truncated }
-    }
-    while let Some(seg) = segs.next() {
+    let mut segs = h.segments.iter().enumerate().peekable();
+    let html = |si: usize, li: usize| hl.and_then(|h| h.get(si)).and_then(|s| s.get(li)).map(String::as_str);
+    let ln = |kind: SegmentType, l: &'a crate::pr_git::Line, html: Option<&'a str>| Ln {
+        kind,
+        src: l.source,
+        dst: l.destination,
+        text: l.line.as_str(),
+        html,
+        cut: l.truncated,
+    };
+    while let Some((si, seg)) = segs.next() {
         match seg.kind {
-            SegmentType::Context => rows.extend(seg.lines.iter().map(|l| (Some(ln(seg.kind, l)), Some(ln(seg.kind, l))))),
-            SegmentType::Added => rows.extend(seg.lines.iter().map(|l| (None, Some(ln(seg.kind, l))))),
+            SegmentType::Context => {
+                rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (Some(ln(seg.kind, l, html(si, li))), Some(ln(seg.kind, l, html(si, li))))))
+            }
+            SegmentType::Added => rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (None, Some(ln(seg.kind, l, html(si, li)))))),
             SegmentType::Removed => {
-                let added = match segs.peek() {
-                    Some(next) if next.kind == SegmentType::Added => segs.next().map(|s| &s.lines[..]).unwrap_or(&[]),
-                    _ => &[],
+                let (ai, added) = match segs.peek() {
+                    Some((ai, next)) if next.kind == SegmentType::Added => {
+                        let ai = *ai;
+                        (ai, segs.next().map(|(_, s)| &s.lines[..]).unwrap_or(&[]))
+                    }
+                    _ => (usize::MAX, &[][..]),
                 };
                 for i in 0..seg.lines.len().max(added.len()) {
-                    rows.push((seg.lines.get(i).map(|l| ln(SegmentType::Removed, l)), added.get(i).map(|l| ln(SegmentType::Added, l))));
+                    rows.push((
+                        seg.lines.get(i).map(|l| ln(SegmentType::Removed, l, html(si, i))),
+                        added.get(i).map(|l| ln(SegmentType::Added, l, html(ai, i))),
+                    ));
                 }
             }
         }
     }
     rows
+}
+
+fn kind_name(k: SegmentType) -> &'static str {
+    match k {
+        SegmentType::Added => "add",
+        SegmentType::Removed => "del",
+        SegmentType::Context => "ctx",
+    }
+}
+
+/// [`highlighted`] through the highlighting cache (keyed by a digest of the lines shown): empty
+/// when it is not ready within [`super::highlight::WAIT`].
+async fn highlighted_cached(state: &crate::AppState, path: &str, file: &FileDiff) -> Vec<Vec<Vec<String>>> {
+    let all = file.hunks.iter().flat_map(|h| h.segments.iter().flat_map(|s| s.lines.iter().map(move |l| (kind_name(s.kind), l.line.as_str()))));
+    let key = super::highlight::diff_key(path, all);
+    let (p, f) = (path.to_owned(), file.clone());
+    let work = move || super::highlight::Lines { html: highlighted(&p, &f).into_iter().flatten().flatten().collect(), language: None };
+    let Some(flat) = super::highlight::within_wait(state, key, work).await else { return Vec::new() };
+    let mut it = flat.html.iter();
+    file.hunks.iter().map(|h| h.segments.iter().map(|s| s.lines.iter().map(|_| it.next().cloned().unwrap_or_default()).collect()).collect()).collect()
+}
+
+/// A file's diff lines highlighted (web/highlight.rs), by hunk, segment and line: each hunk's
+/// old side (context and removed lines) and new side (context and added lines) read as code.
+fn highlighted(path: &str, file: &FileDiff) -> Vec<Vec<Vec<String>>> {
+    use super::highlight::{DiffHighlighter, Side as HlSide};
+    let mut d = DiffHighlighter::new(path);
+    file.hunks
+        .iter()
+        .map(|h| {
+            d.hunk();
+            h.segments
+                .iter()
+                .map(|seg| {
+                    let side = match seg.kind {
+                        SegmentType::Removed => HlSide::Old,
+                        SegmentType::Added => HlSide::New,
+                        SegmentType::Context => HlSide::Both,
+                    };
+                    seg.lines.iter().map(|l| d.line(side, &l.line)).collect()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A comment and its replies, with reply, edit and delete for those who may.
@@ -976,12 +1045,16 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
     let path = f.change.path.to_string.as_str();
     let fid = file_id(path);
     let (shown, commentable) = match &f.body {
-        Body::Diff { file, commentable } => (line_keys(file).into_keys().collect::<HashSet<Key>>(), Some(commentable)),
+        Body::Diff { file, commentable, .. } => (line_keys(file).into_keys().collect::<HashSet<Key>>(), Some(commentable)),
         _ => (HashSet::new(), None),
     };
     let lazy = matches!(f.body, Body::Lazy);
     let threads = if lazy { FileComments::default() } else { FileComments::new(p.comments, path, &shown) };
-    let fc = FileCtx { p, f, fid: fid.clone(), path, threads, open, commentable };
+    let hl: &[Vec<Vec<String>>] = match &f.body {
+        Body::Diff { hl, .. } => hl,
+        _ => &[],
+    };
+    let fc = FileCtx { p, f, fid: fid.clone(), path, threads, open, commentable, hl };
     let single = p.file_url(path, &f.opts, &[]);
     let file_open = open.filter(|o| o.target == Target::File);
     // A line form for a line this view does not show (a refused post): atop the file.
@@ -1036,7 +1109,7 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
             }
             @match &f.body {
                 Body::Diff { file, .. } => {
-                    div.codebox.pr-codebox {
+                    div.codebox.pr-codebox.hl {
                         @if f.opts.split { (fc.split(file)) } @else { (fc.unified(file)) }
                     }
                     @if file.truncated { div.notice.warn.spaced { "This diff is cut at " (MAX_FILE_LINES) " lines; the rest is not shown." } }
@@ -1109,7 +1182,7 @@ async fn one_file(
 ) -> WebResult {
     let l = load(w, repo, pr).await?;
     let change = l.changes.iter().find(|c| c.path.to_string == path).ok_or(WebError::NotFound)?;
-    let (body, counts) = file_body(&l.git, &l.base, &pr.from_hash, change, &opts, ask.show, None, true).await;
+    let (body, counts) = file_body(&w.state, &l.git, &l.base, &pr.from_hash, change, &opts, ask.show, None, true).await;
     let p = Pr {
         w,
         repo,
@@ -1148,7 +1221,7 @@ async fn one_file(
 
 async fn whole(w: &Web, repo: &Repo, level: Permission, pr: &PullRequest, opts: Opts, focus: Option<&str>, note: Option<Notice>) -> WebResult {
     let l = load(w, repo, pr).await?;
-    let (numstat, views) = file_views(&l.git, &l.base, &pr.from_hash, &l.changes, &opts, focus, true).await;
+    let (numstat, views) = file_views(&w.state, &l.git, &l.base, &pr.from_hash, &l.changes, &opts, focus, true).await;
     let p = Pr {
         w,
         repo,
@@ -1209,6 +1282,7 @@ fn pr_diff_url(w: &Web, repo: &Repo, pr: &PullRequest) -> String {
 /// rest left to load when scrolled to. Also the `numstat` counts.
 #[allow(clippy::too_many_arguments)]
 async fn file_views<'c>(
+    state: &crate::AppState,
     git: &GitRepo,
     base: &str,
     head: &str,
@@ -1255,7 +1329,7 @@ async fn file_views<'c>(
         .zip(eager)
         .map(|(c, now)| {
             let counts = numstat.get(&c.path.to_string).copied();
-            async move { if now { file_body(git, base, head, c, opts, false, counts, commenting).await } else { (Body::Lazy, counts.flatten()) } }
+            async move { if now { file_body(state, git, base, head, c, opts, false, counts, commenting).await } else { (Body::Lazy, counts.flatten()) } }
         })
         .collect();
     let bodies: Vec<(Body, Option<(u64, u64)>)> = futures_util::stream::iter(diffs).buffered(PARALLEL_DIFFS).collect().await;
@@ -1316,7 +1390,7 @@ pub(crate) async fn plain(w: &Web, d: Plain<'_>, q: &HashMap<String, String>) ->
     if let Some(path) = path {
         let change = changes.iter().find(|c| c.path.to_string == path).ok_or(WebError::NotFound)?;
         let show = q.get("show").is_some_and(|s| s == "1");
-        let (body, counts) = file_body(&git, &base, d.to, change, &opts, show, None, false).await;
+        let (body, counts) = file_body(&w.state, &git, &base, d.to, change, &opts, show, None, false).await;
         let view = FileView { change, counts, body, opts: opts.clone() };
         let section = file_section(&p, &view, None);
         if fragment {
@@ -1329,7 +1403,7 @@ pub(crate) async fn plain(w: &Web, d: Plain<'_>, q: &HashMap<String, String>) ->
             }
         }));
     }
-    let (numstat, views) = file_views(&git, &base, d.to, &changes, &opts, None, false).await;
+    let (numstat, views) = file_views(&w.state, &git, &base, d.to, &changes, &opts, None, false).await;
     Ok(Shown::Page(html! {
         div.pr-diff-page data-pr-diff {
             (toolbar(&p, None))
@@ -1513,7 +1587,7 @@ mod unit_tests {
                 seg(SegmentType::Added, vec![line(4, 3, "late")]),
             ],
         };
-        let rows = split_rows(&h);
+        let rows = split_rows(&h, None);
         let shape: Vec<(Option<&str>, Option<&str>)> = rows.iter().map(|(l, r)| (l.map(|l| l.text), r.map(|r| r.text))).collect();
         assert_eq!(shape, vec![(Some("a"), Some("a")), (Some("b"), Some("B")), (Some("c"), None), (None, Some("late"))]);
     }

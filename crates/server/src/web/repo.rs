@@ -30,7 +30,7 @@ fn project_link(w: &Web, owner: &Owner) -> String {
     w.link(&format!("/projects/{}", url_encode(&owner.to_string())))
 }
 
-fn repo_link(w: &Web, repo: &Repo, rest: &str) -> String {
+pub(crate) fn repo_link(w: &Web, repo: &Repo, rest: &str) -> String {
     w.link(&format!("/projects/{}/repos/{}{rest}", url_encode(&repo.owner.to_string()), repo.slug))
 }
 
@@ -557,8 +557,6 @@ fn switcher(refs: &Refs, current: &Resolved, action: &str) -> Markup {
     super::refs::picker(refs, current, action, &format!("{repo_base}/branches"))
 }
 
-/// Files larger than this are offered as a raw download instead of being shown.
-const VIEW_LIMIT: u64 = 1 << 20;
 
 fn reader(w: &Web, repo: &trove_store::Repo) -> Reader {
     Reader::new(&w.state, w.state.store.repo_path(repo))
@@ -574,7 +572,7 @@ async fn resolve(g: &Reader, refs: &Refs, at: Option<&str>) -> Result<Option<Res
     Ok(found)
 }
 
-fn at_query(r: &Resolved) -> String {
+pub(crate) fn at_query(r: &Resolved) -> String {
     format!("?at={}", url_encode(&r.at))
 }
 
@@ -680,21 +678,9 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
             @if let Some(h) = readme_html { h2 { "README.md" } div.readme #readme { (PreEscaped(h)) } }
         }
     } else if kind == "blob" {
-        let size = g.blob_size(&at.commit, path).await?.unwrap_or(0);
-        let raw = format!("{}/{}{}", repo_link(w, &repo, "/raw"), url_encode(path), at_query(&at));
-        let data = if size <= VIEW_LIMIT { g.blob(&at.commit, path).await? } else { None };
-        let text = data.filter(|d| !d[..d.len().min(8000)].contains(&0)).map(|d| String::from_utf8_lossy(&d).into_owned());
-        html! {
-            div.codebox #file {
-                div.head { span.mono { (path) " " span.muted { "(" (human_size(size)) ")" } } a href=(raw) { "Raw" } }
-                @match text {
-                    Some(t) => table.code { tbody { @for (i, line) in t.lines().enumerate() {
-                        tr { td.ln id={ "L" (i + 1) } { a href={ "#L" (i + 1) } { (i + 1) } } td { (line) } }
-                    } } },
-                    None => p.muted.padded { "This file is binary or too large to show. " a href=(raw) { "Download it" } "." },
-                }
-            }
-        }
+        // The file view and blame (web/file_view.rs); Bitbucket's `?blame` has no value.
+        let a = super::file_view::At { w, repo: &repo, g: &g, at: &at, path };
+        if q.get("blame").is_some_and(|b| b != "false") { super::file_view::blame(&a).await? } else { super::file_view::file(&a, q).await? }
     } else {
         html! { div.card { p.muted { "A submodule." } } }
     };
@@ -704,7 +690,7 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
     Ok(page(w, &title, body))
 }
 
-fn human_size(n: u64) -> String {
+pub(crate) fn human_size(n: u64) -> String {
     match n {
         0..1024 => format!("{n} B"),
         1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
@@ -774,7 +760,8 @@ fn raw_type(path: &str, head: &[u8]) -> &'static str {
     }
 }
 
-/// `GET …/commits?until=&start=`: history, 50 a page.
+/// `GET …/commits?until=&start=`: history, 50 a page; with `path=`, the history of that file or
+/// folder, followed across renames (`git log --follow`) for a file.
 pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
     const PER_PAGE: usize = 50;
     let (key, slug) = seg(p)?;
@@ -790,7 +777,13 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
         return Err(WebError::NotFound);
     };
     let start: usize = q.get("start").and_then(|s| s.parse().ok()).unwrap_or(0).min(1_000_000);
-    let mut list = g.log(&LogQuery { until: &at.commit, skip: start, max: PER_PAGE + 1, ..LogQuery::default() }).await?.unwrap_or_default();
+    let path = q.get("path").map(|p| p.trim_matches('/')).unwrap_or("");
+    if !valid_path(path) {
+        return Err(WebError::BadRequest(format!("{path:?} is not a path in a repository")));
+    }
+    // `--follow` takes one file; a folder's history is the commits that touched it.
+    let follow = !path.is_empty() && g.kind(&at.commit, path).await?.as_deref() == Some("blob");
+    let mut list = g.log(&LogQuery { until: &at.commit, skip: start, max: PER_PAGE + 1, path, follow, ..LogQuery::default() }).await?.unwrap_or_default();
     let more = list.len() > PER_PAGE;
     list.truncate(PER_PAGE);
     let builds = super::builds::statuses(&w, vec![repo.id], list.iter().map(|c| c.id.clone()).collect()).await?;
@@ -802,16 +795,25 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
     let here = repo_link(&w, &repo, "/commits");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let extras = super::commit_list::Extras { refs: &refs, builds: &builds, graph: graph.as_deref(), base: &here, now };
+    let path_q = if path.is_empty() { String::new() } else { format!("&path={}", url_encode(path)) };
     let body = html! {
         (head)
-        div.repo-bar { (switcher(&refs, &at, &here)) }
+        div.repo-bar {
+            (switcher(&refs, &at, &here))
+            @if !path.is_empty() {
+                h2.flush #history-of { "History of " a.mono href={ (repo_link(&w, &repo, "/browse")) "/" (url_encode(path)) (at_query(&at)) } { (path) } }
+                a href={ (here) (at_query(&at)) } { "All commits" }
+            }
+        }
+        @if list.is_empty() && !path.is_empty() { div.card { p.muted { "No commits changed " span.mono { (path) } " here." } } }
         (super::commit_list::table(&list, &extras))
         p {
-            @if start > 0 { a href={ (here) "?until=" (url_encode(&at.at)) "&start=" (start.saturating_sub(PER_PAGE)) } { "Newer" } " " }
-            @if more { a href={ (here) "?until=" (url_encode(&at.at)) "&start=" (start + PER_PAGE) } { "Older" } }
+            @if start > 0 { a href={ (here) "?until=" (url_encode(&at.at)) (path_q) "&start=" (start.saturating_sub(PER_PAGE)) } { "Newer" } " " }
+            @if more { a href={ (here) "?until=" (url_encode(&at.at)) (path_q) "&start=" (start + PER_PAGE) } { "Older" } }
         }
     };
-    Ok(page(&w, &format!("Commits - {}", repo.name), body))
+    let title = if path.is_empty() { format!("Commits - {}", repo.name) } else { format!("History of {path} - {}", repo.name) };
+    Ok(page(&w, &title, body))
 }
 
 /// `GET …/commits/{id}`: the commit and its diff against its first parent, its builds, and its

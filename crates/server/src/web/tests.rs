@@ -637,7 +637,8 @@ async fn browsing_takes_only_the_repositorys_refs_hex_ids_and_plain_paths() {
     assert_eq!(raw.headers.get(header::CONTENT_TYPE).unwrap(), "text/plain; charset=utf-8");
     assert!(raw.headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().starts_with("sandbox"));
     let commit = f.get_as(Some("reader"), &format!("{base}/commits/{tip}")).await;
-    assert!(commit.body.contains("<td class=\"code add both\"># Title</td>"), "{}", commit.body);
+    // The pull request's diff view, its lines highlighted (Markdown's heading).
+    assert!(commit.body.contains("class=\"code add both\"") && commit.body.contains("<span class=h># Title</span>"), "{}", commit.body);
 }
 
 #[tokio::test]

@@ -148,8 +148,10 @@ fn asset(body: &'static str, ctype: &'static str) -> Response {
     r
 }
 
-/// The style sheet: this module's, then the rules of modules that keep their own.
-static ALL_CSS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{CSS}{}{}", super::search::CSS, super::profile::CSS));
+/// The style sheet: the pages' own, then the rules of modules that keep their own (search,
+/// profiles, the code views: web/highlight.rs, web/file_view.rs).
+static ALL_CSS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| [CSS, super::search::CSS, super::profile::CSS, super::highlight::CSS, super::file_view::CSS].concat());
 /// The page script: `trove.js`, then the scripts of modules that keep their own.
 static ALL_JS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{JS}\n{}", super::search::JS));
 

@@ -10,6 +10,7 @@ mod branch_permissions;
 mod builds;
 mod clone_fetch;
 mod cluster;
+mod code_views;
 mod commit_comments;
 mod context_path;
 mod dulwich;
