@@ -216,7 +216,8 @@ async fn the_commit_page_highlights_its_diff() {
     let c = f.commit("Ann", "Change", &[("lib.rs", b"fn b() { let x = \"<y>\"; }\n")]);
     f.push();
     let (_, body) = f.get(&format!("{TP}/commits/{c}")).await;
-    assert!(body.contains("<tr class=\"add\"><td>+<span class=k>fn</span> <span class=f>b</span>"), "{body}");
+    // The pull request's diff view, each side highlighted.
+    assert!(body.contains("<td class=\"code add both\"><span class=k>fn</span> <span class=f>b</span>"), "{body}");
     assert!(body.contains("<span class=s>\"&lt;y&gt;\"</span>"), "{body}");
-    assert!(body.contains("<tr class=\"del\"><td>-<span class=k>fn</span>"), "{body}");
+    assert!(body.contains("<td class=\"code del both\"><span class=k>fn</span> <span class=f>a</span>"), "{body}");
 }

@@ -557,7 +557,6 @@ fn switcher(refs: &Refs, current: &Resolved, action: &str) -> Markup {
     super::refs::picker(refs, current, action, &format!("{repo_base}/branches"))
 }
 
-
 fn reader(w: &Web, repo: &trove_store::Repo) -> Reader {
     Reader::new(&w.state, w.state.store.repo_path(repo))
 }
@@ -788,10 +787,15 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
     list.truncate(PER_PAGE);
     let builds = super::builds::statuses(&w, vec![repo.id], list.iter().map(|c| c.id.clone()).collect()).await?;
     // The graph is drawn from the newest commit down to this page's last, so that its lanes
-    // join the previous page's.
-    let history = crate::ref_list::parents(&g, &at.commit, start + list.len()).await?;
-    let graph = super::commit_list::lanes(&history);
-    let graph = (graph.len() == start + list.len()).then(|| graph[start..].to_vec());
+    // join the previous page's. A path's history has none: its commits are not each other's
+    // parents.
+    let graph = if path.is_empty() {
+        let history = crate::ref_list::parents(&g, &at.commit, start + list.len()).await?;
+        let graph = super::commit_list::lanes(&history);
+        (graph.len() == start + list.len()).then(|| graph[start..].to_vec())
+    } else {
+        None
+    };
     let here = repo_link(&w, &repo, "/commits");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let extras = super::commit_list::Extras { refs: &refs, builds: &builds, graph: graph.as_deref(), base: &here, now };

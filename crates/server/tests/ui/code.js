@@ -180,7 +180,7 @@ async function main() {
     await step("the file's history lists the commits that changed it, across its rename", async () => {
       await visit(`${REPO}/browse/src/main.rs`);
       await Promise.all([page.waitForNavigation(), page.click('#file-history')]);
-      const rows = await page.evaluate(() => [...document.querySelectorAll('#commits tbody tr')].map((r) => r.cells[1].textContent));
+      const rows = await page.evaluate(() => [...document.querySelectorAll('#commits tbody tr a.subject')].map((a) => a.textContent));
       assert.deepEqual(rows, ['Greet louder', 'Rename hello.rs to src/main.rs', 'Say hello']);
       assert.ok(await page.isVisible('#history-of'));
       await pageChecks('the history page');
