@@ -19,6 +19,7 @@ mod h2;
 mod http;
 mod ls_remote;
 mod metrics;
+mod pack_cache;
 mod pull_requests;
 mod push;
 mod rest_refs;
