@@ -554,13 +554,14 @@ def source_repo(commits):
     return cache, objects
 
 
-def trove_up(trove, data, public=True):
+def trove_up(trove, data, public=True, wrap=()):
     """`trove up` on fresh ports serving HTTPS only, with project TP (public unless told) and an
-    admin token; returns (process, HTTPS port, token, adm) where adm(*args) runs `trove admin`."""
+    admin token; returns (process, HTTPS port, token, adm) where adm(*args) runs `trove admin`.
+    `wrap` goes before the command (something that sets the process up, then execs it)."""
     shutil.rmtree(data, ignore_errors=True)
     ps, server_port = free_port(), free_port()
     env_up = dict(os.environ, TROVE_ADMIN_PASSWORD="bench-admin-password-1")
-    up = start("trove-up", [trove, "up", "--data", str(data), "--https", f"127.0.0.1:{ps}", "--http", "off", "--server", f"127.0.0.1:{server_port}", "--public-url", f"https://127.0.0.1:{ps}"], ps, env=env_up)
+    up = start("trove-up", [*wrap, trove, "up", "--data", str(data), "--https", f"127.0.0.1:{ps}", "--http", "off", "--server", f"127.0.0.1:{server_port}", "--public-url", f"https://127.0.0.1:{ps}"], ps, env=env_up)
     adm = lambda *a: run([trove, "admin", "--data", str(data), *a])
     r = adm("project", "add", "TP", "--name", "Bench", *(["--public"] if public else []))
     if r.returncode:
@@ -576,9 +577,10 @@ def trove_up(trove, data, public=True):
     return up, ps, t.stdout.strip().split()[-1], adm
 
 
-def apache_git(crt, key):
+def apache_git(crt, key, wrap=()):
     """Apache + git http-backend over HTTPS, the seed's set-up (mod_cgid, `ScriptAlias /git/`,
-    GIT_HTTP_EXPORT_ALL); returns (process, port, the repositories' directory)."""
+    GIT_HTTP_EXPORT_ALL); returns (process, port, the repositories' directory). `wrap` as for
+    `trove_up`."""
     d = apache_dir("apache-git")
     root = d / "repos"
     root.mkdir(exist_ok=True)
@@ -600,7 +602,7 @@ ScriptAlias /git/ {backend}/
 </VirtualHost>
 """
     (d / "httpd.conf").write_text(conf)
-    p = start("apache-git", ["/usr/sbin/apache2", "-f", str(d / "httpd.conf"), "-DFOREGROUND"], pa)
+    p = start("apache-git", [*wrap, "/usr/sbin/apache2", "-f", str(d / "httpd.conf"), "-DFOREGROUND"], pa)
     return p, pa, root
 
 

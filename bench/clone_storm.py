@@ -49,14 +49,15 @@ class Cgroup:
                 d.rmdir()
             d.mkdir()
 
-    def adopt(self, pid):
-        """Moves `pid` and every process under it in; what they start later is born inside."""
-        for p in B.tree_pids(pid):
-            for d in self.dirs:
-                try:
-                    (d / "cgroup.procs").write_text(str(p))
-                except OSError:
-                    pass  # gone meanwhile
+    def wrap(self):
+        """A command prefix that puts the process in this cgroup and then execs the command, so
+        that every page and CPU second of the server is charged here from its start (cgroup v1
+        leaves the memory a process already has behind when it moves, and this kernel refuses
+        `memory.move_charge_at_immigrate`)."""
+        return ["sh", "-c", 'echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && shift 2 && exec "$@"', "cgroup", str(self.dirs[0]), str(self.dirs[1])]
+
+    def holds(self, pid):
+        return str(pid) in (self.dirs[0] / "cgroup.procs").read_text().split()
 
     def cpu(self):
         return int((self.dirs[0] / "cpuacct.usage").read_text()) / 1e9
@@ -154,55 +155,62 @@ def run_storms(trove, commits, clients, kinds, work):
     src, objects = B.source_repo(commits)
     pack_mib = sum(p.stat().st_size for p in (src / "objects/pack").glob("*.pack")) / 2**20
 
-    data = work / "trove-data"
-    up, ps, token, adm = B.trove_up(trove, data, public=False)
-    if adm("repo", "add", "TP/storm").returncode:
-        raise SystemExit("trove admin repo add TP/storm failed")
-    crt, key, ca = data / "tls/server.crt", data / "tls/server.key", data / "tls/ca.crt"
-    apache, pa, root = B.apache_git(crt, key)
-    bare, apache_url = B.apache_git_repo(root, pa, "storm")
-    env = B.git_env(ca)
-    trove_url = f"https://admin:{token}@127.0.0.1:{ps}/scm/tp/storm.git"
-    B.git(env, "-C", str(src), "push", "-q", trove_url, "main")
-    B.git(env, "-C", str(src), "push", "-q", apache_url, "main")
-    subprocess.run(["git", "-C", str(bare), "repack", "-a", "-d", "-b", "-q"], check=True)
-    subprocess.run(["chown", "-R", "www-data:www-data", str(bare)], check=True)
-
-    # A work tree to push one new commit per storm to both sides.
-    w = work / "pusher"
-    B.git(env, "clone", "-q", "--no-local", str(src), str(w))
-    cgs = {"trove": Cgroup(f"trove-bench-storm-trove-{os.getpid()}"), "apache": Cgroup(f"trove-bench-storm-apache-{os.getpid()}")}
+    cgs = {}
     results = []
     try:
-        cgs["trove"].adopt(up.pid)
-        cgs["apache"].adopt(apache.pid)
-        urls = {"trove": trove_url, "apache": apache_url}
-        k = 0
-        for kind in kinds:
-            for n in clients:
-                k += 1
-                (w / "storm.txt").write_text(f"storm {k}\n")
-                B.git(env, "-C", str(w), "add", "storm.txt")
-                B.git(env, "-C", str(w), "-c", "user.name=Bench", "-c", "user.email=b@example.invalid", "commit", "-q", "-m", f"storm {k}")
-                for side in ("trove", "apache"):
-                    B.git(env, "-C", str(w), "push", "-q", urls[side], "HEAD:main")
-                for cg in cgs.values():
-                    settle(cg)
-                order = ["trove", "apache"] if k % 2 else ["apache", "trove"]
-                for side in order:
-                    wall, cpu, peak, rss, failed = storm(env, urls[side], n, kind == "shallow", cgs[side], work / "clones")
-                    results.append({"kind": kind, "clients": n, "side": side, "wall": wall, "cpu": cpu, "peak_bytes": peak, "peak_rss_bytes": rss, "failures": failed})
-                    B.log(f"{kind} x{n} {side}: wall {wall:.1f} s, CPU {cpu:.1f} s, peak {peak / 2**20:.0f} MiB (RSS {rss / 2**20:.0f} MiB), failures {failed}")
-                    settle(cgs[side])
-        metrics = None
+        cgs["trove"] = Cgroup(f"trove-bench-storm-trove-{os.getpid()}")
+        cgs["apache"] = Cgroup(f"trove-bench-storm-apache-{os.getpid()}")
+        results = storms(trove, src, clients, kinds, work, cgs)
     finally:
         B.stop_all()
         for cg in cgs.values():
             cg.remove()
     out = {"commits": commits, "objects": objects, "pack_mib": pack_mib, "results": results, "versions": {"git": B.run(["git", "--version"]).stdout.strip()},
-           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "metrics": metrics}
+           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     (work / "storm.json").write_text(json.dumps(out, indent=1))
     return out
+
+
+def storms(trove, src, clients, kinds, work, cgs):
+    data = work / "trove-data"
+    up, ps, token, adm = B.trove_up(trove, data, public=False, wrap=cgs["trove"].wrap())
+    if adm("repo", "add", "TP/storm").returncode:
+        raise SystemExit("trove admin repo add TP/storm failed")
+    crt, key, ca = data / "tls/server.crt", data / "tls/server.key", data / "tls/ca.crt"
+    apache, pa, root = B.apache_git(crt, key, wrap=cgs["apache"].wrap())
+    if not (cgs["trove"].holds(up.pid) and cgs["apache"].holds(apache.pid)):
+        raise SystemExit("the servers did not start in their cgroups")
+    bare, apache_url = B.apache_git_repo(root, pa, "storm")
+    env = B.git_env(ca)
+    trove_url = f"https://admin:{token}@127.0.0.1:{ps}/scm/tp/storm.git"
+    B.git(env, "-C", str(src), "push", "-q", trove_url, "main")
+    B.git(env, "-C", str(src), "push", "-q", apache_url, "main")
+    subprocess.run(["git", "-c", "safe.directory=*", "-C", str(bare), "repack", "-a", "-d", "-b", "-q"], check=True)
+    subprocess.run(["chown", "-R", "www-data:www-data", str(bare)], check=True)
+
+    # A work tree to push one new commit per storm to both sides.
+    w = work / "pusher"
+    B.git(env, "clone", "-q", "--no-local", str(src), str(w))
+    results = []
+    urls = {"trove": trove_url, "apache": apache_url}
+    k = 0
+    for kind in kinds:
+        for n in clients:
+            k += 1
+            (w / "storm.txt").write_text(f"storm {k}\n")
+            B.git(env, "-C", str(w), "add", "storm.txt")
+            B.git(env, "-C", str(w), "-c", "user.name=Bench", "-c", "user.email=b@example.invalid", "commit", "-q", "-m", f"storm {k}")
+            for side in ("trove", "apache"):
+                B.git(env, "-C", str(w), "push", "-q", urls[side], "HEAD:main")
+            for cg in cgs.values():
+                settle(cg)
+            order = ["trove", "apache"] if k % 2 else ["apache", "trove"]
+            for side in order:
+                wall, cpu, peak, rss, failed = storm(env, urls[side], n, kind == "shallow", cgs[side], work / "clones")
+                results.append({"kind": kind, "clients": n, "side": side, "wall": wall, "cpu": cpu, "peak_bytes": peak, "peak_rss_bytes": rss, "failures": failed})
+                B.log(f"{kind} x{n} {side}: wall {wall:.1f} s, CPU {cpu:.1f} s, peak {peak / 2**20:.0f} MiB (RSS {rss / 2**20:.0f} MiB), failures {failed}")
+                settle(cgs[side])
+    return results
 
 
 def markdown(out):
@@ -213,7 +221,7 @@ def markdown(out):
         "| storm | side | wall, s | server CPU, s | peak memory, MiB (RSS) | failed | wall ÷ Apache | CPU ÷ Apache |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for (kind, n, side), r in rows.items():
+    for (kind, n, side), r in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "trove")):
         a = rows.get((kind, n, "apache"))
         ratio = lambda key: f"{r[key] / a[key]:.2f}" if a and a[key] else "–"
         lines.append(f"| {n} × {'full' if kind == 'full' else '--depth 1'} | {'trove up' if side == 'trove' else 'Apache + http-backend'} | {r['wall']:.1f} | {r['cpu']:.1f} | "
