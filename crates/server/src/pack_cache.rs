@@ -340,7 +340,9 @@ pub(crate) async fn upload_pack(
     let key = key(&call.path, call.protocol.as_deref(), &ref_state, &body);
     let repo = call.repo.clone();
     let now = Instant::now();
-    // The lock is never held across an await; `Err(call)` when the file cannot be made.
+    // The lock is never held across an await; `None` (the call left in place) when the file
+    // cannot be made.
+    let mut call = Some(call);
     let joined = (|| {
         let mut inner = cache.lock();
         let found = match inner.entries.get_mut(&key) {
@@ -352,7 +354,7 @@ pub(crate) async fn upload_pack(
             None => None,
         };
         match found {
-            Some(f) => Ok(f),
+            Some(f) => Some(f),
             None => {
                 if cache.remove_locked(&mut inner, &key).is_some() {
                     cache.evictions.fetch_add(1, Ordering::Relaxed);
@@ -362,7 +364,7 @@ pub(crate) async fn upload_pack(
                     Ok(f) => f,
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "cannot write to the pack cache; running git without it");
-                        return Err(call);
+                        return None;
                     }
                 };
                 let (progress, _) = watch::channel(Progress { started: None, written: 0, end: None });
@@ -370,17 +372,19 @@ pub(crate) async fn upload_pack(
                 inner.entries.insert(key, Entry { pack: pack.clone(), created: now, last_used: now });
                 cache.evict_locked(&mut inner, now, None);
                 let producing = Producing(pack.clone());
+                let call = call.take().expect("a call for the first request");
                 state.tasks.spawn(produce(state.clone(), cache.clone(), key, ref_state, call, body.clone(), producing));
-                Ok((pack, Outcome::Miss))
+                Some((pack, Outcome::Miss))
             }
         }
     })();
-    let (pack, outcome) = match joined {
-        Ok(j) => j,
-        Err(call) => {
+    let (pack, outcome) = match (joined, call) {
+        (Some(j), _) => j,
+        (None, Some(call)) => {
             cache.count(Outcome::Bypass);
             return Ok(Box::pin(git_service::stateless_rpc(state, call, Input::Buffered(body)).await?));
         }
+        (None, None) => unreachable!("the call is taken only when an entry is made"),
     };
     cache.count(outcome);
     // Answered once git started (or could not be: then as without a cache, an error).
