@@ -172,6 +172,30 @@ fn a_push_between_two_clones_is_never_answered_with_the_cached_pack() {
 }
 
 #[test]
+fn a_replayed_request_for_a_deleted_branch_is_refused_by_git_not_answered_from_the_cache() {
+    // A fresh clone after a push asks for other wants anyway; the ref state in the key is what
+    // keeps the same request, replayed after the refs changed, from getting the old answer.
+    let t = TestServer::start();
+    let (work, _) = t.seed("scm/TP/test.git", 1);
+    let secret = t.commit(&work, "secret.txt", "secret\n");
+    t.git_ok(&work, &["push", "-q", "origin", "HEAD:refs/heads/secret"]);
+    t.wait_maintenance();
+    let body = v0_fetch(&secret, None);
+    let first = read_body(fetch_request(&t, &body));
+    check_pack(&t, &first, &secret, "before");
+    assert_eq!(read_body(fetch_request(&t, &body)), first, "the same request is answered the same");
+    assert_eq!(cache(&t, "hit"), 1.0, "from the cache");
+
+    t.git_ok(&work, &["push", "-q", "origin", ":refs/heads/secret"]);
+    t.wait_maintenance();
+    let after = read_body(fetch_request(&t, &body));
+    let text = String::from_utf8_lossy(&after);
+    assert!(text.contains("not our ref"), "git refuses a want no ref points at any more: {text}");
+    assert_eq!(cache(&t, "hit"), 1.0, "nothing was served from the cache");
+    assert_eq!(cache(&t, "miss"), 2.0);
+}
+
+#[test]
 fn concurrent_identical_clones_share_one_git_run_and_are_all_fsck_clean() {
     let t = TestServer::start_with(|c| c.git.max_concurrent_packs = 1);
     let (first, tip) = big_repo(&t);
