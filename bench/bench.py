@@ -767,7 +767,7 @@ def main():
             import clone_storm
 
             stop_all()
-            storm = clone_storm.run_storms(str(ROOT / "target/release/trove"), args.commits, [5] if args.quick else [20, 50], ["full", "shallow"], WORK / "storm")
+            storm = clone_storm.run_storms(os.environ.get("TROVE") or str(ROOT / "target/release/trove"), args.commits, [5] if args.quick else [20, 50], ["full", "shallow"], WORK / "storm")
             res["storm"] = storm
             if not args.no_docs:
                 clone_storm.write_docs(clone_storm.markdown(storm))

@@ -148,6 +148,7 @@ def storm(env, url, n, depth, cg, scratch, pid):
 
 
 def run_storms(trove, commits, clients, kinds, work, bitmaps=False):
+    B.ROOT = ROOT
     B.WORK = work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
