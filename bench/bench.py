@@ -135,7 +135,7 @@ def cert_files():
     return crt, key, pem
 
 
-def trove_gateway(origin, p, ps, crt, key, static=None):
+def trove_gateway(origin, p, ps, crt, key, static=None, files=None):
     cfg = WORK / "trove-gateway.toml"
     # First match wins: the sendfile origin's route goes before the catch-all.
     static_route = f"""
@@ -145,6 +145,14 @@ upstream = "http://127.0.0.1:{static}/"
 connect_timeout = 5
 timeout = 300
 """ if static else ""
+    for prefix, port in (files or {}).items():
+        static_route += f"""
+[[server.route]]
+path = "/{prefix}/"
+upstream = "http://127.0.0.1:{port}/{prefix}/"
+connect_timeout = 5
+timeout = 300
+"""
     cfg.write_text(f"""
 [gateway]
 keep_alive_timeout = 60   # as every contender here, so 10,000 idle connections stay
@@ -177,7 +185,18 @@ timeout = 300
     return start("trove", [str(ROOT / "target/release/trove"), "gateway", "--config", str(cfg)], p)
 
 
-def nginx(origin, p, ps, crt, key):
+def nginx(origin, p, ps, crt, key, files=None):
+    files = files or {}
+    # The file origins, each an upstream with keep-alive and a location passing the path as is.
+    ups = "".join(f"  upstream {prefix} {{ server 127.0.0.1:{port}; keepalive 64; }}\n" for prefix, port in files.items())
+    locs = "".join(f"""    location /{prefix}/ {{
+      proxy_pass http://{prefix};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_connect_timeout 5s;
+      proxy_read_timeout 300s;
+    }}
+""" for prefix in files)
     d = WORK / "nginx"
     d.mkdir(exist_ok=True)
     cfg = d / "nginx.conf"
@@ -204,7 +223,7 @@ http {{
     server 127.0.0.1:{origin};
     keepalive 64;
   }}
-  server {{
+{ups}  server {{
     listen 127.0.0.1:{p};
     listen 127.0.0.1:{ps} ssl http2;
     server_name localhost;
@@ -212,7 +231,7 @@ http {{
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate {crt};
     ssl_certificate_key {key};
-    location / {{
+{locs}    location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -241,6 +260,8 @@ def static_nginx(p, size):
             for _ in range(size >> 20):
                 out.write(block)
             out.write(block[: size & ((1 << 20) - 1)])
+    (d / "htdocs/nfiles").mkdir(exist_ok=True)
+    (d / "htdocs/nfiles/small.bin").write_bytes(SMALL_FILE)
     cfg = d / "nginx.conf"
     cfg.write_text(f"""
 daemon off;
@@ -267,7 +288,31 @@ http {{
     return start("static-nginx", ["nginx", "-p", str(d), "-c", str(cfg), "-e", str(d / "error.log")], p)
 
 
-def haproxy(origin, p, ps, pem):
+SMALL_FILE = bytes(range(256)) * 4  # 1 KiB, as the hyper origin's /small
+
+
+def static_apache(p):
+    """An origin no one here wrote (issue 26): Apache 2.4 (event MPM, Debian's defaults:
+    `MaxKeepAliveRequests 100`, `EnableSendfile On` set as file servers do) serving the 1 KiB file
+    at /afiles/small.bin."""
+    d = apache_dir("static-apache")
+    (d / "htdocs/afiles").mkdir(exist_ok=True)
+    (d / "htdocs/afiles/small.bin").write_bytes(SMALL_FILE)
+    conf = apache_prelude(d, []) + f"""
+Listen 127.0.0.1:{p}
+EnableSendfile On
+<Directory {d}/htdocs>
+  Require all granted
+</Directory>
+"""
+    (d / "httpd.conf").write_text(conf)
+    return start("static-apache", ["/usr/sbin/apache2", "-f", str(d / "httpd.conf"), "-DFOREGROUND"], p)
+
+
+def haproxy(origin, p, ps, pem, files=None):
+    files = files or {}
+    uses = "".join(f"  use_backend {prefix} if {{ path_beg /{prefix}/ }}\n" for prefix in files)
+    backs = "".join(f"backend {prefix}\n  server f1 127.0.0.1:{port}\n" for prefix, port in files.items())
     cfg = WORK / "haproxy.cfg"
     cfg.write_text(f"""
 global
@@ -286,10 +331,10 @@ defaults
 frontend web
   bind 127.0.0.1:{p}
   bind 127.0.0.1:{ps} ssl crt {pem} alpn h2,http/1.1
-  default_backend origin
+{uses}  default_backend origin
 backend origin
   server o1 127.0.0.1:{origin}
-""")
+{backs}""")
     return start("haproxy", ["haproxy", "-db", "-f", str(cfg)], p, stdout=open(WORK / "haproxy-access.log", "ab"))
 
 
@@ -321,13 +366,15 @@ def apache_dir(name):
     return d
 
 
-def apache(origin, p, ps, crt, key):
+def apache(origin, p, ps, crt, key, files=None):
     d = apache_dir("apache")
+    # More specific ProxyPass lines first: Apache takes the first that matches.
+    passes = "".join(f"ProxyPass /{prefix}/ http://127.0.0.1:{port}/{prefix}/ connectiontimeout=5 timeout=300\nProxyPassReverse /{prefix}/ http://127.0.0.1:{port}/{prefix}/\n" for prefix, port in (files or {}).items())
     conf = apache_prelude(d, ["proxy", "proxy_http"]) + f"""
 Listen 127.0.0.1:{p}
 Listen 127.0.0.1:{ps}
 ProxyRequests Off
-ProxyPass / http://127.0.0.1:{origin}/ connectiontimeout=5 timeout=300
+{passes}ProxyPass / http://127.0.0.1:{origin}/ connectiontimeout=5 timeout=300
 ProxyPassReverse / http://127.0.0.1:{origin}/
 <Proxy *>
   Require all granted
@@ -434,14 +481,20 @@ def proxy_bench(args, res):
     # `sendfile` compares trove with the file's origin itself; alone, it needs no other proxy.
     proxies = ["trove"] if args.figures == {"sendfile"} else ["trove", "nginx", "haproxy", "apache"]
     ports = {name: (free_port(), free_port()) for name in proxies}
-    static_port = free_port() if "sendfile" in args.figures else None
+    static_port = free_port() if args.figures & {"sendfile", "files"} else None
     if static_port:
         static_nginx(static_port, args.big)
+    # Issue 26: origins no one here wrote, serving a 1 KiB file: nginx (sendfile on, one
+    # process) and Apache. Every contender routes /nfiles/ and /afiles/ to them.
+    files = {}
+    if "files" in args.figures:
+        files = {"nfiles": static_port, "afiles": free_port()}
+        static_apache(files["afiles"])
     starters = {
-        "trove": lambda: trove_gateway(origin_port, *ports["trove"], crt, key, static=static_port),
-        "nginx": lambda: nginx(origin_port, *ports["nginx"], crt, key),
-        "haproxy": lambda: haproxy(origin_port, *ports["haproxy"], pem),
-        "apache": lambda: apache(origin_port, *ports["apache"], crt, key),
+        "trove": lambda: trove_gateway(origin_port, *ports["trove"], crt, key, static=static_port, files=files),
+        "nginx": lambda: nginx(origin_port, *ports["nginx"], crt, key, files=files),
+        "haproxy": lambda: haproxy(origin_port, *ports["haproxy"], pem, files=files),
+        "apache": lambda: apache(origin_port, *ports["apache"], crt, key, files=files),
     }
     procs = {"direct": origin, **{name: starters[name]() for name in proxies}}
     ports["direct"] = (origin_port, None)
@@ -480,6 +533,16 @@ def proxy_bench(args, res):
             if "sendfile" in args.figures and name in ("direct", "trove"):
                 url = f"http://127.0.0.1:{static_port}/big.bin" if name == "direct" else f"{http}/sendfile/big.bin"
                 add("sendfile", name, median_of(args.transfers, lambda: curl_file(url, args.big)))
+            # Issue 26: 1 KiB files from nginx and from Apache; "direct" is each origin itself.
+            for prefix, fig in (("nfiles", "files_nginx"), ("afiles", "files_apache")):
+                if prefix in files:
+                    url = f"http://127.0.0.1:{files[prefix]}/{prefix}/small.bin" if name == "direct" else f"{http}/{prefix}/small.bin"
+                    pid = None if name == "direct" else procs[name].pid
+                    c0 = cpu_seconds(pid) if pid else 0
+                    got = wrk(url, args.secs)
+                    if got and pid:
+                        got["cpu_us_per_req"] = (cpu_seconds(pid) - c0) * 1e6 / (got["rps"] * args.secs)
+                    add(fig, name, got)
             if https and "https" in args.figures:
                 add("https_keepalive", name, wrk(f"{https}/small", args.secs))
                 add("https_handshakes", name, wrk(f"{https}/small", args.secs, headers=["Connection: close"]))
@@ -561,7 +624,7 @@ def trove_up(trove, data, public=True, wrap=()):
     shutil.rmtree(data, ignore_errors=True)
     ps, server_port = free_port(), free_port()
     env_up = dict(os.environ, TROVE_ADMIN_PASSWORD="bench-admin-password-1")
-    up = start("trove-up", [*wrap, trove, "up", "--data", str(data), "--https", f"127.0.0.1:{ps}", "--http", "off", "--server", f"127.0.0.1:{server_port}", "--public-url", f"https://127.0.0.1:{ps}"], ps, env=env_up)
+    up = start("trove-up", [*wrap, trove, "up", "--data", str(data), "--https", f"127.0.0.1:{ps}", "--http", "off", "--ssh", "off", "--server", f"127.0.0.1:{server_port}", "--public-url", f"https://127.0.0.1:{ps}"], ps, env=env_up)
     adm = lambda *a: run([trove, "admin", "--data", str(data), *a])
     r = adm("project", "add", "TP", "--name", "Bench", *(["--public"] if public else []))
     if r.returncode:
@@ -735,15 +798,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default=".")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["proxy", "git", "storm"])
+    ap.add_argument("--only", choices=["proxy", "git", "pages", "storm"])
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--rounds", type=int)
     # A clone's time moves by ±40% from round to round with the neighbours' load (1.8-4.7 s in
     # one run), and it is short: the git half gets more rounds for its medians.
     ap.add_argument("--git-rounds", type=int)
-    ap.add_argument("--figures", help="comma-separated proxy figures to run (small, download, upload, sendfile, https, idle); default all")
+    ap.add_argument("--figures", help="comma-separated proxy figures to run (small, files, download, upload, sendfile, https, idle); default all")
     args = ap.parse_args()
-    args.figures = set(args.figures.split(",")) if args.figures else {"small", "download", "upload", "sendfile", "https", "idle"}
+    args.figures = set(args.figures.split(",")) if args.figures else {"small", "files", "download", "upload", "sendfile", "https", "idle"}
     ROOT = Path(args.root).resolve()
     WORK = ROOT / "bench/.work"
     shutil.rmtree(WORK, ignore_errors=True)
@@ -755,6 +818,7 @@ def main():
         args.rounds, args.secs, args.big, args.idle, args.commits, args.lsremote = args.rounds or 3, 6, 256 * 2**20, 10000, 3000, 20
     args.git_rounds = args.git_rounds or (args.rounds if args.quick else max(args.rounds, 5))
     args.transfers = 1 if args.quick else 5
+    args.page_secs = 6 if args.quick else 60
     res = {"command": "bench/run " + " ".join(sys.argv[3:]), "quick": args.quick, "rounds": args.rounds, "git_rounds": args.git_rounds, "secs": args.secs, "big_bytes": args.big, "idle_conns": args.idle, "machine": machine(), "versions": versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     log(f"machine: {res['machine']}")
     try:
@@ -762,6 +826,11 @@ def main():
             proxy_bench(args, res)
         if args.only in (None, "git"):
             git_bench(args, res)
+        if args.only in (None, "pages"):
+            import pages
+
+            stop_all()
+            pages.pages_bench(args, res, sys.modules[__name__])
         if args.only in (None, "storm"):
             # The clone storm (issue 26): its own module, its own part of docs/benchmarks.md.
             import clone_storm

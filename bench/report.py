@@ -42,6 +42,10 @@ def figures(res):
         f["small_p50"] = g("small", "p50_ms")
         f["small_p99"] = g("small", "p99_ms")
         f["small_cpu"] = g("small", "cpu_us_per_req")
+        for fig in ("files_nginx", "files_apache"):
+            f[f"{fig}_rps"] = g(fig, "rps")
+            f[f"{fig}_p99"] = g(fig, "p99_ms")
+            f[f"{fig}_cpu"] = g(fig, "cpu_us_per_req")
         f["download"] = g("download")
         f["upload"] = g("upload")
         f["sendfile"] = g("sendfile")
@@ -63,6 +67,12 @@ ROWS = [
     ("small_p50", "… p50 latency (ms)", 2, False),
     ("small_p99", "… p99 latency (ms)", 2, False),
     ("small_cpu", "… CPU per request, proxy process(es) (µs)", 1, False),
+    ("files_nginx_rps", "1 KiB file from nginx (sendfile on), 64 conns: req/s (direct = that nginx)", 0, True),
+    ("files_nginx_p99", "… p99 latency (ms)", 2, False),
+    ("files_nginx_cpu", "… CPU per request, proxy process(es) (µs)", 1, False),
+    ("files_apache_rps", "1 KiB file from Apache, 64 conns: req/s (direct = that Apache)", 0, True),
+    ("files_apache_p99", "… p99 latency (ms)", 2, False),
+    ("files_apache_cpu", "… CPU per request, proxy process(es) (µs)", 1, False),
     ("download", "256 MiB response (MiB/s)", 0, True),
     ("upload", "256 MiB chunked upload (MiB/s)", 0, True),
     ("sendfile", "256 MiB file from nginx, sendfile on (MiB/s; direct = that nginx)", 0, True),
@@ -90,11 +100,16 @@ def targets(f, g):
     check("small req/s ≥ 1.0× HAProxy", ge(t["small_rps"], h["small_rps"]), r(t["small_rps"], h["small_rps"]))
     check("small req/s ≥ 1.3× nginx", ge(t["small_rps"], n["small_rps"], 1.3), r(t["small_rps"], n["small_rps"]))
     check("small p99 ≤ nginx's", ge(n["small_p99"], t["small_p99"]), f"{fmt(t['small_p99'], 2)} vs {fmt(n['small_p99'], 2)} ms")
+    for fig, origin in (("files_nginx", "nginx"), ("files_apache", "Apache")):
+        for peer, pn in ((n, "nginx"), (h, "HAProxy")):
+            check(f"1 KiB file from {origin}: req/s ≥ {pn} (issue 26)", ge(t[f"{fig}_rps"], peer[f"{fig}_rps"]), r(t[f"{fig}_rps"], peer[f"{fig}_rps"]))
+            check(f"1 KiB file from {origin}: p99 ≤ {pn}'s (issue 26)", ge(peer[f"{fig}_p99"], t[f"{fig}_p99"]), f"{fmt(t[f'{fig}_p99'], 2)} vs {fmt(peer[f'{fig}_p99'], 2)} ms")
     check("256 MiB response ≥ 0.8× direct", ge(t["download"], d["download"], 0.8), r(t["download"], d["download"]))
     check("256 MiB upload ≥ 0.8× direct", ge(t["upload"], d["upload"], 0.8), r(t["upload"], d["upload"]))
     check("256 MiB file from a sendfile origin ≥ 0.5× direct (issue 16)", ge(t["sendfile"], d["sendfile"], 0.5), r(t["sendfile"], d["sendfile"]))
     check("HTTPS handshakes/s ≥ nginx", ge(t["handshakes"], n["handshakes"]), r(t["handshakes"], n["handshakes"]))
     check("HTTPS keep-alive req/s ≥ nginx", ge(t["https_ka"], n["https_ka"]), r(t["https_ka"], n["https_ka"]))
+    check("HTTP/2 req/s ≥ 1.0× HAProxy (issue 26)", ge(t["h2"], h["h2"]), r(t["h2"], h["h2"]))
     check("memory, idle conns ≤ nginx", ge(n["mem"], t["mem"]), f"{fmt(t['mem'], 1)} vs {fmt(n['mem'], 1)} MiB")
     if g:
         check("git clone ≤ 0.95× Apache + http-backend", ge(0.95 * g["clone"]["apache"], g["clone"]["trove"]) if g.get("clone") else None, r(g.get("clone", {}).get("trove"), g.get("clone", {}).get("apache")))
@@ -171,7 +186,10 @@ def markdown(res):
                 text += f" With 4 clients on {cores} cores, the same floor allows at most about {cores * ceiling:.0f} per second: {cores * ceiling / four:.2f}× Apache's."
             L.append(text)
         L.append("")
-    L.append("### Targets (issue 8)\n")
+    import pages
+
+    L.extend(pages.markdown(res))
+    L.append("### Targets (issues 8 and 26)\n")
     L.append("| target | met? | measured |")
     L.append("|---|---|---|")
     for what, ok, detail in targets(f, g):
@@ -187,8 +205,8 @@ def chart(res, path):
     import matplotlib.pyplot as plt
 
     f = figures(res)
-    keys = [(k, l, hb) for k, l, _, hb in ROWS if k not in ("small_p50", "small_cpu", "sendfile")]
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    keys = [(k, l, hb) for k, l, _, hb in ROWS if k not in ("small_p50", "small_cpu", "sendfile", "files_nginx_cpu", "files_apache_cpu")]
+    fig, axes = plt.subplots(3, 4, figsize=(16, 10))
     colors = {"direct": "#999999", "trove": "#d62728", "nginx": "#2ca02c", "haproxy": "#1f77b4", "apache": "#9467bd"}
     for ax, (k, label, hb) in zip(axes.flat, keys):
         names = [n for n in NAMES if f[n][k] is not None]

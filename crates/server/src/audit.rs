@@ -17,6 +17,7 @@
 //! before the caller is answered: a crash between the two loses that entry. A failure to write
 //! an entry is logged (`ERROR`) and does not undo or fail the change.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -227,13 +228,41 @@ struct Open {
 pub struct AuditLog {
     path: PathBuf,
     file: Mutex<Option<Open>>,
+    /// When each successful login (user, channel, method, token, address) was last written, for
+    /// [`AuditLog::first_login_in_window`].
+    logins: Mutex<HashMap<String, i64>>,
 }
+
+/// A successful login of the same user, channel, method, token and address within this long of
+/// the one written is not written again (10 minutes): a CI agent's every request carries
+/// credentials, and an entry (a database row synced to disk) per request would be most of what
+/// the request costs, and most of the log.
+pub const LOGIN_SUCCESS_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Logins remembered for that; past it the oldest go (then all, if they are all recent).
+const MAX_LOGINS_REMEMBERED: usize = 10_000;
 
 impl AuditLog {
     /// The audit log of the data directory `data_dir` (the file is made on the first entry,
     /// readable by its owner only: it names users and their addresses).
     pub fn new(data_dir: &Path) -> AuditLog {
-        AuditLog { path: data_dir.join(FILE_NAME), file: Mutex::new(None) }
+        AuditLog { path: data_dir.join(FILE_NAME), file: Mutex::new(None), logins: Mutex::default() }
+    }
+
+    /// Whether a successful login described by `key` should be written at `now` (Unix ms): the
+    /// first one, or the first [`LOGIN_SUCCESS_WINDOW_MS`] after the last one written.
+    pub(crate) fn first_login_in_window(&self, key: String, now: i64) -> bool {
+        let mut seen = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.get(&key).is_some_and(|at| now - at < LOGIN_SUCCESS_WINDOW_MS) {
+            return false;
+        }
+        if seen.len() >= MAX_LOGINS_REMEMBERED {
+            seen.retain(|_, at| now - *at < LOGIN_SUCCESS_WINDOW_MS);
+            if seen.len() >= MAX_LOGINS_REMEMBERED {
+                seen.clear();
+            }
+        }
+        seen.insert(key, now);
+        true
     }
 
     /// The file's path.

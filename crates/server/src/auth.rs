@@ -55,7 +55,17 @@ fn audit_login(audit: &AuditLog, store: &Store, actor: &str, attempt: Attempt, w
         details["tokenId"] = json!(id);
     }
     let (action, target) = match why {
-        None => (Action::LoginSuccess, target::user(actor)),
+        None => {
+            // Web sign-ins are always written; credentials sent with every REST or git request
+            // are written once per window for the same user, method, token and address.
+            if channel != Channel::Web {
+                let key = format!("{actor}\0{}\0{method}\0{token:?}\0{addr:?}", channel.as_str());
+                if !audit.first_login_in_window(key, crate::audit::now_ms()) {
+                    return;
+                }
+            }
+            (Action::LoginSuccess, target::user(actor))
+        }
         Some(reason) => {
             details["reason"] = json!(reason);
             let target = match (actor, token) {

@@ -13,6 +13,7 @@ mod branch_permissions;
 mod budget;
 mod builds;
 mod challenge;
+mod code_search;
 mod commit_comments;
 mod config;
 mod error;
@@ -29,6 +30,7 @@ mod pr_git;
 pub mod public_url;
 mod pull_requests;
 mod ref_changes;
+mod ref_list;
 mod repo_details;
 mod repo_read;
 pub mod ssh;
@@ -77,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) maintenance: Arc<maintenance::Maintenance>,
     /// Ref advertisements git gave, kept while the repository's refs stay as they were.
     pub(crate) adverts: advert::Adverts,
+    /// Outputs of git reads that name only object ids (immutable), for the pages and REST.
+    pub(crate) object_reads: repo_read::ObjectReads,
     /// git upload-pack/receive-pack processes serving requests right now.
     pub(crate) running: std::sync::atomic::AtomicUsize,
     /// git upload-pack/receive-pack processes started since the server opened.
@@ -304,6 +308,7 @@ impl Server {
         let audit = Arc::new(audit::AuditLog::new(store.data_dir()));
         let shared = Shared {
             adverts,
+            object_reads: repo_read::ObjectReads::default(),
             limiter: auth::LoginLimiter::new(&config.auth),
             packs: Arc::new(Semaphore::new(config.git.max_concurrent_packs)),
             git: config.git,
@@ -379,6 +384,7 @@ impl Server {
             body_bytes_in_use: s.bodies.in_use(),
             body_bytes_cap: s.bodies.total,
             pool: s.store.pool_stats(),
+            object_reads: s.object_reads.stats(),
             pack_cache: s.pack_cache.as_ref().map(|c| c.stats()),
         })
     }

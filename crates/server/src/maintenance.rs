@@ -305,8 +305,15 @@ mod tests {
         for pair in lines.chunks(2) {
             assert_eq!(pair, ["start", "end"], "two maintenance steps overlapped:\n{log}");
         }
-        let text =
-            metrics.render(&crate::metrics::Gauges { git_running: 0, git_started: 0, body_bytes_in_use: 0, body_bytes_cap: 0, pool: None, pack_cache: None });
+        let text = metrics.render(&crate::metrics::Gauges {
+            git_running: 0,
+            git_started: 0,
+            body_bytes_in_use: 0,
+            body_bytes_cap: 0,
+            pool: None,
+            object_reads: (0, 0, 0),
+            pack_cache: None,
+        });
         assert!(text.contains("trove_server_maintenance_seconds_count{outcome=\"ok\"} 6\n"), "{text}");
     }
 }

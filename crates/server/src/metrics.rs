@@ -91,6 +91,8 @@ pub(crate) struct Gauges {
     pub(crate) body_bytes_cap: u64,
     /// The PostgreSQL pool (`None` on SQLite).
     pub(crate) pool: Option<trove_store::PoolStats>,
+    /// The memory of object reads for pages and REST: hits, misses, bytes kept.
+    pub(crate) object_reads: (u64, u64, usize),
     /// The pack cache (`None` when it is off).
     pub(crate) pack_cache: Option<crate::pack_cache::Stats>,
 }
@@ -204,6 +206,19 @@ impl Metrics {
             "trove_server_request_body_bytes_limit",
             &[],
             gauges.body_bytes_cap,
+        );
+        let (hits, misses, kept) = gauges.object_reads;
+        t.family(
+            "trove_server_object_reads_total",
+            "git reads for pages and REST that name only object ids (trees, blobs, logs, diffs, blame), by whether their output was remembered (hit) or git ran (miss).",
+            Kind::Counter,
+        );
+        t.sample("trove_server_object_reads_total", &[("result", "hit")], hits);
+        t.sample("trove_server_object_reads_total", &[("result", "miss")], misses);
+        t.family("trove_server_object_reads_bytes", "Bytes of remembered object reads (at most 64 MiB).", Kind::Gauge).sample(
+            "trove_server_object_reads_bytes",
+            &[],
+            kept,
         );
         render_store(&mut t, gauges.pool);
         render_pack_cache(&mut t, gauges.pack_cache.as_ref());
@@ -358,7 +373,7 @@ mod tests {
     }
 
     fn gauges() -> Gauges {
-        Gauges { git_running: 0, git_started: 0, body_bytes_in_use: 0, body_bytes_cap: 0, pool: None, pack_cache: None }
+        Gauges { git_running: 0, git_started: 0, body_bytes_in_use: 0, body_bytes_cap: 0, pool: None, object_reads: (0, 0, 0), pack_cache: None }
     }
 
     fn count(text: &str, kind: &str, outcome: &str) -> u64 {

@@ -751,7 +751,10 @@ async fn check(state: &AppState, repo: &Repo, pr: &PullRequest, applying: Option
             let names = state
                 .store
                 .run(move |s| {
-                    marked.iter().map(|id| s.user_by_id(*id).map(|u| u.map_or_else(|| format!("user {id}"), |u| u.display_name))).collect::<Result<Vec<_>, _>>()
+                    marked
+                        .iter()
+                        .map(|id| s.user_or_former(*id).map(|u| u.map_or_else(|| format!("user {id}"), |u| u.display_name)))
+                        .collect::<Result<Vec<_>, _>>()
                 })
                 .await?;
             vetoes.push(Veto {

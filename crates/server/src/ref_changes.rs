@@ -95,12 +95,19 @@ pub(crate) struct RefChanges<'a> {
     state: &'a AppState,
     repo: &'a Repo,
     who: &'a Authenticated,
+    /// Where the change was asked for, for the reflog: `over REST` or `in the web UI`.
+    via: &'static str,
 }
 
 impl<'a> RefChanges<'a> {
     /// `who` must already have write access to `repo` (the adapter checks it).
     pub(crate) fn new(state: &'a AppState, repo: &'a Repo, who: &'a Authenticated) -> Self {
-        RefChanges { state, repo, who }
+        RefChanges { state, repo, who, via: "over REST" }
+    }
+
+    /// The same, asked for on the web pages (the reflog says so).
+    pub(crate) fn from_web(state: &'a AppState, repo: &'a Repo, who: &'a Authenticated) -> Self {
+        RefChanges { state, repo, who, via: "in the web UI" }
     }
 
     fn git(&self) -> GitRepo {
@@ -176,7 +183,7 @@ impl<'a> RefChanges<'a> {
         let commit = self.start_point(&refs, start).await?;
         self.check_free(&refs, &full).await?;
         self.check_restrictions(&full, RefChange::Create).await?;
-        if !self.swap(&full, Some(&commit), None, "branch created over REST").await? {
+        if !self.swap(&full, Some(&commit), None, &format!("branch created {}", self.via)).await? {
             return Err(RefError::Exists(full));
         }
         Ok(RefInfo { short: short(&full).to_owned(), full, commit, tag_object: None })
@@ -201,7 +208,7 @@ impl<'a> RefChanges<'a> {
         if dry_run {
             return Ok(());
         }
-        if !self.swap(&full, None, Some(&now), "branch deleted over REST").await? {
+        if !self.swap(&full, None, Some(&now), &format!("branch deleted {}", self.via)).await? {
             let moved = git.ref_target(&full).await?;
             return Err(RefError::Stale(full, moved, now));
         }
@@ -232,7 +239,7 @@ impl<'a> RefChanges<'a> {
         if old.as_deref() == Some(new.as_str()) {
             return Ok(RefInfo { short: short(&full).to_owned(), full, commit, tag_object });
         }
-        if !self.swap(&full, Some(&new), old.as_deref(), "tag created over REST").await? {
+        if !self.swap(&full, Some(&new), old.as_deref(), &format!("tag created {}", self.via)).await? {
             return Err(RefError::Exists(full));
         }
         Ok(RefInfo { short: short(&full).to_owned(), full, commit, tag_object })
@@ -244,7 +251,7 @@ impl<'a> RefChanges<'a> {
         let git = self.git();
         let now = git.ref_target(&full).await?.ok_or_else(|| RefError::Missing(full.clone()))?;
         self.check_restrictions(&full, RefChange::Delete).await?;
-        if !self.swap(&full, None, Some(&now), "tag deleted over REST").await? {
+        if !self.swap(&full, None, Some(&now), &format!("tag deleted {}", self.via)).await? {
             let moved = git.ref_target(&full).await?;
             return Err(RefError::Stale(full, moved, now));
         }

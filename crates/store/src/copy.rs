@@ -52,6 +52,7 @@ const TABLES: &[(&str, &[(&str, bool)])] = &[
             ("hierarchy_id", false),
         ],
     ),
+    ("deleted_users", &[("id", false), ("name", false), ("display_name", false), ("deleted_at", false)]),
     ("repo_redirects", &[("project_id", false), ("slug", false), ("repo_id", false)]),
     ("project_permissions", &[("project_id", false), ("user_id", false), ("permission", false)]),
     ("repo_permissions", &[("repo_id", false), ("user_id", false), ("permission", false)]),

@@ -68,7 +68,7 @@ pub use sqlite::Sqlite;
 pub use ssh_keys::{AccessKey, KeyScope, NewSshKey, SshKey, SshKeys};
 pub use store::{Authenticated, Store, StoreOptions};
 pub use tokens::{NewToken, TokenInfo, TokenRow, TokenScope, Tokens};
-pub use users::{User, Users};
+pub use users::{DeletedUser, User, Users};
 pub use webhooks::{Attempt, Breaker, Claimed, Delivery, DeliveryCounts, DeliveryState, NewEvent, NewWebhook, Next, Outcome, Render, Webhook, Webhooks};
 
 /// The entity traits, so that `store.user(&name)` and the like resolve: `use trove_store::prelude::*`.

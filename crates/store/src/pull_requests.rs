@@ -846,6 +846,7 @@ pub(crate) mod tests {
         assert_eq!(roles(&hers), [(f.bob.id, Role::Reviewer, ReviewStatus::Unapproved)], "the account's participant rows went with it");
         assert_eq!(roles(&s.pr_by_id(reviewed.id).unwrap().unwrap()), [(f.alice.id, Role::Author, ReviewStatus::Unapproved)]);
         assert_eq!(s.comment(comment.id).unwrap().unwrap().author_id, f.carol.id);
+        assert_eq!(s.deleted_user(f.carol.id).unwrap().map(|d| d.name), Some("carol".to_owned()), "the author's name is kept to show");
         assert!(s.watchers(reviewed.id).unwrap().is_empty());
         let dave = s.create_user(&UserName::parse("dave").unwrap(), &Password::new("password1").unwrap(), GlobalPermission::LicensedUser).unwrap();
         assert!(dave.id > f.carol.id, "user id {} given again: the new account would be the author of her pull requests", f.carol.id);

@@ -75,7 +75,8 @@ pub trait SshKeys {
     /// Removes the grant of `key_id` on `scope` (and the key with its last grant); `false` if
     /// there was none.
     fn revoke_access_key(&self, scope: KeyScope, key_id: i64) -> Result<bool, StoreError>;
-    /// Records that the key just logged in (best effort).
+    /// Records that the key just logged in (best effort); within a minute of the last record
+    /// nothing is written.
     fn touch_ssh_key(&self, id: i64) -> Result<(), StoreError>;
 
     /// What access key `key_id` may do in repository `repo_id` of project `project_id`: the

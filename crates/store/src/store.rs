@@ -184,8 +184,13 @@ impl Store {
 
     // ---- users ----
 
+    /// A new account. A personal project left by a deleted account of the same name (see
+    /// [`Store::delete_user`]) becomes the new account's, as Bitbucket gives a user created again
+    /// their personal repositories back.
     pub fn create_user(&self, name: &UserName, password: &Password, global: GlobalPermission) -> Result<User, StoreError> {
-        self.insert_user(name, &password::hash_password(password.expose()), global)
+        let user = self.insert_user(name, &password::hash_password(password.expose()), global)?;
+        self.adopt_personal_project(&user)?;
+        Ok(user)
     }
 
     pub fn set_password(&self, name: &UserName, password: &Password) -> Result<(), StoreError> {
@@ -222,19 +227,35 @@ impl Store {
         true
     }
 
-    /// Deletes an account with its grants, tokens, sessions and personal project; the personal
-    /// repositories' directories are removed from disk first.
+    /// Deletes an account as Bitbucket does, keeping its content: its grants, group
+    /// memberships, tokens, SSH keys and sessions go; its pull requests, comments and audit
+    /// entries stay and name it (by the name kept in `deleted_users`); its personal project and
+    /// repositories stay, owned by nobody, for administrators to keep, move or delete.
     pub fn delete_user(&self, name: &UserName) -> Result<(), StoreError> {
         if self.user(name)?.is_none() {
             return Err(StoreError::NoSuchUser(name.to_string()));
         }
-        let personal = Owner::User(name.clone());
-        if let Some(p) = self.project_info(&personal)? {
-            for repo in self.project_repos(&p.as_project())? {
-                self.delete_repo(&repo)?;
-            }
-        }
         self.delete_user_rows(name)
+    }
+
+    /// A user as their work names them: the account, or for a deleted account what is kept of
+    /// it ([`Users::deleted_user`]): its name and display name, inactive, with no permission and
+    /// no e-mail address. For showing authors only, never for deciding access.
+    pub fn user_or_former(&self, id: i64) -> Result<Option<User>, StoreError> {
+        if let Some(u) = self.user_by_id(id)? {
+            return Ok(Some(u));
+        }
+        Ok(self.deleted_user(id)?.and_then(|d| {
+            Some(User {
+                id: d.id,
+                name: UserName::parse(&d.name).ok()?,
+                display_name: d.display_name,
+                email: None,
+                global: None,
+                own_global: None,
+                active: false,
+            })
+        }))
     }
 
     // ---- tokens ----
@@ -663,7 +684,7 @@ mod tests {
     }
 
     #[test]
-    fn repo_renames_refuse_taken_slugs_and_deleting_a_user_removes_personal_repositories() {
+    fn repo_renames_refuse_taken_slugs_and_deleting_a_user_keeps_their_personal_repositories_and_name() {
         let (_d, s) = store();
         let alice = UserName::parse("alice").unwrap();
         s.create_user(&alice, &Password::new("password1").unwrap(), GlobalPermission::LicensedUser).unwrap();
@@ -679,11 +700,20 @@ mod tests {
         assert!(!s.repo_forkable(&renamed).unwrap());
         let path = s.repo_path(&renamed);
         assert!(path.is_dir());
+        let id = s.user(&alice).unwrap().unwrap().id;
         s.delete_user(&alice).unwrap();
-        assert!(!path.exists());
+        assert!(path.is_dir(), "a deleted user's personal repositories stay, as Bitbucket keeps them");
         assert!(s.user(&alice).unwrap().is_none());
-        assert!(s.project_info(&owner).unwrap().is_none());
+        let kept = s.project_info(&owner).unwrap().unwrap();
+        assert_eq!(kept.owner_user_id, None, "the personal project stays without an owner");
+        let gone = s.deleted_user(id).unwrap().unwrap();
+        assert_eq!((gone.name.as_str(), gone.display_name.as_str()), ("alice", "alice"));
         assert!(matches!(s.delete_user(&alice), Err(StoreError::NoSuchUser(_))));
+        // An account made again with the name gets the personal project back, with a new id.
+        let again = s.create_user(&alice, &Password::new("password2").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        assert_ne!(again.id, id);
+        assert_eq!(s.project_info(&owner).unwrap().unwrap().owner_user_id, Some(again.id));
+        assert!(s.deleted_user(again.id).unwrap().is_none());
     }
 
     #[test]
@@ -958,7 +988,7 @@ mod tests {
             a_deleted_repositorys_id_is_never_given_to_a_new_one();
             settings_round_trip_and_can_be_cleared();
             project_updates_rename_keys_and_refuse_taken_ones_without_changing_anything();
-            repo_renames_refuse_taken_slugs_and_deleting_a_user_removes_personal_repositories();
+            repo_renames_refuse_taken_slugs_and_deleting_a_user_keeps_their_personal_repositories_and_name();
             project_permission_counts_grants_defaults_and_admins_but_not_repository_grants();
             sessions_resolve_by_id_end_on_logout_and_when_the_account_is_disabled();
             visible_projects_follow_grants_public_flags_and_admin();
@@ -1102,6 +1132,9 @@ mod tests {
         assert!(matches!(s.delete_pr(gone_pr.id, None).unwrap(), crate::Versioned::Done(())));
         let pr = s.pr_by_id(pr.id).unwrap().unwrap();
         let (comments, log) = (s.comments(pr.id).unwrap(), s.activities(pr.id).unwrap());
+        // A deleted account, whose name its work keeps showing.
+        let gone = s.create_user(&name("gone"), &Password::new("gone-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
+        s.delete_user(&gone.name).unwrap();
 
         let url = pg.database();
         let report = crate::copy_sqlite_to_postgres(&dir.path().join("trove.db"), &PgOptions::new(&url)).unwrap();
@@ -1114,6 +1147,7 @@ mod tests {
             (count("branch_restrictions"), count("branch_restriction_users"), count("branch_restriction_groups"), count("branch_restriction_keys"));
         assert_eq!(restrictions, (1, 1, 1, 1));
         assert_eq!((count("audit_log"), count("project_pr_settings")), (2, 1));
+        assert_eq!(count("deleted_users"), 1);
 
         let d2 = tempfile::tempdir().unwrap();
         let p = Store::open_with(&StoreOptions {
@@ -1142,6 +1176,7 @@ mod tests {
         let next_restriction = p.insert_restrictions(&[restrict(crate::RestrictionScope::Repository(got.id))]).unwrap().remove(0);
         assert!(next_restriction.id > gone_restriction.id, "a deleted restriction's id given again");
         assert_eq!(p.login_row(&alice.name).unwrap().unwrap().failures.map(|f| f.count), Some(1));
+        assert_eq!(p.deleted_user(gone.id).unwrap().map(|d| d.name), Some("gone".to_owned()), "a deleted account's name is copied");
         // New rows continue after the copied ones, and never take a deleted repository's id.
         let bob = p.create_user(&name("bob"), &Password::new("bob-password").unwrap(), GlobalPermission::LicensedUser).unwrap();
         assert!(bob.id > alice.id);

@@ -41,7 +41,8 @@ pub trait Tokens {
     /// Stores a token's hash, expiring at `expires_at` (Unix seconds; `None`: never); returns its id.
     fn insert_token(&self, user_id: i64, label: &str, secret_hash: &str, scope: TokenScope, expires_at: Option<i64>) -> Result<i64, StoreError>;
     fn token_row(&self, id: i64) -> Result<Option<TokenRow>, StoreError>;
-    /// Records that the token was just used (best effort).
+    /// Records that the token was just used (best effort). Within a minute of the last record
+    /// nothing is written: every request of a busy CI would otherwise be a disk sync.
     fn touch_token(&self, id: i64) -> Result<(), StoreError>;
     fn tokens(&self, user: &User) -> Result<Vec<TokenInfo>, StoreError>;
     /// Revokes one of `user`'s tokens; `false` if they have no token with that id.

@@ -56,9 +56,29 @@ pub trait Users {
     fn set_global_permission(&self, name: &UserName, global: Option<GlobalPermission>) -> Result<(), StoreError>;
     /// Enables or disables an account; disabling also ends its sessions.
     fn set_user_active(&self, name: &UserName, active: bool) -> Result<(), StoreError>;
-    /// Sets a user's display name and e-mail address (`None` leaves one as it is).
+    /// Sets a user's display name and e-mail address (`None` leaves one as it is; an empty
+    /// address removes it).
     fn set_user_details(&self, name: &UserName, display_name: Option<&str>, email: Option<&str>) -> Result<(), StoreError>;
-    /// Removes the account's row and its personal project's row (grants, group memberships,
-    /// tokens and sessions go with them). The repositories' directories are the caller's ([`crate::Store::delete_user`]).
+    /// Removes the account's row, in one transaction with what keeps its content readable: its
+    /// name and display name are kept ([`Users::deleted_user`]) for the pull requests, comments
+    /// and activities that name its id, and its personal project stays, without an owner (as
+    /// Bitbucket keeps a deleted user's personal repositories; administrators see them). Grants,
+    /// group memberships, tokens, SSH keys, sessions, failed logins, participations and watches
+    /// go with the row.
     fn delete_user_rows(&self, name: &UserName) -> Result<(), StoreError>;
+    /// The name and display name a deleted account had; `None` for an id no deleted account had.
+    fn deleted_user(&self, id: i64) -> Result<Option<DeletedUser>, StoreError>;
+    /// Gives the account `user` the personal project of its name back when that project has no
+    /// owner (its earlier account was deleted); `true` when it did.
+    fn adopt_personal_project(&self, user: &User) -> Result<bool, StoreError>;
+}
+
+/// What is kept of a deleted account: enough to name it where its work stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedUser {
+    pub id: i64,
+    pub name: String,
+    pub display_name: String,
+    /// Unix seconds.
+    pub deleted_at: i64,
 }

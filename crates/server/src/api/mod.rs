@@ -33,6 +33,7 @@ mod refs_tests;
 #[cfg(test)]
 mod repo_read_tests;
 mod repos;
+mod search;
 mod ssh_keys;
 #[cfg(test)]
 mod tests;
@@ -155,7 +156,7 @@ pub(crate) const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/inbox/pull-requests"),
     (&["GET"], "/inbox/pull-requests/count"),
     (&["GET"], "/repos"),
-    (&["GET"], "/users"),
+    (&["GET", "PUT"], "/users"),
     (&["GET"], "/users/{userSlug}"),
     (&["GET", "POST"], "/users/{userSlug}/repos"),
     (&["GET", "POST", "PUT", "DELETE"], "/users/{userSlug}/repos/{repositorySlug}"),
@@ -267,7 +268,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&p("/inbox/pull-requests"), get(pull_requests::inbox))
         .route(&p("/inbox/pull-requests/count"), get(pull_requests::inbox_count))
         .route(&p("/repos"), get(repos::list_all))
-        .route(&p("/users"), get(users::list))
+        .route(&p("/users"), get(users::list).put(users::update_self))
         .route(&p("/users/{user}"), get(users::get))
         .route(&p("/users/{user}/repos"), get(repos::list_personal).post(repos::create_personal))
         .route(&p("/users/{user}/repos/{slug}"), get(repos::get_personal).post(repos::fork_personal).put(repos::update_personal).delete(repos::delete_personal))
@@ -293,6 +294,7 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .merge(refs::routes(ctx))
         .merge(tokens::routes(ctx))
         .merge(ssh_keys::routes(ctx))
+        .merge(search::routes(ctx))
         .route(&p("/admin/audit"), get(audit::list))
         .route(&format!("{ctx}/rest/{{*rest}}"), any(no_route))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -83,7 +83,7 @@ impl Users {
 
     pub(crate) fn fetch(&mut self, api: &Api, id: i64) -> Result<(), ApiError> {
         if let std::collections::hash_map::Entry::Vacant(e) = self.0.entry(id) {
-            e.insert(api.store().user_by_id(id)?);
+            e.insert(api.store().user_or_former(id)?);
         }
         Ok(())
     }

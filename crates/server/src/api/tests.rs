@@ -659,6 +659,7 @@ fn the_openapi_description_matches_the_routes() {
         (super::refs::GIT_ROUTES, Some("")),
         (super::tokens::ROUTES, Some("")),
         (super::ssh_keys::ROUTES, Some("")),
+        (super::search::ROUTES, Some("")),
     ];
     for (routes, server) in families {
         for (methods, path) in routes {

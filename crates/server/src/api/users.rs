@@ -41,6 +41,30 @@ pub(crate) async fn get(api: Api, Path(slug): Path<String>) -> Result<Response, 
     .await
 }
 
+/// `PUT /users` `{displayName?, email?}` (or `emailAddress`) → 200 with the caller's user: the
+/// signed-in caller changes their own details, as Bitbucket's "update the current user"; a
+/// `name` other than the caller's is refused. An empty `email` removes the address.
+pub(crate) async fn update_self(api: Api, body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+    api.blocking(move |api| {
+        let me = api.require_login()?.user.clone();
+        let b: UserDetails = super::parse_body(body)?;
+        if b.name.as_deref().is_some_and(|n| !n.eq_ignore_ascii_case(me.name.as_str())) {
+            return Err(ApiError::invalid("name", "Only your own details can be changed here; administrators use PUT /admin/users."));
+        }
+        let display = b.display_name.as_deref().unwrap_or(&me.display_name);
+        let email = b.email_address.as_deref().or(me.email.as_deref()).unwrap_or("");
+        let (display, email) = crate::web::check_details(display, email).map_err(|msg| {
+            let field = if msg.contains("display name") { "displayName" } else { "email" };
+            ApiError::invalid(field, msg)
+        })?;
+        api.store().set_user_details(&me.name, Some(&display), Some(&email))?;
+        let u = api.store().user(&me.name)?.ok_or_else(|| ApiError::no_user(me.name.as_str()))?;
+        api.audit(Action::UserUpdate, &target::user(&me.name), json!({"displayName": u.display_name, "emailAddress": u.email, "own": true}));
+        Ok(ok(StatusCode::OK, api.user_json(&u)))
+    })
+    .await
+}
+
 /// `GET /admin/users?filter=`: the users with their administrative details.
 pub(crate) async fn admin_list(api: Api) -> Result<Response, ApiError> {
     api.blocking(move |api| {

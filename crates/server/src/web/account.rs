@@ -224,6 +224,9 @@ fn render_account(w: &Web, note: Option<Notice>, new_token: Option<(String, Stri
                 div.clone { input #token-secret.secret type="text" readonly value=(secret); button.secondary type="button" data-copy="token-secret" { "Copy" } }
             }
         }
+        h2 { "Profile" }
+        p.muted.profile-note { "How others see you: " a href=(w.link(&format!("/users/{}", super::url_encode(user.name.as_str())))) { "your profile" } "." }
+        (super::profile::details_form(w, &action, user))
         h2 { "Change password" }
         form.card method="post" action=(action) {
             (csrf_field(w))
@@ -294,6 +297,10 @@ pub(crate) async fn account_post(w: Web, form: Form) -> WebResult {
         let user = w.check_csrf(&form)?.clone();
         let bad = |msg: &str| render_account(w, Some(Notice::Err(msg.to_owned())), None, StatusCode::BAD_REQUEST);
         match form.get("action") {
+            "details" => match super::profile::save_details(w, &user.name, &form)? {
+                Ok(()) => Ok(see_other(&w.link("/account?done=saved"))),
+                Err(msg) => bad(&msg),
+            },
             "password" => {
                 if form.get("new") != form.get("confirm") {
                     return bad("The new passwords do not match.");

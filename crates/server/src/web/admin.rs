@@ -204,7 +204,7 @@ fn render_users(w: &Web, note: Option<Notice>, status: StatusCode) -> WebResult 
                     // The buttons change the user's own permission; a group's shows beside it.
                     @let admin = matches!(u.own_global, Some(GlobalPermission::Admin | GlobalPermission::SysAdmin));
                     tr data-user=(u.name) {
-                        td { (u.name) }
+                        td { a href=(w.link(&format!("/admin/users/view?name={}", url_encode(u.name.as_str())))) { (u.name) } }
                         td {
                             @match u.own_global { Some(g) => span.badge.admin[admin] { (g.as_str()) }, None => span.badge.off { "none" } }
                             @if let Some(g) = u.global.filter(|_| u.global > u.own_global) {

@@ -11,15 +11,22 @@ mod account;
 mod admin;
 mod branch_permissions;
 mod builds;
+mod commit_list;
+mod file_view;
+mod highlight;
 mod markdown;
 mod pr_diff;
+mod profile;
 mod pull_requests;
+mod refs;
 mod repo;
+mod search;
 #[cfg(test)]
 mod tests;
 mod view;
 mod webhooks;
 
+pub(crate) use profile::check_details;
 pub(crate) use view::utc as format_utc;
 
 use std::collections::HashMap;
@@ -66,6 +73,9 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         .route(&repo("/raw/{*path}"), get(repo::raw))
         .route(&repo("/commits"), get(repo::commits))
         .route(&repo("/commits/{id}"), get(repo::commit).post(repo::commit_post))
+        // Branches and tags (refs.rs).
+        .route(&repo("/branches"), get(refs::branches).post(refs::branches_post))
+        .route(&repo("/tags"), get(refs::tags).post(refs::tags_post))
         .route(&repo("/settings"), get(repo::repo_settings).post(repo::repo_settings_post))
         .route(&repo("/fork"), get(repo::fork_page).post(repo::fork_post))
         // Pull requests (web/pull_requests.rs); the diff tab is pr_diff.rs's.
@@ -80,7 +90,14 @@ pub(crate) fn router(ctx: &str, state: AppState) -> Router<AppState> {
         // A pull request's diff and its line comments (pr_diff.rs).
         .route(&repo("/pull-requests/{id}/diff"), get(pr_diff::diff_page))
         .route(&repo("/pull-requests/{id}/diff/comment"), post(pr_diff::comment_post))
-        .route(&r("/users/{user}"), get(repo::user_alias))
+        // Search and the file finder (search.rs), profiles and one user's administration
+        // (profile.rs); `/users/{user}/…` still leads into the personal project.
+        .route(&r("/search"), get(search::search_page))
+        .route(&r("/plugins/servlet/search"), get(search::search_page))
+        .route(&r("/search/suggest"), get(search::suggest))
+        .route(&repo("/find"), get(search::finder))
+        .route(&r("/admin/users/view"), get(profile::admin_user).post(profile::admin_user_post))
+        .route(&r("/users/{user}"), get(profile::profile))
         .route(&r("/users/{user}/{*rest}"), get(repo::user_alias))
         .route(&r("/admin"), get(admin::index))
         .route(&r("/admin/server-settings"), get(admin::server_settings).post(admin::server_settings_post))

@@ -261,7 +261,7 @@ impl Comments {
         for id in all.iter().map(|c| c.author_id).chain([author]) {
             if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id) {
                 let name = s
-                    .user_by_id(id)?
+                    .user_or_former(id)?
                     .map(|u| if u.display_name.is_empty() { u.name.to_string() } else { u.display_name })
                     .unwrap_or_else(|| "(deleted user)".into());
                 e.insert(name);
@@ -325,6 +325,9 @@ enum Body {
         /// The lines a comment may anchor on (they are in the pull request's own diff) and
         /// their type there.
         commentable: HashMap<Key, &'static str>,
+        /// The lines highlighted by hunk, segment and line ([`highlighted`]); empty while that
+        /// is being computed (the lines are shown plain).
+        hl: Vec<Vec<Vec<String>>>,
     },
     Binary,
     Collapsed(u64),
@@ -401,7 +404,9 @@ async fn load(w: &Web, repo: &Repo, pr: &PullRequest) -> Result<Loaded, WebError
 
 /// One file's diff as the view asks, or why it is not shown. `counts` is what `numstat` said
 /// (`Some(None)`: binary), when it was asked.
+#[allow(clippy::too_many_arguments)]
 async fn file_body(
+    state: &crate::AppState,
     git: &GitRepo,
     base: &str,
     head: &str,
@@ -409,6 +414,7 @@ async fn file_body(
     opts: &Opts,
     show: bool,
     counts: Option<Option<(u64, u64)>>,
+    commenting: bool,
 ) -> (Body, Option<(u64, u64)>) {
     let known = counts.flatten();
     match counts {
@@ -450,7 +456,9 @@ async fn file_body(
     if file.hunks.is_empty() {
         return (Body::Empty, Some(lines));
     }
-    let commentable = if opts.is_commentable_diff() {
+    let commentable = if !commenting {
+        HashMap::new()
+    } else if opts.is_commentable_diff() {
         line_keys(&file)
     } else {
         // Comments anchor on the pull request's own diff (10 lines of context, whitespace
@@ -460,7 +468,8 @@ async fn file_body(
             Err(_) => HashMap::new(),
         }
     };
-    (Body::Diff { file: Box::new(file), commentable }, Some(known.unwrap_or(lines)))
+    let hl = highlighted_cached(state, &path, &file).await;
+    (Body::Diff { file: Box::new(file), commentable, hl }, Some(known.unwrap_or(lines)))
 }
 
 // ---- the page's frame ----
@@ -469,7 +478,14 @@ async fn file_body(
 struct Pr<'a> {
     w: &'a Web,
     repo: &'a Repo,
-    pr: &'a PullRequest,
+    /// `None` for a commit's or a comparison's diff (`plain`): no comments, no header.
+    pr: Option<&'a PullRequest>,
+    /// The page's URL without its query (`…/pull-requests/3/diff`, `…/commits/{id}`), and the
+    /// query pairs every link of it keeps (the compare page's branches).
+    url: String,
+    url_pairs: Vec<(&'static str, String)>,
+    /// The new side's commit, for the files' "Source" links.
+    head: &'a str,
     level: Permission,
     opts: Opts,
     /// Forms send the caller back to the single-file page (else to the whole diff).
@@ -480,8 +496,9 @@ struct Pr<'a> {
 }
 
 impl Pr<'_> {
-    fn base(&self) -> String {
-        self.w.link(&format!("/projects/{}/repos/{}/pull-requests/{}", url_encode(&self.repo.owner.to_string()), self.repo.slug, self.pr.number))
+    /// Whether comment controls and forms are offered: on a pull request, to a signed-in caller.
+    fn may_comment(&self) -> bool {
+        self.pr.is_some() && self.w.user().is_some()
     }
 
     fn repo_link(&self, rest: &str) -> String {
@@ -490,21 +507,23 @@ impl Pr<'_> {
 
     /// The whole diff with `opts` and `extra` pairs.
     fn page_url(&self, opts: &Opts, extra: &[(&str, String)]) -> String {
-        let mut pairs = opts.pairs();
+        let mut pairs = self.url_pairs.clone();
+        pairs.extend(opts.pairs());
         pairs.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-        format!("{}/diff{}", self.base(), query(&pairs))
+        format!("{}{}", self.url, query(&pairs))
     }
 
     /// One file's page with `opts` and `extra` pairs.
     fn file_url(&self, path: &str, opts: &Opts, extra: &[(&str, String)]) -> String {
-        let mut pairs = vec![("path", path.to_owned())];
+        let mut pairs = self.url_pairs.clone();
+        pairs.push(("path", path.to_owned()));
         pairs.extend(opts.pairs());
         pairs.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-        format!("{}/diff{}", self.base(), query(&pairs))
+        format!("{}{}", self.url, query(&pairs))
     }
 
     fn action(&self) -> String {
-        format!("{}/diff/comment", self.base())
+        format!("{}/comment", self.url)
     }
 
     fn me(&self) -> Option<i64> {
@@ -525,7 +544,10 @@ impl Pr<'_> {
 /// The pull request's title, state, branches and tabs: the header every pull-request page
 /// shares (`pull_requests.rs`), on the Diff tab.
 fn header(p: &Pr) -> Markup {
-    super::pull_requests::pr_header(p.w, p.repo, p.level, p.pr, p.comments.name(p.pr.author_id), "diff")
+    match p.pr {
+        Some(pr) => super::pull_requests::pr_header(p.w, p.repo, p.level, pr, p.comments.name(pr.author_id), "diff"),
+        None => html! {},
+    }
 }
 
 /// View switches: unified or side by side, whitespace, context reset.
@@ -557,8 +579,8 @@ fn toolbar(p: &Pr, path: Option<&str>) -> Markup {
 
 fn login_hint(p: &Pr) -> Markup {
     html! {
-        @if p.w.user().is_none() {
-            p.muted.login-hint { a href=(p.w.link(&format!("/login?next={}", url_encode(&format!("{}/diff", p.base()))))) { "Log in" } " to comment." }
+        @if p.w.user().is_none() && p.pr.is_some() {
+            p.muted.login-hint { a href=(p.w.link(&format!("/login?next={}", url_encode(&p.url)))) { "Log in" } " to comment." }
         }
     }
 }
@@ -566,7 +588,7 @@ fn login_hint(p: &Pr) -> Markup {
 /// The form the script clones under a line when its comment control is clicked.
 fn form_template(p: &Pr) -> Markup {
     html! {
-        @if p.w.user().is_some() {
+        @if p.may_comment() {
             template #comment-form-template {
                 tr.comment-form-row {
                     td colspan="4" {
@@ -658,6 +680,8 @@ struct Ln<'a> {
     src: u64,
     dst: u64,
     text: &'a str,
+    /// The text highlighted (web/highlight.rs), when it was.
+    html: Option<&'a str>,
     cut: bool,
 }
 
@@ -689,6 +713,8 @@ struct FileCtx<'a> {
     threads: FileComments<'a>,
     open: Option<&'a Open>,
     commentable: Option<&'a HashMap<Key, &'static str>>,
+    /// The diff's lines highlighted ([`highlighted`]), when it has lines.
+    hl: &'a [Vec<Vec<String>>],
 }
 
 impl FileCtx<'_> {
@@ -703,7 +729,7 @@ impl FileCtx<'_> {
 
     /// The "+" control on a line, if the caller may comment there.
     fn control(&self, key: Key) -> Markup {
-        let lt = if self.p.w.user().is_some() { self.commentable.and_then(|m| m.get(&key)) } else { None };
+        let lt = if self.p.may_comment() { self.commentable.and_then(|m| m.get(&key)) } else { None };
         html! {
             @if let Some(lt) = lt {
                 a.cmt href=(self.line_url(key, lt)) data-line=(key.1) data-line-type=(*lt) data-file-type=(key.0.as_str())
@@ -724,7 +750,7 @@ impl FileCtx<'_> {
     fn code(&self, l: Option<Ln>, side: &str) -> Markup {
         html! {
             @match l {
-                Some(l) => td class={ "code " (l.class()) " " (side) } { (l.text) @if l.cut { span.cut title="Line cut: too long to show" { "…" } } },
+                Some(l) => td class={ "code " (l.class()) " " (side) } { @if let Some(h) = l.html { (PreEscaped(h)) } @else { (l.text) } @if l.cut { span.cut title="Line cut: too long to show" { "…" } } },
                 None => td class={ "code empty " (side) } {},
             }
         }
@@ -785,8 +811,9 @@ impl FileCtx<'_> {
                 tbody {
                     @for (i, h) in file.hunks.iter().enumerate() {
                         (self.hunk_row(i, h))
-                        @for seg in &h.segments { @for l in &seg.lines {
-                            @let ln = Ln { kind: seg.kind, src: l.source, dst: l.destination, text: &l.line, cut: l.truncated };
+                        @for (si, seg) in h.segments.iter().enumerate() { @for (li, l) in seg.lines.iter().enumerate() {
+                            @let html = self.hl.get(i).and_then(|h| h.get(si)).and_then(|s| s.get(li)).map(String::as_str);
+                            @let ln = Ln { kind: seg.kind, src: l.source, dst: l.destination, text: &l.line, html, cut: l.truncated };
                             @let own = if ln.kind == SegmentType::Removed { (Side::From, ln.src) } else { (Side::To, ln.dst) };
                             tr class=(ln.class()) {
                                 (self.number((ln.kind != SegmentType::Added).then_some((Side::From, ln.src))))
@@ -810,7 +837,7 @@ impl FileCtx<'_> {
                 tbody {
                     @for (i, h) in file.hunks.iter().enumerate() {
                         (self.hunk_row(i, h))
-                        @for (left, right) in split_rows(h) {
+                        @for (left, right) in split_rows(h, self.hl.get(i).map(Vec::as_slice)) {
                             @let keys: Vec<Key> = left.iter().map(|l| (Side::From, l.src)).chain(right.iter().map(|l| (Side::To, l.dst))).collect();
                             tr.pair {
                                 (self.number(left.map(|l| (Side::From, l.src))))
@@ -845,28 +872,87 @@ impl FileCtx<'_> {
 
 /// A hunk as side-by-side rows: context on both sides, a run of removed lines beside the run of
 /// added lines that follows it, row by row.
-fn split_rows(h: &crate::pr_git::Hunk) -> Vec<(Option<Ln<'_>>, Option<Ln<'_>>)> {
+/// `hl`: the hunk's lines highlighted, by segment ([`highlighted`]).
+fn split_rows<'a>(h: &'a crate::pr_git::Hunk, hl: Option<&'a [Vec<String>]>) -> Vec<(Option<Ln<'a>>, Option<Ln<'a>>)> {
     let mut rows = Vec::new();
-    let mut segs = h.segments.iter().peekable();
-    fn ln(kind: SegmentType, l: &crate::pr_git::Line) -> Ln<'_> {
-        Ln { kind, src: l.source, dst: l.destination, text: l.line.as_str(), cut: l.truncated }
-    }
-    while let Some(seg) = segs.next() {
+    let mut segs = h.segments.iter().enumerate().peekable();
+    let html = |si: usize, li: usize| hl.and_then(|h| h.get(si)).and_then(|s| s.get(li)).map(String::as_str);
+    let ln = |kind: SegmentType, l: &'a crate::pr_git::Line, html: Option<&'a str>| Ln {
+        kind,
+        src: l.source,
+        dst: l.destination,
+        text: l.line.as_str(),
+        html,
+        cut: l.truncated,
+    };
+    while let Some((si, seg)) = segs.next() {
         match seg.kind {
-            SegmentType::Context => rows.extend(seg.lines.iter().map(|l| (Some(ln(seg.kind, l)), Some(ln(seg.kind, l))))),
-            SegmentType::Added => rows.extend(seg.lines.iter().map(|l| (None, Some(ln(seg.kind, l))))),
+            SegmentType::Context => {
+                rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (Some(ln(seg.kind, l, html(si, li))), Some(ln(seg.kind, l, html(si, li))))))
+            }
+            SegmentType::Added => rows.extend(seg.lines.iter().enumerate().map(|(li, l)| (None, Some(ln(seg.kind, l, html(si, li)))))),
             SegmentType::Removed => {
-                let added = match segs.peek() {
-                    Some(next) if next.kind == SegmentType::Added => segs.next().map(|s| &s.lines[..]).unwrap_or(&[]),
-                    _ => &[],
+                let (ai, added) = match segs.peek() {
+                    Some((ai, next)) if next.kind == SegmentType::Added => {
+                        let ai = *ai;
+                        (ai, segs.next().map(|(_, s)| &s.lines[..]).unwrap_or(&[]))
+                    }
+                    _ => (usize::MAX, &[][..]),
                 };
                 for i in 0..seg.lines.len().max(added.len()) {
-                    rows.push((seg.lines.get(i).map(|l| ln(SegmentType::Removed, l)), added.get(i).map(|l| ln(SegmentType::Added, l))));
+                    rows.push((
+                        seg.lines.get(i).map(|l| ln(SegmentType::Removed, l, html(si, i))),
+                        added.get(i).map(|l| ln(SegmentType::Added, l, html(ai, i))),
+                    ));
                 }
             }
         }
     }
     rows
+}
+
+fn kind_name(k: SegmentType) -> &'static str {
+    match k {
+        SegmentType::Added => "add",
+        SegmentType::Removed => "del",
+        SegmentType::Context => "ctx",
+    }
+}
+
+/// [`highlighted`] through the highlighting cache (keyed by a digest of the lines shown): empty
+/// when it is not ready within [`super::highlight::WAIT`].
+async fn highlighted_cached(state: &crate::AppState, path: &str, file: &FileDiff) -> Vec<Vec<Vec<String>>> {
+    let all = file.hunks.iter().flat_map(|h| h.segments.iter().flat_map(|s| s.lines.iter().map(move |l| (kind_name(s.kind), l.line.as_str()))));
+    let key = super::highlight::diff_key(path, all);
+    let (p, f) = (path.to_owned(), file.clone());
+    let work = move || super::highlight::Lines { html: highlighted(&p, &f).into_iter().flatten().flatten().collect(), language: None };
+    let Some(flat) = super::highlight::within_wait(state, key, work).await else { return Vec::new() };
+    let mut it = flat.html.iter();
+    file.hunks.iter().map(|h| h.segments.iter().map(|s| s.lines.iter().map(|_| it.next().cloned().unwrap_or_default()).collect()).collect()).collect()
+}
+
+/// A file's diff lines highlighted (web/highlight.rs), by hunk, segment and line: each hunk's
+/// old side (context and removed lines) and new side (context and added lines) read as code.
+fn highlighted(path: &str, file: &FileDiff) -> Vec<Vec<Vec<String>>> {
+    use super::highlight::{DiffHighlighter, Side as HlSide};
+    let mut d = DiffHighlighter::new(path);
+    file.hunks
+        .iter()
+        .map(|h| {
+            d.hunk();
+            h.segments
+                .iter()
+                .map(|seg| {
+                    let side = match seg.kind {
+                        SegmentType::Removed => HlSide::Old,
+                        SegmentType::Added => HlSide::New,
+                        SegmentType::Context => HlSide::Both,
+                    };
+                    seg.lines.iter().map(|l| d.line(side, &l.line)).collect()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A comment and its replies, with reply, edit and delete for those who may.
@@ -896,7 +982,7 @@ fn comment(p: &Pr, path: &str, opts: &Opts, c: &Comment, open: Option<&Open>) ->
                 @if c.state == "RESOLVED" { " " span.badge.public { "resolved" } }
             }
             div.comment-body { (PreEscaped(markdown::render(&c.text))) }
-            @if p.w.user().is_some() {
+            @if p.may_comment() {
                 div.comment-actions {
                     details.reply open[reply_open.is_some()] {
                         summary { "Reply" }
@@ -959,17 +1045,21 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
     let path = f.change.path.to_string.as_str();
     let fid = file_id(path);
     let (shown, commentable) = match &f.body {
-        Body::Diff { file, commentable } => (line_keys(file).into_keys().collect::<HashSet<Key>>(), Some(commentable)),
+        Body::Diff { file, commentable, .. } => (line_keys(file).into_keys().collect::<HashSet<Key>>(), Some(commentable)),
         _ => (HashSet::new(), None),
     };
     let lazy = matches!(f.body, Body::Lazy);
     let threads = if lazy { FileComments::default() } else { FileComments::new(p.comments, path, &shown) };
-    let fc = FileCtx { p, f, fid: fid.clone(), path, threads, open, commentable };
+    let hl: &[Vec<Vec<String>>] = match &f.body {
+        Body::Diff { hl, .. } => hl,
+        _ => &[],
+    };
+    let fc = FileCtx { p, f, fid: fid.clone(), path, threads, open, commentable, hl };
     let single = p.file_url(path, &f.opts, &[]);
     let file_open = open.filter(|o| o.target == Target::File);
     // A line form for a line this view does not show (a refused post): atop the file.
     let stray = open.and_then(|o| match &o.target {
-        Target::Line { side, line, line_type } if !shown.contains(&(*side, *line)) && p.w.user().is_some() => Some((o, *side, *line, line_type.clone())),
+        Target::Line { side, line, line_type } if !shown.contains(&(*side, *line)) && p.may_comment() => Some((o, *side, *line, line_type.clone())),
         _ => None,
     });
     html! {
@@ -992,7 +1082,7 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
                         }
                     }
                     @if f.change.kind != "DELETE" {
-                        a href={ (p.repo_link(&format!("/browse/{}", url_encode(path)))) "?at=" (p.pr.from_hash) } { "Source" }
+                        a href={ (p.repo_link(&format!("/browse/{}", url_encode(path)))) "?at=" (p.head) } { "Source" }
                     }
                 }
             }
@@ -1002,7 +1092,7 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
                     @for (c, a) in &fc.threads.unplaced { (thread(p, path, &f.opts, c, Some(outdated_note(a, false)), open)) }
                     @for c in &fc.threads.file { (thread(p, path, &f.opts, c, None, open)) }
                     @if let Some((o, side, line, lt)) = &stray { (fc.line_form(o, *side, *line, lt)) }
-                    @if p.w.user().is_some() {
+                    @if p.may_comment() {
                         details.file-comment open[file_open.is_some()] {
                             summary { "Comment on this file" }
                             form.comment-form method="post" action=(p.action()) {
@@ -1019,11 +1109,11 @@ fn file_section(p: &Pr, f: &FileView, open: Option<&Open>) -> Markup {
             }
             @match &f.body {
                 Body::Diff { file, .. } => {
-                    div.codebox.pr-codebox {
+                    div.codebox.pr-codebox.hl {
                         @if f.opts.split { (fc.split(file)) } @else { (fc.unified(file)) }
                     }
                     @if file.truncated { div.notice.warn.spaced { "This diff is cut at " (MAX_FILE_LINES) " lines; the rest is not shown." } }
-                    @if p.w.user().is_some() && commentable.is_some_and(|c| c.is_empty()) {
+                    @if p.may_comment() && commentable.is_some_and(|c| c.is_empty()) {
                         p.muted { "Comments go on the lines of the pull request's own diff; none of these lines are in it." }
                     }
                 },
@@ -1092,8 +1182,20 @@ async fn one_file(
 ) -> WebResult {
     let l = load(w, repo, pr).await?;
     let change = l.changes.iter().find(|c| c.path.to_string == path).ok_or(WebError::NotFound)?;
-    let (body, counts) = file_body(&l.git, &l.base, &pr.from_hash, change, &opts, ask.show, None).await;
-    let p = Pr { w, repo, pr, level, opts: opts.clone(), back_file: ask.back_file, comments: &l.comments, annotations: &l.annotations };
+    let (body, counts) = file_body(&w.state, &l.git, &l.base, &pr.from_hash, change, &opts, ask.show, None, true).await;
+    let p = Pr {
+        w,
+        repo,
+        pr: Some(pr),
+        url: pr_diff_url(w, repo, pr),
+        url_pairs: Vec::new(),
+        head: &pr.from_hash,
+        level,
+        opts: opts.clone(),
+        back_file: ask.back_file,
+        comments: &l.comments,
+        annotations: &l.annotations,
+    };
     let view = FileView { change, counts, body, opts };
     let section = file_section(&p, &view, ask.open.as_ref());
     if ask.fragment {
@@ -1119,53 +1221,20 @@ async fn one_file(
 
 async fn whole(w: &Web, repo: &Repo, level: Permission, pr: &PullRequest, opts: Opts, focus: Option<&str>, note: Option<Notice>) -> WebResult {
     let l = load(w, repo, pr).await?;
-    let numstat = match l.git.line_counts(&l.base, &pr.from_hash).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!(error = %e, pr = pr.number, "cannot count a pull request's changed lines");
-            HashMap::new()
-        }
+    let (numstat, views) = file_views(&w.state, &l.git, &l.base, &pr.from_hash, &l.changes, &opts, focus, true).await;
+    let p = Pr {
+        w,
+        repo,
+        pr: Some(pr),
+        url: pr_diff_url(w, repo, pr),
+        url_pairs: Vec::new(),
+        head: &pr.from_hash,
+        level,
+        opts: opts.clone(),
+        back_file: false,
+        comments: &l.comments,
+        annotations: &l.annotations,
     };
-    // Which files are diffed now: the first ones, while within the line budget. Binary and
-    // collapsed files cost nothing; a file named by `focus` (a form just posted there) always.
-    let mut budget = 0u64;
-    let mut stopped = false;
-    let eager: Vec<bool> = l
-        .changes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let path = c.path.to_string.as_str();
-            let lines = numstat.get(path).copied().flatten().map(|(a, r)| a + r);
-            let cheap = matches!(numstat.get(path), Some(None)) || lines.is_some_and(|n| n > LARGE_FILE);
-            let mut now = false;
-            if !stopped && i < EAGER_FILES {
-                if cheap {
-                    now = true;
-                } else if i == 0 || budget + lines.unwrap_or(0) <= EAGER_LINES {
-                    budget += lines.unwrap_or(0);
-                    now = true;
-                } else {
-                    stopped = true;
-                }
-            }
-            now || focus == Some(path)
-        })
-        .collect();
-    let (git, base, head) = (&l.git, l.base.as_str(), pr.from_hash.as_str());
-    // Collected first: a stream over a borrowing closure trips the handler's `Send` check.
-    let diffs: Vec<_> = l
-        .changes
-        .iter()
-        .zip(eager)
-        .map(|(c, now)| {
-            let (opts, counts) = (&opts, numstat.get(&c.path.to_string).copied());
-            async move { if now { file_body(git, base, head, c, opts, false, counts).await } else { (Body::Lazy, counts.flatten()) } }
-        })
-        .collect();
-    let bodies: Vec<(Body, Option<(u64, u64)>)> = futures_util::stream::iter(diffs).buffered(PARALLEL_DIFFS).collect().await;
-    let views: Vec<FileView> = l.changes.iter().zip(bodies).map(|(change, (body, counts))| FileView { change, counts, body, opts: opts.clone() }).collect();
-    let p = Pr { w, repo, pr, level, opts: opts.clone(), back_file: false, comments: &l.comments, annotations: &l.annotations };
     // Comments on files the pull request no longer changes.
     let paths: HashSet<&str> = l.changes.iter().map(|c| c.path.to_string.as_str()).collect();
     let gone: Vec<(&Comment, &Anchor)> = l
@@ -1201,6 +1270,154 @@ async fn whole(w: &Web, repo: &Repo, level: Permission, pr: &PullRequest, opts: 
         }
     };
     Ok(page(w, &format!("Diff - Pull request #{} - {}", pr.number, repo.name), body))
+}
+
+/// `…/pull-requests/{n}/diff`.
+fn pr_diff_url(w: &Web, repo: &Repo, pr: &PullRequest) -> String {
+    w.link(&format!("/projects/{}/repos/{}/pull-requests/{}/diff", url_encode(&repo.owner.to_string()), repo.slug, pr.number))
+}
+
+/// Every changed file's section as the whole-diff page first shows it: the first files
+/// (within [`EAGER_FILES`] and [`EAGER_LINES`], sized by `numstat`) diffed, and `focus`; the
+/// rest left to load when scrolled to. Also the `numstat` counts.
+#[allow(clippy::too_many_arguments)]
+async fn file_views<'c>(
+    state: &crate::AppState,
+    git: &GitRepo,
+    base: &str,
+    head: &str,
+    changes: &'c [Change],
+    opts: &Opts,
+    focus: Option<&str>,
+    commenting: bool,
+) -> (HashMap<String, Option<(u64, u64)>>, Vec<FileView<'c>>) {
+    let numstat = match git.line_counts(base, head).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count a diff's changed lines");
+            HashMap::new()
+        }
+    };
+    // Which files are diffed now: the first ones, while within the line budget. Binary and
+    // collapsed files cost nothing; a file named by `focus` (a form just posted there) always.
+    let mut budget = 0u64;
+    let mut stopped = false;
+    let eager: Vec<bool> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let path = c.path.to_string.as_str();
+            let lines = numstat.get(path).copied().flatten().map(|(a, r)| a + r);
+            let cheap = matches!(numstat.get(path), Some(None)) || lines.is_some_and(|n| n > LARGE_FILE);
+            let mut now = false;
+            if !stopped && i < EAGER_FILES {
+                if cheap {
+                    now = true;
+                } else if i == 0 || budget + lines.unwrap_or(0) <= EAGER_LINES {
+                    budget += lines.unwrap_or(0);
+                    now = true;
+                } else {
+                    stopped = true;
+                }
+            }
+            now || focus == Some(path)
+        })
+        .collect();
+    // Collected first: a stream over a borrowing closure trips the handler's `Send` check.
+    let diffs: Vec<_> = changes
+        .iter()
+        .zip(eager)
+        .map(|(c, now)| {
+            let counts = numstat.get(&c.path.to_string).copied();
+            async move { if now { file_body(state, git, base, head, c, opts, false, counts, commenting).await } else { (Body::Lazy, counts.flatten()) } }
+        })
+        .collect();
+    let bodies: Vec<(Body, Option<(u64, u64)>)> = futures_util::stream::iter(diffs).buffered(PARALLEL_DIFFS).collect().await;
+    let views = changes.iter().zip(bodies).map(|(change, (body, counts))| FileView { change, counts, body, opts: opts.clone() }).collect();
+    (numstat, views)
+}
+
+// ---- diffs outside pull requests ----
+
+/// A diff between two commits outside a pull request, in the pull request's look: a commit's
+/// page (against its first parent) and the compare page (from where the branches part).
+pub(crate) struct Plain<'a> {
+    pub(crate) repo: &'a Repo,
+    pub(crate) level: Permission,
+    /// The page's URL without query, and the query pairs its links keep.
+    pub(crate) url: String,
+    pub(crate) url_pairs: Vec<(&'static str, String)>,
+    /// The old side (`None`: a root commit, against the empty tree) and the new.
+    pub(crate) from: Option<&'a str>,
+    pub(crate) to: &'a str,
+}
+
+/// What [`plain`] made: the diff to put on the page, or (`?fragment=1`) a file's section for
+/// the page script, to answer as it is.
+pub(crate) enum Shown {
+    Page(Markup),
+    Fragment(axum::response::Response),
+}
+
+/// The diff `d` as the query asks (`view=split`, `whitespace=ignore-all`, `context=N`; one
+/// file with `path=`, `show=1` for a collapsed one, `fragment=1` for the section alone): the
+/// toolbar, the tree of changed files and each file, the first ones at once and the rest as
+/// they are scrolled to, as on a pull request's diff but without comments.
+pub(crate) async fn plain(w: &Web, d: Plain<'_>, q: &HashMap<String, String>) -> Result<Shown, WebError> {
+    let git = GitRepo::new(&w.state, w.state.store.repo_path(d.repo));
+    let base = match d.from {
+        Some(f) => f.to_owned(),
+        None => git.empty_tree().await.map_err(git_error)?,
+    };
+    let (changes, more) = git.changes(&base, d.to, MAX_FILES).await.map_err(git_error)?;
+    let opts = Opts::parse(|k| q.get(k).cloned());
+    let comments = Comments { all: Vec::new(), anchors: HashMap::new(), names: HashMap::new() };
+    let path = q.get("path").map(|p| p.trim_matches('/')).filter(|p| !p.is_empty());
+    let fragment = q.get("fragment").is_some_and(|f| f == "1");
+    let p = Pr {
+        w,
+        repo: d.repo,
+        pr: None,
+        url: d.url.clone(),
+        url_pairs: d.url_pairs.clone(),
+        head: d.to,
+        level: d.level,
+        opts: opts.clone(),
+        back_file: path.is_some() && (!fragment || q.get("back").is_some_and(|b| b == "file")),
+        comments: &comments,
+        annotations: &[],
+    };
+    if let Some(path) = path {
+        let change = changes.iter().find(|c| c.path.to_string == path).ok_or(WebError::NotFound)?;
+        let show = q.get("show").is_some_and(|s| s == "1");
+        let (body, counts) = file_body(&w.state, &git, &base, d.to, change, &opts, show, None, false).await;
+        let view = FileView { change, counts, body, opts: opts.clone() };
+        let section = file_section(&p, &view, None);
+        if fragment {
+            return Ok(Shown::Fragment(html_response(StatusCode::OK, section)));
+        }
+        return Ok(Shown::Page(html! {
+            div.pr-diff-page data-pr-diff data-single {
+                (toolbar(&p, Some(path)))
+                (section)
+            }
+        }));
+    }
+    let (numstat, views) = file_views(&w.state, &git, &base, d.to, &changes, &opts, None, false).await;
+    Ok(Shown::Page(html! {
+        div.pr-diff-page data-pr-diff {
+            (toolbar(&p, None))
+            @if changes.is_empty() {
+                p.muted #no-changes { "No changes." }
+            } @else {
+                (file_list(&p, &changes, &numstat))
+            }
+            @if more { div.notice.warn { "Only the first " (MAX_FILES) " changed files are listed." } }
+            div.pr-file-diffs {
+                @for v in &views { (file_section(&p, v, None)) }
+            }
+        }
+    }))
 }
 
 // ---- comment forms ----
@@ -1370,7 +1587,7 @@ mod unit_tests {
                 seg(SegmentType::Added, vec![line(4, 3, "late")]),
             ],
         };
-        let rows = split_rows(&h);
+        let rows = split_rows(&h, None);
         let shape: Vec<(Option<&str>, Option<&str>)> = rows.iter().map(|(l, r)| (l.map(|l| l.text), r.map(|r| r.text))).collect();
         assert_eq!(shape, vec![(Some("a"), Some("a")), (Some("b"), Some("B")), (Some("c"), None), (None, Some("late"))]);
     }

@@ -26,7 +26,7 @@ use trove_store::{
 use super::view::{Notice, csrf_field, done_notice, notice, page, utc};
 use super::{Form, Web, WebError, WebResult, markdown, see_other, url_encode};
 use crate::access::{self, AccessError};
-use crate::pr_git::{Diff, DiffOptions, GitRepo, PrGitError, SegmentType, Strategy};
+use crate::pr_git::{GitRepo, PrGitError, Strategy};
 use crate::pull_requests::{self as prs, Actor, Anchor, MergeAsk, MergeStatus, NewCommentAsk, NewPr, PrEdit, PrError, PrSettings, display_ref, full_branch};
 use crate::repo_read::{Commit, LogQuery, ReadError, Reader, RefInfo, Refs};
 
@@ -41,9 +41,6 @@ const MAX_PAGE: usize = 100;
 const COMMITS_PAGE: usize = 50;
 /// Commits the compare and create pages list (the total is always said).
 const COMMITS_SHOWN: usize = 100;
-/// The compare page's diff is cut past these, as the REST diff is.
-const MAX_DIFF_LINES: usize = 10_000;
-const MAX_LINE_LEN: usize = 5_000;
 /// Pull requests each dashboard section shows.
 const DASHBOARD_ROWS: usize = 25;
 /// Pull requests the dashboard reads per section before keeping those the caller may read.
@@ -154,7 +151,7 @@ impl People {
         let mut p = People::default();
         for id in ids {
             if let std::collections::hash_map::Entry::Vacant(e) = p.0.entry(id) {
-                e.insert(store.user_by_id(id)?);
+                e.insert(store.user_or_former(id)?);
             }
         }
         Ok(p)
@@ -245,50 +242,6 @@ fn commit_table(w: &Web, repo: &Repo, commits: &[Commit], id: &str) -> Markup {
                         td.muted { (c.author_date.get(..16).unwrap_or(&c.author_date)) }
                     }
                 }
-            }
-        }
-    }
-}
-
-/// A diff as files of numbered lines, in the commit page's look.
-fn diff_view(d: &Diff) -> Markup {
-    html! {
-        @if d.truncated { div.notice.warn #diff-truncated { "This diff is too large to show whole; it has been cut." } }
-        @if d.diffs.is_empty() { p.muted #no-changes { "No changes." } }
-        @for f in &d.diffs {
-            @let to = f.destination.as_ref().map(|p| p.to_string.clone());
-            @let from = f.source.as_ref().map(|p| p.to_string.clone());
-            @let path = to.clone().or(from.clone()).unwrap_or_default();
-            @let label = match (&from, &to) {
-                (Some(a), Some(b)) if a != b => format!("{a} → {b}"),
-                (None, Some(_)) => format!("{path} (added)"),
-                (Some(_), None) => format!("{path} (deleted)"),
-                _ => path.clone(),
-            };
-            @let lines = f.hunks.iter().flat_map(|h| h.segments.iter()).map(|s| (s.kind, s.lines.len()));
-            @let (added, removed) = lines.fold((0, 0), |(a, r), (k, n)| match k {
-                SegmentType::Added => (a + n, r),
-                SegmentType::Removed => (a, r + n),
-                SegmentType::Context => (a, r),
-            });
-            div.codebox.diff.diff-file.spaced-below data-path=(path) {
-                div.head { span.mono { (label) } span { span.added { "+" (added) } " " span.removed { "-" (removed) } } }
-                @if f.binary { p.muted.padded { "A binary file." } }
-                table.code { tbody {
-                    @for h in &f.hunks {
-                        tr.hunk { td.ln {} td.ln {} td { "@@ -" (h.source_line) "," (h.source_span) " +" (h.destination_line) "," (h.destination_span) " @@" } }
-                        @for s in &h.segments {
-                            @let (class, sign) = match s.kind { SegmentType::Added => ("add", "+"), SegmentType::Removed => ("del", "-"), SegmentType::Context => ("ctx", " ") };
-                            @for l in &s.lines {
-                                tr class=(class) {
-                                    td.ln { @if s.kind != SegmentType::Added { (l.source) } }
-                                    td.ln { @if s.kind != SegmentType::Removed { (l.destination) } }
-                                    td { (sign) (l.line) }
-                                }
-                            }
-                        }
-                    }
-                } }
             }
         }
     }
@@ -506,17 +459,28 @@ async fn compare_page(w: Web, key: String, slug: String, q: HashMap<String, Stri
     let refs = reader(&w, &repo).refs().await?;
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
     let picked = pick(&w, &repo, &refs, get("sourceBranch"), get("targetBranch"), HashMap::new()).await?;
+    let here = repo_link(&w, &repo, "/compare");
+    let query = |r: &Range| format!("?sourceBranch={}&targetBranch={}", url_encode(&r.source.full), url_encode(&r.target.full));
+    // The diff is the pull request's renderer (pr_diff.rs) from where the branches part.
     let diff = match (&picked.range, tab) {
         (Some(r), "diff") => {
             let g = git(&w, &repo);
             let base = g.merge_base(&r.target.commit, &r.source.commit).await.map_err(git_failed)?.unwrap_or_else(|| r.target.commit.clone());
-            let opts = DiffOptions { max_lines: MAX_DIFF_LINES, max_line_len: MAX_LINE_LEN, ..DiffOptions::default() };
-            Some(g.diff(&base, &r.source.commit, &opts).await.map_err(git_failed)?)
+            let plain = super::pr_diff::Plain {
+                repo: &repo,
+                level: perm,
+                url: format!("{here}/diff"),
+                url_pairs: vec![("sourceBranch", r.source.full.clone()), ("targetBranch", r.target.full.clone())],
+                from: Some(&base),
+                to: &r.source.commit,
+            };
+            match super::pr_diff::plain(&w, plain, &q).await? {
+                super::pr_diff::Shown::Fragment(f) => return Ok(f),
+                super::pr_diff::Shown::Page(m) => Some(m),
+            }
         }
         _ => None,
     };
-    let here = repo_link(&w, &repo, "/compare");
-    let query = |r: &Range| format!("?sourceBranch={}&targetBranch={}", url_encode(&r.source.full), url_encode(&r.target.full));
     let body = html! {
         (super::repo::repo_header(&w, &repo, perm, "pull-requests"))
         h2 { "Compare" }
@@ -554,7 +518,7 @@ async fn compare_page(w: Web, key: String, slug: String, q: HashMap<String, Stri
                 @if r.commits.is_empty() { p.muted { "No commits." } } @else { (commit_table(&w, &repo, &r.commits, "compare-commits")) }
                 @if r.total > r.commits.len() { p.muted { "The newest " (r.commits.len()) " of " (r.total) " are shown." } }
             }
-            @if let Some(d) = &diff { div #compare-diff { (diff_view(d)) } }
+            @if let Some(d) = diff { div #compare-diff { (d) } }
         } @else if picked.source.is_empty() {
             p.muted { "Choose a branch to see what it would bring to the target." }
         }

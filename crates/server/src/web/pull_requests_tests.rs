@@ -524,7 +524,8 @@ async fn the_compare_page_lists_the_commits_and_the_diff() {
     );
     let r = f.get_as(Some("reader"), &format!("{TP}/compare/diff?sourceBranch=feature/many-things&targetBranch=main")).await;
     assert!(r.body.contains("id=\"compare-diff\"") && r.body.contains("data-path=\"a.txt\"") && r.body.contains("data-path=\"b.txt\""), "{}", r.show());
-    assert!(r.body.contains("<tr class=\"add\"><td class=\"ln\"></td><td class=\"ln\">1</td><td>+a</td></tr>"), "{}", r.show());
+    // The pull request's diff view: numbered lines, the new side's line 1 of a.txt added.
+    assert!(r.body.contains("<a href=\"#f-a.txt-T1\">1</a></td><td class=\"act\"></td><td class=\"code add both\">a</td>"), "{}", r.show());
     let r = f.get_as(Some("reader"), &format!("{TP}/compare/commits?sourceBranch=ghost")).await;
     assert!(r.status == StatusCode::OK && r.body.contains("id=\"source-error\"") && r.body.contains("no branch ghost"), "{}", r.show());
     // Once a pull request is open, compare leads to it.

@@ -30,7 +30,7 @@ fn project_link(w: &Web, owner: &Owner) -> String {
     w.link(&format!("/projects/{}", url_encode(&owner.to_string())))
 }
 
-fn repo_link(w: &Web, repo: &Repo, rest: &str) -> String {
+pub(crate) fn repo_link(w: &Web, repo: &Repo, rest: &str) -> String {
     w.link(&format!("/projects/{}/repos/{}{rest}", url_encode(&repo.owner.to_string()), repo.slug))
 }
 
@@ -172,7 +172,8 @@ fn render_project(w: &Web, key: &str, note: Option<Notice>, status: StatusCode) 
                 div.field { label { input type="checkbox" name="public" value="1"; " Public (anyone can read and clone it)" } }
                 button type="submit" { "Create repository" }
             }
-            p { a href=(w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())))) { "Project settings and permissions" } }
+            // A personal project has settings once its first repository made its row.
+            @if project.id >= 0 { p { a href=(w.link(&format!("/projects/{}/settings", url_encode(&project.owner.to_string())))) { "Project settings and permissions" } } }
         }
     };
     let mut r = page(w, &project.name, body);
@@ -540,6 +541,8 @@ fn repo_header_with(w: &Web, repo: &Repo, perm: Permission, tab: &str, origin: O
         nav.tabs aria-label="Repository" {
             a.on[tab == "browse"] href=(repo_link(w, repo, "/browse")) { "Source" }
             a.on[tab == "commits"] href=(repo_link(w, repo, "/commits")) { "Commits" }
+            a.on[tab == "branches"] #nav-branches href=(repo_link(w, repo, "/branches")) { "Branches" }
+            a.on[tab == "tags"] #nav-tags href=(repo_link(w, repo, "/tags")) { "Tags" }
             a.on[tab == "pull-requests"] #nav-pull-requests href=(repo_link(w, repo, "/pull-requests")) { "Pull requests" }
             @if w.user().is_some() { a.on[tab == "fork"] #nav-fork href=(repo_link(w, repo, "/fork")) { "Fork" } }
             @if perm >= Permission::Admin { a.on[tab == "settings"] href=(repo_link(w, repo, "/settings")) { "Settings" } }
@@ -547,24 +550,12 @@ fn repo_header_with(w: &Web, repo: &Repo, perm: Permission, tab: &str, origin: O
     }
 }
 
-/// The branch and tag switcher: a GET form, submitted on change by the page script.
+/// The branch and tag picker (`refs.rs`), leading back to `action` (this page) at the ref.
 fn switcher(refs: &Refs, current: &Resolved, action: &str) -> Markup {
-    html! {
-        form.inline method="get" action=(action) {
-            select name="at" data-autosubmit aria-label="Branch or tag" {
-                optgroup label="Branches" { @for r in &refs.branches { option value=(r.full) selected[r.full == current.at] { (r.short) } } }
-                @if !refs.tags.is_empty() { optgroup label="Tags" { @for r in &refs.tags { option value=(r.full) selected[r.full == current.at] { (r.short) } } } }
-                @if !refs.all().any(|r| r.full == current.at) { option value=(current.at) selected { (current.label) } }
-            }
-            noscript { button.secondary type="submit" { "Go" } }
-        }
-    }
+    // `…/repos/{slug}` of this page's link: the branches page is beside it.
+    let repo_base = action.find("/repos/").and_then(|i| action[i + 7..].find('/').map(|j| &action[..i + 7 + j])).unwrap_or(action);
+    super::refs::picker(refs, current, action, &format!("{repo_base}/branches"))
 }
-
-/// Files larger than this are offered as a raw download instead of being shown.
-const VIEW_LIMIT: u64 = 1 << 20;
-/// A diff past this is cut (and the page says so): a huge diff must not fill the page.
-const DIFF_LIMIT: usize = 4 << 20;
 
 fn reader(w: &Web, repo: &trove_store::Repo) -> Reader {
     Reader::new(&w.state, w.state.store.repo_path(repo))
@@ -580,7 +571,7 @@ async fn resolve(g: &Reader, refs: &Refs, at: Option<&str>) -> Result<Option<Res
     Ok(found)
 }
 
-fn at_query(r: &Resolved) -> String {
+pub(crate) fn at_query(r: &Resolved) -> String {
     format!("?at={}", url_encode(&r.at))
 }
 
@@ -612,7 +603,24 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
         }
         return Err(WebError::NotFound);
     };
-    let Some(kind) = g.kind(&at.commit, path).await? else { return Err(WebError::NotFound) };
+    let Some(kind) = g.kind(&at.commit, path).await? else {
+        // The branch picker keeps the path when it switches refs: a path the chosen ref does
+        // not have leads to its nearest folder that it has.
+        if q.get("at").is_some() && !path.is_empty() {
+            let mut up = path;
+            while let Some((parent, _)) = up.rsplit_once('/') {
+                up = parent;
+                if g.kind(&at.commit, up).await?.as_deref() == Some("tree") {
+                    break;
+                }
+            }
+            let up = if up == path || g.kind(&at.commit, up).await?.as_deref() != Some("tree") { "" } else { up };
+            let base = repo_link(w, &repo, "/browse");
+            let to = if up.is_empty() { base } else { format!("{base}/{}", url_encode(up)) };
+            return Ok(see_other(&format!("{to}{}", at_query(&at))));
+        }
+        return Err(WebError::NotFound);
+    };
     let browse_base = repo_link(w, &repo, "/browse");
     let here = if path.is_empty() { browse_base.clone() } else { format!("{browse_base}/{}", url_encode(path)) };
     // Breadcrumbs through the path.
@@ -669,21 +677,9 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
             @if let Some(h) = readme_html { h2 { "README.md" } div.readme #readme { (PreEscaped(h)) } }
         }
     } else if kind == "blob" {
-        let size = g.blob_size(&at.commit, path).await?.unwrap_or(0);
-        let raw = format!("{}/{}{}", repo_link(w, &repo, "/raw"), url_encode(path), at_query(&at));
-        let data = if size <= VIEW_LIMIT { g.blob(&at.commit, path).await? } else { None };
-        let text = data.filter(|d| !d[..d.len().min(8000)].contains(&0)).map(|d| String::from_utf8_lossy(&d).into_owned());
-        html! {
-            div.codebox #file {
-                div.head { span.mono { (path) " " span.muted { "(" (human_size(size)) ")" } } a href=(raw) { "Raw" } }
-                @match text {
-                    Some(t) => table.code { tbody { @for (i, line) in t.lines().enumerate() {
-                        tr { td.ln id={ "L" (i + 1) } { a href={ "#L" (i + 1) } { (i + 1) } } td { (line) } }
-                    } } },
-                    None => p.muted.padded { "This file is binary or too large to show. " a href=(raw) { "Download it" } "." },
-                }
-            }
-        }
+        // The file view and blame (web/file_view.rs); Bitbucket's `?blame` has no value.
+        let a = super::file_view::At { w, repo: &repo, g: &g, at: &at, path };
+        if q.get("blame").is_some_and(|b| b != "false") { super::file_view::blame(&a).await? } else { super::file_view::file(&a, q).await? }
     } else {
         html! { div.card { p.muted { "A submodule." } } }
     };
@@ -693,7 +689,7 @@ async fn browse(w: &Web, key: &str, slug: &str, path: &str, q: &HashMap<String, 
     Ok(page(w, &title, body))
 }
 
-fn human_size(n: u64) -> String {
+pub(crate) fn human_size(n: u64) -> String {
     match n {
         0..1024 => format!("{n} B"),
         1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
@@ -763,7 +759,8 @@ fn raw_type(path: &str, head: &[u8]) -> &'static str {
     }
 }
 
-/// `GET …/commits?until=&start=`: history, 50 a page.
+/// `GET …/commits?until=&start=`: history, 50 a page; with `path=`, the history of that file or
+/// folder, followed across renames (`git log --follow`) for a file.
 pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathRejection>, Query(q): Q) -> WebResult {
     const PER_PAGE: usize = 50;
     let (key, slug) = seg(p)?;
@@ -779,45 +776,55 @@ pub(crate) async fn commits(w: Web, p: Result<Path<(String, String)>, PathReject
         return Err(WebError::NotFound);
     };
     let start: usize = q.get("start").and_then(|s| s.parse().ok()).unwrap_or(0).min(1_000_000);
-    let mut list = g.log(&LogQuery { until: &at.commit, skip: start, max: PER_PAGE + 1, ..LogQuery::default() }).await?.unwrap_or_default();
+    let path = q.get("path").map(|p| p.trim_matches('/')).unwrap_or("");
+    if !valid_path(path) {
+        return Err(WebError::BadRequest(format!("{path:?} is not a path in a repository")));
+    }
+    // `--follow` takes one file; a folder's history is the commits that touched it.
+    let follow = !path.is_empty() && g.kind(&at.commit, path).await?.as_deref() == Some("blob");
+    let mut list = g.log(&LogQuery { until: &at.commit, skip: start, max: PER_PAGE + 1, path, follow, ..LogQuery::default() }).await?.unwrap_or_default();
     let more = list.len() > PER_PAGE;
     list.truncate(PER_PAGE);
     let builds = super::builds::statuses(&w, vec![repo.id], list.iter().map(|c| c.id.clone()).collect()).await?;
+    // The graph is drawn from the newest commit down to this page's last, so that its lanes
+    // join the previous page's.
+    let history = crate::ref_list::parents(&g, &at.commit, start + list.len()).await?;
+    let graph = super::commit_list::lanes(&history);
+    let graph = (graph.len() == start + list.len()).then(|| graph[start..].to_vec());
     let here = repo_link(&w, &repo, "/commits");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let extras = super::commit_list::Extras { refs: &refs, builds: &builds, graph: graph.as_deref(), base: &here, now };
+    let path_q = if path.is_empty() { String::new() } else { format!("&path={}", url_encode(path)) };
     let body = html! {
         (head)
-        div.repo-bar { (switcher(&refs, &at, &here)) }
-        table.list #commits {
-            thead { tr { th { "Commit" } th { "Message" } th { "Author" } th { "Date" } th { "Builds" } } }
-            tbody {
-                @for c in &list {
-                    tr {
-                        td.sha { a href={ (here) "/" (c.id) } { (c.short) } }
-                        td { (c.subject()) }
-                        td { (c.author_name) }
-                        // The list shows the minute, without the zone.
-                        td.muted { (c.author_date.get(..16).unwrap_or(&c.author_date)) }
-                        td { @if let Some(b) = builds.get(&c.id) { a href={ (here) "/" (c.id) "#builds" } { (super::builds::badge(b)) } } }
-                    }
-                }
+        div.repo-bar {
+            (switcher(&refs, &at, &here))
+            @if !path.is_empty() {
+                h2.flush #history-of { "History of " a.mono href={ (repo_link(&w, &repo, "/browse")) "/" (url_encode(path)) (at_query(&at)) } { (path) } }
+                a href={ (here) (at_query(&at)) } { "All commits" }
             }
         }
+        @if list.is_empty() && !path.is_empty() { div.card { p.muted { "No commits changed " span.mono { (path) } " here." } } }
+        (super::commit_list::table(&list, &extras))
         p {
-            @if start > 0 { a href={ (here) "?until=" (url_encode(&at.at)) "&start=" (start.saturating_sub(PER_PAGE)) } { "Newer" } " " }
-            @if more { a href={ (here) "?until=" (url_encode(&at.at)) "&start=" (start + PER_PAGE) } { "Older" } }
+            @if start > 0 { a href={ (here) "?until=" (url_encode(&at.at)) (path_q) "&start=" (start.saturating_sub(PER_PAGE)) } { "Newer" } " " }
+            @if more { a href={ (here) "?until=" (url_encode(&at.at)) (path_q) "&start=" (start + PER_PAGE) } { "Older" } }
         }
     };
-    Ok(page(&w, &format!("Commits - {}", repo.name), body))
+    let title = if path.is_empty() { format!("Commits - {}", repo.name) } else { format!("History of {path} - {}", repo.name) };
+    Ok(page(&w, &title, body))
 }
 
 /// `GET …/commits/{id}`: the commit and its diff against its first parent, its builds, and its
 /// comments (with forms to comment, reply, edit and delete: `commit_post`).
-pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, PathRejection>) -> WebResult {
+pub(crate) async fn commit(w: Web, p: Result<Path<(String, String, String)>, PathRejection>, Query(q): Q) -> WebResult {
     let (key, slug, id) = seg(p)?;
-    render_commit(w, &key, &slug, &id, None, StatusCode::OK).await
+    render_commit(w, &key, &slug, &id, &q, None, StatusCode::OK).await
 }
 
-async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Notice>, status: StatusCode) -> WebResult {
+/// The commit page; its diff is the pull request's renderer ([`super::pr_diff::plain`]), so `q`
+/// may ask for its view options, one file, or one file's section alone (`fragment=1`).
+async fn render_commit(w: Web, key: &str, slug: &str, id: &str, q: &HashMap<String, String>, note: Option<Notice>, status: StatusCode) -> WebResult {
     let (repo, perm) = repo_access_async(&w, key, slug, Permission::Read).await?;
     let g = reader(&w, &repo);
     let refs = g.refs().await?;
@@ -826,9 +833,19 @@ async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Not
     }
     let at = resolve(&g, &refs, Some(id)).await?.ok_or(WebError::NotFound)?;
     let c = g.commit(&at.commit).await?.ok_or(WebError::NotFound)?;
-    let (diff, cut) = g.diff(c.parents.first().map(String::as_str), &c.id, DIFF_LIMIT).await?;
-    let files = parse_diff(&diff);
     let commits = repo_link(&w, &repo, "/commits");
+    let plain = super::pr_diff::Plain {
+        repo: &repo,
+        level: perm,
+        url: format!("{commits}/{}", c.id),
+        url_pairs: Vec::new(),
+        from: c.parents.first().map(String::as_str),
+        to: &c.id,
+    };
+    let diff = match super::pr_diff::plain(&w, plain, q).await? {
+        super::pr_diff::Shown::Fragment(r) => return Ok(r),
+        super::pr_diff::Shown::Page(m) => m,
+    };
     let builds = super::builds::statuses(&w, vec![repo.id], vec![c.id.clone()]).await?.remove(&c.id).unwrap_or_default();
     let comments = {
         let (repo_id, commit) = (repo.id, c.id.clone());
@@ -839,7 +856,7 @@ async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Not
                 let mut names = std::collections::HashMap::new();
                 for a in all.iter().map(|c| c.author_id) {
                     if let std::collections::hash_map::Entry::Vacant(e) = names.entry(a) {
-                        e.insert(s.user_by_id(a)?.map(|u| if u.display_name.trim().is_empty() { u.name.to_string() } else { u.display_name.clone() }));
+                        e.insert(s.user_or_former(a)?.map(|u| if u.display_name.trim().is_empty() { u.name.to_string() } else { u.display_name.clone() }));
                     }
                 }
                 Ok((all, names))
@@ -862,16 +879,7 @@ async fn render_commit(w: Web, key: &str, slug: &str, id: &str, note: Option<Not
         @if !builds.is_empty() {
             div.card #builds { h3.flush { "Builds " (super::builds::badge(&builds)) } (super::builds::table(&builds)) }
         }
-        @if cut { div.notice.warn { "This diff is too large to show whole; it has been cut." } }
-        @if files.is_empty() { p.muted { "No changes." } }
-        @for f in &files {
-            div.codebox.diff.spaced-below {
-                div.head { span.mono { (f.name) } span { @if f.binary { span.muted { "binary" } } @else { span.added { "+" (f.added) } " " span.removed { "-" (f.removed) } } } }
-                table.code { tbody {
-                    @for (class, line) in &f.lines { tr class=(class) { td { (line) } } }
-                } }
-            }
-        }
+        div #commit-diff { (diff) }
         (commit_comments(&w, &format!("{commits}/{}", c.id), perm, &comments.0, &comments.1))
     };
     let mut r = page(&w, &format!("{} - {}", &c.id[..12.min(c.id.len())], repo.name), body);
@@ -1023,88 +1031,12 @@ pub(crate) async fn commit_post(w: Web, p: Result<Path<(String, String, String)>
         Err(CommentError::NotFound(_)) => Err(WebError::NotFound),
         Err(CommentError::Store(e)) => Err(e.into()),
         Err(e @ (CommentError::Stale { .. } | CommentError::HasReplies)) => {
-            render_commit(w, &key, &slug, &commit, Some(Notice::Err(e.to_string())), StatusCode::CONFLICT).await
+            render_commit(w, &key, &slug, &commit, &HashMap::new(), Some(Notice::Err(e.to_string())), StatusCode::CONFLICT).await
         }
-        Err(e @ CommentError::Invalid { .. }) => render_commit(w, &key, &slug, &commit, Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST).await,
-    }
-}
-
-/// A path as git C-quotes it (`"b/a\\"b\\303\\251"`): the bytes it stands for, as UTF-8
-/// (lossy); `None` when `s` is not one.
-fn unquote_c(s: &str) -> Option<String> {
-    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
-    let (mut out, mut bytes) = (Vec::with_capacity(inner.len()), inner.bytes().peekable());
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match bytes.next()? {
-            b'n' => out.push(b'\n'),
-            b't' => out.push(b'\t'),
-            b'r' => out.push(b'\r'),
-            b'a' => out.push(7),
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'v' => out.push(11),
-            d @ b'0'..=b'3' => {
-                let (d2, d3) = (bytes.next()?, bytes.next()?);
-                if !(b'0'..=b'7').contains(&d2) || !(b'0'..=b'7').contains(&d3) {
-                    return None;
-                }
-                out.push((d - b'0') * 64 + (d2 - b'0') * 8 + (d3 - b'0'));
-            }
-            other => out.push(other),
+        Err(e @ CommentError::Invalid { .. }) => {
+            render_commit(w, &key, &slug, &commit, &HashMap::new(), Some(Notice::Err(e.to_string())), StatusCode::BAD_REQUEST).await
         }
     }
-    Some(String::from_utf8_lossy(&out).into_owned())
-}
-
-struct FileDiff {
-    name: String,
-    added: usize,
-    removed: usize,
-    /// Git says "Binary files … differ": there are no lines to count.
-    binary: bool,
-    lines: Vec<(&'static str, String)>,
-}
-
-/// Splits a `git diff-tree -p` patch into files, classifying each line for colouring.
-fn parse_diff(diff: &str) -> Vec<FileDiff> {
-    let mut files: Vec<FileDiff> = Vec::new();
-    let mut in_hunk = false;
-    for line in diff.lines() {
-        if let Some(rest) = line.strip_prefix("diff --git ") {
-            let name = match rest.rsplit_once(" \"b/") {
-                // A path git had to quote (a quote, backslash or control character in it).
-                Some((_, b)) => unquote_c(&format!("\"{b}")).unwrap_or_else(|| b.trim_end_matches('"').to_owned()),
-                None => rest.rsplit_once(" b/").map(|(_, b)| b.to_owned()).unwrap_or_else(|| rest.to_owned()),
-            };
-            files.push(FileDiff { name, added: 0, removed: 0, binary: false, lines: Vec::new() });
-            in_hunk = false;
-            continue;
-        }
-        let Some(f) = files.last_mut() else { continue };
-        if line.starts_with("@@") {
-            in_hunk = true;
-            f.lines.push(("hunk", line.to_owned()));
-        } else if !in_hunk {
-            // Header lines (index, ---/+++, rename, mode, Binary files differ).
-            f.binary |= line.starts_with("Binary files");
-            if line.starts_with("Binary files") || line.starts_with("rename ") || line.starts_with("new file") || line.starts_with("deleted file") {
-                f.lines.push(("hunk", line.to_owned()));
-            }
-        } else if line.starts_with('+') {
-            f.added += 1;
-            f.lines.push(("add", line.to_owned()));
-        } else if line.starts_with('-') {
-            f.removed += 1;
-            f.lines.push(("del", line.to_owned()));
-        } else {
-            f.lines.push(("ctx", line.to_owned()));
-        }
-    }
-    files
 }
 
 /// `GET …/settings` (repository administrators): visibility, permissions, deletion.
@@ -1396,25 +1328,8 @@ pub(crate) fn parse_key(s: &str) -> Result<ProjectKey, String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn diffs_split_into_files_with_counts() {
-        let d = "diff --git a/x.txt b/x.txt\nindex 1..2 100644\n--- a/x.txt\n+++ b/x.txt\n@@ -1,2 +1,2 @@\n same\n-old\n+new\n+more\ndiff --git a/bin b/bin\nBinary files a/bin and b/bin differ\n";
-        let f = super::parse_diff(d);
-        assert_eq!(f.len(), 2);
-        assert_eq!((f[0].name.as_str(), f[0].added, f[0].removed), ("x.txt", 2, 1));
-        assert_eq!(f[0].lines.len(), 5);
-        assert_eq!(f[1].lines[0].0, "hunk");
+    fn sizes_read_in_binary_units() {
         assert_eq!(super::human_size(1536), "1.5 KiB");
-        assert!(!f[0].binary && f[1].binary, "a binary file is said to be one, not +0 -0");
-    }
-
-    #[test]
-    fn diff_names_are_read_raw_or_unquoted_as_git_wrote_them() {
-        let d = "diff --git a/n\u{f6}tes.md b/n\u{f6}tes.md\nnew file mode 100644\ndiff --git \"a/say \\\"hi\\\"\\tnow\" \"b/say \\\"hi\\\"\\tnow\"\ndiff --git \"a/\\303\\251.txt\" \"b/\\303\\251.txt\"\n";
-        let names: Vec<String> = super::parse_diff(d).into_iter().map(|f| f.name).collect();
-        assert_eq!(names, ["n\u{f6}tes.md", "say \"hi\"\tnow", "\u{e9}.txt"]);
-        assert_eq!(super::unquote_c("\"a\\\\b\""), Some("a\\b".to_owned()));
-        assert_eq!(super::unquote_c("\"bad \\9\""), Some("bad 9".to_owned()));
-        assert_eq!(super::unquote_c("\"cut \\30\""), None);
-        assert_eq!(super::unquote_c("plain"), None);
+        assert_eq!(super::human_size(3 << 20), "3.0 MiB");
     }
 }

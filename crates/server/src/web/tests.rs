@@ -350,9 +350,11 @@ async fn a_repository_made_in_the_ui_takes_a_name_and_gets_bitbuckets_slug() {
 #[tokio::test]
 async fn a_users_page_exists_before_their_first_personal_repository() {
     let f = fixture("", None);
-    // REST gives `<base>/users/reader` as the user's `links.self`.
+    // REST gives `<base>/users/reader` as the user's `links.self`: their profile, which links
+    // to the personal project.
     let r = f.get_as(Some("outsider"), "/users/reader").await;
-    assert_eq!((r.status, r.location()), (StatusCode::FOUND, "/projects/~reader"));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("href=\"/projects/~reader\""), "{}", r.body);
     let r = f.get_as(Some("outsider"), "/projects/~reader").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("reader"));
@@ -635,7 +637,8 @@ async fn browsing_takes_only_the_repositorys_refs_hex_ids_and_plain_paths() {
     assert_eq!(raw.headers.get(header::CONTENT_TYPE).unwrap(), "text/plain; charset=utf-8");
     assert!(raw.headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().starts_with("sandbox"));
     let commit = f.get_as(Some("reader"), &format!("{base}/commits/{tip}")).await;
-    assert!(commit.body.contains("+# Title") && commit.body.contains("class=\"add\""), "{}", commit.body);
+    // The pull request's diff view, its lines highlighted (Markdown's heading).
+    assert!(commit.body.contains("class=\"code add both\"") && commit.body.contains("<span class=h># Title</span>"), "{}", commit.body);
 }
 
 #[tokio::test]

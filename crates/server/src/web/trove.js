@@ -170,3 +170,92 @@ document.addEventListener('change', function (e) {
     });
   });
 })();
+// The branch and tag picker (web/refs.rs): typing filters its list; Enter opens the first match
+// (without this script the box searches the branches page, and the list is plain links); Escape
+// or a click elsewhere closes it. Forms with `data-confirm` outside the pull-request diff ask
+// first (deleting a branch or tag).
+(function () {
+  if (typeof module !== 'undefined') return;
+  document.addEventListener('DOMContentLoaded', function () {
+    var picker = document.getElementById('ref-picker');
+    if (picker) {
+      var input = picker.querySelector('[data-ref-filter]'), none = document.getElementById('ref-none');
+      var items = Array.prototype.slice.call(picker.querySelectorAll('#ref-options li[data-name]'));
+      var filter = function () {
+        var text = input.value.trim().toLowerCase(), shown = 0;
+        items.forEach(function (li) {
+          var hit = !text || li.getAttribute('data-name').toLowerCase().indexOf(text) >= 0;
+          li.hidden = !hit;
+          if (hit) shown++;
+        });
+        picker.querySelectorAll('#ref-options li.group, #ref-options li.more').forEach(function (li) { li.hidden = !!text; });
+        if (none) none.hidden = shown > 0;
+      };
+      input.addEventListener('input', filter);
+      input.form.addEventListener('submit', function (e) {
+        var first = items.filter(function (li) { return !li.hidden; })[0];
+        if (first && input.value.trim()) { e.preventDefault(); location.href = first.querySelector('a').href; }
+      });
+      // Opened: ready to type; closed: the whole list again for next time.
+      picker.addEventListener('toggle', function () {
+        if (picker.open) input.focus(); else { input.value = ''; filter(); }
+      });
+      picker.addEventListener('keydown', function (e) {
+        if (e.key === 'Escape') { picker.open = false; picker.querySelector('summary').focus(); }
+      });
+      document.addEventListener('click', function (e) { if (picker.open && !picker.contains(e.target)) picker.open = false; });
+    }
+    document.addEventListener('submit', function (e) {
+      var f = e.target, ask = f.getAttribute && f.getAttribute('data-confirm');
+      if (!ask || f.closest('[data-pr-diff]')) return;
+      if (!window.confirm(ask)) e.preventDefault();
+    });
+  });
+})();
+
+// Source lines (web/file_view.rs): `#L10` and `#L10-20` mark those lines; a click on a line's
+// number marks it, shift-click marks the range from the line marked before. The URL follows
+// (replaceState, so the page does not jump), ready to be copied.
+(function () {
+  if (typeof module !== 'undefined') return;
+  function range() {
+    var m = /^#L(\d+)(?:-L?(\d+))?$/.exec(location.hash);
+    if (!m) return null;
+    var a = +m[1], b = m[2] ? +m[2] : a;
+    return a <= b ? [a, b] : [b, a];
+  }
+  document.addEventListener('DOMContentLoaded', function () {
+    var box = document.querySelector('[data-lines]');
+    if (!box) return;
+    var anchor = null;
+    function mark(scroll) {
+      box.querySelectorAll('.l.sel').forEach(function (l) { l.classList.remove('sel'); });
+      var r = range();
+      if (!r) return;
+      anchor = anchor || r[0];
+      for (var n = r[0]; n <= r[1] && n < r[0] + 100000; n++) {
+        var l = document.getElementById('L' + n);
+        if (!l) break;
+        l.classList.add('sel');
+      }
+      var first = document.getElementById('L' + r[0]);
+      if (scroll && first) first.scrollIntoView({ block: r[1] > r[0] ? 'start' : 'center' });
+    }
+    mark(true);
+    window.addEventListener('hashchange', function () { anchor = null; mark(true); });
+    box.addEventListener('click', function (e) {
+      var l = e.target;
+      if (!l.classList || !l.classList.contains('l')) return;
+      // Only the number (the line's ::before) selects; a click on the code is a click on text.
+      var before = getComputedStyle(l, '::before'), lr = l.getBoundingClientRect();
+      var left = before.position === 'sticky' ? Math.max(lr.left, box.getBoundingClientRect().left) : lr.left;
+      if (e.clientX - left > parseFloat(before.width) + 18) return;
+      var n = +l.getAttribute('data-n');
+      var hash = e.shiftKey && anchor ? '#L' + Math.min(anchor, n) + '-' + Math.max(anchor, n) : '#L' + n;
+      if (!e.shiftKey || !anchor) anchor = n;
+      if (e.shiftKey && window.getSelection) window.getSelection().removeAllRanges();
+      history.replaceState(null, '', hash);
+      mark(false);
+    });
+  });
+})();

@@ -9,7 +9,9 @@ use trove_store::{Session, User};
 
 use super::Web;
 
-const CSS: &str = r#"
+// The branches, tags, commit list and picker rules are in `refs.css` (web/refs.rs, commit_list.rs).
+const CSS: &str = concat!(
+    r#"
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;color:#172b4d;background:#f4f5f7}
 a{color:#0052cc;text-decoration:none}a:hover{text-decoration:underline}
@@ -131,7 +133,9 @@ form.inline{flex-wrap:wrap}.tabs{flex-wrap:wrap}pre{overflow-x:auto}td.mono,.clo
 @media (max-width:600px){main{padding:0 10px;margin-top:12px}header.top{gap:10px;padding:0 10px;height:auto;min-height:48px;flex-wrap:wrap}header.top nav{gap:10px}
 table.list{display:block;overflow-x:auto}form.inline input[type=text],form.inline input[type=url],form.inline select{max-width:100%;min-width:0}
 .tabs a{padding:6px 8px}}
-"#;
+"#,
+    include_str!("refs.css")
+);
 
 /// The page script: copy buttons, auto-submitting selects and the locked-account sign-in check.
 /// A file of its own so that a test can run it under Node against the server's checker.
@@ -144,12 +148,19 @@ fn asset(body: &'static str, ctype: &'static str) -> Response {
     r
 }
 
+/// The style sheet: the pages' own, then the rules of modules that keep their own (search,
+/// profiles, the code views: web/highlight.rs, web/file_view.rs).
+static ALL_CSS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| [CSS, super::search::CSS, super::profile::CSS, super::highlight::CSS, super::file_view::CSS].concat());
+/// The page script: `trove.js`, then the scripts of modules that keep their own.
+static ALL_JS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{JS}\n{}", super::search::JS));
+
 pub(crate) async fn css() -> Response {
-    asset(CSS, "text/css; charset=utf-8")
+    asset(ALL_CSS.as_str(), "text/css; charset=utf-8")
 }
 
 pub(crate) async fn js() -> Response {
-    asset(JS, "text/javascript; charset=utf-8")
+    asset(ALL_JS.as_str(), "text/javascript; charset=utf-8")
 }
 
 pub(crate) fn html_response(status: StatusCode, m: Markup) -> Response {
@@ -191,6 +202,7 @@ fn nav(ctx: &str, me: Option<(&User, &str)>) -> Markup {
             a href={ (ctx) "/projects" } { "Projects" }
             @if super::is_admin(me.map(|(u, _)| u)) { a href={ (ctx) "/admin" } { "Administration" } }
         }
+        (super::search::header_box(ctx))
         div.me {
             @if let Some((u, csrf)) = me {
                 a href={ (ctx) "/account" } title="Account" { (u.display_name) }

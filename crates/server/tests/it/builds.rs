@@ -85,7 +85,7 @@ fn statuses_and_insights_posted_with_curl_show_on_the_pages_and_required_builds_
 
     // The pages show them.
     let commits = ok(&t, None, "GET", "/projects/PUB/repos/open/commits?until=feature", None, 200);
-    assert!(commits.contains("build-inprogress") && commits.contains("In progress 0/1"), "the commit list shows the build");
+    assert!(commits.contains("build-inprogress") && commits.contains("Builds in progress: 0 of 1 passed"), "the commit list shows the build");
     let commit = ok(&t, None, "GET", &format!("/projects/PUB/repos/open/commits/{tip}"), None, 200);
     assert!(commit.contains("App build") && commit.contains("https://jenkins.example/job/app/7/") && commit.contains("#7"), "the commit page links the build");
     let list = ok(&t, None, "GET", "/projects/PUB/repos/open/pull-requests", None, 200);

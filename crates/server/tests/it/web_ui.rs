@@ -183,6 +183,64 @@ fn two_people_open_review_and_merge_a_pull_request_in_headless_chromium_with_poi
     t.fsck("TP", "test");
 }
 
+/// The repository of the branches, tags and commit-graph flow (`refs.js`), pushed by `writer`:
+/// `main` with a merge of `topic` and then "Indent and fix" (src/lib.rs reindented only,
+/// notes.txt's line 15 changed); `topic` (merged); `feature/ui` (one commit on main before the
+/// last); tag `v1.0` on the first commit.
+fn refs_repo(t: &TestServer) {
+    let dir = t.dir("refs-sample");
+    let git = |args: &[&str]| t.git_ok(&dir, args);
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "pub fn answer() -> u32 {\n    42\n}\n").unwrap();
+    let notes: Vec<String> = (1..=30).map(|n| format!("note {n}")).collect();
+    std::fs::write(dir.join("notes.txt"), notes.join("\n") + "\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "Start"]);
+    git(&["tag", "v1.0"]);
+    git(&["checkout", "-q", "-b", "topic"]);
+    std::fs::write(dir.join("topic.txt"), "on topic\n").unwrap();
+    git(&["add", "topic.txt"]);
+    git(&["commit", "-q", "-m", "Work on the topic"]);
+    git(&["checkout", "-q", "main"]);
+    std::fs::write(dir.join("main.txt"), "on main\n").unwrap();
+    git(&["add", "main.txt"]);
+    git(&["commit", "-q", "-m", "Work on main"]);
+    git(&["merge", "-q", "--no-ff", "--no-edit", "topic"]);
+    git(&["checkout", "-q", "-b", "feature/ui"]);
+    std::fs::write(dir.join("ui.txt"), "a new screen\n").unwrap();
+    git(&["add", "ui.txt"]);
+    git(&["commit", "-q", "-m", "Sketch the new screen"]);
+    git(&["checkout", "-q", "main"]);
+    std::fs::write(dir.join("src/lib.rs"), "pub fn answer() -> u32 {\n        42\n}\n").unwrap();
+    let mut notes = notes;
+    notes[14] = "note fifteen".into();
+    std::fs::write(dir.join("notes.txt"), notes.join("\n") + "\n").unwrap();
+    git(&["commit", "-q", "-am", "Indent and fix"]);
+    git(&["push", "-q", &t.url_as("writer", "scm/TP/test.git"), "main", "topic", "feature/ui", "v1.0"]);
+}
+
+#[test]
+fn branches_tags_the_picker_the_commit_graph_and_commit_diffs_work_in_headless_chromium() {
+    let t = TestServer::start();
+    refs_repo(&t);
+    run_script(
+        "refs.js",
+        &[
+            ("TROVE_ROOT", t.root.clone()),
+            ("TROVE_USER", "writer".into()),
+            ("TROVE_USER_PASSWORD", password("writer")),
+            ("TROVE_REPO", "TP/test".into()),
+            ("TROVE_SCREENSHOTS", screenshots(&t).display().to_string()),
+        ],
+    );
+    // What the browser did, as git sees it: the tag made and the branch made and deleted.
+    assert!(t.server_rev("TP", "test", "refs/tags/v2.0").is_some(), "the tag made in the browser");
+    assert_eq!(t.server_rev("TP", "test", "refs/heads/hotfix/from-tag"), None, "the branch deleted in the browser");
+    assert!(t.server_rev("TP", "test", "refs/heads/topic").is_some(), "the delete that was dismissed");
+    t.fsck("TP", "test");
+}
+
 /// Every page an administrator reaches from the home page (a repository with a README, a
 /// branch, a tag, an open pull request with a comment, a commit comment, a group, a webhook and
 /// a branch restriction, so their pages are there to reach): no broken link, no CSP violation,

@@ -197,9 +197,11 @@ async function main() {
 
     await step('the branch switcher shows another branch and a tag', async () => {
       await page.goto(`${ROOT}/projects/${KEY}/repos/${SLUG}/browse`);
-      await Promise.all([page.waitForURL(/at=refs%2Fheads%2Ffeature/), page.selectOption('select[name=at]', 'refs/heads/feature')]);
+      await page.click('#ref-picker-button');
+      await Promise.all([page.waitForURL(/at=refs\/heads\/feature/), page.click('#ref-options a:text-is("feature")')]);
       assert.ok(await page.isVisible('#files >> text=FEATURE.txt'));
-      await Promise.all([page.waitForURL(/at=refs%2Ftags%2Fv1.0/), page.selectOption('select[name=at]', 'refs/tags/v1.0')]);
+      await page.click('#ref-picker-button');
+      await Promise.all([page.waitForURL(/at=refs\/tags\/v1.0/), page.click('#ref-options a:text-is("v1.0")')]);
       assert.equal(await page.locator('#files >> text=FEATURE.txt').count(), 0);
     });
 

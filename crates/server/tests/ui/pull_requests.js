@@ -175,7 +175,7 @@ async function main() {
 
     await step('the compare diff shows the change', async () => {
       await alice.click('#compare-tab-diff');
-      await alice.waitForSelector('#compare-diff .diff-file[data-path="src/main.rs"]');
+      await alice.waitForSelector('#compare-diff section.pr-file[data-path="src/main.rs"]');
     });
     await a11y(alice, 'the compare page (diff)');
 

@@ -452,4 +452,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX commit_comments_commit ON commit_comments (repo_id, commit_id);
     CREATE INDEX commit_comments_parent ON commit_comments (parent_id);
     "#,
+    // 14 (SQLite's 17): deleted accounts' names.
+    r#"
+    CREATE TABLE deleted_users (
+        id BIGINT PRIMARY KEY,
+        name TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        deleted_at BIGINT NOT NULL
+    );
+    "#,
 ];

@@ -5,7 +5,7 @@ use crate::error::StoreError;
 use crate::names::{Owner, UserName};
 use crate::permissions::GlobalPermission;
 use crate::store::now;
-use crate::users::{User, Users, effective_global};
+use crate::users::{DeletedUser, User, Users, effective_global};
 
 /// The account's columns and, last, its groups' global permissions, so that reading an account
 /// gives its effective global permission (see `crate::users`).
@@ -110,7 +110,7 @@ impl Users for Postgres {
         let n = self
             .conn()?
             .execute(
-                "UPDATE users SET display_name = COALESCE($1, display_name), email = COALESCE($2, email) WHERE name = $3",
+                "UPDATE users SET display_name = COALESCE($1, display_name), email = NULLIF(COALESCE($2, email), '') WHERE name = $3",
                 &[&display_name, &email, &name.as_str()],
             )
             .map_err(self.err())?;
@@ -123,8 +123,35 @@ impl Users for Postgres {
     fn delete_user_rows(&self, name: &UserName) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.client.transaction().map_err(self.err())?;
-        tx.execute("DELETE FROM projects WHERE key = $1", &[&Owner::User(name.clone()).project_key()]).map_err(self.err())?;
+        let kept = tx
+            .execute(
+                "INSERT INTO deleted_users (id, name, display_name, deleted_at) SELECT id, name, display_name, $2 FROM users WHERE name = $1
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, display_name = EXCLUDED.display_name, deleted_at = EXCLUDED.deleted_at",
+                &[&name.as_str(), &now()],
+            )
+            .map_err(self.err())?;
+        if kept == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        tx.execute("UPDATE projects SET owner_user_id = NULL WHERE owner_user_id = (SELECT id FROM users WHERE name = $1)", &[&name.as_str()])
+            .map_err(self.err())?;
         tx.execute("DELETE FROM users WHERE name = $1", &[&name.as_str()]).map_err(self.err())?;
         tx.commit().map_err(self.err())
+    }
+
+    fn deleted_user(&self, id: i64) -> Result<Option<DeletedUser>, StoreError> {
+        let row = self.conn()?.query_opt("SELECT id, name, display_name, deleted_at FROM deleted_users WHERE id = $1", &[&id]).map_err(self.err())?;
+        Ok(row.map(|r| DeletedUser { id: r.get(0), name: r.get(1), display_name: r.get(2), deleted_at: r.get(3) }))
+    }
+
+    fn adopt_personal_project(&self, user: &User) -> Result<bool, StoreError> {
+        let n = self
+            .conn()?
+            .execute(
+                "UPDATE projects SET owner_user_id = $1 WHERE key = $2 AND owner_user_id IS NULL",
+                &[&user.id, &Owner::User(user.name.clone()).project_key()],
+            )
+            .map_err(self.err())?;
+        Ok(n > 0)
     }
 }

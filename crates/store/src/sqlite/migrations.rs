@@ -487,4 +487,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX commit_comments_commit ON commit_comments (repo_id, commit_id);
     CREATE INDEX commit_comments_parent ON commit_comments (parent_id);
     "#,
+    // 17: deleted accounts' names (see `Users::delete_user_rows`): a deleted user's pull
+    // requests, comments and activities keep their author's id, and pages and REST show the name
+    // and display name kept here instead of "Deleted user". Ids are never reused (`retired_ids`),
+    // so one id names one person for good.
+    r#"
+    CREATE TABLE deleted_users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        deleted_at INTEGER NOT NULL
+    );
+    "#,
 ];

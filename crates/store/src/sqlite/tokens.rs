@@ -27,7 +27,9 @@ impl Tokens for Sqlite {
     }
 
     fn touch_token(&self, id: i64) -> Result<(), StoreError> {
-        self.write().execute("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2", params![now(), id]).map_err(self.db())?;
+        self.write()
+            .execute("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1 - 60)", params![now(), id])
+            .map_err(self.db())?;
         Ok(())
     }
 

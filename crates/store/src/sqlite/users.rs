@@ -5,7 +5,7 @@ use crate::error::StoreError;
 use crate::names::{Owner, UserName};
 use crate::permissions::GlobalPermission;
 use crate::store::now;
-use crate::users::{User, Users, effective_global};
+use crate::users::{DeletedUser, User, Users, effective_global};
 
 /// The account's columns and, last, its groups' global permissions (comma-separated), so that
 /// reading an account gives its effective global permission (see `crate::users`).
@@ -110,7 +110,7 @@ impl Users for Sqlite {
         let n = self
             .write()
             .execute(
-                "UPDATE users SET display_name = COALESCE(?1, display_name), email = COALESCE(?2, email) WHERE name = ?3",
+                "UPDATE users SET display_name = COALESCE(?1, display_name), email = NULLIF(COALESCE(?2, email), '') WHERE name = ?3",
                 params![display_name, email, name.as_str()],
             )
             .map_err(self.db())?;
@@ -123,8 +123,38 @@ impl Users for Sqlite {
     fn delete_user_rows(&self, name: &UserName) -> Result<(), StoreError> {
         let mut conn = self.write();
         let tx = conn.transaction().map_err(self.db())?;
-        tx.execute("DELETE FROM projects WHERE key = ?1", [Owner::User(name.clone()).project_key()]).map_err(self.db())?;
+        let kept = tx
+            .execute(
+                "INSERT OR REPLACE INTO deleted_users (id, name, display_name, deleted_at) SELECT id, name, display_name, ?2 FROM users WHERE name = ?1",
+                params![name.as_str(), now()],
+            )
+            .map_err(self.db())?;
+        if kept == 0 {
+            return Err(StoreError::NoSuchUser(name.to_string()));
+        }
+        tx.execute("UPDATE projects SET owner_user_id = NULL WHERE owner_user_id = (SELECT id FROM users WHERE name = ?1)", [name.as_str()])
+            .map_err(self.db())?;
         tx.execute("DELETE FROM users WHERE name = ?1", [name.as_str()]).map_err(self.db())?;
         tx.commit().map_err(self.db())
+    }
+
+    fn deleted_user(&self, id: i64) -> Result<Option<DeletedUser>, StoreError> {
+        self.read()
+            .row("SELECT id, name, display_name, deleted_at FROM deleted_users WHERE id = ?1", [id], |r| {
+                Ok(DeletedUser { id: r.get(0)?, name: r.get(1)?, display_name: r.get(2)?, deleted_at: r.get(3)? })
+            })
+            .optional()
+            .map_err(self.db())
+    }
+
+    fn adopt_personal_project(&self, user: &User) -> Result<bool, StoreError> {
+        let n = self
+            .write()
+            .execute(
+                "UPDATE projects SET owner_user_id = ?1 WHERE key = ?2 AND owner_user_id IS NULL",
+                params![user.id, Owner::User(user.name.clone()).project_key()],
+            )
+            .map_err(self.db())?;
+        Ok(n > 0)
     }
 }
