@@ -617,16 +617,16 @@ def source_repo(commits):
     return cache, objects
 
 
-def git_bench(args, res):
-    trove = str(ROOT / "target/release/trove")
-    src, objects = source_repo(args.commits)
-    data = WORK / "trove-data"
+def trove_up(trove, data, public=True, wrap=()):
+    """`trove up` on fresh ports serving HTTPS only, with project TP (public unless told) and an
+    admin token; returns (process, HTTPS port, token, adm) where adm(*args) runs `trove admin`.
+    `wrap` goes before the command (something that sets the process up, then execs it)."""
     shutil.rmtree(data, ignore_errors=True)
     ps, server_port = free_port(), free_port()
     env_up = dict(os.environ, TROVE_ADMIN_PASSWORD="bench-admin-password-1")
-    up = start("trove-up", [trove, "up", "--data", str(data), "--https", f"127.0.0.1:{ps}", "--http", "off", "--ssh", "off", "--server", f"127.0.0.1:{server_port}", "--public-url", f"https://127.0.0.1:{ps}"], ps, env=env_up)
+    up = start("trove-up", [*wrap, trove, "up", "--data", str(data), "--https", f"127.0.0.1:{ps}", "--http", "off", "--ssh", "off", "--server", f"127.0.0.1:{server_port}", "--public-url", f"https://127.0.0.1:{ps}"], ps, env=env_up)
     adm = lambda *a: run([trove, "admin", "--data", str(data), *a])
-    r = adm("project", "add", "TP", "--name", "Bench", "--public")
+    r = adm("project", "add", "TP", "--name", "Bench", *(["--public"] if public else []))
     if r.returncode:
         raise SystemExit(f"trove admin project add: {r.stderr}")
     # `trove up` answers on its port a moment before it has made the admin account.
@@ -637,11 +637,13 @@ def git_bench(args, res):
         time.sleep(0.1)
     else:
         raise SystemExit(f"trove admin token add: {t.stderr}")
-    token = t.stdout.strip().split()[-1]
-    ca = data / "tls/ca.crt"
-    crt, key = data / "tls/server.crt", data / "tls/server.key"
+    return up, ps, t.stdout.strip().split()[-1], adm
 
-    # Apache + git http-backend, the seed's set-up, same certificate.
+
+def apache_git(crt, key, wrap=()):
+    """Apache + git http-backend over HTTPS, the seed's set-up (mod_cgid, `ScriptAlias /git/`,
+    GIT_HTTP_EXPORT_ALL); returns (process, port, the repositories' directory). `wrap` as for
+    `trove_up`."""
     d = apache_dir("apache-git")
     root = d / "repos"
     root.mkdir(exist_ok=True)
@@ -663,7 +665,29 @@ ScriptAlias /git/ {backend}/
 </VirtualHost>
 """
     (d / "httpd.conf").write_text(conf)
-    start("apache-git", ["/usr/sbin/apache2", "-f", str(d / "httpd.conf"), "-DFOREGROUND"], pa)
+    p = start("apache-git", [*wrap, "/usr/sbin/apache2", "-f", str(d / "httpd.conf"), "-DFOREGROUND"], pa)
+    return p, pa, root
+
+
+def apache_git_repo(root, pa, name):
+    """An empty bare repository `name` that Apache's http-backend serves and accepts pushes to."""
+    path = root / f"{name}.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    subprocess.run(["git", "-C", str(path), "config", "http.receivepack", "true"], check=True)
+    subprocess.run(["chown", "-R", "www-data:www-data", str(path)], check=True)
+    return path, f"https://127.0.0.1:{pa}/git/{name}.git"
+
+
+def git_bench(args, res):
+    trove = str(ROOT / "target/release/trove")
+    src, objects = source_repo(args.commits)
+    data = WORK / "trove-data"
+    up, ps, token, adm = trove_up(trove, data)
+    ca = data / "tls/ca.crt"
+    crt, key = data / "tls/server.crt", data / "tls/server.key"
+
+    # Apache + git http-backend, the seed's set-up, same certificate.
+    _, pa, root = apache_git(crt, key)
 
     env = git_env(ca)
     n = [0]
@@ -676,12 +700,7 @@ ScriptAlias /git/ {backend}/
             if r.returncode:
                 raise SystemExit(f"trove admin repo add: {r.stderr}")
             return f"https://admin:{token}@127.0.0.1:{ps}/scm/tp/{name}.git", f"https://127.0.0.1:{ps}/scm/tp/{name}.git"
-        path = root / f"{name}.git"
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
-        subprocess.run(["git", "-C", str(path), "config", "http.receivepack", "true"], check=True)
-        shutil.chown(path, "www-data", "www-data")
-        subprocess.run(["chown", "-R", "www-data:www-data", str(path)], check=True)
-        url = f"https://127.0.0.1:{pa}/git/{name}.git"
+        _, url = apache_git_repo(root, pa, name)
         return url, url
 
     sides = ["trove", "apache"]
@@ -779,7 +798,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default=".")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["proxy", "git", "pages"])
+    ap.add_argument("--only", choices=["proxy", "git", "pages", "storm"])
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--rounds", type=int)
     # A clone's time moves by ±40% from round to round with the neighbours' load (1.8-4.7 s in
@@ -812,6 +831,15 @@ def main():
 
             stop_all()
             pages.pages_bench(args, res, sys.modules[__name__])
+        if args.only in (None, "storm"):
+            # The clone storm (issue 26): its own module, its own part of docs/benchmarks.md.
+            import clone_storm
+
+            stop_all()
+            storm = clone_storm.run_storms(os.environ.get("TROVE") or str(ROOT / "target/release/trove"), args.commits, [5] if args.quick else [20, 50], ["full", "shallow"], WORK / "storm")
+            res["storm"] = storm
+            if not args.no_docs:
+                clone_storm.write_docs(clone_storm.markdown(storm))
     finally:
         stop_all()
     res["machine"]["load_after"] = os.getloadavg()
@@ -820,7 +848,9 @@ def main():
     log(f"results: {WORK / 'results.json'}")
     import report
 
-    report.write(res, ROOT, docs=not args.no_docs)
+    # The storm alone writes only its own part of the page (above); the proxy and git tables stay.
+    if args.only != "storm":
+        report.write(res, ROOT, docs=not args.no_docs)
 
 
 if __name__ == "__main__":

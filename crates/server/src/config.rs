@@ -126,6 +126,18 @@ pub struct RawConfig {
     pub webhooks: RawWebhooks,
     #[serde(default)]
     pub ssh: RawSsh,
+    #[serde(default)]
+    pub pack_cache: RawPackCache,
+}
+
+/// `[pack_cache]`: clone answers kept on this node's disk (docs/server.md, "Pack cache").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPackCache {
+    pub enabled: Option<bool>,
+    pub dir: Option<PathBuf>,
+    pub max_bytes: Option<u64>,
+    pub max_age_secs: Option<u64>,
 }
 
 /// `[ssh]`: git over SSH (docs/server.md, "SSH"). Off unless `listen` is set.
@@ -343,6 +355,8 @@ pub struct ServerConfig {
     pub webhooks: WebhookSettings,
     /// The SSH listener (`[ssh]`, `--ssh`). Default `None`: no SSH.
     pub ssh: Option<crate::ssh::SshSettings>,
+    /// The pack cache (`[pack_cache]`): on by default, in `<data_dir>/pack-cache`.
+    pub pack_cache: crate::pack_cache::PackCacheSettings,
 }
 
 impl ServerConfig {
@@ -379,6 +393,7 @@ impl ServerConfig {
             audit: AuditSettings { retention_days: 90 },
             webhooks: WebhookSettings::default(),
             ssh: None,
+            pack_cache: crate::pack_cache::PackCacheSettings::default(),
         }
     }
 
@@ -590,6 +605,20 @@ impl ServerConfig {
         if let Some(d) = raw.audit.retention_days {
             c.audit.retention_days = d;
         }
+        let pc = raw.pack_cache;
+        if let Some(e) = pc.enabled {
+            c.pack_cache.enabled = e;
+        }
+        c.pack_cache.dir = pc.dir.map(anchored);
+        if let Some(n) = pc.max_bytes {
+            if n == 0 {
+                return Err(invalid("pack_cache.max_bytes", "0 would keep nothing; set enabled = false to turn the pack cache off".into()));
+            }
+            c.pack_cache.max_bytes = n;
+        }
+        if let Some(a) = pc.max_age_secs {
+            c.pack_cache.max_age = (a > 0).then(|| Duration::from_secs(a));
+        }
         Ok(c)
     }
 }
@@ -653,6 +682,21 @@ mod tests {
         assert_eq!(c.git.max_inflated_request_bytes, 64 << 20);
         assert!(c.git.maintenance_after_push);
         assert_eq!(c.audit.retention_days, 90);
+    }
+
+    #[test]
+    fn the_pack_cache_is_on_by_default_and_its_keys_are_read_and_checked() {
+        let d = parse("").unwrap().pack_cache;
+        assert!(d.enabled && d.dir.is_none());
+        assert_eq!((d.max_bytes, d.max_age), (2 << 30, Some(Duration::from_secs(3600))));
+        let c = parse("[pack_cache]\nenabled = false\ndir = \"cache\"\nmax_bytes = 1000\nmax_age_secs = 0\n").unwrap().pack_cache;
+        assert!(!c.enabled);
+        assert_eq!(c.dir.as_deref(), Some(Path::new("/etc/trove/cache")), "relative to the file");
+        assert_eq!((c.max_bytes, c.max_age), (1000, None), "0 keeps answers until evicted");
+        let e = parse("[pack_cache]\nmax_bytes = 0\n").unwrap_err().to_string();
+        assert!(e.contains("pack_cache.max_bytes") && e.contains("enabled = false"), "{e}");
+        let e = parse("[pack_cache]\nsize = 3\n").unwrap_err().to_string();
+        assert!(e.contains("size"), "{e}");
     }
 
     #[test]
@@ -803,6 +847,10 @@ mod tests {
             "[metrics]",
             "[audit]",
             "retention_days",
+            "[pack_cache]",
+            "enabled",
+            "max_bytes",
+            "max_age_secs",
         ];
         for key in keys {
             assert!(example.contains(key), "docs/server.md's example lacks {key}");

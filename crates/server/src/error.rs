@@ -176,6 +176,8 @@ pub enum ServerError {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     HostKey(#[from] crate::ssh::HostKeyError),
+    #[error("[pack_cache] dir {path}: {detail}")]
+    PackCache { path: std::path::PathBuf, detail: String },
     #[error("server stopped: {0}")]
     Io(#[from] std::io::Error),
 }

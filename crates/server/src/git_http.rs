@@ -298,8 +298,13 @@ async fn rpc(
         _ => None,
     };
     let call = Call { service, repo_id: access.repo.id, repo: access.repo.display_path(), path, protocol, pusher };
-    let stdout = git_service::stateless_rpc(&state, call, input).await?;
-    let mut resp = Response::new(Body::from_stream(stdout));
+    let body = match (service, input, &state.pack_cache) {
+        // A fetch (clone) request: answered through the pack cache, which runs git only for
+        // the first of identical requests (pack_cache.rs).
+        (Service::UploadPack, Input::Buffered(b), Some(cache)) => Body::from_stream(crate::pack_cache::upload_pack(&state, cache, call, b).await?),
+        (_, input, _) => Body::from_stream(git_service::stateless_rpc(&state, call, input).await?),
+    };
+    let mut resp = Response::new(body);
     resp.headers_mut().insert(header::CONTENT_TYPE, content_type);
     no_cache(resp.headers_mut());
     Ok(resp)

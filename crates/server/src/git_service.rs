@@ -603,6 +603,30 @@ pub(crate) async fn stateless_rpc(state: &AppState, call: Call, input: Input) ->
     Ok(stream_stdout(stdout, op))
 }
 
+/// [`stateless_rpc`] for a caller that reads git's whole answer itself whatever becomes of any
+/// client (the pack cache): git's stdout, the operation (the caller counts what it reads with
+/// [`GitOp::sent`]) and git's exit status once it is reaped.
+pub(crate) async fn stateless_rpc_owned(
+    state: &AppState,
+    call: Call,
+    input: Input,
+) -> Result<(ChildStdout, GitOp, impl std::future::Future<Output = std::io::Result<ExitStatus>> + Send + 'static), GitError> {
+    let repo = call.repo.clone();
+    let mut process = start(state, call, true).await?;
+    let stdin = process.stdin.take().expect("piped");
+    let stdout = process.stdout.take().expect("piped");
+    let exited = process.exited.clone();
+    let op = process.op.clone();
+    let feeding = op.clone();
+    state.tasks.spawn(async move {
+        tokio::select! {
+            _ = feed(stdin, input, &repo, &feeding) => {}
+            _ = exited.cancelled() => {}
+        }
+    });
+    Ok((stdout, op, process.wait()))
+}
+
 async fn feed(mut stdin: ChildStdin, input: Input, repo: &str, op: &GitOp) {
     match input {
         Input::Buffered(b) => {

@@ -24,6 +24,7 @@ mod hooks;
 mod maintenance;
 mod metrics;
 mod node;
+mod pack_cache;
 mod pktline;
 mod pr_git;
 pub mod public_url;
@@ -60,6 +61,7 @@ pub use config::{
 pub use error::ServerError;
 pub use git_service::{GitError, Service as GitService};
 pub use node::{BadNodeId, NodeId, NodeIdError};
+pub use pack_cache::PackCacheSettings;
 pub use public_url::{Connector, PublicUrlSettings, PublicUrls, RequestView, Scheme};
 
 /// A Unix time as `2026-12-02 17:18 UTC`, as the web UI shows dates.
@@ -105,6 +107,8 @@ pub(crate) struct Shared {
     pub(crate) webhooks: webhooks::WebhookService,
     /// The SSH listener's public side, for clone URLs and the UI; `None` without `[ssh]`.
     pub(crate) ssh: Option<SshPublic>,
+    /// Clone answers kept on this node's disk (`[pack_cache]`); `None` when turned off.
+    pub(crate) pack_cache: Option<Arc<pack_cache::PackCache>>,
 }
 
 /// The SSH listener as `Server::open` binds it: the socket, its settings and the host keys.
@@ -189,6 +193,28 @@ pub fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
     })?)
 }
 
+/// The pack cache `[pack_cache]` asks for, its directory made and emptied; `None` when it is
+/// off. It must be on this node's own disk: a directory under the shared repositories would be
+/// emptied by every node that starts.
+fn open_pack_cache(config: &ServerConfig) -> Result<Option<Arc<pack_cache::PackCache>>, ServerError> {
+    let settings = &config.pack_cache;
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let dir = settings.dir.clone().unwrap_or_else(|| config.data_dir.join("pack-cache"));
+    if let Some(shared) = &config.repositories
+        && dir.starts_with(shared)
+    {
+        return Err(ServerError::PackCache {
+            path: dir,
+            detail: "is under [storage] repositories, which other nodes share; choose a directory on this node's local disk".into(),
+        });
+    }
+    let cache = pack_cache::PackCache::open(dir.clone(), settings.max_bytes, settings.max_age)
+        .map_err(|e| ServerError::PackCache { path: dir, detail: format!("{e}; make it writable, or set enabled = false") })?;
+    Ok(Some(Arc::new(cache)))
+}
+
 impl Server {
     /// Opens the data directory (applying migrations), merges the settings stored there with
     /// the configuration (the configuration wins), and checks that git runs.
@@ -211,6 +237,7 @@ impl Server {
             binary: config.git.binary.display().to_string(),
             detail: format!("cannot write the push hooks into {}: {e}", store.git_home().display()),
         })?;
+        let pack_cache = open_pack_cache(&config)?;
         let node_id = match config.node_id {
             Some(id) => id,
             None => NodeId::load_or_create(&config.data_dir)?,
@@ -301,6 +328,7 @@ impl Server {
             audit_retention_days: config.audit.retention_days,
             webhooks: webhooks::WebhookService::new(config.webhooks),
             ssh: ssh_public,
+            pack_cache,
         };
         // Maintenance follows accepted pushes.
         let m = shared.maintenance.clone();
@@ -357,6 +385,7 @@ impl Server {
             body_bytes_cap: s.bodies.total,
             pool: s.store.pool_stats(),
             object_reads: s.object_reads.stats(),
+            pack_cache: s.pack_cache.as_ref().map(|c| c.stats()),
         })
     }
 
@@ -827,5 +856,25 @@ mod panic_tests {
         let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(v["errors"][0]["message"].as_str().unwrap().contains("internal error"));
+    }
+}
+
+#[cfg(test)]
+mod pack_cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_pack_cache_is_on_local_disk_and_refused_on_the_shared_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(dir.path().join("data"));
+        config.repositories = Some(dir.path().join("shared"));
+        config.pack_cache.dir = Some(dir.path().join("shared/cache"));
+        let err = open_pack_cache(&config).err().expect("refused").to_string();
+        assert!(err.contains("shared/cache") && err.contains("local disk"), "{err}");
+        config.pack_cache.dir = None;
+        open_pack_cache(&config).unwrap().expect("on by default");
+        assert!(dir.path().join("data/pack-cache").is_dir(), "in the node's own data directory");
+        config.pack_cache.enabled = false;
+        assert!(open_pack_cache(&config).unwrap().is_none());
     }
 }

@@ -312,6 +312,7 @@ mod tests {
             body_bytes_cap: 0,
             pool: None,
             object_reads: (0, 0, 0),
+            pack_cache: None,
         });
         assert!(text.contains("trove_server_maintenance_seconds_count{outcome=\"ok\"} 6\n"), "{text}");
     }

@@ -93,6 +93,8 @@ pub(crate) struct Gauges {
     pub(crate) pool: Option<trove_store::PoolStats>,
     /// The memory of object reads for pages and REST: hits, misses, bytes kept.
     pub(crate) object_reads: (u64, u64, usize),
+    /// The pack cache (`None` when it is off).
+    pub(crate) pack_cache: Option<crate::pack_cache::Stats>,
 }
 
 pub(crate) struct Metrics {
@@ -219,8 +221,48 @@ impl Metrics {
             kept,
         );
         render_store(&mut t, gauges.pool);
+        render_pack_cache(&mut t, gauges.pack_cache.as_ref());
         t.finish()
     }
+}
+
+/// The pack cache's families (none when it is off).
+fn render_pack_cache(t: &mut Text, stats: Option<&crate::pack_cache::Stats>) {
+    let Some(s) = stats else { return };
+    t.family(
+        "trove_server_pack_cache_requests_total",
+        "Upload-pack requests by how the pack cache answered: hit (a whole cached answer), miss (started a git run), shared (joined a run in flight), bypass (not cacheable: git ran for it alone).",
+        Kind::Counter,
+    );
+    for (i, o) in crate::pack_cache::OUTCOMES.iter().enumerate() {
+        t.sample("trove_server_pack_cache_requests_total", &[("result", o.label())], s.requests[i]);
+    }
+    t.family("trove_server_pack_cache_evictions_total", "Cached answers removed: over the disk bound, or older than max_age.", Kind::Counter).sample(
+        "trove_server_pack_cache_evictions_total",
+        &[],
+        s.evictions,
+    );
+    t.family("trove_server_pack_cache_bytes", "Bytes of the pack cache's files on disk, the answers being written included.", Kind::Gauge).sample(
+        "trove_server_pack_cache_bytes",
+        &[],
+        s.bytes,
+    );
+    t.family("trove_server_pack_cache_limit_bytes", "The pack cache's disk bound ([pack_cache] max_bytes).", Kind::Gauge).sample(
+        "trove_server_pack_cache_limit_bytes",
+        &[],
+        s.max_bytes,
+    );
+    t.family("trove_server_pack_cache_entries", "Answers in the pack cache, whole or being written.", Kind::Gauge).sample(
+        "trove_server_pack_cache_entries",
+        &[],
+        s.entries,
+    );
+    t.family(
+        "trove_server_pack_cache_sent_bytes_total",
+        "Bytes sent to clients from the pack cache's files (every cached or shared answer, the first reader's included).",
+        Kind::Counter,
+    )
+    .sample("trove_server_pack_cache_sent_bytes_total", &[], s.sent_bytes);
 }
 
 /// The metadata store's families: PostgreSQL's connection pool (SQLite has none to show).
@@ -331,7 +373,7 @@ mod tests {
     }
 
     fn gauges() -> Gauges {
-        Gauges { git_running: 0, git_started: 0, body_bytes_in_use: 0, body_bytes_cap: 0, pool: None, object_reads: (0, 0, 0) }
+        Gauges { git_running: 0, git_started: 0, body_bytes_in_use: 0, body_bytes_cap: 0, pool: None, object_reads: (0, 0, 0), pack_cache: None }
     }
 
     fn count(text: &str, kind: &str, outcome: &str) -> u64 {

@@ -20,6 +20,7 @@ mod h2;
 mod http;
 mod ls_remote;
 mod metrics;
+mod pack_cache;
 mod pull_requests;
 mod push;
 mod read_memory;
