@@ -18,7 +18,6 @@ an existing data directory), and its memory at rest (RSS) before and after the l
 import json
 import os
 import re
-import shutil
 import ssl
 import subprocess
 import time
@@ -29,7 +28,7 @@ from http.cookiejar import CookieJar
 
 USERS = 100
 PASSWORD = "bench-user-password-1"
-ADMIN_PASSWORD = "bench-admin-password-1"
+ADMIN_PASSWORD = "bench-admin-password-1"  # as bench.trove_up sets it
 KINDS = {
     "repository page": "repo",
     "file view": "file",
@@ -82,27 +81,14 @@ def pages_bench(args, res, b):
     trove = str(b.ROOT / "target/release/trove")
     src, _ = b.source_repo(args.commits)
     data = b.WORK / "pages-data"
-    shutil.rmtree(data, ignore_errors=True)
-    ps, sp = b.free_port(), b.free_port()
-    env_up = dict(os.environ, TROVE_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    argv = [trove, "up", "--data", str(data), "--https", f"127.0.0.1:{ps}", "--http", "off", "--ssh", "off",
-            "--server", f"127.0.0.1:{sp}", "--public-url", f"https://127.0.0.1:{ps}"]
     t0 = time.monotonic()
-    up = b.start("trove-up-pages", argv, ps, env=env_up)
+    up, ps, admin_token, _ = b.trove_up(trove, data, public=False)
     first_listen = time.monotonic() - t0
+    argv, env_up = up.args, dict(os.environ, TROVE_ADMIN_PASSWORD=ADMIN_PASSWORD)
     adm = lambda *a, stdin=None: subprocess.run([trove, "admin", "--data", str(data), *a], capture_output=True, text=True, input=stdin)
-    for _ in range(100):
-        t = adm("token", "add", "admin", "--scope", "admin")
-        if t.returncode == 0 and t.stdout.strip():
-            break
-        time.sleep(0.1)
-    else:
-        raise SystemExit(f"trove admin token add: {t.stderr}")
-    admin_token = t.stdout.strip().split()[-1]
-    for a in (("project", "add", "TP", "--name", "Bench"), ("repo", "add", "TP/bench")):
-        r = adm(*a)
-        if r.returncode:
-            raise SystemExit(f"trove admin {' '.join(a)}: {r.stderr}")
+    r = adm("repo", "add", "TP/bench")
+    if r.returncode:
+        raise SystemExit(f"trove admin repo add: {r.stderr}")
     ca = data / "tls/ca.crt"
     env = b.git_env(ca)
     base = f"https://127.0.0.1:{ps}"
@@ -131,13 +117,11 @@ def pages_bench(args, res, b):
 
     with ThreadPoolExecutor(4) as pool:
         creds = list(pool.map(user, range(USERS)))
-    req = urllib.request.Request(f"{base}/rest/api/latest/projects/TP/permissions/groups", method="GET")
     # Every user may read the project: one grant per user, as a team's project would have.
     for i in range(USERS):
         r = urllib.request.Request(f"{base}/rest/api/latest/projects/TP/permissions/users?name=user{i:03d}&permission=PROJECT_READ", method="PUT",
                                    headers={"Authorization": f"Bearer {admin_token}"})
         urllib.request.urlopen(r, context=tls).read()
-    del req
     (b.WORK / "pages-creds.txt").write_text("".join(f"{s}\t{t}\n" for s, t in creds))
 
     # What they open: 20 files and 20 commits spread over the history, and the rest.
@@ -248,7 +232,7 @@ def markdown(res):
     L.append(f"\nTarget: with {USERS} people, p99 under 100 ms and no error: **{'met' if ok else 'missed'}** "
              f"({f(ppl.get('p99_ms'), 2)} ms, {ppl.get('errors', '–')} errors).\n")
     L.append("| start-up and memory | |\n|---|---|")
-    L.append(f"| first `trove up` on an empty data directory (certificate and admin made) until its HTTPS port listens | {f(p.get('first_start_listen_s'), 3)} s |")
+    L.append(f"| first `trove up` on an empty data directory until it serves (certificate, admin account and a token made) | {f(p.get('first_start_listen_s'), 3)} s |")
     L.append(f"| restart on the same data until the first `git ls-remote` is answered | {f(p.get('restart_to_git_s'), 3)} s |")
     L.append(f"| memory at rest after a restart (RSS) | {f(p.get('rss_mib_at_rest'))} MiB |")
     L.append(f"| memory before the load, after setting up 100 users (RSS) | {f(p.get('rss_mib_before_load'))} MiB |")
