@@ -164,7 +164,7 @@ impl SshKeys for Postgres {
 
     fn touch_ssh_key(&self, id: i64) -> Result<(), StoreError> {
         self.conn()?
-            .execute("UPDATE ssh_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1 - 60)", &[&now(), &id])
+            .execute("UPDATE ssh_keys SET last_used_at = $1::BIGINT WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1::BIGINT - 60)", &[&now(), &id])
             .map_err(self.err())?;
         Ok(())
     }

@@ -23,7 +23,7 @@ impl Tokens for Postgres {
 
     fn touch_token(&self, id: i64) -> Result<(), StoreError> {
         self.conn()?
-            .execute("UPDATE tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1 - 60)", &[&now(), &id])
+            .execute("UPDATE tokens SET last_used_at = $1::BIGINT WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1::BIGINT - 60)", &[&now(), &id])
             .map_err(self.err())?;
         Ok(())
     }
