@@ -515,18 +515,26 @@ pub(crate) struct GitRepo {
     env: Vec<(OsString, OsString)>,
     dir: PathBuf,
     limits: Limits,
+    /// The server, whose memory of object reads this uses (none in tests).
+    shared: Option<AppState>,
 }
 
 impl GitRepo {
     /// The repository at `dir`, with the server's git binary and environment.
     pub(crate) fn new(state: &AppState, dir: PathBuf) -> GitRepo {
-        GitRepo { binary: state.git.binary.clone(), env: trove_store::git_env(state.store.git_home()), dir, limits: Limits::default() }
+        GitRepo {
+            binary: state.git.binary.clone(),
+            env: trove_store::git_env(state.store.git_home()),
+            dir,
+            limits: Limits::default(),
+            shared: Some(state.clone()),
+        }
     }
 
     /// The repository at `dir` with its own binary and environment, for tests.
     #[cfg(test)]
     pub(crate) fn for_test(binary: PathBuf, env: Vec<(OsString, OsString)>, dir: PathBuf) -> GitRepo {
-        GitRepo { binary, env, dir, limits: Limits::default() }
+        GitRepo { binary, env, dir, limits: Limits::default(), shared: None }
     }
 
     /// The same with other limits, for tests.
@@ -539,6 +547,35 @@ impl GitRepo {
     /// environment. Over the output cap: cut there when `cut`, else [`PrGitError::TooLarge`].
     /// Whatever the exit status, the caller decides what it means.
     async fn exec(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)], cut: bool) -> Result<Out, PrGitError> {
+        // A read that names only object ids (a diff between two commits, their changed files
+        // and line counts) prints the same for ever: remembered as the pages' reads are
+        // ([`crate::repo_read::ObjectReads`]).
+        let memo = self.shared.as_ref().filter(|_| stdin.is_none() && env.is_empty() && crate::repo_read::names_only_objects(args)).map(|s| {
+            use std::os::unix::ffi::OsStrExt as _;
+            let mut key = b"pr_git\0".to_vec();
+            key.extend_from_slice(self.dir.as_os_str().as_bytes());
+            key.extend_from_slice(format!("\0{}/{cut}", self.limits.max_output).as_bytes());
+            for a in args {
+                key.push(0);
+                key.extend_from_slice(a.as_bytes());
+            }
+            (s, key)
+        });
+        if let Some((s, key)) = &memo
+            && let Some((stdout, was_cut)) = s.object_reads.get(key)
+        {
+            return Ok(Out { code: Some(0), stdout: stdout.to_vec(), stderr: Vec::new(), cut: was_cut });
+        }
+        let out = self.exec_git(args, stdin, env, cut).await?;
+        if let Some((s, key)) = memo
+            && out.code == Some(0)
+        {
+            s.object_reads.put(key, bytes::Bytes::copy_from_slice(&out.stdout), out.cut);
+        }
+        Ok(out)
+    }
+
+    async fn exec_git(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)], cut: bool) -> Result<Out, PrGitError> {
         let deadline = Instant::now() + self.limits.time;
         let cap = self.limits.max_output;
         let mut dir = OsString::from("--git-dir=");

@@ -265,7 +265,7 @@ impl ObjectReads {
     /// pages' worth). 4 MiB.
     pub(crate) const MAX_ENTRY: usize = 4 << 20;
 
-    fn get(&self, key: &[u8]) -> Option<(Bytes, bool)> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<(Bytes, bool)> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         match inner.map.to_back(key).cloned() {
             Some(v) => {
@@ -279,7 +279,7 @@ impl ObjectReads {
         }
     }
 
-    fn put(&self, key: Vec<u8>, out: Bytes, cut: bool) {
+    pub(crate) fn put(&self, key: Vec<u8>, out: Bytes, cut: bool) {
         let size = key.len() + out.len();
         if size > Self::MAX_ENTRY {
             return;
