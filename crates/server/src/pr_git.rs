@@ -550,17 +550,11 @@ impl GitRepo {
         // A read that names only object ids (a diff between two commits, their changed files
         // and line counts) prints the same for ever: remembered as the pages' reads are
         // ([`crate::repo_read::ObjectReads`]).
-        let memo = self.shared.as_ref().filter(|_| stdin.is_none() && env.is_empty() && crate::repo_read::names_only_objects(args)).map(|s| {
-            use std::os::unix::ffi::OsStrExt as _;
-            let mut key = b"pr_git\0".to_vec();
-            key.extend_from_slice(self.dir.as_os_str().as_bytes());
-            key.extend_from_slice(format!("\0{}/{cut}", self.limits.max_output).as_bytes());
-            for a in args {
-                key.push(0);
-                key.extend_from_slice(a.as_bytes());
-            }
-            (s, key)
-        });
+        let memo = self
+            .shared
+            .as_ref()
+            .filter(|_| stdin.is_none() && env.is_empty() && crate::repo_read::names_only_objects(args))
+            .map(|s| (s, crate::repo_read::ObjectReads::key("pr_git", &self.dir, self.limits.max_output, cut, args)));
         if let Some((s, key)) = &memo
             && let Some((stdout, was_cut)) = s.object_reads.get(key)
         {

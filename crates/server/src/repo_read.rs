@@ -295,6 +295,20 @@ impl ObjectReads {
         }
     }
 
+    /// The key of a read: who reads (`reader`, `pr_git`), the repository, the output cap and
+    /// whether output past it is cut, and the argv.
+    pub(crate) fn key(reader: &str, dir: &std::path::Path, cap: usize, cut: bool, args: &[&str]) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let mut key = format!("{reader}\0").into_bytes();
+        key.extend_from_slice(dir.as_os_str().as_bytes());
+        key.extend_from_slice(format!("\0{cap}/{cut}").as_bytes());
+        for a in args {
+            key.push(0);
+            key.extend_from_slice(a.as_bytes());
+        }
+        key
+    }
+
     /// (hits, misses, bytes kept) so far.
     pub(crate) fn stats(&self) -> (u64, u64, usize) {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -419,15 +433,7 @@ impl Reader {
     }
 
     fn memo_key(&self, args: &[&str], cap: usize, cut: bool) -> Vec<u8> {
-        use std::os::unix::ffi::OsStrExt as _;
-        let mut key = self.dir.as_os_str().as_bytes().to_vec();
-        key.push(0);
-        key.extend_from_slice(format!("{cap}/{cut}").as_bytes());
-        for a in args {
-            key.push(0);
-            key.extend_from_slice(a.as_bytes());
-        }
-        key
+        ObjectReads::key("reader", &self.dir, cap, cut, args)
     }
 
     async fn collect_from_git(&self, args: &[&str], cap: usize, cut: bool) -> Result<Option<(Vec<u8>, bool)>, ReadError> {
